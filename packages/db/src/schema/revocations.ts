@@ -1,0 +1,25 @@
+import { index, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+
+/**
+ * A revocation. Every scope but `link` is a watermark: it covers matching links whose `iat`
+ * second is at or before `effectiveAt`, so later links still work and memory grows with the
+ * number of revocations, not of links.
+ */
+export const revocations = pgTable(
+  "revocations",
+  {
+    id: text("id").primaryKey(),
+    scope: text("scope", { enum: ["link", "volunteer", "campaign", "phase", "contest", "all"] }).notNull(),
+    linkId: text("link_id"),
+    volunteerRef: text("volunteer_ref"),
+    campaignId: text("campaign_id"),
+    contestId: text("contest_id"),
+    phase: text("phase"),
+    reason: text("reason").notNull(),
+    /** API key id or "admin". */
+    actor: text("actor").notNull(),
+    effectiveAt: timestamp("effective_at", { withTimezone: true }).notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("revocations_created_idx").on(t.createdAt, t.id)],
+);

@@ -1,0 +1,78 @@
+import type { DenyReason, Scope } from "@phaselock/core";
+
+/** A half-open window [startsAt, endsAt) of one contest. */
+export interface Phase {
+  name: string;
+  startsAt: Date;
+  endsAt: Date;
+  memberData: boolean;
+}
+
+export interface Contest {
+  id: string;
+  name: string;
+  /** Sorted by startsAt, never overlapping. */
+  phases: Phase[];
+}
+
+export interface CampaignLimits {
+  requestsPerMinute: number;
+  recordsPerHour: number;
+}
+
+export interface Campaign {
+  id: string;
+  name: string;
+  contestId: string;
+  /** Per-link limits; undefined fields fall back to service defaults. */
+  limits: Partial<CampaignLimits>;
+}
+
+export type RevocationScope = "link" | "volunteer" | "campaign" | "phase" | "contest" | "all";
+
+export interface Revocation {
+  id: string;
+  scope: RevocationScope;
+  linkId?: string | null;
+  volunteerRef?: string | null;
+  campaignId?: string | null;
+  contestId?: string | null;
+  phase?: string | null;
+  reason: string;
+  actor: string;
+  effectiveAt: Date;
+  createdAt?: Date;
+}
+
+/** The claims of a verified link token, already parsed (times in whole epoch seconds). */
+export interface LinkClaims {
+  iss: string;
+  aud: string;
+  /** volunteer ref */
+  sub: string;
+  /** link id */
+  jti: string;
+  iat: number;
+  nbf: number;
+  exp: number;
+  /** campaign id */
+  cmp: string;
+  /** contest id */
+  cst: string;
+  /** phase name */
+  phs: string;
+  scp: Scope[];
+}
+
+/** Everything a gateway needs to decide a request, held in memory. */
+export interface PolicySnapshot {
+  /** policy_state.version this snapshot reflects */
+  version: number;
+  contests: Map<string, Contest>;
+  campaigns: Map<string, Campaign>;
+  /** campaignId -> phase name -> scopes */
+  entitlements: Map<string, Map<string, Set<Scope>>>;
+  revocations: Revocation[];
+}
+
+export type Decision<T = object> = ({ allowed: true } & T) | { allowed: false; reason: DenyReason; detail?: string };
