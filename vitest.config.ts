@@ -1,6 +1,8 @@
 import { defineConfig } from "vitest/config";
 
 const project = (name: string, dir: string, extra: Record<string, unknown> = {}) => ({
+  // Inherit the root options (timeouts, reporters): inline projects do not by default.
+  extends: true as const,
   test: {
     name,
     root: dir,
@@ -14,6 +16,7 @@ export default defineConfig({
   test: {
     // Integration suites create their own databases and key prefixes, so files may run in parallel.
     testTimeout: 30_000,
+    reporters: ["default", "./scripts/summary-reporter.ts"],
     hookTimeout: 60_000,
     projects: [
       project("core", "packages/core"),

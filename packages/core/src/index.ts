@@ -2,3 +2,4 @@ export * from "./clock.ts";
 export * from "./errors.ts";
 export * from "./scopes.ts";
 export * from "./secrets.ts";
+export * from "./env.ts";

@@ -75,4 +75,6 @@ export interface PolicySnapshot {
   revocations: Revocation[];
 }
 
-export type Decision<T = object> = ({ allowed: true } & T) | { allowed: false; reason: DenyReason; detail?: string };
+export type Decision<T = object> =
+  | ({ allowed: true } & T)
+  | { allowed: false; reason: DenyReason; detail?: string };

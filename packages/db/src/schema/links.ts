@@ -26,6 +26,8 @@ export const links = pgTable(
     suspendedReason: text("suspended_reason"),
   },
   (t) => [
+    // Lists are newest first by (issued_at, id), with or without a campaign filter.
+    index("links_issued_idx").on(t.issuedAt, t.id),
     index("links_campaign_issued_idx").on(t.campaignId, t.issuedAt, t.id),
     index("links_volunteer_idx").on(t.campaignId, t.volunteerRef),
   ],

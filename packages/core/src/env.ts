@@ -1,0 +1,43 @@
+import { z } from "zod";
+
+/** An optional variable where an empty or blank value counts as unset. */
+export const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v));
+
+/** An http(s) URL with a default; trailing slashes dropped because callers append paths. */
+export const httpUrl = (fallback: string) =>
+  z
+    .url({ protocol: /^https?$/ })
+    .default(fallback)
+    .transform((v) => v.replace(/\/+$/, ""));
+
+export const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
+
+export const postgresUrl = optionalString.pipe(
+  z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+    .optional(),
+);
+
+export const redisUrl = optionalString.pipe(
+  z
+    .string()
+    .regex(/^rediss?:\/\//, "must be a redis:// URL")
+    .optional(),
+);
+
+export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
+
+/**
+ * Parses the environment or throws one readable error naming every bad variable (never its
+ * value: some are secrets).
+ */
+export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "(env)"}: ${i.message}`);
+  throw new Error(`invalid environment:\n${lines.join("\n")}`);
+}

@@ -1,0 +1,90 @@
+import { mkdirSync } from "node:fs";
+import { PGlite } from "@electric-sql/pglite";
+import type { ExtractTablesWithRelations } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
+import * as schema from "./schema/index.ts";
+
+export type Schema = typeof schema;
+
+/**
+ * The drizzle database both drivers satisfy (postgres.js and PGlite), so repositories are written
+ * once. Raw `execute()` results differ between the drivers: use the query builder, or `queryRows`.
+ */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+
+/** A transaction handle, as passed to `db.transaction(fn)`. Also a `Db`. */
+export type Tx = PgTransaction<PgQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;
+
+export interface CreateDbOptions {
+  /** `postgres://…`: a real Postgres through postgres.js. */
+  databaseUrl?: string | undefined;
+  /** Directory of an embedded PGlite database (created if missing). */
+  dataDir?: string | undefined;
+  /** An in-memory PGlite database, gone on close. */
+  memory?: boolean | undefined;
+  /** Pool size for postgres.js (default 10). */
+  poolSize?: number | undefined;
+}
+
+interface HandleBase {
+  db: Db;
+  /** Ends the pool or closes PGlite. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface PostgresHandle extends HandleBase {
+  kind: "postgres";
+  /** The connection URL, used by `migrate()` to open its own connection. */
+  url: string;
+}
+
+export interface PgliteHandle extends HandleBase {
+  kind: "pglite";
+  client: PGlite;
+}
+
+export type DbHandle = PostgresHandle | PgliteHandle;
+
+/**
+ * Opens a database: postgres.js for `databaseUrl`, else PGlite in `dataDir`, else (with
+ * `memory: true`) an in-memory PGlite. Does not migrate: call `migrate()` or `assertMigrated()`.
+ */
+export function createDb(opts: CreateDbOptions): DbHandle {
+  if (opts.databaseUrl) {
+    const client = postgres(opts.databaseUrl, {
+      max: opts.poolSize ?? 10,
+      // Idempotent DDL and migrations emit NOTICEs that would otherwise go to the console.
+      onnotice: () => {},
+    });
+    const db: Db = drizzlePostgres({ client, schema });
+    let closed: Promise<void> | undefined;
+    return {
+      kind: "postgres",
+      db,
+      url: opts.databaseUrl,
+      close: () => {
+        closed ??= client.end({ timeout: 5 });
+        return closed;
+      },
+    };
+  }
+  if (opts.dataDir === undefined && opts.memory !== true) {
+    throw new Error("createDb needs databaseUrl, dataDir or memory: true");
+  }
+  if (opts.dataDir !== undefined) mkdirSync(opts.dataDir, { recursive: true });
+  const client = opts.dataDir === undefined ? new PGlite() : new PGlite(opts.dataDir);
+  const db: Db = drizzlePglite({ client, schema });
+  let closed: Promise<void> | undefined;
+  return {
+    kind: "pglite",
+    db,
+    client,
+    close: () => {
+      closed ??= client.closed ? Promise.resolve() : client.close();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,6 @@
+export * from "./client.ts";
+export * from "./migrate.ts";
+export * from "./repos/index.ts";
+export * as schema from "./schema/index.ts";
+export * from "./snapshot.ts";
+export { queryRows } from "./sql.ts";

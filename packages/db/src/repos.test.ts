@@ -1,0 +1,563 @@
+import { epochSeconds, PhaselockError, randomId, type Scope, sha256Hex } from "@phaselock/core";
+import { type Phase, RevocationIndex } from "@phaselock/policy";
+import { dbBackends, describeIntegration, type TestDb } from "@phaselock/testkit";
+import { count, eq } from "drizzle-orm";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import {
+  assertMigrated,
+  createRepos,
+  DatabaseNotMigratedError,
+  type Db,
+  LINK_INSERT_CHUNK,
+  type Link,
+  loadPolicySnapshot,
+  loadPublicKeys,
+  migrate,
+  type NewLink,
+  type Repos,
+  schema,
+} from "./index.ts";
+
+// Vitest 4 inline projects do not inherit the root timeouts; starting PGlite alone takes seconds.
+const SLOW = 60_000;
+
+const at = (iso: string): Date => new Date(iso);
+const NOW = at("2020-03-01T12:00:00Z");
+
+const timeline = (): Phase[] => [
+  // Deliberately out of order: the repository stores and returns them sorted.
+  {
+    name: "ballot",
+    startsAt: at("2020-03-10T00:00:00Z"),
+    endsAt: at("2020-04-01T00:00:00Z"),
+    memberData: true,
+  },
+  {
+    name: "nominations",
+    startsAt: at("2020-02-01T00:00:00Z"),
+    endsAt: at("2020-03-10T00:00:00Z"),
+    memberData: false,
+  },
+];
+
+const expectCode = async (p: Promise<unknown>, code: string): Promise<void> => {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(PhaselockError);
+  expect((err as PhaselockError).code).toBe(code);
+};
+
+for (const backend of dbBackends) {
+  describeIntegration(`db repositories (${backend.name})`, backend.needs, () => {
+    let testDb: TestDb;
+    let db: Db;
+    let repos: Repos;
+
+    beforeAll(async () => {
+      testDb = await backend.open();
+      db = testDb.handle.db;
+      repos = createRepos(db);
+    }, SLOW);
+    afterAll(async () => {
+      await testDb?.drop();
+    }, SLOW);
+
+    /** A contest and campaign of their own for one test. */
+    const fixture = async () => {
+      const contestId = randomId("cst");
+      const campaignId = randomId("cmp");
+      await repos.contests.replaceTimeline(contestId, "Leadership", timeline());
+      await repos.campaigns.upsert({ id: campaignId, name: "Team", contestId, limits: {} });
+      return { contestId, campaignId };
+    };
+
+    const link = (base: { contestId: string; campaignId: string }, over: Partial<NewLink> = {}): NewLink => ({
+      id: randomId("lnk"),
+      campaignId: base.campaignId,
+      contestId: base.contestId,
+      phase: "ballot",
+      volunteerRef: "vol-1",
+      volunteerName: "Ada",
+      scopes: ["calls:read", "calls:write"],
+      notBefore: at("2020-03-10T00:00:00Z"),
+      expiresAt: at("2020-03-17T00:00:00Z"),
+      maxUses: 5,
+      issuedBy: "admin",
+      issuedAt: at("2020-03-01T10:00:00Z"),
+      kid: "kid-1",
+      ...over,
+    });
+
+    it("migrate is idempotent and assertMigrated accepts the result", async () => {
+      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 2 });
+      await expect(assertMigrated(db)).resolves.toBeUndefined();
+      expect(await repos.policyState.current()).toBeGreaterThanOrEqual(0);
+    });
+
+    it("assertMigrated refuses an empty database until it is migrated", { timeout: SLOW }, async () => {
+      const empty = await backend.open({ migrate: false });
+      try {
+        const err = await assertMigrated(empty.handle.db).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(DatabaseNotMigratedError);
+        expect((err as Error).message).toBe("database is not migrated: run `pnpm db:migrate`");
+        expect(await migrate(empty.handle)).toEqual({ applied: 2, total: 2 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 2 });
+        await assertMigrated(empty.handle.db);
+        expect(await createRepos(empty.handle.db).policyState.current()).toBe(0);
+      } finally {
+        await empty.drop();
+      }
+    });
+
+    it("replaces a contest timeline in one versioned write", async () => {
+      const id = randomId("cst");
+      const before = await repos.policyState.current();
+      const first = await repos.contests.replaceTimeline(id, "Leadership 2020", timeline());
+      expect(first.version).toBe(before + 1);
+      expect(await repos.policyState.current()).toBe(first.version);
+
+      const stored = await repos.contests.get(id);
+      expect(stored?.name).toBe("Leadership 2020");
+      expect(stored?.phases.map((p) => p.name)).toEqual(["nominations", "ballot"]);
+      expect(stored?.phases[1]).toEqual(timeline()[0]);
+
+      const ballotOnly = [{ ...timeline()[0]!, endsAt: at("2020-03-20T00:00:00Z") }];
+      const second = await repos.contests.replaceTimeline(id, "Renamed", ballotOnly);
+      expect(second.version).toBe(first.version + 1);
+      expect(await repos.contests.get(id)).toEqual({ id, name: "Renamed", phases: ballotOnly });
+      expect(await repos.contests.get("no-such-contest")).toBeNull();
+    });
+
+    it("hands out one version per policy write, even concurrently", async () => {
+      const { campaignId } = await fixture();
+      const before = await repos.policyState.current();
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          repos.entitlements.put(campaignId, `phase-${i}`, ["calls:read"]),
+        ),
+      );
+      const versions = results.map((r) => r.version).sort((a, b) => a - b);
+      expect(versions).toEqual(Array.from({ length: 10 }, (_, i) => before + 1 + i));
+    });
+
+    it("upserts campaigns and refuses an unknown contest without bumping", async () => {
+      const { contestId } = await fixture();
+      const id = randomId("cmp");
+      const created = await repos.campaigns.upsert({ id, name: "Starmer", contestId, limits: {} });
+      expect(created.campaign).toEqual({ id, name: "Starmer", contestId, limits: {} });
+
+      const updated = await repos.campaigns.upsert({
+        id,
+        name: "Starmer 2020",
+        contestId,
+        limits: { requestsPerMinute: 30 },
+      });
+      expect(updated.version).toBe(created.version + 1);
+      expect(await repos.campaigns.get(id)).toEqual({
+        id,
+        name: "Starmer 2020",
+        contestId,
+        limits: { requestsPerMinute: 30 },
+      });
+      expect(await repos.campaigns.get("no-such-campaign")).toBeNull();
+
+      const before = await repos.policyState.current();
+      await expectCode(
+        repos.campaigns.upsert({ id: randomId("cmp"), name: "x", contestId: "nope", limits: {} }),
+        "not_found",
+      );
+      expect(await repos.policyState.current()).toBe(before);
+    });
+
+    it("puts, replaces and removes entitlements", async () => {
+      const { campaignId } = await fixture();
+      const put = await repos.entitlements.put(campaignId, "ballot", [
+        "calls:read",
+        "calls:read",
+        "members:read",
+      ]);
+      expect(put.scopes).toEqual(["calls:read", "members:read"]);
+      expect(await repos.entitlements.get(campaignId, "ballot")).toEqual(["calls:read", "members:read"]);
+
+      const replaced = await repos.entitlements.put(campaignId, "ballot", ["calls:write"]);
+      expect(replaced.version).toBe(put.version + 1);
+      expect(await repos.entitlements.get(campaignId, "ballot")).toEqual(["calls:write"]);
+
+      const removed = await repos.entitlements.remove(campaignId, "ballot");
+      expect(removed).toEqual({ version: replaced.version + 1, removed: true });
+      expect(await repos.entitlements.get(campaignId, "ballot")).toBeNull();
+      // Nothing to remove: no write, and the version a subscriber already has.
+      expect(await repos.entitlements.remove(campaignId, "ballot")).toEqual({
+        version: removed.version,
+        removed: false,
+      });
+      await expectCode(repos.entitlements.put("no-such-campaign", "ballot", ["calls:read"]), "not_found");
+    });
+
+    it("stores only the hash of an API key and forgets deleted keys", async () => {
+      const { campaignId } = await fixture();
+      const { id, key } = await repos.apiKeys.create({ role: "coordinator", campaignId, label: "north" });
+      expect(id).toMatch(/^key_/);
+      expect(key).toMatch(/^plk_[A-Za-z0-9_-]{43}$/);
+
+      const [row] = await db.select().from(schema.apiKeys).where(eq(schema.apiKeys.id, id));
+      expect(row?.keyHash).toBe(sha256Hex(key));
+      expect(JSON.stringify(row)).not.toContain(key.slice(4));
+
+      expect(await repos.apiKeys.findActiveByKey(key)).toMatchObject({
+        id,
+        role: "coordinator",
+        campaignId,
+        label: "north",
+      });
+      expect(await repos.apiKeys.findActiveByKey(`${key}x`)).toBeNull();
+      expect((await repos.apiKeys.list()).map((k) => k.id)).toContain(id);
+
+      const before = await repos.policyState.current();
+      expect(await repos.apiKeys.delete(id)).toEqual({ version: before + 1, deleted: true });
+      expect(await repos.apiKeys.findActiveByKey(key)).toBeNull();
+      expect((await repos.apiKeys.list()).map((k) => k.id)).not.toContain(id);
+      expect(await repos.apiKeys.delete(id)).toEqual({ version: before + 1, deleted: false });
+
+      await expectCode(repos.apiKeys.create({ role: "coordinator" }), "validation");
+      await expectCode(repos.apiKeys.create({ role: "admin", campaignId }), "validation");
+    });
+
+    it("inserts 10,000 links in one call, chunked under the bind-parameter limit", {
+      timeout: SLOW,
+    }, async () => {
+      const base = await fixture();
+      expect(LINK_INSERT_CHUNK).toBeLessThan(10_000);
+      const rows = Array.from({ length: 10_000 }, (_, i) => link(base, { volunteerRef: `vol-${i}` }));
+      expect(await repos.links.insertMany(rows)).toBe(10_000);
+      const [stored] = await db
+        .select({ n: count() })
+        .from(schema.links)
+        .where(eq(schema.links.campaignId, base.campaignId));
+      expect(stored?.n).toBe(10_000);
+      const sample = await repos.links.get(rows[9_999]!.id);
+      expect(sample).toMatchObject({
+        volunteerRef: "vol-9999",
+        uses: 0,
+        scopes: ["calls:read", "calls:write"],
+      });
+    });
+
+    it("inserts links inside the caller's transaction, all or nothing", { timeout: SLOW }, async () => {
+      const base = await fixture();
+      const rows = Array.from({ length: LINK_INSERT_CHUNK + 10 }, () => link(base));
+      const failure = await db
+        .transaction(async (tx) => {
+          await repos.links.insertMany(rows, tx);
+          throw new Error("signing failed");
+        })
+        .catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(Error);
+      expect(await repos.links.get(rows[0]!.id)).toBeNull();
+      expect(await repos.links.get(rows.at(-1)!.id)).toBeNull();
+    });
+
+    it("lists links newest first with filters and a stable cursor", async () => {
+      const base = await fixture();
+      // 25 links over 13 seconds: pairs share a second, so ids break ties.
+      const rows = Array.from({ length: 25 }, (_, i) =>
+        link(base, {
+          volunteerRef: i % 5 === 0 ? "vol-a" : "vol-b",
+          issuedAt: new Date(at("2020-03-01T10:00:00Z").getTime() + Math.floor(i / 2) * 1000),
+          expiresAt: i < 4 ? at("2020-03-01T11:00:00Z") : at("2020-03-17T00:00:00Z"),
+        }),
+      );
+      await repos.links.insertMany(rows);
+      const expected = [...rows].sort(
+        (a, b) => b.issuedAt.getTime() - a.issuedAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0),
+      );
+
+      const seen: Link[] = [];
+      let cursor: string | null = null;
+      const pageSizes: number[] = [];
+      do {
+        const page = await repos.links.list({ campaignId: base.campaignId, limit: 10, cursor, now: NOW });
+        pageSizes.push(page.items.length);
+        seen.push(...page.items);
+        cursor = page.nextCursor;
+        if (pageSizes.length === 1) {
+          // A link issued after the first page does not shift the pages that follow.
+          await repos.links.insertMany([link(base, { issuedAt: at("2020-03-01T11:00:00Z") })]);
+        }
+      } while (cursor);
+      expect(pageSizes).toEqual([10, 10, 5]);
+      expect(seen.map((l) => l.id)).toEqual(expected.map((l) => l.id));
+
+      const mine = await repos.links.list({
+        campaignId: base.campaignId,
+        volunteer: "vol-a",
+        limit: 50,
+        now: NOW,
+      });
+      expect(mine.items).toHaveLength(5);
+      expect(mine.items.every((l) => l.volunteerRef === "vol-a")).toBe(true);
+      expect(mine.nextCursor).toBeNull();
+
+      const expired = await repos.links.list({
+        campaignId: base.campaignId,
+        status: "expired",
+        limit: 50,
+        now: NOW,
+      });
+      expect(expired.items.map((l) => l.id).sort()).toEqual(
+        rows
+          .slice(0, 4)
+          .map((l) => l.id)
+          .sort(),
+      );
+      expect(expired.items.every((l) => l.status === "expired")).toBe(true);
+
+      await repos.revocations.insert({
+        scope: "link",
+        linkId: rows[10]!.id,
+        reason: "lost phone",
+        actor: "admin",
+        effectiveAt: NOW,
+      });
+      const revoked = await repos.links.list({
+        campaignId: base.campaignId,
+        status: "revoked",
+        limit: 50,
+        now: NOW,
+      });
+      expect(revoked.items.map((l) => l.id)).toEqual([rows[10]!.id]);
+      expect((await repos.links.getWithStatus(rows[10]!.id, NOW))?.status).toBe("revoked");
+
+      const active = await repos.links.list({
+        campaignId: base.campaignId,
+        status: "active",
+        limit: 50,
+        now: NOW,
+      });
+      expect(active.items).toHaveLength(26 - 4 - 1);
+      expect(active.items.every((l) => l.status === "active")).toBe(true);
+
+      await expectCode(
+        repos.links.list({ campaignId: base.campaignId, limit: 10, cursor: "not-a-cursor", now: NOW }),
+        "validation",
+      );
+    });
+
+    it("agrees with RevocationIndex on which links are revoked", async () => {
+      const base = await fixture();
+      const other = await fixture();
+      const t0 = at("2020-03-01T10:00:00Z");
+      const sec = (s: number, ms = 0) => new Date(t0.getTime() + s * 1000 + ms);
+      const rows = [
+        link(base, { volunteerRef: "v1", issuedAt: sec(0) }),
+        link(base, { volunteerRef: "v1", issuedAt: sec(5) }),
+        link(base, { volunteerRef: "v2", issuedAt: sec(5) }),
+        link(base, { volunteerRef: "v2", phase: "nominations", issuedAt: sec(9) }),
+        link(other, { volunteerRef: "v1", issuedAt: sec(2) }),
+        link(other, { volunteerRef: "v3", issuedAt: sec(20) }),
+      ];
+      await repos.links.insertMany(rows);
+      const inserted = await Promise.all([
+        // Same second as rows[1] and rows[2] (ms ignored): they are covered.
+        repos.revocations.insert({
+          scope: "volunteer",
+          volunteerRef: "v1",
+          campaignId: base.campaignId,
+          reason: "r",
+          actor: "admin",
+          effectiveAt: sec(5, 900),
+        }),
+        repos.revocations.insert({
+          scope: "phase",
+          contestId: base.contestId,
+          phase: "nominations",
+          reason: "r",
+          actor: "admin",
+          effectiveAt: sec(8),
+        }),
+        repos.revocations.insert({
+          scope: "campaign",
+          campaignId: other.campaignId,
+          reason: "r",
+          actor: "admin",
+          effectiveAt: sec(2),
+        }),
+      ]);
+      const index = new RevocationIndex(inserted.map((r) => r.revocation));
+      for (const r of rows) {
+        const got = await repos.links.getWithStatus(r.id, NOW);
+        const covered = index.covers({
+          jti: r.id,
+          sub: r.volunteerRef,
+          iat: epochSeconds(r.issuedAt),
+          cmp: r.campaignId,
+          cst: r.contestId,
+          phs: r.phase,
+        });
+        expect(got?.status === "revoked", `${r.volunteerRef} @ ${r.issuedAt.toISOString()}`).toBe(
+          covered !== undefined,
+        );
+      }
+      const statuses = await Promise.all(
+        rows.map(async (r) => (await repos.links.getWithStatus(r.id, NOW))?.status),
+      );
+      expect(statuses).toEqual(["revoked", "revoked", "active", "active", "revoked", "active"]);
+    });
+
+    it("redeems exactly maxUses times under concurrent calls", async () => {
+      const base = await fixture();
+      const row = link(base, { maxUses: 5 });
+      await repos.links.insertMany([row]);
+      const results = await Promise.all(Array.from({ length: 20 }, () => repos.links.redeem(row.id, NOW)));
+      const ok = results.filter((r) => r.ok);
+      expect(ok).toHaveLength(5);
+      expect(ok.map((r) => (r.ok ? r.uses : 0)).sort()).toEqual([1, 2, 3, 4, 5]);
+      expect(results.filter((r) => !r.ok && r.reason === "uses_exhausted")).toHaveLength(15);
+      expect(await repos.links.get(row.id)).toMatchObject({ uses: 5, lastSeenAt: NOW });
+      expect(await repos.links.redeem("lnk_missing", NOW)).toEqual({ ok: false, reason: "not_found" });
+    });
+
+    it("suspends links (versioned) and records activity monotonically", async () => {
+      const base = await fixture();
+      const row = link(base);
+      await repos.links.insertMany([row]);
+
+      await repos.links.touch(row.id, at("2020-03-11T10:00:00Z"));
+      await repos.links.touch(row.id, at("2020-03-11T09:00:00Z"));
+      expect((await repos.links.get(row.id))?.lastSeenAt).toEqual(at("2020-03-11T10:00:00Z"));
+
+      const before = await repos.policyState.current();
+      const suspended = await repos.links.suspend(row.id, "too many devices", NOW);
+      expect(suspended).toEqual({ version: before + 1, suspended: true });
+      expect(await repos.links.suspend(row.id, "again", NOW)).toEqual({
+        version: before + 1,
+        suspended: false,
+      });
+      expect(await repos.links.get(row.id)).toMatchObject({
+        suspendedAt: NOW,
+        suspendedReason: "too many devices",
+      });
+      expect(await repos.links.redeem(row.id, NOW)).toEqual({ ok: false, reason: "suspended" });
+      expect((await repos.links.getWithStatus(row.id, NOW))?.status).toBe("suspended");
+    });
+
+    it("publishes signing keys until their last token expires", async () => {
+      const jwk = (kid: string) => ({ kty: "OKP", crv: "Ed25519", x: `x-${kid}`, kid });
+      const k1 = randomId("kid");
+      const k2 = randomId("kid");
+      const k3 = randomId("kid");
+      const first = await repos.signingKeys.insert({
+        kid: k1,
+        publicJwk: jwk(k1),
+        privateKeyEnc: "v1.a.b.c",
+        createdAt: at("2020-01-01T00:00:00Z"),
+      });
+      expect((await repos.signingKeys.getActive())?.kid).toBe(k1);
+      await repos.signingKeys.bumpLastExpiresAt(k1, at("2020-03-20T00:00:00Z"));
+      await repos.signingKeys.bumpLastExpiresAt(k1, at("2020-03-05T00:00:00Z"));
+
+      const rotated = await repos.signingKeys.insert(
+        { kid: k2, publicJwk: jwk(k2), privateKeyEnc: "v1.d.e.f", createdAt: at("2020-03-01T00:00:00Z") },
+        { retireActiveAt: at("2020-03-01T00:00:00Z") },
+      );
+      expect(rotated.version).toBe(first.version + 1);
+      const active = await repos.signingKeys.getActive();
+      expect(active).toMatchObject({ kid: k2, privateKeyEnc: "v1.d.e.f", retiredAt: null });
+
+      // A retired key that never signed anything has no known last expiry: kept, to be safe.
+      await repos.signingKeys.insert({
+        kid: k3,
+        publicJwk: jwk(k3),
+        privateKeyEnc: "v1.g.h.i",
+        createdAt: at("2019-12-01T00:00:00Z"),
+      });
+      const retired = await repos.signingKeys.retire(k3, NOW);
+      expect(retired.retired).toBe(true);
+      expect((await repos.signingKeys.retire(k3, NOW)).retired).toBe(false);
+
+      const published = await repos.signingKeys.listPublished(NOW);
+      expect(published.map((k) => k.kid).sort()).toEqual([k1, k2, k3].sort());
+      expect(published.find((k) => k.kid === k1)?.lastExpiresAt).toEqual(at("2020-03-20T00:00:00Z"));
+      expect(JSON.stringify(published)).not.toContain("v1.");
+
+      const later = await repos.signingKeys.listPublished(at("2020-03-20T00:00:00Z"));
+      expect(later.map((k) => k.kid).sort()).toEqual([k2, k3].sort());
+      const jwks = await loadPublicKeys(db, at("2020-03-20T00:00:00Z"));
+      expect(jwks.keys.find((k) => k.kid === k2)).toEqual(jwk(k2));
+      expect(jwks.keys.map((k) => k.kid)).not.toContain(k1);
+    });
+
+    it("stores and pages through revocations", async () => {
+      const campaignId = randomId("cmp");
+      const before = await repos.policyState.current();
+      const created = [];
+      for (let i = 0; i < 5; i++) {
+        const { version, revocation } = await repos.revocations.insert({
+          scope: "campaign",
+          campaignId,
+          reason: `r${i}`,
+          actor: "admin",
+          effectiveAt: new Date(at("2030-01-01T00:00:00Z").getTime() + i * 1000),
+        });
+        expect(version).toBe(before + 1 + i);
+        expect(revocation.id).toMatch(/^rev_/);
+        created.push(revocation);
+      }
+      const first = await repos.revocations.list({ limit: 2 });
+      expect(first.items.map((r) => r.reason)).toEqual(["r4", "r3"]);
+      const second = await repos.revocations.list({ limit: 2, cursor: first.nextCursor });
+      expect(second.items.map((r) => r.reason)).toEqual(["r2", "r1"]);
+      const third = await repos.revocations.list({ limit: 2, cursor: second.nextCursor });
+      expect(third.items[0]?.reason).toBe("r0");
+
+      const all = await repos.revocations.all();
+      expect(all.slice(-5)).toEqual(created);
+      await expectCode(
+        repos.revocations.insert({
+          scope: "phase",
+          contestId: "c",
+          reason: "x",
+          actor: "admin",
+          effectiveAt: NOW,
+        }),
+        "validation",
+      );
+      expect(await repos.policyState.current()).toBe(before + 5);
+    });
+
+    it("loads a consistent policy snapshot", async () => {
+      const { contestId, campaignId } = await fixture();
+      await repos.campaigns.upsert({
+        id: campaignId,
+        name: "Team",
+        contestId,
+        limits: { recordsPerHour: 200 },
+      });
+      await repos.entitlements.put(campaignId, "ballot", ["calls:read", "members:read"]);
+      const { revocation } = await repos.revocations.insert({
+        scope: "volunteer",
+        volunteerRef: "vol-9",
+        reason: "left",
+        actor: "admin",
+        effectiveAt: NOW,
+      });
+
+      const snapshot = await loadPolicySnapshot(db);
+      expect(snapshot.version).toBe(await repos.policyState.current());
+      expect(snapshot.contests.get(contestId)).toEqual(await repos.contests.get(contestId));
+      expect(snapshot.contests.get(contestId)?.phases.map((p) => p.name)).toEqual(["nominations", "ballot"]);
+      expect(snapshot.campaigns.get(campaignId)).toEqual({
+        id: campaignId,
+        name: "Team",
+        contestId,
+        limits: { recordsPerHour: 200 },
+      });
+      expect(snapshot.entitlements.get(campaignId)?.get("ballot")).toEqual(
+        new Set<Scope>(["calls:read", "members:read"]),
+      );
+      expect(snapshot.revocations).toContainEqual(revocation);
+    });
+  });
+}

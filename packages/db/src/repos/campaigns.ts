@@ -1,0 +1,58 @@
+import { PhaselockError } from "@phaselock/core";
+import type { Campaign } from "@phaselock/policy";
+import { asc, eq, sql } from "drizzle-orm";
+import type { Db, Tx } from "../client.ts";
+import { campaigns, contests } from "../schema/index.ts";
+import { bumpPolicyVersion } from "./policy-state.ts";
+
+export interface CampaignsRepo {
+  /**
+   * Creates or updates a campaign (bumps the policy version). Throws `PhaselockError("not_found")`
+   * when the contest does not exist.
+   */
+  upsert(campaign: Campaign): Promise<{ version: number; campaign: Campaign }>;
+  get(id: string): Promise<Campaign | null>;
+  list(): Promise<Campaign[]>;
+}
+
+type CampaignRow = typeof campaigns.$inferSelect;
+
+export const toCampaign = (r: CampaignRow): Campaign => {
+  const limits: Campaign["limits"] = {};
+  if (r.requestsPerMinute !== null) limits.requestsPerMinute = r.requestsPerMinute;
+  if (r.recordsPerHour !== null) limits.recordsPerHour = r.recordsPerHour;
+  return { id: r.id, name: r.name, contestId: r.contestId, limits };
+};
+
+export async function loadCampaigns(db: Db | Tx): Promise<Campaign[]> {
+  return (await db.select().from(campaigns).orderBy(asc(campaigns.id))).map(toCampaign);
+}
+
+export const campaignsRepo = (db: Db): CampaignsRepo => ({
+  upsert: (c) =>
+    db.transaction(async (tx) => {
+      const version = await bumpPolicyVersion(tx);
+      const [contest] = await tx
+        .select({ id: contests.id })
+        .from(contests)
+        .where(eq(contests.id, c.contestId));
+      if (!contest) throw new PhaselockError("not_found", `unknown contest "${c.contestId}"`);
+      const values = {
+        name: c.name,
+        contestId: c.contestId,
+        requestsPerMinute: c.limits.requestsPerMinute ?? null,
+        recordsPerHour: c.limits.recordsPerHour ?? null,
+      };
+      const [row] = await tx
+        .insert(campaigns)
+        .values({ id: c.id, ...values })
+        .onConflictDoUpdate({ target: campaigns.id, set: { ...values, updatedAt: sql`now()` } })
+        .returning();
+      return { version, campaign: toCampaign(row!) };
+    }),
+  get: async (id) => {
+    const [row] = await db.select().from(campaigns).where(eq(campaigns.id, id));
+    return row ? toCampaign(row) : null;
+  },
+  list: () => loadCampaigns(db),
+});

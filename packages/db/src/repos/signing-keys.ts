@@ -1,0 +1,107 @@
+import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
+import type { Db, Tx } from "../client.ts";
+import { signingKeys } from "../schema/index.ts";
+import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
+
+export type SigningKeyRow = typeof signingKeys.$inferSelect;
+
+/** A signing key without its (encrypted) private half: what may be published. */
+export type PublicSigningKey = Omit<SigningKeyRow, "privateKeyEnc">;
+
+export interface NewSigningKey {
+  kid: string;
+  publicJwk: Record<string, string>;
+  /** AES-256-GCM blob from `encryptPrivateKey`. */
+  privateKeyEnc: string;
+  createdAt?: Date | undefined;
+}
+
+export interface SigningKeysRepo {
+  /**
+   * Stores a new key (a policy write: bumps the version). With `retireActiveAt`, every key active
+   * until now is retired in the same transaction, so rotation is atomic.
+   */
+  insert(key: NewSigningKey, opts?: { retireActiveAt?: Date }): Promise<{ version: number }>;
+  /** Active keys, and retired keys that may still verify a live token (`lastExpiresAt` > now or unknown). */
+  listPublished(now: Date): Promise<PublicSigningKey[]>;
+  /** The newest unretired key, private blob included, or null. */
+  getActive(): Promise<SigningKeyRow | null>;
+  /** Retires a key. When it was already retired or unknown, `version` is the current version. */
+  retire(kid: string, now: Date): Promise<{ version: number; retired: boolean }>;
+  /** Raises the key's `lastExpiresAt` to `exp` (never lowers it). Inside `tx` when given. */
+  bumpLastExpiresAt(kid: string, exp: Date, tx?: Tx): Promise<void>;
+}
+
+const publicColumns = {
+  kid: signingKeys.kid,
+  publicJwk: signingKeys.publicJwk,
+  createdAt: signingKeys.createdAt,
+  retiredAt: signingKeys.retiredAt,
+  lastExpiresAt: signingKeys.lastExpiresAt,
+};
+
+/** See `SigningKeysRepo.listPublished`. Newest first. */
+export async function loadPublishedKeys(db: Db | Tx, now: Date): Promise<PublicSigningKey[]> {
+  return db
+    .select(publicColumns)
+    .from(signingKeys)
+    .where(
+      or(
+        isNull(signingKeys.retiredAt),
+        isNull(signingKeys.lastExpiresAt),
+        gt(signingKeys.lastExpiresAt, now),
+      ),
+    )
+    .orderBy(desc(signingKeys.createdAt), desc(signingKeys.kid));
+}
+
+export const signingKeysRepo = (db: Db): SigningKeysRepo => ({
+  insert: (key, opts = {}) =>
+    db.transaction(async (tx) => {
+      const version = await bumpPolicyVersion(tx);
+      if (opts.retireActiveAt) {
+        await tx
+          .update(signingKeys)
+          .set({ retiredAt: opts.retireActiveAt })
+          .where(isNull(signingKeys.retiredAt));
+      }
+      await tx.insert(signingKeys).values({
+        kid: key.kid,
+        publicJwk: key.publicJwk,
+        privateKeyEnc: key.privateKeyEnc,
+        ...(key.createdAt ? { createdAt: key.createdAt } : {}),
+      });
+      return { version };
+    }),
+
+  listPublished: (now) => loadPublishedKeys(db, now),
+
+  getActive: async () => {
+    const [row] = await db
+      .select()
+      .from(signingKeys)
+      .where(isNull(signingKeys.retiredAt))
+      .orderBy(desc(signingKeys.createdAt), desc(signingKeys.kid))
+      .limit(1);
+    return row ?? null;
+  },
+
+  retire: (kid, now) =>
+    db.transaction(async (tx) => {
+      const updated = await tx
+        .update(signingKeys)
+        .set({ retiredAt: now })
+        .where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)))
+        .returning({ kid: signingKeys.kid });
+      if (updated.length === 0) return { version: await currentPolicyVersion(tx), retired: false };
+      return { version: await bumpPolicyVersion(tx), retired: true };
+    }),
+
+  bumpLastExpiresAt: async (kid, exp, tx) => {
+    // GREATEST ignores NULL, so the first bump sets it and later ones only raise it.
+    await (tx ?? db)
+      .update(signingKeys)
+      .set({ lastExpiresAt: sql`greatest(${signingKeys.lastExpiresAt}, ${exp.toISOString()}::timestamptz)` })
+      .where(eq(signingKeys.kid, kid));
+  },
+});

@@ -1,0 +1,140 @@
+import type { Scope } from "@phaselock/core";
+import { describe, expect, it } from "vitest";
+import { decideAccess } from "./access.ts";
+import { RevocationIndex } from "./revocations.ts";
+import type { Contest, LinkClaims, PolicySnapshot, Revocation } from "./types.ts";
+
+const contest: Contest = {
+  id: "leadership-2020",
+  name: "Leadership 2020",
+  phases: [
+    {
+      name: "nominations",
+      startsAt: new Date("2020-01-07T00:00:00Z"),
+      endsAt: new Date("2020-02-14T00:00:00Z"),
+      memberData: false,
+    },
+    {
+      name: "ballot",
+      startsAt: new Date("2020-02-24T00:00:00Z"),
+      endsAt: new Date("2020-04-02T12:00:00Z"),
+      memberData: true,
+    },
+  ],
+};
+
+const snapshot = (ballotScopes: Scope[]): PolicySnapshot => ({
+  version: 1,
+  contests: new Map([[contest.id, contest]]),
+  campaigns: new Map([
+    ["starmer-2020", { id: "starmer-2020", name: "Starmer", contestId: contest.id, limits: {} }],
+  ]),
+  entitlements: new Map([
+    [
+      "starmer-2020",
+      new Map([
+        ["ballot", new Set(ballotScopes)],
+        ["nominations", new Set<Scope>(["calls:read"])],
+      ]),
+    ],
+  ]),
+  revocations: [],
+});
+
+const IAT = Date.parse("2020-02-01T00:00:00Z") / 1000;
+const claims = (over: Partial<LinkClaims> = {}): LinkClaims => ({
+  iss: "http://127.0.0.1:4000",
+  aud: "phaselock-gateway",
+  sub: "vol-1",
+  jti: "lnk_1",
+  iat: IAT,
+  nbf: Date.parse("2020-02-24T00:00:00Z") / 1000,
+  exp: Date.parse("2020-04-01T00:00:00Z") / 1000,
+  cmp: "starmer-2020",
+  cst: contest.id,
+  phs: "ballot",
+  scp: ["calls:read", "calls:write"],
+  ...over,
+});
+
+const revokeLink: Revocation = {
+  id: "rev_1",
+  scope: "link",
+  linkId: "lnk_1",
+  reason: "lost phone",
+  actor: "admin",
+  effectiveAt: new Date("2020-03-01T00:00:00Z"),
+};
+
+const DURING = "2020-03-01T00:00:00Z";
+
+describe("decideAccess", () => {
+  it.each<{
+    label: string;
+    ent?: Scope[];
+    c?: Partial<LinkClaims>;
+    revoked?: boolean;
+    scope: Scope | null | undefined;
+    at?: string;
+    want: string;
+  }>([
+    { label: "allowed: scope carried and entitled", scope: "calls:read", want: "allowed" },
+    { label: "redemption mode: allowed", scope: undefined, want: "allowed" },
+    { label: "exactly at phase start", scope: "calls:read", at: "2020-02-24T00:00:00Z", want: "allowed" },
+    // each refusal alone
+    { label: "revoked", revoked: true, scope: "calls:read", want: "revoked" },
+    { label: "unknown contest", c: { cst: "nope" }, scope: "calls:read", want: "phase_closed" },
+    { label: "between phases", scope: "calls:read", at: "2020-02-20T00:00:00Z", want: "phase_closed" },
+    {
+      label: "at phase end (half-open)",
+      scope: "calls:read",
+      at: "2020-04-02T12:00:00Z",
+      want: "phase_closed",
+    },
+    { label: "link for another phase", c: { phs: "nominations" }, scope: "calls:read", want: "phase_closed" },
+    { label: "unmapped route (null)", scope: null, want: "scope_denied" },
+    { label: "scope not carried", scope: "members:read", ent: ["members:read"], want: "scope_denied" },
+    { label: "entitlement withdrawn", ent: ["calls:write"], scope: "calls:read", want: "not_entitled" },
+    { label: "no entitlement at all", c: { cmp: "other" }, scope: "calls:read", want: "not_entitled" },
+    {
+      label: "memberData false",
+      c: { phs: "nominations" },
+      scope: "calls:read",
+      at: "2020-01-10T00:00:00Z",
+      want: "not_entitled",
+    },
+    {
+      label: "redemption: entitled to none of the link's scopes",
+      ent: ["members:read"],
+      scope: undefined,
+      want: "not_entitled",
+    },
+    { label: "redemption: entitled to one of them", ent: ["calls:write"], scope: undefined, want: "allowed" },
+    // order: the first failure answers
+    { label: "revoked before phase_closed", revoked: true, c: { cst: "nope" }, scope: null, want: "revoked" },
+    {
+      label: "phase_closed before scope_denied",
+      c: { phs: "nominations" },
+      scope: null,
+      want: "phase_closed",
+    },
+    { label: "scope_denied before not_entitled", ent: [], scope: "members:read", want: "scope_denied" },
+    {
+      label: "scope_denied before not_entitled (memberData false)",
+      c: { phs: "nominations" },
+      at: "2020-01-10T00:00:00Z",
+      scope: null,
+      want: "scope_denied",
+    },
+  ])("$label -> $want", ({ ent = ["calls:read", "calls:write"], c, revoked, scope, at = DURING, want }) => {
+    const d = decideAccess({
+      snapshot: snapshot(ent),
+      revocations: new RevocationIndex(revoked ? [revokeLink] : []),
+      claims: claims(c),
+      requiredScope: scope,
+      now: new Date(at),
+    });
+    expect(d.allowed ? "allowed" : d.reason).toBe(want);
+    if (d.allowed) expect(d.phase.name).toBe(claims(c).phs);
+  });
+});

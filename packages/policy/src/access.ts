@@ -1,0 +1,49 @@
+import type { Scope } from "@phaselock/core";
+import type { RevocationIndex } from "./revocations.ts";
+import { currentPhase } from "./timeline.ts";
+import type { Decision, LinkClaims, Phase, PolicySnapshot } from "./types.ts";
+
+export interface AccessInput {
+  snapshot: PolicySnapshot;
+  revocations: RevocationIndex;
+  /** Claims of a token that already passed signature, `exp` and `nbf` checks. */
+  claims: LinkClaims;
+  /**
+   * The scope the route needs; `null` for a route with no mapping (denied), `undefined` for the
+   * landing page and redemption, which need no particular scope.
+   */
+  requiredScope: Scope | null | undefined;
+  now: Date;
+}
+
+/**
+ * The policy half of the gateway check, in contract order after the token checks: revoked,
+ * phase_closed, scope_denied, not_entitled. Rate limits and quotas come after this.
+ */
+export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
+  const { snapshot, revocations, claims, requiredScope, now } = input;
+
+  const revocation = revocations.covers(claims);
+  if (revocation) return { allowed: false, reason: "revoked", detail: revocation.id };
+
+  const contest = snapshot.contests.get(claims.cst);
+  const phase = contest ? currentPhase(contest, now) : null;
+  if (!phase || phase.name !== claims.phs) return { allowed: false, reason: "phase_closed" };
+
+  if (requiredScope === null) return { allowed: false, reason: "scope_denied", detail: "unmapped route" };
+  if (requiredScope !== undefined && !claims.scp.includes(requiredScope)) {
+    return { allowed: false, reason: "scope_denied", detail: requiredScope };
+  }
+
+  if (!phase.memberData) {
+    return { allowed: false, reason: "not_entitled", detail: "no member data in this phase" };
+  }
+  const entitled = snapshot.entitlements.get(claims.cmp)?.get(claims.phs);
+  const ok =
+    requiredScope === undefined
+      ? claims.scp.some((s) => entitled?.has(s))
+      : entitled?.has(requiredScope) === true;
+  if (!ok) return { allowed: false, reason: "not_entitled", detail: requiredScope };
+
+  return { allowed: true, phase };
+}

@@ -1,0 +1,81 @@
+import { type ChangeMessage, decodeChange, encodeChange } from "./changes.ts";
+
+/**
+ * What a subscriber hears besides messages:
+ * - `connected`: the subscription is (again) active. Messages may have been lost before it, so
+ *   the subscriber reloads.
+ * - `disconnected`: the feed is down; no message can arrive until `connected`.
+ * - `heartbeat`: a round trip through the feed just succeeded.
+ * - `gap`: a message was lost or unreadable; the subscriber must reload.
+ */
+export type BusStatus = "connected" | "disconnected" | "heartbeat" | "gap";
+
+export interface BusListener {
+  onMessage(msg: ChangeMessage): void;
+  onStatus(status: BusStatus): void;
+}
+
+/** The change feed: publishers announce committed policy writes, every instance applies them. */
+export interface ChangeBus {
+  /** Rejects when the message cannot be handed to the feed (e.g. Redis is down). */
+  publish(msg: ChangeMessage): Promise<void>;
+  /** Returns an unsubscribe function. */
+  subscribe(listener: BusListener): () => void;
+  close(): Promise<void>;
+}
+
+export interface MemoryBusOptions {
+  /** Interval of the timer that reports `heartbeat`; 0 disables it (tests call `heartbeat()`). */
+  heartbeatMs?: number;
+}
+
+/**
+ * In-process bus for the single-instance setup. Delivery is synchronous and cannot be lost, so
+ * it reports `connected` on subscribe and a `heartbeat` on every tick of its timer. Each
+ * subscriber gets its own copy of a message.
+ */
+export class MemoryBus implements ChangeBus {
+  readonly #listeners = new Set<BusListener>();
+  readonly #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(opts: MemoryBusOptions = {}) {
+    const heartbeatMs = opts.heartbeatMs ?? 1000;
+    if (heartbeatMs > 0) {
+      this.#timer = setInterval(() => this.heartbeat(), heartbeatMs);
+      this.#timer.unref();
+    }
+  }
+
+  async publish(msg: ChangeMessage): Promise<void> {
+    if (this.#closed) throw new Error("change bus is closed");
+    // Through the wire form, as on Redis: the same validation, and no subscriber shares (or can
+    // mutate) the publisher's objects.
+    const wire = encodeChange(msg);
+    if (!decodeChange(wire)) throw new TypeError("malformed change message");
+    // A snapshot of the set, so a listener that unsubscribes while handling does not skip others.
+    for (const l of [...this.#listeners]) l.onMessage(decodeChange(wire)!);
+  }
+
+  subscribe(listener: BusListener): () => void {
+    if (this.#closed) throw new Error("change bus is closed");
+    this.#listeners.add(listener);
+    listener.onStatus("connected");
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /** Reports a heartbeat to every subscriber. */
+  heartbeat(): void {
+    for (const l of [...this.#listeners]) l.onStatus("heartbeat");
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const l of [...this.#listeners]) l.onStatus("disconnected");
+    this.#listeners.clear();
+  }
+}

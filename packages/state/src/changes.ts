@@ -1,0 +1,108 @@
+import { SCOPES, type Scope } from "@phaselock/core";
+import type { Campaign, Contest, Revocation } from "@phaselock/policy";
+import { z } from "zod";
+
+/** One policy write, as published on the change feed after its transaction commits. */
+export type PolicyChange =
+  | { type: "revocation"; revocation: Revocation }
+  | { type: "contest"; contest: Contest }
+  | { type: "campaign"; campaign: Campaign }
+  /** `scopes: null` withdraws the entitlement. */
+  | { type: "entitlement"; campaignId: string; phase: string; scopes: Scope[] | null }
+  | { type: "signing-key"; kid: string; publicJwk: Record<string, string> }
+  | { type: "api-key-deleted"; id: string }
+  | { type: "link-suspended"; linkId: string; reason: string };
+
+export type PolicyChangeType = PolicyChange["type"];
+
+/** A change stamped with the `policy_state.version` its transaction produced. */
+export interface ChangeMessage {
+  version: number;
+  change: PolicyChange;
+}
+
+// No length caps: a valid message refused here would cost a reload on every instance.
+const id = z.string().min(1);
+const date = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
+const optionalId = id.nullish();
+
+const revocationSchema = z
+  .object({
+    id,
+    scope: z.enum(["link", "volunteer", "campaign", "phase", "contest", "all"]),
+    linkId: optionalId,
+    volunteerRef: optionalId,
+    campaignId: optionalId,
+    contestId: optionalId,
+    phase: optionalId,
+    reason: z.string(),
+    actor: z.string(),
+    effectiveAt: date,
+    createdAt: date.optional(),
+  })
+  .superRefine((r, ctx) => {
+    // The fields each scope matches on; RevocationIndex.add refuses a revocation without them.
+    const needs: Record<Revocation["scope"], (keyof Revocation)[]> = {
+      link: ["linkId"],
+      volunteer: ["volunteerRef"],
+      campaign: ["campaignId"],
+      phase: ["contestId", "phase"],
+      contest: ["contestId"],
+      all: [],
+    };
+    for (const field of needs[r.scope]) {
+      if (!r[field]) ctx.addIssue({ code: "custom", path: [field], message: `required for ${r.scope}` });
+    }
+  });
+
+const phaseSchema = z.object({ name: id, startsAt: date, endsAt: date, memberData: z.boolean() });
+
+const contestSchema = z.object({ id, name: z.string(), phases: z.array(phaseSchema) });
+
+const limit = z.number().int().positive().optional();
+const campaignSchema = z.object({
+  id,
+  name: z.string(),
+  contestId: id,
+  limits: z.object({ requestsPerMinute: limit, recordsPerHour: limit }),
+});
+
+const changeSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("revocation"), revocation: revocationSchema }),
+  z.object({ type: z.literal("contest"), contest: contestSchema }),
+  z.object({ type: z.literal("campaign"), campaign: campaignSchema }),
+  z.object({
+    type: z.literal("entitlement"),
+    campaignId: id,
+    phase: id,
+    scopes: z.array(z.enum(SCOPES)).nullable(),
+  }),
+  z.object({ type: z.literal("signing-key"), kid: id, publicJwk: z.record(z.string(), z.string()) }),
+  z.object({ type: z.literal("api-key-deleted"), id }),
+  z.object({ type: z.literal("link-suspended"), linkId: id, reason: z.string() }),
+]);
+
+const messageSchema = z.object({
+  version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  change: changeSchema,
+});
+
+/** Wire form of a message: JSON, dates as ISO-8601 strings. */
+export function encodeChange(msg: ChangeMessage): string {
+  return JSON.stringify(msg);
+}
+
+/**
+ * Parses and validates a wire message, restoring dates. Returns `undefined` for anything
+ * malformed: the caller must treat that as a lost message (a gap) and reload.
+ */
+export function decodeChange(raw: string): ChangeMessage | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const parsed = messageSchema.safeParse(json);
+  return parsed.success ? parsed.data : undefined;
+}

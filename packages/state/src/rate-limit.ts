@@ -1,0 +1,182 @@
+import type { Redis } from "ioredis";
+import { integers } from "./script-reply.ts";
+
+export interface RateRule {
+  /** Requests allowed in a burst, and per window on average. */
+  limit: number;
+  windowMs: number;
+}
+
+export interface RateDecision {
+  allowed: boolean;
+  /** Requests still allowed right now. */
+  remaining: number;
+  /** When denied, how long until one more request is allowed; 0 when allowed. */
+  retryAfterMs: number;
+}
+
+/**
+ * GCRA: requests are spaced `windowMs / limit` apart on average, with bursts of up to `limit`.
+ * Throws when the store fails; callers fail closed.
+ */
+export interface RateLimiter {
+  consume(key: string, rule: RateRule, now: Date): Promise<RateDecision>;
+}
+
+/**
+ * The GCRA state is kept as (`at`, `debt`): the theoretical arrival time is `at + debt / limit`.
+ * Counting debt in units of 1/limit ms makes the emission interval exactly `windowMs` units, so
+ * the arithmetic is in integers and the memory and Lua versions agree to the unit.
+ */
+interface GcraState {
+  at: number;
+  debt: number;
+}
+
+function checkRule(rule: RateRule): void {
+  const ok = (n: number) => Number.isSafeInteger(n) && n > 0;
+  if (!ok(rule.limit) || !ok(rule.windowMs) || !Number.isSafeInteger(rule.limit * rule.windowMs)) {
+    throw new RangeError("rate rule needs positive integer limit and windowMs");
+  }
+}
+
+/** One GCRA step. `next` is the state to store when allowed. */
+function gcra(
+  prev: GcraState | undefined,
+  rule: RateRule,
+  nowMs: number,
+): RateDecision & { next: GcraState } {
+  const { limit, windowMs } = rule;
+  const capacity = limit * windowMs;
+  let debt = 0;
+  let at = nowMs;
+  if (prev) {
+    // A clock that steps back earns nothing and never moves the state back.
+    const elapsed = Math.max(0, nowMs - prev.at);
+    debt = elapsed >= windowMs ? 0 : Math.max(0, prev.debt - elapsed * limit);
+    at = Math.max(prev.at, nowMs);
+  }
+  const after = debt + windowMs;
+  if (after > capacity) {
+    return {
+      allowed: false,
+      remaining: 0,
+      retryAfterMs: Math.ceil((after - capacity) / limit),
+      next: { at, debt },
+    };
+  }
+  return {
+    allowed: true,
+    remaining: Math.floor((capacity - after) / windowMs),
+    retryAfterMs: 0,
+    next: { at, debt: after },
+  };
+}
+
+/** Milliseconds until a state's debt is paid off: after that it is the same as no state. */
+const ttlMs = (s: GcraState, limit: number): number => Math.ceil(s.debt / limit);
+
+export interface MemoryRateLimiterOptions {
+  /** Most keys held; beyond it, expired keys are pruned, then the least recently used. */
+  maxKeys?: number;
+}
+
+/** In-process {@link RateLimiter} for the single-instance setup. */
+export class MemoryRateLimiter implements RateLimiter {
+  readonly #entries = new Map<string, GcraState & { expiresAt: number }>();
+  readonly #maxKeys: number;
+
+  constructor(opts: MemoryRateLimiterOptions = {}) {
+    this.#maxKeys = opts.maxKeys ?? 100_000;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  async consume(key: string, rule: RateRule, now: Date): Promise<RateDecision> {
+    checkRule(rule);
+    const nowMs = now.getTime();
+    const prev = this.#entries.get(key);
+    const { next, ...decision } = gcra(prev && prev.expiresAt > nowMs ? prev : undefined, rule, nowMs);
+    if (decision.allowed) {
+      // Delete first so the map's order stays least recently used first.
+      this.#entries.delete(key);
+      this.#entries.set(key, { ...next, expiresAt: next.at + ttlMs(next, rule.limit) });
+      this.#prune(nowMs);
+    }
+    return decision;
+  }
+
+  /** Entries are in least-recently-allowed order, which is roughly the order they expire in. */
+  #prune(nowMs: number): void {
+    let budget = 2; // a couple per call keeps expired entries from piling up
+    for (const [key, entry] of this.#entries) {
+      const over = this.#entries.size > this.#maxKeys;
+      if (!over && (budget-- <= 0 || entry.expiresAt > nowMs)) break;
+      this.#entries.delete(key);
+    }
+  }
+}
+
+// KEYS[1] state key; ARGV limit, windowMs, nowMs. Returns {allowed, remaining, retryAfterMs}.
+// Same arithmetic as gcra() above; numbers are doubles in Lua too and stay below 2^53.
+const GCRA_LUA = `
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local capacity = limit * window
+local debt = 0
+local at = now
+local state = redis.call('HMGET', KEYS[1], 'at', 'debt')
+if state[1] and state[2] then
+  local prevAt = tonumber(state[1])
+  local elapsed = math.max(0, now - prevAt)
+  if elapsed >= window then debt = 0 else debt = math.max(0, tonumber(state[2]) - elapsed * limit) end
+  at = math.max(prevAt, now)
+end
+local after = debt + window
+if after > capacity then
+  return {0, 0, math.ceil((after - capacity) / limit)}
+end
+redis.call('HSET', KEYS[1], 'at', string.format('%.0f', at), 'debt', string.format('%.0f', after))
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.max(1, at - now + math.ceil(after / limit))))
+return {1, math.floor((capacity - after) / window), 0}
+`;
+
+type WithGcra = Redis & {
+  phaselockGcra(key: string, limit: number, windowMs: number, nowMs: number): Promise<unknown>;
+};
+
+export interface RedisRateLimiterOptions {
+  redis: Redis;
+  /** Prepended to every key, e.g. `phaselock:rl:`. */
+  prefix: string;
+}
+
+/**
+ * {@link RateLimiter} shared by every gateway: one atomic Lua script per call (EVALSHA). Time
+ * comes from the caller's clock, not Redis `TIME`, so every instance and every test agrees.
+ */
+export class RedisRateLimiter implements RateLimiter {
+  readonly #redis: WithGcra;
+  readonly #prefix: string;
+
+  constructor(opts: RedisRateLimiterOptions) {
+    opts.redis.defineCommand("phaselockGcra", { numberOfKeys: 1, lua: GCRA_LUA });
+    this.#redis = opts.redis as WithGcra;
+    this.#prefix = opts.prefix;
+  }
+
+  async consume(key: string, rule: RateRule, now: Date): Promise<RateDecision> {
+    checkRule(rule);
+    const reply = await this.#redis.phaselockGcra(
+      `${this.#prefix}${key}`,
+      rule.limit,
+      rule.windowMs,
+      now.getTime(),
+    );
+    const [allowed, remaining, retryAfterMs] = integers(reply, 3);
+    return { allowed: allowed === 1, remaining: remaining!, retryAfterMs: retryAfterMs! };
+  }
+}
