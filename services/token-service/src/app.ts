@@ -1,0 +1,86 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
+import { secureHeaders } from "hono/secure-headers";
+import type { AppEnv, TokenServiceDeps } from "./context.ts";
+import { fail, notFound, onError, validationHook } from "./errors.ts";
+import { requestId } from "./middleware/request-id.ts";
+import { registerApiKeys } from "./routes/api-keys.ts";
+import { registerAudit } from "./routes/audit.ts";
+import { registerCampaigns } from "./routes/campaigns.ts";
+import { registerContests } from "./routes/contests.ts";
+import { registerKeys } from "./routes/keys.ts";
+import { registerLinks } from "./routes/links.ts";
+import { registerMeta } from "./routes/meta.ts";
+import { registerRevocations } from "./routes/revocations.ts";
+
+/** Request bodies of every route but the batch: a contest timeline is the largest, a few KiB. */
+export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * A batch of 10,000 volunteers with the longest refs (128) and names (100) is about 2.5 MB of
+ * JSON; 4 MiB leaves room for escaped characters.
+ */
+export const MAX_BATCH_BODY_BYTES = 4 * 1024 * 1024;
+
+const tooLarge = (limit: number) =>
+  bodyLimit({
+    maxSize: limit,
+    onError: () => fail("payload_too_large", `The request body exceeds ${limit} bytes.`),
+  });
+
+/** The token service's HTTP app. Holds no state of its own: everything comes from `deps`. */
+export function createApp(deps: TokenServiceDeps): OpenAPIHono<AppEnv> {
+  if (deps.config.adminToken.length < 32)
+    throw new Error("createApp: adminToken must be at least 32 characters");
+  if (!deps.config.issuer || !deps.config.publicGatewayUrl) {
+    throw new Error("createApp: issuer and publicGatewayUrl are required");
+  }
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+  app.use(requestId());
+  app.use(async (c, next) => {
+    c.set("deps", deps);
+    await next();
+  });
+  app.use(secureHeaders({ crossOriginResourcePolicy: "same-origin" }));
+  // Answers carry tokens, keys and policy: no cache may keep them.
+  app.use(
+    "/v1/*",
+    createMiddleware<AppEnv>(async (c, next) => {
+      await next();
+      c.header("Cache-Control", "no-store");
+    }),
+  );
+  const batchLimit = tooLarge(MAX_BATCH_BODY_BYTES);
+  const defaultLimit = tooLarge(MAX_BODY_BYTES);
+  app.use("/v1/*", (c, next) => (c.req.path === "/v1/links/batch" ? batchLimit : defaultLimit)(c, next));
+  // Every write is audited: when the audit trail cannot be written, refuse rather than act unrecorded.
+  app.use(
+    "/v1/*",
+    createMiddleware<AppEnv>(async (c, next) => {
+      if (c.req.method !== "GET" && c.req.method !== "HEAD" && !deps.audit.healthy(deps.clock.now())) {
+        fail("unavailable", "The audit trail cannot be written; try again shortly.");
+      }
+      await next();
+    }),
+  );
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "`ADMIN_TOKEN`, or an API key (`plk_…`) from `POST /v1/api-keys`",
+  });
+
+  registerContests(app);
+  registerCampaigns(app);
+  registerApiKeys(app);
+  registerLinks(app);
+  registerRevocations(app);
+  registerKeys(app);
+  registerAudit(app);
+  registerMeta(app);
+
+  app.onError(onError);
+  app.notFound(notFound);
+  return app;
+}

@@ -1,0 +1,55 @@
+import type { AuditEventInput } from "@phaselock/audit";
+import type { PolicyChange } from "@phaselock/state";
+import type { Context } from "hono";
+import type { AppEnv, TokenServiceDeps } from "./context.ts";
+import { consoleLogger } from "./errors.ts";
+
+// A hung feed must not hold a committed write's response: gateways catch up on gap or heartbeat.
+const PUBLISH_TIMEOUT_MS = 2000;
+
+/**
+ * Announces a committed policy write on the change feed with the version its transaction
+ * produced. Called after the commit; a failure is logged, never surfaced, since the write stands
+ * and gateways reload when they notice the gap or miss a heartbeat.
+ */
+export async function publishChange(
+  deps: TokenServiceDeps,
+  version: number,
+  change: PolicyChange,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      deps.bus.publish({ version, change }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`publish timed out after ${PUBLISH_TIMEOUT_MS} ms`)),
+          PUBLISH_TIMEOUT_MS,
+        );
+        timer.unref();
+      }),
+    ]);
+  } catch (err) {
+    (deps.logger ?? consoleLogger).warn("policy change not published; gateways will reload", {
+      version,
+      change: change.type,
+      error: err instanceof Error ? err.message : String(err),
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Records an audit event stamped with the service clock and the calling principal. */
+export function audit(
+  c: Context<AppEnv>,
+  event: Omit<AuditEventInput, "at" | "actor"> & { actor?: string },
+): void {
+  const { deps, principal } = c.var;
+  deps.audit.record({
+    ...event,
+    at: deps.clock.now(),
+    actor: event.actor ?? principal?.actor ?? null,
+    data: { requestId: c.var.requestId, ...event.data },
+  });
+}

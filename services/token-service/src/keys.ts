@@ -1,0 +1,129 @@
+import type { Clock } from "@phaselock/core";
+import type { SigningKeysRepo, Tx } from "@phaselock/db";
+import type { LinkClaims } from "@phaselock/policy";
+import {
+  decryptPrivateKey,
+  encryptPrivateKey,
+  generateSigningKey,
+  importSigningKey,
+  type PublicJwk,
+  type SigningKey,
+  signLink,
+} from "@phaselock/tokens";
+
+/** Signs link tokens with one key; capture it once per request so a batch never mixes keys. */
+export interface LinkSigner {
+  readonly kid: string;
+  sign(claims: LinkClaims): Promise<string>;
+}
+
+export interface KeyManagerOptions {
+  signingKeys: SigningKeysRepo;
+  /** 32-byte key encryption key: private keys are stored only encrypted under it. */
+  kek: Uint8Array;
+  clock: Clock;
+}
+
+/** A key change the caller announces on the change feed (`signing-key`) once committed. */
+export interface KeyChange {
+  kid: string;
+  publicJwk: PublicJwk;
+  version: number;
+}
+
+const toJwk = (kid: string, stored: Record<string, string>): PublicJwk => ({
+  kty: "OKP",
+  crv: "Ed25519",
+  x: stored.x ?? "",
+  kid,
+  alg: "EdDSA",
+  use: "sig",
+});
+
+/**
+ * Owns the Ed25519 signing keys: one active key signs, retired keys stay published in the JWKS
+ * until the last token they signed has expired (`lastExpiresAt`, raised in each issuance's
+ * transaction through {@link KeyManager.recordIssued}). Private keys are stored only
+ * AES-256-GCM-encrypted under the KEK and decrypted only for the active key.
+ */
+export class KeyManager {
+  readonly #repo: SigningKeysRepo;
+  readonly #kek: Uint8Array;
+  readonly #clock: Clock;
+  #active: SigningKey | undefined;
+
+  constructor(opts: KeyManagerOptions) {
+    if (opts.kek.byteLength !== 32) throw new Error("KeyManager needs a 32-byte key encryption key");
+    this.#repo = opts.signingKeys;
+    this.#kek = opts.kek;
+    this.#clock = opts.clock;
+  }
+
+  /**
+   * Loads the active key, or generates and stores one when there is none. Call at start; a
+   * created key is returned so the caller can announce it. Throws when the stored key cannot be
+   * decrypted with this KEK (wrong `KEY_ENCRYPTION_KEY`).
+   */
+  async ensureActiveKey(): Promise<{ kid: string; created: KeyChange | null }> {
+    if (await this.refresh()) return { kid: this.#active!.kid, created: null };
+    const created = await this.#store(false);
+    return { kid: created.kid, created };
+  }
+
+  /** Reloads the active key from the database (another instance may have rotated). */
+  async refresh(): Promise<boolean> {
+    const row = await this.#repo.getActive();
+    if (!row) return false;
+    if (this.#active?.kid !== row.kid) {
+      this.#active = await importSigningKey(row.kid, decryptPrivateKey(row.privateKeyEnc, this.#kek));
+    }
+    return true;
+  }
+
+  /**
+   * Makes a new key the active one and retires the previous one in one transaction. The old key
+   * keeps verifying what it signed: it stays in the JWKS until its `lastExpiresAt`.
+   */
+  async rotate(): Promise<KeyChange & { previousKid: string | null }> {
+    const previousKid = this.#active?.kid ?? (await this.#repo.getActive())?.kid ?? null;
+    const created = await this.#store(true);
+    return { ...created, previousKid };
+  }
+
+  /** The active key's signer. Throws before {@link ensureActiveKey} has run. */
+  signer(): LinkSigner {
+    const key = this.#active;
+    if (!key) throw new Error("no active signing key: call ensureActiveKey() first");
+    return { kid: key.kid, sign: (claims) => signLink(key, claims) };
+  }
+
+  /**
+   * Notes that `kid` signed a token valid until `exp`, so the key stays published at least that
+   * long. Run it in the issuance's transaction: a token never exists without its key's record.
+   */
+  recordIssued(kid: string, exp: Date, tx?: Tx): Promise<void> {
+    return this.#repo.bumpLastExpiresAt(kid, exp, tx);
+  }
+
+  /** The JWKS to publish at `now`: the active key and retired keys whose tokens may still be live. */
+  async jwks(now: Date): Promise<{ keys: PublicJwk[] }> {
+    const published = await this.#repo.listPublished(now);
+    return { keys: published.map((k) => toJwk(k.kid, k.publicJwk)) };
+  }
+
+  async #store(retirePrevious: boolean): Promise<KeyChange> {
+    const generated = await generateSigningKey();
+    const now = this.#clock.now();
+    const { version } = await this.#repo.insert(
+      {
+        kid: generated.kid,
+        publicJwk: { ...generated.publicJwk },
+        privateKeyEnc: encryptPrivateKey(generated.privatePkcs8, this.#kek),
+        createdAt: now,
+      },
+      retirePrevious ? { retireActiveAt: now } : {},
+    );
+    this.#active = { kid: generated.kid, privateKey: generated.privateKey };
+    return { kid: generated.kid, publicJwk: generated.publicJwk, version };
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * `pnpm start:token-service`: the token service alone, for running against a real Postgres (and
+ * Redis, with several gateways). The only module that reads the environment.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { serve } from "@hono/node-server";
+import { BatchAuditWriter } from "@phaselock/audit";
+import { systemClock } from "@phaselock/core";
+import { assertMigrated, createDb, createRepos } from "@phaselock/db";
+import { type BusStatus, type ChangeBus, MemoryBus, RedisBus } from "@phaselock/state";
+import { parseKek } from "@phaselock/tokens";
+import { createApp } from "./app.ts";
+import { parseEnv } from "./env.ts";
+import { consoleLogger } from "./errors.ts";
+import { KeyManager } from "./keys.ts";
+
+const log = consoleLogger;
+
+function refuse(message: string): never {
+  console.error(`token-service: ${message}`);
+  process.exit(1);
+}
+
+/**
+ * A development secret kept beside the embedded database (mode 0600), so restarts reuse it: a
+ * KEK that changed on every start would leave the stored signing keys undecryptable.
+ */
+function devSecret(
+  dataDir: string,
+  name: string,
+  stackKey: "adminToken" | "keyEncryptionKey",
+  make: () => string,
+): { value: string; created: boolean; path: string } {
+  // `pnpm start` keeps its generated secrets here: use them, so both starts share one database.
+  const stackFile = join(dataDir, "dev-secrets.json");
+  if (existsSync(stackFile)) {
+    const value = (JSON.parse(readFileSync(stackFile, "utf8")) as Record<string, unknown>)[stackKey];
+    if (typeof value === "string" && value) return { value, created: false, path: stackFile };
+  }
+  const path = join(dataDir, name);
+  if (existsSync(path)) return { value: readFileSync(path, "utf8").trim(), created: false, path };
+  mkdirSync(dataDir, { recursive: true });
+  const value = make();
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  return { value, created: true, path };
+}
+
+let env: ReturnType<typeof parseEnv>;
+try {
+  env = parseEnv(process.env);
+} catch (err) {
+  refuse((err as Error).message);
+}
+const production = env.NODE_ENV === "production";
+// `pnpm --filter` runs scripts in the package directory; INIT_CWD is where the user ran pnpm.
+const dataDir = resolve(process.env.INIT_CWD || process.cwd(), env.DATA_DIR);
+
+if (production && !env.KEY_ENCRYPTION_KEY) {
+  refuse("KEY_ENCRYPTION_KEY is required when NODE_ENV=production (32 bytes: 64 hex characters or base64).");
+}
+if (production && !env.ADMIN_TOKEN) {
+  refuse("ADMIN_TOKEN is required when NODE_ENV=production (at least 32 characters).");
+}
+
+let kek: Uint8Array;
+try {
+  if (env.KEY_ENCRYPTION_KEY) {
+    kek = parseKek(env.KEY_ENCRYPTION_KEY);
+  } else {
+    const generated = devSecret(dataDir, "token-service-kek", "keyEncryptionKey", () =>
+      randomBytes(32).toString("hex"),
+    );
+    log.warn(
+      `no KEY_ENCRYPTION_KEY: ${generated.created ? "generated" : "using"} a development key in ${generated.path}; set KEY_ENCRYPTION_KEY in production`,
+    );
+    kek = parseKek(generated.value);
+  }
+} catch (err) {
+  refuse((err as Error).message);
+}
+
+let adminToken = env.ADMIN_TOKEN;
+if (!adminToken) {
+  const generated = devSecret(
+    dataDir,
+    "token-service-admin-token",
+    "adminToken",
+    () => `pla_${randomBytes(32).toString("base64url")}`,
+  );
+  adminToken = generated.value;
+  if (generated.created)
+    console.log(`token-service: generated ADMIN_TOKEN (kept in ${generated.path}):\n  ${adminToken}`);
+  else console.log(`token-service: ADMIN_TOKEN unset, using the one kept in ${generated.path}`);
+}
+
+const handle = createDb({ databaseUrl: env.DATABASE_URL, dataDir: env.DATABASE_URL ? undefined : dataDir });
+try {
+  await assertMigrated(handle.db);
+} catch (err) {
+  await handle.close();
+  refuse(
+    `${(err as Error).message} (${env.DATABASE_URL ? "DATABASE_URL" : `embedded database in ${dataDir}`})`,
+  );
+}
+
+const clock = systemClock;
+const repos = createRepos(handle.db);
+
+let busUp = !env.REDIS_URL;
+const bus: ChangeBus = env.REDIS_URL
+  ? new RedisBus({ url: env.REDIS_URL, onError: (err) => log.warn("change feed", { error: String(err) }) })
+  : new MemoryBus();
+
+const keys = new KeyManager({ signingKeys: repos.signingKeys, kek, clock });
+let ensured: Awaited<ReturnType<KeyManager["ensureActiveKey"]>>;
+try {
+  ensured = await keys.ensureActiveKey();
+} catch (err) {
+  await handle.close();
+  refuse(`cannot load the signing key: ${(err as Error).message}`);
+}
+if (ensured.created) {
+  const { version, kid, publicJwk } = ensured.created;
+  await bus
+    .publish({ version, change: { type: "signing-key", kid, publicJwk: { ...publicJwk } } })
+    .catch(() => {});
+}
+
+// Another instance may rotate: pick up its key, so every instance signs with the active one.
+bus.subscribe({
+  onMessage: (msg) => {
+    if (msg.change.type === "signing-key") {
+      keys.refresh().catch((err: unknown) => log.error("signing key refresh failed", { error: String(err) }));
+    }
+  },
+  onStatus: (status: BusStatus) => {
+    if (status === "connected" || status === "heartbeat") busUp = true;
+    if (status === "disconnected") busUp = false;
+  },
+});
+
+const audit = new BatchAuditWriter({
+  db: handle.db,
+  clock,
+  onError: (err) => log.error("audit writer", { error: err instanceof Error ? err.message : String(err) }),
+});
+
+const app = createApp({
+  db: handle.db,
+  repos,
+  keys,
+  clock,
+  bus,
+  audit,
+  config: { issuer: env.TOKEN_SERVICE_URL, publicGatewayUrl: env.PUBLIC_GATEWAY_URL, adminToken },
+  ready: () => busUp,
+  logger: log,
+});
+
+const server = serve({ fetch: app.fetch, port: env.TOKEN_SERVICE_PORT, hostname: env.HOST }, (info) => {
+  console.log(
+    `token-service: listening on http://${info.address}:${info.port} (iss ${env.TOKEN_SERVICE_URL}, signing key ${ensured.kid}); API reference at /docs`,
+  );
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`token-service: ${signal}, shutting down`);
+  server.close();
+  await audit.close().catch((err: unknown) => log.error("audit close", { error: String(err) }));
+  await bus.close().catch(() => {});
+  await handle.close();
+  process.exit(0);
+}
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));

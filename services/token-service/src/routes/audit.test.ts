@@ -1,0 +1,81 @@
+import { appendEvents } from "@phaselock/audit";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { callJson, createHarness, createKey, type Harness, seedOpen, T0 } from "../test-support.ts";
+
+let h: Harness;
+let campaignId: string;
+beforeAll(async () => {
+  h = await createHarness();
+  ({ campaignId } = await seedOpen(h));
+  const at = (s: number) => new Date(Date.parse(T0) + s * 1000);
+  await appendEvents(h.handle.db, [
+    { type: "link.issued", at: at(0), actor: "admin", campaignId, linkId: "lnk_a", decision: "allow" },
+    {
+      type: "access",
+      at: at(1),
+      actor: "v1",
+      campaignId,
+      linkId: "lnk_a",
+      decision: "deny",
+      reason: "revoked",
+    },
+    { type: "access", at: at(2), actor: "v1", campaignId: "other", linkId: "lnk_b", decision: "allow" },
+    { type: "contest.replaced", at: at(3), actor: "admin", data: { contestId: "x" } },
+  ]);
+}, 60_000);
+afterAll(() => h.close());
+
+type Page = { items: { type: string; seq: number; hash: string; at: string }[]; nextCursor: string | null };
+
+describe("GET /v1/audit", () => {
+  it("lists events newest first, filtered", async () => {
+    const all = await callJson<Page>(h, "GET", "/v1/audit");
+    expect(all.status).toBe(200);
+    expect(all.body.items.map((e) => e.seq)).toEqual([4, 3, 2, 1]);
+    const denied = await callJson<Page>(h, "GET", `/v1/audit?campaignId=${campaignId}&decision=deny`);
+    expect(denied.body.items).toEqual([expect.objectContaining({ type: "access", seq: 2 })]);
+    const byLink = await callJson<Page>(h, "GET", "/v1/audit?linkId=lnk_b");
+    expect(byLink.body.items.map((e) => e.seq)).toEqual([3]);
+    const since = await callJson<Page>(
+      h,
+      "GET",
+      `/v1/audit?since=${new Date(Date.parse(T0) + 2000).toISOString()}`,
+    );
+    expect(since.body.items.map((e) => e.seq)).toEqual([4, 3]);
+  });
+
+  it("pages with a cursor", async () => {
+    const first = await callJson<Page>(h, "GET", "/v1/audit?limit=3");
+    expect(first.body.items).toHaveLength(3);
+    const second = await callJson<Page>(h, "GET", `/v1/audit?limit=3&cursor=${first.body.nextCursor}`);
+    expect(second.body.items.map((e) => e.seq)).toEqual([1]);
+    expect(second.body.nextCursor).toBeNull();
+    const bad = await callJson(h, "GET", "/v1/audit?cursor=abc");
+    expect(bad.status).toBe(400);
+    expect(bad.body.code).toBe("validation");
+  });
+
+  it("is open to admins and auditors only", async () => {
+    const auditor = await createKey(h, "auditor");
+    const coordinator = await createKey(h, "coordinator", campaignId);
+    expect((await callJson(h, "GET", "/v1/audit", { token: auditor.key })).status).toBe(200);
+    const res = await callJson(h, "GET", "/v1/audit", { token: coordinator.key });
+    expect(res.status).toBe(403);
+    expect(res.body.code).toBe("forbidden");
+    expect((await callJson(h, "GET", "/v1/audit/verify", { token: coordinator.key })).status).toBe(403);
+  });
+});
+
+describe("GET /v1/audit/verify", () => {
+  it("reports an intact chain with its head, then the first broken event", async () => {
+    const ok = await callJson<{ ok: boolean; events: number; head: string }>(h, "GET", "/v1/audit/verify");
+    expect(ok.status).toBe(200);
+    const latest = (await callJson<Page>(h, "GET", "/v1/audit?limit=1")).body.items[0]!;
+    expect(ok.body).toEqual({ ok: true, events: 4, head: latest.hash });
+
+    await h.handle.db.execute(sql`update audit_events set reason = 'tampered' where seq = 2`);
+    const broken = await callJson(h, "GET", "/v1/audit/verify");
+    expect(broken.body).toMatchObject({ ok: false, brokenAt: { seq: 2, reason: "hash_mismatch" } });
+  });
+});

@@ -1,0 +1,520 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { randomId, type Scope } from "@phaselock/core";
+import type { Link, LinkWithStatus, NewLink } from "@phaselock/db";
+import {
+  type Campaign,
+  type Contest,
+  checkIssuance,
+  type IssuanceRefusal,
+  type LinkClaims,
+  linkValidity,
+  type Phase,
+} from "@phaselock/policy";
+import { TOKEN_AUDIENCE } from "@phaselock/tokens";
+import type { Context } from "hono";
+import type { AppEnv, Principal } from "../context.ts";
+import { toCsv } from "../csv.ts";
+import { audit } from "../effects.ts";
+import { fail } from "../errors.ts";
+import { auth, canActOnCampaign } from "../middleware/auth.ts";
+import {
+  bearer,
+  Cursor,
+  DisplayText,
+  IsoDateTime,
+  jsonBody,
+  jsonContent,
+  Limit,
+  problems,
+  ScopeSchema,
+  Slug,
+  VolunteerRef,
+} from "../schemas.ts";
+
+const DAY = 86_400;
+export const DEFAULT_TTL_SECONDS = 7 * DAY;
+export const MAX_TTL_SECONDS = 90 * DAY;
+export const DEFAULT_MAX_USES = 5;
+export const MAX_MAX_USES = 1000;
+export const MAX_BATCH = 10_000;
+/** Tokens signed concurrently: enough to keep the thread pool busy without a 10,000-promise burst. */
+const SIGN_CHUNK = 256;
+
+const Volunteer = z
+  .strictObject({ ref: VolunteerRef, name: DisplayText(100).optional() })
+  .openapi("Volunteer", { description: "who the link is for; `ref` is the campaign's own reference" });
+
+const issueFields = {
+  campaignId: Slug,
+  phase: Slug,
+  scopes: z.array(ScopeSchema).min(1).max(4),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_TTL_SECONDS)
+    .default(DEFAULT_TTL_SECONDS)
+    .openapi({ description: "1 s to 90 days; always clamped to the end of the phase" }),
+  maxUses: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_MAX_USES)
+    .default(DEFAULT_MAX_USES)
+    .openapi({ description: "redemptions allowed" }),
+};
+
+const LinkInput = z.strictObject({ ...issueFields, volunteer: Volunteer }).openapi("LinkInput");
+
+const BatchInput = z
+  .strictObject({ ...issueFields, volunteers: z.array(Volunteer).min(1).max(MAX_BATCH) })
+  .superRefine((body, ctx) => {
+    const seen = new Set<string>();
+    const duplicates = new Set<string>();
+    for (const [i, v] of body.volunteers.entries()) {
+      if (!seen.has(v.ref)) {
+        seen.add(v.ref);
+        continue;
+      }
+      duplicates.add(v.ref);
+      // Name the first few; a list with thousands of repeats gets one summary issue below.
+      if (duplicates.size <= 20) {
+        ctx.addIssue({ code: "custom", path: ["volunteers", i, "ref"], message: `duplicate ref "${v.ref}"` });
+      }
+    }
+    if (duplicates.size > 20) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["volunteers"],
+        message: `${duplicates.size} refs appear more than once`,
+      });
+    }
+  })
+  .openapi("LinkBatchInput");
+
+const IssuedLink = z
+  .object({
+    id: z.string().openapi({ example: "lnk_3fj0d9Qk1lJ2m3n4o5p6qA" }),
+    url: z.string().openapi({ description: "`PUBLIC_GATEWAY_URL/l/<token>`: hand this to the volunteer" }),
+    token: z.string(),
+    notBefore: IsoDateTime,
+    expiresAt: IsoDateTime,
+  })
+  .openapi("IssuedLink");
+
+const BatchIssuedLink = IssuedLink.extend({
+  volunteer: z.object({ ref: z.string(), name: z.string().nullable() }),
+}).openapi("BatchIssuedLink");
+
+const LinkStatusSchema = z
+  .enum(["active", "revoked", "expired", "exhausted", "suspended"])
+  .openapi("LinkStatus", {
+    description:
+      "`revoked`: a revocation covers it; `expired`: past `expiresAt` or its phase has ended; `suspended`: stopped automatically; `exhausted`: every use spent; else `active` (an issued-ahead link is active before its phase starts).",
+  });
+
+const LinkOutput = z
+  .object({
+    id: z.string(),
+    campaignId: z.string(),
+    contestId: z.string(),
+    phase: z.string(),
+    volunteer: z.object({ ref: z.string(), name: z.string().nullable() }),
+    scopes: z.array(ScopeSchema),
+    status: LinkStatusSchema,
+    uses: z.number().int(),
+    maxUses: z.number().int(),
+    notBefore: IsoDateTime,
+    expiresAt: IsoDateTime,
+    issuedAt: IsoDateTime,
+    issuedBy: z.string(),
+    kid: z.string(),
+    lastSeenAt: IsoDateTime.nullable(),
+    suspendedAt: IsoDateTime.nullable(),
+    suspendedReason: z.string().nullable(),
+  })
+  .openapi("Link");
+
+const LinkList = z
+  .object({ items: z.array(LinkOutput), nextCursor: z.string().nullable() })
+  .openapi("LinkList");
+
+const LinkId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,100}$/, "not a link id")
+  .openapi({ param: { name: "id", in: "path" }, example: "lnk_3fj0d9Qk1lJ2m3n4o5p6qA" });
+
+const ListQuery = z.object({
+  campaignId: Slug.optional().openapi({ description: "required in effect for coordinators: their own" }),
+  volunteer: VolunteerRef.optional(),
+  status: z.enum(["active", "revoked", "expired"]).optional(),
+  limit: Limit,
+  cursor: Cursor.optional(),
+});
+
+const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
+
+interface IssueRequest {
+  campaignId: string;
+  phase: string;
+  scopes: Scope[];
+  ttlSeconds: number;
+  maxUses: number;
+  volunteers: { ref: string; name?: string | undefined }[];
+}
+
+interface Issued {
+  id: string;
+  url: string;
+  token: string;
+  notBefore: string;
+  expiresAt: string;
+  volunteer: { ref: string; name: string | null };
+}
+
+const REFUSALS: Record<IssuanceRefusal, string> = {
+  not_found: "No phase of that name in the campaign's contest.",
+  scope_not_issuable: "members:export is never issuable through a link.",
+  phase_closed: "The phase has ended; links can no longer be issued for it.",
+  not_entitled:
+    "The campaign is not entitled to every requested scope in that phase, or the phase allows no member data.",
+};
+
+/**
+ * Everything issuance checks, in the contract's order: (validation already passed) unknown
+ * campaign or phase → 404, another campaign's coordinator → 403, then `checkIssuance`'s
+ * `scope_not_issuable` → 422, `phase_closed` → 409, `not_entitled` → 403.
+ */
+async function authorizeIssuance(
+  c: Context<AppEnv>,
+  req: IssueRequest,
+  now: Date,
+): Promise<{ campaign: Campaign; contest: Contest; phase: Phase }> {
+  const { deps, principal } = c.var;
+  const campaign = await deps.repos.campaigns.get(req.campaignId);
+  if (!campaign) fail("not_found", "No such campaign.");
+  const contest = await deps.repos.contests.get(campaign.contestId);
+  if (!contest?.phases.some((p) => p.name === req.phase)) {
+    fail("not_found", `No phase of that name in contest "${campaign.contestId}".`);
+  }
+  if (!canActOnCampaign(principal, campaign.id))
+    fail("forbidden", "This API key may only issue links of its own campaign.");
+  const entitled = await deps.repos.entitlements.get(campaign.id, req.phase);
+  const decision = checkIssuance({
+    contest,
+    phaseName: req.phase,
+    entitled: entitled ? new Set(entitled) : undefined,
+    requested: req.scopes,
+    now,
+  });
+  if (!decision.ok) fail(decision.code, REFUSALS[decision.code]);
+  return { campaign, contest, phase: decision.phase };
+}
+
+/** Signs and stores the links, all or nothing: one transaction, multi-row inserts. */
+async function issue(c: Context<AppEnv>, req: IssueRequest): Promise<Issued[]> {
+  const { deps, principal } = c.var;
+  // One instant for the checks and the validity window, so they cannot disagree at a phase end.
+  const now = deps.clock.now();
+  const { campaign, contest, phase } = await authorizeIssuance(c, req, now);
+  const { iat, nbf, exp } = linkValidity({ phase, now, ttlSeconds: req.ttlSeconds });
+  const signer = deps.keys.signer();
+  const scopes = [...new Set(req.scopes)];
+
+  const rows: NewLink[] = req.volunteers.map((v) => ({
+    id: randomId("lnk"),
+    campaignId: campaign.id,
+    contestId: contest.id,
+    phase: phase.name,
+    volunteerRef: v.ref,
+    volunteerName: v.name ?? null,
+    scopes,
+    notBefore: new Date(nbf * 1000),
+    expiresAt: new Date(exp * 1000),
+    maxUses: req.maxUses,
+    issuedBy: principal.actor,
+    issuedAt: new Date(iat * 1000),
+    kid: signer.kid,
+  }));
+
+  const tokens: string[] = [];
+  for (let i = 0; i < rows.length; i += SIGN_CHUNK) {
+    const chunk = rows.slice(i, i + SIGN_CHUNK).map((row) => {
+      const claims: LinkClaims = {
+        iss: deps.config.issuer,
+        aud: TOKEN_AUDIENCE,
+        sub: row.volunteerRef,
+        jti: row.id,
+        iat,
+        nbf,
+        exp,
+        cmp: campaign.id,
+        cst: contest.id,
+        phs: phase.name,
+        scp: scopes,
+      };
+      return signer.sign(claims);
+    });
+    tokens.push(...(await Promise.all(chunk)));
+  }
+
+  await deps.db.transaction(async (tx) => {
+    await deps.repos.links.insertMany(rows, tx);
+    await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
+  });
+
+  const batchId = rows.length > 1 ? randomId("bat") : undefined;
+  for (const row of rows) {
+    audit(c, {
+      type: "link.issued",
+      campaignId: campaign.id,
+      linkId: row.id,
+      decision: "allow",
+      data: {
+        volunteerRef: row.volunteerRef,
+        contestId: contest.id,
+        phase: phase.name,
+        scopes,
+        notBefore: iso(nbf),
+        expiresAt: iso(exp),
+        maxUses: req.maxUses,
+        kid: signer.kid,
+        ...(batchId ? { batchId } : {}),
+      },
+    });
+  }
+  if (batchId) {
+    audit(c, {
+      type: "links.batch_issued",
+      campaignId: campaign.id,
+      decision: "allow",
+      data: {
+        batchId,
+        count: rows.length,
+        contestId: contest.id,
+        phase: phase.name,
+        scopes,
+        expiresAt: iso(exp),
+      },
+    });
+  }
+
+  const base = deps.config.publicGatewayUrl;
+  return rows.map((row, i) => {
+    const token = tokens[i]!;
+    return {
+      id: row.id,
+      url: `${base}/l/${token}`,
+      token,
+      notBefore: iso(nbf),
+      expiresAt: iso(exp),
+      volunteer: { ref: row.volunteerRef, name: row.volunteerName ?? null },
+    };
+  });
+}
+
+type LinkStatus = z.infer<typeof LinkStatusSchema>;
+
+/**
+ * The repository's status refined with what the row alone cannot say: a timeline replaced so
+ * that the phase ends early (or no longer has that phase) has ended the link, and a link whose
+ * uses are spent is `exhausted`.
+ */
+function refineStatus(link: LinkWithStatus, contest: Contest | null, now: Date): LinkStatus {
+  if (link.status !== "active") return link.status;
+  const phase = contest?.phases.find((p) => p.name === link.phase);
+  if (!phase || phase.endsAt.getTime() <= now.getTime()) return "expired";
+  if (link.uses >= link.maxUses) return "exhausted";
+  return "active";
+}
+
+const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+const linkJson = (link: Link, status: LinkStatus) => ({
+  id: link.id,
+  campaignId: link.campaignId,
+  contestId: link.contestId,
+  phase: link.phase,
+  volunteer: { ref: link.volunteerRef, name: link.volunteerName },
+  scopes: link.scopes,
+  status,
+  uses: link.uses,
+  maxUses: link.maxUses,
+  notBefore: link.notBefore.toISOString(),
+  expiresAt: link.expiresAt.toISOString(),
+  issuedAt: link.issuedAt.toISOString(),
+  issuedBy: link.issuedBy,
+  kid: link.kid,
+  lastSeenAt: isoOrNull(link.lastSeenAt),
+  suspendedAt: isoOrNull(link.suspendedAt),
+  suspendedReason: link.suspendedReason,
+});
+
+/** Picks CSV when the caller asks for it over JSON. */
+function wantsCsv(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const q = (type: string): number => {
+    for (const part of accept.split(",")) {
+      const [media, ...params] = part.trim().split(";");
+      if (media?.trim().toLowerCase() !== type) continue;
+      const qp = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+      const v = qp ? Number(qp.slice(2)) : 1;
+      return Number.isFinite(v) ? v : 0;
+    }
+    return -1;
+  };
+  const csv = q("text/csv");
+  return csv > 0 && csv >= q("application/json");
+}
+
+const CSV_COLUMNS = [
+  { header: "ref", value: (l: Issued) => l.volunteer.ref },
+  { header: "name", value: (l: Issued) => l.volunteer.name },
+  { header: "id", value: (l: Issued) => l.id },
+  { header: "url", value: (l: Issued) => l.url },
+  { header: "notBefore", value: (l: Issued) => l.notBefore },
+  { header: "expiresAt", value: (l: Issued) => l.expiresAt },
+] as const;
+
+const issuanceProblems = problems(
+  [400, "`validation`"],
+  401,
+  [403, "`forbidden` (another campaign's coordinator, or the auditor role) or `not_entitled`"],
+  [404, "`not_found`: unknown campaign, or no such phase in its contest"],
+  [409, "`phase_closed`: the phase has ended"],
+  413,
+  415,
+  [422, "`scope_not_issuable`: members:export"],
+);
+
+const coordinatorOrAdmin = auth({ roles: ["admin", "coordinator"] });
+
+/** Whether `p` may see a link: admins all, coordinators their campaign's only. */
+const canSee = (p: Principal, link: Link): boolean => canActOnCampaign(p, link.campaignId);
+
+export function registerLinks(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/links",
+      tags: ["links"],
+      summary: "Issue one link",
+      description:
+        "Checks, in order: validation (400), unknown campaign or phase (404), another campaign's coordinator (403 `forbidden`), members:export (422), phase ended (409 `phase_closed`), phase without member data or scope not entitled (403 `not_entitled`). A link for a later phase is issued ahead: `notBefore` is the phase start. `expiresAt` never passes the phase end.",
+      security: bearer,
+      middleware: [coordinatorOrAdmin] as const,
+      request: { body: jsonBody(LinkInput) },
+      responses: { 201: jsonContent(IssuedLink, "Issued; the token is shown only now"), ...issuanceProblems },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const [link] = await issue(c, { ...body, volunteers: [body.volunteer] });
+      const { id, url, token, notBefore, expiresAt } = link!;
+      return c.json({ id, url, token, notBefore, expiresAt }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/links/batch",
+      tags: ["links"],
+      summary: "Issue links for many volunteers, all or nothing",
+      description:
+        "Up to 10,000 volunteers with distinct refs, one transaction. Same checks as a single link. With `Accept: text/csv` the answer is a CSV file (header row `ref,name,id,url,notBefore,expiresAt`; cells that a spreadsheet would run as formulas are prefixed with `'`).",
+      security: bearer,
+      middleware: [coordinatorOrAdmin] as const,
+      request: { body: jsonBody(BatchInput) },
+      responses: {
+        201: {
+          description: "Issued; the tokens are shown only now",
+          content: {
+            "application/json": {
+              schema: z.object({ links: z.array(BatchIssuedLink) }).openapi("LinkBatch"),
+            },
+            "text/csv": { schema: z.string() },
+          },
+        },
+        ...issuanceProblems,
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const links = await issue(c, body);
+      if (wantsCsv(c.req.header("accept"))) {
+        return c.body(toCsv(CSV_COLUMNS, links), 201, {
+          "Content-Type": "text/csv; charset=utf-8",
+          "Content-Disposition": `attachment; filename="links-${body.campaignId}-${body.phase}.csv"`,
+        });
+      }
+      return c.json({ links }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/links",
+      tags: ["links"],
+      summary: "List links, newest first",
+      description:
+        "A coordinator sees its own campaign's links only (asking for another campaign is 403). `status=active` leaves out links that are exhausted or whose phase has ended, so a page may hold fewer than `limit` items while `nextCursor` is still set.",
+      security: bearer,
+      middleware: [coordinatorOrAdmin] as const,
+      request: { query: ListQuery },
+      responses: { 200: jsonContent(LinkList, "One page"), ...problems(400, 401, 403) },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const query = c.req.valid("query");
+      let campaignId = query.campaignId;
+      if (principal.role === "coordinator") {
+        if (campaignId !== undefined && campaignId !== principal.campaignId) {
+          fail("forbidden", "This API key may only list its own campaign's links.");
+        }
+        campaignId = principal.campaignId;
+      }
+      const now = deps.clock.now();
+      const page = await deps.repos.links.list({
+        campaignId,
+        volunteer: query.volunteer,
+        status: query.status,
+        limit: query.limit,
+        cursor: query.cursor ?? null,
+        now,
+      });
+      const contests = new Map<string, Contest | null>();
+      for (const link of page.items) {
+        if (!contests.has(link.contestId))
+          contests.set(link.contestId, await deps.repos.contests.get(link.contestId));
+      }
+      let items = page.items.map((l) => linkJson(l, refineStatus(l, contests.get(l.contestId) ?? null, now)));
+      if (query.status === "active") items = items.filter((l) => l.status === "active");
+      return c.json({ items, nextCursor: page.nextCursor }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/links/{id}",
+      tags: ["links"],
+      summary: "One link: status, uses, last seen",
+      description:
+        "A coordinator asking for another campaign's link gets 404, as for a link that does not exist, so ids of other campaigns cannot be probed.",
+      security: bearer,
+      middleware: [coordinatorOrAdmin] as const,
+      request: { params: z.object({ id: LinkId }) },
+      responses: { 200: jsonContent(LinkOutput, "The link"), ...problems(400, 401, 403, 404) },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const { id } = c.req.valid("param");
+      const now = deps.clock.now();
+      const link = await deps.repos.links.getWithStatus(id, now);
+      if (!link || !canSee(principal, link)) fail("not_found", "No such link.");
+      const contest = await deps.repos.contests.get(link.contestId);
+      return c.json(linkJson(link, refineStatus(link, contest, now)), 200);
+    },
+  );
+}

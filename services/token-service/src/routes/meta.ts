@@ -1,0 +1,99 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { sql } from "drizzle-orm";
+import type { AppEnv, TokenServiceDeps } from "../context.ts";
+import { renderDocsPage } from "../docs-page.ts";
+import { consoleLogger, fail } from "../errors.ts";
+import { jsonContent, PROBLEM_CODES, problems } from "../schemas.ts";
+
+const READY_TIMEOUT_MS = 2000;
+
+/** The OpenAPI document's fixed parts. */
+export const openApiConfig = (issuer: string) => ({
+  openapi: "3.1.0",
+  info: {
+    title: "Phaselock token service",
+    version: "1.0.0",
+    description:
+      "Issues expiring, signed phone-bank links bound to one campaign, contest and phase, and administers contests, campaigns, entitlements, API keys, revocations and signing keys. Send `Authorization: Bearer <ADMIN_TOKEN or API key>`. Errors are RFC 9457 problem details with a stable `code`.",
+  },
+  servers: [{ url: issuer }],
+});
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Why the service is not ready, or null when it is. */
+async function notReady(deps: TokenServiceDeps): Promise<string | null> {
+  try {
+    await withTimeout(deps.db.execute(sql`select 1`), READY_TIMEOUT_MS);
+  } catch (err) {
+    (deps.logger ?? consoleLogger).warn("readiness: database unreachable", {
+      error: err instanceof Error ? err.message : String(err),
+    });
+    return "database unreachable";
+  }
+  if (!deps.audit.healthy(deps.clock.now())) return "audit trail not being written";
+  if (
+    deps.ready &&
+    !(await withTimeout(Promise.resolve(deps.ready()), READY_TIMEOUT_MS).catch(() => false))
+  ) {
+    return "change feed unreachable";
+  }
+  return null;
+}
+
+export function registerMeta(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/healthz",
+      tags: ["operations"],
+      summary: "Liveness",
+      responses: { 200: jsonContent(z.object({ status: z.literal("ok") }), "The process is up") },
+    }),
+    (c) => c.json({ status: "ok" as const }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/readyz",
+      tags: ["operations"],
+      summary: "Readiness",
+      description:
+        "200 only when the database answers `select 1` (and the audit trail and change feed are healthy).",
+      responses: {
+        200: jsonContent(z.object({ status: z.literal("ready") }), "Ready"),
+        ...problems([503, "`unavailable`: not ready"]),
+      },
+    }),
+    async (c) => {
+      const reason = await notReady(c.var.deps);
+      if (reason) fail("unavailable", `Not ready: ${reason}.`);
+      return c.json({ status: "ready" as const }, 200);
+    },
+  );
+
+  app.doc31("/openapi.json", (c) => openApiConfig(c.var.deps.config.issuer));
+
+  app.get("/docs", (c) => {
+    const doc = app.getOpenAPI31Document(openApiConfig(c.var.deps.config.issuer));
+    c.header(
+      "Content-Security-Policy",
+      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
+    return c.html(renderDocsPage(doc as Parameters<typeof renderDocsPage>[0], PROBLEM_CODES));
+  });
+}

@@ -1,0 +1,215 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Revocation, RevocationScope } from "@phaselock/policy";
+import type { AppEnv } from "../context.ts";
+import { audit, publishChange } from "../effects.ts";
+import { fail } from "../errors.ts";
+import { auth } from "../middleware/auth.ts";
+import {
+  bearer,
+  Cursor,
+  DisplayText,
+  IsoDateTime,
+  jsonBody,
+  jsonContent,
+  Limit,
+  problems,
+  Slug,
+  VolunteerRef,
+} from "../schemas.ts";
+
+const SCOPES = [
+  "link",
+  "volunteer",
+  "campaign",
+  "phase",
+  "contest",
+  "all",
+] as const satisfies readonly RevocationScope[];
+
+type Field = "linkId" | "volunteerRef" | "campaignId" | "contestId" | "phase";
+
+/** Fields each scope needs, and the optional ones it also takes; any other is refused. */
+const FIELDS: Record<RevocationScope, { required: Field[]; optional: Field[] }> = {
+  link: { required: ["linkId"], optional: ["campaignId"] },
+  volunteer: { required: ["volunteerRef"], optional: ["campaignId"] },
+  campaign: { required: ["campaignId"], optional: [] },
+  phase: { required: ["contestId", "phase"], optional: [] },
+  contest: { required: ["contestId"], optional: [] },
+  all: { required: [], optional: [] },
+};
+
+const RevocationInput = z
+  .strictObject({
+    scope: z.enum(SCOPES),
+    linkId: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,100}$/, "not a link id")
+      .optional(),
+    volunteerRef: VolunteerRef.optional(),
+    campaignId: Slug.optional(),
+    contestId: Slug.optional(),
+    phase: Slug.optional(),
+    reason: DisplayText(500),
+  })
+  .superRefine((b, ctx) => {
+    const { required, optional } = FIELDS[b.scope];
+    for (const f of required) {
+      if (b[f] === undefined)
+        ctx.addIssue({ code: "custom", path: [f], message: `required for scope ${b.scope}` });
+    }
+    for (const f of ["linkId", "volunteerRef", "campaignId", "contestId", "phase"] as const) {
+      if (b[f] !== undefined && !required.includes(f) && !optional.includes(f)) {
+        ctx.addIssue({ code: "custom", path: [f], message: `not used by scope ${b.scope}` });
+      }
+    }
+  })
+  .openapi("RevocationInput", {
+    description:
+      "`link` needs linkId; `volunteer` volunteerRef (and campaignId to limit it to one campaign; always set for coordinators); `campaign` campaignId; `phase` contestId and phase; `contest` contestId; `all` nothing.",
+  });
+
+const RevocationCreated = z.object({ id: z.string(), effectiveAt: IsoDateTime }).openapi("RevocationCreated");
+
+const RevocationOutput = z
+  .object({
+    id: z.string(),
+    scope: z.enum(SCOPES),
+    linkId: z.string().nullable(),
+    volunteerRef: z.string().nullable(),
+    campaignId: z.string().nullable(),
+    contestId: z.string().nullable(),
+    phase: z.string().nullable(),
+    reason: z.string(),
+    actor: z.string(),
+    effectiveAt: IsoDateTime,
+    createdAt: IsoDateTime,
+  })
+  .openapi("Revocation");
+
+const revocationJson = (r: Revocation) => ({
+  id: r.id,
+  scope: r.scope,
+  linkId: r.linkId ?? null,
+  volunteerRef: r.volunteerRef ?? null,
+  campaignId: r.campaignId ?? null,
+  contestId: r.contestId ?? null,
+  phase: r.phase ?? null,
+  reason: r.reason,
+  actor: r.actor,
+  effectiveAt: r.effectiveAt.toISOString(),
+  createdAt: (r.createdAt ?? r.effectiveAt).toISOString(),
+});
+
+const COORDINATOR_SCOPES: readonly RevocationScope[] = ["link", "volunteer", "campaign"];
+
+export function registerRevocations(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/revocations",
+      tags: ["revocations"],
+      summary: "Revoke links",
+      description:
+        "Every scope but `link` revokes each matching link issued up to `effectiveAt` (compared at the token's `iat` second, so a link issued in the same second is covered); later links work. Coordinators may revoke their own campaign's links by `link`, `volunteer` or `campaign` only.",
+      security: bearer,
+      middleware: [auth({ roles: ["admin", "coordinator"] })] as const,
+      request: { body: jsonBody(RevocationInput) },
+      responses: {
+        201: jsonContent(RevocationCreated, "Revoked"),
+        ...problems(
+          400,
+          401,
+          [403, "`forbidden`: a coordinator outside its campaign, or a scope it may not use"],
+          [404, "`not_found`: unknown link, campaign, contest or phase"],
+          413,
+          415,
+        ),
+      },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const body = c.req.valid("json");
+      if (principal.role === "coordinator" && !COORDINATOR_SCOPES.includes(body.scope)) {
+        fail("forbidden", `A coordinator may not revoke by ${body.scope}.`);
+      }
+      let campaignId = body.campaignId ?? null;
+      let contestId = body.contestId ?? null;
+
+      if (body.scope === "link") {
+        const link = await deps.repos.links.get(body.linkId!);
+        if (!link) fail("not_found", "No such link.");
+        if (campaignId !== null && campaignId !== link.campaignId) {
+          fail("validation", "campaignId does not match the link's campaign.", {
+            issues: [{ in: "body", pointer: "#/campaignId", detail: "does not match the link's campaign" }],
+          });
+        }
+        campaignId = link.campaignId;
+        contestId = link.contestId;
+      } else if (body.scope === "phase" || body.scope === "contest") {
+        const contest = await deps.repos.contests.get(body.contestId!);
+        if (!contest) fail("not_found", "No such contest.");
+        if (body.scope === "phase" && !contest.phases.some((p) => p.name === body.phase)) {
+          fail("not_found", "No such phase in that contest.");
+        }
+      } else if (campaignId !== null) {
+        if (!(await deps.repos.campaigns.get(campaignId))) fail("not_found", "No such campaign.");
+      }
+
+      if (principal.role === "coordinator") {
+        // A coordinator's volunteer revocation is always limited to its own campaign.
+        if (body.scope === "volunteer" && campaignId === null) campaignId = principal.campaignId;
+        if (campaignId !== principal.campaignId) {
+          fail("forbidden", "This API key may only revoke its own campaign's links.");
+        }
+      }
+
+      const { version, revocation } = await deps.repos.revocations.insert({
+        scope: body.scope,
+        linkId: body.linkId ?? null,
+        volunteerRef: body.volunteerRef ?? null,
+        // For `link`, the link's campaign and contest are kept for the record; only linkId matches.
+        campaignId,
+        contestId,
+        phase: body.phase ?? null,
+        reason: body.reason,
+        actor: principal.actor,
+        effectiveAt: deps.clock.now(),
+      });
+      await publishChange(deps, version, { type: "revocation", revocation });
+      audit(c, {
+        type: "revocation.created",
+        campaignId,
+        linkId: revocation.linkId ?? null,
+        data: { revocation: revocationJson(revocation), version },
+      });
+      return c.json({ id: revocation.id, effectiveAt: revocation.effectiveAt.toISOString() }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/revocations",
+      tags: ["revocations"],
+      summary: "List revocations, newest first",
+      security: bearer,
+      middleware: [auth({ roles: ["admin", "auditor"] })] as const,
+      request: { query: z.object({ limit: Limit, cursor: Cursor.optional() }) },
+      responses: {
+        200: jsonContent(
+          z
+            .object({ items: z.array(RevocationOutput), nextCursor: z.string().nullable() })
+            .openapi("RevocationList"),
+          "One page",
+        ),
+        ...problems(400, 401, 403),
+      },
+    }),
+    async (c) => {
+      const { deps } = c.var;
+      const { limit, cursor } = c.req.valid("query");
+      const page = await deps.repos.revocations.list({ limit, cursor: cursor ?? null });
+      return c.json({ items: page.items.map(revocationJson), nextCursor: page.nextCursor }, 200);
+    },
+  );
+}

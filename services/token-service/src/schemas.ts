@@ -1,0 +1,117 @@
+import { z } from "@hono/zod-openapi";
+import { SCOPES } from "@phaselock/core";
+import type { ProblemCode } from "./errors.ts";
+
+/** Ids of contests, campaigns and phase names: safe in URLs, logs and claims. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const ID_MESSAGE = "1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit";
+
+export const Slug = z.string().regex(ID_PATTERN, ID_MESSAGE);
+
+// Visible characters only: refs end up in claims, CSV files and audit events.
+const NO_CONTROL = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
+
+/** A volunteer's reference in the campaign's own records (e-mail, member number…). */
+export const VolunteerRef = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(NO_CONTROL, "must not contain control characters")
+  .refine((s) => s.trim() === s, "must not start or end with whitespace");
+
+export const DisplayText = (max: number) =>
+  z.string().trim().min(1).max(max).regex(NO_CONTROL, "must not contain control characters");
+
+export const IsoDateTime = z.iso.datetime({ offset: true }).openapi({ example: "2020-03-01T12:00:00Z" });
+
+export const ScopeSchema = z.enum(SCOPES).openapi("Scope");
+
+export const Cursor = z
+  .string()
+  .max(512)
+  .regex(/^[A-Za-z0-9_-]+$/, "not a cursor this service handed out")
+  .openapi({ description: "`nextCursor` from the previous page" });
+
+export const Limit = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(500)
+  .default(50)
+  .openapi({ type: "integer", minimum: 1, maximum: 500, default: 50 });
+
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: "urn:phaselock:problem:validation" }),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string().openapi({ description: "stable machine-readable code; branch on this" }),
+    requestId: z.string(),
+    errors: z
+      .array(
+        z.object({
+          in: z.enum(["body", "query", "path", "header"]),
+          pointer: z.string().openapi({ example: "#/volunteers/3/ref" }),
+          detail: z.string(),
+        }),
+      )
+      .optional(),
+  })
+  .openapi("Problem", { description: "RFC 9457 problem details" });
+
+const problemDescriptions: Partial<Record<number, string>> = {
+  400: "`validation`: the request is malformed",
+  401: "`unauthorized`: no or unknown bearer credential",
+  403: "`forbidden`: the credential's role or campaign does not allow this",
+  404: "`not_found`",
+  409: "`conflict`",
+  413: "`payload_too_large`",
+  415: "`unsupported_media_type`",
+  422: "`scope_not_issuable`",
+  503: "`unavailable`",
+};
+
+/** Problem responses for a route's OpenAPI entry, with optional custom descriptions. */
+export function problems(...entries: (number | [number, string])[]) {
+  const out: Record<
+    number,
+    { description: string; content: { "application/problem+json": { schema: typeof ProblemSchema } } }
+  > = {};
+  for (const e of entries) {
+    const [status, description] = Array.isArray(e) ? e : [e, problemDescriptions[e] ?? "problem"];
+    out[status] = { description, content: { "application/problem+json": { schema: ProblemSchema } } };
+  }
+  return out;
+}
+
+/** Problem codes listed on the docs page. */
+export const PROBLEM_CODES: readonly ProblemCode[] = [
+  "validation",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "conflict",
+  "scope_not_issuable",
+  "phase_closed",
+  "not_entitled",
+  "payload_too_large",
+  "unsupported_media_type",
+  "not_acceptable",
+  "unavailable",
+  "internal",
+];
+
+export const bearer = [{ bearer: [] }];
+
+/** A JSON request body: required, so a missing or non-JSON body is refused rather than skipped. */
+export const jsonBody = <T extends z.ZodType>(schema: T, description?: string) => ({
+  required: true,
+  ...(description ? { description } : {}),
+  content: { "application/json": { schema } },
+});
+
+export const jsonContent = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});

@@ -1,0 +1,197 @@
+/**
+ * Test wiring: a token service over an in-memory PGlite, a fake clock, an in-process change bus
+ * and an in-memory audit sink, driven through `app.request` (no sockets). Used only by tests.
+ */
+import { randomBytes } from "node:crypto";
+import { MemoryAuditSink } from "@phaselock/audit";
+import { FakeClock } from "@phaselock/core";
+import { createRepos, type DbHandle } from "@phaselock/db";
+import { type ChangeMessage, MemoryBus } from "@phaselock/state";
+import { createMemoryDb } from "@phaselock/testkit";
+import { createVerifier, KeyRing } from "@phaselock/tokens";
+import { createApp } from "./app.ts";
+import type { TokenServiceDeps } from "./context.ts";
+import type { Logger } from "./errors.ts";
+import { KeyManager } from "./keys.ts";
+
+export const ADMIN = `admin-${"x".repeat(40)}`;
+export const ISSUER = "http://127.0.0.1:4000";
+export const GATEWAY = "http://127.0.0.1:8080";
+/** The fake clock's start: inside the `nominations`/`ballot` fixtures below. */
+export const T0 = "2020-03-01T12:00:00.000Z";
+
+export interface Harness {
+  app: ReturnType<typeof createApp>;
+  deps: TokenServiceDeps;
+  handle: DbHandle;
+  clock: FakeClock;
+  bus: MemoryBus;
+  audit: MemoryAuditSink;
+  keys: KeyManager;
+  /** Every message published on the bus, in order. */
+  published: ChangeMessage[];
+  logs: { level: string; msg: string }[];
+  close(): Promise<void>;
+}
+
+export const silentLogger = (logs: { level: string; msg: string }[]): Logger => ({
+  info: (msg) => void logs.push({ level: "info", msg }),
+  warn: (msg) => void logs.push({ level: "warn", msg }),
+  error: (msg) => void logs.push({ level: "error", msg }),
+});
+
+/** A fresh service with its own database. */
+export async function createHarness(opts: { handle?: DbHandle; adminToken?: string } = {}): Promise<Harness> {
+  const handle = opts.handle ?? (await createMemoryDb());
+  const clock = new FakeClock(T0);
+  const bus = new MemoryBus({ heartbeatMs: 0 });
+  const audit = new MemoryAuditSink();
+  const repos = createRepos(handle.db);
+  const keys = new KeyManager({
+    signingKeys: repos.signingKeys,
+    kek: new Uint8Array(randomBytes(32)),
+    clock,
+  });
+  await keys.ensureActiveKey();
+  const published: ChangeMessage[] = [];
+  bus.subscribe({ onMessage: (m) => void published.push(m), onStatus: () => {} });
+  const logs: { level: string; msg: string }[] = [];
+  const deps: TokenServiceDeps = {
+    db: handle.db,
+    repos,
+    keys,
+    clock,
+    bus,
+    audit,
+    config: { issuer: ISSUER, publicGatewayUrl: GATEWAY, adminToken: opts.adminToken ?? ADMIN },
+    logger: silentLogger(logs),
+  };
+  const app = createApp(deps);
+  return {
+    app,
+    deps,
+    handle,
+    clock,
+    bus,
+    audit,
+    keys,
+    published,
+    logs,
+    close: async () => {
+      await bus.close();
+      await handle.close();
+    },
+  };
+}
+
+export interface CallOptions {
+  token?: string | null;
+  body?: unknown;
+  /** Sent as is (for malformed JSON); implies `Content-Type: application/json` unless overridden. */
+  rawBody?: string;
+  headers?: Record<string, string>;
+}
+
+/** A request to the app; `token` defaults to the admin token, `null` sends none. */
+export async function call(
+  h: Harness,
+  method: string,
+  path: string,
+  opts: CallOptions = {},
+): Promise<Response> {
+  const headers: Record<string, string> = { ...opts.headers };
+  const token = opts.token === undefined ? ADMIN : opts.token;
+  if (token !== null) headers.Authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (opts.rawBody !== undefined) body = opts.rawBody;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) {
+    headers["Content-Type"] = "application/json";
+  }
+  return h.app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
+}
+
+/** Calls and parses JSON, asserting nothing: tests check `status` and `body`. */
+export async function callJson<T = Record<string, unknown>>(
+  h: Harness,
+  method: string,
+  path: string,
+  opts: CallOptions = {},
+): Promise<{ status: number; body: T; res: Response }> {
+  const res = await call(h, method, path, opts);
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : null) as T, res };
+}
+
+let seq = 0;
+/** A unique id for this process, so tests in one file never collide. */
+export const uid = (prefix: string): string => `${prefix}-${process.pid}-${++seq}`;
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const at = (ms: number): string => new Date(new Date(T0).getTime() + ms).toISOString();
+
+/**
+ * A contest around T0: `campaign` (ended, memberData), `nominations` (current, no member data),
+ * `ballot` (starts in 10 days, memberData), and a campaign entitled to calls:* and members:read
+ * in every phase.
+ */
+export async function seedContest(h: Harness, opts: { entitled?: string[] } = {}) {
+  const contestId = uid("contest");
+  const campaignId = uid("campaign");
+  const phases = [
+    { name: "campaign", startsAt: at(-30 * DAY), endsAt: at(-20 * DAY), memberData: true },
+    { name: "nominations", startsAt: at(-DAY), endsAt: at(10 * DAY), memberData: false },
+    { name: "ballot", startsAt: at(10 * DAY), endsAt: at(40 * DAY), memberData: true },
+  ];
+  await expectOk(call(h, "PUT", `/v1/contests/${contestId}`, { body: { name: "Leadership 2020", phases } }));
+  await expectOk(call(h, "PUT", `/v1/campaigns/${campaignId}`, { body: { name: "Campaign", contestId } }));
+  const scopes = opts.entitled ?? ["calls:read", "calls:write", "members:read"];
+  for (const phase of ["campaign", "nominations", "ballot"]) {
+    await expectOk(call(h, "PUT", `/v1/campaigns/${campaignId}/entitlements/${phase}`, { body: { scopes } }));
+  }
+  return { contestId, campaignId, phases };
+}
+
+/**
+ * A contest whose current phase (`open`, memberData) runs from a day before T0 to 30 days after,
+ * with an entitled campaign: the common case for issuance tests.
+ */
+export async function seedOpen(h: Harness, opts: { entitled?: string[] } = {}) {
+  const contestId = uid("contest");
+  const campaignId = uid("campaign");
+  const phases = [{ name: "open", startsAt: at(-DAY), endsAt: at(30 * DAY), memberData: true }];
+  await expectOk(call(h, "PUT", `/v1/contests/${contestId}`, { body: { name: "Open contest", phases } }));
+  await expectOk(call(h, "PUT", `/v1/campaigns/${campaignId}`, { body: { name: "Campaign", contestId } }));
+  const scopes = opts.entitled ?? ["calls:read", "calls:write", "members:read"];
+  await expectOk(call(h, "PUT", `/v1/campaigns/${campaignId}/entitlements/open`, { body: { scopes } }));
+  return { contestId, campaignId, phaseEndsAt: at(30 * DAY) };
+}
+
+export async function createKey(
+  h: Harness,
+  role: string,
+  campaignId?: string,
+): Promise<{ id: string; key: string }> {
+  const res = await callJson<{ id: string; key: string }>(h, "POST", "/v1/api-keys", {
+    body: campaignId ? { role, campaignId } : { role },
+  });
+  if (res.status !== 201) throw new Error(`api key not created: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+async function expectOk(p: Promise<Response>): Promise<void> {
+  const res = await p;
+  if (res.status >= 300) throw new Error(`setup call failed: ${res.status} ${await res.text()}`);
+}
+
+/** A verifier that trusts the service's JWKS as published now. */
+export async function verifierFor(h: Harness) {
+  const res = await call(h, "GET", "/.well-known/jwks.json", { token: null });
+  const ring = await KeyRing.from((await res.json()) as { keys: unknown[] });
+  return createVerifier({ keys: ring, issuer: ISSUER, clock: h.clock });
+}
+
+/** Decodes a compact JWS part without verifying (for asserting on headers and claims). */
+export const decodePart = (token: string, part: 0 | 1): Record<string, unknown> =>
+  JSON.parse(Buffer.from(token.split(".")[part]!, "base64url").toString("utf8"));
