@@ -35,7 +35,10 @@ export const nodeEnv = z.enum(["development", "test", "production"]).default("de
  * Parses the environment or throws one readable error naming every bad variable (never its
  * value: some are secrets).
  */
-export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
+export function parseEnv<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined>,
+): z.infer<S> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;
   const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "(env)"}: ${i.message}`);

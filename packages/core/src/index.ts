@@ -1,5 +1,5 @@
 export * from "./clock.ts";
+export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./scopes.ts";
 export * from "./secrets.ts";
-export * from "./env.ts";

@@ -225,7 +225,7 @@ for (const backend of dbBackends) {
       await expectCode(repos.apiKeys.create({ role: "admin", campaignId }), "validation");
     });
 
-    it("inserts 10,000 links in one call, chunked under the bind-parameter limit", {
+    it("inserts 10,000 links in one call, in chunks", {
       timeout: SLOW,
     }, async () => {
       const base = await fixture();
