@@ -1,0 +1,188 @@
+import {
+  type ChainBreakReason,
+  canonicalJson,
+  checkLink,
+  eventFields,
+  GENESIS,
+  type StoredEvent,
+} from "./chain.ts";
+
+// The NDJSON export format, shared by the exporter (which needs a database) and the offline
+// verifier (which must not).
+
+export const EXPORT_HEADER_TYPE = "phaselock.audit.export";
+export const EXPORT_TRAILER_TYPE = "phaselock.audit.export.end";
+export const EXPORT_VERSION = 1;
+
+/** First line of an export: where in the chain it starts, so a mid-chain export still verifies. */
+export interface ExportHeader {
+  type: typeof EXPORT_HEADER_TYPE;
+  version: typeof EXPORT_VERSION;
+  /** seq of the first exported event (the next seq to be written when the export is empty). */
+  from_seq: number;
+  /** `prevHash` of the first exported event: the hash it chains onto (GENESIS from seq 1). */
+  prev_hash: string;
+}
+
+/** Last line of an export, so an offline check can tell a complete file from a cut one. */
+export interface ExportTrailer {
+  type: typeof EXPORT_TRAILER_TYPE;
+  events: number;
+  head: string;
+}
+
+export const headerLine = (fromSeq: number, prevHash: string): string =>
+  JSON.stringify({
+    type: EXPORT_HEADER_TYPE,
+    version: EXPORT_VERSION,
+    from_seq: fromSeq,
+    prev_hash: prevHash,
+  } satisfies ExportHeader);
+
+export const trailerLine = (events: number, head: string): string =>
+  JSON.stringify({ type: EXPORT_TRAILER_TYPE, events, head } satisfies ExportTrailer);
+
+/**
+ * One stored event as an export line: canonical JSON (sorted keys) of every column. The verifier
+ * re-encodes each parsed line and requires the same bytes, so no byte of a line can change
+ * unnoticed, not even one that JSON would read as the same value.
+ */
+export const exportLine = (e: StoredEvent): string =>
+  canonicalJson({ ...eventFields(e), prevHash: e.prevHash, hash: e.hash });
+
+export type ExportProblem = ChainBreakReason | "bad_header" | "malformed" | "truncated" | "trailer_mismatch";
+
+/**
+ * `ok` with the count, the first seq and the head; or where it breaks: `line` is 1-based, `seq`
+ * the event's own seq when the line names one (else the seq expected there; null for the header).
+ */
+export type ExportVerifyResult =
+  | { ok: true; events: number; fromSeq: number; prevHash: string; head: string }
+  | {
+      ok: false;
+      events: number;
+      line: number;
+      brokenAt: { seq: number | null; id: string | null; reason: ExportProblem };
+    };
+
+const HASH_RE = /^[0-9a-f]{64}$/;
+const EVENT_KEYS = [
+  "actor",
+  "at",
+  "campaignId",
+  "data",
+  "decision",
+  "hash",
+  "id",
+  "linkId",
+  "prevHash",
+  "reason",
+  "seq",
+  "type",
+].join(",");
+
+/**
+ * Checks an NDJSON export offline: the header, that every line is exactly what the exporter
+ * writes, the hash chain from the header's `prev_hash`/`from_seq`, and the trailer.
+ */
+export async function verifyExport(
+  lines: AsyncIterable<string> | Iterable<string>,
+): Promise<ExportVerifyResult> {
+  let lineNo = 0;
+  let header: ExportHeader | null = null;
+  let prev = GENESIS;
+  let expectedSeq = 1;
+  let count = 0;
+  let ended = false;
+  let blankAt = 0;
+  const fail = (seq: number | null, id: string | null, reason: ExportProblem, line = lineNo) =>
+    ({ ok: false, events: count, line, brokenAt: { seq, id, reason } }) as const;
+
+  for await (const raw of lines) {
+    lineNo++;
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line === "") {
+      blankAt ||= lineNo;
+      continue;
+    }
+    // Only trailing blank lines are tolerated.
+    if (blankAt) return fail(header ? expectedSeq : null, null, "malformed", blankAt);
+    if (header === null) {
+      header = parseHeader(line);
+      if (!header) return fail(null, null, "bad_header");
+      prev = header.prev_hash;
+      expectedSeq = header.from_seq;
+      continue;
+    }
+    if (ended) return fail(expectedSeq, null, "malformed");
+    const value = parseJson(line);
+    if (!isRecord(value)) return fail(expectedSeq, null, "malformed");
+    if (!("seq" in value) && value.type === EXPORT_TRAILER_TYPE) {
+      if (line !== trailerLine(value.events as number, value.head as string)) {
+        return fail(expectedSeq, null, "malformed");
+      }
+      if (value.events !== count || value.head !== prev) return fail(expectedSeq, null, "trailer_mismatch");
+      ended = true;
+      continue;
+    }
+    const event = toStoredEvent(value);
+    if (!event || exportLine(event) !== line) {
+      const seq = Number.isSafeInteger(value.seq) ? (value.seq as number) : expectedSeq;
+      return fail(seq, typeof value.id === "string" ? value.id : null, "malformed");
+    }
+    const broken = checkLink(event, prev, expectedSeq);
+    if (broken) return fail(broken.seq, broken.id, broken.reason);
+    prev = event.hash;
+    expectedSeq = event.seq + 1;
+    count++;
+  }
+  if (header === null) return fail(null, null, "bad_header", 1);
+  if (!ended) return fail(expectedSeq, null, "truncated", lineNo + 1);
+  return { ok: true, events: count, fromSeq: header.from_seq, prevHash: header.prev_hash, head: prev };
+}
+
+/** The one-line summary the CLI prints. */
+export function describeExportResult(r: ExportVerifyResult): string {
+  if (r.ok) return `ok: ${r.events} events, head ${r.head} (from seq ${r.fromSeq})`;
+  const where = r.brokenAt.seq === null ? `line ${r.line}` : `seq ${r.brokenAt.seq} (line ${r.line})`;
+  const id = r.brokenAt.id ? ` id ${r.brokenAt.id}` : "";
+  return `broken at ${where}${id}: ${r.brokenAt.reason} after ${r.events} good events`;
+}
+
+function parseHeader(line: string): ExportHeader | null {
+  const v = parseJson(line);
+  if (!isRecord(v) || v.type !== EXPORT_HEADER_TYPE || v.version !== EXPORT_VERSION) return null;
+  const { from_seq: fromSeq, prev_hash: prevHash } = v;
+  if (typeof fromSeq !== "number" || !Number.isSafeInteger(fromSeq) || fromSeq < 1) return null;
+  if (typeof prevHash !== "string" || !HASH_RE.test(prevHash)) return null;
+  if (line !== headerLine(fromSeq, prevHash)) return null;
+  return { type: EXPORT_HEADER_TYPE, version: EXPORT_VERSION, from_seq: fromSeq, prev_hash: prevHash };
+}
+
+function toStoredEvent(v: Record<string, unknown>): StoredEvent | null {
+  if (Object.keys(v).sort().join(",") !== EVENT_KEYS) return null;
+  const { seq, id, at, type, actor, campaignId, linkId, decision, reason, data, prevHash, hash } = v;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq)) return null;
+  if (typeof id !== "string" || typeof type !== "string" || typeof at !== "string") return null;
+  if (typeof prevHash !== "string" || typeof hash !== "string") return null;
+  if (!isNullableString(actor) || !isNullableString(campaignId) || !isNullableString(linkId)) return null;
+  if (!isNullableString(reason)) return null;
+  if (decision !== null && decision !== "allow" && decision !== "deny") return null;
+  if (!isRecord(data)) return null;
+  const time = new Date(at);
+  if (Number.isNaN(time.getTime()) || time.toISOString() !== at) return null;
+  return { seq, id, at: time, type, actor, campaignId, linkId, decision, reason, data, prevHash, hash };
+}
+
+function parseJson(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+const isNullableString = (v: unknown): v is string | null => v === null || typeof v === "string";

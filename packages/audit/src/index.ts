@@ -1,0 +1,6 @@
+export * from "./bench.ts";
+export * from "./chain.ts";
+export * from "./export-format.ts";
+export * from "./sink.ts";
+export * from "./store.ts";
+export * from "./writer.ts";

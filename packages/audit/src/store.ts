@@ -1,0 +1,304 @@
+import { PhaselockError, randomId } from "@phaselock/core";
+import { type Db, schema } from "@phaselock/db";
+import { and, asc, desc, eq, gt, gte, lt, lte, type SQL, sql } from "drizzle-orm";
+import {
+  type ChainResult,
+  canonicalPrepared,
+  chainHash,
+  GENESIS,
+  type PreparedEvent,
+  prepareEvent,
+  type StoredEvent,
+  verifyChain,
+} from "./chain.ts";
+import { exportLine, headerLine, trailerLine } from "./export-format.ts";
+import type { AuditEventInput } from "./sink.ts";
+
+const { auditEvents } = schema;
+
+/**
+ * Key of the transaction-scoped advisory lock every appender takes, so writers in different
+ * processes (gateways, token service) serialise on the chain head. Arbitrary but fixed.
+ */
+export const AUDIT_LOCK_KEY = 7_305_512_017;
+
+/**
+ * Rows per INSERT. A chunk travels as 12 array parameters (one per column, expanded by
+ * `unnest`), so the 65,535 bind-parameter limit never applies; the size only bounds a statement.
+ */
+export const INSERT_CHUNK_ROWS = 2_000;
+
+/** Where the chain stands after an append. */
+export interface AppendResult {
+  /** Hash of the newest event (the chain head). */
+  head: string;
+  /** seq of the newest event (0 when nothing has ever been written). */
+  headSeq: number;
+  /** seq of the first event written by this call (`headSeq + 1` when `events` was empty). */
+  firstSeq: number;
+  /** ids given to the events, in order. */
+  ids: string[];
+}
+
+/**
+ * Appends events to the chain in one transaction: takes the chain lock (so writers in other
+ * processes serialise), reads the head, assigns seq and ids (`evt_…`), hashes, inserts in chunks.
+ * Throws `TypeError`, writing nothing, when an event cannot be stored. Works on postgres.js and
+ * PGlite.
+ */
+export async function appendEvents(db: Db, events: readonly AuditEventInput[]): Promise<AppendResult> {
+  // Prepared before the transaction: a malformed event throws here without touching the chain,
+  // and the lock is held only for hashing and the inserts.
+  return appendPrepared(db, events.map(prepareEvent));
+}
+
+/** {@link appendEvents} for events already passed through `prepareEvent` (the batch writer's path). */
+export async function appendPrepared(db: Db, events: readonly PreparedEvent[]): Promise<AppendResult> {
+  if (events.length === 0) {
+    const head = await readHead(db);
+    const headSeq = head?.seq ?? 0;
+    return { head: head?.hash ?? GENESIS, headSeq, firstSeq: headSeq + 1, ids: [] };
+  }
+  const ids = events.map(() => randomId("evt"));
+  // READ COMMITTED: the head read after the lock must see the previous holder's commit.
+  return db.transaction(
+    async (tx) => {
+      await tx.execute(sql.raw(`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`));
+      const head = await readHead(tx);
+      const firstSeq = (head?.seq ?? 0) + 1;
+      let prevHash = head?.hash ?? GENESIS;
+      for (let start = 0; start < events.length; start += INSERT_CHUNK_ROWS) {
+        const cols = new ColumnArrays();
+        const end = Math.min(events.length, start + INSERT_CHUNK_ROWS);
+        for (let i = start; i < end; i++) {
+          const e = events[i]!;
+          const seq = firstSeq + i;
+          const id = ids[i]!;
+          const hash = chainHash(prevHash, canonicalPrepared(e, seq, id));
+          cols.push(e, seq, id, prevHash, hash);
+          prevHash = hash;
+        }
+        await tx.execute(cols.insert());
+      }
+      return { head: prevHash, headSeq: firstSeq + events.length - 1, firstSeq, ids };
+    },
+    { isolationLevel: "read committed" },
+  );
+}
+
+/** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */
+const ARRAY_ESCAPE = /["\\]/g;
+const arrayLiteral = (values: readonly (string | null)[]): string =>
+  `{${values.map((v) => (v === null ? "NULL" : `"${v.replace(ARRAY_ESCAPE, "\\$&")}"`)).join(",")}}`;
+
+/** One INSERT's rows, column by column, for `insert … select * from unnest(…)`. */
+class ColumnArrays {
+  readonly #seq: string[] = [];
+  readonly #id: string[] = [];
+  readonly #at: string[] = [];
+  readonly #type: string[] = [];
+  readonly #actor: (string | null)[] = [];
+  readonly #campaignId: (string | null)[] = [];
+  readonly #linkId: (string | null)[] = [];
+  readonly #decision: (string | null)[] = [];
+  readonly #reason: (string | null)[] = [];
+  readonly #data: string[] = [];
+  readonly #prevHash: string[] = [];
+  readonly #hash: string[] = [];
+
+  push(e: PreparedEvent, seq: number, id: string, prevHash: string, hash: string): void {
+    this.#seq.push(String(seq));
+    this.#id.push(id);
+    this.#at.push(e.atIso);
+    this.#type.push(e.type);
+    this.#actor.push(e.actor);
+    this.#campaignId.push(e.campaignId);
+    this.#linkId.push(e.linkId);
+    this.#decision.push(e.decision);
+    this.#reason.push(e.reason);
+    this.#data.push(e.dataJson);
+    this.#prevHash.push(prevHash);
+    this.#hash.push(hash);
+  }
+
+  insert(): SQL {
+    const a = (values: readonly (string | null)[], type: string) =>
+      sql`${arrayLiteral(values)}::${sql.raw(type)}[]`;
+    return sql`insert into audit_events
+      (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash)
+      select * from unnest(${a(this.#seq, "bigint")}, ${a(this.#id, "text")}, ${a(this.#at, "timestamptz")},
+        ${a(this.#type, "text")}, ${a(this.#actor, "text")}, ${a(this.#campaignId, "text")},
+        ${a(this.#linkId, "text")}, ${a(this.#decision, "text")}, ${a(this.#reason, "text")},
+        ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")})`;
+  }
+}
+
+const storedColumns = {
+  seq: auditEvents.seq,
+  id: auditEvents.id,
+  at: auditEvents.at,
+  type: auditEvents.type,
+  actor: auditEvents.actor,
+  campaignId: auditEvents.campaignId,
+  linkId: auditEvents.linkId,
+  decision: auditEvents.decision,
+  reason: auditEvents.reason,
+  data: auditEvents.data,
+  prevHash: auditEvents.prevHash,
+  hash: auditEvents.hash,
+};
+
+export interface ListEventsQuery {
+  campaignId?: string | undefined;
+  linkId?: string | undefined;
+  decision?: "allow" | "deny" | undefined;
+  /** Only events whose `at` is at or after this time. */
+  since?: Date | undefined;
+  /** Default 50, clamped to 1..500. */
+  limit?: number | undefined;
+  /** `nextCursor` of the previous page. */
+  cursor?: string | undefined;
+}
+
+export interface EventPage {
+  items: StoredEvent[];
+  nextCursor: string | null;
+}
+
+export const DEFAULT_LIST_LIMIT = 50;
+export const MAX_LIST_LIMIT = 500;
+
+/**
+ * Events newest first (by seq), filtered, paged with an opaque cursor. A malformed cursor throws
+ * `PhaselockError("validation")`.
+ */
+export async function listEvents(db: Db, q: ListEventsQuery = {}): Promise<EventPage> {
+  const requested =
+    q.limit !== undefined && Number.isFinite(q.limit) ? Math.trunc(q.limit) : DEFAULT_LIST_LIMIT;
+  const limit = Math.min(MAX_LIST_LIMIT, Math.max(1, requested));
+  const where: SQL[] = [];
+  if (q.cursor !== undefined) where.push(lt(auditEvents.seq, decodeCursor(q.cursor)));
+  if (q.campaignId !== undefined) where.push(eq(auditEvents.campaignId, q.campaignId));
+  if (q.linkId !== undefined) where.push(eq(auditEvents.linkId, q.linkId));
+  if (q.decision !== undefined) where.push(eq(auditEvents.decision, q.decision));
+  if (q.since !== undefined) where.push(gte(auditEvents.at, q.since));
+  const rows = await db
+    .select(storedColumns)
+    .from(auditEvents)
+    .where(and(...where))
+    .orderBy(desc(auditEvents.seq))
+    .limit(limit + 1);
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
+}
+
+const CURSOR_PREFIX = "audit:";
+
+const encodeCursor = (seq: number): string => Buffer.from(`${CURSOR_PREFIX}${seq}`).toString("base64url");
+
+function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, "base64url").toString("utf8");
+  const seq = text.startsWith(CURSOR_PREFIX) ? Number(text.slice(CURSOR_PREFIX.length)) : Number.NaN;
+  if (!Number.isSafeInteger(seq) || seq < 1 || encodeCursor(seq) !== cursor) {
+    throw new PhaselockError("validation", "invalid cursor");
+  }
+  return seq;
+}
+
+/**
+ * Stored events in seq order (from `fromSeq` on, else from the lowest seq present, even a forged
+ * one below 1; up to `toSeq` when given), read in keyset pages of `batchSize` so a large table is
+ * never loaded at once.
+ */
+export async function* streamEvents(
+  db: Db,
+  opts: { fromSeq?: number | undefined; toSeq?: number | undefined; batchSize?: number | undefined } = {},
+): AsyncGenerator<StoredEvent> {
+  const batchSize = Math.max(1, Math.trunc(opts.batchSize ?? 1_000));
+  const upper = opts.toSeq === undefined ? undefined : lte(auditEvents.seq, opts.toSeq);
+  let lower: SQL | undefined = opts.fromSeq === undefined ? undefined : gte(auditEvents.seq, opts.fromSeq);
+  for (;;) {
+    const page = await db
+      .select(storedColumns)
+      .from(auditEvents)
+      .where(and(lower, upper))
+      .orderBy(asc(auditEvents.seq))
+      .limit(batchSize);
+    yield* page;
+    const last = page.at(-1);
+    if (!last || page.length < batchSize) return;
+    lower = gt(auditEvents.seq, last.seq);
+  }
+}
+
+/**
+ * Verifies the whole stored chain: it must start at seq 1 on GENESIS and every event must link to
+ * the one before. Streams the table in keyset pages (default 1,000 rows).
+ */
+export async function verifyStored(db: Db, opts: { batchSize?: number } = {}): Promise<ChainResult> {
+  return verifyChain(streamEvents(db, { batchSize: opts.batchSize ?? 1_000 }), { prevHash: GENESIS, seq: 1 });
+}
+
+export interface ExportOptions {
+  /** Start at the first event whose `at` is at or after this time; everything after it follows. */
+  since?: Date | undefined;
+  /** Receives each line without its newline. May return a promise (backpressure). */
+  write: (line: string) => void | Promise<void>;
+  batchSize?: number | undefined;
+  /** Called after each page with the number of events written so far. */
+  onProgress?: ((events: number) => void) | undefined;
+}
+
+/**
+ * Writes an NDJSON export in seq order: a header line (`from_seq`, `prev_hash`), one line per
+ * event with every column, a trailer line (`events`, `head`).
+ * With `since`, the export starts at the first event at or after it and runs contiguously to the
+ * head (later events with an earlier `at` included), so it stays one verifiable stretch of chain.
+ */
+export async function exportEvents(db: Db, opts: ExportOptions): Promise<{ events: number; head: string }> {
+  // The end is fixed first: events appended while the export runs belong to the next one.
+  const toSeq = (await readHead(db))?.seq ?? 0;
+  const fromSeq = await exportStart(db, opts.since, toSeq);
+  await opts.write(headerLine(fromSeq.seq, fromSeq.prevHash));
+  let count = 0;
+  let head = fromSeq.prevHash;
+  const batchSize = opts.batchSize ?? 1_000;
+  for await (const e of streamEvents(db, { fromSeq: fromSeq.seq, toSeq, batchSize })) {
+    await opts.write(exportLine(e));
+    head = e.hash;
+    count++;
+    if (count % batchSize === 0) opts.onProgress?.(count);
+  }
+  opts.onProgress?.(count);
+  await opts.write(trailerLine(count, head));
+  return { events: count, head };
+}
+
+async function exportStart(
+  db: Db,
+  since: Date | undefined,
+  toSeq: number,
+): Promise<{ seq: number; prevHash: string }> {
+  const [first] = await db
+    .select({ seq: auditEvents.seq, prevHash: auditEvents.prevHash })
+    .from(auditEvents)
+    .where(and(lte(auditEvents.seq, toSeq), since === undefined ? undefined : gte(auditEvents.at, since)))
+    .orderBy(asc(auditEvents.seq))
+    .limit(1);
+  if (first) return first;
+  // Nothing that recent: an empty stretch that starts after the head.
+  const head = await readHead(db, toSeq);
+  return head ? { seq: head.seq + 1, prevHash: head.hash } : { seq: 1, prevHash: GENESIS };
+}
+
+/** The newest event (at or below `atOrBelow`), or undefined on an empty table. */
+async function readHead(db: Db, atOrBelow?: number): Promise<{ seq: number; hash: string } | undefined> {
+  const [head] = await db
+    .select({ seq: auditEvents.seq, hash: auditEvents.hash })
+    .from(auditEvents)
+    .where(atOrBelow === undefined ? undefined : lte(auditEvents.seq, atOrBelow))
+    .orderBy(desc(auditEvents.seq))
+    .limit(1);
+  return head;
+}

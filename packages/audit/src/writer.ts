@@ -1,0 +1,215 @@
+import type { Clock } from "@phaselock/core";
+import type { Db } from "@phaselock/db";
+import { type PreparedEvent, prepareEvent } from "./chain.ts";
+import type { AuditEventInput, AuditSink } from "./sink.ts";
+import { appendPrepared } from "./store.ts";
+
+export interface BatchAuditWriterOptions {
+  db: Db;
+  /** Source of time for `healthy()` bookkeeping (when each event was queued). */
+  clock: Clock;
+  /** Events per transaction. Default 1,000. */
+  maxBatch?: number;
+  /** How long a recorded event waits before a flush starts. Default 50 ms. */
+  flushIntervalMs?: number;
+  /** `healthy()` turns false once the oldest unwritten event is older than this. Default 2,000 ms. */
+  failAfterMs?: number;
+  /** Events held in memory at most; beyond it events are counted as dropped. Default 100,000. */
+  maxQueue?: number;
+  /** Longest wait between retries after a failed write. Default 1,000 ms. */
+  maxBackoffMs?: number;
+  /** Told about every failed write, dropped event and unstorable event. */
+  onError?: (err: unknown) => void;
+}
+
+interface Queued {
+  event: PreparedEvent;
+  /** `clock.now()` when recorded, in ms. */
+  queuedAt: number;
+}
+
+/** Raised (through `onError`) when `record()` finds the queue full. */
+export class AuditQueueFullError extends Error {
+  readonly code = "audit_queue_full";
+  constructor(readonly maxQueue: number) {
+    super(`audit queue full (${maxQueue} events): dropping events until the database catches up`);
+    this.name = "AuditQueueFullError";
+  }
+}
+
+/**
+ * The production `AuditSink`: `record()` only queues; a timer writes batches with
+ * `appendEvents` and retries failed writes with backoff, keeping the events. `healthy()` turns
+ * false while the oldest unwritten event is older than `failAfterMs` or the queue is full, so the
+ * gateway can refuse (503) instead of serving requests it cannot audit.
+ */
+export class BatchAuditWriter implements AuditSink {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #maxBatch: number;
+  readonly #flushIntervalMs: number;
+  readonly #failAfterMs: number;
+  readonly #maxQueue: number;
+  readonly #maxBackoffMs: number;
+  readonly #onError: (err: unknown) => void;
+
+  #queue: Queued[] = [];
+  /** Events ever queued / ever written: `flush()` waits for what was queued when it was called. */
+  #queued = 0;
+  #written = 0;
+  #inflight: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #failures = 0;
+  #closed = false;
+  #dropped: { count: number; firstAt: Date; lastAt: Date } | null = null;
+
+  constructor(opts: BatchAuditWriterOptions) {
+    this.#db = opts.db;
+    this.#clock = opts.clock;
+    this.#maxBatch = positive(opts.maxBatch ?? 1_000, "maxBatch");
+    this.#flushIntervalMs = nonNegative(opts.flushIntervalMs ?? 50, "flushIntervalMs");
+    this.#failAfterMs = nonNegative(opts.failAfterMs ?? 2_000, "failAfterMs");
+    this.#maxQueue = positive(opts.maxQueue ?? 100_000, "maxQueue");
+    this.#maxBackoffMs = nonNegative(opts.maxBackoffMs ?? 1_000, "maxBackoffMs");
+    this.#onError = opts.onError ?? (() => {});
+  }
+
+  /** Events recorded and not yet written. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  record(event: AuditEventInput): void {
+    const now = this.#clock.now();
+    if (this.#queue.length >= this.#maxQueue) {
+      if (this.#dropped === null) {
+        this.#dropped = { count: 0, firstAt: now, lastAt: now };
+        this.#onError(new AuditQueueFullError(this.#maxQueue));
+      }
+      this.#dropped.count++;
+      this.#dropped.lastAt = now;
+      return;
+    }
+    this.#enqueue(this.#prepare(event, now), now);
+  }
+
+  healthy(now: Date): boolean {
+    if (this.#dropped !== null || this.#queue.length >= this.#maxQueue) return false;
+    const oldest = this.#queue[0];
+    return oldest === undefined || now.getTime() - oldest.queuedAt <= this.#failAfterMs;
+  }
+
+  /** Writes every event recorded before the call; rejects (keeping the events) if a write fails. */
+  async flush(): Promise<void> {
+    const target = this.#queued;
+    while (this.#written < target && this.#queue.length > 0) await this.#writeBatch();
+  }
+
+  /** Stops the timer and writes everything still queued. Rejects if that fails. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    try {
+      // A flush may queue the record of dropped events: loop until nothing is left.
+      while (this.#queue.length > 0) await this.flush();
+    } catch (err) {
+      throw new Error(`audit writer closed with ${this.#queue.length} unwritten events`, { cause: err });
+    }
+  }
+
+  #prepare(event: AuditEventInput, now: Date): PreparedEvent {
+    // Preparing now freezes the event (later mutation by the caller cannot change what is
+    // hashed) and keeps one unstorable event from blocking the queue forever.
+    try {
+      return prepareEvent(event);
+    } catch (err) {
+      this.#onError(err);
+      return prepareEvent({
+        type: "audit.invalid_event",
+        at: now,
+        data: { type: String(event.type), error: err instanceof Error ? err.message : String(err) },
+      });
+    }
+  }
+
+  #enqueue(event: PreparedEvent, now: Date, internal = false): void {
+    this.#queue.push({ event, queuedAt: now.getTime() });
+    this.#queued++;
+    if (this.#closed && !internal) {
+      this.#onError(new Error("audit event recorded after close(): call flush() to write it"));
+      return;
+    }
+    this.#schedule(this.#flushIntervalMs);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#timer !== null || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.#tick();
+    }, delayMs);
+    // Never keep the process alive for the audit timer: shutdown calls close().
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) await this.#writeBatch();
+      this.#failures = 0;
+    } catch (err) {
+      this.#failures++;
+      this.#onError(err);
+      const backoff = Math.min(this.#maxBackoffMs, this.#flushIntervalMs * 2 ** this.#failures);
+      this.#schedule(Math.max(backoff, 1));
+    }
+  }
+
+  /** One batch at a time, whoever asks (timer or flush()). */
+  #writeBatch(): Promise<void> {
+    this.#inflight ??= this.#write().finally(() => {
+      this.#inflight = null;
+    });
+    return this.#inflight;
+  }
+
+  async #write(): Promise<void> {
+    const batch = this.#queue.slice(0, this.#maxBatch);
+    if (batch.length === 0) return;
+    await appendPrepared(
+      this.#db,
+      batch.map((q) => q.event),
+    );
+    this.#queue.splice(0, batch.length);
+    this.#written += batch.length;
+    const dropped = this.#dropped;
+    if (dropped !== null) {
+      // The loss itself goes into the chain, so the trail shows the gap.
+      this.#dropped = null;
+      const now = this.#clock.now();
+      this.#enqueue(
+        prepareEvent({
+          type: "audit.dropped",
+          at: now,
+          data: {
+            count: dropped.count,
+            firstAt: dropped.firstAt.toISOString(),
+            lastAt: dropped.lastAt.toISOString(),
+          },
+        }),
+        now,
+        true,
+      );
+    }
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} must be a positive integer`);
+  return n;
+}
+
+function nonNegative(n: number, name: string): number {
+  if (!Number.isFinite(n) || n < 0) throw new RangeError(`${name} must be zero or more`);
+  return n;
+}
