@@ -12,6 +12,7 @@ import { registerContests } from "./routes/contests.ts";
 import { registerKeys } from "./routes/keys.ts";
 import { registerLinks } from "./routes/links.ts";
 import { registerMeta } from "./routes/meta.ts";
+import { registerReports } from "./routes/reports.ts";
 import { registerRevocations } from "./routes/revocations.ts";
 
 /** Request bodies of every route but the batch: a contest timeline is the largest, a few KiB. */
@@ -78,6 +79,7 @@ export function createApp(deps: TokenServiceDeps): OpenAPIHono<AppEnv> {
   registerRevocations(app);
   registerKeys(app);
   registerAudit(app);
+  registerReports(app);
   registerMeta(app);
 
   app.onError(onError);

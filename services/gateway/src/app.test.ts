@@ -1,0 +1,404 @@
+import { createHmac } from "node:crypto";
+import { generateSigningKey, signLink } from "@phaselock/tokens";
+import { b64json, claimsAt, signRaw, T0_SECONDS } from "@phaselock/tokens/testing";
+import { describe, expect, it } from "vitest";
+import { errorCode, gatewayFixture, UPSTREAM_SECRET } from "./test-support.ts";
+import { UpstreamError } from "./upstream.ts";
+
+const DAY = 86_400;
+
+describe("gateway refusals, one per contract code", () => {
+  it("token_missing: no cookie, no bearer (401 with WWW-Authenticate)", async () => {
+    const g = await gatewayFixture();
+    const res = await g.get("/pb/calls/next");
+    expect(res.status).toBe(401);
+    expect(await errorCode(res)).toBe("token_missing");
+    expect(res.headers.get("www-authenticate")).toMatch(/^Bearer /);
+  });
+
+  it("token_invalid: garbage, and never echoes the token", async () => {
+    const g = await gatewayFixture();
+    const res = await g.bearer("not.a.token");
+    expect(res.status).toBe(401);
+    const text = await res.text();
+    expect(JSON.parse(text).error.code).toBe("token_invalid");
+    expect(text).not.toContain("not.a.token");
+  });
+
+  it("expired and not_yet_valid (401)", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    g.clock.set((T0_SECONDS + 3600) * 1000);
+    let res = await g.bearer(token);
+    expect([res.status, await errorCode(res)]).toEqual([401, "expired"]);
+    const later = await g.issue({ nbf: T0_SECONDS + 7200, exp: T0_SECONDS + 9000 });
+    res = await g.bearer(later);
+    expect([res.status, await errorCode(res)]).toEqual([401, "not_yet_valid"]);
+  });
+
+  it("revoked (403), checked before the phase", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_revoked" });
+    g.revocations.add({
+      id: "rev_1",
+      scope: "link",
+      linkId: "lnk_revoked",
+      reason: "test",
+      actor: "admin",
+      effectiveAt: new Date(T0_SECONDS * 1000),
+    });
+    const res = await g.bearer(token);
+    expect([res.status, await errorCode(res)]).toEqual([403, "revoked"]);
+  });
+
+  it("phase_closed (403): the link's phase is not the current phase, whatever its exp", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ phs: "nominations", exp: T0_SECONDS + 10 * DAY });
+    const res = await g.bearer(token);
+    expect([res.status, await errorCode(res)]).toEqual([403, "phase_closed"]);
+  });
+
+  it("scope_denied (403): missing scope, unmapped route, members:export", async () => {
+    const g = await gatewayFixture();
+    const readOnly = await g.issue({ scp: ["calls:read"] });
+    for (const [method, path] of [
+      ["GET", "/pb/members/m_000001"],
+      ["GET", "/pb/admin"],
+      ["DELETE", "/pb/calls/next"],
+      ["GET", "/pb/members/export"],
+    ] as const) {
+      const res = await g.bearer(readOnly, path, { method });
+      expect([path, res.status, await errorCode(res)]).toEqual([path, 403, "scope_denied"]);
+    }
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("not_entitled (403): the campaign lost the scope in this phase", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ cmp: "long-bailey-2020", scp: ["calls:read", "members:read"] });
+    const ok = await g.bearer(token, "/pb/calls/next");
+    expect(ok.status).toBe(200);
+    const res = await g.bearer(token, "/pb/members/m_000001");
+    expect([res.status, await errorCode(res)]).toEqual([403, "not_entitled"]);
+  });
+
+  it("uses_exhausted (403): redemption beyond maxUses", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({}, 1);
+    expect((await g.app.request(`/l/${token}`, { method: "POST" })).status).toBe(303);
+    const res = await g.app.request(`/l/${token}`, { method: "POST" });
+    expect([res.status, await errorCode(res)]).toEqual([403, "uses_exhausted"]);
+  });
+
+  it("rate_limited (429 with Retry-After)", async () => {
+    const g = await gatewayFixture();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 2 };
+    const token = await g.issue();
+    expect((await g.bearer(token, "/pb/")).status).toBe(200);
+    expect((await g.bearer(token, "/pb/")).status).toBe(200);
+    const res = await g.bearer(token, "/pb/");
+    expect([res.status, await errorCode(res)]).toEqual([429, "rate_limited"]);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    g.clock.advance(30_000);
+    expect((await g.bearer(token, "/pb/")).status).toBe(200);
+  });
+
+  it("quota_exceeded (429): distinct member records per hour; records already seen are free", async () => {
+    const g = await gatewayFixture();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 2 };
+    const token = await g.issue();
+    expect((await g.bearer(token, "/pb/members/m_000001")).status).toBe(200);
+    expect((await g.bearer(token, "/pb/members/m_000002")).status).toBe(200);
+    expect((await g.bearer(token, "/pb/members/m_000001")).status).toBe(200);
+    const res = await g.bearer(token, "/pb/members/m_000003");
+    const text = await res.text();
+    expect([res.status, JSON.parse(text).error.code]).toEqual([429, "quota_exceeded"]);
+    expect(text).not.toContain("07700");
+  });
+
+  it("unavailable (503): stale policy state or an audit trail that cannot be written", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    g.setFresh(false);
+    let res = await g.bearer(token);
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+    res = await g.app.request(`/l/${token}`, { method: "POST" });
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+    g.setFresh(true);
+    g.setAuditHealthy(false);
+    res = await g.bearer(token);
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+    g.setAuditHealthy(true);
+    expect((await g.bearer(token)).status).toBe(200);
+  });
+
+  it("upstream_error: 502 when the upstream fails, 504 when it times out", async () => {
+    for (const [code, status] of [
+      ["upstream_unreachable", 502],
+      ["upstream_timeout", 504],
+    ] as const) {
+      const g = await gatewayFixture({
+        upstream: {
+          forward: async () => {
+            throw new UpstreamError(code, "x");
+          },
+        },
+      });
+      const res = await g.bearer(await g.issue());
+      expect([res.status, await errorCode(res)]).toEqual([status, "upstream_error"]);
+    }
+  });
+});
+
+describe("attacks on the token: each is token_invalid", () => {
+  it("alg none, HS256 keyed with the public key, a foreign key with a real kid, embedded jwk, tampered payload", async () => {
+    const g = await gatewayFixture();
+    const kid = g.key.kid;
+    const payload = claimsAt({ jti: "lnk_attack", scp: ["calls:read", "members:read"] });
+    g.links.add("lnk_attack");
+    const none = `${b64json({ alg: "none", typ: "pbl+jwt", kid })}.${b64json(payload)}.`;
+    const hsInput = `${b64json({ alg: "HS256", typ: "pbl+jwt", kid })}.${b64json(payload)}`;
+    const hs = `${hsInput}.${createHmac("sha256", JSON.stringify(g.key.publicJwk)).update(hsInput).digest("base64url")}`;
+    const foreign = await generateSigningKey();
+    const selfSigned = await signLink({ kid, privateKey: foreign.privateKey }, payload);
+    const embedded = await signRaw(
+      { alg: "EdDSA", typ: "pbl+jwt", kid, jwk: foreign.publicJwk },
+      payload as unknown as Record<string, unknown>,
+      foreign.privateKey,
+    );
+    const genuine = await signLink(g.key, payload);
+    const [h, , s] = genuine.split(".");
+    const tampered = `${h}.${b64json({ ...payload, scp: "calls:read members:read members:export" })}.${s}`;
+
+    for (const [name, token] of Object.entries({ none, hs, selfSigned, embedded, tampered })) {
+      const res = await g.bearer(token, "/pb/calls/next");
+      expect([name, res.status, await errorCode(res)]).toEqual([name, 401, "token_invalid"]);
+    }
+    expect((await g.bearer(genuine)).status).toBe(200);
+    expect(g.phonebank.seen).toHaveLength(1);
+  });
+
+  it("an oversized token is refused (4xx) and the gateway keeps serving", async () => {
+    const g = await gatewayFixture();
+    const res = await g.bearer("a".repeat(64 * 1024));
+    expect(res.status).toBe(401);
+    expect(await errorCode(res)).toBe("token_invalid");
+    expect((await g.bearer(await g.issue())).status).toBe(200);
+  });
+
+  it("encoded traversal toward /members/export never reaches the upstream", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    for (const path of [
+      "/pb/members/..%2fexport",
+      "/pb/calls/%2e%2e/members/export",
+      "/pb/members/%252e%252e/export",
+      "/pb//members/export",
+      "/pb/members/./export",
+      "/pb/members%2fexport",
+    ]) {
+      const res = await g.bearer(token, path);
+      expect([path, res.status]).toEqual([path, 403]);
+    }
+    expect(g.phonebank.seen.filter((r) => r.path.includes("export"))).toHaveLength(0);
+  });
+});
+
+describe("landing page and redemption", () => {
+  it("GET /l/:token shows campaign and phase, consumes no use, is never cached or referred", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_land" }, 2);
+    for (let i = 0; i < 5; i++) {
+      const res = await g.get(`/l/${token}`, { accept: "text/html" });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      const html = await res.text();
+      expect(html).toContain("Keir Starmer 2020");
+      expect(html).toContain("ballot");
+      expect(html).toContain("Start calling");
+      expect(html).not.toContain(token);
+    }
+    expect(g.links.rows.get("lnk_land")!.uses).toBe(0);
+  });
+
+  it("a dead link gets the refusal page: 410 never again, 403 maybe later, 401 invalid", async () => {
+    const g = await gatewayFixture();
+    const leftover = await g.issue({ phs: "nominations" });
+    const ahead = await g.issue({ phs: "hustings", nbf: T0_SECONDS + 21 * DAY, exp: T0_SECONDS + 22 * DAY });
+    const cases = [
+      [leftover, 410, "phase_closed"],
+      [ahead, 403, "not_yet_valid"],
+      ["garbage", 401, "token_invalid"],
+    ] as const;
+    for (const [token, status, code] of cases) {
+      const res = await g.get(`/l/${token}`, { accept: "text/html" });
+      expect([code, res.status]).toEqual([code, status]);
+      expect(res.headers.get("content-type")).toContain("text/html");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      const html = await res.text();
+      expect(html).toContain(code);
+      expect(html).not.toContain(token === "garbage" ? "garbage" : token);
+    }
+    const page = await (await g.get(`/l/${leftover}`, { accept: "text/html" })).text();
+    expect(page).toContain("Leadership election 2020");
+    expect(page).toContain("nominations");
+  });
+
+  it("POST /l/:token: 303 to /pb/ with a strict session cookie that then works", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_post" });
+    const res = await g.app.request(`/l/${token}`, { method: "POST" });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/pb/");
+    expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const cookie = res.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/SameSite=Strict/i);
+    expect(cookie).toMatch(/Path=\/pb/);
+    expect(cookie).not.toMatch(/Secure/);
+    expect(g.links.rows.get("lnk_post")!.uses).toBe(1);
+
+    const session = cookie.split(";")[0]!;
+    const call = await g.app.request("/pb/calls/next", { headers: { cookie: session } });
+    expect(call.status).toBe(200);
+    // every later request re-checks the link: revoke it and the session dies
+    g.revocations.add({
+      id: "r",
+      scope: "link",
+      linkId: "lnk_post",
+      reason: "x",
+      actor: "a",
+      effectiveAt: new Date(),
+    });
+    const after = await g.app.request("/pb/calls/next", { headers: { cookie: session } });
+    expect([after.status, await errorCode(after)]).toEqual([403, "revoked"]);
+  });
+
+  it("Secure cookie behind HTTPS", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    const res = await g.app.request(`/l/${token}`, {
+      method: "POST",
+      headers: { "x-forwarded-proto": "https" },
+    });
+    expect(res.headers.get("set-cookie")).toMatch(/Secure/);
+  });
+
+  it("exactly maxUses redemptions succeed under concurrent POSTs", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_race" }, 3);
+    const results = await Promise.all(
+      Array.from({ length: 12 }, () => g.app.request(`/l/${token}`, { method: "POST" })),
+    );
+    expect(results.filter((r) => r.status === 303)).toHaveLength(3);
+    expect(results.filter((r) => r.status === 403)).toHaveLength(9);
+  });
+});
+
+describe("proxying", () => {
+  it("strips Cookie and Authorization, adds X-Phaselock-* and the gateway secret, strips /pb", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_hdr", sub: "vol-7" });
+    const res = await g.app.request("/pb/calls/next", {
+      headers: {
+        authorization: `Bearer ${token}`,
+        cookie: "other=1",
+        "x-phaselock-campaign": "forged",
+        connection: "x-hop",
+        "x-hop": "1",
+      },
+    });
+    expect(res.status).toBe(200);
+    const seen = g.phonebank.seen[0]!;
+    expect(seen.path).toBe("/calls/next");
+    expect(seen.headers.get("authorization")).toBeNull();
+    expect(seen.headers.get("cookie")).toBeNull();
+    expect(seen.headers.get("x-hop")).toBeNull();
+    expect(seen.headers.get("x-phaselock-campaign")).toBe("starmer-2020");
+    expect(seen.headers.get("x-phaselock-volunteer")).toBe("vol-7");
+    expect(seen.headers.get("x-phaselock-link")).toBe("lnk_hdr");
+    expect(seen.headers.get("x-phaselock-scopes")).toBe("calls:read calls:write members:read");
+    expect(seen.headers.get("x-phaselock-gateway-secret")).toBe(UPSTREAM_SECRET);
+  });
+
+  it("minimises member data: fields outside the allow-list never reach the volunteer", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    for (const path of ["/pb/calls/next", "/pb/members/m_000042"]) {
+      const res = await g.bearer(token, path);
+      const text = await res.text();
+      expect(text).toContain("07700 900123");
+      expect(text).not.toContain("alex@example.invalid");
+      expect(text).not.toContain("1970-01-01");
+      expect(text).not.toContain("Example Street");
+    }
+  });
+
+  it("refuses a request body over the limit", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    const res = await g.bearer(token, "/pb/calls/c_1/outcome", {
+      method: "POST",
+      body: "x".repeat(4096),
+      headers: { "content-type": "application/json", "content-length": "4096" },
+    });
+    expect(res.status).toBe(413);
+  });
+
+  it("audits every allowed and denied request with its reason, never the token", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_aud" });
+    await g.bearer(token);
+    await g.bearer(token, "/pb/members/export");
+    const access = g.events().filter((e) => e.type === "access");
+    expect(access.map((e) => [e.decision, e.reason])).toEqual([
+      ["allow", null],
+      ["deny", "scope_denied"],
+    ]);
+    expect(access.every((e) => e.linkId === "lnk_aud")).toBe(true);
+    expect(JSON.stringify(g.events())).not.toContain(token);
+  });
+
+  it("a browser gets an HTML refusal page", async () => {
+    const g = await gatewayFixture();
+    const res = await g.get("/pb/calls/next", { accept: "text/html,application/xhtml+xml" });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("content-type")).toContain("text/html");
+    expect(await res.text()).toContain("token_missing");
+  });
+});
+
+describe("leaked-link signals", () => {
+  it("a link redeemed from more devices than allowed is suspended everywhere", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_leak" }, 20);
+    const device = async (n: number) => {
+      const landing = await g.get(`/l/${token}`);
+      const cookie = landing.headers.get("set-cookie")!.split(";")[0]!;
+      expect(cookie).toMatch(/^pl_device=dev_/);
+      return g.app.request(`/l/${token}`, {
+        method: "POST",
+        headers: { cookie, "user-agent": `phone-${n}` },
+      });
+    };
+    for (let n = 1; n <= 3; n++) expect((await device(n)).status).toBe(303);
+    const fourth = await device(4);
+    expect([fourth.status, await errorCode(fourth)]).toEqual([403, "suspended"]);
+    expect(g.suspended.has("lnk_leak")).toBe(true);
+    expect(g.events().some((e) => e.type === "link.suspended" && e.linkId === "lnk_leak")).toBe(true);
+    const bearer = await g.bearer(token);
+    expect([bearer.status, await errorCode(bearer)]).toEqual([403, "suspended"]);
+    expect(g.links.rows.get("lnk_leak")!.uses).toBe(3);
+  });
+
+  it("the same device redeeming again is not a new device", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_same" }, 20);
+    const cookie = (await g.get(`/l/${token}`)).headers.get("set-cookie")!.split(";")[0]!;
+    for (let i = 0; i < 6; i++) {
+      expect((await g.app.request(`/l/${token}`, { method: "POST", headers: { cookie } })).status).toBe(303);
+    }
+  });
+});

@@ -1,0 +1,7 @@
+export { createApp, type GatewayConfig, type GatewayDeps, type LinkStore, SESSION_COOKIE } from "./app.ts";
+export { createGatekeeper, type PolicyView, type TokenVerifier } from "./gatekeeper.ts";
+export { createLimits, DEFAULT_LIMITS, type Limits, unlimited } from "./limits.ts";
+export { createResponseFilter, DEFAULT_RESPONSE_RULES, type ResponseRule } from "./minimise.ts";
+export { createRouteScopes, DEFAULT_ROUTE_RULES, type RouteRule } from "./route-scopes.ts";
+export * from "./upstream.ts";
+export { DEV_PHONEBANK_SECRET, type GatewayWiring, startVersionPoller, wireGateway } from "./wiring.ts";

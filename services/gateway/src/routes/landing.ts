@@ -1,0 +1,160 @@
+import { randomId, sha256Hex } from "@phaselock/core";
+import type { Context, Hono } from "hono";
+import { getCookie, setCookie } from "hono/cookie";
+import { DEVICE_COOKIE, type GatewayEnv, ipHash, SESSION_COOKIE } from "../app.ts";
+import { escapeHtml, page, wantsHtml } from "../html.ts";
+import { landingStatus, type Refusal, refusal, refusalJson, refusalPage } from "../refusals.ts";
+
+const NO_STORE = { "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Robots-Tag": "noindex" };
+const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+/** Answers a refusal as JSON or, for a browser, as a page; the token is never echoed. */
+export function sendRefusal(c: Context<GatewayEnv>, r: Refusal, status = r.status): Response {
+  const headers: Record<string, string> = { ...NO_STORE, "X-Request-Id": c.get("requestId") };
+  if (status === 401) headers["WWW-Authenticate"] = `Bearer realm="phaselock", error="invalid_token"`;
+  if (r.code === "rate_limited" || r.code === "quota_exceeded" || r.code === "unavailable") {
+    headers["Retry-After"] = String(r.context?.retryAfterSeconds ?? (r.code === "unavailable" ? 5 : 60));
+  }
+  if (wantsHtml(c.req.header("accept"))) {
+    headers["Content-Security-Policy"] = CSP;
+    return c.html(refusalPage(r), status as 401, headers);
+  }
+  return c.json(refusalJson(r), status as 401, headers);
+}
+
+export function registerLanding(app: Hono<GatewayEnv>) {
+  // The landing page consumes no use: mail scanners and chat previews fetch links.
+  app.get("/l/:token", async (c) => {
+    const deps = c.var.deps;
+    const outcome = await c.var.gatekeeper.check(c.req.param("token"), undefined);
+    if (!outcome.ok) return sendRefusal(c, outcome.refusal, landingStatus(outcome.refusal.code));
+    const link = await deps.links.get(outcome.claims.jti);
+    if (!link) return sendRefusal(c, refusal("token_invalid"), 401);
+    if (link.uses >= link.maxUses) return sendRefusal(c, refusal("uses_exhausted"), 410);
+    const { claims, contest, phase, campaign } = outcome;
+    if (!getCookie(c, DEVICE_COOKIE)) {
+      setCookie(c, DEVICE_COOKIE, randomId("dev"), {
+        httpOnly: true,
+        sameSite: "Lax",
+        path: "/l",
+        secure: deps.config.secureCookies || isHttps(c),
+        maxAge: 400 * 86_400,
+      });
+    }
+    const left = link.maxUses - link.uses;
+    const body = `<h1>Phone bank</h1>
+<dl>
+  <dt>Campaign</dt><dd>${escapeHtml(campaign?.name ?? claims.cmp)}</dd>
+  <dt>Contest</dt><dd>${escapeHtml(contest.name)}</dd>
+  <dt>Phase</dt><dd>${escapeHtml(phase.name)}</dd>
+  <dt>Link ends</dt><dd>${escapeHtml(new Date(claims.exp * 1000).toUTCString())}</dd>
+</dl>
+<form method="post"><button type="submit">Start calling</button></form>
+<p class="note">Pressing the button opens your calling session on this device and uses one of the
+${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not forward this link.</p>`;
+    return c.html(page("Phone bank", body), 200, { ...NO_STORE, "Content-Security-Policy": CSP });
+  });
+
+  // Redemption: counts one use atomically, then binds a session cookie to the link.
+  app.post("/l/:token", async (c) => {
+    const deps = c.var.deps;
+    const token = c.req.param("token");
+    const outcome = await c.var.gatekeeper.check(token, undefined);
+    const now = deps.clock.now();
+    const base = { type: "link.redeemed", at: now, data: { ipHash: ipHash(deps, clientIp(c)) } };
+    if (!outcome.ok) {
+      deps.audit.record({
+        ...base,
+        type: "access",
+        actor: outcome.claims?.sub,
+        campaignId: outcome.claims?.cmp,
+        linkId: outcome.claims?.jti,
+        decision: "deny",
+        reason: outcome.refusal.code,
+        data: { ...base.data, route: "POST /l/:token" },
+      });
+      return sendRefusal(c, outcome.refusal);
+    }
+    const { claims } = outcome;
+    if (!deps.audit.healthy(now)) return sendRefusal(c, refusal("unavailable"));
+    // A link opened on more devices than a volunteer has is circulating: suspend it everywhere.
+    let withinDevices: boolean;
+    try {
+      withinDevices = await deps.limits.admitDevice(claims, deviceId(c), deps.config.maxDevicesPerLink, now);
+    } catch {
+      return sendRefusal(c, refusal("unavailable"));
+    }
+    if (!withinDevices) {
+      const reason = `redeemed from more than ${deps.config.maxDevicesPerLink} devices`;
+      await deps.suspendLink(claims.jti, reason, now);
+      deps.audit.record({
+        type: "link.suspended",
+        at: now,
+        actor: "gateway",
+        campaignId: claims.cmp,
+        linkId: claims.jti,
+        reason: "suspended",
+        data: { why: reason, ipHash: ipHash(deps, clientIp(c)) },
+      });
+      return sendRefusal(c, refusal("suspended"));
+    }
+    const redeemed = await deps.links.redeem(claims.jti, now);
+    if (!redeemed.ok) {
+      const code = redeemed.reason === "not_found" ? "token_invalid" : redeemed.reason;
+      deps.audit.record({
+        ...base,
+        type: "access",
+        actor: claims.sub,
+        campaignId: claims.cmp,
+        linkId: claims.jti,
+        decision: "deny",
+        reason: code,
+        data: { ...base.data, route: "POST /l/:token" },
+      });
+      return sendRefusal(c, refusal(code));
+    }
+    deps.audit.record({
+      ...base,
+      actor: claims.sub,
+      campaignId: claims.cmp,
+      linkId: claims.jti,
+      decision: "allow",
+      data: { ...base.data, uses: redeemed.uses },
+    });
+    const secure = deps.config.secureCookies || isHttps(c);
+    setCookie(c, SESSION_COOKIE, token, {
+      httpOnly: true,
+      sameSite: "Strict",
+      path: "/pb",
+      secure,
+      maxAge: Math.max(0, claims.exp - Math.floor(now.getTime() / 1000)),
+    });
+    return c.body(null, 303, { ...NO_STORE, Location: "/pb/" });
+  });
+}
+
+/** The session cookie or bearer token of a /pb request (bearer wins when both are sent). */
+export function requestToken(c: Context<GatewayEnv>): string | undefined {
+  const auth = c.req.header("authorization");
+  if (auth !== undefined) {
+    const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(auth);
+    return m?.[1] ?? "";
+  }
+  return getCookie(c, SESSION_COOKIE) || undefined;
+}
+
+export function clientIp(c: Context<GatewayEnv>): string | undefined {
+  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
+  return env?.incoming?.socket?.remoteAddress;
+}
+
+/** The device cookie set by the landing page; without one (a script), the address and agent. */
+function deviceId(c: Context<GatewayEnv>): string {
+  const cookie = getCookie(c, DEVICE_COOKIE);
+  if (cookie && /^dev_[A-Za-z0-9_-]{10,64}$/.test(cookie)) return cookie;
+  return `ua_${sha256Hex(`${ipHash(c.var.deps, clientIp(c)) ?? ""}|${c.req.header("user-agent") ?? ""}`).slice(0, 32)}`;
+}
+
+function isHttps(c: Context<GatewayEnv>): boolean {
+  return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");
+}
