@@ -20,6 +20,7 @@ export const DEFAULT_RESPONSE_RULES: readonly ResponseRule[] = [
     pattern: "/calls/next",
     allow: [
       "call.id",
+      "call.assignedAt",
       "call.member.id",
       "call.member.name",
       "call.member.phone",
@@ -31,26 +32,13 @@ export const DEFAULT_RESPONSE_RULES: readonly ResponseRule[] = [
   {
     method: "GET",
     pattern: "/members/:id",
-    allow: [
-      "member.id",
-      "member.name",
-      "member.phone",
-      "member.ward",
-      "member.constituency",
-      "id",
-      "name",
-      "phone",
-      "ward",
-      "constituency",
-    ],
+    allow: ["id", "name", "phone", "ward", "constituency"],
     recordId: "id",
   },
 ];
 
-export interface ResponseFilter {
-  /** the rule for a route, or null when its responses pass unchanged */
-  (method: string, path: string): CompiledResponseRule | null;
-}
+/** The rule for a route, or null when its responses pass unchanged. */
+export type ResponseFilter = (method: string, path: string) => CompiledResponseRule | null;
 
 export interface CompiledResponseRule {
   apply(body: unknown): { body: unknown; recordId: string | null };
@@ -63,14 +51,16 @@ function compileAllow(paths: readonly string[]): Tree {
   for (const p of paths) {
     const parts = p.split(".");
     let node = root;
-    parts.forEach((part, i) => {
-      if (i === parts.length - 1) node[part] = true;
-      else {
-        const next = node[part];
-        node =
-          next === undefined || next === true ? ((node[part] = next === true ? next : {}) as Tree) : next;
+    for (const [i, part] of parts.entries()) {
+      const existing = node[part];
+      if (existing === true) break; // a whole-field allowance already covers anything below it
+      if (i === parts.length - 1) {
+        node[part] = true;
+        break;
       }
-    });
+      if (existing === undefined) node[part] = {};
+      node = node[part] as Tree;
+    }
   }
   return root;
 }
