@@ -16,7 +16,10 @@ export default class SummaryReporter implements Reporter {
         else if (state === "failed") failed++;
         else skipped++;
       }
-      if (mod.state() === "failed" && ![...mod.children.allTests()].some((t) => t.result().state === "failed")) {
+      if (
+        mod.state() === "failed" &&
+        ![...mod.children.allTests()].some((t) => t.result().state === "failed")
+      ) {
         failed++; // a file that failed to load counts as a failure
       }
     }

@@ -17,3 +17,9 @@ export const hmacHex = (key: string | Uint8Array, data: string): string =>
 export function randomId(prefix: string, bytes = 16): string {
   return `${prefix}_${randomBytes(bytes).toString("base64url")}`;
 }
+
+/**
+ * The shared secret the gateway presents to the demo phone bank in development. Production sets
+ * PHONEBANK_SECRET on both sides, and the phone bank refuses this value there.
+ */
+export const DEV_PHONEBANK_SECRET = "phaselock-dev-phonebank-secret-change-me";

@@ -4,4 +4,4 @@ export { createLimits, DEFAULT_LIMITS, type Limits, unlimited } from "./limits.t
 export { createResponseFilter, DEFAULT_RESPONSE_RULES, type ResponseRule } from "./minimise.ts";
 export { createRouteScopes, DEFAULT_ROUTE_RULES, type RouteRule } from "./route-scopes.ts";
 export * from "./upstream.ts";
-export { DEV_PHONEBANK_SECRET, type GatewayWiring, startVersionPoller, wireGateway } from "./wiring.ts";
+export { type GatewayWiring, startVersionPoller, wireGateway } from "./wiring.ts";

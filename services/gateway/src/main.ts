@@ -1,6 +1,6 @@
 import { serve } from "@hono/node-server";
 import { BatchAuditWriter } from "@phaselock/audit";
-import { systemClock } from "@phaselock/core";
+import { DEV_PHONEBANK_SECRET, systemClock } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
 import {
   type ChangeBus,
@@ -15,7 +15,7 @@ import {
 import { createApp } from "./app.ts";
 import { parseGatewayEnv } from "./env.ts";
 import { createHttpUpstream } from "./upstream.ts";
-import { DEV_PHONEBANK_SECRET, startVersionPoller, wireGateway } from "./wiring.ts";
+import { startVersionPoller, wireGateway } from "./wiring.ts";
 
 const env = parseGatewayEnv(process.env);
 const production = env.NODE_ENV === "production";

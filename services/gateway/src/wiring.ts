@@ -110,9 +110,6 @@ export function wireGateway(w: GatewayWiring) {
   };
 }
 
-/** The phone bank's development secret; production sets PHONEBANK_SECRET on both sides. */
-export const DEV_PHONEBANK_SECRET = "phaselock-dev-phonebank-secret-change-me";
-
 /**
  * Compares the stored policy version with the state's every `intervalMs` and reloads when the
  * state trails. Catches a lost last message (no later message reveals the gap) and serves a

@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { DEV_PHONEBANK_SECRET, parsePhonebankEnv } from "./env.ts";
+
+const STRONG = "a-production-secret-of-at-least-32-chars";
+
+describe("phonebank env", () => {
+  it("has contract defaults and a named development secret", () => {
+    expect(parsePhonebankEnv({})).toEqual({
+      nodeEnv: "development",
+      port: 8090,
+      host: "127.0.0.1",
+      secret: DEV_PHONEBANK_SECRET,
+      usingDevSecret: true,
+    });
+    expect(parsePhonebankEnv({ PHONEBANK_SECRET: "  " }).usingDevSecret).toBe(true);
+  });
+
+  it("reads the port, host and secret", () => {
+    expect(
+      parsePhonebankEnv({ PHONEBANK_PORT: "9001", HOST: "0.0.0.0", PHONEBANK_SECRET: STRONG }),
+    ).toMatchObject({
+      port: 9001,
+      host: "0.0.0.0",
+      secret: STRONG,
+      usingDevSecret: false,
+    });
+  });
+
+  it("requires a real secret in production, and never names its value", () => {
+    expect(() => parsePhonebankEnv({ NODE_ENV: "production" })).toThrow(/PHONEBANK_SECRET/);
+    expect(() =>
+      parsePhonebankEnv({ NODE_ENV: "production", PHONEBANK_SECRET: DEV_PHONEBANK_SECRET }),
+    ).toThrow(/PHONEBANK_SECRET/);
+    expect(parsePhonebankEnv({ NODE_ENV: "production", PHONEBANK_SECRET: STRONG }).secret).toBe(STRONG);
+    try {
+      parsePhonebankEnv({ PHONEBANK_SECRET: "short-secret-value" });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).toMatch(/PHONEBANK_SECRET/);
+      expect((err as Error).message).not.toContain("short-secret-value");
+    }
+  });
+
+  it.each(["0", "65536", "http", "-1"])("refuses PHONEBANK_PORT=%s", (port) => {
+    expect(() => parsePhonebankEnv({ PHONEBANK_PORT: port })).toThrow(/PHONEBANK_PORT/);
+  });
+});

@@ -1,0 +1,41 @@
+import { DEV_PHONEBANK_SECRET, nodeEnv, optionalString, parseEnv, port } from "@phaselock/core";
+import { z } from "zod";
+
+/** The phone bank's environment, parsed once by `main.ts`. */
+export { DEV_PHONEBANK_SECRET };
+
+export const envSchema = z
+  .object({
+    NODE_ENV: nodeEnv,
+    PHONEBANK_PORT: port(8090),
+    HOST: z.string().min(1).default("127.0.0.1"),
+    PHONEBANK_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV !== "production") return;
+    if (env.PHONEBANK_SECRET === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["PHONEBANK_SECRET"],
+        message: "is required when NODE_ENV=production",
+      });
+    } else if (env.PHONEBANK_SECRET === DEV_PHONEBANK_SECRET) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["PHONEBANK_SECRET"],
+        message: "must not be the development secret when NODE_ENV=production",
+      });
+    }
+  })
+  .transform((env) => ({
+    nodeEnv: env.NODE_ENV,
+    port: env.PHONEBANK_PORT,
+    host: env.HOST,
+    secret: env.PHONEBANK_SECRET ?? DEV_PHONEBANK_SECRET,
+    usingDevSecret: env.PHONEBANK_SECRET === undefined,
+  }));
+
+export type PhonebankEnvConfig = z.infer<typeof envSchema>;
+
+export const parsePhonebankEnv = (env: Record<string, string | undefined>): PhonebankEnvConfig =>
+  parseEnv(envSchema, env);

@@ -1,0 +1,6 @@
+import type { Hono } from "hono";
+import type { PhonebankEnv } from "../app.ts";
+
+export function registerHealth(app: Hono<PhonebankEnv>) {
+  app.get("/healthz", (c) => c.json({ ok: true }));
+}
