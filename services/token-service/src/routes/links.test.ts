@@ -421,8 +421,7 @@ describe("POST /v1/links/batch", () => {
     expect(res.headers.get("content-type")).toMatch(/^application\/json/);
   });
 
-  // The throughput goal (5,000 links/s) is measured by the benchmark suite on a quiet machine; here,
-  // with test files running side by side, only a floor that catches a pathological regression.
+  // Throughput (goal: 5,000 links/s) is measured by `pnpm bench`, never asserted in a test.
   it("issues 10,000 links in one request, within the body limit", async () => {
     const { campaignId } = await seedOpen(h);
     // Longest allowed refs and names: the body must still fit.
@@ -432,14 +431,10 @@ describe("POST /v1/links/batch", () => {
     }));
     const raw = JSON.stringify({ campaignId, phase: "open", volunteers: big, scopes: ["calls:read"] });
     expect(raw.length).toBeLessThan(MAX_BATCH_BODY_BYTES);
-    const started = performance.now();
     const res = await call(h, "POST", "/v1/links/batch", { rawBody: raw });
-    const seconds = (performance.now() - started) / 1000;
     expect(res.status).toBe(201);
     const body = (await res.json()) as { links: Issued[] };
     expect(body.links).toHaveLength(10_000);
-    console.info(`batch of 10,000: ${seconds.toFixed(2)} s, ${Math.round(10_000 / seconds)} links/s`);
-    expect(10_000 / seconds).toBeGreaterThan(500);
     expect(await linkCount(campaignId)).toBe(10_000);
   }, 60_000);
 
