@@ -1,4 +1,5 @@
 export * from "./clock.ts";
+export * from "./dev-secrets.ts";
 export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./scopes.ts";

@@ -4,3 +4,4 @@ export * from "./policy-state.ts";
 export * from "./rate-limit.ts";
 export * from "./record-quota.ts";
 export * from "./redis-bus.ts";
+export * from "./stores.ts";

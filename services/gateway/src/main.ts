@@ -1,17 +1,8 @@
 import { serve } from "@hono/node-server";
 import { BatchAuditWriter } from "@phaselock/audit";
-import { DEV_PHONEBANK_SECRET, systemClock } from "@phaselock/core";
+import { DEV_PHONEBANK_SECRET, resolveDataDir, systemClock } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
-import {
-  type ChangeBus,
-  createRedisClient,
-  MemoryBus,
-  MemoryRateLimiter,
-  MemoryRecordQuota,
-  RedisBus,
-  RedisRateLimiter,
-  RedisRecordQuota,
-} from "@phaselock/state";
+import { createStores } from "@phaselock/state";
 import { createApp } from "./app.ts";
 import { parseGatewayEnv } from "./env.ts";
 import { createHttpUpstream } from "./upstream.ts";
@@ -28,7 +19,10 @@ if (!env.DATABASE_URL) {
 }
 
 const clock = systemClock;
-const handle = createDb({ databaseUrl: env.DATABASE_URL, dataDir: env.DATA_DIR });
+const handle = createDb({
+  databaseUrl: env.DATABASE_URL,
+  dataDir: env.DATABASE_URL ? undefined : resolveDataDir(env.DATA_DIR, process.env.INIT_CWD),
+});
 try {
   await assertMigrated(handle.db);
 } catch (err) {
@@ -37,27 +31,17 @@ try {
   process.exit(1);
 }
 
-let bus: ChangeBus;
-let stores: Pick<Parameters<typeof wireGateway>[0], "rateLimiter" | "recordQuota">;
-let redis: ReturnType<typeof createRedisClient> | undefined;
-if (env.REDIS_URL) {
-  redis = createRedisClient(env.REDIS_URL);
-  bus = new RedisBus({ url: env.REDIS_URL, onError: () => {} });
-  stores = {
-    rateLimiter: new RedisRateLimiter({ redis, prefix: "phaselock:rl:" }),
-    recordQuota: new RedisRecordQuota({ redis, prefix: "phaselock:rq:" }),
-  };
-} else {
-  bus = new MemoryBus();
-  stores = { rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() };
-}
-
+const stores = createStores({
+  redisUrl: env.REDIS_URL,
+  onError: (err) => console.error(`gateway: redis: ${(err as Error).message}`),
+});
 const audit = new BatchAuditWriter({ db: handle.db, clock });
 const gateway = wireGateway({
   db: handle.db,
-  bus,
+  bus: stores.bus,
   clock,
-  ...stores,
+  rateLimiter: stores.rateLimiter,
+  recordQuota: stores.recordQuota,
   audit,
   upstream: createHttpUpstream({
     baseUrl: env.UPSTREAM_URL,
@@ -75,7 +59,7 @@ const gateway = wireGateway({
   },
   ready: async () => {
     await handle.db.execute("select 1");
-    if (redis) await redis.ping();
+    await stores.ping();
     return true;
   },
   onError: (err) => console.error(`gateway: policy state: ${(err as Error).message}`),
@@ -100,8 +84,7 @@ async function shutdown(signal: string) {
   poller.stop();
   gateway.stop();
   await audit.close(); // graceful shutdown loses no audit event
-  await bus.close();
-  redis?.disconnect();
+  await stores.close();
   await handle.close();
   process.exit(0);
 }

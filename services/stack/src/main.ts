@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { BatchAuditWriter } from "@phaselock/audit";
-import { systemClock } from "@phaselock/core";
+import { loadDevSecrets, systemClock } from "@phaselock/core";
 import { createDb, createRepos, migrate } from "@phaselock/db";
 import {
   createApp as createGatewayApp,
@@ -11,19 +11,9 @@ import {
   wireGateway,
 } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
-import {
-  type ChangeBus,
-  createRedisClient,
-  MemoryBus,
-  MemoryRateLimiter,
-  MemoryRecordQuota,
-  RedisBus,
-  RedisRateLimiter,
-  RedisRecordQuota,
-} from "@phaselock/state";
+import { createStores } from "@phaselock/state";
 import { createApp as createTokenServiceApp, KeyManager } from "@phaselock/token-service";
 import { parseKek } from "@phaselock/tokens";
-import { loadDevSecrets } from "./dev-secrets.ts";
 import { parseStackEnv } from "./env.ts";
 import { type DemoLinks, seedDemo } from "./seed.ts";
 
@@ -50,14 +40,11 @@ const migrated = await migrate(handle);
 if (migrated.applied > 0) console.log(`phaselock: applied ${migrated.applied} migration(s)`);
 const repos = createRepos(handle.db);
 
-let bus: ChangeBus;
-let redis: ReturnType<typeof createRedisClient> | undefined;
-if (env.REDIS_URL) {
-  redis = createRedisClient(env.REDIS_URL);
-  bus = new RedisBus({ url: env.REDIS_URL, onError: () => {} });
-} else {
-  bus = new MemoryBus();
-}
+const stores = createStores({
+  redisUrl: env.REDIS_URL,
+  onError: (err) => console.error(`phaselock: redis: ${(err as Error).message}`),
+});
+const bus = stores.bus;
 const audit = new BatchAuditWriter({ db: handle.db, clock });
 
 // Token service
@@ -89,12 +76,8 @@ const gateway = wireGateway({
   db: handle.db,
   bus,
   clock,
-  ...(redis
-    ? {
-        rateLimiter: new RedisRateLimiter({ redis, prefix: "phaselock:rl:" }),
-        recordQuota: new RedisRecordQuota({ redis, prefix: "phaselock:rq:" }),
-      }
-    : { rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() }),
+  rateLimiter: stores.rateLimiter,
+  recordQuota: stores.recordQuota,
   audit,
   upstream: createHttpUpstream({ baseUrl: upstreamUrl, timeoutMs: 10_000, maxBodyBytes: 64 * 1024 }),
   issuer: env.TOKEN_SERVICE_URL,
@@ -173,8 +156,7 @@ async function shutdown() {
   poller.stop();
   gateway.stop();
   await audit.close();
-  await bus.close();
-  redis?.disconnect();
+  await stores.close();
   await handle.close();
   process.exit(0);
 }

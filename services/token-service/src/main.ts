@@ -2,12 +2,9 @@
  * `pnpm start:token-service`: the token service alone, for running against a real Postgres (and
  * Redis, with several gateways). The only module that reads the environment.
  */
-import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { BatchAuditWriter } from "@phaselock/audit";
-import { systemClock } from "@phaselock/core";
+import { loadDevSecrets, resolveDataDir, systemClock } from "@phaselock/core";
 import { assertMigrated, createDb, createRepos } from "@phaselock/db";
 import { type BusStatus, type ChangeBus, MemoryBus, RedisBus } from "@phaselock/state";
 import { parseKek } from "@phaselock/tokens";
@@ -23,30 +20,6 @@ function refuse(message: string): never {
   process.exit(1);
 }
 
-/**
- * A development secret kept beside the embedded database (mode 0600), so restarts reuse it: a
- * KEK that changed on every start would leave the stored signing keys undecryptable.
- */
-function devSecret(
-  dataDir: string,
-  name: string,
-  stackKey: "adminToken" | "keyEncryptionKey",
-  make: () => string,
-): { value: string; created: boolean; path: string } {
-  // `pnpm start` keeps its generated secrets here: use them, so both starts share one database.
-  const stackFile = join(dataDir, "dev-secrets.json");
-  if (existsSync(stackFile)) {
-    const value = (JSON.parse(readFileSync(stackFile, "utf8")) as Record<string, unknown>)[stackKey];
-    if (typeof value === "string" && value) return { value, created: false, path: stackFile };
-  }
-  const path = join(dataDir, name);
-  if (existsSync(path)) return { value: readFileSync(path, "utf8").trim(), created: false, path };
-  mkdirSync(dataDir, { recursive: true });
-  const value = make();
-  writeFileSync(path, `${value}\n`, { mode: 0o600 });
-  return { value, created: true, path };
-}
-
 let env: ReturnType<typeof parseEnv>;
 try {
   env = parseEnv(process.env);
@@ -54,8 +27,12 @@ try {
   refuse((err as Error).message);
 }
 const production = env.NODE_ENV === "production";
-// `pnpm --filter` runs scripts in the package directory; INIT_CWD is where the user ran pnpm.
-const dataDir = resolve(process.env.INIT_CWD || process.cwd(), env.DATA_DIR);
+const dataDir = resolveDataDir(env.DATA_DIR, process.env.INIT_CWD);
+let devSecrets: ReturnType<typeof loadDevSecrets> | undefined;
+const dev = () => {
+  devSecrets ??= loadDevSecrets(dataDir);
+  return devSecrets;
+};
 
 if (production && !env.KEY_ENCRYPTION_KEY) {
   refuse("KEY_ENCRYPTION_KEY is required when NODE_ENV=production (32 bytes: 64 hex characters or base64).");
@@ -69,13 +46,11 @@ try {
   if (env.KEY_ENCRYPTION_KEY) {
     kek = parseKek(env.KEY_ENCRYPTION_KEY);
   } else {
-    const generated = devSecret(dataDir, "token-service-kek", "keyEncryptionKey", () =>
-      randomBytes(32).toString("hex"),
-    );
+    const generated = dev();
     log.warn(
       `no KEY_ENCRYPTION_KEY: ${generated.created ? "generated" : "using"} a development key in ${generated.path}; set KEY_ENCRYPTION_KEY in production`,
     );
-    kek = parseKek(generated.value);
+    kek = parseKek(generated.secrets.keyEncryptionKey);
   }
 } catch (err) {
   refuse((err as Error).message);
@@ -83,13 +58,8 @@ try {
 
 let adminToken = env.ADMIN_TOKEN;
 if (!adminToken) {
-  const generated = devSecret(
-    dataDir,
-    "token-service-admin-token",
-    "adminToken",
-    () => `pla_${randomBytes(32).toString("base64url")}`,
-  );
-  adminToken = generated.value;
+  const generated = dev();
+  adminToken = generated.secrets.adminToken;
   if (generated.created)
     console.log(`token-service: generated ADMIN_TOKEN (kept in ${generated.path}):\n  ${adminToken}`);
   else console.log(`token-service: ADMIN_TOKEN unset, using the one kept in ${generated.path}`);

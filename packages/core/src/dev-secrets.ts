@@ -1,8 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 
-/** Secrets the embedded demo generates once and keeps beside its database (mode 0600). */
+/**
+ * Secrets a development start generates once and keeps beside the embedded database (mode 0600),
+ * so restarts reuse them (a KEK that changed on every start would leave stored keys undecryptable)
+ * and every service started on the same `DATA_DIR` agrees. Production sets them all explicitly.
+ */
 export interface DevSecrets {
   adminToken: string;
   keyEncryptionKey: string;
@@ -25,3 +29,10 @@ export function loadDevSecrets(dataDir: string): { secrets: DevSecrets; created:
   writeFileSync(path, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
   return { secrets, created: true, path };
 }
+
+/**
+ * `DATA_DIR` as the user meant it: relative to where they ran pnpm (`INIT_CWD`), not to the
+ * package directory `pnpm --filter` runs a script in.
+ */
+export const resolveDataDir = (dataDir: string, initCwd: string | undefined): string =>
+  resolve(initCwd || process.cwd(), dataDir);

@@ -1,0 +1,55 @@
+import type { ChangeBus } from "./bus.ts";
+import { MemoryBus } from "./bus.ts";
+import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
+import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
+import { createRedisClient, RedisBus } from "./redis-bus.ts";
+
+/** The shared state of a deployment: the change feed and the counters behind limits. */
+export interface Stores {
+  kind: "redis" | "memory";
+  bus: ChangeBus;
+  rateLimiter: RateLimiter;
+  recordQuota: RecordQuota;
+  /** a quick probe for `/readyz` */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Redis when `redisUrl` is given (several instances), otherwise in-process stores for a single
+ * instance. Key and channel names start with `prefix`.
+ */
+export function createStores(opts: {
+  redisUrl?: string | undefined;
+  prefix?: string;
+  onError?: (err: unknown) => void;
+}): Stores {
+  const prefix = opts.prefix ?? "phaselock:";
+  if (!opts.redisUrl) {
+    const bus = new MemoryBus();
+    return {
+      kind: "memory",
+      bus,
+      rateLimiter: new MemoryRateLimiter(),
+      recordQuota: new MemoryRecordQuota(),
+      ping: async () => {},
+      close: () => bus.close(),
+    };
+  }
+  const redis = createRedisClient(opts.redisUrl);
+  redis.on("error", (err: unknown) => opts.onError?.(err));
+  const bus = new RedisBus({ url: opts.redisUrl, prefix, onError: opts.onError });
+  return {
+    kind: "redis",
+    bus,
+    rateLimiter: new RedisRateLimiter({ redis, prefix: `${prefix}rl:` }),
+    recordQuota: new RedisRecordQuota({ redis, prefix: `${prefix}rq:` }),
+    ping: async () => {
+      await redis.ping();
+    },
+    close: async () => {
+      await bus.close();
+      redis.disconnect();
+    },
+  };
+}
