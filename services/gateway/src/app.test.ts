@@ -402,3 +402,16 @@ describe("leaked-link signals", () => {
     }
   });
 });
+
+describe("documentation", () => {
+  it("serves an OpenAPI document naming every route and refusal code", async () => {
+    const g = await gatewayFixture();
+    const doc = (await (await g.get("/openapi.json")).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/l/{token}", "/pb/{path}", "/readyz"]));
+    expect(JSON.stringify(doc)).toContain("phase_closed");
+  });
+});

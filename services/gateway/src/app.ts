@@ -5,6 +5,7 @@ import type { Gatekeeper, PolicyView, TokenVerifier } from "./gatekeeper.ts";
 import { createGatekeeper } from "./gatekeeper.ts";
 import type { Limits } from "./limits.ts";
 import type { ResponseFilter } from "./minimise.ts";
+import { gatewayOpenApi } from "./openapi.ts";
 import type { RouteScopes } from "./route-scopes.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
@@ -79,6 +80,7 @@ export function createApp(deps: GatewayDeps) {
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/openapi.json", (c) => c.json(gatewayOpenApi));
   app.get("/readyz", async (c) => {
     const fresh = deps.policy.isFresh(deps.clock.now());
     const reachable = deps.ready ? await deps.ready().catch(() => false) : true;

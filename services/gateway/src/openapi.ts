@@ -1,0 +1,128 @@
+import { errorStatus } from "@phaselock/core";
+
+const refusal = (description: string) => ({
+  description,
+  content: {
+    "application/json": { schema: { $ref: "#/components/schemas/Refusal" } },
+    "text/html": {
+      schema: { type: "string", description: "A plain page for a volunteer (Accept: text/html)" },
+    },
+  },
+});
+
+const REFUSAL_CODES = [
+  "token_missing",
+  "token_invalid",
+  "expired",
+  "not_yet_valid",
+  "revoked",
+  "suspended",
+  "phase_closed",
+  "not_entitled",
+  "scope_denied",
+  "uses_exhausted",
+  "quota_exceeded",
+  "rate_limited",
+  "unavailable",
+  "upstream_error",
+  "payload_too_large",
+] as const;
+
+const token = {
+  name: "token",
+  in: "path",
+  required: true,
+  description: "The link token (compact JWS). Never logged or echoed.",
+  schema: { type: "string" },
+};
+
+/** The gateway's OpenAPI document: its few routes, and every refusal code with its status. */
+export const gatewayOpenApi = {
+  openapi: "3.1.0",
+  info: {
+    title: "Phaselock gateway",
+    version: "0.1.0",
+    description:
+      "Volunteers' entry point. Every request to /pb/* is checked, in order: token present; signature, alg, typ, iss, aud, kid; exp; nbf; state current (else 503); revocation and suspension; current phase; route scope; entitlement; rate limits; record quota.\n\nRefusal statuses: " +
+      REFUSAL_CODES.map((c) => `\`${c}\` ${errorStatus[c]}`).join(", "),
+  },
+  components: {
+    securitySchemes: {
+      session: { type: "apiKey", in: "cookie", name: "pl_session" },
+      bearer: { type: "http", scheme: "bearer", description: "The link token" },
+    },
+    schemas: {
+      Refusal: {
+        type: "object",
+        required: ["error"],
+        properties: {
+          error: {
+            type: "object",
+            required: ["code", "message"],
+            properties: { code: { type: "string", enum: [...REFUSAL_CODES] }, message: { type: "string" } },
+          },
+        },
+      },
+    },
+  },
+  paths: {
+    "/l/{token}": {
+      get: {
+        summary: "Landing page for a link (consumes no use)",
+        parameters: [token],
+        responses: {
+          200: {
+            description: "Names the campaign and phase; a Start calling button posts back",
+            content: { "text/html": {} },
+          },
+          401: refusal("token_invalid"),
+          403: refusal("not_yet_valid or not_entitled: the link may work later"),
+          410: refusal("expired, phase_closed, revoked, uses_exhausted or suspended: it never will again"),
+        },
+      },
+      post: {
+        summary: "Redeem a link: counts one use and starts a session",
+        parameters: [token],
+        responses: {
+          303: { description: "Session cookie set (HttpOnly, SameSite=Strict, Path=/pb); Location: /pb/" },
+          401: refusal("token_missing, token_invalid, expired, not_yet_valid"),
+          403: refusal("revoked, suspended, phase_closed, not_entitled, uses_exhausted"),
+          503: refusal("unavailable: the gateway cannot confirm its state is current"),
+        },
+      },
+    },
+    "/pb/{path}": {
+      description: "Proxied to the upstream without the /pb prefix, after every check",
+      parameters: [{ name: "path", in: "path", required: true, schema: { type: "string" } }],
+      ...Object.fromEntries(
+        ["get", "post", "put", "patch", "delete"].map((m) => [
+          m,
+          {
+            summary: "Checked proxy to the phone bank",
+            security: [{ session: [] }, { bearer: [] }],
+            responses: {
+              "2XX": { description: "The upstream's answer, minimised to the route's allow-list" },
+              401: refusal("token_missing, token_invalid, expired, not_yet_valid"),
+              403: refusal("revoked, suspended, phase_closed, scope_denied, not_entitled"),
+              413: refusal("payload_too_large"),
+              429: refusal("rate_limited or quota_exceeded, with Retry-After"),
+              502: refusal("upstream_error"),
+              503: refusal("unavailable"),
+              504: refusal("upstream_error (timeout)"),
+            },
+          },
+        ]),
+      ),
+    },
+    "/healthz": { get: { summary: "The process is up", responses: { 200: { description: "ok" } } } },
+    "/readyz": {
+      get: {
+        summary: "Database and store reachable, policy state current, audit writable",
+        responses: { 200: { description: "ready" }, 503: { description: "not ready" } },
+      },
+    },
+    "/openapi.json": {
+      get: { summary: "This document", responses: { 200: { description: "OpenAPI 3.1" } } },
+    },
+  },
+} as const;
