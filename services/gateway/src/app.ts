@@ -47,6 +47,8 @@ export interface GatewayDeps {
   audit: AuditSink;
   limits: Limits;
   config: GatewayConfig;
+  /** Notes that a link was used now ("last seen"), written in the background. */
+  seen(linkId: string, at: Date): void;
   /** Suspends a link everywhere (stored, announced on the change feed, applied locally). */
   suspendLink(linkId: string, reason: string, now: Date): Promise<void>;
   /** readiness probe of the database and store, for /readyz */

@@ -82,7 +82,7 @@ async function shutdown(signal: string) {
   console.log(`gateway: ${signal}, draining`);
   server.close();
   poller.stop();
-  gateway.stop();
+  await gateway.stop();
   await audit.close(); // graceful shutdown loses no audit event
   await stores.close();
   await handle.close();

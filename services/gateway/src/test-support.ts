@@ -159,6 +159,7 @@ export async function gatewayFixture(opts: { upstream?: Upstream } = {}) {
       ipHashKey: "k",
       maxDevicesPerLink: 3,
     },
+    seen: () => {},
     suspendLink: async (linkId) => {
       suspended.add(linkId);
       const row = links.rows.get(linkId);

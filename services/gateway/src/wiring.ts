@@ -13,6 +13,7 @@ import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
 import { isNotNull } from "drizzle-orm";
 import type { GatewayConfig, GatewayDeps } from "./app.ts";
 import type { PolicyView } from "./gatekeeper.ts";
+import { createLastSeen } from "./last-seen.ts";
 import { createLimits, type LimitDefaults } from "./limits.ts";
 import { createResponseFilter, DEFAULT_RESPONSE_RULES } from "./minimise.ts";
 import { createRouteScopes } from "./route-scopes.ts";
@@ -74,6 +75,8 @@ export function wireGateway(w: GatewayWiring) {
     isSuspended: (linkId) => suspended.has(linkId),
   };
 
+  const lastSeen = createLastSeen({ touch: (id, at) => repos.links.touch(id, at), onError: w.onError });
+
   const deps: GatewayDeps = {
     clock: w.clock,
     policy,
@@ -90,6 +93,7 @@ export function wireGateway(w: GatewayWiring) {
     }),
     config: w.config,
     ready: w.ready,
+    seen: lastSeen.seen,
     suspendLink: async (linkId, reason, now) => {
       const r = await repos.links.suspend(linkId, reason, now);
       suspended.add(linkId);
@@ -106,7 +110,11 @@ export function wireGateway(w: GatewayWiring) {
     state,
     ring,
     start: () => state.start(),
-    stop: () => state.stop(),
+    /** Stops following the feed and writes the last "last seen" times. */
+    stop: async () => {
+      state.stop();
+      await lastSeen.stop();
+    },
   };
 }
 

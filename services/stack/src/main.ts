@@ -154,7 +154,7 @@ async function shutdown() {
   stopping = true;
   for (const s of servers) s.close();
   poller.stop();
-  gateway.stop();
+  await gateway.stop();
   await audit.close();
   await stores.close();
   await handle.close();

@@ -46,6 +46,7 @@ export function registerProxy(app: Hono<GatewayEnv>) {
       return sendRefusal(c, refusal("unavailable"));
     }
     const { claims, campaign } = outcome;
+    deps.seen(claims.jti, now);
     let limited: Awaited<ReturnType<typeof deps.limits.request>>;
     try {
       limited = await deps.limits.request(claims, campaign, now);
