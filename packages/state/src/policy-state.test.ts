@@ -29,6 +29,7 @@ class ManualBus implements ChangeBus {
   subscribe(l: BusListener): () => void {
     this.calls.push("subscribe");
     this.listener = l;
+    l.onStatus("connected"); // as a real bus does once its subscription is live
     return () => {
       this.listener = undefined;
     };
@@ -367,6 +368,21 @@ describe("PolicyState", () => {
       clock.advance(6000);
       bus.status("disconnected");
       expect(state.isFresh()).toBe(false);
+    });
+
+    it("a reload while the feed is down applies the source but confirms nothing (fail closed)", async () => {
+      const { bus, state, clock, load } = setup();
+      await state.start();
+      bus.status("disconnected");
+      clock.advance(6000);
+      load.mockResolvedValueOnce(snapshot(5));
+      await state.reload(); // e.g. the version poller saw a newer version in Postgres
+      expect(state.snapshot.version).toBe(5);
+      expect(state.isFresh()).toBe(false);
+      load.mockResolvedValueOnce(snapshot(5));
+      bus.status("connected"); // reconnecting reloads, and now confirms
+      await flush();
+      expect(state.isFresh()).toBe(true);
     });
 
     it("is not confirmed by heartbeats while a gap is open", async () => {

@@ -76,6 +76,12 @@ export class PolicyState {
   #active = false;
   #reloading: Promise<void> = Promise.resolve();
   #lastConfirmedAt: Date | undefined;
+  /**
+   * Whether the feed is up as far as we know. A reload while it is down applies what the source
+   * holds but confirms nothing: without a live feed a revocation could arrive any moment unheard,
+   * so the state must go stale and the gateway fail closed, however often it polls the source.
+   */
+  #feedUp = false;
   #unsubscribe: (() => void) | undefined;
 
   constructor(opts: PolicyStateOptions) {
@@ -98,7 +104,10 @@ export class PolicyState {
     this.#unsubscribe = this.#bus.subscribe({
       onMessage: (msg) => this.#onMessage(msg),
       // A `connected` during subscribe needs no reload of its own: the load below comes after it.
-      onStatus: (status) => subscribed && this.#onStatus(status),
+      onStatus: (status) => {
+        this.#noteFeed(status);
+        if (subscribed) this.#onStatus(status);
+      },
     });
     subscribed = true;
     await this.reload();
@@ -153,6 +162,11 @@ export class PolicyState {
   reload(): Promise<void> {
     this.#dirty = true;
     return this.#ensureReloading();
+  }
+
+  #noteFeed(status: BusStatus): void {
+    if (status === "disconnected") this.#feedUp = false;
+    else if (status === "connected" || status === "heartbeat") this.#feedUp = true;
   }
 
   #onStatus(status: BusStatus): void {
@@ -263,7 +277,7 @@ export class PolicyState {
         // Left for the next heartbeat, message or reconnect to retry.
         if (round >= MAX_RELOAD_ROUNDS) throw new Error("policy source lags the change feed");
       }
-      this.#confirm();
+      if (this.#feedUp) this.#confirm();
     } finally {
       this.#active = false;
       this.#forgetApplied();

@@ -415,3 +415,24 @@ describe("documentation", () => {
     expect(JSON.stringify(doc)).toContain("phase_closed");
   });
 });
+
+describe("failing closed on infrastructure errors", () => {
+  it("a database error during redemption or on the landing page answers 503 unavailable, not 500", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    g.links.get = async () => {
+      throw new Error("connection refused");
+    };
+    g.links.redeem = async () => {
+      throw new Error("connection refused");
+    };
+    for (const method of ["GET", "POST"]) {
+      const res = await g.app.request(`/l/${token}`, { method });
+      expect([method, res.status, await errorCode(res)]).toEqual([method, 503, "unavailable"]);
+      expect(res.headers.get("retry-after")).not.toBeNull();
+    }
+    const page = await g.app.request(`/l/${token}`, { method: "POST", headers: { accept: "text/html" } });
+    expect(page.status).toBe(503);
+    expect(page.headers.get("content-type")).toContain("text/html");
+  });
+});
