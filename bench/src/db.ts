@@ -1,0 +1,145 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createDb, type DbHandle, migrate } from "@phaselock/db";
+import { Redis } from "ioredis";
+import postgres from "postgres";
+
+const PROBE_MS = 2_000;
+
+const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+
+export async function postgresReachable(url: string): Promise<boolean> {
+  const sql = postgres(url, { max: 1, connect_timeout: PROBE_MS / 1000, onnotice: () => {} });
+  try {
+    await withTimeout(sql`select 1`, PROBE_MS);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await sql.end({ timeout: 0 }).catch(() => {});
+  }
+}
+
+export async function redisReachable(url: string): Promise<boolean> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: PROBE_MS,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  redis.on("error", () => {});
+  try {
+    await withTimeout(
+      redis.connect().then(() => redis.ping()),
+      PROBE_MS,
+    );
+    return true;
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** A migrated database of its own for one benchmark; `drop()` removes it (idempotent). */
+export interface ScratchDb {
+  kind: "postgres" | "pglite";
+  /** `postgres://…/pl_bench_…` for Postgres */
+  url?: string;
+  /** the PGlite directory */
+  dataDir?: string;
+  handle: DbHandle;
+  /** where it lives, for the report */
+  describe: string;
+  /** Closes the handle (a PGlite directory can then be opened by another process). */
+  close(): Promise<void>;
+  drop(): Promise<void>;
+}
+
+const open = new Set<ScratchDb>();
+
+/** Drops every scratch database not yet dropped; for the runner's `finally`. */
+export async function dropAll(): Promise<void> {
+  for (const db of [...open]) await db.drop().catch(() => {});
+}
+
+/**
+ * A fresh database: `pl_bench_<label>_<random>` next to `adminUrl` when given (Postgres), else an
+ * embedded PGlite in a temporary directory.
+ */
+export async function createScratchDb(label: string, adminUrl: string | undefined): Promise<ScratchDb> {
+  if (adminUrl) {
+    const name = `pl_bench_${label}_${randomBytes(5).toString("hex")}`;
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`create database "${name}"`);
+    } finally {
+      await admin.end({ timeout: 5 });
+    }
+    const u = new URL(adminUrl);
+    u.pathname = `/${name}`;
+    const url = u.toString();
+    const handle = createDb({ databaseUrl: url, poolSize: 10 });
+    let dropped: Promise<void> | undefined;
+    const db: ScratchDb = {
+      kind: "postgres",
+      url,
+      handle,
+      describe: `Postgres database ${name}`,
+      close: () => handle.close(),
+      drop: () => {
+        dropped ??= (async () => {
+          open.delete(db);
+          await handle.close().catch(() => {});
+          const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
+          try {
+            await a.unsafe(`drop database if exists "${name}" with (force)`);
+          } finally {
+            await a.end({ timeout: 5 });
+          }
+        })();
+        return dropped;
+      },
+    };
+    open.add(db);
+    await migrate(handle);
+    return db;
+  }
+  const dataDir = await mkdtemp(join(tmpdir(), `pl-bench-${label}-`));
+  const handle = createDb({ dataDir });
+  let dropped: Promise<void> | undefined;
+  const db: ScratchDb = {
+    kind: "pglite",
+    dataDir,
+    handle,
+    describe: `embedded PGlite in ${dataDir}`,
+    close: () => handle.close(),
+    drop: () => {
+      dropped ??= (async () => {
+        open.delete(db);
+        await handle.close().catch(() => {});
+        await rm(dataDir, { recursive: true, force: true });
+      })();
+      return dropped;
+    },
+  };
+  open.add(db);
+  await migrate(handle);
+  return db;
+}

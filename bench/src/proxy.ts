@@ -1,0 +1,327 @@
+/**
+ * The proxy comparison: every server in its own process, load from another (autocannon), the
+ * systems alternated round by round so a noisy machine hurts all of them alike.
+ */
+import { randomBytes } from "node:crypto";
+import { cp, readFile, rm } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { decodeJwt, exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { createScratchDb } from "./db.ts";
+import type { LoadResult } from "./ipc.ts";
+import { Child } from "./proc.ts";
+import type { BareProxyConfig } from "./servers/bare-proxy.ts";
+import type { ExpressProxyConfig } from "./servers/express-proxy.ts";
+import type { GatewayConfig } from "./servers/gateway.ts";
+import type { UpstreamConfig } from "./servers/upstream.ts";
+import { median } from "./stats.ts";
+import { createTokenService, ISSUER } from "./token-service.ts";
+
+const script = (name: string) => fileURLToPath(new URL(`./servers/${name}.ts`, import.meta.url));
+
+export type SystemKey = "a" | "b" | "c" | "d" | "e" | "f" | "g";
+
+/** One measured run, with the CPU the proxy's and the upstream's processes spent on it. */
+export interface RunResult extends LoadResult {
+  /** CPU µs of the system's server process per 2xx answer (the upstream itself for a) */
+  cpuUs: number;
+  /** CPU µs of the upstream per 2xx answer */
+  upstreamCpuUs: number;
+  /** share of the machine's CPU time stolen by the hypervisor during the run (NaN off Linux) */
+  steal: number;
+}
+
+export interface SystemResult {
+  key: SystemKey;
+  label: string;
+  runs: RunResult[];
+  /** medians over the rounds */
+  rps: number;
+  p50: number;
+  p99: number;
+  rpsMin: number;
+  rpsMax: number;
+  /** medians over the rounds */
+  cpuUs: number;
+  upstreamCpuUs: number;
+  non2xx: number;
+  errors: number;
+  statuses: Record<string, number>;
+}
+
+export interface ProxyBenchOptions {
+  rounds: number;
+  /** seconds per system per round */
+  duration: number;
+  /** seconds per system before the first round, not counted */
+  warmup: number;
+  connections: number;
+  /** Postgres admin URL, or undefined for PGlite */
+  adminUrl: string | undefined;
+  /** write a CPU profile of the (audit on) gateway, over the measured rounds, to this file */
+  profilePath?: string | undefined;
+  /** only these systems (for working on one of them); default all */
+  systems?: SystemKey[] | undefined;
+  log: (line: string) => void;
+}
+
+export interface ProxyBenchResult {
+  systems: SystemResult[];
+  database: string;
+  notes: string[];
+  gatewayStats: Record<string, unknown>;
+}
+
+interface System {
+  key: SystemKey;
+  label: string;
+  /** the process that answers this system's requests */
+  server: Child;
+  url: string;
+  headers: Record<string, string>;
+  /** what a correct answer looks like */
+  expectMinimised: boolean;
+}
+
+export const SYSTEM_LABELS: Record<SystemKey, string> = {
+  a: "(a) demo upstream, direct",
+  b: "(b) bare node:http keep-alive proxy",
+  c: "(c) Phaselock gateway, Bearer link",
+  d: "(d) Phaselock gateway, session cookie",
+  e: "(e) express + express-jwt + http-proxy-middleware",
+  f: "(f) Phaselock gateway, audit on (Bearer)",
+  g: "(g) Phaselock gateway, audit off (Bearer)",
+};
+
+export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchResult> {
+  const notes: string[] = [];
+  const children: Child[] = [];
+  const db = await createScratchDb("proxy", o.adminUrl);
+  const copies: string[] = [];
+  try {
+    // Policy data through the token service's own API, as an operator would set it up.
+    const ts = await createTokenService(db.handle.db);
+    await ts.seed();
+    const link = await ts.issueLink("bench-volunteer-1");
+    await ts.close();
+
+    let gatewayDb: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
+    let gatewayDbOn: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
+    let gatewayDbOff: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
+    if (db.kind === "postgres") {
+      gatewayDb = { databaseUrl: db.url! };
+      gatewayDbOn = gatewayDb;
+      gatewayDbOff = gatewayDb;
+    } else {
+      // PGlite is single-process: each gateway child opens its own copy of the seeded directory.
+      await db.close();
+      for (const suffix of ["on", "off"]) {
+        const dir = `${db.dataDir!}-${suffix}`;
+        copies.push(dir);
+        await cp(db.dataDir!, dir, { recursive: true });
+      }
+      gatewayDb = { dataDir: db.dataDir! };
+      gatewayDbOn = { dataDir: copies[0]! };
+      gatewayDbOff = { dataDir: copies[1]! };
+    }
+
+    // express-jwt cannot verify EdDSA (jsonwebtoken 9 has no Ed25519): an ES256 twin of the link.
+    const claims = decodeJwt(link.token);
+    const es = await generateKeyPair("ES256", { extractable: true });
+    const esToken = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "ES256", typ: "pbl+jwt", kid: "bench-es256" })
+      .sign(es.privateKey);
+    const esPem = await exportSPKI(es.publicKey);
+
+    const secret = randomBytes(32).toString("base64url");
+    o.log(`  starting the servers (${db.describe})`);
+    const upstream = await Child.start<UpstreamConfig>(
+      { name: "upstream", script: script("upstream") },
+      { secret },
+    );
+    children.push(upstream);
+    const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+    const gatewayBase = {
+      upstreamUrl,
+      issuer: ISSUER,
+      phonebankSecret: secret,
+      ipHashKey: randomBytes(32).toString("base64url"),
+    };
+    const [bare, gw, gwOn, gwOff, express, driver] = await Promise.all([
+      Child.start<BareProxyConfig>(
+        { name: "bare proxy", script: script("bare-proxy") },
+        { upstreamPort: upstream.port },
+      ),
+      Child.start<GatewayConfig>(
+        { name: "gateway", script: script("gateway") },
+        { ...gatewayBase, ...gatewayDb, audit: true },
+      ),
+      Child.start<GatewayConfig>(
+        { name: "gateway (audit on)", script: script("gateway") },
+        { ...gatewayBase, ...gatewayDbOn, audit: true },
+      ),
+      Child.start<GatewayConfig>(
+        { name: "gateway (audit off)", script: script("gateway") },
+        { ...gatewayBase, ...gatewayDbOff, audit: false },
+      ),
+      Child.start<ExpressProxyConfig>(
+        { name: "express proxy", script: script("express-proxy") },
+        {
+          upstreamUrl,
+          publicKeyPem: esPem,
+          issuer: ISSUER,
+          audience: "phaselock-gateway",
+          phonebankSecret: secret,
+        },
+      ),
+      Child.start<Record<string, never>>({ name: "load driver", script: script("load-driver") }, {}),
+    ]);
+    children.push(bare, gw, gwOn, gwOff, express, driver);
+
+    // The volunteer presses "Start calling": one redemption gives the session cookie.
+    const redeemed = await fetch(`http://127.0.0.1:${gw.port}/l/${link.token}`, {
+      method: "POST",
+      redirect: "manual",
+    });
+    const setCookie = redeemed.headers.get("set-cookie") ?? "";
+    const cookie = /^(pl_session=[^;]+)/.exec(setCookie)?.[1];
+    if (redeemed.status !== 303 || !cookie) {
+      throw new Error(`redemption answered ${redeemed.status} without a session cookie`);
+    }
+
+    const direct = {
+      "x-phaselock-gateway-secret": secret,
+      "x-phaselock-campaign": String(claims.cmp),
+      "x-phaselock-volunteer": String(claims.sub),
+      "x-phaselock-link": String(claims.jti),
+      "x-phaselock-scopes": String(claims.scp),
+    };
+    const bearer = { authorization: `Bearer ${link.token}` };
+    const at = (c: Child) => `http://127.0.0.1:${c.port}/pb/calls/next`;
+    const systems: System[] = [
+      {
+        key: "a",
+        server: upstream,
+        url: `${upstreamUrl}/calls/next`,
+        headers: direct,
+        expectMinimised: false,
+      },
+      { key: "b", server: bare, url: at(bare), headers: direct, expectMinimised: false },
+      { key: "c", server: gw, url: at(gw), headers: bearer, expectMinimised: true },
+      { key: "d", server: gw, url: at(gw), headers: { cookie }, expectMinimised: true },
+      {
+        key: "e",
+        server: express,
+        url: at(express),
+        headers: { authorization: `Bearer ${esToken}` },
+        expectMinimised: false,
+      },
+      { key: "f", server: gwOn, url: at(gwOn), headers: bearer, expectMinimised: true },
+      { key: "g", server: gwOff, url: at(gwOff), headers: bearer, expectMinimised: true },
+    ]
+      .map((s) => ({ ...s, key: s.key as SystemKey, label: SYSTEM_LABELS[s.key as SystemKey] }))
+      .filter((s) => !o.systems || o.systems.includes(s.key));
+
+    for (const s of systems) await sanityCheck(s);
+    notes.push(
+      "Every system answered a sanity request with 200 and a call; the gateway's answers are minimised (no email, address or notes).",
+    );
+
+    const load = async (s: System, duration: number): Promise<RunResult> => {
+      const [s0, u0] = await Promise.all([s.server.cpuMicros(), upstream.cpuMicros()]);
+      const t0 = await machineTimes();
+      const r = await driver.load({ url: s.url, headers: s.headers, connections: o.connections, duration });
+      const t1 = await machineTimes();
+      const [s1, u1] = await Promise.all([s.server.cpuMicros(), upstream.cpuMicros()]);
+      const per = (d: number) => (r.ok > 0 ? d / r.ok : Number.NaN);
+      const steal =
+        t0 && t1 && t1.total > t0.total ? (t1.steal - t0.steal) / (t1.total - t0.total) : Number.NaN;
+      return { ...r, cpuUs: per(s1 - s0), upstreamCpuUs: per(u1 - u0), steal };
+    };
+
+    if (o.warmup > 0) {
+      o.log(`  warm-up: ${o.warmup} s per system`);
+      for (const s of systems) await load(s, o.warmup);
+    }
+    const runs = new Map<SystemKey, RunResult[]>(systems.map((s) => [s.key, []]));
+    if (o.profilePath) {
+      notes.push(
+        "A CPU profile was recorded in the gateway of (c) and (d) during the rounds: their figures include the profiler's overhead.",
+      );
+      await gw.profileStart();
+    }
+    for (let r = 0; r < o.rounds; r++) {
+      // Rotate the order each round: no system always follows the same one.
+      const order = systems.map((_, i) => systems[(i + r) % systems.length]!);
+      for (const s of order) {
+        const result = await load(s, o.duration);
+        runs.get(s.key)!.push(result);
+        o.log(
+          `  round ${r + 1}/${o.rounds} ${s.label.padEnd(52)} ${fmt(result.rps, 0).padStart(6)} req/s  p50 ${result.p50} ms  p99 ${result.p99} ms  CPU ${fmt(result.cpuUs, 0)} µs/req (upstream ${fmt(result.upstreamCpuUs, 0)})${result.non2xx || result.errors ? `  non-2xx ${result.non2xx}, errors ${result.errors}` : ""}`,
+        );
+      }
+    }
+    if (o.profilePath) await gw.profileStop(o.profilePath);
+
+    const results = systems.map((s): SystemResult => {
+      const rs = runs.get(s.key)!;
+      const statuses: Record<string, number> = {};
+      for (const r of rs)
+        for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+      return {
+        key: s.key,
+        label: s.label,
+        runs: rs,
+        rps: median(rs.map((r) => r.rps)),
+        p50: median(rs.map((r) => r.p50)),
+        p99: median(rs.map((r) => r.p99)),
+        rpsMin: Math.min(...rs.map((r) => r.rps)),
+        rpsMax: Math.max(...rs.map((r) => r.rps)),
+        cpuUs: median(rs.map((r) => r.cpuUs)),
+        upstreamCpuUs: median(rs.map((r) => r.upstreamCpuUs)),
+        non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
+        errors: rs.reduce((n, r) => n + r.errors, 0),
+        statuses,
+      };
+    });
+
+    const gatewayStats: Record<string, unknown> = {};
+    gatewayStats.auditOn = await gw.stop();
+    gatewayStats.auditOnF = await gwOn.stop();
+    gatewayStats.auditOff = await gwOff.stop();
+    return { systems: results, database: db.describe, notes, gatewayStats };
+  } finally {
+    await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
+    await db.drop();
+    for (const dir of copies) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The machine's CPU time counters (jiffies) from /proc/stat: total and stolen; undefined off Linux. */
+async function machineTimes(): Promise<{ total: number; steal: number } | undefined> {
+  try {
+    const line = (await readFile("/proc/stat", "utf8")).split("\n", 1)[0]!;
+    const n = line.trim().split(/\s+/).slice(1).map(Number);
+    return { total: n.slice(0, 8).reduce((a, b) => a + b, 0), steal: n[7] ?? 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+async function sanityCheck(s: System): Promise<void> {
+  const res = await fetch(s.url, { headers: s.headers });
+  const text = await res.text();
+  if (res.status !== 200)
+    throw new Error(`${s.label}: sanity request answered ${res.status}: ${text.slice(0, 200)}`);
+  const body = JSON.parse(text) as { call?: { member?: Record<string, unknown> } };
+  const member = body.call?.member;
+  if (!member || typeof member.id !== "string")
+    throw new Error(`${s.label}: sanity answer has no call.member`);
+  if (s.expectMinimised && ("email" in member || "address" in member)) {
+    throw new Error(`${s.label}: the gateway's answer was not minimised`);
+  }
+}
+
+export const fmt = (n: number, digits: number): string =>
+  Number.isFinite(n)
+    ? n.toLocaleString("en-GB", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : "n/a";

@@ -1,0 +1,506 @@
+import type {
+  AuditBenchResult,
+  ChecksBenchResult,
+  IssuanceBenchResult,
+  RevocationBenchResult,
+  VerifyBenchResult,
+} from "./micro.ts";
+import { fmt, type ProxyBenchResult, type SystemKey, type SystemResult } from "./proxy.ts";
+
+export interface Machine {
+  cpus: string;
+  cores: number;
+  memory: string;
+  node: string;
+  os: string;
+  date: string;
+}
+
+/** A part that did not run: why (skipped) or how it failed (error). */
+export interface NotRun {
+  skipped?: string;
+  error?: string;
+}
+
+export interface BenchReport {
+  mode: "quick" | "full";
+  machine: Machine;
+  method: {
+    rounds: number;
+    duration: number;
+    warmup: number;
+    connections: number;
+    postgres: string;
+    redis: string;
+  };
+  elapsedSeconds: number;
+  proxy: ProxyBenchResult | NotRun;
+  checks: ChecksBenchResult | NotRun;
+  verify: VerifyBenchResult | NotRun;
+  issuance: IssuanceBenchResult | NotRun;
+  revocation: RevocationBenchResult | NotRun;
+  audit: AuditBenchResult | NotRun;
+  profile?: string | undefined;
+  /** hand-written analysis kept in bench/analysis.md, appended verbatim */
+  analysis?: string | undefined;
+}
+
+export interface Goal {
+  name: string;
+  target: string;
+  value: string;
+  met: boolean | null;
+}
+
+const ran = <T extends object>(x: T | NotRun): x is T => !("skipped" in x) && !("error" in x);
+const whyNot = (x: NotRun): string => (x.skipped ? `skipped: ${x.skipped}` : `failed: ${x.error}`);
+
+function system(r: BenchReport, key: SystemKey): SystemResult | undefined {
+  return ran(r.proxy) ? r.proxy.systems.find((s) => s.key === key) : undefined;
+}
+
+function ratio(r: BenchReport, a: SystemKey, b: SystemKey): number {
+  const x = system(r, a);
+  const y = system(r, b);
+  return x && y && y.rps > 0 ? x.rps / y.rps : Number.NaN;
+}
+
+function cpuRatio(r: BenchReport, a: SystemKey, b: SystemKey): number {
+  const x = system(r, a);
+  const y = system(r, b);
+  return x && y && y.cpuUs > 0 ? x.cpuUs / y.cpuUs : Number.NaN;
+}
+
+export function ratios(r: BenchReport): { name: string; value: number; what: string }[] {
+  return [
+    { name: "c/b", value: ratio(r, "c", "b"), what: "gateway (Bearer) vs the bare proxy floor" },
+    { name: "d/b", value: ratio(r, "d", "b"), what: "gateway (cookie) vs the bare proxy floor" },
+    {
+      name: "c/e",
+      value: ratio(r, "c", "e"),
+      what: "gateway (Bearer) vs express + express-jwt + http-proxy-middleware",
+    },
+    {
+      name: "b/a",
+      value: ratio(r, "b", "a"),
+      what: "bare proxy vs the upstream alone (what any extra hop costs here)",
+    },
+    {
+      name: "b/e",
+      value: ratio(r, "b", "e"),
+      what: "bare proxy vs express stack: the most any gateway could reach for c/e on this machine",
+    },
+    { name: "f/g", value: ratio(r, "f", "g"), what: "gateway with audit on vs off" },
+    {
+      name: "CPU c/b",
+      value: cpuRatio(r, "c", "b"),
+      what: "proxy-process CPU per request: gateway (Bearer) vs bare proxy",
+    },
+    {
+      name: "CPU c/e",
+      value: cpuRatio(r, "c", "e"),
+      what: "proxy-process CPU per request: gateway (Bearer) vs express stack",
+    },
+    {
+      name: "CPU f/g",
+      value: cpuRatio(r, "f", "g"),
+      what: "proxy-process CPU per request: gateway audit on vs off",
+    },
+  ];
+}
+
+/** A hit must be cheap for every caller: alone, among many, and for one busy volunteer. */
+const worstHit = (v: VerifyBenchResult) => Math.max(v.hitAloneUs, v.hitRoundRobinUs, v.hitHotUs);
+
+export function goals(r: BenchReport): Goal[] {
+  const na = (x: object): string => (ran(x as NotRun) ? "n/a" : whyNot(x as NotRun));
+  const cb = ratio(r, "c", "b");
+  const ce = ratio(r, "c", "e");
+  const fg = ratio(r, "f", "g");
+  const auditCost = 1 - fg;
+  const g: Goal[] = [
+    {
+      name: "gateway vs bare proxy (c/b)",
+      target: "≥ 0.85",
+      value: Number.isFinite(cb) ? fmt(cb, 2) : na(r.proxy),
+      met: Number.isFinite(cb) ? cb >= 0.85 : null,
+    },
+    {
+      name: "gateway vs express stack (c/e)",
+      target: "≥ 4",
+      value: Number.isFinite(ce) ? fmt(ce, 2) : na(r.proxy),
+      met: Number.isFinite(ce) ? ce >= 4 : null,
+    },
+    {
+      name: "cache-hit verify (worst realistic pattern)",
+      target: "≤ 10 µs",
+      value: ran(r.verify) ? `${fmt(worstHit(r.verify), 2)} µs` : whyNot(r.verify),
+      met: ran(r.verify) ? worstHit(r.verify) <= 10 : null,
+    },
+    {
+      name: "issuance (POST /v1/links/batch, 10,000)",
+      target: "≥ 5,000 links/s",
+      value: ran(r.issuance) ? `${fmt(r.issuance.linksPerSecond, 0)} links/s` : whyNot(r.issuance),
+      met: ran(r.issuance) ? r.issuance.linksPerSecond >= 5000 : null,
+    },
+    {
+      name: "revocation propagation p99 (two gateways, Redis)",
+      target: "≤ 100 ms",
+      value: ran(r.revocation) ? `${fmt(r.revocation.p99, 2)} ms` : whyNot(r.revocation),
+      met: ran(r.revocation) ? r.revocation.p99 <= 100 : null,
+    },
+    {
+      name: "audit on costs (1 − f/g)",
+      target: "≤ 10%",
+      value: Number.isFinite(fg) ? `${fmt(auditCost * 100, 1)}%` : na(r.proxy),
+      met: Number.isFinite(fg) ? auditCost <= 0.1 : null,
+    },
+    {
+      name: "audit append (benchAppend)",
+      target: "≥ 20,000 events/s",
+      value: ran(r.audit) ? `${fmt(r.audit.eventsPerSecond, 0)} events/s` : whyNot(r.audit),
+      met: ran(r.audit) ? r.audit.eventsPerSecond >= 20_000 : null,
+    },
+  ];
+  return g;
+}
+
+const verdict = (m: boolean | null) => (m === null ? "n/a" : m ? "met" : "MISSED");
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ");
+  return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+function mdTable(head: string[], rows: string[][], align?: ("l" | "r")[]): string {
+  const sep = head.map((_, i) => (align?.[i] === "r" ? "---:" : "---"));
+  return [head, sep, ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n");
+}
+
+function proxyRows(r: BenchReport): string[][] {
+  if (!ran(r.proxy)) return [];
+  return r.proxy.systems.map((s) => [
+    s.label,
+    fmt(s.rps, 0),
+    s.runs.length > 1 ? `${fmt(s.rpsMin, 0)}–${fmt(s.rpsMax, 0)}` : "",
+    fmt(s.p50, 0),
+    fmt(s.p99, 0),
+    s.key === "a" ? "" : fmt(s.cpuUs, 0),
+    fmt(s.upstreamCpuUs, 0),
+    s.non2xx || s.errors
+      ? `${s.non2xx} non-2xx (${Object.entries(s.statuses)
+          .map(([k, v]) => `${k}×${v}`)
+          .join(", ")}), ${s.errors} errors`
+      : "0",
+  ]);
+}
+
+function microRows(r: BenchReport): string[][] {
+  const rows: string[][] = [];
+  if (ran(r.checks)) {
+    const k = r.checks;
+    rows.push([
+      "gateway checks per request, no HTTP (verify hit + decide / rate limit / minimise / record quota / audit event)",
+      `${fmt(k.total, 1)} µs (${[k.check, k.rateLimit, k.minimise, k.recordQuota, k.audit].map((x) => fmt(x, 1)).join(" / ")})`,
+    ]);
+  } else rows.push(["gateway checks", whyNot(r.checks)]);
+  if (ran(r.verify)) {
+    const v = r.verify;
+    const n = fmt(v.cacheEntries, 0);
+    rows.push(["verify, cache miss (SHA-256 + jose EdDSA + cache insert)", `${fmt(v.missUs, 1)} µs/op`]);
+    rows.push(["verify, cache hit, the only entry in its cache", `${fmt(v.hitAloneUs, 2)} µs/op`]);
+    rows.push([
+      `verify, cache hit, ${n} entries, tokens in turn (many volunteers)`,
+      `${fmt(v.hitRoundRobinUs, 2)} µs/op`,
+    ]);
+    rows.push([
+      `verify, cache hit, ${n} entries, one token again and again (a busy volunteer)`,
+      `${fmt(v.hitHotUs, 2)} µs/op`,
+    ]);
+  } else rows.push(["token verify", whyNot(r.verify)]);
+  if (ran(r.issuance)) {
+    rows.push([
+      `issuance, ${fmt(r.issuance.batchSize, 0)} links per POST /v1/links/batch (${r.issuance.database.split(" ")[0]})`,
+      `${fmt(r.issuance.linksPerSecond, 0)} links/s`,
+    ]);
+    rows.push([
+      "issuance, until the batch's audit events are written",
+      `${fmt(r.issuance.linksPerSecondAudited, 0)} links/s`,
+    ]);
+  } else rows.push(["issuance", whyNot(r.issuance)]);
+  if (ran(r.revocation)) {
+    rows.push([
+      `revocation → both gateways deny, p50 / p99 / max (${r.revocation.revocations} revocations)`,
+      `${fmt(r.revocation.p50, 2)} / ${fmt(r.revocation.p99, 2)} / ${fmt(r.revocation.max, 2)} ms`,
+    ]);
+    rows.push([
+      "revocations already denied by both when the call returned",
+      `${r.revocation.atReturn} of ${r.revocation.revocations}`,
+    ]);
+    rows.push(["revoke call itself (commit + publish), p50", `${fmt(r.revocation.callP50, 2)} ms`]);
+  } else rows.push(["revocation propagation", whyNot(r.revocation)]);
+  if (ran(r.audit)) {
+    rows.push([
+      `audit append (${fmt(r.audit.events, 0)} events × ${r.audit.runs}, batches of 1,000, ${r.audit.database.split(" ")[0]})`,
+      `${fmt(r.audit.eventsPerSecond, 0)} events/s`,
+    ]);
+  } else rows.push(["audit append", whyNot(r.audit)]);
+  return rows;
+}
+
+/** The summary printed at the end of a run. */
+export function consoleReport(r: BenchReport): string {
+  const out: string[] = [];
+  out.push(
+    `Phaselock benchmarks (${r.mode}) — ${r.machine.cores} × ${r.machine.cpus}, ${r.machine.memory}, Node ${r.machine.node}`,
+  );
+  out.push("");
+  if (ran(r.proxy)) {
+    out.push(
+      table(
+        [
+          "system (GET /pb/calls/next)",
+          "req/s",
+          "range",
+          "p50 ms",
+          "p99 ms",
+          "proxy CPU µs/req",
+          "upstream CPU µs/req",
+          "failures",
+        ],
+        proxyRows(r),
+      ),
+    );
+    out.push("");
+    out.push(
+      table(
+        ["ratio", "value", "what"],
+        ratios(r).map((x) => [x.name, fmt(x.value, 2), x.what]),
+      ),
+    );
+  } else out.push(`proxy comparison ${whyNot(r.proxy)}`);
+  out.push("");
+  out.push(table(["micro-benchmark", "result"], microRows(r)));
+  out.push("");
+  out.push(
+    table(
+      ["goal", "target", "value", "verdict"],
+      goals(r).map((g) => [g.name, g.target, g.value, verdict(g.met)]),
+    ),
+  );
+  return out.join("\n");
+}
+
+/** docs/benchmarks.md */
+export function markdownReport(r: BenchReport): string {
+  const md: string[] = [];
+  const m = r.method;
+  md.push("# Benchmarks");
+  md.push("");
+  md.push(
+    `Generated by \`pnpm bench${r.mode === "quick" ? " --quick" : ""}\` on ${r.machine.date} in ${fmt(r.elapsedSeconds, 0)} s. Numbers from one machine on one day: compare ratios, not absolutes, and rerun before quoting them.`,
+  );
+  md.push("");
+  md.push("## Machine");
+  md.push("");
+  md.push(
+    mdTable(
+      ["what", "value"],
+      [
+        ["CPU (os.cpus())", `${r.machine.cores} × ${r.machine.cpus}`],
+        ["memory", r.machine.memory],
+        ["Node", r.machine.node],
+        ["OS", r.machine.os],
+        ["date", r.machine.date],
+        ["Postgres", m.postgres],
+        ["Redis", m.redis],
+      ],
+    ),
+  );
+  md.push("");
+  md.push("## Method");
+  md.push("");
+  md.push(
+    [
+      "**Proxy comparison.** Every server runs in its own Node process and the load comes from another",
+      "one (autocannon 9, keep-alive, no pipelining), so the load generator, the proxy and the upstream never",
+      `share an event loop; on a ${r.machine.cores}-core machine they do share the cores, as in any single-host test.`,
+      `Each system gets ${m.connections} connections for ${m.duration} s per round, ${m.rounds} round${m.rounds > 1 ? "s" : ""}, after a`,
+      `${m.warmup} s warm-up each; the systems are alternated round by round (the order rotates) so that noise`,
+      "hurts all alike. Figures are medians over the rounds (the range is the spread of req/s); req/s counts 2xx",
+      "answers only, and latencies are autocannon's (1 ms resolution). *CPU µs/req* is the CPU time (user +",
+      "system, `process.cpuUsage()`) the proxy's process and the upstream's process spent during the run,",
+      "divided by the 2xx answers: unlike req/s it does not depend on how the two cores were shared. A busy",
+      "host still slows every instruction, and a VM may not report it as *CPU steal* (from /proc/stat, per",
+      "round): the upstream's own CPU per request, the same work in every round, is the better gauge of that.",
+      "",
+      "Every request is `GET /pb/calls/next` (the upstream gets `GET /calls/next`), answered by the demo phone",
+      "bank (`services/phonebank`, 50,000 synthetic members).",
+      "",
+      "- **(a)** the phone bank directly, with the gateway's secret and context headers.",
+      "- **(b)** a bare `node:http` reverse proxy with a keep-alive agent: no checks at all, the floor any gateway pays.",
+      "- **(c)/(d)** the Phaselock gateway with its real wiring (`wireGateway`, policy state over the database,",
+      "  `MemoryBus`, in-memory rate limiter and record quota, the version poller, the undici upstream, the",
+      "  `BatchAuditWriter` writing every decision to `audit_events`), with a Bearer link (c) or the session",
+      "  cookie from a real redemption (d). The bench campaign's limits are raised (1,000,000 requests/min and",
+      "  records/h per link) so the load is not rate-limited; every other check runs: signature (cached),",
+      "  revocation, phase, scope, entitlement, rate limit, record quota, response minimisation, audit.",
+      "- **(e)** express 5 + express-jwt 8 (public key, algorithm, issuer and audience pinned) +",
+      "  http-proxy-middleware 3 with a keep-alive agent, setting the same context headers. express-jwt verifies",
+      "  with jsonwebtoken 9, which has no EdDSA, so it gets an **ES256** twin of the link (same claims): the",
+      "  closest asymmetric algorithm it accepts. It verifies the signature on every request (no cache) and",
+      "  checks nothing else.",
+      "- **(f)/(g)** two more gateway processes, identical but for the audit sink: the `BatchAuditWriter` (f)",
+      "  or a sink that discards events (g), each warmed up and measured exactly alike (c and d share a third).",
+      "",
+      "**Micro-benchmarks** run in the runner's process after the servers have stopped:",
+      "",
+      "- gateway checks: what one `GET /pb/calls/next` costs the gateway beyond moving bytes, step by step,",
+      "  over the real wiring without sockets, Hono or Web objects: the gatekeeper (cached verify, revocation,",
+      "  phase, scope, entitlement), the two rate limits, minimising a real phone bank answer (parse, allow-list,",
+      "  stringify), the record quota, and preparing the audit event (IP hash, canonical form). Compare it",
+      "  with the proxy CPU per request above: the rest is HTTP, framework and syscalls.",
+      "- token verify: `createVerifier` with a `VerifyCache`, EdDSA tokens, sequential `await`s after a warm-up;",
+      "  misses are distinct tokens; hits are one token alone in its cache, then, with the cache holding 10,000",
+      "  entries, tokens taken in turn (many volunteers) and one token again and again (a busy volunteer). The",
+      "  goal is judged on the worst of the three.",
+      "- issuance: `POST /v1/links/batch` with 10,000 volunteers through the token service app (`app.request`,",
+      "  no socket) over a fresh database, with the batching audit writer; links/s by response time, and also",
+      "  until the batch's 10,001 audit events are written.",
+      "- revocation: the token service and two gateways (in process, each with its own Redis pub/sub",
+      "  connections, policy state and connection pool), a link revoked per `POST /v1/revocations` (scope",
+      "  `link`); measured from the moment the call returns until both gateways' checks answer `revoked`",
+      "  (polled on every turn of the event loop). 0 when both already deny at return.",
+      "- audit append: `benchAppend` (hash chain + inserts, batches of 1,000) on a fresh database.",
+    ].join("\n"),
+  );
+  md.push("");
+  md.push("## Proxy comparison");
+  md.push("");
+  if (ran(r.proxy)) {
+    md.push(`Database behind the gateways: ${r.proxy.database}.`);
+    md.push("");
+    md.push(
+      mdTable(
+        [
+          "system",
+          "req/s",
+          "req/s range",
+          "p50 ms",
+          "p99 ms",
+          "proxy CPU µs/req",
+          "upstream CPU µs/req",
+          "failures",
+        ],
+        proxyRows(r),
+        ["l", "r", "r", "r", "r", "r", "r", "l"],
+      ),
+    );
+    md.push("");
+    md.push(
+      mdTable(
+        ["ratio", "value", "what"],
+        ratios(r).map((x) => [x.name, fmt(x.value, 2), x.what]),
+        ["l", "r", "l"],
+      ),
+    );
+    md.push("");
+    for (const n of r.proxy.notes) md.push(`- ${n}`);
+    const on = (r.proxy.gatewayStats.auditOn ?? {}) as Record<string, unknown>;
+    md.push(
+      `- Audit writer of the audit-on gateway: ${String(on.auditErrors ?? "?")} write errors, ${String(on.auditPendingAtStop ?? "?")} events still queued at stop (then written by close()).`,
+    );
+    md.push("");
+    md.push("Per round:");
+    md.push("");
+    md.push(
+      mdTable(
+        [
+          "system",
+          "round",
+          "req/s",
+          "p50 ms",
+          "p90 ms",
+          "p99 ms",
+          "max ms",
+          "CPU µs/req",
+          "upstream CPU µs/req",
+          "CPU steal",
+          "non-2xx",
+          "errors",
+        ],
+        r.proxy.systems.flatMap((s) =>
+          s.runs.map((x, i) => [
+            s.label,
+            String(i + 1),
+            fmt(x.rps, 0),
+            String(x.p50),
+            String(x.p90),
+            String(x.p99),
+            String(x.max),
+            fmt(x.cpuUs, 0),
+            fmt(x.upstreamCpuUs, 0),
+            Number.isFinite(x.steal) ? `${fmt(x.steal * 100, 1)}%` : "n/a",
+            String(x.non2xx),
+            String(x.errors),
+          ]),
+        ),
+        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+      ),
+    );
+  } else md.push(`Not measured (${whyNot(r.proxy)}).`);
+  md.push("");
+  md.push("## Micro-benchmarks");
+  md.push("");
+  md.push(mdTable(["benchmark", "result"], microRows(r), ["l", "r"]));
+  const where = [r.issuance, r.revocation, r.audit]
+    .filter(ran)
+    .map((x) => (x as { database: string }).database);
+  if (where.length > 0) {
+    md.push("");
+    md.push(
+      `Databases: ${[...new Set(where.map((w) => w.replace(/ pl_bench_\w+| in \S+/, "")))].join(", ")} (a fresh one per benchmark, dropped afterwards).`,
+    );
+  }
+  md.push("");
+  md.push("## Goals");
+  md.push("");
+  md.push(
+    mdTable(
+      ["goal", "target", "measured", "verdict"],
+      goals(r).map((g) => [g.name, g.target, g.value, verdict(g.met)]),
+    ),
+  );
+  if (r.profile) {
+    md.push("");
+    md.push("## CPU profile of the gateway (this run, `--profile`)");
+    md.push("");
+    md.push("```");
+    md.push(r.profile);
+    md.push("```");
+  }
+  if (r.analysis) {
+    md.push("");
+    md.push(r.analysis.trim());
+  }
+  md.push("");
+  md.push("## Reproduce");
+  md.push("");
+  md.push(
+    [
+      "```sh",
+      "pnpm bench            # full: ~3 rounds × 5 s per system, larger micro-benchmarks",
+      "pnpm bench --quick    # 1 round × 2 s, smaller micro-benchmarks (under 2 minutes)",
+      "pnpm bench --profile  # also profiles the gateway of (c)/(d) during the rounds and summarises it",
+      "pnpm bench --quick --only=proxy --systems=b,c   # a subset; docs/benchmarks.md is left alone",
+      "```",
+      "",
+      "Postgres and Redis come from `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`)",
+      "and `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`); without Postgres the databases are embedded",
+      "PGlite, without Redis the revocation benchmark is skipped.",
+    ].join("\n"),
+  );
+  md.push("");
+  return md.join("\n");
+}
