@@ -27,3 +27,13 @@ describe("FakeClock", () => {
     expect(c.now().toISOString()).toBe("2020-01-01T00:00:01.500Z");
   });
 });
+
+describe("randomId from the pool", () => {
+  it("never repeats across pool refills and keeps its length", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) seen.add(randomId("evt"));
+    expect(seen.size).toBe(2000);
+    expect([...seen].every((id) => /^evt_[A-Za-z0-9_-]{22}$/.test(id))).toBe(true);
+    expect(randomId("big", 5000)).toMatch(/^big_[A-Za-z0-9_-]{6667}$/);
+  });
+});

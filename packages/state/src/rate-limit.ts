@@ -83,8 +83,9 @@ export interface MemoryRateLimiterOptions {
 
 /** In-process {@link RateLimiter} for the single-instance setup. */
 export class MemoryRateLimiter implements RateLimiter {
-  readonly #entries = new Map<string, GcraState & { expiresAt: number }>();
+  readonly #entries = new Map<string, GcraState & { expiresAt: number; seq: number }>();
   readonly #maxKeys: number;
+  #seq = 0;
 
   constructor(opts: MemoryRateLimiterOptions = {}) {
     this.#maxKeys = opts.maxKeys ?? 100_000;
@@ -100,9 +101,18 @@ export class MemoryRateLimiter implements RateLimiter {
     const prev = this.#entries.get(key);
     const { next, ...decision } = gcra(prev && prev.expiresAt > nowMs ? prev : undefined, rule, nowMs);
     if (decision.allowed) {
-      // Delete first so the map's order stays least recently used first.
-      this.#entries.delete(key);
-      this.#entries.set(key, { ...next, expiresAt: next.at + ttlMs(next, rule.limit) });
+      const expiresAt = next.at + ttlMs(next, rule.limit);
+      if (prev && this.#seq - prev.seq < this.#maxKeys / 2) {
+        // A recently moved entry is updated in place: re-inserting on every request made one busy
+        // key slow (a Map keeps deleted entries until it rehashes).
+        prev.at = next.at;
+        prev.debt = next.debt;
+        prev.expiresAt = expiresAt;
+      } else {
+        // Delete first so the map's order stays roughly least recently used first.
+        this.#entries.delete(key);
+        this.#entries.set(key, { ...next, expiresAt, seq: ++this.#seq });
+      }
       this.#prune(nowMs);
     }
     return decision;

@@ -108,3 +108,18 @@ describe("VerifyCache", () => {
     expect(() => new VerifyCache({ maxEntries: 0 })).toThrow(RangeError);
   });
 });
+
+describe("VerifyCache under one busy token", () => {
+  it("a hit on a young entry does not reorder the map; an old one still moves up", () => {
+    const cache = new VerifyCache({ maxEntries: 4 });
+    const entry = { claims: claimsAt(), kid: "k" };
+    for (const k of ["a", "b", "c", "d"]) cache.set(k, entry);
+    // "a" is in the older half: a hit moves it to the young end, so "b" is evicted next.
+    expect(cache.get("a", 0)).toBeDefined();
+    cache.set("e", entry);
+    expect(cache.get("b", 0)).toBeUndefined();
+    expect(cache.get("a", 0)).toBeDefined();
+    for (let i = 0; i < 1000; i++) expect(cache.get("e", 0)).toBeDefined();
+    expect(cache.size).toBe(4);
+  });
+});
