@@ -4,12 +4,17 @@
  * feed and stores, the version poller, the undici upstream, and the batching audit writer (or, for
  * the audit-off comparison, a sink that discards).
  */
-import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
+import { createServer } from "node:http";
 import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
 import { systemClock } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
-import { createApp, createHttpUpstream, startVersionPoller, wireGateway } from "@phaselock/gateway";
+import {
+  createApp,
+  createHttpUpstream,
+  createNodeHandler,
+  startVersionPoller,
+  wireGateway,
+} from "@phaselock/gateway";
 import { MemoryBus, MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
 import { close, listen, runChild } from "../child.ts";
 
@@ -75,7 +80,8 @@ runChild<GatewayConfig>(async (config) => {
   });
   await gateway.start();
   const poller = startVersionPoller(gateway.state, handle.db);
-  const server = createAdaptorServer({ fetch: createApp(gateway.deps).fetch }) as Server;
+  // As main.ts serves it: /pb/* on node:http directly, everything else through Hono.
+  const server = createServer(createNodeHandler(gateway.deps, createApp(gateway.deps)));
   const port = await listen(server);
 
   return {

@@ -6,6 +6,7 @@ import { createGatekeeper } from "./gatekeeper.ts";
 import type { Limits } from "./limits.ts";
 import type { ResponseFilter } from "./minimise.ts";
 import { gatewayOpenApi } from "./openapi.ts";
+import { createProxy } from "./proxy-core.ts";
 import { refusal } from "./refusals.ts";
 import type { RouteScopes } from "./route-scopes.ts";
 import { registerLanding, sendRefusal } from "./routes/landing.ts";
@@ -68,13 +69,17 @@ export const DEVICE_COOKIE = "pl_device";
 export const ipHash = (deps: GatewayDeps, ip: string | undefined): string | null =>
   ip ? hmacHex(deps.config.ipHashKey, ip).slice(0, 32) : null;
 
+/** The client's `X-Request-Id` when it is a plain short token, else a fresh one. */
+export function requestIdFor(incoming: string | undefined): string {
+  return incoming && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomId("req", 12);
+}
+
 export function createApp(deps: GatewayDeps) {
   const gatekeeper = createGatekeeper(deps);
   const app = new Hono<GatewayEnv>();
 
   app.use(async (c, next) => {
-    const incoming = c.req.header("x-request-id");
-    const requestId = incoming && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomId("req", 12);
+    const requestId = requestIdFor(c.req.header("x-request-id"));
     c.set("deps", deps);
     c.set("gatekeeper", gatekeeper);
     c.set("requestId", requestId);
@@ -95,7 +100,7 @@ export function createApp(deps: GatewayDeps) {
   });
 
   registerLanding(app);
-  registerProxy(app);
+  registerProxy(app, createProxy(deps, gatekeeper));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: "No such route." } }, 404));
   app.onError((err, c) => {

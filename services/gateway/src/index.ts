@@ -2,6 +2,8 @@ export { createApp, type GatewayConfig, type GatewayDeps, type LinkStore, SESSIO
 export { createGatekeeper, type PolicyView, type TokenVerifier } from "./gatekeeper.ts";
 export { createLimits, DEFAULT_LIMITS, type Limits, unlimited } from "./limits.ts";
 export { createResponseFilter, DEFAULT_RESPONSE_RULES, type ResponseRule } from "./minimise.ts";
+export { createNodeHandler, type NodeHandler } from "./node-handler.ts";
+export { createProxy, type ProxyHandler, type ProxyRequest, type ProxyResult } from "./proxy-core.ts";
 export { createRouteScopes, DEFAULT_ROUTE_RULES, type RouteRule } from "./route-scopes.ts";
 export * from "./upstream.ts";
 export { type GatewayWiring, startVersionPoller, wireGateway } from "./wiring.ts";

@@ -1,10 +1,12 @@
-import { serve } from "@hono/node-server";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { BatchAuditWriter } from "@phaselock/audit";
 import { DEV_PHONEBANK_SECRET, resolveDataDir, systemClock } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
 import { createStores } from "@phaselock/state";
 import { createApp } from "./app.ts";
 import { parseGatewayEnv } from "./env.ts";
+import { createNodeHandler } from "./node-handler.ts";
 import { createHttpUpstream } from "./upstream.ts";
 import { startVersionPoller, wireGateway } from "./wiring.ts";
 
@@ -67,13 +69,14 @@ const gateway = wireGateway({
 await gateway.start();
 const poller = startVersionPoller(gateway.state, handle.db);
 
-const server = serve(
-  { fetch: createApp(gateway.deps).fetch, port: env.GATEWAY_PORT, hostname: env.HOST },
-  (info) =>
-    console.log(
-      `gateway listening on http://${info.address}:${info.port} -> ${env.UPSTREAM_URL} (${env.REDIS_URL ? "Redis change feed" : "in-process store"})`,
-    ),
-);
+// /pb/* is answered on node:http directly (the proxy's fast path); every other route by Hono.
+const server = createServer(createNodeHandler(gateway.deps, createApp(gateway.deps)));
+server.listen(env.GATEWAY_PORT, env.HOST, () => {
+  const info = server.address() as AddressInfo;
+  console.log(
+    `gateway listening on http://${info.address}:${info.port} -> ${env.UPSTREAM_URL} (${env.REDIS_URL ? "Redis change feed" : "in-process store"})`,
+  );
+});
 
 let stopping = false;
 async function shutdown(signal: string) {

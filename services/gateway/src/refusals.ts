@@ -1,5 +1,5 @@
 import { type DenyReason, errorStatus } from "@phaselock/core";
-import { escapeHtml, page } from "./html.ts";
+import { escapeHtml, page, wantsHtml } from "./html.ts";
 
 /** What the gateway knows about a refused link, to explain it in plain words. Never the token. */
 export interface RefusalContext {
@@ -117,3 +117,43 @@ export function refusalPage(r: Refusal): string {
 }
 
 export const refusalJson = (r: Refusal) => ({ error: { code: r.code, message: r.message } });
+
+/** Headers of every page or refusal whose URL may hold a token. */
+export const NO_STORE = {
+  "Referrer-Policy": "no-referrer",
+  "Cache-Control": "no-store",
+  "X-Robots-Tag": "noindex",
+} as const;
+export const CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+/** A refusal ready to send on any transport. */
+export interface RenderedRefusal {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * A refusal as JSON or, for a browser (`accept`), as a page; the token is never echoed. 401 carries
+ * `WWW-Authenticate`, 429 and 503 carry `Retry-After`.
+ */
+export function renderRefusal(
+  r: Refusal,
+  accept: string | undefined,
+  requestId: string,
+  status = r.status,
+): RenderedRefusal {
+  const headers: Record<string, string> = { ...NO_STORE, "X-Request-Id": requestId };
+  if (status === 401) headers["WWW-Authenticate"] = `Bearer realm="phaselock", error="invalid_token"`;
+  if (r.code === "rate_limited" || r.code === "quota_exceeded" || r.code === "unavailable") {
+    headers["Retry-After"] = String(r.context?.retryAfterSeconds ?? (r.code === "unavailable" ? 5 : 60));
+  }
+  if (wantsHtml(accept)) {
+    headers["Content-Security-Policy"] = CSP;
+    headers["Content-Type"] = "text/html; charset=UTF-8";
+    return { status, headers, body: refusalPage(r) };
+  }
+  headers["Content-Type"] = "application/json";
+  return { status, headers, body: JSON.stringify(refusalJson(r)) };
+}

@@ -95,7 +95,8 @@ export function fakePhonebank() {
     await next();
   });
   let n = 0;
-  app.get("/", (c) => c.html("<h1>calling page</h1>"));
+  // A cookie of its own, which the gateway must never pass on to the volunteer.
+  app.get("/", (c) => c.html("<h1>calling page</h1>", 200, { "set-cookie": "pb_session=1; Path=/" }));
   app.get("/calls/next", (c) => {
     n++;
     return c.json({ call: { id: `c_${n}`, member: member(`m_${String(n).padStart(6, "0")}`) } });
@@ -125,7 +126,9 @@ export class MemoryLinks implements LinkStore {
 }
 
 /** A gateway over in-memory state, a fake clock at T0 and an in-process fake phone bank. */
-export async function gatewayFixture(opts: { upstream?: Upstream } = {}) {
+export async function gatewayFixture(
+  opts: { upstream?: Upstream; phonebank?: ReturnType<typeof fakePhonebank> } = {},
+) {
   const tokens = await setup();
   const snapshot = demoSnapshot();
   const revocations = new RevocationIndex();
@@ -141,7 +144,7 @@ export async function gatewayFixture(opts: { upstream?: Upstream } = {}) {
   const audit = new MemoryAuditSink();
   let auditHealthy = true;
   audit.healthy = () => auditHealthy;
-  const phonebank = fakePhonebank();
+  const phonebank = opts.phonebank ?? fakePhonebank();
   const deps: GatewayDeps = {
     clock: tokens.clock,
     policy,

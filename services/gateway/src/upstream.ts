@@ -1,8 +1,6 @@
 import { Readable } from "node:stream";
 import { Pool } from "undici";
 
-type BodyReadable = Awaited<ReturnType<Pool["request"]>>["body"];
-
 /**
  * What the proxy hands to the upstream. `path` is already normalised (see paths.ts), has no `/pb`
  * prefix and carries the query, e.g. `/calls/next?x=1`. `headers` are the ones to send: the caller
@@ -15,9 +13,38 @@ export interface UpstreamRequest {
   body: ReadableStream<Uint8Array> | null;
 }
 
+/** A request body as either transport holds it: a node stream or a web stream. */
+export type BodySource = Readable | ReadableStream<Uint8Array>;
+
+/**
+ * The transport-neutral form of an upstream request, without `Headers` or web streams. `headers`
+ * is a flat `[name, value, …]` list that is final: the caller built it with
+ * `forwardableHeaders` and added the context headers. `contentLength` is the client's declared
+ * length (already checked against the limit), or `null` for a chunked or absent body.
+ */
+export interface RawUpstreamRequest {
+  method: string;
+  path: string;
+  headers: string[];
+  body: BodySource | null;
+  contentLength: number | null;
+}
+
+/** An upstream answer: lower-case names, hop-by-hop fields removed, `body` null when empty. */
+export interface RawUpstreamResponse {
+  status: number;
+  headers: string[];
+  body: BodySource | null;
+}
+
 /** The member-data app behind the gateway. Throws `UpstreamError` when it cannot answer. */
 export interface Upstream {
   forward(req: UpstreamRequest): Promise<Response>;
+  /**
+   * The same, without web objects: what the node fast path uses. Optional; the proxy falls back
+   * on `forward` for an upstream without it (the in-process upstream of the tests).
+   */
+  request?(req: RawUpstreamRequest): Promise<RawUpstreamResponse>;
 }
 
 /** An HTTP upstream holds a connection pool; `close()` drains it on shutdown. */
@@ -114,19 +141,56 @@ function requestHeaders(headers: Headers, bodyLength: number | null): string[] {
   return flat;
 }
 
-/** Response headers from upstream, without hop-by-hop fields. */
-function responseHeaders(raw: Record<string, string | string[] | undefined>): Headers {
+/** Response headers from upstream as a flat list of lower-case names, without hop-by-hop fields. */
+function responseHeaderList(raw: Record<string, string | string[] | undefined>): string[] {
   const connection = raw.connection;
   const listed = connectionTokens(Array.isArray(connection) ? connection.join(",") : connection);
-  const out = new Headers();
-  for (const [name, value] of Object.entries(raw)) {
+  const out: string[] = [];
+  for (const name in raw) {
+    const value = raw[name];
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     if (isHopByHop(lower, listed)) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(lower, v);
-    else out.append(lower, value);
+    if (Array.isArray(value)) for (const v of value) out.push(lower, v);
+    else out.push(lower, value);
   }
   return out;
+}
+
+/** Response headers from upstream, without hop-by-hop fields. */
+function responseHeaders(raw: Record<string, string | string[] | undefined>): Headers {
+  return headersFromList(responseHeaderList(raw));
+}
+
+/** A `Headers` from a flat `[name, value, …]` list. */
+export function headersFromList(flat: readonly string[]): Headers {
+  const out = new Headers();
+  for (let i = 0; i < flat.length; i += 2) out.append(flat[i]!, flat[i + 1]!);
+  return out;
+}
+
+/**
+ * The client's request headers that may travel upstream, as a flat list: no hop-by-hop field (nor
+ * any named in `Connection`), no credentials (`Cookie`, `Authorization`), nothing claiming to be
+ * ours (`X-Phaselock-*`), no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own),
+ * and only names and values undici accepts.
+ */
+export function forwardableHeaders(
+  entries: Iterable<readonly [string, string | string[] | undefined]>,
+  connection: string | undefined,
+): string[] {
+  const listed = connectionTokens(connection);
+  const flat: string[] = [];
+  for (const [rawName, rawValue] of entries) {
+    if (rawValue === undefined) continue;
+    const name = rawName.toLowerCase();
+    if (isHopByHop(name, listed) || REQUEST_DROPPED.has(name) || name.startsWith("x-phaselock-")) continue;
+    if (name === "x-request-id") continue; // the proxy sends its own
+    const value = Array.isArray(rawValue) ? rawValue.join(", ") : rawValue;
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) continue;
+    flat.push(name, value);
+  }
+  return flat;
 }
 
 /** `Content-Length` of the incoming request when it is present and well-formed, else `null`. */
@@ -140,11 +204,21 @@ function declaredLength(headers: Headers): number | null {
  * Passes `body` through, failing with `body_too_large` once more than `max` bytes have gone by.
  * Counting the stream, not trusting `Content-Length`, is what bounds a chunked or lying client.
  */
-async function* limitBody(
-  body: ReadableStream<Uint8Array>,
-  max: number,
-  onTooLarge: () => void,
-): AsyncGenerator<Uint8Array> {
+async function* limitBody(body: BodySource, max: number, onTooLarge: () => void): AsyncGenerator<Uint8Array> {
+  if (body instanceof Readable) {
+    // Not destroyed on the way out: an IncomingMessage destroyed here would take the socket, and
+    // with it the 413 answer, along. Node discards the rest of an unread body after the answer.
+    let total = 0;
+    for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>) {
+      total += chunk.byteLength;
+      if (total > max) {
+        onTooLarge();
+        throw new UpstreamError("body_too_large", `Request body is over ${max} bytes.`);
+      }
+      yield chunk;
+    }
+    return;
+  }
   const reader = body.getReader();
   let total = 0;
   let finished = false;
@@ -167,6 +241,13 @@ async function* limitBody(
   }
 }
 
+/** Releases a body that will not be read. */
+export function discardBody(body: BodySource | null | undefined): void {
+  if (!body) return;
+  if (body instanceof Readable) body.on("error", () => {}).resume();
+  else body.cancel().catch(() => {});
+}
+
 function checkTarget(method: string, path: string): void {
   // These are bugs in the caller (paths come from normalizePath); refuse before undici sees them.
   if (!TOKEN.test(method)) throw new TypeError("Upstream request method is not an HTTP token");
@@ -174,25 +255,16 @@ function checkTarget(method: string, path: string): void {
   if (!REQUEST_TARGET.test(path)) throw new TypeError("Upstream request path is not an origin-form target");
 }
 
-function toResponse(
-  method: string,
-  statusCode: number,
-  headers: Headers,
-  body: BodyReadable | null,
-): Response {
-  if (statusCode < 200 || statusCode > 599) {
-    body?.on("error", () => {}).destroy();
-    throw new UpstreamError("upstream_bad_response", `Upstream answered with status ${statusCode}.`);
-  }
-  if (method === "HEAD" || NULL_BODY_STATUS.has(statusCode) || body === null) {
-    // Consume the (empty) body so the connection goes back to the pool. Not `dump()`: it destroys
-    // the body, and with it the connection, when Content-Length is large, as it is for HEAD.
-    body?.on("error", () => {}).resume();
-    return new Response(null, { status: statusCode, headers });
-  }
-  // Node's web stream type and the global one are the same object at run time.
-  const web = Readable.toWeb(body) as unknown as ReadableStream<Uint8Array>;
-  return new Response(web, { status: statusCode, headers });
+/** A web `Response` over a raw answer, for the `forward` interface. */
+function toWebResponse(res: RawUpstreamResponse): Response {
+  const body =
+    res.body === null
+      ? null
+      : res.body instanceof Readable
+        ? // Node's web stream type and the global one are the same object at run time.
+          (Readable.toWeb(res.body) as unknown as ReadableStream<Uint8Array>)
+        : res.body;
+  return new Response(body, { status: res.status, headers: headersFromList(res.headers) });
 }
 
 const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
@@ -238,59 +310,85 @@ export function createHttpUpstream(opts: HttpUpstreamOptions): HttpUpstream {
     keepAliveTimeout: 10_000,
   });
 
+  async function request(req: RawUpstreamRequest): Promise<RawUpstreamResponse> {
+    const method = req.method.toUpperCase();
+    checkTarget(method, req.path);
+
+    const sendsBody = req.body !== null && !METHODS_WITHOUT_BODY.has(method);
+    const declared = sendsBody ? req.contentLength : null;
+    if (declared !== null && declared > maxBodyBytes) {
+      discardBody(req.body);
+      throw new UpstreamError("body_too_large", `Request body is over ${maxBodyBytes} bytes.`);
+    }
+    if (!sendsBody) discardBody(req.body);
+
+    let tooLarge = false;
+    const body =
+      sendsBody && req.body
+        ? Readable.from(
+            limitBody(req.body, maxBodyBytes, () => {
+              tooLarge = true;
+            }),
+            { objectMode: false },
+          )
+        : null;
+    const flat = declared === null ? req.headers : [...req.headers, "content-length", String(declared)];
+
+    // One deadline from now until the headers arrive, covering time queued for a free
+    // connection and the upload, which undici's own timers do not.
+    const deadline = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      deadline.abort(
+        new UpstreamError("upstream_timeout", `Upstream did not answer within ${timeoutMs} ms.`),
+      );
+    }, timeoutMs);
+
+    let res: Awaited<ReturnType<Pool["request"]>>;
+    try {
+      res = await pool.request({
+        method,
+        path: `${basePath}${req.path}`,
+        headers: flat,
+        body,
+        signal: deadline.signal,
+      });
+    } catch (err) {
+      body?.destroy();
+      throw mapError(err, { timedOut, tooLarge });
+    } finally {
+      clearTimeout(timer);
+    }
+
+    const { statusCode } = res;
+    if (statusCode < 200 || statusCode > 599) {
+      res.body.on("error", () => {}).destroy();
+      throw new UpstreamError("upstream_bad_response", `Upstream answered with status ${statusCode}.`);
+    }
+    const headers = responseHeaderList(res.headers);
+    if (method === "HEAD" || NULL_BODY_STATUS.has(statusCode)) {
+      // Consume the (empty) body so the connection goes back to the pool. Not `dump()`: it destroys
+      // the body, and with it the connection, when Content-Length is large, as it is for HEAD.
+      res.body.on("error", () => {}).resume();
+      return { status: statusCode, headers, body: null };
+    }
+    return { status: statusCode, headers, body: res.body };
+  }
+
   return {
+    request,
     async forward(req) {
       const method = req.method.toUpperCase();
-      checkTarget(method, req.path);
-
       const sendsBody = req.body !== null && !METHODS_WITHOUT_BODY.has(method);
-      const declared = sendsBody ? declaredLength(req.headers) : null;
-      if (declared !== null && declared > maxBodyBytes) {
-        await req.body?.cancel().catch(() => {});
-        throw new UpstreamError("body_too_large", `Request body is over ${maxBodyBytes} bytes.`);
-      }
-      if (!sendsBody) await req.body?.cancel().catch(() => {});
-
-      let tooLarge = false;
-      const body =
-        sendsBody && req.body
-          ? Readable.from(
-              limitBody(req.body, maxBodyBytes, () => {
-                tooLarge = true;
-              }),
-              { objectMode: false },
-            )
-          : null;
-      const flat = requestHeaders(req.headers, declared);
-
-      // One deadline from now until the headers arrive, covering time queued for a free
-      // connection and the upload, which undici's own timers do not.
-      const deadline = new AbortController();
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        deadline.abort(
-          new UpstreamError("upstream_timeout", `Upstream did not answer within ${timeoutMs} ms.`),
-        );
-      }, timeoutMs);
-
-      let res: Awaited<ReturnType<Pool["request"]>>;
-      try {
-        res = await pool.request({
-          method,
-          path: `${basePath}${req.path}`,
-          headers: flat,
-          body,
-          signal: deadline.signal,
-        });
-      } catch (err) {
-        body?.destroy();
-        throw mapError(err, { timedOut, tooLarge });
-      } finally {
-        clearTimeout(timer);
-      }
-
-      return toResponse(method, res.statusCode, responseHeaders(res.headers), res.body);
+      const res = await request({
+        method,
+        path: req.path,
+        headers: requestHeaders(req.headers, null),
+        body: req.body,
+        contentLength: sendsBody ? declaredLength(req.headers) : null,
+      });
+      return toWebResponse(res);
     },
     close: () => pool.close(),
   };

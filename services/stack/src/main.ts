@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { BatchAuditWriter } from "@phaselock/audit";
@@ -7,6 +8,7 @@ import { createDb, createRepos, migrate } from "@phaselock/db";
 import {
   createApp as createGatewayApp,
   createHttpUpstream,
+  createNodeHandler,
   startVersionPoller,
   wireGateway,
 } from "@phaselock/gateway";
@@ -118,7 +120,11 @@ if ((await repos.contests.list()).length === 0) {
 
 const servers = [
   serve({ fetch: phonebankApp.fetch, port: env.PHONEBANK_PORT, hostname: env.HOST }),
-  serve({ fetch: createGatewayApp(gateway.deps).fetch, port: env.GATEWAY_PORT, hostname: env.HOST }),
+  // /pb/* on node:http directly (the proxy's fast path); every other route through Hono.
+  createServer(createNodeHandler(gateway.deps, createGatewayApp(gateway.deps))).listen(
+    env.GATEWAY_PORT,
+    env.HOST,
+  ),
   serve({ fetch: tokenApp.fetch, port: env.TOKEN_SERVICE_PORT, hostname: env.HOST }),
 ];
 

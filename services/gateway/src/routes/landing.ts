@@ -2,24 +2,14 @@ import { randomId, sha256Hex } from "@phaselock/core";
 import type { Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { DEVICE_COOKIE, type GatewayEnv, ipHash, SESSION_COOKIE } from "../app.ts";
-import { escapeHtml, page, wantsHtml } from "../html.ts";
-import { landingStatus, type Refusal, refusal, refusalJson, refusalPage } from "../refusals.ts";
-
-const NO_STORE = { "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Robots-Tag": "noindex" };
-const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+import { escapeHtml, page } from "../html.ts";
+import { tokenFrom } from "../proxy-core.ts";
+import { CSP, landingStatus, NO_STORE, type Refusal, refusal, renderRefusal } from "../refusals.ts";
 
 /** Answers a refusal as JSON or, for a browser, as a page; the token is never echoed. */
 export function sendRefusal(c: Context<GatewayEnv>, r: Refusal, status = r.status): Response {
-  const headers: Record<string, string> = { ...NO_STORE, "X-Request-Id": c.get("requestId") };
-  if (status === 401) headers["WWW-Authenticate"] = `Bearer realm="phaselock", error="invalid_token"`;
-  if (r.code === "rate_limited" || r.code === "quota_exceeded" || r.code === "unavailable") {
-    headers["Retry-After"] = String(r.context?.retryAfterSeconds ?? (r.code === "unavailable" ? 5 : 60));
-  }
-  if (wantsHtml(c.req.header("accept"))) {
-    headers["Content-Security-Policy"] = CSP;
-    return c.html(refusalPage(r), status as 401, headers);
-  }
-  return c.json(refusalJson(r), status as 401, headers);
+  const out = renderRefusal(r, c.req.header("accept"), c.get("requestId"), status);
+  return c.body(out.body, out.status as 401, out.headers);
 }
 
 export function registerLanding(app: Hono<GatewayEnv>) {
@@ -135,12 +125,7 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
 
 /** The session cookie or bearer token of a /pb request (bearer wins when both are sent). */
 export function requestToken(c: Context<GatewayEnv>): string | undefined {
-  const auth = c.req.header("authorization");
-  if (auth !== undefined) {
-    const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(auth);
-    return m?.[1] ?? "";
-  }
-  return getCookie(c, SESSION_COOKIE) || undefined;
+  return tokenFrom(c.req.header("authorization"), c.req.header("cookie"));
 }
 
 export function clientIp(c: Context<GatewayEnv>): string | undefined {

@@ -1,0 +1,405 @@
+/**
+ * The proxy's behaviour, one table of cases run against both transports: the Hono app
+ * (`app.request`, in-process upstream) and the node:http handler on a real socket with the fake
+ * phone bank behind a real HTTP upstream. The two share one proxy core; this keeps them honest.
+ */
+import { createServer, type IncomingHttpHeaders, request, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createAdaptorServer } from "@hono/node-server";
+import { afterEach, describe, expect, it } from "vitest";
+import { createNodeHandler } from "./node-handler.ts";
+import { errorCode, fakePhonebank, gatewayFixture, T0, UPSTREAM_SECRET } from "./test-support.ts";
+import { createHttpUpstream, type HttpUpstream, type Upstream, UpstreamError } from "./upstream.ts";
+
+type Fixture = Awaited<ReturnType<typeof gatewayFixture>>;
+interface Init {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+interface Harness {
+  g: Fixture;
+  send(path: string, init?: Init): Promise<Response>;
+}
+/** `upstream`: a fake one; `unreachable`: a real HTTP upstream at a port nobody listens on. */
+type UpstreamChoice = { upstream?: Upstream; unreachable?: boolean };
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)),
+  );
+}
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  const port = await listen(s);
+  await closeServer(s);
+  return port;
+}
+
+function toHeaders(raw: IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  for (const [name, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) out.append(name, v);
+  }
+  return out;
+}
+
+/** A plain node:http client (fetch would refuse or rewrite some of the headers under test). */
+function nodeRequest(port: number, path: string, init: Init & { chunks?: string[] } = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port, path, method: init.method ?? "GET", headers: init.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const status = res.statusCode ?? 0;
+          const nullBody = status === 204 || status === 304 || init.method === "HEAD";
+          resolve(
+            new Response(nullBody ? null : Buffer.concat(chunks), {
+              status,
+              headers: toHeaders(res.headers),
+            }),
+          );
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    for (const c of init.chunks ?? []) req.write(c);
+    req.end(init.body);
+  });
+}
+
+async function upstreamFor(choice: UpstreamChoice, baseUrl?: string): Promise<Upstream | undefined> {
+  if (choice.upstream) return choice.upstream;
+  if (!choice.unreachable && !baseUrl) return undefined;
+  const url = choice.unreachable ? `http://127.0.0.1:${await closedPort()}` : baseUrl!;
+  const upstream: HttpUpstream = createHttpUpstream({ baseUrl: url, timeoutMs: 5_000, maxBodyBytes: 1024 });
+  cleanups.push(() => upstream.close());
+  return upstream;
+}
+
+const hono = async (choice: UpstreamChoice = {}): Promise<Harness> => {
+  const g = await gatewayFixture({ upstream: await upstreamFor(choice) });
+  return { g, send: async (path, init = {}) => g.app.request(path, init) };
+};
+
+const node = async (choice: UpstreamChoice = {}): Promise<Harness & { port: number }> => {
+  const phonebank = fakePhonebank();
+  const pbServer = createAdaptorServer({ fetch: phonebank.app.fetch }) as Server;
+  const pbPort = await listen(pbServer);
+  cleanups.push(() => closeServer(pbServer));
+  const upstream = await upstreamFor(choice, `http://127.0.0.1:${pbPort}`);
+  const g = await gatewayFixture({ phonebank, ...(upstream ? { upstream } : {}) });
+  const server = createServer(createNodeHandler(g.deps, g.app));
+  const port = await listen(server);
+  cleanups.push(() => closeServer(server));
+  return { g, port, send: (path, init = {}) => nodeRequest(port, path, init) };
+};
+
+const transports = [
+  ["hono app.request", hono],
+  ["node handler", node],
+] as const;
+
+const bearer = (token: string, extra: Record<string, string> = {}) => ({
+  authorization: `Bearer ${token}`,
+  ...extra,
+});
+
+describe.each(transports)("proxy over %s", (_name, make) => {
+  it("allowed: strips credentials and hop-by-hop fields, adds X-Phaselock-* and the secret", async () => {
+    const { g, send } = await make();
+    const token = await g.issue({ jti: "lnk_hdr", sub: "vol-7" });
+    const res = await send("/pb/calls/next", {
+      headers: {
+        authorization: `Bearer ${token}`,
+        cookie: "other=1; pl_session=x",
+        "x-phaselock-campaign": "forged",
+        "x-phaselock-gateway-secret": "forged",
+        "proxy-authorization": "Basic eA==",
+        connection: "x-hop",
+        "x-hop": "1",
+        "x-request-id": "req-abc.1",
+        "x-other": "kept",
+      },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-request-id")).toBe("req-abc.1");
+    expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const seen = g.phonebank.seen[0]!;
+    expect(seen.path).toBe("/calls/next");
+    for (const name of ["authorization", "cookie", "x-hop", "proxy-authorization"]) {
+      expect([name, seen.headers.get(name)]).toEqual([name, null]);
+    }
+    expect(seen.headers.get("x-other")).toBe("kept");
+    expect(seen.headers.get("x-request-id")).toBe("req-abc.1");
+    expect(seen.headers.get("x-phaselock-campaign")).toBe("starmer-2020");
+    expect(seen.headers.get("x-phaselock-volunteer")).toBe("vol-7");
+    expect(seen.headers.get("x-phaselock-link")).toBe("lnk_hdr");
+    expect(seen.headers.get("x-phaselock-scopes")).toBe("calls:read calls:write members:read");
+    expect(seen.headers.get("x-phaselock-gateway-secret")).toBe(UPSTREAM_SECRET);
+  });
+
+  it("an unlisted route passes through, without the upstream's Set-Cookie; the session cookie works", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    const res = await send("/pb/", { headers: { cookie: `pl_session=${token}` } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain("calling page");
+    expect(res.headers.get("set-cookie")).toBeNull();
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(res.headers.get("x-request-id")).toMatch(/^req/);
+  });
+
+  it("forwards a request body and the upstream's status", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    const res = await send("/pb/calls/c_9/outcome?x=1", {
+      method: "POST",
+      headers: bearer(token, { "content-type": "application/json" }),
+      body: JSON.stringify({ outcome: "answered" }),
+    });
+    expect(res.status).toBe(201);
+    expect(await res.json()).toEqual({ ok: true, id: "c_9" });
+    expect(g.phonebank.seen.map((r) => [r.method, r.path])).toEqual([["POST", "/calls/c_9/outcome"]]);
+  });
+
+  it.each([
+    ["token_missing", 401],
+    ["token_invalid", 401],
+  ] as const)("%s (%i, WWW-Authenticate, no-store, request id)", async (code, status) => {
+    const { g, send } = await make();
+    const headers = code === "token_invalid" ? bearer("not.a.token") : {};
+    const res = await send("/pb/calls/next", { headers });
+    expect(res.status).toBe(status);
+    expect(res.headers.get("www-authenticate")).toMatch(/^Bearer /);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(res.headers.get("x-request-id")).toMatch(/^req/);
+    const text = await res.text();
+    expect(JSON.parse(text).error.code).toBe(code);
+    expect(text).not.toContain("not.a.token");
+    expect(g.events().map((e) => [e.decision, e.reason])).toEqual([["deny", code]]);
+  });
+
+  it("revoked (403)", async () => {
+    const { g, send } = await make();
+    const token = await g.issue({ jti: "lnk_revoked" });
+    g.revocations.add({
+      id: "rev_1",
+      scope: "link",
+      linkId: "lnk_revoked",
+      reason: "test",
+      actor: "admin",
+      effectiveAt: T0,
+    });
+    const res = await send("/pb/calls/next", { headers: bearer(token) });
+    expect([res.status, await errorCode(res)]).toEqual([403, "revoked"]);
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("scope_denied (403): missing scope, unmapped route, members:export", async () => {
+    const { g, send } = await make();
+    const readOnly = await g.issue({ scp: ["calls:read"] });
+    for (const [method, path] of [
+      ["GET", "/pb/members/m_000001"],
+      ["GET", "/pb/admin"],
+      ["DELETE", "/pb/calls/next"],
+      ["GET", "/pb/members/export"],
+    ] as const) {
+      const res = await send(path, { method, headers: bearer(readOnly) });
+      expect([path, res.status, await errorCode(res)]).toEqual([path, 403, "scope_denied"]);
+    }
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("rate_limited (429 with Retry-After)", async () => {
+    const { g, send } = await make();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1 };
+    const token = await g.issue();
+    expect((await send("/pb/", { headers: bearer(token) })).status).toBe(200);
+    const res = await send("/pb/", { headers: bearer(token) });
+    expect([res.status, await errorCode(res)]).toEqual([429, "rate_limited"]);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("quota_exceeded (429, after the answer, which is then withheld)", async () => {
+    const { g, send } = await make();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 1 };
+    const token = await g.issue();
+    expect((await send("/pb/members/m_000001", { headers: bearer(token) })).status).toBe(200);
+    const res = await send("/pb/members/m_000002", { headers: bearer(token) });
+    const text = await res.text();
+    expect([res.status, JSON.parse(text).error.code]).toEqual([429, "quota_exceeded"]);
+    expect(res.headers.get("retry-after")).not.toBeNull();
+    expect(text).not.toContain("07700");
+    expect(g.phonebank.seen).toHaveLength(2);
+  });
+
+  it("unavailable (503 with Retry-After): stale state, unhealthy audit, a store that fails", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    g.setFresh(false);
+    let res = await send("/pb/calls/next", { headers: bearer(token) });
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+    expect(res.headers.get("retry-after")).toBe("5");
+    g.setFresh(true);
+    g.setAuditHealthy(false);
+    res = await send("/pb/calls/next", { headers: bearer(token) });
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+    g.setAuditHealthy(true);
+    g.deps.limits.request = async () => {
+      throw new Error("store down");
+    };
+    res = await send("/pb/calls/next", { headers: bearer(token) });
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("fails closed (503) on an error thrown anywhere in the checks", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    g.deps.routeScopes = () => {
+      throw new Error("bug");
+    };
+    const res = await send("/pb/calls/next", { headers: bearer(token, { accept: "text/html" }) });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("content-type")).toContain("text/html");
+    expect(await res.text()).toContain("unavailable");
+  });
+
+  it.each([
+    ["upstream_unreachable", 502],
+    ["upstream_timeout", 504],
+  ] as const)("upstream_error: %s answers %i", async (code, status) => {
+    const fail = async (): Promise<never> => {
+      throw new UpstreamError(code, "x");
+    };
+    for (const upstream of [{ forward: fail }, { forward: fail, request: fail }]) {
+      const { g, send } = await make({ upstream });
+      const res = await send("/pb/calls/next", { headers: bearer(await g.issue()) });
+      expect([res.status, await errorCode(res)]).toEqual([status, "upstream_error"]);
+      expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "upstream_error" });
+    }
+  });
+
+  it("upstream_error (502): a real HTTP upstream that refuses connections", async () => {
+    const { g, send } = await make({ unreachable: true });
+    const res = await send("/pb/calls/next", { headers: bearer(await g.issue()) });
+    expect([res.status, await errorCode(res)]).toEqual([502, "upstream_error"]);
+  });
+
+  it("payload_too_large (413): a declared body over the limit never reaches the upstream", async () => {
+    const { g, send } = await make();
+    const res = await send("/pb/calls/c_1/outcome", {
+      method: "POST",
+      body: "x".repeat(4096),
+      headers: bearer(await g.issue(), { "content-type": "application/json", "content-length": "4096" }),
+    });
+    expect([res.status, await errorCode(res)]).toEqual([413, "payload_too_large"]);
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("minimises member data: fields outside the allow-list never reach the volunteer", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    for (const path of ["/pb/calls/next", "/pb/members/m_000042"]) {
+      const res = await send(path, { headers: bearer(token) });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/json; charset=utf-8");
+      const text = await res.text();
+      expect(res.headers.get("content-length") ?? String(text.length)).toBe(String(text.length));
+      expect(text).toContain("07700 900123");
+      for (const leak of ["alex@example.invalid", "1970-01-01", "Example Street"])
+        expect(text).not.toContain(leak);
+    }
+    expect(g.events().map((e) => e.decision)).toEqual(["allow", "allow"]);
+  });
+
+  it("encoded traversal toward /members/export never reaches the upstream", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    for (const path of [
+      "/pb/members/..%2fexport",
+      "/pb/calls/%2e%2e/members/export",
+      "/pb/members/%252e%252e/export",
+      "/pb//members/export",
+      "/pb/members/./export",
+      "/pb/members/%65xport",
+    ]) {
+      const res = await send(path, { headers: bearer(token) });
+      expect([path, res.status]).toEqual([path, 403]);
+    }
+    expect(g.phonebank.seen.filter((r) => r.path.includes("export"))).toHaveLength(0);
+  });
+
+  it("a browser gets an HTML refusal page", async () => {
+    const { send } = await make();
+    const res = await send("/pb/calls/next", { headers: { accept: "text/html,application/xhtml+xml" } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("content-type")).toContain("text/html");
+    expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(await res.text()).toContain("token_missing");
+  });
+
+  it("other routes are Hono's: /pb redirect, landing page, health", async () => {
+    const { g, send } = await make();
+    const token = await g.issue();
+    const redirect = await send("/pb");
+    expect([redirect.status, redirect.headers.get("location")]).toEqual([308, "/pb/"]);
+    const landing = await send(`/l/${token}`, { headers: { accept: "text/html" } });
+    expect(landing.status).toBe(200);
+    expect(await landing.text()).toContain("Start calling");
+    const health = await send("/healthz");
+    expect(await health.json()).toEqual({ ok: true });
+    expect(health.headers.get("x-request-id")).toMatch(/^req/);
+    expect((await send("/nope")).status).toBe(404);
+  });
+});
+
+describe("node handler only", () => {
+  it("a chunked body over the limit is refused (413) and the connection is not reused", async () => {
+    const { g, port } = await node();
+    const res = await nodeRequest(port, "/pb/calls/c_1/outcome", {
+      method: "POST",
+      headers: bearer(await g.issue(), { "content-type": "application/json" }),
+      chunks: ["x".repeat(800), "x".repeat(800)],
+    });
+    expect([res.status, await errorCode(res)]).toEqual([413, "payload_too_large"]);
+    expect(res.headers.get("connection")).toBe("close");
+  });
+
+  it("HEAD is relayed without a body", async () => {
+    const { g, port } = await node();
+    const res = await nodeRequest(port, "/pb/", { method: "HEAD", headers: bearer(await g.issue()) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/html");
+  });
+});
+
+describe("node handler, a header node cannot send", () => {
+  it("answers 503 unavailable instead of crashing", async () => {
+    const { g, port } = await node({
+      upstream: {
+        forward: async () => new Response("x"),
+        request: async () => ({ status: 200, headers: ["x-bad", "a\nb"], body: null }),
+      },
+    });
+    const res = await nodeRequest(port, "/pb/", { headers: bearer(await g.issue()) });
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+  });
+});
