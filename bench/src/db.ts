@@ -3,59 +3,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDb, type DbHandle, migrate } from "@phaselock/db";
-import { Redis } from "ioredis";
+import { pgAvailable, redisAvailable } from "@phaselock/testkit/probe";
 import postgres from "postgres";
 
-const PROBE_MS = 2_000;
-
-const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
-  new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-
-export async function postgresReachable(url: string): Promise<boolean> {
-  const sql = postgres(url, { max: 1, connect_timeout: PROBE_MS / 1000, onnotice: () => {} });
-  try {
-    await withTimeout(sql`select 1`, PROBE_MS);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await sql.end({ timeout: 0 }).catch(() => {});
-  }
-}
-
-export async function redisReachable(url: string): Promise<boolean> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: PROBE_MS,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
-  redis.on("error", () => {});
-  try {
-    await withTimeout(
-      redis.connect().then(() => redis.ping()),
-      PROBE_MS,
-    );
-    return true;
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
+/** True when `select 1` answers within two seconds. */
+export const postgresReachable = pgAvailable;
+/** True when `PING` answers within two seconds. */
+export const redisReachable = redisAvailable;
 
 /** A migrated database of its own for one benchmark; `drop()` removes it (idempotent). */
 export interface ScratchDb {

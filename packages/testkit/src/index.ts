@@ -5,69 +5,21 @@
  */
 import { randomBytes } from "node:crypto";
 import { createDb, type DbHandle, migrate, type PgliteHandle, type PostgresHandle } from "@phaselock/db";
-import { Redis } from "ioredis";
 import postgres from "postgres";
 import { beforeAll, describe } from "vitest";
+import { pgAvailable as probePg, redisAvailable as probeRedis } from "./probe.ts";
 
 export const TEST_DATABASE_URL: string =
   process.env.TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";
 export const TEST_REDIS_URL: string = process.env.TEST_REDIS_URL || "redis://127.0.0.1:6379";
 
+/** True when `select 1` answers on `url` within two seconds. */
+export const pgAvailable = (url: string = TEST_DATABASE_URL): Promise<boolean> => probePg(url);
+/** True when `PING` answers on `url` within two seconds. */
+export const redisAvailable = (url: string = TEST_REDIS_URL): Promise<boolean> => probeRedis(url);
+
 export type Service = "postgres" | "redis";
 export type Services = Record<Service, boolean>;
-
-const PROBE_TIMEOUT_MS = 2_000;
-
-const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
-  new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-
-/** True when `select 1` answers on `url` within two seconds. */
-export async function pgAvailable(url: string = TEST_DATABASE_URL): Promise<boolean> {
-  const sql = postgres(url, { max: 1, connect_timeout: PROBE_TIMEOUT_MS / 1000, onnotice: () => {} });
-  try {
-    await withTimeout(sql`select 1`, PROBE_TIMEOUT_MS);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await sql.end({ timeout: 0 }).catch(() => {});
-  }
-}
-
-/** True when `PING` answers on `url` within two seconds. */
-export async function redisAvailable(url: string = TEST_REDIS_URL): Promise<boolean> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: PROBE_TIMEOUT_MS,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
-  redis.on("error", () => {});
-  try {
-    await withTimeout(
-      redis.connect().then(() => redis.ping()),
-      PROBE_TIMEOUT_MS,
-    );
-    return true;
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
 
 /** Probes Postgres and Redis at the test URLs, in parallel. */
 export async function probeServices(): Promise<Services> {
