@@ -1,7 +1,7 @@
 import type { Scope } from "@phaselock/core";
 import { and, desc, eq, getTableColumns, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { links, revocations } from "../schema/index.ts";
+import { links, phases, revocations } from "../schema/index.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
 import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
@@ -20,10 +20,11 @@ export type NewLink = Omit<
 };
 
 /**
- * `revoked`: covered by a revocation; else `expired`: `expiresAt <= now`; else `suspended`; else
- * `active`. Exclusive, in that order.
+ * `revoked`: covered by a revocation; else `expired`: `expiresAt <= now`, or its phase has ended
+ * (a timeline replaced to end it early) or is gone; else `suspended`; else `exhausted`: every use
+ * redeemed; else `active`. Exclusive, in that order.
  */
-export type LinkStatus = "active" | "revoked" | "expired" | "suspended";
+export type LinkStatus = "active" | "revoked" | "expired" | "suspended" | "exhausted";
 
 export type LinkWithStatus = Link & { status: LinkStatus };
 
@@ -94,10 +95,18 @@ export const linkRevokedSql: SQL = sql`exists (
       ))
 )`;
 
+/** The link's phase has ended or no longer exists: a timeline ended it, whatever its `exp`. */
+const phaseEndedSql = (now: Date): SQL => sql`not exists (
+  select 1 from ${phases} p where p.contest_id = ${links.contestId} and p.name = ${links.phase}
+    and p.ends_at > ${ts(now)})`;
+
+const expiredSql = (now: Date): SQL => sql`(${links.expiresAt} <= ${ts(now)} or ${phaseEndedSql(now)})`;
+
 const statusSql = (now: Date): SQL<LinkStatus> => sql<LinkStatus>`case
   when ${linkRevokedSql} then 'revoked'
-  when ${links.expiresAt} <= ${ts(now)} then 'expired'
+  when ${expiredSql(now)} then 'expired'
   when ${links.suspendedAt} is not null then 'suspended'
+  when ${links.uses} >= ${links.maxUses} then 'exhausted'
   else 'active' end`;
 
 const statusFilter = (status: LinkListQuery["status"], now: Date): SQL | undefined => {
@@ -107,9 +116,10 @@ const statusFilter = (status: LinkListQuery["status"], now: Date): SQL | undefin
     case "revoked":
       return linkRevokedSql;
     case "expired":
-      return sql`not ${linkRevokedSql} and ${links.expiresAt} <= ${ts(now)}`;
+      return sql`not ${linkRevokedSql} and ${expiredSql(now)}`;
     case "active":
-      return sql`not ${linkRevokedSql} and ${links.expiresAt} > ${ts(now)} and ${links.suspendedAt} is null`;
+      return sql`not ${linkRevokedSql} and not ${expiredSql(now)} and ${links.suspendedAt} is null
+        and ${links.uses} < ${links.maxUses}`;
   }
 };
 

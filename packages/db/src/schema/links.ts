@@ -17,7 +17,7 @@ export const links = pgTable(
     uses: integer("uses").notNull().default(0),
     /** API key id, or "admin" for ADMIN_TOKEN. */
     issuedBy: text("issued_by").notNull(),
-    /** Equals the token's `iat` (whole seconds). */
+    /** When it was issued, to the millisecond (orders lists); the token's `iat` is its second. */
     issuedAt: timestamp("issued_at", { withTimezone: true }).notNull(),
     kid: text("kid").notNull(),
     lastSeenAt: timestamp("last_seen_at", { withTimezone: true }),

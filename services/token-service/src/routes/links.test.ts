@@ -448,6 +448,66 @@ describe("POST /v1/links/batch", () => {
 });
 
 describe("GET /v1/links and /v1/links/:id", () => {
+  it("lists links issued within one second newest first", async () => {
+    const { campaignId } = await seedOpen(h);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { body } = await issue({
+        campaignId,
+        phase: "open",
+        volunteer: { ref: `s-${i}` },
+        scopes: ["calls:read"],
+      });
+      ids.push(body.id);
+      h.clock.advance(10); // milliseconds: every link shares its iat second
+    }
+    const { body } = await callJson<{ items: { id: string }[] }>(
+      h,
+      "GET",
+      `/v1/links?campaignId=${campaignId}`,
+    );
+    expect(body.items.map((l) => l.id)).toEqual([...ids].reverse());
+  });
+
+  it("filters by status as each item shows it: a phase ended early is expired, spent uses are not active", async () => {
+    const { contestId, campaignId } = await seedOpen(h);
+    const { body: ended } = await issue({
+      campaignId,
+      phase: "open",
+      volunteer: { ref: "e-1" },
+      scopes: ["calls:read"],
+    });
+    const now = h.clock.now().getTime();
+    const phases = [
+      {
+        name: "open",
+        startsAt: new Date(now - 86_400_000).toISOString(),
+        endsAt: new Date(now - 1000).toISOString(),
+        memberData: true,
+      },
+      {
+        name: "later",
+        startsAt: new Date(now).toISOString(),
+        endsAt: new Date(now + 86_400_000).toISOString(),
+        memberData: true,
+      },
+    ];
+    expect(
+      (await callJson(h, "PUT", `/v1/contests/${contestId}`, { body: { name: "Open contest", phases } }))
+        .status,
+    ).toBe(200);
+    const list = async (status: string) =>
+      (
+        await callJson<{ items: { id: string; status: string }[] }>(
+          h,
+          "GET",
+          `/v1/links?campaignId=${campaignId}&status=${status}`,
+        )
+      ).body.items;
+    expect((await list("expired")).map((l) => [l.id, l.status])).toEqual([[ended.id, "expired"]]);
+    expect(await list("active")).toEqual([]);
+  });
+
   it("pages newest first with a cursor", async () => {
     const { campaignId } = await seedOpen(h);
     const ids: string[] = [];

@@ -233,7 +233,7 @@ async function issue(c: Context<AppEnv>, req: IssueRequest): Promise<Issued[]> {
     expiresAt: new Date(exp * 1000),
     maxUses: req.maxUses,
     issuedBy: principal.actor,
-    issuedAt: new Date(iat * 1000),
+    issuedAt: now,
     kid: signer.kid,
   }));
 
@@ -314,19 +314,6 @@ async function issue(c: Context<AppEnv>, req: IssueRequest): Promise<Issued[]> {
 }
 
 type LinkStatus = z.infer<typeof LinkStatusSchema>;
-
-/**
- * The repository's status refined with what the row alone cannot say: a timeline replaced so
- * that the phase ends early (or no longer has that phase) has ended the link, and a link whose
- * uses are spent is `exhausted`.
- */
-function refineStatus(link: LinkWithStatus, contest: Contest | null, now: Date): LinkStatus {
-  if (link.status !== "active") return link.status;
-  const phase = contest?.phases.find((p) => p.name === link.phase);
-  if (!phase || phase.endsAt.getTime() <= now.getTime()) return "expired";
-  if (link.uses >= link.maxUses) return "exhausted";
-  return "active";
-}
 
 const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
@@ -483,13 +470,9 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
         cursor: query.cursor ?? null,
         now,
       });
-      const contests = new Map<string, Contest | null>();
-      for (const link of page.items) {
-        if (!contests.has(link.contestId))
-          contests.set(link.contestId, await deps.repos.contests.get(link.contestId));
-      }
-      let items = page.items.map((l) => linkJson(l, refineStatus(l, contests.get(l.contestId) ?? null, now)));
-      if (query.status === "active") items = items.filter((l) => l.status === "active");
+      // The status (revoked, expired — also by a phase ended early —, suspended, exhausted) is
+      // computed in SQL, so filters and pages agree with what each item shows.
+      const items = page.items.map((l) => linkJson(l, l.status));
       return c.json({ items, nextCursor: page.nextCursor }, 200);
     },
   );
@@ -513,8 +496,7 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
       const now = deps.clock.now();
       const link = await deps.repos.links.getWithStatus(id, now);
       if (!link || !canSee(principal, link)) fail("not_found", "No such link.");
-      const contest = await deps.repos.contests.get(link.contestId);
-      return c.json(linkJson(link, refineStatus(link, contest, now)), 200);
+      return c.json(linkJson(link, link.status), 200);
     },
   );
 }
