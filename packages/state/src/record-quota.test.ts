@@ -58,6 +58,17 @@ for (const backend of backends) {
       expect(await admit("m4")).toEqual({ allowed: false, count: 3 });
     });
 
+    it("counts without adding, per key and window", async () => {
+      expect(await quota.count("link-1", rule, clock.now())).toBe(0);
+      await admit("m1");
+      await admit("m2");
+      await admit("m2");
+      expect(await quota.count("link-1", rule, clock.now())).toBe(2);
+      expect(await quota.count("link-2", rule, clock.now())).toBe(0);
+      clock.advance(rule.windowMs);
+      expect(await quota.count("link-1", rule, clock.now())).toBe(0);
+    });
+
     it("lets a record already counted be read again, even at the limit", async () => {
       for (const id of ["m1", "m2", "m3"]) await admit(id);
       expect(await admit("m2")).toEqual({ allowed: true, count: 3 });

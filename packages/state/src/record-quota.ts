@@ -20,6 +20,8 @@ export interface QuotaDecision {
  */
 export interface RecordQuota {
   admit(key: string, recordId: string, rule: QuotaRule, now: Date): Promise<QuotaDecision>;
+  /** Distinct records counted under `key` in the current window (nothing is added). */
+  count(key: string, rule: QuotaRule, now: Date): Promise<number>;
 }
 
 function windowOf(rule: QuotaRule, now: Date): { index: number; endsInMs: number } {
@@ -48,6 +50,12 @@ export class MemoryRecordQuota implements RecordQuota {
 
   get size(): number {
     return this.#entries.size;
+  }
+
+  async count(key: string, rule: QuotaRule, now: Date): Promise<number> {
+    const { index } = windowOf(rule, now);
+    const entry = this.#entries.get(`${index}:${key}`);
+    return entry && entry.expiresAt > now.getTime() ? entry.ids.size : 0;
   }
 
   async admit(key: string, recordId: string, rule: QuotaRule, now: Date): Promise<QuotaDecision> {
@@ -113,6 +121,11 @@ export class RedisRecordQuota implements RecordQuota {
     opts.redis.defineCommand("phaselockQuota", { numberOfKeys: 1, lua: QUOTA_LUA });
     this.#redis = opts.redis as WithQuota;
     this.#prefix = opts.prefix;
+  }
+
+  async count(key: string, rule: QuotaRule, now: Date): Promise<number> {
+    const { index } = windowOf(rule, now);
+    return this.#redis.scard(`${this.#prefix}${key}:${index}`);
   }
 
   async admit(key: string, recordId: string, rule: QuotaRule, now: Date): Promise<QuotaDecision> {

@@ -116,6 +116,17 @@ describe("gateway refusals, one per contract code", () => {
     expect(text).not.toContain("07700");
   });
 
+  it("quota_exceeded before asking the upstream for a new record once the quota is spent", async () => {
+    const g = await gatewayFixture();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 2 };
+    const token = await g.issue();
+    expect((await g.bearer(token, "/pb/calls/next")).status).toBe(200);
+    expect((await g.bearer(token, "/pb/calls/next")).status).toBe(200);
+    const res = await g.bearer(token, "/pb/calls/next");
+    expect([res.status, await errorCode(res)]).toEqual([429, "quota_exceeded"]);
+    expect(g.phonebank.seen.filter((r) => r.path === "/calls/next")).toHaveLength(2);
+  });
+
   it("unavailable (503): stale policy state or an audit trail that cannot be written", async () => {
     const g = await gatewayFixture();
     const token = await g.issue();

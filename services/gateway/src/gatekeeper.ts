@@ -34,9 +34,8 @@ export type CheckOutcome =
 
 /**
  * The per-request decision, in the contract's order: token present; signature, alg, typ, iss,
- * aud, kid; exp; nbf; (state fresh, else fail closed); revocation (and automatic suspension);
- * current phase; route scope;
- * entitlement. Rate limits and quotas come after, in the proxy route.
+ * aud, kid; exp; nbf; (state fresh, else fail closed); revocation; current phase; route scope;
+ * entitlement; then our automatic suspension. Rate limits and quotas come after, in the proxy route.
  *
  * `requiredScope`: a scope for a mapped route, `null` for an unmapped route (always
  * `scope_denied`), `undefined` for the landing page and redemption (no route).
@@ -69,9 +68,6 @@ export function createGatekeeper(deps: { clock: Clock; policy: PolicyView; verif
       const { claims } = verified;
       if (!policy.isFresh(now)) return { ok: false, refusal: refusal("unavailable"), claims };
       const snapshot = policy.snapshot();
-      if (policy.isSuspended(claims.jti)) {
-        return { ok: false, refusal: refusal("suspended", context(claims, snapshot)), claims };
-      }
       const decision = decideAccess({
         snapshot,
         revocations: policy.revocations(),
@@ -81,6 +77,10 @@ export function createGatekeeper(deps: { clock: Clock; policy: PolicyView; verif
       });
       if (!decision.allowed) {
         return { ok: false, refusal: refusal(decision.reason, context(claims, snapshot)), claims };
+      }
+      // Suspension is ours, not the contract's: reported only when every contract check passes.
+      if (policy.isSuspended(claims.jti)) {
+        return { ok: false, refusal: refusal("suspended", context(claims, snapshot)), claims };
       }
       const contest = snapshot.contests.get(claims.cst)!;
       return {

@@ -16,6 +16,8 @@ export interface Limits {
     recordId: string,
     now: Date,
   ): Promise<Refusal | null>;
+  /** Refuses before the upstream is asked when the link's or campaign's record quota is spent. */
+  recordsLeft(claims: LinkClaims, campaign: Campaign | undefined, now: Date): Promise<Refusal | null>;
   /** Whether a redemption from `deviceId` keeps the link within its device allowance. */
   admitDevice(claims: LinkClaims, deviceId: string, maxDevices: number, now: Date): Promise<boolean>;
 }
@@ -48,6 +50,15 @@ export function createLimits(opts: {
   const d = { ...DEFAULT_LIMITS, ...opts.defaults };
   const rpm = (c: Campaign | undefined) => c?.limits.requestsPerMinute ?? d.requestsPerMinute;
   const rph = (c: Campaign | undefined) => c?.limits.recordsPerHour ?? d.recordsPerHour;
+  const quotaKeys = (claims: LinkClaims, c: Campaign | undefined) =>
+    [
+      [`rq:link:${claims.jti}`, rph(c)],
+      [`rq:campaign:${claims.cmp}`, rph(c) * d.campaignFactor],
+    ] as const;
+  const quotaSpent = (now: Date) =>
+    refusal("quota_exceeded", {
+      retryAfterSeconds: Math.max(1, Math.ceil((HOUR - (now.getTime() % HOUR)) / 1000)),
+    });
 
   return {
     async request(claims, campaign, now) {
@@ -65,17 +76,17 @@ export function createLimits(opts: {
       }
       return null;
     },
+    async recordsLeft(claims, campaign, now) {
+      for (const [key, limit] of quotaKeys(claims, campaign)) {
+        if ((await opts.recordQuota.count(key, { limit, windowMs: HOUR }, now)) >= limit)
+          return quotaSpent(now);
+      }
+      return null;
+    },
     async admitRecord(claims, campaign, recordId, now) {
-      const perLink = rph(campaign);
-      for (const [key, limit] of [
-        [`rq:link:${claims.jti}`, perLink],
-        [`rq:campaign:${claims.cmp}`, perLink * d.campaignFactor],
-      ] as const) {
+      for (const [key, limit] of quotaKeys(claims, campaign)) {
         const q = await opts.recordQuota.admit(key, recordId, { limit, windowMs: HOUR }, now);
-        if (!q.allowed) {
-          const retryAfterSeconds = Math.max(1, Math.ceil((HOUR - (now.getTime() % HOUR)) / 1000));
-          return refusal("quota_exceeded", { retryAfterSeconds });
-        }
+        if (!q.allowed) return quotaSpent(now);
       }
       return null;
     },
@@ -94,5 +105,6 @@ export function createLimits(opts: {
 export const unlimited: Limits = {
   request: async () => null,
   admitRecord: async () => null,
+  recordsLeft: async () => null,
   admitDevice: async () => true,
 };

@@ -12,6 +12,8 @@ export interface ResponseRule {
   /** dot paths; a path through an array applies to each element */
   allow: readonly string[];
   recordId?: string;
+  /** the upstream hands out a new record on each call (the quota is checked before asking it) */
+  assignsRecord?: boolean;
 }
 
 export const DEFAULT_RESPONSE_RULES: readonly ResponseRule[] = [
@@ -28,6 +30,7 @@ export const DEFAULT_RESPONSE_RULES: readonly ResponseRule[] = [
       "call.member.constituency",
     ],
     recordId: "call.member.id",
+    assignsRecord: true,
   },
   {
     method: "GET",
@@ -41,6 +44,7 @@ export const DEFAULT_RESPONSE_RULES: readonly ResponseRule[] = [
 export type ResponseFilter = (method: string, path: string) => CompiledResponseRule | null;
 
 export interface CompiledResponseRule {
+  readonly assignsRecord: boolean;
   apply(body: unknown): { body: unknown; recordId: string | null };
 }
 
@@ -94,6 +98,7 @@ export function createResponseFilter(
     rules.map((r) => {
       const tree = compileAllow(r.allow);
       const compiled: CompiledResponseRule = {
+        assignsRecord: r.assignsRecord === true,
         apply(body) {
           const id = r.recordId ? at(body, r.recordId) : undefined;
           return {

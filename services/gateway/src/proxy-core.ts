@@ -114,9 +114,12 @@ async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyReques
   }
   const { claims, campaign } = outcome;
   deps.seen(claims.jti, now);
+  const rule = normalized.ok ? deps.responseFilter(method, normalized.path) : null;
   let limited: Awaited<ReturnType<Limits["request"]>>;
   try {
     limited = await deps.limits.request(claims, campaign, now);
+    // A route that hands out a new member record is not even asked once the quota is spent.
+    if (!limited && rule?.assignsRecord) limited = await deps.limits.recordsLeft(claims, campaign, now);
   } catch {
     limited = refusal("unavailable");
   }
@@ -168,7 +171,6 @@ async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyReques
     return refusalResult(refusal("upstream_error", undefined, err.status), req);
   }
 
-  const rule = deps.responseFilter(method, normalized.path);
   // Set-Cookie from the upstream never reaches the volunteer; ours replace the rest below.
   const out: string[] = [];
   let cacheControl = false;

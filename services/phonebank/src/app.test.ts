@@ -74,9 +74,9 @@ describe("gateway secret", () => {
     expect((await send("/members/m_000001")).status).toBe(200);
   });
 
-  it("serves /healthz without the secret", async () => {
+  it.each(["/healthz", "/readyz"])("serves %s without the secret", async (path) => {
     const { app } = setup();
-    const res = await app.request("/healthz");
+    const res = await app.request(path);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true });
   });

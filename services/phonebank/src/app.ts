@@ -54,7 +54,7 @@ export function createApp(opts: PhonebankOptions): Hono<PhonebankEnv> {
     c.header("x-content-type-options", "nosniff");
     c.header("referrer-policy", "no-referrer");
   });
-  app.use("*", requireGateway({ secret: opts.secret, exempt: ["/healthz"] }));
+  app.use("*", requireGateway({ secret: opts.secret, exempt: ["/healthz", "/readyz"] }));
 
   registerHealth(app);
   registerPage(app);

@@ -99,6 +99,7 @@ const poller = startVersionPoller(gateway.state, handle.db);
 // Seed an empty database through the token service's own API.
 const linksFile = join(env.DATA_DIR, "demo-links.json");
 let demo: DemoLinks | undefined;
+let seededNow = false;
 if ((await repos.contests.list()).length === 0) {
   console.log("phaselock: empty database, seeding the demo contests");
   demo = await seedDemo(
@@ -112,6 +113,7 @@ if ((await repos.contests.list()).length === 0) {
       ),
     clock.now(),
   );
+  seededNow = true;
   // The sample tokens are demo data: kept beside the dev database so a restart can show them again.
   writeFileSync(linksFile, `${JSON.stringify(demo, null, 2)}\n`, { mode: 0o600 });
 } else if (existsSync(linksFile)) {
@@ -136,8 +138,8 @@ const lines = [
   `  phone bank     http://${env.HOST}:${env.PHONEBANK_PORT}   answers only through the gateway`,
   `  store          ${env.REDIS_URL ? "Redis (REDIS_URL)" : "in-process (single instance)"}; database: ${where}`,
   "",
-  dev.created && !env.ADMIN_TOKEN
-    ? `Admin token (generated; also in ${dev.path}):\n  ${adminToken}`
+  (dev.created || seededNow) && !env.ADMIN_TOKEN
+    ? `Admin token (${dev.created ? "generated; " : ""}also in ${dev.path}):\n  ${adminToken}`
     : `Admin token: ${env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : `in ${dev.path}`}`,
 ];
 if (demo) {
