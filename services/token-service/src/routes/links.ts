@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { randomId, type Scope } from "@phaselock/core";
-import type { Link, LinkWithStatus, NewLink } from "@phaselock/db";
+import type { Link, NewLink } from "@phaselock/db";
 import {
   type Campaign,
   type Contest,
