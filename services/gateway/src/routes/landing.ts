@@ -1,9 +1,9 @@
 import { randomId, sha256Hex } from "@phaselock/core";
+import type { LinkClaims } from "@phaselock/policy";
 import type { Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { DEVICE_COOKIE, type GatewayEnv, ipHash, SESSION_COOKIE } from "../app.ts";
 import { escapeHtml, page } from "../html.ts";
-import { tokenFrom } from "../proxy-core.ts";
 import { CSP, landingStatus, NO_STORE, type Refusal, refusal, renderRefusal } from "../refusals.ts";
 
 /** Answers a refusal as JSON or, for a browser, as a page; the token is never echoed. */
@@ -51,20 +51,21 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
     const token = c.req.param("token");
     const outcome = await c.var.gatekeeper.check(token, undefined);
     const now = deps.clock.now();
-    const base = { type: "link.redeemed", at: now, data: { ipHash: ipHash(deps, clientIp(c)) } };
-    if (!outcome.ok) {
+    const ip = ipHash(deps, clientIp(c));
+    const deny = (r: Refusal, claims: LinkClaims | undefined) => {
       deps.audit.record({
-        ...base,
         type: "access",
-        actor: outcome.claims?.sub,
-        campaignId: outcome.claims?.cmp,
-        linkId: outcome.claims?.jti,
+        at: now,
+        actor: claims?.sub,
+        campaignId: claims?.cmp,
+        linkId: claims?.jti,
         decision: "deny",
-        reason: outcome.refusal.code,
-        data: { ...base.data, route: "POST /l/:token" },
+        reason: r.code,
+        data: { ipHash: ip, route: "POST /l/:token" },
       });
-      return sendRefusal(c, outcome.refusal);
-    }
+      return sendRefusal(c, r);
+    };
+    if (!outcome.ok) return deny(outcome.refusal, outcome.claims);
     const { claims } = outcome;
     if (!deps.audit.healthy(now)) return sendRefusal(c, refusal("unavailable"));
     // A link opened on more devices than a volunteer has is circulating: suspend it everywhere.
@@ -84,32 +85,21 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
         campaignId: claims.cmp,
         linkId: claims.jti,
         reason: "suspended",
-        data: { why: reason, ipHash: ipHash(deps, clientIp(c)) },
+        data: { why: reason, ipHash: ip },
       });
       return sendRefusal(c, refusal("suspended"));
     }
     const redeemed = await deps.links.redeem(claims.jti, now);
-    if (!redeemed.ok) {
-      const code = redeemed.reason === "not_found" ? "token_invalid" : redeemed.reason;
-      deps.audit.record({
-        ...base,
-        type: "access",
-        actor: claims.sub,
-        campaignId: claims.cmp,
-        linkId: claims.jti,
-        decision: "deny",
-        reason: code,
-        data: { ...base.data, route: "POST /l/:token" },
-      });
-      return sendRefusal(c, refusal(code));
-    }
+    if (!redeemed.ok)
+      return deny(refusal(redeemed.reason === "not_found" ? "token_invalid" : redeemed.reason), claims);
     deps.audit.record({
-      ...base,
+      type: "link.redeemed",
+      at: now,
       actor: claims.sub,
       campaignId: claims.cmp,
       linkId: claims.jti,
       decision: "allow",
-      data: { ...base.data, uses: redeemed.uses },
+      data: { ipHash: ip, uses: redeemed.uses },
     });
     const secure = deps.config.secureCookies || isHttps(c);
     setCookie(c, SESSION_COOKIE, token, {
@@ -121,11 +111,6 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
     });
     return c.body(null, 303, { ...NO_STORE, Location: "/pb/" });
   });
-}
-
-/** The session cookie or bearer token of a /pb request (bearer wins when both are sent). */
-export function requestToken(c: Context<GatewayEnv>): string | undefined {
-  return tokenFrom(c.req.header("authorization"), c.req.header("cookie"));
 }
 
 export function clientIp(c: Context<GatewayEnv>): string | undefined {
