@@ -14,7 +14,7 @@ import {
 } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
 import { createStores } from "@phaselock/state";
-import { createApp as createTokenServiceApp, KeyManager } from "@phaselock/token-service";
+import { createApp as createTokenServiceApp, KeyManager, keyChangeMessage } from "@phaselock/token-service";
 import { parseKek } from "@phaselock/tokens";
 import { parseStackEnv } from "./env.ts";
 import { type DemoLinks, seedDemo } from "./seed.ts";
@@ -52,14 +52,7 @@ const audit = new BatchAuditWriter({ db: handle.db, clock });
 // Token service
 const keys = new KeyManager({ signingKeys: repos.signingKeys, kek, clock });
 const ensured = await keys.ensureActiveKey();
-if (ensured.created) {
-  await bus
-    .publish({
-      version: ensured.created.version,
-      change: { type: "signing-key", kid: ensured.created.kid, publicJwk: { ...ensured.created.publicJwk } },
-    })
-    .catch(() => {});
-}
+if (ensured.created) await bus.publish(keyChangeMessage(ensured.created)).catch(() => {});
 const tokenApp = createTokenServiceApp({
   db: handle.db,
   repos,

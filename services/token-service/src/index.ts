@@ -2,5 +2,11 @@ export { createApp, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES } from "./app.ts";
 export type { AppEnv, Principal, Repos, Role, TokenServiceConfig, TokenServiceDeps } from "./context.ts";
 export { parseEnv, type TokenServiceEnv } from "./env.ts";
 export { consoleLogger, type Logger, type Problem, type ProblemCode } from "./errors.ts";
-export { type KeyChange, KeyManager, type KeyManagerOptions, type LinkSigner } from "./keys.ts";
+export {
+  type KeyChange,
+  KeyManager,
+  type KeyManagerOptions,
+  keyChangeMessage,
+  type LinkSigner,
+} from "./keys.ts";
 export { DEFAULT_MAX_USES, DEFAULT_TTL_SECONDS, MAX_BATCH, MAX_TTL_SECONDS } from "./routes/links.ts";

@@ -1,6 +1,7 @@
 import type { Clock } from "@phaselock/core";
 import type { SigningKeysRepo, Tx } from "@phaselock/db";
 import type { LinkClaims } from "@phaselock/policy";
+import type { ChangeMessage } from "@phaselock/state";
 import {
   decryptPrivateKey,
   encryptPrivateKey,
@@ -30,6 +31,12 @@ export interface KeyChange {
   publicJwk: PublicJwk;
   version: number;
 }
+
+/** The change-feed announcement of a new signing key, so gateways add it to their key ring. */
+export const keyChangeMessage = (k: KeyChange): ChangeMessage => ({
+  version: k.version,
+  change: { type: "signing-key", kid: k.kid, publicJwk: { ...k.publicJwk } },
+});
 
 const toJwk = (kid: string, stored: Record<string, string>): PublicJwk => ({
   kty: "OKP",

@@ -11,7 +11,7 @@ import { parseKek } from "@phaselock/tokens";
 import { createApp } from "./app.ts";
 import { parseEnv } from "./env.ts";
 import { consoleLogger } from "./errors.ts";
-import { KeyManager } from "./keys.ts";
+import { KeyManager, keyChangeMessage } from "./keys.ts";
 
 const log = consoleLogger;
 
@@ -91,12 +91,7 @@ try {
   await handle.close();
   refuse(`cannot load the signing key: ${(err as Error).message}`);
 }
-if (ensured.created) {
-  const { version, kid, publicJwk } = ensured.created;
-  await bus
-    .publish({ version, change: { type: "signing-key", kid, publicJwk: { ...publicJwk } } })
-    .catch(() => {});
-}
+if (ensured.created) await bus.publish(keyChangeMessage(ensured.created)).catch(() => {});
 
 // Another instance may rotate: pick up its key, so every instance signs with the active one.
 bus.subscribe({

@@ -1,6 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context.ts";
 import { audit, publishChange } from "../effects.ts";
+import { keyChangeMessage } from "../keys.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, jsonContent, problems } from "../schemas.ts";
 
@@ -60,11 +61,8 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
     async (c) => {
       const { deps } = c.var;
       const rotated = await deps.keys.rotate();
-      await publishChange(deps, rotated.version, {
-        type: "signing-key",
-        kid: rotated.kid,
-        publicJwk: { ...rotated.publicJwk },
-      });
+      const { version, change } = keyChangeMessage(rotated);
+      await publishChange(deps, version, change);
       audit(c, {
         type: "key.rotated",
         data: { kid: rotated.kid, previousKid: rotated.previousKid, version: rotated.version },
