@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Validates infra/ offline: renders the kustomize base and checks it against the Kubernetes API
+# schemas, checks the compose file against the Compose Specification schema, and lints the
+# Dockerfile (no Docker engine here: the image is linted, never built). Then it breaks each file
+# on purpose and expects the check to say so, so a check that passes everything cannot hide.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+command -v kubectl >/dev/null || { echo "infra/check.sh: kubectl is required (kubectl kustomize)" >&2; exit 1; }
+cd "$here" # tsx and the schemas resolve from infra/'s own dependencies
+validate() { node --import tsx "$here/check/validate.ts" "$@"; }
+
+kubectl kustomize "$here/k8s/base" >"$tmp/rendered.yaml"
+validate k8s "$tmp/rendered.yaml"
+validate compose "$here/compose.yaml"
+validate dockerfile "$here/Dockerfile" "$root"
+
+# Each mutation must be refused for its own reason: `expect_refused WHY MODE FILE MESSAGE`.
+refused=0
+expect_refused() {
+  if validate "$2" "$3" "$root" >"$tmp/out" 2>&1 || ! grep -qF -- "$4" "$tmp/out"; then
+    echo "infra/check.sh: the $2 check did not refuse a broken file ($1) with \"$4\"" >&2
+    cat "$tmp/out" >&2
+    exit 1
+  fi
+  refused=$((refused + 1))
+}
+mutate() { sed -e "$2" "$1"; }
+k8s="$tmp/rendered.yaml"
+mutate "$k8s" 's/^  replicas: 2$/  replicas: two/' >"$tmp/k1.yaml"
+expect_refused "replicas not an integer" k8s "$tmp/k1.yaml" "schema:"
+mutate "$k8s" 's/readinessProbe:/startupProbe2:/' >"$tmp/k2.yaml"
+expect_refused "no readiness probe" k8s "$tmp/k2.yaml" "no readinessProbe"
+mutate "$k8s" 's/^kind: HorizontalPodAutoscaler$/kind: HorizontalPodAutoscalerX/' >"$tmp/k3.yaml"
+expect_refused "no HPA" k8s "$tmp/k3.yaml" "no HorizontalPodAutoscaler scales"
+awk '/name: phonebank-from-gateway-only/{p=1} p&&/app.kubernetes.io\/name: gateway/{sub(/gateway/,"token-service");p=0} {print}' "$k8s" >"$tmp/k4.yaml"
+expect_refused "phone bank open to the token service" k8s "$tmp/k4.yaml" "admits more than the gateway"
+awk '/secretKeyRef:/ && !done {print "                  optional: false"; done=1} {print}' "$k8s" |
+  sed -e '0,/valueFrom:/s//value: inline-secret/' -e '0,/secretKeyRef:/s//x-ref:/' >"$tmp/k5.yaml"
+expect_refused "inline secret" k8s "$tmp/k5.yaml" "must come from a Secret"
+mutate "$k8s" '/limits:/,/memory:/d' >"$tmp/k6.yaml"
+expect_refused "no resource limits" k8s "$tmp/k6.yaml" "no resources.limits"
+
+compose="$here/compose.yaml"
+awk '/^  gateway-2:/{skip=1} /^  # Reachable only/{skip=0} !skip' "$compose" >"$tmp/c1.yaml"
+expect_refused "one gateway" compose "$tmp/c1.yaml" "two gateways expected"
+mutate "$compose" 's/^    restart: unless-stopped$/    restart_policy: sometimes/' >"$tmp/c2.yaml"
+expect_refused "unknown service key" compose "$tmp/c2.yaml" "must NOT have additional properties"
+mutate "$compose" 's/^    networks: \[upstream\]$/    networks: [upstream, backend]/' >"$tmp/c3.yaml"
+expect_refused "phone bank on the backend network" compose "$tmp/c3.yaml" "can reach the phone bank"
+
+docker="$here/Dockerfile"
+mutate "$docker" '/^USER /d' >"$tmp/Dockerfile.1"
+expect_refused "runs as root" dockerfile "$tmp/Dockerfile.1" "non-root USER"
+mutate "$docker" 's/^ARG NODE_IMAGE=.*/ARG NODE_IMAGE=node:latest/' >"$tmp/Dockerfile.2"
+expect_refused "latest base" dockerfile "$tmp/Dockerfile.2" "pinned tag"
+mutate "$docker" '/^HEALTHCHECK/,/CMD \["node"/d' >"$tmp/Dockerfile.3"
+expect_refused "no HEALTHCHECK" dockerfile "$tmp/Dockerfile.3" "no HEALTHCHECK"
+mutate "$docker" '/^COPY services\/stack\/package.json/d' >"$tmp/Dockerfile.4"
+expect_refused "a workspace manifest not copied" dockerfile "$tmp/Dockerfile.4" "services/stack/package.json is missing"
+awk '/^FROM .* AS runtime/{exit} {print}' "$docker" >"$tmp/Dockerfile.5"
+echo 'USER node' >>"$tmp/Dockerfile.5"
+expect_refused "single stage" dockerfile "$tmp/Dockerfile.5" "not multi-stage"
+
+echo "infra: ok (kustomize render, Kubernetes and Compose schemas, Dockerfile lint; $refused broken variants refused)"

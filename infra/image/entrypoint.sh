@@ -1,0 +1,15 @@
+#!/bin/sh
+# Runs one service in the foreground as PID 1's direct replacement (exec), so SIGTERM from the
+# runtime reaches Node itself and the service can drain before it exits.
+set -eu
+service="${1:-${SERVICE:-gateway}}"
+case "$service" in
+  gateway | token-service | phonebank) entry="services/$service/src/main.ts" ;;
+  migrate) entry="packages/db/src/migrate-cli.ts" ;;
+  *)
+    echo "usage: entrypoint.sh gateway|token-service|phonebank|migrate (got '$service')" >&2
+    exit 64
+    ;;
+esac
+export SERVICE="$service"
+exec node --import tsx "/app/$entry"
