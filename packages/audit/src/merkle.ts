@@ -120,15 +120,19 @@ function checkSize(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer`);
 }
 
+/** A half-open range of leaf indexes `[start, end)` whose MTH is one element of a proof. */
+export type LeafRange = readonly [start: number, end: number];
+
 /**
- * The audit path of leaf `index` in the tree of the first `size` leaves, leaf side first
- * (RFC 9162 §2.1.3.1: PATH(m, D[n])).
+ * The leaf ranges whose roots make up the audit path of leaf `index` in the tree of the first
+ * `size` leaves, leaf side first (RFC 9162 §2.1.3.1: PATH(m, D[n])). The ranges are disjoint, so
+ * a verifier can fill them all in one pass over the leaves.
  */
-export async function inclusionProof(read: LeafHashReader, index: number, size: number): Promise<Hash[]> {
+export function inclusionProofRanges(index: number, size: number): LeafRange[] {
   checkSize("index", index);
   checkSize("size", size);
   if (index >= size) throw new RangeError("index must be below size");
-  const path: Hash[] = [];
+  const ranges: LeafRange[] = [];
   // PATH(m, D[lo:hi]) = PATH(m', child holding m) : MTH(sibling); the recursion as a loop, root
   // side first, reversed at the end.
   let lo = 0;
@@ -136,31 +140,27 @@ export async function inclusionProof(read: LeafHashReader, index: number, size: 
   while (hi - lo > 1) {
     const k = splitPoint(hi - lo);
     if (index < lo + k) {
-      path.push(await rangeRoot(read, lo + k, hi));
+      ranges.push([lo + k, hi]);
       hi = lo + k;
     } else {
-      path.push(await rangeRoot(read, lo, lo + k));
+      ranges.push([lo, lo + k]);
       lo += k;
     }
   }
-  return path.reverse();
+  return ranges.reverse();
 }
 
 /**
- * The consistency proof between the trees of the first `oldSize` and `newSize` leaves
- * (RFC 9162 §2.1.4.1: PROOF(m, D[n]) = SUBPROOF(m, D[n], true)). Empty when oldSize is 0 or
- * equals newSize.
+ * The leaf ranges whose roots make up the consistency proof between the trees of the first
+ * `oldSize` and `newSize` leaves (RFC 9162 §2.1.4.1: PROOF(m, D[n]) = SUBPROOF(m, D[n], true)),
+ * disjoint, in proof order. None when oldSize is 0 or equals newSize.
  */
-export async function consistencyProof(
-  read: LeafHashReader,
-  oldSize: number,
-  newSize: number,
-): Promise<Hash[]> {
+export function consistencyProofRanges(oldSize: number, newSize: number): LeafRange[] {
   checkSize("oldSize", oldSize);
   checkSize("newSize", newSize);
   if (oldSize > newSize) throw new RangeError("oldSize must not exceed newSize");
   if (oldSize === 0 || oldSize === newSize) return [];
-  const proof: Hash[] = [];
+  const ranges: LeafRange[] = [];
   let m = oldSize;
   let lo = 0;
   let hi = newSize;
@@ -169,19 +169,33 @@ export async function consistencyProof(
   while (m !== hi - lo) {
     const k = splitPoint(hi - lo);
     if (m <= k) {
-      proof.push(await rangeRoot(read, lo + k, hi));
+      ranges.push([lo + k, hi]);
       hi = lo + k;
     } else {
-      proof.push(await rangeRoot(read, lo, lo + k));
+      ranges.push([lo, lo + k]);
       lo += k;
       m -= k;
       complete = false;
     }
   }
   // SUBPROOF(m, D[m], true) = {} (the verifier has that root); with b false it is {MTH(D[m])}.
-  if (!complete) proof.push(await rangeRoot(read, lo, hi));
-  return proof.reverse();
+  if (!complete) ranges.push([lo, hi]);
+  return ranges.reverse();
 }
+
+const rangeRoots = async (read: LeafHashReader, ranges: readonly LeafRange[]): Promise<Hash[]> => {
+  const out: Hash[] = [];
+  for (const [start, end] of ranges) out.push(await rangeRoot(read, start, end));
+  return out;
+};
+
+/** The audit path of leaf `index` in the tree of the first `size` leaves. */
+export const inclusionProof = (read: LeafHashReader, index: number, size: number): Promise<Hash[]> =>
+  rangeRoots(read, inclusionProofRanges(index, size));
+
+/** The consistency proof from the tree of the first `oldSize` leaves to that of the first `newSize`. */
+export const consistencyProof = (read: LeafHashReader, oldSize: number, newSize: number): Promise<Hash[]> =>
+  rangeRoots(read, consistencyProofRanges(oldSize, newSize));
 
 const isHash = (h: unknown): h is Hash => h instanceof Uint8Array && h.length === HASH_SIZE;
 
