@@ -83,10 +83,12 @@ const EVENT_KEYS = [
 
 /**
  * Checks an NDJSON export offline: the header, that every line is exactly what the exporter
- * writes, the hash chain from the header's `prev_hash`/`from_seq`, and the trailer.
+ * writes, the hash chain from the header's `prev_hash`/`from_seq`, and the trailer. `onEvent`
+ * sees each event once its line and link have checked out, in order (the tree is built from it).
  */
 export async function verifyExport(
   lines: AsyncIterable<string> | Iterable<string>,
+  opts: { onEvent?: (e: StoredEvent) => void } = {},
 ): Promise<ExportVerifyResult> {
   let lineNo = 0;
   let header: ExportHeader | null = null;
@@ -132,6 +134,7 @@ export async function verifyExport(
     }
     const broken = checkLink(event, prev, expectedSeq);
     if (broken) return fail(broken.seq, broken.id, broken.reason);
+    opts.onEvent?.(event);
     prev = event.hash;
     expectedSeq = event.seq + 1;
     count++;

@@ -1,40 +1,195 @@
 /**
- * `pnpm audit:verify-export <file>`: checks an NDJSON audit export offline (no database): the
- * header, every line, the hash chain and the trailer. Prints `ok: …` and exits 0, or
- * `broken at seq …` and exits 1. `-` reads standard input.
+ * `pnpm audit:verify-export FILE [--key KEY --checkpoint CP [--checkpoint OLDER_CP]…]`
+ *
+ * Checks an NDJSON audit export offline: no database, no network. Always: the header, that every
+ * line is exactly what the exporter writes, the hash chain and the trailer. With a key and
+ * checkpoints (signed notes the auditor kept, e.g. from AUDIT_CHECKPOINT_DIR):
+ *   1. every checkpoint is signed by KEY (a verifier-key string, or a file holding one), and all
+ *      name the same log (origin);
+ *   2. the export starts at the first event (a tree has no middle to start from);
+ *   3. each event is a leaf: SHA-256(0x00 || canonical event JSON), in seq order (docs/audit.md);
+ *   4. for each checkpoint, the root of the export's first `size` leaves is the signed root, so
+ *      no event before it was edited, removed, reordered or re-chained, and none is missing;
+ *   5. each older checkpoint is consistent with the newest: the RFC 9162 consistency proof,
+ *      computed from the export, verifies between their roots.
+ * Events after the newest checkpoint are allowed (the log grew since). One pass, O(log n) memory.
+ * Exit 0 ok, 1 broken, 2 usage or unreadable input. `-` reads the export from standard input.
  */
+import { readFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
+import { parseArgs } from "node:util";
+import type { StoredEvent } from "../chain.ts";
 import { describeExportResult, type ExportVerifyResult, verifyExport } from "../export-format.ts";
+import { eventLeafHash } from "../leaf.ts";
+import {
+  consistencyProofRanges,
+  equalHash,
+  type Hash,
+  IncrementalTree,
+  type LeafRange,
+  toBase64,
+  verifyConsistency,
+} from "../merkle.ts";
+import { type Checkpoint, parseVerifierKey, type VerifierKey, verifyCheckpoint } from "../note.ts";
 import { isMain, readLines, userPath } from "./shared.ts";
 
-/** Verifies the export in `path` (or stdin for `-`). */
+const USAGE =
+  "usage: pnpm audit:verify-export <file.ndjson | -> [--key KEY --checkpoint CP [--checkpoint OLDER_CP]…]\n";
+
+/** Verifies the export in `path` (or stdin for `-`): the chain only. */
 export async function verifyExportFile(path: string): Promise<ExportVerifyResult> {
   return verifyExport(readLines(path));
 }
 
-/** The CLI: returns the exit code (0 ok, 1 broken, 2 usage or unreadable file). */
+interface KeptCheckpoint extends Required<Checkpoint> {
+  file: string;
+}
+
+export type TreeVerifyResult =
+  | { ok: true; events: number; root: Hash; lines: string[] }
+  | { ok: false; problem: string };
+
+/** One pass over the export: the chain checks, the tree root at each checkpoint size, the proofs. */
+export async function verifyExportAgainst(
+  lines: AsyncIterable<string> | Iterable<string>,
+  checkpoints: readonly KeptCheckpoint[],
+): Promise<TreeVerifyResult> {
+  const newest = checkpoints.reduce((a, b) => (b.size > a.size ? b : a));
+  const tree = new IncrementalTree();
+  const rootAt = new Map<number, Hash>([[0, tree.root()]]);
+  const wanted = new Set(checkpoints.map((c) => c.size));
+  // Each older checkpoint's proof is the roots of disjoint leaf ranges: fill them as leaves pass.
+  const proofs = checkpoints.map((c) => {
+    const ranges = consistencyProofRanges(Math.min(c.size, newest.size), newest.size);
+    return { checkpoint: c, parts: ranges.map((r) => ({ range: r, tree: new IncrementalTree() })) };
+  });
+  const inRange = (i: number, [start, end]: LeafRange) => i >= start && i < end;
+
+  const chain = await verifyExport(lines, {
+    onEvent: (e: StoredEvent) => {
+      const index = tree.size;
+      const leaf = eventLeafHash(e);
+      tree.appendLeafHash(leaf);
+      if (wanted.has(tree.size)) rootAt.set(tree.size, tree.root());
+      for (const p of proofs)
+        for (const part of p.parts) if (inRange(index, part.range)) part.tree.appendLeafHash(leaf);
+    },
+  });
+  if (!chain.ok) return { ok: false, problem: describeExportResult(chain) };
+  if (chain.fromSeq !== 1) {
+    return {
+      ok: false,
+      problem: `export starts at seq ${chain.fromSeq}: a checkpoint covers the log from seq 1`,
+    };
+  }
+  for (const c of checkpoints) {
+    const root = rootAt.get(c.size);
+    if (root === undefined) {
+      return {
+        ok: false,
+        problem: `${c.file}: covers ${c.size} events, the export has only ${chain.events}`,
+      };
+    }
+    if (!equalHash(root, c.rootHash)) {
+      return {
+        ok: false,
+        problem: `${c.file}: the export's first ${c.size} events have root ${toBase64(root)}, the checkpoint signed ${toBase64(c.rootHash)}`,
+      };
+    }
+  }
+  const out = [`ok: ${chain.events} events, head ${chain.head}, tree root ${toBase64(tree.root())}`];
+  out.push(`checkpoint ${newest.file}: size ${newest.size} root ${toBase64(newest.rootHash)} matches`);
+  for (const p of proofs) {
+    if (p.checkpoint === newest) continue;
+    const proof = p.parts.map((part) => part.tree.root());
+    const { size, rootHash, file } = p.checkpoint;
+    if (!verifyConsistency(size, newest.size, rootHash, newest.rootHash, proof)) {
+      return { ok: false, problem: `${file}: not consistent with ${newest.file}` };
+    }
+    out.push(
+      `checkpoint ${file}: size ${size} is consistent with size ${newest.size} (${proof.length}-hash proof)`,
+    );
+  }
+  return { ok: true, events: chain.events, root: tree.root(), lines: out };
+}
+
+/** KEY is a verifier-key string, or the path of a file that holds one. */
+async function readKey(value: string, env: NodeJS.ProcessEnv): Promise<VerifierKey> {
+  try {
+    return parseVerifierKey(value);
+  } catch {
+    return parseVerifierKey(await readFile(userPath(value, env), "utf8"));
+  }
+}
+
+/** The CLI: returns the exit code (0 ok, 1 broken, 2 usage or unreadable input). */
 export async function runVerifyCli(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
   io: { stdout: Writable; stderr: Writable },
 ): Promise<number> {
-  const args = argv.filter((a) => a !== "--");
-  if (args.length !== 1 || args[0] === "--help" || args[0] === "-h") {
-    io.stderr.write("usage: pnpm audit:verify-export <file.ndjson | ->\n");
+  let values: { key?: string | undefined; checkpoint?: string[] | undefined; help?: boolean | undefined };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv.filter((a) => a !== "--"),
+      options: {
+        key: { type: "string" },
+        checkpoint: { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    io.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
     return 2;
   }
-  const path = args[0] === "-" ? "-" : userPath(args[0] as string, env);
-  let result: ExportVerifyResult;
+  const cpFiles = values.checkpoint ?? [];
+  if (values.help || positionals.length !== 1 || cpFiles.length > 0 !== (values.key !== undefined)) {
+    io.stderr.write(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const path = positionals[0] === "-" ? "-" : userPath(positionals[0] as string, env);
+
+  let key: VerifierKey | undefined;
+  const checkpoints: KeptCheckpoint[] = [];
   try {
-    result = await verifyExportFile(path);
+    if (values.key !== undefined) key = await readKey(values.key, env);
+    for (const file of cpFiles) {
+      const text = await readFile(userPath(file, env));
+      const opened = key && verifyCheckpoint(text, key);
+      if (!opened?.ok) {
+        io.stdout.write(`broken: ${file}: not a checkpoint signed by ${key?.name} (${opened?.reason})\n`);
+        return 1;
+      }
+      checkpoints.push({ ...opened.checkpoint, file });
+    }
+  } catch (err) {
+    io.stderr.write(`audit:verify-export: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  const origins = new Set(checkpoints.map((c) => c.origin));
+  if (origins.size > 1) {
+    io.stdout.write(`broken: the checkpoints name different logs: ${[...origins].join(", ")}\n`);
+    return 1;
+  }
+
+  try {
+    if (checkpoints.length === 0) {
+      const result = await verifyExportFile(path);
+      io.stdout.write(`${describeExportResult(result)}\n`);
+      return result.ok ? 0 : 1;
+    }
+    const result = await verifyExportAgainst(readLines(path), checkpoints);
+    io.stdout.write(result.ok ? `${result.lines.join("\n")}\n` : `broken: ${result.problem}\n`);
+    return result.ok ? 0 : 1;
   } catch (err) {
     io.stderr.write(
       `audit:verify-export: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}\n`,
     );
     return 2;
   }
-  io.stdout.write(`${describeExportResult(result)}\n`);
-  return result.ok ? 0 : 1;
 }
 
 if (isMain(import.meta.url)) {

@@ -1,4 +1,5 @@
 import { appendEvents } from "@phaselock/audit";
+import { asDatabaseOwner } from "@phaselock/audit/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { callJson, createHarness, createKey, type Harness, seedOpen, T0 } from "../test-support.ts";
@@ -74,7 +75,9 @@ describe("GET /v1/audit/verify", () => {
     const latest = (await callJson<Page>(h, "GET", "/v1/audit?limit=1")).body.items[0]!;
     expect(ok.body).toEqual({ ok: true, events: 4, head: latest.hash });
 
-    await h.handle.db.execute(sql`update audit_events set reason = 'tampered' where seq = 2`);
+    await asDatabaseOwner(h.handle.db, (tx) =>
+      tx.execute(sql`update audit_events set reason = 'tampered' where seq = 2`),
+    );
     const broken = await callJson(h, "GET", "/v1/audit/verify");
     expect(broken.body).toMatchObject({ ok: false, brokenAt: { seq: 2, reason: "hash_mismatch" } });
   });

@@ -1,0 +1,64 @@
+import { type Db, queryRows } from "@phaselock/db";
+import { dbBackends, describeIntegration, type TestDb } from "@phaselock/testkit";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { appendEvents, verifyStored } from "./store.ts";
+import { sampleInput } from "./test-chain.ts";
+import { asDatabaseOwner } from "./testing.ts";
+
+const reasonOf = async (db: Db, seq: number) =>
+  (await queryRows<{ reason: string }>(db, sql`select reason from audit_events where seq = ${seq}`))[0]
+    ?.reason;
+
+for (const backend of dbBackends) {
+  describeIntegration(`audit_events is append-only (${backend.name})`, backend.needs, () => {
+    let testDb: TestDb;
+    let db: Db;
+
+    beforeAll(async () => {
+      testDb = await backend.open();
+      db = testDb.handle.db;
+      await appendEvents(
+        db,
+        Array.from({ length: 3 }, (_, i) => sampleInput(i)),
+      );
+    });
+    afterAll(async () => {
+      await testDb?.drop();
+    });
+
+    it.each([
+      ["UPDATE", sql`update audit_events set reason = 'tampered' where seq = 2`],
+      ["DELETE", sql`delete from audit_events where seq = 3`],
+      ["TRUNCATE", sql`truncate audit_events`],
+    ])("refuses an ordinary %s", async (op, statement) => {
+      // drizzle wraps the database's error; the trigger's message is the cause.
+      const err: unknown = await db.execute(statement).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect((err as { cause?: Error } | null)?.cause?.message).toBe(
+        `audit_events is append-only: ${op} refused`,
+      );
+      expect(await verifyStored(db)).toMatchObject({ ok: true, events: 3 });
+    });
+
+    it("still appends", async () => {
+      await appendEvents(db, [sampleInput(3)]);
+      expect(await verifyStored(db)).toMatchObject({ ok: true, events: 4 });
+    });
+
+    it("gives way to the database's owner, who switches the triggers off (what checkpoints are for)", async () => {
+      await asDatabaseOwner(db, (tx) =>
+        tx.execute(sql`update audit_events set reason = 'tampered' where seq = 2`),
+      );
+      expect(await reasonOf(db, 2)).toBe("tampered");
+      expect(await verifyStored(db)).toMatchObject({
+        ok: false,
+        brokenAt: { seq: 2, reason: "hash_mismatch" },
+      });
+      // Only for that transaction: the next ordinary statement is refused again.
+      await expect(db.execute(sql`delete from audit_events where seq = 2`)).rejects.toThrow();
+    });
+  });
+}

@@ -1,0 +1,183 @@
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GENESIS, type StoredEvent } from "../chain.ts";
+import { exportLine, headerLine, trailerLine } from "../export-format.ts";
+import { eventLeafHash } from "../leaf.ts";
+import { rootOf } from "../merkle.ts";
+import { type NoteSigner, signCheckpoint, verifierKeyString } from "../note.ts";
+import { buildChain, rehash } from "../test-chain.ts";
+import { runVerifyCli } from "./verify.ts";
+
+const ORIGIN = "phaselock.test/audit";
+
+/** Renumbers from seq 1 and recomputes every hash: what an attacker with the database can do. */
+function rechain(events: readonly StoredEvent[]): StoredEvent[] {
+  let prev = GENESIS;
+  return events.map((e, i) => {
+    const out = rehash({ ...e, seq: i + 1 }, prev);
+    prev = out.hash;
+    return out;
+  });
+}
+
+const exportText = (events: readonly StoredEvent[]): string =>
+  `${[
+    headerLine(events[0]?.seq ?? 1, events[0]?.prevHash ?? GENESIS),
+    ...events.map(exportLine),
+    trailerLine(events.length, events.at(-1)?.hash ?? GENESIS),
+  ].join("\n")}\n`;
+
+const checkpointOf = (events: readonly StoredEvent[], size: number, signer: NoteSigner): string =>
+  signCheckpoint(
+    { origin: ORIGIN, size, rootHash: rootOf(events.slice(0, size).map(eventLeafHash)) },
+    signer,
+  );
+
+function newKey(name = ORIGIN) {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  return { signer: { name, privateKey }, vkey: verifierKeyString(name, publicKey) };
+}
+
+function collect(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  const chunks: Buffer[] = [];
+  stream.on("data", (c: Buffer) => chunks.push(c));
+  return { stream, text: () => Buffer.concat(chunks).toString("utf8") };
+}
+
+describe("audit:verify-export against signed checkpoints", () => {
+  const log = buildChain(40);
+  const key = newKey();
+  let dir: string;
+  const env = () => ({ INIT_CWD: dir });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "phaselock-verify-"));
+    await writeFile(join(dir, "cp-20.note"), checkpointOf(log, 20, key.signer));
+    await writeFile(join(dir, "cp-30.note"), checkpointOf(log, 30, key.signer));
+    await writeFile(join(dir, "cp-40.note"), checkpointOf(log, 40, key.signer));
+    await writeFile(join(dir, "audit.vkey"), `${key.vkey}\n`);
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Runs the CLI on `events` written as an export; checkpoints are file names in `dir`. */
+  async function run(events: readonly StoredEvent[] | string, ...args: string[]) {
+    await writeFile(join(dir, "export.ndjson"), typeof events === "string" ? events : exportText(events));
+    const out = collect();
+    const err = collect();
+    const code = await runVerifyCli(["export.ndjson", ...args], env(), {
+      stdout: out.stream,
+      stderr: err.stream,
+    });
+    return { code, out: out.text(), err: err.text() };
+  }
+
+  it("passes an untouched export, with the key as a string or as a file", async () => {
+    const r = await run(log, "--key", key.vkey, "--checkpoint", "cp-40.note");
+    expect(r).toMatchObject({ code: 0 });
+    expect(r.out).toMatch(
+      /^ok: 40 events, head [0-9a-f]{64}, tree root \S+\ncheckpoint cp-40.note: size 40 /,
+    );
+    expect((await run(log, "--key", "audit.vkey", "--checkpoint", "cp-40.note")).code).toBe(0);
+  });
+
+  it("passes an export that extends beyond the checkpoint", async () => {
+    expect((await run(log, "--key", key.vkey, "--checkpoint", "cp-20.note")).code).toBe(0);
+  });
+
+  it("proves an older checkpoint consistent with the newer one", async () => {
+    const r = await run(log, "--key", key.vkey, "--checkpoint", "cp-40.note", "--checkpoint", "cp-20.note");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/checkpoint cp-20.note: size 20 is consistent with size 40 \(\d-hash proof\)/);
+    // The order of the options does not matter: the largest is the newest.
+    const both = await run(
+      log,
+      "--key",
+      key.vkey,
+      "--checkpoint",
+      "cp-20.note",
+      "--checkpoint",
+      "cp-30.note",
+    );
+    expect(both.code).toBe(0);
+  });
+
+  // Each attack below re-chains (renumbers and recomputes every hash), so the chain itself checks
+  // out: only the signed root catches it.
+  const attacks: [string, () => StoredEvent[]][] = [
+    [
+      "an edited event",
+      () => rechain(log.map((e) => (e.seq === 7 ? { ...e, decision: "allow", reason: "ok" } : e))),
+    ],
+    ["a deleted event", () => rechain(log.filter((e) => e.seq !== 12))],
+    ["two events swapped", () => rechain([...log.slice(0, 4), log[5]!, log[4]!, ...log.slice(6)])],
+    [
+      "an inserted event",
+      () => rechain([...log.slice(0, 3), { ...log[3]!, id: "evt_forged" }, ...log.slice(3)]),
+    ],
+    ["the newest events removed, before the checkpoint", () => rechain(log.slice(0, 17))],
+    [
+      "an event with a changed id only",
+      () => rechain(log.map((e) => (e.seq === 1 ? { ...e, id: "evt_other" } : e))),
+    ],
+  ];
+  it.each(attacks)("fails %s before the checkpoint", async (_name, attack) => {
+    const events = attack();
+    expect((await run(events)).code).toBe(0); // the chain alone is fooled
+    const r = await run(events, "--key", key.vkey, "--checkpoint", "cp-20.note");
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^broken: cp-20.note: /);
+  });
+
+  it("fails a truncated export with the count it has", async () => {
+    const r = await run(log.slice(0, 15), "--key", key.vkey, "--checkpoint", "cp-20.note");
+    expect(r).toMatchObject({
+      code: 1,
+      out: "broken: cp-20.note: covers 20 events, the export has only 15\n",
+    });
+  });
+
+  it("fails an older checkpoint from another history, even when the newest matches", async () => {
+    const forked = rechain(log.map((e) => (e.seq === 3 ? { ...e, reason: "forked" } : e)));
+    await writeFile(join(dir, "fork-20.note"), checkpointOf(forked, 20, key.signer));
+    const r = await run(log, "--key", key.vkey, "--checkpoint", "cp-40.note", "--checkpoint", "fork-20.note");
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^broken: fork-20.note: the export's first 20 events have root/);
+  });
+
+  it("fails a checkpoint signed by another key, or not signed at all", async () => {
+    const other = newKey();
+    await writeFile(join(dir, "other.note"), checkpointOf(log, 40, other.signer));
+    const r = await run(log, "--key", key.vkey, "--checkpoint", "other.note");
+    expect(r).toMatchObject({ code: 1 });
+    expect(r.out).toMatch(
+      /^broken: other.note: not a checkpoint signed by phaselock.test\/audit \(no_signature\)/,
+    );
+    await writeFile(join(dir, "bare.note"), `${ORIGIN}\n40\n${"A".repeat(43)}=\n`);
+    expect((await run(log, "--key", key.vkey, "--checkpoint", "bare.note")).code).toBe(1);
+  });
+
+  it("fails a mid-chain export against a checkpoint, and keeps reporting chain breaks", async () => {
+    const r = await run(log.slice(5), "--key", key.vkey, "--checkpoint", "cp-20.note");
+    expect(r).toMatchObject({ code: 1, out: expect.stringMatching(/^broken: export starts at seq 6/) });
+    const text = exportText(log).replace('"reason":"ok-3"', '"reason":"ok-X"');
+    const bad = await run(text, "--key", key.vkey, "--checkpoint", "cp-20.note");
+    expect(bad).toMatchObject({
+      code: 1,
+      out: expect.stringMatching(/^broken: broken at seq 4 .*hash_mismatch/),
+    });
+  });
+
+  it("refuses a key without checkpoints, checkpoints without a key, and a bad key, with exit 2", async () => {
+    expect((await run(log, "--key", key.vkey)).code).toBe(2);
+    expect((await run(log, "--checkpoint", "cp-20.note")).code).toBe(2);
+    expect((await run(log, "--key", "not-a-key", "--checkpoint", "cp-20.note")).code).toBe(2);
+    expect((await run(log, "--key", key.vkey, "--checkpoint", "missing.note")).code).toBe(2);
+  });
+});
