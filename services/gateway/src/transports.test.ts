@@ -273,7 +273,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
   it("fails closed (503) on an error thrown anywhere in the checks", async () => {
     const { g, send } = await make();
     const token = await g.issue();
-    g.deps.routeScopes = () => {
+    g.deps.routes = () => {
       throw new Error("bug");
     };
     const res = await send("/pb/calls/next", { headers: bearer(token, { accept: "text/html" }) });
