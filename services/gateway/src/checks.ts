@@ -45,7 +45,12 @@ export interface Refused {
 
 export type CheckOutcome = Admitted | Refused;
 
-const refused = (r: Refusal, claims?: LinkClaims): Refused => ({ ok: false, refusal: r, claims, audit: true });
+const refused = (r: Refusal, claims?: LinkClaims): Refused => ({
+  ok: false,
+  refusal: r,
+  claims,
+  audit: true,
+});
 
 /**
  * Every request, checked again in the contract's order; the first failure answers:
@@ -95,7 +100,10 @@ export async function admitAnswer(
 }
 
 /** Steps 2–3: the token's signature and header, then its validity period. */
-async function verifyCredential(deps: CheckDeps, token: string): Promise<{ ok: true; claims: LinkClaims } | Refused> {
+async function verifyCredential(
+  deps: CheckDeps,
+  token: string,
+): Promise<{ ok: true; claims: LinkClaims } | Refused> {
   const verified = await deps.verifier.verify(token);
   if (verified.ok) return verified;
   const ctx = verified.reason === "token_invalid" ? {} : context(verified.claims, deps.policy.snapshot());
@@ -110,7 +118,13 @@ function decidePolicy(
   requiredScope: Scope | null | undefined,
   now: Date,
 ): Admitted | Refused {
-  const decision = decideAccess({ snapshot, revocations: deps.policy.revocations(), claims, requiredScope, now });
+  const decision = decideAccess({
+    snapshot,
+    revocations: deps.policy.revocations(),
+    claims,
+    requiredScope,
+    now,
+  });
   if (!decision.allowed) return refused(refusal(decision.reason, context(claims, snapshot)), claims);
   return {
     ok: true,
@@ -129,7 +143,12 @@ function checkSuspension(deps: CheckDeps, snapshot: PolicySnapshot, claims: Link
 }
 
 /** Steps 9–10 before the upstream: a store that cannot count refuses rather than let traffic through. */
-async function meter(deps: CheckDeps, a: Admitted, assignsRecord: boolean, now: Date): Promise<Refusal | null> {
+async function meter(
+  deps: CheckDeps,
+  a: Admitted,
+  assignsRecord: boolean,
+  now: Date,
+): Promise<Refusal | null> {
   try {
     const limited = await deps.limits.request(a.claims, a.campaign, now);
     if (limited || !assignsRecord) return limited;

@@ -4,6 +4,7 @@ import { admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { normalizePath } from "./paths.ts";
 import { type Refusal, refusal, renderRefusal } from "./refusals.ts";
+import { credentialFrom, ipHash } from "./request-context.ts";
 import {
   type BodySource,
   forwardableHeaders,
@@ -13,7 +14,6 @@ import {
   type Upstream,
   UpstreamError,
 } from "./upstream.ts";
-import { credentialFrom, ipHash } from "./request-context.ts";
 
 /**
  * A `/pb/*` request as either transport sees it (Hono's `Request` or node's `IncomingMessage`),

@@ -19,7 +19,10 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
  * The credential of a /pb request: the bearer token, else the session cookie (bearer wins when
  * both are sent). A malformed `Authorization` gives `""`, which is refused as `token_missing`.
  */
-export function credentialFrom(authorization: string | undefined, cookie: string | undefined): string | undefined {
+export function credentialFrom(
+  authorization: string | undefined,
+  cookie: string | undefined,
+): string | undefined {
   if (authorization !== undefined) return BEARER.exec(authorization)?.[1] ?? "";
   if (!cookie) return undefined;
   return parse(cookie, SESSION_COOKIE)[SESSION_COOKIE] || undefined;

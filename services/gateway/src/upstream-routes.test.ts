@@ -138,9 +138,10 @@ describe("one upstream route table: scope and response rule", () => {
 
   it("decides every default route's answer: an allow-list or an explicit passthrough", () => {
     for (const r of DEFAULT_UPSTREAM_ROUTES) {
-      expect(r.response === "passthrough" || Array.isArray(r.response.allow), `${r.method} ${r.pattern}`).toBe(
-        true,
-      );
+      expect(
+        r.response === "passthrough" || Array.isArray(r.response.allow),
+        `${r.method} ${r.pattern}`,
+      ).toBe(true);
     }
   });
 
@@ -150,7 +151,9 @@ describe("one upstream route table: scope and response rule", () => {
     const rules: UpstreamRoute[] = [unruled];
     expect(() => createUpstreamRoutes(rules)).toThrow(/response rule/);
     expect(() =>
-      createUpstreamRoutes([{ ...unruled, response: { recordId: "id" } as unknown as UpstreamRoute["response"] }]),
+      createUpstreamRoutes([
+        { ...unruled, response: { recordId: "id" } as unknown as UpstreamRoute["response"] },
+      ]),
     ).toThrow(/response rule/);
   });
 });

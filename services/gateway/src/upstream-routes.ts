@@ -64,7 +64,9 @@ export type UpstreamRoutes = (method: string, path: string) => ResolvedRoute | n
  * route is malformed, names an unknown scope, has no response rule, or two routes have the same
  * method and shape: a bug in config.
  */
-export function createUpstreamRoutes(routes: readonly UpstreamRoute[] = DEFAULT_UPSTREAM_ROUTES): UpstreamRoutes {
+export function createUpstreamRoutes(
+  routes: readonly UpstreamRoute[] = DEFAULT_UPSTREAM_ROUTES,
+): UpstreamRoutes {
   const entries = routes.map((r) => {
     const where = `${r.method} ${r.pattern}`;
     if (!isScope(r.scope)) throw new Error(`Route rule has an unknown scope: ${where}`);
