@@ -36,7 +36,7 @@ interface RefusalSpec {
   /** the refusal page's heading */
   title: string;
   /** one sentence for API clients (JSON) and the page. Stable codes; messages may change. */
-  message(ctx: RefusalContext): string;
+  message: string | ((ctx: RefusalContext) => string);
 }
 
 /** Every refusal code's answer, in one table: a new code does not compile until it has a row. */
@@ -45,19 +45,19 @@ export const REFUSALS = {
     status: 401,
     landingStatus: 401,
     title: "No link",
-    message: () => "No link token: open your link again, or send Authorization: Bearer <link token>.",
+    message: "No link token: open your link again, or send Authorization: Bearer <link token>.",
   },
   token_invalid: {
     status: 401,
     landingStatus: 401,
     title: "This link does not work",
-    message: () => "This link is not valid. It may have been copied incompletely or altered.",
+    message: "This link is not valid. It may have been copied incompletely or altered.",
   },
   expired: {
     status: 401,
     landingStatus: 410,
     title: "This link has expired",
-    message: () => "This link has expired.",
+    message: "This link has expired.",
   },
   not_yet_valid: {
     status: 401,
@@ -70,7 +70,7 @@ export const REFUSALS = {
     status: 403,
     landingStatus: 410,
     title: "This link has been switched off",
-    message: () => "This link has been switched off by an administrator or coordinator.",
+    message: "This link has been switched off by an administrator or coordinator.",
   },
   phase_closed: {
     status: 403,
@@ -85,31 +85,31 @@ export const REFUSALS = {
     status: 403,
     landingStatus: 403,
     title: "Not available to your campaign yet",
-    message: () => "The campaign is not entitled to member data in this phase.",
+    message: "The campaign is not entitled to member data in this phase.",
   },
   scope_denied: {
     status: 403,
     landingStatus: 403,
     title: "Not allowed with this link",
-    message: () => "This link does not allow that action.",
+    message: "This link does not allow that action.",
   },
   uses_exhausted: {
     status: 403,
     landingStatus: 410,
     title: "This link has been used up",
-    message: () => "This link has been used the maximum number of times.",
+    message: "This link has been used the maximum number of times.",
   },
   suspended: {
     status: 403,
     landingStatus: 410,
     title: "This link has been suspended",
-    message: () => "This link was suspended because it was opened on too many devices.",
+    message: "This link was suspended because it was opened on too many devices.",
   },
   quota_exceeded: {
     status: 429,
     landingStatus: 429,
     title: "You have seen enough records for now",
-    message: () => "This link has reached the number of member records it may see for now.",
+    message: "This link has reached the number of member records it may see for now.",
   },
   rate_limited: {
     status: 429,
@@ -121,26 +121,26 @@ export const REFUSALS = {
     status: 503,
     landingStatus: 503,
     title: "Temporarily unavailable",
-    message: () =>
-      "The gateway cannot confirm access rules are current, so it refuses for now. Try again shortly.",
+    message: "The gateway cannot confirm access rules are current, so it refuses for now. Try again shortly.",
   },
   upstream_error: {
     status: 502,
     landingStatus: 502,
     title: "The phone bank is not answering",
-    message: () => "The phone bank did not answer. Try again shortly.",
+    message: "The phone bank did not answer. Try again shortly.",
   },
   payload_too_large: {
     status: 413,
     landingStatus: 413,
     title: "Too much data",
-    message: () => "The request body is too large.",
+    message: "The request body is too large.",
   },
 } as const satisfies Record<RefusalCode, RefusalSpec>;
 
 /** One sentence per code for API clients (JSON). Stable codes; messages may change. */
 export function refusalMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
-  return REFUSALS[code].message(ctx);
+  const { message } = REFUSALS[code] as RefusalSpec;
+  return typeof message === "string" ? message : message(ctx);
 }
 
 /** `status`: a status other than the code's own (upstream_error's 504 for a timeout). */
