@@ -5,7 +5,8 @@ import { benchAppend, MemoryAuditSink, prepareEvent } from "@phaselock/audit";
 import { epochSeconds, hmacHex, sha256Hex, systemClock } from "@phaselock/core";
 import { createDb, type DbHandle } from "@phaselock/db";
 import {
-  createGatekeeper,
+  checkRequest,
+  type GatewayDeps,
   startVersionPoller,
   type Upstream,
   UpstreamError,
@@ -171,13 +172,13 @@ export async function benchChecks(opts: {
     await gw.start();
     try {
       const { deps } = gw;
-      const gatekeeper = createGatekeeper(deps);
+      const gatekeeper = linkChecks(deps);
       const phonebank = createPhonebank({ secret: "s".repeat(32) });
       const answer = await phonebank.request("/calls/next", {
         headers: { "x-phaselock-gateway-secret": "s".repeat(32), "x-phaselock-campaign": "bench-campaign" },
       });
       const body = await answer.text();
-      const rule = deps.responseFilter("GET", "/calls/next");
+      const rule = deps.routes("GET", "/calls/next")?.response;
       if (!rule) throw new Error("checks bench: /calls/next has no response rule");
 
       const steps = { check: 0, rateLimit: 0, minimise: 0, recordQuota: 0, audit: 0 };
@@ -375,7 +376,7 @@ export async function benchRevocation(opts: {
       closers.push(async () => gw.stop());
       const poller = startVersionPoller(gw.state, handle.db);
       closers.push(async () => poller.stop());
-      gatekeepers.push(createGatekeeper(gw.deps));
+      gatekeepers.push(linkChecks(gw.deps));
     }
 
     // Both gateways serve every link before the first revocation (and have them cached).
@@ -460,3 +461,8 @@ export async function benchAudit(opts: {
     await db.drop();
   }
 }
+
+/** The link's checks for a `calls:read` route without metering: what the benches time as "check". */
+const linkChecks = (deps: GatewayDeps) => ({
+  check: (token: string, scope: "calls:read") => checkRequest(deps, { credential: token, scope }),
+});

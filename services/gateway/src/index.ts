@@ -1,9 +1,12 @@
-export { createApp, type GatewayConfig, type GatewayDeps, type LinkStore, SESSION_COOKIE } from "./app.ts";
-export { createGatekeeper, type PolicyView, type TokenVerifier } from "./gatekeeper.ts";
+export { createApp } from "./app.ts";
+export { admitAnswer, type CheckOutcome, type CheckRequest, checkRequest } from "./checks.ts";
+export type { GatewayConfig, GatewayDeps, LinkStore, PolicyView, TokenVerifier } from "./deps.ts";
 export { createLimits, DEFAULT_LIMITS, type Limits, unlimited } from "./limits.ts";
-export { createResponseFilter, DEFAULT_RESPONSE_RULES, type ResponseRule } from "./minimise.ts";
+export { type AllowList, compileAllowList } from "./minimise.ts";
 export { createNodeHandler, type NodeHandler } from "./node-handler.ts";
 export { createProxy, type ProxyHandler, type ProxyRequest, type ProxyResult } from "./proxy-core.ts";
-export { createRouteScopes, DEFAULT_ROUTE_RULES, type RouteRule } from "./route-scopes.ts";
+export { REFUSALS, type RefusalCode } from "./refusals.ts";
+export { SESSION_COOKIE } from "./request-context.ts";
 export * from "./upstream.ts";
+export { createUpstreamRoutes, DEFAULT_UPSTREAM_ROUTES, type UpstreamRoute } from "./upstream-routes.ts";
 export { type GatewayWiring, startVersionPoller, wireGateway } from "./wiring.ts";

@@ -1,15 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { createResponseFilter } from "./minimise.ts";
+import { createUpstreamRoutes } from "./upstream-routes.ts";
 
 describe("response minimisation", () => {
-  const filter = createResponseFilter([
+  const routes = createUpstreamRoutes([
     {
       method: "GET",
       pattern: "/a/:id",
-      allow: ["id", "x.y", "x.z", "list.n", "whole", "whole.inner"],
-      recordId: "id",
+      scope: "members:read",
+      response: { allow: ["id", "x.y", "x.z", "list.n", "whole", "whole.inner"], recordId: "id" },
     },
   ]);
+  const filter = (method: string, path: string) => routes(method, path)?.response ?? null;
 
   it("keeps only allow-listed fields, through objects and arrays", () => {
     const rule = filter("GET", "/a/1")!;

@@ -1,47 +1,17 @@
-import { createRouteMatcher } from "./route-scopes.ts";
-
 /**
- * Data minimisation: for each upstream route, the JSON fields a volunteer may receive. The
- * gateway rebuilds every JSON response of a listed route from its allow-list, so a field the
- * upstream adds later never leaks by default. `recordId` names the field holding the member id,
- * which counts against the link's record quota.
+ * Data minimisation: the JSON fields of an upstream answer a volunteer may receive. The gateway
+ * rebuilds every JSON answer of an allow-listed route from its list, so a field the upstream adds
+ * later never leaks by default. Which route gets which list is the upstream route table's
+ * (upstream-routes.ts). `recordId` names the field holding the member id, which counts against
+ * the link's record quota.
  */
-export interface ResponseRule {
-  method: string;
-  pattern: string;
+export interface AllowList {
   /** dot paths; a path through an array applies to each element */
   allow: readonly string[];
   recordId?: string;
   /** the upstream hands out a new record on each call (the quota is checked before asking it) */
   assignsRecord?: boolean;
 }
-
-export const DEFAULT_RESPONSE_RULES: readonly ResponseRule[] = [
-  {
-    method: "GET",
-    pattern: "/calls/next",
-    allow: [
-      "call.id",
-      "call.assignedAt",
-      "call.member.id",
-      "call.member.name",
-      "call.member.phone",
-      "call.member.ward",
-      "call.member.constituency",
-    ],
-    recordId: "call.member.id",
-    assignsRecord: true,
-  },
-  {
-    method: "GET",
-    pattern: "/members/:id",
-    allow: ["id", "name", "phone", "ward", "constituency"],
-    recordId: "id",
-  },
-];
-
-/** The rule for a route, or null when its responses pass unchanged. */
-export type ResponseFilter = (method: string, path: string) => CompiledResponseRule | null;
 
 export interface CompiledResponseRule {
   readonly assignsRecord: boolean;
@@ -91,24 +61,17 @@ function at(value: unknown, path: string): unknown {
   return v;
 }
 
-export function createResponseFilter(
-  rules: readonly ResponseRule[] = DEFAULT_RESPONSE_RULES,
-): ResponseFilter {
-  const match = createRouteMatcher(
-    rules.map((r) => {
-      const tree = compileAllow(r.allow);
-      const compiled: CompiledResponseRule = {
-        assignsRecord: r.assignsRecord === true,
-        apply(body) {
-          const id = r.recordId ? at(body, r.recordId) : undefined;
-          return {
-            body: pick(body, tree) ?? {},
-            recordId: typeof id === "string" || typeof id === "number" ? String(id) : null,
-          };
-        },
+/** Compiles an allow-list once, at startup, into the filter applied to each answer. */
+export function compileAllowList(list: AllowList): CompiledResponseRule {
+  const tree = compileAllow(list.allow);
+  return {
+    assignsRecord: list.assignsRecord === true,
+    apply(body) {
+      const id = list.recordId ? at(body, list.recordId) : undefined;
+      return {
+        body: pick(body, tree) ?? {},
+        recordId: typeof id === "string" || typeof id === "number" ? String(id) : null,
       };
-      return { method: r.method, pattern: r.pattern, value: compiled };
-    }),
-  );
-  return (method, path) => match(method, path);
+    },
+  };
 }

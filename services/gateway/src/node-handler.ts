@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline, Readable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
-import { type GatewayDeps, requestIdFor } from "./app.ts";
-import { createGatekeeper } from "./gatekeeper.ts";
+import type { GatewayDeps } from "./deps.ts";
 import { PROXY_PREFIX } from "./paths.ts";
 import { createProxy, type ProxyResult } from "./proxy-core.ts";
 import { refusal, renderRefusal } from "./refusals.ts";
+import { requestIdFor } from "./request-context.ts";
 
 /** Anything with Hono's `fetch`: the gateway app, for every request that is not `/pb/…`. */
 export interface FetchApp {
@@ -24,7 +24,7 @@ const single = (v: string | string[] | undefined): string | undefined =>
  * handed to the Hono app. About half the CPU per proxied request of the Hono route (pnpm bench).
  */
 export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler {
-  const proxy = createProxy(deps, createGatekeeper(deps));
+  const proxy = createProxy(deps);
   const fallback = getRequestListener((request, env) => app.fetch(request, env as never));
   const prefix = `${PROXY_PREFIX}/`;
 

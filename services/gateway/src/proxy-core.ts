@@ -1,10 +1,10 @@
 import { Readable } from "node:stream";
-import { parse } from "hono/utils/cookie";
-import { type GatewayDeps, ipHash, SESSION_COOKIE } from "./app.ts";
-import type { Gatekeeper } from "./gatekeeper.ts";
-import type { Limits } from "./limits.ts";
+import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
+import { admitAnswer, checkRequest } from "./checks.ts";
+import type { GatewayDeps } from "./deps.ts";
 import { normalizePath } from "./paths.ts";
 import { type Refusal, refusal, renderRefusal } from "./refusals.ts";
+import { credentialFrom, ipHash } from "./request-context.ts";
 import {
   type BodySource,
   forwardableHeaders,
@@ -50,15 +50,6 @@ export interface ProxyResult {
 export type ProxyHandler = (req: ProxyRequest) => Promise<ProxyResult>;
 
 const DIGITS = /^\d{1,15}$/;
-const BEARER = /^Bearer[ ]+([^\s]+)\s*$/i;
-
-/** The session cookie or bearer token of a /pb request (bearer wins when both are sent). */
-export function tokenFrom(authorization: string | undefined, cookie: string | undefined): string | undefined {
-  if (authorization !== undefined) return BEARER.exec(authorization)?.[1] ?? "";
-  if (!cookie) return undefined;
-  return parse(cookie, SESSION_COOKIE)[SESSION_COOKIE] || undefined;
-}
-
 function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyResult {
   const out = renderRefusal(r, req.accept, req.requestId, status);
   const headers: string[] = [];
@@ -71,10 +62,10 @@ function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyRes
  * event for every decision, the upstream call, response minimisation and record quota, and the
  * headers both ways. Never throws: a failure anywhere answers `unavailable` (fail closed).
  */
-export function createProxy(deps: GatewayDeps, gatekeeper: Gatekeeper): ProxyHandler {
+export function createProxy(deps: GatewayDeps): ProxyHandler {
   return async (req) => {
     try {
-      return await proxy(deps, gatekeeper, req);
+      return await proxy(deps, req);
     } catch (err) {
       // Never echo the error: it might quote a header.
       console.error(
@@ -85,11 +76,17 @@ export function createProxy(deps: GatewayDeps, gatekeeper: Gatekeeper): ProxyHan
   };
 }
 
-async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyRequest): Promise<ProxyResult> {
+async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult> {
   const { method } = req;
   const normalized = normalizePath(req.rawPath);
-  const requiredScope = normalized.ok ? deps.routeScopes(method, normalized.path) : null;
-  const outcome = await gatekeeper.check(tokenFrom(req.authorization, req.cookie), requiredScope);
+  // A malformed path has no route: its scope is null, which the checks refuse as scope_denied.
+  const matched = normalized.ok ? deps.routes(method, normalized.path) : null;
+  const rule = matched?.response ?? null;
+  const outcome = await checkRequest(deps, {
+    credential: credentialFrom(req.authorization, req.cookie),
+    scope: matched?.scope ?? null,
+    meter: { assignsRecord: rule?.assignsRecord === true },
+  });
   const now = deps.clock.now();
   const route = normalized.ok ? `${method} ${normalized.path}` : `${method} (malformed path)`;
   const audit = (decision: "allow" | "deny", reason: string | null, extra: Record<string, unknown> = {}) =>
@@ -101,33 +98,15 @@ async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyReques
       linkId: outcome.claims?.jti ?? null,
       decision,
       reason,
-      data: { route, ipHash: ipHash(deps, req.clientIp), ...extra },
+      data: { route, ipHash: ipHash(deps.config, req.clientIp), ...extra },
     });
 
   if (!outcome.ok) {
-    audit("deny", outcome.refusal.code);
+    if (outcome.audit) audit("deny", outcome.refusal.code);
     return refusalResult(outcome.refusal, req);
   }
-  if (!deps.audit.healthy(now)) {
-    // Fail closed: never serve member data that cannot be audited.
-    return refusalResult(refusal("unavailable"), req);
-  }
-  const { claims, campaign } = outcome;
-  deps.seen(claims.jti, now);
-  const rule = normalized.ok ? deps.responseFilter(method, normalized.path) : null;
-  let limited: Awaited<ReturnType<Limits["request"]>>;
-  try {
-    limited = await deps.limits.request(claims, campaign, now);
-    // A route that hands out a new member record is not even asked once the quota is spent.
-    if (!limited && rule?.assignsRecord) limited = await deps.limits.recordsLeft(claims, campaign, now);
-  } catch {
-    limited = refusal("unavailable");
-  }
-  if (limited) {
-    audit("deny", limited.code);
-    return refusalResult(limited, req);
-  }
   if (!normalized.ok) return refusalResult(refusal("scope_denied"), req); // unreachable: scope null denies
+  const { claims } = outcome;
 
   const headers = forwardableHeaders(req.headers, req.connection);
   headers.push(
@@ -178,7 +157,7 @@ async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyReques
   for (let i = 0; i < res.headers.length; i += 2) {
     const name = res.headers[i]!;
     const value = res.headers[i + 1]!;
-    if (name === "set-cookie" || name === "referrer-policy" || name === "x-request-id") continue;
+    if (name === "set-cookie" || name === "referrer-policy" || isAnswerHeader(name)) continue;
     if (name === "cache-control") cacheControl = true;
     if (rule && (name === "content-length" || name === "content-encoding" || name === "content-type")) {
       if (name === "content-type") contentType = value;
@@ -187,7 +166,8 @@ async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyReques
     out.push(name, value);
   }
   if (!cacheControl) out.push("cache-control", "no-store");
-  out.push("referrer-policy", "no-referrer", "x-request-id", req.requestId);
+  out.push("referrer-policy", "no-referrer");
+  for (const [name, value] of answerHeaders(req.requestId)) out.push(name, value);
 
   if (!rule) {
     audit("allow", null, { status: res.status });
@@ -204,12 +184,7 @@ async function proxy(deps: GatewayDeps, gatekeeper: Gatekeeper, req: ProxyReques
   }
   const filtered = rule.apply(parsed);
   if (filtered.recordId !== null) {
-    let quota: Awaited<ReturnType<Limits["admitRecord"]>>;
-    try {
-      quota = await deps.limits.admitRecord(claims, campaign, filtered.recordId, now);
-    } catch {
-      quota = refusal("unavailable");
-    }
+    const quota = await admitAnswer(deps, outcome, filtered.recordId, now);
     if (quota) {
       audit("deny", quota.code, { status: res.status });
       return refusalResult(quota, req);

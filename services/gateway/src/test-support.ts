@@ -10,12 +10,11 @@ import {
 import { MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
 import { setup, T0 } from "@phaselock/tokens/testing";
 import { Hono } from "hono";
-import { createApp, type GatewayDeps, type LinkStore } from "./app.ts";
-import type { PolicyView } from "./gatekeeper.ts";
+import { createApp } from "./app.ts";
+import type { GatewayDeps, LinkStore, PolicyView } from "./deps.ts";
 import { createLimits } from "./limits.ts";
-import { createResponseFilter } from "./minimise.ts";
-import { createRouteScopes } from "./route-scopes.ts";
 import { createInProcessUpstream, type Upstream } from "./upstream.ts";
+import { createUpstreamRoutes } from "./upstream-routes.ts";
 
 export { T0 };
 
@@ -151,8 +150,7 @@ export async function gatewayFixture(
     verifier: tokens.verifier,
     links,
     upstream: opts.upstream ?? createInProcessUpstream(phonebank.app),
-    routeScopes: createRouteScopes(),
-    responseFilter: createResponseFilter(),
+    routes: createUpstreamRoutes(),
     audit,
     limits: createLimits({ rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() }),
     config: {

@@ -6,7 +6,9 @@
 import { createServer, type IncomingHttpHeaders, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
+import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
+import { answerHeaders } from "./answer-headers.ts";
 import { createNodeHandler } from "./node-handler.ts";
 import { errorCode, fakePhonebank, gatewayFixture, T0, UPSTREAM_SECRET } from "./test-support.ts";
 import { createHttpUpstream, type HttpUpstream, type Upstream, UpstreamError } from "./upstream.ts";
@@ -273,7 +275,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
   it("fails closed (503) on an error thrown anywhere in the checks", async () => {
     const { g, send } = await make();
     const token = await g.issue();
-    g.deps.routeScopes = () => {
+    g.deps.routes = () => {
       throw new Error("bug");
     };
     const res = await send("/pb/calls/next", { headers: bearer(token, { accept: "text/html" }) });
@@ -354,6 +356,30 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     expect(res.headers.get("content-type")).toContain("text/html");
     expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
     expect(await res.text()).toContain("token_missing");
+  });
+
+  it("every answer carries the headers the Hono app's middleware adds, proxied or not", async () => {
+    const { g, send } = await make();
+    // What the gateway's Hono app adds to a plain JSON answer, over a bare Hono app's: its
+    // middleware. In production /pb/* never passes through it, so the proxy core must add the same.
+    const bare = new Hono().get("/healthz", (c) => c.json({ ok: true }));
+    const plain = new Set((await bare.request("/healthz")).headers.keys());
+    const added = [...(await g.app.request("/healthz")).headers.keys()].filter((n) => !plain.has(n));
+    const shared = answerHeaders("x").map(([name]) => name);
+    expect(added.sort()).toEqual([...shared].sort());
+
+    const token = await g.issue();
+    const answers = {
+      minimised: await send("/pb/calls/next", { headers: bearer(token) }),
+      passthrough: await send("/pb/", { headers: bearer(token) }),
+      refused: await send("/pb/calls/next"),
+      unmapped: await send("/pb/nope", { headers: bearer(token) }),
+      landing: await send(`/l/${token}`, { headers: { accept: "text/html" } }),
+      health: await send("/healthz"),
+    };
+    for (const [what, res] of Object.entries(answers)) {
+      for (const name of added) expect([what, name, res.headers.has(name)]).toEqual([what, name, true]);
+    }
   });
 
   it("other routes are Hono's: /pb redirect, landing page, health", async () => {

@@ -11,13 +11,11 @@ import {
 import { type ChangeBus, PolicyState, type RateLimiter, type RecordQuota } from "@phaselock/state";
 import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
 import { isNotNull } from "drizzle-orm";
-import type { GatewayConfig, GatewayDeps } from "./app.ts";
-import type { PolicyView } from "./gatekeeper.ts";
+import type { GatewayConfig, GatewayDeps, PolicyView } from "./deps.ts";
 import { createLastSeen } from "./last-seen.ts";
 import { createLimits, type LimitDefaults } from "./limits.ts";
-import { createResponseFilter, DEFAULT_RESPONSE_RULES } from "./minimise.ts";
-import { createRouteScopes } from "./route-scopes.ts";
 import type { Upstream } from "./upstream.ts";
+import { createUpstreamRoutes } from "./upstream-routes.ts";
 
 export interface GatewayWiring {
   db: Db;
@@ -83,8 +81,7 @@ export function wireGateway(w: GatewayWiring) {
     verifier: createVerifier({ keys: ring, issuer: w.issuer, clock: w.clock, cache }),
     links: repos.links,
     upstream: w.upstream,
-    routeScopes: createRouteScopes(),
-    responseFilter: createResponseFilter(DEFAULT_RESPONSE_RULES),
+    routes: createUpstreamRoutes(),
     audit: w.audit,
     limits: createLimits({
       rateLimiter: w.rateLimiter,

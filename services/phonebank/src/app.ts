@@ -1,9 +1,10 @@
 import { type Clock, systemClock } from "@phaselock/core";
 import { Hono } from "hono";
 import { CallStore } from "./calls.ts";
+import type { PhonebankDeps, PhonebankEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
 import { createMemberDirectory, type MemberDirectory } from "./members.ts";
-import { type GatewayContext, requireGateway } from "./middleware/gateway.ts";
+import { requireGateway } from "./middleware/gateway.ts";
 import { registerCalls } from "./routes/calls.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerMembers } from "./routes/members.ts";
@@ -18,19 +19,6 @@ export interface PhonebankOptions {
   /** Calls remembered for recording an outcome; the oldest are forgotten past this. */
   maxCalls?: number;
 }
-
-export interface PhonebankDeps {
-  members: MemberDirectory;
-  calls: CallStore;
-  clock: Clock;
-}
-
-export type PhonebankEnv = {
-  Variables: {
-    deps: PhonebankDeps;
-    gateway: GatewayContext;
-  };
-};
 
 /**
  * The demo phone bank: the upstream the gateway protects. Every route but `/healthz` needs the

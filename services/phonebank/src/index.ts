@@ -1,5 +1,6 @@
-export { createApp, type PhonebankDeps, type PhonebankEnv, type PhonebankOptions } from "./app.ts";
+export { createApp, type PhonebankOptions } from "./app.ts";
 export { type Call, CallStore, OUTCOMES, type Outcome, type RecordedOutcome } from "./calls.ts";
+export type { GatewayContext, PhonebankDeps, PhonebankEnv } from "./deps.ts";
 export { DEV_PHONEBANK_SECRET } from "./env.ts";
 export {
   createMemberDirectory,
@@ -10,4 +11,3 @@ export {
   type MemberDirectory,
   memberId,
 } from "./members.ts";
-export type { GatewayContext } from "./middleware/gateway.ts";

@@ -2,8 +2,8 @@ import type { AuditSink } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import type { createRepos, Db } from "@phaselock/db";
 import type { ChangeBus } from "@phaselock/state";
-import type { Logger } from "./errors.ts";
 import type { KeyManager } from "./keys.ts";
+import type { Logger } from "./logger.ts";
 
 export type Repos = ReturnType<typeof createRepos>;
 

@@ -4,6 +4,9 @@ import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { AppEnv } from "./context.ts";
+import { consoleLogger } from "./logger.ts";
+
+export { consoleLogger, type Logger } from "./logger.ts";
 
 /** Problem codes the token service answers with. */
 export type ProblemCode = Extract<
@@ -150,19 +153,6 @@ const httpExceptionCode = (status: number): ProblemCode => {
     default:
       return "internal";
   }
-};
-
-/** Logs what the service cannot answer for. Never given a token or a key. */
-export interface Logger {
-  info(msg: string, data?: Record<string, unknown>): void;
-  warn(msg: string, data?: Record<string, unknown>): void;
-  error(msg: string, data?: Record<string, unknown>): void;
-}
-
-export const consoleLogger: Logger = {
-  info: (msg, data) => console.info(JSON.stringify({ level: "info", msg, ...data })),
-  warn: (msg, data) => console.warn(JSON.stringify({ level: "warn", msg, ...data })),
-  error: (msg, data) => console.error(JSON.stringify({ level: "error", msg, ...data })),
 };
 
 /** The one error handler: every failure leaves as problem+json with a stable `code`. */

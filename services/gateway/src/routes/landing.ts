@@ -1,36 +1,23 @@
-import { randomId, sha256Hex } from "@phaselock/core";
 import type { LinkClaims } from "@phaselock/policy";
-import type { Context, Hono } from "hono";
-import { getCookie, setCookie } from "hono/cookie";
-import { DEVICE_COOKIE, type GatewayEnv, ipHash, SESSION_COOKIE } from "../app.ts";
+import type { Hono } from "hono";
+import { checkRequest } from "../checks.ts";
+import type { GatewayEnv } from "../deps.ts";
 import { escapeHtml, page } from "../html.ts";
-import { CSP, landingStatus, NO_STORE, type Refusal, refusal, renderRefusal } from "../refusals.ts";
-
-/** Answers a refusal as JSON or, for a browser, as a page; the token is never echoed. */
-export function sendRefusal(c: Context<GatewayEnv>, r: Refusal, status = r.status): Response {
-  const out = renderRefusal(r, c.req.header("accept"), c.get("requestId"), status);
-  return c.body(out.body, out.status as 401, out.headers);
-}
+import { CSP, landingStatus, NO_STORE, type Refusal, refusal } from "../refusals.ts";
+import { clientIp, deviceId, ensureDeviceCookie, ipHash, setSessionCookie } from "../request-context.ts";
+import { sendRefusal } from "./refusal.ts";
 
 export function registerLanding(app: Hono<GatewayEnv>) {
   // The landing page consumes no use: mail scanners and chat previews fetch links.
   app.get("/l/:token", async (c) => {
     const deps = c.var.deps;
-    const outcome = await c.var.gatekeeper.check(c.req.param("token"), undefined);
+    const outcome = await checkRequest(deps, { credential: c.req.param("token") });
     if (!outcome.ok) return sendRefusal(c, outcome.refusal, landingStatus(outcome.refusal.code));
     const link = await deps.links.get(outcome.claims.jti);
     if (!link) return sendRefusal(c, refusal("token_invalid"), 401);
     if (link.uses >= link.maxUses) return sendRefusal(c, refusal("uses_exhausted"), 410);
     const { claims, contest, phase, campaign } = outcome;
-    if (!getCookie(c, DEVICE_COOKIE)) {
-      setCookie(c, DEVICE_COOKIE, randomId("dev"), {
-        httpOnly: true,
-        sameSite: "Lax",
-        path: "/l",
-        secure: deps.config.secureCookies || isHttps(c),
-        maxAge: 400 * 86_400,
-      });
-    }
+    ensureDeviceCookie(c);
     const left = link.maxUses - link.uses;
     const body = `<h1>Phone bank</h1>
 <dl>
@@ -49,9 +36,9 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
   app.post("/l/:token", async (c) => {
     const deps = c.var.deps;
     const token = c.req.param("token");
-    const outcome = await c.var.gatekeeper.check(token, undefined);
+    const outcome = await checkRequest(deps, { credential: token });
     const now = deps.clock.now();
-    const ip = ipHash(deps, clientIp(c));
+    const ip = ipHash(deps.config, clientIp(c));
     const deny = (r: Refusal, claims: LinkClaims | undefined) => {
       deps.audit.record({
         type: "access",
@@ -101,30 +88,7 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
       decision: "allow",
       data: { ipHash: ip, uses: redeemed.uses },
     });
-    const secure = deps.config.secureCookies || isHttps(c);
-    setCookie(c, SESSION_COOKIE, token, {
-      httpOnly: true,
-      sameSite: "Strict",
-      path: "/pb",
-      secure,
-      maxAge: Math.max(0, claims.exp - Math.floor(now.getTime() / 1000)),
-    });
+    setSessionCookie(c, token, claims.exp - Math.floor(now.getTime() / 1000));
     return c.body(null, 303, { ...NO_STORE, Location: "/pb/" });
   });
-}
-
-export function clientIp(c: Context<GatewayEnv>): string | undefined {
-  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
-  return env?.incoming?.socket?.remoteAddress;
-}
-
-/** The device cookie set by the landing page; without one (a script), the address and agent. */
-function deviceId(c: Context<GatewayEnv>): string {
-  const cookie = getCookie(c, DEVICE_COOKIE);
-  if (cookie && /^dev_[A-Za-z0-9_-]{10,64}$/.test(cookie)) return cookie;
-  return `ua_${sha256Hex(`${ipHash(c.var.deps, clientIp(c)) ?? ""}|${c.req.header("user-agent") ?? ""}`).slice(0, 32)}`;
-}
-
-function isHttps(c: Context<GatewayEnv>): boolean {
-  return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");
 }

@@ -1,9 +1,9 @@
 import { Readable } from "node:stream";
 import type { Hono } from "hono";
-import type { GatewayEnv } from "../app.ts";
+import type { GatewayEnv } from "../deps.ts";
 import type { ProxyHandler, ProxyResult } from "../proxy-core.ts";
+import { clientIp } from "../request-context.ts";
 import { headersFromList } from "../upstream.ts";
-import { clientIp } from "./landing.ts";
 
 /** `/pb/*` on Hono: a thin adapter over the transport-neutral proxy (proxy-core.ts). */
 export function registerProxy(app: Hono<GatewayEnv>, proxy: ProxyHandler) {

@@ -1,15 +1,7 @@
 import { safeEqual } from "@phaselock/core";
 import type { MiddlewareHandler } from "hono";
-import type { PhonebankEnv } from "../app.ts";
+import type { PhonebankEnv } from "../deps.ts";
 import { jsonError } from "../errors.ts";
-
-/** What the gateway tells us about the request: who is calling, for which campaign, with what. */
-export interface GatewayContext {
-  campaign: string | null;
-  volunteer: string | null;
-  link: string | null;
-  scopes: string[];
-}
 
 const SECRET_HEADER = "x-phaselock-gateway-secret";
 const MAX_CONTEXT_LENGTH = 256;

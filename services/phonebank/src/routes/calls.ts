@@ -1,8 +1,8 @@
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
-import type { PhonebankEnv } from "../app.ts";
 import { OUTCOMES } from "../calls.ts";
+import type { PhonebankEnv } from "../deps.ts";
 import { jsonError } from "../errors.ts";
 
 export const outcomeBody = z.strictObject({

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import type { PhonebankEnv } from "../app.ts";
+import type { PhonebankEnv } from "../deps.ts";
 
 export function registerHealth(app: Hono<PhonebankEnv>) {
   app.get("/healthz", (c) => c.json({ ok: true }));

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import type { PhonebankEnv } from "../app.ts";
+import type { PhonebankEnv } from "../deps.ts";
 import { jsonError } from "../errors.ts";
 import type { MemberDirectory } from "../members.ts";
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Hono } from "hono";
-import type { PhonebankEnv } from "../app.ts";
+import type { PhonebankEnv } from "../deps.ts";
 
 // The calling page: one HTML document, no external assets, works on a phone. Its script and
 // style are inline and allowed by hash in the CSP, so nothing else can run on the page.

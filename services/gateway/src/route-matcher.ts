@@ -1,24 +1,3 @@
-import { isScope, type Scope } from "@phaselock/core";
-
-/** One route → scope rule. `pattern` is a path with literal and `:param` segments, e.g. `/members/:id`. */
-export interface RouteRule {
-  method: string;
-  pattern: string;
-  scope: Scope;
-}
-
-/** Maps a (method, normalised path) to the scope it needs, or `null` for an unmapped route (deny). */
-export type RouteScopes = (method: string, path: string) => Scope | null;
-
-/** The demo phone bank's routes, as the public contract lists them. */
-export const DEFAULT_ROUTE_RULES: readonly RouteRule[] = [
-  { method: "GET", pattern: "/", scope: "calls:read" },
-  { method: "GET", pattern: "/calls/next", scope: "calls:read" },
-  { method: "POST", pattern: "/calls/:id/outcome", scope: "calls:write" },
-  { method: "GET", pattern: "/members/:id", scope: "members:read" },
-  { method: "GET", pattern: "/members/export", scope: "members:export" },
-];
-
 /** A rule of a generic route table: what `createRouteMatcher` returns for a matching request. */
 export interface RouteEntry<T> {
   method: string;
@@ -40,18 +19,6 @@ const METHOD = /^[A-Z]+$/;
 const PARAM = /^:[A-Za-z_][A-Za-z0-9_]*$/;
 // Literal segments are compared with canonical paths (see paths.ts), so they must be plain.
 const LITERAL = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
-
-/**
- * Builds a route → scope matcher. Default deny: a method or path no rule names gives `null`.
- * Matching follows `createRouteMatcher`. Throws when a rule is malformed, names an unknown scope,
- * or two rules have the same method and shape: a bug in config.
- */
-export function createRouteScopes(rules: readonly RouteRule[] = DEFAULT_ROUTE_RULES): RouteScopes {
-  for (const r of rules) {
-    if (!isScope(r.scope)) throw new Error(`Route rule has an unknown scope: ${r.method} ${r.pattern}`);
-  }
-  return createRouteMatcher(rules.map((r) => ({ method: r.method, pattern: r.pattern, value: r.scope })));
-}
 
 /**
  * A route table over normalised paths (`normalizePath(...).path`). `HEAD` is matched as `GET`.

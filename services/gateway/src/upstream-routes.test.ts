@@ -1,9 +1,19 @@
 import type { Scope } from "@phaselock/core";
 import { describe, expect, it } from "vitest";
-import { createRouteMatcher, createRouteScopes, type RouteRule } from "./route-scopes.ts";
+import { createRouteMatcher } from "./route-matcher.ts";
+import { createUpstreamRoutes, DEFAULT_UPSTREAM_ROUTES, type UpstreamRoute } from "./upstream-routes.ts";
+
+type RouteRule = Omit<UpstreamRoute, "response">;
+
+/** The route → scope half of a table whose routes all pass their answers through. */
+function createRouteScopes(rules: readonly RouteRule[] = DEFAULT_UPSTREAM_ROUTES) {
+  const routes = createUpstreamRoutes(rules.map((r) => ({ response: "passthrough" as const, ...r })));
+  return (method: string, path: string) => routes(method, path)?.scope ?? null;
+}
 
 describe("default route scopes", () => {
-  const scopes = createRouteScopes();
+  const routes = createUpstreamRoutes();
+  const scopes = (method: string, path: string) => routes(method, path)?.scope ?? null;
   it.each<[string, string, Scope | null]>([
     ["GET", "/", "calls:read"],
     ["HEAD", "/", "calls:read"],
@@ -108,5 +118,42 @@ describe("createRouteMatcher", () => {
     expect(m("GET", "/members/m_1")).toBe("one");
     expect(m("HEAD", "/members/export")).toBe("all");
     expect(m("POST", "/members/m_1")).toBeNull();
+  });
+});
+
+describe("one upstream route table: scope and response rule", () => {
+  const routes = createUpstreamRoutes();
+
+  it("gives the calling page an explicit passthrough and the member routes their allow-lists", () => {
+    const page = DEFAULT_UPSTREAM_ROUTES.find((r) => r.method === "GET" && r.pattern === "/");
+    expect(page?.response).toBe("passthrough");
+    expect(routes("GET", "/")).toEqual({ scope: "calls:read", response: null });
+    expect(routes("GET", "/calls/next")?.response?.assignsRecord).toBe(true);
+    const member = routes("GET", "/members/m_1")?.response;
+    expect(member?.apply({ id: "m_1", name: "A", email: "a@example.invalid" })).toEqual({
+      body: { id: "m_1", name: "A" },
+      recordId: "m_1",
+    });
+  });
+
+  it("decides every default route's answer: an allow-list or an explicit passthrough", () => {
+    for (const r of DEFAULT_UPSTREAM_ROUTES) {
+      expect(
+        r.response === "passthrough" || Array.isArray(r.response.allow),
+        `${r.method} ${r.pattern}`,
+      ).toBe(true);
+    }
+  });
+
+  it("refuses a route without a response rule, in the types and at startup", () => {
+    const unruled = { method: "GET", pattern: "/members/:id/notes", scope: "members:read" } as const;
+    // @ts-expect-error a route must say what of its answer a volunteer sees
+    const rules: UpstreamRoute[] = [unruled];
+    expect(() => createUpstreamRoutes(rules)).toThrow(/response rule/);
+    expect(() =>
+      createUpstreamRoutes([
+        { ...unruled, response: { recordId: "id" } as unknown as UpstreamRoute["response"] },
+      ]),
+    ).toThrow(/response rule/);
   });
 });

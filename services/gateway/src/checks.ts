@@ -1,0 +1,173 @@
+import type { Scope } from "@phaselock/core";
+import {
+  type Campaign,
+  type Contest,
+  decideAccess,
+  type LinkClaims,
+  type Phase,
+  type PolicySnapshot,
+} from "@phaselock/policy";
+import type { GatewayDeps } from "./deps.ts";
+import { type Refusal, type RefusalContext, refusal } from "./refusals.ts";
+
+export type CheckDeps = Pick<GatewayDeps, "clock" | "policy" | "verifier" | "audit" | "limits" | "seen">;
+
+export interface CheckRequest {
+  /** the session cookie or bearer token as sent (`""` for a malformed `Authorization`) */
+  credential: string | undefined;
+  /**
+   * The scope the upstream route needs; `null` for an unmapped route or a malformed path (refused
+   * `scope_denied`). Absent for the landing page and redemption: no route, no scope to check.
+   */
+  scope?: Scope | null | undefined;
+  /**
+   * Meters an upstream request (audit writable, rate limits, record quota); `assignsRecord`: the
+   * route hands out a new member record. The landing page and redemption are not metered.
+   */
+  meter?: { assignsRecord: boolean } | undefined;
+}
+
+export interface Admitted {
+  ok: true;
+  claims: LinkClaims;
+  phase: Phase;
+  campaign: Campaign | undefined;
+  contest: Contest;
+}
+
+export interface Refused {
+  ok: false;
+  refusal: Refusal;
+  claims?: LinkClaims | undefined;
+  /** whether the refusal goes in the audit trail: not when the trail itself cannot be written */
+  audit: boolean;
+}
+
+export type CheckOutcome = Admitted | Refused;
+
+const refused = (r: Refusal, claims?: LinkClaims): Refused => ({
+  ok: false,
+  refusal: r,
+  claims,
+  audit: true,
+});
+
+/**
+ * Every request, checked again in the contract's order; the first failure answers:
+ *  1. a credential is present — `token_missing`;
+ *  2. signature, `alg`, `typ`, `iss`, `aud`, `kid` — `token_invalid`; 3. `exp`, then `nbf`;
+ *  4. the policy state is confirmed current — else `unavailable` (fail closed);
+ *  5. revocation; 6. the link's phase is current; 7. the route's scope; 8. the entitlement;
+ *     then ours, beyond the contract: automatic suspension;
+ *  and for an upstream route only: the audit trail is writable (else `unavailable`, unrecorded);
+ *  9. rate limits per link and campaign; 10. record quota — here for a route that hands out a new
+ *     record (the upstream is not even asked), and on the answer by `admitAnswer`.
+ * A store failure while metering answers `unavailable`; other failures throw (callers fail closed).
+ */
+export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<CheckOutcome> {
+  if (!req.credential) return refused(refusal("token_missing"));
+  const verified = await verifyCredential(deps, req.credential);
+  if (!verified.ok) return verified;
+  const { claims } = verified;
+  const now = deps.clock.now();
+  if (!deps.policy.isFresh(now)) return refused(refusal("unavailable"), claims);
+  const snapshot = deps.policy.snapshot();
+  const access = decidePolicy(deps, snapshot, claims, req.scope, now);
+  if (!access.ok) return access;
+  const suspended = checkSuspension(deps, snapshot, claims);
+  if (suspended) return suspended;
+  if (req.meter === undefined) return access;
+
+  if (!deps.audit.healthy(now)) return { ok: false, refusal: refusal("unavailable"), claims, audit: false };
+  deps.seen(claims.jti, now);
+  const limited = await meter(deps, access, req.meter.assignsRecord, now);
+  if (limited) return refused(limited, claims);
+  return access;
+}
+
+/** Step 10 on the upstream's answer: whether the link may see member record `recordId`. */
+export async function admitAnswer(
+  deps: Pick<GatewayDeps, "limits">,
+  admitted: Admitted,
+  recordId: string,
+  now: Date,
+): Promise<Refusal | null> {
+  try {
+    return await deps.limits.admitRecord(admitted.claims, admitted.campaign, recordId, now);
+  } catch {
+    return refusal("unavailable");
+  }
+}
+
+/** Steps 2–3: the token's signature and header, then its validity period. */
+async function verifyCredential(
+  deps: CheckDeps,
+  token: string,
+): Promise<{ ok: true; claims: LinkClaims } | Refused> {
+  const verified = await deps.verifier.verify(token);
+  if (verified.ok) return verified;
+  const ctx = verified.reason === "token_invalid" ? {} : context(verified.claims, deps.policy.snapshot());
+  return refused(refusal(verified.reason, ctx), verified.claims);
+}
+
+/** Steps 5–8: revocation, current phase, route scope, entitlement (the policy package's rule). */
+function decidePolicy(
+  deps: CheckDeps,
+  snapshot: PolicySnapshot,
+  claims: LinkClaims,
+  requiredScope: Scope | null | undefined,
+  now: Date,
+): Admitted | Refused {
+  const decision = decideAccess({
+    snapshot,
+    revocations: deps.policy.revocations(),
+    claims,
+    requiredScope,
+    now,
+  });
+  if (!decision.allowed) return refused(refusal(decision.reason, context(claims, snapshot)), claims);
+  return {
+    ok: true,
+    claims,
+    phase: decision.phase,
+    contest: snapshot.contests.get(claims.cst)!,
+    campaign: snapshot.campaigns.get(claims.cmp),
+  };
+}
+
+/** Ours, not the contract's: reported only when every contract check passes. */
+function checkSuspension(deps: CheckDeps, snapshot: PolicySnapshot, claims: LinkClaims): Refused | null {
+  return deps.policy.isSuspended(claims.jti)
+    ? refused(refusal("suspended", context(claims, snapshot)), claims)
+    : null;
+}
+
+/** Steps 9–10 before the upstream: a store that cannot count refuses rather than let traffic through. */
+async function meter(
+  deps: CheckDeps,
+  a: Admitted,
+  assignsRecord: boolean,
+  now: Date,
+): Promise<Refusal | null> {
+  try {
+    const limited = await deps.limits.request(a.claims, a.campaign, now);
+    if (limited || !assignsRecord) return limited;
+    return await deps.limits.recordsLeft(a.claims, a.campaign, now);
+  } catch {
+    return refusal("unavailable");
+  }
+}
+
+/** What the gateway knows about a refused link, to explain it in plain words. */
+function context(claims: LinkClaims | undefined, snapshot: PolicySnapshot | undefined): RefusalContext {
+  if (!claims || !snapshot) return {};
+  const contest = snapshot.contests.get(claims.cst);
+  const phase = contest?.phases.find((p) => p.name === claims.phs);
+  return {
+    campaignName: snapshot.campaigns.get(claims.cmp)?.name,
+    contestName: contest?.name ?? claims.cst,
+    phaseName: claims.phs,
+    endedAt: phase?.endsAt,
+    startsAt: new Date(claims.nbf * 1000),
+  };
+}
