@@ -56,7 +56,11 @@ const BEARER = /^Bearer[ ]+([^\s]+)\s*$/i;
 export function tokenFrom(authorization: string | undefined, cookie: string | undefined): string | undefined {
   if (authorization !== undefined) return BEARER.exec(authorization)?.[1] ?? "";
   if (!cookie) return undefined;
-  return parse(cookie, SESSION_COOKIE)[SESSION_COOKIE] || undefined;
+  const value = parse(cookie, SESSION_COOKIE)[SESSION_COOKIE];
+  if (!value) return undefined;
+  // The cookie parser keeps inner spaces and percent-decodes (`%09`, `%0a`); no credential has
+  // whitespace, so such a value is a present but malformed one, like a malformed bearer.
+  return /\s/.test(value) ? "" : value;
 }
 
 function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyResult {
