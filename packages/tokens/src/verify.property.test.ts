@@ -33,7 +33,10 @@ const headerArb = fc.oneof(
   fc.jsonValue(),
   fc.record(
     {
-      alg: fc.oneof(fc.constantFrom(TOKEN_ALG, "none", "None", "HS256", "RS256", "ES256", "eddsa", "Ed25519"), fc.jsonValue()),
+      alg: fc.oneof(
+        fc.constantFrom(TOKEN_ALG, "none", "None", "HS256", "RS256", "ES256", "eddsa", "Ed25519"),
+        fc.jsonValue(),
+      ),
       typ: fc.oneof(fc.constantFrom(TOKEN_TYP, "JWT", "PBL+JWT", "application/pbl+jwt", ""), fc.jsonValue()),
       kid: fc.oneof(fc.constant("__real__"), fc.string(), fc.jsonValue()),
       jwk: fc.jsonValue(),
@@ -93,17 +96,20 @@ describe("verify (property)", () => {
     await fc.assert(
       fc.asyncProperty(headerArb, payloadArb, async (header, payload) => {
         const h = withRealKid(header);
-        const hObj = (h !== null && typeof h === "object" && !Array.isArray(h) ? h : {}) as Record<string, unknown>;
-        const p = (payload !== null && typeof payload === "object" && !Array.isArray(payload) ? payload : {}) as Record<
+        const hObj = (h !== null && typeof h === "object" && !Array.isArray(h) ? h : {}) as Record<
           string,
           unknown
         >;
+        const p = (
+          payload !== null && typeof payload === "object" && !Array.isArray(payload) ? payload : {}
+        ) as Record<string, unknown>;
         const token = await signRaw(hObj, p, env.key.privateKey);
         const result = await verified(token);
         if (result.ok) {
           expect(hObj.alg).toBe(TOKEN_ALG);
           expect(hObj.kid).toBe(env.key.kid);
-          for (const name of ["jwk", "jku", "x5u", "x5c", "crit"]) expect(Object.hasOwn(hObj, name)).toBe(false);
+          for (const name of ["jwk", "jku", "x5u", "x5c", "crit"])
+            expect(Object.hasOwn(hObj, name)).toBe(false);
         }
       }),
       { numRuns: 300 },
@@ -112,12 +118,10 @@ describe("verify (property)", () => {
 
   it("never accepts a mutation of a valid token: a changed character, swapped segments, a truncation", async () => {
     expect((await verified(valid)).ok).toBe(true);
-    const changed = fc
-      .tuple(fc.nat(), fc.constantFrom(...B64URL, ".", "=", " ", "%"))
-      .map(([i, ch]) => {
-        const at = i % valid.length;
-        return valid.slice(0, at) + ch + valid.slice(at + 1);
-      });
+    const changed = fc.tuple(fc.nat(), fc.constantFrom(...B64URL, ".", "=", " ", "%")).map(([i, ch]) => {
+      const at = i % valid.length;
+      return valid.slice(0, at) + ch + valid.slice(at + 1);
+    });
     const swapped = fc
       .tuple(fc.nat(2), fc.nat(2))
       .filter(([a, b]) => a !== b)

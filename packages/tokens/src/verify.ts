@@ -130,7 +130,12 @@ export function createVerifier(opts: VerifierOptions): Verifier {
 
   return {
     async verify(token: string): Promise<VerifyResult> {
-      if (typeof token !== "string" || token.length === 0 || token.length > MAX_TOKEN_LENGTH || !isCanonical(token)) {
+      if (
+        typeof token !== "string" ||
+        token.length === 0 ||
+        token.length > MAX_TOKEN_LENGTH ||
+        !isCanonical(token)
+      ) {
         return INVALID;
       }
       const now = clock.now();

@@ -28,7 +28,11 @@ const piece = fc.constantFrom(
   "\u00a0",
   "\u2028",
 );
-const headerValue = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.array(piece).map((p) => p.join("")));
+const headerValue = fc.oneof(
+  fc.string(),
+  fc.string({ unit: "binary" }),
+  fc.array(piece).map((p) => p.join("")),
+);
 const cookieHeader = fc.oneof(
   headerValue,
   fc.tuple(headerValue, headerValue).map(([before, value]) => `${before}; ${SESSION_COOKIE}=${value}`),
@@ -68,9 +72,14 @@ describe("tokenFrom (property)", () => {
 
   it("bearer wins over the cookie, whatever the cookie says", () => {
     fc.assert(
-      fc.property(credential, maybe(cookieHeader), fc.constantFrom("Bearer ", "bearer ", "BEARER   "), (t, cookie, scheme) => {
-        expect(tokenFrom(`${scheme}${t}`, cookie)).toBe(t);
-      }),
+      fc.property(
+        credential,
+        maybe(cookieHeader),
+        fc.constantFrom("Bearer ", "bearer ", "BEARER   "),
+        (t, cookie, scheme) => {
+          expect(tokenFrom(`${scheme}${t}`, cookie)).toBe(t);
+        },
+      ),
       { numRuns: 500 },
     );
   });

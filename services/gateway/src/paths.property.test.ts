@@ -127,9 +127,9 @@ const exportTrick = fc
 const anyTarget = fc.oneof(
   fc.string(),
   fc.string({ unit: "binary" }).map((s) => `/pb/${s}`),
-  fc.array(fc.oneof(trick, fc.stringMatching(/^[A-Za-z0-9_.~%:@!$&'()*+,;=-]{0,8}$/)), { maxLength: 6 }).map(
-    (segs) => `/pb/${segs.join("/")}`,
-  ),
+  fc
+    .array(fc.oneof(trick, fc.stringMatching(/^[A-Za-z0-9_.~%:@!$&'()*+,;=-]{0,8}$/)), { maxLength: 6 })
+    .map((segs) => `/pb/${segs.join("/")}`),
   fc.array(trick, { maxLength: 8 }).map((t) => `/pb/${t.join("")}`),
   exportTrick,
 );
@@ -217,7 +217,8 @@ describe("route → scope over normalised paths (property)", () => {
       fc.property(method, exportTrick, (m, raw) => {
         const n = normalizePath(raw);
         const other = otherReading(raw);
-        const readAsExport = other !== null && other.length === 2 && other[0] === "members" && other[1] === "export";
+        const readAsExport =
+          other !== null && other.length === 2 && other[0] === "members" && other[1] === "export";
         if (!n.ok) return;
         const scope = scopes(m, n.path);
         // Whatever another parser would take for the export is the export here too, or nothing.
