@@ -1,6 +1,6 @@
 import { type Clock, epochSeconds, sha256Hex } from "@phaselock/core";
 import type { LinkClaims } from "@phaselock/policy";
-import { type CompactJWSHeaderParameters, type CryptoKey, errors, jwtVerify } from "jose";
+import { base64url, type CompactJWSHeaderParameters, type CryptoKey, errors, jwtVerify } from "jose";
 import { parseTokenClaims } from "./claims.ts";
 import { MAX_TOKEN_LENGTH, TOKEN_ALG, TOKEN_AUDIENCE, TOKEN_TYP } from "./constants.ts";
 import type { KeyRing } from "./keys.ts";
@@ -47,6 +47,24 @@ class KeyRefused extends Error {
 const NO_TIME_CHECK = Number.MAX_SAFE_INTEGER;
 
 const INVALID = { ok: false, reason: "token_invalid" } as const;
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/**
+ * A compact JWS in the one spelling its bytes have. The base64 decoders jose uses skip whitespace
+ * and ignore the spare low bits of the last character, so without this one signed token has many
+ * spellings (`<token> `, a changed last character) that all verify: each would be a distinct
+ * token to anything keyed by the token's text.
+ */
+function isCanonical(token: string): boolean {
+  if (!COMPACT_JWS.test(token)) return false;
+  try {
+    return token.split(".").every((part) => base64url.encode(base64url.decode(part)) === part);
+  } catch {
+    // A length no base64 has (4n + 1 characters).
+    return false;
+  }
+}
 
 /**
  * The one place a failure from jose (or from our key lookup) becomes a refusal. Anything else is
@@ -112,7 +130,14 @@ export function createVerifier(opts: VerifierOptions): Verifier {
 
   return {
     async verify(token: string): Promise<VerifyResult> {
-      if (typeof token !== "string" || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return INVALID;
+      if (
+        typeof token !== "string" ||
+        token.length === 0 ||
+        token.length > MAX_TOKEN_LENGTH ||
+        !isCanonical(token)
+      ) {
+        return INVALID;
+      }
       const now = clock.now();
       const nowSeconds = epochSeconds(now);
       const cacheKey = cache ? sha256Hex(token) : "";

@@ -25,7 +25,11 @@ export function credentialFrom(
 ): string | undefined {
   if (authorization !== undefined) return BEARER.exec(authorization)?.[1] ?? "";
   if (!cookie) return undefined;
-  return parse(cookie, SESSION_COOKIE)[SESSION_COOKIE] || undefined;
+  const value = parse(cookie, SESSION_COOKIE)[SESSION_COOKIE];
+  if (!value) return undefined;
+  // The cookie parser keeps inner spaces and percent-decodes (`%09`, `%0a`); no credential has
+  // whitespace, so such a value is a present but malformed one, like a malformed bearer.
+  return /\s/.test(value) ? "" : value;
 }
 
 /** The client's `X-Request-Id` when it is a plain short token, else a fresh one. */
