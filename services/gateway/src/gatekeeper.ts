@@ -16,8 +16,6 @@ export interface PolicyView {
   revocations(): RevocationIndex;
   /** false when the feed has not been confirmed recently: every check then fails closed */
   isFresh(now: Date): boolean;
-  /** links suspended automatically (e.g. redeemed from too many devices) */
-  isSuspended(linkId: string): boolean;
 }
 
 export type VerifyOutcome =
@@ -35,7 +33,7 @@ export type CheckOutcome =
 /**
  * The per-request decision, in the contract's order: token present; signature, alg, typ, iss,
  * aud, kid; exp; nbf; (state fresh, else fail closed); revocation; current phase; route scope;
- * entitlement; then our automatic suspension. Rate limits and quotas come after, in the proxy route.
+ * entitlement; then our automatic suspension (all four in `decideAccess`). Rate limits and quotas come after, in the proxy route.
  *
  * `requiredScope`: a scope for a mapped route, `null` for an unmapped route (always
  * `scope_denied`), `undefined` for the landing page and redemption (no route).
@@ -77,10 +75,6 @@ export function createGatekeeper(deps: { clock: Clock; policy: PolicyView; verif
       });
       if (!decision.allowed) {
         return { ok: false, refusal: refusal(decision.reason, context(claims, snapshot)), claims };
-      }
-      // Suspension is ours, not the contract's: reported only when every contract check passes.
-      if (policy.isSuspended(claims.jti)) {
-        return { ok: false, refusal: refusal("suspended", context(claims, snapshot)), claims };
       }
       const contest = snapshot.contests.get(claims.cst)!;
       return {

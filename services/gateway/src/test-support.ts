@@ -69,6 +69,7 @@ export function demoSnapshot(): PolicySnapshot {
       ["labour-ge-2019", ent({ campaign: ["calls:read", "calls:write", "members:read"] })],
     ]),
     revocations: [],
+    suspended: new Set(),
   };
 }
 
@@ -132,13 +133,11 @@ export async function gatewayFixture(
   const tokens = await setup();
   const snapshot = demoSnapshot();
   const revocations = new RevocationIndex();
-  const suspended = new Set<string>();
   let fresh = true;
   const policy: PolicyView = {
     snapshot: () => snapshot,
     revocations: () => revocations,
     isFresh: () => fresh,
-    isSuspended: (id) => suspended.has(id),
   };
   const links = new MemoryLinks();
   const audit = new MemoryAuditSink();
@@ -164,7 +163,7 @@ export async function gatewayFixture(
     },
     seen: () => {},
     suspendLink: async (linkId) => {
-      suspended.add(linkId);
+      snapshot.suspended.add(linkId);
       const row = links.rows.get(linkId);
       if (row) row.suspendedAt = new Date();
     },
@@ -188,7 +187,7 @@ export async function gatewayFixture(
     deps,
     snapshot,
     revocations,
-    suspended,
+    suspended: snapshot.suspended,
     links,
     audit,
     phonebank,
