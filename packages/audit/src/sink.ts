@@ -1,6 +1,11 @@
-/** One audit event before it is chained. Never holds a token, cookie, key or clear IP. */
+import type { AuditEvent } from "./events.ts";
+
+/**
+ * One audit event before it is chained, as the store and the chain see it. Never holds a token,
+ * cookie, key or clear IP. Services record an {@link AuditEvent} of the catalogue instead.
+ */
 export interface AuditEventInput {
-  /** e.g. `link.issued`, `link.redeemed`, `access`, `revocation.created`, `contest.replaced` */
+  /** an {@link AuditEvent} type: `link.issued`, `access`, `revocation.created` … */
   type: string;
   at: Date;
   /** API key id, "admin", or for gateway events the link id's volunteer ref */
@@ -18,7 +23,7 @@ export interface AuditEventInput {
  * write for longer than its bound reports `healthy() === false` so the caller fails closed.
  */
 export interface AuditSink {
-  record(event: AuditEventInput): void;
+  record(event: AuditEvent): void;
   healthy(now: Date): boolean;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -26,8 +31,8 @@ export interface AuditSink {
 
 /** A sink that keeps events in memory: for unit tests. */
 export class MemoryAuditSink implements AuditSink {
-  readonly events: AuditEventInput[] = [];
-  record(event: AuditEventInput): void {
+  readonly events: AuditEvent[] = [];
+  record(event: AuditEvent): void {
     this.events.push(event);
   }
   healthy(): boolean {
