@@ -47,13 +47,25 @@ export type AuditDraft = AuditEvent extends infer E
     : never
   : never;
 
-/** Records an audit event stamped with the service clock and the calling principal. */
-export function audit(c: Context<AppEnv>, event: AuditDraft): void {
-  const { deps, principal } = c.var;
+/** Who an event is recorded for: the caller's actor (when authenticated) and its request. */
+export interface AuditCaller {
+  principal?: { actor: string } | undefined;
+  requestId: string;
+}
+
+/** Records an audit event stamped with the service clock, the caller and its request id. */
+export function recordAudit(
+  deps: Pick<TokenServiceDeps, "audit" | "clock">,
+  caller: AuditCaller,
+  event: AuditDraft,
+): void {
   deps.audit.record({
     ...event,
     at: deps.clock.now(),
-    actor: event.actor ?? principal?.actor ?? null,
-    data: { requestId: c.var.requestId, ...event.data },
+    actor: event.actor ?? caller.principal?.actor ?? null,
+    data: { requestId: caller.requestId, ...event.data },
   } as AuditEvent);
 }
+
+/** {@link recordAudit} for the request `c` is answering. */
+export const audit = (c: Context<AppEnv>, event: AuditDraft): void => recordAudit(c.var.deps, c.var, event);
