@@ -1,24 +1,14 @@
-/** One audit event before it is chained. Never holds a token, cookie, key or clear IP. */
-export interface AuditEventInput {
-  /** e.g. `link.issued`, `link.redeemed`, `access`, `revocation.created`, `contest.replaced` */
-  type: string;
-  at: Date;
-  /** API key id, "admin", or for gateway events the link id's volunteer ref */
-  actor?: string | null;
-  campaignId?: string | null;
-  linkId?: string | null;
-  decision?: "allow" | "deny" | null;
-  /** refusal code for denied requests */
-  reason?: string | null;
-  data?: Record<string, unknown>;
-}
+import type { AuditEventInput } from "./event-input.ts";
+import type { AuditEvent } from "./events.ts";
+
+export type { AuditEventInput } from "./event-input.ts";
 
 /**
  * Where services send audit events. `record` never blocks the request path; a sink that cannot
  * write for longer than its bound reports `healthy() === false` so the caller fails closed.
  */
 export interface AuditSink {
-  record(event: AuditEventInput): void;
+  record(event: AuditEvent): void;
   healthy(now: Date): boolean;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -26,8 +16,8 @@ export interface AuditSink {
 
 /** A sink that keeps events in memory: for unit tests. */
 export class MemoryAuditSink implements AuditSink {
-  readonly events: AuditEventInput[] = [];
-  record(event: AuditEventInput): void {
+  readonly events: AuditEvent[] = [];
+  record(event: AuditEvent): void {
     this.events.push(event);
   }
   healthy(): boolean {

@@ -3,6 +3,7 @@ import type { Db } from "./client.ts";
 import { loadCampaigns } from "./repos/campaigns.ts";
 import { loadContests } from "./repos/contests.ts";
 import { loadEntitlements } from "./repos/entitlements.ts";
+import { loadSuspendedLinks } from "./repos/links.ts";
 import { currentPolicyVersion } from "./repos/policy-state.ts";
 import { loadRevocations } from "./repos/revocations.ts";
 import { loadPublishedKeys } from "./repos/signing-keys.ts";
@@ -20,12 +21,14 @@ export function loadPolicySnapshot(db: Db): Promise<PolicySnapshot> {
       const campaigns = await loadCampaigns(tx);
       const entitlements = await loadEntitlements(tx);
       const revocations = await loadRevocations(tx);
+      const suspended = await loadSuspendedLinks(tx);
       return {
         version,
         contests: new Map(contests.map((c) => [c.id, c])),
         campaigns: new Map(campaigns.map((c) => [c.id, c])),
         entitlements,
         revocations,
+        suspended,
       };
     },
     { isolationLevel: "repeatable read", accessMode: "read only" },

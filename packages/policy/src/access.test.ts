@@ -1,8 +1,9 @@
 import type { Scope } from "@phaselock/core";
 import { describe, expect, it } from "vitest";
 import { decideAccess } from "./access.ts";
+import type { Revocation } from "./revocation-schema.ts";
 import { RevocationIndex } from "./revocations.ts";
-import type { Contest, LinkClaims, PolicySnapshot, Revocation } from "./types.ts";
+import type { Contest, LinkClaims, PolicySnapshot } from "./types.ts";
 
 const contest: Contest = {
   id: "leadership-2020",
@@ -23,7 +24,7 @@ const contest: Contest = {
   ],
 };
 
-const snapshot = (ballotScopes: Scope[]): PolicySnapshot => ({
+const snapshot = (ballotScopes: Scope[], suspended: string[] = []): PolicySnapshot => ({
   version: 1,
   contests: new Map([[contest.id, contest]]),
   campaigns: new Map([
@@ -39,6 +40,7 @@ const snapshot = (ballotScopes: Scope[]): PolicySnapshot => ({
     ],
   ]),
   revocations: [],
+  suspended: new Set(suspended),
 });
 
 const IAT = Date.parse("2020-02-01T00:00:00Z") / 1000;
@@ -74,6 +76,7 @@ describe("decideAccess", () => {
     ent?: Scope[];
     c?: Partial<LinkClaims>;
     revoked?: boolean;
+    suspended?: boolean;
     scope: Scope | null | undefined;
     at?: string;
     want: string;
@@ -126,15 +129,50 @@ describe("decideAccess", () => {
       scope: null,
       want: "scope_denied",
     },
-  ])("$label -> $want", ({ ent = ["calls:read", "calls:write"], c, revoked, scope, at = DURING, want }) => {
-    const d = decideAccess({
-      snapshot: snapshot(ent),
-      revocations: new RevocationIndex(revoked ? [revokeLink] : []),
-      claims: claims(c),
-      requiredScope: scope,
-      now: new Date(at),
-    });
-    expect(d.allowed ? "allowed" : d.reason).toBe(want);
-    if (d.allowed) expect(d.phase.name).toBe(claims(c).phs);
-  });
+    // suspension is ours, not the contract's: reported only once every contract check passes
+    { label: "suspended", suspended: true, scope: "calls:read", want: "suspended" },
+    { label: "suspended, redemption mode", suspended: true, scope: undefined, want: "suspended" },
+    {
+      label: "another link suspended",
+      suspended: true,
+      c: { jti: "lnk_2" },
+      scope: "calls:read",
+      want: "allowed",
+    },
+    {
+      label: "revoked before suspended",
+      revoked: true,
+      suspended: true,
+      scope: "calls:read",
+      want: "revoked",
+    },
+    {
+      label: "phase_closed before suspended",
+      suspended: true,
+      at: "2020-02-20T00:00:00Z",
+      scope: "calls:read",
+      want: "phase_closed",
+    },
+    { label: "scope_denied before suspended", suspended: true, scope: null, want: "scope_denied" },
+    {
+      label: "not_entitled before suspended",
+      suspended: true,
+      ent: [],
+      scope: "calls:read",
+      want: "not_entitled",
+    },
+  ])(
+    "$label -> $want",
+    ({ ent = ["calls:read", "calls:write"], c, revoked, suspended, scope, at = DURING, want }) => {
+      const d = decideAccess({
+        snapshot: snapshot(ent, suspended ? ["lnk_1"] : []),
+        revocations: new RevocationIndex(revoked ? [revokeLink] : []),
+        claims: claims(c),
+        requiredScope: scope,
+        now: new Date(at),
+      });
+      expect(d.allowed ? "allowed" : d.reason).toBe(want);
+      if (d.allowed) expect(d.phase.name).toBe(claims(c).phs);
+    },
+  );
 });

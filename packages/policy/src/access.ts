@@ -18,7 +18,8 @@ export interface AccessInput {
 
 /**
  * The policy half of the gateway check, in contract order after the token checks: revoked,
- * phase_closed, scope_denied, not_entitled. Rate limits and quotas come after this.
+ * phase_closed, scope_denied, not_entitled; then `suspended`, ours rather than the contract's, so
+ * reported only when every contract check passes. Rate limits and quotas come after this.
  */
 export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
   const { snapshot, revocations, claims, requiredScope, now } = input;
@@ -44,6 +45,8 @@ export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
       ? claims.scp.some((s) => entitled?.has(s))
       : entitled?.has(requiredScope) === true;
   if (!ok) return { allowed: false, reason: "not_entitled", detail: requiredScope };
+
+  if (snapshot.suspended.has(claims.jti)) return { allowed: false, reason: "suspended" };
 
   return { allowed: true, phase };
 }

@@ -1,5 +1,6 @@
 export * from "./access.ts";
 export * from "./issuance.ts";
+export * from "./revocation-schema.ts";
 export * from "./revocations.ts";
 export * from "./timeline.ts";
 export * from "./types.ts";

@@ -1,18 +1,11 @@
 import { epochSeconds } from "@phaselock/core";
-import type { LinkClaims, Revocation } from "./types.ts";
+import { missingRevocationField, type Revocation } from "./revocation-schema.ts";
+import type { LinkClaims } from "./types.ts";
 
 type Claims = Pick<LinkClaims, "jti" | "sub" | "iat" | "cmp" | "cst" | "phs">;
 
 // Length-prefixing the first part keeps composite keys unambiguous whatever the ids contain.
 const pair = (a: string, b: string): string => `${a.length}:${a}|${b}`;
-
-function required(r: Revocation, field: keyof Revocation): string {
-  const v = r[field];
-  if (typeof v !== "string" || v.length === 0) {
-    throw new Error(`revocation ${r.id} (scope ${r.scope}) has no ${field}`);
-  }
-  return v;
-}
 
 /**
  * Every revocation, indexed so that {@link RevocationIndex.covers} costs a fixed number of map
@@ -41,26 +34,26 @@ export class RevocationIndex {
 
   /** Adds one revocation. Throws when it lacks the field its scope matches on (a bug upstream). */
   add(r: Revocation): void {
+    const missing = missingRevocationField(r);
+    if (missing) throw new Error(`revocation ${r.id} (scope ${r.scope}) has no ${missing}`);
     switch (r.scope) {
       case "link": {
-        const id = required(r, "linkId");
-        if (!this.#links.has(id)) this.#links.set(id, r);
+        if (!this.#links.has(r.linkId)) this.#links.set(r.linkId, r);
         break;
       }
       case "volunteer": {
-        const ref = required(r, "volunteerRef");
-        if (r.campaignId) keepLatest(this.#volunteersInCampaign, pair(r.campaignId, ref), r);
-        else keepLatest(this.#volunteers, ref, r);
+        if (r.campaignId) keepLatest(this.#volunteersInCampaign, pair(r.campaignId, r.volunteerRef), r);
+        else keepLatest(this.#volunteers, r.volunteerRef, r);
         break;
       }
       case "campaign":
-        keepLatest(this.#campaigns, required(r, "campaignId"), r);
+        keepLatest(this.#campaigns, r.campaignId, r);
         break;
       case "phase":
-        keepLatest(this.#phases, pair(required(r, "contestId"), required(r, "phase")), r);
+        keepLatest(this.#phases, pair(r.contestId, r.phase), r);
         break;
       case "contest":
-        keepLatest(this.#contests, required(r, "contestId"), r);
+        keepLatest(this.#contests, r.contestId, r);
         break;
       case "all":
         if (!this.#all || watermark(r) > watermark(this.#all)) this.#all = r;

@@ -1,4 +1,5 @@
 import type { DenyReason, Scope } from "@phaselock/core";
+import type { Revocation } from "./revocation-schema.ts";
 
 /** A half-open window [startsAt, endsAt) of one contest. */
 export interface Phase {
@@ -26,22 +27,6 @@ export interface Campaign {
   contestId: string;
   /** Per-link limits; undefined fields fall back to service defaults. */
   limits: Partial<CampaignLimits>;
-}
-
-export type RevocationScope = "link" | "volunteer" | "campaign" | "phase" | "contest" | "all";
-
-export interface Revocation {
-  id: string;
-  scope: RevocationScope;
-  linkId?: string | null;
-  volunteerRef?: string | null;
-  campaignId?: string | null;
-  contestId?: string | null;
-  phase?: string | null;
-  reason: string;
-  actor: string;
-  effectiveAt: Date;
-  createdAt?: Date;
 }
 
 /** The claims of a verified link token, already parsed (times in whole epoch seconds). */
@@ -73,6 +58,8 @@ export interface PolicySnapshot {
   /** campaignId -> phase name -> scopes */
   entitlements: Map<string, Map<string, Set<Scope>>>;
   revocations: Revocation[];
+  /** ids of links suspended automatically (e.g. redeemed from too many devices) */
+  suspended: Set<string>;
 }
 
 export type Decision<T = object> =

@@ -1,5 +1,5 @@
 import { SCOPES, type Scope } from "@phaselock/core";
-import type { Campaign, Contest, Revocation } from "@phaselock/policy";
+import { type Campaign, type Contest, type Revocation, storedRevocationSchema } from "@phaselock/policy";
 import { z } from "zod";
 
 /** One policy write, as published on the change feed after its transaction commits. */
@@ -24,36 +24,8 @@ export interface ChangeMessage {
 // No length caps: a valid message refused here would cost a reload on every instance.
 const id = z.string().min(1);
 const date = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
-const optionalId = id.nullish();
 
-const revocationSchema = z
-  .object({
-    id,
-    scope: z.enum(["link", "volunteer", "campaign", "phase", "contest", "all"]),
-    linkId: optionalId,
-    volunteerRef: optionalId,
-    campaignId: optionalId,
-    contestId: optionalId,
-    phase: optionalId,
-    reason: z.string(),
-    actor: z.string(),
-    effectiveAt: date,
-    createdAt: date.optional(),
-  })
-  .superRefine((r, ctx) => {
-    // The fields each scope matches on; RevocationIndex.add refuses a revocation without them.
-    const needs: Record<Revocation["scope"], (keyof Revocation)[]> = {
-      link: ["linkId"],
-      volunteer: ["volunteerRef"],
-      campaign: ["campaignId"],
-      phase: ["contestId", "phase"],
-      contest: ["contestId"],
-      all: [],
-    };
-    for (const field of needs[r.scope]) {
-      if (!r[field]) ctx.addIssue({ code: "custom", path: [field], message: `required for ${r.scope}` });
-    }
-  });
+const revocationSchema = storedRevocationSchema(date);
 
 const phaseSchema = z.object({ name: id, startsAt: date, endsAt: date, memberData: z.boolean() });
 

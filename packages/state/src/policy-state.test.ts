@@ -136,6 +136,8 @@ describe("PolicyState", () => {
     expect(s.campaigns.has("long-bailey-2020")).toBe(true);
     expect(s.entitlements.get("starmer-2020")?.get("ballot")).toEqual(new Set(["members:read"]));
     expect(s.entitlements.has("long-bailey-2020")).toBe(false);
+    // A suspension is policy: it lives in the snapshot, where decideAccess reads it.
+    expect(s.suspended).toEqual(new Set(["lnk_b"]));
     expect(changes).toEqual([
       ["revocation", 2],
       ["contest", 3],

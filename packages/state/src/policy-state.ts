@@ -29,7 +29,7 @@ export interface PolicyStateOptions {
   onChange?: ChangeListener;
   /**
    * Runs with every reload, alongside `source.load()`: re-reads what the snapshot does not hold
-   * (signing keys, deleted API keys, suspended links), whose changes a reload may have skipped.
+   * (signing keys, deleted API keys), whose changes a reload may have skipped.
    * A failure fails the reload.
    */
   refreshKeys?: () => Promise<void>;
@@ -358,10 +358,12 @@ function applyChange(snapshot: PolicySnapshot, index: RevocationIndex, msg: Chan
       }
       break;
     }
+    case "link-suspended":
+      snapshot.suspended.add(c.linkId);
+      break;
     case "signing-key":
     case "api-key-deleted":
-    case "link-suspended":
-      // Not part of the snapshot: listeners (key ring, API key cache, suspended set) take them.
+      // Not part of the snapshot: listeners (key ring, API key cache) take them.
       break;
     default:
       throw new Error(`unknown change type ${(c as { type: string }).type}`);

@@ -52,6 +52,7 @@ export function snapshot(version: number, revocations: Revocation[] = []): Polic
     campaigns: new Map([["starmer-2020", campaign()]]),
     entitlements: new Map([["starmer-2020", new Map([["ballot", new Set(["calls:read" as const])]])]]),
     revocations: [...revocations],
+    suspended: new Set(),
   };
 }
 

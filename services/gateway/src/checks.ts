@@ -58,7 +58,7 @@ const refused = (r: Refusal, claims?: LinkClaims): Refused => ({
  *  2. signature, `alg`, `typ`, `iss`, `aud`, `kid` — `token_invalid`; 3. `exp`, then `nbf`;
  *  4. the policy state is confirmed current — else `unavailable` (fail closed);
  *  5. revocation; 6. the link's phase is current; 7. the route's scope; 8. the entitlement;
- *     then ours, beyond the contract: automatic suspension;
+ *     then ours, beyond the contract: automatic suspension (all four in `decideAccess`);
  *  and for an upstream route only: the audit trail is writable (else `unavailable`, unrecorded);
  *  9. rate limits per link and campaign; 10. record quota — here for a route that hands out a new
  *     record (the upstream is not even asked), and on the answer by `admitAnswer`.
@@ -74,8 +74,6 @@ export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<
   const snapshot = deps.policy.snapshot();
   const access = decidePolicy(deps, snapshot, claims, req.scope, now);
   if (!access.ok) return access;
-  const suspended = checkSuspension(deps, snapshot, claims);
-  if (suspended) return suspended;
   if (req.meter === undefined) return access;
 
   if (!deps.audit.healthy(now)) return { ok: false, refusal: refusal("unavailable"), claims, audit: false };
@@ -133,13 +131,6 @@ function decidePolicy(
     contest: snapshot.contests.get(claims.cst)!,
     campaign: snapshot.campaigns.get(claims.cmp),
   };
-}
-
-/** Ours, not the contract's: reported only when every contract check passes. */
-function checkSuspension(deps: CheckDeps, snapshot: PolicySnapshot, claims: LinkClaims): Refused | null {
-  return deps.policy.isSuspended(claims.jti)
-    ? refused(refusal("suspended", context(claims, snapshot)), claims)
-    : null;
 }
 
 /** Steps 9–10 before the upstream: a store that cannot count refuses rather than let traffic through. */

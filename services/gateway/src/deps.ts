@@ -14,8 +14,6 @@ export interface PolicyView {
   revocations(): RevocationIndex;
   /** false when the feed has not been confirmed recently: every check then fails closed */
   isFresh(now: Date): boolean;
-  /** links suspended automatically (e.g. redeemed from too many devices) */
-  isSuspended(linkId: string): boolean;
 }
 
 export type VerifyOutcome =

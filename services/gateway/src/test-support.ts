@@ -68,6 +68,7 @@ export function demoSnapshot(): PolicySnapshot {
       ["labour-ge-2019", ent({ campaign: ["calls:read", "calls:write", "members:read"] })],
     ]),
     revocations: [],
+    suspended: new Set(),
   };
 }
 
@@ -131,13 +132,11 @@ export async function gatewayFixture(
   const tokens = await setup();
   const snapshot = demoSnapshot();
   const revocations = new RevocationIndex();
-  const suspended = new Set<string>();
   let fresh = true;
   const policy: PolicyView = {
     snapshot: () => snapshot,
     revocations: () => revocations,
     isFresh: () => fresh,
-    isSuspended: (id) => suspended.has(id),
   };
   const links = new MemoryLinks();
   const audit = new MemoryAuditSink();
@@ -162,7 +161,7 @@ export async function gatewayFixture(
     },
     seen: () => {},
     suspendLink: async (linkId) => {
-      suspended.add(linkId);
+      snapshot.suspended.add(linkId);
       const row = links.rows.get(linkId);
       if (row) row.suspendedAt = new Date();
     },
@@ -186,7 +185,7 @@ export async function gatewayFixture(
     deps,
     snapshot,
     revocations,
-    suspended,
+    suspended: snapshot.suspended,
     links,
     audit,
     phonebank,

@@ -6,11 +6,9 @@ import {
   type Db,
   loadPolicySnapshot,
   loadPublicKeys,
-  schema,
 } from "@phaselock/db";
 import { type ChangeBus, PolicyState, type RateLimiter, type RecordQuota } from "@phaselock/state";
 import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
-import { isNotNull } from "drizzle-orm";
 import type { GatewayConfig, GatewayDeps, PolicyView } from "./deps.ts";
 import { createLastSeen } from "./last-seen.ts";
 import { createLimits, type LimitDefaults } from "./limits.ts";
@@ -36,13 +34,12 @@ export interface GatewayWiring {
 
 /**
  * Builds a gateway's dependencies over a database and a change feed: the policy state (loaded,
- * then kept current by the feed), the key ring and suspended links (re-read on every reload and
- * patched by changes), and a verifier with its cache. Call `start()` before serving.
+ * then kept current by the feed), the key ring (re-read on every reload and patched by changes),
+ * and a verifier with its cache. Call `start()` before serving.
  */
 export function wireGateway(w: GatewayWiring) {
   const repos = createRepos(w.db);
   const ring = new KeyRing();
-  const suspended = new Set<string>();
   const cache = new VerifyCache({ maxEntries: 100_000 });
 
   const state = new PolicyState({
@@ -51,18 +48,9 @@ export function wireGateway(w: GatewayWiring) {
     clock: w.clock,
     staleAfterMs: w.staleAfterMs,
     onError: w.onError,
-    refreshKeys: async () => {
-      const [jwks, rows] = await Promise.all([
-        loadPublicKeys(w.db, w.clock.now()),
-        w.db.select({ id: schema.links.id }).from(schema.links).where(isNotNull(schema.links.suspendedAt)),
-      ]);
-      await ring.set(jwks);
-      suspended.clear();
-      for (const r of rows) suspended.add(r.id);
-    },
+    refreshKeys: async () => ring.set(await loadPublicKeys(w.db, w.clock.now())),
     onChange: (change) => {
       if (change.type === "signing-key") void ring.add(change.kid, change.publicJwk);
-      else if (change.type === "link-suspended") suspended.add(change.linkId);
     },
   });
 
@@ -70,7 +58,6 @@ export function wireGateway(w: GatewayWiring) {
     snapshot: () => state.snapshot,
     revocations: () => state.revocations,
     isFresh: (now) => state.isFresh(now),
-    isSuspended: (linkId) => suspended.has(linkId),
   };
 
   const lastSeen = createLastSeen({ touch: (id, at) => repos.links.touch(id, at), onError: w.onError });
@@ -93,7 +80,8 @@ export function wireGateway(w: GatewayWiring) {
     seen: lastSeen.seen,
     suspendLink: async (linkId, reason, now) => {
       const r = await repos.links.suspend(linkId, reason, now);
-      suspended.add(linkId);
+      // Refused here at once, before the feed brings it back: suspending early only fails closed.
+      state.snapshot.suspended.add(linkId);
       if (!r.suspended) return;
       // Other gateways hear it on the feed; if the publish fails they reload on the version gap.
       await w.bus

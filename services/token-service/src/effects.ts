@@ -1,4 +1,4 @@
-import type { AuditEventInput } from "@phaselock/audit";
+import type { AuditEvent } from "@phaselock/audit";
 import type { PolicyChange } from "@phaselock/state";
 import type { Context } from "hono";
 import type { AppEnv, TokenServiceDeps } from "./context.ts";
@@ -40,16 +40,32 @@ export async function publishChange(
   }
 }
 
-/** Records an audit event stamped with the service clock and the calling principal. */
-export function audit(
-  c: Context<AppEnv>,
-  event: Omit<AuditEventInput, "at" | "actor"> & { actor?: string },
+/** An event of the catalogue without what {@link audit} stamps on it. */
+export type AuditDraft = AuditEvent extends infer E
+  ? E extends AuditEvent
+    ? Omit<E, "at" | "actor"> & { actor?: string }
+    : never
+  : never;
+
+/** Who an event is recorded for: the caller's actor (when authenticated) and its request. */
+export interface AuditCaller {
+  principal?: { actor: string } | undefined;
+  requestId: string;
+}
+
+/** Records an audit event stamped with the service clock, the caller and its request id. */
+export function recordAudit(
+  deps: Pick<TokenServiceDeps, "audit" | "clock">,
+  caller: AuditCaller,
+  event: AuditDraft,
 ): void {
-  const { deps, principal } = c.var;
   deps.audit.record({
     ...event,
     at: deps.clock.now(),
-    actor: event.actor ?? principal?.actor ?? null,
-    data: { requestId: c.var.requestId, ...event.data },
-  });
+    actor: event.actor ?? caller.principal?.actor ?? null,
+    data: { requestId: caller.requestId, ...event.data },
+  } as AuditEvent);
 }
+
+/** {@link recordAudit} for the request `c` is answering. */
+export const audit = (c: Context<AppEnv>, event: AuditDraft): void => recordAudit(c.var.deps, c.var, event);

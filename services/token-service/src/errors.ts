@@ -1,5 +1,5 @@
 import type { z } from "@hono/zod-openapi";
-import { type ErrorCode, errorStatus, PhaselockError } from "@phaselock/core";
+import { type ErrorCode, PhaselockError } from "@phaselock/core";
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -26,28 +26,47 @@ export type ProblemCode = Extract<
   | "unavailable"
 >;
 
-const titles: Record<ProblemCode, string> = {
-  validation: "The request is not valid",
-  unauthorized: "Authentication is required",
-  forbidden: "Not allowed for this credential",
-  not_found: "Not found",
-  conflict: "Conflicts with the current state",
-  scope_not_issuable: "Scope cannot be issued through a link",
-  payload_too_large: "Request body too large",
-  unsupported_media_type: "Unsupported media type",
-  not_acceptable: "Cannot answer in the requested media type",
-  internal: "Internal error",
-  phase_closed: "The phase is closed",
-  not_entitled: "The campaign is not entitled",
-  unavailable: "Service unavailable",
-};
+export interface ProblemEntry {
+  status: ContentfulStatusCode;
+  title: string;
+  /** What the OpenAPI document says of the status when a route gives no description of its own. */
+  summary?: string;
+}
 
 /**
- * Issuance answers `phase_closed` with 409 (the request conflicts with the timeline), while the
- * gateway's refusal of the same name is a 403; the core table holds the gateway's.
+ * Every problem the token service answers: its status and title, in one exhaustive table. The
+ * first code listed for a status is the one the OpenAPI document names for it; the order is the
+ * docs page's.
  */
-export const issuanceStatus = (code: ProblemCode): number =>
-  code === "phase_closed" ? 409 : errorStatus[code];
+export const PROBLEMS = {
+  validation: { status: 400, title: "The request is not valid", summary: "the request is malformed" },
+  unauthorized: {
+    status: 401,
+    title: "Authentication is required",
+    summary: "no or unknown bearer credential",
+  },
+  forbidden: {
+    status: 403,
+    title: "Not allowed for this credential",
+    summary: "the credential's role or campaign does not allow this",
+  },
+  not_found: { status: 404, title: "Not found" },
+  conflict: { status: 409, title: "Conflicts with the current state" },
+  scope_not_issuable: { status: 422, title: "Scope cannot be issued through a link" },
+  // 409 here (the request conflicts with the timeline); the gateway's refusal of the name is a 403.
+  phase_closed: { status: 409, title: "The phase is closed" },
+  not_entitled: { status: 403, title: "The campaign is not entitled" },
+  payload_too_large: { status: 413, title: "Request body too large" },
+  unsupported_media_type: { status: 415, title: "Unsupported media type" },
+  not_acceptable: { status: 406, title: "Cannot answer in the requested media type" },
+  unavailable: { status: 503, title: "Service unavailable" },
+  internal: { status: 500, title: "Internal error" },
+} as const satisfies Record<ProblemCode, ProblemEntry>;
+
+/** Problem codes in table order (the docs page lists them so). */
+export const PROBLEM_CODES = Object.keys(PROBLEMS) as readonly ProblemCode[];
+
+const isProblemCode = (code: string): code is ProblemCode => Object.hasOwn(PROBLEMS, code);
 
 /** One validation issue, RFC 9457 style: where (`in` + JSON pointer) and what. */
 export interface ProblemIssue {
@@ -69,13 +88,9 @@ export interface Problem {
 export const problemType = (code: ProblemCode): string => `urn:phaselock:problem:${code}`;
 
 /** Throws a {@link PhaselockError}: the one way handlers refuse a request. */
-export function fail(
-  code: ProblemCode,
-  detail: string,
-  opts: { status?: number; issues?: ProblemIssue[] } = {},
-): never {
+export function fail(code: ProblemCode, detail: string, opts: { issues?: ProblemIssue[] } = {}): never {
   throw new PhaselockError(code, detail, {
-    status: opts.status ?? issuanceStatus(code),
+    status: PROBLEMS[code].status,
     ...(opts.issues ? { details: { issues: opts.issues } } : {}),
   });
 }
@@ -84,13 +99,13 @@ export function problemResponse(
   c: Context<AppEnv>,
   code: ProblemCode,
   detail: string,
-  opts: { status?: number; issues?: ProblemIssue[] } = {},
+  opts: { issues?: ProblemIssue[] } = {},
 ): Response {
-  const status = opts.status ?? issuanceStatus(code);
+  const { status, title } = PROBLEMS[code];
   const requestId = c.get("requestId") ?? "";
   const body: Problem = {
     type: problemType(code),
-    title: titles[code],
+    title,
     status,
     detail,
     code,
@@ -103,7 +118,7 @@ export function problemResponse(
   };
   if (requestId) headers["X-Request-Id"] = requestId;
   if (code === "unauthorized") headers["WWW-Authenticate"] = 'Bearer realm="phaselock"';
-  return c.body(JSON.stringify(body), status as ContentfulStatusCode, headers);
+  return c.body(JSON.stringify(body), status, headers);
 }
 
 const toPointer = (path: readonly PropertyKey[]): string =>
@@ -134,39 +149,32 @@ export const validationHook = (
   });
 };
 
-const httpExceptionCode = (status: number): ProblemCode => {
-  switch (status) {
-    case 400:
-      return "validation";
-    case 401:
-      return "unauthorized";
-    case 403:
-      return "forbidden";
-    case 404:
-      return "not_found";
-    case 406:
-      return "not_acceptable";
-    case 413:
-      return "payload_too_large";
-    case 415:
-      return "unsupported_media_type";
-    default:
-      return "internal";
-  }
-};
+/** The codes Hono's own exceptions (bad JSON, body limit …) are answered with, by their status. */
+const HTTP_EXCEPTION_CODES = [
+  "validation",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "not_acceptable",
+  "payload_too_large",
+  "unsupported_media_type",
+] as const satisfies readonly ProblemCode[];
+
+const httpExceptionCode = (status: number): ProblemCode =>
+  HTTP_EXCEPTION_CODES.find((code) => PROBLEMS[code].status === status) ?? "internal";
 
 /** The one error handler: every failure leaves as problem+json with a stable `code`. */
 export const onError: ErrorHandler<AppEnv> = (err, c) => {
   if (err instanceof PhaselockError) {
-    const code = (err.code in titles ? err.code : "internal") as ProblemCode;
+    const code = isProblemCode(err.code) ? err.code : "internal";
     const issues = err.details?.issues as ProblemIssue[] | undefined;
-    return problemResponse(c, code, err.message, { status: err.status, ...(issues ? { issues } : {}) });
+    return problemResponse(c, code, err.message, issues ? { issues } : {});
   }
   if (err instanceof HTTPException) {
     const code = httpExceptionCode(err.status);
     // Hono's own messages ("Malformed JSON in request body", "Payload Too Large") hold no input.
-    const detail = code === "internal" ? "Unexpected error." : err.message || titles[code];
-    return problemResponse(c, code, detail, { status: code === "internal" ? 500 : err.status });
+    const detail = code === "internal" ? "Unexpected error." : err.message || PROBLEMS[code].title;
+    return problemResponse(c, code, detail);
   }
   const logger = c.get("deps")?.logger ?? consoleLogger;
   logger.error("unhandled error", {

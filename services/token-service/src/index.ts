@@ -2,6 +2,7 @@ export { createApp, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES } from "./app.ts";
 export type { AppEnv, Principal, Repos, Role, TokenServiceConfig, TokenServiceDeps } from "./context.ts";
 export { parseEnv, type TokenServiceEnv } from "./env.ts";
 export { consoleLogger, type Logger, type Problem, type ProblemCode } from "./errors.ts";
+export { DEFAULT_MAX_USES, DEFAULT_TTL_SECONDS, MAX_BATCH, MAX_TTL_SECONDS } from "./issuance.ts";
 export {
   type KeyChange,
   KeyManager,
@@ -9,4 +10,3 @@ export {
   keyChangeMessage,
   type LinkSigner,
 } from "./keys.ts";
-export { DEFAULT_MAX_USES, DEFAULT_TTL_SECONDS, MAX_BATCH, MAX_TTL_SECONDS } from "./routes/links.ts";

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { SCOPES } from "@phaselock/core";
-import type { ProblemCode } from "./errors.ts";
+import { PROBLEM_CODES, PROBLEMS, type ProblemEntry } from "./errors.ts";
 
 /** Ids of contests, campaigns and phase names: safe in URLs, logs and claims. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -60,17 +60,13 @@ export const ProblemSchema = z
   })
   .openapi("Problem", { description: "RFC 9457 problem details" });
 
-const problemDescriptions: Partial<Record<number, string>> = {
-  400: "`validation`: the request is malformed",
-  401: "`unauthorized`: no or unknown bearer credential",
-  403: "`forbidden`: the credential's role or campaign does not allow this",
-  404: "`not_found`",
-  409: "`conflict`",
-  413: "`payload_too_large`",
-  415: "`unsupported_media_type`",
-  422: "`scope_not_issuable`",
-  503: "`unavailable`",
-};
+/** The first code the table lists for `status`, with its summary. */
+function problemDescription(status: number): string {
+  const code = PROBLEM_CODES.find((c) => PROBLEMS[c].status === status);
+  if (!code) return "problem";
+  const entry: ProblemEntry = PROBLEMS[code];
+  return entry.summary ? `\`${code}\`: ${entry.summary}` : `\`${code}\``;
+}
 
 /** Problem responses for a route's OpenAPI entry, with optional custom descriptions. */
 export function problems(...entries: (number | [number, string])[]) {
@@ -79,28 +75,11 @@ export function problems(...entries: (number | [number, string])[]) {
     { description: string; content: { "application/problem+json": { schema: typeof ProblemSchema } } }
   > = {};
   for (const e of entries) {
-    const [status, description] = Array.isArray(e) ? e : [e, problemDescriptions[e] ?? "problem"];
+    const [status, description] = Array.isArray(e) ? e : [e, problemDescription(e)];
     out[status] = { description, content: { "application/problem+json": { schema: ProblemSchema } } };
   }
   return out;
 }
-
-/** Problem codes listed on the docs page. */
-export const PROBLEM_CODES: readonly ProblemCode[] = [
-  "validation",
-  "unauthorized",
-  "forbidden",
-  "not_found",
-  "conflict",
-  "scope_not_issuable",
-  "phase_closed",
-  "not_entitled",
-  "payload_too_large",
-  "unsupported_media_type",
-  "not_acceptable",
-  "unavailable",
-  "internal",
-];
 
 export const bearer = [{ bearer: [] }];
 

@@ -1,5 +1,5 @@
 import type { Scope } from "@phaselock/core";
-import { and, desc, eq, getTableColumns, isNull, lt, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { links, phases, revocations } from "../schema/index.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
@@ -7,6 +7,12 @@ import { toScopes } from "./entitlements.ts";
 import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
 
 type LinkRow = typeof links.$inferSelect;
+
+/** Ids of every link suspended automatically: part of the policy snapshot. */
+export async function loadSuspendedLinks(db: Db | Tx): Promise<Set<string>> {
+  const rows = await db.select({ id: links.id }).from(links).where(isNotNull(links.suspendedAt));
+  return new Set(rows.map((r) => r.id));
+}
 
 /** An issued link as stored (the token itself never is). */
 export type Link = Omit<LinkRow, "scopes"> & { scopes: Scope[] };

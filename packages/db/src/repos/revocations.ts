@@ -1,5 +1,5 @@
 import { PhaselockError, randomId } from "@phaselock/core";
-import type { Revocation, RevocationScope } from "@phaselock/policy";
+import { type Revocation, type RevocationTarget, revocationRecordSchema } from "@phaselock/policy";
 import { and, asc, desc, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { revocations } from "../schema/index.ts";
@@ -7,7 +7,13 @@ import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import type { Page } from "./links.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
 
-export type NewRevocation = Omit<Revocation, "id" | "createdAt"> & { id?: string; createdAt?: Date };
+export type NewRevocation = RevocationTarget & {
+  id?: string;
+  reason: string;
+  actor: string;
+  effectiveAt: Date;
+  createdAt?: Date;
+};
 
 export interface RevocationsRepo {
   /**
@@ -22,31 +28,23 @@ export interface RevocationsRepo {
   all(): Promise<Revocation[]>;
 }
 
-/** Which fields each scope matches on (`volunteer` may also name a campaign). */
-const REQUIRED: Record<RevocationScope, (keyof Revocation)[]> = {
-  link: ["linkId"],
-  volunteer: ["volunteerRef"],
-  campaign: ["campaignId"],
-  phase: ["contestId", "phase"],
-  contest: ["contestId"],
-  all: [],
-};
-
 type RevocationRow = typeof revocations.$inferSelect;
 
-const toRevocation = (r: RevocationRow): Revocation => ({
-  id: r.id,
-  scope: r.scope,
-  linkId: r.linkId,
-  volunteerRef: r.volunteerRef,
-  campaignId: r.campaignId,
-  contestId: r.contestId,
-  phase: r.phase,
-  reason: r.reason,
-  actor: r.actor,
-  effectiveAt: r.effectiveAt,
-  createdAt: r.createdAt,
-});
+/** A stored row is checked like any other revocation: a malformed one fails the load, closed. */
+const toRevocation = (r: RevocationRow): Revocation =>
+  revocationRecordSchema.parse({
+    id: r.id,
+    scope: r.scope,
+    linkId: r.linkId,
+    volunteerRef: r.volunteerRef,
+    campaignId: r.campaignId,
+    contestId: r.contestId,
+    phase: r.phase,
+    reason: r.reason,
+    actor: r.actor,
+    effectiveAt: r.effectiveAt,
+    createdAt: r.createdAt,
+  });
 
 export async function loadRevocations(db: Db | Tx): Promise<Revocation[]> {
   return (await db.select().from(revocations).orderBy(asc(revocations.createdAt), asc(revocations.id))).map(
@@ -56,11 +54,14 @@ export async function loadRevocations(db: Db | Tx): Promise<Revocation[]> {
 
 export const revocationsRepo = (db: Db): RevocationsRepo => ({
   insert: async (r) => {
-    for (const field of REQUIRED[r.scope]) {
-      const value = r[field];
-      if (typeof value !== "string" || value.length === 0) {
-        throw new PhaselockError("validation", `a ${r.scope} revocation needs ${field}`);
-      }
+    const checked = revocationRecordSchema.safeParse({
+      ...r,
+      id: r.id ?? "new",
+      createdAt: r.createdAt ?? r.effectiveAt,
+    });
+    if (!checked.success) {
+      const field = checked.error.issues[0]?.path.join(".") ?? "scope";
+      throw new PhaselockError("validation", `a ${r.scope} revocation has a bad or missing ${field}`);
     }
     return db.transaction(async (tx) => {
       const version = await bumpPolicyVersion(tx);

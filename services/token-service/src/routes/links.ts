@@ -1,21 +1,16 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { randomId, type Scope } from "@phaselock/core";
-import type { Link, NewLink } from "@phaselock/db";
-import {
-  type Campaign,
-  type Contest,
-  checkIssuance,
-  type IssuanceRefusal,
-  type LinkClaims,
-  linkValidity,
-  type Phase,
-} from "@phaselock/policy";
-import { TOKEN_AUDIENCE } from "@phaselock/tokens";
-import type { Context } from "hono";
+import type { Link } from "@phaselock/db";
 import type { AppEnv, Principal } from "../context.ts";
-import { toCsv } from "../csv.ts";
-import { audit } from "../effects.ts";
 import { fail } from "../errors.ts";
+import {
+  DEFAULT_MAX_USES,
+  DEFAULT_TTL_SECONDS,
+  issuedLinksCsv,
+  issueLinks,
+  MAX_BATCH,
+  MAX_MAX_USES,
+  MAX_TTL_SECONDS,
+} from "../issuance.ts";
 import { auth, canActOnCampaign } from "../middleware/auth.ts";
 import {
   bearer,
@@ -30,15 +25,6 @@ import {
   Slug,
   VolunteerRef,
 } from "../schemas.ts";
-
-const DAY = 86_400;
-export const DEFAULT_TTL_SECONDS = 7 * DAY;
-export const MAX_TTL_SECONDS = 90 * DAY;
-export const DEFAULT_MAX_USES = 5;
-export const MAX_MAX_USES = 1000;
-export const MAX_BATCH = 10_000;
-/** Tokens signed concurrently: enough to keep the thread pool busy without a 10,000-promise burst. */
-const SIGN_CHUNK = 256;
 
 const Volunteer = z
   .strictObject({ ref: VolunteerRef, name: DisplayText(100).optional() })
@@ -152,167 +138,6 @@ const ListQuery = z.object({
   cursor: Cursor.optional(),
 });
 
-const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
-
-interface IssueRequest {
-  campaignId: string;
-  phase: string;
-  scopes: Scope[];
-  ttlSeconds: number;
-  maxUses: number;
-  volunteers: { ref: string; name?: string | undefined }[];
-}
-
-interface Issued {
-  id: string;
-  url: string;
-  token: string;
-  notBefore: string;
-  expiresAt: string;
-  volunteer: { ref: string; name: string | null };
-}
-
-const REFUSALS: Record<IssuanceRefusal, string> = {
-  not_found: "No phase of that name in the campaign's contest.",
-  scope_not_issuable: "members:export is never issuable through a link.",
-  phase_closed: "The phase has ended; links can no longer be issued for it.",
-  not_entitled:
-    "The campaign is not entitled to every requested scope in that phase, or the phase allows no member data.",
-};
-
-/**
- * Everything issuance checks, in the contract's order: (validation already passed) unknown
- * campaign or phase → 404, another campaign's coordinator → 403, then `checkIssuance`'s
- * `scope_not_issuable` → 422, `phase_closed` → 409, `not_entitled` → 403.
- */
-async function authorizeIssuance(
-  c: Context<AppEnv>,
-  req: IssueRequest,
-  now: Date,
-): Promise<{ campaign: Campaign; contest: Contest; phase: Phase }> {
-  const { deps, principal } = c.var;
-  const campaign = await deps.repos.campaigns.get(req.campaignId);
-  if (!campaign) fail("not_found", "No such campaign.");
-  const contest = await deps.repos.contests.get(campaign.contestId);
-  if (!contest?.phases.some((p) => p.name === req.phase)) {
-    fail("not_found", `No phase of that name in contest "${campaign.contestId}".`);
-  }
-  if (!canActOnCampaign(principal, campaign.id))
-    fail("forbidden", "This API key may only issue links of its own campaign.");
-  const entitled = await deps.repos.entitlements.get(campaign.id, req.phase);
-  const decision = checkIssuance({
-    contest,
-    phaseName: req.phase,
-    entitled: entitled ? new Set(entitled) : undefined,
-    requested: req.scopes,
-    now,
-  });
-  if (!decision.ok) fail(decision.code, REFUSALS[decision.code]);
-  return { campaign, contest, phase: decision.phase };
-}
-
-/** Signs and stores the links, all or nothing: one transaction, multi-row inserts. */
-async function issue(c: Context<AppEnv>, req: IssueRequest): Promise<Issued[]> {
-  const { deps, principal } = c.var;
-  // One instant for the checks and the validity window, so they cannot disagree at a phase end.
-  const now = deps.clock.now();
-  const { campaign, contest, phase } = await authorizeIssuance(c, req, now);
-  const { iat, nbf, exp } = linkValidity({ phase, now, ttlSeconds: req.ttlSeconds });
-  const signer = deps.keys.signer();
-  const scopes = [...new Set(req.scopes)];
-
-  const rows: NewLink[] = req.volunteers.map((v) => ({
-    id: randomId("lnk"),
-    campaignId: campaign.id,
-    contestId: contest.id,
-    phase: phase.name,
-    volunteerRef: v.ref,
-    volunteerName: v.name ?? null,
-    scopes,
-    notBefore: new Date(nbf * 1000),
-    expiresAt: new Date(exp * 1000),
-    maxUses: req.maxUses,
-    issuedBy: principal.actor,
-    issuedAt: now,
-    kid: signer.kid,
-  }));
-
-  const tokens: string[] = [];
-  for (let i = 0; i < rows.length; i += SIGN_CHUNK) {
-    const chunk = rows.slice(i, i + SIGN_CHUNK).map((row) => {
-      const claims: LinkClaims = {
-        iss: deps.config.issuer,
-        aud: TOKEN_AUDIENCE,
-        sub: row.volunteerRef,
-        jti: row.id,
-        iat,
-        nbf,
-        exp,
-        cmp: campaign.id,
-        cst: contest.id,
-        phs: phase.name,
-        scp: scopes,
-      };
-      return signer.sign(claims);
-    });
-    tokens.push(...(await Promise.all(chunk)));
-  }
-
-  await deps.db.transaction(async (tx) => {
-    await deps.repos.links.insertMany(rows, tx);
-    await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
-  });
-
-  const batchId = rows.length > 1 ? randomId("bat") : undefined;
-  for (const row of rows) {
-    audit(c, {
-      type: "link.issued",
-      campaignId: campaign.id,
-      linkId: row.id,
-      decision: "allow",
-      data: {
-        volunteerRef: row.volunteerRef,
-        contestId: contest.id,
-        phase: phase.name,
-        scopes,
-        notBefore: iso(nbf),
-        expiresAt: iso(exp),
-        maxUses: req.maxUses,
-        kid: signer.kid,
-        ...(batchId ? { batchId } : {}),
-      },
-    });
-  }
-  if (batchId) {
-    audit(c, {
-      type: "links.batch_issued",
-      campaignId: campaign.id,
-      decision: "allow",
-      data: {
-        batchId,
-        count: rows.length,
-        contestId: contest.id,
-        phase: phase.name,
-        scopes,
-        expiresAt: iso(exp),
-      },
-    });
-  }
-
-  const base = deps.config.publicGatewayUrl;
-  return rows.map((row, i) => {
-    const token = tokens[i]!;
-    return {
-      id: row.id,
-      url: `${base}/l/${token}`,
-      token,
-      notBefore: iso(nbf),
-      expiresAt: iso(exp),
-      volunteer: { ref: row.volunteerRef, name: row.volunteerName ?? null },
-    };
-  });
-}
-
 type LinkStatus = z.infer<typeof LinkStatusSchema>;
 
 const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
@@ -354,15 +179,6 @@ function wantsCsv(accept: string | undefined): boolean {
   return csv > 0 && csv >= q("application/json");
 }
 
-const CSV_COLUMNS = [
-  { header: "ref", value: (l: Issued) => l.volunteer.ref },
-  { header: "name", value: (l: Issued) => l.volunteer.name },
-  { header: "id", value: (l: Issued) => l.id },
-  { header: "url", value: (l: Issued) => l.url },
-  { header: "notBefore", value: (l: Issued) => l.notBefore },
-  { header: "expiresAt", value: (l: Issued) => l.expiresAt },
-] as const;
-
 const issuanceProblems = problems(
   [400, "`validation`"],
   401,
@@ -395,7 +211,7 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
     }),
     async (c) => {
       const body = c.req.valid("json");
-      const [link] = await issue(c, { ...body, volunteers: [body.volunteer] });
+      const [link] = await issueLinks(c.var.deps, c.var, { ...body, volunteers: [body.volunteer] });
       const { id, url, token, notBefore, expiresAt } = link!;
       return c.json({ id, url, token, notBefore, expiresAt }, 201);
     },
@@ -427,9 +243,9 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
     }),
     async (c) => {
       const body = c.req.valid("json");
-      const links = await issue(c, body);
+      const links = await issueLinks(c.var.deps, c.var, body);
       if (wantsCsv(c.req.header("accept"))) {
-        return c.body(toCsv(CSV_COLUMNS, links), 201, {
+        return c.body(issuedLinksCsv(links), 201, {
           "Content-Type": "text/csv; charset=utf-8",
           "Content-Disposition": `attachment; filename="links-${body.campaignId}-${body.phase}.csv"`,
         });

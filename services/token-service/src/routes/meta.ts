@@ -2,8 +2,8 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import type { AppEnv, TokenServiceDeps } from "../context.ts";
 import { renderDocsPage } from "../docs-page.ts";
-import { consoleLogger, fail } from "../errors.ts";
-import { jsonContent, PROBLEM_CODES, problems } from "../schemas.ts";
+import { consoleLogger, fail, PROBLEM_CODES } from "../errors.ts";
+import { jsonContent, problems } from "../schemas.ts";
 
 const READY_TIMEOUT_MS = 2000;
 

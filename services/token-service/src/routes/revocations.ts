@@ -1,5 +1,11 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Revocation, RevocationScope } from "@phaselock/policy";
+import {
+  REVOCATION_SCOPES,
+  type Revocation,
+  type RevocationScope,
+  type RevocationTarget,
+  revocationSchema,
+} from "@phaselock/policy";
 import type { AppEnv } from "../context.ts";
 import { audit, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
@@ -17,63 +23,72 @@ import {
   VolunteerRef,
 } from "../schemas.ts";
 
-const SCOPES = [
-  "link",
-  "volunteer",
-  "campaign",
-  "phase",
-  "contest",
-  "all",
-] as const satisfies readonly RevocationScope[];
+const RevocationInput = revocationSchema({
+  fields: {
+    linkId: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, "not a link id"),
+    volunteerRef: VolunteerRef,
+    campaignId: Slug,
+    contestId: Slug,
+    phase: Slug,
+  },
+  extra: { reason: DisplayText(500) },
+  form: "input",
+}).openapi("RevocationInput", {
+  description:
+    "`link` needs linkId; `volunteer` volunteerRef (and campaignId to limit it to one campaign; always set for coordinators); `campaign` campaignId; `phase` contestId and phase; `contest` contestId; `all` nothing.",
+});
 
-type Field = "linkId" | "volunteerRef" | "campaignId" | "contestId" | "phase";
+type RevocationRequest = z.output<typeof RevocationInput>;
 
-/** Fields each scope needs, and the optional ones it also takes; any other is refused. */
-const FIELDS: Record<RevocationScope, { required: Field[]; optional: Field[] }> = {
-  link: { required: ["linkId"], optional: ["campaignId"] },
-  volunteer: { required: ["volunteerRef"], optional: ["campaignId"] },
-  campaign: { required: ["campaignId"], optional: [] },
-  phase: { required: ["contestId", "phase"], optional: [] },
-  contest: { required: ["contestId"], optional: [] },
-  all: { required: [], optional: [] },
-};
-
-const RevocationInput = z
-  .strictObject({
-    scope: z.enum(SCOPES),
-    linkId: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{1,100}$/, "not a link id")
-      .optional(),
-    volunteerRef: VolunteerRef.optional(),
-    campaignId: Slug.optional(),
-    contestId: Slug.optional(),
-    phase: Slug.optional(),
-    reason: DisplayText(500),
-  })
-  .superRefine((b, ctx) => {
-    const { required, optional } = FIELDS[b.scope];
-    for (const f of required) {
-      if (b[f] === undefined)
-        ctx.addIssue({ code: "custom", path: [f], message: `required for scope ${b.scope}` });
-    }
-    for (const f of ["linkId", "volunteerRef", "campaignId", "contestId", "phase"] as const) {
-      if (b[f] !== undefined && !required.includes(f) && !optional.includes(f)) {
-        ctx.addIssue({ code: "custom", path: [f], message: `not used by scope ${b.scope}` });
+/**
+ * Checks that what a request names exists and returns what the revocation will hold: for `link`,
+ * the link's campaign and contest are kept for the record (only linkId matches).
+ */
+async function resolveTarget(
+  deps: AppEnv["Variables"]["deps"],
+  body: RevocationRequest,
+): Promise<RevocationTarget> {
+  switch (body.scope) {
+    case "link": {
+      const link = await deps.repos.links.get(body.linkId);
+      if (!link) fail("not_found", "No such link.");
+      if (body.campaignId && body.campaignId !== link.campaignId) {
+        fail("validation", "campaignId does not match the link's campaign.", {
+          issues: [{ in: "body", pointer: "#/campaignId", detail: "does not match the link's campaign" }],
+        });
       }
+      return { scope: "link", linkId: body.linkId, campaignId: link.campaignId, contestId: link.contestId };
     }
-  })
-  .openapi("RevocationInput", {
-    description:
-      "`link` needs linkId; `volunteer` volunteerRef (and campaignId to limit it to one campaign; always set for coordinators); `campaign` campaignId; `phase` contestId and phase; `contest` contestId; `all` nothing.",
-  });
+    case "phase":
+    case "contest": {
+      const contest = await deps.repos.contests.get(body.contestId);
+      if (!contest) fail("not_found", "No such contest.");
+      if (body.scope === "phase") {
+        if (!contest.phases.some((p) => p.name === body.phase))
+          fail("not_found", "No such phase in that contest.");
+        return { scope: "phase", contestId: body.contestId, phase: body.phase };
+      }
+      return { scope: "contest", contestId: body.contestId };
+    }
+    case "campaign":
+      if (!(await deps.repos.campaigns.get(body.campaignId))) fail("not_found", "No such campaign.");
+      return { scope: "campaign", campaignId: body.campaignId };
+    case "volunteer":
+      if (body.campaignId && !(await deps.repos.campaigns.get(body.campaignId))) {
+        fail("not_found", "No such campaign.");
+      }
+      return { scope: "volunteer", volunteerRef: body.volunteerRef, campaignId: body.campaignId ?? null };
+    case "all":
+      return { scope: "all" };
+  }
+}
 
 const RevocationCreated = z.object({ id: z.string(), effectiveAt: IsoDateTime }).openapi("RevocationCreated");
 
 const RevocationOutput = z
   .object({
     id: z.string(),
-    scope: z.enum(SCOPES),
+    scope: z.enum(REVOCATION_SCOPES),
     linkId: z.string().nullable(),
     volunteerRef: z.string().nullable(),
     campaignId: z.string().nullable(),
@@ -132,45 +147,19 @@ export function registerRevocations(app: OpenAPIHono<AppEnv>): void {
       if (principal.role === "coordinator" && !COORDINATOR_SCOPES.includes(body.scope)) {
         fail("forbidden", `A coordinator may not revoke by ${body.scope}.`);
       }
-      let campaignId = body.campaignId ?? null;
-      let contestId = body.contestId ?? null;
-
-      if (body.scope === "link") {
-        const link = await deps.repos.links.get(body.linkId!);
-        if (!link) fail("not_found", "No such link.");
-        if (campaignId !== null && campaignId !== link.campaignId) {
-          fail("validation", "campaignId does not match the link's campaign.", {
-            issues: [{ in: "body", pointer: "#/campaignId", detail: "does not match the link's campaign" }],
-          });
-        }
-        campaignId = link.campaignId;
-        contestId = link.contestId;
-      } else if (body.scope === "phase" || body.scope === "contest") {
-        const contest = await deps.repos.contests.get(body.contestId!);
-        if (!contest) fail("not_found", "No such contest.");
-        if (body.scope === "phase" && !contest.phases.some((p) => p.name === body.phase)) {
-          fail("not_found", "No such phase in that contest.");
-        }
-      } else if (campaignId !== null) {
-        if (!(await deps.repos.campaigns.get(campaignId))) fail("not_found", "No such campaign.");
-      }
-
+      let target = await resolveTarget(deps, body);
       if (principal.role === "coordinator") {
         // A coordinator's volunteer revocation is always limited to its own campaign.
-        if (body.scope === "volunteer" && campaignId === null) campaignId = principal.campaignId;
-        if (campaignId !== principal.campaignId) {
+        if (target.scope === "volunteer" && !target.campaignId) {
+          target = { ...target, campaignId: principal.campaignId };
+        }
+        if ((target.campaignId ?? null) !== principal.campaignId) {
           fail("forbidden", "This API key may only revoke its own campaign's links.");
         }
       }
 
       const { version, revocation } = await deps.repos.revocations.insert({
-        scope: body.scope,
-        linkId: body.linkId ?? null,
-        volunteerRef: body.volunteerRef ?? null,
-        // For `link`, the link's campaign and contest are kept for the record; only linkId matches.
-        campaignId,
-        contestId,
-        phase: body.phase ?? null,
+        ...target,
         reason: body.reason,
         actor: principal.actor,
         effectiveAt: deps.clock.now(),
@@ -178,7 +167,7 @@ export function registerRevocations(app: OpenAPIHono<AppEnv>): void {
       await publishChange(deps, version, { type: "revocation", revocation });
       audit(c, {
         type: "revocation.created",
-        campaignId,
+        campaignId: revocation.campaignId ?? null,
         linkId: revocation.linkId ?? null,
         data: { revocation: revocationJson(revocation), version },
       });

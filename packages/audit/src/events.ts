@@ -1,0 +1,129 @@
+import type { AuditEventInput } from "./event-input.ts";
+
+/** The columns every event may set; each catalogue entry says which of them it requires. */
+type Columns = Omit<AuditEventInput, "type" | "data">;
+
+type Iso = string;
+type Version = { version: number };
+
+interface PhaseRecord {
+  name: string;
+  startsAt: Iso;
+  endsAt: Iso;
+  memberData: boolean;
+}
+
+interface RevocationRecord {
+  id: string;
+  scope: string;
+  linkId: string | null;
+  volunteerRef: string | null;
+  campaignId: string | null;
+  contestId: string | null;
+  phase: string | null;
+  reason: string;
+  actor: string;
+  effectiveAt: Iso;
+  createdAt: Iso;
+}
+
+/** A gateway event: the volunteer ref as actor; never the client's clear IP, only its keyed hash. */
+type GatewayColumns = { actor: string | null | undefined; campaignId: string | null | undefined };
+
+/**
+ * Every audit event type with the columns it must set and the shape of its `data` (see
+ * docs/design.md "Audit"). Token-service events also carry the `requestId` of their request.
+ */
+export interface AuditCatalogue {
+  "link.issued": {
+    columns: { campaignId: string; linkId: string; decision: "allow" };
+    data: {
+      volunteerRef: string;
+      contestId: string;
+      phase: string;
+      scopes: string[];
+      notBefore: Iso;
+      expiresAt: Iso;
+      maxUses: number;
+      kid: string;
+      batchId?: string;
+    };
+  };
+  "links.batch_issued": {
+    columns: { campaignId: string; decision: "allow" };
+    data: {
+      batchId: string;
+      count: number;
+      contestId: string;
+      phase: string;
+      scopes: string[];
+      expiresAt: Iso;
+    };
+  };
+  "link.redeemed": {
+    columns: GatewayColumns & { linkId: string; decision: "allow" };
+    data: { ipHash: string | null; uses: number };
+  };
+  "link.suspended": {
+    columns: { actor: "gateway"; campaignId: string; linkId: string; reason: "suspended" };
+    data: { why: string; ipHash: string | null };
+  };
+  /** A gateway decision, allowed or denied (landing-page refusals included). */
+  access: {
+    columns: GatewayColumns & {
+      linkId: string | null | undefined;
+      decision: "allow" | "deny";
+      reason: string | null;
+    };
+    data: {
+      route: string;
+      ipHash: string | null;
+      status?: number;
+      upstream?: string;
+      record?: string | null;
+    };
+  };
+  "revocation.created": {
+    columns: { campaignId: string | null; linkId: string | null };
+    data: { revocation: RevocationRecord } & Version;
+  };
+  "contest.replaced": { columns: object; data: { contestId: string; phases: PhaseRecord[] } & Version };
+  "campaign.upserted": {
+    columns: { campaignId: string };
+    data: {
+      id: string;
+      name: string;
+      contestId: string;
+      limits: { requestsPerMinute?: number; recordsPerHour?: number };
+    } & Version;
+  };
+  "entitlement.granted": {
+    columns: { campaignId: string };
+    data: { phase: string; scopes: string[] } & Version;
+  };
+  "entitlement.withdrawn": {
+    columns: { campaignId: string };
+    data: { phase: string; removed: boolean } & Version;
+  };
+  "key.rotated": { columns: object; data: { kid: string; previousKid: string | null } & Version };
+  "api_key.created": {
+    columns: { campaignId: string | null };
+    data: { keyId: string; role: string; label: string | null };
+  };
+  "api_key.deleted": { columns: object; data: { keyId: string } & Version };
+  /** Written by the audit writer itself: an event it could not store, kept as a marker. */
+  "audit.invalid_event": { columns: object; data: { type: string; error: string } };
+  /** Written by the audit writer itself: events lost while the queue was full. */
+  "audit.dropped": { columns: object; data: { count: number; firstAt: Iso; lastAt: Iso } };
+}
+
+export type AuditEventType = keyof AuditCatalogue;
+
+/** One event of the catalogue: a caller can neither invent a type nor leave out a field. */
+export type AuditEvent = {
+  [T in AuditEventType]: Columns &
+    AuditCatalogue[T]["columns"] & { type: T; data: AuditCatalogue[T]["data"] & { requestId?: string } };
+}[AuditEventType];
+
+/** An event of type `T`. */
+export type AuditEventOf<T extends AuditEventType> = Extract<AuditEvent, { type: T }>;

@@ -1,0 +1,59 @@
+import { PhaselockError } from "@phaselock/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Principal } from "./context.ts";
+import { type IssueRequest, issuedLinksCsv, issueLinks } from "./issuance.ts";
+import { createHarness, type Harness, seedOpen, verifierFor } from "./test-support.ts";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness();
+}, 60_000);
+afterAll(() => h.close());
+
+const admin: Principal = { role: "admin", actor: "admin", campaignId: null };
+const request = (campaignId: string, refs: string[]): IssueRequest => ({
+  campaignId,
+  phase: "open",
+  scopes: ["calls:read"],
+  ttlSeconds: 3600,
+  maxUses: 2,
+  volunteers: refs.map((ref) => ({ ref })),
+});
+
+// Issuance is called with deps and a principal, no HTTP request: what a job or CLI would do.
+describe("issueLinks", () => {
+  it("signs, stores and audits links without a Hono context", async () => {
+    const { campaignId } = await seedOpen(h);
+    const before = h.audit.events.length;
+    const links = await issueLinks(
+      h.deps,
+      { principal: admin, requestId: "req_direct" },
+      request(campaignId, ["a", "b"]),
+    );
+    expect(links.map((l) => l.volunteer.ref)).toEqual(["a", "b"]);
+    const verifier = await verifierFor(h);
+    for (const l of links) {
+      expect(await h.deps.repos.links.get(l.id)).toMatchObject({ campaignId, maxUses: 2, issuedBy: "admin" });
+      expect(await verifier.verify(l.token)).toMatchObject({
+        ok: true,
+        claims: { jti: l.id, cmp: campaignId },
+      });
+    }
+    const events = h.audit.events.slice(before);
+    expect(events.map((e) => e.type)).toEqual(["link.issued", "link.issued", "links.batch_issued"]);
+    expect(events.every((e) => e.actor === "admin" && e.data.requestId === "req_direct")).toBe(true);
+    expect(issuedLinksCsv(links).split("\r\n")[0]).toBe("ref,name,id,url,notBefore,expiresAt");
+  });
+
+  it("refuses another campaign's coordinator with forbidden, issuing nothing", async () => {
+    const { campaignId } = await seedOpen(h);
+    const other: Principal = { role: "coordinator", actor: "key_x", campaignId: "someone-else" };
+    const err = await issueLinks(
+      h.deps,
+      { principal: other, requestId: "r" },
+      request(campaignId, ["c"]),
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PhaselockError);
+    expect((err as PhaselockError).code).toBe("forbidden");
+  });
+});
