@@ -11,10 +11,12 @@ import { MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
 import { setup, T0 } from "@phaselock/tokens/testing";
 import { Hono } from "hono";
 import { createApp, type GatewayDeps, type LinkStore } from "./app.ts";
+import { parseGatewayEnv } from "./env.ts";
 import type { PolicyView } from "./gatekeeper.ts";
 import { createLimits } from "./limits.ts";
 import { createResponseFilter } from "./minimise.ts";
 import { createRouteScopes } from "./route-scopes.ts";
+import { gatewayAppConfig } from "./service.ts";
 import { createInProcessUpstream, type Upstream } from "./upstream.ts";
 
 export { T0 };
@@ -155,13 +157,10 @@ export async function gatewayFixture(
     responseFilter: createResponseFilter(),
     audit,
     limits: createLimits({ rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() }),
-    config: {
-      upstreamSecret: UPSTREAM_SECRET,
-      secureCookies: false,
-      maxBodyBytes: 1024,
-      ipHashKey: "k",
-      maxDevicesPerLink: 3,
-    },
+    // The settings as the builder derives them from the environment main.ts parses.
+    config: gatewayAppConfig(
+      parseGatewayEnv({ PHONEBANK_SECRET: UPSTREAM_SECRET, AUDIT_IP_KEY: "k", MAX_BODY_BYTES: "1024" }),
+    ),
     seen: () => {},
     suspendLink: async (linkId) => {
       suspended.add(linkId);
