@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { type AuditSink, BatchAuditWriter, MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
 import { createDb, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
+import type { TestDb } from "@phaselock/db/testing";
 import {
   createGateway,
   type createApp as createGatewayApp,
@@ -26,7 +27,6 @@ import {
   RedisRateLimiter,
   RedisRecordQuota,
 } from "@phaselock/state";
-import type { TestDb } from "@phaselock/testkit";
 import {
   createTokenService,
   type createApp as createTokenServiceApp,

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createTestDatabase, describeIntegration, type TestDatabase } from "@phaselock/testkit";
+import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { parseStackEnv } from "./env.ts";
 import { type BuiltStack, buildStack } from "./stack.ts";
