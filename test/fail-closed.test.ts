@@ -6,13 +6,9 @@
  * while the shared servers stay up for other test files. Staleness is measured on the shared
  * FakeClock, advanced once the bus has reported the cut.
  */
-import {
-  createTestDatabase,
-  describeIntegration,
-  TEST_DATABASE_URL,
-  TEST_REDIS_URL,
-  uniquePrefix,
-} from "@phaselock/testkit";
+
+import { createTestDatabase } from "@phaselock/db/testing";
+import { describeIntegration, TEST_DATABASE_URL, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import {
   errorCode,

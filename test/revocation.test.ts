@@ -3,8 +3,10 @@
  * service with its own RedisBus on a channel prefix unique to this file. A revocation must reach
  * both gateways through the feed, survive a restart, and survive a lost message.
  */
+
+import { createTestDatabase } from "@phaselock/db/testing";
 import { startVersionPoller } from "@phaselock/gateway";
-import { createTestDatabase, describeIntegration, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import { describeIntegration, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import {
   errorCode,

@@ -3,8 +3,8 @@
  * through a gateway: the three sample outcomes it prints must be what a volunteer gets.
  */
 import { errorStatus } from "@phaselock/core";
+import { createMemoryDb } from "@phaselock/db/testing";
 import { type DemoLinks, seedDemo } from "@phaselock/stack/src/seed.ts";
-import { createMemoryDb } from "@phaselock/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorCode, landing, nextCall, pb, redeem, tokenOf } from "./support/client.ts";
 import { memoryFeed } from "./support/feeds.ts";

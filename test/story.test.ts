@@ -2,7 +2,7 @@
  * The product's story end to end, in one process: token service, gateway and phone bank over one
  * in-memory PGlite database and the in-process change feed, on one FakeClock.
  */
-import { createMemoryDb } from "@phaselock/testkit";
+import { createMemoryDb } from "@phaselock/db/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   errorCode,

@@ -6,11 +6,11 @@ import { epochSeconds, hmacHex, sha256Hex, systemClock } from "@phaselock/core";
 import { createDb, type DbHandle } from "@phaselock/db";
 import {
   checkRequest,
+  createGateway,
   type GatewayDeps,
-  startVersionPoller,
+  parseGatewayEnv,
   type Upstream,
   UpstreamError,
-  wireGateway,
 } from "@phaselock/gateway";
 import { createApp as createPhonebank } from "@phaselock/phonebank";
 import type { LinkClaims } from "@phaselock/policy";
@@ -26,6 +26,13 @@ import {
 import { createScratchDb } from "./db.ts";
 import { median, percentile } from "./stats.ts";
 import { createTokenService, ISSUER } from "./token-service.ts";
+
+/** Per-process counters, as a single gateway without Redis has them. */
+const memoryLimits = () => ({
+  rateLimiter: new MemoryRateLimiter(),
+  recordQuota: new MemoryRecordQuota(),
+  ping: async () => {},
+});
 
 // ---------------------------------------------------------------------------------------------
 // Token verification
@@ -151,24 +158,23 @@ export async function benchChecks(opts: {
     const link = await ts.issueLink("checks-volunteer");
     await ts.close();
     const bus = new MemoryBus();
-    const gw = wireGateway({
-      db: db.handle.db,
-      bus,
-      clock: systemClock,
-      rateLimiter: new MemoryRateLimiter(),
-      recordQuota: new MemoryRecordQuota(),
-      audit: new MemoryAuditSink(),
-      upstream: NO_UPSTREAM,
-      issuer: ISSUER,
-      staleAfterMs: 60_000,
-      config: {
-        upstreamSecret: "x".repeat(32),
-        secureCookies: false,
-        maxBodyBytes: 1024,
-        ipHashKey: "k".repeat(32),
-        maxDevicesPerLink: 3,
+    const gw = createGateway(
+      parseGatewayEnv({
+        PHONEBANK_SECRET: "x".repeat(32),
+        AUDIT_IP_KEY: "k".repeat(32),
+        MAX_BODY_BYTES: "1024",
+        STALE_AFTER_MS: "60000",
+        TOKEN_SERVICE_URL: ISSUER,
+      }),
+      {
+        db: db.handle.db,
+        stores: { bus, ...memoryLimits() },
+        clock: systemClock,
+        audit: new MemoryAuditSink(),
+        upstream: NO_UPSTREAM,
+        versionPollMs: false,
       },
-    });
+    );
     await gw.start();
     try {
       const { deps } = gw;
@@ -239,7 +245,7 @@ export async function benchChecks(opts: {
       };
       return { ...r, total: r.check + r.rateLimit + r.minimise + r.recordQuota + r.audit };
     } finally {
-      gw.stop();
+      await gw.stop();
       await bus.close();
     }
   } finally {
@@ -354,28 +360,24 @@ export async function benchRevocation(opts: {
       if (handle !== db.handle) closers.push(() => handle.close());
       const bus = new RedisBus({ url: opts.redisUrl, prefix, heartbeatMs: 200 });
       closers.push(() => bus.close());
-      const gw = wireGateway({
-        db: handle.db,
-        bus,
-        clock: systemClock,
-        rateLimiter: new MemoryRateLimiter(),
-        recordQuota: new MemoryRecordQuota(),
-        audit: new MemoryAuditSink(),
-        upstream: NO_UPSTREAM,
-        issuer: ISSUER,
-        staleAfterMs: 5000,
-        config: {
-          upstreamSecret: "x".repeat(32),
-          secureCookies: false,
-          maxBodyBytes: 1024,
-          ipHashKey: "k",
-          maxDevicesPerLink: 3,
+      // The version poller runs too (every second), as in production.
+      const gw = createGateway(
+        parseGatewayEnv({
+          PHONEBANK_SECRET: "x".repeat(32),
+          AUDIT_IP_KEY: "k",
+          MAX_BODY_BYTES: "1024",
+          TOKEN_SERVICE_URL: ISSUER,
+        }),
+        {
+          db: handle.db,
+          stores: { bus, ...memoryLimits() },
+          clock: systemClock,
+          audit: new MemoryAuditSink(),
+          upstream: NO_UPSTREAM,
         },
-      });
+      );
       await gw.start();
-      closers.push(async () => gw.stop());
-      const poller = startVersionPoller(gw.state, handle.db);
-      closers.push(async () => poller.stop());
+      closers.push(() => gw.stop());
       gatekeepers.push(linkChecks(gw.deps));
     }
 

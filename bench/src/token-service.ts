@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { BatchAuditWriter } from "@phaselock/audit";
 import { type Clock, systemClock } from "@phaselock/core";
-import { createRepos, type Db } from "@phaselock/db";
+import type { Db } from "@phaselock/db";
 import { type ChangeBus, MemoryBus } from "@phaselock/state";
-import { createApp, KeyManager, type Logger } from "@phaselock/token-service";
+import {
+  createTokenService as buildTokenService,
+  type Logger,
+  parseTokenServiceEnv,
+} from "@phaselock/token-service";
 
 export const ISSUER = "http://127.0.0.1:4000";
 export const PUBLIC_GATEWAY = "http://127.0.0.1:8080";
@@ -22,35 +25,24 @@ export interface IssuedLink {
 }
 
 /**
- * The token service app over `db`, wired as its `main.ts` wires it (key manager, batching audit
+ * The token service over `db`, from the builder its `main.ts` uses (key manager, batching audit
  * writer, change feed), driven in process through `app.request`.
  */
 export async function createTokenService(db: Db, opts: { bus?: ChangeBus; clock?: Clock } = {}) {
   const clock = opts.clock ?? systemClock;
   const bus = opts.bus ?? new MemoryBus();
-  const repos = createRepos(db);
-  const keys = new KeyManager({
-    signingKeys: repos.signingKeys,
-    kek: new Uint8Array(randomBytes(32)),
-    clock,
-  });
-  const ensured = await keys.ensureActiveKey();
-  if (ensured.created) {
-    const { version, kid, publicJwk } = ensured.created;
-    await bus.publish({ version, change: { type: "signing-key", kid, publicJwk: { ...publicJwk } } });
-  }
-  const audit = new BatchAuditWriter({ db, clock });
   const adminToken = `pla_${randomBytes(32).toString("base64url")}`;
-  const app = createApp({
-    db,
-    repos,
-    keys,
-    clock,
-    bus,
-    audit,
-    config: { issuer: ISSUER, publicGatewayUrl: PUBLIC_GATEWAY, adminToken },
-    logger: silent,
-  });
+  const service = buildTokenService(
+    parseTokenServiceEnv({
+      TOKEN_SERVICE_URL: ISSUER,
+      PUBLIC_GATEWAY_URL: PUBLIC_GATEWAY,
+      ADMIN_TOKEN: adminToken,
+      KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
+    }),
+    { db, stores: { bus }, clock, logger: silent },
+  );
+  await service.start();
+  const { app, keys, audit } = service;
 
   /** An admin call; throws unless the answer is 2xx. */
   async function call<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
@@ -126,7 +118,7 @@ export async function createTokenService(db: Db, opts: { bus?: ChangeBus; clock?
     issueBatch,
     /** Writes the queued audit events and stops the writer (the bus belongs to the caller when passed). */
     close: async () => {
-      await audit.close();
+      await service.stop();
       if (!opts.bus) await bus.close();
     },
   };

@@ -7,12 +7,15 @@
 import { randomBytes } from "node:crypto";
 import { type AuditSink, BatchAuditWriter, MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
-import { createDb, createRepos, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
+import { createDb, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
+import type { TestDb } from "@phaselock/db/testing";
 import {
-  createApp as createGatewayApp,
+  createGateway,
+  type createApp as createGatewayApp,
   createInProcessUpstream,
+  type Gateway,
   type InProcessApp,
-  wireGateway,
+  parseGatewayEnv,
 } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
 import {
@@ -24,11 +27,11 @@ import {
   RedisRateLimiter,
   RedisRecordQuota,
 } from "@phaselock/state";
-import type { TestDb } from "@phaselock/testkit";
 import {
-  createApp as createTokenServiceApp,
-  KeyManager,
+  createTokenService,
+  type createApp as createTokenServiceApp,
   type Logger,
+  parseTokenServiceEnv,
   type TokenServiceDeps,
 } from "@phaselock/token-service";
 import { vi } from "vitest";
@@ -56,7 +59,8 @@ export interface UpstreamRecord {
 export interface GatewayNode {
   name: string;
   app: GatewayApp;
-  wiring: ReturnType<typeof wireGateway>;
+  /** The gateway as its builder made it (policy state, deps, app). */
+  wiring: Gateway;
   bus: ChangeBus;
   /** Everything this gateway's bus reported (a listener of our own beside the policy state's). */
   feed: BusStatus[];
@@ -182,27 +186,22 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   // Token service
   const ts = open();
   const tsAudit = auditFor(ts.handle.db);
-  const repos = createRepos(ts.handle.db);
-  const keys = new KeyManager({
-    signingKeys: repos.signingKeys,
-    kek: new Uint8Array(randomBytes(32)),
-    clock,
-  });
-  await keys.ensureActiveKey();
   const tsBus = new TapBus(feed.bus("token-service"));
   const logs: Stack["tokenService"]["logs"] = [];
-  const deps: TokenServiceDeps = {
-    db: ts.handle.db,
-    repos,
-    keys,
-    clock,
-    bus: tsBus,
-    audit: tsAudit,
-    config: { issuer: ISSUER, publicGatewayUrl: PUBLIC_GATEWAY_URL, adminToken },
-    logger: keepingLogger(logs),
-  };
-  const tokenApp = createTokenServiceApp(deps);
+  // The builders `pnpm start` and each service's main.ts use, over the same environment parse.
+  const tokenService = createTokenService(
+    parseTokenServiceEnv({
+      TOKEN_SERVICE_URL: ISSUER,
+      PUBLIC_GATEWAY_URL,
+      ADMIN_TOKEN: adminToken,
+      KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
+    }),
+    { db: ts.handle.db, stores: { bus: tsBus }, clock, audit: tsAudit, logger: keepingLogger(logs) },
+  );
+  await tokenService.start();
+  const { app: tokenApp, deps } = tokenService;
   closers.push(async () => {
+    await tokenService.stop();
     await tsAudit.close();
     await tsBus.close();
     if (ts.own) await ts.handle.close();
@@ -227,35 +226,35 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
           }
         : { rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() };
     const unlisten = bus.subscribe({ onMessage: () => {}, onStatus: (s) => void statuses.push(s) });
-    const wiring = wireGateway({
+    const config = parseGatewayEnv({
+      TOKEN_SERVICE_URL: ISSUER,
+      PHONEBANK_SECRET: upstreamSecret,
+      AUDIT_IP_KEY: "e2e-ip-key",
+      STALE_AFTER_MS: String(staleAfterMs),
+    });
+    const wiring = createGateway(config, {
       db: g.handle.db,
-      bus,
+      stores: {
+        bus,
+        ...limiters,
+        ping: async () => {
+          await redis?.ping();
+        },
+      },
       clock,
       upstream: createInProcessUpstream(phonebank),
       audit,
-      ...limiters,
-      issuer: ISSUER,
-      staleAfterMs,
-      config: {
-        upstreamSecret,
-        secureCookies: false,
-        maxBodyBytes: 64 * 1024,
-        ipHashKey: "e2e-ip-key",
-        maxDevicesPerLink: 3,
-      },
       // Rate limits are not what these tests are about: room for every request a test makes.
       limitDefaults: { requestsPerMinute: 10_000, recordsPerHour: 10_000 },
-      ready: async () => {
-        await g.handle.db.execute("select 1");
-        return true;
-      },
+      // Tests decide when a gateway catches up (some start a poller of their own).
+      versionPollMs: false,
       onError: (err) => void errors.push(err),
     });
     await wiring.start();
     let stopped = false;
     const node: GatewayNode = {
       name,
-      app: createGatewayApp(wiring.deps),
+      app: wiring.app,
       wiring,
       bus,
       feed: statuses,
@@ -265,7 +264,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       stop: async () => {
         if (stopped) return;
         stopped = true;
-        wiring.stop();
+        await wiring.stop();
         unlisten();
         await audit.close();
         await bus.close();

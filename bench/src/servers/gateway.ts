@@ -5,17 +5,11 @@
  * the audit-off comparison, a sink that discards).
  */
 import { createServer } from "node:http";
-import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
+import type { AuditSink } from "@phaselock/audit";
 import { systemClock } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
-import {
-  createApp,
-  createHttpUpstream,
-  createNodeHandler,
-  startVersionPoller,
-  wireGateway,
-} from "@phaselock/gateway";
-import { MemoryBus, MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
+import { createGateway, parseGatewayEnv } from "@phaselock/gateway";
+import { createStores } from "@phaselock/state";
 import { close, listen, runChild } from "../child.ts";
 
 export interface GatewayConfig {
@@ -41,59 +35,39 @@ class NullAuditSink implements AuditSink {
   async close(): Promise<void> {}
 }
 
-runChild<GatewayConfig>(async (config) => {
-  const clock = systemClock;
-  const handle = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+runChild<GatewayConfig>(async (bench) => {
+  const handle = createDb({ databaseUrl: bench.databaseUrl, dataDir: bench.dataDir });
   await assertMigrated(handle.db);
-  const bus = new MemoryBus();
-  let auditErrors = 0;
-  const audit: AuditSink & { pending?: number } = config.audit
-    ? new BatchAuditWriter({ db: handle.db, clock, onError: () => void auditErrors++ })
-    : new NullAuditSink();
-  const upstream = createHttpUpstream({
-    baseUrl: config.upstreamUrl,
-    timeoutMs: 10_000,
-    maxBodyBytes: 64 * 1024,
+  const stores = createStores({});
+  const config = parseGatewayEnv({
+    UPSTREAM_URL: bench.upstreamUrl,
+    TOKEN_SERVICE_URL: bench.issuer,
+    PHONEBANK_SECRET: bench.phonebankSecret,
+    AUDIT_IP_KEY: bench.ipHashKey,
   });
-  const gateway = wireGateway({
+  let auditErrors = 0;
+  const gateway = createGateway(config, {
     db: handle.db,
-    bus,
-    clock,
-    rateLimiter: new MemoryRateLimiter(),
-    recordQuota: new MemoryRecordQuota(),
-    audit,
-    upstream,
-    issuer: config.issuer,
-    staleAfterMs: 5000,
-    config: {
-      upstreamSecret: config.phonebankSecret,
-      secureCookies: false,
-      maxBodyBytes: 64 * 1024,
-      ipHashKey: config.ipHashKey,
-      maxDevicesPerLink: 3,
+    stores,
+    clock: systemClock,
+    // Without an audit sink the builder brings its own batching writer, as main.ts runs it.
+    audit: bench.audit ? undefined : new NullAuditSink(),
+    onError: (err) => {
+      auditErrors++;
+      console.error(`bench gateway: ${(err as Error).message}`);
     },
-    ready: async () => {
-      await handle.db.execute("select 1");
-      return true;
-    },
-    onError: (err) => console.error(`bench gateway: policy state: ${(err as Error).message}`),
   });
   await gateway.start();
-  const poller = startVersionPoller(gateway.state, handle.db);
-  // As main.ts serves it: /pb/* on node:http directly, everything else through Hono.
-  const server = createServer(createNodeHandler(gateway.deps, createApp(gateway.deps)));
+  const server = createServer(gateway.handler);
   const port = await listen(server);
 
   return {
     port,
     stop: async () => {
       await close(server);
-      poller.stop();
-      gateway.stop();
-      const pending = audit.pending;
-      await audit.close();
-      await upstream.close();
-      await bus.close();
+      const pending = (gateway.audit as { pending?: number }).pending;
+      await gateway.stop();
+      await stores.close();
       await handle.close();
       return { auditPendingAtStop: pending ?? 0, auditErrors };
     },

@@ -1,5 +1,6 @@
 import { type Db, queryRows } from "@phaselock/db";
-import { dbBackends, describeIntegration, type TestDb } from "@phaselock/testkit";
+import { dbBackends, type TestDb } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { appendEvents, verifyStored } from "./store.ts";

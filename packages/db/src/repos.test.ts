@@ -1,6 +1,6 @@
 import { epochSeconds, PhaselockError, randomId, type Scope, sha256Hex } from "@phaselock/core";
 import { type Phase, RevocationIndex } from "@phaselock/policy";
-import { dbBackends, describeIntegration, type TestDb } from "@phaselock/testkit";
+import { describeIntegration } from "@phaselock/testkit";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
@@ -17,6 +17,7 @@ import {
   type Repos,
   schema,
 } from "./index.ts";
+import { dbBackends, type TestDb } from "./testing.ts";
 
 // Vitest 4 inline projects do not inherit the root timeouts; starting PGlite alone takes seconds.
 const SLOW = 60_000;

@@ -1,11 +1,10 @@
 /**
  * Test helpers: service URLs and availability, integration suites that fail in CI and skip
- * locally when a service is down, and a fresh database per test file. Nothing here is shared
- * between test files: every database and key prefix is unique.
+ * locally when a service is down, and unique key prefixes. Nothing here is shared between test
+ * files. A fresh database per test file is `@phaselock/db/testing`'s (testkit must not depend on
+ * the database package, whose own tests use testkit).
  */
 import { randomBytes } from "node:crypto";
-import { createDb, type DbHandle, migrate, type PgliteHandle, type PostgresHandle } from "@phaselock/db";
-import postgres from "postgres";
 import { beforeAll, describe } from "vitest";
 import { pgAvailable as probePg, redisAvailable as probeRedis } from "./probe.ts";
 
@@ -74,96 +73,6 @@ function redactUrl(url: string): string {
     return "(unparseable url)";
   }
 }
-
-/** A test database: `drop()` closes the handle and removes the database (idempotent). */
-export interface TestDb {
-  handle: DbHandle;
-  /** Set for Postgres. */
-  url?: string;
-  drop(): Promise<void>;
-}
-
-export interface TestDatabase extends TestDb {
-  name: string;
-  url: string;
-  handle: PostgresHandle;
-}
-
-async function withAdmin<T>(fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-}
-
-/**
- * Creates a fresh, uniquely named Postgres database (`pl_test_<random>`) next to
- * TEST_DATABASE_URL, migrates it (unless `migrate: false`) and opens it. Call `drop()` in `afterAll`.
- */
-export async function createTestDatabase(
-  opts: { poolSize?: number; migrate?: boolean } = {},
-): Promise<TestDatabase> {
-  const name = `pl_test_${randomBytes(8).toString("hex")}`;
-  await withAdmin((sql) => sql.unsafe(`create database "${name}"`));
-  const dropDatabase = () => withAdmin((sql) => sql.unsafe(`drop database if exists "${name}" with (force)`));
-  const u = new URL(TEST_DATABASE_URL);
-  u.pathname = `/${name}`;
-  const url = u.toString();
-  const handle = createDb({ databaseUrl: url, poolSize: opts.poolSize ?? 5 });
-  if (handle.kind !== "postgres") throw new Error("unreachable: a URL opens postgres.js");
-  try {
-    if (opts.migrate !== false) await migrate(handle);
-  } catch (err) {
-    await handle.close();
-    await dropDatabase();
-    throw err;
-  }
-  let dropped: Promise<void> | undefined;
-  return {
-    name,
-    url,
-    handle,
-    drop: () => {
-      dropped ??= handle.close().then(async () => {
-        await dropDatabase();
-      });
-      return dropped;
-    },
-  };
-}
-
-/** A migrated (unless `migrate: false`) in-memory PGlite database. Close it with `handle.close()`. */
-export async function createMemoryDb(opts: { migrate?: boolean } = {}): Promise<PgliteHandle> {
-  const handle = createDb({ memory: true });
-  if (handle.kind !== "pglite") throw new Error("unreachable: memory opens PGlite");
-  if (opts.migrate !== false) await migrate(handle);
-  return handle;
-}
-
-export interface DbBackend {
-  name: "pglite" | "postgres";
-  needs: Service[];
-  /** A fresh database of this kind, migrated unless `migrate: false`. */
-  open(opts?: { migrate?: boolean }): Promise<TestDb>;
-}
-
-/**
- * Both drivers, for running one suite against each:
- * `for (const b of dbBackends) describeIntegration(`x (${b.name})`, b.needs, () => …)`.
- */
-export const dbBackends: readonly DbBackend[] = [
-  {
-    name: "pglite",
-    needs: [],
-    open: async (opts) => {
-      const handle = await createMemoryDb(opts);
-      return { handle, drop: () => handle.close() };
-    },
-  },
-  { name: "postgres", needs: ["postgres"], open: (opts) => createTestDatabase(opts) },
-];
 
 /** A unique Redis key prefix, e.g. `pl:test:3f9a…:`, so test files never see each other's keys. */
 export const uniquePrefix = (label = "test"): string => `pl:${label}:${randomBytes(6).toString("hex")}:`;

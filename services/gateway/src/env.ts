@@ -1,8 +1,8 @@
 import { httpUrl, nodeEnv, optionalString, parseEnv, port, postgresUrl, redisUrl } from "@phaselock/core";
 import { z } from "zod";
 
-/** The gateway's environment, parsed once by `main.ts`. */
-export const envSchema = z.object({
+/** The gateway's variables; `pnpm start` extends this shape rather than copying it. */
+export const gatewayEnvShape = z.object({
   NODE_ENV: nodeEnv,
   GATEWAY_PORT: port(8080),
   HOST: z.string().min(1).default("127.0.0.1"),
@@ -26,7 +26,62 @@ export const envSchema = z.object({
   AUDIT_IP_KEY: optionalString,
 });
 
-export type GatewayEnv = z.infer<typeof envSchema>;
+export type GatewayEnvVars = z.infer<typeof gatewayEnvShape>;
 
-export const parseGatewayEnv = (env: Record<string, string | undefined>): GatewayEnv =>
+/** What a gateway is built from: every setting of the README's table that it reads. */
+export interface GatewayServiceConfig {
+  production: boolean;
+  host: string;
+  port: number;
+  upstreamUrl: string;
+  /** the token service URL: tokens' `iss` */
+  issuer: string;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  redisUrl: string | undefined;
+  staleAfterMs: number;
+  upstreamTimeoutMs: number;
+  maxBodyBytes: number;
+  secureCookies: boolean;
+  maxDevicesPerLink: number;
+  /** unset outside production: the starter supplies a development secret */
+  phonebankSecret: string | undefined;
+  /** unset outside production: the starter supplies a development key */
+  auditIpKey: string | undefined;
+}
+
+const PRODUCTION_SECRETS = ["PHONEBANK_SECRET", "AUDIT_IP_KEY"] as const;
+
+/** A production gateway with a development secret would accept forged or unlinkable audit trails. */
+export function gatewayProductionRules(env: GatewayEnvVars, ctx: z.RefinementCtx): void {
+  if (env.NODE_ENV !== "production") return;
+  for (const name of PRODUCTION_SECRETS) {
+    if (env[name] === undefined) {
+      ctx.addIssue({ code: "custom", path: [name], message: "is required when NODE_ENV=production" });
+    }
+  }
+}
+
+export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
+  production: env.NODE_ENV === "production",
+  host: env.HOST,
+  port: env.GATEWAY_PORT,
+  upstreamUrl: env.UPSTREAM_URL,
+  issuer: env.TOKEN_SERVICE_URL,
+  databaseUrl: env.DATABASE_URL,
+  dataDir: env.DATA_DIR,
+  redisUrl: env.REDIS_URL,
+  staleAfterMs: env.STALE_AFTER_MS,
+  upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
+  maxBodyBytes: env.MAX_BODY_BYTES,
+  secureCookies: env.SECURE_COOKIES,
+  maxDevicesPerLink: env.MAX_DEVICES_PER_LINK,
+  phonebankSecret: env.PHONEBANK_SECRET,
+  auditIpKey: env.AUDIT_IP_KEY,
+});
+
+/** The gateway's environment, parsed once by `main.ts`, into its config. */
+export const envSchema = gatewayEnvShape.superRefine(gatewayProductionRules).transform(toGatewayConfig);
+
+export const parseGatewayEnv = (env: Record<string, string | undefined>): GatewayServiceConfig =>
   parseEnv(envSchema, env);

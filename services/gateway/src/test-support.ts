@@ -12,7 +12,9 @@ import { setup, T0 } from "@phaselock/tokens/testing";
 import { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { GatewayDeps, LinkStore, PolicyView } from "./deps.ts";
+import { parseGatewayEnv } from "./env.ts";
 import { createLimits } from "./limits.ts";
+import { gatewayAppConfig } from "./service.ts";
 import { createInProcessUpstream, type Upstream } from "./upstream.ts";
 import { createUpstreamRoutes } from "./upstream-routes.ts";
 
@@ -152,13 +154,10 @@ export async function gatewayFixture(
     routes: createUpstreamRoutes(),
     audit,
     limits: createLimits({ rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() }),
-    config: {
-      upstreamSecret: UPSTREAM_SECRET,
-      secureCookies: false,
-      maxBodyBytes: 1024,
-      ipHashKey: "k",
-      maxDevicesPerLink: 3,
-    },
+    // The settings as the builder derives them from the environment main.ts parses.
+    config: gatewayAppConfig(
+      parseGatewayEnv({ PHONEBANK_SECRET: UPSTREAM_SECRET, AUDIT_IP_KEY: "k", MAX_BODY_BYTES: "1024" }),
+    ),
     seen: () => {},
     suspendLink: async (linkId) => {
       snapshot.suspended.add(linkId);

@@ -1,25 +1,67 @@
-import { httpUrl, nodeEnv, optionalString, parseEnv, port, postgresUrl, redisUrl } from "@phaselock/core";
+import { optionalString, parseEnv, port } from "@phaselock/core";
+import {
+  type GatewayServiceConfig,
+  gatewayEnvShape,
+  gatewayProductionRules,
+  toGatewayConfig,
+} from "@phaselock/gateway";
+import {
+  type TokenServiceSettings,
+  tokenServiceEnvShape,
+  tokenServiceProductionRules,
+  toTokenServiceSettings,
+} from "@phaselock/token-service";
 import { z } from "zod";
 
-/** `pnpm start`: every variable of the three services, parsed once. */
-export const envSchema = z.object({
-  NODE_ENV: nodeEnv,
-  HOST: z.string().min(1).default("127.0.0.1"),
-  TOKEN_SERVICE_PORT: port(4000),
-  GATEWAY_PORT: port(8080),
+/**
+ * `pnpm start`: the services' own variables (their schemas, not copies, so a setting means the
+ * same here as to a service alone) and the stack's: the phone bank's port, and an upstream that
+ * follows it unless set.
+ */
+export const stackEnvShape = tokenServiceEnvShape.extend(gatewayEnvShape.shape).extend({
   PHONEBANK_PORT: port(8090),
-  UPSTREAM_URL: optionalString,
-  PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
-  TOKEN_SERVICE_URL: httpUrl("http://127.0.0.1:4000"),
-  DATABASE_URL: postgresUrl,
-  DATA_DIR: z.string().min(1).default("./.data"),
-  REDIS_URL: redisUrl,
-  ADMIN_TOKEN: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
-  KEY_ENCRYPTION_KEY: optionalString,
-  PHONEBANK_SECRET: optionalString,
-  AUDIT_IP_KEY: optionalString,
-  STALE_AFTER_MS: z.coerce.number().int().min(100).default(5000),
+  // The gateway's rule without its default, which would hide the phone bank's port.
+  UPSTREAM_URL: optionalString.pipe(
+    z
+      .url({ protocol: /^https?$/ })
+      .transform((v) => v.replace(/\/+$/, ""))
+      .optional(),
+  ),
 });
 
-export type StackEnv = z.infer<typeof envSchema>;
-export const parseStackEnv = (env: Record<string, string | undefined>): StackEnv => parseEnv(envSchema, env);
+export interface StackConfig {
+  production: boolean;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  phonebankPort: number;
+  tokenService: TokenServiceSettings;
+  gateway: GatewayServiceConfig;
+}
+
+export const envSchema = stackEnvShape
+  .superRefine((env, ctx) => {
+    tokenServiceProductionRules(env, ctx);
+    gatewayProductionRules({ ...env, UPSTREAM_URL: upstreamOf(env) }, ctx);
+  })
+  .transform(
+    (env): StackConfig => ({
+      production: env.NODE_ENV === "production",
+      host: env.HOST,
+      dataDir: env.DATA_DIR,
+      databaseUrl: env.DATABASE_URL,
+      redisUrl: env.REDIS_URL,
+      phonebankPort: env.PHONEBANK_PORT,
+      tokenService: toTokenServiceSettings(env),
+      gateway: toGatewayConfig({ ...env, UPSTREAM_URL: upstreamOf(env) }),
+    }),
+  );
+
+function upstreamOf(env: { UPSTREAM_URL?: string | undefined; PHONEBANK_PORT: number }): string {
+  return env.UPSTREAM_URL ?? `http://127.0.0.1:${env.PHONEBANK_PORT}`;
+}
+
+export type StackEnv = z.infer<typeof stackEnvShape>;
+export const parseStackEnv = (env: Record<string, string | undefined>): StackConfig =>
+  parseEnv(envSchema, env);

@@ -1,57 +1,101 @@
+import {
+  httpUrl,
+  nodeEnv,
+  optionalString,
+  parseEnv as parseWith,
+  port,
+  postgresUrl,
+  redisUrl,
+} from "@phaselock/core";
 import { z } from "zod";
 
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v));
-
-const url = (fallback: string) =>
-  z
-    .url({ protocol: /^https?$/ })
-    .default(fallback)
-    // Link URLs and `iss` are built by appending paths: a trailing slash would double them.
-    .transform((v) => v.replace(/\/+$/, ""));
-
-/** The token service's environment, parsed once by `main.ts`. */
-export const envSchema = z.object({
-  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
-  TOKEN_SERVICE_PORT: z.coerce.number().int().min(1).max(65_535).default(4000),
+/** The token service's variables; `pnpm start` extends this shape rather than copying it. */
+export const tokenServiceEnvShape = z.object({
+  NODE_ENV: nodeEnv,
+  TOKEN_SERVICE_PORT: port(4000),
   HOST: z.string().min(1).default("127.0.0.1"),
-  DATABASE_URL: optionalString.pipe(
-    z
-      .string()
-      .regex(/^postgres(ql)?:\/\//, "DATABASE_URL must be a postgres:// URL")
-      .optional(),
-  ),
+  DATABASE_URL: postgresUrl,
   DATA_DIR: z.string().min(1).default("./.data"),
-  REDIS_URL: optionalString.pipe(
-    z
-      .string()
-      .regex(/^rediss?:\/\//, "REDIS_URL must be a redis:// URL")
-      .optional(),
-  ),
+  REDIS_URL: redisUrl,
   ADMIN_TOKEN: optionalString.pipe(
     z
       .string()
-      .min(32, "ADMIN_TOKEN must be at least 32 characters")
-      .max(1024, "ADMIN_TOKEN must be at most 1024 characters")
-      .regex(/^[\x21-\x7e]+$/, "ADMIN_TOKEN must be printable ASCII without spaces")
+      .min(32, "must be at least 32 characters")
+      .max(1024, "must be at most 1024 characters")
+      .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
       .optional(),
   ),
   KEY_ENCRYPTION_KEY: optionalString,
-  PUBLIC_GATEWAY_URL: url("http://127.0.0.1:8080"),
-  TOKEN_SERVICE_URL: url("http://127.0.0.1:4000"),
+  PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
+  TOKEN_SERVICE_URL: httpUrl("http://127.0.0.1:4000"),
 });
 
-export type TokenServiceEnv = z.infer<typeof envSchema>;
+export type TokenServiceEnv = z.infer<typeof tokenServiceEnvShape>;
+
+/** What a token service is built from: every setting of the README's table that it reads. */
+export interface TokenServiceSettings {
+  production: boolean;
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  redisUrl: string | undefined;
+  /** This service's public URL: the `iss` of every token. */
+  issuer: string;
+  /** Base of the link URLs handed out. */
+  publicGatewayUrl: string;
+  /** unset outside production: the starter supplies a development token */
+  adminToken: string | undefined;
+  /** unset outside production: the starter supplies a development key */
+  keyEncryptionKey: string | undefined;
+}
+
+const PRODUCTION_SECRETS = {
+  KEY_ENCRYPTION_KEY: "32 bytes: 64 hex characters or base64",
+  ADMIN_TOKEN: "at least 32 characters",
+} as const;
+
+/** Production never falls back on a generated secret kept in a file beside the database. */
+export function tokenServiceProductionRules(env: TokenServiceEnv, ctx: z.RefinementCtx): void {
+  if (env.NODE_ENV !== "production") return;
+  for (const [name, what] of Object.entries(PRODUCTION_SECRETS)) {
+    if (env[name as keyof typeof PRODUCTION_SECRETS] === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [name],
+        message: `is required when NODE_ENV=production (${what})`,
+      });
+    }
+  }
+}
+
+export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettings => ({
+  production: env.NODE_ENV === "production",
+  host: env.HOST,
+  port: env.TOKEN_SERVICE_PORT,
+  databaseUrl: env.DATABASE_URL,
+  dataDir: env.DATA_DIR,
+  redisUrl: env.REDIS_URL,
+  issuer: env.TOKEN_SERVICE_URL,
+  publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
+  adminToken: env.ADMIN_TOKEN,
+  keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
+});
+
+/** The token service's environment, parsed once by `main.ts`, without the production rules. */
+export const envSchema = tokenServiceEnvShape;
+
+/** The environment as the service runs it: production rules applied, into its settings. */
+export const settingsSchema = tokenServiceEnvShape
+  .superRefine(tokenServiceProductionRules)
+  .transform(toTokenServiceSettings);
 
 /**
  * Parses the environment or throws one readable error naming every bad variable (never its value:
  * some of them are secrets).
  */
-export function parseEnv(env: Record<string, string | undefined>): TokenServiceEnv {
-  const result = envSchema.safeParse(env);
-  if (result.success) return result.data;
-  const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "(env)"}: ${i.message}`);
-  throw new Error(`invalid environment:\n${lines.join("\n")}`);
-}
+export const parseEnv = (env: Record<string, string | undefined>): TokenServiceEnv =>
+  parseWith(envSchema, env);
+
+export const parseTokenServiceEnv = (env: Record<string, string | undefined>): TokenServiceSettings =>
+  parseWith(settingsSchema, env);

@@ -1,6 +1,16 @@
 export { createApp, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES } from "./app.ts";
 export type { AppEnv, Principal, Repos, Role, TokenServiceConfig, TokenServiceDeps } from "./context.ts";
-export { parseEnv, type TokenServiceEnv } from "./env.ts";
+export {
+  envSchema as tokenServiceEnvSchema,
+  parseEnv,
+  parseTokenServiceEnv,
+  settingsSchema as tokenServiceSettingsSchema,
+  type TokenServiceEnv,
+  type TokenServiceSettings,
+  tokenServiceEnvShape,
+  tokenServiceProductionRules,
+  toTokenServiceSettings,
+} from "./env.ts";
 export { consoleLogger, type Logger, type Problem, type ProblemCode } from "./errors.ts";
 export { DEFAULT_MAX_USES, DEFAULT_TTL_SECONDS, MAX_BATCH, MAX_TTL_SECONDS } from "./issuance.ts";
 export {
@@ -10,3 +20,4 @@ export {
   keyChangeMessage,
   type LinkSigner,
 } from "./keys.ts";
+export { createTokenService, type TokenService, type TokenServiceInfra } from "./service.ts";

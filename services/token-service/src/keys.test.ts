@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { FakeClock } from "@phaselock/core";
 import { createRepos, schema } from "@phaselock/db";
-import { dbBackends, describeIntegration, type TestDb } from "@phaselock/testkit";
+import { dbBackends, type TestDb } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
 import { TOKEN_AUDIENCE } from "@phaselock/tokens";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyManager } from "./keys.ts";

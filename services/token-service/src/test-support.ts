@@ -5,14 +5,16 @@
 import { randomBytes } from "node:crypto";
 import { MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
-import { createRepos, type DbHandle } from "@phaselock/db";
+import type { DbHandle } from "@phaselock/db";
+import { createMemoryDb } from "@phaselock/db/testing";
 import { type ChangeMessage, MemoryBus } from "@phaselock/state";
-import { createMemoryDb } from "@phaselock/testkit";
 import { createVerifier, KeyRing } from "@phaselock/tokens";
-import { createApp } from "./app.ts";
+import type { createApp } from "./app.ts";
 import type { TokenServiceDeps } from "./context.ts";
+import { parseTokenServiceEnv } from "./env.ts";
 import type { Logger } from "./errors.ts";
-import { KeyManager } from "./keys.ts";
+import type { KeyManager } from "./keys.ts";
+import { createTokenService } from "./service.ts";
 
 export const ADMIN = `admin-${"x".repeat(40)}`;
 export const ISSUER = "http://127.0.0.1:4000";
@@ -46,27 +48,21 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
   const clock = new FakeClock(T0);
   const bus = new MemoryBus({ heartbeatMs: 0 });
   const audit = new MemoryAuditSink();
-  const repos = createRepos(handle.db);
-  const keys = new KeyManager({
-    signingKeys: repos.signingKeys,
-    kek: new Uint8Array(randomBytes(32)),
-    clock,
-  });
-  await keys.ensureActiveKey();
+  const logs: { level: string; msg: string }[] = [];
+  // The builder main.ts uses, over the settings the same environment parse gives.
+  const service = createTokenService(
+    parseTokenServiceEnv({
+      TOKEN_SERVICE_URL: ISSUER,
+      PUBLIC_GATEWAY_URL: GATEWAY,
+      ADMIN_TOKEN: opts.adminToken ?? ADMIN,
+      KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
+    }),
+    { db: handle.db, stores: { bus }, clock, audit, logger: silentLogger(logs) },
+  );
+  await service.start();
+  const { app, deps, keys } = service;
   const published: ChangeMessage[] = [];
   bus.subscribe({ onMessage: (m) => void published.push(m), onStatus: () => {} });
-  const logs: { level: string; msg: string }[] = [];
-  const deps: TokenServiceDeps = {
-    db: handle.db,
-    repos,
-    keys,
-    clock,
-    bus,
-    audit,
-    config: { issuer: ISSUER, publicGatewayUrl: GATEWAY, adminToken: opts.adminToken ?? ADMIN },
-    logger: silentLogger(logs),
-  };
-  const app = createApp(deps);
   return {
     app,
     deps,
@@ -78,6 +74,7 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
     published,
     logs,
     close: async () => {
+      await service.stop();
       await bus.close();
       await handle.close();
     },

@@ -1,0 +1,187 @@
+import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
+import type { Clock } from "@phaselock/core";
+import {
+  createRepos,
+  currentPolicyVersion,
+  type Db,
+  loadPolicySnapshot,
+  loadPublicKeys,
+} from "@phaselock/db";
+import { type ChangeBus, PolicyState, type RateLimiter, type RecordQuota } from "@phaselock/state";
+import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
+import { createApp } from "./app.ts";
+import type { GatewayConfig, GatewayDeps, PolicyView } from "./deps.ts";
+import type { GatewayServiceConfig } from "./env.ts";
+import { createLastSeen } from "./last-seen.ts";
+import { createLimits, type LimitDefaults } from "./limits.ts";
+import { createNodeHandler } from "./node-handler.ts";
+import { createHttpUpstream, type Upstream } from "./upstream.ts";
+import { createUpstreamRoutes } from "./upstream-routes.ts";
+
+/** The deployment's shared state a gateway runs on; the stack hands one set to every service. */
+export interface GatewayInfra {
+  db: Db;
+  stores: {
+    bus: ChangeBus;
+    rateLimiter: RateLimiter;
+    recordQuota: RecordQuota;
+    /** a quick probe of the store for `/readyz` */
+    ping(): Promise<void>;
+  };
+  clock: Clock;
+  /** Default: a batching writer into the database's hash chain, closed by `stop()`. */
+  audit?: AuditSink;
+  /** Default: HTTP to `config.upstreamUrl`, closed by `stop()`. */
+  upstream?: Upstream;
+  /** Secrets used when the config leaves them unset (never in production: the schema refuses). */
+  fallbackSecrets?: { phonebankSecret?: string; auditIpKey?: string };
+  limitDefaults?: Partial<LimitDefaults>;
+  /**
+   * How often the stored policy version is compared with the state's; `false` turns the poller
+   * off (tests that decide themselves when a gateway catches up).
+   */
+  versionPollMs?: number | false;
+  onError?: (err: unknown) => void;
+}
+
+/** What of the service config the Hono app and the proxy read per request. */
+export function gatewayAppConfig(
+  config: GatewayServiceConfig,
+  fallback: GatewayInfra["fallbackSecrets"] = {},
+): GatewayConfig {
+  const upstreamSecret = config.phonebankSecret ?? fallback.phonebankSecret;
+  const ipHashKey = config.auditIpKey ?? fallback.auditIpKey;
+  // Fail closed: a gateway with no secret would be turned away by the phone bank at best.
+  if (!upstreamSecret) throw new Error("gateway: PHONEBANK_SECRET is not set");
+  if (!ipHashKey) throw new Error("gateway: AUDIT_IP_KEY is not set");
+  return {
+    upstreamSecret,
+    secureCookies: config.secureCookies,
+    maxBodyBytes: config.maxBodyBytes,
+    ipHashKey,
+    maxDevicesPerLink: config.maxDevicesPerLink,
+  };
+}
+
+/**
+ * Builds a gateway over a database and shared stores: the policy state (loaded, then kept
+ * current by the feed and the version poller), the key ring (re-read on every reload and patched
+ * by changes), a verifier with its cache, the upstream, the audit writer, the
+ * Hono app and the node handler that serves `/pb/*` directly. Call `start()` before serving.
+ */
+export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra) {
+  const { db, clock, stores } = infra;
+  const repos = createRepos(db);
+  const ring = new KeyRing();
+  const cache = new VerifyCache({ maxEntries: 100_000 });
+  const ownAudit = infra.audit ? undefined : new BatchAuditWriter({ db, clock, onError: infra.onError });
+  const audit = infra.audit ?? (ownAudit as AuditSink);
+  const ownUpstream = infra.upstream
+    ? undefined
+    : createHttpUpstream({
+        baseUrl: config.upstreamUrl,
+        timeoutMs: config.upstreamTimeoutMs,
+        maxBodyBytes: config.maxBodyBytes,
+      });
+  const upstream = infra.upstream ?? (ownUpstream as Upstream);
+
+  const state = new PolicyState({
+    source: { load: () => loadPolicySnapshot(db) },
+    bus: stores.bus,
+    clock,
+    staleAfterMs: config.staleAfterMs,
+    onError: infra.onError,
+    refreshKeys: async () => ring.set(await loadPublicKeys(db, clock.now())),
+    onChange: (change) => {
+      if (change.type === "signing-key") void ring.add(change.kid, change.publicJwk);
+    },
+  });
+
+  const policy: PolicyView = {
+    snapshot: () => state.snapshot,
+    revocations: () => state.revocations,
+    isFresh: (now) => state.isFresh(now),
+  };
+
+  const lastSeen = createLastSeen({ touch: (id, at) => repos.links.touch(id, at), onError: infra.onError });
+
+  const deps: GatewayDeps = {
+    clock,
+    policy,
+    verifier: createVerifier({ keys: ring, issuer: config.issuer, clock, cache }),
+    links: repos.links,
+    upstream,
+    routes: createUpstreamRoutes(),
+    audit,
+    limits: createLimits({
+      rateLimiter: stores.rateLimiter,
+      recordQuota: stores.recordQuota,
+      defaults: infra.limitDefaults,
+    }),
+    config: gatewayAppConfig(config, infra.fallbackSecrets),
+    ready: async () => {
+      await db.execute("select 1");
+      await stores.ping();
+      return true;
+    },
+    seen: lastSeen.seen,
+    suspendLink: async (linkId, reason, now) => {
+      const r = await repos.links.suspend(linkId, reason, now);
+      // Refused here at once, before the feed brings it back: suspending early only fails closed.
+      state.snapshot.suspended.add(linkId);
+      if (!r.suspended) return;
+      // Other gateways hear it on the feed; if the publish fails they reload on the version gap.
+      await stores.bus
+        .publish({ version: r.version, change: { type: "link-suspended", linkId, reason } })
+        .catch((err: unknown) => infra.onError?.(err));
+    },
+  };
+
+  const app = createApp(deps);
+  let poller: { stop(): void } | undefined;
+
+  return {
+    config,
+    deps,
+    app,
+    /** `/pb/*` on node:http directly (the proxy's fast path); every other route through Hono. */
+    handler: createNodeHandler(deps, app),
+    state,
+    ring,
+    audit,
+    start: async () => {
+      await state.start();
+      if (infra.versionPollMs !== false) poller ??= startVersionPoller(state, db, infra.versionPollMs);
+    },
+    /** Stops following the feed, writes the last "last seen" times and what it owns. */
+    stop: async () => {
+      poller?.stop();
+      poller = undefined;
+      state.stop();
+      await lastSeen.stop();
+      await ownAudit?.close();
+      await ownUpstream?.close();
+    },
+  };
+}
+
+export type Gateway = ReturnType<typeof createGateway>;
+
+/**
+ * Compares the stored policy version with the state's every `intervalMs` and reloads when the
+ * state trails. Catches a lost last message (no later message reveals the gap) and serves a
+ * gateway that shares a database but no feed with the token service.
+ */
+export function startVersionPoller(state: PolicyState, db: Db, intervalMs = 1000) {
+  const timer = setInterval(async () => {
+    try {
+      const stored = await currentPolicyVersion(db);
+      const mine = state.status().version;
+      if (mine === null || stored > mine) await state.reload();
+    } catch {
+      // The state's own staleness bound decides when to fail closed.
+    }
+  }, intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,123 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { gatewayEnvShape, parseGatewayEnv } from "@phaselock/gateway";
+import { parseTokenServiceEnv, tokenServiceEnvShape } from "@phaselock/token-service";
+import { describe, expect, it } from "vitest";
+import { parseStackEnv } from "./env.ts";
+
+/** The variables of the README's configuration table, in its order. */
+function readmeSettings(): string[] {
+  const readme = readFileSync(join(import.meta.dirname, "../../../README.md"), "utf8");
+  const table = readme.slice(
+    readme.indexOf("## Configuration"),
+    readme.indexOf("## How a request is checked"),
+  );
+  return [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]!);
+}
+
+/** A value other than the default for every setting, valid for both parsers. */
+const SAMPLES: Record<string, string> = {
+  TOKEN_SERVICE_PORT: "4100",
+  GATEWAY_PORT: "8180",
+  PHONEBANK_PORT: "8190",
+  HOST: "0.0.0.0",
+  UPSTREAM_URL: "https://phonebank.example.org/",
+  PUBLIC_GATEWAY_URL: "https://links.example.org",
+  TOKEN_SERVICE_URL: "https://tokens.example.org",
+  DATABASE_URL: "postgres://u@db:5432/phaselock",
+  DATA_DIR: "/var/lib/phaselock",
+  REDIS_URL: "redis://cache:6379",
+  ADMIN_TOKEN: `admin-${"a".repeat(40)}`,
+  KEY_ENCRYPTION_KEY: "ab".repeat(32),
+  PHONEBANK_SECRET: "p".repeat(40),
+  STALE_AFTER_MS: "2500",
+  AUDIT_IP_KEY: "i".repeat(40),
+  MAX_DEVICES_PER_LINK: "1",
+  MAX_BODY_BYTES: "1024",
+  UPSTREAM_TIMEOUT_MS: "2000",
+  SECURE_COOKIES: "true",
+};
+
+const settings = readmeSettings();
+const gatewaySettings = settings.filter((name) => name in gatewayEnvShape.shape);
+const tokenServiceSettings = settings.filter((name) => name in tokenServiceEnvShape.shape);
+
+describe("pnpm start applies every setting as the service alone does", () => {
+  it("covers every row of the README's table, each read by some service", () => {
+    expect(settings.length).toBeGreaterThan(15);
+    for (const name of settings) {
+      expect(SAMPLES, `no sample value for ${name}`).toHaveProperty(name);
+      const stackOnly = name === "PHONEBANK_PORT";
+      expect(stackOnly || gatewaySettings.includes(name) || tokenServiceSettings.includes(name), name).toBe(
+        true,
+      );
+    }
+  });
+
+  it("gives the same configs with nothing set", () => {
+    expect(parseStackEnv({}).gateway).toEqual(parseGatewayEnv({}));
+    expect(parseStackEnv({}).tokenService).toEqual(parseTokenServiceEnv({}));
+  });
+
+  it.each(gatewaySettings)("gateway: %s", (name) => {
+    const env = { [name]: SAMPLES[name] };
+    const alone = parseGatewayEnv(env);
+    // The sample changes the gateway's config, so equal configs mean the stack applied it.
+    expect(alone).not.toEqual(parseGatewayEnv({}));
+    expect(parseStackEnv(env).gateway).toEqual(alone);
+  });
+
+  it.each(tokenServiceSettings)("token service: %s", (name) => {
+    const env = { [name]: SAMPLES[name] };
+    const alone = parseTokenServiceEnv(env);
+    expect(alone).not.toEqual(parseTokenServiceEnv({}));
+    expect(parseStackEnv(env).tokenService).toEqual(alone);
+  });
+
+  it("points the gateway at the stack's phone bank unless UPSTREAM_URL says otherwise", () => {
+    expect(parseStackEnv({ PHONEBANK_PORT: "8190" }).gateway.upstreamUrl).toBe("http://127.0.0.1:8190");
+    expect(parseStackEnv({ PHONEBANK_PORT: "8190", UPSTREAM_URL: "http://pb:1" }).gateway.upstreamUrl).toBe(
+      "http://pb:1",
+    );
+  });
+});
+
+describe("production rules", () => {
+  const production = {
+    NODE_ENV: "production",
+    ADMIN_TOKEN: SAMPLES.ADMIN_TOKEN,
+    KEY_ENCRYPTION_KEY: SAMPLES.KEY_ENCRYPTION_KEY,
+    PHONEBANK_SECRET: SAMPLES.PHONEBANK_SECRET,
+    AUDIT_IP_KEY: SAMPLES.AUDIT_IP_KEY,
+  };
+  const refusal = (parse: () => unknown): string => {
+    try {
+      parse();
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return "";
+  };
+
+  it("start with every secret set", () => {
+    expect(parseStackEnv(production).production).toBe(true);
+    expect(parseGatewayEnv(production).production).toBe(true);
+    expect(parseTokenServiceEnv(production).production).toBe(true);
+  });
+
+  it.each([
+    ["KEY_ENCRYPTION_KEY", "token service"],
+    ["ADMIN_TOKEN", "token service"],
+    ["PHONEBANK_SECRET", "gateway"],
+    ["AUDIT_IP_KEY", "gateway"],
+  ] as const)("without %s, pnpm start refuses as the %s alone does", (name, service) => {
+    const env: Record<string, string | undefined> = { ...production, [name]: undefined };
+    const alone = refusal(() => (service === "gateway" ? parseGatewayEnv(env) : parseTokenServiceEnv(env)));
+    expect(alone).toContain(`${name}: is required when NODE_ENV=production`);
+    const stack = refusal(() => parseStackEnv(env));
+    expect(stack).toContain(`${name}: is required when NODE_ENV=production`);
+    // Never the value of another secret.
+    for (const value of Object.values(production))
+      if (value !== "production") expect(stack).not.toContain(value);
+  });
+});

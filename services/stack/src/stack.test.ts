@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { parseStackEnv } from "./env.ts";
+import { type BuiltStack, buildStack } from "./stack.ts";
+
+const tokenOf = (url: string): string => new URL(url).pathname.split("/").at(-1)!;
+const redeem = (stack: BuiltStack, token: string, device: string) =>
+  stack.gateway.app.request(`/l/${token}`, { method: "POST", headers: { cookie: `pl_device=${device}` } });
+
+describeIntegration("pnpm start's stack, built by the function main.ts calls", ["postgres"], () => {
+  let db: TestDatabase;
+  let dataDir: string;
+  let stack: BuiltStack;
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false });
+    dataDir = mkdtempSync(join(tmpdir(), "phaselock-stack-"));
+    const config = parseStackEnv({
+      DATABASE_URL: db.url,
+      DATA_DIR: dataDir,
+      MAX_DEVICES_PER_LINK: "1",
+      SECURE_COOKIES: "true",
+    });
+    // The stack opens its own pool to the test database: ours is not needed.
+    await db.handle.close();
+    stack = await buildStack(config, { logger: { info: () => {}, warn: () => {}, error: () => {} } });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("seeds the demo and marks the session cookie Secure when SECURE_COOKIES=true", async () => {
+    expect(stack.seededNow).toBe(true);
+    const res = await redeem(stack, tokenOf(stack.demo!.ballot.url), "dev_aaaaaaaaaaaa");
+    expect(res.status).toBe(303);
+    const session = res.headers.getSetCookie().find((c) => c.startsWith("pl_session="));
+    expect(session).toMatch(/;\s*Secure/i);
+  });
+
+  it("suspends a link redeemed from more devices than MAX_DEVICES_PER_LINK=1", async () => {
+    const token = tokenOf(stack.demo!.ballot.url);
+    expect((await redeem(stack, token, "dev_aaaaaaaaaaaa")).status).toBe(303);
+    const second = await redeem(stack, token, "dev_bbbbbbbbbbbb");
+    expect(second.status).toBe(403);
+    expect(await second.text()).toContain("suspended");
+  });
+
+  it("probes the database and the store on the gateway's /readyz", async () => {
+    expect((await stack.gateway.app.request("/readyz")).status).toBe(200);
+    const ping = vi.spyOn(stack.stores, "ping").mockRejectedValueOnce(new Error("store down"));
+    expect((await stack.gateway.app.request("/readyz")).status).toBe(503);
+    expect(ping).toHaveBeenCalled();
+    ping.mockRestore();
+    const execute = vi.spyOn(stack.handle.db, "execute").mockRejectedValueOnce(new Error("database down"));
+    expect((await stack.gateway.app.request("/readyz")).status).toBe(503);
+    expect(execute).toHaveBeenCalled();
+    execute.mockRestore();
+    expect((await stack.gateway.app.request("/readyz")).status).toBe(200);
+  });
+});

@@ -1,0 +1,108 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BatchAuditWriter } from "@phaselock/audit";
+import { type Clock, loadDevSecrets, systemClock } from "@phaselock/core";
+import { createDb, migrate } from "@phaselock/db";
+import { createGateway } from "@phaselock/gateway";
+import { createApp as createPhonebankApp } from "@phaselock/phonebank";
+import { createStores } from "@phaselock/state";
+import { createTokenService, type Logger } from "@phaselock/token-service";
+import type { StackConfig } from "./env.ts";
+import { type DemoLinks, seedDemo } from "./seed.ts";
+
+export interface StackOptions {
+  clock?: Clock;
+  /** Progress lines (what `pnpm start` prints while it starts). */
+  say?: (line: string) => void;
+  logger?: Logger;
+}
+
+/**
+ * Everything `pnpm start` runs, built but not listening: one database and one store shared by the
+ * token service, the gateway (both from their own builders) and the phone bank, and the demo data
+ * seeded into an empty database through the token service's API.
+ */
+export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
+  const clock = opts.clock ?? systemClock;
+  const say = opts.say ?? (() => {});
+  const dev = loadDevSecrets(config.dataDir);
+
+  const where = config.databaseUrl ? "PostgreSQL (DATABASE_URL)" : `embedded PGlite in ${config.dataDir}`;
+  say(`phaselock: opening ${where}${config.databaseUrl ? "" : " (the first start takes a few seconds)"}`);
+  const handle = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const migrated = await migrate(handle);
+  if (migrated.applied > 0) say(`phaselock: applied ${migrated.applied} migration(s)`);
+
+  const stores = createStores({
+    redisUrl: config.redisUrl,
+    onError: (err) => console.error(`phaselock: redis: ${(err as Error).message}`),
+  });
+  // One writer: both services append to the same hash chain.
+  const audit = new BatchAuditWriter({ db: handle.db, clock });
+  const infra = { db: handle.db, stores, clock, audit };
+
+  const tokenService = createTokenService(config.tokenService, {
+    ...infra,
+    logger: opts.logger,
+    fallbackSecrets: dev.secrets,
+  });
+  await tokenService.start();
+  const adminToken = tokenService.deps.config.adminToken;
+
+  const gateway = createGateway(config.gateway, {
+    ...infra,
+    fallbackSecrets: dev.secrets,
+    onError: (err) => console.error(`gateway: ${(err as Error).message}`),
+  });
+  await gateway.start();
+
+  const phonebank = createPhonebankApp({ secret: gateway.deps.config.upstreamSecret, clock });
+
+  // Seed an empty database through the token service's own API.
+  const linksFile = join(config.dataDir, "demo-links.json");
+  let demo: DemoLinks | undefined;
+  let seededNow = false;
+  if ((await tokenService.deps.repos.contests.list()).length === 0) {
+    say("phaselock: empty database, seeding the demo contests");
+    demo = await seedDemo(
+      (path, init) =>
+        Promise.resolve(
+          tokenService.app.request(path, {
+            method: init.method,
+            headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+            body: init.body === undefined ? undefined : JSON.stringify(init.body),
+          }),
+        ),
+      clock.now(),
+    );
+    seededNow = true;
+    // The sample tokens are demo data: kept beside the dev database so a restart can show them again.
+    writeFileSync(linksFile, `${JSON.stringify(demo, null, 2)}\n`, { mode: 0o600 });
+  } else if (existsSync(linksFile)) {
+    demo = JSON.parse(readFileSync(linksFile, "utf8")) as DemoLinks;
+  }
+
+  return {
+    config,
+    where,
+    dev,
+    adminToken,
+    demo,
+    seededNow,
+    handle,
+    stores,
+    tokenService,
+    gateway,
+    phonebank,
+    /** Stops both services, then what they share. */
+    stop: async () => {
+      await gateway.stop();
+      await tokenService.stop();
+      await audit.close();
+      await stores.close();
+      await handle.close();
+    },
+  };
+}
+
+export type BuiltStack = Awaited<ReturnType<typeof buildStack>>;

@@ -1,0 +1,102 @@
+import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
+import type { Clock } from "@phaselock/core";
+import { createRepos, type Db } from "@phaselock/db";
+import type { BusStatus, ChangeBus } from "@phaselock/state";
+import { parseKek } from "@phaselock/tokens";
+import { createApp } from "./app.ts";
+import type { TokenServiceDeps } from "./context.ts";
+import type { TokenServiceSettings } from "./env.ts";
+import { consoleLogger, type Logger } from "./errors.ts";
+import { KeyManager, keyChangeMessage } from "./keys.ts";
+
+/** The deployment's shared state a token service runs on; the stack shares it with the gateway. */
+export interface TokenServiceInfra {
+  db: Db;
+  stores: { bus: ChangeBus };
+  clock: Clock;
+  /** Default: a batching writer into the database's hash chain, closed by `stop()`. */
+  audit?: AuditSink;
+  logger?: Logger;
+  /** Secrets used when the settings leave them unset (never in production: the schema refuses). */
+  fallbackSecrets?: { adminToken?: string; keyEncryptionKey?: string };
+}
+
+/**
+ * Builds a token service over a database and the change feed: the key manager (its key decrypted
+ * with the KEK), the audit writer and the app. `start()` loads or creates the signing key,
+ * announces a created one and follows other instances' rotations; `/readyz` reports the feed.
+ */
+export function createTokenService(settings: TokenServiceSettings, infra: TokenServiceInfra) {
+  const { db, clock } = infra;
+  const bus = infra.stores.bus;
+  const log = infra.logger ?? consoleLogger;
+  const adminToken = settings.adminToken ?? infra.fallbackSecrets?.adminToken;
+  const kekText = settings.keyEncryptionKey ?? infra.fallbackSecrets?.keyEncryptionKey;
+  // Fail closed: there is no safe default for either.
+  if (!adminToken) throw new Error("token-service: ADMIN_TOKEN is not set");
+  if (!kekText) throw new Error("token-service: KEY_ENCRYPTION_KEY is not set");
+
+  const repos = createRepos(db);
+  const keys = new KeyManager({ signingKeys: repos.signingKeys, kek: parseKek(kekText), clock });
+  const ownAudit = infra.audit
+    ? undefined
+    : new BatchAuditWriter({
+        db,
+        clock,
+        onError: (err) =>
+          log.error("audit writer", { error: err instanceof Error ? err.message : String(err) }),
+      });
+  const audit = infra.audit ?? (ownAudit as AuditSink);
+
+  // Until the feed says it is connected, a published change may reach no gateway.
+  let busUp = false;
+  const deps: TokenServiceDeps = {
+    db,
+    repos,
+    keys,
+    clock,
+    bus,
+    audit,
+    config: { issuer: settings.issuer, publicGatewayUrl: settings.publicGatewayUrl, adminToken },
+    ready: () => busUp,
+    logger: log,
+  };
+  const app = createApp(deps);
+  let unsubscribe: (() => void) | undefined;
+
+  return {
+    settings,
+    deps,
+    app,
+    keys,
+    audit,
+    /** Loads (or creates and announces) the signing key; returns its kid. */
+    start: async (): Promise<{ kid: string }> => {
+      const ensured = await keys.ensureActiveKey();
+      if (ensured.created) await bus.publish(keyChangeMessage(ensured.created)).catch(() => {});
+      // Another instance may rotate: pick up its key, so every instance signs with the active one.
+      unsubscribe ??= bus.subscribe({
+        onMessage: (msg) => {
+          if (msg.change.type === "signing-key") {
+            keys
+              .refresh()
+              .catch((err: unknown) => log.error("signing key refresh failed", { error: String(err) }));
+          }
+        },
+        onStatus: (status: BusStatus) => {
+          if (status === "connected" || status === "heartbeat") busUp = true;
+          if (status === "disconnected") busUp = false;
+        },
+      });
+      return { kid: ensured.kid };
+    },
+    /** Stops following the feed and writes the queued audit events (when the writer is its own). */
+    stop: async () => {
+      unsubscribe?.();
+      unsubscribe = undefined;
+      await ownAudit?.close();
+    },
+  };
+}
+
+export type TokenService = ReturnType<typeof createTokenService>;
