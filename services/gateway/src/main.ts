@@ -58,6 +58,9 @@ const gateway = wireGateway({
     maxBodyBytes: env.MAX_BODY_BYTES,
     ipHashKey: env.AUDIT_IP_KEY ?? "phaselock-dev-ip-key",
     maxDevicesPerLink: env.MAX_DEVICES_PER_LINK,
+    trustedProxies: env.TRUSTED_PROXIES,
+    bodyTimeoutMs: env.BODY_TIMEOUT_MS,
+    maxConcurrentPerLink: env.MAX_CONCURRENT_PER_LINK,
   },
   ready: async () => {
     await handle.db.execute("select 1");
