@@ -601,3 +601,125 @@ describe.each(transports)("concurrent upstream requests per link over %s", (_nam
     expect((await later).status).toBe(200);
   });
 });
+
+/**
+ * A POST to the gateway whose headers and first byte are sent and whose body never finishes:
+ * a client on a slow line. `close()` ends it (the socket), `answer` is the gateway's status.
+ */
+function slowPost(port: number, path: string, headers: Record<string, string>) {
+  const req = request({
+    host: "127.0.0.1",
+    port,
+    path,
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json", "content-length": "100" },
+    agent: false,
+  });
+  let answered = false;
+  const answer = new Promise<number>((resolve) => {
+    req.on("response", (res) => {
+      answered = true;
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", () => resolve(0));
+  });
+  req.write("{");
+  return { answer, answered: () => answered, close: () => req.destroy() };
+}
+
+describe("node handler: slow clients and a wedged upstream client", () => {
+  it("64 requests with a ref undici would reject leave the pool serving every link", async () => {
+    const { g, port } = await node({
+      connections: 4,
+      timeoutMs: 2_000,
+      config: { maxConcurrentPerLink: 100 },
+    });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
+    const odd = await g.issue({ sub: "Łukasz-1" });
+    const answers = await Promise.all(
+      Array.from({ length: 64 }, () => nodeRequest(port, "/pb/", { headers: bearer(odd) })),
+    );
+    expect(new Set(answers.map((r) => r.status))).toEqual(new Set([200]));
+    const plain = await g.issue();
+    const after = await Promise.all(
+      Array.from({ length: 8 }, () => nodeRequest(port, "/pb/calls/next", { headers: bearer(plain) })),
+    );
+    expect(after.map((r) => r.status)).toEqual(Array(8).fill(200));
+  });
+
+  it("64 slow bodies hold no upstream connection: ordinary GETs are answered meanwhile", async () => {
+    // Four upstream connections, and a deadline that fails the GETs if they ever queue behind
+    // the slow bodies; the gateway's own body deadline is far off, so the slow requests stay open.
+    const { g, port } = await node({ connections: 4, timeoutMs: 2_000, config: { bodyTimeoutMs: 60_000 } });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
+    let metered = 0;
+    const limits = g.deps.limits.request;
+    g.deps.limits.request = (...args) => {
+      metered++;
+      return limits(...args);
+    };
+    const slowToken = await g.issue();
+    const slow = Array.from({ length: 64 }, () => slowPost(port, "/pb/calls/c_1/outcome", bearer(slowToken)));
+    cleanups.push(async () => {
+      for (const s of slow) s.close();
+    });
+    // Every slow request has passed the checks: each is now reading its body, or (before the
+    // fix) holding or waiting for an upstream connection.
+    await expect.poll(() => metered, { timeout: 5_000 }).toBe(64);
+    const token = await g.issue();
+    const gets = await Promise.all(
+      Array.from({ length: 8 }, () => nodeRequest(port, "/pb/calls/next", { headers: bearer(token) })),
+    );
+    expect(gets.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(g.phonebank.seen.filter((r) => r.method === "POST")).toHaveLength(0);
+    // The GETs were answered while every slow request was still open.
+    expect(slow.filter((s) => s.answered())).toHaveLength(0);
+  });
+
+  it("a body that does not arrive within BODY_TIMEOUT_MS: 408 request_timeout, upstream never asked", async () => {
+    const { g, port } = await node({ config: { bodyTimeoutMs: 50 } });
+    const s = slowPost(port, "/pb/calls/c_1/outcome", bearer(await g.issue()));
+    cleanups.push(async () => s.close());
+    expect(await s.answer).toBe(408);
+    expect(g.phonebank.seen).toHaveLength(0);
+    expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "request_timeout" });
+  });
+
+  it("an upstream that resets the connection: 502; one that hangs: 504; the next requests served", async () => {
+    const sockets = new Set<import("node:net").Socket>();
+    const pb = createServer((req, res) => {
+      if (req.url === "/members/m_reset") return req.socket.destroy();
+      if (req.url === "/members/m_hang") return;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ id: "m_1", name: "A" }));
+    });
+    pb.on("connection", (s) => sockets.add(s));
+    const pbPort = await listen(pb);
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await closeServer(pb);
+    });
+    const upstream = createHttpUpstream({
+      baseUrl: `http://127.0.0.1:${pbPort}`,
+      timeoutMs: 300,
+      maxBodyBytes: 1024,
+      connections: 2,
+    });
+    cleanups.push(() => upstream.close());
+    const { g, port } = await node({ upstream });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
+    const token = await g.issue();
+    const failed = await Promise.all(
+      ["m_reset", "m_hang", "m_reset", "m_hang"].map((id) =>
+        nodeRequest(port, `/pb/members/${id}`, { headers: bearer(token) }),
+      ),
+    );
+    expect(failed.map((r) => r.status)).toEqual([502, 504, 502, 504]);
+    expect(await errorCode(failed[1]!)).toBe("upstream_error");
+    const ok = await Promise.all(
+      Array.from({ length: 4 }, () => nodeRequest(port, "/pb/members/m_1", { headers: bearer(token) })),
+    );
+    expect(ok.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+  });
+});
