@@ -680,7 +680,9 @@ describe("node handler: slow clients and a wedged upstream client", () => {
   it("a body that does not arrive within BODY_TIMEOUT_MS: 408 request_timeout, upstream never asked", async () => {
     const { g, port } = await node({ config: { bodyTimeoutMs: 50 } });
     const s = slowPost(port, "/pb/calls/c_1/outcome", bearer(await g.issue()));
-    cleanups.push(async () => s.close());
+    cleanups.push(async () => {
+      s.close();
+    });
     expect(await s.answer).toBe(408);
     expect(g.phonebank.seen).toHaveLength(0);
     expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "request_timeout" });

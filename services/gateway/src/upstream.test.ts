@@ -382,7 +382,9 @@ describe("createHttpUpstream", () => {
     });
 
     it("a header undici would reject never reaches the pool: 64 of them leave every slot free", async () => {
-      const srv = await startServer((_req, res) => res.end("ok"));
+      const srv = await startServer((_req, res) => {
+        res.end("ok");
+      });
       const u = upstream({ ...defaults, baseUrl: srv.url, timeoutMs: 2_000, connections: 2 });
       const bad = { method: "GET", path: "/", body: null, contentLength: null };
       for (let i = 0; i < 64; i++) {
