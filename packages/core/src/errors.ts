@@ -11,6 +11,7 @@ export const errorStatus = {
   conflict: 409,
   scope_not_issuable: 422,
   payload_too_large: 413,
+  request_timeout: 408,
   unsupported_media_type: 415,
   not_acceptable: 406,
   internal: 500,

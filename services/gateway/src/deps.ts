@@ -46,6 +46,15 @@ export interface GatewayConfig {
   ipHashKey: string;
   /** a link redeemed from more distinct devices than this is suspended automatically */
   maxDevicesPerLink: number;
+  /**
+   * Peers (IPs and CIDRs) whose `X-Forwarded-For` is believed (forwarding.ts). Default none: the
+   * socket's peer is the client.
+   */
+  trustedProxies?: readonly string[] | undefined;
+  /** a request body not received whole within this is refused `408` (default 10 s) */
+  bodyTimeoutMs?: number | undefined;
+  /** upstream requests one link may have in flight at once; beyond, `429` (default 8) */
+  maxConcurrentPerLink?: number | undefined;
 }
 
 export interface GatewayDeps {

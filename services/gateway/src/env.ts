@@ -1,5 +1,6 @@
 import { httpUrl, nodeEnv, optionalString, parseEnv, port, postgresUrl, redisUrl } from "@phaselock/core";
 import { z } from "zod";
+import { isProxyEntry } from "./forwarding.ts";
 
 /** The gateway's variables; `pnpm start` extends this shape rather than copying it. */
 export const gatewayEnvShape = z.object({
@@ -21,6 +22,21 @@ export const gatewayEnvShape = z.object({
   SECURE_COOKIES: z.stringbool().default(false),
   /** a link redeemed from more devices than this is suspended automatically */
   MAX_DEVICES_PER_LINK: z.coerce.number().int().min(1).default(3),
+  /** a request body not received whole within this is refused 408, before the upstream is asked */
+  BODY_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
+  /** upstream requests one link may have in flight at once on a gateway; beyond, 429 */
+  MAX_CONCURRENT_PER_LINK: z.coerce.number().int().min(1).default(8),
+  /** peers whose X-Forwarded-For is believed: comma-separated IPs and CIDRs (default none) */
+  TRUSTED_PROXIES: z
+    .string()
+    .default("")
+    .transform((v) =>
+      v
+        .split(",")
+        .map((e) => e.trim())
+        .filter((e) => e !== ""),
+    )
+    .refine((list) => list.every(isProxyEntry), "TRUSTED_PROXIES must be comma-separated IPs or CIDRs"),
   PHONEBANK_SECRET: optionalString,
   /** key of the audit trail's IP hashes; must be shared by all gateways to group requests */
   AUDIT_IP_KEY: optionalString,
@@ -44,6 +60,9 @@ export interface GatewayServiceConfig {
   maxBodyBytes: number;
   secureCookies: boolean;
   maxDevicesPerLink: number;
+  trustedProxies: readonly string[];
+  bodyTimeoutMs: number;
+  maxConcurrentPerLink: number;
   /** unset outside production: the starter supplies a development secret */
   phonebankSecret: string | undefined;
   /** unset outside production: the starter supplies a development key */
@@ -76,6 +95,9 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   maxBodyBytes: env.MAX_BODY_BYTES,
   secureCookies: env.SECURE_COOKIES,
   maxDevicesPerLink: env.MAX_DEVICES_PER_LINK,
+  trustedProxies: env.TRUSTED_PROXIES,
+  bodyTimeoutMs: env.BODY_TIMEOUT_MS,
+  maxConcurrentPerLink: env.MAX_CONCURRENT_PER_LINK,
   phonebankSecret: env.PHONEBANK_SECRET,
   auditIpKey: env.AUDIT_IP_KEY,
 });

@@ -26,6 +26,7 @@ const REFUSAL_CODES = [
   "unavailable",
   "upstream_error",
   "payload_too_large",
+  "request_timeout",
 ] as const;
 
 const token = {
@@ -95,7 +96,7 @@ export const gatewayOpenApi = {
       description: "Proxied to the upstream without the /pb prefix, after every check",
       parameters: [{ name: "path", in: "path", required: true, schema: { type: "string" } }],
       ...Object.fromEntries(
-        ["get", "post", "put", "patch", "delete"].map((m) => [
+        ["get", "head", "post", "put", "patch", "delete"].map((m) => [
           m,
           {
             summary: "Checked proxy to the phone bank",
@@ -104,8 +105,11 @@ export const gatewayOpenApi = {
               "2XX": { description: "The upstream's answer, minimised to the route's allow-list" },
               401: refusal("token_missing, token_invalid, expired, not_yet_valid"),
               403: refusal("revoked, suspended, phase_closed, scope_denied, not_entitled"),
+              408: refusal("request_timeout: the request body did not arrive within BODY_TIMEOUT_MS"),
               413: refusal("payload_too_large"),
-              429: refusal("rate_limited or quota_exceeded, with Retry-After"),
+              429: refusal(
+                "rate_limited (also past MAX_CONCURRENT_PER_LINK requests in flight) or quota_exceeded, with Retry-After",
+              ),
               502: refusal("upstream_error"),
               503: refusal("unavailable"),
               504: refusal("upstream_error (timeout)"),

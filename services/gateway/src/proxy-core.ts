@@ -1,12 +1,16 @@
 import { Readable } from "node:stream";
 import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
-import { admitAnswer, checkRequest } from "./checks.ts";
+import { type Admitted, admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
+import { resolveForwarded } from "./forwarding.ts";
+import type { CompiledResponseRule } from "./minimise.ts";
 import { normalizePath } from "./paths.ts";
 import { type Refusal, refusal, renderRefusal } from "./refusals.ts";
+import { readBody } from "./request-body.ts";
 import { credentialFrom, ipHash } from "./request-context.ts";
 import {
   type BodySource,
+  contextHeaderValue,
   forwardableHeaders,
   headersFromList,
   type RawUpstreamRequest,
@@ -26,7 +30,10 @@ export interface ProxyRequest {
   authorization: string | undefined;
   cookie: string | undefined;
   accept: string | undefined;
-  clientIp: string | undefined;
+  /** the socket's peer address (who the client is follows from it: forwarding.ts) */
+  peerIp: string | undefined;
+  /** `X-Forwarded-For` as received, believed only from a trusted proxy */
+  forwardedFor: string | undefined;
   contentLength: string | undefined;
   connection: string | undefined;
   requestId: string;
@@ -49,7 +56,33 @@ export interface ProxyResult {
 
 export type ProxyHandler = (req: ProxyRequest) => Promise<ProxyResult>;
 
-const DIGITS = /^\d{1,15}$/;
+const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONCURRENT_PER_LINK = 8;
+
+/**
+ * Upstream requests in flight per link, on this gateway. A link's requests beyond the limit are
+ * refused rather than queued: one volunteer's link, or a script holding it, cannot take the pool.
+ */
+function createInFlight(limit: number) {
+  const counts = new Map<string, number>();
+  return {
+    /** A release function when the link is under its limit, else `null`. Release is idempotent. */
+    acquire(linkId: string): (() => void) | null {
+      const n = counts.get(linkId) ?? 0;
+      if (n >= limit) return null;
+      counts.set(linkId, n + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const left = (counts.get(linkId) ?? 1) - 1;
+        if (left <= 0) counts.delete(linkId);
+        else counts.set(linkId, left);
+      };
+    },
+  };
+}
+type InFlight = ReturnType<typeof createInFlight>;
 function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyResult {
   const out = renderRefusal(r, req.accept, req.requestId, status);
   const headers: string[] = [];
@@ -63,9 +96,10 @@ function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyRes
  * headers both ways. Never throws: a failure anywhere answers `unavailable` (fail closed).
  */
 export function createProxy(deps: GatewayDeps): ProxyHandler {
+  const inFlight = createInFlight(deps.config.maxConcurrentPerLink ?? DEFAULT_MAX_CONCURRENT_PER_LINK);
   return async (req) => {
     try {
-      return await proxy(deps, req);
+      return await proxy(deps, inFlight, req);
     } catch (err) {
       // Never echo the error: it might quote a header.
       console.error(
@@ -76,8 +110,9 @@ export function createProxy(deps: GatewayDeps): ProxyHandler {
   };
 }
 
-async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult> {
+async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): Promise<ProxyResult> {
   const { method } = req;
+  const forwarded = resolveForwarded(deps.config.trustedProxies, req.peerIp, req.forwardedFor);
   const normalized = normalizePath(req.rawPath);
   // A malformed path has no route: its scope is null, which the checks refuse as scope_denied.
   const matched = normalized.ok ? deps.routes(method, normalized.path) : null;
@@ -98,7 +133,7 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
       linkId: outcome.claims?.jti ?? null,
       decision,
       reason,
-      data: { route, ipHash: ipHash(deps.config, req.clientIp), ...extra },
+      data: { route, ipHash: ipHash(deps.config, forwarded.client), ...extra },
     });
 
   if (!outcome.ok) {
@@ -111,36 +146,61 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
   const headers = forwardableHeaders(req.headers, req.connection);
   headers.push(
     "x-phaselock-campaign",
-    claims.cmp,
+    contextHeaderValue(claims.cmp),
     "x-phaselock-volunteer",
-    claims.sub,
+    contextHeaderValue(claims.sub),
     "x-phaselock-link",
-    claims.jti,
+    contextHeaderValue(claims.jti),
     "x-phaselock-scopes",
-    claims.scp.join(" "),
+    contextHeaderValue(claims.scp.join(" ")),
     "x-phaselock-gateway-secret",
     deps.config.upstreamSecret,
     "x-request-id",
     req.requestId,
   );
+  if (forwarded.chain) headers.push("x-forwarded-for", forwarded.chain);
 
   const declared = Number(req.contentLength ?? "0");
   if (declared > deps.config.maxBodyBytes) {
     audit("deny", "payload_too_large");
     return { ...refusalResult(refusal("payload_too_large"), req), close: true };
   }
-  const hasBody = method !== "GET" && method !== "HEAD";
-  const length = req.contentLength?.trim();
+  // The body is read whole before an upstream connection is taken: a client trickling it holds
+  // its own socket only.
+  let body: Uint8Array | null = null;
+  if (method !== "GET" && method !== "HEAD" && req.body !== null) {
+    const read = await readBody(
+      req.body,
+      deps.config.maxBodyBytes,
+      deps.config.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+    );
+    if (!read.ok) {
+      const code = read.reason === "too_large" ? "payload_too_large" : "request_timeout";
+      audit("deny", code);
+      return { ...refusalResult(refusal(code), req), close: true };
+    }
+    body = read.bytes;
+  }
+
+  const release = inFlight.acquire(claims.jti);
+  if (!release) {
+    audit("deny", "rate_limited", { inFlight: true });
+    return refusalResult(refusal("rate_limited", { retryAfterSeconds: 1 }), req);
+  }
+  // A HEAD of a minimised route is asked as a GET, so that its answer is filtered and its record
+  // counted exactly as a GET's would be; the volunteer then gets the headers alone.
+  const head = method === "HEAD";
   let res: RawUpstreamResponse;
   try {
     res = await send(deps.upstream, {
-      method,
+      method: head && rule ? "GET" : method,
       path: normalized.target,
       headers,
-      body: hasBody ? req.body : null,
-      contentLength: hasBody && length !== undefined && DIGITS.test(length) ? Number(length) : null,
+      body,
+      contentLength: body === null ? null : body.byteLength,
     });
   } catch (err) {
+    release();
     if (!(err instanceof UpstreamError)) throw err;
     if (err.code === "body_too_large") {
       audit("deny", "payload_too_large");
@@ -149,7 +209,25 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
     audit("deny", "upstream_error", { upstream: err.code });
     return refusalResult(refusal("upstream_error", undefined, err.status), req);
   }
+  try {
+    return await answer(deps, req, outcome, rule, res, head, now, audit, release);
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
 
+async function answer(
+  deps: GatewayDeps,
+  req: ProxyRequest,
+  outcome: Admitted,
+  rule: CompiledResponseRule | null,
+  res: RawUpstreamResponse,
+  head: boolean,
+  now: Date,
+  audit: (decision: "allow" | "deny", reason: string | null, extra?: Record<string, unknown>) => void,
+  release: () => void,
+): Promise<ProxyResult> {
   // Set-Cookie from the upstream never reaches the volunteer; ours replace the rest below.
   const out: string[] = [];
   let cacheControl = false;
@@ -171,11 +249,16 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
 
   if (!rule) {
     audit("allow", null, { status: res.status });
-    return { status: res.status, headers: out, body: res.body };
+    return { status: res.status, headers: out, body: heldUntilRelayed(res.body, release) };
   }
   // A listed route: the volunteer gets only the allow-listed fields, and each member record
   // counts against the link's quota before it is shown.
-  const text = await readText(res.body);
+  let text: string;
+  try {
+    text = await readText(res.body);
+  } finally {
+    release();
+  }
   let parsed: unknown;
   try {
     parsed = contentType.includes("json") ? JSON.parse(text) : undefined;
@@ -192,7 +275,24 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
   }
   audit("allow", null, { status: res.status, record: filtered.recordId });
   out.push("content-type", "application/json; charset=utf-8");
-  return { status: res.status, headers: out, body: JSON.stringify(filtered.body) };
+  const json = JSON.stringify(filtered.body);
+  if (!head) return { status: res.status, headers: out, body: json };
+  out.push("content-length", String(Buffer.byteLength(json)));
+  return { status: res.status, headers: out, body: null };
+}
+
+/**
+ * Keeps the link's in-flight slot until a relayed body has been sent (or abandoned): a streamed
+ * answer holds an upstream connection as long as it flows.
+ */
+function heldUntilRelayed(body: BodySource | null, release: () => void): BodySource | null {
+  if (body instanceof Readable && !body.destroyed && !body.readableEnded) {
+    body.once("close", release);
+    body.once("end", release);
+    return body;
+  }
+  release();
+  return body;
 }
 
 /** Calls the upstream without web objects when it can; through `forward` when it cannot. */
@@ -201,7 +301,9 @@ async function send(upstream: Upstream, req: RawUpstreamRequest): Promise<RawUps
   const body =
     req.body instanceof Readable
       ? (Readable.toWeb(req.body) as unknown as ReadableStream<Uint8Array>)
-      : (req.body ?? null);
+      : req.body instanceof Uint8Array
+        ? new Blob([req.body]).stream()
+        : (req.body ?? null);
   const res = await upstream.forward({
     method: req.method,
     path: req.path,

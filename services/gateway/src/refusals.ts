@@ -15,7 +15,7 @@ export interface RefusalContext {
 }
 
 /** Every refusal the gateway answers with. */
-export type RefusalCode = DenyReason | "payload_too_large";
+export type RefusalCode = DenyReason | "payload_too_large" | "request_timeout";
 
 export interface Refusal {
   code: RefusalCode;
@@ -134,6 +134,12 @@ export const REFUSALS = {
     landingStatus: 413,
     title: "Too much data",
     message: "The request body is too large.",
+  },
+  request_timeout: {
+    status: 408,
+    landingStatus: 408,
+    title: "The request took too long",
+    message: "The request body did not arrive in time. Check your connection and try again.",
   },
 } as const satisfies Record<RefusalCode, RefusalSpec>;
 

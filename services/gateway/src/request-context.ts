@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { parse } from "hono/utils/cookie";
 import type { GatewayConfig, GatewayEnv } from "./deps.ts";
+import { resolveForwarded } from "./forwarding.ts";
 
 // What the gateway reads from a request besides its path: the credential (session cookie or
 // bearer), the client's address and device, and the request id; and the cookies it sets.
@@ -42,9 +43,15 @@ export const ipHash = (config: Pick<GatewayConfig, "ipHashKey">, ip: string | un
   ip ? hmacHex(config.ipHashKey, ip).slice(0, 32) : null;
 
 /** The peer address of a request Hono received from @hono/node-server (none in `app.request`). */
-export function clientIp(c: Context<GatewayEnv>): string | undefined {
+export function peerIp(c: Context<GatewayEnv>): string | undefined {
   const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
   return env?.incoming?.socket?.remoteAddress;
+}
+
+/** The client's address: the peer, or from a trusted proxy's `X-Forwarded-For` (forwarding.ts). */
+export function clientIp(c: Context<GatewayEnv>): string | undefined {
+  return resolveForwarded(c.var.deps.config.trustedProxies, peerIp(c), c.req.header("x-forwarded-for"))
+    .client;
 }
 
 /** The device cookie set by the landing page; without one (a script), the address and agent. */

@@ -60,6 +60,9 @@ export function gatewayAppConfig(
     maxBodyBytes: config.maxBodyBytes,
     ipHashKey,
     maxDevicesPerLink: config.maxDevicesPerLink,
+    trustedProxies: config.trustedProxies,
+    bodyTimeoutMs: config.bodyTimeoutMs,
+    maxConcurrentPerLink: config.maxConcurrentPerLink,
   };
 }
 

@@ -9,7 +9,10 @@ import { createAdaptorServer } from "@hono/node-server";
 import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
 import { answerHeaders } from "./answer-headers.ts";
+import { createApp } from "./app.ts";
+import type { GatewayConfig } from "./deps.ts";
 import { createNodeHandler } from "./node-handler.ts";
+import { ipHash } from "./request-context.ts";
 import { errorCode, fakePhonebank, gatewayFixture, T0, UPSTREAM_SECRET } from "./test-support.ts";
 import { createHttpUpstream, type HttpUpstream, type Upstream, UpstreamError } from "./upstream.ts";
 
@@ -23,8 +26,17 @@ interface Harness {
   g: Fixture;
   send(path: string, init?: Init): Promise<Response>;
 }
-/** `upstream`: a fake one; `unreachable`: a real HTTP upstream at a port nobody listens on. */
-type UpstreamChoice = { upstream?: Upstream; unreachable?: boolean };
+/**
+ * `upstream`: a fake one; `unreachable`: a real HTTP upstream at a port nobody listens on;
+ * `connections`/`timeoutMs`: the real upstream's pool; `config`: over the fixture's.
+ */
+type UpstreamChoice = {
+  upstream?: Upstream;
+  unreachable?: boolean;
+  connections?: number;
+  timeoutMs?: number;
+  config?: Partial<GatewayConfig>;
+};
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -89,14 +101,21 @@ async function upstreamFor(choice: UpstreamChoice, baseUrl?: string): Promise<Up
   if (choice.upstream) return choice.upstream;
   if (!choice.unreachable && !baseUrl) return undefined;
   const url = choice.unreachable ? `http://127.0.0.1:${await closedPort()}` : baseUrl!;
-  const upstream: HttpUpstream = createHttpUpstream({ baseUrl: url, timeoutMs: 5_000, maxBodyBytes: 1024 });
+  const upstream: HttpUpstream = createHttpUpstream({
+    baseUrl: url,
+    timeoutMs: choice.timeoutMs ?? 5_000,
+    maxBodyBytes: 1024,
+    ...(choice.connections ? { connections: choice.connections } : {}),
+  });
   cleanups.push(() => upstream.close());
   return upstream;
 }
 
 const hono = async (choice: UpstreamChoice = {}): Promise<Harness> => {
   const g = await gatewayFixture({ upstream: await upstreamFor(choice) });
-  return { g, send: async (path, init = {}) => g.app.request(path, init) };
+  Object.assign(g.deps.config, choice.config);
+  const app = choice.config ? createApp(g.deps) : g.app;
+  return { g, send: async (path, init = {}) => app.request(path, init) };
 };
 
 const node = async (choice: UpstreamChoice = {}): Promise<Harness & { port: number }> => {
@@ -106,6 +125,7 @@ const node = async (choice: UpstreamChoice = {}): Promise<Harness & { port: numb
   cleanups.push(() => closeServer(pbServer));
   const upstream = await upstreamFor(choice, `http://127.0.0.1:${pbPort}`);
   const g = await gatewayFixture({ phonebank, ...(upstream ? { upstream } : {}) });
+  Object.assign(g.deps.config, choice.config);
   const server = createServer(createNodeHandler(g.deps, g.app));
   const port = await listen(server);
   cleanups.push(() => closeServer(server));
@@ -427,5 +447,281 @@ describe("node handler, a header node cannot send", () => {
     });
     const res = await nodeRequest(port, "/pb/", { headers: bearer(await g.issue()) });
     expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
+  });
+});
+
+describe.each(transports)("context and client headers over %s", (name, make) => {
+  it("a context value outside plain ASCII is percent-encoded (RFC 3986 unreserved kept)", async () => {
+    const { g, send } = await make();
+    const token = await g.issue({ jti: "lnk_enc", sub: "Łukasz-1 ä" });
+    const res = await send("/pb/calls/next", { headers: bearer(token) });
+    expect(res.status).toBe(200);
+    const seen = g.phonebank.seen[0]!.headers;
+    expect(seen.get("x-phaselock-volunteer")).toBe("%C5%81ukasz-1%20%C3%A4");
+    expect(seen.get("x-phaselock-link")).toBe("lnk_enc");
+  });
+
+  it("drops client headers that normalise to x-phaselock-* or say who the client is", async () => {
+    const { g, send } = await make();
+    const token = await g.issue({ jti: "lnk_real" });
+    const res = await send("/pb/calls/next", {
+      headers: bearer(token, {
+        X_Phaselock_Link: "lnk_forged",
+        "x-PHASELOCK-scopes": "members:export",
+        "X-Phaselock_Campaign": "forged",
+        x_request_id: "forged",
+        "X-Forwarded-For": "198.51.100.66",
+        X_Forwarded_For: "198.51.100.67",
+        Forwarded: "for=198.51.100.66",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+        "X-Real-IP": "198.51.100.66",
+      }),
+    });
+    expect(res.status).toBe(200);
+    const seen = g.phonebank.seen[0]!.headers;
+    const names = [...seen.keys()];
+    expect(names.filter((n) => n.replaceAll("_", "-").startsWith("x-phaselock-")).sort()).toEqual([
+      "x-phaselock-campaign",
+      "x-phaselock-gateway-secret",
+      "x-phaselock-link",
+      "x-phaselock-scopes",
+      "x-phaselock-volunteer",
+    ]);
+    expect(seen.get("x-phaselock-link")).toBe("lnk_real");
+    expect(seen.get("x-phaselock-scopes")).toBe("calls:read calls:write members:read");
+    for (const h of ["forwarded", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x_forwarded_for"]) {
+      expect([h, seen.get(h)]).toEqual([h, null]);
+    }
+    expect(names.some((n) => n.replaceAll("_", "-") === "x-request-id" && seen.get(n) === "forged")).toBe(
+      false,
+    );
+    // The gateway's own, from the socket's peer (app.request has none).
+    expect(seen.get("x-forwarded-for")).toBe(name === "node handler" ? "127.0.0.1" : null);
+  });
+});
+
+describe("node handler: X-Forwarded-For from trusted proxies only", () => {
+  it("an untrusted peer's chain is replaced by its address; the audit hashes the peer", async () => {
+    const { g, port } = await node();
+    const token = await g.issue();
+    const res = await nodeRequest(port, "/pb/calls/next", {
+      headers: bearer(token, { "x-forwarded-for": "203.0.113.9" }),
+    });
+    expect(res.status).toBe(200);
+    expect(g.phonebank.seen[0]!.headers.get("x-forwarded-for")).toBe("127.0.0.1");
+    expect(g.events().at(-1)!.data).toMatchObject({ ipHash: ipHash(g.deps.config, "127.0.0.1") });
+  });
+
+  it("a trusted peer's chain is appended to; the client is the rightmost untrusted address", async () => {
+    const { g, port } = await node({ config: { trustedProxies: ["127.0.0.0/8", "10.0.0.2"] } });
+    const token = await g.issue();
+    const res = await nodeRequest(port, "/pb/calls/next", {
+      headers: bearer(token, { "x-forwarded-for": "192.0.2.1, 203.0.113.9, 10.0.0.2" }),
+    });
+    expect(res.status).toBe(200);
+    expect(g.phonebank.seen[0]!.headers.get("x-forwarded-for")).toBe(
+      "192.0.2.1, 203.0.113.9, 10.0.0.2, 127.0.0.1",
+    );
+    expect(g.events().at(-1)!.data).toMatchObject({ ipHash: ipHash(g.deps.config, "203.0.113.9") });
+  });
+});
+
+describe.each(transports)("HEAD over %s: checked, limited and counted like GET", (_name, make) => {
+  it("needs the GET route's scope", async () => {
+    const { g, send } = await make();
+    const readOnly = await g.issue({ scp: ["calls:read"] });
+    for (const path of ["/pb/members/m_000001", "/pb/members/export", "/pb/nope"]) {
+      const res = await send(path, { method: "HEAD", headers: bearer(readOnly) });
+      expect([path, res.status, res.headers.get("x-request-id")?.slice(0, 3)]).toEqual([path, 403, "req"]);
+    }
+    expect(g.phonebank.seen).toHaveLength(0);
+    const ok = await send("/pb/calls/next", { method: "HEAD", headers: bearer(readOnly) });
+    expect(ok.status).toBe(200);
+  });
+
+  it("is rate limited", async () => {
+    const { g, send } = await make();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1 };
+    const token = await g.issue();
+    expect((await send("/pb/", { method: "HEAD", headers: bearer(token) })).status).toBe(200);
+    const res = await send("/pb/", { method: "HEAD", headers: bearer(token) });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("a HEAD of /members/:id counts against the record quota, and is refused once it is spent", async () => {
+    const { g, send } = await make();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 1 };
+    const token = await g.issue();
+    const head = await send("/pb/members/m_000001", { method: "HEAD", headers: bearer(token) });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe("");
+    expect(head.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    // The same record again is free, as for GET.
+    expect((await send("/pb/members/m_000001", { headers: bearer(token) })).status).toBe(200);
+    const other = await send("/pb/members/m_000002", { headers: bearer(token) });
+    expect([other.status, await errorCode(other)]).toEqual([429, "quota_exceeded"]);
+    const headOther = await send("/pb/members/m_000003", { method: "HEAD", headers: bearer(token) });
+    expect(headOther.status).toBe(429);
+    expect(g.events().map((e) => [e.decision, e.reason])).toEqual([
+      ["allow", null],
+      ["allow", null],
+      ["deny", "quota_exceeded"],
+      ["deny", "quota_exceeded"],
+    ]);
+  });
+});
+
+describe.each(transports)("concurrent upstream requests per link over %s", (_name, make) => {
+  it("beyond the limit: 429 rate_limited with Retry-After: 1; other links and later requests served", async () => {
+    const waiting: Array<() => void> = [];
+    const upstream: Upstream = {
+      forward: () =>
+        new Promise<Response>((resolve) => {
+          waiting.push(() =>
+            resolve(new Response("<p>page</p>", { headers: { "content-type": "text/html" } })),
+          );
+        }),
+    };
+    const { g, send } = await make({ upstream, config: { maxConcurrentPerLink: 2 } });
+    const token = await g.issue();
+    const held = [send("/pb/", { headers: bearer(token) }), send("/pb/", { headers: bearer(token) })];
+    await expect.poll(() => waiting.length).toBe(2);
+    const refused = await send("/pb/", { headers: bearer(token) });
+    expect([refused.status, await errorCode(refused)]).toEqual([429, "rate_limited"]);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    const other = send("/pb/", { headers: bearer(await g.issue()) });
+    await expect.poll(() => waiting.length).toBe(3);
+    for (const release of waiting.splice(0)) release();
+    expect((await Promise.all([...held, other])).map((r) => r.status)).toEqual([200, 200, 200]);
+    const later = send("/pb/", { headers: bearer(token) });
+    await expect.poll(() => waiting.length).toBe(1);
+    waiting.pop()!();
+    expect((await later).status).toBe(200);
+  });
+});
+
+/**
+ * A POST to the gateway whose headers and first byte are sent and whose body never finishes:
+ * a client on a slow line. `close()` ends it (the socket), `answer` is the gateway's status.
+ */
+function slowPost(port: number, path: string, headers: Record<string, string>) {
+  const req = request({
+    host: "127.0.0.1",
+    port,
+    path,
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json", "content-length": "100" },
+    agent: false,
+  });
+  let answered = false;
+  const answer = new Promise<number>((resolve) => {
+    req.on("response", (res) => {
+      answered = true;
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", () => resolve(0));
+  });
+  req.write("{");
+  return { answer, answered: () => answered, close: () => req.destroy() };
+}
+
+describe("node handler: slow clients and a wedged upstream client", () => {
+  it("64 requests with a ref undici would reject leave the pool serving every link", async () => {
+    const { g, port } = await node({
+      connections: 4,
+      timeoutMs: 2_000,
+      config: { maxConcurrentPerLink: 100 },
+    });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
+    const odd = await g.issue({ sub: "Łukasz-1" });
+    const answers = await Promise.all(
+      Array.from({ length: 64 }, () => nodeRequest(port, "/pb/", { headers: bearer(odd) })),
+    );
+    expect(new Set(answers.map((r) => r.status))).toEqual(new Set([200]));
+    const plain = await g.issue();
+    const after = await Promise.all(
+      Array.from({ length: 8 }, () => nodeRequest(port, "/pb/calls/next", { headers: bearer(plain) })),
+    );
+    expect(after.map((r) => r.status)).toEqual(Array(8).fill(200));
+  });
+
+  it("64 slow bodies hold no upstream connection: ordinary GETs are answered meanwhile", async () => {
+    // Four upstream connections, and a deadline that fails the GETs if they ever queue behind
+    // the slow bodies; the gateway's own body deadline is far off, so the slow requests stay open.
+    const { g, port } = await node({ connections: 4, timeoutMs: 2_000, config: { bodyTimeoutMs: 60_000 } });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
+    let metered = 0;
+    const limits = g.deps.limits.request;
+    g.deps.limits.request = (...args) => {
+      metered++;
+      return limits(...args);
+    };
+    const slowToken = await g.issue();
+    const slow = Array.from({ length: 64 }, () => slowPost(port, "/pb/calls/c_1/outcome", bearer(slowToken)));
+    cleanups.push(async () => {
+      for (const s of slow) s.close();
+    });
+    // Every slow request has passed the checks: each is now reading its body, or (before the
+    // fix) holding or waiting for an upstream connection.
+    await expect.poll(() => metered, { timeout: 5_000 }).toBe(64);
+    const token = await g.issue();
+    const gets = await Promise.all(
+      Array.from({ length: 8 }, () => nodeRequest(port, "/pb/calls/next", { headers: bearer(token) })),
+    );
+    expect(gets.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(g.phonebank.seen.filter((r) => r.method === "POST")).toHaveLength(0);
+    // The GETs were answered while every slow request was still open.
+    expect(slow.filter((s) => s.answered())).toHaveLength(0);
+  });
+
+  it("a body that does not arrive within BODY_TIMEOUT_MS: 408 request_timeout, upstream never asked", async () => {
+    const { g, port } = await node({ config: { bodyTimeoutMs: 50 } });
+    const s = slowPost(port, "/pb/calls/c_1/outcome", bearer(await g.issue()));
+    cleanups.push(async () => {
+      s.close();
+    });
+    expect(await s.answer).toBe(408);
+    expect(g.phonebank.seen).toHaveLength(0);
+    expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "request_timeout" });
+  });
+
+  it("an upstream that resets the connection: 502; one that hangs: 504; the next requests served", async () => {
+    const sockets = new Set<import("node:net").Socket>();
+    const pb = createServer((req, res) => {
+      if (req.url === "/members/m_reset") return req.socket.destroy();
+      if (req.url === "/members/m_hang") return;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ id: "m_1", name: "A" }));
+    });
+    pb.on("connection", (s) => sockets.add(s));
+    const pbPort = await listen(pb);
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await closeServer(pb);
+    });
+    const upstream = createHttpUpstream({
+      baseUrl: `http://127.0.0.1:${pbPort}`,
+      timeoutMs: 300,
+      maxBodyBytes: 1024,
+      connections: 2,
+    });
+    cleanups.push(() => upstream.close());
+    const { g, port } = await node({ upstream });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
+    const token = await g.issue();
+    const failed = await Promise.all(
+      ["m_reset", "m_hang", "m_reset", "m_hang"].map((id) =>
+        nodeRequest(port, `/pb/members/${id}`, { headers: bearer(token) }),
+      ),
+    );
+    expect(failed.map((r) => r.status)).toEqual([502, 504, 502, 504]);
+    expect(await errorCode(failed[1]!)).toBe("upstream_error");
+    const ok = await Promise.all(
+      Array.from({ length: 4 }, () => nodeRequest(port, "/pb/members/m_1", { headers: bearer(token) })),
+    );
+    expect(ok.map((r) => r.status)).toEqual([200, 200, 200, 200]);
   });
 });

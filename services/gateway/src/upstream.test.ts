@@ -381,6 +381,23 @@ describe("createHttpUpstream", () => {
       await ok.arrayBuffer();
     });
 
+    it("a header undici would reject never reaches the pool: 64 of them leave every slot free", async () => {
+      const srv = await startServer((_req, res) => {
+        res.end("ok");
+      });
+      const u = upstream({ ...defaults, baseUrl: srv.url, timeoutMs: 2_000, connections: 2 });
+      const bad = { method: "GET", path: "/", body: null, contentLength: null };
+      for (let i = 0; i < 64; i++) {
+        await expect(u.request!({ ...bad, headers: ["x-phaselock-volunteer", "Łukasz-1"] })).rejects.toThrow(
+          TypeError,
+        );
+        await expect(u.request!({ ...bad, headers: ["bad name", "x"] })).rejects.toThrow(TypeError);
+      }
+      expect(srv.stats.requests).toBe(0);
+      const answers = await Promise.all(Array.from({ length: 8 }, () => u.forward(get("/"))));
+      expect(await Promise.all(answers.map((r) => r.text()))).toEqual(Array(8).fill("ok"));
+    });
+
     it("refuses bad options", () => {
       expect(() => createHttpUpstream({ baseUrl: "ftp://x", ...defaults })).toThrow(RangeError);
       expect(() => createHttpUpstream({ baseUrl: "http://x/?q=1", ...defaults })).toThrow(RangeError);

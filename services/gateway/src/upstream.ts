@@ -20,13 +20,14 @@ export type BodySource = Readable | ReadableStream<Uint8Array>;
  * The transport-neutral form of an upstream request, without `Headers` or web streams. `headers`
  * is a flat `[name, value, …]` list that is final: the caller built it with
  * `forwardableHeaders` and added the context headers. `contentLength` is the client's declared
- * length (already checked against the limit), or `null` for a chunked or absent body.
+ * length (already checked against the limit), or `null` for a chunked or absent body. A body the
+ * proxy has already read whole is bytes: its length is what is sent.
  */
 export interface RawUpstreamRequest {
   method: string;
   path: string;
   headers: string[];
-  body: BodySource | null;
+  body: BodySource | Uint8Array | null;
   contentLength: number | null;
 }
 
@@ -169,11 +170,31 @@ export function headersFromList(flat: readonly string[]): Headers {
   return out;
 }
 
+// Who the client is, which only the gateway may say (it sets X-Forwarded-For itself).
+const FORWARDING = new Set([
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-real-ip",
+  "x-client-ip",
+  "true-client-ip",
+]);
+
+/**
+ * A header name as servers that map `_` to `-` (CGI, many frameworks, some proxies) read it: a
+ * client's `X_Phaselock_Link` is their `X-Phaselock-Link`, so every drop rule looks at this form.
+ */
+const normalisedName = (name: string) => name.toLowerCase().replaceAll("_", "-");
+
 /**
  * The client's request headers that may travel upstream, as a flat list: no hop-by-hop field (nor
  * any named in `Connection`), no credentials (`Cookie`, `Authorization`), nothing claiming to be
- * ours (`X-Phaselock-*`), no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own),
- * and only names and values undici accepts.
+ * ours (`X-Phaselock-*`) or to say who the client is (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`),
+ * no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own), and only names and
+ * values undici accepts. Names are compared after `_` → `-` and case folding.
  */
 export function forwardableHeaders(
   entries: Iterable<readonly [string, string | string[] | undefined]>,
@@ -184,13 +205,44 @@ export function forwardableHeaders(
   for (const [rawName, rawValue] of entries) {
     if (rawValue === undefined) continue;
     const name = rawName.toLowerCase();
-    if (isHopByHop(name, listed) || REQUEST_DROPPED.has(name) || name.startsWith("x-phaselock-")) continue;
-    if (name === "x-request-id") continue; // the proxy sends its own
+    const norm = normalisedName(name);
+    if (isHopByHop(name, listed) || isHopByHop(norm, listed) || REQUEST_DROPPED.has(norm)) continue;
+    if (norm.startsWith("x-phaselock-") || FORWARDING.has(norm)) continue;
+    if (norm === "x-request-id") continue; // the proxy sends its own
     const value = Array.isArray(rawValue) ? rawValue.join(", ") : rawValue;
     if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) continue;
     flat.push(name, value);
   }
   return flat;
+}
+
+/**
+ * A context value (`X-Phaselock-*`) as sent: unchanged when it is plain printable ASCII, else
+ * percent-encoded as UTF-8 with only RFC 3986 unreserved characters kept. A ref such as
+ * `Łukasz-1` is not a valid field value for undici or node; sent raw it fails the request.
+ */
+export function contextHeaderValue(value: string): string {
+  if (/^[\x20-\x7e]*$/.test(value) && value.trim() === value) return value;
+  let out = "";
+  for (const byte of new TextEncoder().encode(value)) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9\-._~]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/**
+ * Throws unless every name and value is one undici accepts. undici can reject a request's
+ * arguments after a pool slot is taken and never give the slot back, so nothing it would reject
+ * may reach the pool: a bug upstream of here costs one request, not the gateway.
+ */
+function checkHeaderList(flat: readonly string[]): void {
+  if (flat.length % 2 !== 0) throw new TypeError("Upstream header list is not name/value pairs");
+  for (let i = 0; i < flat.length; i += 2) {
+    if (!TOKEN.test(flat[i]!) || !FIELD_VALUE.test(flat[i + 1]!)) {
+      throw new TypeError("Upstream request header is not one HTTP can carry");
+    }
+  }
 }
 
 /** `Content-Length` of the incoming request when it is present and well-formed, else `null`. */
@@ -242,8 +294,8 @@ async function* limitBody(body: BodySource, max: number, onTooLarge: () => void)
 }
 
 /** Releases a body that will not be read. */
-export function discardBody(body: BodySource | null | undefined): void {
-  if (!body) return;
+export function discardBody(body: BodySource | Uint8Array | null | undefined): void {
+  if (!body || body instanceof Uint8Array) return;
   if (body instanceof Readable) body.on("error", () => {}).resume();
   else body.cancel().catch(() => {});
 }
@@ -313,26 +365,36 @@ export function createHttpUpstream(opts: HttpUpstreamOptions): HttpUpstream {
   async function request(req: RawUpstreamRequest): Promise<RawUpstreamResponse> {
     const method = req.method.toUpperCase();
     checkTarget(method, req.path);
+    checkHeaderList(req.headers);
 
     const sendsBody = req.body !== null && !METHODS_WITHOUT_BODY.has(method);
-    const declared = sendsBody ? req.contentLength : null;
-    if (declared !== null && declared > maxBodyBytes) {
-      discardBody(req.body);
-      throw new UpstreamError("body_too_large", `Request body is over ${maxBodyBytes} bytes.`);
-    }
-    if (!sendsBody) discardBody(req.body);
-
     let tooLarge = false;
-    const body =
-      sendsBody && req.body
-        ? Readable.from(
-            limitBody(req.body, maxBodyBytes, () => {
-              tooLarge = true;
-            }),
-            { objectMode: false },
-          )
-        : null;
-    const flat = declared === null ? req.headers : [...req.headers, "content-length", String(declared)];
+    let body: Readable | Uint8Array | null;
+    let flat: string[];
+    if (req.body instanceof Uint8Array) {
+      body = sendsBody ? req.body : null;
+      if (body && body.byteLength > maxBodyBytes) {
+        throw new UpstreamError("body_too_large", `Request body is over ${maxBodyBytes} bytes.`);
+      }
+      flat = body ? [...req.headers, "content-length", String(body.byteLength)] : req.headers;
+    } else {
+      const declared = sendsBody ? req.contentLength : null;
+      if (declared !== null && declared > maxBodyBytes) {
+        discardBody(req.body);
+        throw new UpstreamError("body_too_large", `Request body is over ${maxBodyBytes} bytes.`);
+      }
+      if (!sendsBody) discardBody(req.body);
+      body =
+        sendsBody && req.body
+          ? Readable.from(
+              limitBody(req.body, maxBodyBytes, () => {
+                tooLarge = true;
+              }),
+              { objectMode: false },
+            )
+          : null;
+      flat = declared === null ? req.headers : [...req.headers, "content-length", String(declared)];
+    }
 
     // One deadline from now until the headers arrive, covering time queued for a free
     // connection and the upload, which undici's own timers do not.
@@ -355,7 +417,7 @@ export function createHttpUpstream(opts: HttpUpstreamOptions): HttpUpstream {
         signal: deadline.signal,
       });
     } catch (err) {
-      body?.destroy();
+      if (body instanceof Readable) body.destroy();
       throw mapError(err, { timedOut, tooLarge });
     } finally {
       clearTimeout(timer);

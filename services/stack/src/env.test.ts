@@ -36,6 +36,9 @@ const SAMPLES: Record<string, string> = {
   MAX_BODY_BYTES: "1024",
   UPSTREAM_TIMEOUT_MS: "2000",
   SECURE_COOKIES: "true",
+  TRUSTED_PROXIES: "10.0.0.1,192.168.0.0/16",
+  BODY_TIMEOUT_MS: "1500",
+  MAX_CONCURRENT_PER_LINK: "2",
 };
 
 const settings = readmeSettings();

@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import type { Hono } from "hono";
 import type { GatewayEnv } from "../deps.ts";
 import type { ProxyHandler, ProxyResult } from "../proxy-core.ts";
-import { clientIp } from "../request-context.ts";
+import { peerIp } from "../request-context.ts";
 import { headersFromList } from "../upstream.ts";
 
 /** `/pb/*` on Hono: a thin adapter over the transport-neutral proxy (proxy-core.ts). */
@@ -16,7 +16,8 @@ export function registerProxy(app: Hono<GatewayEnv>, proxy: ProxyHandler) {
       authorization: h.get("authorization") ?? undefined,
       cookie: h.get("cookie") ?? undefined,
       accept: h.get("accept") ?? undefined,
-      clientIp: clientIp(c),
+      peerIp: peerIp(c),
+      forwardedFor: h.get("x-forwarded-for") ?? undefined,
       contentLength: h.get("content-length") ?? undefined,
       connection: h.get("connection") ?? undefined,
       requestId: c.get("requestId"),
