@@ -69,6 +69,7 @@ export function demoSnapshot(): PolicySnapshot {
     ]),
     revocations: [],
     suspended: new Set(),
+    closures: new Map(),
   };
 }
 
