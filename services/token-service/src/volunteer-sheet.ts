@@ -63,8 +63,8 @@ export function readVolunteerSheet(text: string): SheetResult {
       continue;
     }
     const extra: Record<string, string> = {};
-    columns.forEach((col, i) => {
-      if (i !== refAt && i !== nameAt) extra[header.cells[i]!] = cells[i]!;
+    header.cells.forEach((col, i) => {
+      if (i !== refAt && i !== nameAt) extra[col] = cells[i]!;
     });
     volunteers.push({ row, ref: ref.data, ...(name ? { name: name.data } : {}), extra });
   }
