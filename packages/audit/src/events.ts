@@ -88,6 +88,17 @@ export interface AuditCatalogue {
     data: { revocation: RevocationRecord } & Version;
   };
   "contest.replaced": { columns: object; data: { contestId: string; phases: PhaseRecord[] } & Version };
+  /** A phase switched off early: by the end route (`end`) or by a timeline that cut it short. */
+  "phase.ended": {
+    columns: object;
+    data: {
+      contestId: string;
+      phase: string;
+      closedAt: Iso;
+      reason: string;
+      cause: "end" | "timeline";
+    } & Version;
+  };
   "campaign.upserted": {
     columns: { campaignId: string };
     data: {

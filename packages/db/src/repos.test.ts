@@ -25,6 +25,8 @@ const SLOW = 60_000;
 const at = (iso: string): Date => new Date(iso);
 const NOW = at("2020-03-01T12:00:00Z");
 
+const change = { now: NOW, actor: "admin", reason: "timeline replaced" };
+
 const timeline = (): Phase[] => [
   // Deliberately out of order: the repository stores and returns them sorted.
   {
@@ -69,7 +71,7 @@ for (const backend of dbBackends) {
     const fixture = async () => {
       const contestId = randomId("cst");
       const campaignId = randomId("cmp");
-      await repos.contests.replaceTimeline(contestId, "Leadership", timeline());
+      await repos.contests.replaceTimeline(contestId, "Leadership", timeline(), change);
       await repos.campaigns.upsert({ id: campaignId, name: "Team", contestId, limits: {} });
       return { contestId, campaignId };
     };
@@ -92,7 +94,7 @@ for (const backend of dbBackends) {
     });
 
     it("migrate is idempotent and assertMigrated accepts the result", async () => {
-      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 3 });
+      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 4 });
       await expect(assertMigrated(db)).resolves.toBeUndefined();
       expect(await repos.policyState.current()).toBeGreaterThanOrEqual(0);
     });
@@ -103,8 +105,8 @@ for (const backend of dbBackends) {
         const err = await assertMigrated(empty.handle.db).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(DatabaseNotMigratedError);
         expect((err as Error).message).toBe("database is not migrated: run `pnpm db:migrate`");
-        expect(await migrate(empty.handle)).toEqual({ applied: 3, total: 3 });
-        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 3 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 4, total: 4 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 4 });
         await assertMigrated(empty.handle.db);
         expect(await createRepos(empty.handle.db).policyState.current()).toBe(0);
       } finally {
@@ -115,7 +117,7 @@ for (const backend of dbBackends) {
     it("replaces a contest timeline in one versioned write", async () => {
       const id = randomId("cst");
       const before = await repos.policyState.current();
-      const first = await repos.contests.replaceTimeline(id, "Leadership 2020", timeline());
+      const first = await repos.contests.replaceTimeline(id, "Leadership 2020", timeline(), change);
       expect(first.version).toBe(before + 1);
       expect(await repos.policyState.current()).toBe(first.version);
 
@@ -125,10 +127,79 @@ for (const backend of dbBackends) {
       expect(stored?.phases[1]).toEqual(timeline()[0]);
 
       const ballotOnly = [{ ...timeline()[0]!, endsAt: at("2020-03-20T00:00:00Z") }];
-      const second = await repos.contests.replaceTimeline(id, "Renamed", ballotOnly);
+      const second = await repos.contests.replaceTimeline(id, "Renamed", ballotOnly, change);
       expect(second.version).toBe(first.version + 1);
       expect(await repos.contests.get(id)).toEqual({ id, name: "Renamed", phases: ballotOnly });
       expect(await repos.contests.get("no-such-contest")).toBeNull();
+    });
+
+    it("records a closure for a phase a timeline ends early, and reports closed phases it re-opens", async () => {
+      const id = randomId("cst");
+      await repos.contests.replaceTimeline(id, "L", timeline(), change);
+      // nominations runs at NOW; ending it an hour ago ends it early.
+      const cut = timeline().map((p) =>
+        p.name === "nominations" ? { ...p, endsAt: at("2020-03-01T11:00:00Z") } : p,
+      );
+      const ended = await repos.contests.replaceTimeline(id, "L", cut, change);
+      expect(ended.closed).toEqual([
+        { contestId: id, phase: "nominations", closedAt: NOW, reason: "timeline replaced", actor: "admin" },
+      ]);
+      expect(ended.reopened).toEqual([]);
+
+      const later = { ...change, now: at("2020-03-01T13:00:00Z") };
+      const reopened = await repos.contests.replaceTimeline(id, "L", timeline(), later);
+      expect(reopened.closed).toEqual([]);
+      expect(reopened.reopened).toEqual([{ phase: "nominations", closedAt: NOW }]);
+      const snapshot = await loadPolicySnapshot(db);
+      expect(snapshot.version).toBe(reopened.version);
+      expect(snapshot.closures.get(id)).toEqual(new Map([["nominations", NOW]]));
+    });
+
+    it("ends a phase now in one versioned write, refusing unknown and ended phases", async () => {
+      const { contestId } = await fixture();
+      const before = await repos.policyState.current();
+      const result = await repos.contests.endPhase(contestId, "nominations", { ...change, reason: "leak" });
+      expect(result).toMatchObject({ ok: true, version: before + 1 });
+      if (!result.ok) return;
+      expect(result.closure).toEqual({
+        contestId,
+        phase: "nominations",
+        closedAt: NOW,
+        reason: "leak",
+        actor: "admin",
+      });
+      const stored = await repos.contests.get(contestId);
+      expect(stored).toEqual(result.contest);
+      expect(stored?.phases.find((p) => p.name === "nominations")?.endsAt).toEqual(NOW);
+
+      // Not begun yet: it becomes an empty window at its start.
+      const future = await repos.contests.endPhase(contestId, "ballot", change);
+      expect(future.ok && future.contest.phases.find((p) => p.name === "ballot")?.endsAt).toEqual(
+        at("2020-03-10T00:00:00Z"),
+      );
+
+      const version = await repos.policyState.current();
+      expect(await repos.contests.endPhase(contestId, "nominations", change)).toEqual({
+        ok: false,
+        code: "phase_closed",
+      });
+      expect(await repos.contests.endPhase(contestId, "nope", change)).toEqual({
+        ok: false,
+        code: "not_found",
+      });
+      expect(await repos.contests.endPhase("no-such-contest", "ballot", change)).toEqual({
+        ok: false,
+        code: "not_found",
+      });
+      // A refusal rolls its version bump back.
+      expect(await repos.policyState.current()).toBe(version);
+      const snapshot = await loadPolicySnapshot(db);
+      expect(snapshot.closures.get(contestId)).toEqual(
+        new Map([
+          ["nominations", NOW],
+          ["ballot", NOW],
+        ]),
+      );
     });
 
     it("hands out one version per policy write, even concurrently", async () => {

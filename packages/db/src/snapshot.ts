@@ -1,7 +1,7 @@
-import type { PolicySnapshot } from "@phaselock/policy";
+import { indexClosures, type PolicySnapshot } from "@phaselock/policy";
 import type { Db } from "./client.ts";
 import { loadCampaigns } from "./repos/campaigns.ts";
-import { loadContests } from "./repos/contests.ts";
+import { loadClosures, loadContests } from "./repos/contests.ts";
 import { loadEntitlements } from "./repos/entitlements.ts";
 import { loadSuspendedLinks } from "./repos/links.ts";
 import { currentPolicyVersion } from "./repos/policy-state.ts";
@@ -22,6 +22,7 @@ export function loadPolicySnapshot(db: Db): Promise<PolicySnapshot> {
       const entitlements = await loadEntitlements(tx);
       const revocations = await loadRevocations(tx);
       const suspended = await loadSuspendedLinks(tx);
+      const closures = await loadClosures(tx);
       return {
         version,
         contests: new Map(contests.map((c) => [c.id, c])),
@@ -29,6 +30,7 @@ export function loadPolicySnapshot(db: Db): Promise<PolicySnapshot> {
         entitlements,
         revocations,
         suspended,
+        closures: indexClosures(closures),
       };
     },
     { isolationLevel: "repeatable read", accessMode: "read only" },

@@ -1,6 +1,7 @@
 import type { Scope } from "@phaselock/core";
 import { describe, expect, it } from "vitest";
 import { decideAccess } from "./access.ts";
+import { indexClosures } from "./closures.ts";
 import type { Revocation } from "./revocation-schema.ts";
 import { RevocationIndex } from "./revocations.ts";
 import type { Contest, LinkClaims, PolicySnapshot } from "./types.ts";
@@ -24,7 +25,13 @@ const contest: Contest = {
   ],
 };
 
-const snapshot = (ballotScopes: Scope[], suspended: string[] = []): PolicySnapshot => ({
+type Closure = { contestId?: string; phase?: string; at: string };
+
+const snapshot = (
+  ballotScopes: Scope[],
+  suspended: string[] = [],
+  closures: Closure[] = [],
+): PolicySnapshot => ({
   version: 1,
   contests: new Map([[contest.id, contest]]),
   campaigns: new Map([
@@ -41,6 +48,13 @@ const snapshot = (ballotScopes: Scope[], suspended: string[] = []): PolicySnapsh
   ]),
   revocations: [],
   suspended: new Set(suspended),
+  closures: indexClosures(
+    closures.map((c) => ({
+      contestId: c.contestId ?? contest.id,
+      phase: c.phase ?? "ballot",
+      closedAt: new Date(c.at),
+    })),
+  ),
 });
 
 const IAT = Date.parse("2020-02-01T00:00:00Z") / 1000;
@@ -77,6 +91,7 @@ describe("decideAccess", () => {
     c?: Partial<LinkClaims>;
     revoked?: boolean;
     suspended?: boolean;
+    closures?: Closure[];
     scope: Scope | null | undefined;
     at?: string;
     want: string;
@@ -161,11 +176,74 @@ describe("decideAccess", () => {
       scope: "calls:read",
       want: "not_entitled",
     },
+    // a phase ended early: links issued up to the closure second stay dead, even inside the window
+    {
+      label: "closed after issue, window re-opened",
+      closures: [{ at: "2020-02-28T00:00:00Z" }],
+      scope: "calls:read",
+      want: "phase_closed",
+    },
+    {
+      label: "closed within the issuing second",
+      closures: [{ at: "2020-02-01T00:00:00.900Z" }],
+      scope: "calls:read",
+      want: "phase_closed",
+    },
+    {
+      label: "issued the second after the closure",
+      closures: [{ at: "2020-01-31T23:59:59.999Z" }],
+      scope: "calls:read",
+      want: "allowed",
+    },
+    {
+      label: "the latest of several closures counts",
+      closures: [{ at: "2020-01-20T00:00:00Z" }, { at: "2020-02-10T00:00:00Z" }],
+      scope: "calls:read",
+      want: "phase_closed",
+    },
+    {
+      label: "closure of another phase",
+      closures: [{ phase: "nominations", at: "2020-02-10T00:00:00Z" }],
+      scope: "calls:read",
+      want: "allowed",
+    },
+    {
+      label: "closure of the same phase name in another contest",
+      closures: [{ contestId: "ge-2019", at: "2020-02-10T00:00:00Z" }],
+      scope: "calls:read",
+      want: "allowed",
+    },
+    {
+      label: "closed, redemption mode",
+      closures: [{ at: "2020-02-10T00:00:00Z" }],
+      scope: undefined,
+      want: "phase_closed",
+    },
+    {
+      label: "revoked before closed",
+      revoked: true,
+      closures: [{ at: "2020-02-10T00:00:00Z" }],
+      scope: "calls:read",
+      want: "revoked",
+    },
+    {
+      label: "closed before scope_denied",
+      closures: [{ at: "2020-02-10T00:00:00Z" }],
+      scope: null,
+      want: "phase_closed",
+    },
+    {
+      label: "closed before suspended",
+      suspended: true,
+      closures: [{ at: "2020-02-10T00:00:00Z" }],
+      scope: "calls:read",
+      want: "phase_closed",
+    },
   ])(
     "$label -> $want",
-    ({ ent = ["calls:read", "calls:write"], c, revoked, suspended, scope, at = DURING, want }) => {
+    ({ ent = ["calls:read", "calls:write"], c, revoked, suspended, closures, scope, at = DURING, want }) => {
       const d = decideAccess({
-        snapshot: snapshot(ent, suspended ? ["lnk_1"] : []),
+        snapshot: snapshot(ent, suspended ? ["lnk_1"] : [], closures),
         revocations: new RevocationIndex(revoked ? [revokeLink] : []),
         claims: claims(c),
         requiredScope: scope,

@@ -1,4 +1,5 @@
 import type { Scope } from "@phaselock/core";
+import { closedForLink } from "./closures.ts";
 import type { RevocationIndex } from "./revocations.ts";
 import { currentPhase } from "./timeline.ts";
 import type { Decision, LinkClaims, Phase, PolicySnapshot } from "./types.ts";
@@ -27,6 +28,8 @@ export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
   const revocation = revocations.covers(claims);
   if (revocation) return { allowed: false, reason: "revoked", detail: revocation.id };
 
+  // A phase ended early keeps its links dead even when a later timeline re-opens the window.
+  if (closedForLink(snapshot.closures, claims)) return { allowed: false, reason: "phase_closed" };
   const contest = snapshot.contests.get(claims.cst);
   const phase = contest ? currentPhase(contest, now) : null;
   if (!phase || phase.name !== claims.phs) return { allowed: false, reason: "phase_closed" };

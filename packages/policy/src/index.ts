@@ -1,4 +1,5 @@
 export * from "./access.ts";
+export * from "./closures.ts";
 export * from "./issuance.ts";
 export * from "./revocation-schema.ts";
 export * from "./revocations.ts";

@@ -49,6 +49,9 @@ export interface LinkClaims {
   scp: Scope[];
 }
 
+/** contestId -> phase name -> the latest instant it was ended early (see closures.ts). */
+export type ClosureIndex = Map<string, Map<string, Date>>;
+
 /** Everything a gateway needs to decide a request, held in memory. */
 export interface PolicySnapshot {
   /** policy_state.version this snapshot reflects */
@@ -60,6 +63,8 @@ export interface PolicySnapshot {
   revocations: Revocation[];
   /** ids of links suspended automatically (e.g. redeemed from too many devices) */
   suspended: Set<string>;
+  /** Phases ended early: their links issued up to the closure stay dead whatever the timeline says. */
+  closures: ClosureIndex;
 }
 
 export type Decision<T = object> =

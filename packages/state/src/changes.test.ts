@@ -24,12 +24,20 @@ describe("change messages", () => {
     msg(7, { type: "signing-key", kid: "k1", publicJwk: { kty: "OKP", crv: "Ed25519", x: "abc" } }),
     msg(8, { type: "api-key-deleted", id: "key_1" }),
     msg(9, { type: "link-suspended", linkId: "lnk_1", reason: "too many devices" }),
+    msg(10, {
+      type: "contest",
+      contest: contest(),
+      closures: [{ contestId: "leadership-2020", phase: "ballot", closedAt: T0 }],
+    }),
   ];
 
-  it.each(examples.map((m) => [m.change.type, m] as const))("round-trips %s, restoring dates", (_, m) => {
-    const back = decodeChange(encodeChange(m));
-    expect(back).toEqual(m);
-  });
+  it.each(examples.map((m) => [m.version, m.change.type, m] as const))(
+    "round-trips #%i %s, restoring dates",
+    (_, _type, m) => {
+      const back = decodeChange(encodeChange(m));
+      expect(back).toEqual(m);
+    },
+  );
 
   it("restores Date objects, not strings", () => {
     const back = decodeChange(encodeChange(msg(3, { type: "contest", contest: contest() })));

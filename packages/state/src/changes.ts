@@ -1,17 +1,27 @@
 import { SCOPES, type Scope } from "@phaselock/core";
-import { type Campaign, type Contest, type Revocation, storedRevocationSchema } from "@phaselock/policy";
+import {
+  type Campaign,
+  type Contest,
+  type PhaseClosure,
+  type Revocation,
+  storedRevocationSchema,
+} from "@phaselock/policy";
 import { z } from "zod";
 
 /** One policy write, as published on the change feed after its transaction commits. */
 export type PolicyChange =
   | { type: "revocation"; revocation: Revocation }
-  | { type: "contest"; contest: Contest }
+  /** `closures`: phases this write ended early (the end route, or a timeline that cut them short). */
+  | { type: "contest"; contest: Contest; closures?: ClosureChange[] }
   | { type: "campaign"; campaign: Campaign }
   /** `scopes: null` withdraws the entitlement. */
   | { type: "entitlement"; campaignId: string; phase: string; scopes: Scope[] | null }
   | { type: "signing-key"; kid: string; publicJwk: Record<string, string> }
   | { type: "api-key-deleted"; id: string }
   | { type: "link-suspended"; linkId: string; reason: string };
+
+/** What a gateway needs of a phase closure. */
+export type ClosureChange = Pick<PhaseClosure, "contestId" | "phase" | "closedAt">;
 
 export type PolicyChangeType = PolicyChange["type"];
 
@@ -41,7 +51,11 @@ const campaignSchema = z.object({
 
 const changeSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("revocation"), revocation: revocationSchema }),
-  z.object({ type: z.literal("contest"), contest: contestSchema }),
+  z.object({
+    type: z.literal("contest"),
+    contest: contestSchema,
+    closures: z.array(z.object({ contestId: id, phase: id, closedAt: date })).optional(),
+  }),
   z.object({ type: z.literal("campaign"), campaign: campaignSchema }),
   z.object({
     type: z.literal("entitlement"),

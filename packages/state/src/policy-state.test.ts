@@ -98,6 +98,20 @@ describe("PolicyState", () => {
     expect(state.status()).toEqual({ version: 7, fresh: true, lastConfirmedAt: T0 });
   });
 
+  it("applies the closures a contest change carries to the snapshot", async () => {
+    const { bus, state } = setup();
+    await state.start();
+    const closedAt = new Date(T0.getTime() - 1000);
+    bus.deliver(
+      msg(2, {
+        type: "contest",
+        contest: contest(),
+        closures: [{ contestId: "leadership-2020", phase: "ballot", closedAt }],
+      }),
+    );
+    expect(state.snapshot.closures.get("leadership-2020")).toEqual(new Map([["ballot", closedAt]]));
+  });
+
   it("is unavailable before the first load", () => {
     const { state } = setup();
     expect(() => state.snapshot).toThrow(PhaselockError);

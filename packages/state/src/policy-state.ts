@@ -1,5 +1,5 @@
 import { type Clock, PhaselockError } from "@phaselock/core";
-import { type PolicySnapshot, RevocationIndex } from "@phaselock/policy";
+import { addClosure, type PolicySnapshot, RevocationIndex } from "@phaselock/policy";
 import type { BusStatus, ChangeBus } from "./bus.ts";
 import type { ChangeMessage, PolicyChange } from "./changes.ts";
 
@@ -342,6 +342,7 @@ function applyChange(snapshot: PolicySnapshot, index: RevocationIndex, msg: Chan
       break;
     case "contest":
       snapshot.contests.set(c.contest.id, c.contest);
+      for (const closure of c.closures ?? []) addClosure(snapshot.closures, closure);
       break;
     case "campaign":
       snapshot.campaigns.set(c.campaign.id, c.campaign);

@@ -53,6 +53,7 @@ export function snapshot(version: number, revocations: Revocation[] = []): Polic
     entitlements: new Map([["starmer-2020", new Map([["ballot", new Set(["calls:read" as const])]])]]),
     revocations: [...revocations],
     suspended: new Set(),
+    closures: new Map(),
   };
 }
 

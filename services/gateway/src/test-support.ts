@@ -71,6 +71,7 @@ export function demoSnapshot(): PolicySnapshot {
     ]),
     revocations: [],
     suspended: new Set(),
+    closures: new Map(),
   };
 }
 

@@ -161,6 +161,7 @@ describe("OpenAPI and docs", () => {
     const expected: [string, string][] = [
       ["/v1/contests/{contestId}", "put"],
       ["/v1/contests/{contestId}", "get"],
+      ["/v1/contests/{contestId}/phases/{phase}/end", "post"],
       ["/v1/campaigns/{campaignId}", "put"],
       ["/v1/campaigns/{campaignId}/entitlements/{phase}", "put"],
       ["/v1/campaigns/{campaignId}/entitlements/{phase}", "delete"],
@@ -193,6 +194,20 @@ describe("OpenAPI and docs", () => {
       "422",
     ]);
     expect(doc.paths["/.well-known/jwks.json"]!.get!.security).toBeUndefined();
+    const end = doc.paths["/v1/contests/{contestId}/phases/{phase}/end"]!.post!;
+    expect(Object.keys(end.responses).sort()).toEqual([
+      "200",
+      "400",
+      "401",
+      "403",
+      "404",
+      "409",
+      "413",
+      "415",
+    ]);
+    expect(doc.components.schemas.TimelineWarning).toBeDefined();
+    // The ref character set is documented where clients read it.
+    expect(JSON.stringify(doc.components.schemas.Volunteer)).toContain("NFC");
   });
 
   it("serves a self-contained HTML reference without scripts", async () => {

@@ -8,11 +8,35 @@ const ID_MESSAGE = "1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digi
 
 export const Slug = z.string().regex(ID_PATTERN, ID_MESSAGE);
 
-// Visible characters only: refs end up in claims, CSV files and audit events.
+// Visible characters only: names and reasons end up in CSV files and audit events.
 const NO_CONTROL = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
+
+/**
+ * The characters of a volunteer ref: Unicode letters (with their combining marks) and decimal
+ * digits, plus `. _ @ + - '`, starting with a letter or digit. That holds e-mail addresses,
+ * member numbers and names in any script, and nothing that can split a header, a CSV cell or a
+ * log line (no spaces, quotes, commas, separators or controls). Refs travel in claims and, percent-
+ * encoded where not ASCII, in the gateway's upstream headers.
+ */
+export const VOLUNTEER_REF_PATTERN = /^[\p{L}\p{Nd}][\p{L}\p{M}\p{Nd}._@+\-']*$/u;
+export const VOLUNTEER_REF_RULE =
+  "1 to 128 characters: Unicode letters and digits and . _ @ + - ', starting with a letter or digit, in NFC";
 
 /** A volunteer's reference in the campaign's own records (e-mail, member number…). */
 export const VolunteerRef = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(VOLUNTEER_REF_PATTERN, `must be ${VOLUNTEER_REF_RULE}`)
+  // Refused rather than rewritten: two spellings of one ref would name two volunteers.
+  .refine((s) => s.normalize("NFC") === s, "must be in Unicode NFC (composed) form")
+  .openapi({ description: `A volunteer ref: ${VOLUNTEER_REF_RULE}.`, example: "ada@example.org" });
+
+/**
+ * A ref named to find or revoke links: the looser rule refs were issued under before
+ * {@link VolunteerRef}, so a link issued then can still be found and revoked by its volunteer.
+ */
+export const VolunteerRefLookup = z
   .string()
   .min(1)
   .max(128)

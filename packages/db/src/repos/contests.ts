@@ -1,19 +1,54 @@
-import type { Contest, Phase } from "@phaselock/policy";
-import { asc, eq, inArray, sql } from "drizzle-orm";
+import {
+  type Contest,
+  indexClosures,
+  type Phase,
+  type PhaseClosure,
+  phasesEndedEarly,
+  reopenedClosures,
+} from "@phaselock/policy";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { contests, phases } from "../schema/index.ts";
+import { contests, phaseClosures, phases } from "../schema/index.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
+
+/** Who changes a timeline and when: closures it causes are recorded under them. */
+export interface TimelineChange {
+  now: Date;
+  actor: string;
+  /** Recorded on the closures of phases the change ends early. */
+  reason: string;
+}
+
+export interface TimelineReplaced {
+  version: number;
+  contest: Contest;
+  /** Phases this replacement ended early, recorded in its transaction. */
+  closed: PhaseClosure[];
+  /** Phases ended early before that this timeline opens again: their old links stay dead. */
+  reopened: Array<{ phase: string; closedAt: Date }>;
+}
+
+export type EndPhaseResult =
+  | { ok: true; version: number; contest: Contest; closure: PhaseClosure }
+  | { ok: false; code: "not_found" | "phase_closed" };
 
 export interface ContestsRepo {
   /**
    * Creates the contest or replaces its name and whole timeline, in one transaction that bumps
-   * the policy version. The caller validates the timeline (`validateTimeline`) first.
+   * the policy version and records a closure for every phase it ends early. The caller
+   * validates the timeline (`validateTimeline`) first.
    */
   replaceTimeline(
     id: string,
     name: string,
     timeline: readonly Phase[],
-  ): Promise<{ version: number; contest: Contest }>;
+    change: TimelineChange,
+  ): Promise<TimelineReplaced>;
+  /**
+   * Ends a phase now: its end moves to `now` (to its start when it has not begun, an empty
+   * window) and a closure is recorded, in one transaction that bumps the policy version.
+   */
+  endPhase(contestId: string, phase: string, change: TimelineChange): Promise<EndPhaseResult>;
   get(id: string): Promise<Contest | null>;
   /** Every contest, phases sorted by start. */
   list(): Promise<Contest[]>;
@@ -51,12 +86,44 @@ export async function loadContests(db: Db | Tx, ids?: readonly string[]): Promis
   return contestRows.map((c) => ({ id: c.id, name: c.name, phases: byContest.get(c.id) ?? [] }));
 }
 
+/** Every phase closure, oldest first; `contestId` limits them to one contest. */
+export async function loadClosures(db: Db | Tx, contestId?: string): Promise<PhaseClosure[]> {
+  const rows = await db
+    .select()
+    .from(phaseClosures)
+    .where(contestId === undefined ? undefined : eq(phaseClosures.contestId, contestId))
+    .orderBy(asc(phaseClosures.closedAt), asc(phaseClosures.id));
+  return rows.map(({ id: _id, ...c }) => c);
+}
+
+async function insertClosures(tx: Tx, closures: readonly PhaseClosure[]): Promise<void> {
+  if (closures.length > 0) await tx.insert(phaseClosures).values([...closures]);
+}
+
+// Thrown inside a transaction to roll it back (and its version bump) for an expected refusal.
+class Refusal extends Error {
+  constructor(readonly code: "not_found" | "phase_closed") {
+    super(code);
+  }
+}
+
 export const contestsRepo = (db: Db): ContestsRepo => ({
-  replaceTimeline: (id, name, timeline) =>
+  replaceTimeline: (id, name, timeline, change) =>
     db.transaction(async (tx) => {
       // Bump first: the policy_state row lock serialises concurrent replacements of one timeline.
       const version = await bumpPolicyVersion(tx);
       const sorted = [...timeline].sort((a, b) => a.startsAt.getTime() - b.startsAt.getTime());
+      const before = (await loadContests(tx, [id]))[0]?.phases ?? [];
+      const earlier = await loadClosures(tx, id);
+      const closed = phasesEndedEarly(before, sorted, change.now).map(
+        (phase): PhaseClosure => ({
+          contestId: id,
+          phase,
+          closedAt: change.now,
+          reason: change.reason,
+          actor: change.actor,
+        }),
+      );
       await tx
         .insert(contests)
         .values({ id, name })
@@ -74,8 +141,46 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
           })),
         );
       }
-      return { version, contest: { id, name, phases: sorted.map((p) => ({ ...p })) } };
+      await insertClosures(tx, closed);
+      const contest = { id, name, phases: sorted.map((p) => ({ ...p })) };
+      return {
+        version,
+        contest,
+        closed,
+        reopened: reopenedClosures(contest, indexClosures(earlier), change.now),
+      };
     }),
+  endPhase: async (contestId, phase, change) => {
+    try {
+      return await db.transaction(async (tx): Promise<EndPhaseResult> => {
+        const version = await bumpPolicyVersion(tx);
+        const contest = (await loadContests(tx, [contestId]))[0];
+        const target = contest?.phases.find((p) => p.name === phase);
+        if (!contest || !target) throw new Refusal("not_found");
+        const t = change.now.getTime();
+        if (target.endsAt.getTime() <= t) throw new Refusal("phase_closed");
+        const endsAt = new Date(Math.max(t, target.startsAt.getTime()));
+        await tx
+          .update(phases)
+          .set({ endsAt })
+          .where(and(eq(phases.contestId, contestId), eq(phases.name, phase)));
+        await tx.update(contests).set({ updatedAt: sql`now()` }).where(eq(contests.id, contestId));
+        const closure: PhaseClosure = {
+          contestId,
+          phase,
+          closedAt: change.now,
+          reason: change.reason,
+          actor: change.actor,
+        };
+        await insertClosures(tx, [closure]);
+        const phasesAfter = contest.phases.map((p) => (p.name === phase ? { ...p, endsAt } : p));
+        return { ok: true, version, contest: { ...contest, phases: phasesAfter }, closure };
+      });
+    } catch (err) {
+      if (err instanceof Refusal) return { ok: false, code: err.code };
+      throw err;
+    }
+  },
   get: async (id) => (await loadContests(db, [id]))[0] ?? null,
   list: () => loadContests(db),
 });

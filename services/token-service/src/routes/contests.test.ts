@@ -176,3 +176,116 @@ describe("GET /v1/contests/:contestId", () => {
     expect((await callJson(h, "GET", "/v1/contests/nope", { token: null })).status).toBe(401);
   });
 });
+
+describe("POST /v1/contests/:contestId/phases/:phase/end", () => {
+  const end = (
+    id: string,
+    phase: string,
+    body: unknown = { reason: "links leaked" },
+    token?: string | null,
+  ) =>
+    callJson(h, "POST", `/v1/contests/${id}/phases/${phase}/end`, {
+      body,
+      ...(token !== undefined ? { token } : {}),
+    });
+
+  it("ends the phase now, publishes the closure with the new version and audits it", async () => {
+    const id = uid("contest");
+    await call(h, "PUT", `/v1/contests/${id}`, { body: { name: "L", phases: timeline } });
+    const before = h.published.length;
+    const { status, body } = await end(id, "nominations");
+    expect(status).toBe(200);
+    const nominations = { ...timeline[0], endsAt: T0 };
+    expect(body).toEqual({
+      id,
+      name: "L",
+      phases: [nominations, timeline[1]],
+      currentPhase: null,
+      closure: { phase: "nominations", closedAt: T0, reason: "links leaked" },
+    });
+    const msg = h.published[before];
+    expect(msg?.version).toBe(await h.deps.repos.policyState.current());
+    expect(msg?.change).toMatchObject({
+      type: "contest",
+      closures: [{ contestId: id, phase: "nominations", closedAt: new Date(T0) }],
+    });
+    expect(h.audit.events.at(-1)).toMatchObject({
+      type: "phase.ended",
+      actor: "admin",
+      data: { contestId: id, phase: "nominations", closedAt: T0, reason: "links leaked", cause: "end" },
+    });
+    expect((await callJson(h, "GET", `/v1/contests/${id}`)).body.phases).toEqual([nominations, timeline[1]]);
+  });
+
+  it("409 phase_closed when the phase has already ended, 404 for an unknown contest or phase", async () => {
+    const id = uid("contest");
+    await call(h, "PUT", `/v1/contests/${id}`, { body: { name: "L", phases: timeline } });
+    expect((await end(id, "nominations")).status).toBe(200);
+    const again = await end(id, "nominations");
+    expect([again.status, again.body.code]).toEqual([409, "phase_closed"]);
+    const missingPhase = await end(id, "hustings");
+    expect([missingPhase.status, missingPhase.body.code]).toEqual([404, "not_found"]);
+    const missingContest = await end(uid("nope"), "ballot");
+    expect([missingContest.status, missingContest.body.code]).toEqual([404, "not_found"]);
+  });
+
+  it.each([
+    ["no reason", {}],
+    ["an empty reason", { reason: "" }],
+    ["a reason over 500 characters", { reason: "x".repeat(501) }],
+    ["an unknown field", { reason: "r", at: T0 }],
+  ])("400 validation: %s", async (_, body) => {
+    const id = uid("contest");
+    await call(h, "PUT", `/v1/contests/${id}`, { body: { name: "L", phases: timeline } });
+    const res = await end(id, "nominations", body);
+    expect([res.status, res.body.code]).toEqual([400, "validation"]);
+    // Nothing ended.
+    expect((await callJson(h, "GET", `/v1/contests/${id}`)).body.currentPhase).toEqual(timeline[0]);
+  });
+
+  it("401 without a token; 403 for a coordinator or an auditor", async () => {
+    const id = uid("contest");
+    await call(h, "PUT", `/v1/contests/${id}`, { body: { name: "L", phases: timeline } });
+    expect((await end(id, "nominations", { reason: "r" }, null)).status).toBe(401);
+    const { campaignId } = await seedOpen(h);
+    for (const key of [await createKey(h, "coordinator", campaignId), await createKey(h, "auditor")]) {
+      const res = await end(id, "nominations", { reason: "r" }, key.key);
+      expect([res.status, res.body.code]).toEqual([403, "forbidden"]);
+    }
+    expect((await callJson(h, "GET", `/v1/contests/${id}`)).body.currentPhase).toEqual(timeline[0]);
+  });
+});
+
+describe("a timeline that ends a phase early", () => {
+  it("records the closure, and a later timeline re-opening it says so and still applies", async () => {
+    const id = uid("contest");
+    await call(h, "PUT", `/v1/contests/${id}`, { body: { name: "L", phases: timeline } });
+    const cut = [{ ...timeline[0], endsAt: at(-60_000) }, timeline[1]];
+    const ended = await callJson(h, "PUT", `/v1/contests/${id}`, { body: { name: "L", phases: cut } });
+    expect(ended.status).toBe(200);
+    expect(ended.body.warnings).toBeUndefined();
+    expect(h.audit.events.at(-1)).toMatchObject({
+      type: "phase.ended",
+      data: { contestId: id, phase: "nominations", closedAt: T0, cause: "timeline" },
+    });
+    expect(h.published.at(-1)?.change).toMatchObject({
+      closures: [{ contestId: id, phase: "nominations", closedAt: new Date(T0) }],
+    });
+
+    const clock = h.clock.now();
+    try {
+      h.clock.set(at(60_000));
+      const reopened = await callJson(h, "PUT", `/v1/contests/${id}`, {
+        body: { name: "L", phases: timeline },
+      });
+      expect(reopened.status).toBe(200);
+      expect(reopened.body.currentPhase).toEqual(timeline[0]);
+      expect(reopened.body.warnings).toEqual([
+        { code: "phase_closed_early", phase: "nominations", closedAt: T0, message: expect.any(String) },
+      ]);
+      expect(h.published.at(-1)?.change).toMatchObject({ closures: [] });
+    } finally {
+      h.clock.set(clock);
+    }
+  });
+});

@@ -1,5 +1,11 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { type Contest, currentPhase, type Phase, validateTimeline } from "@phaselock/policy";
+import {
+  type Contest,
+  currentPhase,
+  type Phase,
+  type PhaseClosure,
+  validateTimeline,
+} from "@phaselock/policy";
 import type { AppEnv } from "../context.ts";
 import { audit, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
@@ -41,6 +47,37 @@ const ContestParams = z.object({
   contestId: Slug.openapi({ param: { name: "contestId", in: "path" }, example: "leadership-2020" }),
 });
 
+const PhaseParams = ContestParams.extend({
+  phase: Slug.openapi({ param: { name: "phase", in: "path" }, example: "ballot" }),
+});
+
+const TimelineWarning = z
+  .object({
+    code: z.literal("phase_closed_early"),
+    phase: z.string(),
+    closedAt: IsoDateTime,
+    message: z.string(),
+  })
+  .openapi("TimelineWarning", {
+    description:
+      "The timeline opens a phase that was ended early: its links issued up to `closedAt` stay dead; links issued from now on work.",
+  });
+
+const ContestReplaced = ContestOutput.extend({
+  warnings: z
+    .array(TimelineWarning)
+    .optional()
+    .openapi({ description: "present when the replacement re-opens a phase ended early" }),
+}).openapi("ContestReplaced");
+
+const PhaseEndInput = z.strictObject({ reason: DisplayText(500) }).openapi("PhaseEndInput");
+
+const PhaseEnded = ContestOutput.extend({
+  closure: z.object({ phase: z.string(), closedAt: IsoDateTime, reason: z.string() }),
+}).openapi("PhaseEnded");
+
+const TIMELINE_REASON = "timeline replaced";
+
 const phaseJson = (p: Phase) => ({
   name: p.name,
   startsAt: p.startsAt.toISOString(),
@@ -58,6 +95,19 @@ export const contestJson = (contest: Contest, now: Date) => {
   };
 };
 
+const closureAudit = (closure: PhaseClosure, cause: "end" | "timeline", version: number) =>
+  ({
+    type: "phase.ended",
+    data: {
+      contestId: closure.contestId,
+      phase: closure.phase,
+      closedAt: closure.closedAt.toISOString(),
+      reason: closure.reason,
+      cause,
+      version,
+    },
+  }) as const;
+
 export function registerContests(app: OpenAPIHono<AppEnv>): void {
   app.openapi(
     createRoute({
@@ -66,17 +116,17 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
       tags: ["contests"],
       summary: "Create or replace a contest's timeline",
       description:
-        "Phases are half-open windows [startsAt, endsAt) that never overlap. Replacing a timeline so that a phase ends early ends that phase's links at once.",
+        "Phases are half-open windows [startsAt, endsAt) that never overlap. Replacing a timeline so that a phase that had not ended yet is over or gone ends that phase early: its links are dead at once and for good, even if a later timeline re-opens the window (such a timeline still applies and answers `warnings`).",
       security: bearer,
       middleware: [auth({ roles: ["admin"] })] as const,
       request: { params: ContestParams, body: jsonBody(ContestInput) },
       responses: {
-        200: jsonContent(ContestOutput, "The contest as stored"),
+        200: jsonContent(ContestReplaced, "The contest as stored"),
         ...problems(400, 401, 403, 413, 415),
       },
     }),
     async (c) => {
-      const { deps } = c.var;
+      const { deps, principal } = c.var;
       const { contestId } = c.req.valid("param");
       const body = c.req.valid("json");
       const timeline = validateTimeline(
@@ -92,17 +142,77 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
           issues: [{ in: "body", pointer: "#/phases", detail: timeline.message }],
         });
       }
-      const { version, contest } = await deps.repos.contests.replaceTimeline(
+      const now = deps.clock.now();
+      const { version, contest, closed, reopened } = await deps.repos.contests.replaceTimeline(
         contestId,
         body.name,
         timeline.phases,
+        { now, actor: principal.actor, reason: TIMELINE_REASON },
       );
-      await publishChange(deps, version, { type: "contest", contest });
+      await publishChange(deps, version, { type: "contest", contest, closures: closed });
       audit(c, {
         type: "contest.replaced",
         data: { contestId, phases: contest.phases.map(phaseJson), version },
       });
-      return c.json(contestJson(contest, deps.clock.now()), 200);
+      for (const closure of closed) audit(c, closureAudit(closure, "timeline", version));
+      const warnings = reopened.map((r) => ({
+        code: "phase_closed_early" as const,
+        phase: r.phase,
+        closedAt: r.closedAt.toISOString(),
+        message: `Phase "${r.phase}" was ended early at ${r.closedAt.toISOString()}: links issued until then stay dead; issue new ones.`,
+      }));
+      return c.json({ ...contestJson(contest, now), ...(warnings.length > 0 ? { warnings } : {}) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/contests/{contestId}/phases/{phase}/end",
+      tags: ["contests"],
+      summary: "Switch a phase off now",
+      description:
+        "The phase ends at this instant (its `endsAt` becomes now; for a phase not yet begun, its start: an empty window) and every link of it issued so far is refused `phase_closed` for good, even if a later timeline moves its end again. Links issued after a later re-opening work.",
+      security: bearer,
+      middleware: [auth({ roles: ["admin"] })] as const,
+      request: { params: PhaseParams, body: jsonBody(PhaseEndInput) },
+      responses: {
+        200: jsonContent(PhaseEnded, "The contest as stored, with the closure"),
+        ...problems(
+          400,
+          401,
+          403,
+          [404, "`not_found`: unknown contest or phase"],
+          [409, "`phase_closed`: the phase has already ended"],
+          413,
+          415,
+        ),
+      },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const { contestId, phase } = c.req.valid("param");
+      const { reason } = c.req.valid("json");
+      const now = deps.clock.now();
+      const result = await deps.repos.contests.endPhase(contestId, phase, {
+        now,
+        actor: principal.actor,
+        reason,
+      });
+      if (!result.ok) {
+        if (result.code === "not_found") fail("not_found", "No such contest or phase.");
+        fail("phase_closed", "The phase has already ended.");
+      }
+      const { version, contest, closure } = result;
+      await publishChange(deps, version, { type: "contest", contest, closures: [closure] });
+      audit(c, closureAudit(closure, "end", version));
+      return c.json(
+        {
+          ...contestJson(contest, now),
+          closure: { phase, closedAt: closure.closedAt.toISOString(), reason: closure.reason },
+        },
+        200,
+      );
     },
   );
 

@@ -24,6 +24,7 @@ import {
   ScopeSchema,
   Slug,
   VolunteerRef,
+  VolunteerRefLookup,
 } from "../schemas.ts";
 
 const Volunteer = z
@@ -132,7 +133,7 @@ const LinkId = z
 
 const ListQuery = z.object({
   campaignId: Slug.optional().openapi({ description: "required in effect for coordinators: their own" }),
-  volunteer: VolunteerRef.optional(),
+  volunteer: VolunteerRefLookup.optional(),
   status: z.enum(["active", "revoked", "expired"]).optional(),
   limit: Limit,
   cursor: Cursor.optional(),

@@ -20,13 +20,13 @@ import {
   Limit,
   problems,
   Slug,
-  VolunteerRef,
+  VolunteerRefLookup,
 } from "../schemas.ts";
 
 const RevocationInput = revocationSchema({
   fields: {
     linkId: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, "not a link id"),
-    volunteerRef: VolunteerRef,
+    volunteerRef: VolunteerRefLookup,
     campaignId: Slug,
     contestId: Slug,
     phase: Slug,

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { readVolunteerSheet } from "./volunteer-sheet.ts";
+
+describe("readVolunteerSheet", () => {
+  it("reads refs in any script, names and passed-through columns, with their rows", () => {
+    const sheet = '\uFEFFref,name,ward\r\nŁukasz-1,Łukasz,North\r\n\r\nada@example.org,,"South, East"\r\n';
+    expect(readVolunteerSheet(sheet)).toEqual({
+      ok: true,
+      volunteers: [
+        { row: 2, ref: "Łukasz-1", name: "Łukasz", extra: { ward: "North" } },
+        { row: 4, ref: "ada@example.org", extra: { ward: "South, East" } },
+      ],
+    });
+  });
+
+  it("refuses refs outside the character set, or not in NFC, naming the row", () => {
+    const sheet = [
+      "ref,name",
+      "ok-1,A",
+      "has space,B",
+      `${"L\u0301"}ukasz,C`, // a decomposed accent: NFC would compose it
+      "v\u0007,D",
+      '"x<y",E',
+      "ok-1,F",
+    ].join("\n");
+    const result = readVolunteerSheet(sheet);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors.map((e) => e.row)).toEqual([3, 4, 5, 6, 7]);
+    expect(result.errors[1]?.detail).toContain("NFC");
+  });
+
+  it("names the line of a malformed file, and a missing ref column", () => {
+    expect(readVolunteerSheet('ref\r\nok\r\nba"d\r\n')).toMatchObject({ ok: false, errors: [{ row: 3 }] });
+    expect(readVolunteerSheet("email\r\na@b\r\n")).toMatchObject({ ok: false, errors: [{ row: 1 }] });
+    expect(readVolunteerSheet("")).toMatchObject({ ok: false, errors: [{ row: 1 }] });
+  });
+});

@@ -1,0 +1,73 @@
+import { parseCsv } from "./csv.ts";
+import { DisplayText, VolunteerRef } from "./schemas.ts";
+
+/** A volunteer read from a sheet, with its row (the header being row 1) and the columns passed through. */
+export interface SheetVolunteer {
+  row: number;
+  ref: string;
+  name?: string;
+  /** Every other column, by header, for the CSV answer only: never stored. */
+  extra: Record<string, string>;
+}
+
+export interface SheetError {
+  row: number;
+  detail: string;
+}
+
+export type SheetResult = { ok: true; volunteers: SheetVolunteer[] } | { ok: false; errors: SheetError[] };
+
+const MAX_ERRORS = 100;
+const Name = DisplayText(100);
+
+/**
+ * Reads a volunteers sheet: a header row with `ref` and optionally `name`, one volunteer per
+ * row, blank rows skipped. Every ref is checked against {@link VolunteerRef} and every error
+ * names its row, so a coordinator can fix the sheet in one pass.
+ */
+export function readVolunteerSheet(text: string): SheetResult {
+  const parsed = parseCsv(text);
+  if (!parsed.ok) return { ok: false, errors: [{ row: parsed.line, detail: parsed.message }] };
+  const [header, ...rows] = parsed.records;
+  if (!header) return { ok: false, errors: [{ row: 1, detail: "the file is empty: it needs a header row" }] };
+  const columns = header.cells.map((c) => c.trim().toLowerCase());
+  const refAt = columns.indexOf("ref");
+  const nameAt = columns.indexOf("name");
+  if (refAt === -1)
+    return { ok: false, errors: [{ row: header.line, detail: "the header row has no `ref` column" }] };
+  const errors: SheetError[] = [];
+  const volunteers: SheetVolunteer[] = [];
+  const seen = new Map<string, number>();
+  for (const { line: row, cells } of rows) {
+    if (errors.length >= MAX_ERRORS) break;
+    if (cells.every((c) => c === "")) continue;
+    if (cells.length !== columns.length) {
+      errors.push({ row, detail: `has ${cells.length} cells; the header has ${columns.length}` });
+      continue;
+    }
+    const ref = VolunteerRef.safeParse(cells[refAt]);
+    if (!ref.success) {
+      errors.push({ row, detail: `ref: ${ref.error.issues[0]?.message ?? "invalid"}` });
+      continue;
+    }
+    const first = seen.get(ref.data);
+    if (first !== undefined) {
+      errors.push({ row, detail: `ref "${ref.data}" is already on row ${first}` });
+      continue;
+    }
+    seen.set(ref.data, row);
+    const rawName = nameAt === -1 ? "" : (cells[nameAt] ?? "");
+    const name = rawName === "" ? undefined : Name.safeParse(rawName);
+    if (name && !name.success) {
+      errors.push({ row, detail: `name: ${name.error.issues[0]?.message ?? "invalid"}` });
+      continue;
+    }
+    const extra: Record<string, string> = {};
+    header.cells.forEach((col, i) => {
+      if (i !== refAt && i !== nameAt) extra[col] = cells[i]!;
+    });
+    volunteers.push({ row, ref: ref.data, ...(name ? { name: name.data } : {}), extra });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, volunteers };
+}

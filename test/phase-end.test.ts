@@ -1,0 +1,128 @@
+/**
+ * An ended phase stays ended (issue 10, item 8): the token service records closures, gateways
+ * load and receive them, and a later timeline that re-opens the window revives none of the links
+ * issued before the closure, while links issued after the re-opening work.
+ */
+import { createMemoryDb } from "@phaselock/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  errorCode,
+  issue,
+  landing,
+  MEMBER_SCOPES,
+  nextCall,
+  putCampaign,
+  putContest,
+  uid,
+} from "./support/client.ts";
+import { memoryFeed } from "./support/feeds.ts";
+import { DAY, type GatewayApp, type Stack, startStack } from "./support/stack.ts";
+
+let stack: Stack;
+let gw: GatewayApp;
+const now = () => stack.clock.now().getTime();
+
+beforeAll(async () => {
+  const handle = await createMemoryDb();
+  stack = await startStack({ db: { handle, drop: () => handle.close() }, feed: memoryFeed() });
+  gw = stack.gateways[0]!.app;
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+/** A running ballot and a campaign entitled in it. */
+async function runningBallot() {
+  const contestId = uid("leadership");
+  const ballot = {
+    name: "ballot",
+    startsAt: new Date(now() - DAY),
+    endsAt: new Date(now() + 10 * DAY),
+    memberData: true,
+  };
+  await putContest(stack, contestId, [ballot]);
+  const campaignId = uid("starmer");
+  await putCampaign(stack, campaignId, contestId, { ballot: MEMBER_SCOPES });
+  return { contestId, campaignId, ballot };
+}
+
+/** Whether a link still opens: its landing page (which consumes nothing) and its refusal code. */
+async function opens(token: string): Promise<{ status: number; code: string | null }> {
+  const res = await landing(gw, token, "application/json");
+  return { status: res.status, code: res.status === 200 ? null : await errorCode(res) };
+}
+
+describe("a phase ended early stays ended", () => {
+  it("by a timeline: re-opening the window revives no old link; a link issued after it works", async () => {
+    const { contestId, campaignId, ballot } = await runningBallot();
+    const old = await issue(stack, { campaignId, phase: "ballot" });
+    expect(await opens(old.token)).toEqual({ status: 200, code: null });
+    expect((await nextCall(gw, old.token)).status).toBe(200);
+
+    // The ballot is cut short: it ended a minute ago.
+    await putContest(stack, contestId, [{ ...ballot, endsAt: new Date(now() - 60_000) }]);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+
+    // A later timeline re-opens the window: it says so, and the old link stays dead.
+    await stack.advance(2000);
+    const reopened = await stack.api<{ warnings?: Array<{ code: string; phase: string }> }>(
+      "PUT",
+      `/v1/contests/${contestId}`,
+      {
+        body: {
+          name: "L",
+          phases: [
+            { ...ballot, startsAt: ballot.startsAt.toISOString(), endsAt: ballot.endsAt.toISOString() },
+          ],
+        },
+      },
+    );
+    expect(reopened.status).toBe(200);
+    expect(reopened.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    expect(await nextCall(gw, old.token)).toEqual({ status: 403, code: "phase_closed" });
+
+    const fresh = await issue(stack, { campaignId, phase: "ballot" });
+    expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
+    expect((await nextCall(gw, fresh.token)).status).toBe(200);
+  });
+
+  it("by the end route: the phase is over now and its links stay dead when a timeline re-opens it", async () => {
+    const { contestId, campaignId, ballot } = await runningBallot();
+    const old = await issue(stack, { campaignId, phase: "ballot" });
+    expect(await opens(old.token)).toEqual({ status: 200, code: null });
+
+    const ended = await stack.api("POST", `/v1/contests/${contestId}/phases/ballot/end`, {
+      body: { reason: "a link list was posted publicly" },
+    });
+    expect(ended.status).toBe(200);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    const refused = await stack.api("POST", "/v1/links", {
+      body: { campaignId, phase: "ballot", volunteer: { ref: uid("vol") }, scopes: MEMBER_SCOPES },
+    });
+    expect([refused.status, refused.body.code]).toEqual([409, "phase_closed"]);
+
+    await stack.advance(2000);
+    await putContest(stack, contestId, [ballot]);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    const fresh = await issue(stack, { campaignId, phase: "ballot" });
+    expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
+  });
+
+  it("survives a gateway restart: a new gateway loads the closures from Postgres", async () => {
+    const { contestId, campaignId, ballot } = await runningBallot();
+    const old = await issue(stack, { campaignId, phase: "ballot" });
+    await stack.api("POST", `/v1/contests/${contestId}/phases/ballot/end`, { body: { reason: "leak" } });
+    await stack.advance(2000);
+    await putContest(stack, contestId, [ballot]);
+    const restarted = await stack.startGateway("restarted");
+    await stack.synced();
+    const res = await landing(restarted.app, old.token, "application/json");
+    expect([res.status, await errorCode(res)]).toEqual([410, "phase_closed"]);
+  });
+});
