@@ -3,7 +3,7 @@
  * load and receive them, and a later timeline that re-opens the window revives none of the links
  * issued before the closure, while links issued after the re-opening work.
  */
-import { createMemoryDb } from "@phaselock/testkit";
+import { createMemoryDb } from "@phaselock/db/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   errorCode,

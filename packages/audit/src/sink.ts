@@ -1,4 +1,3 @@
-import type { AuditEventInput } from "./event-input.ts";
 import type { AuditEvent } from "./events.ts";
 
 export type { AuditEventInput } from "./event-input.ts";
