@@ -7,6 +7,7 @@ import { refusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
+import { registerSession } from "./routes/session.ts";
 import { sendRefusal } from "./routes/refusal.ts";
 
 /** The gateway's router on Hono. The checks and the proxy live in checks.ts and proxy-core.ts. */
@@ -36,6 +37,7 @@ export function createApp(deps: GatewayDeps) {
   });
 
   registerLanding(app);
+  registerSession(app);
   registerProxy(app, createProxy(deps));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: "No such route." } }, 404));

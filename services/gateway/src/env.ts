@@ -21,6 +21,10 @@ export const envSchema = z.object({
   SECURE_COOKIES: z.stringbool().default(false),
   /** a link redeemed from more devices than this is suspended automatically */
   MAX_DEVICES_PER_LINK: z.coerce.number().int().min(1).default(3),
+  /** longest life of a volunteer's session (never past its link's exp) */
+  SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(43_200),
+  /** base of the link URLs: redemptions are accepted from its origin */
+  PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   PHONEBANK_SECRET: optionalString,
   /** key of the audit trail's IP hashes; must be shared by all gateways to group requests */
   AUDIT_IP_KEY: optionalString,

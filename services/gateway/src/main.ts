@@ -58,6 +58,8 @@ const gateway = wireGateway({
     maxBodyBytes: env.MAX_BODY_BYTES,
     ipHashKey: env.AUDIT_IP_KEY ?? "phaselock-dev-ip-key",
     maxDevicesPerLink: env.MAX_DEVICES_PER_LINK,
+    sessionTtlSeconds: env.SESSION_TTL_SECONDS,
+    publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
   },
   ready: async () => {
     await handle.db.execute("select 1");

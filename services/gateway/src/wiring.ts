@@ -1,17 +1,20 @@
 import type { AuditSink } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
+import { randomBytes } from "node:crypto";
 import {
   createRepos,
   currentPolicyVersion,
   type Db,
   loadPolicySnapshot,
   loadPublicKeys,
+  sharedGatewaySecret,
 } from "@phaselock/db";
 import { type ChangeBus, PolicyState, type RateLimiter, type RecordQuota } from "@phaselock/state";
 import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
 import type { GatewayConfig, GatewayDeps, PolicyView } from "./deps.ts";
 import { createLastSeen } from "./last-seen.ts";
 import { createLimits, type LimitDefaults } from "./limits.ts";
+import { createDeviceIds, createSessionCache } from "./sessions.ts";
 import type { Upstream } from "./upstream.ts";
 import { createUpstreamRoutes } from "./upstream-routes.ts";
 
@@ -60,6 +63,14 @@ export function wireGateway(w: GatewayWiring) {
     isFresh: (now) => state.isFresh(now),
   };
 
+  const sessions = createSessionCache({
+    store: repos.sessions,
+    version: () => state.snapshot.version,
+    nowMs: () => w.clock.now().getTime(),
+  });
+  // Loaded by start(): until then no device id verifies and none can be issued (fail closed).
+  let deviceKey: Buffer | undefined;
+
   const lastSeen = createLastSeen({ touch: (id, at) => repos.links.touch(id, at), onError: w.onError });
 
   const deps: GatewayDeps = {
@@ -67,6 +78,19 @@ export function wireGateway(w: GatewayWiring) {
     policy,
     verifier: createVerifier({ keys: ring, issuer: w.issuer, clock: w.clock, cache }),
     links: repos.links,
+    sessions: { ...repos.sessions, resolve: sessions.resolve },
+    endSession: async (tokenHash, now) => {
+      const r = await repos.sessions.end(tokenHash, "signed out", now);
+      sessions.drop(tokenHash);
+      if (!r) return false;
+      // The version bump alone retires every other gateway's cached copy once it hears of it.
+      await w.bus
+        .publish({ version: r.version, change: { type: "session-ended", sessionId: r.id } })
+        .catch((err: unknown) => w.onError?.(err));
+      return true;
+    },
+    devices: createDeviceIds(() => deviceKey),
+    keyKnown: (kid) => ring.has(kid),
     upstream: w.upstream,
     routes: createUpstreamRoutes(),
     audit: w.audit,
@@ -94,7 +118,11 @@ export function wireGateway(w: GatewayWiring) {
     deps,
     state,
     ring,
-    start: () => state.start(),
+    start: async () => {
+      const key = await sharedGatewaySecret(w.db, "device-mac", () => randomBytes(32).toString("base64url"));
+      deviceKey = Buffer.from(key, "base64url");
+      await state.start();
+    },
     /** Stops following the feed and writes the last "last seen" times. */
     stop: async () => {
       state.stop();

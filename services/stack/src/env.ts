@@ -19,6 +19,7 @@ export const envSchema = z.object({
   PHONEBANK_SECRET: optionalString,
   AUDIT_IP_KEY: optionalString,
   STALE_AFTER_MS: z.coerce.number().int().min(100).default(5000),
+  SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(43_200),
 });
 
 export type StackEnv = z.infer<typeof envSchema>;

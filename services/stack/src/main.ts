@@ -83,6 +83,8 @@ const gateway = wireGateway({
     maxBodyBytes: 64 * 1024,
     ipHashKey: env.AUDIT_IP_KEY ?? dev.secrets.auditIpKey,
     maxDevicesPerLink: 3,
+    sessionTtlSeconds: env.SESSION_TTL_SECONDS,
+    publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
   },
   onError: (err) => console.error(`gateway: policy state: ${(err as Error).message}`),
 });
