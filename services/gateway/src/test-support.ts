@@ -14,7 +14,7 @@ import { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { GatewayDeps, LinkRecord, LinkStore, PolicyView, SessionRecord, SessionStore } from "./deps.ts";
 import { createLimits } from "./limits.ts";
-import { createDeviceIds, createSessionCache } from "./sessions.ts";
+import { createDeviceIds, createSessionCache, credentialHash, newSessionCredential } from "./sessions.ts";
 import { createInProcessUpstream, type Upstream } from "./upstream.ts";
 import { createUpstreamRoutes } from "./upstream-routes.ts";
 
@@ -281,8 +281,31 @@ export async function gatewayFixture(
     if (res.status !== 201) throw new Error(`redeem answered ${res.status}`);
     return ((await res.json()) as { session: string }).session;
   };
-  /** Issues a link and redeems it: the session credential. */
-  const session = async (over: Partial<LinkClaims> = {}, maxUses = 5) => redeem(await issue(over, maxUses));
+  /**
+   * A session of an issued link, stored as a redemption would store it but without the checks, so
+   * a test can open one on a link that could not be redeemed now (then check what /pb answers).
+   */
+  const openSession = async (jti: string): Promise<string> => {
+    const link = links.records.get(jti);
+    if (!link) throw new Error(`no link ${jti}`);
+    const credential = newSessionCredential();
+    const now = tokens.clock.now();
+    await sessionStore.open({
+      id: `ses_${Math.random().toString(36).slice(2)}`,
+      tokenHash: credentialHash(credential),
+      linkId: jti,
+      deviceId: "dev_test",
+      createdAt: now,
+      expiresAt: new Date(Math.min(now.getTime() + 43_200_000, link.expiresAt.getTime())),
+    });
+    return credential;
+  };
+  /** Issues a link and opens a session of it: the session credential. */
+  const session = async (over: Partial<LinkClaims> = {}, maxUses = 5) => {
+    const jti = over.jti ?? `lnk_${Math.random().toString(36).slice(2)}`;
+    await issue({ ...over, jti }, maxUses);
+    return openSession(jti);
+  };
   const get = (path: string, headers: Record<string, string> = {}) => app.request(path, { headers });
   const bearer = (token: string, path = "/pb/calls/next", init: RequestInit = {}) =>
     app.request(path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers ?? {}) } });
@@ -302,6 +325,7 @@ export async function gatewayFixture(
     issueCode,
     redeem,
     session,
+    openSession,
     sessionStore,
     sessionCache,
     get,
