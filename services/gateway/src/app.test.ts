@@ -190,7 +190,12 @@ describe("attacks on the token: each is token_invalid", () => {
     for (const [name, token] of Object.entries({ none, hs, selfSigned, embedded, tampered })) {
       for (const method of ["GET", "POST"]) {
         const res = await g.app.request(`/l/${token}`, { method });
-        expect([name, method, res.status, await errorCode(res)]).toEqual([name, method, 401, "token_invalid"]);
+        expect([name, method, res.status, await errorCode(res)]).toEqual([
+          name,
+          method,
+          401,
+          "token_invalid",
+        ]);
       }
     }
     expect(g.links.rows.get("lnk_attack")!.uses).toBe(0);

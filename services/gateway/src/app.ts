@@ -7,8 +7,8 @@ import { refusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
-import { registerSession } from "./routes/session.ts";
 import { sendRefusal } from "./routes/refusal.ts";
+import { registerSession } from "./routes/session.ts";
 
 /** The gateway's router on Hono. The checks and the proxy live in checks.ts and proxy-core.ts. */
 export function createApp(deps: GatewayDeps) {

@@ -64,7 +64,8 @@ export const REFUSALS = {
     status: 403,
     landingStatus: 403,
     title: "Open your link directly",
-    message: "This link can only be opened from its own page: open the link you were sent and press Start calling.",
+    message:
+      "This link can only be opened from its own page: open the link you were sent and press Start calling.",
   },
   expired: {
     status: 401,

@@ -92,7 +92,13 @@ export function setSessionCookie(c: Context<GatewayEnv>, credential: string, max
 
 /** Removes the session cookie (signed out). */
 export function clearSessionCookie(c: Context<GatewayEnv>): void {
-  setCookie(c, SESSION_COOKIE, "", { httpOnly: true, sameSite: "Strict", path: "/pb", secure: secure(c), maxAge: 0 });
+  setCookie(c, SESSION_COOKIE, "", {
+    httpOnly: true,
+    sameSite: "Strict",
+    path: "/pb",
+    secure: secure(c),
+    maxAge: 0,
+  });
 }
 
 /**

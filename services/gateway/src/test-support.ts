@@ -1,5 +1,6 @@
 import { type AuditEventInput, MemoryAuditSink } from "@phaselock/audit";
 import type { Scope } from "@phaselock/core";
+import { sha256Hex } from "@phaselock/core";
 import {
   type Campaign,
   type Contest,
@@ -8,7 +9,6 @@ import {
   RevocationIndex,
 } from "@phaselock/policy";
 import { MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
-import { sha256Hex } from "@phaselock/core";
 import { claimsAt, setup, T0 } from "@phaselock/tokens/testing";
 import { Hono } from "hono";
 import { createApp } from "./app.ts";

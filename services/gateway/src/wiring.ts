@@ -1,6 +1,6 @@
+import { randomBytes } from "node:crypto";
 import type { AuditSink } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
-import { randomBytes } from "node:crypto";
 import {
   createRepos,
   currentPolicyVersion,

@@ -95,11 +95,7 @@ export const sessionsRepo = (db: Db): SessionsRepo => ({
       .select({ linkId: sessions.linkId, n: sql<number>`count(*)::int` })
       .from(sessions)
       .where(
-        and(
-          inArray(sessions.linkId, [...linkIds]),
-          isNull(sessions.endedAt),
-          gt(sessions.expiresAt, now),
-        ),
+        and(inArray(sessions.linkId, [...linkIds]), isNull(sessions.endedAt), gt(sessions.expiresAt, now)),
       )
       .groupBy(sessions.linkId);
     for (const r of rows) out.set(r.linkId, r.n);
@@ -113,7 +109,10 @@ export const sessionsRepo = (db: Db): SessionsRepo => ({
  */
 export async function sharedGatewaySecret(db: Db, name: string, fresh: () => string): Promise<string> {
   await db.insert(gatewaySecrets).values({ name, value: fresh() }).onConflictDoNothing();
-  const [row] = await db.select({ value: gatewaySecrets.value }).from(gatewaySecrets).where(eq(gatewaySecrets.name, name));
+  const [row] = await db
+    .select({ value: gatewaySecrets.value })
+    .from(gatewaySecrets)
+    .where(eq(gatewaySecrets.name, name));
   if (!row) throw new Error(`gateway secret ${name} missing after insert`);
   return row.value;
 }

@@ -123,7 +123,10 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
     const credential = newSessionCredential();
     const id = randomId("ses");
     const expiresAt = new Date(
-      Math.min(now.getTime() + (deps.config.sessionTtlSeconds ?? SESSION_TTL_SECONDS) * 1000, claims.exp * 1000),
+      Math.min(
+        now.getTime() + (deps.config.sessionTtlSeconds ?? SESSION_TTL_SECONDS) * 1000,
+        claims.exp * 1000,
+      ),
     );
     await deps.sessions.open({
       id,
