@@ -126,11 +126,12 @@ describe("same-site redemption", () => {
     }
     expect(g.links.rows.get("lnk_csrf")!.uses).toBe(0);
     expect(g.sessionStore.rows.size).toBe(0);
-    for (const headers of [
+    const allowed: Record<string, string>[] = [
       {},
       { "sec-fetch-site": "same-origin", origin: "http://localhost" },
       { "sec-fetch-site": "none" },
-    ]) {
+    ];
+    for (const headers of allowed) {
       expect((await post(g, `/l/${token}`, headers)).status).toBe(303);
     }
     g.deps.config.publicGatewayUrl = "https://gw.example.org/";
