@@ -112,11 +112,12 @@ describe("same-site redemption", () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_csrf" }, 10);
     g.deps.config.maxDevicesPerLink = 10;
-    for (const headers of [
+    const refused: Record<string, string>[] = [
       { "sec-fetch-site": "cross-site" },
       { origin: "https://evil.example" },
       { origin: "null" },
-    ]) {
+    ];
+    for (const headers of refused) {
       const res = await post(g, `/l/${token}`, headers);
       expect([JSON.stringify(headers), res.status, await errorCode(res)]).toEqual([
         JSON.stringify(headers),
