@@ -199,3 +199,17 @@ describe("short links", () => {
     expect([unknown.status, await errorCode(unknown)]).toEqual([401, "token_invalid"]);
   });
 });
+
+describe("documentation", () => {
+  it("the OpenAPI document names session_required, cross_site, the JSON redemption and session end", async () => {
+    const g = await gatewayFixture();
+    const doc = (await (await g.get("/openapi.json")).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const text = JSON.stringify(doc);
+    expect(text).toContain("session_required");
+    expect(text).toContain("cross_site");
+    expect(doc.paths["/pb/_phaselock/session/end"]).toHaveProperty("post");
+    expect(JSON.stringify(doc.paths["/l/{token}"])).toContain("expiresAt");
+  });
+});
