@@ -422,6 +422,8 @@ describe("POST /v1/links/batch", () => {
       /^"'=HYPERLINK\(""http:\/\/evil""\)","Smith, ""Jo""",lnk_[\w-]+,http:\/\/127\.0\.0\.1:8080\/l\//,
     );
     expect(lines[2]).toMatch(/^'\+1,'@ann,lnk_/);
+    // The short link, SMS-sized: the code after /l/ is 22 characters, no token in the sheet.
+    expect(lines[2]).toMatch(/,http:\/\/127\.0\.0\.1:8080\/l\/[A-Za-z0-9_-]{22},/);
   });
 
   it("prefers JSON when JSON ranks higher than CSV", async () => {
