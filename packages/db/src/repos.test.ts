@@ -16,6 +16,7 @@ import {
   type NewLink,
   type Repos,
   schema,
+  sharedGatewaySecret,
 } from "./index.ts";
 
 // Vitest 4 inline projects do not inherit the root timeouts; starting PGlite alone takes seconds.
@@ -91,7 +92,7 @@ for (const backend of dbBackends) {
     });
 
     it("migrate is idempotent and assertMigrated accepts the result", async () => {
-      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 3 });
+      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 4 });
       await expect(assertMigrated(db)).resolves.toBeUndefined();
       expect(await repos.policyState.current()).toBeGreaterThanOrEqual(0);
     });
@@ -102,8 +103,8 @@ for (const backend of dbBackends) {
         const err = await assertMigrated(empty.handle.db).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(DatabaseNotMigratedError);
         expect((err as Error).message).toBe("database is not migrated: run `pnpm db:migrate`");
-        expect(await migrate(empty.handle)).toEqual({ applied: 3, total: 3 });
-        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 3 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 4, total: 4 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 4 });
         await assertMigrated(empty.handle.db);
         expect(await createRepos(empty.handle.db).policyState.current()).toBe(0);
       } finally {
@@ -570,6 +571,51 @@ for (const backend of dbBackends) {
       expect(snapshot.version).toBe(await repos.policyState.current());
       expect(snapshot.suspended.has(suspended.id)).toBe(true);
       expect(snapshot.suspended.has(kept.id)).toBe(false);
+    });
+
+    it("sessions: resolved with their link by credential hash only, rotated, ended once (a policy write)", async () => {
+      const base = await fixture();
+      const l = link(base, { codeHash: `code-${randomId("h")}` });
+      await repos.links.insertMany([l]);
+      expect((await repos.links.getByCodeHash(l.codeHash!))?.id).toBe(l.id);
+      const now = at("2020-03-11T00:00:00Z");
+      const id = randomId("ses");
+      await repos.sessions.open({
+        id,
+        tokenHash: "hash-1",
+        linkId: l.id,
+        deviceId: "dev_a",
+        createdAt: now,
+        expiresAt: at("2020-03-11T12:00:00Z"),
+      });
+      const resolved = await repos.sessions.resolve("hash-1");
+      expect(resolved?.session.id).toBe(id);
+      expect(resolved?.link).toMatchObject({ id: l.id, kid: "kid-1", scopes: ["calls:read", "calls:write"] });
+      expect(resolved?.session).not.toHaveProperty("tokenHash");
+      expect((await repos.sessions.findLive(l.id, "dev_a", now))?.id).toBe(id);
+      expect(await repos.sessions.findLive(l.id, "dev_b", now)).toBeNull();
+      expect(await repos.sessions.findLive(l.id, "dev_a", at("2020-03-11T12:00:00Z"))).toBeNull();
+      expect((await repos.sessions.countActive([l.id], now)).get(l.id)).toBe(1);
+
+      expect(await repos.sessions.rotate(id, "hash-2", now)).toBe(true);
+      expect(await repos.sessions.resolve("hash-1")).toBeNull();
+      const before = await repos.policyState.current();
+      const ended = await repos.sessions.end("hash-2", "signed out", now);
+      expect(ended).toEqual({ id, version: before + 1 });
+      expect(await repos.sessions.end("hash-2", "again", now)).toBeNull();
+      expect((await repos.sessions.resolve("hash-2"))?.session.endedAt).toEqual(now);
+      expect(await repos.sessions.rotate(id, "hash-3", now)).toBe(false);
+      expect((await repos.sessions.countActive([l.id], now)).get(l.id)).toBeUndefined();
+    });
+
+    it("a shared gateway secret is created once and read back by everyone", async () => {
+      const name = randomId("secret");
+      const [a, b] = await Promise.all([
+        sharedGatewaySecret(db, name, () => "first"),
+        sharedGatewaySecret(db, name, () => "second"),
+      ]);
+      expect(a).toBe(b);
+      expect(await sharedGatewaySecret(db, name, () => "third")).toBe(a);
     });
   });
 }
