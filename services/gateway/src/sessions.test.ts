@@ -1,5 +1,6 @@
 import { T0_SECONDS } from "@phaselock/tokens/testing";
 import { describe, expect, it } from "vitest";
+import { credentialHash } from "./sessions.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
 
 const json = { accept: "application/json" };
@@ -104,6 +105,29 @@ describe("sessions: a link opens a session and never is one", () => {
     const real = await g.session();
     for (let i = 0; i < 5; i++) expect((await g.bearer(real)).status).toBe(200);
     expect(g.sessionStore.queries).toBe(2);
+  });
+});
+
+describe("the session steps come first on /pb", () => {
+  it("a link is session_required and an ended session token_invalid, whatever else is wrong with them", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_first", phs: "nominations", scp: ["calls:read"] });
+    const session = await g.openSession("lnk_first");
+    g.revocations.add({
+      id: "rev_first",
+      scope: "link",
+      linkId: "lnk_first",
+      reason: "test",
+      actor: "admin",
+      effectiveAt: new Date(T0_SECONDS * 1000),
+    });
+    g.setFresh(false);
+    const link = await g.bearer(token, "/pb/members/export");
+    expect([link.status, await errorCode(link)]).toEqual([401, "session_required"]);
+    expect((await g.bearer(session)).status).toBe(503); // then the stale state answers
+    await g.deps.endSession(credentialHash(session), g.clock.now());
+    const ended = await g.bearer(session, "/pb/members/export");
+    expect([ended.status, await errorCode(ended)]).toEqual([401, "token_invalid"]);
   });
 });
 
