@@ -68,8 +68,14 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
 
   it("serves while the feed is confirmed", async () => {
     expect(await readyz()).toMatchObject({ status: 200, body: { ok: true, fresh: true } });
-    expect(await nextCall(gateway.app, control.token)).toEqual({ status: 200, code: null });
-    expect(await nextCall(gateway.app, revokedDuringOutage.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gateway.app, await stack.session(control.token))).toEqual({
+      status: 200,
+      code: null,
+    });
+    expect(await nextCall(gateway.app, await stack.session(revokedDuringOutage.token))).toEqual({
+      status: 200,
+      code: null,
+    });
   });
 
   it("refuses with 503 unavailable once the feed is cut and the state goes stale", async () => {
@@ -84,10 +90,13 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
     expect(gateway.wiring.state.isFresh()).toBe(false);
 
     expect(await readyz()).toMatchObject({ status: 503, body: { ok: false, fresh: false } });
-    const proxied = await pb(gateway.app, "/calls/next", { bearer: control.token });
+    const proxied = await pb(gateway.app, "/calls/next", { bearer: await stack.session(control.token) });
     expect([proxied.status, await errorCode(proxied)]).toEqual([503, "unavailable"]);
     expect(proxied.headers.get("retry-after")).not.toBeNull();
-    const calling = await pb(gateway.app, "/", { bearer: control.token, accept: "text/html" });
+    const calling = await pb(gateway.app, "/", {
+      bearer: await stack.session(control.token),
+      accept: "text/html",
+    });
     expect(calling.status).toBe(503);
     const redeemed = await redeem(gateway.app, unredeemed.token);
     expect([redeemed.res.status, await errorCode(redeemed.res)]).toEqual([503, "unavailable"]);
@@ -110,8 +119,11 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
     expect(stack.tokenService.bus.published.some((m) => m.change.type === "revocation")).toBe(false);
     expect((await stack.api("GET", `/v1/links/${revokedDuringOutage.id}`)).body.status).toBe("revoked");
     // Still closed: the gateway neither serves the revoked link nor any other.
-    expect(await nextCall(gateway.app, control.token)).toEqual({ status: 503, code: "unavailable" });
-    expect(await nextCall(gateway.app, revokedDuringOutage.token)).toEqual({
+    expect(await nextCall(gateway.app, await stack.session(control.token))).toEqual({
+      status: 503,
+      code: "unavailable",
+    });
+    expect(await nextCall(gateway.app, await stack.session(revokedDuringOutage.token))).toEqual({
       status: 503,
       code: "unavailable",
     });
@@ -122,10 +134,17 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
     proxy.restore();
     // Reconnection backs off up to 2 s between attempts: a generous bound, polled.
     await vi.waitFor(
-      async () => expect(await nextCall(gateway.app, control.token)).toEqual({ status: 200, code: null }),
+      async () =>
+        expect(await nextCall(gateway.app, await stack.session(control.token))).toEqual({
+          status: 200,
+          code: null,
+        }),
       { timeout: 10_000, interval: 20 },
     );
-    expect(await nextCall(gateway.app, revokedDuringOutage.token)).toEqual({ status: 403, code: "revoked" });
+    expect(await nextCall(gateway.app, await stack.session(revokedDuringOutage.token))).toEqual({
+      status: 403,
+      code: "revoked",
+    });
     expect(await readyz()).toMatchObject({ status: 200, body: { ok: true, fresh: true } });
     const { res, cookie } = await redeem(gateway.app, unredeemed.token);
     expect(res.status).toBe(303);
@@ -144,7 +163,10 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
     expect(r.status).toBe(201);
     await vi.waitFor(
       async () =>
-        expect(await nextCall(gateway.app, control.token)).toEqual({ status: 403, code: "revoked" }),
+        expect(await nextCall(gateway.app, await stack.session(control.token))).toEqual({
+          status: 403,
+          code: "revoked",
+        }),
       { timeout: 5000, interval: 20 },
     );
     expect(stack.tokenService.bus.published.at(-1)?.change.type).toBe("revocation");
@@ -176,7 +198,10 @@ describeIntegration("a gateway whose database is cut (Postgres)", ["postgres"], 
   });
 
   it("refuses redemption and the landing page with 503 unavailable, and is not ready", async () => {
-    expect(await nextCall(gateway.app, bearer.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gateway.app, await stack.session(bearer.token))).toEqual({
+      status: 200,
+      code: null,
+    });
     proxy.cut();
     expect((await gateway.app.request("/readyz")).status).toBe(503);
     // The contract: "unavailable 503 — the check cannot be made safely (store unreachable…)".
@@ -193,13 +218,20 @@ describeIntegration("a gateway whose database is cut (Postgres)", ["postgres"], 
     // The audit writer gives up being healthy 2 s (by the shared clock) after the oldest unwritten event.
     stack.clock.advance(2_001);
     stack.feed.beat();
-    expect(await nextCall(gateway.app, bearer.token)).toEqual({ status: 503, code: "unavailable" });
+    expect(await nextCall(gateway.app, await stack.session(bearer.token))).toEqual({
+      status: 503,
+      code: "unavailable",
+    });
   });
 
   it("serves again once the database is back", async () => {
     proxy.restore();
     await vi.waitFor(
-      async () => expect(await nextCall(gateway.app, bearer.token)).toEqual({ status: 200, code: null }),
+      async () =>
+        expect(await nextCall(gateway.app, await stack.session(bearer.token))).toEqual({
+          status: 200,
+          code: null,
+        }),
       { timeout: 10_000, interval: 20 },
     );
     const { res } = await redeem(gateway.app, unredeemed.token);

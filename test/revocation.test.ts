@@ -62,7 +62,8 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
 
   const onBoth = async (token: string, want: { status: number; code: string | null }) => {
     await vi.waitFor(async () => {
-      for (const g of stack.gateways) expect(await nextCall(g.app, token), g.name).toEqual(want);
+      for (const g of stack.gateways)
+        expect(await nextCall(g.app, await stack.session(token)), g.name).toEqual(want);
     }, POLL);
   };
   const denied = { status: 403, code: "revoked" };
@@ -155,9 +156,10 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     await old.stop();
     const restarted = await stack.startGateway("gateway-2-restarted");
     expect(stack.gateways.map((g) => g.name)).toEqual(["gateway-1", "gateway-2-restarted"]);
-    for (const token of revoked) expect(await nextCall(restarted.app, token)).toEqual(denied);
+    for (const token of revoked)
+      expect(await nextCall(restarted.app, await stack.session(token))).toEqual(denied);
     // The link issued after the last (`all`) watermark.
-    expect(await nextCall(restarted.app, working.at(-1)!)).toEqual(ok);
+    expect(await nextCall(restarted.app, await stack.session(working.at(-1)!))).toEqual(ok);
     await vi.waitFor(() => expect(restarted.feed).toContain("heartbeat"), POLL);
   });
 
@@ -175,7 +177,8 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     expect(r1.status).toBe(201);
     expect(stack.tokenService.bus.dropped.at(-1)?.change.type).toBe("revocation");
     // Nothing reached the gateways: they still let the link through (no poller runs here).
-    for (const g of stack.gateways) expect(await nextCall(g.app, lost.token)).toEqual(ok);
+    for (const g of stack.gateways)
+      expect(await nextCall(g.app, await stack.session(lost.token))).toEqual(ok);
     expect(stack.gateways.map((g) => g.wiring.state.status().version)).toEqual(before);
 
     // The next change arrives two versions ahead: each gateway reloads and so learns both.
@@ -197,7 +200,8 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
       body: { scope: "link", linkId: link.id, reason: "last" },
     });
     expect(r.status).toBe(201);
-    for (const g of stack.gateways) expect(await nextCall(g.app, link.token)).toEqual(ok);
+    for (const g of stack.gateways)
+      expect(await nextCall(g.app, await stack.session(link.token))).toEqual(ok);
 
     // As the gateway's main.ts runs it, on a short interval.
     const pollers = stack.gateways.map((g: GatewayNode) => startVersionPoller(g.wiring.state, g.db, 50));
@@ -214,9 +218,13 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     await stack.synced();
     for (const g of stack.gateways) expect((await landing(g.app, link.token)).status).toBe(200);
 
+    // Twelve scripts are twelve devices: room for them all, so only the use count refuses.
+    for (const g of stack.gateways) g.wiring.deps.config.maxDevicesPerLink = 100;
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) => redeem(stack.gateways[i % 2]!.app, link.token)),
-    );
+    ).finally(() => {
+      for (const g of stack.gateways) g.wiring.deps.config.maxDevicesPerLink = 3;
+    });
     const statuses = results.map((r) => r.res.status);
     expect(statuses.filter((x) => x === 303)).toHaveLength(4);
     expect(statuses.filter((x) => x === 403)).toHaveLength(8);
@@ -230,8 +238,18 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     const link = await issue(stack, { campaignId: s.campaignId, phase: s.phase, maxUses: 10 });
     await stack.synced();
     const [a, b] = stack.gateways as [GatewayNode, GatewayNode];
-    const open = (g: GatewayNode, device: string) =>
-      g.app.request(`/l/${link.token}`, { method: "POST", headers: { "user-agent": `phone ${device}` } });
+    // Each device keeps the pl_device cookie the gateways issued it (valid on every gateway).
+    const devices = new Map<string, string>();
+    const open = async (g: GatewayNode, device: string) => {
+      if (!devices.has(device)) {
+        const page = await g.app.request(`/l/${link.token}`);
+        devices.set(device, page.headers.getSetCookie()[0]!.split(";")[0]!);
+      }
+      return g.app.request(`/l/${link.token}`, {
+        method: "POST",
+        headers: { "user-agent": `phone ${device}`, cookie: devices.get(device)! },
+      });
+    };
     // Three devices (the limit), spread over both gateways: each redemption works.
     expect((await open(a, "one")).status).toBe(303);
     expect((await open(b, "two")).status).toBe(303);
@@ -289,7 +307,8 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     expect((await revoke({ scope: "campaign", campaignId: mine })).status).toBe(201);
 
     await stack.synced();
-    for (const g of stack.gateways) expect(await nextCall(g.app, other.token), g.name).toEqual(ok);
+    for (const g of stack.gateways)
+      expect(await nextCall(g.app, await stack.session(other.token)), g.name).toEqual(ok);
     const list = await stack.api<{
       items: Array<{ actor: string; scope: string; campaignId: string | null }>;
     }>("GET", "/v1/revocations?limit=500");
@@ -313,8 +332,8 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     await onBoth(before.token, ok);
     // A gateway started now learns both keys from the database.
     const fresh = await stack.startGateway();
-    expect(await nextCall(fresh.app, after.token)).toEqual(ok);
-    expect(await nextCall(fresh.app, before.token)).toEqual(ok);
+    expect(await nextCall(fresh.app, await stack.session(after.token))).toEqual(ok);
+    expect(await nextCall(fresh.app, await stack.session(before.token))).toEqual(ok);
     await fresh.stop();
   });
 
@@ -339,8 +358,11 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     for (const g of stack.gateways) {
       expect(g.wiring.state.snapshot.campaigns.get(s.campaignId)?.limits).toEqual({ requestsPerMinute: 1 });
       const link = await issue(stack, { campaignId: s.campaignId, phase: s.phase });
-      expect(await nextCall(g.app, link.token)).toEqual(ok);
-      expect(await nextCall(g.app, link.token)).toEqual({ status: 429, code: "rate_limited" });
+      expect(await nextCall(g.app, await stack.session(link.token))).toEqual(ok);
+      expect(await nextCall(g.app, await stack.session(link.token))).toEqual({
+        status: 429,
+        code: "rate_limited",
+      });
     }
   });
 
@@ -362,12 +384,15 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     const link = await issue(stack, { campaignId, phase: "ballot", scopes: ["calls:read"] });
     await stack.synced();
     for (const g of stack.gateways)
-      expect(await nextCall(g.app, link.token)).toEqual({ status: 200, code: null });
+      expect(await nextCall(g.app, await stack.session(link.token))).toEqual({ status: 200, code: null });
 
     await putContest(stack, contestId, [{ ...phase, endsAt: new Date(now) }]);
     await vi.waitFor(async () => {
       for (const g of stack.gateways) {
-        expect(await nextCall(g.app, link.token)).toEqual({ status: 403, code: "phase_closed" });
+        expect(await nextCall(g.app, await stack.session(link.token))).toEqual({
+          status: 403,
+          code: "phase_closed",
+        });
       }
     }, POLL);
   });

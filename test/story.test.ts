@@ -49,9 +49,12 @@ describe("the 2020 incident: a ge-2019 link left over", () => {
     // ...then the timeline was set to what it really was.
     await putContest(stack, ge2019, [{ ...phase, endsAt: "2019-12-12T22:00:00.000Z" }]);
 
-    expect(await nextCall(gw, leftover.token)).toEqual({ status: 403, code: "phase_closed" });
+    expect(await nextCall(gw, await stack.session(leftover.token))).toEqual({
+      status: 403,
+      code: "phase_closed",
+    });
     for (const path of ["/", "/members/m_000001"]) {
-      const res = await pb(gw, path, { bearer: leftover.token });
+      const res = await pb(gw, path, { bearer: await stack.session(leftover.token) });
       expect([res.status, await errorCode(res)]).toEqual([403, "phase_closed"]);
     }
     const page = await landing(gw, leftover.token);
@@ -107,17 +110,20 @@ describe("a ballot that is running now", () => {
     const link = await issue(stack, { campaignId: longBailey, phase: "ballot", scopes: ["calls:read"] });
     const session = await redeem(gw, link.token);
     expect(session.res.status).toBe(303);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({ status: 200, code: null });
 
     const withdrawn = await stack.api("DELETE", `/v1/campaigns/${longBailey}/entitlements/ballot`);
     expect(withdrawn.status).toBe(204);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 403, code: "not_entitled" });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({
+      status: 403,
+      code: "not_entitled",
+    });
     const bySession = await pb(gw, "/calls/next", { cookie: session.cookie! });
     expect([bySession.status, await errorCode(bySession)]).toEqual([403, "not_entitled"]);
     // It may work again later (403, not 410): granting again restores it.
     expect((await landing(gw, link.token)).status).toBe(403);
     await putCampaign(stack, longBailey, contestId, { ballot: ["calls:read"] });
-    expect(await nextCall(gw, link.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({ status: 200, code: null });
   });
 
   it("works by cookie and by bearer; the phone bank gets the context headers and never the credential", async () => {
@@ -126,8 +132,12 @@ describe("a ballot that is running now", () => {
       phase: "ballot",
       volunteer: { ref: "sm-volunteer-0002", name: "Demo volunteer" },
     });
-    expect(tokenOf(link.url)).toBe(link.token);
+    // The url is the short link; the token works on /l/ as well.
+    expect(tokenOf(link.url)).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(link.url.startsWith("http://127.0.0.1:8080/l/")).toBe(true);
+    const short = await landing(gw, tokenOf(link.url));
+    expect(short.status).toBe(200);
+    expect(await short.text()).toContain("Start calling");
 
     const page = await landing(gw, link.token);
     expect(page.status).toBe(200);
@@ -150,11 +160,11 @@ describe("a ballot that is running now", () => {
     expect(byCookie.status).toBe(200);
     const callingPage = await pb(gw, "/", { cookie: cookie!, accept: "text/html" });
     expect(callingPage.status).toBe(200);
-    const byBearer = await pb(gw, "/calls/next", { bearer: link.token });
+    const byBearer = await pb(gw, "/calls/next", { bearer: await stack.session(link.token) });
     expect(byBearer.status).toBe(200);
     const call = ((await byBearer.json()) as { call: { id: string } }).call;
     const outcome = await pb(gw, `/calls/${call.id}/outcome`, {
-      bearer: link.token,
+      bearer: await stack.session(link.token),
       method: "POST",
       body: { outcome: "answered" },
     });
@@ -184,14 +194,14 @@ describe("a ballot that is running now", () => {
     const link = await issue(stack, { campaignId: starmer, phase: "ballot" });
     const seenBefore = stack.phonebank.seen.length;
 
-    const next = await pb(gw, "/calls/next", { bearer: link.token });
+    const next = await pb(gw, "/calls/next", { bearer: await stack.session(link.token) });
     expect(next.status).toBe(200);
     const text = await next.text();
     const body = JSON.parse(text) as { call: { id: string; member: Record<string, unknown> } };
     expect(Object.keys(body.call.member).sort()).toEqual(["constituency", "id", "name", "phone", "ward"]);
 
     const memberId = String(body.call.member.id);
-    const one = await pb(gw, `/members/${memberId}`, { bearer: link.token });
+    const one = await pb(gw, `/members/${memberId}`, { bearer: await stack.session(link.token) });
     expect(one.status).toBe(200);
     const oneText = await one.text();
     expect(Object.keys(JSON.parse(oneText)).sort()).toEqual(["constituency", "id", "name", "phone", "ward"]);
@@ -209,7 +219,7 @@ describe("a ballot that is running now", () => {
     }
 
     // And bulk export is never reachable through a link.
-    const exported = await pb(gw, "/members/export", { bearer: link.token });
+    const exported = await pb(gw, "/members/export", { bearer: await stack.session(link.token) });
     expect([exported.status, await errorCode(exported)]).toEqual([403, "scope_denied"]);
   });
 
@@ -218,7 +228,14 @@ describe("a ballot that is running now", () => {
     for (let i = 0; i < 5; i++) expect((await landing(gw, link.token)).status).toBe(200);
     expect((await stack.api(`GET`, `/v1/links/${link.id}`)).body.uses).toBe(0);
 
-    const results = await Promise.all(Array.from({ length: 10 }, () => redeem(gw, link.token)));
+    // Ten scripts are ten devices: room for them all, so only the use count refuses.
+    const config = stack.gateways[0]!.wiring.deps.config;
+    config.maxDevicesPerLink = 100;
+    const results = await Promise.all(Array.from({ length: 10 }, () => redeem(gw, link.token))).finally(
+      () => {
+        config.maxDevicesPerLink = 3;
+      },
+    );
     const statuses = results.map((r) => r.res.status).sort();
     expect(statuses).toEqual([303, 303, 303, 403, 403, 403, 403, 403, 403, 403]);
     for (const r of results.filter((x) => x.res.status === 403))
@@ -237,7 +254,7 @@ describe("a ballot that is running now", () => {
     const other = await issue(stack, { campaignId: starmer, phase: "ballot" });
     const { cookie } = await redeem(gw, other.token);
     expect((await pb(gw, "/calls/next", { cookie: cookie! })).status).toBe(200);
-    expect(await nextCall(gw, bearer.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gw, await stack.session(bearer.token))).toEqual({ status: 200, code: null });
 
     await putContest(stack, contestId, [
       {
@@ -251,7 +268,10 @@ describe("a ballot that is running now", () => {
 
     const bySession = await pb(gw, "/calls/next", { cookie: cookie! });
     expect([bySession.status, await errorCode(bySession)]).toEqual([403, "phase_closed"]);
-    expect(await nextCall(gw, bearer.token)).toEqual({ status: 403, code: "phase_closed" });
+    expect(await nextCall(gw, await stack.session(bearer.token))).toEqual({
+      status: 403,
+      code: "phase_closed",
+    });
     expect((await landing(gw, bearer.token)).status).toBe(410);
     const link = await stack.api(`GET`, `/v1/links/${bearer.id}`);
     expect(link.body.status).toBe("expired");
@@ -272,7 +292,10 @@ describe("a link issued ahead for a later phase", () => {
     const link = await issue(stack, { campaignId, phase: "ballot" });
     expect(link.notBefore).toBe(ballotStarts.toISOString());
 
-    expect(await nextCall(gw, link.token)).toEqual({ status: 401, code: "not_yet_valid" });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({
+      status: 401,
+      code: "not_yet_valid",
+    });
     const early = await landing(gw, link.token);
     expect(early.status).toBe(403);
     const earlyHtml = await early.text();
@@ -283,11 +306,14 @@ describe("a link issued ahead for a later phase", () => {
     expect([tooSoon.res.status, await errorCode(tooSoon.res)]).toEqual([401, "not_yet_valid"]);
 
     await stack.advance(ballotStarts.getTime() - now() - 1000);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 401, code: "not_yet_valid" });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({
+      status: 401,
+      code: "not_yet_valid",
+    });
 
     await stack.advance(1000);
     expect((await landing(gw, link.token)).status).toBe(200);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({ status: 200, code: null });
     const { res, cookie } = await redeem(gw, link.token);
     expect(res.status).toBe(303);
     expect((await pb(gw, "/calls/next", { cookie: cookie! })).status).toBe(200);
@@ -309,20 +335,25 @@ describe("limits and expiry", () => {
     expect(limited.status).toBe(200);
     const link = await issue(stack, { campaignId, phase: "open" });
 
-    const first = await pb(gw, "/calls/next", { bearer: link.token });
+    const first = await pb(gw, "/calls/next", { bearer: await stack.session(link.token) });
     expect(first.status).toBe(200);
     const seenId = ((await first.json()) as { call: { member: { id: string } } }).call.member.id;
-    expect(await nextCall(gw, link.token)).toEqual({ status: 200, code: null });
-    const third = await pb(gw, "/calls/next", { bearer: link.token });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({ status: 200, code: null });
+    const third = await pb(gw, "/calls/next", { bearer: await stack.session(link.token) });
     expect([third.status, await errorCode(third)]).toEqual([429, "quota_exceeded"]);
-    const fourth = await pb(gw, "/", { bearer: link.token, accept: "text/html" });
+    const fourth = await pb(gw, "/", { bearer: await stack.session(link.token), accept: "text/html" });
     expect(fourth.status).toBe(429);
     expect(Number(fourth.headers.get("retry-after"))).toBeGreaterThan(0);
 
     await stack.advance(60_000);
     // A record already seen costs nothing; a new one is still over the hour's quota.
-    expect((await pb(gw, `/members/${seenId}`, { bearer: link.token })).status).toBe(200);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 429, code: "quota_exceeded" });
+    expect((await pb(gw, `/members/${seenId}`, { bearer: await stack.session(link.token) })).status).toBe(
+      200,
+    );
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({
+      status: 429,
+      code: "quota_exceeded",
+    });
   });
 
   it("a link past its exp is expired: 401 at /pb, 410 on the landing page", async () => {
@@ -334,11 +365,11 @@ describe("limits and expiry", () => {
     await putCampaign(stack, campaignId, contestId, { open: MEMBER_SCOPES });
     const link = await issue(stack, { campaignId, phase: "open", ttlSeconds: 60 });
     expect(new Date(link.expiresAt).getTime() - new Date(link.notBefore).getTime()).toBe(60_000);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 200, code: null });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({ status: 200, code: null });
     const { cookie } = await redeem(gw, link.token);
 
     await stack.advance(60_000);
-    expect(await nextCall(gw, link.token)).toEqual({ status: 401, code: "expired" });
+    expect(await nextCall(gw, await stack.session(link.token))).toEqual({ status: 401, code: "expired" });
     const bySession = await pb(gw, "/calls/next", { cookie: cookie! });
     expect([bySession.status, await errorCode(bySession)]).toEqual([401, "expired"]);
     expect((await landing(gw, link.token)).status).toBe(410);

@@ -85,7 +85,7 @@ interface System {
 export const SYSTEM_LABELS: Record<SystemKey, string> = {
   a: "(a) demo upstream, direct",
   b: "(b) bare node:http keep-alive proxy",
-  c: "(c) Phaselock gateway, Bearer link",
+  c: "(c) Phaselock gateway, Bearer session",
   d: "(d) Phaselock gateway, session cookie",
   e: "(e) express + express-jwt + http-proxy-middleware",
   f: "(f) Phaselock gateway, audit on (Bearer)",
@@ -182,11 +182,18 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       method: "POST",
       redirect: "manual",
     });
-    const setCookie = redeemed.headers.get("set-cookie") ?? "";
+    const setCookie = redeemed.headers.getSetCookie().find((c) => c.startsWith("pl_session=")) ?? "";
     const cookie = /^(pl_session=[^;]+)/.exec(setCookie)?.[1];
     if (redeemed.status !== 303 || !cookie) {
       throw new Error(`redemption answered ${redeemed.status} without a session cookie`);
     }
+    // A link is not a session on /pb: the bearer systems use a session of their own (JSON redemption).
+    const opened = await fetch(`http://127.0.0.1:${gw.port}/l/${link.token}`, {
+      method: "POST",
+      headers: { accept: "application/json" },
+    });
+    if (opened.status !== 201) throw new Error(`JSON redemption answered ${opened.status}`);
+    const { session } = (await opened.json()) as { session: string };
 
     const direct = {
       "x-phaselock-gateway-secret": secret,
@@ -195,7 +202,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       "x-phaselock-link": String(claims.jti),
       "x-phaselock-scopes": String(claims.scp),
     };
-    const bearer = { authorization: `Bearer ${link.token}` };
+    const bearer = { authorization: `Bearer ${session}` };
     const at = (c: Child) => `http://127.0.0.1:${c.port}/pb/calls/next`;
     const systems: System[] = [
       {

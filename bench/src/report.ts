@@ -342,7 +342,7 @@ export function markdownReport(r: BenchReport): string {
       "- **(b)** a bare `node:http` reverse proxy with a keep-alive agent: no checks at all, the floor any gateway pays.",
       "- **(c)/(d)** the Phaselock gateway with its real wiring (`wireGateway`, policy state over the database,",
       "  `MemoryBus`, in-memory rate limiter and record quota, the version poller, the undici upstream, the",
-      "  `BatchAuditWriter` writing every decision to `audit_events`), with a Bearer link (c) or the session",
+      "  `BatchAuditWriter` writing every decision to `audit_events`), with a Bearer session (c) or the session",
       "  cookie from a real redemption (d). The bench campaign's limits are raised (1,000,000 requests/min and",
       "  records/h per link) so the load is not rate-limited; every other check runs: signature (cached),",
       "  revocation, phase, scope, entitlement, rate limit, record quota, response minimisation, audit.",

@@ -117,7 +117,7 @@ export async function redeem(
   token: string,
 ): Promise<{ res: Response; cookie: string | null }> {
   const res = await gw.request(`/l/${token}`, { method: "POST" });
-  const set = res.headers.get("set-cookie");
+  const set = res.headers.getSetCookie().find((c) => c.startsWith("pl_session="));
   const cookie = set ? set.split(";")[0]! : null;
   return { res, cookie };
 }
@@ -143,7 +143,7 @@ export async function pb(gw: GatewayApp, path: string, o: PbOptions = {}): Promi
   });
 }
 
-/** GET /pb/calls/next with a bearer link token: the status and, for a refusal, its code. */
+/** GET /pb/calls/next with a bearer session: the status and, for a refusal, its code. */
 export async function nextCall(
   gw: GatewayApp,
   token: string,

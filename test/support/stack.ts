@@ -6,8 +6,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { type AuditSink, BatchAuditWriter, MemoryAuditSink } from "@phaselock/audit";
-import { FakeClock } from "@phaselock/core";
-import { createDb, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
+import { FakeClock, sha256Hex } from "@phaselock/core";
+import { createDb, createRepos, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
 import type { TestDb } from "@phaselock/db/testing";
 import {
   createGateway,
@@ -128,6 +128,11 @@ export interface Stack {
   advance(ms: number, opts?: { waitFresh?: boolean }): Promise<void>;
   /** Waits until every gateway holds the database's policy version and is fresh. */
   synced(timeoutMs?: number): Promise<void>;
+  /**
+   * A live session of an issued link (one per token while it lasts), stored as a redemption would store it but
+   * without the checks, for tests of what `/pb` answers for a link that may no longer redeem.
+   */
+  session(token: string): Promise<string>;
   /** Stops everything and drops the database. */
   close(): Promise<void>;
 }
@@ -308,11 +313,39 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     );
   };
 
+  const sessionsByToken = new Map<string, { credential: string; expiresAt: Date }>();
+  const session: Stack["session"] = async (token) => {
+    const known = sessionsByToken.get(token);
+    if (known && known.expiresAt > clock.now()) return known.credential;
+    const repos = createRepos(db.handle.db);
+    const byCode = token.includes(".") ? null : await repos.links.getByCodeHash(sha256Hex(token));
+    const claims = byCode
+      ? { jti: byCode.id, exp: byCode.expiresAt.getTime() / 1000 }
+      : (JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as {
+          jti: string;
+          exp: number;
+        });
+    const credential = `pls_${randomBytes(16).toString("base64url")}`;
+    const now = clock.now();
+    const expiresAt = new Date(Math.min(now.getTime() + 43_200_000, claims.exp * 1000));
+    await repos.sessions.open({
+      id: `ses_${randomBytes(8).toString("hex")}`,
+      tokenHash: sha256Hex(credential),
+      linkId: claims.jti,
+      deviceId: "dev_e2e",
+      createdAt: now,
+      expiresAt,
+    });
+    sessionsByToken.set(token, { credential, expiresAt });
+    return credential;
+  };
+
   return {
     clock,
     db,
     feed,
     adminToken,
+    session,
     tokenService: { app: tokenApp, deps, bus: tsBus, logs },
     phonebank: { app: phonebank, seen },
     gateways,

@@ -62,7 +62,12 @@ export interface AuditCatalogue {
   };
   "link.redeemed": {
     columns: GatewayColumns & { linkId: string; decision: "allow" };
-    data: { ipHash: string | null; uses: number };
+    /** `session`: the id (`ses_…`) of the session opened or continued, never its credential */
+    data: { ipHash: string | null; uses: number; session: string; continued?: boolean };
+  };
+  "session.ended": {
+    columns: GatewayColumns & { linkId: string };
+    data: { session: string; ipHash: string | null };
   };
   "link.suspended": {
     columns: { actor: "gateway"; campaignId: string; linkId: string; reason: "suspended" };

@@ -21,6 +21,8 @@ export const errorStatus = {
   // gateway refusals
   token_missing: 401,
   token_invalid: 401,
+  session_required: 401,
+  cross_site: 403,
   expired: 401,
   not_yet_valid: 401,
   revoked: 403,
@@ -39,6 +41,8 @@ export type ErrorCode = keyof typeof errorStatus;
 export type DenyReason =
   | "token_missing"
   | "token_invalid"
+  | "session_required"
+  | "cross_site"
   | "expired"
   | "not_yet_valid"
   | "revoked"

@@ -21,14 +21,19 @@ let offset = 0;
 
 /** URL-safe random id with the given prefix, e.g. `lnk_3fj…`. */
 export function randomId(prefix: string, bytes = 16): string {
-  if (bytes > POOL_SIZE) return `${prefix}_${randomBytes(bytes).toString("base64url")}`;
+  return `${prefix}_${randomBase64url(bytes)}`;
+}
+
+/** `bytes` random bytes as base64url, from the pool: 16 bytes give a 22-character short link code. */
+export function randomBase64url(bytes = 16): string {
+  if (bytes > POOL_SIZE) return randomBytes(bytes).toString("base64url");
   if (offset + bytes > POOL_SIZE) {
     pool = randomBytes(POOL_SIZE);
     offset = 0;
   }
   const id = pool.toString("base64url", offset, offset + bytes);
   offset += bytes;
-  return `${prefix}_${id}`;
+  return id;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   type NewLink,
   type Repos,
   schema,
+  sharedGatewaySecret,
 } from "./index.ts";
 import { dbBackends, type TestDb } from "./testing.ts";
 
@@ -642,6 +643,51 @@ for (const backend of dbBackends) {
       expect(snapshot.version).toBe(await repos.policyState.current());
       expect(snapshot.suspended.has(suspended.id)).toBe(true);
       expect(snapshot.suspended.has(kept.id)).toBe(false);
+    });
+
+    it("sessions: resolved with their link by credential hash only, rotated, ended once (a policy write)", async () => {
+      const base = await fixture();
+      const l = link(base, { codeHash: `code-${randomId("h")}` });
+      await repos.links.insertMany([l]);
+      expect((await repos.links.getByCodeHash(l.codeHash!))?.id).toBe(l.id);
+      const now = at("2020-03-11T00:00:00Z");
+      const id = randomId("ses");
+      await repos.sessions.open({
+        id,
+        tokenHash: "hash-1",
+        linkId: l.id,
+        deviceId: "dev_a",
+        createdAt: now,
+        expiresAt: at("2020-03-11T12:00:00Z"),
+      });
+      const resolved = await repos.sessions.resolve("hash-1");
+      expect(resolved?.session.id).toBe(id);
+      expect(resolved?.link).toMatchObject({ id: l.id, kid: "kid-1", scopes: ["calls:read", "calls:write"] });
+      expect(resolved?.session).not.toHaveProperty("tokenHash");
+      expect((await repos.sessions.findLive(l.id, "dev_a", now))?.id).toBe(id);
+      expect(await repos.sessions.findLive(l.id, "dev_b", now)).toBeNull();
+      expect(await repos.sessions.findLive(l.id, "dev_a", at("2020-03-11T12:00:00Z"))).toBeNull();
+      expect((await repos.sessions.countActive([l.id], now)).get(l.id)).toBe(1);
+
+      expect(await repos.sessions.rotate(id, "hash-2", now)).toBe(true);
+      expect(await repos.sessions.resolve("hash-1")).toBeNull();
+      const before = await repos.policyState.current();
+      const ended = await repos.sessions.end("hash-2", "signed out", now);
+      expect(ended).toEqual({ id, version: before + 1 });
+      expect(await repos.sessions.end("hash-2", "again", now)).toBeNull();
+      expect((await repos.sessions.resolve("hash-2"))?.session.endedAt).toEqual(now);
+      expect(await repos.sessions.rotate(id, "hash-3", now)).toBe(false);
+      expect((await repos.sessions.countActive([l.id], now)).get(l.id)).toBeUndefined();
+    });
+
+    it("a shared gateway secret is created once and read back by everyone", async () => {
+      const name = randomId("secret");
+      const [a, b] = await Promise.all([
+        sharedGatewaySecret(db, name, () => "first"),
+        sharedGatewaySecret(db, name, () => "second"),
+      ]);
+      expect(a).toBe(b);
+      expect(await sharedGatewaySecret(db, name, () => "third")).toBe(a);
     });
   });
 }

@@ -18,7 +18,9 @@ export type PolicyChange =
   | { type: "entitlement"; campaignId: string; phase: string; scopes: Scope[] | null }
   | { type: "signing-key"; kid: string; publicJwk: Record<string, string> }
   | { type: "api-key-deleted"; id: string }
-  | { type: "link-suspended"; linkId: string; reason: string };
+  | { type: "link-suspended"; linkId: string; reason: string }
+  /** A volunteer's session ended: gateways drop it from their cache (Postgres holds the truth). */
+  | { type: "session-ended"; sessionId: string };
 
 /** What a gateway needs of a phase closure. */
 export type ClosureChange = Pick<PhaseClosure, "contestId" | "phase" | "closedAt">;
@@ -66,6 +68,7 @@ const changeSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("signing-key"), kid: id, publicJwk: z.record(z.string(), z.string()) }),
   z.object({ type: z.literal("api-key-deleted"), id }),
   z.object({ type: z.literal("link-suspended"), linkId: id, reason: z.string() }),
+  z.object({ type: z.literal("session-ended"), sessionId: id }),
 ]);
 
 const messageSchema = z.object({

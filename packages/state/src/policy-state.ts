@@ -364,7 +364,8 @@ function applyChange(snapshot: PolicySnapshot, index: RevocationIndex, msg: Chan
       break;
     case "signing-key":
     case "api-key-deleted":
-      // Not part of the snapshot: listeners (key ring, API key cache) take them.
+    case "session-ended":
+      // Not part of the snapshot: listeners (key ring, API key and session caches) take them.
       break;
     default:
       throw new Error(`unknown change type ${(c as { type: string }).type}`);

@@ -18,27 +18,31 @@ describe("gateway refusals, one per contract code", () => {
 
   it("token_invalid: garbage, and never echoes the token", async () => {
     const g = await gatewayFixture();
-    const res = await g.bearer("not.a.token");
-    expect(res.status).toBe(401);
-    const text = await res.text();
-    expect(JSON.parse(text).error.code).toBe("token_invalid");
-    expect(text).not.toContain("not.a.token");
+    for (const method of ["GET", "POST"]) {
+      const res = await g.app.request("/l/not.a.token", { method });
+      expect(res.status).toBe(401);
+      const text = await res.text();
+      expect(JSON.parse(text).error.code).toBe("token_invalid");
+      expect(text).not.toContain("not.a.token");
+    }
+    const res = await g.bearer("pls_notAsessionAtAll000000");
+    expect([res.status, await errorCode(res)]).toEqual([401, "token_invalid"]);
   });
 
   it("expired and not_yet_valid (401)", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue();
+    const token = await g.session();
+    const later = await g.session({ nbf: T0_SECONDS + 7200, exp: T0_SECONDS + 9000 });
     g.clock.set((T0_SECONDS + 3600) * 1000);
     let res = await g.bearer(token);
     expect([res.status, await errorCode(res)]).toEqual([401, "expired"]);
-    const later = await g.issue({ nbf: T0_SECONDS + 7200, exp: T0_SECONDS + 9000 });
     res = await g.bearer(later);
     expect([res.status, await errorCode(res)]).toEqual([401, "not_yet_valid"]);
   });
 
   it("revoked (403), checked before the phase", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue({ jti: "lnk_revoked" });
+    const token = await g.session({ jti: "lnk_revoked" });
     g.revocations.add({
       id: "rev_1",
       scope: "link",
@@ -53,14 +57,14 @@ describe("gateway refusals, one per contract code", () => {
 
   it("phase_closed (403): the link's phase is not the current phase, whatever its exp", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue({ phs: "nominations", exp: T0_SECONDS + 10 * DAY });
+    const token = await g.session({ phs: "nominations", exp: T0_SECONDS + 10 * DAY });
     const res = await g.bearer(token);
     expect([res.status, await errorCode(res)]).toEqual([403, "phase_closed"]);
   });
 
   it("scope_denied (403): missing scope, unmapped route, members:export", async () => {
     const g = await gatewayFixture();
-    const readOnly = await g.issue({ scp: ["calls:read"] });
+    const readOnly = await g.session({ scp: ["calls:read"] });
     for (const [method, path] of [
       ["GET", "/pb/members/m_000001"],
       ["GET", "/pb/admin"],
@@ -75,7 +79,7 @@ describe("gateway refusals, one per contract code", () => {
 
   it("not_entitled (403): the campaign lost the scope in this phase", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue({ cmp: "long-bailey-2020", scp: ["calls:read", "members:read"] });
+    const token = await g.session({ cmp: "long-bailey-2020", scp: ["calls:read", "members:read"] });
     const ok = await g.bearer(token, "/pb/calls/next");
     expect(ok.status).toBe(200);
     const res = await g.bearer(token, "/pb/members/m_000001");
@@ -93,7 +97,7 @@ describe("gateway refusals, one per contract code", () => {
   it("rate_limited (429 with Retry-After)", async () => {
     const g = await gatewayFixture();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 2 };
-    const token = await g.issue();
+    const token = await g.session();
     expect((await g.bearer(token, "/pb/")).status).toBe(200);
     expect((await g.bearer(token, "/pb/")).status).toBe(200);
     const res = await g.bearer(token, "/pb/");
@@ -106,7 +110,7 @@ describe("gateway refusals, one per contract code", () => {
   it("quota_exceeded (429): distinct member records per hour; records already seen are free", async () => {
     const g = await gatewayFixture();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 2 };
-    const token = await g.issue();
+    const token = await g.session();
     expect((await g.bearer(token, "/pb/members/m_000001")).status).toBe(200);
     expect((await g.bearer(token, "/pb/members/m_000002")).status).toBe(200);
     expect((await g.bearer(token, "/pb/members/m_000001")).status).toBe(200);
@@ -119,7 +123,7 @@ describe("gateway refusals, one per contract code", () => {
   it("quota_exceeded before asking the upstream for a new record once the quota is spent", async () => {
     const g = await gatewayFixture();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 2 };
-    const token = await g.issue();
+    const token = await g.session();
     expect((await g.bearer(token, "/pb/calls/next")).status).toBe(200);
     expect((await g.bearer(token, "/pb/calls/next")).status).toBe(200);
     const res = await g.bearer(token, "/pb/calls/next");
@@ -129,18 +133,19 @@ describe("gateway refusals, one per contract code", () => {
 
   it("unavailable (503): stale policy state or an audit trail that cannot be written", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue();
+    const token = await g.issue({ jti: "lnk_unavail" });
+    const session = await g.openSession("lnk_unavail");
     g.setFresh(false);
-    let res = await g.bearer(token);
+    let res = await g.bearer(session);
     expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
     res = await g.app.request(`/l/${token}`, { method: "POST" });
     expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
     g.setFresh(true);
     g.setAuditHealthy(false);
-    res = await g.bearer(token);
+    res = await g.bearer(session);
     expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
     g.setAuditHealthy(true);
-    expect((await g.bearer(token)).status).toBe(200);
+    expect((await g.bearer(session)).status).toBe(200);
   });
 
   it("upstream_error: 502 when the upstream fails, 504 when it times out", async () => {
@@ -155,7 +160,7 @@ describe("gateway refusals, one per contract code", () => {
           },
         },
       });
-      const res = await g.bearer(await g.issue());
+      const res = await g.bearer(await g.session());
       expect([res.status, await errorCode(res)]).toEqual([status, "upstream_error"]);
     }
   });
@@ -166,7 +171,7 @@ describe("attacks on the token: each is token_invalid", () => {
     const g = await gatewayFixture();
     const kid = g.key.kid;
     const payload = claimsAt({ jti: "lnk_attack", scp: ["calls:read", "members:read"] });
-    g.links.add("lnk_attack");
+    await g.issue({ jti: "lnk_attack", scp: ["calls:read", "members:read"] });
     const none = `${b64json({ alg: "none", typ: "pbl+jwt", kid })}.${b64json(payload)}.`;
     const hsInput = `${b64json({ alg: "HS256", typ: "pbl+jwt", kid })}.${b64json(payload)}`;
     const hs = `${hsInput}.${createHmac("sha256", JSON.stringify(g.key.publicJwk)).update(hsInput).digest("base64url")}`;
@@ -181,11 +186,21 @@ describe("attacks on the token: each is token_invalid", () => {
     const [h, , s] = genuine.split(".");
     const tampered = `${h}.${b64json({ ...payload, scp: "calls:read members:read members:export" })}.${s}`;
 
+    // Links are only read on the landing page and redemption now (a link on /pb is session_required).
     for (const [name, token] of Object.entries({ none, hs, selfSigned, embedded, tampered })) {
-      const res = await g.bearer(token, "/pb/calls/next");
-      expect([name, res.status, await errorCode(res)]).toEqual([name, 401, "token_invalid"]);
+      for (const method of ["GET", "POST"]) {
+        const res = await g.app.request(`/l/${token}`, { method });
+        expect([name, method, res.status, await errorCode(res)]).toEqual([
+          name,
+          method,
+          401,
+          "token_invalid",
+        ]);
+      }
     }
-    expect((await g.bearer(genuine)).status).toBe(200);
+    expect(g.links.rows.get("lnk_attack")!.uses).toBe(0);
+    expect(g.sessionStore.rows.size).toBe(0);
+    expect((await g.bearer(await g.redeem(genuine))).status).toBe(200);
     expect(g.phonebank.seen).toHaveLength(1);
   });
 
@@ -194,12 +209,15 @@ describe("attacks on the token: each is token_invalid", () => {
     const res = await g.bearer("a".repeat(64 * 1024));
     expect(res.status).toBe(401);
     expect(await errorCode(res)).toBe("token_invalid");
-    expect((await g.bearer(await g.issue())).status).toBe(200);
+    const landing = await g.app.request(`/l/${"a".repeat(64 * 1024)}`, { method: "POST" });
+    expect(landing.status).toBeGreaterThanOrEqual(400);
+    expect(landing.status).toBeLessThan(500);
+    expect((await g.bearer(await g.session())).status).toBe(200);
   });
 
   it("encoded traversal toward /members/export never reaches the upstream", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue();
+    const token = await g.session();
     for (const path of [
       "/pb/members/..%2fexport",
       "/pb/calls/%2e%2e/members/export",
@@ -264,7 +282,7 @@ describe("landing page and redemption", () => {
     expect(res.headers.get("location")).toBe("/pb/");
     expect(res.headers.get("referrer-policy")).toBe("no-referrer");
     expect(res.headers.get("cache-control")).toBe("no-store");
-    const cookie = res.headers.get("set-cookie")!;
+    const cookie = res.headers.getSetCookie().find((c) => c.startsWith("pl_session="))!;
     expect(cookie).toMatch(/HttpOnly/i);
     expect(cookie).toMatch(/SameSite=Strict/i);
     expect(cookie).toMatch(/Path=\/pb/);
@@ -300,6 +318,8 @@ describe("landing page and redemption", () => {
   it("exactly maxUses redemptions succeed under concurrent POSTs", async () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_race" }, 3);
+    // Twelve devices (one device re-opening continues its session), none suspended for it.
+    g.deps.config.maxDevicesPerLink = 100;
     const results = await Promise.all(
       Array.from({ length: 12 }, () => g.app.request(`/l/${token}`, { method: "POST" })),
     );
@@ -311,7 +331,7 @@ describe("landing page and redemption", () => {
 describe("proxying", () => {
   it("strips Cookie and Authorization, adds X-Phaselock-* and the gateway secret, strips /pb", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue({ jti: "lnk_hdr", sub: "vol-7" });
+    const token = await g.session({ jti: "lnk_hdr", sub: "vol-7" });
     const res = await g.app.request("/pb/calls/next", {
       headers: {
         authorization: `Bearer ${token}`,
@@ -336,7 +356,7 @@ describe("proxying", () => {
 
   it("minimises member data: fields outside the allow-list never reach the volunteer", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue();
+    const token = await g.session();
     for (const path of ["/pb/calls/next", "/pb/members/m_000042"]) {
       const res = await g.bearer(token, path);
       const text = await res.text();
@@ -349,7 +369,7 @@ describe("proxying", () => {
 
   it("refuses a request body over the limit", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue();
+    const token = await g.session();
     const res = await g.bearer(token, "/pb/calls/c_1/outcome", {
       method: "POST",
       body: "x".repeat(4096),
@@ -360,7 +380,7 @@ describe("proxying", () => {
 
   it("audits every allowed and denied request with its reason, never the token", async () => {
     const g = await gatewayFixture();
-    const token = await g.issue({ jti: "lnk_aud" });
+    const token = await g.session({ jti: "lnk_aud" });
     await g.bearer(token);
     await g.bearer(token, "/pb/members/export");
     const access = g.events().filter((e) => e.type === "access");
@@ -399,7 +419,7 @@ describe("leaked-link signals", () => {
     expect([fourth.status, await errorCode(fourth)]).toEqual([403, "suspended"]);
     expect(g.suspended.has("lnk_leak")).toBe(true);
     expect(g.events().some((e) => e.type === "link.suspended" && e.linkId === "lnk_leak")).toBe(true);
-    const bearer = await g.bearer(token);
+    const bearer = await g.bearer(await g.openSession("lnk_leak"));
     expect([bearer.status, await errorCode(bearer)]).toEqual([403, "suspended"]);
     expect(g.links.rows.get("lnk_leak")!.uses).toBe(3);
   });

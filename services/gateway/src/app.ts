@@ -8,6 +8,7 @@ import { requestIdFor } from "./request-context.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
 import { sendRefusal } from "./routes/refusal.ts";
+import { registerSession } from "./routes/session.ts";
 
 /** The gateway's router on Hono. The checks and the proxy live in checks.ts and proxy-core.ts. */
 export function createApp(deps: GatewayDeps) {
@@ -36,6 +37,7 @@ export function createApp(deps: GatewayDeps) {
   });
 
   registerLanding(app);
+  registerSession(app);
   registerProxy(app, createProxy(deps));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: "No such route." } }, 404));

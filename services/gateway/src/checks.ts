@@ -7,14 +7,30 @@ import {
   type Phase,
   type PolicySnapshot,
 } from "@phaselock/policy";
-import type { GatewayDeps } from "./deps.ts";
+import type { GatewayDeps, LinkRecord, SessionRecord } from "./deps.ts";
 import { type Refusal, type RefusalContext, refusal } from "./refusals.ts";
+import {
+  claimsOfLink,
+  credentialHash,
+  isSessionCredential,
+  LINK_CODE,
+  looksLikeLink,
+  sessionLive,
+} from "./sessions.ts";
 
-export type CheckDeps = Pick<GatewayDeps, "clock" | "policy" | "verifier" | "audit" | "limits" | "seen">;
+export type CheckDeps = Pick<
+  GatewayDeps,
+  "clock" | "policy" | "verifier" | "audit" | "limits" | "seen" | "links" | "sessions" | "keyKnown"
+>;
 
 export interface CheckRequest {
   /** the session cookie or bearer token as sent (`""` for a malformed `Authorization`) */
   credential: string | undefined;
+  /**
+   * `session` on `/pb/*`: only a session opens member data, a link there is `session_required`.
+   * `link` (the default) on the landing page and redemption: a signed link or a short link code.
+   */
+  via?: "session" | "link" | undefined;
   /**
    * The scope the upstream route needs; `null` for an unmapped route or a malformed path (refused
    * `scope_denied`). Absent for the landing page and redemption: no route, no scope to check.
@@ -30,6 +46,8 @@ export interface CheckRequest {
 export interface Admitted {
   ok: true;
   claims: LinkClaims;
+  /** the session the request came with (`via: "session"`) */
+  session?: SessionRecord | undefined;
   phase: Phase;
   campaign: Campaign | undefined;
   contest: Contest;
@@ -54,7 +72,9 @@ const refused = (r: Refusal, claims?: LinkClaims): Refused => ({
 
 /**
  * Every request, checked again in the contract's order; the first failure answers:
- *  1. a credential is present — `token_missing`;
+ *  1. a credential is present — `token_missing`; on `/pb/*` a session, not a link —
+ *     `session_required`; an unknown or ended session, or one whose link's key is no longer
+ *     known — `token_invalid` (then the link's `exp` and `nbf`, then the session's own expiry);
  *  2. signature, `alg`, `typ`, `iss`, `aud`, `kid` — `token_invalid`; 3. `exp`, then `nbf`;
  *  4. the policy state is confirmed current — else `unavailable` (fail closed);
  *  5. revocation; 6. the link's phase is current; 7. the route's scope; 8. the entitlement;
@@ -66,14 +86,18 @@ const refused = (r: Refusal, claims?: LinkClaims): Refused => ({
  */
 export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<CheckOutcome> {
   if (!req.credential) return refused(refusal("token_missing"));
-  const verified = await verifyCredential(deps, req.credential);
+  const verified =
+    req.via === "session"
+      ? await resolveSession(deps, req.credential)
+      : await verifyCredential(deps, req.credential);
   if (!verified.ok) return verified;
-  const { claims } = verified;
+  const { claims, session } = verified;
   const now = deps.clock.now();
   if (!deps.policy.isFresh(now)) return refused(refusal("unavailable"), claims);
   const snapshot = deps.policy.snapshot();
-  const access = decidePolicy(deps, snapshot, claims, req.scope, now);
-  if (!access.ok) return access;
+  const decided = decidePolicy(deps, snapshot, claims, req.scope, now);
+  if (!decided.ok) return decided;
+  const access: Admitted = session ? { ...decided, session } : decided;
   if (req.meter === undefined) return access;
 
   if (!deps.audit.healthy(now)) return { ok: false, refusal: refusal("unavailable"), claims, audit: false };
@@ -97,15 +121,46 @@ export async function admitAnswer(
   }
 }
 
-/** Steps 2–3: the token's signature and header, then its validity period. */
-async function verifyCredential(
-  deps: CheckDeps,
-  token: string,
-): Promise<{ ok: true; claims: LinkClaims } | Refused> {
+type Verified = { ok: true; claims: LinkClaims; session?: SessionRecord | undefined } | Refused;
+
+/** Steps 2–3: the token's signature and header (or the short link's row), then its validity period. */
+async function verifyCredential(deps: CheckDeps, token: string): Promise<Verified> {
+  if (LINK_CODE.test(token)) {
+    const link = await deps.links.getByCodeHash(credentialHash(token));
+    if (!link) return refused(refusal("token_invalid"));
+    return storedLink(deps, link);
+  }
   const verified = await deps.verifier.verify(token);
   if (verified.ok) return verified;
   const ctx = verified.reason === "token_invalid" ? {} : context(verified.claims, deps.policy.snapshot());
   return refused(refusal(verified.reason, ctx), verified.claims);
+}
+
+/** A link read from the database, checked as its token would be: key still known, `exp`, `nbf`. */
+function storedLink(deps: CheckDeps, link: LinkRecord): Verified {
+  const claims = claimsOfLink(link);
+  if (!deps.keyKnown(link.kid)) return refused(refusal("token_invalid"), claims);
+  const now = Math.floor(deps.clock.now().getTime() / 1000);
+  if (claims.exp <= now) return refused(refusal("expired", context(claims, deps.policy.snapshot())), claims);
+  if (claims.nbf > now)
+    return refused(refusal("not_yet_valid", context(claims, deps.policy.snapshot())), claims);
+  return { ok: true, claims };
+}
+
+/**
+ * `/pb/*`: a session credential, never a link (a link there has skipped its counted redemption),
+ * resolved to its session and link; then the link is checked as a token would be.
+ */
+async function resolveSession(deps: CheckDeps, credential: string): Promise<Verified> {
+  if (!isSessionCredential(credential))
+    return refused(refusal(looksLikeLink(credential) ? "session_required" : "token_invalid"));
+  const resolved = await deps.sessions.resolve(credentialHash(credential));
+  if (!resolved || resolved.session.endedAt !== null) return refused(refusal("token_invalid"));
+  const link = storedLink(deps, resolved.link);
+  if (!link.ok) return link;
+  // Capped at the link's exp, so past the link's own exp the answer above is `expired`.
+  if (!sessionLive(resolved.session, deps.clock.now())) return refused(refusal("token_invalid"), link.claims);
+  return { ok: true, claims: link.claims, session: resolved.session };
 }
 
 /** Steps 5–8: revocation, current phase, route scope, entitlement (the policy package's rule). */

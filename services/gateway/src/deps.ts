@@ -1,5 +1,5 @@
 import type { AuditSink } from "@phaselock/audit";
-import type { Clock } from "@phaselock/core";
+import type { Clock, Scope } from "@phaselock/core";
 import type { LinkClaims, PolicySnapshot, RevocationIndex } from "@phaselock/policy";
 import type { Limits } from "./limits.ts";
 import type { Upstream } from "./upstream.ts";
@@ -24,15 +24,70 @@ export interface TokenVerifier {
   verify(token: string): Promise<VerifyOutcome>;
 }
 
+/** A stored link: every claim of its token, so a session or short link is checked like one. */
+export interface LinkRecord {
+  id: string;
+  campaignId: string;
+  contestId: string;
+  phase: string;
+  volunteerRef: string;
+  scopes: readonly Scope[];
+  notBefore: Date;
+  expiresAt: Date;
+  issuedAt: Date;
+  kid: string;
+}
+
 /** The subset of the links repository the gateway needs (redemption and the landing page). */
 export interface LinkStore {
   get(id: string): Promise<{ uses: number; maxUses: number; suspendedAt: Date | null } | null>;
+  /** a short link's link, by `sha256(code)` */
+  getByCodeHash(codeHash: string): Promise<LinkRecord | null>;
   redeem(
     id: string,
     now: Date,
   ): Promise<
     { ok: true; uses: number } | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" }
   >;
+}
+
+export interface SessionRecord {
+  id: string;
+  linkId: string;
+  deviceId: string;
+  expiresAt: Date;
+  endedAt: Date | null;
+}
+
+export interface ResolvedSession {
+  session: SessionRecord;
+  link: LinkRecord;
+}
+
+/** The sessions table (credentials by their sha256 only); `resolve` is cached by the gateway. */
+export interface SessionStore {
+  resolve(tokenHash: string): Promise<ResolvedSession | null>;
+  findLive(linkId: string, deviceId: string, now: Date): Promise<SessionRecord | null>;
+  open(s: {
+    id: string;
+    tokenHash: string;
+    linkId: string;
+    deviceId: string;
+    createdAt: Date;
+    expiresAt: Date;
+  }): Promise<void>;
+  rotate(id: string, tokenHash: string, now: Date): Promise<boolean>;
+  end(tokenHash: string, reason: string, now: Date): Promise<{ id: string; version: number } | null>;
+}
+
+/**
+ * Device ids issued and authenticated by the gateway (sessions.ts): a value a client invents
+ * counts as no device at all.
+ */
+export interface DeviceIds {
+  issue(): string;
+  /** the device id of a cookie value, or null when it is not one we issued */
+  verify(value: string | undefined): string | null;
 }
 
 export interface GatewayConfig {
@@ -55,6 +110,10 @@ export interface GatewayConfig {
   bodyTimeoutMs?: number | undefined;
   /** upstream requests one link may have in flight at once; beyond, `429` (default 8) */
   maxConcurrentPerLink?: number | undefined;
+  /** longest life of a session (never past its link's `exp`); default 43200 (SESSION_TTL_SECONDS) */
+  sessionTtlSeconds?: number | undefined;
+  /** PUBLIC_GATEWAY_URL: its origin is the one redemptions may be posted from */
+  publicGatewayUrl?: string | undefined;
 }
 
 export interface GatewayDeps {
@@ -62,6 +121,13 @@ export interface GatewayDeps {
   policy: PolicyView;
   verifier: TokenVerifier;
   links: LinkStore;
+  /** sessions, `resolve` served from the gateway's cache */
+  sessions: SessionStore;
+  /** Ends a session everywhere (stored, announced on the change feed, dropped locally). */
+  endSession(tokenHash: string, now: Date): Promise<boolean>;
+  devices: DeviceIds;
+  /** whether a signing key is still known (published, not revoked): a session of its link dies with it */
+  keyKnown(kid: string): boolean;
   upstream: Upstream;
   /** the upstream route table: each route's scope and response rule */
   routes: UpstreamRoutes;

@@ -37,6 +37,10 @@ export const gatewayEnvShape = z.object({
         .filter((e) => e !== ""),
     )
     .refine((list) => list.every(isProxyEntry), "TRUSTED_PROXIES must be comma-separated IPs or CIDRs"),
+  /** longest life of a volunteer's session (never past its link's exp) */
+  SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(43_200),
+  /** base of the link URLs: redemptions are accepted from its origin */
+  PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   PHONEBANK_SECRET: optionalString,
   /** key of the audit trail's IP hashes; must be shared by all gateways to group requests */
   AUDIT_IP_KEY: optionalString,
@@ -63,6 +67,8 @@ export interface GatewayServiceConfig {
   trustedProxies: readonly string[];
   bodyTimeoutMs: number;
   maxConcurrentPerLink: number;
+  sessionTtlSeconds: number;
+  publicGatewayUrl: string;
   /** unset outside production: the starter supplies a development secret */
   phonebankSecret: string | undefined;
   /** unset outside production: the starter supplies a development key */
@@ -98,6 +104,8 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   trustedProxies: env.TRUSTED_PROXIES,
   bodyTimeoutMs: env.BODY_TIMEOUT_MS,
   maxConcurrentPerLink: env.MAX_CONCURRENT_PER_LINK,
+  sessionTtlSeconds: env.SESSION_TTL_SECONDS,
+  publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
   phonebankSecret: env.PHONEBANK_SECRET,
   auditIpKey: env.AUDIT_IP_KEY,
 });

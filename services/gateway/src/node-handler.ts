@@ -27,10 +27,12 @@ export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler
   const proxy = createProxy(deps);
   const fallback = getRequestListener((request, env) => app.fetch(request, env as never));
   const prefix = `${PROXY_PREFIX}/`;
+  // The gateway's own routes under /pb (session end) are Hono's; the proxy never forwards them.
+  const own = `${PROXY_PREFIX}/_phaselock/`;
 
   return (req, res) => {
     const url = req.url ?? "";
-    if (!url.startsWith(prefix)) {
+    if (!url.startsWith(prefix) || url.startsWith(own)) {
       void fallback(req, res);
       return;
     }

@@ -12,6 +12,8 @@ const refusal = (description: string) => ({
 
 const REFUSAL_CODES = [
   "token_missing",
+  "session_required",
+  "cross_site",
   "token_invalid",
   "expired",
   "not_yet_valid",
@@ -33,7 +35,7 @@ const token = {
   name: "token",
   in: "path",
   required: true,
-  description: "The link token (compact JWS). Never logged or echoed.",
+  description: "The link token (compact JWS) or the short link's code. Never logged or echoed.",
   schema: { type: "string" },
 };
 
@@ -44,13 +46,18 @@ export const gatewayOpenApi = {
     title: "Phaselock gateway",
     version: "0.1.0",
     description:
-      "Volunteers' entry point. Every request to /pb/* is checked, in order: token present; signature, alg, typ, iss, aud, kid; exp; nbf; state current (else 503); revocation and suspension; current phase; route scope; entitlement; rate limits; record quota.\n\nRefusal statuses: " +
+      "Volunteers' entry point. Every request to /pb/* is checked, in order: credential present; a session, not a link (session_required); the session and its link's signature, alg, typ, iss, aud, kid (unknown or ended session: token_invalid); exp; nbf; state current (else 503); revocation and suspension; current phase; route scope; entitlement; rate limits; record quota.\n\nRefusal statuses: " +
       REFUSAL_CODES.map((c) => `\`${c}\` ${errorStatus[c]}`).join(", "),
   },
   components: {
     securitySchemes: {
       session: { type: "apiKey", in: "cookie", name: "pl_session" },
-      bearer: { type: "http", scheme: "bearer", description: "The link token" },
+      bearer: {
+        type: "http",
+        scheme: "bearer",
+        description:
+          "The session credential (pls_…) from a redemption; a link token is refused session_required",
+      },
     },
     schemas: {
       Refusal: {
@@ -82,14 +89,49 @@ export const gatewayOpenApi = {
         },
       },
       post: {
-        summary: "Redeem a link: counts one use and starts a session",
+        summary:
+          "Redeem a link: opens a session and counts one use (a device re-opening its live session counts none)",
         parameters: [token],
         responses: {
+          201: {
+            description: "Accept: application/json. The session cookie is set as well",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["session", "expiresAt"],
+                  properties: {
+                    session: { type: "string", description: "the session credential (pls_…)" },
+                    expiresAt: { type: "string", format: "date-time" },
+                  },
+                },
+              },
+            },
+          },
           303: { description: "Session cookie set (HttpOnly, SameSite=Strict, Path=/pb); Location: /pb/" },
           401: refusal("token_missing, token_invalid, expired, not_yet_valid"),
-          403: refusal("revoked, suspended, phase_closed, not_entitled, uses_exhausted"),
+          403: refusal(
+            "cross_site (posted from another site), revoked, suspended, phase_closed, not_entitled, uses_exhausted",
+          ),
           503: refusal("unavailable: the gateway cannot confirm its state is current"),
         },
+      },
+    },
+    "/pb/_phaselock/session/end": {
+      post: {
+        summary: "End the caller's session on every gateway (never proxied)",
+        security: [{ session: [] }, { bearer: [] }],
+        responses: {
+          204: { description: "Ended (bearer or Accept: application/json); the cookie is cleared" },
+          303: { description: "Ended; Location: /signed-out; the cookie is cleared" },
+          401: refusal("token_missing, token_invalid"),
+        },
+      },
+    },
+    "/signed-out": {
+      get: {
+        summary: "The signed-out page",
+        responses: { 200: { description: "HTML", content: { "text/html": {} } } },
       },
     },
     "/pb/{path}": {
@@ -103,7 +145,9 @@ export const gatewayOpenApi = {
             security: [{ session: [] }, { bearer: [] }],
             responses: {
               "2XX": { description: "The upstream's answer, minimised to the route's allow-list" },
-              401: refusal("token_missing, token_invalid, expired, not_yet_valid"),
+              401: refusal(
+                "token_missing, session_required (a link token), token_invalid, expired, not_yet_valid",
+              ),
               403: refusal("revoked, suspended, phase_closed, scope_denied, not_entitled"),
               408: refusal("request_timeout: the request body did not arrive within BODY_TIMEOUT_MS"),
               413: refusal("payload_too_large"),

@@ -119,6 +119,7 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
   const rule = matched?.response ?? null;
   const outcome = await checkRequest(deps, {
     credential: credentialFrom(req.authorization, req.cookie),
+    via: "session",
     scope: matched?.scope ?? null,
     meter: { assignsRecord: rule?.assignsRecord === true },
   });

@@ -53,6 +53,20 @@ export const REFUSALS = {
     title: "This link does not work",
     message: "This link is not valid. It may have been copied incompletely or altered.",
   },
+  session_required: {
+    status: 401,
+    landingStatus: 401,
+    title: "Open your link first",
+    message:
+      "A link is not a session: open your link and press Start calling (API clients: POST /l/<link> to get a session).",
+  },
+  cross_site: {
+    status: 403,
+    landingStatus: 403,
+    title: "Open your link directly",
+    message:
+      "This link can only be opened from its own page: open the link you were sent and press Start calling.",
+  },
   expired: {
     status: 401,
     landingStatus: 410,

@@ -1,4 +1,4 @@
-import { hmacHex, randomId, sha256Hex } from "@phaselock/core";
+import { hmacHex, randomId } from "@phaselock/core";
 import type { Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { parse } from "hono/utils/cookie";
@@ -13,7 +13,6 @@ export const SESSION_COOKIE = "pl_session";
 export const DEVICE_COOKIE = "pl_device";
 
 const BEARER = /^Bearer[ ]+([^\s]+)\s*$/i;
-const DEVICE_ID = /^dev_[A-Za-z0-9_-]{10,64}$/;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
@@ -54,12 +53,16 @@ export function clientIp(c: Context<GatewayEnv>): string | undefined {
     .client;
 }
 
-/** The device cookie set by the landing page; without one (a script), the address and agent. */
+/**
+ * The device id of this browser: the gateway-issued `pl_device` when its tag verifies, else a
+ * fresh one set now (a value the client invents counts as no device, so as a new one).
+ */
 export function deviceId(c: Context<GatewayEnv>): string {
-  const cookie = getCookie(c, DEVICE_COOKIE);
-  if (cookie && DEVICE_ID.test(cookie)) return cookie;
-  const ip = ipHash(c.var.deps.config, clientIp(c)) ?? "";
-  return `ua_${sha256Hex(`${ip}|${c.req.header("user-agent") ?? ""}`).slice(0, 32)}`;
+  const known = c.var.deps.devices.verify(getCookie(c, DEVICE_COOKIE));
+  if (known) return known;
+  const issued = c.var.deps.devices.issue();
+  setDeviceCookie(c, issued);
+  return issued.slice(0, issued.indexOf("."));
 }
 
 function secure(c: Context<GatewayEnv>): boolean {
@@ -67,10 +70,14 @@ function secure(c: Context<GatewayEnv>): boolean {
   return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");
 }
 
-/** Gives a browser that has none a device id, kept for long: it must outlive every link. */
+/** Gives a browser without a valid one a device id, kept for long: it must outlive every link. */
 export function ensureDeviceCookie(c: Context<GatewayEnv>): void {
-  if (getCookie(c, DEVICE_COOKIE)) return;
-  setCookie(c, DEVICE_COOKIE, randomId("dev"), {
+  if (c.var.deps.devices.verify(getCookie(c, DEVICE_COOKIE))) return;
+  setDeviceCookie(c, c.var.deps.devices.issue());
+}
+
+function setDeviceCookie(c: Context<GatewayEnv>, value: string): void {
+  setCookie(c, DEVICE_COOKIE, value, {
     httpOnly: true,
     sameSite: "Lax",
     path: "/l",
@@ -79,13 +86,53 @@ export function ensureDeviceCookie(c: Context<GatewayEnv>): void {
   });
 }
 
-/** Binds the redeemed link to this browser for `/pb`, until the link's `exp`. */
-export function setSessionCookie(c: Context<GatewayEnv>, token: string, maxAgeSeconds: number): void {
-  setCookie(c, SESSION_COOKIE, token, {
+/** The session credential for `/pb`, until the session's expiry. */
+export function setSessionCookie(c: Context<GatewayEnv>, credential: string, maxAgeSeconds: number): void {
+  setCookie(c, SESSION_COOKIE, credential, {
     httpOnly: true,
     sameSite: "Strict",
     path: "/pb",
     secure: secure(c),
     maxAge: Math.max(0, maxAgeSeconds),
   });
+}
+
+/** Removes the session cookie (signed out). */
+export function clearSessionCookie(c: Context<GatewayEnv>): void {
+  setCookie(c, SESSION_COOKIE, "", {
+    httpOnly: true,
+    sameSite: "Strict",
+    path: "/pb",
+    secure: secure(c),
+    maxAge: 0,
+  });
+}
+
+/**
+ * Whether a redemption comes from another site (login CSRF): `Sec-Fetch-Site: cross-site`, or an
+ * `Origin` other than the gateway's own (PUBLIC_GATEWAY_URL's, or the request's Host). A request
+ * with neither header (a script) is not cross-site.
+ */
+export function crossSite(c: Context<GatewayEnv>): boolean {
+  const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
+  if (site === "cross-site") return true;
+  const origin = c.req.header("origin");
+  if (origin === undefined) return false;
+  const own = new Set<string>();
+  const configured = c.var.deps.config.publicGatewayUrl;
+  if (configured) own.add(originOf(configured));
+  const host = c.req.header("host");
+  const url = new URL(c.req.url);
+  if (host) own.add(originOf(`${url.protocol}//${host}`));
+  own.add(url.origin);
+  // "null" (a sandboxed or privacy-sensitive context) is not ours either.
+  return !own.has(originOf(origin));
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "invalid";
+  }
 }

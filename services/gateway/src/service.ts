@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import {
@@ -6,6 +7,7 @@ import {
   type Db,
   loadPolicySnapshot,
   loadPublicKeys,
+  sharedGatewaySecret,
 } from "@phaselock/db";
 import { type ChangeBus, PolicyState, type RateLimiter, type RecordQuota } from "@phaselock/state";
 import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
@@ -15,6 +17,7 @@ import type { GatewayServiceConfig } from "./env.ts";
 import { createLastSeen } from "./last-seen.ts";
 import { createLimits, type LimitDefaults } from "./limits.ts";
 import { createNodeHandler } from "./node-handler.ts";
+import { createDeviceIds, createSessionCache } from "./sessions.ts";
 import { createHttpUpstream, type Upstream } from "./upstream.ts";
 import { createUpstreamRoutes } from "./upstream-routes.ts";
 
@@ -63,6 +66,8 @@ export function gatewayAppConfig(
     trustedProxies: config.trustedProxies,
     bodyTimeoutMs: config.bodyTimeoutMs,
     maxConcurrentPerLink: config.maxConcurrentPerLink,
+    sessionTtlSeconds: config.sessionTtlSeconds,
+    publicGatewayUrl: config.publicGatewayUrl,
   };
 }
 
@@ -106,6 +111,14 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     isFresh: (now) => state.isFresh(now),
   };
 
+  const sessions = createSessionCache({
+    store: repos.sessions,
+    version: () => state.snapshot.version,
+    nowMs: () => clock.now().getTime(),
+  });
+  // Loaded by start(): until then no device id verifies and none can be issued (fail closed).
+  let deviceKey: Buffer | undefined;
+
   const lastSeen = createLastSeen({ touch: (id, at) => repos.links.touch(id, at), onError: infra.onError });
 
   const deps: GatewayDeps = {
@@ -113,6 +126,19 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     policy,
     verifier: createVerifier({ keys: ring, issuer: config.issuer, clock, cache }),
     links: repos.links,
+    sessions: { ...repos.sessions, resolve: sessions.resolve },
+    endSession: async (tokenHash, now) => {
+      const r = await repos.sessions.end(tokenHash, "signed out", now);
+      sessions.drop(tokenHash);
+      if (!r) return false;
+      // The version bump alone retires every other gateway's cached copy once it hears of it.
+      await stores.bus
+        .publish({ version: r.version, change: { type: "session-ended", sessionId: r.id } })
+        .catch((err: unknown) => infra.onError?.(err));
+      return true;
+    },
+    devices: createDeviceIds(() => deviceKey),
+    keyKnown: (kid) => ring.has(kid),
     upstream,
     routes: createUpstreamRoutes(),
     audit,
@@ -153,6 +179,8 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     ring,
     audit,
     start: async () => {
+      const key = await sharedGatewaySecret(db, "device-mac", () => randomBytes(32).toString("base64url"));
+      deviceKey = Buffer.from(key, "base64url");
       await state.start();
       if (infra.versionPollMs !== false) poller ??= startVersionPoller(state, db, infra.versionPollMs);
     },

@@ -1,5 +1,6 @@
 import { type AuditEventInput, MemoryAuditSink } from "@phaselock/audit";
 import type { Scope } from "@phaselock/core";
+import { sha256Hex } from "@phaselock/core";
 import {
   type Campaign,
   type Contest,
@@ -8,13 +9,14 @@ import {
   RevocationIndex,
 } from "@phaselock/policy";
 import { MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
-import { setup, T0 } from "@phaselock/tokens/testing";
+import { claimsAt, setup, T0 } from "@phaselock/tokens/testing";
 import { Hono } from "hono";
 import { createApp } from "./app.ts";
-import type { GatewayDeps, LinkStore, PolicyView } from "./deps.ts";
+import type { GatewayDeps, LinkRecord, LinkStore, PolicyView, SessionRecord, SessionStore } from "./deps.ts";
 import { parseGatewayEnv } from "./env.ts";
 import { createLimits } from "./limits.ts";
 import { gatewayAppConfig } from "./service.ts";
+import { createDeviceIds, createSessionCache, credentialHash, newSessionCredential } from "./sessions.ts";
 import { createInProcessUpstream, type Upstream } from "./upstream.ts";
 import { createUpstreamRoutes } from "./upstream-routes.ts";
 
@@ -112,11 +114,19 @@ export function fakePhonebank() {
 
 export class MemoryLinks implements LinkStore {
   readonly rows = new Map<string, { uses: number; maxUses: number; suspendedAt: Date | null }>();
-  add(id: string, maxUses = 5) {
+  readonly records = new Map<string, LinkRecord>();
+  /** sha256(code) -> link id: the short links (only the hash, as in the database) */
+  readonly codes = new Map<string, string>();
+  add(id: string, maxUses = 5, record?: LinkRecord) {
     this.rows.set(id, { uses: 0, maxUses, suspendedAt: null });
+    if (record) this.records.set(id, record);
   }
   async get(id: string) {
     return this.rows.get(id) ?? null;
+  }
+  async getByCodeHash(codeHash: string) {
+    const id = this.codes.get(codeHash);
+    return id === undefined ? null : (this.records.get(id) ?? null);
   }
   async redeem(id: string) {
     const row = this.rows.get(id);
@@ -125,6 +135,52 @@ export class MemoryLinks implements LinkStore {
     if (row.uses >= row.maxUses) return { ok: false as const, reason: "uses_exhausted" as const };
     row.uses++;
     return { ok: true as const, uses: row.uses };
+  }
+}
+
+/** The sessions table in memory (credentials by their sha256 only, as in Postgres). */
+export class MemorySessions implements SessionStore {
+  readonly rows = new Map<string, SessionRecord & { tokenHash: string }>();
+  queries = 0;
+  constructor(private readonly links: MemoryLinks) {}
+  async resolve(tokenHash: string) {
+    this.queries++;
+    for (const s of this.rows.values()) {
+      if (s.tokenHash !== tokenHash) continue;
+      const link = this.links.records.get(s.linkId);
+      if (!link) return null;
+      const { tokenHash: _h, ...session } = s;
+      return { session, link };
+    }
+    return null;
+  }
+  async findLive(linkId: string, deviceId: string, now: Date) {
+    for (const s of this.rows.values()) {
+      if (s.linkId === linkId && s.deviceId === deviceId && s.endedAt === null && s.expiresAt > now) {
+        const { tokenHash: _h, ...session } = s;
+        return session;
+      }
+    }
+    return null;
+  }
+  async open(s: Parameters<SessionStore["open"]>[0]) {
+    this.rows.set(s.id, { ...s, endedAt: null });
+  }
+  async rotate(id: string, tokenHash: string, now: Date) {
+    const s = this.rows.get(id);
+    if (!s || s.endedAt !== null || s.expiresAt <= now) return false;
+    s.tokenHash = tokenHash;
+    return true;
+  }
+  version = 1;
+  async end(tokenHash: string, _reason: string, now: Date) {
+    for (const s of this.rows.values()) {
+      if (s.tokenHash === tokenHash && s.endedAt === null) {
+        s.endedAt = now;
+        return { id: s.id, version: ++this.version };
+      }
+    }
+    return null;
   }
 }
 
@@ -146,11 +202,33 @@ export async function gatewayFixture(
   let auditHealthy = true;
   audit.healthy = () => auditHealthy;
   const phonebank = opts.phonebank ?? fakePhonebank();
+  const sessionStore = new MemorySessions(links);
+  const sessionCache = createSessionCache({
+    store: sessionStore,
+    version: () => snapshot.version,
+    nowMs: () => tokens.clock.now().getTime(),
+  });
+  const deviceKey = Buffer.from("test-device-key-test-device-key!");
   const deps: GatewayDeps = {
     clock: tokens.clock,
     policy,
     verifier: tokens.verifier,
     links,
+    sessions: {
+      resolve: (h) => sessionCache.resolve(h),
+      findLive: (...a) => sessionStore.findLive(...a),
+      open: (a) => sessionStore.open(a),
+      rotate: (...a) => sessionStore.rotate(...a),
+      end: (...a) => sessionStore.end(...a),
+    },
+    endSession: async (tokenHash, now) => {
+      const r = await sessionStore.end(tokenHash, "signed out", now);
+      sessionCache.drop(tokenHash);
+      if (r) snapshot.version = Math.max(snapshot.version, r.version);
+      return r !== null;
+    },
+    devices: createDeviceIds(() => deviceKey),
+    keyKnown: (kid) => tokens.ring.has(kid),
     upstream: opts.upstream ?? createInProcessUpstream(phonebank.app),
     routes: createUpstreamRoutes(),
     audit,
@@ -171,8 +249,62 @@ export async function gatewayFixture(
   /** Signs a link and registers it as issued. */
   const issue = async (over: Partial<LinkClaims> = {}, maxUses = 5) => {
     const jti = over.jti ?? `lnk_${Math.random().toString(36).slice(2)}`;
-    links.add(jti, maxUses);
-    return tokens.sign({ scp: ["calls:read", "calls:write", "members:read"], ...over, jti });
+    const claims = claimsAt({ scp: ["calls:read", "calls:write", "members:read"], ...over, jti });
+    links.add(jti, maxUses, {
+      id: jti,
+      campaignId: claims.cmp,
+      contestId: claims.cst,
+      phase: claims.phs,
+      volunteerRef: claims.sub,
+      scopes: claims.scp,
+      notBefore: new Date(claims.nbf * 1000),
+      expiresAt: new Date(claims.exp * 1000),
+      issuedAt: new Date(claims.iat * 1000),
+      kid: tokens.key.kid,
+    });
+    return tokens.sign(claims);
+  };
+  /** Issues a link and gives it a short code (only its hash kept): the code. */
+  const issueCode = async (over: Partial<LinkClaims> = {}, maxUses = 5) => {
+    const jti = over.jti ?? `lnk_${Math.random().toString(36).slice(2)}`;
+    await issue({ ...over, jti }, maxUses);
+    const code = randomCode();
+    links.codes.set(sha256Hex(code), jti);
+    return { code, jti };
+  };
+  /** Redeems a link as a script would (JSON): the session credential. */
+  const redeem = async (token: string, headers: Record<string, string> = {}): Promise<string> => {
+    const res = await app.request(`/l/${token}`, {
+      method: "POST",
+      headers: { accept: "application/json", ...headers },
+    });
+    if (res.status !== 201) throw new Error(`redeem answered ${res.status}`);
+    return ((await res.json()) as { session: string }).session;
+  };
+  /**
+   * A session of an issued link, stored as a redemption would store it but without the checks, so
+   * a test can open one on a link that could not be redeemed now (then check what /pb answers).
+   */
+  const openSession = async (jti: string): Promise<string> => {
+    const link = links.records.get(jti);
+    if (!link) throw new Error(`no link ${jti}`);
+    const credential = newSessionCredential();
+    const now = tokens.clock.now();
+    await sessionStore.open({
+      id: `ses_${Math.random().toString(36).slice(2)}`,
+      tokenHash: credentialHash(credential),
+      linkId: jti,
+      deviceId: "dev_test",
+      createdAt: now,
+      expiresAt: new Date(Math.min(now.getTime() + 43_200_000, link.expiresAt.getTime())),
+    });
+    return credential;
+  };
+  /** Issues a link and opens a session of it: the session credential. */
+  const session = async (over: Partial<LinkClaims> = {}, maxUses = 5) => {
+    const jti = over.jti ?? `lnk_${Math.random().toString(36).slice(2)}`;
+    await issue({ ...over, jti }, maxUses);
+    return openSession(jti);
   };
   const get = (path: string, headers: Record<string, string> = {}) => app.request(path, { headers });
   const bearer = (token: string, path = "/pb/calls/next", init: RequestInit = {}) =>
@@ -190,6 +322,12 @@ export async function gatewayFixture(
     audit,
     phonebank,
     issue,
+    issueCode,
+    redeem,
+    session,
+    openSession,
+    sessionStore,
+    sessionCache,
     get,
     bearer,
     events,
@@ -201,6 +339,8 @@ export async function gatewayFixture(
     },
   };
 }
+
+const randomCode = () => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
 
 export const errorCode = async (res: Response): Promise<string> =>
   ((await res.json()) as { error: { code: string } }).error.code;

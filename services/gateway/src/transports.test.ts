@@ -145,7 +145,7 @@ const bearer = (token: string, extra: Record<string, string> = {}) => ({
 describe.each(transports)("proxy over %s", (_name, make) => {
   it("allowed: strips credentials and hop-by-hop fields, adds X-Phaselock-* and the secret", async () => {
     const { g, send } = await make();
-    const token = await g.issue({ jti: "lnk_hdr", sub: "vol-7" });
+    const token = await g.session({ jti: "lnk_hdr", sub: "vol-7" });
     const res = await send("/pb/calls/next", {
       headers: {
         authorization: `Bearer ${token}`,
@@ -179,7 +179,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("an unlisted route passes through, without the upstream's Set-Cookie; the session cookie works", async () => {
     const { g, send } = await make();
-    const token = await g.issue();
+    const token = await g.session();
     const res = await send("/pb/", { headers: { cookie: `pl_session=${token}` } });
     expect(res.status).toBe(200);
     expect(await res.text()).toContain("calling page");
@@ -190,7 +190,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("forwards a request body and the upstream's status", async () => {
     const { g, send } = await make();
-    const token = await g.issue();
+    const token = await g.session();
     const res = await send("/pb/calls/c_9/outcome?x=1", {
       method: "POST",
       headers: bearer(token, { "content-type": "application/json" }),
@@ -206,7 +206,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     ["token_invalid", 401],
   ] as const)("%s (%i, WWW-Authenticate, no-store, request id)", async (code, status) => {
     const { g, send } = await make();
-    const headers = code === "token_invalid" ? bearer("not.a.token") : {};
+    const headers = code === "token_invalid" ? bearer("pls_notAsessionAtAll000000") : {};
     const res = await send("/pb/calls/next", { headers });
     expect(res.status).toBe(status);
     expect(res.headers.get("www-authenticate")).toMatch(/^Bearer /);
@@ -220,7 +220,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("revoked (403)", async () => {
     const { g, send } = await make();
-    const token = await g.issue({ jti: "lnk_revoked" });
+    const token = await g.session({ jti: "lnk_revoked" });
     g.revocations.add({
       id: "rev_1",
       scope: "link",
@@ -236,7 +236,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("scope_denied (403): missing scope, unmapped route, members:export", async () => {
     const { g, send } = await make();
-    const readOnly = await g.issue({ scp: ["calls:read"] });
+    const readOnly = await g.session({ scp: ["calls:read"] });
     for (const [method, path] of [
       ["GET", "/pb/members/m_000001"],
       ["GET", "/pb/admin"],
@@ -252,7 +252,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
   it("rate_limited (429 with Retry-After)", async () => {
     const { g, send } = await make();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1 };
-    const token = await g.issue();
+    const token = await g.session();
     expect((await send("/pb/", { headers: bearer(token) })).status).toBe(200);
     const res = await send("/pb/", { headers: bearer(token) });
     expect([res.status, await errorCode(res)]).toEqual([429, "rate_limited"]);
@@ -262,7 +262,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
   it("quota_exceeded (429, after the answer, which is then withheld)", async () => {
     const { g, send } = await make();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 1 };
-    const token = await g.issue();
+    const token = await g.session();
     expect((await send("/pb/members/m_000001", { headers: bearer(token) })).status).toBe(200);
     const res = await send("/pb/members/m_000002", { headers: bearer(token) });
     const text = await res.text();
@@ -274,7 +274,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("unavailable (503 with Retry-After): stale state, unhealthy audit, a store that fails", async () => {
     const { g, send } = await make();
-    const token = await g.issue();
+    const token = await g.session();
     g.setFresh(false);
     let res = await send("/pb/calls/next", { headers: bearer(token) });
     expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
@@ -294,7 +294,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("fails closed (503) on an error thrown anywhere in the checks", async () => {
     const { g, send } = await make();
-    const token = await g.issue();
+    const token = await g.session();
     g.deps.routes = () => {
       throw new Error("bug");
     };
@@ -313,7 +313,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     };
     for (const upstream of [{ forward: fail }, { forward: fail, request: fail }]) {
       const { g, send } = await make({ upstream });
-      const res = await send("/pb/calls/next", { headers: bearer(await g.issue()) });
+      const res = await send("/pb/calls/next", { headers: bearer(await g.session()) });
       expect([res.status, await errorCode(res)]).toEqual([status, "upstream_error"]);
       expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "upstream_error" });
     }
@@ -321,7 +321,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("upstream_error (502): a real HTTP upstream that refuses connections", async () => {
     const { g, send } = await make({ unreachable: true });
-    const res = await send("/pb/calls/next", { headers: bearer(await g.issue()) });
+    const res = await send("/pb/calls/next", { headers: bearer(await g.session()) });
     expect([res.status, await errorCode(res)]).toEqual([502, "upstream_error"]);
   });
 
@@ -330,7 +330,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     const res = await send("/pb/calls/c_1/outcome", {
       method: "POST",
       body: "x".repeat(4096),
-      headers: bearer(await g.issue(), { "content-type": "application/json", "content-length": "4096" }),
+      headers: bearer(await g.session(), { "content-type": "application/json", "content-length": "4096" }),
     });
     expect([res.status, await errorCode(res)]).toEqual([413, "payload_too_large"]);
     expect(g.phonebank.seen).toHaveLength(0);
@@ -338,7 +338,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("minimises member data: fields outside the allow-list never reach the volunteer", async () => {
     const { g, send } = await make();
-    const token = await g.issue();
+    const token = await g.session();
     for (const path of ["/pb/calls/next", "/pb/members/m_000042"]) {
       const res = await send(path, { headers: bearer(token) });
       expect(res.status).toBe(200);
@@ -354,7 +354,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
 
   it("encoded traversal toward /members/export never reaches the upstream", async () => {
     const { g, send } = await make();
-    const token = await g.issue();
+    const token = await g.session();
     for (const path of [
       "/pb/members/..%2fexport",
       "/pb/calls/%2e%2e/members/export",
@@ -388,7 +388,7 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     const shared = answerHeaders("x").map(([name]) => name);
     expect(added.sort()).toEqual([...shared].sort());
 
-    const token = await g.issue();
+    const token = await g.session();
     const answers = {
       minimised: await send("/pb/calls/next", { headers: bearer(token) }),
       passthrough: await send("/pb/", { headers: bearer(token) }),
@@ -422,7 +422,7 @@ describe("node handler only", () => {
     const { g, port } = await node();
     const res = await nodeRequest(port, "/pb/calls/c_1/outcome", {
       method: "POST",
-      headers: bearer(await g.issue(), { "content-type": "application/json" }),
+      headers: bearer(await g.session(), { "content-type": "application/json" }),
       chunks: ["x".repeat(800), "x".repeat(800)],
     });
     expect([res.status, await errorCode(res)]).toEqual([413, "payload_too_large"]);
@@ -431,7 +431,7 @@ describe("node handler only", () => {
 
   it("HEAD is relayed without a body", async () => {
     const { g, port } = await node();
-    const res = await nodeRequest(port, "/pb/", { method: "HEAD", headers: bearer(await g.issue()) });
+    const res = await nodeRequest(port, "/pb/", { method: "HEAD", headers: bearer(await g.session()) });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/html");
   });
@@ -445,7 +445,7 @@ describe("node handler, a header node cannot send", () => {
         request: async () => ({ status: 200, headers: ["x-bad", "a\nb"], body: null }),
       },
     });
-    const res = await nodeRequest(port, "/pb/", { headers: bearer(await g.issue()) });
+    const res = await nodeRequest(port, "/pb/", { headers: bearer(await g.session()) });
     expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
   });
 });

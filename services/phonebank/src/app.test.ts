@@ -270,6 +270,8 @@ describe("GET / (calling page)", () => {
     expect(PAGE_CSP).toContain("default-src 'none'");
     const html = await res.text();
     expect(html).toContain("Next call");
+    // It offers to end the session: the gateway's route, relative so it stays under /pb/.
+    expect(html).toContain('action="_phaselock/session/end"');
     expect(html).toContain('name="viewport"');
     // Relative, so it works under the gateway's /pb/ prefix.
     expect(html).toContain('api("calls/next")');

@@ -1,4 +1,4 @@
-import { randomId, type Scope } from "@phaselock/core";
+import { randomBase64url, randomId, type Scope, sha256Hex } from "@phaselock/core";
 import type { NewLink } from "@phaselock/db";
 import {
   type Campaign,
@@ -111,8 +111,11 @@ export async function issueLinks(
   const signer = deps.keys.signer();
   const scopes = [...new Set(req.scopes)];
 
-  const rows: NewLink[] = req.volunteers.map((v) => ({
+  // Short link codes (128 random bits, 22 characters): only their sha256 is stored.
+  const codes = req.volunteers.map(() => randomBase64url(16));
+  const rows: NewLink[] = req.volunteers.map((v, i) => ({
     id: randomId("lnk"),
+    codeHash: sha256Hex(codes[i]!),
     campaignId: campaign.id,
     contestId: contest.id,
     phase: phase.name,
@@ -194,7 +197,7 @@ export async function issueLinks(
     const token = tokens[i]!;
     return {
       id: row.id,
-      url: `${base}/l/${token}`,
+      url: `${base}/l/${codes[i]!}`,
       token,
       notBefore: iso(nbf),
       expiresAt: iso(exp),

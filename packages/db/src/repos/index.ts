@@ -6,6 +6,7 @@ import { type EntitlementsRepo, entitlementsRepo } from "./entitlements.ts";
 import { type LinksRepo, linksRepo } from "./links.ts";
 import { type PolicyStateRepo, policyStateRepo } from "./policy-state.ts";
 import { type RevocationsRepo, revocationsRepo } from "./revocations.ts";
+import { type SessionsRepo, sessionsRepo } from "./sessions.ts";
 import { type SigningKeysRepo, signingKeysRepo } from "./signing-keys.ts";
 
 export * from "./api-keys.ts";
@@ -16,6 +17,7 @@ export * from "./entitlements.ts";
 export * from "./links.ts";
 export * from "./policy-state.ts";
 export * from "./revocations.ts";
+export * from "./sessions.ts";
 export * from "./signing-keys.ts";
 
 export interface Repos {
@@ -27,6 +29,7 @@ export interface Repos {
   signingKeys: SigningKeysRepo;
   revocations: RevocationsRepo;
   policyState: PolicyStateRepo;
+  sessions: SessionsRepo;
 }
 
 /**
@@ -42,4 +45,5 @@ export const createRepos = (db: Db): Repos => ({
   signingKeys: signingKeysRepo(db),
   revocations: revocationsRepo(db),
   policyState: policyStateRepo(db),
+  sessions: sessionsRepo(db),
 });

@@ -60,6 +60,8 @@ export interface LinksRepo {
    */
   insertMany(rows: readonly NewLink[], tx?: Tx): Promise<number>;
   get(id: string): Promise<Link | null>;
+  /** The link of a short link, by `sha256(code)` (the code itself is never stored). */
+  getByCodeHash(codeHash: string): Promise<Link | null>;
   getWithStatus(id: string, now: Date): Promise<LinkWithStatus | null>;
   /** Newest first by (issuedAt, id); `nextCursor` is null on the last page. */
   list(query: LinkListQuery): Promise<Page<LinkWithStatus>>;
@@ -150,15 +152,16 @@ export const linksRepo = (db: Db): LinksRepo => {
         issued_by: r.issuedBy,
         issued_at: r.issuedAt.toISOString(),
         kid: r.kid,
+        code_hash: r.codeHash ?? null,
       }));
       await tx.execute(sql`insert into ${links} (id, campaign_id, contest_id, phase, volunteer_ref,
-          volunteer_name, scopes, not_before, expires_at, max_uses, issued_by, issued_at, kid)
+          volunteer_name, scopes, not_before, expires_at, max_uses, issued_by, issued_at, kid, code_hash)
         select id, campaign_id, contest_id, phase, volunteer_ref, volunteer_name, scopes, not_before,
-          expires_at, max_uses, issued_by, issued_at, kid
+          expires_at, max_uses, issued_by, issued_at, kid, code_hash
         from jsonb_to_recordset(${JSON.stringify(chunk)}::jsonb) as x(id text, campaign_id text,
           contest_id text, phase text, volunteer_ref text, volunteer_name text, scopes text[],
           not_before timestamptz, expires_at timestamptz, max_uses int, issued_by text,
-          issued_at timestamptz, kid text)`);
+          issued_at timestamptz, kid text, code_hash text)`);
     }
     return rows.length;
   };
@@ -175,6 +178,11 @@ export const linksRepo = (db: Db): LinksRepo => {
 
     get: async (id) => {
       const [row] = await db.select().from(links).where(eq(links.id, id));
+      return row ? toLink(row) : null;
+    },
+
+    getByCodeHash: async (codeHash) => {
+      const [row] = await db.select().from(links).where(eq(links.codeHash, codeHash));
       return row ? toLink(row) : null;
     },
 

@@ -1,4 +1,4 @@
-import { index, integer, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { index, integer, pgTable, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
 
 /** Every issued link. The token itself is never stored: it can be re-derived only by signing again. */
 export const links = pgTable(
@@ -24,11 +24,14 @@ export const links = pgTable(
     /** Set when the link is suspended automatically (e.g. redeemed from too many devices). */
     suspendedAt: timestamp("suspended_at", { withTimezone: true }),
     suspendedReason: text("suspended_reason"),
+    /** sha256 of the short link's code (`/l/<code>`); the code itself is never stored */
+    codeHash: text("code_hash"),
   },
   (t) => [
     // Lists are newest first by (issued_at, id), with or without a campaign filter.
     index("links_issued_idx").on(t.issuedAt, t.id),
     index("links_campaign_issued_idx").on(t.campaignId, t.issuedAt, t.id),
     index("links_volunteer_idx").on(t.campaignId, t.volunteerRef),
+    uniqueIndex("links_code_hash_idx").on(t.codeHash),
   ],
 );

@@ -1,11 +1,23 @@
+import { randomId } from "@phaselock/core";
 import type { LinkClaims } from "@phaselock/policy";
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { checkRequest } from "../checks.ts";
 import type { GatewayEnv } from "../deps.ts";
-import { escapeHtml, page } from "../html.ts";
+import { escapeHtml, page, wantsHtml } from "../html.ts";
 import { CSP, landingStatus, NO_STORE, type Refusal, refusal } from "../refusals.ts";
-import { clientIp, deviceId, ensureDeviceCookie, ipHash, setSessionCookie } from "../request-context.ts";
+import {
+  clientIp,
+  crossSite,
+  deviceId,
+  ensureDeviceCookie,
+  ipHash,
+  setSessionCookie,
+} from "../request-context.ts";
+import { credentialHash, newSessionCredential } from "../sessions.ts";
 import { sendRefusal } from "./refusal.ts";
+
+/** SESSION_TTL_SECONDS' default: a working day of calls. */
+export const SESSION_TTL_SECONDS = 43_200;
 
 export function registerLanding(app: Hono<GatewayEnv>) {
   // The landing page consumes no use: mail scanners and chat previews fetch links.
@@ -32,11 +44,9 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
     return c.html(page("Phone bank", body), 200, { ...NO_STORE, "Content-Security-Policy": CSP });
   });
 
-  // Redemption: counts one use atomically, then binds a session cookie to the link.
+  // Redemption: opens a session (or continues this device's live one), counting one use atomically.
   app.post("/l/:token", async (c) => {
     const deps = c.var.deps;
-    const token = c.req.param("token");
-    const outcome = await checkRequest(deps, { credential: token });
     const now = deps.clock.now();
     const ip = ipHash(deps.config, clientIp(c));
     const deny = (r: Refusal, claims: LinkClaims | undefined) => {
@@ -52,13 +62,43 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
       });
       return sendRefusal(c, r);
     };
+    // Login CSRF: another site's page must neither sign a volunteer into its link nor burn a use.
+    // Checked before the link is even read.
+    if (crossSite(c)) return deny(refusal("cross_site"), undefined);
+    const outcome = await checkRequest(deps, { credential: c.req.param("token") });
     if (!outcome.ok) return deny(outcome.refusal, outcome.claims);
     const { claims } = outcome;
     if (!deps.audit.healthy(now)) return sendRefusal(c, refusal("unavailable"));
+    let device: string;
+    try {
+      device = deviceId(c);
+    } catch {
+      return sendRefusal(c, refusal("unavailable"));
+    }
+
+    // The same device re-opening its link continues its live session: no use, no new device.
+    const live = await deps.sessions.findLive(claims.jti, device, now);
+    if (live) {
+      const credential = newSessionCredential();
+      if (await deps.sessions.rotate(live.id, credentialHash(credential), now)) {
+        const uses = (await deps.links.get(claims.jti))?.uses ?? 0;
+        deps.audit.record({
+          type: "link.redeemed",
+          at: now,
+          actor: claims.sub,
+          campaignId: claims.cmp,
+          linkId: claims.jti,
+          decision: "allow",
+          data: { ipHash: ip, uses, session: live.id, continued: true },
+        });
+        return opened(c, credential, live.expiresAt, now);
+      }
+    }
+
     // A link opened on more devices than a volunteer has is circulating: suspend it everywhere.
     let withinDevices: boolean;
     try {
-      withinDevices = await deps.limits.admitDevice(claims, deviceId(c), deps.config.maxDevicesPerLink, now);
+      withinDevices = await deps.limits.admitDevice(claims, device, deps.config.maxDevicesPerLink, now);
     } catch {
       return sendRefusal(c, refusal("unavailable"));
     }
@@ -79,6 +119,23 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
     const redeemed = await deps.links.redeem(claims.jti, now);
     if (!redeemed.ok)
       return deny(refusal(redeemed.reason === "not_found" ? "token_invalid" : redeemed.reason), claims);
+
+    const credential = newSessionCredential();
+    const id = randomId("ses");
+    const expiresAt = new Date(
+      Math.min(
+        now.getTime() + (deps.config.sessionTtlSeconds ?? SESSION_TTL_SECONDS) * 1000,
+        claims.exp * 1000,
+      ),
+    );
+    await deps.sessions.open({
+      id,
+      tokenHash: credentialHash(credential),
+      linkId: claims.jti,
+      deviceId: device,
+      createdAt: now,
+      expiresAt,
+    });
     deps.audit.record({
       type: "link.redeemed",
       at: now,
@@ -86,9 +143,18 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
       campaignId: claims.cmp,
       linkId: claims.jti,
       decision: "allow",
-      data: { ipHash: ip, uses: redeemed.uses },
+      data: { ipHash: ip, uses: redeemed.uses, session: id },
     });
-    setSessionCookie(c, token, claims.exp - Math.floor(now.getTime() / 1000));
-    return c.body(null, 303, { ...NO_STORE, Location: "/pb/" });
+    return opened(c, credential, expiresAt, now);
   });
+}
+
+/** A session opened: the cookie, and `201 {session, expiresAt}` for JSON or `303 /pb/` for a browser. */
+function opened(c: Context<GatewayEnv>, credential: string, expiresAt: Date, now: Date): Response {
+  setSessionCookie(c, credential, Math.floor((expiresAt.getTime() - now.getTime()) / 1000));
+  const accept = c.req.header("accept");
+  if (accept?.includes("application/json") && !wantsHtml(accept)) {
+    return c.json({ session: credential, expiresAt: expiresAt.toISOString() }, 201, NO_STORE);
+  }
+  return c.body(null, 303, { ...NO_STORE, Location: "/pb/" });
 }

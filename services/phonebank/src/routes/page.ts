@@ -123,7 +123,8 @@ export const PAGE_CSP = [
   "connect-src 'self'",
   "img-src 'none'",
   "base-uri 'none'",
-  "form-action 'none'",
+  // The one form posts to the gateway's own session end, beside this page under /pb/.
+  "form-action 'self'",
   "frame-ancestors 'none'",
 ].join("; ");
 
@@ -155,6 +156,7 @@ export const PAGE_HTML = `<!doctype html>
 </section>
 <p id="status" class="muted" role="status"></p>
 <button type="button" id="next" class="primary">Next call</button>
+<form method="post" action="_phaselock/session/end"><button type="submit">End session on this device</button></form>
 </main>
 <script>${SCRIPT}</script>
 </body>

@@ -1,3 +1,5 @@
+import { sha256Hex } from "@phaselock/core";
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_BATCH_BODY_BYTES } from "../app.ts";
 import {
@@ -64,7 +66,17 @@ describe("POST /v1/links", () => {
     expect(res.headers.get("cache-control")).toBe("no-store");
     expect(Object.keys(body).sort()).toEqual(["expiresAt", "id", "notBefore", "token", "url"]);
     expect(body.id).toMatch(/^lnk_/);
-    expect(body.url).toBe(`${GATEWAY}/l/${body.token}`);
+    // A short link (SMS-sized): 128 random bits in 22 characters; only its hash is stored.
+    expect(body.url).toMatch(new RegExp(`^${GATEWAY}/l/[A-Za-z0-9_-]{22}$`));
+    const code = body.url.slice(`${GATEWAY}/l/`.length);
+    expect(code.length).toBeLessThanOrEqual(32);
+    const stored = await h.deps.db.execute(sql`select * from links where id = ${body.id}`);
+    const row = (Array.isArray(stored) ? stored : (stored as { rows: unknown[] }).rows)[0] as Record<
+      string,
+      unknown
+    >;
+    expect(JSON.stringify(row)).not.toContain(code);
+    expect(row.code_hash).toBe(sha256Hex(code));
     expect(body.notBefore).toBe(T0);
     // Default TTL: 7 days.
     expect(body.expiresAt).toBe(new Date((t0s + 7 * DAY) * 1000).toISOString());
@@ -313,7 +325,7 @@ describe("POST /v1/links/batch", () => {
     expect(new Set(body.links.map((l) => l.id)).size).toBe(3);
     const verifier = await verifierFor(h);
     for (const l of body.links) {
-      expect(l.url).toBe(`${GATEWAY}/l/${l.token}`);
+      expect(l.url).toMatch(new RegExp(`^${GATEWAY}/l/[A-Za-z0-9_-]{22}$`));
       const v = await verifier.verify(l.token);
       expect(v.ok && v.claims.sub).toBe(l.volunteer.ref);
     }
@@ -418,6 +430,8 @@ describe("POST /v1/links/batch", () => {
       /^ref-1,"'=HYPERLINK\(""http:\/\/evil""\)",lnk_[\w-]+,http:\/\/127\.0\.0\.1:8080\/l\//,
     );
     expect(lines[2]).toMatch(/^ref-2,"'\+Smith, ""Jo""",lnk_/);
+    // The short link, SMS-sized: the code after /l/ is 22 characters, no token in the sheet.
+    expect(lines[2]).toMatch(/,http:\/\/127\.0\.0\.1:8080\/l\/[A-Za-z0-9_-]{22},/);
   });
 
   it("prefers JSON when JSON ranks higher than CSV", async () => {

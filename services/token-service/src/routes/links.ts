@@ -82,7 +82,10 @@ const BatchInput = z
 const IssuedLink = z
   .object({
     id: z.string().openapi({ example: "lnk_3fj0d9Qk1lJ2m3n4o5p6qA" }),
-    url: z.string().openapi({ description: "`PUBLIC_GATEWAY_URL/l/<token>`: hand this to the volunteer" }),
+    url: z.string().openapi({
+      description:
+        "The short link `PUBLIC_GATEWAY_URL/l/<code>` (a 22-character code, only its hash stored): hand this to the volunteer",
+    }),
     token: z.string(),
     notBefore: IsoDateTime,
     expiresAt: IsoDateTime,

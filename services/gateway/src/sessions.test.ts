@@ -1,0 +1,239 @@
+import { T0_SECONDS } from "@phaselock/tokens/testing";
+import { describe, expect, it } from "vitest";
+import { credentialHash } from "./sessions.ts";
+import { errorCode, gatewayFixture } from "./test-support.ts";
+
+const json = { accept: "application/json" };
+const post = (
+  g: Awaited<ReturnType<typeof gatewayFixture>>,
+  path: string,
+  headers: Record<string, string> = {},
+) => g.app.request(path, { method: "POST", headers });
+const sessionCookie = (res: Response) => res.headers.getSetCookie().find((c) => c.startsWith("pl_session="));
+const deviceCookie = (res: Response) =>
+  res.headers
+    .getSetCookie()
+    .find((c) => c.startsWith("pl_device="))
+    ?.split(";")[0];
+
+describe("sessions: a link opens a session and never is one", () => {
+  it("a maxUses:1 link whose use is spent is session_required on /pb, as bearer and as hand-set cookie", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_once" }, 1);
+    expect((await post(g, `/l/${token}`)).status).toBe(303);
+    const bearer = await g.bearer(token, "/pb/members/m_000001");
+    expect([bearer.status, await errorCode(bearer)]).toEqual([401, "session_required"]);
+    const cookie = await g.get("/pb/members/m_000001", { cookie: `pl_session=${token}` });
+    expect([cookie.status, await errorCode(cookie)]).toEqual([401, "session_required"]);
+    const page = await g.get("/pb/", { cookie: `pl_session=${token}`, accept: "text/html" });
+    expect(page.status).toBe(401);
+    expect(await page.text()).toContain("Start calling");
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("JSON redemption answers 201 {session, expiresAt} with the cookie; the audit names the session id only", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_json" });
+    const res = await post(g, `/l/${token}`, json);
+    expect(res.status).toBe(201);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+    const body = (await res.json()) as { session: string; expiresAt: string };
+    expect(body.session).toMatch(/^pls_[A-Za-z0-9_-]{22}$/);
+    expect(body.session).not.toContain(token.split(".")[1]!);
+    expect(sessionCookie(res)).toMatch(new RegExp(`^pl_session=${body.session};`));
+    expect((await g.bearer(body.session)).status).toBe(200);
+    const redeemed = g.events().find((e) => e.type === "link.redeemed")!;
+    expect((redeemed.data as { session: string }).session).toMatch(/^ses_/);
+    expect(JSON.stringify(g.events())).not.toContain(body.session);
+    // only the hash is stored
+    expect(JSON.stringify([...g.sessionStore.rows.values()])).not.toContain(body.session);
+  });
+
+  it("a session expires at the link's exp at the latest, and after SESSION_TTL_SECONDS sooner", async () => {
+    const g = await gatewayFixture();
+    // the fixture's links end an hour after T0: the session is capped there
+    const short = (await (await post(g, `/l/${await g.issue()}`, json)).json()) as { expiresAt: string };
+    expect(short.expiresAt).toBe(new Date((T0_SECONDS + 3600) * 1000).toISOString());
+    g.deps.config.sessionTtlSeconds = 600;
+    const res = await post(g, `/l/${await g.issue()}`, json);
+    const ttl = (await res.json()) as { session: string; expiresAt: string };
+    expect(ttl.expiresAt).toBe(new Date((T0_SECONDS + 600) * 1000).toISOString());
+    expect(sessionCookie(res)).toMatch(/Max-Age=600/);
+    g.clock.set((T0_SECONDS + 599) * 1000);
+    expect((await g.bearer(ttl.session)).status).toBe(200);
+    g.clock.set((T0_SECONDS + 600) * 1000);
+    const after = await g.bearer(ttl.session);
+    expect([after.status, await errorCode(after)]).toEqual([401, "token_invalid"]);
+  });
+
+  it("a revoked signing key ends the sessions opened from its links (token_invalid)", async () => {
+    const g = await gatewayFixture();
+    const session = await g.session();
+    expect((await g.bearer(session)).status).toBe(200);
+    g.ring.set({ keys: [] });
+    const res = await g.bearer(session);
+    expect([res.status, await errorCode(res)]).toEqual([401, "token_invalid"]);
+  });
+
+  it("POST /pb/_phaselock/session/end ends it: 204 for a bearer, 303 to the signed-out page for a browser", async () => {
+    const g = await gatewayFixture();
+    const a = await g.session();
+    const ended = await post(g, "/pb/_phaselock/session/end", { authorization: `Bearer ${a}` });
+    expect(ended.status).toBe(204);
+    const after = await g.bearer(a);
+    expect([after.status, await errorCode(after)]).toEqual([401, "token_invalid"]);
+
+    const b = await g.session();
+    const browser = await post(g, "/pb/_phaselock/session/end", {
+      cookie: `pl_session=${b}`,
+      accept: "text/html",
+    });
+    expect([browser.status, browser.headers.get("location")]).toEqual([303, "/signed-out"]);
+    expect(sessionCookie(browser)).toMatch(/Max-Age=0/);
+    expect((await g.bearer(b)).status).toBe(401);
+    const page = await g.get("/signed-out", { accept: "text/html" });
+    expect(await page.text()).toContain("signed out");
+    expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("unknown credentials are remembered briefly: random guesses cost one query each, not one per request", async () => {
+    const g = await gatewayFixture();
+    const guess = "pls_0123456789abcdefghijkl";
+    for (let i = 0; i < 5; i++) expect((await g.bearer(guess)).status).toBe(401);
+    expect(g.sessionStore.queries).toBe(1);
+    const real = await g.session();
+    for (let i = 0; i < 5; i++) expect((await g.bearer(real)).status).toBe(200);
+    expect(g.sessionStore.queries).toBe(2);
+  });
+});
+
+describe("the session steps come first on /pb", () => {
+  it("a link is session_required and an ended session token_invalid, whatever else is wrong with them", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_first", phs: "nominations", scp: ["calls:read"] });
+    const session = await g.openSession("lnk_first");
+    g.revocations.add({
+      id: "rev_first",
+      scope: "link",
+      linkId: "lnk_first",
+      reason: "test",
+      actor: "admin",
+      effectiveAt: new Date(T0_SECONDS * 1000),
+    });
+    g.setFresh(false);
+    const link = await g.bearer(token, "/pb/members/export");
+    expect([link.status, await errorCode(link)]).toEqual([401, "session_required"]);
+    expect((await g.bearer(session)).status).toBe(503); // then the stale state answers
+    await g.deps.endSession(credentialHash(session), g.clock.now());
+    const ended = await g.bearer(session, "/pb/members/export");
+    expect([ended.status, await errorCode(ended)]).toEqual([401, "token_invalid"]);
+  });
+});
+
+describe("same-site redemption", () => {
+  it("Sec-Fetch-Site: cross-site or a foreign Origin is 403 cross_site and counts no use; scripts and same-site work", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_csrf" }, 10);
+    g.deps.config.maxDevicesPerLink = 10;
+    const refused: Record<string, string>[] = [
+      { "sec-fetch-site": "cross-site" },
+      { origin: "https://evil.example" },
+      { origin: "null" },
+    ];
+    for (const headers of refused) {
+      const res = await post(g, `/l/${token}`, headers);
+      expect([JSON.stringify(headers), res.status, await errorCode(res)]).toEqual([
+        JSON.stringify(headers),
+        403,
+        "cross_site",
+      ]);
+    }
+    expect(g.links.rows.get("lnk_csrf")!.uses).toBe(0);
+    expect(g.sessionStore.rows.size).toBe(0);
+    const allowed: Record<string, string>[] = [
+      {},
+      { "sec-fetch-site": "same-origin", origin: "http://localhost" },
+      { "sec-fetch-site": "none" },
+    ];
+    for (const headers of allowed) {
+      expect((await post(g, `/l/${token}`, headers)).status).toBe(303);
+    }
+    g.deps.config.publicGatewayUrl = "https://gw.example.org/";
+    expect((await post(g, `/l/${token}`, { origin: "https://gw.example.org" })).status).toBe(303);
+  });
+});
+
+describe("devices you can count", () => {
+  it("eight redemptions with the same invented pl_device and eight User-Agents: the fourth suspends", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_invented" }, 20);
+    const statuses: number[] = [];
+    for (let n = 1; n <= 8; n++) {
+      const res = await post(g, `/l/${token}`, {
+        cookie: "pl_device=dev_invented0000000000",
+        "user-agent": `ua-${n}`,
+      });
+      statuses.push(res.status);
+    }
+    expect(statuses.slice(0, 3)).toEqual([303, 303, 303]);
+    expect(statuses[3]).toBe(403);
+    expect(g.suspended.has("lnk_invented")).toBe(true);
+  });
+
+  it("a forged tag on a well-formed device id counts as no device", async () => {
+    const g = await gatewayFixture();
+    const real = deviceCookie(await g.get(`/l/${await g.issue()}`))!;
+    const forged = `${real.slice(0, -4)}AAAA`;
+    expect(g.deps.devices.verify(real.slice("pl_device=".length))).toMatch(/^dev_/);
+    expect(g.deps.devices.verify(forged.slice("pl_device=".length))).toBeNull();
+  });
+
+  it("the same device re-opening its link continues its session: no use spent, the old credential retired", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_again" }, 2);
+    const cookie = deviceCookie(await g.get(`/l/${token}`))!;
+    const first = (await (await post(g, `/l/${token}`, { ...json, cookie })).json()) as { session: string };
+    expect(g.links.rows.get("lnk_again")!.uses).toBe(1);
+    const second = (await (await post(g, `/l/${token}`, { ...json, cookie })).json()) as { session: string };
+    expect(g.links.rows.get("lnk_again")!.uses).toBe(1);
+    expect(g.sessionStore.rows.size).toBe(1);
+    expect(second.session).not.toBe(first.session);
+    expect((await g.bearer(second.session)).status).toBe(200);
+    expect((await g.bearer(first.session)).status).toBe(401);
+  });
+});
+
+describe("short links", () => {
+  it("/l/<code> serves the landing page and redeems, like /l/<token>; an unknown code is token_invalid", async () => {
+    const g = await gatewayFixture();
+    const { code, jti } = await g.issueCode();
+    expect(code.length).toBeLessThanOrEqual(32);
+    const landing = await g.get(`/l/${code}`, { accept: "text/html" });
+    expect(landing.status).toBe(200);
+    expect(await landing.text()).toContain("Start calling");
+    const res = await post(g, `/l/${code}`, json);
+    expect(res.status).toBe(201);
+    expect(g.links.rows.get(jti)!.uses).toBe(1);
+    const { session } = (await res.json()) as { session: string };
+    expect((await g.bearer(session)).status).toBe(200);
+    const code_ = await g.bearer(code);
+    expect([code_.status, await errorCode(code_)]).toEqual([401, "session_required"]);
+    const unknown = await post(g, "/l/AAAAAAAAAAAAAAAAAAAAAA");
+    expect([unknown.status, await errorCode(unknown)]).toEqual([401, "token_invalid"]);
+  });
+});
+
+describe("documentation", () => {
+  it("the OpenAPI document names session_required, cross_site, the JSON redemption and session end", async () => {
+    const g = await gatewayFixture();
+    const doc = (await (await g.get("/openapi.json")).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const text = JSON.stringify(doc);
+    expect(text).toContain("session_required");
+    expect(text).toContain("cross_site");
+    expect(doc.paths["/pb/_phaselock/session/end"]).toHaveProperty("post");
+    expect(JSON.stringify(doc.paths["/l/{token}"])).toContain("expiresAt");
+  });
+});
