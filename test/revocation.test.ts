@@ -200,7 +200,7 @@ describeIntegration("revocation across two gateways (Postgres + Redis)", ["postg
     for (const g of stack.gateways) expect(await nextCall(g.app, link.token)).toEqual(ok);
 
     // As the gateway's main.ts runs it, on a short interval.
-    const pollers = stack.gateways.map((g: GatewayNode) => startVersionPoller(g.wiring.state, g.db, 50));
+    const pollers = stack.gateways.map((g: GatewayNode) => startVersionPoller(g.wiring, 50));
     try {
       await onBoth(link.token, denied);
     } finally {

@@ -1,7 +1,7 @@
 import type { Contest, Phase } from "@phaselock/policy";
 import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { contests, phases } from "../schema/index.ts";
+import { contests, phases, policyChanges } from "../schema/index.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
 
 export interface ContestsRepo {
@@ -74,7 +74,9 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
           })),
         );
       }
-      return { version, contest: { id, name, phases: sorted.map((p) => ({ ...p })) } };
+      const contest = { id, name, phases: sorted.map((p) => ({ ...p })) };
+      await tx.insert(policyChanges).values({ version, change: { type: "contest", contest } });
+      return { version, contest };
     }),
   get: async (id) => (await loadContests(db, [id]))[0] ?? null,
   list: () => loadContests(db),

@@ -4,6 +4,7 @@ export * from "./campaigns.ts";
 export * from "./contests.ts";
 export * from "./entitlements.ts";
 export * from "./links.ts";
+export * from "./policy-changes.ts";
 export * from "./policy-state.ts";
 export * from "./revocations.ts";
 export * from "./signing-keys.ts";
