@@ -87,16 +87,15 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
 
   // Keys come from Postgres only (revoked keys excluded), never from a message.
   const refreshKeys = async () => ring.set(await loadPublicKeys(db, clock.now()));
-  let state: PolicyState | undefined;
   // Changes from the Postgres log; the bus only says when to read it.
   const feed = new LoggedFeed({
     bus: stores.bus,
     log: { since: (after) => loadPolicyChanges(db, after) },
-    position: () => state?.status().version ?? null,
+    position: () => state.status().version,
     pollMs: infra.versionPollMs ?? 1000,
     onError: infra.onError,
   });
-  state = new PolicyState({
+  const state: PolicyState = new PolicyState({
     source: { load: () => loadPolicySnapshot(db) },
     bus: feed,
     clock,
@@ -111,7 +110,7 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
       if (change.type === "signing-key" || change.type === "signing-key-revoked") {
         refreshKeys().catch((err: unknown) => {
           infra.onError?.(err);
-          void state?.reload().catch(() => {});
+          void state.reload().catch(() => {});
         });
       }
     },
