@@ -12,7 +12,7 @@ function record(bus: ChangeBus) {
   const messages: ChangeHint[] = [];
   const statuses: BusStatus[] = [];
   const unsubscribe = bus.subscribe({
-    onMessage: (m) => messages.push(m),
+    onMessage: (m) => void messages.push(m),
     onStatus: (s) => statuses.push(s),
   });
   return { messages, statuses, unsubscribe, count: (s: BusStatus) => statuses.filter((x) => x === s).length };

@@ -11,8 +11,11 @@ import { type ChangeHint, type ChangeMessage, decodeHint, encodeHint } from "./c
 export type BusStatus = "connected" | "disconnected" | "heartbeat" | "gap";
 
 export interface BusListener {
-  /** A hint: read the change log now. Nothing in it is applied. */
-  onMessage(hint: ChangeHint): void;
+  /**
+   * A hint: read the change log now. Nothing in it is applied. The in-process bus awaits a
+   * returned promise, so in the single-instance setup a write answers once it is applied.
+   */
+  onMessage(hint: ChangeHint): void | Promise<void>;
   onStatus(status: BusStatus): void;
 }
 
@@ -57,7 +60,7 @@ export class MemoryBus implements ChangeBus {
     const decoded = decodeHint(encodeHint(hint));
     if (!decoded) throw new TypeError("malformed change hint");
     // A snapshot of the set, so a listener that unsubscribes while handling does not skip others.
-    for (const l of [...this.#listeners]) l.onMessage({ ...decoded });
+    await Promise.all([...this.#listeners].map(async (l) => l.onMessage({ ...decoded })));
   }
 
   subscribe(listener: BusListener): () => void {

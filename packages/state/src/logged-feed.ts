@@ -51,7 +51,7 @@ export class LoggedFeed implements ChangeFeed {
     this.#listeners.add(listener);
     if (!this.#unsubscribe) {
       this.#unsubscribe = this.#bus.subscribe({
-        onMessage: () => void this.catchUp(),
+        onMessage: () => this.catchUp(),
         onStatus: (status) => this.#onStatus(status),
       });
       if (this.#pollMs !== false) {

@@ -182,7 +182,7 @@ export class RedisBus implements ChangeBus {
     }
     for (const l of [...this.#listeners]) {
       try {
-        l.onMessage(msg);
+        Promise.resolve(l.onMessage(msg)).catch((err: unknown) => this.#onError(err));
       } catch (err) {
         this.#onError(err);
       }

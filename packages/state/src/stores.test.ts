@@ -18,7 +18,7 @@ describeIntegration("REDIS_PREFIX: deployments sharing one Redis", ["redis"], ()
     const hints: ChangeHint[] = [];
     let up = false;
     s.bus.subscribe({
-      onMessage: (h) => hints.push(h),
+      onMessage: (h) => void hints.push(h),
       onStatus: (st) => {
         if (st === "connected" || st === "heartbeat") up = true;
       },
