@@ -34,29 +34,27 @@ export interface LoggedChange {
 }
 
 /**
- * The stored version and the logged changes after `after`, in version order, read in one
- * REPEATABLE READ transaction so `stored` and the rows agree. At most `limit` rows: a reader
- * that gets fewer than `stored - after` reloads in full.
+ * The stored version and the logged changes after `after`, in version order. One statement (one
+ * round trip, on the revocation path), so `stored` and the rows come from one snapshot. At most
+ * `limit` rows: a reader that gets fewer than `stored - after` reloads in full.
  */
-export function loadPolicyChanges(
-  db: Db,
+export async function loadPolicyChanges(
+  db: Db | Tx,
   after: number,
   limit = 1000,
 ): Promise<{ stored: number; changes: LoggedChange[] }> {
-  return db.transaction(
-    async (tx) => {
-      const stored = await currentPolicyVersion(tx);
-      if (stored <= after) return { stored, changes: [] };
-      const changes = await tx
-        .select({ version: policyChanges.version, change: policyChanges.change })
-        .from(policyChanges)
-        .where(gt(policyChanges.version, after))
-        .orderBy(asc(policyChanges.version))
-        .limit(limit);
-      return { stored, changes };
-    },
-    { isolationLevel: "repeatable read", accessMode: "read only" },
-  );
+  const rows = await db
+    .select({ stored: policyState.version, version: policyChanges.version, change: policyChanges.change })
+    .from(policyState)
+    .leftJoin(policyChanges, gt(policyChanges.version, after))
+    .where(eq(policyState.id, 1))
+    .orderBy(asc(policyChanges.version))
+    .limit(limit);
+  const first = rows[0];
+  if (!first) throw new Error("policy_state row missing: the database is not migrated");
+  const changes: LoggedChange[] = [];
+  for (const r of rows) if (r.version !== null) changes.push({ version: r.version, change: r.change });
+  return { stored: first.stored, changes };
 }
 
 /** The current policy version (no bump). */
