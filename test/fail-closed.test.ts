@@ -109,6 +109,7 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
 
   it("a revocation made during the outage is stored, though its publish fails", async () => {
     const warnings = stack.tokenService.logs.length;
+    const hints = stack.tokenService.bus.published.length;
     const r = await stack.api("POST", "/v1/revocations", {
       body: { scope: "link", linkId: revokedDuringOutage.id, reason: "revoked while the feed was down" },
     });
@@ -116,7 +117,7 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
     expect(stack.tokenService.logs.slice(warnings)).toContainEqual(
       expect.objectContaining({ level: "warn", msg: expect.stringContaining("not published") }),
     );
-    expect(stack.tokenService.bus.published.some((m) => m.change.type === "revocation")).toBe(false);
+    expect(stack.tokenService.bus.published.length).toBe(hints);
     expect((await stack.api("GET", `/v1/links/${revokedDuringOutage.id}`)).body.status).toBe("revoked");
     // Still closed: the gateway neither serves the revoked link nor any other.
     expect(await nextCall(gateway.app, await stack.session(control.token))).toEqual({
@@ -157,10 +158,12 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
       timeout: 5000,
       interval: 20,
     });
+    const hints = stack.tokenService.bus.published.length;
     const r = await stack.api("POST", "/v1/revocations", {
       body: { scope: "link", linkId: control.id, reason: "after" },
     });
     expect(r.status).toBe(201);
+    expect(stack.tokenService.bus.published.length).toBe(hints + 1);
     await vi.waitFor(
       async () =>
         expect(await nextCall(gateway.app, await stack.session(control.token))).toEqual({
@@ -169,7 +172,6 @@ describeIntegration("a gateway whose change feed is cut (Postgres + Redis)", ["p
         }),
       { timeout: 5000, interval: 20 },
     );
-    expect(stack.tokenService.bus.published.at(-1)?.change.type).toBe("revocation");
   });
 });
 

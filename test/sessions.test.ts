@@ -112,7 +112,7 @@ describeIntegration("sessions across two gateways (Postgres + Redis)", ["postgre
     );
     expect(r).not.toBeNull();
     for (const g of stack.gateways) expect(await nextCall(g.app, session)).toEqual(ok);
-    const pollers = stack.gateways.map((g) => startVersionPoller(g.wiring.state, g.db, 50));
+    const pollers = stack.gateways.map((g) => startVersionPoller(g.wiring, 50));
     try {
       await onBoth(session, ended);
     } finally {

@@ -3,7 +3,7 @@
  * Redis pub/sub (one RedisBus, so two connections, per service), and a tap that sits between the
  * token service and its bus to count or lose messages.
  */
-import { type BusListener, type ChangeBus, type ChangeMessage, MemoryBus, RedisBus } from "@phaselock/state";
+import { type BusListener, type ChangeBus, type ChangeHint, MemoryBus, RedisBus } from "@phaselock/state";
 
 export interface Feed {
   readonly kind: "memory" | "redis";
@@ -63,12 +63,12 @@ export function redisFeed(opts: RedisFeedOptions): Feed & { errors: unknown[] } 
 }
 
 /**
- * Wraps the token service's bus: records what it publishes and can lose the next messages, as a
- * feed that drops one would (the write stands; gateways must notice the gap).
+ * Wraps the token service's bus: records the hints it publishes and can lose the next ones, as a
+ * feed that drops one would (the write stands; gateways read the log on their next heartbeat).
  */
 export class TapBus implements ChangeBus {
-  readonly published: ChangeMessage[] = [];
-  readonly dropped: ChangeMessage[] = [];
+  readonly published: ChangeHint[] = [];
+  readonly dropped: ChangeHint[] = [];
   readonly #inner: ChangeBus;
   #drop = 0;
 
@@ -81,7 +81,7 @@ export class TapBus implements ChangeBus {
     this.#drop += n;
   }
 
-  async publish(msg: ChangeMessage): Promise<void> {
+  async publish(msg: ChangeHint): Promise<void> {
     if (this.#drop > 0) {
       this.#drop--;
       this.dropped.push(msg);

@@ -88,6 +88,8 @@ export interface StackOptions {
    * production); default: in memory, one set per gateway.
    */
   redisLimits?: { url: string; prefix: string };
+  /** Reaches the database another way for the token service (e.g. through a proxy a test can cut). */
+  tokenServiceDatabaseUrl?: string;
 }
 
 export interface ApiResult<T = Record<string, unknown>> {
@@ -189,7 +191,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const phonebank = recording(createPhonebankApp({ secret: upstreamSecret, clock }), seen);
 
   // Token service
-  const ts = open();
+  const ts = open(opts.tokenServiceDatabaseUrl);
   const tsAudit = auditFor(ts.handle.db);
   const tsBus = new TapBus(feed.bus("token-service"));
   const logs: Stack["tokenService"]["logs"] = [];

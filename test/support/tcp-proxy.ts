@@ -52,7 +52,9 @@ export class TcpProxy {
 
   #accept(client: net.Socket): void {
     if (!this.#up) {
-      client.destroy();
+      // A reset, as from a host whose port is closed: a clean close right after accept looks to
+      // postgres.js like a connection still starting, and it would retry forever, silently.
+      client.resetAndDestroy();
       return;
     }
     const upstream = net.connect(this.#target);

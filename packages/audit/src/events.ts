@@ -122,6 +122,10 @@ export interface AuditCatalogue {
     data: { phase: string; removed: boolean } & Version;
   };
   "key.rotated": { columns: object; data: { kid: string; previousKid: string | null } & Version };
+  "key.revoked": {
+    columns: object;
+    data: { kid: string; reason: string; rotatedTo: string | null } & Version;
+  };
   "api_key.created": {
     columns: { campaignId: string | null };
     data: { keyId: string; role: string; label: string | null };

@@ -29,6 +29,15 @@ export const redisUrl = optionalString.pipe(
     .optional(),
 );
 
+/**
+ * `REDIS_PREFIX`: names every Redis key and channel (`<prefix>:changes`, `<prefix>:rl:…`), so
+ * deployments may share one Redis. No colon or space: the separator is added by the stores.
+ */
+export const redisPrefix = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
+  .default("phaselock");
+
 export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
 
 /**

@@ -1,4 +1,4 @@
-import { type ChangeMessage, decodeChange, encodeChange } from "./changes.ts";
+import { type ChangeHint, type ChangeMessage, decodeHint, encodeHint } from "./changes.ts";
 
 /**
  * What a subscriber hears besides messages:
@@ -11,14 +11,21 @@ import { type ChangeMessage, decodeChange, encodeChange } from "./changes.ts";
 export type BusStatus = "connected" | "disconnected" | "heartbeat" | "gap";
 
 export interface BusListener {
-  onMessage(msg: ChangeMessage): void;
+  /**
+   * A hint: read the change log now. Nothing in it is applied. The in-process bus awaits a
+   * returned promise, so in the single-instance setup a write answers once it is applied.
+   */
+  onMessage(hint: ChangeHint): void | Promise<void>;
   onStatus(status: BusStatus): void;
 }
 
-/** The change feed: publishers announce committed policy writes, every instance applies them. */
+/**
+ * The change feed: publishers announce that Postgres holds a newer policy version; every
+ * instance then reads the change log (`LoggedFeed`). It carries no authority.
+ */
 export interface ChangeBus {
-  /** Rejects when the message cannot be handed to the feed (e.g. Redis is down). */
-  publish(msg: ChangeMessage): Promise<void>;
+  /** Rejects when the hint cannot be handed to the feed (e.g. Redis is down). */
+  publish(hint: ChangeHint): Promise<void>;
   /** Returns an unsubscribe function. */
   subscribe(listener: BusListener): () => void;
   close(): Promise<void>;
@@ -47,14 +54,13 @@ export class MemoryBus implements ChangeBus {
     }
   }
 
-  async publish(msg: ChangeMessage): Promise<void> {
+  async publish(hint: ChangeHint): Promise<void> {
     if (this.#closed) throw new Error("change bus is closed");
-    // Through the wire form, as on Redis: the same validation, and no subscriber shares (or can
-    // mutate) the publisher's objects.
-    const wire = encodeChange(msg);
-    if (!decodeChange(wire)) throw new TypeError("malformed change message");
+    // Through the wire form, as on Redis: only the version travels.
+    const decoded = decodeHint(encodeHint(hint));
+    if (!decoded) throw new TypeError("malformed change hint");
     // A snapshot of the set, so a listener that unsubscribes while handling does not skip others.
-    for (const l of [...this.#listeners]) l.onMessage(decodeChange(wire)!);
+    await Promise.all([...this.#listeners].map(async (l) => l.onMessage({ ...decoded })));
   }
 
   subscribe(listener: BusListener): () => void {
@@ -78,4 +84,15 @@ export class MemoryBus implements ChangeBus {
     for (const l of [...this.#listeners]) l.onStatus("disconnected");
     this.#listeners.clear();
   }
+}
+
+/** What {@link ChangeFeed} delivers: changes read from the Postgres change log. */
+export interface FeedListener {
+  onMessage(msg: ChangeMessage): void;
+  onStatus(status: BusStatus): void;
+}
+
+/** Changes as `PolicyState` follows them: from the change log, paced by the bus (`LoggedFeed`). */
+export interface ChangeFeed {
+  subscribe(listener: FeedListener): () => void;
 }

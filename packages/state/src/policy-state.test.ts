@@ -4,6 +4,7 @@ import { describeIntegration, TEST_REDIS_URL, uniquePrefix } from "@phaselock/te
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { type BusListener, type BusStatus, type ChangeBus, MemoryBus } from "./bus.ts";
 import type { ChangeMessage, PolicyChange } from "./changes.ts";
+import { LoggedFeed } from "./logged-feed.ts";
 import { PolicyState, type PolicyStateOptions } from "./policy-state.ts";
 import { RedisBus } from "./redis-bus.ts";
 import {
@@ -13,6 +14,7 @@ import {
   deferred,
   eventually,
   linkRevocation,
+  memoryLog,
   msg,
   revoke,
   snapshot,
@@ -516,17 +518,26 @@ describe("PolicyState", () => {
     const bus = new MemoryBus({ heartbeatMs: 0 });
     const clock = new FakeClock(T0);
     const db = { snapshot: snapshot(1) };
+    const log = memoryLog(1);
     const source = { load: async () => structuredClone(db.snapshot) };
-    const tokenService = new PolicyState({ source, bus, clock });
-    const gateway = new PolicyState({ source, bus, clock });
-    await Promise.all([tokenService.start(), gateway.start()]);
-    await bus.publish(revoke(2, "lnk_2"));
-    expect(gateway.revocations.covers(claims("lnk_2"))).toBeDefined();
-    expect(tokenService.revocations.covers(claims("lnk_2"))).toBeDefined();
+    const follow = () => {
+      const feed = new LoggedFeed({ bus, log, position: () => state.status().version, pollMs: false });
+      const state = new PolicyState({ source, bus: feed, clock });
+      return { state, feed };
+    };
+    const tokenService = follow();
+    const gateway = follow();
+    await Promise.all([tokenService.state.start(), gateway.state.start()]);
+    log.append(revoke(2, "lnk_2"));
+    await bus.publish({ version: 2 });
+    await Promise.all([tokenService.feed.catchUp(), gateway.feed.catchUp()]);
+    expect(gateway.state.revocations.covers(claims("lnk_2"))).toBeDefined();
+    expect(tokenService.state.revocations.covers(claims("lnk_2"))).toBeDefined();
     clock.advance(10_000);
-    expect(gateway.isFresh()).toBe(false);
+    expect(gateway.state.isFresh()).toBe(false);
     bus.heartbeat();
-    expect(gateway.isFresh()).toBe(true);
+    await gateway.feed.catchUp();
+    expect(gateway.state.isFresh()).toBe(true);
     await bus.close();
   });
 });
@@ -544,12 +555,15 @@ describeIntegration("PolicyState over RedisBus", ["redis"], () => {
     buses.push(publisher, bus);
     const clock = new FakeClock(T0);
     const load = vi.fn(async () => snapshot(1));
-    const state = new PolicyState({ source: { load }, bus, clock });
+    const log = memoryLog(1);
+    const feed = new LoggedFeed({ bus, log, position: () => state.status().version, pollMs: false });
+    const state = new PolicyState({ source: { load }, bus: feed, clock });
     await state.start();
     // The subscription's `connected` comes after subscribe() returns and reloads once more.
     await eventually(() => expect(load).toHaveBeenCalledTimes(2));
 
-    await publisher.publish(revoke(2, "lnk_2"));
+    log.append(revoke(2, "lnk_2"));
+    await publisher.publish({ version: 2 });
     await eventually(() => expect(state.revocations.covers(claims("lnk_2"))).toBeDefined());
 
     clock.advance(60_000);

@@ -1,6 +1,6 @@
 import { type Clock, PhaselockError } from "@phaselock/core";
 import { addClosure, type PolicySnapshot, RevocationIndex } from "@phaselock/policy";
-import type { BusStatus, ChangeBus } from "./bus.ts";
+import type { BusStatus, ChangeFeed } from "./bus.ts";
 import type { ChangeMessage, PolicyChange } from "./changes.ts";
 
 /** How long the feed may go unconfirmed before a gateway stops answering (503 `unavailable`). */
@@ -22,7 +22,8 @@ export type ChangeListener = (change: PolicyChange, version: number) => void;
 
 export interface PolicyStateOptions {
   source: PolicySource;
-  bus: ChangeBus;
+  /** Changes from the Postgres log, paced by the bus: a `LoggedFeed` (never the bus itself). */
+  bus: ChangeFeed;
   clock: Clock;
   /** Default {@link STALE_AFTER_MS}. */
   staleAfterMs?: number;
@@ -57,7 +58,7 @@ export interface PolicyStateStatus {
  */
 export class PolicyState {
   readonly #source: PolicySource;
-  readonly #bus: ChangeBus;
+  readonly #bus: ChangeFeed;
   readonly #clock: Clock;
   readonly #staleAfterMs: number;
   readonly #refreshKeys: (() => Promise<void>) | undefined;
@@ -201,7 +202,8 @@ export class PolicyState {
     if (msg.version === current + 1) {
       if (!this.#applyNow(msg)) return;
       this.#drain();
-      if (this.#consistent()) this.#confirm();
+      // A change read while the feed is down confirms nothing: the next one could go unheard.
+      if (this.#feedUp && this.#consistent()) this.#confirm();
       return;
     }
     // A gap: keep what came ahead of it, reload, then apply it on top.

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type { BusListener, BusStatus, ChangeBus } from "./bus.ts";
-import { type ChangeMessage, decodeChange, encodeChange } from "./changes.ts";
+import { type ChangeHint, decodeHint, encodeHint } from "./changes.ts";
 
 /**
  * Heartbeat intervals without our own heartbeat coming back, while connected, after which both
@@ -92,11 +92,10 @@ export class RedisBus implements ChangeBus {
     this.#pub.on("error", () => {});
   }
 
-  async publish(msg: ChangeMessage): Promise<void> {
+  async publish(hint: ChangeHint): Promise<void> {
     if (this.#closed) throw new Error("change bus is closed");
-    const wire = encodeChange(msg);
-    if (!decodeChange(wire)) throw new TypeError("malformed change message");
-    await this.#pub.publish(this.#changes, wire);
+    if (!decodeHint(encodeHint(hint))) throw new TypeError("malformed change hint");
+    await this.#pub.publish(this.#changes, encodeHint(hint));
   }
 
   subscribe(listener: BusListener): () => void {
@@ -176,14 +175,14 @@ export class RedisBus implements ChangeBus {
       return;
     }
     if (channel !== this.#changes) return;
-    const msg = decodeChange(message);
+    const msg = decodeHint(message);
     if (!msg) {
       this.#report("gap");
       return;
     }
     for (const l of [...this.#listeners]) {
       try {
-        l.onMessage(msg);
+        Promise.resolve(l.onMessage(msg)).catch((err: unknown) => this.#onError(err));
       } catch (err) {
         this.#onError(err);
       }

@@ -86,3 +86,26 @@ export async function eventually(check: () => void, timeoutMs = 5000): Promise<v
     }
   }
 }
+
+/**
+ * The Postgres change log in memory: `append` as a policy write's transaction logs its change,
+ * `since` as `loadPolicyChanges` reads it (JSON, dates as strings).
+ */
+export function memoryLog(initialVersion = 1) {
+  const rows: Array<{ version: number; change: unknown }> = [];
+  let stored = initialVersion;
+  return {
+    rows,
+    append(m: ChangeMessage): void {
+      rows.push({ version: m.version, change: JSON.parse(JSON.stringify(m.change)) });
+      stored = Math.max(stored, m.version);
+    },
+    /** A version bump that logged nothing (a reader must notice the hole and reload). */
+    bumpWithoutRow(): void {
+      stored++;
+    },
+    async since(after: number) {
+      return { stored, changes: rows.filter((r) => r.version > after).map((r) => ({ ...r })) };
+    },
+  };
+}

@@ -1,4 +1,13 @@
-import { httpUrl, nodeEnv, optionalString, parseEnv, port, postgresUrl, redisUrl } from "@phaselock/core";
+import {
+  httpUrl,
+  nodeEnv,
+  optionalString,
+  parseEnv,
+  port,
+  postgresUrl,
+  redisPrefix,
+  redisUrl,
+} from "@phaselock/core";
 import { z } from "zod";
 import { isProxyEntry } from "./forwarding.ts";
 
@@ -12,6 +21,7 @@ export const gatewayEnvShape = z.object({
   DATABASE_URL: postgresUrl,
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
+  REDIS_PREFIX: redisPrefix,
   STALE_AFTER_MS: z.coerce.number().int().min(100).default(5000),
   UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
   MAX_BODY_BYTES: z.coerce
@@ -59,6 +69,8 @@ export interface GatewayServiceConfig {
   databaseUrl: string | undefined;
   dataDir: string;
   redisUrl: string | undefined;
+  /** `REDIS_PREFIX`: every Redis key and channel starts with `<redisPrefix>:` */
+  redisPrefix: string;
   staleAfterMs: number;
   upstreamTimeoutMs: number;
   maxBodyBytes: number;
@@ -96,6 +108,7 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   databaseUrl: env.DATABASE_URL,
   dataDir: env.DATA_DIR,
   redisUrl: env.REDIS_URL,
+  redisPrefix: env.REDIS_PREFIX,
   staleAfterMs: env.STALE_AFTER_MS,
   upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,

@@ -33,6 +33,7 @@ try {
 
 const stores = createStores({
   redisUrl: config.redisUrl,
+  prefix: `${config.redisPrefix}:`,
   onError: (err) => console.error(`gateway: redis: ${(err as Error).message}`),
 });
 const gateway = createGateway(config, {

@@ -3,13 +3,19 @@ import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import {
   createRepos,
-  currentPolicyVersion,
   type Db,
+  loadPolicyChanges,
   loadPolicySnapshot,
   loadPublicKeys,
   sharedGatewaySecret,
 } from "@phaselock/db";
-import { type ChangeBus, PolicyState, type RateLimiter, type RecordQuota } from "@phaselock/state";
+import {
+  type ChangeBus,
+  LoggedFeed,
+  PolicyState,
+  type RateLimiter,
+  type RecordQuota,
+} from "@phaselock/state";
 import { createVerifier, KeyRing, VerifyCache } from "@phaselock/tokens";
 import { createApp } from "./app.ts";
 import type { GatewayConfig, GatewayDeps, PolicyView } from "./deps.ts";
@@ -40,7 +46,7 @@ export interface GatewayInfra {
   fallbackSecrets?: { phonebankSecret?: string; auditIpKey?: string };
   limitDefaults?: Partial<LimitDefaults>;
   /**
-   * How often the stored policy version is compared with the state's; `false` turns the poller
+   * How often the change log is read even without a hint from the feed; `false` turns the poll
    * off (tests that decide themselves when a gateway catches up).
    */
   versionPollMs?: number | false;
@@ -93,15 +99,34 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
       });
   const upstream = infra.upstream ?? (ownUpstream as Upstream);
 
-  const state = new PolicyState({
-    source: { load: () => loadPolicySnapshot(db) },
+  // Keys come from Postgres only (revoked keys excluded), never from a message.
+  const refreshKeys = async () => ring.set(await loadPublicKeys(db, clock.now()));
+  // Changes from the Postgres log; the bus only says when to read it.
+  const feed = new LoggedFeed({
     bus: stores.bus,
+    log: { since: (after) => loadPolicyChanges(db, after) },
+    position: () => state.status().version,
+    pollMs: infra.versionPollMs ?? 1000,
+    onError: infra.onError,
+  });
+  const state: PolicyState = new PolicyState({
+    source: { load: () => loadPolicySnapshot(db) },
+    bus: feed,
     clock,
     staleAfterMs: config.staleAfterMs,
     onError: infra.onError,
-    refreshKeys: async () => ring.set(await loadPublicKeys(db, clock.now())),
+    refreshKeys,
     onChange: (change) => {
-      if (change.type === "signing-key") void ring.add(change.kid, change.publicJwk);
+      if (change.type === "signing-key-revoked") {
+        // Dropped before anything else runs (the verify cache re-checks the ring on every hit).
+        ring.remove(change.kid);
+      }
+      if (change.type === "signing-key" || change.type === "signing-key-revoked") {
+        refreshKeys().catch((err: unknown) => {
+          infra.onError?.(err);
+          void state.reload().catch(() => {});
+        });
+      }
     },
   });
 
@@ -132,9 +157,7 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
       sessions.drop(tokenHash);
       if (!r) return false;
       // The version bump alone retires every other gateway's cached copy once it hears of it.
-      await stores.bus
-        .publish({ version: r.version, change: { type: "session-ended", sessionId: r.id } })
-        .catch((err: unknown) => infra.onError?.(err));
+      await stores.bus.publish({ version: r.version }).catch((err: unknown) => infra.onError?.(err));
       return true;
     },
     devices: createDeviceIds(() => deviceKey),
@@ -160,14 +183,11 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
       state.snapshot.suspended.add(linkId);
       if (!r.suspended) return;
       // Other gateways hear it on the feed; if the publish fails they reload on the version gap.
-      await stores.bus
-        .publish({ version: r.version, change: { type: "link-suspended", linkId, reason } })
-        .catch((err: unknown) => infra.onError?.(err));
+      await stores.bus.publish({ version: r.version }).catch((err: unknown) => infra.onError?.(err));
     },
   };
 
   const app = createApp(deps);
-  let poller: { stop(): void } | undefined;
 
   return {
     config,
@@ -178,16 +198,15 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     state,
     ring,
     audit,
+    /** Reads the change log now (tests that turned the poll off). */
+    catchUp: () => feed.catchUp(),
     start: async () => {
       const key = await sharedGatewaySecret(db, "device-mac", () => randomBytes(32).toString("base64url"));
       deviceKey = Buffer.from(key, "base64url");
       await state.start();
-      if (infra.versionPollMs !== false) poller ??= startVersionPoller(state, db, infra.versionPollMs);
     },
     /** Stops following the feed, writes the last "last seen" times and what it owns. */
     stop: async () => {
-      poller?.stop();
-      poller = undefined;
       state.stop();
       await lastSeen.stop();
       await ownAudit?.close();
@@ -199,19 +218,14 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
 export type Gateway = ReturnType<typeof createGateway>;
 
 /**
- * Compares the stored policy version with the state's every `intervalMs` and reloads when the
- * state trails. Catches a lost last message (no later message reveals the gap) and serves a
- * gateway that shares a database but no feed with the token service.
+ * Reads the change log every `intervalMs` through `catchUp` (a gateway's): what the built-in poll
+ * does, for tests that turned it off and want it back on a short interval.
  */
-export function startVersionPoller(state: PolicyState, db: Db, intervalMs = 1000) {
-  const timer = setInterval(async () => {
-    try {
-      const stored = await currentPolicyVersion(db);
-      const mine = state.status().version;
-      if (mine === null || stored > mine) await state.reload();
-    } catch {
+export function startVersionPoller(gateway: { catchUp(): Promise<void> }, intervalMs = 1000) {
+  const timer = setInterval(() => {
+    gateway.catchUp().catch(() => {
       // The state's own staleness bound decides when to fail closed.
-    }
+    });
   }, intervalMs);
   timer.unref();
   return { stop: () => clearInterval(timer) };

@@ -27,6 +27,7 @@ const SAMPLES: Record<string, string> = {
   DATABASE_URL: "postgres://u@db:5432/phaselock",
   DATA_DIR: "/var/lib/phaselock",
   REDIS_URL: "redis://cache:6379",
+  REDIS_PREFIX: "campaign-b",
   ADMIN_TOKEN: `admin-${"a".repeat(40)}`,
   KEY_ENCRYPTION_KEY: "ab".repeat(32),
   PHONEBANK_SECRET: "p".repeat(40),

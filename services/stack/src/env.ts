@@ -35,6 +35,7 @@ export interface StackConfig {
   dataDir: string;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  redisPrefix: string;
   phonebankPort: number;
   tokenService: TokenServiceSettings;
   gateway: GatewayServiceConfig;
@@ -52,6 +53,7 @@ export const envSchema = stackEnvShape
       dataDir: env.DATA_DIR,
       databaseUrl: env.DATABASE_URL,
       redisUrl: env.REDIS_URL,
+      redisPrefix: env.REDIS_PREFIX,
       phonebankPort: env.PHONEBANK_PORT,
       tokenService: toTokenServiceSettings(env),
       gateway: toGatewayConfig({ ...env, UPSTREAM_URL: upstreamOf(env) }),

@@ -35,6 +35,7 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
 
   const stores = createStores({
     redisUrl: config.redisUrl,
+    prefix: `${config.redisPrefix}:`,
     onError: (err) => console.error(`phaselock: redis: ${(err as Error).message}`),
   });
   // One writer: both services append to the same hash chain.

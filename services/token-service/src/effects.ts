@@ -20,7 +20,8 @@ export async function publishChange(
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      deps.bus.publish({ version, change }),
+      // Only the version travels: gateways read the change itself from the Postgres log.
+      deps.bus.publish({ version }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
           () => reject(new Error(`publish timed out after ${PUBLISH_TIMEOUT_MS} ms`)),

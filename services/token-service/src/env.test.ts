@@ -10,6 +10,7 @@ describe("parseEnv", () => {
       DATABASE_URL: undefined,
       DATA_DIR: "./.data",
       REDIS_URL: undefined,
+      REDIS_PREFIX: "phaselock",
       ADMIN_TOKEN: undefined,
       KEY_ENCRYPTION_KEY: undefined,
       PUBLIC_GATEWAY_URL: "http://127.0.0.1:8080",

@@ -5,6 +5,7 @@ import {
   parseEnv as parseWith,
   port,
   postgresUrl,
+  redisPrefix,
   redisUrl,
 } from "@phaselock/core";
 import { z } from "zod";
@@ -17,6 +18,7 @@ export const tokenServiceEnvShape = z.object({
   DATABASE_URL: postgresUrl,
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
+  REDIS_PREFIX: redisPrefix,
   ADMIN_TOKEN: optionalString.pipe(
     z
       .string()
@@ -40,6 +42,8 @@ export interface TokenServiceSettings {
   databaseUrl: string | undefined;
   dataDir: string;
   redisUrl: string | undefined;
+  /** `REDIS_PREFIX`: every Redis key and channel starts with `<redisPrefix>:` */
+  redisPrefix: string;
   /** This service's public URL: the `iss` of every token. */
   issuer: string;
   /** Base of the link URLs handed out. */
@@ -76,6 +80,7 @@ export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettin
   databaseUrl: env.DATABASE_URL,
   dataDir: env.DATA_DIR,
   redisUrl: env.REDIS_URL,
+  redisPrefix: env.REDIS_PREFIX,
   issuer: env.TOKEN_SERVICE_URL,
   publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
   adminToken: env.ADMIN_TOKEN,

@@ -163,6 +163,36 @@ const HTTP_EXCEPTION_CODES = [
 const httpExceptionCode = (status: number): ProblemCode =>
   HTTP_EXCEPTION_CODES.find((code) => PROBLEMS[code].status === status) ?? "internal";
 
+/** Connection-level failures of postgres.js / node sockets: the database is unreachable. */
+const DB_DOWN_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+]);
+
+/**
+ * Whether `err` (or what it wraps: drizzle wraps driver errors in `cause`) says the database
+ * cannot be reached: a socket error, or SQLSTATE class 08 (connection), 57P0x (shutdown), 53300.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      if (DB_DOWN_CODES.has(code) || code.startsWith("08") || /^57P0[1-3]$/.test(code) || code === "53300")
+        return true;
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /** The one error handler: every failure leaves as problem+json with a stable `code`. */
 export const onError: ErrorHandler<AppEnv> = (err, c) => {
   if (err instanceof PhaselockError) {
@@ -177,6 +207,11 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
     return problemResponse(c, code, detail);
   }
   const logger = c.get("deps")?.logger ?? consoleLogger;
+  if (isDatabaseUnavailable(err)) {
+    // Never 500: the client may retry, and the service recovers by itself when the pool reconnects.
+    logger.warn("database unavailable", { requestId: c.get("requestId"), method: c.req.method });
+    return problemResponse(c, "unavailable", "The database is unreachable; try again shortly.");
+  }
   logger.error("unhandled error", {
     requestId: c.get("requestId"),
     method: c.req.method,

@@ -165,6 +165,61 @@ describe("JWKS and rotation routes", () => {
     expect((await verifier.verify(newToken)).ok).toBe(true);
   });
 
+  it("revokes a key: it leaves the JWKS, the change is logged and audited; 404 unknown, 409 again", async () => {
+    const { campaignId } = await seedOpen(h);
+    const before = (await callJson<{ kid: string }>(h, "POST", "/v1/keys/rotate")).body.kid;
+    const rotated = await callJson<{ kid: string; previousKid: string }>(h, "POST", "/v1/keys/rotate");
+    const retired = rotated.body.previousKid;
+    expect(retired).toBe(before);
+
+    const r = await callJson<{ kid: string; rotatedTo: string | null }>(
+      h,
+      "POST",
+      `/v1/keys/${retired}/revoke`,
+      {
+        body: { reason: "leaked" },
+      },
+    );
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ kid: retired, rotatedTo: null });
+    expect(h.published.at(-1)).toMatchObject({
+      change: { type: "signing-key-revoked", kid: retired, reason: "leaked" },
+    });
+    expect(h.audit.events.at(-1)).toMatchObject({
+      type: "key.revoked",
+      actor: "admin",
+      data: { kid: retired, reason: "leaked", rotatedTo: null },
+    });
+    const jwks = await callJson<{ keys: { kid: string }[] }>(h, "GET", "/.well-known/jwks.json");
+    expect(jwks.body.keys.map((k) => k.kid)).not.toContain(retired);
+    expect(jwks.body.keys.map((k) => k.kid)).toContain(rotated.body.kid);
+
+    expect(
+      (await callJson(h, "POST", `/v1/keys/${retired}/revoke`, { body: { reason: "again" } })).status,
+    ).toBe(409);
+    expect((await callJson(h, "POST", "/v1/keys/nope/revoke", { body: { reason: "x" } })).status).toBe(404);
+    const coordinator = await createKey(h, "coordinator", campaignId);
+    expect(
+      (
+        await callJson(h, "POST", `/v1/keys/${rotated.body.kid}/revoke`, {
+          body: { reason: "x" },
+          token: coordinator.key,
+        })
+      ).status,
+    ).toBe(403);
+
+    // The active key: a new one is rotated in first, and signs from then on.
+    const active = await callJson<{ kid: string; rotatedTo: string | null }>(
+      h,
+      "POST",
+      `/v1/keys/${rotated.body.kid}/revoke`,
+      { body: { reason: "leaked too" } },
+    );
+    expect(active.status).toBe(200);
+    expect(active.body.rotatedTo).toBeTruthy();
+    expect(h.keys.signer().kid).toBe(active.body.rotatedTo);
+  });
+
   it("only an admin may rotate", async () => {
     const { campaignId } = await seedOpen(h);
     const key = await createKey(h, "coordinator", campaignId);

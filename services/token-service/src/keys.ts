@@ -97,6 +97,26 @@ export class KeyManager {
     return { ...created, previousKid };
   }
 
+  /**
+   * Emergency revocation of `kid` (compromise). When it is the active key a new one is rotated
+   * in first, so signing never stops and never uses the revoked key. `not_found` / `already`
+   * leave everything as it was.
+   */
+  async revoke(
+    kid: string,
+    reason: string,
+  ): Promise<
+    | { status: "revoked"; version: number; rotated: (KeyChange & { previousKid: string | null }) | null }
+    | { status: "not_found" | "already" }
+  > {
+    await this.refresh();
+    let rotated: (KeyChange & { previousKid: string | null }) | null = null;
+    if ((await this.#repo.getActive())?.kid === kid) rotated = await this.rotate();
+    const r = await this.#repo.revoke(kid, reason, this.#clock.now());
+    if (r.status !== "revoked") return { status: r.status };
+    return { status: "revoked", version: r.version, rotated };
+  }
+
   /** The active key's signer. Throws before {@link ensureActiveKey} has run. */
   signer(): LinkSigner {
     const key = this.#active;

@@ -58,6 +58,7 @@ try {
 const bus: ChangeBus = settings.redisUrl
   ? new RedisBus({
       url: settings.redisUrl,
+      prefix: `${settings.redisPrefix}:`,
       onError: (err) => log.warn("change feed", { error: String(err) }),
     })
   : new MemoryBus();

@@ -7,7 +7,7 @@ import { createApp } from "./app.ts";
 import type { TokenServiceDeps } from "./context.ts";
 import type { TokenServiceSettings } from "./env.ts";
 import { consoleLogger, type Logger } from "./errors.ts";
-import { KeyManager, keyChangeMessage } from "./keys.ts";
+import { KeyManager } from "./keys.ts";
 
 /** The deployment's shared state a token service runs on; the stack shares it with the gateway. */
 export interface TokenServiceInfra {
@@ -73,15 +73,15 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     /** Loads (or creates and announces) the signing key; returns its kid. */
     start: async (): Promise<{ kid: string }> => {
       const ensured = await keys.ensureActiveKey();
-      if (ensured.created) await bus.publish(keyChangeMessage(ensured.created)).catch(() => {});
+      if (ensured.created) await bus.publish({ version: ensured.created.version }).catch(() => {});
       // Another instance may rotate: pick up its key, so every instance signs with the active one.
       unsubscribe ??= bus.subscribe({
-        onMessage: (msg) => {
-          if (msg.change.type === "signing-key") {
-            keys
-              .refresh()
-              .catch((err: unknown) => log.error("signing key refresh failed", { error: String(err) }));
-          }
+        // A hint carries no authority: re-read the active key from Postgres (cheap, and a no-op
+        // unless another instance rotated or revoked).
+        onMessage: () => {
+          keys
+            .refresh()
+            .catch((err: unknown) => log.error("signing key refresh failed", { error: String(err) }));
         },
         onStatus: (status: BusStatus) => {
           if (status === "connected" || status === "heartbeat") busUp = true;

@@ -5,9 +5,9 @@
 import { randomBytes } from "node:crypto";
 import { MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
-import type { DbHandle } from "@phaselock/db";
+import { type DbHandle, loadPolicyChanges } from "@phaselock/db";
 import { createMemoryDb } from "@phaselock/db/testing";
-import { type ChangeMessage, MemoryBus } from "@phaselock/state";
+import { type ChangeMessage, decodeLoggedChange, MemoryBus } from "@phaselock/state";
 import { createVerifier, KeyRing } from "@phaselock/tokens";
 import type { createApp } from "./app.ts";
 import type { TokenServiceDeps } from "./context.ts";
@@ -30,7 +30,7 @@ export interface Harness {
   bus: MemoryBus;
   audit: MemoryAuditSink;
   keys: KeyManager;
-  /** Every message published on the bus, in order. */
+  /** The logged change behind every hint published on the bus, in order. */
   published: ChangeMessage[];
   logs: { level: string; msg: string }[];
   close(): Promise<void>;
@@ -48,6 +48,7 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
   const clock = new FakeClock(T0);
   const bus = new MemoryBus({ heartbeatMs: 0 });
   const audit = new MemoryAuditSink();
+  const published: ChangeMessage[] = [];
   const logs: { level: string; msg: string }[] = [];
   // The builder main.ts uses, over the settings the same environment parse gives.
   const service = createTokenService(
@@ -57,12 +58,29 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
       ADMIN_TOKEN: opts.adminToken ?? ADMIN,
       KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
     }),
-    { db: handle.db, stores: { bus }, clock, audit, logger: silentLogger(logs) },
+    {
+      db: handle.db,
+      stores: {
+        bus: {
+          // The bus carries only versions: look each one up in the log, before the route answers.
+          publish: async (hint) => {
+            await bus.publish(hint);
+            const { changes } = await loadPolicyChanges(handle.db, hint.version - 1, 1);
+            const row = changes[0];
+            const m = row?.version === hint.version ? decodeLoggedChange(row) : undefined;
+            if (m) published.push(m);
+          },
+          subscribe: (l) => bus.subscribe(l),
+          close: () => bus.close(),
+        },
+      },
+      clock,
+      audit,
+      logger: silentLogger(logs),
+    },
   );
   await service.start();
   const { app, deps, keys } = service;
-  const published: ChangeMessage[] = [];
-  bus.subscribe({ onMessage: (m) => void published.push(m), onStatus: () => {} });
   return {
     app,
     deps,

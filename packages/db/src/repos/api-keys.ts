@@ -3,7 +3,7 @@ import { PhaselockError, randomId, sha256Hex } from "@phaselock/core";
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { Db } from "../client.ts";
 import { apiKeys } from "../schema/index.ts";
-import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
+import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
 
 export type ApiKeyRole = "admin" | "coordinator" | "auditor";
 
@@ -81,6 +81,6 @@ export const apiKeysRepo = (db: Db): ApiKeysRepo => ({
         .where(and(eq(apiKeys.id, id), isNull(apiKeys.deletedAt)))
         .returning({ id: apiKeys.id });
       if (deleted.length === 0) return { version: await currentPolicyVersion(tx), deleted: false };
-      return { version: await bumpPolicyVersion(tx), deleted: true };
+      return { version: await logPolicyChange(tx, { type: "api-key-deleted", id }), deleted: true };
     }),
 });

@@ -2,7 +2,7 @@ import { PhaselockError } from "@phaselock/core";
 import type { Campaign } from "@phaselock/policy";
 import { asc, eq, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { campaigns, contests } from "../schema/index.ts";
+import { campaigns, contests, policyChanges } from "../schema/index.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
 
 export interface CampaignsRepo {
@@ -48,7 +48,9 @@ export const campaignsRepo = (db: Db): CampaignsRepo => ({
         .values({ id: c.id, ...values })
         .onConflictDoUpdate({ target: campaigns.id, set: { ...values, updatedAt: sql`now()` } })
         .returning();
-      return { version, campaign: toCampaign(row!) };
+      const campaign = toCampaign(row!);
+      await tx.insert(policyChanges).values({ version, change: { type: "campaign", campaign } });
+      return { version, campaign };
     }),
   get: async (id) => {
     const [row] = await db.select().from(campaigns).where(eq(campaigns.id, id));

@@ -8,7 +8,7 @@ import {
 } from "@phaselock/policy";
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { contests, phaseClosures, phases } from "../schema/index.ts";
+import { contests, phaseClosures, phases, policyChanges } from "../schema/index.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
 
 /** Who changes a timeline and when: closures it causes are recorded under them. */
@@ -143,6 +143,7 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
       }
       await insertClosures(tx, closed);
       const contest = { id, name, phases: sorted.map((p) => ({ ...p })) };
+      await logContestChange(tx, version, contest, closed);
       return {
         version,
         contest,
@@ -174,7 +175,9 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
         };
         await insertClosures(tx, [closure]);
         const phasesAfter = contest.phases.map((p) => (p.name === phase ? { ...p, endsAt } : p));
-        return { ok: true, version, contest: { ...contest, phases: phasesAfter }, closure };
+        const ended = { ...contest, phases: phasesAfter };
+        await logContestChange(tx, version, ended, [closure]);
+        return { ok: true, version, contest: ended, closure };
       });
     } catch (err) {
       if (err instanceof Refusal) return { ok: false, code: err.code };
@@ -184,3 +187,9 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
   get: async (id) => (await loadContests(db, [id]))[0] ?? null,
   list: () => loadContests(db),
 });
+
+/** The change gateways read from the Postgres log: the contest as written and what it closed. */
+async function logContestChange(tx: Tx, version: number, contest: Contest, closed: PhaseClosure[]) {
+  const closures = closed.map((c) => ({ contestId: c.contestId, phase: c.phase, closedAt: c.closedAt }));
+  await tx.insert(policyChanges).values({ version, change: { type: "contest", contest, closures } });
+}

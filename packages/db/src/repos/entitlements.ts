@@ -1,8 +1,8 @@
 import { isScope, PhaselockError, type Scope } from "@phaselock/core";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { campaigns, entitlements } from "../schema/index.ts";
-import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
+import { campaigns, entitlements, policyChanges } from "../schema/index.ts";
+import { bumpPolicyVersion, currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
 
 export interface EntitlementsRepo {
   /**
@@ -54,6 +54,9 @@ export const entitlementsRepo = (db: Db): EntitlementsRepo => ({
           target: [entitlements.campaignId, entitlements.phase],
           set: { scopes: unique, updatedAt: sql`now()` },
         });
+      await tx
+        .insert(policyChanges)
+        .values({ version, change: { type: "entitlement", campaignId, phase, scopes: unique } });
       return { version, scopes: unique };
     }),
   remove: (campaignId, phase) =>
@@ -63,7 +66,8 @@ export const entitlementsRepo = (db: Db): EntitlementsRepo => ({
         .where(and(eq(entitlements.campaignId, campaignId), eq(entitlements.phase, phase)))
         .returning({ phase: entitlements.phase });
       if (deleted.length === 0) return { version: await currentPolicyVersion(tx), removed: false };
-      return { version: await bumpPolicyVersion(tx), removed: true };
+      const change = { type: "entitlement", campaignId, phase, scopes: null };
+      return { version: await logPolicyChange(tx, change), removed: true };
     }),
   get: async (campaignId, phase) => {
     const [row] = await db

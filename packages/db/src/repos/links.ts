@@ -4,7 +4,7 @@ import type { Db, Tx } from "../client.ts";
 import { links, phases, revocations } from "../schema/index.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
-import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
+import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
 
 type LinkRow = typeof links.$inferSelect;
 
@@ -245,7 +245,8 @@ export const linksRepo = (db: Db): LinksRepo => {
           .where(and(eq(links.id, id), isNull(links.suspendedAt)))
           .returning({ id: links.id });
         if (updated.length === 0) return { version: await currentPolicyVersion(tx), suspended: false };
-        return { version: await bumpPolicyVersion(tx), suspended: true };
+        const change = { type: "link-suspended", linkId: id, reason };
+        return { version: await logPolicyChange(tx, change), suspended: true };
       }),
   };
 };

@@ -1,6 +1,6 @@
-import { eq, sql } from "drizzle-orm";
+import { asc, eq, gt, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { policyState } from "../schema/index.ts";
+import { policyChanges, policyState, type StoredPolicyChange } from "../schema/index.ts";
 
 /**
  * Bumps policy_state.version inside the caller's transaction and returns the new version. The row
@@ -14,6 +14,47 @@ export async function bumpPolicyVersion(tx: Tx | Db): Promise<number> {
     .returning({ version: policyState.version });
   if (!row) throw new Error("policy_state row missing: the database is not migrated");
   return row.version;
+}
+
+/**
+ * Bumps the version and logs `change` under it, in the caller's transaction: the log row commits
+ * exactly when the write does. Rows are kept (policy writes are rare admin actions); a reader
+ * that finds a version missing reloads in full.
+ */
+export async function logPolicyChange(tx: Tx | Db, change: StoredPolicyChange): Promise<number> {
+  const version = await bumpPolicyVersion(tx);
+  await tx.insert(policyChanges).values({ version, change });
+  return version;
+}
+
+/** One row of the change log, as read (validate `change` before use). */
+export interface LoggedChange {
+  version: number;
+  change: unknown;
+}
+
+/**
+ * The stored version and the logged changes after `after`, in version order. One statement (one
+ * round trip, on the revocation path), so `stored` and the rows come from one snapshot. At most
+ * `limit` rows: a reader that gets fewer than `stored - after` reloads in full.
+ */
+export async function loadPolicyChanges(
+  db: Db | Tx,
+  after: number,
+  limit = 1000,
+): Promise<{ stored: number; changes: LoggedChange[] }> {
+  const rows = await db
+    .select({ stored: policyState.version, version: policyChanges.version, change: policyChanges.change })
+    .from(policyState)
+    .leftJoin(policyChanges, gt(policyChanges.version, after))
+    .where(eq(policyState.id, 1))
+    .orderBy(asc(policyChanges.version))
+    .limit(limit);
+  const first = rows[0];
+  if (!first) throw new Error("policy_state row missing: the database is not migrated");
+  const changes: LoggedChange[] = [];
+  for (const r of rows) if (r.version !== null) changes.push({ version: r.version, change: r.change });
+  return { stored: first.stored, changes };
 }
 
 /** The current policy version (no bump). */

@@ -2,7 +2,7 @@ import { PhaselockError, randomId } from "@phaselock/core";
 import { type Revocation, type RevocationTarget, revocationRecordSchema } from "@phaselock/policy";
 import { and, asc, desc, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { revocations } from "../schema/index.ts";
+import { policyChanges, revocations } from "../schema/index.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import type { Page } from "./links.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
@@ -82,7 +82,9 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
           createdAt: r.createdAt ?? r.effectiveAt,
         })
         .returning();
-      return { version, revocation: toRevocation(row!) };
+      const revocation = toRevocation(row!);
+      await tx.insert(policyChanges).values({ version, change: { type: "revocation", revocation } });
+      return { version, revocation };
     });
   },
 

@@ -3,7 +3,7 @@ import type { Db } from "../client.ts";
 import { gatewaySecrets, links, sessions } from "../schema/index.ts";
 import { toScopes } from "./entitlements.ts";
 import type { Link } from "./links.ts";
-import { bumpPolicyVersion } from "./policy-state.ts";
+import { logPolicyChange } from "./policy-state.ts";
 
 export type Session = Omit<typeof sessions.$inferSelect, "tokenHash">;
 
@@ -85,7 +85,7 @@ export const sessionsRepo = (db: Db): SessionsRepo => ({
         .where(and(eq(sessions.tokenHash, tokenHash), isNull(sessions.endedAt)))
         .returning({ id: sessions.id });
       if (!row) return null;
-      return { id: row.id, version: await bumpPolicyVersion(tx) };
+      return { id: row.id, version: await logPolicyChange(tx, { type: "session-ended", sessionId: row.id }) };
     }),
 
   countActive: async (linkIds, now) => {

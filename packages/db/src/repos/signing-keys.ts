@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { signingKeys } from "../schema/index.ts";
-import { bumpPolicyVersion, currentPolicyVersion } from "./policy-state.ts";
+import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
 
 export type SigningKeyRow = typeof signingKeys.$inferSelect;
 
@@ -22,12 +22,24 @@ export interface SigningKeysRepo {
    * until now is retired in the same transaction, so rotation is atomic.
    */
   insert(key: NewSigningKey, opts?: { retireActiveAt?: Date }): Promise<{ version: number }>;
-  /** Active keys, and retired keys that may still verify a live token (`lastExpiresAt` > now or unknown). */
+  /**
+   * Active keys, and retired keys that may still verify a live token (`lastExpiresAt` > now or
+   * unknown); never a revoked key.
+   */
   listPublished(now: Date): Promise<PublicSigningKey[]>;
   /** The newest unretired key, private blob included, or null. */
   getActive(): Promise<SigningKeyRow | null>;
   /** Retires a key. When it was already retired or unknown, `version` is the current version. */
   retire(kid: string, now: Date): Promise<{ version: number; retired: boolean }>;
+  /**
+   * Emergency revocation: marks the key revoked (it leaves the JWKS and every gateway's ring) and
+   * logs the change, in one transaction. `not_found` for an unknown kid, `already` when revoked.
+   */
+  revoke(
+    kid: string,
+    reason: string,
+    now: Date,
+  ): Promise<{ version: number; status: "revoked" } | { status: "not_found" | "already" }>;
   /** Raises the key's `lastExpiresAt` to `exp` (never lowers it). Inside `tx` when given. */
   bumpLastExpiresAt(kid: string, exp: Date, tx?: Tx): Promise<void>;
 }
@@ -38,6 +50,8 @@ const publicColumns = {
   createdAt: signingKeys.createdAt,
   retiredAt: signingKeys.retiredAt,
   lastExpiresAt: signingKeys.lastExpiresAt,
+  revokedAt: signingKeys.revokedAt,
+  revokedReason: signingKeys.revokedReason,
 };
 
 /** See `SigningKeysRepo.listPublished`. Newest first. */
@@ -46,10 +60,13 @@ export async function loadPublishedKeys(db: Db | Tx, now: Date): Promise<PublicS
     .select(publicColumns)
     .from(signingKeys)
     .where(
-      or(
-        isNull(signingKeys.retiredAt),
-        isNull(signingKeys.lastExpiresAt),
-        gt(signingKeys.lastExpiresAt, now),
+      and(
+        isNull(signingKeys.revokedAt),
+        or(
+          isNull(signingKeys.retiredAt),
+          isNull(signingKeys.lastExpiresAt),
+          gt(signingKeys.lastExpiresAt, now),
+        ),
       ),
     )
     .orderBy(desc(signingKeys.createdAt), desc(signingKeys.kid));
@@ -58,7 +75,11 @@ export async function loadPublishedKeys(db: Db | Tx, now: Date): Promise<PublicS
 export const signingKeysRepo = (db: Db): SigningKeysRepo => ({
   insert: (key, opts = {}) =>
     db.transaction(async (tx) => {
-      const version = await bumpPolicyVersion(tx);
+      const version = await logPolicyChange(tx, {
+        type: "signing-key",
+        kid: key.kid,
+        publicJwk: key.publicJwk,
+      });
       if (opts.retireActiveAt) {
         await tx
           .update(signingKeys)
@@ -80,7 +101,7 @@ export const signingKeysRepo = (db: Db): SigningKeysRepo => ({
     const [row] = await db
       .select()
       .from(signingKeys)
-      .where(isNull(signingKeys.retiredAt))
+      .where(and(isNull(signingKeys.retiredAt), isNull(signingKeys.revokedAt)))
       .orderBy(desc(signingKeys.createdAt), desc(signingKeys.kid))
       .limit(1);
     return row ?? null;
@@ -92,9 +113,32 @@ export const signingKeysRepo = (db: Db): SigningKeysRepo => ({
         .update(signingKeys)
         .set({ retiredAt: now })
         .where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)))
-        .returning({ kid: signingKeys.kid });
-      if (updated.length === 0) return { version: await currentPolicyVersion(tx), retired: false };
-      return { version: await bumpPolicyVersion(tx), retired: true };
+        .returning({ kid: signingKeys.kid, publicJwk: signingKeys.publicJwk });
+      const [row] = updated;
+      if (!row) return { version: await currentPolicyVersion(tx), retired: false };
+      const change = { type: "signing-key", kid, publicJwk: row.publicJwk };
+      return { version: await logPolicyChange(tx, change), retired: true };
+    }),
+
+  revoke: (kid, reason, now) =>
+    db.transaction(async (tx) => {
+      const [row] = await tx
+        .select({ revokedAt: signingKeys.revokedAt })
+        .from(signingKeys)
+        .where(eq(signingKeys.kid, kid))
+        .for("update");
+      if (!row) return { status: "not_found" as const };
+      if (row.revokedAt) return { status: "already" as const };
+      await tx
+        .update(signingKeys)
+        .set({
+          revokedAt: now,
+          revokedReason: reason,
+          retiredAt: sql`coalesce(${signingKeys.retiredAt}, ${now.toISOString()}::timestamptz)`,
+        })
+        .where(eq(signingKeys.kid, kid));
+      const version = await logPolicyChange(tx, { type: "signing-key-revoked", kid, reason });
+      return { version, status: "revoked" as const };
     }),
 
   bumpLastExpiresAt: async (kid, exp, tx) => {

@@ -6,6 +6,7 @@ export * from "./entitlements.ts";
 export * from "./gateway-secrets.ts";
 export * from "./links.ts";
 export * from "./phase-closures.ts";
+export * from "./policy-changes.ts";
 export * from "./policy-state.ts";
 export * from "./revocations.ts";
 export * from "./sessions.ts";

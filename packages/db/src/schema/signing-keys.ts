@@ -10,4 +10,7 @@ export const signingKeys = pgTable("signing_keys", {
   retiredAt: timestamp("retired_at", { withTimezone: true }),
   /** Latest `exp` of any token this key signed: the key stays published until then. */
   lastExpiresAt: timestamp("last_expires_at", { withTimezone: true }),
+  /** Emergency revocation (key compromise): never published or trusted again. */
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  revokedReason: text("revoked_reason"),
 });

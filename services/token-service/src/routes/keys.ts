@@ -1,9 +1,10 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context.ts";
 import { audit, publishChange } from "../effects.ts";
+import { fail } from "../errors.ts";
 import { keyChangeMessage } from "../keys.ts";
 import { auth } from "../middleware/auth.ts";
-import { bearer, jsonContent, problems } from "../schemas.ts";
+import { bearer, DisplayText, jsonBody, jsonContent, problems } from "../schemas.ts";
 
 const Jwk = z
   .object({
@@ -27,6 +28,22 @@ const Rotated = z
       .openapi({ description: "retired, published until its last token expires" }),
   })
   .openapi("KeyRotated");
+
+const Revoked = z
+  .object({
+    kid: z.string().openapi({ description: "the revoked key: gone from the JWKS and every gateway" }),
+    revokedAt: z.string().openapi({ description: "ISO-8601" }),
+    rotatedTo: z
+      .string()
+      .nullable()
+      .openapi({ description: "the new active key, when the revoked one was active" }),
+  })
+  .openapi("KeyRevoked");
+
+const RevokeBody = z
+  .object({ reason: DisplayText(500) })
+  .strict()
+  .openapi("KeyRevoke");
 
 export function registerKeys(app: OpenAPIHono<AppEnv>): void {
   app.openapi(
@@ -68,6 +85,58 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
         data: { kid: rotated.kid, previousKid: rotated.previousKid, version: rotated.version },
       });
       return c.json({ kid: rotated.kid, previousKid: rotated.previousKid }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/keys/{kid}/revoke",
+      tags: ["keys"],
+      summary: "Revoke a signing key (compromise)",
+      description:
+        "Emergency: the key leaves the JWKS at once and every gateway drops it within the propagation bound, so every link it signed (and every session opened from one) is refused `token_invalid`. When it is the active key, a new key is rotated in first. Reissue the affected campaigns' links afterwards (docs/operations.md).",
+      security: bearer,
+      middleware: [auth({ roles: ["admin"] })] as const,
+      request: {
+        params: z.object({ kid: z.string().min(1).max(128) }),
+        body: jsonBody(RevokeBody),
+      },
+      responses: {
+        200: jsonContent(Revoked, "Revoked"),
+        ...problems(
+          400,
+          401,
+          403,
+          [404, "`not_found`: unknown key"],
+          [409, "`conflict`: already revoked"],
+          413,
+          415,
+        ),
+      },
+    }),
+    async (c) => {
+      const { deps } = c.var;
+      const { kid } = c.req.valid("param");
+      const { reason } = c.req.valid("json");
+      const r = await deps.keys.revoke(kid, reason);
+      if (r.status !== "revoked") {
+        return r.status === "not_found"
+          ? fail("not_found", "No such signing key.")
+          : fail("conflict", "This signing key is already revoked.");
+      }
+      if (r.rotated) {
+        const { version, change } = keyChangeMessage(r.rotated);
+        await publishChange(deps, version, change);
+        audit(c, {
+          type: "key.rotated",
+          data: { kid: r.rotated.kid, previousKid: r.rotated.previousKid, version: r.rotated.version },
+        });
+      }
+      await publishChange(deps, r.version, { type: "signing-key-revoked", kid, reason });
+      const rotatedTo = r.rotated?.kid ?? null;
+      audit(c, { type: "key.revoked", data: { kid, reason, rotatedTo, version: r.version } });
+      return c.json({ kid, revokedAt: deps.clock.now().toISOString(), rotatedTo }, 200);
     },
   );
 }

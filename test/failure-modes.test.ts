@@ -1,0 +1,262 @@
+/**
+ * Failure modes with faults injected by a TCP proxy this file runs (a real outage for the
+ * services behind it; the shared servers stay up for other files):
+ * - the token service's Postgres unreachable → `503 unavailable` problem+json on every route,
+ *   never 500, and it recovers by itself;
+ * - a gateway's Postgres unreachable → it keeps serving from its confirmed state until the
+ *   staleness bound (shared FakeClock), then refuses; serves again once Postgres is back;
+ * - Redis flapping for a simulated minute loses no revocation made during it.
+ */
+
+import { createTestDatabase } from "@phaselock/db/testing";
+import { describeIntegration, TEST_DATABASE_URL, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { type IssuedLink, issue, nextCall, seedOpen } from "./support/client.ts";
+import { memoryFeed, redisFeed } from "./support/feeds.ts";
+import { type GatewayNode, type Stack, startStack } from "./support/stack.ts";
+import { TcpProxy, targetOf, viaProxy } from "./support/tcp-proxy.ts";
+
+const POLL = { timeout: 15_000, interval: 25 };
+
+describeIntegration("the token service while its database is unreachable (Postgres)", ["postgres"], () => {
+  let proxy: TcpProxy;
+  let stack: Stack;
+  let seed: Awaited<ReturnType<typeof seedOpen>>;
+  let link: IssuedLink;
+  let coordinatorKey: string;
+
+  beforeAll(async () => {
+    proxy = await TcpProxy.start(targetOf(TEST_DATABASE_URL));
+    const db = await createTestDatabase();
+    stack = await startStack({ db, feed: memoryFeed(), tokenServiceDatabaseUrl: viaProxy(db.url!, proxy) });
+    seed = await seedOpen(stack);
+    link = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+    const key = await stack.api<{ key: string }>("POST", "/v1/api-keys", {
+      body: { role: "coordinator", campaignId: seed.campaignId },
+    });
+    expect(key.status).toBe(201);
+    coordinatorKey = key.body.key;
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+    await proxy?.close();
+  });
+
+  const now = () => stack.clock.now().getTime();
+  /** Requests that need the database to answer, each with a valid body. */
+  const needsDatabase = (): Array<[string, string, unknown?]> => [
+    ["GET", "/readyz"],
+    ["GET", `/v1/contests/${seed.contestId}`],
+    [
+      "PUT",
+      `/v1/contests/${seed.contestId}`,
+      {
+        name: "x",
+        phases: [
+          {
+            name: "open",
+            startsAt: new Date(now() - 86_400_000).toISOString(),
+            endsAt: new Date(now() + 86_400_000).toISOString(),
+            memberData: true,
+          },
+        ],
+      },
+    ],
+    ["PUT", `/v1/campaigns/${seed.campaignId}`, { name: "x", contestId: seed.contestId }],
+    ["PUT", `/v1/campaigns/${seed.campaignId}/entitlements/open`, { scopes: ["calls:read"] }],
+    [
+      "POST",
+      "/v1/links",
+      { campaignId: seed.campaignId, phase: seed.phase, scopes: ["calls:read"], volunteer: { ref: "v-1" } },
+    ],
+    ["GET", "/v1/links"],
+    ["GET", `/v1/links/${link.id}`],
+    ["POST", "/v1/revocations", { scope: "link", linkId: link.id, reason: "outage" }],
+    ["GET", "/v1/revocations"],
+    ["POST", "/v1/keys/rotate"],
+    ["GET", "/.well-known/jwks.json"],
+    ["GET", "/v1/audit"],
+    ["GET", "/v1/audit/verify"],
+    ["DELETE", "/v1/api-keys/key_nothere"],
+    ["POST", `/v1/keys/${"k".repeat(20)}/revoke`, { reason: "outage" }],
+    ["GET", "/v1/reports/dead-links"],
+  ];
+
+  it("answers 503 unavailable problem+json on every route, never 500", async () => {
+    const doc = (await (await stack.tokenService.app.request("/openapi.json")).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    proxy.cut();
+
+    for (const [method, path, body] of needsDatabase()) {
+      const r = await stack.api(method, path, body === undefined ? {} : { body });
+      expect.soft([r.status, r.body?.code], `${method} ${path}`).toEqual([503, "unavailable"]);
+      expect.soft(r.res.headers.get("content-type"), `${method} ${path}`).toBe("application/problem+json");
+    }
+    // A coordinator's key is looked up in the database: 503, not 401.
+    const asCoordinator = await stack.api("GET", "/v1/links", { token: coordinatorKey });
+    expect([asCoordinator.status, asCoordinator.body.code]).toEqual([503, "unavailable"]);
+
+    // Every documented route, whatever it is sent: never a 500.
+    for (const [template, methods] of Object.entries(doc.paths)) {
+      const path = template.replace(/\{[^}]+\}/g, "x1");
+      for (const method of Object.keys(methods)) {
+        const r = await stack.api(
+          method.toUpperCase(),
+          path,
+          method === "get" || method === "delete" ? {} : { body: {} },
+        );
+        expect.soft(r.status, `${method} ${template}`).not.toBe(500);
+        if (r.status >= 400) {
+          expect
+            .soft(r.res.headers.get("content-type"), `${method} ${template}`)
+            .toBe("application/problem+json");
+        }
+      }
+    }
+    expect(stack.tokenService.logs.filter((l) => l.msg === "unhandled error")).toEqual([]);
+  });
+
+  it("recovers by itself once the database is back", async () => {
+    proxy.restore();
+    await vi.waitFor(async () => expect((await stack.api("GET", "/v1/links")).status).toBe(200), POLL);
+    expect((await stack.api("GET", `/v1/links/${link.id}`)).status).toBe(200);
+    const issued = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+    expect(issued.token).toBeTruthy();
+    await stack.advance(0, { waitFresh: false });
+    await vi.waitFor(async () => expect((await stack.api("GET", "/readyz")).status).toBe(200), POLL);
+  });
+});
+
+describeIntegration("a gateway while its database is unreachable (Postgres)", ["postgres"], () => {
+  const STALE_AFTER_MS = 1000;
+  let proxy: TcpProxy;
+  let stack: Stack;
+  let gateway: GatewayNode;
+  let link: IssuedLink;
+
+  beforeAll(async () => {
+    proxy = await TcpProxy.start(targetOf(TEST_DATABASE_URL));
+    const db = await createTestDatabase();
+    // Audit in memory: what is under test is the policy state's bound, not the audit trail's.
+    stack = await startStack({
+      db,
+      feed: memoryFeed(),
+      gateways: 0,
+      staleAfterMs: STALE_AFTER_MS,
+      audit: "memory",
+    });
+    gateway = await stack.startGateway("gateway-via-proxy", { databaseUrl: viaProxy(db.url!, proxy) });
+    const seed = await seedOpen(stack);
+    link = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+    await stack.synced();
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+    await proxy?.close();
+  });
+
+  it("keeps serving from its confirmed state until the staleness bound, then refuses", async () => {
+    expect(await nextCall(gateway.app, link.token)).toEqual({ status: 200, code: null });
+    proxy.cut();
+    // Heartbeats keep coming, but none is passed on without a successful read of the log.
+    stack.clock.advance(STALE_AFTER_MS - 100);
+    stack.feed.beat();
+    await gateway.wiring.catchUp();
+    expect(gateway.wiring.state.isFresh()).toBe(true);
+    expect(await nextCall(gateway.app, link.token)).toEqual({ status: 200, code: null });
+
+    stack.clock.advance(200);
+    stack.feed.beat();
+    await gateway.wiring.catchUp();
+    expect(gateway.wiring.state.isFresh()).toBe(false);
+    expect(await nextCall(gateway.app, link.token)).toEqual({ status: 503, code: "unavailable" });
+    expect((await gateway.app.request("/readyz")).status).toBe(503);
+  });
+
+  it("serves again once the database is back, with what changed meanwhile", async () => {
+    const r = await stack.api("POST", "/v1/revocations", {
+      body: { scope: "link", linkId: link.id, reason: "while the gateway's database was cut" },
+    });
+    expect(r.status).toBe(201);
+    proxy.restore();
+    await vi.waitFor(async () => {
+      stack.feed.beat();
+      await gateway.wiring.catchUp();
+      expect(gateway.wiring.state.isFresh()).toBe(true);
+    }, POLL);
+    expect(await nextCall(gateway.app, link.token)).toEqual({ status: 403, code: "revoked" });
+  });
+});
+
+describeIntegration("Redis flapping for a minute (Postgres + Redis)", ["postgres", "redis"], () => {
+  let proxy: TcpProxy;
+  let stack: Stack;
+
+  beforeAll(async () => {
+    proxy = await TcpProxy.start(targetOf(TEST_REDIS_URL));
+    stack = await startStack({
+      db: await createTestDatabase(),
+      feed: redisFeed({
+        url: viaProxy(TEST_REDIS_URL, proxy),
+        prefix: uniquePrefix("e2e-flap"),
+        heartbeatMs: 50,
+      }),
+      gateways: 2,
+      audit: "memory",
+    });
+    await vi.waitFor(() => {
+      for (const g of stack.gateways) expect(g.feed).toContain("heartbeat");
+    }, POLL);
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+    await proxy?.close();
+  });
+
+  it("loses no revocation made while it flaps", async () => {
+    const seed = await seedOpen(stack);
+    const links: IssuedLink[] = [];
+    for (let i = 0; i < 12; i++)
+      links.push(await issue(stack, { campaignId: seed.campaignId, phase: seed.phase }));
+    const control = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+    await stack.synced();
+
+    // Six cycles of 10 s on the shared clock: cut, revoke, 5 s, restore, revoke, 5 s.
+    for (let cycle = 0; cycle < 6; cycle++) {
+      proxy.cut();
+      const during = links[cycle * 2]!;
+      expect(
+        (
+          await stack.api("POST", "/v1/revocations", {
+            body: { scope: "link", linkId: during.id, reason: "cut" },
+          })
+        ).status,
+      ).toBe(201);
+      await stack.advance(5000, { waitFresh: false });
+      proxy.restore();
+      const after = links[cycle * 2 + 1]!;
+      expect(
+        (
+          await stack.api("POST", "/v1/revocations", {
+            body: { scope: "link", linkId: after.id, reason: "back" },
+          })
+        ).status,
+      ).toBe(201);
+      await stack.advance(5000, { waitFresh: false });
+    }
+
+    await stack.synced(15_000);
+    for (const g of stack.gateways) {
+      for (const l of links)
+        expect(await nextCall(g.app, l.token), `${g.name} ${l.id}`).toEqual({
+          status: 403,
+          code: "revoked",
+        });
+      expect(await nextCall(g.app, control.token), g.name).toEqual({ status: 200, code: null });
+    }
+  });
+});
