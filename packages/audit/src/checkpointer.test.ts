@@ -18,7 +18,13 @@ import {
 } from "./checkpointer.ts";
 import { eventLeafHash } from "./leaf.ts";
 import { IncrementalTree, rootOf, verifyConsistency, verifyInclusion } from "./merkle.ts";
-import { ed25519FromSeed, parseSignerKey, signerKeyString, verifierKeyString, verifyCheckpoint } from "./note.ts";
+import {
+  ed25519FromSeed,
+  parseSignerKey,
+  signerKeyString,
+  verifierKeyString,
+  verifyCheckpoint,
+} from "./note.ts";
 import { appendEvents, streamEvents } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 
@@ -105,7 +111,10 @@ for (const backend of dbBackends) {
       // No new events: the same checkpoint, nothing re-signed.
       expect((await cp.checkpoint())?.note).toBe(first!.note);
 
-      await appendEvents(db, Array.from({ length: 5 }, (_, i) => sampleInput(3 + i)));
+      await appendEvents(
+        db,
+        Array.from({ length: 5 }, (_, i) => sampleInput(3 + i)),
+      );
       const second = await cp.checkpoint();
       expect(second?.treeSize).toBe(8);
       expect(b64(second!.rootHash)).toEqual(await storedRoot(db, 8));
@@ -162,7 +171,10 @@ describeIntegration("two checkpointers racing on one database", ["postgres"], ()
     const two = new Checkpointer({ db: b, signer, clock });
     for (let round = 0; round < 15; round++) {
       await Promise.all([
-        appendEvents(a, Array.from({ length: 1 + (round % 4) }, (_, i) => sampleInput(round * 10 + i))),
+        appendEvents(
+          a,
+          Array.from({ length: 1 + (round % 4) }, (_, i) => sampleInput(round * 10 + i)),
+        ),
         one.checkpoint(),
         two.checkpoint(),
         appendEvents(b, [sampleInput(round * 10 + 9)]),

@@ -11,8 +11,8 @@ import {
   type StoredEvent,
   verifyChain,
 } from "./chain.ts";
-import { leafHash, toHex } from "./merkle.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
+import { leafHash, toHex } from "./merkle.ts";
 import type { AuditEventInput } from "./sink.ts";
 
 const { auditEvents } = schema;

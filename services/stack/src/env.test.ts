@@ -36,6 +36,8 @@ const SAMPLES: Record<string, string> = {
   MAX_BODY_BYTES: "1024",
   UPSTREAM_TIMEOUT_MS: "2000",
   SECURE_COOKIES: "true",
+  AUDIT_CHECKPOINT_DIR: "/var/lib/phaselock/checkpoints",
+  AUDIT_ORIGIN: "audit.example.org/phaselock",
 };
 
 const settings = readmeSettings();

@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { type Contest, currentPhase, type Phase, validateTimeline } from "@phaselock/policy";
 import type { AppEnv } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, DisplayText, IsoDateTime, jsonBody, jsonContent, problems, Slug } from "../schemas.ts";
@@ -92,16 +92,15 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
           issues: [{ in: "body", pointer: "#/phases", detail: timeline.message }],
         });
       }
-      const { version, contest } = await deps.repos.contests.replaceTimeline(
-        contestId,
-        body.name,
-        timeline.phases,
-      );
-      await publishChange(deps, version, { type: "contest", contest });
-      audit(c, {
-        type: "contest.replaced",
-        data: { contestId, phases: contest.phases.map(phaseJson), version },
+      const { version, contest } = await audited(c, async ({ repos, record }) => {
+        const replaced = await repos.contests.replaceTimeline(contestId, body.name, timeline.phases);
+        record({
+          type: "contest.replaced",
+          data: { contestId, phases: replaced.contest.phases.map(phaseJson), version: replaced.version },
+        });
+        return replaced;
       });
+      await publishChange(deps, version, { type: "contest", contest });
       return c.json(contestJson(contest, deps.clock.now()), 200);
     },
   );

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { keyChangeMessage } from "../keys.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, jsonContent, problems } from "../schemas.ts";
@@ -60,13 +60,17 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
     }),
     async (c) => {
       const { deps } = c.var;
-      const rotated = await deps.keys.rotate();
+      const rotated = await audited(c, async ({ repos, record }) => {
+        const r = await deps.keys.rotate(repos.signingKeys);
+        record({ type: "key.rotated", data: { kid: r.kid, previousKid: r.previousKid, version: r.version } });
+        return r;
+      }).catch(async (err: unknown) => {
+        // The new key may be held in memory though its row rolled back: sign with the stored one.
+        await deps.keys.refresh().catch(() => {});
+        throw err;
+      });
       const { version, change } = keyChangeMessage(rotated);
       await publishChange(deps, version, change);
-      audit(c, {
-        type: "key.rotated",
-        data: { kid: rotated.kid, previousKid: rotated.previousKid, version: rotated.version },
-      });
       return c.json({ kid: rotated.kid, previousKid: rotated.previousKid }, 201);
     },
   );
