@@ -89,8 +89,8 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
   });
   const now = deps.clock.now();
   const route = normalized.ok ? `${method} ${normalized.path}` : `${method} (malformed path)`;
-  const audit = (decision: "allow" | "deny", reason: string | null, extra: Record<string, unknown> = {}) =>
-    deps.audit.record({
+  const event = (decision: "allow" | "deny", reason: string | null, extra: Record<string, unknown>) =>
+    ({
       type: "access",
       at: now,
       actor: outcome.claims?.sub ?? null,
@@ -99,7 +99,12 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
       decision,
       reason,
       data: { route, ipHash: ipHash(deps.config, req.clientIp), ...extra },
-    });
+    }) as const;
+  // Denials are batched (bounded, drops counted); an allowed answer carries member data, so it
+  // leaves only once its event has committed (group commit: a rejection answers 503).
+  const audit = (decision: "deny", reason: string | null, extra: Record<string, unknown> = {}) =>
+    deps.audit.record(event(decision, reason, extra));
+  const auditAllowed = (extra: Record<string, unknown>) => deps.audit.recordDurable(event("allow", null, extra));
 
   if (!outcome.ok) {
     if (outcome.audit) audit("deny", outcome.refusal.code);
@@ -170,7 +175,7 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
   for (const [name, value] of answerHeaders(req.requestId)) out.push(name, value);
 
   if (!rule) {
-    audit("allow", null, { status: res.status });
+    await auditAllowed({ status: res.status });
     return { status: res.status, headers: out, body: res.body };
   }
   // A listed route: the volunteer gets only the allow-listed fields, and each member record
@@ -190,7 +195,7 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
       return refusalResult(quota, req);
     }
   }
-  audit("allow", null, { status: res.status, record: filtered.recordId });
+  await auditAllowed({ status: res.status, record: filtered.recordId });
   out.push("content-type", "application/json; charset=utf-8");
   return { status: res.status, headers: out, body: JSON.stringify(filtered.body) };
 }

@@ -1,5 +1,5 @@
 import { type AuditEvent, appendInTransaction } from "@phaselock/audit";
-import { createRepos, type Db, type Tx } from "@phaselock/db";
+import { createRepos, type Tx } from "@phaselock/db";
 import type { PolicyChange } from "@phaselock/state";
 import type { Context } from "hono";
 import type { AppEnv, AuditJournal, Repos, TokenServiceDeps } from "./context.ts";
