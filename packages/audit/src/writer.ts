@@ -113,7 +113,11 @@ export class BatchAuditWriter implements AuditSink {
     // A full queue cannot promise durability soon: refuse, and the caller answers 503.
     if (this.#queue.length >= this.#maxQueue) return Promise.reject(new AuditQueueFullError(this.#maxQueue));
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ event: this.#prepare(event, now), queuedAt: now.getTime(), waiter: { resolve, reject } });
+      this.#queue.push({
+        event: this.#prepare(event, now),
+        queuedAt: now.getTime(),
+        waiter: { resolve, reject },
+      });
       this.#queued++;
       if (this.#queue.length >= this.#maxBatch) this.#kick(0);
       else this.#kick(this.#lingerMs);

@@ -1,4 +1,5 @@
 import type { AuditEvent } from "@phaselock/audit";
+import { T0_SECONDS } from "@phaselock/tokens/testing";
 import { describe, expect, it } from "vitest";
 import { errorCode, gatewayFixture } from "./test-support.ts";
 
@@ -47,5 +48,37 @@ describe("an answer carrying member data waits for its audit event", () => {
     expect(res.status).toBe(403);
     expect(durableCalls).toBe(0);
     expect(g.events().at(-1)).toMatchObject({ type: "access", decision: "deny" });
+  });
+});
+
+describe("landing-page refusals are recorded (the dead-link report counts them)", () => {
+  it("a leftover link clicked three times writes three deny events naming it", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_leftover" });
+    g.revocations.add({
+      id: "rev_1",
+      scope: "link",
+      linkId: "lnk_leftover",
+      reason: "test",
+      actor: "admin",
+      effectiveAt: new Date(T0_SECONDS * 1000),
+    });
+    for (let i = 0; i < 3; i++) expect((await g.get(`/l/${token}`)).status).not.toBe(200);
+    const refused = g.events().filter((e) => e.linkId === "lnk_leftover");
+    expect(refused).toHaveLength(3);
+    for (const e of refused)
+      expect(e).toMatchObject({
+        type: "access",
+        decision: "deny",
+        reason: "revoked",
+        data: { route: "GET /l/:token" },
+      });
+  });
+
+  it("a garbage token on the landing page stores nothing", async () => {
+    const g = await gatewayFixture();
+    const before = g.events().length;
+    expect((await g.get("/l/not-a-token")).status).toBe(401);
+    expect(g.events()).toHaveLength(before);
   });
 });

@@ -104,7 +104,8 @@ async function proxy(deps: GatewayDeps, req: ProxyRequest): Promise<ProxyResult>
   // leaves only once its event has committed (group commit: a rejection answers 503).
   const audit = (decision: "deny", reason: string | null, extra: Record<string, unknown> = {}) =>
     deps.audit.record(event(decision, reason, extra));
-  const auditAllowed = (extra: Record<string, unknown>) => deps.audit.recordDurable(event("allow", null, extra));
+  const auditAllowed = (extra: Record<string, unknown>) =>
+    deps.audit.recordDurable(event("allow", null, extra));
 
   if (!outcome.ok) {
     if (outcome.audit) audit("deny", outcome.refusal.code);
