@@ -16,7 +16,7 @@ describe("an answer carrying member data waits for its audit event", () => {
     };
     const token = await g.issue();
     let answered = false;
-    const pending = g.bearer(token, "/pb/calls/next").then((r) => {
+    const pending = Promise.resolve(g.bearer(token, "/pb/calls/next")).then((r) => {
       answered = true;
       return r;
     });
