@@ -56,6 +56,9 @@ export function createDb(opts: CreateDbOptions): DbHandle {
   if (opts.databaseUrl) {
     const client = postgres(opts.databaseUrl, {
       max: opts.poolSize ?? 10,
+      // An unreachable database must fail a request within seconds (fail closed, 503), not hold
+      // it for postgres.js's default 30 s of reconnecting.
+      connect_timeout: 5,
       // Idempotent DDL and migrations emit NOTICEs that would otherwise go to the console.
       onnotice: () => {},
     });
