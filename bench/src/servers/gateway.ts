@@ -28,6 +28,9 @@ class NullAuditSink implements AuditSink {
   record(): void {
     this.recorded++;
   }
+  async recordDurable(): Promise<void> {
+    this.recorded++;
+  }
   healthy(): boolean {
     return true;
   }

@@ -1,5 +1,6 @@
 export * from "./bench.ts";
 export * from "./chain.ts";
+export * from "./checkpointer.ts";
 export * from "./events.ts";
 export * from "./export-format.ts";
 export * from "./leaf.ts";

@@ -56,6 +56,32 @@ export class IncrementalTree {
     return this.#size;
   }
 
+  /**
+   * Resumes a tree from its frontier: the roots of the perfect subtrees covering `size` leaves,
+   * largest first (one per set bit of `size`), as {@link frontier} returned them.
+   */
+  static fromFrontier(size: number, hashes: readonly Hash[]): IncrementalTree {
+    checkSize("size", size);
+    const sizes: number[] = [];
+    for (let bit = 2 ** Math.floor(Math.log2(Math.max(size, 1))); bit >= 1; bit /= 2) {
+      if (Math.floor(size / bit) % 2 === 1) sizes.push(bit);
+    }
+    if (size === 0) sizes.length = 0;
+    if (sizes.length !== hashes.length || !hashes.every(isHash)) {
+      throw new RangeError(`a frontier of ${size} leaves has ${sizes.length} hashes`);
+    }
+    const t = new IncrementalTree();
+    t.#hashes.push(...hashes);
+    t.#sizes.push(...sizes);
+    t.#size = size;
+    return t;
+  }
+
+  /** The roots of the perfect subtrees covering the leaves so far, largest first. */
+  frontier(): Hash[] {
+    return [...this.#hashes];
+  }
+
   /** Appends a leaf by its leaf hash (see {@link leafHash}). */
   appendLeafHash(h: Hash): void {
     let hash = h;

@@ -8,6 +8,11 @@ export type { AuditEventInput } from "./event-input.ts";
  */
 export interface AuditSink {
   record(event: AuditEvent): void;
+  /**
+   * Records an event and resolves once it is durable (committed), rejecting if it cannot be
+   * written: for answers that carry member data, which must not leave before their event.
+   */
+  recordDurable(event: AuditEvent): Promise<void>;
   healthy(now: Date): boolean;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -17,6 +22,9 @@ export interface AuditSink {
 export class MemoryAuditSink implements AuditSink {
   readonly events: AuditEvent[] = [];
   record(event: AuditEvent): void {
+    this.events.push(event);
+  }
+  async recordDurable(event: AuditEvent): Promise<void> {
     this.events.push(event);
   }
   healthy(): boolean {

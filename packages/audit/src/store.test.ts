@@ -143,8 +143,8 @@ for (const backend of dbBackends) {
       });
 
       it("a forged event below seq 1 fails at once", async () => {
-        const forged = sql`insert into audit_events (seq, id, at, type, data, prev_hash, hash)
-          values (0, 'evt_forged', now(), 'access', '{}', ${GENESIS}, ${GENESIS})`;
+        const forged = sql`insert into audit_events (seq, id, at, type, data, prev_hash, hash, leaf_hash)
+          values (0, 'evt_forged', now(), 'access', '{}', ${GENESIS}, ${GENESIS}, ${GENESIS})`;
         const r = await whileTampered(db, forged, (tx) => verifyStored(tx));
         expect(r).toMatchObject({ ok: false, events: 0, brokenAt: { seq: 0, reason: "seq_gap" } });
       });

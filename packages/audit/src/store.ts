@@ -12,6 +12,7 @@ import {
   verifyChain,
 } from "./chain.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
+import { leafHash, toHex } from "./merkle.ts";
 import type { AuditEventInput } from "./sink.ts";
 
 const { auditEvents } = schema;
@@ -59,31 +60,40 @@ export async function appendPrepared(db: Db, events: readonly PreparedEvent[]): 
     const headSeq = head?.seq ?? 0;
     return { head: head?.hash ?? GENESIS, headSeq, firstSeq: headSeq + 1, ids: [] };
   }
-  const ids = events.map(() => randomId("evt"));
   // READ COMMITTED: the head read after the lock must see the previous holder's commit.
-  return db.transaction(
-    async (tx) => {
-      await tx.execute(sql.raw(`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`));
-      const head = await readHead(tx);
-      const firstSeq = (head?.seq ?? 0) + 1;
-      let prevHash = head?.hash ?? GENESIS;
-      for (let start = 0; start < events.length; start += INSERT_CHUNK_ROWS) {
-        const cols = new ColumnArrays();
-        const end = Math.min(events.length, start + INSERT_CHUNK_ROWS);
-        for (let i = start; i < end; i++) {
-          const e = events[i]!;
-          const seq = firstSeq + i;
-          const id = ids[i]!;
-          const hash = chainHash(prevHash, canonicalPrepared(e, seq, id));
-          cols.push(e, seq, id, prevHash, hash);
-          prevHash = hash;
-        }
-        await tx.execute(cols.insert());
-      }
-      return { head: prevHash, headSeq: firstSeq + events.length - 1, firstSeq, ids };
-    },
-    { isolationLevel: "read committed" },
-  );
+  return db.transaction((tx) => appendInTransaction(tx, events), { isolationLevel: "read committed" });
+}
+
+/**
+ * Appends events inside the caller's transaction (READ COMMITTED), so they commit or roll back
+ * with the change they record. Takes the chain lock until that transaction ends: call it as the
+ * transaction's last statement, so the lock is held only for the inserts and the commit.
+ */
+export async function appendInTransaction(
+  tx: Db,
+  events: readonly (PreparedEvent | AuditEventInput)[],
+): Promise<AppendResult> {
+  const prepared = events.map((e) => ("canonicalParts" in e ? e : prepareEvent(e)));
+  await tx.execute(sql.raw(`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`));
+  const head = await readHead(tx);
+  const firstSeq = (head?.seq ?? 0) + 1;
+  let prevHash = head?.hash ?? GENESIS;
+  const ids = prepared.map(() => randomId("evt"));
+  for (let start = 0; start < prepared.length; start += INSERT_CHUNK_ROWS) {
+    const cols = new ColumnArrays();
+    const end = Math.min(prepared.length, start + INSERT_CHUNK_ROWS);
+    for (let i = start; i < end; i++) {
+      const e = prepared[i]!;
+      const seq = firstSeq + i;
+      const id = ids[i]!;
+      const canonical = canonicalPrepared(e, seq, id);
+      const hash = chainHash(prevHash, canonical);
+      cols.push(e, seq, id, prevHash, hash, toHex(leafHash(canonical)));
+      prevHash = hash;
+    }
+    await tx.execute(cols.insert());
+  }
+  return { head: prevHash, headSeq: firstSeq + prepared.length - 1, firstSeq, ids };
 }
 
 /** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */
@@ -105,8 +115,9 @@ class ColumnArrays {
   readonly #data: string[] = [];
   readonly #prevHash: string[] = [];
   readonly #hash: string[] = [];
+  readonly #leafHash: string[] = [];
 
-  push(e: PreparedEvent, seq: number, id: string, prevHash: string, hash: string): void {
+  push(e: PreparedEvent, seq: number, id: string, prevHash: string, hash: string, leaf: string): void {
     this.#seq.push(String(seq));
     this.#id.push(id);
     this.#at.push(e.atIso);
@@ -119,17 +130,19 @@ class ColumnArrays {
     this.#data.push(e.dataJson);
     this.#prevHash.push(prevHash);
     this.#hash.push(hash);
+    this.#leafHash.push(leaf);
   }
 
   insert(): SQL {
     const a = (values: readonly (string | null)[], type: string) =>
       sql`${arrayLiteral(values)}::${sql.raw(type)}[]`;
     return sql`insert into audit_events
-      (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash)
+      (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash)
       select * from unnest(${a(this.#seq, "bigint")}, ${a(this.#id, "text")}, ${a(this.#at, "timestamptz")},
         ${a(this.#type, "text")}, ${a(this.#actor, "text")}, ${a(this.#campaignId, "text")},
         ${a(this.#linkId, "text")}, ${a(this.#decision, "text")}, ${a(this.#reason, "text")},
-        ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")})`;
+        ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")},
+        ${a(this.#leafHash, "text")})`;
   }
 }
 
@@ -301,4 +314,20 @@ async function readHead(db: Db, atOrBelow?: number): Promise<{ seq: number; hash
     .orderBy(desc(auditEvents.seq))
     .limit(1);
   return head;
+}
+
+/** Number of events stored: the size of the audit tree (seqs are contiguous from 1). */
+export async function treeSize(db: Db): Promise<number> {
+  return (await readHead(db))?.seq ?? 0;
+}
+
+/** Stored leaf hashes of leaves `[start, end)` (leaf i is seq i + 1), for proofs and checkpoints. */
+export async function readLeafHashes(db: Db, start: number, end: number): Promise<Uint8Array[]> {
+  if (end <= start) return [];
+  const rows = await db
+    .select({ leafHash: auditEvents.leafHash })
+    .from(auditEvents)
+    .where(and(gt(auditEvents.seq, start), lte(auditEvents.seq, end)))
+    .orderBy(asc(auditEvents.seq));
+  return rows.map((r) => new Uint8Array(Buffer.from(r.leafHash, "hex")));
 }

@@ -16,6 +16,11 @@ export interface BatchAuditWriterOptions {
   failAfterMs?: number;
   /** Events held in memory at most; beyond it events are counted as dropped. Default 100,000. */
   maxQueue?: number;
+  /**
+   * Longest a durable event (`recordDurable`) waits for others to share its insert (group
+   * commit). Default 2 ms.
+   */
+  lingerMs?: number;
   /** Longest wait between retries after a failed write. Default 1,000 ms. */
   maxBackoffMs?: number;
   /** Told about every failed write, dropped event and unstorable event. */
@@ -26,6 +31,8 @@ interface Queued {
   event: PreparedEvent;
   /** `clock.now()` when recorded, in ms. */
   queuedAt: number;
+  /** Set for `recordDurable`: settled when the batch holding the event commits or fails. */
+  waiter?: { resolve: () => void; reject: (err: unknown) => void } | undefined;
 }
 
 /** Raised (through `onError`) when `record()` finds the queue full. */
@@ -51,6 +58,7 @@ export class BatchAuditWriter implements AuditSink {
   readonly #failAfterMs: number;
   readonly #maxQueue: number;
   readonly #maxBackoffMs: number;
+  readonly #lingerMs: number;
   readonly #onError: (err: unknown) => void;
 
   #queue: Queued[] = [];
@@ -59,6 +67,7 @@ export class BatchAuditWriter implements AuditSink {
   #written = 0;
   #inflight: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
+  #lingerTimer: NodeJS.Timeout | null = null;
   #failures = 0;
   #closed = false;
   #dropped: { count: number; firstAt: Date; lastAt: Date } | null = null;
@@ -71,6 +80,7 @@ export class BatchAuditWriter implements AuditSink {
     this.#failAfterMs = nonNegative(opts.failAfterMs ?? 2_000, "failAfterMs");
     this.#maxQueue = positive(opts.maxQueue ?? 100_000, "maxQueue");
     this.#maxBackoffMs = nonNegative(opts.maxBackoffMs ?? 1_000, "maxBackoffMs");
+    this.#lingerMs = nonNegative(opts.lingerMs ?? 2, "lingerMs");
     this.#onError = opts.onError ?? (() => {});
   }
 
@@ -93,6 +103,37 @@ export class BatchAuditWriter implements AuditSink {
     this.#enqueue(this.#prepare(event, now), now);
   }
 
+  /**
+   * Group commit: the event joins the queue (denials and all) and the next insert starts within
+   * `lingerMs`, or at once when a batch is full; resolves when that insert has committed.
+   */
+  recordDurable(event: AuditEventInput): Promise<void> {
+    const now = this.#clock.now();
+    if (this.#closed) return Promise.reject(new Error("audit writer closed"));
+    // A full queue cannot promise durability soon: refuse, and the caller answers 503.
+    if (this.#queue.length >= this.#maxQueue) return Promise.reject(new AuditQueueFullError(this.#maxQueue));
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({
+        event: this.#prepare(event, now),
+        queuedAt: now.getTime(),
+        waiter: { resolve, reject },
+      });
+      this.#queued++;
+      if (this.#queue.length >= this.#maxBatch) this.#kick(0);
+      else this.#kick(this.#lingerMs);
+    });
+  }
+
+  /** Starts a write within `delayMs`, sooner than the batching timer would. */
+  #kick(delayMs: number): void {
+    if (this.#lingerTimer !== null) return;
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = null;
+      void this.#tick();
+    }, delayMs);
+    this.#lingerTimer.unref();
+  }
+
   healthy(now: Date): boolean {
     if (this.#dropped !== null || this.#queue.length >= this.#maxQueue) return false;
     const oldest = this.#queue[0];
@@ -110,6 +151,8 @@ export class BatchAuditWriter implements AuditSink {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = null;
     try {
       // A flush may queue the record of dropped events: loop until nothing is left.
       while (this.#queue.length > 0) await this.flush();
@@ -176,12 +219,23 @@ export class BatchAuditWriter implements AuditSink {
   async #write(): Promise<void> {
     const batch = this.#queue.slice(0, this.#maxBatch);
     if (batch.length === 0) return;
-    await appendPrepared(
-      this.#db,
-      batch.map((q) => q.event),
-    );
+    try {
+      await appendPrepared(
+        this.#db,
+        batch.map((q) => q.event),
+      );
+    } catch (err) {
+      // The waiting answers are refused now; their events stay queued and are retried, so the
+      // trail still shows the upstream was reached.
+      for (const q of batch) {
+        q.waiter?.reject(err);
+        q.waiter = undefined;
+      }
+      throw err;
+    }
     this.#queue.splice(0, batch.length);
     this.#written += batch.length;
+    for (const q of batch) q.waiter?.resolve();
     const dropped = this.#dropped;
     if (dropped !== null) {
       // The loss itself goes into the chain, so the trail shows the gap.

@@ -125,8 +125,8 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
   });
   const now = deps.clock.now();
   const route = normalized.ok ? `${method} ${normalized.path}` : `${method} (malformed path)`;
-  const audit = (decision: "allow" | "deny", reason: string | null, extra: Record<string, unknown> = {}) =>
-    deps.audit.record({
+  const event = (decision: "allow" | "deny", reason: string | null, extra: Record<string, unknown>) =>
+    ({
       type: "access",
       at: now,
       actor: outcome.claims?.sub ?? null,
@@ -135,7 +135,13 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
       decision,
       reason,
       data: { route, ipHash: ipHash(deps.config, forwarded.client), ...extra },
-    });
+    }) as const;
+  // Denials are batched (bounded, drops counted); an allowed answer carries member data, so it
+  // leaves only once its event has committed (group commit: a rejection answers 503).
+  const audit = (decision: "deny", reason: string | null, extra: Record<string, unknown> = {}) =>
+    deps.audit.record(event(decision, reason, extra));
+  const auditAllowed = (extra: Record<string, unknown>) =>
+    deps.audit.recordDurable(event("allow", null, extra));
 
   if (!outcome.ok) {
     if (outcome.audit) audit("deny", outcome.refusal.code);
@@ -211,7 +217,7 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     return refusalResult(refusal("upstream_error", undefined, err.status), req);
   }
   try {
-    return await answer(deps, req, outcome, rule, res, head, now, audit, release);
+    return await answer(deps, req, outcome, rule, res, head, now, { audit, auditAllowed }, release);
   } catch (err) {
     release();
     throw err;
@@ -226,9 +232,15 @@ async function answer(
   res: RawUpstreamResponse,
   head: boolean,
   now: Date,
-  audit: (decision: "allow" | "deny", reason: string | null, extra?: Record<string, unknown>) => void,
+  recorders: {
+    /** a denial: batched */
+    audit: (decision: "deny", reason: string | null, extra?: Record<string, unknown>) => void;
+    /** an allowed answer: resolves once its event is durable */
+    auditAllowed: (extra: Record<string, unknown>) => Promise<void>;
+  },
   release: () => void,
 ): Promise<ProxyResult> {
+  const { audit, auditAllowed } = recorders;
   // Set-Cookie from the upstream never reaches the volunteer; ours replace the rest below.
   const out: string[] = [];
   let cacheControl = false;
@@ -249,7 +261,7 @@ async function answer(
   for (const [name, value] of answerHeaders(req.requestId)) out.push(name, value);
 
   if (!rule) {
-    audit("allow", null, { status: res.status });
+    await auditAllowed({ status: res.status });
     return { status: res.status, headers: out, body: heldUntilRelayed(res.body, release) };
   }
   // A listed route: the volunteer gets only the allow-listed fields, and each member record
@@ -274,7 +286,7 @@ async function answer(
       return refusalResult(quota, req);
     }
   }
-  audit("allow", null, { status: res.status, record: filtered.recordId });
+  await auditAllowed({ status: res.status, record: filtered.recordId });
   out.push("content-type", "application/json; charset=utf-8");
   const json = JSON.stringify(filtered.body);
   if (!head) return { status: res.status, headers: out, body: json };

@@ -40,6 +40,8 @@ const SAMPLES: Record<string, string> = {
   TRUSTED_PROXIES: "10.0.0.1,192.168.0.0/16",
   BODY_TIMEOUT_MS: "1500",
   MAX_CONCURRENT_PER_LINK: "2",
+  AUDIT_CHECKPOINT_DIR: "/var/lib/phaselock/checkpoints",
+  AUDIT_ORIGIN: "audit.example.org/phaselock",
 };
 
 const settings = readmeSettings();

@@ -1,4 +1,4 @@
-import type { AuditSink } from "@phaselock/audit";
+import type { AuditEvent, AuditSink, StoredCheckpoint } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import type { createRepos, Db } from "@phaselock/db";
 import type { ChangeBus } from "@phaselock/state";
@@ -6,6 +6,22 @@ import type { KeyManager } from "./keys.ts";
 import type { Logger } from "./logger.ts";
 
 export type Repos = ReturnType<typeof createRepos>;
+
+/**
+ * Writes audit events inside the transaction of the change they record, so both commit or
+ * neither does. Injectable so tests can fail between the change and its commit.
+ */
+export interface AuditJournal {
+  append(tx: Db, events: readonly AuditEvent[]): Promise<void>;
+}
+
+/** The signed side of the audit log: its verifier key and its checkpoints. */
+export interface AuditTrail {
+  /** The signed-note verifier key (`name+keyid+base64`), or null until the key is loaded. */
+  verifierKey(): string | null;
+  /** Signs a checkpoint if the log grew since the latest, then returns the latest (null: empty log). */
+  checkpoint(): Promise<StoredCheckpoint | null>;
+}
 
 export interface TokenServiceConfig {
   /** This service's public URL: the `iss` of every token. */
@@ -23,7 +39,12 @@ export interface TokenServiceDeps {
   keys: KeyManager;
   clock: Clock;
   bus: ChangeBus;
+  /** Events that need no transaction of their own (none today; kept for readiness and tests). */
   audit: AuditSink;
+  /** Where admin and issuance events are written, inside the change's transaction. */
+  journal: AuditJournal;
+  /** Checkpoints and the audit key; set once `start()` has loaded the key. */
+  auditTrail: AuditTrail;
   config: TokenServiceConfig;
   /** Extra readiness check for `/readyz`, e.g. the change feed's connection. */
   ready?: () => boolean | Promise<boolean>;

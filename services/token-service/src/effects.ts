@@ -1,7 +1,8 @@
-import type { AuditEvent } from "@phaselock/audit";
+import { type AuditEvent, appendInTransaction } from "@phaselock/audit";
+import { createRepos, type Tx } from "@phaselock/db";
 import type { PolicyChange } from "@phaselock/state";
 import type { Context } from "hono";
-import type { AppEnv, TokenServiceDeps } from "./context.ts";
+import type { AppEnv, AuditJournal, Repos, TokenServiceDeps } from "./context.ts";
 import { consoleLogger } from "./errors.ts";
 
 // A hung feed must not hold a committed write's response: gateways catch up on gap or heartbeat.
@@ -54,19 +55,56 @@ export interface AuditCaller {
   requestId: string;
 }
 
-/** Records an audit event stamped with the service clock, the caller and its request id. */
-export function recordAudit(
-  deps: Pick<TokenServiceDeps, "audit" | "clock">,
+/** The production journal: the events join the database's chain (and tree) in `tx`. */
+export const databaseJournal: AuditJournal = {
+  append: async (tx, events) => {
+    if (events.length > 0) await appendInTransaction(tx, events);
+  },
+};
+
+/** An event stamped with the service clock, the caller and its request id. */
+export function stampAudit(
+  deps: Pick<TokenServiceDeps, "clock">,
   caller: AuditCaller,
   event: AuditDraft,
-): void {
-  deps.audit.record({
+): AuditEvent {
+  return {
     ...event,
     at: deps.clock.now(),
     actor: event.actor ?? caller.principal?.actor ?? null,
     data: { requestId: caller.requestId, ...event.data },
-  } as AuditEvent);
+  } as AuditEvent;
 }
 
-/** {@link recordAudit} for the request `c` is answering. */
-export const audit = (c: Context<AppEnv>, event: AuditDraft): void => recordAudit(c.var.deps, c.var, event);
+/** What an audited change works with: the transaction, repositories inside it, and `record`. */
+export interface AuditedTx {
+  tx: Tx;
+  repos: Repos;
+  /** Queues an event; it is written as the transaction's last statement, before the commit. */
+  record(event: AuditDraft): void;
+}
+
+/**
+ * Runs a change and the audit events it records in one transaction: a crash or a failure at any
+ * point leaves both or neither. The events go last, so the chain lock is held only to the commit.
+ */
+export function auditedChange<T>(
+  deps: Pick<TokenServiceDeps, "db" | "clock" | "journal">,
+  caller: AuditCaller,
+  fn: (t: AuditedTx) => Promise<T>,
+): Promise<T> {
+  return deps.db.transaction(async (tx) => {
+    const events: AuditEvent[] = [];
+    const result = await fn({
+      tx,
+      repos: createRepos(tx),
+      record: (event) => void events.push(stampAudit(deps, caller, event)),
+    });
+    await deps.journal.append(tx, events);
+    return result;
+  });
+}
+
+/** {@link auditedChange} for the request `c` is answering. */
+export const audited = <T>(c: Context<AppEnv>, fn: (t: AuditedTx) => Promise<T>): Promise<T> =>
+  auditedChange(c.var.deps, c.var, fn);

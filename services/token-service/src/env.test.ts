@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseEnv } from "./env.ts";
+import { parseEnv, parseTokenServiceEnv } from "./env.ts";
 
 describe("parseEnv", () => {
   it("applies the contract's defaults", () => {
@@ -15,7 +15,19 @@ describe("parseEnv", () => {
       KEY_ENCRYPTION_KEY: undefined,
       PUBLIC_GATEWAY_URL: "http://127.0.0.1:8080",
       TOKEN_SERVICE_URL: "http://127.0.0.1:4000",
+      AUDIT_CHECKPOINT_DIR: "./.data/checkpoints",
+      AUDIT_ORIGIN: undefined,
     });
+  });
+
+  it("names the audit log after TOKEN_SERVICE_URL's host unless AUDIT_ORIGIN is set", () => {
+    expect(parseTokenServiceEnv({ TOKEN_SERVICE_URL: "https://tokens.example.org:8443" }).auditOrigin).toBe(
+      "tokens.example.org:8443/audit",
+    );
+    expect(parseTokenServiceEnv({ AUDIT_ORIGIN: "log.example/phaselock" }).auditOrigin).toBe(
+      "log.example/phaselock",
+    );
+    expect(() => parseTokenServiceEnv({ AUDIT_ORIGIN: "a+b" })).toThrow(/AUDIT_ORIGIN/);
   });
 
   it("reads every variable, treating empty strings as unset and trimming URL slashes", () => {
@@ -46,6 +58,7 @@ describe("parseEnv", () => {
     ["a non-postgres DATABASE_URL", { DATABASE_URL: "mysql://x" }],
     ["a non-http gateway URL", { PUBLIC_GATEWAY_URL: "javascript:alert(1)" }],
     ["an unknown NODE_ENV", { NODE_ENV: "staging" }],
+    ["an AUDIT_ORIGIN with a space", { AUDIT_ORIGIN: "my log" }],
   ])("refuses %s without echoing the value", (_, env) => {
     let message = "";
     try {

@@ -30,6 +30,13 @@ export const tokenServiceEnvShape = z.object({
   KEY_ENCRYPTION_KEY: optionalString,
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   TOKEN_SERVICE_URL: httpUrl("http://127.0.0.1:4000"),
+  AUDIT_CHECKPOINT_DIR: z.string().min(1).default("./.data/checkpoints"),
+  AUDIT_ORIGIN: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[\x21-\x2a\x2c-\x7e]{1,200}$/, "must be printable ASCII without spaces or '+'")
+      .optional(),
+  ),
 });
 
 export type TokenServiceEnv = z.infer<typeof tokenServiceEnvShape>;
@@ -52,6 +59,10 @@ export interface TokenServiceSettings {
   adminToken: string | undefined;
   /** unset outside production: the starter supplies a development key */
   keyEncryptionKey: string | undefined;
+  /** Where every signed audit checkpoint is also written. */
+  auditCheckpointDir: string;
+  /** The audit log's name (checkpoint origin and key name): `<TOKEN_SERVICE_URL host>/audit` by default. */
+  auditOrigin: string;
 }
 
 const PRODUCTION_SECRETS = {
@@ -85,7 +96,12 @@ export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettin
   publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
   adminToken: env.ADMIN_TOKEN,
   keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
+  auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR,
+  auditOrigin: env.AUDIT_ORIGIN ?? defaultAuditOrigin(env.TOKEN_SERVICE_URL),
 });
+
+/** `<host>/audit`, the C2SP convention of naming a log by where it lives. */
+export const defaultAuditOrigin = (serviceUrl: string): string => `${new URL(serviceUrl).host}/audit`;
 
 /** The token service's environment, parsed once by `main.ts`, without the production rules. */
 export const envSchema = tokenServiceEnvShape;

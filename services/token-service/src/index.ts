@@ -1,5 +1,15 @@
 export { createApp, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES } from "./app.ts";
-export type { AppEnv, Principal, Repos, Role, TokenServiceConfig, TokenServiceDeps } from "./context.ts";
+export { loadAuditSigner, TokenServiceAuditTrail } from "./audit-trail.ts";
+export type {
+  AppEnv,
+  AuditJournal,
+  AuditTrail,
+  Principal,
+  Repos,
+  Role,
+  TokenServiceConfig,
+  TokenServiceDeps,
+} from "./context.ts";
 export {
   envSchema as tokenServiceEnvSchema,
   parseEnv,

@@ -12,7 +12,7 @@ import {
 import { TOKEN_AUDIENCE } from "@phaselock/tokens";
 import type { Principal, TokenServiceDeps } from "./context.ts";
 import { toCsv } from "./csv.ts";
-import { type AuditCaller, recordAudit } from "./effects.ts";
+import { type AuditCaller, auditedChange } from "./effects.ts";
 import { fail } from "./errors.ts";
 import { canActOnCampaign } from "./middleware/auth.ts";
 
@@ -26,7 +26,7 @@ export const MAX_BATCH = 10_000;
 const SIGN_CHUNK = 256;
 
 /** What issuing links needs of the service: no HTTP request in sight. */
-export type IssuanceDeps = Pick<TokenServiceDeps, "db" | "repos" | "keys" | "clock" | "audit" | "config">;
+export type IssuanceDeps = Pick<TokenServiceDeps, "db" | "repos" | "keys" | "clock" | "journal" | "config">;
 
 /** Who asks for the links: the authenticated principal, and its request for the audit trail. */
 export interface IssuanceCaller extends AuditCaller {
@@ -151,46 +151,46 @@ export async function issueLinks(
     tokens.push(...(await Promise.all(chunk)));
   }
 
-  await deps.db.transaction(async (tx) => {
+  const batchId = rows.length > 1 ? randomId("bat") : undefined;
+  // The links and their events commit together: a crash mid-batch leaves neither.
+  await auditedChange(deps, caller, async ({ tx, record }) => {
     await deps.repos.links.insertMany(rows, tx);
     await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
+    for (const row of rows) {
+      record({
+        type: "link.issued",
+        campaignId: campaign.id,
+        linkId: row.id,
+        decision: "allow",
+        data: {
+          volunteerRef: row.volunteerRef,
+          contestId: contest.id,
+          phase: phase.name,
+          scopes,
+          notBefore: iso(nbf),
+          expiresAt: iso(exp),
+          maxUses: req.maxUses,
+          kid: signer.kid,
+          ...(batchId ? { batchId } : {}),
+        },
+      });
+    }
+    if (batchId) {
+      record({
+        type: "links.batch_issued",
+        campaignId: campaign.id,
+        decision: "allow",
+        data: {
+          batchId,
+          count: rows.length,
+          contestId: contest.id,
+          phase: phase.name,
+          scopes,
+          expiresAt: iso(exp),
+        },
+      });
+    }
   });
-
-  const batchId = rows.length > 1 ? randomId("bat") : undefined;
-  for (const row of rows) {
-    recordAudit(deps, caller, {
-      type: "link.issued",
-      campaignId: campaign.id,
-      linkId: row.id,
-      decision: "allow",
-      data: {
-        volunteerRef: row.volunteerRef,
-        contestId: contest.id,
-        phase: phase.name,
-        scopes,
-        notBefore: iso(nbf),
-        expiresAt: iso(exp),
-        maxUses: req.maxUses,
-        kid: signer.kid,
-        ...(batchId ? { batchId } : {}),
-      },
-    });
-  }
-  if (batchId) {
-    recordAudit(deps, caller, {
-      type: "links.batch_issued",
-      campaignId: campaign.id,
-      decision: "allow",
-      data: {
-        batchId,
-        count: rows.length,
-        contestId: contest.id,
-        phase: phase.name,
-        scopes,
-        expiresAt: iso(exp),
-      },
-    });
-  }
 
   const base = deps.config.publicGatewayUrl;
   return rows.map((row, i) => {

@@ -91,9 +91,9 @@ export class KeyManager {
    * Makes a new key the active one and retires the previous one in one transaction. The old key
    * keeps verifying what it signed: it stays in the JWKS until its `lastExpiresAt`.
    */
-  async rotate(): Promise<KeyChange & { previousKid: string | null }> {
-    const previousKid = this.#active?.kid ?? (await this.#repo.getActive())?.kid ?? null;
-    const created = await this.#store(true);
+  async rotate(repo: SigningKeysRepo = this.#repo): Promise<KeyChange & { previousKid: string | null }> {
+    const previousKid = this.#active?.kid ?? (await repo.getActive())?.kid ?? null;
+    const created = await this.#store(true, repo);
     return { ...created, previousKid };
   }
 
@@ -105,14 +105,15 @@ export class KeyManager {
   async revoke(
     kid: string,
     reason: string,
+    repo: SigningKeysRepo = this.#repo,
   ): Promise<
     | { status: "revoked"; version: number; rotated: (KeyChange & { previousKid: string | null }) | null }
     | { status: "not_found" | "already" }
   > {
     await this.refresh();
     let rotated: (KeyChange & { previousKid: string | null }) | null = null;
-    if ((await this.#repo.getActive())?.kid === kid) rotated = await this.rotate();
-    const r = await this.#repo.revoke(kid, reason, this.#clock.now());
+    if ((await repo.getActive())?.kid === kid) rotated = await this.rotate(repo);
+    const r = await repo.revoke(kid, reason, this.#clock.now());
     if (r.status !== "revoked") return { status: r.status };
     return { status: "revoked", version: r.version, rotated };
   }
@@ -138,10 +139,10 @@ export class KeyManager {
     return { keys: published.map((k) => toJwk(k.kid, k.publicJwk)) };
   }
 
-  async #store(retirePrevious: boolean): Promise<KeyChange> {
+  async #store(retirePrevious: boolean, repo: SigningKeysRepo = this.#repo): Promise<KeyChange> {
     const generated = await generateSigningKey();
     const now = this.#clock.now();
-    const { version } = await this.#repo.insert(
+    const { version } = await repo.insert(
       {
         kid: generated.kid,
         publicJwk: { ...generated.publicJwk },

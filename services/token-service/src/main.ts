@@ -24,6 +24,10 @@ try {
   refuse((err as Error).message);
 }
 const dataDir = resolveDataDir(settings.dataDir, process.env.INIT_CWD);
+settings = {
+  ...settings,
+  auditCheckpointDir: resolveDataDir(settings.auditCheckpointDir, process.env.INIT_CWD),
+};
 
 // Development only (production requires both): generated once, kept beside the embedded database.
 let fallbackSecrets: { adminToken?: string; keyEncryptionKey?: string } = {};

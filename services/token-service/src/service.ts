@@ -1,10 +1,12 @@
-import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
+import { type AuditSink, BatchAuditWriter, type CheckpointTimers } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import { createRepos, type Db } from "@phaselock/db";
 import type { BusStatus, ChangeBus } from "@phaselock/state";
 import { parseKek } from "@phaselock/tokens";
 import { createApp } from "./app.ts";
-import type { TokenServiceDeps } from "./context.ts";
+import { TokenServiceAuditTrail } from "./audit-trail.ts";
+import type { AuditJournal, TokenServiceDeps } from "./context.ts";
+import { databaseJournal } from "./effects.ts";
 import type { TokenServiceSettings } from "./env.ts";
 import { consoleLogger, type Logger } from "./errors.ts";
 import { KeyManager } from "./keys.ts";
@@ -16,6 +18,10 @@ export interface TokenServiceInfra {
   clock: Clock;
   /** Default: a batching writer into the database's hash chain, closed by `stop()`. */
   audit?: AuditSink;
+  /** Default: admin and issuance events join the chain inside their change's transaction. */
+  journal?: AuditJournal;
+  /** The checkpoint timer (default: every 10 s, unref'd). */
+  checkpointTimers?: CheckpointTimers;
   logger?: Logger;
   /** Secrets used when the settings leave them unset (never in production: the schema refuses). */
   fallbackSecrets?: { adminToken?: string; keyEncryptionKey?: string };
@@ -37,7 +43,18 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
   if (!kekText) throw new Error("token-service: KEY_ENCRYPTION_KEY is not set");
 
   const repos = createRepos(db);
-  const keys = new KeyManager({ signingKeys: repos.signingKeys, kek: parseKek(kekText), clock });
+  const kek = parseKek(kekText);
+  const keys = new KeyManager({ signingKeys: repos.signingKeys, kek, clock });
+  const auditTrail = new TokenServiceAuditTrail({
+    db,
+    kek,
+    origin: settings.auditOrigin,
+    clock,
+    dir: settings.auditCheckpointDir,
+    timers: infra.checkpointTimers,
+    onError: (err) =>
+      log.error("audit checkpoint", { error: err instanceof Error ? err.message : String(err) }),
+  });
   const ownAudit = infra.audit
     ? undefined
     : new BatchAuditWriter({
@@ -57,6 +74,8 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     clock,
     bus,
     audit,
+    journal: infra.journal ?? databaseJournal,
+    auditTrail,
     config: { issuer: settings.issuer, publicGatewayUrl: settings.publicGatewayUrl, adminToken },
     ready: () => busUp,
     logger: log,
@@ -70,10 +89,12 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     app,
     keys,
     audit,
-    /** Loads (or creates and announces) the signing key; returns its kid. */
+    auditTrail,
+    /** Loads (or creates and announces) the signing key and the audit key; returns the signing kid. */
     start: async (): Promise<{ kid: string }> => {
       const ensured = await keys.ensureActiveKey();
       if (ensured.created) await bus.publish({ version: ensured.created.version }).catch(() => {});
+      await auditTrail.start();
       // Another instance may rotate: pick up its key, so every instance signs with the active one.
       unsubscribe ??= bus.subscribe({
         // A hint carries no authority: re-read the active key from Postgres (cheap, and a no-op
@@ -95,6 +116,7 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
       unsubscribe?.();
       unsubscribe = undefined;
       await ownAudit?.close();
+      await auditTrail.stop();
     },
   };
 }

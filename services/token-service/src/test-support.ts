@@ -3,14 +3,17 @@
  * and an in-memory audit sink, driven through `app.request` (no sockets). Used only by tests.
  */
 import { randomBytes } from "node:crypto";
-import { MemoryAuditSink } from "@phaselock/audit";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type AuditEvent, appendInTransaction, MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
 import { type DbHandle, loadPolicyChanges } from "@phaselock/db";
 import { createMemoryDb } from "@phaselock/db/testing";
 import { type ChangeMessage, decodeLoggedChange, MemoryBus } from "@phaselock/state";
 import { createVerifier, KeyRing } from "@phaselock/tokens";
 import type { createApp } from "./app.ts";
-import type { TokenServiceDeps } from "./context.ts";
+import type { AuditJournal, TokenServiceDeps } from "./context.ts";
 import { parseTokenServiceEnv } from "./env.ts";
 import type { Logger } from "./errors.ts";
 import type { KeyManager } from "./keys.ts";
@@ -30,6 +33,8 @@ export interface Harness {
   bus: MemoryBus;
   audit: MemoryAuditSink;
   keys: KeyManager;
+  /** AUDIT_CHECKPOINT_DIR of this service: a fresh temporary folder. */
+  checkpointDir: string;
   /** The logged change behind every hint published on the bus, in order. */
   published: ChangeMessage[];
   logs: { level: string; msg: string }[];
@@ -42,14 +47,43 @@ export const silentLogger = (logs: { level: string; msg: string }[]): Logger => 
   error: (msg) => void logs.push({ level: "error", msg }),
 });
 
+/**
+ * The production journal, also copying each event into `sink` so tests can look at what a change
+ * recorded without reading the table. `failAfterAppend` plays a crash between the change's
+ * inserts and its commit.
+ */
+export function mirroringJournal(
+  sink: MemoryAuditSink,
+  opts: { failAfterAppend?: (() => boolean) | undefined; memoryOnly?: boolean | undefined } = {},
+) {
+  const journal: AuditJournal = {
+    append: async (tx, events) => {
+      if (events.length === 0) return;
+      if (!opts.memoryOnly) await appendInTransaction(tx, events);
+      if (opts.failAfterAppend?.()) throw new Error("injected failure before commit");
+      for (const e of events) sink.record(e as AuditEvent);
+    },
+  };
+  return journal;
+}
+
 /** A fresh service with its own database. */
-export async function createHarness(opts: { handle?: DbHandle; adminToken?: string } = {}): Promise<Harness> {
+export async function createHarness(
+  opts: {
+    handle?: DbHandle;
+    adminToken?: string;
+    failAfterAppend?: () => boolean;
+    /** Keep the service's own events out of the table, for tests that write the chain by hand. */
+    memoryOnlyAudit?: boolean;
+  } = {},
+): Promise<Harness> {
   const handle = opts.handle ?? (await createMemoryDb());
   const clock = new FakeClock(T0);
   const bus = new MemoryBus({ heartbeatMs: 0 });
   const audit = new MemoryAuditSink();
   const published: ChangeMessage[] = [];
   const logs: { level: string; msg: string }[] = [];
+  const checkpointDir = join(mkdtempSync(join(tmpdir(), "phaselock-cp-")), "checkpoints");
   // The builder main.ts uses, over the settings the same environment parse gives.
   const service = createTokenService(
     parseTokenServiceEnv({
@@ -57,6 +91,7 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
       PUBLIC_GATEWAY_URL: GATEWAY,
       ADMIN_TOKEN: opts.adminToken ?? ADMIN,
       KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
+      AUDIT_CHECKPOINT_DIR: checkpointDir,
     }),
     {
       db: handle.db,
@@ -76,6 +111,12 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
       },
       clock,
       audit,
+      journal: mirroringJournal(audit, {
+        failAfterAppend: opts.failAfterAppend,
+        memoryOnly: opts.memoryOnlyAudit,
+      }),
+      // Tests sign checkpoints by asking for one, never on a wall-clock timer.
+      checkpointTimers: { setInterval: () => 0, clearInterval: () => {} },
       logger: silentLogger(logs),
     },
   );
@@ -89,6 +130,7 @@ export async function createHarness(opts: { handle?: DbHandle; adminToken?: stri
     bus,
     audit,
     keys,
+    checkpointDir,
     published,
     logs,
     close: async () => {

@@ -19,6 +19,11 @@ export const auditEvents = pgTable(
     data: jsonb("data").notNull().$type<Record<string, unknown>>(),
     prevHash: text("prev_hash").notNull(),
     hash: text("hash").notNull(),
+    /**
+     * RFC 9162 leaf hash (hex) of the event's canonical bytes, computed at append, so proofs and
+     * checkpoints read 32 bytes per event instead of whole rows.
+     */
+    leafHash: text("leaf_hash").notNull(),
   },
   (t) => [
     index("audit_campaign_idx").on(t.campaignId, t.seq),

@@ -24,10 +24,27 @@ export function registerLanding(app: Hono<GatewayEnv>) {
   app.get("/l/:token", async (c) => {
     const deps = c.var.deps;
     const outcome = await checkRequest(deps, { credential: c.req.param("token") });
-    if (!outcome.ok) return sendRefusal(c, outcome.refusal, landingStatus(outcome.refusal.code));
+    // A refused click on a genuine link feeds the dead-link report; one without verified claims
+    // names no link, so it is not stored (an unbounded stream of garbage would be).
+    const refuse = (r: Refusal, status: number, claims: LinkClaims | undefined) => {
+      if (claims && r.code !== "unavailable") {
+        deps.audit.record({
+          type: "access",
+          at: deps.clock.now(),
+          actor: claims.sub,
+          campaignId: claims.cmp,
+          linkId: claims.jti,
+          decision: "deny",
+          reason: r.code,
+          data: { ipHash: ipHash(deps.config, clientIp(c)), route: "GET /l/:token" },
+        });
+      }
+      return sendRefusal(c, r, status);
+    };
+    if (!outcome.ok) return refuse(outcome.refusal, landingStatus(outcome.refusal.code), outcome.claims);
     const link = await deps.links.get(outcome.claims.jti);
-    if (!link) return sendRefusal(c, refusal("token_invalid"), 401);
-    if (link.uses >= link.maxUses) return sendRefusal(c, refusal("uses_exhausted"), 410);
+    if (!link) return refuse(refusal("token_invalid"), 401, outcome.claims);
+    if (link.uses >= link.maxUses) return refuse(refusal("uses_exhausted"), 410, outcome.claims);
     const { claims, contest, phase, campaign } = outcome;
     ensureDeviceCookie(c);
     const left = link.maxUses - link.uses;

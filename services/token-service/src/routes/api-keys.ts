@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth, ROLES } from "../middleware/auth.ts";
 import { bearer, DisplayText, jsonBody, jsonContent, problems, Slug } from "../schemas.ts";
@@ -68,8 +68,11 @@ export function registerApiKeys(app: OpenAPIHono<AppEnv>): void {
       if (campaignId !== null && !(await deps.repos.campaigns.get(campaignId)))
         fail("not_found", "No such campaign.");
       const label = body.label ?? null;
-      const { id, key } = await deps.repos.apiKeys.create({ role: body.role, campaignId, label });
-      audit(c, { type: "api_key.created", campaignId, data: { keyId: id, role: body.role, label } });
+      const { id, key } = await audited(c, async ({ repos, record }) => {
+        const created = await repos.apiKeys.create({ role: body.role, campaignId, label });
+        record({ type: "api_key.created", campaignId, data: { keyId: created.id, role: body.role, label } });
+        return created;
+      });
       return c.json({ id, key, role: body.role, campaignId, label }, 201);
     },
   );
@@ -92,10 +95,13 @@ export function registerApiKeys(app: OpenAPIHono<AppEnv>): void {
     async (c) => {
       const { deps } = c.var;
       const { id } = c.req.valid("param");
-      const { version, deleted } = await deps.repos.apiKeys.delete(id);
-      if (!deleted) fail("not_found", "No such API key.");
+      const { version } = await audited(c, async ({ repos, record }) => {
+        const deletion = await repos.apiKeys.delete(id);
+        if (!deletion.deleted) fail("not_found", "No such API key.");
+        record({ type: "api_key.deleted", data: { keyId: id, version: deletion.version } });
+        return deletion;
+      });
       await publishChange(deps, version, { type: "api-key-deleted", id });
-      audit(c, { type: "api_key.deleted", data: { keyId: id, version } });
       return c.body(null, 204);
     },
   );

@@ -1,6 +1,15 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { listEvents, type StoredEvent, verifyStored } from "@phaselock/audit";
+import {
+  listEvents,
+  ProofRangeError,
+  type StoredEvent,
+  storedConsistencyProof,
+  storedInclusionProof,
+  toBase64,
+  verifyStored,
+} from "@phaselock/audit";
 import type { AppEnv } from "../context.ts";
+import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, Cursor, IsoDateTime, jsonContent, Limit, problems, Slug } from "../schemas.ts";
 
@@ -47,6 +56,37 @@ const Verified = z
     }),
   ])
   .openapi("AuditVerification");
+
+/** A tree size or leaf index: decimal, no sign, no leading zeros, within 2^53. */
+const TreeNumber = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,15})$/, "a non-negative decimal integer")
+  .transform(Number)
+  .refine(Number.isSafeInteger, "too large");
+
+const ProofQuery = z
+  .object({
+    from: TreeNumber.optional(),
+    to: TreeNumber.optional(),
+    index: TreeNumber.optional(),
+    size: TreeNumber.optional(),
+  })
+  .strict()
+  .refine(
+    (q) =>
+      (q.from !== undefined && q.to !== undefined && q.index === undefined && q.size === undefined) ||
+      (q.index !== undefined && q.size !== undefined && q.from === undefined && q.to === undefined),
+    "give either from and to (consistency) or index and size (inclusion)",
+  );
+
+const Proof = z
+  .object({ proof: z.array(z.string().openapi({ example: "ziLRPtG+tiAcYjOlAuvTqDZew0Jr5NR3a/hKksWdbzs=" })) })
+  .openapi("AuditProof");
+
+const textContent = (description: string) => ({
+  content: { "text/plain": { schema: z.string() } },
+  description,
+});
 
 const eventJson = (e: StoredEvent) => ({ ...e, at: e.at.toISOString() });
 
@@ -99,5 +139,75 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       responses: { 200: jsonContent(Verified, "The verification result"), ...problems(401, 403) },
     }),
     async (c) => c.json(await verifyStored(c.var.deps.db), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/audit/checkpoint",
+      tags: ["audit"],
+      summary: "The latest signed checkpoint of the audit log",
+      description:
+        "A C2SP tlog-checkpoint (origin, tree size, base64 RFC 9162 root) in a C2SP signed note, signed with the key at `/.well-known/audit-key`. A checkpoint is signed first when the log has grown since the latest.",
+      security: bearer,
+      middleware: [readers] as const,
+      responses: {
+        200: textContent("The signed note"),
+        ...problems(401, 403, [404, "`not_found`: the log is still empty"], 503),
+      },
+    }),
+    async (c) => {
+      const cp = await c.var.deps.auditTrail.checkpoint();
+      if (!cp) fail("not_found", "The audit log has no events yet.");
+      c.header("Cache-Control", "no-store");
+      return c.text(cp.note, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/audit/proof",
+      tags: ["audit"],
+      summary: "A consistency or inclusion proof of the audit tree",
+      description:
+        "`from` and `to`: the RFC 9162 consistency proof between those tree sizes. `index` and `size`: the inclusion proof of the event with `seq = index + 1` in the tree of `size` events. Hashes are base64, leaf side first.",
+      security: bearer,
+      middleware: [readers] as const,
+      request: { query: ProofQuery },
+      responses: { 200: jsonContent(Proof, "The proof"), ...problems(400, 401, 403) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const { db } = c.var.deps;
+      let proof: Uint8Array[];
+      try {
+        proof =
+          q.index !== undefined && q.size !== undefined
+            ? await storedInclusionProof(db, q.index, q.size)
+            : await storedConsistencyProof(db, q.from ?? 0, q.to ?? 0);
+      } catch (err) {
+        if (err instanceof ProofRangeError) fail("validation", `No such proof: ${err.message}.`);
+        throw err;
+      }
+      return c.json({ proof: proof.map(toBase64) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/.well-known/audit-key",
+      tags: ["audit"],
+      summary: "The audit checkpoints' verifier key",
+      description:
+        "The C2SP signed-note verifier key `<origin>+<key id>+<base64(0x01 || Ed25519 public key)>` that signs `/v1/audit/checkpoint`.",
+      responses: { 200: textContent("The verifier key"), ...problems(503) },
+    }),
+    (c) => {
+      const key = c.var.deps.auditTrail.verifierKey();
+      if (!key) fail("unavailable", "The audit key is not loaded yet.");
+      c.header("Cache-Control", "public, max-age=300");
+      return c.text(key, 200);
+    },
   );
 }

@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Campaign } from "@phaselock/policy";
 import type { AppEnv, TokenServiceDeps } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, DisplayText, jsonBody, jsonContent, problems, ScopeSchema, Slug } from "../schemas.ts";
@@ -105,14 +105,21 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       if (body.limits?.requestsPerMinute !== undefined)
         limits.requestsPerMinute = body.limits.requestsPerMinute;
       if (body.limits?.recordsPerHour !== undefined) limits.recordsPerHour = body.limits.recordsPerHour;
-      const { version, campaign } = await deps.repos.campaigns.upsert({
-        id: campaignId,
-        name: body.name,
-        contestId: body.contestId,
-        limits,
+      const { version, campaign } = await audited(c, async ({ repos, record }) => {
+        const upserted = await repos.campaigns.upsert({
+          id: campaignId,
+          name: body.name,
+          contestId: body.contestId,
+          limits,
+        });
+        record({
+          type: "campaign.upserted",
+          campaignId,
+          data: { ...campaignJson(upserted.campaign), version: upserted.version },
+        });
+        return upserted;
       });
       await publishChange(deps, version, { type: "campaign", campaign });
-      audit(c, { type: "campaign.upserted", campaignId, data: { ...campaignJson(campaign), version } });
       return c.json(campaignJson(campaign), 200);
     },
   );
@@ -144,17 +151,20 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       const { campaignId, phase } = c.req.valid("param");
       const { scopes } = c.req.valid("json");
       await campaignPhase(deps, campaignId, phase);
-      const stored = await deps.repos.entitlements.put(campaignId, phase, scopes);
+      const stored = await audited(c, async ({ repos, record }) => {
+        const put = await repos.entitlements.put(campaignId, phase, scopes);
+        record({
+          type: "entitlement.granted",
+          campaignId,
+          data: { phase, scopes: put.scopes, version: put.version },
+        });
+        return put;
+      });
       await publishChange(deps, stored.version, {
         type: "entitlement",
         campaignId,
         phase,
         scopes: stored.scopes,
-      });
-      audit(c, {
-        type: "entitlement.granted",
-        campaignId,
-        data: { phase, scopes: stored.scopes, version: stored.version },
       });
       return c.json({ campaignId, phase, scopes: stored.scopes }, 200);
     },
@@ -179,10 +189,17 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       const { deps } = c.var;
       const { campaignId, phase } = c.req.valid("param");
       await campaignPhase(deps, campaignId, phase);
-      const { version, removed } = await deps.repos.entitlements.remove(campaignId, phase);
+      const { version, removed } = await audited(c, async ({ repos, record }) => {
+        const r = await repos.entitlements.remove(campaignId, phase);
+        record({
+          type: "entitlement.withdrawn",
+          campaignId,
+          data: { phase, removed: r.removed, version: r.version },
+        });
+        return r;
+      });
       if (removed)
         await publishChange(deps, version, { type: "entitlement", campaignId, phase, scopes: null });
-      audit(c, { type: "entitlement.withdrawn", campaignId, data: { phase, removed, version } });
       return c.body(null, 204);
     },
   );

@@ -7,7 +7,7 @@ import {
   validateTimeline,
 } from "@phaselock/policy";
 import type { AppEnv } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, DisplayText, IsoDateTime, jsonBody, jsonContent, problems, Slug } from "../schemas.ts";
@@ -143,18 +143,20 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
         });
       }
       const now = deps.clock.now();
-      const { version, contest, closed, reopened } = await deps.repos.contests.replaceTimeline(
-        contestId,
-        body.name,
-        timeline.phases,
-        { now, actor: principal.actor, reason: TIMELINE_REASON },
-      );
-      await publishChange(deps, version, { type: "contest", contest, closures: closed });
-      audit(c, {
-        type: "contest.replaced",
-        data: { contestId, phases: contest.phases.map(phaseJson), version },
+      const { version, contest, closed, reopened } = await audited(c, async ({ repos, record }) => {
+        const replaced = await repos.contests.replaceTimeline(contestId, body.name, timeline.phases, {
+          now,
+          actor: principal.actor,
+          reason: TIMELINE_REASON,
+        });
+        record({
+          type: "contest.replaced",
+          data: { contestId, phases: replaced.contest.phases.map(phaseJson), version: replaced.version },
+        });
+        for (const closure of replaced.closed) record(closureAudit(closure, "timeline", replaced.version));
+        return replaced;
       });
-      for (const closure of closed) audit(c, closureAudit(closure, "timeline", version));
+      await publishChange(deps, version, { type: "contest", contest, closures: closed });
       const warnings = reopened.map((r) => ({
         code: "phase_closed_early" as const,
         phase: r.phase,
@@ -194,10 +196,14 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
       const { contestId, phase } = c.req.valid("param");
       const { reason } = c.req.valid("json");
       const now = deps.clock.now();
-      const result = await deps.repos.contests.endPhase(contestId, phase, {
-        now,
-        actor: principal.actor,
-        reason,
+      const result = await audited(c, async ({ repos, record }) => {
+        const ended = await repos.contests.endPhase(contestId, phase, {
+          now,
+          actor: principal.actor,
+          reason,
+        });
+        if (ended.ok) record(closureAudit(ended.closure, "end", ended.version));
+        return ended;
       });
       if (!result.ok) {
         if (result.code === "not_found") fail("not_found", "No such contest or phase.");
@@ -205,7 +211,6 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
       }
       const { version, contest, closure } = result;
       await publishChange(deps, version, { type: "contest", contest, closures: [closure] });
-      audit(c, closureAudit(closure, "end", version));
       return c.json(
         {
           ...contestJson(contest, now),

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { keyChangeMessage } from "../keys.ts";
 import { auth } from "../middleware/auth.ts";
@@ -77,13 +77,17 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
     }),
     async (c) => {
       const { deps } = c.var;
-      const rotated = await deps.keys.rotate();
+      const rotated = await audited(c, async ({ repos, record }) => {
+        const r = await deps.keys.rotate(repos.signingKeys);
+        record({ type: "key.rotated", data: { kid: r.kid, previousKid: r.previousKid, version: r.version } });
+        return r;
+      }).catch(async (err: unknown) => {
+        // The new key may be held in memory though its row rolled back: sign with the stored one.
+        await deps.keys.refresh().catch(() => {});
+        throw err;
+      });
       const { version, change } = keyChangeMessage(rotated);
       await publishChange(deps, version, change);
-      audit(c, {
-        type: "key.rotated",
-        data: { kid: rotated.kid, previousKid: rotated.previousKid, version: rotated.version },
-      });
       return c.json({ kid: rotated.kid, previousKid: rotated.previousKid }, 201);
     },
   );
@@ -119,7 +123,22 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
       const { deps } = c.var;
       const { kid } = c.req.valid("param");
       const { reason } = c.req.valid("json");
-      const r = await deps.keys.revoke(kid, reason);
+      // The revocation, any rotation it needs and their events commit together.
+      const r = await audited(c, async ({ repos, record }) => {
+        const res = await deps.keys.revoke(kid, reason, repos.signingKeys);
+        if (res.status !== "revoked") return res;
+        if (res.rotated) {
+          const { kid: newKid, previousKid, version } = res.rotated;
+          record({ type: "key.rotated", data: { kid: newKid, previousKid, version } });
+        }
+        const rotatedTo = res.rotated?.kid ?? null;
+        record({ type: "key.revoked", data: { kid, reason, rotatedTo, version: res.version } });
+        return res;
+      }).catch(async (err: unknown) => {
+        // A rotation held in memory may have rolled back with the revocation: reload the stored key.
+        await deps.keys.refresh().catch(() => {});
+        throw err;
+      });
       if (r.status !== "revoked") {
         return r.status === "not_found"
           ? fail("not_found", "No such signing key.")
@@ -128,14 +147,9 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
       if (r.rotated) {
         const { version, change } = keyChangeMessage(r.rotated);
         await publishChange(deps, version, change);
-        audit(c, {
-          type: "key.rotated",
-          data: { kid: r.rotated.kid, previousKid: r.rotated.previousKid, version: r.rotated.version },
-        });
       }
       await publishChange(deps, r.version, { type: "signing-key-revoked", kid, reason });
       const rotatedTo = r.rotated?.kid ?? null;
-      audit(c, { type: "key.revoked", data: { kid, reason, rotatedTo, version: r.version } });
       return c.json({ kid, revokedAt: deps.clock.now().toISOString(), rotatedTo }, 200);
     },
   );

@@ -7,7 +7,7 @@ import {
   revocationSchema,
 } from "@phaselock/policy";
 import type { AppEnv } from "../context.ts";
-import { audit, publishChange } from "../effects.ts";
+import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import {
@@ -158,19 +158,22 @@ export function registerRevocations(app: OpenAPIHono<AppEnv>): void {
         }
       }
 
-      const { version, revocation } = await deps.repos.revocations.insert({
-        ...target,
-        reason: body.reason,
-        actor: principal.actor,
-        effectiveAt: deps.clock.now(),
+      const { version, revocation } = await audited(c, async ({ repos, record }) => {
+        const inserted = await repos.revocations.insert({
+          ...target,
+          reason: body.reason,
+          actor: principal.actor,
+          effectiveAt: deps.clock.now(),
+        });
+        record({
+          type: "revocation.created",
+          campaignId: inserted.revocation.campaignId ?? null,
+          linkId: inserted.revocation.linkId ?? null,
+          data: { revocation: revocationJson(inserted.revocation), version: inserted.version },
+        });
+        return inserted;
       });
       await publishChange(deps, version, { type: "revocation", revocation });
-      audit(c, {
-        type: "revocation.created",
-        campaignId: revocation.campaignId ?? null,
-        linkId: revocation.linkId ?? null,
-        data: { revocation: revocationJson(revocation), version },
-      });
       return c.json({ id: revocation.id, effectiveAt: revocation.effectiveAt.toISOString() }, 201);
     },
   );

@@ -1,0 +1,205 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FakeClock } from "@phaselock/core";
+import { createDb, type Db, queryRows, schema } from "@phaselock/db";
+import { createTestDatabase, dbBackends, type TestDb } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
+import { asc, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  Checkpointer,
+  type CheckpointTimers,
+  latestCheckpoint,
+  ProofRangeError,
+  storedConsistencyProof,
+  storedInclusionProof,
+} from "./checkpointer.ts";
+import { eventLeafHash } from "./leaf.ts";
+import { IncrementalTree, rootOf, verifyConsistency, verifyInclusion } from "./merkle.ts";
+import {
+  ed25519FromSeed,
+  parseSignerKey,
+  signerKeyString,
+  verifierKeyString,
+  verifyCheckpoint,
+} from "./note.ts";
+import { appendEvents, streamEvents } from "./store.ts";
+import { sampleInput } from "./test-chain.ts";
+
+const ORIGIN = "phaselock.test/audit";
+const seed = new Uint8Array(randomBytes(32));
+const signer = parseSignerKey(signerKeyString(ORIGIN, seed));
+const vkey = verifierKeyString(ORIGIN, ed25519FromSeed(seed).publicKey);
+const b64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
+
+/** A timer the test fires by hand. */
+function manualTimers(): CheckpointTimers & { fire(): void; intervals: number[] } {
+  let fn: (() => void) | undefined;
+  const intervals: number[] = [];
+  return {
+    intervals,
+    setInterval: (f, ms) => {
+      fn = f;
+      intervals.push(ms);
+      return 1;
+    },
+    clearInterval: () => {
+      fn = undefined;
+    },
+    fire: () => fn?.(),
+  };
+}
+
+async function storedRoot(db: Db, size: number): Promise<Uint8Array> {
+  const leaves: Uint8Array[] = [];
+  for await (const e of streamEvents(db, { toSeq: size })) leaves.push(eventLeafHash(e));
+  return rootOf(leaves);
+}
+
+describe("IncrementalTree frontier", () => {
+  it("resumes to the same roots as a tree built in one go", () => {
+    const leaves = Array.from({ length: 37 }, () => new Uint8Array(randomBytes(32)));
+    for (const cut of [0, 1, 2, 5, 8, 16, 31, 36]) {
+      const first = new IncrementalTree();
+      for (const h of leaves.slice(0, cut)) first.appendLeafHash(h);
+      const resumed = IncrementalTree.fromFrontier(cut, first.frontier());
+      for (const h of leaves.slice(cut)) resumed.appendLeafHash(h);
+      expect(resumed.root()).toEqual(rootOf(leaves));
+    }
+  });
+
+  it("refuses a frontier of the wrong length", () => {
+    expect(() => IncrementalTree.fromFrontier(3, [new Uint8Array(32)])).toThrow(RangeError);
+  });
+});
+
+for (const backend of dbBackends) {
+  describeIntegration(`Checkpointer (${backend.name})`, backend.needs, () => {
+    let testDb: TestDb;
+    let db: Db;
+    let dir: string;
+    const clock = new FakeClock("2026-01-01T09:00:00Z");
+
+    beforeAll(async () => {
+      testDb = await backend.open();
+      db = testDb.handle.db;
+      dir = join(await mkdtemp(join(tmpdir(), "cp-")), "checkpoints");
+    });
+    afterAll(async () => {
+      await testDb?.drop();
+      await rm(join(dir, ".."), { recursive: true, force: true });
+    });
+
+    it("signs nothing on an empty log, then a checkpoint per growth, on the injected timer", async () => {
+      const timers = manualTimers();
+      const cp = new Checkpointer({ db, signer, clock, dir, timers });
+      expect(await cp.checkpoint()).toBeNull();
+      cp.start();
+      expect(timers.intervals).toEqual([10_000]);
+
+      await appendEvents(db, [sampleInput(0), sampleInput(1), sampleInput(2)]);
+      timers.fire();
+      await cp.checkpoint();
+      const first = await latestCheckpoint(db);
+      expect(first?.treeSize).toBe(3);
+      const opened = verifyCheckpoint(first!.note, vkey, ORIGIN);
+      expect(opened.ok).toBe(true);
+      if (opened.ok) expect(opened.checkpoint.rootHash).toEqual(await storedRoot(db, 3));
+
+      // No new events: the same checkpoint, nothing re-signed.
+      expect((await cp.checkpoint())?.note).toBe(first!.note);
+
+      await appendEvents(
+        db,
+        Array.from({ length: 5 }, (_, i) => sampleInput(3 + i)),
+      );
+      const second = await cp.checkpoint();
+      expect(second?.treeSize).toBe(8);
+      expect(b64(second!.rootHash)).toEqual(await storedRoot(db, 8));
+      await cp.stop();
+
+      const files = (await readdir(dir)).sort();
+      expect(files).toEqual(["3.note", "8.note"]);
+      expect(await readFile(join(dir, "8.note"), "utf8")).toBe(second!.note);
+      expect((await stat(dir)).mode & 0o777).toBe(0o700);
+      expect((await stat(join(dir, "3.note"))).mode & 0o777).toBe(0o600);
+    });
+
+    it("serves inclusion and consistency proofs that verify against the signed roots", async () => {
+      const cp = await latestCheckpoint(db);
+      const size = cp!.treeSize;
+      const root = b64(cp!.rootHash);
+      const events = [];
+      for await (const e of streamEvents(db)) events.push(e);
+      for (const index of [0, 3, size - 1]) {
+        const proof = await storedInclusionProof(db, index, size);
+        expect(verifyInclusion(index, size, eventLeafHash(events[index]!), proof, root)).toBe(true);
+      }
+      const proof = await storedConsistencyProof(db, 3, size);
+      expect(verifyConsistency(3, size, await storedRoot(db, 3), root, proof)).toBe(true);
+      await expect(storedConsistencyProof(db, 1, size + 1)).rejects.toBeInstanceOf(ProofRangeError);
+      await expect(storedConsistencyProof(db, 4, 3)).rejects.toBeInstanceOf(ProofRangeError);
+      await expect(storedInclusionProof(db, size, size)).rejects.toBeInstanceOf(ProofRangeError);
+    });
+  });
+}
+
+describeIntegration("two checkpointers racing on one database", ["postgres"], () => {
+  let testDb: TestDb;
+  let a: Db;
+  let b: Db;
+  let closeB: () => Promise<void>;
+
+  beforeAll(async () => {
+    const created = await createTestDatabase();
+    testDb = created;
+    a = created.handle.db;
+    const second = createDb({ databaseUrl: created.url });
+    b = second.db;
+    closeB = () => second.close();
+  });
+  afterAll(async () => {
+    await closeB?.();
+    await testDb?.drop();
+  });
+
+  it("yield one series in which every checkpoint extends the one before", async () => {
+    const clock = new FakeClock();
+    const one = new Checkpointer({ db: a, signer, clock });
+    const two = new Checkpointer({ db: b, signer, clock });
+    for (let round = 0; round < 15; round++) {
+      await Promise.all([
+        appendEvents(
+          a,
+          Array.from({ length: 1 + (round % 4) }, (_, i) => sampleInput(round * 10 + i)),
+        ),
+        one.checkpoint(),
+        two.checkpoint(),
+        appendEvents(b, [sampleInput(round * 10 + 9)]),
+        two.checkpoint(),
+      ]);
+    }
+    await Promise.all([one.checkpoint(), two.checkpoint()]);
+    const series = await a
+      .select()
+      .from(schema.auditCheckpoints)
+      .orderBy(asc(schema.auditCheckpoints.treeSize));
+    expect(series.length).toBeGreaterThan(1);
+    for (const cp of series) {
+      expect(verifyCheckpoint(cp.note, vkey).ok).toBe(true);
+      expect(b64(cp.rootHash)).toEqual(await storedRoot(a, cp.treeSize));
+    }
+    for (let i = 1; i < series.length; i++) {
+      const older = series[i - 1]!;
+      const newer = series[i]!;
+      const proof = await storedConsistencyProof(a, older.treeSize, newer.treeSize);
+      expect(
+        verifyConsistency(older.treeSize, newer.treeSize, b64(older.rootHash), b64(newer.rootHash), proof),
+      ).toBe(true);
+    }
+    const [count] = await queryRows<{ n: number }>(a, sql`select count(*)::int as n from audit_events`);
+    expect(series.at(-1)?.treeSize).toBe(count?.n);
+  });
+});

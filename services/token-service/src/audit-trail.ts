@@ -1,0 +1,108 @@
+import { randomBytes } from "node:crypto";
+import {
+  Checkpointer,
+  type CheckpointTimers,
+  ed25519FromSeed,
+  latestCheckpoint,
+  type NoteSigner,
+  parseSignerKey,
+  type StoredCheckpoint,
+  signerKeyString,
+  verifierKeyString,
+} from "@phaselock/audit";
+import type { Clock } from "@phaselock/core";
+import { type Db, schema } from "@phaselock/db";
+import { decryptPrivateKey, encryptPrivateKey } from "@phaselock/tokens";
+import { eq } from "drizzle-orm";
+import type { AuditTrail } from "./context.ts";
+
+const { auditKeys } = schema;
+
+/**
+ * The log's checkpoint key: generated once per origin by whichever instance starts first (the
+ * primary key settles a race), stored with its private half encrypted under the KEK like the
+ * link signing keys, and loaded by every instance.
+ */
+export async function loadAuditSigner(
+  db: Db,
+  kek: Uint8Array,
+  origin: string,
+): Promise<{ signer: NoteSigner; verifierKey: string }> {
+  const read = async () =>
+    (await db.select().from(auditKeys).where(eq(auditKeys.origin, origin)).limit(1))[0];
+  let row = await read();
+  if (!row) {
+    const seed = new Uint8Array(randomBytes(32));
+    await db
+      .insert(auditKeys)
+      .values({
+        origin,
+        verifierKey: verifierKeyString(origin, ed25519FromSeed(seed).publicKey),
+        privateKeyEnc: encryptPrivateKey(signerKeyString(origin, seed), kek),
+      })
+      .onConflictDoNothing();
+    seed.fill(0);
+    row = await read();
+    if (!row) throw new Error("audit key not stored");
+  }
+  const signer = parseSignerKey(decryptPrivateKey(row.privateKeyEnc, kek));
+  // A row whose halves disagree would sign checkpoints nobody can check: refuse to start.
+  if (verifierKeyString(origin, signer.privateKey) !== row.verifierKey) {
+    throw new Error("stored audit key does not match its verifier key");
+  }
+  return { signer, verifierKey: row.verifierKey };
+}
+
+export interface AuditTrailOptions {
+  db: Db;
+  kek: Uint8Array;
+  origin: string;
+  clock: Clock;
+  /** Where each checkpoint is also written. */
+  dir: string | undefined;
+  timers?: CheckpointTimers | undefined;
+  onError?: ((err: unknown) => void) | undefined;
+}
+
+/** The token service's {@link AuditTrail}: loads the key at start, then checkpoints on a timer. */
+export class TokenServiceAuditTrail implements AuditTrail {
+  readonly #opts: AuditTrailOptions;
+  #verifierKey: string | null = null;
+  #checkpointer: Checkpointer | undefined;
+
+  constructor(opts: AuditTrailOptions) {
+    this.#opts = opts;
+  }
+
+  async start(): Promise<void> {
+    if (this.#checkpointer) return;
+    const { signer, verifierKey } = await loadAuditSigner(this.#opts.db, this.#opts.kek, this.#opts.origin);
+    this.#verifierKey = verifierKey;
+    this.#checkpointer = new Checkpointer({
+      db: this.#opts.db,
+      signer,
+      clock: this.#opts.clock,
+      dir: this.#opts.dir,
+      timers: this.#opts.timers,
+      onError: this.#opts.onError,
+    });
+    this.#checkpointer.start();
+  }
+
+  /** Stops the timer after a last checkpoint of what was written. */
+  async stop(): Promise<void> {
+    const cp = this.#checkpointer;
+    if (!cp) return;
+    await cp.stop();
+    await cp.checkpoint().catch(this.#opts.onError ?? (() => {}));
+  }
+
+  verifierKey(): string | null {
+    return this.#verifierKey;
+  }
+
+  async checkpoint(): Promise<StoredCheckpoint | null> {
+    if (!this.#checkpointer) return latestCheckpoint(this.#opts.db);
+    return this.#checkpointer.checkpoint();
+  }
+}
