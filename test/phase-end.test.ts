@@ -58,7 +58,7 @@ describe("a phase ended early stays ended", () => {
     const { contestId, campaignId, ballot } = await runningBallot();
     const old = await issue(stack, { campaignId, phase: "ballot" });
     expect(await opens(old.token)).toEqual({ status: 200, code: null });
-    expect((await nextCall(gw, old.token)).status).toBe(200);
+    expect((await nextCall(gw, await stack.session(old.token))).status).toBe(200);
 
     // The ballot is cut short: it ended a minute ago.
     await putContest(stack, contestId, [{ ...ballot, endsAt: new Date(now() - 60_000) }]);
@@ -83,11 +83,11 @@ describe("a phase ended early stays ended", () => {
     expect(reopened.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
     await stack.synced();
     expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
-    expect(await nextCall(gw, old.token)).toEqual({ status: 403, code: "phase_closed" });
+    expect(await nextCall(gw, await stack.session(old.token))).toEqual({ status: 403, code: "phase_closed" });
 
     const fresh = await issue(stack, { campaignId, phase: "ballot" });
     expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
-    expect((await nextCall(gw, fresh.token)).status).toBe(200);
+    expect((await nextCall(gw, await stack.session(fresh.token))).status).toBe(200);
   });
 
   it("by the end route: the phase is over now and its links stay dead when a timeline re-opens it", async () => {

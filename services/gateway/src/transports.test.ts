@@ -453,7 +453,7 @@ describe("node handler, a header node cannot send", () => {
 describe.each(transports)("context and client headers over %s", (name, make) => {
   it("a context value outside plain ASCII is percent-encoded (RFC 3986 unreserved kept)", async () => {
     const { g, send } = await make();
-    const token = await g.issue({ jti: "lnk_enc", sub: "Łukasz-1 ä" });
+    const token = await g.session({ jti: "lnk_enc", sub: "Łukasz-1 ä" });
     const res = await send("/pb/calls/next", { headers: bearer(token) });
     expect(res.status).toBe(200);
     const seen = g.phonebank.seen[0]!.headers;
@@ -463,7 +463,7 @@ describe.each(transports)("context and client headers over %s", (name, make) => 
 
   it("drops client headers that normalise to x-phaselock-* or say who the client is", async () => {
     const { g, send } = await make();
-    const token = await g.issue({ jti: "lnk_real" });
+    const token = await g.session({ jti: "lnk_real" });
     const res = await send("/pb/calls/next", {
       headers: bearer(token, {
         X_Phaselock_Link: "lnk_forged",
@@ -504,7 +504,7 @@ describe.each(transports)("context and client headers over %s", (name, make) => 
 describe("node handler: X-Forwarded-For from trusted proxies only", () => {
   it("an untrusted peer's chain is replaced by its address; the audit hashes the peer", async () => {
     const { g, port } = await node();
-    const token = await g.issue();
+    const token = await g.session();
     const res = await nodeRequest(port, "/pb/calls/next", {
       headers: bearer(token, { "x-forwarded-for": "203.0.113.9" }),
     });
@@ -515,7 +515,7 @@ describe("node handler: X-Forwarded-For from trusted proxies only", () => {
 
   it("a trusted peer's chain is appended to; the client is the rightmost untrusted address", async () => {
     const { g, port } = await node({ config: { trustedProxies: ["127.0.0.0/8", "10.0.0.2"] } });
-    const token = await g.issue();
+    const token = await g.session();
     const res = await nodeRequest(port, "/pb/calls/next", {
       headers: bearer(token, { "x-forwarded-for": "192.0.2.1, 203.0.113.9, 10.0.0.2" }),
     });
@@ -530,7 +530,7 @@ describe("node handler: X-Forwarded-For from trusted proxies only", () => {
 describe.each(transports)("HEAD over %s: checked, limited and counted like GET", (_name, make) => {
   it("needs the GET route's scope", async () => {
     const { g, send } = await make();
-    const readOnly = await g.issue({ scp: ["calls:read"] });
+    const readOnly = await g.session({ scp: ["calls:read"] });
     for (const path of ["/pb/members/m_000001", "/pb/members/export", "/pb/nope"]) {
       const res = await send(path, { method: "HEAD", headers: bearer(readOnly) });
       expect([path, res.status, res.headers.get("x-request-id")?.slice(0, 3)]).toEqual([path, 403, "req"]);
@@ -543,7 +543,7 @@ describe.each(transports)("HEAD over %s: checked, limited and counted like GET",
   it("is rate limited", async () => {
     const { g, send } = await make();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1 };
-    const token = await g.issue();
+    const token = await g.session();
     expect((await send("/pb/", { method: "HEAD", headers: bearer(token) })).status).toBe(200);
     const res = await send("/pb/", { method: "HEAD", headers: bearer(token) });
     expect(res.status).toBe(429);
@@ -553,7 +553,7 @@ describe.each(transports)("HEAD over %s: checked, limited and counted like GET",
   it("a HEAD of /members/:id counts against the record quota, and is refused once it is spent", async () => {
     const { g, send } = await make();
     g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 1 };
-    const token = await g.issue();
+    const token = await g.session();
     const head = await send("/pb/members/m_000001", { method: "HEAD", headers: bearer(token) });
     expect(head.status).toBe(200);
     expect(await head.text()).toBe("");
@@ -585,13 +585,13 @@ describe.each(transports)("concurrent upstream requests per link over %s", (_nam
         }),
     };
     const { g, send } = await make({ upstream, config: { maxConcurrentPerLink: 2 } });
-    const token = await g.issue();
+    const token = await g.session();
     const held = [send("/pb/", { headers: bearer(token) }), send("/pb/", { headers: bearer(token) })];
     await expect.poll(() => waiting.length).toBe(2);
     const refused = await send("/pb/", { headers: bearer(token) });
     expect([refused.status, await errorCode(refused)]).toEqual([429, "rate_limited"]);
     expect(refused.headers.get("retry-after")).toBe("1");
-    const other = send("/pb/", { headers: bearer(await g.issue()) });
+    const other = send("/pb/", { headers: bearer(await g.session()) });
     await expect.poll(() => waiting.length).toBe(3);
     for (const release of waiting.splice(0)) release();
     expect((await Promise.all([...held, other])).map((r) => r.status)).toEqual([200, 200, 200]);
@@ -636,12 +636,12 @@ describe("node handler: slow clients and a wedged upstream client", () => {
       config: { maxConcurrentPerLink: 100 },
     });
     g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
-    const odd = await g.issue({ sub: "Łukasz-1" });
+    const odd = await g.session({ sub: "Łukasz-1" });
     const answers = await Promise.all(
       Array.from({ length: 64 }, () => nodeRequest(port, "/pb/", { headers: bearer(odd) })),
     );
     expect(new Set(answers.map((r) => r.status))).toEqual(new Set([200]));
-    const plain = await g.issue();
+    const plain = await g.session();
     const after = await Promise.all(
       Array.from({ length: 8 }, () => nodeRequest(port, "/pb/calls/next", { headers: bearer(plain) })),
     );
@@ -659,7 +659,7 @@ describe("node handler: slow clients and a wedged upstream client", () => {
       metered++;
       return limits(...args);
     };
-    const slowToken = await g.issue();
+    const slowToken = await g.session();
     const slow = Array.from({ length: 64 }, () => slowPost(port, "/pb/calls/c_1/outcome", bearer(slowToken)));
     cleanups.push(async () => {
       for (const s of slow) s.close();
@@ -667,7 +667,7 @@ describe("node handler: slow clients and a wedged upstream client", () => {
     // Every slow request has passed the checks: each is now reading its body, or (before the
     // fix) holding or waiting for an upstream connection.
     await expect.poll(() => metered, { timeout: 5_000 }).toBe(64);
-    const token = await g.issue();
+    const token = await g.session();
     const gets = await Promise.all(
       Array.from({ length: 8 }, () => nodeRequest(port, "/pb/calls/next", { headers: bearer(token) })),
     );
@@ -679,7 +679,7 @@ describe("node handler: slow clients and a wedged upstream client", () => {
 
   it("a body that does not arrive within BODY_TIMEOUT_MS: 408 request_timeout, upstream never asked", async () => {
     const { g, port } = await node({ config: { bodyTimeoutMs: 50 } });
-    const s = slowPost(port, "/pb/calls/c_1/outcome", bearer(await g.issue()));
+    const s = slowPost(port, "/pb/calls/c_1/outcome", bearer(await g.session()));
     cleanups.push(async () => {
       s.close();
     });
@@ -711,7 +711,7 @@ describe("node handler: slow clients and a wedged upstream client", () => {
     cleanups.push(() => upstream.close());
     const { g, port } = await node({ upstream });
     g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1000 };
-    const token = await g.issue();
+    const token = await g.session();
     const failed = await Promise.all(
       ["m_reset", "m_hang", "m_reset", "m_hang"].map((id) =>
         nodeRequest(port, `/pb/members/${id}`, { headers: bearer(token) }),

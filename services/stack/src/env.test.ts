@@ -42,6 +42,7 @@ const SAMPLES: Record<string, string> = {
   MAX_CONCURRENT_PER_LINK: "2",
   AUDIT_CHECKPOINT_DIR: "/var/lib/phaselock/checkpoints",
   AUDIT_ORIGIN: "audit.example.org/phaselock",
+  SESSION_TTL_SECONDS: "3600",
 };
 
 const settings = readmeSettings();
@@ -51,6 +52,7 @@ const tokenServiceSettings = settings.filter((name) => name in tokenServiceEnvSh
 describe("pnpm start applies every setting as the service alone does", () => {
   it("covers every row of the README's table, each read by some service", () => {
     expect(settings.length).toBeGreaterThan(15);
+    expect(new Set(settings).size, "a README row per setting").toBe(settings.length);
     for (const name of settings) {
       expect(SAMPLES, `no sample value for ${name}`).toHaveProperty(name);
       const stackOnly = name === "PHONEBANK_PORT";
@@ -58,6 +60,13 @@ describe("pnpm start applies every setting as the service alone does", () => {
         true,
       );
     }
+  });
+
+  it("applies PUBLIC_GATEWAY_URL to both services: links handed out, redemptions accepted", () => {
+    expect(gatewaySettings).toContain("PUBLIC_GATEWAY_URL");
+    expect(tokenServiceSettings).toContain("PUBLIC_GATEWAY_URL");
+    const stack = parseStackEnv({ PUBLIC_GATEWAY_URL: SAMPLES.PUBLIC_GATEWAY_URL });
+    expect(stack.gateway.publicGatewayUrl).toBe(stack.tokenService.publicGatewayUrl);
   });
 
   it("gives the same configs with nothing set", () => {

@@ -9,12 +9,21 @@ import { type BuiltStack, buildStack } from "./stack.ts";
 
 const tokenOf = (url: string): string => new URL(url).pathname.split("/").at(-1)!;
 const redeem = (stack: BuiltStack, token: string, device: string) =>
-  stack.gateway.app.request(`/l/${token}`, { method: "POST", headers: { cookie: `pl_device=${device}` } });
+  stack.gateway.app.request(`/l/${token}`, { method: "POST", headers: { cookie: device } });
+/** A device as a browser gets one: the `pl_device` cookie the gateway's landing page sets. */
+async function issuedDevice(stack: BuiltStack, token: string): Promise<string> {
+  const res = await stack.gateway.app.request(`/l/${token}`);
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith("pl_device="));
+  if (!cookie) throw new Error(`the landing page answered ${res.status} without a device cookie`);
+  return cookie.slice(0, cookie.indexOf(";"));
+}
 
 describeIntegration("pnpm start's stack, built by the function main.ts calls", ["postgres"], () => {
   let db: TestDatabase;
   let dataDir: string;
   let stack: BuiltStack;
+  /** the one device the ballot link is opened on, whichever test opens it first */
+  let ballotDevice: string;
 
   beforeAll(async () => {
     db = await createTestDatabase({ migrate: false });
@@ -28,6 +37,7 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
     // The stack opens its own pool to the test database: ours is not needed.
     await db.handle.close();
     stack = await buildStack(config, { logger: { info: () => {}, warn: () => {}, error: () => {} } });
+    ballotDevice = await issuedDevice(stack, tokenOf(stack.demo!.ballot.url));
   });
 
   afterAll(async () => {
@@ -38,7 +48,7 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
 
   it("seeds the demo and marks the session cookie Secure when SECURE_COOKIES=true", async () => {
     expect(stack.seededNow).toBe(true);
-    const res = await redeem(stack, tokenOf(stack.demo!.ballot.url), "dev_aaaaaaaaaaaa");
+    const res = await redeem(stack, tokenOf(stack.demo!.ballot.url), ballotDevice);
     expect(res.status).toBe(303);
     const session = res.headers.getSetCookie().find((c) => c.startsWith("pl_session="));
     expect(session).toMatch(/;\s*Secure/i);
@@ -46,8 +56,8 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
 
   it("suspends a link redeemed from more devices than MAX_DEVICES_PER_LINK=1", async () => {
     const token = tokenOf(stack.demo!.ballot.url);
-    expect((await redeem(stack, token, "dev_aaaaaaaaaaaa")).status).toBe(303);
-    const second = await redeem(stack, token, "dev_bbbbbbbbbbbb");
+    expect((await redeem(stack, token, ballotDevice)).status).toBe(303);
+    const second = await redeem(stack, token, await issuedDevice(stack, token));
     expect(second.status).toBe(403);
     expect(await second.text()).toContain("suspended");
   });
