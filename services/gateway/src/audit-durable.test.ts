@@ -14,7 +14,7 @@ describe("an answer carrying member data waits for its audit event", () => {
         release = resolve;
       });
     };
-    const token = await g.issue();
+    const token = await g.session();
     let answered = false;
     const pending = Promise.resolve(g.bearer(token, "/pb/calls/next")).then((r) => {
       answered = true;
@@ -33,7 +33,7 @@ describe("an answer carrying member data waits for its audit event", () => {
     g.audit.recordDurable = async () => {
       throw new Error("database gone");
     };
-    const res = await g.bearer(await g.issue(), "/pb/calls/next");
+    const res = await g.bearer(await g.session(), "/pb/calls/next");
     expect(res.status).toBe(503);
     expect(await errorCode(res)).toBe("unavailable");
   });
@@ -44,7 +44,7 @@ describe("an answer carrying member data waits for its audit event", () => {
     g.audit.recordDurable = async () => {
       durableCalls++;
     };
-    const res = await g.bearer(await g.issue({ scp: ["calls:read"] }), "/pb/members/m_1");
+    const res = await g.bearer(await g.session({ scp: ["calls:read"] }), "/pb/members/m_1");
     expect(res.status).toBe(403);
     expect(durableCalls).toBe(0);
     expect(g.events().at(-1)).toMatchObject({ type: "access", decision: "deny" });
