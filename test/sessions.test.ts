@@ -104,14 +104,15 @@ describeIntegration("sessions across two gateways (Postgres + Redis)", ["postgre
     await stack.synced();
     const session = await open(a, link.token);
     await onBoth(session, ok);
-    // Ended in Postgres with no message on the feed (as if it were lost): the caches still hold it.
+    // Ended in Postgres with no message on the feed (as if it were lost). A gateway's heartbeat reads the
+    // change log, so it may notice the end before the poll below: either answer is fine until then.
     const r = await createRepos(stack.db.handle.db).sessions.end(
       sha256Hex(session),
       "test",
       stack.clock.now(),
     );
     expect(r).not.toBeNull();
-    for (const g of stack.gateways) expect(await nextCall(g.app, session)).toEqual(ok);
+    for (const g of stack.gateways) expect([ok, ended]).toContainEqual(await nextCall(g.app, session));
     const pollers = stack.gateways.map((g) => startVersionPoller(g.wiring, 50));
     try {
       await onBoth(session, ended);

@@ -6,7 +6,6 @@
  * `POST /v1/keys/:kid/revoke` takes a key out of the JWKS and off every gateway's ring.
  */
 
-import { randomUUID } from "node:crypto";
 import { currentPolicyVersion } from "@phaselock/db";
 import { createTestDatabase } from "@phaselock/db/testing";
 import type { LinkClaims } from "@phaselock/policy";
@@ -16,7 +15,7 @@ import type { LinkSigner } from "@phaselock/token-service";
 import { generateSigningKey, signLink } from "@phaselock/tokens";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type IssuedLink, issue, pb, redeem, seedOpen } from "./support/client.ts";
+import { errorCode, type IssuedLink, issue, pb, redeem, seedOpen } from "./support/client.ts";
 import { redisFeed } from "./support/feeds.ts";
 import { ISSUER, type Stack, startStack } from "./support/stack.ts";
 
@@ -35,20 +34,41 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
   let seed: Awaited<ReturnType<typeof seedOpen>>;
   let link: IssuedLink;
 
+  /** `credential` on `/pb` at both gateways (a session: a link token there is `session_required`). */
   const onBoth = async (
-    token: string,
+    credential: string,
     want: { status: number; code: string | null },
     path = "/calls/next",
   ) => {
     await vi.waitFor(async () => {
       for (const g of stack.gateways) {
-        const res = await pb(g.app, path, { bearer: token });
+        const res = await pb(g.app, path, { bearer: credential });
         const body = await res.text();
         let code: string | null = null;
         try {
           code = (JSON.parse(body) as { error?: { code?: string } }).error?.code ?? null;
         } catch {}
         expect({ status: res.status, code }, `${g.name} ${path}`).toEqual(want);
+      }
+    }, BOUND);
+  };
+  /** A link's session, as a redemption would open it. */
+  const sessionOf = (token: string) => stack.session(token);
+  /**
+   * A forged link reaches no member data on either gateway: on `/pb` a link token is
+   * `session_required`, and its landing page (where a session would be redeemed) is `token_invalid`.
+   */
+  const forgedRefused = async (token: string) => {
+    await onBoth(token, { status: 401, code: "session_required" }, "/members/export");
+    await onBoth(token, { status: 401, code: "session_required" });
+    await landingOnBoth(token, invalid);
+  };
+  /** GET `/l/<token>` (JSON; the landing page consumes no use) at both gateways. */
+  const landingOnBoth = async (token: string, want: { status: number; code: string | null }) => {
+    await vi.waitFor(async () => {
+      for (const g of stack.gateways) {
+        const res = await g.app.request(`/l/${token}`, { headers: { accept: "application/json" } });
+        expect({ status: res.status, code: await errorCode(res) }, `${g.name} /l`).toEqual(want);
       }
     }, BOUND);
   };
@@ -94,8 +114,8 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
       });
       expect(narrowed.status).toBe(200);
       await stack.synced();
-      await onBoth(link.token, ok);
-      await onBoth(link.token, { status: 403, code: "not_entitled" }, "/members/m_000001");
+      await onBoth(await sessionOf(link.token), ok);
+      await onBoth(await sessionOf(link.token), { status: 403, code: "not_entitled" }, "/members/m_000001");
       expect(seen.some((m) => m.channel === `${prefix}changes`)).toBe(true);
 
       const version = await currentPolicyVersion(stack.db.handle.db);
@@ -190,17 +210,16 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
         expect(g.wiring.state.isFresh(), g.name).toBe(true);
         expect(g.wiring.ring.get(evil.kid), g.name).toBeUndefined();
       }
-      await onBoth(forgedToken, invalid, "/members/export");
-      await onBoth(forgedToken, invalid);
-      await onBoth(link.token, ok);
-      await onBoth(link.token, { status: 403, code: "not_entitled" }, "/members/m_000001");
+      await forgedRefused(forgedToken);
+      await onBoth(await sessionOf(link.token), ok);
+      await onBoth(await sessionOf(link.token), { status: 403, code: "not_entitled" }, "/members/m_000001");
 
       // A real revocation, after all of that: version + 1 in Postgres, applied by both.
       const r = await stack.api("POST", "/v1/revocations", {
         body: { scope: "link", linkId: link.id, reason: "real" },
       });
       expect(r.status).toBe(201);
-      await onBoth(link.token, { status: 403, code: "revoked" });
+      await onBoth(await sessionOf(link.token), { status: 403, code: "revoked" });
       for (const g of stack.gateways) expect(g.wiring.state.status().version).toBe(version + 1);
     });
   });
@@ -224,13 +243,14 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
       await stack.advance(1000);
       const fresh = await issue(stack, { campaignId: s.campaignId, phase: s.phase });
 
-      // Freshly signed with the retired key (iat now, unknown jti): not covered by the `all` watermark.
+      // Freshly signed with the retired key (iat now, a live link's jti): not covered by the `all` watermark.
+      // Only a redemption opens a session, so what the key can still do is open a link's landing page.
       const nowS = Math.floor(stack.clock.now().getTime() / 1000);
       const forged = await stolen.sign({
         iss: ISSUER,
         aud: "phaselock-gateway",
         sub: "attacker",
-        jti: `lnk_${randomUUID().replaceAll("-", "")}`,
+        jti: fresh.id,
         iat: nowS,
         nbf: nowS,
         exp: nowS + 3600,
@@ -239,7 +259,8 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
         phs: s.phase,
         scp: ["calls:read"],
       });
-      await onBoth(forged, ok);
+      await landingOnBoth(forged, ok);
+      await onBoth(forged, { status: 401, code: "session_required" });
 
       const revoked = await stack.api<{ kid: string; rotatedTo: string | null }>(
         "POST",
@@ -253,13 +274,13 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
       expect(kids).not.toContain(stolen.kid);
       expect(kids).toContain(rotated.body.kid);
 
-      await onBoth(forged, invalid);
-      await onBoth(old.token, invalid);
+      await forgedRefused(forged);
+      await onBoth(await sessionOf(old.token), invalid);
       for (const g of stack.gateways) {
         const res = await pb(g.app, "/calls/next", { cookie: session });
         expect(res.status, `${g.name} session`).toBe(401);
       }
-      await onBoth(fresh.token, ok);
+      await onBoth(await sessionOf(fresh.token), ok);
 
       // Audited; a second revoke is 409, an unknown kid 404.
       await stack.advance(0);
@@ -283,7 +304,7 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
       const before = await issue(stack, { campaignId: s.campaignId, phase: s.phase });
       const active = stack.tokenService.deps.keys.signer().kid;
       await stack.synced();
-      await onBoth(before.token, ok);
+      await onBoth(await sessionOf(before.token), ok);
 
       const r = await stack.api<{ kid: string; rotatedTo: string | null }>(
         "POST",
@@ -296,10 +317,10 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
       expect(r.body.rotatedTo).not.toBeNull();
       expect(r.body.rotatedTo).not.toBe(active);
       expect(stack.tokenService.deps.keys.signer().kid).toBe(r.body.rotatedTo);
-      await onBoth(before.token, invalid);
+      await onBoth(await sessionOf(before.token), invalid);
 
       const after = await issue(stack, { campaignId: s.campaignId, phase: s.phase });
-      await onBoth(after.token, ok);
+      await onBoth(await sessionOf(after.token), ok);
       const jwks = await stack.tokenService.app.request("/.well-known/jwks.json");
       const kids = ((await jwks.json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
       expect(kids).not.toContain(active);
