@@ -19,7 +19,7 @@ export function loadDevSecrets(dataDir: string): { secrets: DevSecrets; created:
   if (existsSync(path)) {
     return { secrets: JSON.parse(readFileSync(path, "utf8")) as DevSecrets, created: false, path };
   }
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secrets: DevSecrets = {
     adminToken: `pla_${randomBytes(32).toString("base64url")}`,
     keyEncryptionKey: randomBytes(32).toString("hex"),

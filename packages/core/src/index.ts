@@ -1,4 +1,5 @@
 export * from "./clock.ts";
+export * from "./data-dir.ts";
 export * from "./dev-secrets.ts";
 export * from "./env.ts";
 export * from "./errors.ts";

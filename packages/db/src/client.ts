@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
+import { DataDirLockedError, liveLockHolder, securePrivateDir } from "@phaselock/core";
 import type { ExtractTablesWithRelations } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -79,8 +80,14 @@ export function createDb(opts: CreateDbOptions): DbHandle {
   if (opts.dataDir === undefined && opts.memory !== true) {
     throw new Error("createDb needs databaseUrl, dataDir or memory: true");
   }
-  if (opts.dataDir !== undefined) mkdirSync(opts.dataDir, { recursive: true });
-  const client = opts.dataDir === undefined ? new PGlite() : new PGlite(opts.dataDir);
+  const dataDir = opts.dataDir;
+  if (dataDir !== undefined) {
+    // Two PGlite instances on one directory corrupt it: whoever holds the lock owns it.
+    const holder = liveLockHolder(dataDir);
+    if (holder && holder.pid !== process.pid) throw new DataDirLockedError(dataDir, holder);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  }
+  const client = dataDir === undefined ? new PGlite() : new PGlite(dataDir);
   const db: Db = drizzlePglite({ client, schema });
   let closed: Promise<void> | undefined;
   return {
@@ -88,7 +95,10 @@ export function createDb(opts: CreateDbOptions): DbHandle {
     db,
     client,
     close: () => {
-      closed ??= client.closed ? Promise.resolve() : client.close();
+      closed ??= (client.closed ? Promise.resolve() : client.close()).then(() => {
+        // PGlite writes its files 0666 whatever the umask.
+        if (dataDir !== undefined) securePrivateDir(dataDir);
+      });
       return closed;
     },
   };

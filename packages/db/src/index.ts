@@ -1,4 +1,5 @@
 export * from "./client.ts";
+export * from "./embedded.ts";
 export * from "./migrate.ts";
 export * from "./repos/index.ts";
 export * as schema from "./schema/index.ts";

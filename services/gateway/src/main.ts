@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { DEV_PHONEBANK_SECRET, resolveDataDir, systemClock } from "@phaselock/core";
-import { assertMigrated, createDb } from "@phaselock/db";
+import { acquireDataDirLock, DEV_PHONEBANK_SECRET, resolveDataDir, systemClock } from "@phaselock/core";
+import { assertMigrated, openDb } from "@phaselock/db";
 import { createStores } from "@phaselock/state";
 import { parseGatewayEnv } from "./env.ts";
 import { createGateway } from "./service.ts";
@@ -19,10 +19,17 @@ if (!config.databaseUrl) {
   );
 }
 
-const handle = createDb({
-  databaseUrl: config.databaseUrl,
-  dataDir: config.databaseUrl ? undefined : resolveDataDir(config.dataDir, process.env.INIT_CWD),
-});
+const dataDir = config.databaseUrl ? undefined : resolveDataDir(config.dataDir, process.env.INIT_CWD);
+let lock: ReturnType<typeof acquireDataDirLock> | undefined;
+let handle: Awaited<ReturnType<typeof openDb>>;
+try {
+  // The embedded database belongs to one process: taken before anything opens it.
+  if (dataDir !== undefined) lock = acquireDataDirLock(dataDir, { command: "pnpm start:gateway" });
+  handle = await openDb({ databaseUrl: config.databaseUrl, dataDir });
+} catch (err) {
+  console.error(`gateway: ${(err as Error).message}`);
+  process.exit(1);
+}
 try {
   await assertMigrated(handle.db);
 } catch (err) {
@@ -47,8 +54,15 @@ const gateway = createGateway(config, {
 await gateway.start();
 
 const server = createServer(gateway.handler);
+server.once("error", (err: NodeJS.ErrnoException) => {
+  console.error(
+    `gateway: ${err.code === "EADDRINUSE" ? `port ${config.port} on ${config.host} is already in use: stop what holds it, or set GATEWAY_PORT` : `cannot listen: ${err.message}`}`,
+  );
+  process.exit(1);
+});
 server.listen(config.port, config.host, () => {
   const info = server.address() as AddressInfo;
+  lock?.setPorts({ gateway: info.port });
   console.log(
     `gateway listening on http://${info.address}:${info.port} -> ${config.upstreamUrl} (${config.redisUrl ? "Redis change feed" : "in-process store"})`,
   );

@@ -1,23 +1,91 @@
-import { createServer } from "node:http";
-import { serve } from "@hono/node-server";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { resolve } from "node:path";
+import { getRequestListener } from "@hono/node-server";
+import { acquireDataDirLock, type DataDirLock, DataDirLockedError } from "@phaselock/core";
 import { parseStackEnv } from "./env.ts";
 import { buildStack } from "./stack.ts";
+
+function fail(message: string): never {
+  console.error(`phaselock: ${message}`);
+  process.exit(1);
+}
 
 let config: ReturnType<typeof parseStackEnv>;
 try {
   config = parseStackEnv(process.env);
 } catch (err) {
-  console.error(`phaselock: ${(err as Error).message}`);
-  process.exit(1);
+  fail((err as Error).message);
 }
 
-const stack = await buildStack(config, { say: (line) => console.log(line) });
+// The embedded database belongs to one process: taken before anything opens it or prints a link.
+let lock: DataDirLock | undefined;
+if (!config.databaseUrl) {
+  try {
+    lock = acquireDataDirLock(resolve(config.dataDir), { command: "pnpm start" });
+  } catch (err) {
+    if (err instanceof DataDirLockedError) {
+      fail(
+        `${err.message}.\nIs Phaselock already running? Stop it first (Ctrl-C in its terminal, or kill ${err.holder?.pid ?? "it"}).`,
+      );
+    }
+    fail((err as Error).message);
+  }
+}
+
+// The ports are bound before the database opens, so a port in use fails at once with a message
+// rather than after the banner with a raw EADDRINUSE stack. Until the stack is built they answer 503.
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+const notReady: Listener = (_req, res) => {
+  res.writeHead(503, { "content-type": "text/plain", "retry-after": "1" });
+  res.end("starting\n");
+};
 const { host } = config;
-const servers = [
-  serve({ fetch: stack.phonebank.fetch, port: config.phonebankPort, hostname: host }),
-  createServer(stack.gateway.handler).listen(config.gateway.port, host),
-  serve({ fetch: stack.tokenService.app.fetch, port: config.tokenService.port, hostname: host }),
+const slots = [
+  { name: "phonebank", port: config.phonebankPort, listener: notReady },
+  { name: "gateway", port: config.gateway.port, listener: notReady },
+  { name: "tokenService", port: config.tokenService.port, listener: notReady },
 ];
+const servers: Server[] = [];
+for (const slot of slots) {
+  const server = createServer((req, res) => slot.listener(req, res));
+  servers.push(server);
+  try {
+    await new Promise<void>((ok, ko) => {
+      server.once("error", ko);
+      server.listen(slot.port, host, () => {
+        server.off("error", ko);
+        ok();
+      });
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    for (const s of servers) s.close();
+    fail(
+      code === "EADDRINUSE"
+        ? `port ${slot.port} on ${host} (${slot.name}) is already in use — is another Phaselock or another program running? Stop it, or set ${portVariable(slot.name)}.`
+        : `cannot listen on ${host}:${slot.port} (${slot.name}): ${(err as Error).message}`,
+    );
+  }
+}
+lock?.setPorts(Object.fromEntries(slots.map((s) => [s.name, s.port])));
+
+function portVariable(name: string): string {
+  return (
+    { phonebank: "PHONEBANK_PORT", gateway: "GATEWAY_PORT", tokenService: "TOKEN_SERVICE_PORT" }[name] ??
+    "the port"
+  );
+}
+
+let stack: Awaited<ReturnType<typeof buildStack>>;
+try {
+  stack = await buildStack(config, { say: (line) => console.log(line) });
+} catch (err) {
+  for (const s of servers) s.close();
+  fail((err as Error).message);
+}
+slots[0]!.listener = getRequestListener(stack.phonebank.fetch);
+slots[1]!.listener = stack.gateway.handler;
+slots[2]!.listener = getRequestListener(stack.tokenService.app.fetch);
 
 const { dev, demo } = stack;
 const adminTokenSet = config.tokenService.adminToken !== undefined;
@@ -53,6 +121,8 @@ async function shutdown() {
   stopping = true;
   for (const s of servers) s.close();
   await stack.stop();
+  // The lock goes last: the database is closed by now. process.exit releases it too.
+  lock?.release();
   process.exit(0);
 }
 process.on("SIGINT", () => void shutdown());

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BatchAuditWriter } from "@phaselock/audit";
 import { type Clock, loadDevSecrets, systemClock } from "@phaselock/core";
-import { createDb, migrate } from "@phaselock/db";
+import { migrate, openDb } from "@phaselock/db";
 import { createGateway } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
 import { createStores } from "@phaselock/state";
@@ -29,7 +29,7 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
 
   const where = config.databaseUrl ? "PostgreSQL (DATABASE_URL)" : `embedded PGlite in ${config.dataDir}`;
   say(`phaselock: opening ${where}${config.databaseUrl ? "" : " (the first start takes a few seconds)"}`);
-  const handle = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const handle = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const migrated = await migrate(handle);
   if (migrated.applied > 0) say(`phaselock: applied ${migrated.applied} migration(s)`);
 

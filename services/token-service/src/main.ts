@@ -3,8 +3,8 @@
  * Redis, with several gateways). The only module that reads the environment.
  */
 import { serve } from "@hono/node-server";
-import { loadDevSecrets, resolveDataDir, systemClock } from "@phaselock/core";
-import { assertMigrated, createDb } from "@phaselock/db";
+import { acquireDataDirLock, loadDevSecrets, resolveDataDir, systemClock } from "@phaselock/core";
+import { assertMigrated, openDb } from "@phaselock/db";
 import { type ChangeBus, MemoryBus, RedisBus } from "@phaselock/state";
 import { parseTokenServiceEnv } from "./env.ts";
 import { consoleLogger } from "./errors.ts";
@@ -29,6 +29,16 @@ settings = {
   auditCheckpointDir: resolveDataDir(settings.auditCheckpointDir, process.env.INIT_CWD),
 };
 
+// The embedded database belongs to one process: taken before anything opens it.
+let lock: ReturnType<typeof acquireDataDirLock> | undefined;
+if (!settings.databaseUrl) {
+  try {
+    lock = acquireDataDirLock(dataDir, { command: "pnpm start:token-service" });
+  } catch (err) {
+    refuse(`${(err as Error).message}; stop it first`);
+  }
+}
+
 // Development only (production requires both): generated once, kept beside the embedded database.
 let fallbackSecrets: { adminToken?: string; keyEncryptionKey?: string } = {};
 if (!settings.keyEncryptionKey || !settings.adminToken) {
@@ -46,10 +56,15 @@ if (!settings.keyEncryptionKey || !settings.adminToken) {
   }
 }
 
-const handle = createDb({
-  databaseUrl: settings.databaseUrl,
-  dataDir: settings.databaseUrl ? undefined : dataDir,
-});
+let handle: Awaited<ReturnType<typeof openDb>>;
+try {
+  handle = await openDb({
+    databaseUrl: settings.databaseUrl,
+    dataDir: settings.databaseUrl ? undefined : dataDir,
+  });
+} catch (err) {
+  refuse((err as Error).message);
+}
 try {
   await assertMigrated(handle.db);
 } catch (err) {
@@ -89,8 +104,16 @@ try {
 }
 
 const server = serve({ fetch: service.app.fetch, port: settings.port, hostname: settings.host }, (info) => {
+  lock?.setPorts({ tokenService: info.port });
   console.log(
     `token-service: listening on http://${info.address}:${info.port} (iss ${settings.issuer}, signing key ${kid}); API reference at /docs`,
+  );
+});
+server.once("error", (err: NodeJS.ErrnoException) => {
+  refuse(
+    err.code === "EADDRINUSE"
+      ? `port ${settings.port} on ${settings.host} is already in use: stop what holds it, or set TOKEN_SERVICE_PORT`
+      : `cannot listen: ${err.message}`,
   );
 });
 

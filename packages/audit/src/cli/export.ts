@@ -2,14 +2,90 @@
  * `pnpm audit:export [--since 2026-01-01] [--out file]`: writes the audit chain as NDJSON (a
  * header, one line per event, a trailer) to stdout or `--out`, from DATABASE_URL, else the
  * embedded database in DATA_DIR (default `./.data`). Progress goes to stderr.
+ *
+ * The embedded database belongs to one process: while a service holds DATA_DIR the export goes
+ * through the running token service's `GET /v1/audit` (admin token from ADMIN_TOKEN or the dev
+ * secrets file), and never opens the PGlite files; with no token service to ask it refuses.
  */
 import { once } from "node:events";
+import { existsSync, readFileSync } from "node:fs";
 import { open } from "node:fs/promises";
+import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { parseArgs } from "node:util";
-import { assertMigrated, createDb } from "@phaselock/db";
+import {
+  acquireDataDirLock,
+  type DataDirLock,
+  DataDirLockedError,
+  describeHolder,
+  type LockHolder,
+  liveLockHolder,
+} from "@phaselock/core";
+import { assertMigrated, createDb, type DbHandle, openDb } from "@phaselock/db";
+import { GENESIS, type StoredEvent } from "../chain.ts";
+import { exportLine, headerLine, trailerLine } from "../export-format.ts";
 import { exportEvents } from "../store.ts";
 import { isMain, redactUrl, userPath } from "./shared.ts";
+
+interface ApiEvent extends Omit<StoredEvent, "at"> {
+  at: string;
+}
+
+/** Where the holder's token service answers, or undefined when it runs none. */
+function serviceUrl(holder: LockHolder, env: NodeJS.ProcessEnv): string | undefined {
+  const port = holder.ports.tokenService;
+  if (port === undefined) return undefined;
+  const host = env.HOST && env.HOST !== "0.0.0.0" && env.HOST !== "::" ? env.HOST : "127.0.0.1";
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+function adminTokenFor(dataDir: string, env: NodeJS.ProcessEnv): string | undefined {
+  if (env.ADMIN_TOKEN) return env.ADMIN_TOKEN;
+  const path = join(dataDir, "dev-secrets.json");
+  if (!existsSync(path)) return undefined;
+  return (JSON.parse(readFileSync(path, "utf8")) as { adminToken?: string }).adminToken;
+}
+
+/**
+ * The same export as `exportEvents`, read from the running token service: the head is fixed by
+ * a first request, then pages are read newest first (events appended meanwhile are left for
+ * the next export) and written oldest first.
+ */
+async function exportViaService(
+  base: string,
+  token: string,
+  since: Date | undefined,
+  write: (line: string) => Promise<void>,
+  onProgress: (n: number) => void,
+): Promise<{ events: number; head: string }> {
+  const get = async (query: URLSearchParams): Promise<{ items: ApiEvent[]; nextCursor: string | null }> => {
+    const res = await fetch(`${base}/v1/audit?${query}`, { headers: { authorization: `Bearer ${token}` } });
+    if (!res.ok) throw new Error(`the token service answered ${res.status} to GET /v1/audit`);
+    return (await res.json()) as { items: ApiEvent[]; nextCursor: string | null };
+  };
+  const [newest] = (await get(new URLSearchParams({ limit: "1" }))).items;
+  const headSeq = newest?.seq ?? 0;
+  const collected: ApiEvent[] = [];
+  let cursor: string | null = null;
+  do {
+    const query = new URLSearchParams({ limit: "500" });
+    if (since) query.set("since", since.toISOString());
+    if (cursor) query.set("cursor", cursor);
+    const page = await get(query);
+    for (const e of page.items) if (e.seq <= headSeq) collected.push(e);
+    cursor = page.nextCursor;
+    onProgress(collected.length);
+  } while (cursor !== null);
+  collected.reverse();
+  const first = collected[0];
+  await write(
+    first ? headerLine(first.seq, first.prevHash) : headerLine(headSeq + 1, newest?.hash ?? GENESIS),
+  );
+  for (const e of collected) await write(exportLine({ ...e, at: new Date(e.at) }));
+  const head = collected.at(-1)?.hash ?? newest?.hash ?? GENESIS;
+  await write(trailerLine(collected.length, head));
+  return { events: collected.length, head };
+}
 
 const USAGE = "usage: pnpm audit:export [--since YYYY-MM-DD[THH:mm:ssZ]] [--out file.ndjson]\n";
 
@@ -71,18 +147,40 @@ export async function runExportCli(
     writeError ??= err;
   };
   out.on("error", onError);
-  const handle = createDb({ databaseUrl, dataDir });
+  let handle: DbHandle | undefined;
+  let lock: DataDirLock | undefined;
+  const onProgress = (n: number) => {
+    if (n > 0) io.stderr.write(`audit:export: ${n} events\n`);
+  };
   try {
-    await assertMigrated(handle.db);
-    io.stderr.write(`audit:export: reading ${source}${since ? ` since ${since.toISOString()}` : ""}\n`);
-    const { events, head } = await exportEvents(handle.db, {
-      since,
-      write: (line) => writeLine(out, line),
-      batchSize: 5_000,
-      onProgress: (n) => {
-        if (n > 0) io.stderr.write(`audit:export: ${n} events\n`);
-      },
-    });
+    let result: { events: number; head: string };
+    const holder = dataDir === undefined ? undefined : liveLockHolder(dataDir);
+    if (dataDir !== undefined && holder !== undefined) {
+      const base = serviceUrl(holder, env);
+      const token = adminTokenFor(dataDir, env);
+      if (base === undefined || token === undefined) {
+        throw new Error(
+          `the embedded database in ${dataDir} is in use by ${describeHolder(holder)}, which ${base === undefined ? "runs no token service to export through" : "has no admin token in ADMIN_TOKEN or dev-secrets.json"}; stop it first`,
+        );
+      }
+      io.stderr.write(
+        `audit:export: ${dataDir} is in use by pid ${holder.pid}; reading through its token service at ${base}${since ? ` since ${since.toISOString()}` : ""}\n`,
+      );
+      result = await exportViaService(base, token, since, (line) => writeLine(out, line), onProgress);
+    } else {
+      // Held while reading, so a `pnpm start` meanwhile is refused rather than share the files.
+      if (dataDir !== undefined) lock = acquireDataDirLock(dataDir, { command: "pnpm audit:export" });
+      handle = databaseUrl ? createDb({ databaseUrl }) : await openDb({ dataDir });
+      await assertMigrated(handle.db);
+      io.stderr.write(`audit:export: reading ${source}${since ? ` since ${since.toISOString()}` : ""}\n`);
+      result = await exportEvents(handle.db, {
+        since,
+        write: (line) => writeLine(out, line),
+        batchSize: 5_000,
+        onProgress,
+      });
+    }
+    const { events, head } = result;
     if (out !== io.stdout) {
       out.end();
       await once(out, "finish");
@@ -91,12 +189,19 @@ export async function runExportCli(
     io.stderr.write(`audit:export: wrote ${events} events${outPath ? ` to ${outPath}` : ""}, head ${head}\n`);
     return 0;
   } catch (err) {
-    io.stderr.write(`audit:export failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    const text =
+      err instanceof DataDirLockedError
+        ? `${err.message}; try again`
+        : err instanceof Error
+          ? err.message
+          : String(err);
+    io.stderr.write(`audit:export failed: ${text}\n`);
     if (out !== io.stdout) out.destroy();
     return 1;
   } finally {
     out.off("error", onError);
-    await handle.close();
+    await handle?.close();
+    lock?.release();
   }
 }
 

@@ -1,0 +1,274 @@
+import {
+  chmodSync,
+  closeSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+
+/** The file in `DATA_DIR` that says which process owns the directory. */
+export const LOCK_FILE = "phaselock.lock";
+
+/** What the lock file holds: enough for a second process to name the holder. */
+export interface LockHolder {
+  pid: number;
+  host: string;
+  /** ISO time the holder took the lock. */
+  startedAt: string;
+  /** What the holder runs, e.g. `pnpm start`. */
+  command: string;
+  /** Where the holder listens (name → port); the CLIs use `tokenService` to work through it. */
+  ports: Record<string, number>;
+}
+
+/** Thrown when another live process holds `DATA_DIR`. The message names it. */
+export class DataDirLockedError extends Error {
+  readonly code = "data_dir_locked";
+  constructor(
+    readonly dataDir: string,
+    readonly holder: LockHolder | undefined,
+  ) {
+    super(`the embedded database in ${dataDir} is in use by ${describeHolder(holder)}`);
+    this.name = "DataDirLockedError";
+  }
+}
+
+export function describeHolder(holder: LockHolder | undefined): string {
+  if (!holder) return "another process (its lock file is being written or unreadable)";
+  const ports = Object.entries(holder.ports)
+    .map(([name, port]) => `${name} ${port}`)
+    .join(", ");
+  return `pid ${holder.pid} on ${holder.host} (${holder.command}), since ${holder.startedAt}${ports ? `, ports: ${ports}` : ""}`;
+}
+
+export interface DataDirLock {
+  readonly path: string;
+  readonly holder: LockHolder;
+  /** Records where the holder listens, for the CLIs to find it. */
+  setPorts(ports: Record<string, number>): void;
+  /** Removes the lock if it is still ours. Safe to call twice. */
+  release(): void;
+}
+
+export interface AcquireOptions {
+  command: string;
+  ports?: Record<string, number>;
+  /** Injected for tests; default: the current process. */
+  pid?: number;
+  host?: string;
+  now?: () => Date;
+  /** Whether `pid` is alive on this host (default: `process.kill(pid, 0)`). */
+  isAlive?: (pid: number) => boolean;
+}
+
+const PRIVATE_DIR = 0o700;
+const PRIVATE_FILE = 0o600;
+
+/**
+ * Creates `dir` (0700) if missing and tightens what is already there: directories 0700, files
+ * 0600. PGlite writes its files 0666 whatever the umask, so callers run this again once the
+ * database is open; the 0700 directory is what keeps later files private in between.
+ */
+export function securePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR });
+  const walk = (path: string, isDir: boolean) => {
+    chmodSync(path, isDir ? PRIVATE_DIR : PRIVATE_FILE);
+    if (!isDir) return;
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      // Symlinks are left alone: chmod would follow them out of the directory.
+      if (entry.isSymbolicLink()) continue;
+      walk(join(path, entry.name), entry.isDirectory());
+    }
+  };
+  walk(dir, true);
+}
+
+export function defaultIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, owned by another user.
+    return (err as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
+/** The current holder, or undefined when unlocked (or the file is unreadable). */
+export function readLockHolder(dataDir: string): LockHolder | undefined {
+  return readHolderFile(join(dataDir, LOCK_FILE));
+}
+
+function readHolderFile(path: string): LockHolder | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as Partial<LockHolder>;
+    if (typeof parsed.pid !== "number" || typeof parsed.host !== "string") return undefined;
+    return {
+      pid: parsed.pid,
+      host: parsed.host,
+      startedAt: String(parsed.startedAt ?? "?"),
+      command: String(parsed.command ?? "?"),
+      ports: parsed.ports && typeof parsed.ports === "object" ? parsed.ports : {},
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+
+/**
+ * The live holder of `dataDir`, or undefined when nobody (alive on this host) holds it. A lock
+ * from another host counts as live: its pid means nothing here.
+ */
+export function liveLockHolder(
+  dataDir: string,
+  isAlive: (pid: number) => boolean = defaultIsAlive,
+): LockHolder | undefined {
+  const holder = readLockHolder(dataDir);
+  if (!holder) return undefined;
+  return holder.host !== hostname() || isAlive(holder.pid) ? holder : undefined;
+}
+
+/**
+ * Takes `DATA_DIR` for this process, before anything opens the database. The lock file is
+ * created with O_EXCL, so of two processes starting at once exactly one wins. A lock left by a
+ * dead process (same host, `kill(pid, 0)` → ESRCH) is taken over; see `takeOverStale` for the
+ * race that guards against. Throws `DataDirLockedError` naming a live holder.
+ */
+export function acquireDataDirLock(dataDir: string, opts: AcquireOptions): DataDirLock {
+  const host = opts.host ?? hostname();
+  const isAlive = opts.isAlive ?? defaultIsAlive;
+  const path = join(dataDir, LOCK_FILE);
+  let holder: LockHolder = {
+    pid: opts.pid ?? process.pid,
+    host,
+    startedAt: (opts.now?.() ?? new Date()).toISOString(),
+    command: opts.command,
+    ports: opts.ports ?? {},
+  };
+  securePrivateDir(dataDir);
+
+  const isStale = (h: LockHolder | undefined): h is LockHolder =>
+    h !== undefined && h.host === host && h.pid !== holder.pid && !isAlive(h.pid);
+
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (createExclusive(path, holder))
+      return makeLock(
+        path,
+        () => holder,
+        (h) => (holder = h),
+      );
+    const current = readHolderFile(path);
+    if (current === undefined) {
+      // Either being written this instant by a winner, or garbage left by a crash mid-write.
+      // Only an old, empty/garbled file is treated as stale; a fresh one is a live writer.
+      if (!garbageIsOld(path)) throw new DataDirLockedError(dataDir, undefined);
+      takeOverStale(path, (h) => h === undefined);
+      continue;
+    }
+    if (!isStale(current)) throw new DataDirLockedError(dataDir, current);
+    takeOverStale(path, isStale);
+  }
+  throw new DataDirLockedError(dataDir, readHolderFile(path));
+}
+
+function createExclusive(path: string, holder: LockHolder): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, "wx", PRIVATE_FILE);
+  } catch (err) {
+    if (errno(err) === "EEXIST") return false;
+    throw err;
+  }
+  try {
+    writeSync(fd, `${JSON.stringify(holder)}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+function garbageIsOld(path: string): boolean {
+  try {
+    return Date.now() - lstatSync(path).mtimeMs > 10_000;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Removes a stale lock without ever removing a live one. The race: A and B both read the same
+ * stale lock; A deletes it and creates its own; B, acting on what it read earlier, would then
+ * delete A's fresh lock and create another — two owners. So the stale file is never deleted by
+ * name: it is renamed to a name unique to this process (atomic: of several renamers exactly one
+ * gets that inode), and the file actually moved is judged again. If it is not stale after all
+ * (a winner's fresh lock), it is put back with link(), which fails rather than overwrite
+ * whatever lock exists by then. The caller then retries the O_EXCL create.
+ */
+function takeOverStale(path: string, stillStale: (h: LockHolder | undefined) => boolean): void {
+  const aside = `${path}.stale-${process.pid}-${Date.now()}`;
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if (errno(err) === "ENOENT") return; // someone else moved it; retry the create
+    throw err;
+  }
+  const moved = readHolderFile(aside);
+  if (!stillStale(moved)) {
+    try {
+      linkSync(aside, path);
+    } catch (err) {
+      if (errno(err) !== "EEXIST") throw err;
+    }
+  }
+  unlinkSync(aside);
+}
+
+function makeLock(path: string, get: () => LockHolder, set: (h: LockHolder) => void): DataDirLock {
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    process.off("exit", release);
+    // Only our own lock: never one a later process took over.
+    const current = readHolderFile(path);
+    const mine = get();
+    if (current && current.pid === mine.pid && current.startedAt === mine.startedAt) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  // Runs on process.exit() and a normal end; the services' SIGINT/SIGTERM handlers exit through it.
+  process.on("exit", release);
+  return {
+    path,
+    get holder() {
+      return get();
+    },
+    setPorts(ports) {
+      const next = { ...get(), ports };
+      // Rewritten through a temp file and rename so a reader never sees half a lock.
+      const tmp = `${path}.${process.pid}.tmp`;
+      const fd = openSync(tmp, "w", PRIVATE_FILE);
+      try {
+        writeSync(fd, `${JSON.stringify(next)}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      set(next);
+    },
+    release,
+  };
+}

@@ -1,0 +1,212 @@
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import {
+  acquireDataDirLock,
+  DataDirLockedError,
+  LOCK_FILE,
+  loadDevSecrets,
+  readLockHolder,
+} from "@phaselock/core";
+import { spawnLockHolder } from "@phaselock/testkit/lock-holder";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runBackupCli, runMigrateCli, runRestoreCli } from "./cli.ts";
+import { createDb } from "./client.ts";
+import { EmbeddedDatabaseUnopenableError, openDb } from "./embedded.ts";
+import { queryRows } from "./sql.ts";
+
+const collect = () => {
+  let text = "";
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      text += String(chunk);
+      done();
+    },
+  });
+  return { stream, text: () => text };
+};
+const io = () => {
+  const stdout = collect();
+  const stderr = collect();
+  return { io: { stdout: stdout.stream, stderr: stderr.stream }, out: stdout.text, err: stderr.text };
+};
+const mode = (path: string): number => statSync(path).mode & 0o777;
+
+/** Every path under `dir`, the directory itself included. */
+const walk = (dir: string): { path: string; dir: boolean }[] => [
+  { path: dir, dir: true },
+  ...readdirSync(dir, { withFileTypes: true, recursive: true }).map((e) => ({
+    path: join(e.parentPath, e.name),
+    dir: e.isDirectory(),
+  })),
+];
+
+describe("the embedded data directory belongs to one process", () => {
+  let root: string;
+  /** A PGlite directory with one marker row (unmigrated: migrating is slow); tests copy it. */
+  let seeded: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), "phaselock-embedded-"));
+    seeded = join(root, "seeded");
+    const lock = acquireDataDirLock(seeded, { command: "test seed" });
+    const handle = await openDb({ dataDir: seeded });
+    await handle.db.execute(sql`create table backup_marker (note text)`);
+    await handle.db.execute(sql`insert into backup_marker values ('kept')`);
+    await handle.close();
+    lock.release();
+  });
+  afterAll(() => {
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  const copy = (name: string): string => {
+    const dir = join(root, name);
+    cpSync(seeded, dir, { recursive: true });
+    return dir;
+  };
+
+  it("refuses a second process, naming the holder's pid, command, start and ports", async () => {
+    const dir = copy("held");
+    const holder = await spawnLockHolder(dir, { command: "pnpm start", ports: { tokenService: 4123 } });
+    try {
+      let caught: unknown;
+      try {
+        acquireDataDirLock(dir, { command: "second" });
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(DataDirLockedError);
+      const text = (caught as Error).message;
+      expect(text).toContain(`pid ${holder.pid}`);
+      expect(text).toContain("pnpm start");
+      expect(text).toContain("tokenService 4123");
+      expect(text).toMatch(/since \d{4}-\d\d-\d\dT/);
+      // And nothing opens the PGlite files while it is held.
+      expect(() => createDb({ dataDir: dir })).toThrow(DataDirLockedError);
+    } finally {
+      await holder.stop();
+    }
+    // Released on SIGTERM: the next process gets it.
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+    acquireDataDirLock(dir, { command: "third" }).release();
+  });
+
+  it("takes over the lock of a killed process", async () => {
+    const dir = copy("stale");
+    const holder = await spawnLockHolder(dir, { command: "pnpm start" });
+    await holder.kill();
+    expect(readLockHolder(dir)?.pid).toBe(holder.pid);
+    const lock = acquireDataDirLock(dir, { command: "after a crash" });
+    expect(readLockHolder(dir)).toMatchObject({ pid: process.pid, command: "after a crash" });
+    lock.release();
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+  });
+
+  it("db:migrate, db:backup and db:restore refuse while a service holds the directory", async () => {
+    const dir = copy("cli-held");
+    const holder = await spawnLockHolder(dir, { command: "pnpm start", ports: { tokenService: 4000 } });
+    try {
+      const env = { DATA_DIR: dir };
+      for (const run of [
+        (o: ReturnType<typeof io>["io"]) => runMigrateCli(env, o),
+        (o: ReturnType<typeof io>["io"]) => runBackupCli(["--out", join(root, "never.tar.gz")], env, o),
+        (o: ReturnType<typeof io>["io"]) => runRestoreCli([join(root, "never.tar.gz"), "--force"], env, o),
+      ]) {
+        const c = io();
+        expect(await run(c.io)).toBe(1);
+        expect(c.err()).toContain(`pid ${holder.pid}`);
+        expect(c.err()).toContain("pnpm start");
+      }
+      expect(existsSync(join(root, "never.tar.gz"))).toBe(false);
+    } finally {
+      await holder.stop();
+    }
+    const c = io();
+    expect(await runMigrateCli({ DATA_DIR: dir }, c.io)).toBe(0);
+    expect(c.out()).toContain("migration(s) to embedded PGlite");
+  }, 120_000);
+
+  it("keeps the directory 0700 and its files 0600, fixing lax modes on start", async () => {
+    const dir = copy("modes");
+    // As PGlite leaves its files (0666), and worse.
+    for (const entry of walk(dir)) chmodSync(entry.path, entry.dir ? 0o777 : 0o666);
+    writeFileSync(join(dir, "dev-secrets.json.extra"), "x", { mode: 0o644 });
+
+    const lock = acquireDataDirLock(dir, { command: "modes" });
+    loadDevSecrets(dir);
+    const handle = await openDb({ dataDir: dir });
+    await handle.db.execute(sql`create table written_after_open (x int)`);
+    await handle.close();
+    const lockMode = mode(join(dir, LOCK_FILE));
+    lock.release();
+
+    expect(lockMode).toBe(0o600);
+    const lax = walk(dir).filter((e) => mode(e.path) !== (e.dir ? 0o700 : 0o600));
+    expect(lax.map((e) => `${e.path} ${mode(e.path).toString(8)}`)).toEqual([]);
+    expect(mode(join(dir, "dev-secrets.json"))).toBe(0o600);
+
+    // A brand-new directory is created private.
+    const fresh = join(root, "fresh");
+    acquireDataDirLock(fresh, { command: "fresh" }).release();
+    expect(mode(fresh)).toBe(0o700);
+  });
+
+  it("says how to recover when the embedded database cannot open", async () => {
+    const dir = copy("corrupt");
+    writeFileSync(join(dir, "global", "pg_control"), Buffer.alloc(8192, 0x41));
+    const error = await openDb({ dataDir: dir }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(EmbeddedDatabaseUnopenableError);
+    const text = (error as Error).message;
+    expect(text).toContain(`the embedded database in ${dir} cannot be opened`);
+    expect(text).toContain("pnpm db:restore <backup.tar.gz> --force");
+    expect(text).toContain(`mv ${dir} ${dir}.broken`);
+    expect(text).not.toMatch(/\n\s+at /); // no stack
+
+    const c = io();
+    expect(await runMigrateCli({ DATA_DIR: dir }, c.io)).toBe(1);
+    expect(c.err()).toContain("pnpm db:restore");
+  });
+
+  it("backs up and restores the embedded database, refusing to overwrite without --force", async () => {
+    const dir = copy("to-back-up");
+    loadDevSecrets(dir);
+    const file = join(root, "backup.tar.gz");
+    const b = io();
+    expect(await runBackupCli(["--out", file], { DATA_DIR: dir }, b.io)).toBe(0);
+    expect(b.out()).toContain(file);
+    expect(mode(file)).toBe(0o600);
+
+    const fresh = join(root, "restored");
+    const r = io();
+    expect(await runRestoreCli([file], { DATA_DIR: fresh }, r.io)).toBe(0);
+    const handle = await openDb({ dataDir: fresh });
+    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
+    await handle.close();
+    expect(rows).toEqual([{ note: "kept" }]);
+    // The backup's dev secrets come with it: its stored keys are encrypted with that KEK.
+    expect(loadDevSecrets(fresh).secrets).toEqual(loadDevSecrets(dir).secrets);
+    expect(readLockHolder(fresh)).toBeUndefined();
+
+    const again = io();
+    expect(await runRestoreCli([file], { DATA_DIR: fresh }, again.io)).toBe(1);
+    expect(again.err()).toContain("--force");
+    const forced = io();
+    expect(await runRestoreCli([file, "--force"], { DATA_DIR: fresh }, forced.io)).toBe(0);
+    expect(forced.out()).toMatch(/replaced files are in .*restored\.replaced-/);
+  });
+});

@@ -1,0 +1,124 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { LOCK_FILE, securePrivateDir } from "@phaselock/core";
+import { type CreateDbOptions, createDb, type DbHandle } from "./client.ts";
+
+/** Thrown when the embedded database's files cannot be opened; the message says how to recover. */
+export class EmbeddedDatabaseUnopenableError extends Error {
+  readonly code = "embedded_database_unopenable";
+  constructor(
+    readonly dataDir: string,
+    cause: unknown,
+  ) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super(
+      [
+        `the embedded database in ${dataDir} cannot be opened (${why}).`,
+        "To recover, either:",
+        "  - restore the latest backup (made by `pnpm db:backup`):",
+        "      pnpm db:restore <backup.tar.gz> --force",
+        "    (the damaged files are moved aside, not deleted), or",
+        "  - move the directory aside and start fresh; `pnpm start` re-seeds the demo data:",
+        `      mv ${dataDir} ${dataDir}.broken`,
+      ].join("\n"),
+      { cause },
+    );
+    this.name = "EmbeddedDatabaseUnopenableError";
+  }
+}
+
+/**
+ * `createDb`, then, for PGlite in a directory, waits until it has opened, so a damaged directory
+ * fails here with `EmbeddedDatabaseUnopenableError` rather than as a raw abort on the first query.
+ */
+export async function openDb(opts: CreateDbOptions): Promise<DbHandle> {
+  const handle = createDb(opts);
+  if (handle.kind !== "pglite" || opts.dataDir === undefined) return handle;
+  try {
+    await handle.client.waitReady;
+    await handle.client.query("select 1");
+  } catch (err) {
+    await handle.client.close().catch(() => {});
+    throw new EmbeddedDatabaseUnopenableError(opts.dataDir, err);
+  }
+  securePrivateDir(opts.dataDir);
+  return handle;
+}
+
+/** True when `dataDir` holds a PGlite (Postgres) database. */
+export const hasEmbeddedDatabase = (dataDir: string): boolean => existsSync(join(dataDir, "PG_VERSION"));
+
+/**
+ * Writes the embedded database as a gzipped tarball (PGlite's `dumpDataDir`: the whole
+ * directory, dev secrets included, hence mode 0600). The caller holds the data directory's
+ * lock, so nothing writes while it is copied.
+ */
+export async function backupEmbedded(dataDir: string, outPath: string): Promise<{ bytes: number }> {
+  if (!hasEmbeddedDatabase(dataDir)) throw new Error(`no embedded database in ${dataDir}`);
+  const handle = await openDb({ dataDir });
+  if (handle.kind !== "pglite") throw new Error("unreachable: not PGlite");
+  try {
+    const dump = await handle.client.dumpDataDir("gzip");
+    const bytes = Buffer.from(await dump.arrayBuffer());
+    writeFileSync(outPath, bytes, { mode: 0o600 });
+    return { bytes: bytes.length };
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface RestoreResult {
+  /** Where the replaced files were moved, when there were any. */
+  movedAside?: string | undefined;
+}
+
+/**
+ * Loads a `backupEmbedded` tarball into `dataDir`. The tarball is PGlite's whole directory, dev
+ * secrets included (the stored signing keys are encrypted with the KEK kept there), so it is
+ * unpacked into a staging directory first: the lock file it carries (the backup's own) is
+ * dropped there, and ours is never overwritten. Refuses to replace an existing database unless
+ * `force`; then the replaced files go to `<dataDir>.replaced-<time>`, not deleted. The caller
+ * holds the data directory's lock.
+ */
+export async function restoreEmbedded(
+  dataDir: string,
+  file: string,
+  opts: { force?: boolean; now?: Date } = {},
+): Promise<RestoreResult> {
+  const tarball = readFileSync(file);
+  if (hasEmbeddedDatabase(dataDir) && !opts.force) {
+    throw new Error(
+      `${dataDir} already holds a database: pass --force to replace it (its files are moved aside, not deleted)`,
+    );
+  }
+  const staging = join(dirname(dataDir), `.${basename(dataDir)}.restoring-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { mode: 0o700 });
+  try {
+    const client = new PGlite(staging, { loadDataDir: new Blob([tarball]) });
+    try {
+      await client.waitReady;
+      await client.query("select 1");
+    } catch (err) {
+      await client.close().catch(() => {});
+      throw new Error(`${file} is not a usable backup (${err instanceof Error ? err.message : String(err)})`);
+    }
+    await client.close();
+    rmSync(join(staging, LOCK_FILE), { force: true });
+
+    let movedAside: string | undefined;
+    const current = readdirSync(dataDir).filter((name) => name !== LOCK_FILE);
+    if (current.length > 0) {
+      const stamp = (opts.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
+      movedAside = join(dirname(dataDir), `${basename(dataDir)}.replaced-${stamp}`);
+      mkdirSync(movedAside, { mode: 0o700 });
+      for (const name of current) renameSync(join(dataDir, name), join(movedAside, name));
+    }
+    for (const name of readdirSync(staging)) renameSync(join(staging, name), join(dataDir, name));
+    securePrivateDir(dataDir);
+    return { movedAside };
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,165 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { getRequestListener } from "@hono/node-server";
+import { verifyExport, verifyStored } from "@phaselock/audit";
+import { runExportCli } from "@phaselock/audit/cli/export";
+import { acquireDataDirLock, LOCK_FILE } from "@phaselock/core";
+import { REPO_ROOT, spawnLockHolder } from "@phaselock/testkit/lock-holder";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseStackEnv } from "./env.ts";
+import { type BuiltStack, buildStack } from "./stack.ts";
+
+const MAIN = join(REPO_ROOT, "services/stack/src/main.ts");
+
+/** Ports nobody listens on right now. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const s = createServer().listen(0, "127.0.0.1");
+      await once(s, "listening");
+      return s;
+    }),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
+  return ports;
+}
+
+/** `pnpm start` as a real process, to its end. */
+async function runStart(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => {
+    stdout += String(d);
+  });
+  child.stderr.on("data", (d) => {
+    stderr += String(d);
+  });
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, stdout, stderr };
+}
+
+describe("pnpm start on the embedded database", () => {
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), "phaselock-start-"));
+  });
+  afterAll(() => {
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it("a second pnpm start is refused, naming the holder, before it opens the database or prints a link", async () => {
+    const dataDir = join(root, "held");
+    const holder = await spawnLockHolder(dataDir, {
+      command: "pnpm start",
+      ports: { tokenService: 4000, gateway: 8080 },
+    });
+    try {
+      const [a, b, c] = await freePorts(3);
+      const run = await runStart({
+        DATA_DIR: dataDir,
+        TOKEN_SERVICE_PORT: String(a),
+        GATEWAY_PORT: String(b),
+        PHONEBANK_PORT: String(c),
+      });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`in use by pid ${holder.pid}`);
+      expect(run.stderr).toContain("(pnpm start)");
+      expect(run.stderr).toContain("tokenService 4000, gateway 8080");
+      expect(run.stdout).toBe("");
+      expect(existsSync(join(dataDir, "PG_VERSION"))).toBe(false);
+    } finally {
+      await holder.stop();
+    }
+  });
+
+  it("a port in use is a clear message and exit 1, not the banner and an EADDRINUSE stack", async () => {
+    const dataDir = join(root, "port-taken");
+    const taken: Server = createServer().listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const [b, c] = await freePorts(2);
+      const run = await runStart({
+        DATA_DIR: dataDir,
+        TOKEN_SERVICE_PORT: String(port),
+        GATEWAY_PORT: String(b),
+        PHONEBANK_PORT: String(c),
+      });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`port ${port} on 127.0.0.1 (tokenService) is already in use`);
+      expect(run.stderr).toContain("TOKEN_SERVICE_PORT");
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+      expect(run.stdout).not.toContain("Phaselock is running");
+      // Refused before the database opened, and the lock went with the process.
+      expect(existsSync(join(dataDir, "PG_VERSION"))).toBe(false);
+      expect(existsSync(join(dataDir, LOCK_FILE))).toBe(false);
+    } finally {
+      await new Promise((ok) => taken.close(ok));
+    }
+  });
+});
+
+describe("audit:export while pnpm start holds the embedded database", () => {
+  let dataDir: string;
+  let stack: BuiltStack;
+  let server: Server;
+  let release: () => void;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "phaselock-export-"));
+    // The test process plays `pnpm start`: it holds the lock and serves the token service.
+    const lock = acquireDataDirLock(dataDir, { command: "pnpm start" });
+    release = lock.release;
+    stack = await buildStack(parseStackEnv({ DATA_DIR: dataDir }), {
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+    });
+    server = createServer(getRequestListener(stack.tokenService.app.fetch)).listen(0, "127.0.0.1");
+    await once(server, "listening");
+    lock.setPorts({ tokenService: (server.address() as AddressInfo).port });
+  }, 120_000);
+  afterAll(async () => {
+    if (server) await new Promise((ok) => server.close(ok));
+    await stack?.stop();
+    release?.();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("reads through the running token service with the dev admin token; the export verifies", async () => {
+    const out = new PassThrough();
+    const err = new PassThrough();
+    let text = "";
+    let errText = "";
+    out.on("data", (d) => {
+      text += String(d);
+    });
+    err.on("data", (d) => {
+      errText += String(d);
+    });
+    expect(await runExportCli([], { DATA_DIR: dataDir }, { stdout: out, stderr: err })).toBe(0);
+    expect(errText).toContain("reading through its token service");
+    const lines = text.trimEnd().split("\n");
+    const result = await verifyExport(lines);
+    expect(result).toMatchObject({ ok: true, fromSeq: 1 });
+    const stored = await verifyStored(stack.handle.db);
+    expect(stored.ok).toBe(true);
+    if (result.ok && stored.ok) {
+      expect(result.events).toBeGreaterThan(0);
+      // Its head is where the stored chain stood when the export began.
+      expect(result.events).toBeLessThanOrEqual(stored.events);
+    }
+  });
+});
