@@ -110,7 +110,9 @@ export class KeyManager {
     | { status: "revoked"; version: number; rotated: (KeyChange & { previousKid: string | null }) | null }
     | { status: "not_found" | "already" }
   > {
-    await this.refresh();
+    // Inside a caller's transaction the repository is that transaction's: read nothing beside it
+    // (one embedded connection would wait on itself). The route refreshes before it begins.
+    if (repo === this.#repo) await this.refresh();
     let rotated: (KeyChange & { previousKid: string | null }) | null = null;
     if ((await repo.getActive())?.kid === kid) rotated = await this.rotate(repo);
     const r = await repo.revoke(kid, reason, this.#clock.now());

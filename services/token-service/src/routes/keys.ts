@@ -123,6 +123,7 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
       const { deps } = c.var;
       const { kid } = c.req.valid("param");
       const { reason } = c.req.valid("json");
+      await deps.keys.refresh();
       // The revocation, any rotation it needs and their events commit together.
       const r = await audited(c, async ({ repos, record }) => {
         const res = await deps.keys.revoke(kid, reason, repos.signingKeys);
