@@ -151,7 +151,7 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     policy,
     verifier: createVerifier({ keys: ring, issuer: config.issuer, clock, cache }),
     links: repos.links,
-    sessions: { ...repos.sessions, resolve: sessions.resolve },
+    sessions: { ...repos.sessions, resolve: sessions.resolve, rotate: sessions.rotate },
     endSession: async (tokenHash, now) => {
       const r = await repos.sessions.end(tokenHash, "signed out", now);
       sessions.drop(tokenHash);

@@ -202,6 +202,17 @@ describe("devices you can count", () => {
     expect((await g.bearer(second.session)).status).toBe(200);
     expect((await g.bearer(first.session)).status).toBe(401);
   });
+
+  it("the old credential is retired even once this gateway has cached it", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_cached" }, 2);
+    const cookie = deviceCookie(await g.get(`/l/${token}`))!;
+    const first = (await (await post(g, `/l/${token}`, { ...json, cookie })).json()) as { session: string };
+    expect((await g.bearer(first.session)).status).toBe(200);
+    const second = (await (await post(g, `/l/${token}`, { ...json, cookie })).json()) as { session: string };
+    expect((await g.bearer(second.session)).status).toBe(200);
+    expect(await errorCode(await g.bearer(first.session))).toBe("token_invalid");
+  });
 });
 
 describe("short links", () => {

@@ -58,6 +58,11 @@ export interface SessionCacheOptions {
 
 export interface SessionCache {
   resolve(tokenHash: string): Promise<ResolvedSession | null>;
+  /**
+   * The store's `rotate`, and then this gateway forgets the old credential: it is known here only
+   * by its hash, so every cached entry of the session goes (a re-opening is rare, the scan cheap).
+   */
+  rotate(id: string, tokenHash: string, now: Date): Promise<boolean>;
   drop(tokenHash: string): void;
   size(): number;
 }
@@ -99,6 +104,11 @@ export function createSessionCache(opts: SessionCacheOptions): SessionCache {
       // The version read before the query: a session ended meanwhile has a later version.
       hits.set(tokenHash, { version, value });
       return value;
+    },
+    async rotate(id, tokenHash, now) {
+      const rotated = await opts.store.rotate(id, tokenHash, now);
+      for (const [hash, hit] of hits) if (hit.value.session.id === id) hits.delete(hash);
+      return rotated;
     },
     drop(tokenHash) {
       hits.delete(tokenHash);

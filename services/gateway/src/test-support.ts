@@ -218,7 +218,7 @@ export async function gatewayFixture(
       resolve: (h) => sessionCache.resolve(h),
       findLive: (...a) => sessionStore.findLive(...a),
       open: (a) => sessionStore.open(a),
-      rotate: (...a) => sessionStore.rotate(...a),
+      rotate: (...a) => sessionCache.rotate(...a),
       end: (...a) => sessionStore.end(...a),
     },
     endSession: async (tokenHash, now) => {
