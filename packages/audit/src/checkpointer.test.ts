@@ -27,6 +27,7 @@ import {
 } from "./note.ts";
 import { appendEvents, streamEvents } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
+import { asDatabaseOwner } from "./testing.ts";
 
 const ORIGIN = "phaselock.test/audit";
 const seed = new Uint8Array(randomBytes(32));
@@ -145,6 +146,51 @@ for (const backend of dbBackends) {
     });
   });
 }
+
+describeIntegration("a database writer rewriting the stored checkpoint", ["postgres"], () => {
+  let testDb: TestDb;
+  let db: Db;
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    db = testDb.handle.db;
+  });
+  afterAll(async () => {
+    await testDb?.drop();
+  });
+
+  it("gets no signature over a history that does not extend the signed one", async () => {
+    const clock = new FakeClock();
+    const cp = new Checkpointer({ db, signer, clock });
+    await appendEvents(db, [sampleInput(0), sampleInput(1), sampleInput(2), sampleInput(3)]);
+    const signed = await cp.checkpoint();
+    expect(signed?.treeSize).toBe(4);
+
+    // Rewrite event 1's leaf, and the stored frontier to the rewritten tree's, so a checkpointer
+    // that trusted the row would sign a fork of the checkpoint auditors hold.
+    const forged = new Uint8Array(randomBytes(32));
+    const rows = await db.select().from(schema.auditEvents).orderBy(asc(schema.auditEvents.seq));
+    const leaves = rows.map((r, i) => (i === 0 ? forged : new Uint8Array(Buffer.from(r.leafHash, "hex"))));
+    const tree = new IncrementalTree();
+    for (const h of leaves) tree.appendLeafHash(h);
+    await asDatabaseOwner(db, async (tx) => {
+      await tx.execute(
+        sql`update audit_events set leaf_hash = ${Buffer.from(forged).toString("hex")} where seq = 1`,
+      );
+      await tx.execute(
+        sql`update audit_checkpoints set frontier = ${JSON.stringify(tree.frontier().map((h) => Buffer.from(h).toString("base64")))}::jsonb, root_hash = ${Buffer.from(tree.root()).toString("base64")} where tree_size = 4`,
+      );
+    });
+    await appendEvents(db, [sampleInput(4)]);
+    await expect(cp.checkpoint()).rejects.toThrow(/does not match its signed root/);
+    expect((await latestCheckpoint(db))?.treeSize).toBe(4);
+
+    // A row whose note is not this log's (here: the size column raised) is refused as well.
+    await asDatabaseOwner(db, (tx) =>
+      tx.execute(sql`update audit_checkpoints set tree_size = 5 where tree_size = 4`),
+    );
+    await expect(cp.checkpoint()).rejects.toThrow(/not one this log signed/);
+  });
+});
 
 describeIntegration("two checkpointers racing on one database", ["postgres"], () => {
   let testDb: TestDb;

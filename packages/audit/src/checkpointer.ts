@@ -1,10 +1,11 @@
+import { createPublicKey } from "node:crypto";
 import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
 import { desc, sql } from "drizzle-orm";
-import { consistencyProof, IncrementalTree, inclusionProof, toBase64 } from "./merkle.ts";
-import { type NoteSigner, signCheckpoint } from "./note.ts";
+import { consistencyProof, equalHash, IncrementalTree, inclusionProof, toBase64 } from "./merkle.ts";
+import { keyId, type NoteSigner, signCheckpoint, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import { readLeafHashes, treeSize } from "./store.ts";
 
 const { auditCheckpoints } = schema;
@@ -81,6 +82,7 @@ export async function latestCheckpoint(db: Db): Promise<StoredCheckpoint | null>
 export class Checkpointer {
   readonly #db: Db;
   readonly #signer: NoteSigner;
+  readonly #verifier: VerifierKey;
   readonly #clock: Clock;
   readonly #dir: string | undefined;
   readonly #intervalMs: number;
@@ -92,6 +94,8 @@ export class Checkpointer {
   constructor(opts: CheckpointerOptions) {
     this.#db = opts.db;
     this.#signer = opts.signer;
+    const publicKey = createPublicKey(opts.signer.privateKey);
+    this.#verifier = { name: opts.signer.name, keyId: keyId(opts.signer.name, publicKey), publicKey };
     this.#clock = opts.clock;
     this.#dir = opts.dir;
     this.#intervalMs = opts.intervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
@@ -137,14 +141,9 @@ export class Checkpointer {
           .orderBy(desc(auditCheckpoints.treeSize))
           .limit(1);
         const size = await treeSize(tx);
+        const tree = latest ? this.#resume(latest) : new IncrementalTree();
         if (latest && latest.treeSize >= size) return { created: false, cp: latest };
         if (!latest && size === 0) return null;
-        const tree = latest
-          ? IncrementalTree.fromFrontier(
-              latest.treeSize,
-              latest.frontier.map((h) => new Uint8Array(Buffer.from(h, "base64"))),
-            )
-          : new IncrementalTree();
         for (let from = tree.size; from < size; from += LEAF_PAGE) {
           const to = Math.min(size, from + LEAF_PAGE);
           const page = await readLeafHashes(tx, from, to);
@@ -171,6 +170,26 @@ export class Checkpointer {
     const cp = { treeSize: n, rootHash, note, createdAt };
     if (result.created && this.#dir !== undefined) await writeCheckpointFile(this.#dir, cp);
     return cp;
+  }
+
+  /**
+   * The tree of the latest stored checkpoint, to extend. Nothing in the row is trusted but its
+   * signed note: a frontier (or size) someone rewrote in the database would otherwise have this
+   * key sign a root that does not extend the checkpoints auditors hold — a fork, without the key.
+   */
+  #resume(latest: typeof auditCheckpoints.$inferSelect): IncrementalTree {
+    const opened = verifyCheckpoint(latest.note, this.#verifier, this.#signer.name);
+    if (!opened.ok || opened.checkpoint.size !== latest.treeSize) {
+      throw new Error(`the stored checkpoint of size ${latest.treeSize} is not one this log signed`);
+    }
+    const tree = IncrementalTree.fromFrontier(
+      latest.treeSize,
+      latest.frontier.map((h) => new Uint8Array(Buffer.from(h, "base64"))),
+    );
+    if (!equalHash(tree.root(), opened.checkpoint.rootHash)) {
+      throw new Error(`the stored frontier of checkpoint ${latest.treeSize} does not match its signed root`);
+    }
+    return tree;
   }
 }
 
