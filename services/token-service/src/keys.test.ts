@@ -102,6 +102,36 @@ for (const backend of dbBackends) {
       await b.refresh();
       expect(b.signer().kid).toBe(kid);
     });
+
+    it("a burst of refresh() calls costs two reads, and a call after a rotation sees it", async () => {
+      const repos = createRepos(db.handle.db);
+      const clock = new FakeClock();
+      const secret = kek();
+      let reads = 0;
+      const counted = {
+        ...repos.signingKeys,
+        getActive: () => {
+          reads++;
+          return repos.signingKeys.getActive();
+        },
+      };
+      const a = new KeyManager({ signingKeys: repos.signingKeys, kek: secret, clock });
+      const b = new KeyManager({ signingKeys: counted, kek: secret, clock });
+      await a.rotate();
+      await b.ensureActiveKey();
+      reads = 0;
+      const running = b.refresh();
+      await Promise.resolve(); // its read has begun: the burst queues one more
+      const burst = Array.from({ length: 50 }, () => b.refresh());
+      expect(await Promise.all([running, ...burst])).toEqual(Array(51).fill(true));
+      expect(reads).toBe(2);
+
+      const first = b.refresh();
+      const { kid } = await a.rotate();
+      const second = b.refresh();
+      await Promise.all([first, second]);
+      expect(b.signer().kid).toBe(kid);
+    });
   });
 }
 

@@ -58,6 +58,9 @@ export class KeyManager {
   readonly #kek: Uint8Array;
   readonly #clock: Clock;
   #active: SigningKey | undefined;
+  /** The last queued {@link refresh} read (settled, never rejecting), and the one not yet begun. */
+  #refreshTail: Promise<unknown> = Promise.resolve();
+  #nextRefresh: Promise<boolean> | undefined;
 
   constructor(opts: KeyManagerOptions) {
     if (opts.kek.byteLength !== 32) throw new Error("KeyManager needs a 32-byte key encryption key");
@@ -77,8 +80,26 @@ export class KeyManager {
     return { kid: created.kid, created };
   }
 
-  /** Reloads the active key from the database (another instance may have rotated). */
-  async refresh(): Promise<boolean> {
+  /**
+   * Reloads the active key from the database (another instance may have rotated). Reads run one
+   * at a time, and calls made while one runs share one more read after it: a burst of feed hints
+   * (anyone who can write Redis can send them) costs two queries, and an older read finishing
+   * late cannot put back a key a newer one replaced.
+   */
+  refresh(): Promise<boolean> {
+    if (!this.#nextRefresh) {
+      const next: Promise<boolean> = this.#refreshTail.then(() => {
+        // Started: a later call needs a read of its own, which may see a newer key.
+        if (this.#nextRefresh === next) this.#nextRefresh = undefined;
+        return this.#readActive();
+      });
+      this.#nextRefresh = next;
+      this.#refreshTail = next.catch(() => {});
+    }
+    return this.#nextRefresh;
+  }
+
+  async #readActive(): Promise<boolean> {
     const row = await this.#repo.getActive();
     if (!row) return false;
     if (this.#active?.kid !== row.kid) {
