@@ -131,9 +131,28 @@ async function verifyCredential(deps: CheckDeps, token: string): Promise<Verifie
     return storedLink(deps, link);
   }
   const verified = await deps.verifier.verify(token);
+  // A known key's signature is not enough: the link was issued under one key, and a token of it
+  // signed by another (a stolen key) must not open a session that outlives that key's revocation.
+  if (verified.claims && !(await signedByItsKey(deps, token, verified.claims.jti)))
+    return refused(refusal("token_invalid"), verified.claims);
   if (verified.ok) return verified;
   const ctx = verified.reason === "token_invalid" ? {} : context(verified.claims, deps.policy.snapshot());
   return refused(refusal(verified.reason, ctx), verified.claims);
+}
+
+/** Whether a verified token's `kid` is its stored link's (an unknown link is refused later). */
+async function signedByItsKey(deps: CheckDeps, token: string, linkId: string): Promise<boolean> {
+  const link = await deps.links.get(linkId);
+  return link === null || link.kid === headerKid(token);
+}
+
+function headerKid(token: string): unknown {
+  try {
+    const header = Buffer.from(token.slice(0, token.indexOf(".")), "base64url").toString("utf8");
+    return (JSON.parse(header) as { kid?: unknown } | null)?.kid;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A link read from the database, checked as its token would be: key still known, `exp`, `nbf`. */

@@ -40,7 +40,8 @@ export interface LinkRecord {
 
 /** The subset of the links repository the gateway needs (redemption and the landing page). */
 export interface LinkStore {
-  get(id: string): Promise<{ uses: number; maxUses: number; suspendedAt: Date | null } | null>;
+  /** `kid`: the key that signed the link's token; a token signed by any other is not this link */
+  get(id: string): Promise<{ uses: number; maxUses: number; suspendedAt: Date | null; kid: string } | null>;
   /** a short link's link, by `sha256(code)` */
   getByCodeHash(codeHash: string): Promise<LinkRecord | null>;
   redeem(

@@ -1,4 +1,5 @@
-import { T0_SECONDS } from "@phaselock/tokens/testing";
+import { generateSigningKey, signLink } from "@phaselock/tokens";
+import { claimsAt, T0_SECONDS } from "@phaselock/tokens/testing";
 import { describe, expect, it } from "vitest";
 import { credentialHash } from "./sessions.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
@@ -212,6 +213,23 @@ describe("devices you can count", () => {
     const second = (await (await post(g, `/l/${token}`, { ...json, cookie })).json()) as { session: string };
     expect((await g.bearer(second.session)).status).toBe(200);
     expect(await errorCode(await g.bearer(first.session))).toBe("token_invalid");
+  });
+});
+
+describe("a link is its own key's", () => {
+  it("a token for a link signed by another known key (a stolen one) opens nothing: token_invalid, no use", async () => {
+    const g = await gatewayFixture();
+    await g.issue({ jti: "lnk_theirs" });
+    const stolen = await generateSigningKey();
+    await g.ring.add(stolen.kid, stolen.publicJwk);
+    const forged = await signLink(
+      stolen,
+      claimsAt({ jti: "lnk_theirs", scp: ["calls:read", "members:read"] }),
+    );
+    expect(await errorCode(await g.get(`/l/${forged}`))).toBe("token_invalid");
+    expect(await errorCode(await post(g, `/l/${forged}`, json))).toBe("token_invalid");
+    expect(g.links.rows.get("lnk_theirs")!.uses).toBe(0);
+    expect(g.sessionStore.rows.size).toBe(0);
   });
 });
 

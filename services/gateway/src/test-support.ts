@@ -122,7 +122,8 @@ export class MemoryLinks implements LinkStore {
     if (record) this.records.set(id, record);
   }
   async get(id: string) {
-    return this.rows.get(id) ?? null;
+    const row = this.rows.get(id);
+    return row ? { ...row, kid: this.records.get(id)?.kid ?? "" } : null;
   }
   async getByCodeHash(codeHash: string) {
     const id = this.codes.get(codeHash);
