@@ -85,6 +85,16 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
     const outcome = await checkRequest(deps, { credential: c.req.param("token") });
     if (!outcome.ok) return deny(outcome.refusal, outcome.claims);
     const { claims } = outcome;
+    const redeemed = (data: { uses: number; session: string; continued?: true }) =>
+      deps.audit.record({
+        type: "link.redeemed",
+        at: now,
+        actor: claims.sub,
+        campaignId: claims.cmp,
+        linkId: claims.jti,
+        decision: "allow",
+        data: { ipHash: ip, ...data },
+      });
     if (!deps.audit.healthy(now)) return sendRefusal(c, refusal("unavailable"));
     let device: string;
     try {
@@ -99,15 +109,7 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
       const credential = newSessionCredential();
       if (await deps.sessions.rotate(live.id, credentialHash(credential), now)) {
         const uses = (await deps.links.get(claims.jti))?.uses ?? 0;
-        deps.audit.record({
-          type: "link.redeemed",
-          at: now,
-          actor: claims.sub,
-          campaignId: claims.cmp,
-          linkId: claims.jti,
-          decision: "allow",
-          data: { ipHash: ip, uses, session: live.id, continued: true },
-        });
+        redeemed({ uses, session: live.id, continued: true });
         return opened(c, credential, live.expiresAt, now);
       }
     }
@@ -133,9 +135,9 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
       });
       return sendRefusal(c, refusal("suspended"));
     }
-    const redeemed = await deps.links.redeem(claims.jti, now);
-    if (!redeemed.ok)
-      return deny(refusal(redeemed.reason === "not_found" ? "token_invalid" : redeemed.reason), claims);
+    const counted = await deps.links.redeem(claims.jti, now);
+    if (!counted.ok)
+      return deny(refusal(counted.reason === "not_found" ? "token_invalid" : counted.reason), claims);
 
     const credential = newSessionCredential();
     const id = randomId("ses");
@@ -153,15 +155,7 @@ ${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not fo
       createdAt: now,
       expiresAt,
     });
-    deps.audit.record({
-      type: "link.redeemed",
-      at: now,
-      actor: claims.sub,
-      campaignId: claims.cmp,
-      linkId: claims.jti,
-      decision: "allow",
-      data: { ipHash: ip, uses: redeemed.uses, session: id },
-    });
+    redeemed({ uses: counted.uses, session: id });
     return opened(c, credential, expiresAt, now);
   });
 }
