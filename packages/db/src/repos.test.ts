@@ -10,6 +10,7 @@ import {
   type Db,
   LINK_INSERT_CHUNK,
   type Link,
+  loadPolicyChanges,
   loadPolicySnapshot,
   loadPublicKeys,
   migrate,
@@ -669,9 +670,14 @@ for (const backend of dbBackends) {
       expect(await repos.sessions.findLive(l.id, "dev_a", at("2020-03-11T12:00:00Z"))).toBeNull();
       expect((await repos.sessions.countActive([l.id], now)).get(l.id)).toBe(1);
 
+      const beforeRotate = await repos.policyState.current();
       expect(await repos.sessions.rotate(id, "hash-2", now)).toBe(true);
       expect(await repos.sessions.resolve("hash-1")).toBeNull();
+      // Other gateways' caches hold the old credential: the rotation moves the version and is logged.
       const before = await repos.policyState.current();
+      expect(before).toBe(beforeRotate + 1);
+      const logged = await loadPolicyChanges(db, beforeRotate, 10);
+      expect(logged.changes.map((c) => c.change)).toEqual([{ type: "session-rotated", sessionId: id }]);
       const ended = await repos.sessions.end("hash-2", "signed out", now);
       expect(ended).toEqual({ id, version: before + 1 });
       expect(await repos.sessions.end("hash-2", "again", now)).toBeNull();

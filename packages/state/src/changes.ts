@@ -23,7 +23,8 @@ export type PolicyChange =
   | { type: "api-key-deleted"; id: string }
   | { type: "link-suspended"; linkId: string; reason: string }
   /** A volunteer's session ended: gateways drop it from their cache (Postgres holds the truth). */
-  | { type: "session-ended"; sessionId: string };
+  | { type: "session-ended"; sessionId: string }
+  | { type: "session-rotated"; sessionId: string };
 
 /** What a gateway needs of a phase closure. */
 export type ClosureChange = Pick<PhaseClosure, "contestId" | "phase" | "closedAt">;
@@ -73,6 +74,7 @@ const changeSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("api-key-deleted"), id }),
   z.object({ type: z.literal("link-suspended"), linkId: id, reason: z.string() }),
   z.object({ type: z.literal("session-ended"), sessionId: id }),
+  z.object({ type: z.literal("session-rotated"), sessionId: id }),
 ]);
 
 const messageSchema = z.object({

@@ -367,6 +367,7 @@ function applyChange(snapshot: PolicySnapshot, index: RevocationIndex, msg: Chan
     case "signing-key":
     case "api-key-deleted":
     case "session-ended":
+    case "session-rotated":
       // Not part of the snapshot: listeners (key ring, API key and session caches) take them.
       break;
     default:

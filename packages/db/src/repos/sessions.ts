@@ -68,14 +68,19 @@ export const sessionsRepo = (db: Db): SessionsRepo => ({
     await db.insert(sessions).values(s);
   },
 
-  rotate: async (id, tokenHash, now) => {
-    const rows = await db
-      .update(sessions)
-      .set({ tokenHash })
-      .where(and(eq(sessions.id, id), isNull(sessions.endedAt), gt(sessions.expiresAt, now)))
-      .returning({ id: sessions.id });
-    return rows.length > 0;
-  },
+  // A policy write like `end`: other gateways may hold the old credential in their caches, which
+  // they re-validate when the version moves (read from the log at their next heartbeat or poll).
+  rotate: (id, tokenHash, now) =>
+    db.transaction(async (tx) => {
+      const rows = await tx
+        .update(sessions)
+        .set({ tokenHash })
+        .where(and(eq(sessions.id, id), isNull(sessions.endedAt), gt(sessions.expiresAt, now)))
+        .returning({ id: sessions.id });
+      if (rows.length === 0) return false;
+      await logPolicyChange(tx, { type: "session-rotated", sessionId: id });
+      return true;
+    }),
 
   end: (tokenHash, reason, now) =>
     db.transaction(async (tx) => {
