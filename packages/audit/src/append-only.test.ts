@@ -44,6 +44,29 @@ for (const backend of dbBackends) {
       expect(await verifyStored(db)).toMatchObject({ ok: true, events: 3 });
     });
 
+    it.each([
+      ["UPDATE", sql`update audit_checkpoints set root_hash = 'forged' where tree_size = 3`],
+      ["DELETE", sql`delete from audit_checkpoints where tree_size = 3`],
+      ["TRUNCATE", sql`truncate audit_checkpoints`],
+    ])("keeps stored checkpoints too: refuses an ordinary %s", async (op, statement) => {
+      await db.execute(
+        sql`insert into audit_checkpoints (tree_size, root_hash, note, frontier, created_at)
+            values (3, 'root', 'note', '[]'::jsonb, now()) on conflict do nothing`,
+      );
+      const err: unknown = await db.execute(statement).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect((err as { cause?: Error } | null)?.cause?.message).toBe(
+        `audit_checkpoints is append-only: ${op} refused`,
+      );
+      const rows = await queryRows<{ root_hash: string }>(
+        db,
+        sql`select root_hash from audit_checkpoints where tree_size = 3`,
+      );
+      expect(rows).toEqual([{ root_hash: "root" }]);
+    });
+
     it("still appends", async () => {
       await appendEvents(db, [sampleInput(3)]);
       expect(await verifyStored(db)).toMatchObject({ ok: true, events: 4 });
