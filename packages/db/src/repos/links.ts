@@ -65,6 +65,8 @@ export interface LinksRepo {
   getWithStatus(id: string, now: Date): Promise<LinkWithStatus | null>;
   /** Newest first by (issuedAt, id); `nextCursor` is null on the last page. */
   list(query: LinkListQuery): Promise<Page<LinkWithStatus>>;
+  /** How many links the stored revocation `revocationId` covers, by the rules of `linkRevokedSql`. */
+  countCoveredBy(revocationId: string): Promise<number>;
   /** Counts one use, atomically: never more than `maxUses`, never while suspended. */
   redeem(id: string, now: Date): Promise<RedeemResult>;
   /** Records activity (never moves `lastSeenAt` backwards). */
@@ -88,8 +90,8 @@ const epochSecond = (col: SQL | typeof links.issuedAt): SQL => sql`floor(extract
  * True when any revocation covers the link, with the same rules as `RevocationIndex.covers`:
  * `link` by id; the others when the link's `iat` second is at or before the watermark's second.
  */
-export const linkRevokedSql: SQL = sql`exists (
-  select 1 from ${revocations} r where
+const revokedBySql = (only: SQL): SQL => sql`exists (
+  select 1 from ${revocations} r where ${only} and (
     (r.scope = 'link' and r.link_id = ${links.id})
     or (r.scope <> 'link'
       and ${epochSecond(links.issuedAt)} <= ${epochSecond(sql`r.effective_at`)}
@@ -100,8 +102,9 @@ export const linkRevokedSql: SQL = sql`exists (
         or (r.scope = 'campaign' and r.campaign_id = ${links.campaignId})
         or (r.scope = 'volunteer' and r.volunteer_ref = ${links.volunteerRef}
           and (r.campaign_id is null or r.campaign_id = ${links.campaignId}))
-      ))
+      )))
 )`;
+export const linkRevokedSql: SQL = revokedBySql(sql`true`);
 
 /** The link's phase has ended or no longer exists: a timeline ended it, whatever its `exp`. */
 const phaseEndedSql = (now: Date): SQL => sql`not exists (
@@ -213,6 +216,14 @@ export const linksRepo = (db: Db): LinksRepo => {
         items,
         nextCursor: rows.length > limit && last ? encodeCursor({ at: last.issuedAt, id: last.id }) : null,
       };
+    },
+
+    countCoveredBy: async (revocationId) => {
+      const [row] = await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(links)
+        .where(revokedBySql(sql`r.id = ${revocationId}`));
+      return Number(row?.n ?? 0);
     },
 
     redeem: async (id, now) => {

@@ -16,10 +16,15 @@ async function issue(campaignId: string, ref: string): Promise<string> {
 }
 
 const revoke = (body: Record<string, unknown>, token?: string) =>
-  callJson<{ id: string; effectiveAt: string; code?: string }>(h, "POST", "/v1/revocations", {
-    body,
-    ...(token ? { token } : {}),
-  });
+  callJson<{ id: string; effectiveAt: string; matched: number; code?: string }>(
+    h,
+    "POST",
+    "/v1/revocations",
+    {
+      body,
+      ...(token ? { token } : {}),
+    },
+  );
 
 const status = async (linkId: string) => (await callJson(h, "GET", `/v1/links/${linkId}`)).body.status;
 
@@ -29,7 +34,9 @@ describe("POST /v1/revocations", () => {
     const linkId = await issue(campaignId, "v1");
     const res = await revoke({ scope: "link", linkId, reason: "phone lost" });
     expect(res.status).toBe(201);
-    expect(Object.keys(res.body).sort()).toEqual(["effectiveAt", "id"]);
+    // The contract's answer: {id, effectiveAt, matched}.
+    expect(Object.keys(res.body).sort()).toEqual(["effectiveAt", "id", "matched"]);
+    expect(res.body.matched).toBe(1);
     expect(res.body.id).toMatch(/^rev_/);
     expect(res.body.effectiveAt).toBe(h.clock.now().toISOString());
     expect(await status(linkId)).toBe("revoked");
@@ -43,6 +50,19 @@ describe("POST /v1/revocations", () => {
       linkId,
       actor: "admin",
     });
+  });
+
+  it("says how many links it covers: every link of the volunteer, 0 for a typo'd ref", async () => {
+    const { campaignId } = await seedOpen(h);
+    await issue(campaignId, "ann");
+    await issue(campaignId, "ann");
+    await issue(campaignId, "bob");
+    const typo = await revoke({ scope: "volunteer", volunteerRef: "anne", campaignId, reason: "left" });
+    expect([typo.status, typo.body.matched]).toEqual([201, 0]);
+    const ann = await revoke({ scope: "volunteer", volunteerRef: "ann", campaignId, reason: "left" });
+    expect([ann.status, ann.body.matched]).toEqual([201, 2]);
+    const all = await revoke({ scope: "campaign", campaignId, reason: "reset" });
+    expect(all.body.matched).toBe(3);
   });
 
   it("a campaign revocation covers links issued up to its second, not later ones", async () => {

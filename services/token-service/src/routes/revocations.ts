@@ -83,7 +83,13 @@ async function resolveTarget(
   }
 }
 
-const RevocationCreated = z.object({ id: z.string(), effectiveAt: IsoDateTime }).openapi("RevocationCreated");
+const RevocationCreated = z
+  .object({
+    id: z.string(),
+    effectiveAt: IsoDateTime,
+    matched: z.number().int().openapi({ description: "links it covers now (0 for a typo'd ref)" }),
+  })
+  .openapi("RevocationCreated");
 
 const RevocationOutput = z
   .object({
@@ -158,7 +164,7 @@ export function registerRevocations(app: OpenAPIHono<AppEnv>): void {
         }
       }
 
-      const { version, revocation } = await audited(c, async ({ repos, record }) => {
+      const { version, revocation, matched } = await audited(c, async ({ repos, record }) => {
         const inserted = await repos.revocations.insert({
           ...target,
           reason: body.reason,
@@ -171,10 +177,10 @@ export function registerRevocations(app: OpenAPIHono<AppEnv>): void {
           linkId: inserted.revocation.linkId ?? null,
           data: { revocation: revocationJson(inserted.revocation), version: inserted.version },
         });
-        return inserted;
+        return { ...inserted, matched: await repos.links.countCoveredBy(inserted.revocation.id) };
       });
       await publishChange(deps, version, { type: "revocation", revocation });
-      return c.json({ id: revocation.id, effectiveAt: revocation.effectiveAt.toISOString() }, 201);
+      return c.json({ id: revocation.id, effectiveAt: revocation.effectiveAt.toISOString(), matched }, 201);
     },
   );
 
