@@ -243,14 +243,15 @@ describeIntegration("the change feed carries no authority (Postgres + Redis)", [
       await stack.advance(1000);
       const fresh = await issue(stack, { campaignId: s.campaignId, phase: s.phase });
 
-      // Freshly signed with the retired key (iat now, a live link's jti): not covered by the `all` watermark.
-      // Only a redemption opens a session, so what the key can still do is open a link's landing page.
+      // Freshly signed with the retired key (iat now, the jti of a link that key signed): not covered by the
+      // `all` watermark. (A jti of another key's link is refused outright: redemption requires the link's
+      // stored kid.) Only a redemption opens a session, so what the key can still do is open the landing page.
       const nowS = Math.floor(stack.clock.now().getTime() / 1000);
       const forged = await stolen.sign({
         iss: ISSUER,
         aud: "phaselock-gateway",
         sub: "attacker",
-        jti: fresh.id,
+        jti: old.id,
         iat: nowS,
         nbf: nowS,
         exp: nowS + 3600,
