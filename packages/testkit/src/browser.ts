@@ -113,7 +113,7 @@ export async function seriousAxeViolations(page: Page): Promise<AxeViolation[]> 
   const result = (await page.evaluate(async () => {
     const axe = (globalThis as unknown as { axe: { run: (ctx: unknown, opts: unknown) => Promise<unknown> } })
       .axe;
-    return axe.run(document, {
+    return axe.run((globalThis as unknown as { document: unknown }).document, {
       runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
     });
   })) as { violations: { id: string; impact: string | null; help: string; nodes: { target: string[] }[] }[] };
