@@ -96,7 +96,7 @@ for (const backend of dbBackends) {
     });
 
     it("migrate is idempotent and assertMigrated accepts the result", async () => {
-      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 8 });
+      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 9 });
       await expect(assertMigrated(db)).resolves.toBeUndefined();
       expect(await repos.policyState.current()).toBeGreaterThanOrEqual(0);
     });
@@ -107,8 +107,8 @@ for (const backend of dbBackends) {
         const err = await assertMigrated(empty.handle.db).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(DatabaseNotMigratedError);
         expect((err as Error).message).toBe("database is not migrated: run `pnpm db:migrate`");
-        expect(await migrate(empty.handle)).toEqual({ applied: 8, total: 8 });
-        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 8 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 9, total: 9 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 9 });
         await assertMigrated(empty.handle.db);
         expect(await createRepos(empty.handle.db).policyState.current()).toBe(0);
       } finally {
@@ -236,6 +236,14 @@ for (const backend of dbBackends) {
         limits: { requestsPerMinute: 30 },
       });
       expect(await repos.campaigns.get("no-such-campaign")).toBeNull();
+
+      // A contact is kept as given, and a later upsert without one clears it (PUT replaces).
+      const contact = "Jo Bloggs, jo@example.org or 07700 900456";
+      await repos.campaigns.upsert({ id, name: "Starmer 2020", contestId, limits: {}, contact });
+      expect((await repos.campaigns.get(id))?.contact).toBe(contact);
+      expect((await loadPolicySnapshot(testDb.handle.db)).campaigns.get(id)?.contact).toBe(contact);
+      await repos.campaigns.upsert({ id, name: "Starmer 2020", contestId, limits: {} });
+      expect(await repos.campaigns.get(id)).not.toHaveProperty("contact");
 
       const before = await repos.policyState.current();
       await expectCode(

@@ -27,6 +27,11 @@ export interface Campaign {
   contestId: string;
   /** Per-link limits; undefined fields fall back to service defaults. */
   limits: Partial<CampaignLimits>;
+  /**
+   * Whom volunteers should ask when a link is refused (a name and an e-mail or phone), shown on
+   * the volunteer pages as plain text; undefined: "the coordinator who sent you the link".
+   */
+  contact?: string | undefined;
 }
 
 /** The claims of a verified link token, already parsed (times in whole epoch seconds). */

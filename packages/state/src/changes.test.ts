@@ -29,6 +29,8 @@ describe("change messages", () => {
       contest: contest(),
       closures: [{ contestId: "leadership-2020", phase: "ballot", closedAt: T0 }],
     }),
+    // The contact reaches every gateway's snapshot, for its refusal pages.
+    msg(11, { type: "campaign", campaign: { ...campaign(), contact: "Jo Bloggs, 07700 900456" } }),
   ];
 
   it.each(examples.map((m) => [m.version, m.change.type, m] as const))(

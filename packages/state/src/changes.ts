@@ -53,6 +53,8 @@ const campaignSchema = z.object({
   name: z.string(),
   contestId: id,
   limits: z.object({ requestsPerMinute: limit, recordsPerHour: limit }),
+  // Absent in changes logged before campaigns had a contact.
+  contact: z.string().optional(),
 });
 
 const changeSchema = z.discriminatedUnion("type", [

@@ -21,7 +21,9 @@ export const toCampaign = (r: CampaignRow): Campaign => {
   const limits: Campaign["limits"] = {};
   if (r.requestsPerMinute !== null) limits.requestsPerMinute = r.requestsPerMinute;
   if (r.recordsPerHour !== null) limits.recordsPerHour = r.recordsPerHour;
-  return { id: r.id, name: r.name, contestId: r.contestId, limits };
+  const campaign: Campaign = { id: r.id, name: r.name, contestId: r.contestId, limits };
+  if (r.contact !== null) campaign.contact = r.contact;
+  return campaign;
 };
 
 export async function loadCampaigns(db: Db | Tx): Promise<Campaign[]> {
@@ -42,6 +44,7 @@ export const campaignsRepo = (db: Db): CampaignsRepo => ({
         contestId: c.contestId,
         requestsPerMinute: c.limits.requestsPerMinute ?? null,
         recordsPerHour: c.limits.recordsPerHour ?? null,
+        contact: c.contact ?? null,
       };
       const [row] = await tx
         .insert(campaigns)

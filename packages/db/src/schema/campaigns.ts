@@ -10,6 +10,8 @@ export const campaigns = pgTable("campaigns", {
   /** Per-link limits; null means the service default. */
   requestsPerMinute: integer("requests_per_minute"),
   recordsPerHour: integer("records_per_hour"),
+  /** Whom volunteers should ask (display text, shown on refusal pages); null: none given. */
+  contact: text("contact"),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });

@@ -44,6 +44,24 @@ describe("PUT /v1/campaigns/:campaignId", () => {
     });
   });
 
+  it("keeps a contact for volunteers' pages, trimmed; PUT without one clears it", async () => {
+    const id = uid("campaign");
+    const contact = "Jo Bloggs, jo@example.org or 07700 900456";
+    const created = await callJson(h, "PUT", `/v1/campaigns/${id}`, {
+      body: { name: "Starmer 2020", contestId, contact: `  ${contact} ` },
+    });
+    expect(created.status).toBe(200);
+    expect(created.body).toEqual({ id, name: "Starmer 2020", contestId, limits: {}, contact });
+    expect(h.published.at(-1)).toMatchObject({ change: { type: "campaign", campaign: { id, contact } } });
+    expect(await h.deps.repos.campaigns.get(id)).toMatchObject({ contact });
+
+    const cleared = await callJson(h, "PUT", `/v1/campaigns/${id}`, {
+      body: { name: "Starmer 2020", contestId, contact: null },
+    });
+    expect(cleared.body).not.toHaveProperty("contact");
+    expect(await h.deps.repos.campaigns.get(id)).not.toHaveProperty("contact");
+  });
+
   it("404 for an unknown contest", async () => {
     const res = await callJson(h, "PUT", `/v1/campaigns/${uid("c")}`, {
       body: { name: "x", contestId: "nope" },
@@ -68,6 +86,10 @@ describe("PUT /v1/campaigns/:campaignId", () => {
     ["unknown field", { name: "x", contestId: "x", budget: 5 }],
     ["unknown limit", { name: "x", contestId: "x", limits: { callsPerDay: 5 } }],
     ["zero limit", { name: "x", contestId: "x", limits: { requestsPerMinute: 0 } }],
+    ["empty contact", { name: "x", contestId: "x", contact: "  " }],
+    ["contact over 200 characters", { name: "x", contestId: "x", contact: "a".repeat(201) }],
+    ["contact with a line break", { name: "x", contestId: "x", contact: "Jo\nBloggs" }],
+    ["contact not text", { name: "x", contestId: "x", contact: 7 }],
   ])("400 validation: %s", async (_, body) => {
     const res = await callJson(h, "PUT", `/v1/campaigns/${uid("c")}`, { body });
     expect(res.status).toBe(400);

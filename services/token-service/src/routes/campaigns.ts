@@ -8,6 +8,9 @@ import { bearer, DisplayText, jsonBody, jsonContent, problems, ScopeSchema, Slug
 
 const Limit = z.number().int().min(1).max(1_000_000);
 
+/** Display text for volunteers' pages: visible characters (no line breaks), trimmed, 1 to 200. */
+const Contact = DisplayText(200);
+
 const CampaignInput = z
   .strictObject({
     name: DisplayText(200),
@@ -16,6 +19,13 @@ const CampaignInput = z
       .strictObject({ requestsPerMinute: Limit.optional(), recordsPerHour: Limit.optional() })
       .optional()
       .openapi({ description: "per-link limits; an omitted one uses the service default" }),
+    contact: Contact.nullable()
+      .optional()
+      .openapi({
+        description:
+          "Whom volunteers should ask when their link is refused: a name and an e-mail address or phone number, shown as plain text on the gateway's refusal pages and the calling page. Omitted or null: none (the pages say \"the coordinator who sent you the link\"). PUT replaces the campaign, so an omitted contact clears it.",
+        example: "Jo Bloggs, jo@example.org or 07700 900456",
+      }),
   })
   .openapi("CampaignInput");
 
@@ -28,6 +38,7 @@ const CampaignOutput = z
       requestsPerMinute: z.number().int().optional(),
       recordsPerHour: z.number().int().optional(),
     }),
+    contact: z.string().optional().openapi({ description: "whom volunteers should ask; absent when none" }),
   })
   .openapi("Campaign");
 
@@ -52,6 +63,7 @@ const campaignJson = (c: Campaign) => ({
   name: c.name,
   contestId: c.contestId,
   limits: { ...c.limits },
+  ...(c.contact !== undefined ? { contact: c.contact } : {}),
 });
 
 /** The campaign and the phase of its contest, or 404 `not_found` for either. */
@@ -111,6 +123,7 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
           name: body.name,
           contestId: body.contestId,
           limits,
+          contact: body.contact ?? undefined,
         });
         record({
           type: "campaign.upserted",
