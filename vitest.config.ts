@@ -26,6 +26,7 @@ export default defineConfig({
       project("state", "packages/state"),
       project("audit", "packages/audit"),
       project("testkit", "packages/testkit"),
+      project("ui", "packages/ui"),
       project("phonebank", "services/phonebank"),
       project("token-service", "services/token-service"),
       project("gateway", "services/gateway"),

@@ -103,7 +103,8 @@ export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<
   if (!deps.audit.healthy(now)) return { ok: false, refusal: refusal("unavailable"), claims, audit: false };
   deps.seen(claims.jti, now);
   const limited = await meter(deps, access, req.meter.assignsRecord, now);
-  if (limited) return refused(limited, claims);
+  // The page of a limited request still names whom to ask.
+  if (limited) return refused({ ...limited, context: { ...context(claims, snapshot), ...limited.context } }, claims);
   return access;
 }
 
@@ -228,8 +229,11 @@ function context(claims: LinkClaims | undefined, snapshot: PolicySnapshot | unde
   if (!claims || !snapshot) return {};
   const contest = snapshot.contests.get(claims.cst);
   const phase = contest?.phases.find((p) => p.name === claims.phs);
+  const campaign = snapshot.campaigns.get(claims.cmp);
   return {
-    campaignName: snapshot.campaigns.get(claims.cmp)?.name,
+    campaignName: campaign?.name,
+    contact: campaign?.contact,
+    expiresAt: new Date(claims.exp * 1000),
     contestName: contest?.name ?? claims.cst,
     phaseName: claims.phs,
     endedAt: phase?.endsAt,

@@ -166,6 +166,10 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     req.requestId,
   );
   if (forwarded.chain) headers.push("x-forwarded-for", forwarded.chain);
+  // Whom the calling page tells a refused volunteer to ask: always percent-encoded (a contact is
+  // free text; `%` in it must not read as an escape).
+  const contact = outcome.campaign?.contact;
+  if (contact) headers.push("x-phaselock-contact", encodeURIComponent(contact));
 
   const declared = Number(req.contentLength ?? "0");
   if (declared > deps.config.maxBodyBytes) {

@@ -1,6 +1,7 @@
 import type { DenyReason } from "@phaselock/core";
+import { askHtml, escapeHtml, timeHtml, utcText } from "@phaselock/ui";
 import { answerHeaders } from "./answer-headers.ts";
-import { escapeHtml, page, wantsHtml } from "./html.ts";
+import { page, VOLUNTEER_CSP, wantsHtml } from "./html.ts";
 
 /** What the gateway knows about a refused link, to explain it in plain words. Never the token. */
 export interface RefusalContext {
@@ -11,7 +12,11 @@ export interface RefusalContext {
   endedAt?: Date | undefined;
   /** when the link starts working (not_yet_valid) */
   startsAt?: Date | undefined;
+  /** when the link stops working (expired) */
+  expiresAt?: Date | undefined;
   retryAfterSeconds?: number | undefined;
+  /** whom the campaign tells volunteers to ask (the campaign's `contact`) */
+  contact?: string | undefined;
 }
 
 /** Every refusal the gateway answers with. */
@@ -24,9 +29,8 @@ export interface Refusal {
   context?: RefusalContext | undefined;
 }
 
-const ASK_COORDINATOR = "If you think this is a mistake, ask the coordinator who sent you the link.";
-
-const fmt = (d: Date): string => d.toUTCString().replace(" GMT", " UTC");
+/** A message's pieces: text, and times (UTC text in JSON, the volunteer's local time on a page). */
+type Part = string | Date;
 
 interface RefusalSpec {
   /** the status of a refused `/pb` request or redemption */
@@ -36,7 +40,7 @@ interface RefusalSpec {
   /** the refusal page's heading */
   title: string;
   /** one sentence for API clients (JSON) and the page. Stable codes; messages may change. */
-  message: string | ((ctx: RefusalContext) => string);
+  message: string | ((ctx: RefusalContext) => readonly Part[]);
 }
 
 /** Every refusal code's answer, in one table: a new code does not compile until it has a row. */
@@ -71,14 +75,14 @@ export const REFUSALS = {
     status: 401,
     landingStatus: 410,
     title: "This link has expired",
-    message: "This link has expired.",
+    message: (ctx) => (ctx.expiresAt ? ["This link expired at ", ctx.expiresAt, "."] : ["This link has expired."]),
   },
   not_yet_valid: {
     status: 401,
     landingStatus: 403,
     title: "This link is not active yet",
     message: (ctx) =>
-      ctx.startsAt ? `This link starts working at ${fmt(ctx.startsAt)}.` : "This link is not valid yet.",
+      ctx.startsAt ? ["This link starts working at ", ctx.startsAt, "."] : ["This link is not valid yet."],
   },
   revoked: {
     status: 403,
@@ -92,14 +96,19 @@ export const REFUSALS = {
     title: "This link is from a phase that is over",
     message: (ctx) =>
       ctx.phaseName && ctx.contestName
-        ? `This link was for the ${ctx.phaseName} phase of ${ctx.contestName}${ctx.endedAt ? `, which ended at ${fmt(ctx.endedAt)}` : ", which is not running now"}.`
-        : "The contest phase this link was issued for is not running now.",
+        ? [
+            `This link was for the ${ctx.phaseName} phase of ${ctx.contestName}`,
+            ...(ctx.endedAt ? [", which ended at ", ctx.endedAt, "."] : [", which is not running now."]),
+          ]
+        : ["The contest phase this link was issued for is not running now."],
   },
   not_entitled: {
     status: 403,
     landingStatus: 403,
     title: "Not available to your campaign yet",
-    message: "The campaign is not entitled to member data in this phase.",
+    message: (ctx) => [
+      `${ctx.campaignName ?? "The campaign"} may not reach member data${ctx.phaseName ? ` in the ${ctx.phaseName} phase` : " in this phase"} at the moment. That may change: try your link again later.`,
+    ],
   },
   scope_denied: {
     status: 403,
@@ -129,7 +138,7 @@ export const REFUSALS = {
     status: 429,
     landingStatus: 429,
     title: "Slow down a little",
-    message: (ctx) => `Too many requests. Try again in ${ctx.retryAfterSeconds ?? 60} seconds.`,
+    message: (ctx) => [`Too many requests. Try again in ${ctx.retryAfterSeconds ?? 60} seconds.`],
   },
   unavailable: {
     status: 503,
@@ -157,10 +166,16 @@ export const REFUSALS = {
   },
 } as const satisfies Record<RefusalCode, RefusalSpec>;
 
-/** One sentence per code for API clients (JSON). Stable codes; messages may change. */
-export function refusalMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
+function messageParts(code: RefusalCode, ctx: RefusalContext): readonly Part[] {
   const { message } = REFUSALS[code] as RefusalSpec;
-  return typeof message === "string" ? message : message(ctx);
+  return typeof message === "string" ? [message] : message(ctx);
+}
+
+/** One sentence per code for API clients (JSON), times in UTC. Stable codes; messages may change. */
+export function refusalMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
+  return messageParts(code, ctx)
+    .map((p) => (typeof p === "string" ? p : utcText(p)))
+    .join("");
 }
 
 /** `status`: a status other than the code's own (upstream_error's 504 for a timeout). */
@@ -173,14 +188,35 @@ export function landingStatus(code: RefusalCode): number {
   return REFUSALS[code].landingStatus;
 }
 
-/** The refusal page a volunteer sees on a phone: what happened, and whom to ask. */
+/** Refusals that pass: trying again later may work, so the page does not speak of mistakes. */
+const TEMPORARY = new Set<number>([408, 413, 429, 502, 503, 504]);
+
+/**
+ * The refusal page a volunteer sees on a phone: what happened in plain words (times in their own
+ * time zone), what the link was for when known, and whom to ask: the campaign's contact, else the
+ * coordinator who sent the link. Never the token.
+ */
 export function refusalPage(r: Refusal): string {
-  const lines = [`<h1>${escapeHtml(REFUSALS[r.code].title)}</h1>`, `<p>${escapeHtml(r.message)}</p>`];
-  if (r.context?.campaignName)
-    lines.push(`<p class="note">Campaign: ${escapeHtml(r.context.campaignName)}</p>`);
-  lines.push(`<p class="note">${escapeHtml(ASK_COORDINATOR)}</p>`);
-  lines.push(`<p class="note">Reference: ${escapeHtml(r.code)}</p>`);
-  return page(REFUSALS[r.code].title, lines.join("\n"));
+  const ctx = r.context ?? {};
+  const { title } = REFUSALS[r.code];
+  const message = messageParts(r.code, ctx)
+    .map((p) => (typeof p === "string" ? escapeHtml(p) : timeHtml(p)))
+    .join("");
+  const facts: string[] = [];
+  if (ctx.campaignName) facts.push(`<dt>Campaign</dt><dd>${escapeHtml(ctx.campaignName)}</dd>`);
+  if (ctx.contestName && ctx.phaseName)
+    facts.push(`<dt>Phase</dt><dd>${escapeHtml(ctx.phaseName)} of ${escapeHtml(ctx.contestName)}</dd>`);
+  const lead = TEMPORARY.has(r.status) ? "If this keeps happening, ask" : "If you think this is a mistake, ask";
+  const body = [
+    `<section class="refusal" aria-labelledby="refusal-title">`,
+    `<h1 id="refusal-title">${escapeHtml(title)}</h1>`,
+    `<p>${message}</p>`,
+    `</section>`,
+    ...(facts.length > 0 ? [`<dl>${facts.join("")}</dl>`] : []),
+    askHtml(ctx.contact, lead),
+    `<p class="note">Reference: ${escapeHtml(r.code)}</p>`,
+  ];
+  return page(title, body.join("\n"));
 }
 
 export const refusalJson = (r: Refusal) => ({ error: { code: r.code, message: r.message } });
@@ -191,8 +227,8 @@ export const NO_STORE = {
   "Cache-Control": "no-store",
   "X-Robots-Tag": "noindex",
 } as const;
-export const CSP =
-  "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+/** The gateway's pages' CSP: the shared stylesheet and local-time script, by hash; nothing else. */
+export const CSP = VOLUNTEER_CSP;
 
 /** A refusal ready to send on any transport. */
 export interface RenderedRefusal {

@@ -74,6 +74,8 @@ export async function seedDemo(request: Request, now: Date): Promise<DemoLinks> 
   await must("PUT", "/v1/campaigns/starmer-2020", {
     name: "Keir Starmer 2020",
     contestId: "leadership-2020",
+    // Demo data: whom the refusal pages tell volunteers to ask.
+    contact: "Sam Organiser, volunteers@starmer-2020.example",
   });
   await must("PUT", "/v1/campaigns/long-bailey-2020", {
     name: "Rebecca Long-Bailey 2020",

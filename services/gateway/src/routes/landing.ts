@@ -3,7 +3,8 @@ import type { LinkClaims } from "@phaselock/policy";
 import type { Context, Hono } from "hono";
 import { checkRequest } from "../checks.ts";
 import type { GatewayEnv } from "../deps.ts";
-import { escapeHtml, page, wantsHtml } from "../html.ts";
+import { askHtml, escapeHtml, timeHtml } from "@phaselock/ui";
+import { page, wantsHtml } from "../html.ts";
 import { CSP, landingStatus, NO_STORE, type Refusal, refusal } from "../refusals.ts";
 import {
   clientIp,
@@ -48,16 +49,17 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     const { claims, contest, phase, campaign } = outcome;
     ensureDeviceCookie(c);
     const left = link.maxUses - link.uses;
-    const body = `<h1>Phone bank</h1>
+    const body = `<h1>Ready to call?</h1>
 <dl>
   <dt>Campaign</dt><dd>${escapeHtml(campaign?.name ?? claims.cmp)}</dd>
   <dt>Contest</dt><dd>${escapeHtml(contest.name)}</dd>
   <dt>Phase</dt><dd>${escapeHtml(phase.name)}</dd>
-  <dt>Link ends</dt><dd>${escapeHtml(new Date(claims.exp * 1000).toUTCString())}</dd>
+  <dt>Link ends</dt><dd>${timeHtml(new Date(claims.exp * 1000))}</dd>
 </dl>
-<form method="post"><button type="submit">Start calling</button></form>
+<form method="post"><button type="submit" class="primary">Start calling</button></form>
 <p class="note">Pressing the button opens your calling session on this device and uses one of the
-${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not forward this link.</p>`;
+${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not forward this link.</p>
+${askHtml(campaign?.contact)}`;
     return c.html(page("Phone bank", body), 200, { ...NO_STORE, "Content-Security-Policy": CSP });
   });
 

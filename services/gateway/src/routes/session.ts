@@ -2,7 +2,8 @@ import type { Hono } from "hono";
 import type { GatewayEnv } from "../deps.ts";
 import { page, wantsHtml } from "../html.ts";
 import { CSP, NO_STORE, refusal } from "../refusals.ts";
-import { clearSessionCookie, clientIp, credentialFrom, ipHash } from "../request-context.ts";
+import { askHtml } from "@phaselock/ui";
+import { clearSessionCookie, clientIp, credentialFrom, crossSite, ipHash } from "../request-context.ts";
 import { credentialHash, isSessionCredential } from "../sessions.ts";
 import { sendRefusal } from "./refusal.ts";
 
@@ -14,6 +15,9 @@ export function registerSession(app: Hono<GatewayEnv>) {
   app.post("/pb/_phaselock/session/end", async (c) => {
     const deps = c.var.deps;
     const authorization = c.req.header("authorization");
+    // Logout CSRF: the cookie is SameSite=Strict, but a sibling origin of the same site (another
+    // port or subdomain) would still send it. A bearer caller is a script, never a forged form.
+    if (authorization === undefined && crossSite(c)) return sendRefusal(c, refusal("cross_site"));
     const credential = credentialFrom(authorization, c.req.header("cookie"));
     if (!credential) return sendRefusal(c, refusal("token_missing"));
     if (!isSessionCredential(credential)) return sendRefusal(c, refusal("token_invalid"));
@@ -43,7 +47,9 @@ export function registerSession(app: Hono<GatewayEnv>) {
       page(
         "Signed out",
         `<h1>You are signed out</h1>
-<p>Your calling session on this device has ended. To call again, open the link you were sent and press Start calling.</p>`,
+<p>Your calling session on this device has ended, and nothing of it is left on this page.</p>
+<p>To call again, open the link you were sent and press Start calling.</p>
+${askHtml(undefined, "If your link no longer works, ask")}`,
       ),
       200,
       { ...NO_STORE, "Content-Security-Policy": CSP },
