@@ -225,7 +225,7 @@ async function meter(
 }
 
 /** What the gateway knows about a refused link, to explain it in plain words. */
-function context(claims: LinkClaims | undefined, snapshot: PolicySnapshot | undefined): RefusalContext {
+export function context(claims: LinkClaims | undefined, snapshot: PolicySnapshot | undefined): RefusalContext {
   if (!claims || !snapshot) return {};
   const contest = snapshot.contests.get(claims.cst);
   const phase = contest?.phases.find((p) => p.name === claims.phs);

@@ -8,6 +8,8 @@ export interface GatewayContext {
   volunteer: string | null;
   link: string | null;
   scopes: string[];
+  /** whom the campaign tells volunteers to ask (decoded `X-Phaselock-Contact`) */
+  contact: string | null;
 }
 
 export interface PhonebankDeps {

@@ -1,7 +1,7 @@
 import { randomId } from "@phaselock/core";
 import type { LinkClaims } from "@phaselock/policy";
 import type { Context, Hono } from "hono";
-import { checkRequest } from "../checks.ts";
+import { checkRequest, context } from "../checks.ts";
 import type { GatewayEnv } from "../deps.ts";
 import { askHtml, escapeHtml, timeHtml } from "@phaselock/ui";
 import { page, wantsHtml } from "../html.ts";
@@ -45,7 +45,12 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     if (!outcome.ok) return refuse(outcome.refusal, landingStatus(outcome.refusal.code), outcome.claims);
     const link = await deps.links.get(outcome.claims.jti);
     if (!link) return refuse(refusal("token_invalid"), 401, outcome.claims);
-    if (link.uses >= link.maxUses) return refuse(refusal("uses_exhausted"), 410, outcome.claims);
+    if (link.uses >= link.maxUses)
+      return refuse(
+        refusal("uses_exhausted", context(outcome.claims, deps.policy.snapshot())),
+        410,
+        outcome.claims,
+      );
     const { claims, contest, phase, campaign } = outcome;
     ensureDeviceCookie(c);
     const left = link.maxUses - link.uses;
@@ -139,7 +144,12 @@ ${askHtml(campaign?.contact)}`;
     }
     const counted = await deps.links.redeem(claims.jti, now);
     if (!counted.ok)
-      return deny(refusal(counted.reason === "not_found" ? "token_invalid" : counted.reason), claims);
+      return deny(
+        counted.reason === "not_found"
+          ? refusal("token_invalid")
+          : refusal(counted.reason, context(claims, deps.policy.snapshot())),
+        claims,
+      );
 
     const credential = newSessionCredential();
     const id = randomId("ses");

@@ -34,6 +34,7 @@ export function requireGateway(opts: {
       volunteer: contextHeader(c.req.header("x-phaselock-volunteer")),
       link: contextHeader(c.req.header("x-phaselock-link")),
       scopes: (c.req.header("x-phaselock-scopes") ?? "").split(" ").filter((s) => s !== ""),
+      contact: contactHeader(c.req.header("x-phaselock-contact")),
     });
     return next();
   };
@@ -43,4 +44,17 @@ function contextHeader(value: string | undefined): string | null {
   if (value === undefined) return null;
   const v = value.trim();
   return v === "" || v.length > MAX_CONTEXT_LENGTH ? null : v;
+}
+
+/** The campaign's contact: percent-encoded UTF-8 display text, at most 200 characters, one line. */
+export function contactHeader(value: string | undefined): string | null {
+  if (value === undefined || value.length > 200 * 12) return null;
+  let text: string;
+  try {
+    text = decodeURIComponent(value).trim();
+  } catch {
+    return null;
+  }
+  if (text === "" || text.length > 200 || /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(text)) return null;
+  return text;
 }

@@ -1,28 +1,10 @@
-import { createHash } from "node:crypto";
+import { askHtml, renderPage, volunteerCsp } from "@phaselock/ui";
 import type { Hono } from "hono";
 import type { PhonebankEnv } from "../deps.ts";
 
-// The calling page: one HTML document, no external assets, works on a phone. Its script and
-// style are inline and allowed by hash in the CSP, so nothing else can run on the page.
-
-const STYLE = `
-:root { color-scheme: light dark; --accent: #c8102e; --muted: #666; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 17px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 34rem; margin: 0 auto; padding: 1rem; }
-h1 { font-size: 1.4rem; margin: 0.5rem 0; }
-.muted { color: var(--muted); font-size: 0.9rem; }
-.card { border: 1px solid #ccc; border-radius: 0.75rem; padding: 1rem; margin: 1rem 0; }
-.card h2 { margin: 0 0 0.25rem; font-size: 1.3rem; }
-.phone { display: inline-block; font-size: 1.5rem; font-weight: 600; margin: 0.25rem 0; color: inherit; }
-button { font: inherit; border-radius: 0.5rem; border: 1px solid #999; padding: 0.75rem 1rem; min-height: 3rem; cursor: pointer; }
-button:disabled { opacity: 0.5; cursor: default; }
-.primary { width: 100%; background: var(--accent); border-color: var(--accent); color: #fff; font-weight: 600; }
-.outcomes { display: grid; grid-template-columns: 1fr 1fr; gap: 0.5rem; margin: 0.75rem 0; }
-textarea { width: 100%; font: inherit; min-height: 4rem; margin-top: 0.25rem; }
-#status { min-height: 1.5rem; }
-.error { color: var(--accent); font-weight: 600; }
-`;
+// The calling page: one HTML document, no external assets, works on a phone, in the volunteer
+// pages' shared look (@phaselock/ui). Its script and style are inline and allowed by hash in the
+// CSP, so nothing else can run on the page.
 
 const SCRIPT = `
 "use strict";
@@ -32,6 +14,10 @@ const SCRIPT = `
   var base = path.endsWith("/") ? "" : path.slice(path.lastIndexOf("/") + 1) + "/";
   var el = function (id) { return document.getElementById(id); };
   var current = null;
+  var stopped = false;
+  // What the gateway answers when it refuses the session: member data must leave the screen.
+  var REFUSED = { 401: "Calling has stopped", 403: "Calling has stopped", 429: "Slow down a little",
+    503: "Temporarily unavailable" };
 
   function status(text, isError) {
     var s = el("status");
@@ -40,9 +26,32 @@ const SCRIPT = `
   }
 
   function busy(on) {
-    el("next").disabled = on;
+    el("next").disabled = on || stopped;
     var buttons = document.querySelectorAll("[data-outcome]");
-    for (var i = 0; i < buttons.length; i++) buttons[i].disabled = on || !current;
+    for (var i = 0; i < buttons.length; i++) buttons[i].disabled = on || !current || stopped;
+  }
+
+  function clearMember() {
+    current = null;
+    el("name").textContent = "";
+    var phone = el("phone");
+    phone.textContent = "";
+    phone.removeAttribute("href");
+    el("where").textContent = "";
+    el("notes").value = "";
+    el("card").hidden = true;
+  }
+
+  function refused(res, error) {
+    clearMember();
+    // 429 and 503 pass; 401 and 403 end this session for good.
+    if (res.status === 401 || res.status === 403) stopped = true;
+    el("refused-title").textContent = REFUSED[res.status];
+    el("refused-message").textContent = (error && error.message) || "The gateway refused this request.";
+    el("refused-code").textContent = (error && error.code) || String(res.status);
+    el("refused").hidden = false;
+    status("");
+    el("refused-title").focus();
   }
 
   async function api(rel, body) {
@@ -56,9 +65,14 @@ const SCRIPT = `
     var data = null;
     try { data = await res.json(); } catch (e) { data = null; }
     if (!res.ok) {
-      var message = data && data.error && data.error.message;
-      throw new Error(message || "Something went wrong (" + res.status + ").");
+      var error = data && data.error;
+      if (REFUSED[res.status]) {
+        refused(res, error);
+        return null;
+      }
+      throw new Error((error && error.message) || "Something went wrong (" + res.status + ").");
     }
+    el("refused").hidden = true;
     return data;
   }
 
@@ -79,10 +93,12 @@ const SCRIPT = `
     status("Finding the next member…");
     try {
       var data = await api("calls/next");
-      show(data.call);
-      status("Call " + data.call.member.name + ", then record what happened.");
+      if (data) {
+        show(data.call);
+        status("Call " + data.call.member.name + ", write any notes, then choose what happened.");
+      }
     } catch (e) {
-      current = null;
+      clearMember();
       status(e.message, true);
     } finally {
       busy(false);
@@ -98,10 +114,11 @@ const SCRIPT = `
       var body = notes ? { outcome: outcome, notes: notes } : { outcome: outcome };
       busy(true);
       try {
-        await api("calls/" + encodeURIComponent(current.id) + "/outcome", body);
-        current = null;
-        el("card").hidden = true;
-        status("Saved. Press Next call when you are ready.");
+        var saved = await api("calls/" + encodeURIComponent(current.id) + "/outcome", body);
+        if (saved) {
+          clearMember();
+          status("Saved. Press Next call when you are ready.");
+        }
       } catch (e) {
         status(e.message, true);
       } finally {
@@ -113,59 +130,49 @@ const SCRIPT = `
 })();
 `;
 
-const sha256 = (s: string) => `'sha256-${createHash("sha256").update(s).digest("base64")}'`;
+/** Nothing loads from anywhere else; only the shared style and this script run; fetches stay same-origin. */
+export const PAGE_CSP = volunteerCsp([SCRIPT], { connect: true });
 
-/** Nothing loads from anywhere else; only our inline script and style run; fetches stay same-origin. */
-export const PAGE_CSP = [
-  "default-src 'none'",
-  `script-src ${sha256(SCRIPT)}`,
-  `style-src ${sha256(STYLE)}`,
-  "connect-src 'self'",
-  "img-src 'none'",
-  "base-uri 'none'",
-  // The one form posts to the gateway's own session end, beside this page under /pb/.
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join("; ");
-
-export const PAGE_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>Phone bank</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<main>
-<h1>Phone bank</h1>
+/**
+ * The calling page. The notes box comes before the outcome buttons, which save at once; the
+ * refusal box (hidden) already names whom to ask, so the script only fills in what happened.
+ */
+export function pageHtml(contact: string | null): string {
+  return renderPage({
+    title: "Phone bank: calling",
+    scripts: [SCRIPT],
+    body: `<h1>Calling</h1>
 <p class="muted">Demo data: synthetic members, not real people.</p>
-<section id="card" class="card" hidden aria-live="polite">
+<section id="refused" class="refusal" hidden role="alert" aria-labelledby="refused-title">
+<h2 id="refused-title" tabindex="-1">Calling has stopped</h2>
+<p id="refused-message"></p>
+${askHtml(contact, "If you think this is a mistake, ask")}
+<p class="note">Reference: <span id="refused-code"></span></p>
+</section>
+<section id="card" class="card" hidden aria-labelledby="name">
 <h2 id="name"></h2>
-<a id="phone" class="phone" href="#"></a>
+<a id="phone" class="phone"></a>
 <p id="where" class="muted"></p>
-<div class="outcomes">
+<label for="notes">Notes (optional)</label>
+<textarea id="notes" maxlength="1000" aria-describedby="notes-hint"></textarea>
+<p id="notes-hint" class="note">Write notes first: choosing what happened saves the call at once, with its notes.</p>
+<div class="outcomes" role="group" aria-label="What happened">
 <button type="button" data-outcome="answered">Answered</button>
 <button type="button" data-outcome="no_answer">No answer</button>
 <button type="button" data-outcome="refused">Refused</button>
 <button type="button" data-outcome="wrong_number">Wrong number</button>
 </div>
-<label for="notes" class="muted">Notes (optional)</label>
-<textarea id="notes" maxlength="1000"></textarea>
 </section>
 <p id="status" class="muted" role="status"></p>
 <button type="button" id="next" class="primary">Next call</button>
-<form method="post" action="_phaselock/session/end"><button type="submit">End session on this device</button></form>
-</main>
-<script>${SCRIPT}</script>
-</body>
-</html>
-`;
+<form method="post" action="_phaselock/session/end"><button type="submit" class="secondary">End session</button></form>
+<p class="note">End session signs this device out; your link still works until it expires.</p>`,
+  });
+}
 
 export function registerPage(app: Hono<PhonebankEnv>) {
   app.get("/", (c) => {
     c.header("content-security-policy", PAGE_CSP);
-    return c.html(PAGE_HTML);
+    return c.html(pageHtml(c.var.gateway.contact));
   });
 }

@@ -1,0 +1,247 @@
+import { T0_SECONDS } from "@phaselock/tokens/testing";
+import { cspHash, FALLBACK_CONTACT, LOCAL_TIME_SCRIPT, VOLUNTEER_STYLE } from "@phaselock/ui";
+import { describe, expect, it } from "vitest";
+import { errorCode, gatewayFixture } from "./test-support.ts";
+
+// The gateway's volunteer pages (landing, refusal, signed-out) as a volunteer's phone gets them:
+// one shared look, plain words, whom to ask, local times, and never the token.
+
+const DAY = 86_400;
+const CONTACT = "Sam Organiser <sam@starmer-2020.example>, 07700 900456";
+const CONTACT_HTML = "Sam Organiser &#60;sam@starmer-2020.example&#62;, 07700 900456";
+const HTML = { accept: "text/html,application/xhtml+xml" };
+
+async function fixture() {
+  const g = await gatewayFixture();
+  g.snapshot.campaigns.get("starmer-2020")!.contact = CONTACT;
+  return g;
+}
+
+/** What every volunteer page of the gateway shares: the stylesheet, its CSP, no token, no caching. */
+async function expectVolunteerPage(res: Response, token?: string): Promise<string> {
+  expect(res.headers.get("content-type")).toContain("text/html");
+  expect(res.headers.get("cache-control")).toBe("no-store");
+  expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+  const csp = res.headers.get("content-security-policy")!;
+  expect(csp).toContain(`style-src ${cspHash(VOLUNTEER_STYLE)}`);
+  expect(csp).toContain(`script-src ${cspHash(LOCAL_TIME_SCRIPT)}`);
+  expect(csp).toContain("default-src 'none'");
+  expect(csp).toContain("frame-ancestors 'none'");
+  expect(csp).not.toContain("unsafe-inline");
+  const html = await res.text();
+  expect(html).toContain(`<style>${VOLUNTEER_STYLE}</style>`);
+  expect(html).toContain(`<script>${LOCAL_TIME_SCRIPT}</script>`);
+  expect(html).toContain('<header class="pl-top"><span>Phone bank</span></header>');
+  // Exactly one style and one script, both the hashed ones: nothing else could run under the CSP.
+  expect(html.match(/<style>/g)).toHaveLength(1);
+  expect(html.match(/<script>/g)).toHaveLength(1);
+  expect(html).not.toMatch(/\b(src|href)=["']?(https?:)?\/\//i);
+  if (token) expect(html).not.toContain(token);
+  return html;
+}
+
+const timeOf = (d: Date) => `<time datetime="${d.toISOString()}">`;
+
+describe("the landing page", () => {
+  it("says what the link is for, until when (local time), whom to ask, and offers Start calling", async () => {
+    const g = await fixture();
+    const exp = T0_SECONDS + 5 * DAY;
+    const token = await g.issue({ exp });
+    const res = await g.get(`/l/${token}`, HTML);
+    expect(res.status).toBe(200);
+    const html = await expectVolunteerPage(res, token);
+    expect(html).toContain("Keir Starmer 2020");
+    expect(html).toContain("Leadership election 2020");
+    expect(html).toContain(timeOf(new Date(exp * 1000)));
+    expect(html).toContain(CONTACT_HTML);
+    expect(html).not.toContain(CONTACT); // escaped, never raw
+    expect(html).toMatch(/<button type="submit" class="primary">Start calling<\/button>/);
+  });
+
+  it("names the coordinator who sent the link when the campaign has no contact", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue();
+    const html = await (await g.get(`/l/${token}`, HTML)).text();
+    expect(html).toContain(FALLBACK_CONTACT);
+  });
+});
+
+describe("refusal pages: status, plain words, whom to ask, local time, never the token", () => {
+  const revoke = (g: Awaited<ReturnType<typeof fixture>>, linkId: string) =>
+    g.revocations.add({
+      id: `rev_${linkId}`,
+      scope: "link",
+      linkId,
+      reason: "left the team",
+      actor: "admin",
+      effectiveAt: new Date(T0_SECONDS * 1000),
+    });
+
+  type Case = {
+    code: string;
+    status: number;
+    /** a time the page must show as a <time> */
+    time?: Date;
+    contact: boolean;
+    make: (g: Awaited<ReturnType<typeof fixture>>) => Promise<string>;
+  };
+  const cases: Case[] = [
+    {
+      code: "expired",
+      status: 410,
+      time: new Date((T0_SECONDS - 60) * 1000),
+      contact: true,
+      make: (g) => g.issue({ iat: T0_SECONDS - DAY, nbf: T0_SECONDS - DAY, exp: T0_SECONDS - 60 }),
+    },
+    {
+      code: "phase_closed",
+      status: 410,
+      // nominations ended a day before T0 (demoSnapshot)
+      time: new Date((T0_SECONDS - DAY) * 1000),
+      contact: true,
+      make: (g) => g.issue({ phs: "nominations", exp: T0_SECONDS + 10 * DAY }),
+    },
+    {
+      code: "revoked",
+      status: 410,
+      contact: true,
+      make: async (g) => {
+        const token = await g.issue({ jti: "lnk_gone" });
+        revoke(g, "lnk_gone");
+        return token;
+      },
+    },
+    {
+      code: "uses_exhausted",
+      status: 410,
+      contact: true,
+      make: async (g) => {
+        const token = await g.issue({ jti: "lnk_used" }, 1);
+        g.links.rows.get("lnk_used")!.uses = 1;
+        return token;
+      },
+    },
+    {
+      code: "not_yet_valid",
+      status: 403,
+      time: new Date((T0_SECONDS + 21 * DAY) * 1000),
+      contact: true,
+      make: (g) => g.issue({ phs: "hustings", nbf: T0_SECONDS + 21 * DAY, exp: T0_SECONDS + 22 * DAY }),
+    },
+    {
+      code: "not_entitled",
+      status: 403,
+      contact: true,
+      make: (g) => {
+        g.snapshot.entitlements.delete("starmer-2020");
+        return g.issue();
+      },
+    },
+    { code: "token_invalid", status: 401, contact: false, make: async () => "not.a.token" },
+  ];
+
+  it.each(cases)("$code: $status", async ({ code, status, time, contact, make }) => {
+    const g = await fixture();
+    const token = await make(g);
+    const res = await g.get(`/l/${token}`, HTML);
+    expect(res.status).toBe(status);
+    const html = await expectVolunteerPage(res, token);
+    expect(html).toContain(`Reference: ${code}`);
+    expect(html).toContain('<section class="refusal"');
+    if (time) expect(html).toContain(timeOf(time));
+    if (contact) {
+      expect(html).toContain(CONTACT_HTML);
+      expect(html).toContain("Keir Starmer 2020");
+    } else {
+      // A token that does not verify names nothing: not even its campaign's contact.
+      expect(html).toContain(FALLBACK_CONTACT);
+      expect(html).not.toContain("Sam Organiser");
+    }
+    // The same refusal as JSON: the stable code, times as UTC text.
+    const json = await g.get(`/l/${token}`, { accept: "application/json" });
+    expect(await errorCode(json)).toBe(code);
+  });
+
+  it("a refused /pb request from a browser gets the same page, naming the contact", async () => {
+    const g = await fixture();
+    const session = await g.session({ jti: "lnk_pb" });
+    revoke(g, "lnk_pb");
+    const res = await g.app.request("/pb/", { headers: { ...HTML, authorization: `Bearer ${session}` } });
+    expect(res.status).toBe(403);
+    const html = await expectVolunteerPage(res, session);
+    expect(html).toContain("This link has been switched off");
+    expect(html).toContain(CONTACT_HTML);
+  });
+
+  it("a rate-limited page still names whom to ask; a passing refusal does not speak of mistakes", async () => {
+    const g = await fixture();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 1 };
+    const session = await g.session();
+    const headers = { ...HTML, authorization: `Bearer ${session}` };
+    expect((await g.app.request("/pb/calls/next", { headers })).status).toBe(200);
+    const res = await g.app.request("/pb/calls/next", { headers });
+    expect(res.status).toBe(429);
+    const html = await expectVolunteerPage(res, session);
+    expect(html).toContain(CONTACT_HTML);
+    expect(html).toContain("If this keeps happening, ask");
+  });
+});
+
+describe("the contact reaches the calling page", () => {
+  it("as X-Phaselock-Contact, always percent-encoded; a client's own is dropped", async () => {
+    const g = await fixture();
+    g.snapshot.campaigns.get("starmer-2020")!.contact = "Zoë 100% <z@example.org>";
+    const session = await g.session();
+    await g.bearer(session, "/pb/", { headers: { "x-phaselock-contact": "evil" } });
+    const seen = g.phonebank.seen.at(-1)!;
+    expect(seen.headers.get("x-phaselock-contact")).toBe(encodeURIComponent("Zoë 100% <z@example.org>"));
+
+    g.snapshot.campaigns.get("starmer-2020")!.contact = undefined;
+    await g.bearer(session, "/pb/", { headers: { "x-phaselock-contact": "evil" } });
+    expect(g.phonebank.seen.at(-1)!.headers.get("x-phaselock-contact")).toBeNull();
+  });
+});
+
+describe("ending a session", () => {
+  async function browserSession(g: Awaited<ReturnType<typeof fixture>>) {
+    const token = await g.issue();
+    const res = await g.app.request(`/l/${token}`, { method: "POST" });
+    return res.headers.getSetCookie().find((c) => c.startsWith("pl_session="))!.split(";")[0]!;
+  }
+
+  it("a form posted from another site (or a sibling origin) is refused cross_site; the session lives on", async () => {
+    const g = await fixture();
+    const cookie = await browserSession(g);
+    for (const headers of [
+      { origin: "http://evil.example" },
+      { origin: "http://127.0.0.1:9999" },
+      { "sec-fetch-site": "cross-site" },
+      { origin: "null" },
+    ]) {
+      const res = await g.app.request("http://127.0.0.1:8080/pb/_phaselock/session/end", {
+        method: "POST",
+        headers: { ...HTML, cookie, ...headers },
+      });
+      expect([headers, res.status]).toEqual([headers, 403]);
+      expect(await res.text()).toContain("Reference: cross_site");
+    }
+    expect((await g.app.request("/pb/calls/next", { headers: { cookie } })).status).toBe(200);
+  });
+
+  it("the calling page's own form signs out: 303 to the signed-out page, which shares the look", async () => {
+    const g = await fixture();
+    const cookie = await browserSession(g);
+    const res = await g.app.request("http://127.0.0.1:8080/pb/_phaselock/session/end", {
+      method: "POST",
+      headers: { ...HTML, cookie, origin: "http://127.0.0.1:8080", "sec-fetch-site": "same-origin" },
+    });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/signed-out");
+    expect((await g.app.request("/pb/calls/next", { headers: { cookie } })).status).toBe(401);
+    const page = await g.get("/signed-out", HTML);
+    expect(page.status).toBe(200);
+    const html = await expectVolunteerPage(page);
+    expect(html).toContain("You are signed out");
+    expect(html).toContain("Start calling");
+  });
+});
