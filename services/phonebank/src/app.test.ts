@@ -1,7 +1,9 @@
 import { FakeClock } from "@phaselock/core";
+import { cspHash, FALLBACK_CONTACT, VOLUNTEER_STYLE } from "@phaselock/ui";
 import { describe, expect, it } from "vitest";
 import { createApp } from "./app.ts";
 import { createMemberDirectory } from "./members.ts";
+import { contactHeader } from "./middleware/gateway.ts";
 import { PAGE_CSP } from "./routes/page.ts";
 
 const SECRET = "test-gateway-secret-0123456789abcdef";
@@ -279,5 +281,62 @@ describe("GET / (calling page)", () => {
     // No external assets.
     expect(html).not.toMatch(/\b(src|href)=["']?(https?:)?\/\//i);
     expect(html).not.toMatch(/<link\b/i);
+  });
+
+  it("shares the volunteer pages' stylesheet, allowed by hash with its one script; nothing inline else", async () => {
+    const { send } = setup();
+    const html = await (await send("/")).text();
+    expect(html).toContain(`<style>${VOLUNTEER_STYLE}</style>`);
+    expect(PAGE_CSP).toContain(`style-src ${cspHash(VOLUNTEER_STYLE)}`);
+    expect(PAGE_CSP).toContain("connect-src 'self'");
+    expect(PAGE_CSP).toContain("frame-ancestors 'none'");
+    expect(PAGE_CSP).not.toContain("unsafe-inline");
+    const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+    expect(scripts).toHaveLength(1);
+    expect(PAGE_CSP).toContain(`script-src ${cspHash(scripts[0]!)}`);
+    expect(html).not.toMatch(/\son[a-z]+=/i); // no inline event handlers (the CSP would block them)
+    expect(html).not.toMatch(/style=/i);
+  });
+
+  it("puts the notes box before the outcome buttons, which save at once, and offers End session", async () => {
+    const { send } = setup();
+    const html = await (await send("/")).text();
+    const notes = html.indexOf('<textarea id="notes"');
+    const outcomes = html.indexOf("data-outcome=");
+    expect(notes).toBeGreaterThan(0);
+    expect(outcomes).toBeGreaterThan(notes);
+    expect(html).toContain('<label for="notes">');
+    expect(html).toMatch(
+      /<form method="post" action="_phaselock\/session\/end"><button type="submit"[^>]*>End session<\/button><\/form>/,
+    );
+  });
+
+  it("names the campaign's contact (escaped) in its refusal box, else the coordinator who sent the link", async () => {
+    const { send } = setup();
+    const contact = "Jo <jo@example.org> 100%";
+    const named = await (
+      await send("/", { headers: { "x-phaselock-contact": encodeURIComponent(contact) } })
+    ).text();
+    expect(named).toContain("<strong>Jo &#60;jo@example.org&#62; 100%</strong>");
+    expect(named).toMatch(/<section id="refused" class="refusal" hidden role="alert"/);
+    const unnamed = await (await send("/")).text();
+    expect(unnamed).toContain(FALLBACK_CONTACT);
+    // The script clears the member from the screen on the gateway's refusals.
+    expect(unnamed).toContain("401: ");
+    expect(unnamed).toContain("clearMember()");
+  });
+});
+
+describe("X-Phaselock-Contact", () => {
+  it.each([
+    ["Sam%20Organiser%2C%20sam%40example.org", "Sam Organiser, sam@example.org"],
+    ["Zo%C3%AB%20100%25", "Zoë 100%"],
+    ["%20%20", null],
+    ["%E0%A4%A", null], // malformed escape
+    ["Jo%0ABloggs", null], // a line break
+    [encodeURIComponent("a".repeat(201)), null],
+    [undefined, null],
+  ])("%s → %s", (raw, decoded) => {
+    expect(contactHeader(raw)).toBe(decoded);
   });
 });
