@@ -104,7 +104,8 @@ export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<
   deps.seen(claims.jti, now);
   const limited = await meter(deps, access, req.meter.assignsRecord, now);
   // The page of a limited request still names whom to ask.
-  if (limited) return refused({ ...limited, context: { ...context(claims, snapshot), ...limited.context } }, claims);
+  if (limited)
+    return refused({ ...limited, context: { ...context(claims, snapshot), ...limited.context } }, claims);
   return access;
 }
 
@@ -225,7 +226,10 @@ async function meter(
 }
 
 /** What the gateway knows about a refused link, to explain it in plain words. */
-export function context(claims: LinkClaims | undefined, snapshot: PolicySnapshot | undefined): RefusalContext {
+export function context(
+  claims: LinkClaims | undefined,
+  snapshot: PolicySnapshot | undefined,
+): RefusalContext {
   if (!claims || !snapshot) return {};
   const contest = snapshot.contests.get(claims.cst);
   const phase = contest?.phases.find((p) => p.name === claims.phs);

@@ -75,7 +75,8 @@ export const REFUSALS = {
     status: 401,
     landingStatus: 410,
     title: "This link has expired",
-    message: (ctx) => (ctx.expiresAt ? ["This link expired at ", ctx.expiresAt, "."] : ["This link has expired."]),
+    message: (ctx) =>
+      ctx.expiresAt ? ["This link expired at ", ctx.expiresAt, "."] : ["This link has expired."],
   },
   not_yet_valid: {
     status: 401,
@@ -206,7 +207,9 @@ export function refusalPage(r: Refusal): string {
   if (ctx.campaignName) facts.push(`<dt>Campaign</dt><dd>${escapeHtml(ctx.campaignName)}</dd>`);
   if (ctx.contestName && ctx.phaseName)
     facts.push(`<dt>Phase</dt><dd>${escapeHtml(ctx.phaseName)} of ${escapeHtml(ctx.contestName)}</dd>`);
-  const lead = TEMPORARY.has(r.status) ? "If this keeps happening, ask" : "If you think this is a mistake, ask";
+  const lead = TEMPORARY.has(r.status)
+    ? "If this keeps happening, ask"
+    : "If you think this is a mistake, ask";
   const body = [
     `<section class="refusal" aria-labelledby="refusal-title">`,
     `<h1 id="refusal-title">${escapeHtml(title)}</h1>`,

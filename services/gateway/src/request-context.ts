@@ -112,12 +112,17 @@ export function clearSessionCookie(c: Context<GatewayEnv>): void {
  * Whether a redemption comes from another site (login CSRF): `Sec-Fetch-Site: cross-site`, or an
  * `Origin` other than the gateway's own (PUBLIC_GATEWAY_URL's, or the request's Host). A request
  * with neither header (a script) is not cross-site.
+ *
+ * `Origin: null` is not ours, with one exception: the gateway's own pages send
+ * `Referrer-Policy: no-referrer` (their URL holds the token), and under it a browser posts their
+ * forms with `Origin: null` — and `Sec-Fetch-Site: same-origin`, which a page cannot forge.
  */
 export function crossSite(c: Context<GatewayEnv>): boolean {
   const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
   if (site === "cross-site") return true;
   const origin = c.req.header("origin");
   if (origin === undefined) return false;
+  if (origin.trim() === "null" && site === "same-origin") return false;
   const own = new Set<string>();
   const configured = c.var.deps.config.publicGatewayUrl;
   if (configured) own.add(originOf(configured));

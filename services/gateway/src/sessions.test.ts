@@ -141,6 +141,8 @@ describe("same-site redemption", () => {
       { "sec-fetch-site": "cross-site" },
       { origin: "https://evil.example" },
       { origin: "null" },
+      { origin: "null", "sec-fetch-site": "same-site" },
+      { origin: "null", "sec-fetch-site": "cross-site" },
     ];
     for (const headers of refused) {
       const res = await post(g, `/l/${token}`, headers);
@@ -156,6 +158,8 @@ describe("same-site redemption", () => {
       {},
       { "sec-fetch-site": "same-origin", origin: "http://localhost" },
       { "sec-fetch-site": "none" },
+      // The landing page's own form, as Chromium posts it under Referrer-Policy: no-referrer.
+      { "sec-fetch-site": "same-origin", origin: "null" },
     ];
     for (const headers of allowed) {
       expect((await post(g, `/l/${token}`, headers)).status).toBe(303);

@@ -206,7 +206,10 @@ describe("ending a session", () => {
   async function browserSession(g: Awaited<ReturnType<typeof fixture>>) {
     const token = await g.issue();
     const res = await g.app.request(`/l/${token}`, { method: "POST" });
-    return res.headers.getSetCookie().find((c) => c.startsWith("pl_session="))!.split(";")[0]!;
+    return res.headers
+      .getSetCookie()
+      .find((c) => c.startsWith("pl_session="))!
+      .split(";")[0]!;
   }
 
   it("a form posted from another site (or a sibling origin) is refused cross_site; the session lives on", async () => {

@@ -1,9 +1,9 @@
 import { randomId } from "@phaselock/core";
 import type { LinkClaims } from "@phaselock/policy";
+import { askHtml, escapeHtml, timeHtml } from "@phaselock/ui";
 import type { Context, Hono } from "hono";
 import { checkRequest, context } from "../checks.ts";
 import type { GatewayEnv } from "../deps.ts";
-import { askHtml, escapeHtml, timeHtml } from "@phaselock/ui";
 import { page, wantsHtml } from "../html.ts";
 import { CSP, landingStatus, NO_STORE, type Refusal, refusal } from "../refusals.ts";
 import {

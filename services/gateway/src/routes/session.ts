@@ -1,8 +1,8 @@
+import { askHtml } from "@phaselock/ui";
 import type { Hono } from "hono";
 import type { GatewayEnv } from "../deps.ts";
 import { page, wantsHtml } from "../html.ts";
 import { CSP, NO_STORE, refusal } from "../refusals.ts";
-import { askHtml } from "@phaselock/ui";
 import { clearSessionCookie, clientIp, credentialFrom, crossSite, ipHash } from "../request-context.ts";
 import { credentialHash, isSessionCredential } from "../sessions.ts";
 import { sendRefusal } from "./refusal.ts";

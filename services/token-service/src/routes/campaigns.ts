@@ -19,13 +19,11 @@ const CampaignInput = z
       .strictObject({ requestsPerMinute: Limit.optional(), recordsPerHour: Limit.optional() })
       .optional()
       .openapi({ description: "per-link limits; an omitted one uses the service default" }),
-    contact: Contact.nullable()
-      .optional()
-      .openapi({
-        description:
-          "Whom volunteers should ask when their link is refused: a name and an e-mail address or phone number, shown as plain text on the gateway's refusal pages and the calling page. Omitted or null: none (the pages say \"the coordinator who sent you the link\"). PUT replaces the campaign, so an omitted contact clears it.",
-        example: "Jo Bloggs, jo@example.org or 07700 900456",
-      }),
+    contact: Contact.nullable().optional().openapi({
+      description:
+        'Whom volunteers should ask when their link is refused: a name and an e-mail address or phone number, shown as plain text on the gateway\'s refusal pages and the calling page. Omitted or null: none (the pages say "the coordinator who sent you the link"). PUT replaces the campaign, so an omitted contact clears it.',
+      example: "Jo Bloggs, jo@example.org or 07700 900456",
+    }),
   })
   .openapi("CampaignInput");
 
