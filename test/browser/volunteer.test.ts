@@ -40,6 +40,21 @@ beforeAll(async () => {
   stack = await startStack({ db: { handle, drop: () => handle.close() }, feed: memoryFeed() });
   const seeded = await seedOpen(stack);
   ({ campaignId, phase } = seeded);
+  // Names as the demo has them, for the screenshots.
+  const contest = await stack.api("PUT", `/v1/contests/${seeded.contestId}`, {
+    body: {
+      name: "Leadership election 2020",
+      phases: [
+        {
+          name: "open",
+          startsAt: new Date(stack.clock.now().getTime() - 86_400_000).toISOString(),
+          endsAt: new Date(stack.clock.now().getTime() + 30 * 86_400_000).toISOString(),
+          memberData: true,
+        },
+      ],
+    },
+  });
+  expect(contest.status).toBe(200);
   const put = await stack.api("PUT", `/v1/campaigns/${campaignId}`, {
     body: { name: "Keir Starmer 2020", contestId: seeded.contestId, contact: CONTACT },
   });

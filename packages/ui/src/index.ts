@@ -24,7 +24,6 @@ p { margin: 0.5rem 0; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 0.25rem 1rem; margin: 0.75rem 0; }
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
-time { white-space: nowrap; }
 .note, .muted { color: var(--muted); font-size: 0.95rem; }
 .ask { border-left: 4px solid var(--accent); padding: 0.25rem 0 0.25rem 0.75rem; margin: 1rem 0; }
 .ask strong { overflow-wrap: anywhere; }

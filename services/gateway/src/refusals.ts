@@ -205,8 +205,8 @@ export function refusalPage(r: Refusal): string {
     .join("");
   const facts: string[] = [];
   if (ctx.campaignName) facts.push(`<dt>Campaign</dt><dd>${escapeHtml(ctx.campaignName)}</dd>`);
-  if (ctx.contestName && ctx.phaseName)
-    facts.push(`<dt>Phase</dt><dd>${escapeHtml(ctx.phaseName)} of ${escapeHtml(ctx.contestName)}</dd>`);
+  if (ctx.contestName) facts.push(`<dt>Contest</dt><dd>${escapeHtml(ctx.contestName)}</dd>`);
+  if (ctx.phaseName) facts.push(`<dt>Phase</dt><dd>${escapeHtml(ctx.phaseName)}</dd>`);
   const lead = TEMPORARY.has(r.status)
     ? "If this keeps happening, ask"
     : "If you think this is a mistake, ask";

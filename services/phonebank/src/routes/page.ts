@@ -166,7 +166,7 @@ ${askHtml(contact, "If you think this is a mistake, ask")}
 <p id="status" class="muted" role="status"></p>
 <button type="button" id="next" class="primary">Next call</button>
 <form method="post" action="_phaselock/session/end"><button type="submit" class="secondary">End session</button></form>
-<p class="note">End session signs this device out; your link still works until it expires.</p>`,
+<p class="note">End session signs this device out. To call again, open your link.</p>`,
   });
 }
 
