@@ -301,7 +301,8 @@ describe("a link issued ahead for a later phase", () => {
     const earlyHtml = await early.text();
     expect(earlyHtml).not.toContain(link.token);
     // "the page says when"
-    expect(earlyHtml).toContain(ballotStarts.toUTCString().replace(" GMT", " UTC"));
+    // In the volunteer's local time: an ISO <time> the page's script converts, UTC text without script.
+    expect(earlyHtml).toContain(`<time datetime="${ballotStarts.toISOString()}">`);
     const tooSoon = await redeem(gw, link.token);
     expect([tooSoon.res.status, await errorCode(tooSoon.res)]).toEqual([401, "not_yet_valid"]);
 

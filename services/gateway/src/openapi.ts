@@ -125,6 +125,9 @@ export const gatewayOpenApi = {
           204: { description: "Ended (bearer or Accept: application/json); the cookie is cleared" },
           303: { description: "Ended; Location: /signed-out; the cookie is cleared" },
           401: refusal("token_missing, token_invalid"),
+          403: refusal(
+            "cross_site: a cookie-borne request from another site or a sibling origin (a foreign Origin, Sec-Fetch-Site: cross-site)",
+          ),
         },
       },
     },
