@@ -41,6 +41,8 @@ interface RefusalSpec {
   title: string;
   /** one sentence for API clients (JSON) and the page. Stable codes; messages may change. */
   message: string | ((ctx: RefusalContext) => readonly Part[]);
+  /** the page's words for a volunteer, where the API message speaks of headers or endpoints */
+  page?: string;
 }
 
 /** Every refusal code's answer, in one table: a new code does not compile until it has a row. */
@@ -50,6 +52,7 @@ export const REFUSALS = {
     landingStatus: 401,
     title: "No link",
     message: "No link token: open your link again, or send Authorization: Bearer <link token>.",
+    page: "This device is not signed in to the phone bank. Open the link you were sent and press Start calling.",
   },
   token_invalid: {
     status: 401,
@@ -63,6 +66,7 @@ export const REFUSALS = {
     title: "Open your link first",
     message:
       "A link is not a session: open your link and press Start calling (API clients: POST /l/<link> to get a session).",
+    page: "Open the link you were sent and press Start calling: that opens your calling session on this device.",
   },
   cross_site: {
     status: 403,
@@ -146,6 +150,7 @@ export const REFUSALS = {
     landingStatus: 503,
     title: "Temporarily unavailable",
     message: "The gateway cannot confirm access rules are current, so it refuses for now. Try again shortly.",
+    page: "The phone bank cannot check your link right now, so it stays closed to be safe. Try again in a minute.",
   },
   upstream_error: {
     status: 502,
@@ -158,12 +163,14 @@ export const REFUSALS = {
     landingStatus: 413,
     title: "Too much data",
     message: "The request body is too large.",
+    page: "What you sent was too large. Shorten your notes and try again.",
   },
   request_timeout: {
     status: 408,
     landingStatus: 408,
     title: "The request took too long",
     message: "The request body did not arrive in time. Check your connection and try again.",
+    page: "What you sent did not arrive in time. Check your connection and try again.",
   },
 } as const satisfies Record<RefusalCode, RefusalSpec>;
 
@@ -200,7 +207,8 @@ const TEMPORARY = new Set<number>([408, 413, 429, 502, 503, 504]);
 export function refusalPage(r: Refusal): string {
   const ctx = r.context ?? {};
   const { title } = REFUSALS[r.code];
-  const message = messageParts(r.code, ctx)
+  const spec = REFUSALS[r.code] as RefusalSpec;
+  const message = (spec.page !== undefined ? [spec.page] : messageParts(r.code, ctx))
     .map((p) => (typeof p === "string" ? escapeHtml(p) : timeHtml(p)))
     .join("");
   const facts: string[] = [];

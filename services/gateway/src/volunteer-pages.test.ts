@@ -1,6 +1,7 @@
 import { T0_SECONDS } from "@phaselock/tokens/testing";
 import { cspHash, FALLBACK_CONTACT, LOCAL_TIME_SCRIPT, VOLUNTEER_STYLE } from "@phaselock/ui";
 import { describe, expect, it } from "vitest";
+import { REFUSALS, type RefusalCode, refusal, refusalPage } from "./refusals.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
 
 // The gateway's volunteer pages (landing, refusal, signed-out) as a volunteer's phone gets them:
@@ -184,6 +185,18 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
     const html = await expectVolunteerPage(res, session);
     expect(html).toContain(CONTACT_HTML);
     expect(html).toContain("If this keeps happening, ask");
+  });
+});
+
+describe("every refusal page speaks to a volunteer", () => {
+  it.each(Object.keys(REFUSALS) as RefusalCode[])("%s: plain words, no API jargon, whom to ask", (code) => {
+    const html = refusalPage(
+      refusal(code, { contact: CONTACT, startsAt: new Date(0), expiresAt: new Date(0) }),
+    );
+    const main = html.slice(html.indexOf("<main>"), html.indexOf("</main>"));
+    expect(main).not.toMatch(/Authorization|Bearer|POST |API|gateway|request body/i);
+    expect(main).toContain(CONTACT_HTML);
+    expect(main).toContain(`<h1 id="refusal-title">`);
   });
 });
 
