@@ -20,7 +20,7 @@ import {
   type VIEWPORTS,
 } from "@phaselock/testkit/browser";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { issue, seedOpen, tokenOf } from "../support/client.ts";
+import { issue, seedOpen, tokenOf, uid } from "../support/client.ts";
 import { memoryFeed } from "../support/feeds.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
@@ -72,7 +72,7 @@ afterAll(async () => {
 
 /** A fresh link of the seeded campaign, as the gateway serves it here. */
 async function newLink(name = "Ada Volunteer") {
-  const link = await issue(stack, { campaignId, phase, volunteer: { ref: `vol-${Date.now()}`, name } });
+  const link = await issue(stack, { campaignId, phase, volunteer: { ref: uid("vol"), name } });
   return { id: link.id, url: `${origin}/l/${tokenOf(link.url)}` };
 }
 

@@ -163,6 +163,77 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
     expect(await errorCode(json)).toBe(code);
   });
 
+  type PbCase = {
+    code: string;
+    status: number;
+    path?: string;
+    time?: Date;
+    contact: boolean;
+    /** the session credential to send, or null for none */
+    make: (g: Awaited<ReturnType<typeof fixture>>) => Promise<string | null>;
+  };
+  const pbCases: PbCase[] = [
+    { code: "token_missing", status: 401, contact: false, make: async () => null },
+    { code: "token_invalid", status: 401, contact: false, make: async () => "pls_notAsessionAtAll000000" },
+    {
+      code: "expired",
+      status: 401,
+      time: new Date((T0_SECONDS + 60) * 1000),
+      contact: true,
+      make: async (g) => {
+        const s = await g.session({ exp: T0_SECONDS + 60 });
+        g.clock.set((T0_SECONDS + 120) * 1000);
+        return s;
+      },
+    },
+    {
+      code: "phase_closed",
+      status: 403,
+      contact: true,
+      make: (g) => g.session({ phs: "nominations", exp: T0_SECONDS + 10 * DAY }),
+    },
+    {
+      code: "scope_denied",
+      status: 403,
+      path: "/pb/members/export",
+      contact: true,
+      make: (g) => g.session(),
+    },
+    {
+      code: "not_entitled",
+      status: 403,
+      path: "/pb/members/m_000001",
+      contact: true,
+      make: (g) => {
+        g.snapshot.entitlements.set("starmer-2020", new Map([["ballot", new Set(["calls:read" as const])]]));
+        return g.session();
+      },
+    },
+    {
+      code: "unavailable",
+      status: 503,
+      contact: false, // the policy state is not current: nothing in it is told
+      make: async (g) => {
+        const s = await g.session();
+        g.setFresh(false);
+        return s;
+      },
+    },
+  ];
+
+  it.each(pbCases)("/pb $code: $status, as a page", async ({ code, status, path, time, contact, make }) => {
+    const g = await fixture();
+    const session = await make(g);
+    const headers: Record<string, string> = { ...HTML };
+    if (session) headers.authorization = `Bearer ${session}`;
+    const res = await g.app.request(path ?? "/pb/calls/next", { headers });
+    expect(res.status).toBe(status);
+    const html = await expectVolunteerPage(res, session ?? undefined);
+    expect(html).toContain(`Reference: ${code}`);
+    if (time) expect(html).toContain(timeOf(time));
+    expect(html).toContain(contact ? CONTACT_HTML : FALLBACK_CONTACT);
+  });
+
   it("a refused /pb request from a browser gets the same page, naming the contact", async () => {
     const g = await fixture();
     const session = await g.session({ jti: "lnk_pb" });
