@@ -93,6 +93,11 @@ describeBrowser("a volunteer's pages in a browser", (b) => {
     const context = await b.context("phone");
     context.setDefaultTimeout(8000);
     const page = await context.newPage();
+    // Any script or style the CSP blocked would show here.
+    const blocked: string[] = [];
+    page.on("console", (m) => {
+      if (/Content Security Policy/i.test(m.text())) blocked.push(m.text());
+    });
     const link = await newLink();
 
     // The landing page: what the link is for, when it ends (local time), whom to ask.
@@ -167,6 +172,7 @@ describeBrowser("a volunteer's pages in a browser", (b) => {
     expect(await page.content()).not.toContain(tokenOf(link.url));
     await expectAccessible(page, "refusal page (phone)");
     await shoot(page, "phone", "refusal");
+    expect(blocked).toEqual([]);
   });
 
   it("End session signs the device out: the signed-out page, and /pb/ refuses the old cookie", async () => {
