@@ -1,10 +1,11 @@
+import { HSTS, metricsAnswer } from "@phaselock/core";
 import { Hono } from "hono";
 import { answerHeaders } from "./answer-headers.ts";
 import type { GatewayDeps, GatewayEnv } from "./deps.ts";
 import { gatewayOpenApi } from "./openapi.ts";
 import { createProxy } from "./proxy-core.ts";
 import { refusal } from "./refusals.ts";
-import { requestIdFor } from "./request-context.ts";
+import { isHttps, requestIdFor } from "./request-context.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
 import { sendRefusal } from "./routes/refusal.ts";
@@ -25,6 +26,22 @@ export function createApp(deps: GatewayDeps) {
     for (const [name, value] of answerHeaders(requestId)) {
       if (c.res.headers.get(name) !== value) c.header(name, value);
     }
+    // Behind HTTPS (SECURE_COOKIES, or the request came over it) browsers are told to keep to it.
+    if (isHttps(c) && !c.res.headers.has("strict-transport-security")) c.header("Strict-Transport-Security", HSTS);
+    // A landing page shown or a session opened is an allowed decision; refusals count themselves.
+    if (c.req.path.startsWith("/l/") && c.res.status < 400) deps.metrics?.decision(null);
+  });
+
+  // Not proxied, not audited: operators' scrape, behind METRICS_TOKEN when set.
+  app.get("/metrics", async (c) => {
+    if (!deps.metrics) return c.json({ error: { code: "not_found", message: "No such route." } }, 404);
+    const out = await metricsAnswer(
+      deps.metrics.registry,
+      c.req.header("authorization"),
+      deps.config.metricsToken,
+      c.get("requestId"),
+    );
+    return c.body(out.body, out.status as 200, out.headers);
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));

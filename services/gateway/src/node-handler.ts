@@ -3,6 +3,7 @@ import { pipeline, Readable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import type { GatewayDeps } from "./deps.ts";
 import { PROXY_PREFIX } from "./paths.ts";
+import { observeRequest } from "./request-log.ts";
 import { createProxy, type ProxyResult } from "./proxy-core.ts";
 import { refusal, renderRefusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
@@ -30,8 +31,11 @@ export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler
   // The gateway's own routes under /pb (session end) are Hono's; the proxy never forwards them.
   const own = `${PROXY_PREFIX}/_phaselock/`;
 
+  const observe = observeRequest(deps);
+
   return (req, res) => {
     const url = req.url ?? "";
+    if (observe) observe(req, res, url);
     if (!url.startsWith(prefix) || url.startsWith(own)) {
       void fallback(req, res);
       return;

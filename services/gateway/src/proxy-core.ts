@@ -1,11 +1,12 @@
 import { Readable } from "node:stream";
+import { HSTS } from "@phaselock/core";
 import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
 import { type Admitted, admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { resolveForwarded } from "./forwarding.ts";
 import type { CompiledResponseRule } from "./minimise.ts";
 import { normalizePath } from "./paths.ts";
-import { type Refusal, refusal, renderRefusal } from "./refusals.ts";
+import { type Refusal, type RefusalCode, refusal, renderRefusal } from "./refusals.ts";
 import { readBody } from "./request-body.ts";
 import { credentialFrom, ipHash } from "./request-context.ts";
 import {
@@ -52,6 +53,8 @@ export interface ProxyResult {
   headers: string[];
   body: BodySource | string | null;
   close?: boolean;
+  /** set on a refusal: its code (the decisions metric) */
+  refused?: RefusalCode;
 }
 
 export type ProxyHandler = (req: ProxyRequest) => Promise<ProxyResult>;
@@ -87,7 +90,7 @@ function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyRes
   const out = renderRefusal(r, req.accept, req.requestId, status);
   const headers: string[] = [];
   for (const name in out.headers) headers.push(name, out.headers[name]!);
-  return { status: out.status, headers, body: out.body };
+  return { status: out.status, headers, body: out.body, refused: r.code };
 }
 
 /**
@@ -97,10 +100,14 @@ function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyRes
  */
 export function createProxy(deps: GatewayDeps): ProxyHandler {
   const inFlight = createInFlight(deps.config.maxConcurrentPerLink ?? DEFAULT_MAX_CONCURRENT_PER_LINK);
+  const metrics = deps.metrics;
   return async (req) => {
     try {
-      return await proxy(deps, inFlight, req);
+      const result = await proxy(deps, inFlight, req);
+      metrics?.decision(result.refused ?? null);
+      return result;
     } catch (err) {
+      metrics?.decision("unavailable");
       // Never echo the error: it might quote a header.
       console.error(
         `gateway: ${(err as Error | null)?.name ?? "error"} while answering a ${req.method} request; refused as unavailable`,
@@ -258,6 +265,7 @@ async function answer(
   }
   if (!cacheControl) out.push("cache-control", "no-store");
   out.push("referrer-policy", "no-referrer");
+  if (deps.config.secureCookies) out.push("strict-transport-security", HSTS);
   for (const [name, value] of answerHeaders(req.requestId)) out.push(name, value);
 
   if (!rule) {

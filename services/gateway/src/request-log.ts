@@ -1,0 +1,44 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { logPath } from "@phaselock/core";
+import type { GatewayDeps } from "./deps.ts";
+import { routeKind } from "./metrics.ts";
+
+/**
+ * The path a request line may show: no query, and never a link token or short code (`/l/<token>`
+ * is logged as `/l/:code`).
+ */
+export function loggablePath(url: string): string {
+  if (url.startsWith("/l/")) return "/l/:code";
+  return logPath(url);
+}
+
+/**
+ * Times every request on node:http and, when it is answered, counts it in the latency histogram
+ * and writes its one JSON line (method, path, status, duration, request id). Undefined when the
+ * gateway has neither metrics nor a logger. One `close` listener per request (aborted ones too); nothing else.
+ */
+export function observeRequest(deps: GatewayDeps) {
+  const { metrics, logger } = deps;
+  if (!metrics && !logger) return undefined;
+  const logs = logger?.isLevelEnabled("info") === true;
+  return (req: IncomingMessage, res: ServerResponse, url: string): void => {
+    const started = performance.now();
+    res.once("close", () => {
+      const seconds = (performance.now() - started) / 1000;
+      const method = req.method ?? "GET";
+      metrics?.request(routeKind(url, method), res.statusCode, seconds);
+      if (logs) {
+        logger?.info(
+          {
+            method,
+            path: loggablePath(url),
+            status: res.statusCode,
+            ms: Math.round(seconds * 10_000) / 10,
+            requestId: res.getHeader("x-request-id"),
+          },
+          "request",
+        );
+      }
+    });
+  };
+}
