@@ -65,4 +65,6 @@ export const metricsToken = optionalString.pipe(
 );
 
 /** `LOG_LEVEL`: pino's levels; `silent` writes nothing. */
-export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
+export const logLevel = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");

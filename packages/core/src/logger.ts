@@ -44,6 +44,9 @@ export interface LoggerOptions {
   destination?: DestinationStream | undefined;
 }
 
+/** Stdout for pino, buffered: several loggers of one process may share it. */
+export const stdoutDestination = (): DestinationStream => pino.destination({ dest: 1, sync: false });
+
 /** A pino JSON logger (one object per line) for one service, credentials redacted. */
 export function createLogger(opts: LoggerOptions): PinoLogger {
   return pino(
@@ -54,7 +57,7 @@ export function createLogger(opts: LoggerOptions): PinoLogger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    opts.destination ?? pino.destination({ dest: 1, sync: false }),
+    opts.destination ?? stdoutDestination(),
   );
 }
 
@@ -65,4 +68,19 @@ export function logPath(rawUrl: string): string {
   const q = rawUrl.indexOf("?");
   const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
   return path.length > 256 ? `${path.slice(0, 256)}…` : path;
+}
+
+/** The `(message, data)` logger the services' own code calls, written through pino. */
+export interface MessageLogger {
+  info(msg: string, data?: Record<string, unknown>): void;
+  warn(msg: string, data?: Record<string, unknown>): void;
+  error(msg: string, data?: Record<string, unknown>): void;
+}
+
+export function messageLogger(logger: PinoLogger): MessageLogger {
+  return {
+    info: (msg, data) => logger.info(data ?? {}, msg),
+    warn: (msg, data) => logger.warn(data ?? {}, msg),
+    error: (msg, data) => logger.error(data ?? {}, msg),
+  };
 }

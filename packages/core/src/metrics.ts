@@ -58,7 +58,11 @@ export async function metricsAnswer(
   token: string | undefined,
   requestId: string,
 ): Promise<MetricsAnswer> {
-  const base = { "cache-control": "no-store", "x-content-type-options": "nosniff", "x-request-id": requestId };
+  const base = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-request-id": requestId,
+  };
   if (token !== undefined) {
     const presented = bearerOf(authorization);
     if (presented === undefined || !safeEqual(presented, token)) {

@@ -1,4 +1,4 @@
-import { HSTS, metricsAnswer } from "@phaselock/core";
+import { metricsAnswer, missingSecurityHeaders } from "@phaselock/core";
 import { Hono } from "hono";
 import { answerHeaders } from "./answer-headers.ts";
 import type { GatewayDeps, GatewayEnv } from "./deps.ts";
@@ -26,8 +26,10 @@ export function createApp(deps: GatewayDeps) {
     for (const [name, value] of answerHeaders(requestId)) {
       if (c.res.headers.get(name) !== value) c.header(name, value);
     }
-    // Behind HTTPS (SECURE_COOKIES, or the request came over it) browsers are told to keep to it.
-    if (isHttps(c) && !c.res.headers.has("strict-transport-security")) c.header("Strict-Transport-Security", HSTS);
+    // nosniff everywhere; on pages a CSP with frame-ancestors 'none'; HSTS behind HTTPS
+    // (SECURE_COOKIES, or the request came over it). Only what is missing: see above.
+    const res = c.res.headers;
+    for (const [name, value] of missingSecurityHeaders((n) => res.get(n), isHttps(c))) c.header(name, value);
     // A landing page shown or a session opened is an allowed decision; refusals count themselves.
     if (c.req.path.startsWith("/l/") && c.res.status < 400) deps.metrics?.decision(null);
   });

@@ -1,5 +1,6 @@
 import {
   httpUrl,
+  type LogLevel,
   logLevel,
   metricsToken,
   nodeEnv,
@@ -9,7 +10,6 @@ import {
   postgresUrl,
   redisPrefix,
   redisUrl,
-  type LogLevel,
 } from "@phaselock/core";
 import { z } from "zod";
 import { isProxyEntry } from "./forwarding.ts";

@@ -57,10 +57,9 @@ export function createGatewayMetrics(registry: Registry, sources: GatewayMetricS
     registers: [registry],
   });
   const allowed = decisions.labels("allow", "ok");
-  const denied = Object.fromEntries(REFUSAL_CODES.map((code) => [code, decisions.labels("deny", code)])) as Record<
-    RefusalCode,
-    ReturnType<typeof decisions.labels>
-  >;
+  const denied = Object.fromEntries(
+    REFUSAL_CODES.map((code) => [code, decisions.labels("deny", code)]),
+  ) as Record<RefusalCode, ReturnType<typeof decisions.labels>>;
 
   const duration = new Histogram({
     name: "phaselock_gateway_request_duration_seconds",

@@ -3,10 +3,10 @@ import { pipeline, Readable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import type { GatewayDeps } from "./deps.ts";
 import { PROXY_PREFIX } from "./paths.ts";
-import { observeRequest } from "./request-log.ts";
 import { createProxy, type ProxyResult } from "./proxy-core.ts";
 import { refusal, renderRefusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
+import { observeRequest } from "./request-log.ts";
 
 /** Anything with Hono's `fetch`: the gateway app, for every request that is not `/pb/…`. */
 export interface FetchApp {
