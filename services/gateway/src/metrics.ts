@@ -56,10 +56,17 @@ export function createGatewayMetrics(registry: Registry, sources: GatewayMetricS
     labelNames: ["decision", "code"] as const,
     registers: [registry],
   });
-  const allowed = decisions.labels("allow", "ok");
-  const denied = Object.fromEntries(
-    REFUSAL_CODES.map((code) => [code, decisions.labels("deny", code)]),
-  ) as Record<RefusalCode, ReturnType<typeof decisions.labels>>;
+  // Every series exists from the start (at 0), so a rate is defined before the first denial.
+  const bound = (decision: string, code: string) => {
+    const child = decisions.labels(decision, code);
+    child.inc(0);
+    return child;
+  };
+  const allowed = bound("allow", "ok");
+  const denied = Object.fromEntries(REFUSAL_CODES.map((code) => [code, bound("deny", code)])) as Record<
+    RefusalCode,
+    ReturnType<typeof decisions.labels>
+  >;
 
   const duration = new Histogram({
     name: "phaselock_gateway_request_duration_seconds",

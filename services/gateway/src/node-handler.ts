@@ -35,13 +35,15 @@ export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler
 
   return (req, res) => {
     const url = req.url ?? "";
-    if (observe) observe(req, res, url);
+    const h = req.headers;
+    const requestId = requestIdFor(single(h["x-request-id"]));
+    if (observe) observe(req, res, url, requestId);
     if (!url.startsWith(prefix) || url.startsWith(own)) {
+      // The Hono app takes the same id (a sane one passes requestIdFor unchanged).
+      h["x-request-id"] = requestId;
       void fallback(req, res);
       return;
     }
-    const h = req.headers;
-    const requestId = requestIdFor(single(h["x-request-id"]));
     proxy({
       method: req.method ?? "GET",
       rawPath: url,

@@ -100,14 +100,13 @@ function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyRes
  */
 export function createProxy(deps: GatewayDeps): ProxyHandler {
   const inFlight = createInFlight(deps.config.maxConcurrentPerLink ?? DEFAULT_MAX_CONCURRENT_PER_LINK);
-  const metrics = deps.metrics;
   return async (req) => {
     try {
       const result = await proxy(deps, inFlight, req);
-      metrics?.decision(result.refused ?? null);
+      deps.metrics?.decision(result.refused ?? null);
       return result;
     } catch (err) {
-      metrics?.decision("unavailable");
+      deps.metrics?.decision("unavailable");
       // Never echo the error: it might quote a header.
       console.error(
         `gateway: ${(err as Error | null)?.name ?? "error"} while answering a ${req.method} request; refused as unavailable`,

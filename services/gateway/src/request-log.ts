@@ -21,7 +21,7 @@ export function observeRequest(deps: GatewayDeps) {
   const { metrics, logger } = deps;
   if (!metrics && !logger) return undefined;
   const logs = logger?.isLevelEnabled("info") === true;
-  return (req: IncomingMessage, res: ServerResponse, url: string): void => {
+  return (req: IncomingMessage, res: ServerResponse, url: string, requestId: string): void => {
     const started = performance.now();
     res.once("close", () => {
       const seconds = (performance.now() - started) / 1000;
@@ -34,7 +34,7 @@ export function observeRequest(deps: GatewayDeps) {
             path: loggablePath(url),
             status: res.statusCode,
             ms: Math.round(seconds * 10_000) / 10,
-            requestId: res.getHeader("x-request-id"),
+            requestId,
           },
           "request",
         );
