@@ -343,7 +343,9 @@ export function checkGrafana(text: string): Problems {
     if (typeof panel.type !== "string") problems.push(`${id}: no type`);
     const g = panel.gridPos;
     if (!g || ![g.x, g.y, g.w, g.h].every(Number.isInteger)) problems.push(`${id}: no gridPos`);
-    if (panel.datasource?.uid !== "${datasource}") problems.push(`${id}: datasource is not \${datasource}`);
+    // Grafana's variable syntax, not a template literal.
+    const variable = ["$", "{datasource}"].join("");
+    if (panel.datasource?.uid !== variable) problems.push(`${id}: datasource is not ${variable}`);
     if (!Array.isArray(panel.targets) || panel.targets.length === 0) {
       problems.push(`${id}: no targets`);
       continue;
