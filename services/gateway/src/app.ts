@@ -6,6 +6,7 @@ import { gatewayOpenApi } from "./openapi.ts";
 import { createProxy } from "./proxy-core.ts";
 import { refusal } from "./refusals.ts";
 import { isHttps, requestIdFor } from "./request-context.ts";
+import { logFailure } from "./request-log.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
 import { sendRefusal } from "./routes/refusal.ts";
@@ -64,7 +65,11 @@ export function createApp(deps: GatewayDeps) {
     // A check that could not be made (database or store unreachable, or a bug) must not let a
     // request through or read as a verdict on the link: fail closed with `unavailable`. Never
     // echo the error: it might quote a header.
-    console.error(`gateway: ${err.name} while answering a ${c.req.method} request; refused as unavailable`);
+    logFailure(
+      deps,
+      `${err.name} while answering a ${c.req.method} request; refused as unavailable`,
+      c.get("requestId"),
+    );
     return sendRefusal(c, refusal("unavailable"));
   });
   return app;

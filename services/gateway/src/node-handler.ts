@@ -6,7 +6,7 @@ import { PROXY_PREFIX } from "./paths.ts";
 import { createProxy, type ProxyResult } from "./proxy-core.ts";
 import { refusal, renderRefusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
-import { observeRequest } from "./request-log.ts";
+import { logFailure, observeRequest } from "./request-log.ts";
 
 /** Anything with Hono's `fetch`: the gateway app, for every request that is not `/pb/…`. */
 export interface FetchApp {
@@ -63,7 +63,7 @@ export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler
           send(res, result);
         } catch (err) {
           // node refuses a header value it cannot send: fail closed, never crash the process.
-          console.error(`gateway: ${(err as Error).name} while sending a ${req.method} answer`);
+          logFailure(deps, `${(err as Error).name} while sending a ${req.method} answer`, requestId);
           const body = result.body;
           if (body instanceof Readable) body.destroy();
           else if (body !== null && typeof body !== "string") body.cancel().catch(() => {});

@@ -9,6 +9,7 @@ import { normalizePath } from "./paths.ts";
 import { type Refusal, type RefusalCode, refusal, renderRefusal } from "./refusals.ts";
 import { readBody } from "./request-body.ts";
 import { credentialFrom, ipHash } from "./request-context.ts";
+import { logFailure } from "./request-log.ts";
 import {
   type BodySource,
   contextHeaderValue,
@@ -108,8 +109,10 @@ export function createProxy(deps: GatewayDeps): ProxyHandler {
     } catch (err) {
       deps.metrics?.decision("unavailable");
       // Never echo the error: it might quote a header.
-      console.error(
-        `gateway: ${(err as Error | null)?.name ?? "error"} while answering a ${req.method} request; refused as unavailable`,
+      logFailure(
+        deps,
+        `${(err as Error | null)?.name ?? "error"} while answering a ${req.method} request; refused as unavailable`,
+        req.requestId,
       );
       return refusalResult(refusal("unavailable"), req);
     }

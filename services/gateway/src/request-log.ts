@@ -42,3 +42,12 @@ export function observeRequest(deps: GatewayDeps) {
     });
   };
 }
+
+/**
+ * A failure the gateway answered for (refused as unavailable): one `error` line through the
+ * service's logger when it has one, else on stderr. `what` must never quote a header or a body.
+ */
+export function logFailure(deps: Pick<GatewayDeps, "logger">, what: string, requestId?: string): void {
+  if (deps.logger) deps.logger.error({ requestId }, what);
+  else console.error(`gateway: ${what}`);
+}
