@@ -4,7 +4,7 @@ import { Writable } from "node:stream";
 import { Counter } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "./logger.ts";
-import { createMetricsRegistry, metricsAnswer, statusClass } from "./metrics.ts";
+import { createMetricsRegistry, HotCounter, HotHistogram, metricsAnswer, statusClass } from "./metrics.ts";
 import { DEFAULT_PAGE_CSP, HSTS, missingSecurityHeaders } from "./security-headers.ts";
 import { drain } from "./shutdown.ts";
 
@@ -59,6 +59,38 @@ describe("metricsAnswer", () => {
       "5xx",
       "5xx",
     ]);
+  });
+});
+
+describe("hot-path metrics", () => {
+  it("expose bound children as Prometheus counters and cumulative histograms", async () => {
+    const registry = createMetricsRegistry("t");
+    const counter = new HotCounter("phaselock_hot_total", "c", ["decision", "code"], registry);
+    const ok = counter.child("allow", "ok");
+    counter.child("deny", "expired");
+    ok.inc();
+    ok.inc(2);
+    const histogram = new HotHistogram("phaselock_hot_seconds", "h", ["route"], [0.01, 0.1, 1], registry);
+    const proxy = histogram.child("proxy");
+    for (const v of [0.005, 0.01, 0.05, 2]) proxy.observe(v);
+    const text = await registry.metrics();
+    expect(text).toContain('phaselock_hot_total{decision="allow",code="ok",service="t"} 3');
+    expect(text).toContain('phaselock_hot_total{decision="deny",code="expired",service="t"} 0');
+    expect(text).toContain("# TYPE phaselock_hot_seconds histogram");
+    for (const [le, n] of [
+      ["0.01", 2],
+      ["0.1", 3],
+      ["1", 3],
+      ["+Inf", 4],
+    ] as const) {
+      expect(text).toContain(`phaselock_hot_seconds_bucket{route="proxy",le="${le}",service="t"} ${n}`);
+    }
+    expect(text).toContain('phaselock_hot_seconds_sum{route="proxy",service="t"} 2.065');
+    expect(text).toContain('phaselock_hot_seconds_count{route="proxy",service="t"} 4');
+    registry.resetMetrics();
+    expect(await registry.metrics()).toContain(
+      'phaselock_hot_total{decision="allow",code="ok",service="t"} 0',
+    );
   });
 });
 
