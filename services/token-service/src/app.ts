@@ -68,6 +68,7 @@ export function createApp(deps: TokenServiceDeps): OpenAPIHono<AppEnv> {
   app.use(
     secureHeaders({
       crossOriginResourcePolicy: "same-origin",
+      xFrameOptions: "DENY",
       strictTransportSecurity: false,
       contentSecurityPolicy: undefined,
     }),

@@ -88,6 +88,7 @@ describe("token service security headers", () => {
       expect(res.headers.get("content-security-policy"), path).toMatch(/default-src '(none|self)'/);
       expect(res.headers.get("x-content-type-options"), path).toBe("nosniff");
       expect(res.headers.get("referrer-policy"), path).toBeTruthy();
+      expect(res.headers.get("x-frame-options"), path).toBe("DENY");
       expect(res.headers.get("strict-transport-security"), path).toBeNull();
     }
     const https = await call(h, "GET", "/docs", { headers: { "x-forwarded-proto": "https" } });
