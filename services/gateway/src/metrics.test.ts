@@ -148,6 +148,7 @@ describe("the node fast path counts and logs too", () => {
       level: "info",
       msg: "request",
       method: "GET",
+      route: "proxy",
       path: "/pb/calls/next",
       status: 200,
       requestId: "req_fastpath_1",

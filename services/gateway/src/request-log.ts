@@ -26,11 +26,13 @@ export function observeRequest(deps: GatewayDeps) {
     res.once("close", () => {
       const seconds = (performance.now() - started) / 1000;
       const method = req.method ?? "GET";
-      metrics?.request(routeKind(url, method), res.statusCode, seconds);
+      const route = routeKind(url, method);
+      metrics?.request(route, res.statusCode, seconds);
       if (logs) {
         logger?.info(
           {
             method,
+            route,
             path: loggablePath(url),
             status: res.statusCode,
             ms: Math.round(seconds * 10_000) / 10,
