@@ -17,6 +17,7 @@ kubectl kustomize "$here/k8s/base" >"$tmp/rendered.yaml"
 validate k8s "$tmp/rendered.yaml"
 validate compose "$here/compose.yaml"
 validate dockerfile "$here/Dockerfile" "$root"
+validate grafana "$here/grafana/phaselock.json"
 
 # Each mutation must be refused for its own reason: `expect_refused WHY MODE FILE MESSAGE`.
 refused=0
@@ -65,4 +66,10 @@ awk '/^FROM .* AS runtime/{exit} {print}' "$docker" >"$tmp/Dockerfile.5"
 echo 'USER node' >>"$tmp/Dockerfile.5"
 expect_refused "single stage" dockerfile "$tmp/Dockerfile.5" "not multi-stage"
 
-echo "infra: ok (kustomize render, Kubernetes and Compose schemas, Dockerfile lint; $refused broken variants refused)"
+grafana="$here/grafana/phaselock.json"
+head -c 200 "$grafana" >"$tmp/g1.json"
+expect_refused "truncated JSON" grafana "$tmp/g1.json" "not JSON"
+mutate "$grafana" 's/"expr": "sum by (decision, code) (rate(phaselock_gateway_decisions_total\[5m\]))"/"expr": ""/' >"$tmp/g2.json"
+expect_refused "a target without expr" grafana "$tmp/g2.json" "a target has no expr"
+
+echo "infra: ok (kustomize render, Kubernetes and Compose schemas, Dockerfile lint, Grafana dashboard; $refused broken variants refused)"

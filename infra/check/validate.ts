@@ -7,6 +7,7 @@
  * every problem.
  *
  *   tsx validate.ts k8s RENDERED.yaml | compose COMPOSE.yaml | dockerfile DOCKERFILE [REPO_ROOT]
+ *                 | grafana DASHBOARD.json
  */
 import { accessSync, constants, existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -315,9 +316,57 @@ export function checkDockerfile(text: string, root: string): Problems {
   return problems;
 }
 
+/**
+ * The Grafana dashboard: JSON, with panels that each query Prometheus through the `datasource`
+ * variable, and expressions over Phaselock's metrics only (services/stack/src/dashboard.test.ts
+ * checks each named metric exists in the services' registries).
+ */
+export function checkGrafana(text: string): Problems {
+  let dash: Obj;
+  try {
+    dash = JSON.parse(text) as Obj;
+  } catch (err) {
+    return [`not JSON: ${(err as Error).message}`];
+  }
+  const problems: Problems = [];
+  for (const key of ["title", "uid"])
+    if (typeof dash[key] !== "string" || !dash[key]) problems.push(`no ${key}`);
+  if (!dash.templating?.list?.some((v: Obj) => v.type === "datasource" && v.name === "datasource"))
+    problems.push("no datasource variable");
+  if (!Array.isArray(dash.panels) || dash.panels.length === 0) return [...problems, "no panels"];
+  const ids = new Set<unknown>();
+  for (const panel of dash.panels as Obj[]) {
+    const id = `panel ${panel.id} (${panel.title})`;
+    if (ids.has(panel.id)) problems.push(`${id}: duplicate id`);
+    ids.add(panel.id);
+    if (typeof panel.title !== "string" || !panel.title) problems.push(`${id}: no title`);
+    if (typeof panel.type !== "string") problems.push(`${id}: no type`);
+    const g = panel.gridPos;
+    if (!g || ![g.x, g.y, g.w, g.h].every(Number.isInteger)) problems.push(`${id}: no gridPos`);
+    // Grafana's variable syntax, not a template literal.
+    const variable = ["$", "{datasource}"].join("");
+    if (panel.datasource?.uid !== variable) problems.push(`${id}: datasource is not ${variable}`);
+    if (!Array.isArray(panel.targets) || panel.targets.length === 0) {
+      problems.push(`${id}: no targets`);
+      continue;
+    }
+    for (const t of panel.targets as Obj[]) {
+      if (typeof t.expr !== "string" || !t.expr.trim()) {
+        problems.push(`${id}: a target has no expr`);
+        continue;
+      }
+      if (!/\bphaselock_\w+/.test(t.expr)) problems.push(`${id}: expr names no phaselock_ metric: ${t.expr}`);
+      let depth = 0;
+      for (const ch of t.expr) depth += ch === "(" ? 1 : ch === ")" ? -1 : 0;
+      if (depth !== 0) problems.push(`${id}: unbalanced parentheses: ${t.expr}`);
+    }
+  }
+  return problems;
+}
+
 const [mode, file, rootArg] = process.argv.slice(2);
 if (!mode || !file) {
-  console.error("usage: validate.ts k8s|compose|dockerfile FILE [REPO_ROOT]");
+  console.error("usage: validate.ts k8s|compose|dockerfile|grafana FILE [REPO_ROOT]");
   process.exit(64);
 }
 const text = readFileSync(file, "utf8");
@@ -326,6 +375,7 @@ const checks: Record<string, () => Problems> = {
   k8s: () => checkKubernetes(text),
   compose: () => checkCompose(text),
   dockerfile: () => checkDockerfile(text, root),
+  grafana: () => checkGrafana(text),
 };
 const check = checks[mode];
 if (!check) {

@@ -25,6 +25,8 @@ export interface BatchAuditWriterOptions {
   maxBackoffMs?: number;
   /** Told about every failed write, dropped event and unstorable event. */
   onError?: (err: unknown) => void;
+  /** Told of every committed batch: seconds the insert took, events in it (for metrics). */
+  onCommit?: (seconds: number, events: number) => void;
 }
 
 interface Queued {
@@ -60,6 +62,7 @@ export class BatchAuditWriter implements AuditSink {
   readonly #maxBackoffMs: number;
   readonly #lingerMs: number;
   readonly #onError: (err: unknown) => void;
+  readonly #onCommit: ((seconds: number, events: number) => void) | undefined;
 
   #queue: Queued[] = [];
   /** Events ever queued / ever written: `flush()` waits for what was queued when it was called. */
@@ -82,6 +85,7 @@ export class BatchAuditWriter implements AuditSink {
     this.#maxBackoffMs = nonNegative(opts.maxBackoffMs ?? 1_000, "maxBackoffMs");
     this.#lingerMs = nonNegative(opts.lingerMs ?? 2, "lingerMs");
     this.#onError = opts.onError ?? (() => {});
+    this.#onCommit = opts.onCommit;
   }
 
   /** Events recorded and not yet written. */
@@ -219,6 +223,7 @@ export class BatchAuditWriter implements AuditSink {
   async #write(): Promise<void> {
     const batch = this.#queue.slice(0, this.#maxBatch);
     if (batch.length === 0) return;
+    const started = performance.now();
     try {
       await appendPrepared(
         this.#db,
@@ -235,6 +240,7 @@ export class BatchAuditWriter implements AuditSink {
     }
     this.#queue.splice(0, batch.length);
     this.#written += batch.length;
+    this.#onCommit?.((performance.now() - started) / 1000, batch.length);
     for (const q of batch) q.waiter?.resolve();
     const dropped = this.#dropped;
     if (dropped !== null) {

@@ -53,3 +53,18 @@ export function parseEnv<S extends z.ZodType>(
   const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "(env)"}: ${i.message}`);
   throw new Error(`invalid environment:\n${lines.join("\n")}`);
 }
+
+/** `METRICS_TOKEN`: when set, `GET /metrics` requires it as a bearer credential. */
+export const metricsToken = optionalString.pipe(
+  z
+    .string()
+    .min(16, "must be at least 16 characters")
+    .max(1024, "must be at most 1024 characters")
+    .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
+    .optional(),
+);
+
+/** `LOG_LEVEL`: pino's levels; `silent` writes nothing. */
+export const logLevel = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");

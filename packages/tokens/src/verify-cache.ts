@@ -23,6 +23,9 @@ export class VerifyCache {
   readonly maxEntries: number;
   readonly #map = new Map<string, Slot>();
   #seq = 0;
+  /** Lookups answered / not answered since construction (the gateway's hit-ratio metric). */
+  hits = 0;
+  misses = 0;
 
   constructor(opts: { maxEntries?: number } = {}) {
     this.maxEntries = opts.maxEntries ?? 100_000;
@@ -38,11 +41,16 @@ export class VerifyCache {
   /** The entry for `key`, unless absent or expired at `nowSeconds` (an expired one is evicted). */
   get(key: string, nowSeconds: number): VerifiedEntry | undefined {
     const slot = this.#map.get(key);
-    if (!slot) return undefined;
-    if (slot.entry.claims.exp <= nowSeconds) {
-      this.#map.delete(key);
+    if (!slot) {
+      this.misses++;
       return undefined;
     }
+    if (slot.entry.claims.exp <= nowSeconds) {
+      this.#map.delete(key);
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
     // Only an entry in the older half moves to the young end. Re-inserting on every hit made one
     // busy token cost more than a signature check (a Map keeps deleted entries until it rehashes).
     if (this.#seq - slot.seq >= this.maxEntries / 2) {

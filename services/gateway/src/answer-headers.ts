@@ -5,10 +5,14 @@
  * (both transports) and every refusal apply this one list.
  */
 export function answerHeaders(requestId: string): readonly (readonly [name: string, value: string])[] {
-  return [["x-request-id", requestId]];
+  return [
+    ["x-request-id", requestId],
+    // No answer of ours or the upstream's is to be sniffed into another type (a JSON body as HTML).
+    ["x-content-type-options", "nosniff"],
+  ];
 }
 
 /** Whether an upstream header must not reach the volunteer because we set it ourselves. */
 export function isAnswerHeader(name: string): boolean {
-  return name === "x-request-id";
+  return name === "x-request-id" || name === "x-content-type-options";
 }

@@ -1,10 +1,12 @@
+import { metricsAnswer, missingSecurityHeaders } from "@phaselock/core";
 import { Hono } from "hono";
 import { answerHeaders } from "./answer-headers.ts";
 import type { GatewayDeps, GatewayEnv } from "./deps.ts";
 import { gatewayOpenApi } from "./openapi.ts";
 import { createProxy } from "./proxy-core.ts";
 import { refusal } from "./refusals.ts";
-import { requestIdFor } from "./request-context.ts";
+import { isHttps, requestIdFor } from "./request-context.ts";
+import { logFailure } from "./request-log.ts";
 import { registerLanding } from "./routes/landing.ts";
 import { registerProxy } from "./routes/proxy.ts";
 import { sendRefusal } from "./routes/refusal.ts";
@@ -25,6 +27,24 @@ export function createApp(deps: GatewayDeps) {
     for (const [name, value] of answerHeaders(requestId)) {
       if (c.res.headers.get(name) !== value) c.header(name, value);
     }
+    // nosniff everywhere; on pages a CSP with frame-ancestors 'none'; HSTS behind HTTPS
+    // (SECURE_COOKIES, or the request came over it). Only what is missing: see above.
+    const res = c.res.headers;
+    for (const [name, value] of missingSecurityHeaders((n) => res.get(n), isHttps(c))) c.header(name, value);
+    // A landing page shown or a session opened is an allowed decision; refusals count themselves.
+    if (c.req.path.startsWith("/l/") && c.res.status < 400) deps.metrics?.decision(null);
+  });
+
+  // Not proxied, not audited: operators' scrape, behind METRICS_TOKEN when set.
+  app.get("/metrics", async (c) => {
+    if (!deps.metrics) return c.json({ error: { code: "not_found", message: "No such route." } }, 404);
+    const out = await metricsAnswer(
+      deps.metrics.registry,
+      c.req.header("authorization"),
+      deps.config.metricsToken,
+      c.get("requestId"),
+    );
+    return c.body(out.body, out.status as 200, out.headers);
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
@@ -45,7 +65,11 @@ export function createApp(deps: GatewayDeps) {
     // A check that could not be made (database or store unreachable, or a bug) must not let a
     // request through or read as a verdict on the link: fail closed with `unavailable`. Never
     // echo the error: it might quote a header.
-    console.error(`gateway: ${err.name} while answering a ${c.req.method} request; refused as unavailable`);
+    logFailure(
+      deps,
+      `${err.name} while answering a ${c.req.method} request; refused as unavailable`,
+      c.get("requestId"),
+    );
     return sendRefusal(c, refusal("unavailable"));
   });
   return app;

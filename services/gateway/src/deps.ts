@@ -1,7 +1,8 @@
 import type { AuditSink } from "@phaselock/audit";
-import type { Clock, Scope } from "@phaselock/core";
+import type { Clock, PinoLogger, Scope } from "@phaselock/core";
 import type { LinkClaims, PolicySnapshot, RevocationIndex } from "@phaselock/policy";
 import type { Limits } from "./limits.ts";
+import type { GatewayMetrics } from "./metrics.ts";
 import type { Upstream } from "./upstream.ts";
 import type { UpstreamRoutes } from "./upstream-routes.ts";
 
@@ -115,6 +116,8 @@ export interface GatewayConfig {
   sessionTtlSeconds?: number | undefined;
   /** PUBLIC_GATEWAY_URL: its origin is the one redemptions may be posted from */
   publicGatewayUrl?: string | undefined;
+  /** METRICS_TOKEN: the bearer `GET /metrics` requires, when set */
+  metricsToken?: string | undefined;
 }
 
 export interface GatewayDeps {
@@ -141,6 +144,10 @@ export interface GatewayDeps {
   suspendLink(linkId: string, reason: string, now: Date): Promise<void>;
   /** readiness probe of the database and store, for /readyz */
   ready?: (() => Promise<boolean>) | undefined;
+  /** counters and histograms behind `/metrics` (metrics.ts); absent in hand-built test deps */
+  metrics?: GatewayMetrics | undefined;
+  /** one JSON line per request (node-handler.ts) */
+  logger?: PinoLogger | undefined;
 }
 
 export type GatewayEnv = {

@@ -1,5 +1,8 @@
 import {
   httpUrl,
+  type LogLevel,
+  logLevel,
+  metricsToken,
   nodeEnv,
   optionalString,
   parseEnv,
@@ -54,6 +57,8 @@ export const gatewayEnvShape = z.object({
   PHONEBANK_SECRET: optionalString,
   /** key of the audit trail's IP hashes; must be shared by all gateways to group requests */
   AUDIT_IP_KEY: optionalString,
+  METRICS_TOKEN: metricsToken,
+  LOG_LEVEL: logLevel,
 });
 
 export type GatewayEnvVars = z.infer<typeof gatewayEnvShape>;
@@ -85,6 +90,9 @@ export interface GatewayServiceConfig {
   phonebankSecret: string | undefined;
   /** unset outside production: the starter supplies a development key */
   auditIpKey: string | undefined;
+  /** `METRICS_TOKEN`: the bearer `GET /metrics` requires, when set */
+  metricsToken: string | undefined;
+  logLevel: LogLevel;
 }
 
 const PRODUCTION_SECRETS = ["PHONEBANK_SECRET", "AUDIT_IP_KEY"] as const;
@@ -121,6 +129,8 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
   phonebankSecret: env.PHONEBANK_SECRET,
   auditIpKey: env.AUDIT_IP_KEY,
+  metricsToken: env.METRICS_TOKEN,
+  logLevel: env.LOG_LEVEL,
 });
 
 /** The gateway's environment, parsed once by `main.ts`, into its config. */

@@ -11,6 +11,7 @@ export {
   toGatewayConfig,
 } from "./env.ts";
 export { createLimits, DEFAULT_LIMITS, type Limits, unlimited } from "./limits.ts";
+export { createGatewayMetrics, type GatewayMetrics, REFUSAL_CODES, ROUTE_KINDS } from "./metrics.ts";
 export { type AllowList, compileAllowList } from "./minimise.ts";
 export { createNodeHandler, type NodeHandler } from "./node-handler.ts";
 export { createProxy, type ProxyHandler, type ProxyRequest, type ProxyResult } from "./proxy-core.ts";

@@ -1,6 +1,14 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { acquireDataDirLock, DEV_PHONEBANK_SECRET, resolveDataDir, systemClock } from "@phaselock/core";
+import {
+  acquireDataDirLock,
+  createLogger,
+  createMetricsRegistry,
+  DEV_PHONEBANK_SECRET,
+  installShutdown,
+  resolveDataDir,
+  systemClock,
+} from "@phaselock/core";
 import { assertMigrated, openDb } from "@phaselock/db";
 import { createStores } from "@phaselock/state";
 import { parseGatewayEnv } from "./env.ts";
@@ -38,6 +46,7 @@ try {
   process.exit(1);
 }
 
+const logger = createLogger({ service: "gateway", level: config.logLevel });
 const stores = createStores({
   redisUrl: config.redisUrl,
   prefix: `${config.redisPrefix}:`,
@@ -49,7 +58,9 @@ const gateway = createGateway(config, {
   clock: systemClock,
   // The phone bank started alone falls back on the same development secret.
   fallbackSecrets: { phonebankSecret: DEV_PHONEBANK_SECRET, auditIpKey: "phaselock-dev-ip-key" },
-  onError: (err) => console.error(`gateway: ${(err as Error).message}`),
+  onError: (err) => logger.error({ error: (err as Error).message }, "gateway error"),
+  metricsRegistry: createMetricsRegistry("gateway", { process: true }),
+  logger,
 });
 await gateway.start();
 
@@ -68,16 +79,16 @@ server.listen(config.port, config.host, () => {
   );
 });
 
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  console.log(`gateway: ${signal}, draining`);
-  server.close();
-  await gateway.stop(); // graceful shutdown loses no audit event
-  await stores.close();
-  await handle.close();
-  process.exit(0);
-}
-process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
+// SIGTERM: stop accepting, drain in-flight requests, write every buffered audit event, close the
+// pools, exit 0. A second signal exits at once.
+installShutdown({
+  name: "gateway",
+  servers: [server],
+  close: async () => {
+    await gateway.stop(); // graceful shutdown loses no audit event
+    await stores.close();
+    await handle.close();
+    lock?.release();
+    logger.flush();
+  },
+});

@@ -6,6 +6,7 @@ import { PROXY_PREFIX } from "./paths.ts";
 import { createProxy, type ProxyResult } from "./proxy-core.ts";
 import { refusal, renderRefusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
+import { logFailure, observeRequest } from "./request-log.ts";
 
 /** Anything with Hono's `fetch`: the gateway app, for every request that is not `/pb/…`. */
 export interface FetchApp {
@@ -30,14 +31,19 @@ export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler
   // The gateway's own routes under /pb (session end) are Hono's; the proxy never forwards them.
   const own = `${PROXY_PREFIX}/_phaselock/`;
 
+  const observe = observeRequest(deps);
+
   return (req, res) => {
     const url = req.url ?? "";
+    const h = req.headers;
+    const requestId = requestIdFor(single(h["x-request-id"]));
+    if (observe) observe(req, res, url, requestId);
     if (!url.startsWith(prefix) || url.startsWith(own)) {
+      // The Hono app takes the same id (a sane one passes requestIdFor unchanged).
+      h["x-request-id"] = requestId;
       void fallback(req, res);
       return;
     }
-    const h = req.headers;
-    const requestId = requestIdFor(single(h["x-request-id"]));
     proxy({
       method: req.method ?? "GET",
       rawPath: url,
@@ -57,7 +63,7 @@ export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler
           send(res, result);
         } catch (err) {
           // node refuses a header value it cannot send: fail closed, never crash the process.
-          console.error(`gateway: ${(err as Error).name} while sending a ${req.method} answer`);
+          logFailure(deps, `${(err as Error).name} while sending a ${req.method} answer`, requestId);
           const body = result.body;
           if (body instanceof Readable) body.destroy();
           else if (body !== null && typeof body !== "string") body.cancel().catch(() => {});

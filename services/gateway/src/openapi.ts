@@ -175,5 +175,17 @@ export const gatewayOpenApi = {
     "/openapi.json": {
       get: { summary: "This document", responses: { 200: { description: "OpenAPI 3.1" } } },
     },
+    "/metrics": {
+      get: {
+        summary:
+          "Prometheus metrics (decisions by code, latency, revocation lag, feed staleness, audit queue)",
+        description:
+          "Not proxied, not audited. With METRICS_TOKEN set, requires `Authorization: Bearer <METRICS_TOKEN>`.",
+        responses: {
+          200: { description: "Prometheus text exposition format" },
+          401: { description: "`unauthorized` (problem+json): METRICS_TOKEN is set and was not presented" },
+        },
+      },
+    },
   },
 } as const;

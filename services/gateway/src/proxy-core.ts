@@ -1,13 +1,15 @@
 import { Readable } from "node:stream";
+import { HSTS } from "@phaselock/core";
 import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
 import { type Admitted, admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { resolveForwarded } from "./forwarding.ts";
 import type { CompiledResponseRule } from "./minimise.ts";
 import { normalizePath } from "./paths.ts";
-import { type Refusal, refusal, renderRefusal } from "./refusals.ts";
+import { type Refusal, type RefusalCode, refusal, renderRefusal } from "./refusals.ts";
 import { readBody } from "./request-body.ts";
 import { credentialFrom, ipHash } from "./request-context.ts";
+import { logFailure } from "./request-log.ts";
 import {
   type BodySource,
   contextHeaderValue,
@@ -52,6 +54,8 @@ export interface ProxyResult {
   headers: string[];
   body: BodySource | string | null;
   close?: boolean;
+  /** set on a refusal: its code (the decisions metric) */
+  refused?: RefusalCode;
 }
 
 export type ProxyHandler = (req: ProxyRequest) => Promise<ProxyResult>;
@@ -87,7 +91,7 @@ function refusalResult(r: Refusal, req: ProxyRequest, status?: number): ProxyRes
   const out = renderRefusal(r, req.accept, req.requestId, status);
   const headers: string[] = [];
   for (const name in out.headers) headers.push(name, out.headers[name]!);
-  return { status: out.status, headers, body: out.body };
+  return { status: out.status, headers, body: out.body, refused: r.code };
 }
 
 /**
@@ -99,11 +103,16 @@ export function createProxy(deps: GatewayDeps): ProxyHandler {
   const inFlight = createInFlight(deps.config.maxConcurrentPerLink ?? DEFAULT_MAX_CONCURRENT_PER_LINK);
   return async (req) => {
     try {
-      return await proxy(deps, inFlight, req);
+      const result = await proxy(deps, inFlight, req);
+      deps.metrics?.decision(result.refused ?? null);
+      return result;
     } catch (err) {
+      deps.metrics?.decision("unavailable");
       // Never echo the error: it might quote a header.
-      console.error(
-        `gateway: ${(err as Error | null)?.name ?? "error"} while answering a ${req.method} request; refused as unavailable`,
+      logFailure(
+        deps,
+        `${(err as Error | null)?.name ?? "error"} while answering a ${req.method} request; refused as unavailable`,
+        req.requestId,
       );
       return refusalResult(refusal("unavailable"), req);
     }
@@ -262,6 +271,7 @@ async function answer(
   }
   if (!cacheControl) out.push("cache-control", "no-store");
   out.push("referrer-policy", "no-referrer");
+  if (deps.config.secureCookies) out.push("strict-transport-security", HSTS);
   for (const [name, value] of answerHeaders(req.requestId)) out.push(name, value);
 
   if (!rule) {

@@ -65,6 +65,11 @@ export function deviceId(c: Context<GatewayEnv>): string {
   return issued.slice(0, issued.indexOf("."));
 }
 
+/** Whether the answer goes out over HTTPS (SECURE_COOKIES, or the request says it came over it). */
+export function isHttps(c: Context<GatewayEnv>): boolean {
+  return secure(c);
+}
+
 function secure(c: Context<GatewayEnv>): boolean {
   if (c.var.deps.config.secureCookies) return true;
   return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
-import type { Clock } from "@phaselock/core";
+import { type Clock, createMetricsRegistry, type PinoLogger, type Registry } from "@phaselock/core";
 import {
   createRepos,
   type Db,
@@ -22,6 +22,7 @@ import type { GatewayConfig, GatewayDeps, PolicyView } from "./deps.ts";
 import type { GatewayServiceConfig } from "./env.ts";
 import { createLastSeen } from "./last-seen.ts";
 import { createLimits, type LimitDefaults } from "./limits.ts";
+import { createGatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { createNodeHandler } from "./node-handler.ts";
 import { createDeviceIds, createSessionCache } from "./sessions.ts";
 import { createHttpUpstream, type Upstream } from "./upstream.ts";
@@ -51,6 +52,10 @@ export interface GatewayInfra {
    */
   versionPollMs?: number | false;
   onError?: (err: unknown) => void;
+  /** Where `/metrics` reads from. Default: a registry of this gateway's own. */
+  metricsRegistry?: Registry;
+  /** One JSON line per request (node-handler.ts). Default: none. */
+  logger?: PinoLogger;
 }
 
 /** What of the service config the Hono app and the proxy read per request. */
@@ -74,6 +79,7 @@ export function gatewayAppConfig(
     maxConcurrentPerLink: config.maxConcurrentPerLink,
     sessionTtlSeconds: config.sessionTtlSeconds,
     publicGatewayUrl: config.publicGatewayUrl,
+    metricsToken: config.metricsToken,
   };
 }
 
@@ -88,7 +94,16 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
   const repos = createRepos(db);
   const ring = new KeyRing();
   const cache = new VerifyCache({ maxEntries: 100_000 });
-  const ownAudit = infra.audit ? undefined : new BatchAuditWriter({ db, clock, onError: infra.onError });
+  // Assigned below, once what its gauges read exists; the writer only calls it after a commit.
+  let metrics: GatewayMetrics | undefined;
+  const ownAudit = infra.audit
+    ? undefined
+    : new BatchAuditWriter({
+        db,
+        clock,
+        onError: infra.onError,
+        onCommit: (seconds, events) => metrics?.auditCommit(seconds, events),
+      });
   const audit = infra.audit ?? (ownAudit as AuditSink);
   const ownUpstream = infra.upstream
     ? undefined
@@ -104,7 +119,15 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
   // Changes from the Postgres log; the bus only says when to read it.
   const feed = new LoggedFeed({
     bus: stores.bus,
-    log: { since: (after) => loadPolicyChanges(db, after) },
+    log: {
+      since: async (after) => {
+        const read = await loadPolicyChanges(db, after);
+        // Applied in the same tick as this read: the lag from commit to application here.
+        const now = Date.now();
+        for (const c of read.changes) if (c.at) metrics?.revocationLag((now - c.at.getTime()) / 1000);
+        return read;
+      },
+    },
     position: () => state.status().version,
     pollMs: infra.versionPollMs ?? 1000,
     onError: infra.onError,
@@ -146,8 +169,20 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
 
   const lastSeen = createLastSeen({ touch: (id, at) => repos.links.touch(id, at), onError: infra.onError });
 
+  metrics = createGatewayMetrics(infra.metricsRegistry ?? createMetricsRegistry("gateway"), {
+    feedAgeSeconds: () => {
+      const at = state.lastConfirmedAt;
+      return at ? (clock.now().getTime() - at.getTime()) / 1000 : null;
+    },
+    auditPending: () => (audit as { pending?: number }).pending ?? 0,
+    verifyCache: () => ({ hits: cache.hits, misses: cache.misses, size: cache.size }),
+    upstreamPool: () => ownUpstream?.stats(),
+  });
+
   const deps: GatewayDeps = {
     clock,
+    metrics,
+    logger: infra.logger,
     policy,
     verifier: createVerifier({ keys: ring, issuer: config.issuer, clock, cache }),
     links: repos.links,
@@ -193,6 +228,7 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     config,
     deps,
     app,
+    metrics,
     /** `/pb/*` on node:http directly (the proxy's fast path); every other route through Hono. */
     handler: createNodeHandler(deps, app),
     state,

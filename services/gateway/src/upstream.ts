@@ -51,6 +51,8 @@ export interface Upstream {
 /** An HTTP upstream holds a connection pool; `close()` drains it on shutdown. */
 export interface HttpUpstream extends Upstream {
   close(): Promise<void>;
+  /** the connection pool's use, for /metrics */
+  stats(): { size: number; connected: number; free: number; pending: number; running: number };
 }
 
 export type UpstreamErrorCode =
@@ -453,6 +455,10 @@ export function createHttpUpstream(opts: HttpUpstreamOptions): HttpUpstream {
       return toWebResponse(res);
     },
     close: () => pool.close(),
+    stats: () => {
+      const s = pool.stats;
+      return { size: s.size, connected: s.connected, free: s.free, pending: s.pending, running: s.running };
+    },
   };
 }
 

@@ -1,5 +1,19 @@
-import { type Clock, systemClock } from "@phaselock/core";
+import { randomUUID } from "node:crypto";
+import {
+  type Clock,
+  createMetricsRegistry,
+  logPath,
+  metricsAnswer,
+  missingSecurityHeaders,
+  type PinoLogger,
+  type Registry,
+  requestDurationHistogram,
+  statusClass,
+  systemClock,
+  viaHttps,
+} from "@phaselock/core";
 import { Hono } from "hono";
+import { routePath } from "hono/route";
 import { CallStore } from "./calls.ts";
 import type { PhonebankDeps, PhonebankEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
@@ -18,7 +32,15 @@ export interface PhonebankOptions {
   clock?: Clock;
   /** Calls remembered for recording an outcome; the oldest are forgotten past this. */
   maxCalls?: number;
+  /** METRICS_TOKEN: the bearer `GET /metrics` requires, when set */
+  metricsToken?: string | undefined;
+  /** Where `/metrics` reads from. Default: a registry of this app's own. */
+  metricsRegistry?: Registry;
+  /** One JSON line per request. Default: none. */
+  logger?: PinoLogger;
 }
+
+const SANE_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
 /**
  * The demo phone bank: the upstream the gateway protects. Every route but `/healthz` needs the
@@ -32,17 +54,50 @@ export function createApp(opts: PhonebankOptions): Hono<PhonebankEnv> {
     clock: opts.clock ?? systemClock,
   };
 
+  const registry = opts.metricsRegistry ?? createMetricsRegistry("phonebank");
+  const duration = requestDurationHistogram(registry, "phaselock_phonebank");
   const app = new Hono<PhonebankEnv>();
 
   app.use("*", async (c, next) => {
+    const started = performance.now();
     c.set("deps", deps);
     await next();
-    // Member data must not be cached or sniffed, whatever route answered.
+    // Member data must not be cached or sniffed, whatever route answered; pages get their CSP.
     c.header("cache-control", "no-store");
-    c.header("x-content-type-options", "nosniff");
     c.header("referrer-policy", "no-referrer");
+    const res = c.res.headers;
+    const https = viaHttps(c.req.url, c.req.header("x-forwarded-proto"));
+    for (const [name, value] of missingSecurityHeaders((n) => res.get(n), https)) c.header(name, value);
+    const seconds = (performance.now() - started) / 1000;
+    const route = routePath(c, -1);
+    duration.observe({ method: c.req.method, route, status_class: statusClass(c.res.status) }, seconds);
+    if (opts.logger) {
+      const incoming = c.req.header("x-request-id");
+      opts.logger.info(
+        {
+          method: c.req.method,
+          route,
+          path: logPath(new URL(c.req.url).pathname),
+          status: c.res.status,
+          ms: Math.round(seconds * 10_000) / 10,
+          requestId: incoming && SANE_ID.test(incoming) ? incoming : `req_${randomUUID()}`,
+        },
+        "request",
+      );
+    }
   });
-  app.use("*", requireGateway({ secret: opts.secret, exempt: ["/healthz", "/readyz"] }));
+  // Scraped directly, not through the gateway: METRICS_TOKEN guards it instead of the secret.
+  app.get("/metrics", async (c) => {
+    const incoming = c.req.header("x-request-id");
+    const out = await metricsAnswer(
+      registry,
+      c.req.header("authorization"),
+      opts.metricsToken,
+      incoming && SANE_ID.test(incoming) ? incoming : `req_${randomUUID()}`,
+    );
+    return c.body(out.body, out.status as 200, out.headers);
+  });
+  app.use("*", requireGateway({ secret: opts.secret, exempt: ["/healthz", "/readyz", "/metrics"] }));
 
   registerHealth(app);
   registerPage(app);

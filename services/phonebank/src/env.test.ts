@@ -11,8 +11,17 @@ describe("phonebank env", () => {
       host: "127.0.0.1",
       secret: DEV_PHONEBANK_SECRET,
       usingDevSecret: true,
+      metricsToken: undefined,
+      logLevel: "info",
     });
     expect(parsePhonebankEnv({ PHONEBANK_SECRET: "  " }).usingDevSecret).toBe(true);
+  });
+
+  it("reads METRICS_TOKEN and LOG_LEVEL as the other services do", () => {
+    const env = parsePhonebankEnv({ METRICS_TOKEN: "m".repeat(24), LOG_LEVEL: "warn" });
+    expect([env.metricsToken, env.logLevel]).toEqual(["m".repeat(24), "warn"]);
+    expect(() => parsePhonebankEnv({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
+    expect(() => parsePhonebankEnv({ METRICS_TOKEN: "short" })).toThrow(/METRICS_TOKEN/);
   });
 
   it("reads the port, host and secret", () => {

@@ -1,4 +1,12 @@
-import { DEV_PHONEBANK_SECRET, nodeEnv, optionalString, parseEnv, port } from "@phaselock/core";
+import {
+  DEV_PHONEBANK_SECRET,
+  logLevel,
+  metricsToken,
+  nodeEnv,
+  optionalString,
+  parseEnv,
+  port,
+} from "@phaselock/core";
 import { z } from "zod";
 
 /** The phone bank's environment, parsed once by `main.ts`. */
@@ -10,6 +18,8 @@ export const envSchema = z
     PHONEBANK_PORT: port(8090),
     HOST: z.string().min(1).default("127.0.0.1"),
     PHONEBANK_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    METRICS_TOKEN: metricsToken,
+    LOG_LEVEL: logLevel,
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV !== "production") return;
@@ -33,6 +43,8 @@ export const envSchema = z
     host: env.HOST,
     secret: env.PHONEBANK_SECRET ?? DEV_PHONEBANK_SECRET,
     usingDevSecret: env.PHONEBANK_SECRET === undefined,
+    metricsToken: env.METRICS_TOKEN,
+    logLevel: env.LOG_LEVEL,
   }));
 
 export type PhonebankEnvConfig = z.infer<typeof envSchema>;

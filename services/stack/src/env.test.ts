@@ -43,6 +43,8 @@ const SAMPLES: Record<string, string> = {
   AUDIT_CHECKPOINT_DIR: "/var/lib/phaselock/checkpoints",
   AUDIT_ORIGIN: "audit.example.org/phaselock",
   SESSION_TTL_SECONDS: "3600",
+  METRICS_TOKEN: "m".repeat(24),
+  LOG_LEVEL: "warn",
 };
 
 const settings = readmeSettings();

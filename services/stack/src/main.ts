@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { getRequestListener } from "@hono/node-server";
-import { acquireDataDirLock, type DataDirLock, DataDirLockedError } from "@phaselock/core";
+import { acquireDataDirLock, type DataDirLock, DataDirLockedError, installShutdown } from "@phaselock/core";
 import { parseStackEnv } from "./env.ts";
 import { buildStack } from "./stack.ts";
 
@@ -78,7 +78,7 @@ function portVariable(name: string): string {
 
 let stack: Awaited<ReturnType<typeof buildStack>>;
 try {
-  stack = await buildStack(config, { say: (line) => console.log(line) });
+  stack = await buildStack(config, { say: (line) => console.log(line), processMetrics: true });
 } catch (err) {
   for (const s of servers) s.close();
   fail((err as Error).message);
@@ -115,15 +115,14 @@ if (demo) {
 lines.push("", "Ctrl-C stops everything.");
 console.log(lines.join("\n"));
 
-let stopping = false;
-async function shutdown() {
-  if (stopping) return;
-  stopping = true;
-  for (const s of servers) s.close();
-  await stack.stop();
-  // The lock goes last: the database is closed by now. process.exit releases it too.
-  lock?.release();
-  process.exit(0);
-}
-process.on("SIGINT", () => void shutdown());
-process.on("SIGTERM", () => void shutdown());
+// SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (10 s at most), write every buffered
+// audit event, close the pools, exit 0. A second signal exits at once.
+installShutdown({
+  name: "phaselock",
+  servers,
+  close: async () => {
+    await stack.stop();
+    // The lock goes last: the database is closed by now. process.exit releases it too.
+    lock?.release();
+  },
+});

@@ -1,9 +1,18 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BatchAuditWriter } from "@phaselock/audit";
-import { type Clock, loadDevSecrets, systemClock } from "@phaselock/core";
+import {
+  type Clock,
+  createLogger,
+  createMetricsRegistry,
+  type DestinationStream,
+  loadDevSecrets,
+  messageLogger,
+  stdoutDestination,
+  systemClock,
+} from "@phaselock/core";
 import { migrate, openDb } from "@phaselock/db";
-import { createGateway } from "@phaselock/gateway";
+import { createGateway, type GatewayMetrics } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
 import { createStores } from "@phaselock/state";
 import { createTokenService, type Logger } from "@phaselock/token-service";
@@ -15,6 +24,10 @@ export interface StackOptions {
   /** Progress lines (what `pnpm start` prints while it starts). */
   say?: (line: string) => void;
   logger?: Logger;
+  /** Where the services' JSON log lines go (default stdout); tests read them. */
+  logDestination?: DestinationStream;
+  /** Node's process metrics on each service's /metrics (main.ts only: one set per process). */
+  processMetrics?: boolean;
 }
 
 /**
@@ -38,14 +51,30 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
     prefix: `${config.redisPrefix}:`,
     onError: (err) => console.error(`phaselock: redis: ${(err as Error).message}`),
   });
-  // One writer: both services append to the same hash chain.
-  const audit = new BatchAuditWriter({ db: handle.db, clock });
+  const destination = opts.logDestination ?? stdoutDestination();
+  const level = config.tokenService.logLevel;
+  const loggers = {
+    tokenService: createLogger({ service: "token-service", level, destination }),
+    gateway: createLogger({ service: "gateway", level, destination }),
+    phonebank: createLogger({ service: "phonebank", level, destination }),
+  };
+  const registry = (service: string) =>
+    createMetricsRegistry(service, { process: opts.processMetrics === true });
+  // One writer: both services append to the same hash chain. Its commits are the gateway's metric.
+  let gatewayMetrics: GatewayMetrics | undefined;
+  const audit = new BatchAuditWriter({
+    db: handle.db,
+    clock,
+    onCommit: (seconds, events) => gatewayMetrics?.auditCommit(seconds, events),
+  });
   const infra = { db: handle.db, stores, clock, audit };
 
   const tokenService = createTokenService(config.tokenService, {
     ...infra,
-    logger: opts.logger,
+    logger: opts.logger ?? messageLogger(loggers.tokenService),
     fallbackSecrets: dev.secrets,
+    metricsRegistry: registry("token-service"),
+    requestLogger: loggers.tokenService,
   });
   await tokenService.start();
   const adminToken = tokenService.deps.config.adminToken;
@@ -53,11 +82,20 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
   const gateway = createGateway(config.gateway, {
     ...infra,
     fallbackSecrets: dev.secrets,
-    onError: (err) => console.error(`gateway: ${(err as Error).message}`),
+    onError: (err) => loggers.gateway.error({ error: (err as Error).message }, "gateway error"),
+    metricsRegistry: registry("gateway"),
+    logger: loggers.gateway,
   });
+  gatewayMetrics = gateway.metrics;
   await gateway.start();
 
-  const phonebank = createPhonebankApp({ secret: gateway.deps.config.upstreamSecret, clock });
+  const phonebank = createPhonebankApp({
+    secret: gateway.deps.config.upstreamSecret,
+    clock,
+    metricsToken: config.gateway.metricsToken,
+    metricsRegistry: registry("phonebank"),
+    logger: loggers.phonebank,
+  });
 
   // Seed an empty database through the token service's own API.
   const linksFile = join(config.dataDir, "demo-links.json");
@@ -102,6 +140,7 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
       await audit.close();
       await stores.close();
       await handle.close();
+      for (const logger of Object.values(loggers)) logger.flush();
     },
   };
 }

@@ -1,6 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { logPath, metricsAnswer, missingSecurityHeaders, viaHttps } from "@phaselock/core";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
+import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import type { AppEnv, TokenServiceDeps } from "./context.ts";
 import { fail, notFound, onError, validationHook } from "./errors.ts";
@@ -43,7 +45,52 @@ export function createApp(deps: TokenServiceDeps): OpenAPIHono<AppEnv> {
     c.set("deps", deps);
     await next();
   });
-  app.use(secureHeaders({ crossOriginResourcePolicy: "same-origin" }));
+  // One line per request and its latency (route pattern, never the path: it may hold an id).
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    const route = routePath(c, -1);
+    deps.metrics?.request(c.req.method, route, c.res.status, seconds);
+    deps.requestLogger?.info(
+      {
+        method: c.req.method,
+        route,
+        path: logPath(new URL(c.req.url).pathname),
+        status: c.res.status,
+        ms: Math.round(seconds * 10_000) / 10,
+        requestId: c.get("requestId"),
+      },
+      "request",
+    );
+  });
+  // HSTS is ours (behind HTTPS only); CSP is each page's, completed below.
+  app.use(
+    secureHeaders({
+      crossOriginResourcePolicy: "same-origin",
+      xFrameOptions: "DENY",
+      strictTransportSecurity: false,
+      contentSecurityPolicy: undefined,
+    }),
+  );
+  app.use(async (c, next) => {
+    await next();
+    const res = c.res.headers;
+    const https = viaHttps(c.req.url, c.req.header("x-forwarded-proto"));
+    for (const [name, value] of missingSecurityHeaders((n) => res.get(n), https)) c.header(name, value);
+  });
+
+  // Operators' scrape, behind METRICS_TOKEN when set; not in the API reference.
+  app.get("/metrics", async (c) => {
+    if (!deps.metrics) return notFound(c);
+    const out = await metricsAnswer(
+      deps.metrics.registry,
+      c.req.header("authorization"),
+      deps.metricsToken,
+      c.get("requestId"),
+    );
+    return c.body(out.body, out.status as 200, out.headers);
+  });
   // Answers carry tokens, keys and policy: no cache may keep them.
   app.use(
     "/v1/*",

@@ -1,9 +1,10 @@
 import type { AuditEvent, AuditSink, StoredCheckpoint } from "@phaselock/audit";
-import type { Clock } from "@phaselock/core";
+import type { Clock, PinoLogger } from "@phaselock/core";
 import type { createRepos, Db } from "@phaselock/db";
 import type { ChangeBus } from "@phaselock/state";
 import type { KeyManager } from "./keys.ts";
 import type { Logger } from "./logger.ts";
+import type { TokenServiceMetrics } from "./metrics.ts";
 
 export type Repos = ReturnType<typeof createRepos>;
 
@@ -50,6 +51,12 @@ export interface TokenServiceDeps {
   ready?: () => boolean | Promise<boolean>;
   /** Defaults to JSON lines on the console. */
   logger?: Logger;
+  /** behind `/metrics`; absent in hand-built test deps */
+  metrics?: TokenServiceMetrics | undefined;
+  /** one JSON line per request (pino) */
+  requestLogger?: PinoLogger | undefined;
+  /** METRICS_TOKEN: the bearer `/metrics` requires, when set */
+  metricsToken?: string | undefined;
 }
 
 export type Role = "admin" | "coordinator" | "auditor";

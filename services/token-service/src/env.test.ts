@@ -17,6 +17,8 @@ describe("parseEnv", () => {
       TOKEN_SERVICE_URL: "http://127.0.0.1:4000",
       AUDIT_CHECKPOINT_DIR: "./.data/checkpoints",
       AUDIT_ORIGIN: undefined,
+      METRICS_TOKEN: undefined,
+      LOG_LEVEL: "info",
     });
   });
 

@@ -1,5 +1,8 @@
 import {
   httpUrl,
+  type LogLevel,
+  logLevel,
+  metricsToken,
   nodeEnv,
   optionalString,
   parseEnv as parseWith,
@@ -37,6 +40,8 @@ export const tokenServiceEnvShape = z.object({
       .regex(/^[\x21-\x2a\x2c-\x7e]{1,200}$/, "must be printable ASCII without spaces or '+'")
       .optional(),
   ),
+  METRICS_TOKEN: metricsToken,
+  LOG_LEVEL: logLevel,
 });
 
 export type TokenServiceEnv = z.infer<typeof tokenServiceEnvShape>;
@@ -63,6 +68,9 @@ export interface TokenServiceSettings {
   auditCheckpointDir: string;
   /** The audit log's name (checkpoint origin and key name): `<TOKEN_SERVICE_URL host>/audit` by default. */
   auditOrigin: string;
+  /** `METRICS_TOKEN`: the bearer `GET /metrics` requires, when set */
+  metricsToken: string | undefined;
+  logLevel: LogLevel;
 }
 
 const PRODUCTION_SECRETS = {
@@ -98,6 +106,8 @@ export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettin
   keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
   auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR,
   auditOrigin: env.AUDIT_ORIGIN ?? defaultAuditOrigin(env.TOKEN_SERVICE_URL),
+  metricsToken: env.METRICS_TOKEN,
+  logLevel: env.LOG_LEVEL,
 });
 
 /** `<host>/audit`, the C2SP convention of naming a log by where it lives. */

@@ -30,4 +30,5 @@ export {
   keyChangeMessage,
   type LinkSigner,
 } from "./keys.ts";
+export { createTokenServiceMetrics, type TokenServiceMetrics } from "./metrics.ts";
 export { createTokenService, type TokenService, type TokenServiceInfra } from "./service.ts";

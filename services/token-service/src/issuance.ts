@@ -26,7 +26,10 @@ export const MAX_BATCH = 10_000;
 const SIGN_CHUNK = 256;
 
 /** What issuing links needs of the service: no HTTP request in sight. */
-export type IssuanceDeps = Pick<TokenServiceDeps, "db" | "repos" | "keys" | "clock" | "journal" | "config">;
+export type IssuanceDeps = Pick<
+  TokenServiceDeps,
+  "db" | "repos" | "keys" | "clock" | "journal" | "config" | "metrics"
+>;
 
 /** Who asks for the links: the authenticated principal, and its request for the audit trail. */
 export interface IssuanceCaller extends AuditCaller {
@@ -191,6 +194,7 @@ export async function issueLinks(
       });
     }
   });
+  deps.metrics?.issued(rows.length);
 
   const base = deps.config.publicGatewayUrl;
   return rows.map((row, i) => {

@@ -2,15 +2,22 @@
  * `pnpm start:token-service`: the token service alone, for running against a real Postgres (and
  * Redis, with several gateways). The only module that reads the environment.
  */
+import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
-import { acquireDataDirLock, loadDevSecrets, resolveDataDir, systemClock } from "@phaselock/core";
+import {
+  acquireDataDirLock,
+  createLogger,
+  createMetricsRegistry,
+  installShutdown,
+  loadDevSecrets,
+  messageLogger,
+  resolveDataDir,
+  systemClock,
+} from "@phaselock/core";
 import { assertMigrated, openDb } from "@phaselock/db";
 import { type ChangeBus, MemoryBus, RedisBus } from "@phaselock/state";
 import { parseTokenServiceEnv } from "./env.ts";
-import { consoleLogger } from "./errors.ts";
 import { createTokenService } from "./service.ts";
-
-const log = consoleLogger;
 
 function refuse(message: string): never {
   console.error(`token-service: ${message}`);
@@ -23,6 +30,8 @@ try {
 } catch (err) {
   refuse((err as Error).message);
 }
+const pinoLogger = createLogger({ service: "token-service", level: settings.logLevel });
+const log = messageLogger(pinoLogger);
 const dataDir = resolveDataDir(settings.dataDir, process.env.INIT_CWD);
 settings = {
   ...settings,
@@ -91,6 +100,8 @@ try {
     clock: systemClock,
     logger: log,
     fallbackSecrets,
+    metricsRegistry: createMetricsRegistry("token-service", { process: true }),
+    requestLogger: pinoLogger,
   });
 } catch (err) {
   await handle.close();
@@ -117,16 +128,19 @@ server.once("error", (err: NodeJS.ErrnoException) => {
   );
 });
 
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  console.log(`token-service: ${signal}, shutting down`);
-  server.close();
-  await service.stop().catch((err: unknown) => log.error("audit close", { error: String(err) }));
-  await bus.close().catch(() => {});
-  await handle.close();
-  process.exit(0);
-}
-process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
+// SIGTERM: stop accepting, drain in-flight requests, write every buffered audit event, close the
+// pools, exit 0 (1 if the audit could not be written). A second signal exits at once.
+installShutdown({
+  name: "token-service",
+  servers: [server as Server],
+  close: async () => {
+    try {
+      await service.stop();
+    } finally {
+      await bus.close().catch(() => {});
+      await handle.close();
+      lock?.release();
+      pinoLogger.flush();
+    }
+  },
+});

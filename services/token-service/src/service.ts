@@ -1,5 +1,5 @@
 import { type AuditSink, BatchAuditWriter, type CheckpointTimers } from "@phaselock/audit";
-import type { Clock } from "@phaselock/core";
+import { type Clock, createMetricsRegistry, type PinoLogger, type Registry } from "@phaselock/core";
 import { createRepos, type Db } from "@phaselock/db";
 import type { BusStatus, ChangeBus } from "@phaselock/state";
 import { parseKek } from "@phaselock/tokens";
@@ -10,6 +10,7 @@ import { databaseJournal } from "./effects.ts";
 import type { TokenServiceSettings } from "./env.ts";
 import { consoleLogger, type Logger } from "./errors.ts";
 import { KeyManager } from "./keys.ts";
+import { createTokenServiceMetrics } from "./metrics.ts";
 
 /** The deployment's shared state a token service runs on; the stack shares it with the gateway. */
 export interface TokenServiceInfra {
@@ -25,6 +26,10 @@ export interface TokenServiceInfra {
   logger?: Logger;
   /** Secrets used when the settings leave them unset (never in production: the schema refuses). */
   fallbackSecrets?: { adminToken?: string; keyEncryptionKey?: string };
+  /** Where `/metrics` reads from. Default: a registry of this instance's own. */
+  metricsRegistry?: Registry;
+  /** One JSON line per request. Default: none. */
+  requestLogger?: PinoLogger;
 }
 
 /**
@@ -79,6 +84,13 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     config: { issuer: settings.issuer, publicGatewayUrl: settings.publicGatewayUrl, adminToken },
     ready: () => busUp,
     logger: log,
+    metrics: createTokenServiceMetrics(infra.metricsRegistry ?? createMetricsRegistry("token-service"), {
+      db,
+      clock,
+      auditPending: () => (audit as { pending?: number }).pending ?? 0,
+    }),
+    requestLogger: infra.requestLogger,
+    metricsToken: settings.metricsToken,
   };
   const app = createApp(deps);
   let unsubscribe: (() => void) | undefined;

@@ -31,6 +31,8 @@ export async function logPolicyChange(tx: Tx | Db, change: StoredPolicyChange): 
 export interface LoggedChange {
   version: number;
   change: unknown;
+  /** when the change was committed (the gateway's revocation-lag metric) */
+  at?: Date | undefined;
 }
 
 /**
@@ -44,7 +46,12 @@ export async function loadPolicyChanges(
   limit = 1000,
 ): Promise<{ stored: number; changes: LoggedChange[] }> {
   const rows = await db
-    .select({ stored: policyState.version, version: policyChanges.version, change: policyChanges.change })
+    .select({
+      stored: policyState.version,
+      version: policyChanges.version,
+      change: policyChanges.change,
+      at: policyChanges.at,
+    })
     .from(policyState)
     .leftJoin(policyChanges, gt(policyChanges.version, after))
     .where(eq(policyState.id, 1))
@@ -53,7 +60,8 @@ export async function loadPolicyChanges(
   const first = rows[0];
   if (!first) throw new Error("policy_state row missing: the database is not migrated");
   const changes: LoggedChange[] = [];
-  for (const r of rows) if (r.version !== null) changes.push({ version: r.version, change: r.change });
+  for (const r of rows)
+    if (r.version !== null) changes.push({ version: r.version, change: r.change, at: r.at ?? undefined });
   return { stored: first.stored, changes };
 }
 

@@ -1,0 +1,86 @@
+import { type DestinationStream, type Logger as PinoLogger, pino } from "pino";
+
+export type { DestinationStream } from "pino";
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const CREDENTIAL_KEYS = [
+  "authorization",
+  "cookie",
+  "set-cookie",
+  "session",
+  "sessionToken",
+  "token",
+  "accessToken",
+  "linkToken",
+  "key",
+  "apiKey",
+  "api_key",
+  "x-api-key",
+  "privateKey",
+  "secret",
+  "password",
+  "adminToken",
+  "metricsToken",
+  "x-phaselock-gateway-secret",
+];
+
+/**
+ * Every credential path pino replaces by `[redacted]`: at the top of a line, one level down
+ * (`headers.cookie`, `err.token`) and under `req.headers`/`res.headers`. Defence in depth: request
+ * lines carry no header and no query in the first place.
+ */
+export const REDACT_PATHS: readonly string[] = CREDENTIAL_KEYS.flatMap((k) => {
+  const key = /^[A-Za-z_$][\w$]*$/.test(k) ? k : `["${k}"]`;
+  const dot = key.startsWith("[") ? key : `.${key}`;
+  return [key, `*${dot}`, `req.headers${dot}`, `res.headers${dot}`];
+});
+
+export interface LoggerOptions {
+  service: string;
+  level?: LogLevel | undefined;
+  /** Default: stdout. Tests pass a stream to read the lines. */
+  destination?: DestinationStream | undefined;
+}
+
+/** Stdout for pino, buffered: several loggers of one process may share it. */
+export const stdoutDestination = (): DestinationStream => pino.destination({ dest: 1, sync: false });
+
+/** A pino JSON logger (one object per line) for one service, credentials redacted. */
+export function createLogger(opts: LoggerOptions): PinoLogger {
+  return pino(
+    {
+      level: opts.level ?? "info",
+      base: { service: opts.service },
+      redact: { paths: [...REDACT_PATHS], censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    opts.destination ?? stdoutDestination(),
+  );
+}
+
+export type { PinoLogger };
+
+/** The request line's path: no query (it may hold anything), and at most 256 characters. */
+export function logPath(rawUrl: string): string {
+  const q = rawUrl.indexOf("?");
+  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  return path.length > 256 ? `${path.slice(0, 256)}…` : path;
+}
+
+/** The `(message, data)` logger the services' own code calls, written through pino. */
+export interface MessageLogger {
+  info(msg: string, data?: Record<string, unknown>): void;
+  warn(msg: string, data?: Record<string, unknown>): void;
+  error(msg: string, data?: Record<string, unknown>): void;
+}
+
+export function messageLogger(logger: PinoLogger): MessageLogger {
+  return {
+    info: (msg, data) => logger.info(data ?? {}, msg),
+    warn: (msg, data) => logger.warn(data ?? {}, msg),
+    error: (msg, data) => logger.error(data ?? {}, msg),
+  };
+}

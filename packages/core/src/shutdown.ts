@@ -1,0 +1,80 @@
+import type { Server } from "node:http";
+
+export interface ShutdownOptions {
+  /** who is stopping, for the lines written */
+  name: string;
+  servers: readonly Server[];
+  /** in-flight requests get this long to finish before their connections are cut (default 10 s) */
+  drainMs?: number;
+  /** after the servers have stopped: flush audit events, close pools */
+  close: () => Promise<void>;
+  log?: (line: string) => void;
+  /** default process.exit */
+  exit?: (code: number) => void;
+}
+
+/**
+ * Graceful shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
+ * `drainMs`, then their connections are cut), run `close` (which writes every buffered audit event
+ * and closes the pools), exit 0 — 1 when `close` failed. A second signal exits at once with 130.
+ * Returns the function a signal calls, for tests and for a caller's own reasons to stop.
+ */
+export function installShutdown(opts: ShutdownOptions): (signal: string) => Promise<void> {
+  const log = opts.log ?? ((line) => console.error(line));
+  const exit = opts.exit ?? ((code) => process.exit(code));
+  const drainMs = opts.drainMs ?? 10_000;
+  let stopping = false;
+
+  const stop = async (signal: string) => {
+    if (stopping) {
+      log(`${opts.name}: ${signal} again, exiting now`);
+      exit(130);
+      return;
+    }
+    stopping = true;
+    log(`${opts.name}: ${signal}, draining in-flight requests (up to ${drainMs} ms)`);
+    await drain(opts.servers, drainMs);
+    try {
+      await opts.close();
+    } catch (err) {
+      log(`${opts.name}: shutdown incomplete: ${(err as Error).message}`);
+      exit(1);
+      return;
+    }
+    log(`${opts.name}: stopped`);
+    exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+  return stop;
+}
+
+/**
+ * Stops the servers accepting and resolves once their in-flight requests have finished, or after
+ * `drainMs` with the connections still open cut. Keep-alive connections are closed as they go idle.
+ */
+export async function drain(servers: readonly Server[], drainMs: number): Promise<void> {
+  const idle = setInterval(() => {
+    for (const s of servers) s.closeIdleConnections();
+  }, 100);
+  let timer: NodeJS.Timeout | undefined;
+  const cut = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      for (const s of servers) s.closeAllConnections();
+      resolve();
+    }, drainMs);
+  });
+  const closed = Promise.all(
+    servers.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (!s.listening) return resolve();
+          s.close(() => resolve());
+          s.closeIdleConnections();
+        }),
+    ),
+  ).then(() => undefined);
+  await Promise.race([closed, cut]);
+  clearInterval(idle);
+  clearTimeout(timer);
+}
