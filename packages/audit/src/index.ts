@@ -1,3 +1,4 @@
+export * from "./anonymous.ts";
 export * from "./bench.ts";
 export * from "./chain.ts";
 export * from "./checkpointer.ts";

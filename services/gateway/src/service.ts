@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
+import { AnonymousDenialSink, type AuditSink, BatchAuditWriter } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import {
   createRepos,
@@ -89,7 +89,8 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
   const ring = new KeyRing();
   const cache = new VerifyCache({ maxEntries: 100_000 });
   const ownAudit = infra.audit ? undefined : new BatchAuditWriter({ db, clock, onError: infra.onError });
-  const audit = infra.audit ?? (ownAudit as AuditSink);
+  // Anonymous denials (no valid credential) fold into one event per client hash and minute.
+  const audit = new AnonymousDenialSink({ sink: infra.audit ?? (ownAudit as AuditSink), clock });
   const ownUpstream = infra.upstream
     ? undefined
     : createHttpUpstream({
@@ -209,7 +210,9 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     stop: async () => {
       state.stop();
       await lastSeen.stop();
-      await ownAudit?.close();
+      // The held aggregates go to the writer first; a writer we were given is closed by its owner.
+      if (ownAudit) await audit.close();
+      else audit.stop();
       await ownUpstream?.close();
     },
   };
