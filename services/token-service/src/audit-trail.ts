@@ -16,7 +16,21 @@ import { decryptPrivateKey, encryptPrivateKey } from "@phaselock/tokens";
 import { eq } from "drizzle-orm";
 import type { AuditTrail } from "./context.ts";
 
-const { auditKeys } = schema;
+const { auditCheckpoints, auditKeys } = schema;
+
+/** Thrown at start when checkpoints exist but the key that signed them is not in `audit_keys`. */
+export class AuditKeyMissingError extends Error {
+  readonly code = "audit_key_missing";
+  constructor(origin: string) {
+    super(
+      `audit checkpoints exist but audit_keys has no key for origin "${origin}": ` +
+        "the row was deleted or AUDIT_ORIGIN changed. Refusing to create a new audit key " +
+        "(it would start a log that no held checkpoint verifies): restore the audit_keys row " +
+        "from a backup, or set AUDIT_ORIGIN back to the log's origin.",
+    );
+    this.name = "AuditKeyMissingError";
+  }
+}
 
 /**
  * The log's checkpoint key: generated once per origin by whichever instance starts first (the
@@ -32,6 +46,11 @@ export async function loadAuditSigner(
     (await db.select().from(auditKeys).where(eq(auditKeys.origin, origin)).limit(1))[0];
   let row = await read();
   if (!row) {
+    // A new key is right only for a new log. With checkpoints already signed, a missing key means
+    // its row was deleted (or AUDIT_ORIGIN changed): a fresh key would sign checkpoints no held
+    // one can be checked against, so refuse to start and say what to restore.
+    const [signed] = await db.select({ size: auditCheckpoints.treeSize }).from(auditCheckpoints).limit(1);
+    if (signed) throw new AuditKeyMissingError(origin);
     const seed = new Uint8Array(randomBytes(32));
     await db
       .insert(auditKeys)
