@@ -139,7 +139,14 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
       linkId: outcome.claims?.jti ?? null,
       decision,
       reason,
-      data: { route, pathHash, ipHash: ipHash(deps.config, forwarded.client), ...extra },
+      data: {
+        route,
+        pathHash,
+        // The answer's X-Request-Id: a client can match each answer it got to its event.
+        requestId: req.requestId,
+        ipHash: ipHash(deps.config, forwarded.client),
+        ...extra,
+      },
     }) as const;
   // Denials are batched (bounded, drops counted); an allowed answer carries member data, so it
   // leaves only once its event has committed (group commit: a rejection answers 503).
