@@ -3,6 +3,7 @@ import {
   Checkpointer,
   type CheckpointTimers,
   ed25519FromSeed,
+  ensureAuditPartitions,
   latestCheckpoint,
   type NoteSigner,
   parseSignerKey,
@@ -72,6 +73,9 @@ export async function loadAuditSigner(
   return { signer, verifierKey: row.verifierKey };
 }
 
+/** How often the token service makes sure next months' audit partitions exist. */
+const PARTITION_CHECK_MS = 3_600_000;
+
 export interface AuditTrailOptions {
   db: Db;
   kek: Uint8Array;
@@ -88,6 +92,7 @@ export class TokenServiceAuditTrail implements AuditTrail {
   readonly #opts: AuditTrailOptions;
   #verifierKey: string | null = null;
   #checkpointer: Checkpointer | undefined;
+  #partitionTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: AuditTrailOptions) {
     this.#opts = opts;
@@ -106,10 +111,20 @@ export class TokenServiceAuditTrail implements AuditTrail {
       onError: this.#opts.onError,
     });
     this.#checkpointer.start();
+    // The month partitions of audit_events are kept two months ahead (a SECURITY DEFINER function,
+    // so the services' INSERT/SELECT role suffices). A failure is reported, never fatal: rows of a
+    // month without its partition land in the default partition and are kept.
+    const ensure = () => {
+      ensureAuditPartitions(this.#opts.db).catch(this.#opts.onError ?? (() => {}));
+    };
+    ensure();
+    this.#partitionTimer = setInterval(ensure, PARTITION_CHECK_MS);
+    this.#partitionTimer.unref();
   }
 
   /** Stops the timer after a last checkpoint of what was written. */
   async stop(): Promise<void> {
+    if (this.#partitionTimer) clearInterval(this.#partitionTimer);
     const cp = this.#checkpointer;
     if (!cp) return;
     await cp.stop();
