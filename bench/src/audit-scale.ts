@@ -10,7 +10,7 @@
 import { once } from "node:events";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import {
@@ -39,6 +39,13 @@ export interface AuditScaleResult {
   firstSliceRate: number;
   lastSliceRate: number;
   overallRate: number;
+  /**
+   * The same 10k-event bursts, alternating between a near-empty database and the full one (so a
+   * busy machine slows both alike): median events/s of each.
+   */
+  paired: { smallRate: number; largeRate: number; rounds: number; burst: number };
+  /** 1-minute load average at the start and end of the run (other work on the machine) */
+  load: [number, number];
   tableBytes: number;
   checkpointSeconds: number;
   exportSeconds: number;
@@ -90,6 +97,7 @@ export async function benchAuditScale(opts: {
   events: number;
   log: (line: string) => void;
 }): Promise<AuditScaleResult> {
+  const loadStart = loadavg()[0] ?? 0;
   const db = await createScratchDb("auditscale", opts.adminUrl);
   const dir = await mkdtemp(join(tmpdir(), "pl-bench-audit-"));
   try {
@@ -111,6 +119,7 @@ export async function benchAuditScale(opts: {
       opts.log(`   appended ${done + n} events (${Math.round(sliceRates.at(-1)!)} events/s in this slice)`);
     }
     const overallRate = opts.events / ((performance.now() - started) / 1000);
+    const paired = await pairedAppends(d, opts.adminUrl, t0 + opts.events, opts.log);
     const [size] = await queryRows<{ n: string }>(
       d,
       sql`select pg_total_relation_size('audit_events')::text as n`,
@@ -167,6 +176,8 @@ export async function benchAuditScale(opts: {
       firstSliceRate: sliceRates[0] ?? 0,
       lastSliceRate: sliceRates.at(-1) ?? 0,
       overallRate,
+      paired,
+      load: [loadStart, loadavg()[0] ?? 0],
       tableBytes,
       checkpointSeconds,
       exportSeconds,
@@ -178,6 +189,48 @@ export async function benchAuditScale(opts: {
   } finally {
     await rm(dir, { recursive: true, force: true });
     await db.drop();
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+};
+
+/** Alternating bursts into a fresh database and into `large`: does the table's size slow appends? */
+async function pairedAppends(
+  large: Db,
+  adminUrl: string | undefined,
+  t0: number,
+  log: (line: string) => void,
+): Promise<AuditScaleResult["paired"]> {
+  const burst = 10_000;
+  const rounds = 5;
+  const small = await createScratchDb("auditsmall", adminUrl);
+  try {
+    const rate = async (db: Db, base: number) => {
+      const s = performance.now();
+      for (let i = 0; i < burst; i += BATCH) {
+        await appendEvents(
+          db,
+          Array.from({ length: BATCH }, (_, j) => event(base + i + j, t0)),
+        );
+      }
+      return burst / ((performance.now() - s) / 1000);
+    };
+    const smallRates: number[] = [];
+    const largeRates: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      smallRates.push(await rate(small.handle.db, r * burst));
+      largeRates.push(await rate(large, r * burst));
+    }
+    const out = { smallRate: median(smallRates), largeRate: median(largeRates), rounds, burst };
+    log(
+      `   paired bursts: ${Math.round(out.smallRate)} events/s into a near-empty table, ${Math.round(out.largeRate)} into the full one`,
+    );
+    return out;
+  } finally {
+    await small.drop();
   }
 }
 
@@ -266,6 +319,12 @@ export function auditScaleMarkdown(r: AuditScaleResult | { skipped?: string; err
   );
   md.push(`| append rate, overall | ${f(r.overallRate)} events/s |`);
   md.push(
+    `| paired ${f(r.paired.burst)}-event bursts (median of ${r.paired.rounds}), near-empty table | ${f(r.paired.smallRate)} events/s |`,
+  );
+  md.push(
+    `| the same bursts, into the ${f(r.events)}-event table | ${f(r.paired.largeRate)} events/s (${f((r.paired.largeRate / Math.max(1, r.paired.smallRate)) * 100)} % of the near-empty table's) |`,
+  );
+  md.push(
     `| table + indexes | ${f(r.tableBytes / 2 ** 20)} MiB (${f(r.tableBytes / r.events)} bytes/event) |`,
   );
   md.push(`| checkpoint of ${f(r.events)} leaves from scratch | ${f(r.checkpointSeconds, 1)} s |`);
@@ -275,6 +334,10 @@ export function auditScaleMarkdown(r: AuditScaleResult | { skipped?: string; err
   );
   md.push("");
   md.push(`Append rate per 100k slice (events/s): ${r.sliceRates.map((x) => f(x)).join(", ")}.`);
+  md.push("");
+  md.push(
+    `The machine's 1-minute load average was ${f(r.load[0], 1)} at the start and ${f(r.load[1], 1)} at the end of this part: on a shared machine the slice rates drift with other work, so the paired bursts (alternating between the two tables, so both see the same load) are the measure of whether appends slow as the table grows. By design an append reads the chain head with one backward step of the primary-key index and writes B-tree index entries (logarithmic in the table's size), in the current month's partition only.`,
+  );
   md.push("");
   md.push(
     "Group commit: how long an allowed answer waits for its event to commit (`recordDurable`: joins the queue, the next insert starts within 2 ms or at once when a batch is full) next to a denial's `record()` (queued, not awaited), with that many answers in flight at once:",
