@@ -122,7 +122,8 @@ export async function benchAuditScale(opts: {
     const paired = await pairedAppends(d, opts.adminUrl, t0 + opts.events, opts.log);
     const [size] = await queryRows<{ n: string }>(
       d,
-      sql`select pg_total_relation_size('audit_events')::text as n`,
+      sql`select coalesce(sum(pg_total_relation_size(inhrelid)), 0)::text as n from pg_inherits
+          where inhparent = 'audit_events'::regclass`,
     );
     const tableBytes = Number(size?.n ?? 0);
 
