@@ -1,5 +1,5 @@
 /**
- * `pnpm bench [--quick] [--profile] [--only=proxy,checks,verify,issuance,revocation,audit] [--systems=b,c]`
+ * `pnpm bench [--quick] [--profile] [--audit-10m] [--only=proxy,checks,verify,issuance,revocation,audit,audit-scale] [--systems=b,c]`
  *
  * The proxy comparison (servers and load generator in separate processes), then in-process
  * micro-benchmarks; prints a summary and writes docs/benchmarks.md (full runs of every part only).
@@ -11,6 +11,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { auditScaleMarkdown, benchAuditScale, replaceSection } from "./src/audit-scale.ts";
 import { dropAll, postgresReachable, redisReachable } from "./src/db.ts";
 import { benchAudit, benchChecks, benchIssuance, benchRevocation, benchVerify } from "./src/micro.ts";
 import { killAll } from "./src/proc.ts";
@@ -18,12 +19,14 @@ import { formatSummary, summariseFile } from "./src/profile.ts";
 import { runProxyBench, SYSTEM_LABELS, type SystemKey } from "./src/proxy.ts";
 import { type BenchReport, consoleReport, markdownReport, type NotRun } from "./src/report.ts";
 
-const PARTS = ["proxy", "checks", "verify", "issuance", "revocation", "audit"] as const;
+const PARTS = ["proxy", "checks", "verify", "issuance", "revocation", "audit", "audit-scale"] as const;
 type Part = (typeof PARTS)[number];
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const profile = args.includes("--profile");
+/** audit-scale at 10M events instead of 1M (hours of disk and time on a small machine). */
+const audit10m = args.includes("--audit-10m");
 const onlyArg = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 const only = new Set<Part>(onlyArg ? (onlyArg.split(",") as Part[]) : PARTS);
 for (const p of only)
@@ -33,7 +36,12 @@ const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
   if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…g)`);
 const unknown = args.filter(
-  (a) => a !== "--quick" && a !== "--profile" && !a.startsWith("--only=") && !a.startsWith("--systems="),
+  (a) =>
+    a !== "--quick" &&
+    a !== "--profile" &&
+    a !== "--audit-10m" &&
+    !a.startsWith("--only=") &&
+    !a.startsWith("--systems="),
 );
 if (unknown.length > 0) throw new Error(`unknown arguments: ${unknown.join(" ")}`);
 
@@ -141,6 +149,10 @@ async function main(): Promise<void> {
     benchAudit({ adminUrl, events: settings.auditEvents, runs: settings.auditRuns }),
   );
 
+  const auditScale = await part("audit-scale", () =>
+    benchAuditScale({ adminUrl, events: audit10m ? 10_000_000 : quick ? 200_000 : 1_000_000, log }),
+  );
+
   const cpus = os.cpus();
   const analysisPath = join(root, "bench", "analysis.md");
   const report: BenchReport = {
@@ -168,6 +180,7 @@ async function main(): Promise<void> {
     issuance,
     revocation,
     audit,
+    extraSections: [auditScaleMarkdown(auditScale)],
     profile: profileText,
     analysis: existsSync(analysisPath) ? await readFile(analysisPath, "utf8") : undefined,
   };
@@ -178,6 +191,12 @@ async function main(): Promise<void> {
     const out = join(root, "docs", "benchmarks.md");
     await writeFile(out, markdownReport(report));
     log(`\nwrote ${out}`);
+  } else if (only.size === 1 && only.has("audit-scale") && !quick && "events" in auditScale) {
+    // The audit-at-scale section alone (its own long run): the rest of the file is kept.
+    const out = join(root, "docs", "benchmarks.md");
+    const doc = existsSync(out) ? await readFile(out, "utf8") : "# Benchmarks\n";
+    await writeFile(out, replaceSection(doc, auditScaleMarkdown(auditScale)));
+    log(`\nwrote the "Audit log at scale" section of ${out}`);
   } else {
     log("\n(--only/--systems: docs/benchmarks.md left as it was)");
   }

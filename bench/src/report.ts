@@ -40,6 +40,8 @@ export interface BenchReport {
   issuance: IssuanceBenchResult | NotRun;
   revocation: RevocationBenchResult | NotRun;
   audit: AuditBenchResult | NotRun;
+  /** markdown sections of benchmarks kept in their own files (e.g. audit-scale.ts), in order */
+  extraSections?: string[] | undefined;
   profile?: string | undefined;
   /** hand-written analysis kept in bench/analysis.md, appended verbatim */
   analysis?: string | undefined;
@@ -479,6 +481,10 @@ export function markdownReport(r: BenchReport): string {
     md.push("```");
     md.push(r.profile);
     md.push("```");
+  }
+  for (const section of r.extraSections ?? []) {
+    md.push("");
+    md.push(section);
   }
   if (r.analysis) {
     md.push("");

@@ -210,7 +210,16 @@ export class ProofRangeError extends RangeError {
   override readonly name = "ProofRangeError";
 }
 
-const storedReader = (db: Db) => (start: number, end: number) => readLeafHashes(db, start, end);
+const storedReader = (db: Db) => async (start: number, end: number) => {
+  const leaves = await readLeafHashes(db, start, end);
+  // A short read is an archived (or removed) stretch: no proof from a partial table.
+  if (leaves.length !== end - start) {
+    throw new ProofRangeError(
+      `leaves ${start}..${end - 1} are not all in the database (archived: see docs/audit.md)`,
+    );
+  }
+  return leaves;
+};
 
 /** RFC 9162 consistency proof between tree sizes `from` and `to` of the stored log. */
 export async function storedConsistencyProof(db: Db, from: number, to: number): Promise<Uint8Array[]> {

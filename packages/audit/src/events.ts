@@ -81,11 +81,35 @@ export interface AuditCatalogue {
       reason: string | null;
     };
     data: {
+      /** the route table's pattern (`GET /members/:id`), or `unmapped`: never the path as sent */
       route: string;
+      /** SHA-256 (hex) of the request target as sent, path and query */
+      pathHash?: string;
       ipHash: string | null;
       status?: number;
       upstream?: string;
       record?: string | null;
+    };
+  };
+  /**
+   * Denials without a valid credential (token_missing, token_invalid, session_required…) from one
+   * client hash in one UTC minute, folded into one event (anonymous.ts): an unbounded stream of
+   * garbage requests costs one row per client and minute.
+   */
+  "access.anonymous_denied": {
+    columns: { decision: "deny"; reason: "anonymous" };
+    data: {
+      /** keyed hash of the client address; `null` for clients with none, `overflow` past the bound */
+      ipHash: string | null;
+      /** the minute's start, ISO */
+      minute: Iso;
+      count: number;
+      /** denials per refusal code */
+      reasons: Record<string, number>;
+      /** denials per route pattern */
+      routes: Record<string, number>;
+      firstAt: Iso;
+      lastAt: Iso;
     };
   };
   "revocation.created": {

@@ -189,3 +189,57 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 const isNullableString = (v: unknown): v is string | null => v === null || typeof v === "string";
+
+/** Parts of a stitched export that do not join up (a missing or reordered archive, a cut file). */
+export class StitchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StitchError";
+  }
+}
+
+/**
+ * Several exports read as one (`pnpm audit:verify-export --archive …`): retired stretches of the
+ * log (`pnpm audit:archive` files) in seq order, then the live export. Yields the first part's
+ * header, every event line of every part, and one trailer for the whole; throws when a part does
+ * not continue the one before (its header's `prev_hash` is not that part's head) or is cut short.
+ * The chain check then runs across the seams as if the log had never been split.
+ */
+export async function* stitchExports(
+  /** Each part is opened only when its turn comes (a file read early would lose its lines). */
+  parts: readonly (() => AsyncIterable<string> | Iterable<string>)[],
+): AsyncGenerator<string> {
+  let total = 0;
+  let head: string | undefined;
+  for (const [i, part] of parts.entries()) {
+    let events = 0;
+    let header: ExportHeader | null = null;
+    let trailer: { events: unknown; head: unknown } | null = null;
+    for await (const raw of part()) {
+      const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+      if (line === "") continue;
+      if (header === null) {
+        header = parseHeader(line);
+        if (!header) throw new StitchError(`part ${i + 1}: not an audit export header`);
+        if (i === 0) yield line;
+        else if (header.prev_hash !== head)
+          throw new StitchError(`part ${i + 1} does not continue part ${i}`);
+        continue;
+      }
+      if (trailer !== null) throw new StitchError(`part ${i + 1}: a line after its trailer`);
+      const value = parseJson(line);
+      if (isRecord(value) && !("seq" in value) && value.type === EXPORT_TRAILER_TYPE) {
+        trailer = { events: value.events, head: value.head };
+        continue;
+      }
+      events++;
+      yield line;
+    }
+    if (trailer === null || trailer.events !== events || typeof trailer.head !== "string") {
+      throw new StitchError(`part ${i + 1} is cut short (no trailer, or one that miscounts its events)`);
+    }
+    total += events;
+    head = trailer.head;
+  }
+  yield trailerLine(total, head ?? GENESIS);
+}

@@ -1,3 +1,5 @@
+export * from "./anonymous.ts";
+export * from "./archive.ts";
 export * from "./bench.ts";
 export * from "./chain.ts";
 export * from "./checkpointer.ts";

@@ -1,4 +1,4 @@
-import { type ChainEvent, canonicalEvent, canonicalPrepared, type PreparedEvent } from "./chain.ts";
+import { type ChainEvent, canonicalEvent } from "./chain.ts";
 import { type Hash, leafHash } from "./merkle.ts";
 
 // A tree leaf is one event's canonical form (chain.ts `canonicalEvent`) as UTF-8: the same bytes
@@ -13,6 +13,5 @@ export const eventLeaf = (e: ChainEvent): Uint8Array => Buffer.from(canonicalEve
 /** SHA-256(0x00 || leaf) of a stored event. */
 export const eventLeafHash = (e: ChainEvent): Hash => leafHash(eventLeaf(e));
 
-/** The leaf hash of an event about to be written with `seq` and `id` (same bytes, no round trip). */
-export const preparedLeafHash = (p: PreparedEvent, seq: number, id: string): Hash =>
-  leafHash(canonicalPrepared(p, seq, id));
+// The writer hashes the same bytes without a round trip: store.ts `appendInTransaction` computes
+// `leafHash(canonicalPrepared(event, seq, id))` beside the chain hash, from one string.

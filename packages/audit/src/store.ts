@@ -15,7 +15,7 @@ import { exportLine, headerLine, trailerLine } from "./export-format.ts";
 import { leafHash, toHex } from "./merkle.ts";
 import type { AuditEventInput } from "./sink.ts";
 
-const { auditEvents } = schema;
+const { auditArchives, auditEvents } = schema;
 
 /**
  * Key of the transaction-scoped advisory lock every appender takes, so writers in different
@@ -246,11 +246,20 @@ export async function* streamEvents(
 }
 
 /**
- * Verifies the whole stored chain: it must start at seq 1 on GENESIS and every event must link to
- * the one before. Streams the table in keyset pages (default 1,000 rows).
+ * Verifies the whole stored chain: it must start at seq 1 on GENESIS (or right after the newest
+ * archived stretch, on its head) and every event must link to the one before. Streams the table in keyset pages (default 1,000 rows).
  */
 export async function verifyStored(db: Db, opts: { batchSize?: number } = {}): Promise<ChainResult> {
-  return verifyChain(streamEvents(db, { batchSize: opts.batchSize ?? 1_000 }), { prevHash: GENESIS, seq: 1 });
+  // After `pnpm audit:archive` the live log starts after the newest archived stretch, at its head.
+  const [archived] = await db
+    .select({ toSeq: auditArchives.toSeq, head: auditArchives.head })
+    .from(auditArchives)
+    .orderBy(desc(auditArchives.toSeq))
+    .limit(1);
+  return verifyChain(streamEvents(db, { batchSize: opts.batchSize ?? 1_000 }), {
+    prevHash: archived?.head ?? GENESIS,
+    seq: (archived?.toSeq ?? 0) + 1,
+  });
 }
 
 export interface ExportOptions {

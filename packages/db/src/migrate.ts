@@ -57,8 +57,12 @@ async function appliedMigrations(
  * Applies the committed migrations. Idempotent. On Postgres it runs on its own single connection
  * under an advisory lock, so several processes may call it at once.
  */
-export async function migrate(handle: DbHandle): Promise<MigrateResult> {
-  const config = { migrationsFolder: MIGRATIONS_FOLDER };
+export async function migrate(
+  handle: DbHandle,
+  /** `migrationsFolder`: another folder (tests that migrate part of the way, then the rest). */
+  opts: { migrationsFolder?: string } = {},
+): Promise<MigrateResult> {
+  const config = { migrationsFolder: opts.migrationsFolder ?? MIGRATIONS_FOLDER };
   if (handle.kind === "pglite") {
     const before = await appliedMigrations(handle.db);
     await migratePglite(drizzlePglite({ client: handle.client }), config);

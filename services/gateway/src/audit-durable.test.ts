@@ -75,10 +75,12 @@ describe("landing-page refusals are recorded (the dead-link report counts them)"
       });
   });
 
-  it("a garbage token on the landing page stores nothing", async () => {
+  it("a garbage token on the landing page is an anonymous denial, naming no link", async () => {
     const g = await gatewayFixture();
     const before = g.events().length;
     expect((await g.get("/l/not-a-token")).status).toBe(401);
-    expect(g.events()).toHaveLength(before);
+    expect(g.events().slice(before)).toEqual([
+      expect.objectContaining({ type: "access", decision: "deny", reason: "token_invalid", linkId: null }),
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 import { Readable } from "node:stream";
-import { HSTS } from "@phaselock/core";
+import { UNMAPPED_ROUTE } from "@phaselock/audit";
+import { HSTS, sha256Hex } from "@phaselock/core";
 import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
 import { type Admitted, admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
@@ -133,7 +134,10 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     meter: { assignsRecord: rule?.assignsRecord === true },
   });
   const now = deps.clock.now();
-  const route = normalized.ok ? `${method} ${normalized.path}` : `${method} (malformed path)`;
+  // Bounded: the route table's pattern, never the path as sent (which may be 15,000 characters of
+  // anything), plus a hash of what was sent so one request can still be matched to its event.
+  const route = matched?.pattern ?? UNMAPPED_ROUTE;
+  const pathHash = sha256Hex(req.rawPath);
   const event = (decision: "allow" | "deny", reason: string | null, extra: Record<string, unknown>) =>
     ({
       type: "access",
@@ -143,7 +147,14 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
       linkId: outcome.claims?.jti ?? null,
       decision,
       reason,
-      data: { route, ipHash: ipHash(deps.config, forwarded.client), ...extra },
+      data: {
+        route,
+        pathHash,
+        // The answer's X-Request-Id: a client can match each answer it got to its event.
+        requestId: req.requestId,
+        ipHash: ipHash(deps.config, forwarded.client),
+        ...extra,
+      },
     }) as const;
   // Denials are batched (bounded, drops counted); an allowed answer carries member data, so it
   // leaves only once its event has committed (group commit: a rejection answers 503).

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
+import { AnonymousDenialSink, type AuditSink, BatchAuditWriter } from "@phaselock/audit";
 import { type Clock, createMetricsRegistry, type PinoLogger, type Registry } from "@phaselock/core";
 import {
   createRepos,
@@ -104,7 +104,8 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
         onError: infra.onError,
         onCommit: (seconds, events) => metrics?.auditCommit(seconds, events),
       });
-  const audit = infra.audit ?? (ownAudit as AuditSink);
+  // Anonymous denials (no valid credential) fold into one event per client hash and minute.
+  const audit = new AnonymousDenialSink({ sink: infra.audit ?? (ownAudit as AuditSink), clock });
   const ownUpstream = infra.upstream
     ? undefined
     : createHttpUpstream({
@@ -174,7 +175,8 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
       const at = state.lastConfirmedAt;
       return at ? (clock.now().getTime() - at.getTime()) / 1000 : null;
     },
-    auditPending: () => (audit as { pending?: number }).pending ?? 0,
+    // The writer's queue: aggregated anonymous denials are held as counts, not events, until their minute ends.
+    auditPending: () => ((infra.audit ?? ownAudit) as { pending?: number }).pending ?? 0,
     verifyCache: () => ({ hits: cache.hits, misses: cache.misses, size: cache.size }),
     upstreamPool: () => ownUpstream?.stats(),
   });
@@ -245,7 +247,9 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     stop: async () => {
       state.stop();
       await lastSeen.stop();
-      await ownAudit?.close();
+      // The held aggregates go to the writer first; a writer we were given is closed by its owner.
+      if (ownAudit) await audit.close();
+      else audit.stop();
       await ownUpstream?.close();
     },
   };

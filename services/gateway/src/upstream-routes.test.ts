@@ -127,7 +127,8 @@ describe("one upstream route table: scope and response rule", () => {
   it("gives the calling page an explicit passthrough and the member routes their allow-lists", () => {
     const page = DEFAULT_UPSTREAM_ROUTES.find((r) => r.method === "GET" && r.pattern === "/");
     expect(page?.response).toBe("passthrough");
-    expect(routes("GET", "/")).toEqual({ scope: "calls:read", response: null });
+    expect(routes("GET", "/")).toEqual({ pattern: "GET /", scope: "calls:read", response: null });
+    expect(routes("HEAD", "/members/m_1")?.pattern).toBe("GET /members/:id");
     expect(routes("GET", "/calls/next")?.response?.assignsRecord).toBe(true);
     const member = routes("GET", "/members/m_1")?.response;
     expect(member?.apply({ id: "m_1", name: "A", email: "a@example.invalid" })).toEqual({

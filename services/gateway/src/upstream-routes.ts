@@ -52,6 +52,8 @@ export const DEFAULT_UPSTREAM_ROUTES: readonly UpstreamRoute[] = [
 
 /** What the gateway does for a matched route. `response` null: relay the answer unchanged. */
 export interface ResolvedRoute {
+  /** `METHOD /pattern` as the table lists it (e.g. `GET /members/:id`): what the audit stores. */
+  pattern: string;
   scope: Scope;
   response: CompiledResponseRule | null;
 }
@@ -74,7 +76,7 @@ export function createUpstreamRoutes(
       throw new Error(`Route rule needs a response rule (an allow-list or "passthrough"): ${where}`);
     }
     const response = r.response === "passthrough" ? null : compileAllowList(r.response);
-    return { method: r.method, pattern: r.pattern, value: { scope: r.scope, response } };
+    return { method: r.method, pattern: r.pattern, value: { pattern: where, scope: r.scope, response } };
   });
   return createRouteMatcher(entries);
 }

@@ -3,6 +3,7 @@ import {
   Checkpointer,
   type CheckpointTimers,
   ed25519FromSeed,
+  ensureAuditPartitions,
   latestCheckpoint,
   type NoteSigner,
   parseSignerKey,
@@ -16,7 +17,21 @@ import { decryptPrivateKey, encryptPrivateKey } from "@phaselock/tokens";
 import { eq } from "drizzle-orm";
 import type { AuditTrail } from "./context.ts";
 
-const { auditKeys } = schema;
+const { auditCheckpoints, auditKeys } = schema;
+
+/** Thrown at start when checkpoints exist but the key that signed them is not in `audit_keys`. */
+export class AuditKeyMissingError extends Error {
+  readonly code = "audit_key_missing";
+  constructor(origin: string) {
+    super(
+      `audit checkpoints exist but audit_keys has no key for origin "${origin}": ` +
+        "the row was deleted or AUDIT_ORIGIN changed. Refusing to create a new audit key " +
+        "(it would start a log that no held checkpoint verifies): restore the audit_keys row " +
+        "from a backup, or set AUDIT_ORIGIN back to the log's origin.",
+    );
+    this.name = "AuditKeyMissingError";
+  }
+}
 
 /**
  * The log's checkpoint key: generated once per origin by whichever instance starts first (the
@@ -32,6 +47,11 @@ export async function loadAuditSigner(
     (await db.select().from(auditKeys).where(eq(auditKeys.origin, origin)).limit(1))[0];
   let row = await read();
   if (!row) {
+    // A new key is right only for a new log. With checkpoints already signed, a missing key means
+    // its row was deleted (or AUDIT_ORIGIN changed): a fresh key would sign checkpoints no held
+    // one can be checked against, so refuse to start and say what to restore.
+    const [signed] = await db.select({ size: auditCheckpoints.treeSize }).from(auditCheckpoints).limit(1);
+    if (signed) throw new AuditKeyMissingError(origin);
     const seed = new Uint8Array(randomBytes(32));
     await db
       .insert(auditKeys)
@@ -53,6 +73,9 @@ export async function loadAuditSigner(
   return { signer, verifierKey: row.verifierKey };
 }
 
+/** How often the token service makes sure next months' audit partitions exist. */
+const PARTITION_CHECK_MS = 3_600_000;
+
 export interface AuditTrailOptions {
   db: Db;
   kek: Uint8Array;
@@ -69,6 +92,7 @@ export class TokenServiceAuditTrail implements AuditTrail {
   readonly #opts: AuditTrailOptions;
   #verifierKey: string | null = null;
   #checkpointer: Checkpointer | undefined;
+  #partitionTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: AuditTrailOptions) {
     this.#opts = opts;
@@ -87,10 +111,20 @@ export class TokenServiceAuditTrail implements AuditTrail {
       onError: this.#opts.onError,
     });
     this.#checkpointer.start();
+    // The month partitions of audit_events are kept two months ahead (a SECURITY DEFINER function,
+    // so the services' INSERT/SELECT role suffices). A failure is reported, never fatal: rows of a
+    // month without its partition land in the default partition and are kept.
+    const ensure = () => {
+      ensureAuditPartitions(this.#opts.db).catch(this.#opts.onError ?? (() => {}));
+    };
+    ensure();
+    this.#partitionTimer = setInterval(ensure, PARTITION_CHECK_MS);
+    this.#partitionTimer.unref();
   }
 
   /** Stops the timer after a last checkpoint of what was written. */
   async stop(): Promise<void> {
+    if (this.#partitionTimer) clearInterval(this.#partitionTimer);
     const cp = this.#checkpointer;
     if (!cp) return;
     await cp.stop();

@@ -1,5 +1,5 @@
 export { createApp, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES } from "./app.ts";
-export { loadAuditSigner, TokenServiceAuditTrail } from "./audit-trail.ts";
+export { AuditKeyMissingError, loadAuditSigner, TokenServiceAuditTrail } from "./audit-trail.ts";
 export type {
   AppEnv,
   AuditJournal,

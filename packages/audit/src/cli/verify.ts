@@ -13,13 +13,24 @@
  *   5. each older checkpoint is consistent with the newest: the RFC 9162 consistency proof,
  *      computed from the export, verifies between their roots.
  * Events after the newest checkpoint are allowed (the log grew since). One pass, O(log n) memory.
+ *
+ * `--archive FILE` (repeatable): a retired stretch of the log written by `pnpm audit:archive`.
+ * The archives, in seq order, are read before FILE as one log (stitchExports): each must continue
+ * the one before, and FILE (a live export, which starts after the newest archive) the last.
  * Exit 0 ok, 1 broken, 2 usage or unreadable input. `-` reads the export from standard input.
  */
 import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
 import type { Writable } from "node:stream";
 import { parseArgs } from "node:util";
 import type { StoredEvent } from "../chain.ts";
-import { describeExportResult, type ExportVerifyResult, verifyExport } from "../export-format.ts";
+import {
+  describeExportResult,
+  type ExportVerifyResult,
+  StitchError,
+  stitchExports,
+  verifyExport,
+} from "../export-format.ts";
 import { eventLeafHash } from "../leaf.ts";
 import {
   consistencyProofRanges,
@@ -34,7 +45,7 @@ import { type Checkpoint, parseVerifierKey, type VerifierKey, verifyCheckpoint }
 import { isMain, readLines, userPath } from "./shared.ts";
 
 const USAGE =
-  "usage: pnpm audit:verify-export <file.ndjson | -> [--key KEY --checkpoint CP [--checkpoint OLDER_CP]…]\n";
+  "usage: pnpm audit:verify-export <file.ndjson | -> [--archive ARCHIVE.ndjson]… [--key KEY --checkpoint CP [--checkpoint OLDER_CP]…]\n";
 
 /** Verifies the export in `path` (or stdin for `-`): the chain only. */
 export async function verifyExportFile(path: string): Promise<ExportVerifyResult> {
@@ -128,7 +139,12 @@ export async function runVerifyCli(
   env: NodeJS.ProcessEnv,
   io: { stdout: Writable; stderr: Writable },
 ): Promise<number> {
-  let values: { key?: string | undefined; checkpoint?: string[] | undefined; help?: boolean | undefined };
+  let values: {
+    key?: string | undefined;
+    checkpoint?: string[] | undefined;
+    archive?: string[] | undefined;
+    help?: boolean | undefined;
+  };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -136,6 +152,7 @@ export async function runVerifyCli(
       options: {
         key: { type: "string" },
         checkpoint: { type: "string", multiple: true },
+        archive: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -175,22 +192,34 @@ export async function runVerifyCli(
     return 1;
   }
 
+  // Archives first, in seq order (their names sort so), then the live export.
+  const archives = (values.archive ?? []).map((f) => userPath(f, env)).sort(byBaseName);
+  const input = () =>
+    archives.length === 0
+      ? readLines(path)
+      : stitchExports([...archives.map((f) => () => readLines(f)), () => readLines(path)]);
   try {
     if (checkpoints.length === 0) {
-      const result = await verifyExportFile(path);
+      const result = archives.length === 0 ? await verifyExportFile(path) : await verifyExport(input());
       io.stdout.write(`${describeExportResult(result)}\n`);
       return result.ok ? 0 : 1;
     }
-    const result = await verifyExportAgainst(readLines(path), checkpoints);
+    const result = await verifyExportAgainst(input(), checkpoints);
     io.stdout.write(result.ok ? `${result.lines.join("\n")}\n` : `broken: ${result.problem}\n`);
     return result.ok ? 0 : 1;
   } catch (err) {
+    if (err instanceof StitchError) {
+      io.stdout.write(`broken: ${err.message}\n`);
+      return 1;
+    }
     io.stderr.write(
       `audit:verify-export: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}\n`,
     );
     return 2;
   }
 }
+
+const byBaseName = (a: string, b: string): number => basename(a).localeCompare(basename(b));
 
 if (isMain(import.meta.url)) {
   runVerifyCli(process.argv.slice(2), process.env, process).then(

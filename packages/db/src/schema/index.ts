@@ -1,4 +1,5 @@
 export * from "./api-keys.ts";
+export * from "./audit-archives.ts";
 export * from "./audit-checkpoints.ts";
 export * from "./audit-events.ts";
 export * from "./campaigns.ts";

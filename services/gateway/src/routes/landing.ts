@@ -25,16 +25,17 @@ export function registerLanding(app: Hono<GatewayEnv>) {
   app.get("/l/:token", async (c) => {
     const deps = c.var.deps;
     const outcome = await checkRequest(deps, { credential: c.req.param("token") });
-    // A refused click on a genuine link feeds the dead-link report; one without verified claims
-    // names no link, so it is not stored (an unbounded stream of garbage would be).
+    // A refused click on a genuine link feeds the dead-link report. One without verified claims
+    // names no link: it is an anonymous denial, which the gateway's audit sink folds into one
+    // event per client hash and minute (AnonymousDenialSink), so garbage stays bounded.
     const refuse = (r: Refusal, status: number, claims: LinkClaims | undefined) => {
-      if (claims && r.code !== "unavailable") {
+      if (r.code !== "unavailable") {
         deps.audit.record({
           type: "access",
           at: deps.clock.now(),
-          actor: claims.sub,
-          campaignId: claims.cmp,
-          linkId: claims.jti,
+          actor: claims?.sub ?? null,
+          campaignId: claims?.cmp ?? null,
+          linkId: claims?.jti ?? null,
           decision: "deny",
           reason: r.code,
           data: { ipHash: ipHash(deps.config, clientIp(c)), route: "GET /l/:token" },

@@ -1,0 +1,105 @@
+import { FakeClock } from "@phaselock/core";
+import { describe, expect, it, vi } from "vitest";
+import { AnonymousDenialSink, OVERFLOW_CLIENT } from "./anonymous.ts";
+import type { AuditEvent } from "./events.ts";
+import { MemoryAuditSink } from "./sink.ts";
+
+const setup = (maxClients?: number) => {
+  const clock = new FakeClock("2026-01-01T09:00:10Z");
+  const inner = new MemoryAuditSink();
+  const sink = new AnonymousDenialSink({ sink: inner, clock, sweepMs: 0, maxClients });
+  const deny = (ipHash: string | null, reason = "token_missing", route = "unmapped"): AuditEvent => ({
+    type: "access",
+    at: clock.now(),
+    actor: null,
+    campaignId: null,
+    linkId: null,
+    decision: "deny",
+    reason,
+    data: { route, ipHash },
+  });
+  return { clock, inner, sink, deny };
+};
+
+describe("AnonymousDenialSink", () => {
+  it("passes events naming a link, and allowed ones, straight through", async () => {
+    const { inner, sink, deny, clock } = setup();
+    const named = { ...deny("ip1"), linkId: "lnk_1", actor: "vol-1" } as AuditEvent;
+    sink.record(named);
+    await sink.recordDurable({ ...named, decision: "allow", reason: null } as AuditEvent);
+    sink.record({ type: "audit.dropped", at: clock.now(), data: { count: 1, firstAt: "", lastAt: "" } });
+    expect(inner.events).toHaveLength(3);
+    expect(sink.held).toBe(0);
+  });
+
+  it("folds one minute's anonymous denials per client into one event with counts", async () => {
+    const { inner, sink, deny, clock } = setup();
+    for (let i = 0; i < 5; i++) sink.record(deny("ip1"));
+    clock.advance(30_000);
+    sink.record(deny("ip1", "token_invalid", "GET /calls/next"));
+    sink.record(deny("ip2"));
+    expect(inner.events).toEqual([]);
+    expect(sink.held).toBe(7);
+    // The next minute's first denial writes the ended minute's events.
+    clock.advance(30_000);
+    sink.record(deny("ip1"));
+    expect(inner.events).toEqual([
+      {
+        type: "access.anonymous_denied",
+        at: new Date("2026-01-01T09:00:40Z"),
+        decision: "deny",
+        reason: "anonymous",
+        data: {
+          ipHash: "ip1",
+          minute: "2026-01-01T09:00:00.000Z",
+          count: 6,
+          reasons: { token_missing: 5, token_invalid: 1 },
+          routes: { unmapped: 5, "GET /calls/next": 1 },
+          firstAt: "2026-01-01T09:00:10.000Z",
+          lastAt: "2026-01-01T09:00:40.000Z",
+        },
+      },
+      expect.objectContaining({ data: expect.objectContaining({ ipHash: "ip2", count: 1 }) }),
+    ]);
+    // flush writes the current minute's too.
+    await sink.flush();
+    expect(inner.events.at(-1)).toMatchObject({
+      data: { ipHash: "ip1", count: 1, minute: "2026-01-01T09:01:00.000Z" },
+    });
+    expect(sink.held).toBe(0);
+  });
+
+  it("is bounded: clients past maxClients in a minute share one overflow bucket, all counted", async () => {
+    const { inner, sink, deny } = setup(3);
+    for (let i = 0; i < 100; i++) sink.record(deny(`ip${i}`));
+    await sink.close();
+    expect(inner.events).toHaveLength(4);
+    const data = inner.events.map((e) => e.data as { ipHash: string; count: number });
+    expect(data.at(-1)).toEqual(expect.objectContaining({ ipHash: OVERFLOW_CLIENT, count: 97 }));
+    expect(data.reduce((n, d) => n + d.count, 0)).toBe(100);
+  });
+
+  it("the sweep timer writes an ended minute without a new denial", () => {
+    vi.useFakeTimers();
+    try {
+      const clock = new FakeClock("2026-01-01T09:00:10Z");
+      const inner = new MemoryAuditSink();
+      const sink = new AnonymousDenialSink({ sink: inner, clock, sweepMs: 1000 });
+      sink.record({
+        type: "access",
+        at: clock.now(),
+        decision: "deny",
+        reason: "token_missing",
+        data: { route: "unmapped", ipHash: "ip1" },
+      } as AuditEvent);
+      vi.advanceTimersByTime(1000);
+      expect(inner.events).toEqual([]);
+      clock.advance(60_000);
+      vi.advanceTimersByTime(1000);
+      expect(inner.events.map((e) => e.type)).toEqual(["access.anonymous_denied"]);
+      sink.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
