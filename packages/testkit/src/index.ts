@@ -12,6 +12,8 @@ import {
   redisClusterAvailable as probeRedisCluster,
 } from "./probe.ts";
 
+export { type PrivateRedisCluster, startPrivateRedisCluster } from "./redis-cluster.ts";
+
 export const TEST_DATABASE_URL: string =
   process.env.TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";
 export const TEST_REDIS_URL: string = process.env.TEST_REDIS_URL || "redis://127.0.0.1:6379";
