@@ -290,6 +290,7 @@ describeIntegration(
   () => {
     const STALE_AFTER_MS = 300;
     const prefix = uniquePrefix("e2e-cluster-node");
+    const limitsPrefix = uniquePrefix("e2e-cluster-limits");
     let cluster: PrivateRedisCluster;
     let stack: Stack;
     let control: IssuedLink;
@@ -301,7 +302,7 @@ describeIntegration(
       stack = await startStack({
         db: await createTestDatabase(),
         feed: redisFeed({ url: cluster.url, prefix, heartbeatMs: 50 }),
-        redisLimits: { url: cluster.url, prefix: uniquePrefix("e2e-cluster-limits") },
+        redisLimits: { url: cluster.url, prefix: limitsPrefix },
         gateways: 2,
         staleAfterMs: STALE_AFTER_MS,
       });
@@ -328,6 +329,32 @@ describeIntegration(
           code: null,
         });
     });
+
+    it("with the node holding a link's rate limit stopped, that link is refused, never served unmetered", async () => {
+      const seed = await seedOpen(stack);
+      // A link whose limiter key lives on another node than the feed's channels.
+      let link: IssuedLink;
+      let limiterNode: number;
+      do {
+        link = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+        limiterNode = await cluster.portFor(taggedKey(limitsPrefix, `rl:link:${link.id}`));
+      } while (limiterNode === feedNode);
+      await stack.synced();
+      const session = await stack.session(link.token);
+      for (const g of stack.gateways)
+        expect(await nextCall(g.app, session), g.name).toEqual({ status: 200, code: null });
+
+      await cluster.stop(limiterNode);
+      for (const g of stack.gateways)
+        expect(await nextCall(g.app, session), g.name).toEqual({ status: 503, code: "unavailable" });
+
+      await cluster.start(limiterNode);
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () => expect(await nextCall(g.app, session), g.name).toEqual({ status: 200, code: null }),
+          { timeout: 30_000, interval: 50 },
+        );
+    }, 60_000);
 
     it("with the feed's node stopped: the feed goes down, and past the staleness bound both refuse", async () => {
       const marks = stack.gateways.map((g) => g.feed.length);

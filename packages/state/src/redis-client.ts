@@ -45,7 +45,7 @@ export function createRedisClient(
   };
   if (target.kind === "single") return new Redis(url, options);
   const { retryStrategy, enableOfflineQueue, lazyConnect, readOnly: _, ...node } = options;
-  return new Cluster(target.nodes, {
+  const client = new Cluster(target.nodes, {
     clusterRetryStrategy: (times) => (retryStrategy === null ? null : retryForever(times)),
     enableOfflineQueue,
     lazyConnect,
@@ -64,6 +64,15 @@ export function createRedisClient(
       ...(target.tls ? { tls: {} } : {}),
     },
   });
+  if (!cluster.shardedSubscribers) {
+    // Node connections open on first use, and a command that meets one still opening is retried
+    // on another node and MOVED back, late and out of order: open the masters' as soon as the
+    // cluster's shape is known (again after every reconnect).
+    client.on("ready", () => {
+      for (const n of client.nodes("master")) if (n.status === "wait") n.connect().catch(() => {});
+    });
+  }
+  return client;
 }
 
 /**
