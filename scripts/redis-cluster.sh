@@ -24,6 +24,16 @@ if [ "${1:-start}" = "stop" ]; then
   exit 0
 fi
 
+not_cluster() {
+  echo "redis cluster: 127.0.0.1:$1 is a Redis without cluster support; free the port or set REDIS_CLUSTER_PORTS" >&2
+  exit 1
+}
+for p in "${ports[@]}"; do
+  if cli "$p" ping >/dev/null 2>&1; then
+    cli "$p" cluster info 2>/dev/null | grep -q '^cluster_state:' || not_cluster "$p"
+  fi
+done
+
 mkdir -p "$dir"
 for p in "${ports[@]}"; do
   if ! cli "$p" ping >/dev/null 2>&1; then
@@ -36,7 +46,11 @@ for p in "${ports[@]}"; do
 done
 for p in "${ports[@]}"; do
   for _ in $(seq 1 50); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  cli "$p" ping >/dev/null
+  cli "$p" ping >/dev/null 2>&1 || {
+    echo "redis cluster: nothing answers PING on 127.0.0.1:$p (see $dir/$p/redis.log)" >&2
+    exit 1
+  }
+  cli "$p" cluster info 2>/dev/null | grep -q '^cluster_state:' || not_cluster "$p"
 done
 
 # Create the cluster unless every node already knows the others (a node restarted with its
