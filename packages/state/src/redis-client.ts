@@ -46,7 +46,7 @@ export function createRedisClient(
   if (target.kind === "single") return new Redis(url, options);
   const { retryStrategy, enableOfflineQueue, lazyConnect, readOnly: _, ...node } = options;
   const client = new Cluster(target.nodes, {
-    clusterRetryStrategy: (times) => (retryStrategy === null ? null : retryForever(times)),
+    clusterRetryStrategy: (times) => retryStrategy?.(times) ?? null,
     enableOfflineQueue,
     lazyConnect,
     // Writes and scripts go to masters; a replica's answer may lag a limit behind.
