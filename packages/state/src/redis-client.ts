@@ -18,7 +18,7 @@ export type RedisClient = Redis | Cluster;
 /** True for a client of a Redis Cluster: channels are sharded and keys hash-tagged. */
 export const isCluster = (client: RedisClient): client is Cluster => client instanceof Cluster;
 
-/** Options only a cluster client takes (tests map node addresses through proxies with `natMap`). */
+/** Options only a cluster client takes (e.g. `shardedSubscribers`, `natMap`). */
 export type ClusterOverrides = Omit<ClusterOptions, "redisOptions">;
 
 /**
