@@ -564,7 +564,9 @@ for (const target of REDIS_TARGETS)
       await eventually(() => expect(load).toHaveBeenCalledTimes(2));
 
       log.append(revoke(2, "lnk_2"));
-      await publisher.publish({ version: 2 });
+      // The publisher's own connection may still be opening (a cluster client refuses commands
+      // until it knows the slots): a publish that fails is simply tried again, as a hint may be.
+      await vi.waitFor(() => publisher.publish({ version: 2 }), { timeout: 5000, interval: 20 });
       await eventually(() => expect(state.revocations.covers(claims("lnk_2"))).toBeDefined());
 
       clock.advance(60_000);
