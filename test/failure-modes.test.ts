@@ -413,3 +413,80 @@ describeIntegration(
     }, 60_000);
   },
 );
+
+describeIntegration(
+  "a Redis Cluster master failed over to its replica (Postgres + Redis Cluster)",
+  ["postgres", "redis-cluster"],
+  () => {
+    const STALE_AFTER_MS = 300;
+    const prefix = uniquePrefix("e2e-cluster-failover");
+    let cluster: PrivateRedisCluster;
+    let stack: Stack;
+    let control: IssuedLink;
+    let revokedAfterFailover: IssuedLink;
+
+    beforeAll(async () => {
+      cluster = await startPrivateRedisCluster({ replicas: 1 });
+      stack = await startStack({
+        db: await createTestDatabase(),
+        feed: redisFeed({ url: cluster.url, prefix, heartbeatMs: 50 }),
+        redisLimits: { url: cluster.url, prefix: uniquePrefix("e2e-cluster-failover-limits") },
+        gateways: 2,
+        staleAfterMs: STALE_AFTER_MS,
+      });
+      const seed = await seedOpen(stack);
+      control = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      revokedAfterFailover = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      await stack.synced();
+      await vi.waitFor(() => {
+        for (const g of stack.gateways) expect(g.feed).toContain("heartbeat");
+      }, POLL);
+    }, 60_000);
+
+    afterAll(async () => {
+      await stack?.close();
+      await cluster?.close();
+    });
+
+    it("the feed's master stopped for good: once its replica takes over, both gateways serve again and hear hints", async () => {
+      const feedMaster = await cluster.portFor(taggedKey(prefix, "feed", ":changes"));
+      const marks = stack.gateways.map((g) => g.feed.length);
+      await cluster.stop(feedMaster);
+      await vi.waitFor(() => {
+        stack.gateways.forEach((g, i) => {
+          expect(g.feed.slice(marks[i]), g.name).toContain("disconnected");
+        });
+      }, POLL);
+      // The replica is promoted (cluster-node-timeout 1 s) and the cluster is whole again, without
+      // the old master.
+      await vi.waitFor(
+        async () => expect(await cluster.portFor(taggedKey(prefix, "feed", ":changes"))).not.toBe(feedMaster),
+        { timeout: 30_000, interval: 100 },
+      );
+      await cluster.healthy();
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () =>
+            expect(await nextCall(g.app, await stack.session(control.token)), g.name).toEqual({
+              status: 200,
+              code: null,
+            }),
+          { timeout: 30_000, interval: 50 },
+        );
+      // Hints flow on the new master: a revocation reaches both gateways.
+      const r = await stack.api("POST", "/v1/revocations", {
+        body: { scope: "link", linkId: revokedAfterFailover.id, reason: "after the failover" },
+      });
+      expect(r.status).toBe(201);
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () =>
+            expect(await nextCall(g.app, await stack.session(revokedAfterFailover.token)), g.name).toEqual({
+              status: 403,
+              code: "revoked",
+            }),
+          POLL,
+        );
+    }, 60_000);
+  },
+);

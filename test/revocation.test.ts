@@ -210,8 +210,10 @@ for (const target of REDIS_TARGETS)
           body: { scope: "link", linkId: link.id, reason: "last" },
         });
         expect(r.status).toBe(201);
+        // No hint came; a heartbeat (every 200 ms) also reads the log, so on a loaded machine one
+        // may already have applied the revocation: either answer, never anything else.
         for (const g of stack.gateways)
-          expect(await nextCall(g.app, await stack.session(link.token))).toEqual(ok);
+          expect([ok, denied]).toContainEqual(await nextCall(g.app, await stack.session(link.token)));
 
         // As the gateway's main.ts runs it, on a short interval.
         const pollers = stack.gateways.map((g: GatewayNode) => startVersionPoller(g.wiring, 50));

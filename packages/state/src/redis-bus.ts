@@ -50,6 +50,8 @@ export class RedisBus implements ChangeBus {
   readonly #sharded: boolean;
   #sub: RedisClient | undefined;
   #resubscribing = false;
+  /** Shard subscriptions that failed in a row (see #resubscribe). */
+  #failedResubscribes = 0;
   /** The last publish on a cluster; the next waits for it (see `publish`). */
   #inOrder: Promise<unknown> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
@@ -128,27 +130,54 @@ export class RedisBus implements ChangeBus {
   }
 
   #startSubscriber(): void {
+    this.#openSubscriber();
+    this.#timer = setInterval(() => this.#tick(), this.#heartbeatMs);
+    this.#timer.unref();
+  }
+
+  #openSubscriber(): void {
     const sub = this.#createClient("subscriber");
     this.#sub = sub;
-    sub.on("ready", () => this.#resubscribe(sub));
-    sub.on("close", () => this.#report("disconnected"));
-    sub.on("error", () => this.#report("disconnected"));
-    const onMessage = (channel: string, message: string) => this.#onRedisMessage(channel, message);
+    // Events of a subscriber this bus has replaced are ignored.
+    const current = () => this.#sub === sub && !this.#closed;
+    sub.on("ready", () => current() && this.#resubscribe(sub));
+    sub.on("close", () => current() && this.#report("disconnected"));
+    sub.on("error", () => current() && this.#report("disconnected"));
+    const onMessage = (channel: string, message: string) =>
+      current() && this.#onRedisMessage(channel, message);
     sub.on(this.#sharded ? "smessage" : "message", onMessage);
     if (this.#sharded) {
       // A cluster client replaces a lost shard subscriber by itself, staying `ready`, and
       // messages sent meanwhile are gone: report the outage, and subscribe again (which reports
       // `connected`, so subscribers reload) once its subscribers are back.
-      sub.on("-node", () => this.#report("disconnected"));
-      sub.on("-subscriber", () => this.#report("disconnected"));
+      sub.on("-node", () => current() && this.#report("disconnected"));
+      sub.on("-subscriber", () => current() && this.#report("disconnected"));
       sub.on("subscribersReady", () => {
-        if (this.#link === "down") this.#resubscribe(sub);
+        if (current() && this.#link === "down") this.#resubscribe(sub);
       });
     }
     // A client from a factory may already be connected, in which case no "ready" follows.
     if (sub.status === "ready") this.#resubscribe(sub);
-    this.#timer = setInterval(() => this.#tick(), this.#heartbeatMs);
-    this.#timer.unref();
+  }
+
+  /**
+   * Starts the subscriber over. One Redis reconnects its own connection. A cluster client is
+   * replaced by a new one: after a failover, a reconnecting cluster client can place its shard
+   * subscribers on the slot map it had before the failover and never find the new master.
+   */
+  #restartSubscriber(): void {
+    const old = this.#sub;
+    if (!old) return;
+    if (!this.#sharded) {
+      old.disconnect(true);
+      return;
+    }
+    this.#report("disconnected");
+    this.#resubscribing = false;
+    this.#openSubscriber();
+    old.removeAllListeners();
+    old.on("error", () => {});
+    old.disconnect();
   }
 
   #resubscribe(sub: RedisClient): void {
@@ -164,18 +193,27 @@ export class RedisBus implements ChangeBus {
       : sub.subscribe(...channels);
     subscribed.then(
       () => {
+        if (this.#sub !== sub) return;
         this.#resubscribing = false;
+        this.#failedResubscribes = 0;
         if (this.#closed || sub.status !== "ready") return;
         this.#report("connected");
         this.#sendHeartbeat();
       },
       (err: unknown) => {
+        if (this.#sub !== sub) return;
         this.#resubscribing = false;
         if (this.#closed) return;
         this.#onError(err);
         this.#report("disconnected");
-        // Start over on a fresh connection rather than run without a subscription.
-        sub.disconnect(true);
+        // Start over on a fresh connection rather than run without a subscription. A cluster
+        // client, though, may just not have placed its shard subscribers on the new slot map yet
+        // (right after a failover or a reconnect): starting over then only restarts that race.
+        // The next ticks try again; only a subscription that keeps failing starts over.
+        if (!this.#sharded || ++this.#failedResubscribes >= MISSED_HEARTBEATS_BEFORE_RECONNECT) {
+          this.#failedResubscribes = 0;
+          this.#restartSubscriber();
+        }
       },
     );
   }
@@ -190,7 +228,7 @@ export class RedisBus implements ChangeBus {
       this.#missed = 0;
       this.#onError(new Error("change feed heartbeats stopped coming back; reconnecting"));
       this.#pub.disconnect(true);
-      this.#sub?.disconnect(true);
+      this.#restartSubscriber();
     }
     this.#sendHeartbeat();
   }

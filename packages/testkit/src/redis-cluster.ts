@@ -1,8 +1,9 @@
 /**
  * A Redis Cluster of this test file's own, for failure tests that stop a node: the shared
- * cluster (`TEST_REDIS_CLUSTER_URL`) stays up for every other file. Three masters, no replicas,
- * nothing persisted but each node's `nodes.conf`, so a stopped node started again rejoins with
- * its slots. Needs `redis-server` and `redis-cli` on PATH (as the shared cluster does).
+ * cluster (`TEST_REDIS_CLUSTER_URL`) stays up for every other file. Three masters, each with
+ * `replicas` replicas (default none), nothing persisted but each node's `nodes.conf`, so a stopped
+ * node started again rejoins with its slots. Needs `redis-server` and `redis-cli` on PATH (as the
+ * shared cluster does).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -19,6 +20,8 @@ export interface PrivateRedisCluster {
   ports: number[];
   /** The port of the master that serves `key`'s slot (a channel hashes like a key). */
   portFor(key: string): Promise<number>;
+  /** Waits until every running node reports `cluster_state:ok` (e.g. after a failover). */
+  healthy(): Promise<void>;
   /** Stops the node on `port` (SIGTERM) and waits until it has exited. */
   stop(port: number): Promise<void>;
   /** Starts the node on `port` again and waits until the cluster reports `cluster_state:ok`. */
@@ -55,10 +58,13 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20
 
 const stateOk = async (port: number) => (await cli(port, "cluster", "info")).includes("cluster_state:ok");
 
-export async function startPrivateRedisCluster(): Promise<PrivateRedisCluster> {
+export async function startPrivateRedisCluster(
+  opts: { replicas?: number } = {},
+): Promise<PrivateRedisCluster> {
+  const replicas = opts.replicas ?? 0;
   const dir = await mkdtemp(join(tmpdir(), "phaselock-cluster-"));
   const ports: number[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 3 * (1 + replicas); i++) {
     let p = await freePortPair();
     while (ports.includes(p) || ports.includes(p + 10_000) || ports.includes(p - 10_000))
       p = await freePortPair();
@@ -105,12 +111,18 @@ export async function startPrivateRedisCluster(): Promise<PrivateRedisCluster> {
         "create",
         ...ports.map((p) => `127.0.0.1:${p}`),
         "--cluster-replicas",
-        "0",
+        String(replicas),
         "--cluster-yes",
       ],
       { timeout: 30_000 },
     );
     for (const p of ports) await until(`node ${p} to report cluster_state:ok`, () => stateOk(p));
+    // Every replica in sync with its master, so a failover has someone to promote.
+    for (const p of ports)
+      await until(`node ${p} to finish its first sync`, async () => {
+        const info = await cli(p, "info", "replication");
+        return info.includes("role:master") || info.includes("master_link_status:up");
+      });
   } catch (err) {
     await close();
     throw err;
@@ -124,13 +136,19 @@ export async function startPrivateRedisCluster(): Promise<PrivateRedisCluster> {
       const slot = Number((await cli(live, "cluster", "keyslot", key)).trim());
       const slots = (await cli(live, "cluster", "nodes")).split("\n");
       for (const line of slots) {
-        const [, address, , , , , , , ...ranges] = line.split(" ");
+        const [, address, flags, , , , , , ...ranges] = line.split(" ");
+        if (!flags?.includes("master") || flags.includes("fail")) continue;
         for (const range of ranges) {
           const [lo, hi = lo] = range.split("-").map(Number);
           if (slot >= lo! && slot <= hi!) return Number(address!.split("@")[0]!.split(":")[1]);
         }
       }
       throw new Error(`redis cluster: no master serves slot ${slot}`);
+    },
+    async healthy() {
+      for (const p of ports)
+        if (nodes.get(p)?.exitCode === null)
+          await until(`node ${p} to report cluster_state:ok`, () => stateOk(p));
     },
     async stop(port) {
       const child = nodes.get(port);
