@@ -261,6 +261,34 @@ for (const target of REDIS_TARGETS)
       await eventually(() => expect(a.count("heartbeat")).toBeGreaterThanOrEqual(1));
     });
 
+    // Only a cluster client has shard subscribers to replace.
+    if (cluster)
+      it("replaces a cluster subscriber whose shard subscription keeps failing", async () => {
+        const prefix = uniquePrefix("bus");
+        const errors: unknown[] = [];
+        let subscribers = 0;
+        const b = bus({
+          prefix,
+          onError: (e) => errors.push(e),
+          createClient: (role: RedisRole) => {
+            const c = createRedisClient(TEST_REDIS_URL, subscriberOptions(role), clusterOptions(role));
+            // The first subscriber cannot subscribe, as a cluster client holding a stale slot map.
+            if (role === "subscriber" && ++subscribers === 1)
+              c.ssubscribe = (async () => {
+                throw new Error("No sharded subscriber for slot");
+              }) as typeof c.ssubscribe;
+            return c;
+          },
+        });
+        const a = record(b);
+        await eventually(() => expect(a.statuses).toContain("connected"));
+        expect(subscribers).toBe(2);
+        expect(errors.length).toBeGreaterThanOrEqual(5);
+        expect(a.statuses.indexOf("disconnected")).toBeLessThan(a.statuses.indexOf("connected"));
+        await b.publish(revoke(1, "lnk_1"));
+        await eventually(() => expect(versions(a.messages)).toEqual([1]));
+      });
+
     it("isolates a throwing listener from the others", async () => {
       const prefix = uniquePrefix("bus");
       const errors: unknown[] = [];
