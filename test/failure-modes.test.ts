@@ -5,11 +5,22 @@
  *   never 500, and it recovers by itself;
  * - a gateway's Postgres unreachable → it keeps serving from its confirmed state until the
  *   staleness bound (shared FakeClock), then refuses; serves again once Postgres is back;
- * - Redis flapping for a simulated minute loses no revocation made during it.
+ * - Redis flapping for a simulated minute loses no revocation made during it;
+ * - a Redis Cluster node stopped (a cluster of this file's own, real processes): gateways keep
+ *   serving within the staleness bound, then refuse; once the node is back they recover, with
+ *   what was revoked meanwhile applied.
  */
 
 import { createTestDatabase } from "@phaselock/db/testing";
-import { describeIntegration, TEST_DATABASE_URL, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import { taggedKey } from "@phaselock/state";
+import {
+  describeIntegration,
+  type PrivateRedisCluster,
+  startPrivateRedisCluster,
+  TEST_DATABASE_URL,
+  TEST_REDIS_URL,
+  uniquePrefix,
+} from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { type IssuedLink, issue, nextCall, seedOpen } from "./support/client.ts";
 import { memoryFeed, redisFeed } from "./support/feeds.ts";
@@ -272,3 +283,210 @@ describeIntegration("Redis flapping for a minute (Postgres + Redis)", ["postgres
     }
   });
 });
+
+describeIntegration(
+  "a Redis Cluster node stopped (Postgres + Redis Cluster)",
+  ["postgres", "redis-cluster"],
+  () => {
+    const STALE_AFTER_MS = 300;
+    const prefix = uniquePrefix("e2e-cluster-node");
+    const limitsPrefix = uniquePrefix("e2e-cluster-limits");
+    let cluster: PrivateRedisCluster;
+    let stack: Stack;
+    let control: IssuedLink;
+    let revokedDuringOutage: IssuedLink;
+    let feedNode: number;
+
+    beforeAll(async () => {
+      cluster = await startPrivateRedisCluster();
+      stack = await startStack({
+        db: await createTestDatabase(),
+        feed: redisFeed({ url: cluster.url, prefix, heartbeatMs: 50 }),
+        redisLimits: { url: cluster.url, prefix: limitsPrefix },
+        gateways: 2,
+        staleAfterMs: STALE_AFTER_MS,
+      });
+      const seed = await seedOpen(stack);
+      control = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      revokedDuringOutage = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      await stack.synced();
+      await vi.waitFor(() => {
+        for (const g of stack.gateways) expect(g.feed).toContain("heartbeat");
+      }, POLL);
+      // The master serving the feed's shard channels (both carry one hash tag).
+      feedNode = await cluster.portFor(taggedKey(prefix, "feed", ":changes"));
+    }, 60_000);
+
+    afterAll(async () => {
+      await stack?.close();
+      await cluster?.close();
+    });
+
+    it("serves on both gateways while every node is up", async () => {
+      for (const g of stack.gateways)
+        expect(await nextCall(g.app, await stack.session(control.token)), g.name).toEqual({
+          status: 200,
+          code: null,
+        });
+    });
+
+    it("with the node holding a link's rate limit stopped, that link is refused, never served unmetered", async () => {
+      const seed = await seedOpen(stack);
+      // A link whose limiter key lives on another node than the feed's channels.
+      let link: IssuedLink;
+      let limiterNode: number;
+      do {
+        link = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+        limiterNode = await cluster.portFor(taggedKey(limitsPrefix, `rl:link:${link.id}`));
+      } while (limiterNode === feedNode);
+      await stack.synced();
+      const session = await stack.session(link.token);
+      for (const g of stack.gateways)
+        expect(await nextCall(g.app, session), g.name).toEqual({ status: 200, code: null });
+
+      await cluster.stop(limiterNode);
+      for (const g of stack.gateways)
+        expect(await nextCall(g.app, session), g.name).toEqual({ status: 503, code: "unavailable" });
+
+      await cluster.start(limiterNode);
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () => expect(await nextCall(g.app, session), g.name).toEqual({ status: 200, code: null }),
+          { timeout: 30_000, interval: 50 },
+        );
+    }, 60_000);
+
+    it("with the feed's node stopped: the feed goes down, and past the staleness bound both refuse", async () => {
+      const marks = stack.gateways.map((g) => g.feed.length);
+      await cluster.stop(feedNode);
+      await vi.waitFor(() => {
+        stack.gateways.forEach((g, i) => {
+          expect(g.feed.slice(marks[i]), g.name).toContain("disconnected");
+        });
+      }, POLL);
+      await stack.advance(STALE_AFTER_MS + 1, { waitFresh: false });
+      for (const g of stack.gateways) {
+        expect(g.wiring.state.isFresh(), g.name).toBe(false);
+        expect(await nextCall(g.app, await stack.session(control.token)), g.name).toEqual({
+          status: 503,
+          code: "unavailable",
+        });
+        expect((await g.app.request("/readyz")).status, g.name).toBe(503);
+      }
+      // Postgres holds the revocation though no hint can be published.
+      const r = await stack.api("POST", "/v1/revocations", {
+        body: { scope: "link", linkId: revokedDuringOutage.id, reason: "revoked while a node was down" },
+      });
+      expect(r.status).toBe(201);
+    });
+
+    it("once the node is back, both gateways recover by themselves and apply the revocation", async () => {
+      await cluster.start(feedNode);
+      for (const g of stack.gateways) {
+        await vi.waitFor(
+          async () =>
+            expect(await nextCall(g.app, await stack.session(control.token)), g.name).toEqual({
+              status: 200,
+              code: null,
+            }),
+          { timeout: 30_000, interval: 50 },
+        );
+        expect(await nextCall(g.app, await stack.session(revokedDuringOutage.token)), g.name).toEqual({
+          status: 403,
+          code: "revoked",
+        });
+      }
+      // And hints flow again: the next revocation reaches both as a message.
+      const r = await stack.api("POST", "/v1/revocations", {
+        body: { scope: "link", linkId: control.id, reason: "after the node came back" },
+      });
+      expect(r.status).toBe(201);
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () =>
+            expect(await nextCall(g.app, await stack.session(control.token)), g.name).toEqual({
+              status: 403,
+              code: "revoked",
+            }),
+          POLL,
+        );
+    }, 60_000);
+  },
+);
+
+describeIntegration(
+  "a Redis Cluster master failed over to its replica (Postgres + Redis Cluster)",
+  ["postgres", "redis-cluster"],
+  () => {
+    const STALE_AFTER_MS = 300;
+    const prefix = uniquePrefix("e2e-cluster-failover");
+    let cluster: PrivateRedisCluster;
+    let stack: Stack;
+    let control: IssuedLink;
+    let revokedAfterFailover: IssuedLink;
+
+    beforeAll(async () => {
+      cluster = await startPrivateRedisCluster({ replicas: 1 });
+      stack = await startStack({
+        db: await createTestDatabase(),
+        feed: redisFeed({ url: cluster.url, prefix, heartbeatMs: 50 }),
+        redisLimits: { url: cluster.url, prefix: uniquePrefix("e2e-cluster-failover-limits") },
+        gateways: 2,
+        staleAfterMs: STALE_AFTER_MS,
+      });
+      const seed = await seedOpen(stack);
+      control = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      revokedAfterFailover = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      await stack.synced();
+      await vi.waitFor(() => {
+        for (const g of stack.gateways) expect(g.feed).toContain("heartbeat");
+      }, POLL);
+    }, 60_000);
+
+    afterAll(async () => {
+      await stack?.close();
+      await cluster?.close();
+    });
+
+    it("the feed's master stopped for good: once its replica takes over, both gateways serve again and hear hints", async () => {
+      const feedMaster = await cluster.portFor(taggedKey(prefix, "feed", ":changes"));
+      const marks = stack.gateways.map((g) => g.feed.length);
+      await cluster.stop(feedMaster);
+      await vi.waitFor(() => {
+        stack.gateways.forEach((g, i) => {
+          expect(g.feed.slice(marks[i]), g.name).toContain("disconnected");
+        });
+      }, POLL);
+      // The replica is promoted (cluster-node-timeout 1 s) and the cluster is whole again, without
+      // the old master.
+      await vi.waitFor(
+        async () => expect(await cluster.portFor(taggedKey(prefix, "feed", ":changes"))).not.toBe(feedMaster),
+        { timeout: 30_000, interval: 100 },
+      );
+      await cluster.healthy();
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () =>
+            expect(await nextCall(g.app, await stack.session(control.token)), g.name).toEqual({
+              status: 200,
+              code: null,
+            }),
+          { timeout: 30_000, interval: 50 },
+        );
+      // Hints flow on the new master: a revocation reaches both gateways.
+      const r = await stack.api("POST", "/v1/revocations", {
+        body: { scope: "link", linkId: revokedAfterFailover.id, reason: "after the failover" },
+      });
+      expect(r.status).toBe(201);
+      for (const g of stack.gateways)
+        await vi.waitFor(
+          async () =>
+            expect(await nextCall(g.app, await stack.session(revokedAfterFailover.token)), g.name).toEqual({
+              status: 403,
+              code: "revoked",
+            }),
+          POLL,
+        );
+    }, 60_000);
+  },
+);

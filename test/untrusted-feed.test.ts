@@ -9,11 +9,10 @@
 import { currentPolicyVersion } from "@phaselock/db";
 import { createTestDatabase } from "@phaselock/db/testing";
 import type { LinkClaims } from "@phaselock/policy";
-import { createRedisClient } from "@phaselock/state";
+import { createRedisClient, type RedisClient } from "@phaselock/state";
 import { describeIntegration, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
 import type { LinkSigner } from "@phaselock/token-service";
 import { generateSigningKey, signLink } from "@phaselock/tokens";
-import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { errorCode, type IssuedLink, issue, pb, redeem, seedOpen } from "./support/client.ts";
 import { redisFeed } from "./support/feeds.ts";
@@ -27,8 +26,8 @@ const invalid = { status: 401, code: "token_invalid" };
 describeIntegration("the change feed carries no authority (Postgres + Redis)", ["postgres", "redis"], () => {
   const prefix = uniquePrefix("e2e-untrusted");
   let stack: Stack;
-  let attacker: Redis;
-  let listener: Redis;
+  let attacker: RedisClient;
+  let listener: RedisClient;
   /** Real messages seen on the channels, to replay. */
   const seen: { channel: string; message: string }[] = [];
   let seed: Awaited<ReturnType<typeof seedOpen>>;

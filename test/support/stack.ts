@@ -22,6 +22,7 @@ import {
   type BusStatus,
   type ChangeBus,
   createRedisClient,
+  isCluster,
   MemoryRateLimiter,
   MemoryRecordQuota,
   RedisRateLimiter,
@@ -372,14 +373,19 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
 /** Removes what the gateways left in the shared Redis (device counts live for 91 days). */
 async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const redis = createRedisClient(url, { enableOfflineQueue: true });
+  const redis = createRedisClient(url, { enableOfflineQueue: true }, { enableOfflineQueue: true });
   try {
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+    // On a cluster, SCAN walks one node: walk every master, deleting key by key (keys of different
+    // slots cannot go in one DEL).
+    await redis.ping(); // a cluster client knows its nodes once it is ready
+    for (const node of isCluster(redis) ? redis.nodes("master") : [redis]) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+        for (const key of keys) await node.del(key);
+        cursor = next;
+      } while (cursor !== "0");
+    }
   } finally {
     redis.disconnect();
   }

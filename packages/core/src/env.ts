@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { redisUrlProblem } from "./redis-url.ts";
 
 /** An optional variable where an empty or blank value counts as unset. */
 export const optionalString = z
@@ -22,10 +23,17 @@ export const postgresUrl = optionalString.pipe(
     .optional(),
 );
 
+/**
+ * `REDIS_URL`: one Redis (`redis://`, `rediss://`) or a Redis Cluster by its seed nodes
+ * (`redis+cluster://host:port,host:port`, `rediss+cluster://` for TLS); see {@link parseRedisUrl}.
+ */
 export const redisUrl = optionalString.pipe(
   z
     .string()
-    .regex(/^rediss?:\/\//, "must be a redis:// URL")
+    .superRefine((v, ctx) => {
+      const problem = redisUrlProblem(v);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
     .optional(),
 );
 

@@ -5,6 +5,7 @@ export * from "./env.ts";
 export * from "./errors.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";
+export * from "./redis-url.ts";
 export * from "./scopes.ts";
 export * from "./secrets.ts";
 export * from "./security-headers.ts";

@@ -5,4 +5,5 @@ export * from "./policy-state.ts";
 export * from "./rate-limit.ts";
 export * from "./record-quota.ts";
 export * from "./redis-bus.ts";
+export * from "./redis-client.ts";
 export * from "./stores.ts";

@@ -1,9 +1,8 @@
 import { FakeClock } from "@phaselock/core";
-import { describeIntegration, type Service, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
-import type { Redis } from "ioredis";
+import { describeIntegration, REDIS_TARGETS, type Service, uniquePrefix } from "@phaselock/testkit";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
-import { createRedisClient } from "./redis-bus.ts";
+import { createRedisClient, isCluster, type RedisClient, taggedKey } from "./redis-client.ts";
 
 interface Backend {
   name: string;
@@ -14,7 +13,6 @@ interface Backend {
   teardown(): Promise<void>;
 }
 
-let redis: Redis | undefined;
 const backends: Backend[] = [
   {
     name: "memory",
@@ -23,17 +21,21 @@ const backends: Backend[] = [
     make: () => new MemoryRateLimiter(),
     teardown: async () => {},
   },
-  {
-    name: "redis",
-    needs: ["redis"],
-    setup: async () => {
-      redis = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: true });
-    },
-    make: () => new RedisRateLimiter({ redis: redis!, prefix: uniquePrefix("rl") }),
-    teardown: async () => {
-      await redis?.quit();
-    },
-  },
+  // The same contract on one Redis and on a Redis Cluster.
+  ...REDIS_TARGETS.map((target): Backend => {
+    let redis: RedisClient | undefined;
+    return {
+      name: target.name,
+      needs: target.needs,
+      setup: async () => {
+        redis = createRedisClient(target.url, { enableOfflineQueue: true }, { enableOfflineQueue: true });
+      },
+      make: () => new RedisRateLimiter({ redis: redis!, prefix: uniquePrefix("rl") }),
+      teardown: async () => {
+        await redis?.quit();
+      },
+    };
+  }),
 ];
 
 const rule = { limit: 5, windowMs: 1000 }; // one request per 200 ms, bursts of 5
@@ -146,42 +148,57 @@ for (const backend of backends) {
   });
 }
 
-describeIntegration("RedisRateLimiter", ["redis"], () => {
-  let client: Redis;
-  beforeAll(() => {
-    client = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: true });
-  });
-  afterAll(() => client.quit());
+for (const target of REDIS_TARGETS)
+  describeIntegration(`RedisRateLimiter (${target.name})`, target.needs, () => {
+    let client: RedisClient;
+    beforeAll(() => {
+      client = createRedisClient(target.url, { enableOfflineQueue: true }, { enableOfflineQueue: true });
+    });
+    afterAll(() => client.quit());
 
-  it("sets the key to expire once its debt is paid off, measured from the caller's clock", async () => {
-    const prefix = uniquePrefix("rl");
-    const limiter = new RedisRateLimiter({ redis: client, prefix });
-    const clock = new FakeClock();
-    for (let i = 0; i < 3; i++) await limiter.consume("k", rule, clock.now());
-    const ttl = await client.pttl(`${prefix}k`);
-    expect(ttl).toBeGreaterThan(500);
-    expect(ttl).toBeLessThanOrEqual(600);
-  });
+    it("sets the key to expire once its debt is paid off, measured from the caller's clock", async () => {
+      const prefix = uniquePrefix("rl");
+      const limiter = new RedisRateLimiter({ redis: client, prefix });
+      const clock = new FakeClock();
+      for (let i = 0; i < 3; i++) await limiter.consume("k", rule, clock.now());
+      const ttl = await client.pttl(taggedKey(prefix, "k"));
+      expect(ttl).toBeGreaterThan(500);
+      expect(ttl).toBeLessThanOrEqual(600);
+    });
 
-  it("throws, never allows, when Redis is unreachable", async () => {
-    const down = createRedisClient("redis://127.0.0.1:1");
-    down.on("error", () => {});
-    try {
-      const limiter = new RedisRateLimiter({ redis: down, prefix: uniquePrefix("rl") });
-      const started = Date.now();
-      await expect(limiter.consume("k", rule, new Date())).rejects.toThrow();
-      expect(Date.now() - started).toBeLessThan(1000);
-    } finally {
-      down.disconnect();
-    }
-  });
+    it("keeps a key under the prefix, hash-tagged to one cluster slot", async () => {
+      const prefix = uniquePrefix("rl");
+      const limiter = new RedisRateLimiter({ redis: client, prefix });
+      await limiter.consume("rl:link:lnk_1", rule, new Date());
+      expect(await client.exists(`${prefix}{rl:link:lnk_1}`)).toBe(1);
+      if (isCluster(client)) {
+        expect(await client.cluster("KEYSLOT", `${prefix}{rl:link:lnk_1}`)).toBe(
+          await client.cluster("KEYSLOT", "rl:link:lnk_1"),
+        );
+      }
+    });
 
-  it("throws on an unexpected script reply", async () => {
-    const fake = { defineCommand: () => {}, phaselockGcra: async () => "OK" } as unknown as Redis;
-    const limiter = new RedisRateLimiter({ redis: fake, prefix: "x:" });
-    await expect(limiter.consume("k", rule, new Date())).rejects.toThrow(/unexpected reply/);
+    it("throws, never allows, when Redis is unreachable", async () => {
+      const down = createRedisClient(
+        target.name === "redis" ? "redis://127.0.0.1:1" : "redis+cluster://127.0.0.1:1",
+      );
+      down.on("error", () => {});
+      try {
+        const limiter = new RedisRateLimiter({ redis: down, prefix: uniquePrefix("rl") });
+        const started = Date.now();
+        await expect(limiter.consume("k", rule, new Date())).rejects.toThrow();
+        expect(Date.now() - started).toBeLessThan(1000);
+      } finally {
+        down.disconnect();
+      }
+    });
+
+    it("throws on an unexpected script reply", async () => {
+      const fake = { defineCommand: () => {}, phaselockGcra: async () => "OK" } as unknown as RedisClient;
+      const limiter = new RedisRateLimiter({ redis: fake, prefix: "x:" });
+      await expect(limiter.consume("k", rule, new Date())).rejects.toThrow(/unexpected reply/);
+    });
   });
-});
 
 describe("MemoryRateLimiter", () => {
   it("holds at most maxKeys, dropping expired and then least recently used keys", async () => {

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import { type RedisClient, taggedKey } from "./redis-client.ts";
 import { integers } from "./script-reply.ts";
 
 export interface RateRule {
@@ -154,12 +154,12 @@ redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.max(1, at - now + math
 return {1, math.floor((capacity - after) / window), 0}
 `;
 
-type WithGcra = Redis & {
+type WithGcra = RedisClient & {
   phaselockGcra(key: string, limit: number, windowMs: number, nowMs: number): Promise<unknown>;
 };
 
 export interface RedisRateLimiterOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** Prepended to every key, e.g. `phaselock:rl:`. */
   prefix: string;
 }
@@ -181,7 +181,7 @@ export class RedisRateLimiter implements RateLimiter {
   async consume(key: string, rule: RateRule, now: Date): Promise<RateDecision> {
     checkRule(rule);
     const reply = await this.#redis.phaselockGcra(
-      `${this.#prefix}${key}`,
+      taggedKey(this.#prefix, key),
       rule.limit,
       rule.windowMs,
       now.getTime(),

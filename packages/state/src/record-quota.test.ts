@@ -1,9 +1,8 @@
 import { FakeClock } from "@phaselock/core";
-import { describeIntegration, type Service, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
-import type { Redis } from "ioredis";
+import { describeIntegration, REDIS_TARGETS, type Service, uniquePrefix } from "@phaselock/testkit";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
-import { createRedisClient } from "./redis-bus.ts";
+import { createRedisClient, isCluster, type RedisClient, taggedKey } from "./redis-client.ts";
 
 interface Backend {
   name: string;
@@ -14,7 +13,6 @@ interface Backend {
   teardown(): Promise<void>;
 }
 
-let redis: Redis | undefined;
 const backends: Backend[] = [
   {
     name: "memory",
@@ -23,17 +21,21 @@ const backends: Backend[] = [
     make: () => new MemoryRecordQuota(),
     teardown: async () => {},
   },
-  {
-    name: "redis",
-    needs: ["redis"],
-    setup: async () => {
-      redis = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: true });
-    },
-    make: () => new RedisRecordQuota({ redis: redis!, prefix: uniquePrefix("rq") }),
-    teardown: async () => {
-      await redis?.quit();
-    },
-  },
+  // The same contract on one Redis and on a Redis Cluster.
+  ...REDIS_TARGETS.map((target): Backend => {
+    let redis: RedisClient | undefined;
+    return {
+      name: target.name,
+      needs: target.needs,
+      setup: async () => {
+        redis = createRedisClient(target.url, { enableOfflineQueue: true }, { enableOfflineQueue: true });
+      },
+      make: () => new RedisRecordQuota({ redis: redis!, prefix: uniquePrefix("rq") }),
+      teardown: async () => {
+        await redis?.quit();
+      },
+    };
+  }),
 ];
 
 const HOUR = 3_600_000;
@@ -120,37 +122,55 @@ for (const backend of backends) {
   });
 }
 
-describeIntegration("RedisRecordQuota", ["redis"], () => {
-  let client: Redis;
-  beforeAll(() => {
-    client = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: true });
-  });
-  afterAll(() => client.quit());
+for (const target of REDIS_TARGETS)
+  describeIntegration(`RedisRecordQuota (${target.name})`, target.needs, () => {
+    let client: RedisClient;
+    beforeAll(() => {
+      client = createRedisClient(target.url, { enableOfflineQueue: true }, { enableOfflineQueue: true });
+    });
+    afterAll(() => client.quit());
 
-  it("makes a window's set expire when the window ends by the caller's clock", async () => {
-    const prefix = uniquePrefix("rq");
-    const quota = new RedisRecordQuota({ redis: client, prefix });
-    const now = new Date("2020-03-01T12:45:00Z"); // 15 minutes before the window ends
-    await quota.admit("k", "m1", rule, now);
-    const index = Math.floor(now.getTime() / HOUR);
-    const ttl = await client.pttl(`${prefix}k:${index}`);
-    expect(ttl).toBeGreaterThan(15 * 60_000 - 5000);
-    expect(ttl).toBeLessThanOrEqual(15 * 60_000);
-  });
+    it("makes a window's set expire when the window ends by the caller's clock", async () => {
+      const prefix = uniquePrefix("rq");
+      const quota = new RedisRecordQuota({ redis: client, prefix });
+      const now = new Date("2020-03-01T12:45:00Z"); // 15 minutes before the window ends
+      await quota.admit("k", "m1", rule, now);
+      const index = Math.floor(now.getTime() / HOUR);
+      const ttl = await client.pttl(taggedKey(prefix, "k", `:${index}`));
+      expect(ttl).toBeGreaterThan(15 * 60_000 - 5000);
+      expect(ttl).toBeLessThanOrEqual(15 * 60_000);
+    });
 
-  it("throws, never allows, when Redis is unreachable", async () => {
-    const down = createRedisClient("redis://127.0.0.1:1");
-    down.on("error", () => {});
-    try {
-      const quota = new RedisRecordQuota({ redis: down, prefix: uniquePrefix("rq") });
-      const started = Date.now();
-      await expect(quota.admit("k", "m1", rule, new Date())).rejects.toThrow();
-      expect(Date.now() - started).toBeLessThan(1000);
-    } finally {
-      down.disconnect();
-    }
+    it("keeps every window of one key on one cluster slot, under the prefix", async () => {
+      const prefix = uniquePrefix("rq");
+      const quota = new RedisRecordQuota({ redis: client, prefix });
+      const now = new Date("2020-03-01T12:45:00Z");
+      await quota.admit("rq:link:lnk_1", "m1", rule, now);
+      await quota.admit("rq:link:lnk_1", "m1", rule, new Date(now.getTime() + HOUR));
+      const index = Math.floor(now.getTime() / HOUR);
+      const keys = [index, index + 1].map((i) => `${prefix}{rq:link:lnk_1}:${i}`);
+      for (const k of keys) expect(await client.exists(k)).toBe(1);
+      if (isCluster(client)) {
+        const slots = await Promise.all(keys.map((k) => client.cluster("KEYSLOT", k)));
+        expect(new Set(slots).size).toBe(1);
+      }
+    });
+
+    it("throws, never allows, when Redis is unreachable", async () => {
+      const down = createRedisClient(
+        target.name === "redis" ? "redis://127.0.0.1:1" : "redis+cluster://127.0.0.1:1",
+      );
+      down.on("error", () => {});
+      try {
+        const quota = new RedisRecordQuota({ redis: down, prefix: uniquePrefix("rq") });
+        const started = Date.now();
+        await expect(quota.admit("k", "m1", rule, new Date())).rejects.toThrow();
+        expect(Date.now() - started).toBeLessThan(1000);
+      } finally {
+        down.disconnect();
+      }
+    });
   });
-});
 
 describe("MemoryRecordQuota", () => {
   it("holds at most maxKeys, dropping ended windows first", async () => {

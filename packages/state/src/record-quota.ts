@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import { type RedisClient, taggedKey } from "./redis-client.ts";
 import { integers } from "./script-reply.ts";
 
 export interface QuotaRule {
@@ -98,12 +98,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {1, count + 1}
 `;
 
-type WithQuota = Redis & {
+type WithQuota = RedisClient & {
   phaselockQuota(key: string, recordId: string, limit: number, ttlMs: number): Promise<unknown>;
 };
 
 export interface RedisRecordQuotaOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** Prepended to every key, e.g. `phaselock:rq:`. */
   prefix: string;
 }
@@ -125,13 +125,13 @@ export class RedisRecordQuota implements RecordQuota {
 
   async count(key: string, rule: QuotaRule, now: Date): Promise<number> {
     const { index } = windowOf(rule, now);
-    return this.#redis.scard(`${this.#prefix}${key}:${index}`);
+    return this.#redis.scard(taggedKey(this.#prefix, key, `:${index}`));
   }
 
   async admit(key: string, recordId: string, rule: QuotaRule, now: Date): Promise<QuotaDecision> {
     const { index, endsInMs } = windowOf(rule, now);
     const reply = await this.#redis.phaselockQuota(
-      `${this.#prefix}${key}:${index}`,
+      taggedKey(this.#prefix, key, `:${index}`),
       recordId,
       rule.limit,
       endsInMs,

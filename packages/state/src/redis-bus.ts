@@ -1,35 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { Redis, type RedisOptions } from "ioredis";
 import type { BusListener, BusStatus, ChangeBus } from "./bus.ts";
 import { type ChangeHint, decodeHint, encodeHint } from "./changes.ts";
+import { createRedisClient, isCluster, type RedisClient, taggedKey } from "./redis-client.ts";
 
 /**
  * Heartbeat intervals without our own heartbeat coming back, while connected, after which both
  * connections are started over: a half-open socket can look connected to ioredis for minutes.
  */
 const MISSED_HEARTBEATS_BEFORE_RECONNECT = 5;
-
-/** Longest pause between reconnection attempts. */
-const MAX_RETRY_DELAY_MS = 2000;
-
-/** Reconnects forever with exponential backoff capped at {@link MAX_RETRY_DELAY_MS}. */
-export const retryForever = (times: number): number =>
-  Math.min(50 * 2 ** Math.min(times, 16), MAX_RETRY_DELAY_MS);
-
-/**
- * A Redis client configured for a fail-closed service: reconnects forever, but a command issued
- * while the connection is down (or that does not answer within `commandTimeout`) rejects at once
- * instead of waiting in a queue, so a request that needs Redis can answer 503 promptly.
- */
-export function createRedisClient(url: string, overrides: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    retryStrategy: retryForever,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: 1000,
-    ...overrides,
-  });
-}
 
 export type RedisRole = "publisher" | "subscriber";
 
@@ -40,7 +18,7 @@ export interface RedisBusOptions {
    * Builds the bus's two connections; the bus owns and closes them. The publisher should have
    * `enableOfflineQueue: false` so a publish fails fast while Redis is down.
    */
-  createClient?: (role: RedisRole) => Redis;
+  createClient?: (role: RedisRole) => RedisClient;
   /** Prefix of the channel names; default `phaselock:`. */
   prefix?: string;
   /** How often the bus proves the pub/sub round trip; default 1000 ms. */
@@ -54,17 +32,28 @@ export interface RedisBusOptions {
  * `<prefix>heartbeat`. A dedicated subscriber connection listens to both; the bus reports
  * `heartbeat` only when its own nonce comes back, which proves publish and subscribe both work.
  * When they stop coming back while the connection looks up, it reconnects both connections.
+ *
+ * On a Redis Cluster the feed uses sharded pub/sub (SPUBLISH/SSUBSCRIBE), so a message travels
+ * within one shard instead of being broadcast over the cluster bus to every node. Both channels
+ * carry one hash tag, `<prefix>{feed}:changes` and `<prefix>{feed}:heartbeat`: they live on the
+ * same shard, so a heartbeat coming back proves the path a change takes too.
  */
 export class RedisBus implements ChangeBus {
   readonly #changes: string;
   readonly #heartbeat: string;
   readonly #heartbeatMs: number;
   readonly #nonce = randomUUID();
-  readonly #createClient: (role: RedisRole) => Redis;
+  readonly #createClient: (role: RedisRole) => RedisClient;
   readonly #onError: (err: unknown) => void;
   readonly #listeners = new Set<BusListener>();
-  readonly #pub: Redis;
-  #sub: Redis | undefined;
+  readonly #pub: RedisClient;
+  readonly #sharded: boolean;
+  #sub: RedisClient | undefined;
+  #resubscribing = false;
+  /** Shard subscriptions that failed in a row (see #resubscribe). */
+  #failedResubscribes = 0;
+  /** The last publish on a cluster; the next waits for it (see `publish`). */
+  #inOrder: Promise<unknown> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #link: "unknown" | "up" | "down" = "unknown";
   /** Heartbeat ticks since our own heartbeat last came back (or since connecting). */
@@ -77,17 +66,23 @@ export class RedisBus implements ChangeBus {
     this.#createClient =
       createClient ??
       ((role) =>
-        createRedisClient(url!, {
-          connectionName: `phaselock-bus-${role}`,
-          // Subscribing again after a reconnect is done by hand (see #resubscribe).
-          ...(role === "subscriber" ? { autoResubscribe: false, enableOfflineQueue: true } : {}),
-        }));
+        createRedisClient(
+          url!,
+          {
+            connectionName: `phaselock-bus-${role}`,
+            // Subscribing again after a reconnect is done by hand (see #resubscribe).
+            ...(role === "subscriber" ? { autoResubscribe: false, enableOfflineQueue: true } : {}),
+          },
+          // One subscriber connection per master, to the shard that holds the feed's slot.
+          role === "subscriber" ? { shardedSubscribers: true } : {},
+        ));
     const prefix = opts.prefix ?? "phaselock:";
-    this.#changes = `${prefix}changes`;
-    this.#heartbeat = `${prefix}heartbeat`;
     this.#heartbeatMs = opts.heartbeatMs ?? 1000;
     this.#onError = opts.onError ?? (() => {});
     this.#pub = this.#createClient("publisher");
+    this.#sharded = isCluster(this.#pub);
+    this.#changes = this.#sharded ? taggedKey(prefix, "feed", ":changes") : `${prefix}changes`;
+    this.#heartbeat = this.#sharded ? taggedKey(prefix, "feed", ":heartbeat") : `${prefix}heartbeat`;
     // Connection errors surface through the heartbeat; without a listener ioredis logs each one.
     this.#pub.on("error", () => {});
   }
@@ -95,7 +90,24 @@ export class RedisBus implements ChangeBus {
   async publish(hint: ChangeHint): Promise<void> {
     if (this.#closed) throw new Error("change bus is closed");
     if (!decodeHint(encodeHint(hint))) throw new TypeError("malformed change hint");
-    await this.#pub.publish(this.#changes, encodeHint(hint));
+    if (!this.#sharded) {
+      await this.#send(this.#changes, encodeHint(hint));
+      return;
+    }
+    // A cluster client retries a command that met a connection still opening on another node,
+    // which gets MOVED back: concurrent publishes could arrive out of order. One at a time.
+    const sent = this.#inOrder.then(() => this.#send(this.#changes, encodeHint(hint)));
+    this.#inOrder = sent.catch(() => {});
+    await sent;
+  }
+
+  /** The channel names, for tests and operators: `{ changes, heartbeat }`. */
+  get channels(): { changes: string; heartbeat: string } {
+    return { changes: this.#changes, heartbeat: this.#heartbeat };
+  }
+
+  #send(channel: string, message: string): Promise<unknown> {
+    return this.#sharded ? this.#pub.spublish(channel, message) : this.#pub.publish(channel, message);
   }
 
   subscribe(listener: BusListener): () => void {
@@ -118,49 +130,112 @@ export class RedisBus implements ChangeBus {
   }
 
   #startSubscriber(): void {
-    const sub = this.#createClient("subscriber");
-    this.#sub = sub;
-    sub.on("ready", () => this.#resubscribe(sub));
-    sub.on("close", () => this.#report("disconnected"));
-    sub.on("error", () => this.#report("disconnected"));
-    sub.on("message", (channel: string, message: string) => this.#onRedisMessage(channel, message));
-    // A client from a factory may already be connected, in which case no "ready" follows.
-    if (sub.status === "ready") this.#resubscribe(sub);
+    this.#openSubscriber();
     this.#timer = setInterval(() => this.#tick(), this.#heartbeatMs);
     this.#timer.unref();
   }
 
-  #resubscribe(sub: Redis): void {
-    sub.subscribe(this.#changes, this.#heartbeat).then(
+  #openSubscriber(): void {
+    const sub = this.#createClient("subscriber");
+    this.#sub = sub;
+    // Events of a subscriber this bus has replaced are ignored.
+    const current = () => this.#sub === sub && !this.#closed;
+    sub.on("ready", () => current() && this.#resubscribe(sub));
+    sub.on("close", () => current() && this.#report("disconnected"));
+    sub.on("error", () => current() && this.#report("disconnected"));
+    const onMessage = (channel: string, message: string) =>
+      current() && this.#onRedisMessage(channel, message);
+    sub.on(this.#sharded ? "smessage" : "message", onMessage);
+    if (this.#sharded) {
+      // A cluster client replaces a lost shard subscriber by itself, staying `ready`, and
+      // messages sent meanwhile are gone: report the outage, and subscribe again (which reports
+      // `connected`, so subscribers reload) once its subscribers are back.
+      sub.on("-node", () => current() && this.#report("disconnected"));
+      sub.on("-subscriber", () => current() && this.#report("disconnected"));
+      sub.on("subscribersReady", () => {
+        if (current() && this.#link === "down") this.#resubscribe(sub);
+      });
+    }
+    // A client from a factory may already be connected, in which case no "ready" follows.
+    if (sub.status === "ready") this.#resubscribe(sub);
+  }
+
+  /**
+   * Starts the subscriber over. One Redis reconnects its own connection. A cluster client is
+   * replaced by a new one: after a failover, a reconnecting cluster client can place its shard
+   * subscribers on the slot map it had before the failover and never find the new master.
+   */
+  #restartSubscriber(): void {
+    const old = this.#sub;
+    if (!old) return;
+    if (!this.#sharded) {
+      old.disconnect(true);
+      return;
+    }
+    this.#report("disconnected");
+    this.#resubscribing = false;
+    this.#openSubscriber();
+    old.removeAllListeners();
+    old.on("error", () => {});
+    old.disconnect();
+  }
+
+  #resubscribe(sub: RedisClient): void {
+    this.#resubscribing = true;
+    const channels = [this.#changes, this.#heartbeat];
+    const subscribed = this.#sharded
+      ? // ioredis keeps a cluster's shard channels to resubscribe them after a topology change and
+        // appends on every SSUBSCRIBE: drop ours first so the list stays two channels long.
+        sub
+          .sunsubscribe(...channels)
+          .catch(() => {})
+          .then(() => sub.ssubscribe(...channels))
+      : sub.subscribe(...channels);
+    subscribed.then(
       () => {
+        if (this.#sub !== sub) return;
+        this.#resubscribing = false;
+        this.#failedResubscribes = 0;
         if (this.#closed || sub.status !== "ready") return;
         this.#report("connected");
         this.#sendHeartbeat();
       },
       (err: unknown) => {
+        if (this.#sub !== sub) return;
+        this.#resubscribing = false;
         if (this.#closed) return;
         this.#onError(err);
         this.#report("disconnected");
-        // Start over on a fresh connection rather than run without a subscription.
-        sub.disconnect(true);
+        // Start over on a fresh connection rather than run without a subscription. A cluster
+        // client, though, may just not have placed its shard subscribers on the new slot map yet
+        // (right after a failover or a reconnect): starting over then only restarts that race.
+        // The next ticks try again; only a subscription that keeps failing starts over.
+        if (!this.#sharded || ++this.#failedResubscribes >= MISSED_HEARTBEATS_BEFORE_RECONNECT) {
+          this.#failedResubscribes = 0;
+          this.#restartSubscriber();
+        }
       },
     );
   }
 
   #tick(): void {
     if (this.#closed) return;
+    // A cluster client stays `ready` while one of its nodes is lost, so no "ready" follows the
+    // outage: subscribe again from here until it works.
+    if (this.#link === "down" && !this.#resubscribing && this.#sub?.status === "ready")
+      this.#resubscribe(this.#sub);
     if (this.#link === "up" && ++this.#missed > MISSED_HEARTBEATS_BEFORE_RECONNECT) {
       this.#missed = 0;
       this.#onError(new Error("change feed heartbeats stopped coming back; reconnecting"));
       this.#pub.disconnect(true);
-      this.#sub?.disconnect(true);
+      this.#restartSubscriber();
     }
     this.#sendHeartbeat();
   }
 
   #sendHeartbeat(): void {
     if (this.#closed) return;
-    this.#pub.publish(this.#heartbeat, this.#nonce).catch(() => {
+    this.#send(this.#heartbeat, this.#nonce).catch(() => {
       // The missing heartbeat is the signal; the subscriber side reports the outage.
     });
   }
@@ -211,7 +286,7 @@ export class RedisBus implements ChangeBus {
   }
 }
 
-async function shutdown(client: Redis): Promise<void> {
+async function shutdown(client: RedisClient): Promise<void> {
   if (client.status === "ready") {
     try {
       await client.quit();

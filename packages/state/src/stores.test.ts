@@ -1,56 +1,58 @@
-import { describeIntegration, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import { describeIntegration, REDIS_TARGETS, uniquePrefix } from "@phaselock/testkit";
 import { afterAll, expect, it } from "vitest";
 import type { ChangeHint } from "./changes.ts";
 import { createStores, type Stores } from "./stores.ts";
 import { eventually, T0 } from "./test-fixtures.ts";
 
-describeIntegration("REDIS_PREFIX: deployments sharing one Redis", ["redis"], () => {
-  const opened: Stores[] = [];
-  afterAll(async () => {
-    await Promise.all(opened.map((s) => s.close()));
-  });
-  const open = (prefix: string) => {
-    const s = createStores({ redisUrl: TEST_REDIS_URL, prefix });
-    opened.push(s);
-    return s;
-  };
-  const listen = (s: Stores) => {
-    const hints: ChangeHint[] = [];
-    let up = false;
-    s.bus.subscribe({
-      onMessage: (h) => void hints.push(h),
-      onStatus: (st) => {
-        if (st === "connected" || st === "heartbeat") up = true;
-      },
+for (const target of REDIS_TARGETS)
+  describeIntegration(`REDIS_PREFIX: deployments sharing one Redis (${target.name})`, target.needs, () => {
+    const opened: Stores[] = [];
+    afterAll(async () => {
+      await Promise.all(opened.map((s) => s.close()));
     });
-    return { hints, up: () => up };
-  };
+    const open = (prefix: string) => {
+      const s = createStores({ redisUrl: target.url, prefix });
+      opened.push(s);
+      return s;
+    };
+    const listen = (s: Stores) => {
+      const hints: ChangeHint[] = [];
+      let up = false;
+      s.bus.subscribe({
+        onMessage: (h) => void hints.push(h),
+        onStatus: (st) => {
+          if (st === "connected" || st === "heartbeat") up = true;
+        },
+      });
+      return { hints, up: () => up };
+    };
 
-  it("do not see each other's changes, rate limits or record quotas", async () => {
-    const base = uniquePrefix("deployments");
-    const a = open(`${base}a:`);
-    const a2 = open(`${base}a:`);
-    const b = open(`${base}b:`);
-    const onA = listen(a2);
-    const onB = listen(b);
-    await eventually(() => expect(onA.up() && onB.up()).toBe(true));
+    it("do not see each other's changes, rate limits or record quotas", async () => {
+      const base = uniquePrefix("deployments");
+      const a = open(`${base}a:`);
+      const a2 = open(`${base}a:`);
+      const b = open(`${base}b:`);
+      const onA = listen(a2);
+      const onB = listen(b);
+      await eventually(() => expect(onA.up() && onB.up()).toBe(true));
 
-    await a.bus.publish({ version: 7 });
-    await eventually(() => expect(onA.hints).toEqual([{ version: 7 }]));
-    await b.bus.publish({ version: 1 });
-    await eventually(() => expect(onB.hints).toEqual([{ version: 1 }]));
-    // A's hint never reached B (and B's never reached A).
-    expect(onB.hints).toEqual([{ version: 1 }]);
-    expect(onA.hints).toEqual([{ version: 7 }]);
+      await a.bus.publish({ version: 7 });
+      await eventually(() => expect(onA.hints).toEqual([{ version: 7 }]));
+      await b.bus.publish({ version: 1 });
+      await eventually(() => expect(onB.hints).toEqual([{ version: 1 }]));
+      // A's hint never reached B (and B's never reached A).
+      expect(onB.hints).toEqual([{ version: 1 }]);
+      expect(onA.hints).toEqual([{ version: 7 }]);
 
-    const rule = { limit: 1, windowMs: 60_000 };
-    expect((await a.rateLimiter.consume("campaign-x", rule, T0)).allowed).toBe(true);
-    expect((await a2.rateLimiter.consume("campaign-x", rule, T0)).allowed).toBe(false);
-    expect((await b.rateLimiter.consume("campaign-x", rule, T0)).allowed).toBe(true);
+      const rule = { limit: 1, windowMs: 60_000 };
+      expect((await a.rateLimiter.consume("campaign-x", rule, T0)).allowed).toBe(true);
+      expect((await a2.rateLimiter.consume("campaign-x", rule, T0)).allowed).toBe(false);
+      expect((await b.rateLimiter.consume("campaign-x", rule, T0)).allowed).toBe(true);
 
-    const quota = { limit: 1, windowMs: 3_600_000 };
-    expect((await a.recordQuota.admit("link-x", "m1", quota, T0)).allowed).toBe(true);
-    expect((await a2.recordQuota.admit("link-x", "m2", quota, T0)).allowed).toBe(false);
-    expect((await b.recordQuota.admit("link-x", "m2", quota, T0)).allowed).toBe(true);
+      const quota = { limit: 1, windowMs: 3_600_000 };
+      expect((await a.recordQuota.admit("link-x", "m1", quota, T0)).allowed).toBe(true);
+      expect((await a2.recordQuota.admit("link-x", "m2", quota, T0)).allowed).toBe(false);
+      expect((await b.recordQuota.admit("link-x", "m2", quota, T0)).allowed).toBe(true);
+      await a.ping();
+    });
   });
-});

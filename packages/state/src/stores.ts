@@ -2,7 +2,8 @@ import type { ChangeBus } from "./bus.ts";
 import { MemoryBus } from "./bus.ts";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
-import { createRedisClient, RedisBus } from "./redis-bus.ts";
+import { RedisBus } from "./redis-bus.ts";
+import { createRedisClient } from "./redis-client.ts";
 
 /** The shared state of a deployment: the change feed and the counters behind limits. */
 export interface Stores {

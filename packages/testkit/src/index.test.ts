@@ -1,18 +1,22 @@
-import { Redis } from "ioredis";
+import { parseRedisUrl } from "@phaselock/core";
+import { Cluster, Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import {
   describeIntegration,
   integrationMode,
   pgAvailable,
   redisAvailable,
+  redisClusterAvailable,
   services,
+  TEST_REDIS_CLUSTER_URL,
   TEST_REDIS_URL,
   uniquePrefix,
 } from "./index.ts";
 
 describe("integrationMode", () => {
-  const up = { postgres: true, redis: true };
-  const pgDown = { postgres: false, redis: true };
+  const up = { postgres: true, redis: true, "redis-cluster": true };
+  const pgDown = { postgres: false, redis: true, "redis-cluster": true };
+  const noCluster = { postgres: true, redis: true, "redis-cluster": false };
   it.each([
     { needs: ["postgres", "redis"] as const, available: up, ci: true, mode: "run", missing: [] },
     { needs: ["postgres"] as const, available: pgDown, ci: false, mode: "skip", missing: ["postgres"] },
@@ -24,7 +28,27 @@ describe("integrationMode", () => {
       missing: ["postgres"],
     },
     { needs: ["redis"] as const, available: pgDown, ci: true, mode: "run", missing: [] },
-    { needs: [] as const, available: { postgres: false, redis: false }, ci: true, mode: "run", missing: [] },
+    {
+      needs: [] as const,
+      available: { postgres: false, redis: false, "redis-cluster": false },
+      ci: true,
+      mode: "run",
+      missing: [],
+    },
+    {
+      needs: ["redis-cluster"] as const,
+      available: noCluster,
+      ci: false,
+      mode: "skip",
+      missing: ["redis-cluster"],
+    },
+    {
+      needs: ["redis-cluster"] as const,
+      available: noCluster,
+      ci: true,
+      mode: "fail",
+      missing: ["redis-cluster"],
+    },
   ])("$needs with $available, CI=$ci -> $mode", ({ needs, available, ci, mode, missing }) => {
     expect(integrationMode(needs, available, ci)).toEqual({ mode, missing });
   });
@@ -35,11 +59,16 @@ describe("probes", () => {
     const started = Date.now();
     expect(await pgAvailable("postgres://postgres@127.0.0.1:1/test")).toBe(false);
     expect(await redisAvailable("redis://127.0.0.1:1")).toBe(false);
+    expect(await redisClusterAvailable("redis+cluster://127.0.0.1:1,127.0.0.1:2")).toBe(false);
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
-  it("report both services", () => {
-    expect(Object.keys(services).sort()).toEqual(["postgres", "redis"]);
+  it("report every service", () => {
+    expect(Object.keys(services).sort()).toEqual(["postgres", "redis", "redis-cluster"]);
+  });
+
+  it("take a single Redis for no cluster", async () => {
+    expect(await redisClusterAvailable(TEST_REDIS_URL)).toBe(false);
   });
 });
 
@@ -63,6 +92,21 @@ describeIntegration("TEST_REDIS_URL", ["redis"], () => {
     } finally {
       await redis.del(`${prefix}k`);
       await redis.quit();
+    }
+  });
+});
+
+describeIntegration("TEST_REDIS_CLUSTER_URL", ["redis-cluster"], () => {
+  it("names a healthy cluster of three masters", async () => {
+    const { nodes: seeds } = parseRedisUrl(TEST_REDIS_CLUSTER_URL) as {
+      nodes: { host: string; port: number }[];
+    };
+    const cluster = new Cluster(seeds);
+    try {
+      const nodes = String(await cluster.call("CLUSTER", "NODES"));
+      expect(nodes.split("\n").filter((l) => l.includes("master")).length).toBe(3);
+    } finally {
+      cluster.disconnect();
     }
   });
 });

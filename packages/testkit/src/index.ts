@@ -6,31 +6,59 @@
  */
 import { randomBytes } from "node:crypto";
 import { beforeAll, describe } from "vitest";
-import { pgAvailable as probePg, redisAvailable as probeRedis } from "./probe.ts";
+import {
+  pgAvailable as probePg,
+  redisAvailable as probeRedis,
+  redisClusterAvailable as probeRedisCluster,
+} from "./probe.ts";
+
+export { type PrivateRedisCluster, startPrivateRedisCluster } from "./redis-cluster.ts";
 
 export const TEST_DATABASE_URL: string =
   process.env.TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";
 export const TEST_REDIS_URL: string = process.env.TEST_REDIS_URL || "redis://127.0.0.1:6379";
+/**
+ * A real Redis Cluster for the store contract tests (`.ci/run` starts three nodes on 7101–7103
+ * with `scripts/redis-cluster.sh` and exports this; the default names the same nodes).
+ */
+export const TEST_REDIS_CLUSTER_URL: string =
+  process.env.TEST_REDIS_CLUSTER_URL || "redis+cluster://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
 
 /** True when `select 1` answers on `url` within two seconds. */
 export const pgAvailable = (url: string = TEST_DATABASE_URL): Promise<boolean> => probePg(url);
 /** True when `PING` answers on `url` within two seconds. */
 export const redisAvailable = (url: string = TEST_REDIS_URL): Promise<boolean> => probeRedis(url);
+/** True when the cluster at `url` answers with `cluster_state:ok` within two seconds. */
+export const redisClusterAvailable = (url: string = TEST_REDIS_CLUSTER_URL): Promise<boolean> =>
+  probeRedisCluster(url);
 
-export type Service = "postgres" | "redis";
+export type Service = "postgres" | "redis" | "redis-cluster";
 export type Services = Record<Service, boolean>;
 
-/** Probes Postgres and Redis at the test URLs, in parallel. */
+/** Probes Postgres, Redis and the Redis Cluster at the test URLs, in parallel. */
 export async function probeServices(): Promise<Services> {
-  const [pg, redis] = await Promise.all([pgAvailable(), redisAvailable()]);
-  return { postgres: pg, redis };
+  const [pg, redis, cluster] = await Promise.all([pgAvailable(), redisAvailable(), redisClusterAvailable()]);
+  return { postgres: pg, redis, "redis-cluster": cluster };
 }
+
+/**
+ * The Redis deployments a store contract test runs against: one Redis and a Redis Cluster. Each
+ * names the service its suite needs, so a missing cluster skips locally and fails in CI.
+ */
+export const REDIS_TARGETS: ReadonlyArray<{ name: string; url: string; needs: Service[] }> = [
+  { name: "redis", url: TEST_REDIS_URL, needs: ["redis"] },
+  { name: "redis-cluster", url: TEST_REDIS_CLUSTER_URL, needs: ["redis-cluster"] },
+];
 
 /** What was reachable when this test file loaded testkit. */
 export const services: Services = await probeServices();
 
 const describeService = (s: Service): string =>
-  s === "postgres" ? `Postgres (${redactUrl(TEST_DATABASE_URL)})` : `Redis (${redactUrl(TEST_REDIS_URL)})`;
+  s === "postgres"
+    ? `Postgres (${redactUrl(TEST_DATABASE_URL)})`
+    : s === "redis"
+      ? `Redis (${redactUrl(TEST_REDIS_URL)})`
+      : `Redis Cluster (${redactUrl(TEST_REDIS_CLUSTER_URL)}; start one with scripts/redis-cluster.sh)`;
 
 /** What an integration suite does: run, skip (locally, a service is down) or fail (in CI). */
 export function integrationMode(
@@ -65,6 +93,8 @@ export function describeIntegration(name: string, needs: readonly Service[], fn:
 }
 
 function redactUrl(url: string): string {
+  // A cluster URL lists several hosts, which URL cannot parse: drop the credentials by hand.
+  if (/^rediss?\+cluster:\/\//.test(url)) return url.replace(/\/\/[^@/]*@/, "//***@");
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";

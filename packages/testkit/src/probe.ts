@@ -1,7 +1,8 @@
 /**
  * Reachability probes for Postgres and Redis, without vitest: the bench suite uses them too.
  */
-import { Redis } from "ioredis";
+import { parseRedisUrl } from "@phaselock/core";
+import { Cluster, Redis } from "ioredis";
 import postgres from "postgres";
 
 const PROBE_TIMEOUT_MS = 2_000;
@@ -54,5 +55,43 @@ export async function redisAvailable(url: string): Promise<boolean> {
     return false;
   } finally {
     redis.disconnect();
+  }
+}
+
+/**
+ * True when `url` (`redis+cluster://…`) names a Redis Cluster whose seed nodes answer and report
+ * `cluster_state:ok`, within two seconds.
+ */
+export async function redisClusterAvailable(url: string): Promise<boolean> {
+  let target: ReturnType<typeof parseRedisUrl>;
+  try {
+    target = parseRedisUrl(url);
+  } catch {
+    return false;
+  }
+  if (target.kind !== "cluster") return false;
+  const cluster = new Cluster(target.nodes, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    clusterRetryStrategy: () => null,
+    redisOptions: {
+      connectTimeout: PROBE_TIMEOUT_MS,
+      maxRetriesPerRequest: 0,
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password ? { password: target.password } : {}),
+      ...(target.tls ? { tls: {} } : {}),
+    },
+  });
+  cluster.on("error", () => {});
+  try {
+    const info = await withTimeout(
+      cluster.connect().then(() => cluster.cluster("INFO")),
+      PROBE_TIMEOUT_MS,
+    );
+    return String(info).includes("cluster_state:ok");
+  } catch {
+    return false;
+  } finally {
+    cluster.disconnect();
   }
 }

@@ -91,6 +91,21 @@ describe("pnpm start applies every setting as the service alone does", () => {
     expect(parseStackEnv(env).tokenService).toEqual(alone);
   });
 
+  it("takes a Redis Cluster for REDIS_URL, for every service alike, and refuses a malformed one", () => {
+    const cluster = "redis+cluster://:pw@10.0.0.1:7001,10.0.0.2:7002";
+    const stack = parseStackEnv({ REDIS_URL: cluster });
+    expect([stack.redisUrl, stack.gateway.redisUrl, stack.tokenService.redisUrl]).toEqual([
+      cluster,
+      cluster,
+      cluster,
+    ]);
+    expect(parseGatewayEnv({ REDIS_URL: cluster }).redisUrl).toBe(cluster);
+    for (const parse of [parseStackEnv, parseGatewayEnv, parseTokenServiceEnv]) {
+      expect(() => parse({ REDIS_URL: "redis+cluster://:pw@10.0.0.1" })).toThrow(/REDIS_URL/);
+      expect(() => parse({ REDIS_URL: "redis+cluster://:pw@10.0.0.1" })).not.toThrow(/pw/);
+    }
+  });
+
   it("points the gateway at the stack's phone bank unless UPSTREAM_URL says otherwise", () => {
     expect(parseStackEnv({ PHONEBANK_PORT: "8190" }).gateway.upstreamUrl).toBe("http://127.0.0.1:8190");
     expect(parseStackEnv({ PHONEBANK_PORT: "8190", UPSTREAM_URL: "http://pb:1" }).gateway.upstreamUrl).toBe(
