@@ -1,8 +1,10 @@
 import { queryRows } from "@phaselock/db";
+import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseCsv } from "../csv.ts";
-import { call, callJson, createHarness, createKey, type Harness, seedOpen } from "../test-support.ts";
+import { ADMIN, call, callJson, createHarness, createKey, type Harness, seedOpen } from "../test-support.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -290,6 +292,26 @@ describe("re-uploads: skip volunteers holding an active link, unless reissue=tru
     expect(await linkCount(campaignId)).toBe(2);
   });
 
+  it("a batch that finds links issued meanwhile (another upload of the sheet) is 409 conflict, writing nothing", async () => {
+    const { campaignId } = await seedOpen(h);
+    await upload(query(campaignId), SHEET);
+    // Play the race: the batch's first look finds nothing held, as if the other upload had not
+    // committed yet; its look under the lock, in its transaction, finds the committed links.
+    const repo = h.deps.repos.links;
+    const original = repo.activeByVolunteer;
+    repo.activeByVolunteer = async () => new Map();
+    const events = h.audit.events.length;
+    try {
+      const res = await json<Problem>(await upload(query(campaignId), SHEET));
+      expect(res.status).toBe(409);
+      expect(res.body.code).toBe("conflict");
+    } finally {
+      repo.activeByVolunteer = original;
+    }
+    expect(await linkCount(campaignId)).toBe(2);
+    expect(h.audit.events.length).toBe(events);
+  });
+
   it("JSON batches follow the same rule, naming volunteers by index", async () => {
     const { campaignId } = await seedOpen(h);
     const body = (refs: string[], reissue?: boolean) => ({
@@ -337,5 +359,40 @@ describe("re-uploads: skip volunteers holding an active link, unless reissue=tru
     expect(await linkCount(campaignId)).toBe(20_000);
     const counts = await callJson<{ links: Record<string, number> }>(h, "GET", `/v1/campaigns/${campaignId}`);
     expect(counts.body.links).toMatchObject({ active: 10_000, revoked: 10_000 });
+  });
+});
+
+describeIntegration("concurrent uploads of one sheet on Postgres", ["postgres"], () => {
+  let db: TestDatabase;
+  let pg: Harness;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    pg = await createHarness({ handle: db.handle });
+  }, 60_000);
+  afterAll(async () => {
+    await pg?.close();
+    await db?.drop();
+  });
+
+  it("issue each volunteer one link: the other upload skips them or is told to send again", async () => {
+    const { campaignId } = await seedOpen(pg);
+    const send = () =>
+      pg.app.request(query(campaignId), {
+        method: "POST",
+        body: SHEET,
+        headers: { "Content-Type": "text/csv", Authorization: `Bearer ${ADMIN}` },
+      });
+    const answers = await Promise.all([send(), send(), send()]);
+    const bodies = await Promise.all(answers.map((r) => r.json() as Promise<Answer & Problem>));
+    const issued = bodies.reduce((n, b) => n + (b.links?.length ?? 0), 0);
+    expect(issued).toBe(2);
+    for (const [i, r] of answers.entries()) {
+      expect(r.status === 201 || (r.status === 409 && bodies[i]!.code === "conflict")).toBe(true);
+    }
+    const [row] = await queryRows<{ n: number }>(
+      db.handle.db,
+      sql`select count(*)::int as n from links where campaign_id = ${campaignId}`,
+    );
+    expect(row!.n).toBe(2);
   });
 });
