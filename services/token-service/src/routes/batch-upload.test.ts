@@ -125,6 +125,21 @@ describe("POST /v1/links/batch with Content-Type: text/csv", () => {
     expect(empty.body.code).toBe("validation");
   });
 
+  it("refuses a sheet of more than 10,000 volunteers, naming the first row over; defuses formula cells", async () => {
+    const { campaignId } = await seedOpen(h);
+    const rows = Array.from({ length: 10_001 }, (_, i) => `v-${i}`);
+    const big = await json<Problem>(await upload(query(campaignId), `ref\r\n${rows.join("\r\n")}\r\n`));
+    expect(big.status).toBe(400);
+    expect(big.body).toMatchObject({ code: "validation", errors: [{ row: 10_002 }] });
+    expect(await linkCount(campaignId)).toBe(0);
+
+    const csv = await upload(query(campaignId), 'ref,note\r\nada,"=HYPERLINK(""http://evil"")"\r\n', {
+      accept: "text/csv",
+    });
+    const text = await csv.text();
+    expect(text).toContain(`"'=HYPERLINK(""http://evil"")"`);
+  });
+
   it("needs campaignId, phase and scopes in the query, and refuses unknown scopes", async () => {
     const { campaignId } = await seedOpen(h);
     const missing = await json<Problem>(await upload(`/v1/links/batch?campaignId=${campaignId}`, SHEET));
