@@ -149,6 +149,8 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
       reason,
       data: {
         route,
+        // `scope`: what the route needs, so reports count by scope (calls made), not by path.
+        scope: matched?.scope ?? null,
         pathHash,
         // The answer's X-Request-Id: a client can match each answer it got to its event.
         requestId: req.requestId,

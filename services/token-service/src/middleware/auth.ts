@@ -34,6 +34,7 @@ export function auth(opts: AuthOptions) {
     } else {
       const key = await deps.repos.apiKeys.findActiveByKey(secret);
       if (key) principal = toPrincipal(key);
+      if (key && principal) await recordUse(deps, key.id);
     }
     if (!principal) fail("unauthorized", "The bearer credential is not valid.");
     if (!allowed.has(principal.role))
@@ -41,6 +42,15 @@ export function auth(opts: AuthOptions) {
     c.set("principal", principal);
     await next();
   });
+}
+
+/** `lastUsedAt` is a convenience: failing to write it never fails the request it describes. */
+async function recordUse(deps: AppEnv["Variables"]["deps"], keyId: string): Promise<void> {
+  try {
+    await deps.repos.apiKeys.recordUse(keyId, deps.clock.now());
+  } catch {
+    deps.logger?.warn("api key last use not recorded", { keyId });
+  }
 }
 
 function toPrincipal(key: { id: string; role: string; campaignId: string | null }): Principal | null {
