@@ -389,6 +389,8 @@ describe("proxying", () => {
       ["deny", "scope_denied"],
     ]);
     expect(access.every((e) => e.linkId === "lnk_aud")).toBe(true);
+    // The scope the route needs: the console counts calls made by it, whatever the path looks like.
+    expect(access.map((e) => e.data?.scope)).toEqual(["calls:read", "members:export"]);
     expect(JSON.stringify(g.events())).not.toContain(token);
   });
 

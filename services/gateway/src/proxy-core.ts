@@ -134,7 +134,8 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
       linkId: outcome.claims?.jti ?? null,
       decision,
       reason,
-      data: { route, ipHash: ipHash(deps.config, forwarded.client), ...extra },
+      // `scope`: what the route needs, so reports count by scope (calls made), not by path.
+      data: { route, scope: matched?.scope ?? null, ipHash: ipHash(deps.config, forwarded.client), ...extra },
     }) as const;
   // Denials are batched (bounded, drops counted); an allowed answer carries member data, so it
   // leaves only once its event has committed (group commit: a rejection answers 503).

@@ -1,8 +1,10 @@
 import { PhaselockError } from "@phaselock/core";
 import type { Campaign } from "@phaselock/policy";
-import { asc, eq, sql } from "drizzle-orm";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { campaigns, contests, policyChanges } from "../schema/index.ts";
+import { clampLimit, decodeIdCursor, encodeIdCursor, pageOf } from "./cursor.ts";
+import type { Page } from "./links.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
 
 export interface CampaignsRepo {
@@ -13,6 +15,14 @@ export interface CampaignsRepo {
   upsert(campaign: Campaign): Promise<{ version: number; campaign: Campaign }>;
   get(id: string): Promise<Campaign | null>;
   list(): Promise<Campaign[]>;
+  /** One page of campaigns by id, optionally of one contest or only one campaign. */
+  listPage(query: {
+    contestId?: string | undefined;
+    /** Restricts the list to this campaign (a coordinator's own). */
+    only?: string | undefined;
+    limit: number;
+    cursor?: string | null | undefined;
+  }): Promise<Page<Campaign>>;
 }
 
 type CampaignRow = typeof campaigns.$inferSelect;
@@ -57,4 +67,22 @@ export const campaignsRepo = (db: Db): CampaignsRepo => ({
     return row ? toCampaign(row) : null;
   },
   list: () => loadCampaigns(db),
+  listPage: async ({ contestId, only, limit: requested, cursor }) => {
+    const limit = clampLimit(requested);
+    const after = cursor ? decodeIdCursor(cursor) : null;
+    const rows = await db
+      .select()
+      .from(campaigns)
+      .where(
+        and(
+          contestId === undefined ? undefined : eq(campaigns.contestId, contestId),
+          only === undefined ? undefined : eq(campaigns.id, only),
+          after === null ? undefined : gt(campaigns.id, after),
+        ),
+      )
+      .orderBy(asc(campaigns.id))
+      .limit(limit + 1);
+    const page = pageOf(rows, limit, (r) => encodeIdCursor(r.id));
+    return { items: page.items.map(toCampaign), nextCursor: page.nextCursor };
+  },
 });

@@ -6,9 +6,11 @@ import {
   phasesEndedEarly,
   reopenedClosures,
 } from "@phaselock/policy";
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { contests, phaseClosures, phases, policyChanges } from "../schema/index.ts";
+import { clampLimit, decodeIdCursor, encodeIdCursor, pageOf } from "./cursor.ts";
+import type { Page } from "./links.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
 
 /** Who changes a timeline and when: closures it causes are recorded under them. */
@@ -52,6 +54,8 @@ export interface ContestsRepo {
   get(id: string): Promise<Contest | null>;
   /** Every contest, phases sorted by start. */
   list(): Promise<Contest[]>;
+  /** One page of contests by id (`limit` 1..500), phases sorted by start. */
+  listPage(query: { limit: number; cursor?: string | null | undefined }): Promise<Page<Contest>>;
 }
 
 type PhaseRow = typeof phases.$inferSelect;
@@ -186,6 +190,24 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
   },
   get: async (id) => (await loadContests(db, [id]))[0] ?? null,
   list: () => loadContests(db),
+  listPage: async ({ limit: requested, cursor }) => {
+    const limit = clampLimit(requested);
+    const after = cursor ? decodeIdCursor(cursor) : null;
+    const rows = await db
+      .select({ id: contests.id })
+      .from(contests)
+      .where(after === null ? undefined : gt(contests.id, after))
+      .orderBy(asc(contests.id))
+      .limit(limit + 1);
+    const page = pageOf(rows, limit, (r) => encodeIdCursor(r.id));
+    return {
+      items: await loadContests(
+        db,
+        page.items.map((r) => r.id),
+      ),
+      nextCursor: page.nextCursor,
+    };
+  },
 });
 
 /** The change gateways read from the Postgres log: the contest as written and what it closed. */

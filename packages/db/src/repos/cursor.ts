@@ -32,3 +32,33 @@ export const MAX_PAGE_SIZE = 500;
 
 export const clampLimit = (limit: number): number =>
   Number.isFinite(limit) ? Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(limit))) : MAX_PAGE_SIZE;
+
+/** Opaque cursor of a list sorted by id alone (contests, campaigns): base64url of `["id", id]`. */
+export const encodeIdCursor = (id: string): string =>
+  Buffer.from(JSON.stringify(["id", id])).toString("base64url");
+
+/** The id after which the next page starts; throws `PhaselockError("validation")` on a foreign cursor. */
+export function decodeIdCursor(cursor: string): string {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (Array.isArray(parsed) && parsed.length === 2 && parsed[0] === "id" && typeof parsed[1] === "string")
+      return parsed[1];
+  } catch {
+    // fall through to the validation error
+  }
+  throw new PhaselockError("validation", "invalid cursor");
+}
+
+/** One page out of `limit + 1` rows fetched: the extra row says whether another page follows. */
+export function pageOf<T>(
+  rows: readonly T[],
+  limit: number,
+  cursorOf: (last: T) => string,
+): {
+  items: T[];
+  nextCursor: string | null;
+} {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last !== undefined ? cursorOf(last) : null };
+}

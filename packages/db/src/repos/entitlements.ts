@@ -20,6 +20,8 @@ export interface EntitlementsRepo {
    */
   remove(campaignId: string, phase: string): Promise<{ version: number; removed: boolean }>;
   get(campaignId: string, phase: string): Promise<Scope[] | null>;
+  /** Every grant of the campaign: phase -> scopes. */
+  forCampaign(campaignId: string): Promise<Record<string, Scope[]>>;
 }
 
 // Scopes are validated on the way in; anything else in the column is dropped rather than trusted.
@@ -75,5 +77,15 @@ export const entitlementsRepo = (db: Db): EntitlementsRepo => ({
       .from(entitlements)
       .where(and(eq(entitlements.campaignId, campaignId), eq(entitlements.phase, phase)));
     return row ? toScopes(row.scopes) : null;
+  },
+  forCampaign: async (campaignId) => {
+    const rows = await db
+      .select({ phase: entitlements.phase, scopes: entitlements.scopes })
+      .from(entitlements)
+      .where(eq(entitlements.campaignId, campaignId))
+      .orderBy(entitlements.phase);
+    const out: Record<string, Scope[]> = {};
+    for (const r of rows) out[r.phase] = toScopes(r.scopes);
+    return out;
   },
 });

@@ -1,7 +1,8 @@
 import type { Scope } from "@phaselock/core";
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { links, phases, revocations } from "../schema/index.ts";
+import { auditEvents, links, phases, revocations, sessions } from "../schema/index.ts";
+import { queryRows } from "../sql.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
 import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
@@ -34,6 +35,31 @@ export type LinkStatus = "active" | "revoked" | "expired" | "suspended" | "exhau
 
 export type LinkWithStatus = Link & { status: LinkStatus };
 
+/** A link as a coordinator's table shows it: its status and its devices and live sessions. */
+export type LinkWithActivity = LinkWithStatus & {
+  /** Distinct devices that ever opened a session of it. */
+  devices: number;
+  /** Sessions not ended nor expired; 0 unless the link itself is active. */
+  activeSessions: number;
+};
+
+/** Links of one campaign by status, as `statusSql` computes it. */
+export type LinkCounts = Record<LinkStatus, number>;
+
+/** One volunteer's progress in a campaign (optionally one phase). */
+export interface VolunteerProgress {
+  ref: string;
+  /** The name on the volunteer's newest link. */
+  name: string | null;
+  links: number;
+  activeLinks: number;
+  /** Links redeemed at least once. */
+  opened: number;
+  activeSessions: number;
+  /** Allowed gateway requests of scope `calls:write` (call outcomes recorded). */
+  callsMade: number;
+}
+
 export interface LinkListQuery {
   campaignId?: string | undefined;
   volunteer?: string | undefined;
@@ -62,9 +88,24 @@ export interface LinksRepo {
   get(id: string): Promise<Link | null>;
   /** The link of a short link, by `sha256(code)` (the code itself is never stored). */
   getByCodeHash(codeHash: string): Promise<Link | null>;
-  getWithStatus(id: string, now: Date): Promise<LinkWithStatus | null>;
+  getWithStatus(id: string, now: Date): Promise<LinkWithActivity | null>;
   /** Newest first by (issuedAt, id); `nextCursor` is null on the last page. */
-  list(query: LinkListQuery): Promise<Page<LinkWithStatus>>;
+  list(query: LinkListQuery): Promise<Page<LinkWithActivity>>;
+  /** The campaign's links counted by status. */
+  countByStatus(campaignId: string, now: Date): Promise<LinkCounts>;
+  /**
+   * Ids of the active links (as `status=active` lists them) of one campaign and phase held by
+   * each of `refs`: one query, whatever the number of refs.
+   */
+  activeByVolunteer(
+    campaignId: string,
+    phase: string,
+    refs: readonly string[],
+    now: Date,
+    tx?: Tx,
+  ): Promise<Map<string, string[]>>;
+  /** Every volunteer of the campaign (and phase) with links, by ref. */
+  progress(campaignId: string, phase: string | undefined, now: Date): Promise<VolunteerProgress[]>;
   /** How many links the stored revocation `revocationId` covers, by the rules of `linkRevokedSql`. */
   countCoveredBy(revocationId: string): Promise<number>;
   /** Counts one use, atomically: never more than `maxUses`, never while suspended. */
@@ -87,28 +128,41 @@ const ts = (d: Date): SQL => sql`${d.toISOString()}::timestamptz`;
 const epochSecond = (col: SQL | typeof links.issuedAt): SQL => sql`floor(extract(epoch from ${col}))`;
 
 /**
+ * Columns of `links` named inside correlated subqueries, always qualified: drizzle drops the table
+ * name from a single-table select's columns, and an unqualified `"id"` inside
+ * `exists (select … from revocations r …)` would name `r.id`, not the link's.
+ */
+const outer = {
+  id: sql.raw(`"links"."id"`),
+  contestId: sql.raw(`"links"."contest_id"`),
+  phase: sql.raw(`"links"."phase"`),
+  campaignId: sql.raw(`"links"."campaign_id"`),
+  volunteerRef: sql.raw(`"links"."volunteer_ref"`),
+};
+
+/**
  * True when any revocation covers the link, with the same rules as `RevocationIndex.covers`:
  * `link` by id; the others when the link's `iat` second is at or before the watermark's second.
  */
 const revokedBySql = (only: SQL): SQL => sql`exists (
   select 1 from ${revocations} r where ${only} and (
-    (r.scope = 'link' and r.link_id = ${links.id})
+    (r.scope = 'link' and r.link_id = ${outer.id})
     or (r.scope <> 'link'
       and ${epochSecond(links.issuedAt)} <= ${epochSecond(sql`r.effective_at`)}
       and (
         r.scope = 'all'
-        or (r.scope = 'contest' and r.contest_id = ${links.contestId})
-        or (r.scope = 'phase' and r.contest_id = ${links.contestId} and r.phase = ${links.phase})
-        or (r.scope = 'campaign' and r.campaign_id = ${links.campaignId})
-        or (r.scope = 'volunteer' and r.volunteer_ref = ${links.volunteerRef}
-          and (r.campaign_id is null or r.campaign_id = ${links.campaignId}))
+        or (r.scope = 'contest' and r.contest_id = ${outer.contestId})
+        or (r.scope = 'phase' and r.contest_id = ${outer.contestId} and r.phase = ${outer.phase})
+        or (r.scope = 'campaign' and r.campaign_id = ${outer.campaignId})
+        or (r.scope = 'volunteer' and r.volunteer_ref = ${outer.volunteerRef}
+          and (r.campaign_id is null or r.campaign_id = ${outer.campaignId}))
       )))
 )`;
 export const linkRevokedSql: SQL = revokedBySql(sql`true`);
 
 /** The link's phase has ended or no longer exists: a timeline ended it, whatever its `exp`. */
 const phaseEndedSql = (now: Date): SQL => sql`not exists (
-  select 1 from ${phases} p where p.contest_id = ${links.contestId} and p.name = ${links.phase}
+  select 1 from ${phases} p where p.contest_id = ${outer.contestId} and p.name = ${outer.phase}
     and p.ends_at > ${ts(now)})`;
 
 const expiredSql = (now: Date): SQL => sql`(${links.expiresAt} <= ${ts(now)} or ${phaseEndedSql(now)})`;
@@ -119,6 +173,12 @@ const statusSql = (now: Date): SQL<LinkStatus> => sql<LinkStatus>`case
   when ${links.suspendedAt} is not null then 'suspended'
   when ${links.uses} >= ${links.maxUses} then 'exhausted'
   else 'active' end`;
+
+/** Distinct devices that opened a session of the link, and its live sessions. */
+const devicesSql = sql<number>`(select count(distinct s.device_id)::int from ${sessions} s
+  where s.link_id = ${outer.id})`;
+const liveSessionsSql = (now: Date): SQL<number> => sql<number>`(select count(*)::int from ${sessions} s
+  where s.link_id = ${outer.id} and s.ended_at is null and s.expires_at > ${ts(now)})`;
 
 const statusFilter = (status: LinkListQuery["status"], now: Date): SQL | undefined => {
   switch (status) {
@@ -170,6 +230,19 @@ export const linksRepo = (db: Db): LinksRepo => {
   };
 
   const withStatus = (now: Date) => ({ ...getTableColumns(links), status: statusSql(now) });
+  const withActivity = (now: Date) => ({
+    ...withStatus(now),
+    devices: devicesSql,
+    activeSessions: liveSessionsSql(now),
+  });
+  type ActivityRow = LinkRow & { status: LinkStatus; devices: number; activeSessions: number };
+  // A session of a link that is revoked, expired or suspended is refused: it is not active.
+  const toActivity = (r: ActivityRow): LinkWithActivity => ({
+    ...toLink(r),
+    status: r.status,
+    devices: Number(r.devices),
+    activeSessions: r.status === "active" ? Number(r.activeSessions) : 0,
+  });
 
   return {
     insertMany: (rows, tx) => {
@@ -190,15 +263,15 @@ export const linksRepo = (db: Db): LinksRepo => {
     },
 
     getWithStatus: async (id, now) => {
-      const [row] = await db.select(withStatus(now)).from(links).where(eq(links.id, id));
-      return row ? { ...toLink(row), status: row.status } : null;
+      const [row] = await db.select(withActivity(now)).from(links).where(eq(links.id, id));
+      return row ? toActivity(row) : null;
     },
 
     list: async (q) => {
       const limit = clampLimit(q.limit);
       const after = q.cursor ? decodeCursor(q.cursor) : null;
       const rows = await db
-        .select(withStatus(q.now))
+        .select(withActivity(q.now))
         .from(links)
         .where(
           and(
@@ -210,12 +283,93 @@ export const linksRepo = (db: Db): LinksRepo => {
         )
         .orderBy(desc(links.issuedAt), desc(links.id))
         .limit(limit + 1);
-      const items = rows.slice(0, limit).map((r) => ({ ...toLink(r), status: r.status }));
+      const items = rows.slice(0, limit).map(toActivity);
       const last = items.at(-1);
       return {
         items,
         nextCursor: rows.length > limit && last ? encodeCursor({ at: last.issuedAt, id: last.id }) : null,
       };
+    },
+
+    countByStatus: async (campaignId, now) => {
+      const rows = await db
+        .select({ status: statusSql(now), n: sql<number>`count(*)::int` })
+        .from(links)
+        .where(eq(links.campaignId, campaignId))
+        .groupBy(sql`1`);
+      const counts: LinkCounts = { active: 0, revoked: 0, expired: 0, suspended: 0, exhausted: 0 };
+      for (const r of rows) counts[r.status] = Number(r.n);
+      return counts;
+    },
+
+    activeByVolunteer: async (campaignId, phase, refs, now, tx) => {
+      const out = new Map<string, string[]>();
+      if (refs.length === 0) return out;
+      const rows = await (tx ?? db)
+        .select({ id: links.id, ref: links.volunteerRef })
+        .from(links)
+        .where(
+          and(
+            eq(links.campaignId, campaignId),
+            eq(links.phase, phase),
+            // One JSON parameter, however many refs: the batch's 10,000 stay one statement.
+            sql`${links.volunteerRef} in (select jsonb_array_elements_text(${JSON.stringify(refs)}::jsonb))`,
+            statusFilter("active", now),
+          ),
+        );
+      for (const r of rows) {
+        const held = out.get(r.ref);
+        if (held) held.push(r.id);
+        else out.set(r.ref, [r.id]);
+      }
+      return out;
+    },
+
+    progress: async (campaignId, phase, now) => {
+      const rows = await queryRows<{
+        ref: string;
+        name: string | null;
+        links: number;
+        active_links: number;
+        opened: number;
+        active_sessions: number;
+        calls: number;
+      }>(
+        db,
+        sql`with l as (
+          select ${links.id} as id, ${links.volunteerRef} as ref, ${links.volunteerName} as name,
+            ${links.uses} as uses, ${links.issuedAt} as issued_at, ${statusSql(now)} as status
+          from ${links}
+          where ${links.campaignId} = ${campaignId}
+            ${phase === undefined ? sql`` : sql`and ${links.phase} = ${phase}`}
+        ), s as (
+          select s.link_id, count(*) as n from ${sessions} s
+          where s.link_id in (select id from l) and s.ended_at is null and s.expires_at > ${ts(now)}
+          group by s.link_id
+        ), a as (
+          select e.link_id, count(*) as n from ${auditEvents} e
+          where e.campaign_id = ${campaignId} and e.type = 'access' and e.decision = 'allow'
+            and e.data->>'scope' = 'calls:write' and e.link_id in (select id from l)
+          group by e.link_id
+        )
+        select l.ref, (array_agg(l.name order by l.issued_at desc))[1] as name,
+          count(*)::int as links,
+          (count(*) filter (where l.status = 'active'))::int as active_links,
+          (count(*) filter (where l.uses > 0))::int as opened,
+          coalesce(sum(s.n) filter (where l.status = 'active'), 0)::int as active_sessions,
+          coalesce(sum(a.n), 0)::int as calls
+        from l left join s on s.link_id = l.id left join a on a.link_id = l.id
+        group by l.ref order by l.ref`,
+      );
+      return rows.map((r) => ({
+        ref: r.ref,
+        name: r.name,
+        links: Number(r.links),
+        activeLinks: Number(r.active_links),
+        opened: Number(r.opened),
+        activeSessions: Number(r.active_sessions),
+        callsMade: Number(r.calls),
+      }));
     },
 
     countCoveredBy: async (revocationId) => {

@@ -12,6 +12,8 @@ export const apiKeys = pgTable(
     keyHash: text("key_hash").notNull().unique(),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     deletedAt: timestamp("deleted_at", { withTimezone: true }),
+    /** When the key last authenticated a request; written at most once a minute per key. */
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
   },
   (t) => [index("api_keys_campaign_idx").on(t.campaignId)],
 );

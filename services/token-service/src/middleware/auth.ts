@@ -26,7 +26,10 @@ export function auth(opts: AuthOptions) {
     const header = c.req.header("authorization");
     const match = header ? BEARER.exec(header.trim()) : null;
     if (!match) fail("unauthorized", "Send `Authorization: Bearer <admin token or API key>`.");
-    const principal = await authenticate(c.var.deps, match[1]!);
+    const { deps } = c.var;
+    const principal = await authenticate(deps, match[1]!);
+    // An API key's actor is its id; the admin token has no row to stamp.
+    if (principal && principal.actor !== "admin") await recordUse(deps, principal.actor);
     if (!principal) fail("unauthorized", "The bearer credential is not valid.");
     if (!allowed.has(principal.role))
       fail("forbidden", `This route is not open to the ${principal.role} role.`);
@@ -43,6 +46,15 @@ export async function authenticate(deps: TokenServiceDeps, secret: string): Prom
   if (safeEqual(secret, deps.config.adminToken)) return { role: "admin", actor: "admin", campaignId: null };
   const key = await deps.repos.apiKeys.findActiveByKey(secret);
   return key ? toPrincipal(key) : null;
+}
+
+/** `lastUsedAt` is a convenience: failing to write it never fails the request it describes. */
+async function recordUse(deps: AppEnv["Variables"]["deps"], keyId: string): Promise<void> {
+  try {
+    await deps.repos.apiKeys.recordUse(keyId, deps.clock.now());
+  } catch {
+    deps.logger?.warn("api key last use not recorded", { keyId });
+  }
 }
 
 function toPrincipal(key: { id: string; role: string; campaignId: string | null }): Principal | null {

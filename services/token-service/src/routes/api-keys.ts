@@ -3,7 +3,17 @@ import type { AppEnv } from "../context.ts";
 import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth, ROLES } from "../middleware/auth.ts";
-import { bearer, DisplayText, jsonBody, jsonContent, problems, Slug } from "../schemas.ts";
+import {
+  bearer,
+  Cursor,
+  DisplayText,
+  IsoDateTime,
+  jsonBody,
+  jsonContent,
+  Limit,
+  problems,
+  Slug,
+} from "../schemas.ts";
 
 const ApiKeyInput = z
   .strictObject({
@@ -41,6 +51,23 @@ const ApiKeyCreated = z
   })
   .openapi("ApiKeyCreated");
 
+const ApiKeyOutput = z
+  .object({
+    id: z.string().openapi({ example: "key_3fj0d9Qk1lJ2m3n4o5p6qA" }),
+    role: z.enum(ROLES),
+    campaignId: z.string().nullable(),
+    label: z.string().nullable(),
+    createdAt: IsoDateTime,
+    lastUsedAt: IsoDateTime.nullable().openapi({
+      description: "when the key last authenticated a request, to the minute; null: never used",
+    }),
+  })
+  .openapi("ApiKey", { description: "An API key as listed: never the key nor its hash" });
+
+const ApiKeyList = z
+  .object({ items: z.array(ApiKeyOutput), nextCursor: z.string().nullable() })
+  .openapi("ApiKeyList");
+
 const KeyId = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,100}$/, "not an API key id")
@@ -74,6 +101,35 @@ export function registerApiKeys(app: OpenAPIHono<AppEnv>): void {
         return created;
       });
       return c.json({ id, key, role: body.role, campaignId, label }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/api-keys",
+      tags: ["api keys"],
+      summary: "List API keys",
+      description:
+        "Live keys, oldest first: id, role, campaign, label, when created and last used. The key itself is never shown again, nor its hash.",
+      security: bearer,
+      middleware: [auth({ roles: ["admin"] })] as const,
+      request: { query: z.object({ limit: Limit, cursor: Cursor.optional() }) },
+      responses: { 200: jsonContent(ApiKeyList, "One page"), ...problems(400, 401, 403) },
+    }),
+    async (c) => {
+      const { deps } = c.var;
+      const query = c.req.valid("query");
+      const page = await deps.repos.apiKeys.listPage({ limit: query.limit, cursor: query.cursor ?? null });
+      const items = page.items.map((k) => ({
+        id: k.id,
+        role: k.role,
+        campaignId: k.campaignId,
+        label: k.label,
+        createdAt: k.createdAt.toISOString(),
+        lastUsedAt: k.lastUsedAt ? k.lastUsedAt.toISOString() : null,
+      }));
+      return c.json({ items, nextCursor: page.nextCursor }, 200);
     },
   );
 

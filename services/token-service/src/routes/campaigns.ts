@@ -1,19 +1,29 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Campaign } from "@phaselock/policy";
-import type { AppEnv, TokenServiceDeps } from "../context.ts";
+import type { AppEnv, Principal, TokenServiceDeps } from "../context.ts";
 import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
-import { auth } from "../middleware/auth.ts";
-import { bearer, DisplayText, jsonBody, jsonContent, problems, ScopeSchema, Slug } from "../schemas.ts";
+import { auth, canActOnCampaign } from "../middleware/auth.ts";
+import {
+  bearer,
+  Cursor,
+  DisplayText,
+  jsonBody,
+  jsonContent,
+  Limit,
+  problems,
+  ScopeSchema,
+  Slug,
+} from "../schemas.ts";
 
-const Limit = z.number().int().min(1).max(1_000_000);
+const RateLimit = z.number().int().min(1).max(1_000_000);
 
 const CampaignInput = z
   .strictObject({
     name: DisplayText(200),
     contestId: Slug,
     limits: z
-      .strictObject({ requestsPerMinute: Limit.optional(), recordsPerHour: Limit.optional() })
+      .strictObject({ requestsPerMinute: RateLimit.optional(), recordsPerHour: RateLimit.optional() })
       .optional()
       .openapi({ description: "per-link limits; an omitted one uses the service default" }),
   })
@@ -47,12 +57,95 @@ const EntitlementOutput = z
   .object({ campaignId: z.string(), phase: z.string(), scopes: z.array(ScopeSchema) })
   .openapi("Entitlement");
 
+// Every field of the stored campaign, so a field added to it is answered without a change here.
 const campaignJson = (c: Campaign) => ({
+  ...c,
   id: c.id,
   name: c.name,
   contestId: c.contestId,
   limits: { ...c.limits },
 });
+
+const CampaignList = z
+  .object({ items: z.array(CampaignOutput), nextCursor: z.string().nullable() })
+  .openapi("CampaignList");
+
+const CampaignListQuery = z.object({
+  contestId: Slug.optional().openapi({ description: "only the campaigns of this contest" }),
+  limit: Limit,
+  cursor: Cursor.optional(),
+});
+
+const LinkCounts = z
+  .object({
+    active: z.number().int(),
+    revoked: z.number().int(),
+    expired: z.number().int(),
+    suspended: z.number().int(),
+    exhausted: z.number().int(),
+  })
+  .openapi("LinkCounts", { description: "the campaign's links by status (see `LinkStatus`)" });
+
+const CampaignDetail = CampaignOutput.extend({
+  entitlements: z
+    .record(z.string(), z.array(ScopeSchema))
+    .openapi({ description: "phase -> scopes granted", example: { ballot: ["calls:read", "calls:write"] } }),
+  links: LinkCounts,
+}).openapi("CampaignDetail");
+
+const ProgressQuery = z.object({
+  phase: Slug.optional().openapi({ description: "only the links of this phase", example: "ballot" }),
+  limit: Limit,
+  cursor: Cursor.optional(),
+});
+
+const ProgressCounts = {
+  links: z.number().int().openapi({ description: "links issued to the volunteer" }),
+  activeLinks: z.number().int(),
+  opened: z.number().int().openapi({ description: "links redeemed at least once" }),
+  activeSessions: z.number().int().openapi({ description: "live sessions of active links" }),
+  callsMade: z
+    .number()
+    .int()
+    .openapi({ description: "call outcomes recorded (allowed `calls:write` requests)" }),
+};
+
+const VolunteerProgress = z
+  .object({ ref: z.string(), name: z.string().nullable(), ...ProgressCounts })
+  .openapi("VolunteerProgress");
+
+const Progress = z
+  .object({
+    campaignId: z.string(),
+    phase: z.string().nullable(),
+    totals: z.object({ volunteers: z.number().int(), ...ProgressCounts }),
+    items: z.array(VolunteerProgress),
+    nextCursor: z.string().nullable(),
+  })
+  .openapi("CampaignProgress");
+
+const progressCursor = (ref: string): string =>
+  Buffer.from(JSON.stringify(["ref", ref])).toString("base64url");
+function afterRef(cursor: string): string {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (Array.isArray(parsed) && parsed[0] === "ref" && typeof parsed[1] === "string") return parsed[1];
+  } catch {
+    // refused below
+  }
+  fail("validation", "Invalid cursor.", {
+    issues: [{ in: "query", pointer: "#/cursor", detail: "not a cursor this service handed out" }],
+  });
+}
+
+/** A coordinator reads its own campaign only; another's answers 404, as an unknown one does. */
+async function readableCampaign(deps: TokenServiceDeps, principal: Principal, campaignId: string) {
+  if (principal.role === "coordinator" && !canActOnCampaign(principal, campaignId))
+    fail("not_found", "No such campaign.");
+  const campaign = await deps.repos.campaigns.get(campaignId);
+  if (!campaign) fail("not_found", "No such campaign.");
+  return campaign;
+}
 
 /** The campaign and the phase of its contest, or 404 `not_found` for either. */
 async function campaignPhase(deps: TokenServiceDeps, campaignId: string, phase: string) {
@@ -66,6 +159,105 @@ async function campaignPhase(deps: TokenServiceDeps, campaignId: string, phase: 
 }
 
 export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/campaigns",
+      tags: ["campaigns"],
+      summary: "List campaigns",
+      description: "By id. A coordinator's list holds its own campaign only.",
+      security: bearer,
+      middleware: [auth({ roles: ["admin", "auditor", "coordinator"] })] as const,
+      request: { query: CampaignListQuery },
+      responses: { 200: jsonContent(CampaignList, "One page"), ...problems(400, 401) },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const query = c.req.valid("query");
+      const page = await deps.repos.campaigns.listPage({
+        contestId: query.contestId,
+        only: principal.role === "coordinator" ? principal.campaignId : undefined,
+        limit: query.limit,
+        cursor: query.cursor ?? null,
+      });
+      return c.json({ items: page.items.map(campaignJson), nextCursor: page.nextCursor }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/campaigns/{campaignId}",
+      tags: ["campaigns"],
+      summary: "One campaign with its entitlements and link counts",
+      description:
+        "`entitlements` maps each phase the campaign is granted to its scopes; `links` counts the campaign's links by status. A coordinator asking for another campaign gets 404, as for one that does not exist.",
+      security: bearer,
+      middleware: [auth({ roles: ["admin", "auditor", "coordinator"] })] as const,
+      request: { params: CampaignParams },
+      responses: { 200: jsonContent(CampaignDetail, "The campaign"), ...problems(400, 401, 404) },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const { campaignId } = c.req.valid("param");
+      const campaign = await readableCampaign(deps, principal, campaignId);
+      const [entitlements, links] = await Promise.all([
+        deps.repos.entitlements.forCampaign(campaignId),
+        deps.repos.links.countByStatus(campaignId, deps.clock.now()),
+      ]);
+      return c.json({ ...campaignJson(campaign), entitlements, links }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/campaigns/{campaignId}/progress",
+      tags: ["campaigns"],
+      summary: "Progress by volunteer: links opened, active sessions, calls made",
+      description:
+        "One item per volunteer holding links of the campaign (of `phase`, when given), by ref, with `totals` over all of them. `callsMade` counts the gateway's allowed `calls:write` requests (call outcomes recorded). Admins, and the campaign's own coordinator (another campaign: 404).",
+      security: bearer,
+      middleware: [auth({ roles: ["admin", "coordinator"] })] as const,
+      request: { params: CampaignParams, query: ProgressQuery },
+      responses: { 200: jsonContent(Progress, "The progress"), ...problems(400, 401, 403, 404) },
+    }),
+    async (c) => {
+      const { deps, principal } = c.var;
+      const { campaignId } = c.req.valid("param");
+      const query = c.req.valid("query");
+      const after = query.cursor === undefined ? null : afterRef(query.cursor);
+      await readableCampaign(deps, principal, campaignId);
+      const all = await deps.repos.links.progress(campaignId, query.phase, deps.clock.now());
+      const totals = {
+        volunteers: all.length,
+        links: 0,
+        activeLinks: 0,
+        opened: 0,
+        activeSessions: 0,
+        callsMade: 0,
+      };
+      for (const v of all) {
+        totals.links += v.links;
+        totals.activeLinks += v.activeLinks;
+        totals.opened += v.opened;
+        totals.activeSessions += v.activeSessions;
+        totals.callsMade += v.callsMade;
+      }
+      // Refs sort in SQL's collation; the page starts after the cursor's ref in that order.
+      const start = after === null ? 0 : all.findIndex((v) => v.ref === after) + 1;
+      if (after !== null && start === 0) {
+        fail("validation", "Invalid cursor.", {
+          issues: [{ in: "query", pointer: "#/cursor", detail: "the cursor's volunteer is gone" }],
+        });
+      }
+      const items = all.slice(start, start + query.limit);
+      const last = items.at(-1);
+      const nextCursor = start + query.limit < all.length && last ? progressCursor(last.ref) : null;
+      return c.json({ campaignId, phase: query.phase ?? null, totals, items, nextCursor }, 200);
+    },
+  );
+
   app.openapi(
     createRoute({
       method: "put",

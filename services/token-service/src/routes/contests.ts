@@ -10,7 +10,17 @@ import type { AppEnv } from "../context.ts";
 import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
-import { bearer, DisplayText, IsoDateTime, jsonBody, jsonContent, problems, Slug } from "../schemas.ts";
+import {
+  bearer,
+  Cursor,
+  DisplayText,
+  IsoDateTime,
+  jsonBody,
+  jsonContent,
+  Limit,
+  problems,
+  Slug,
+} from "../schemas.ts";
 
 const PhaseInput = z
   .strictObject({
@@ -42,6 +52,12 @@ const ContestOutput = z
     }),
   })
   .openapi("Contest");
+
+const ContestList = z
+  .object({ items: z.array(ContestOutput), nextCursor: z.string().nullable() })
+  .openapi("ContestList");
+
+const ContestListQuery = z.object({ limit: Limit, cursor: Cursor.optional() });
 
 const ContestParams = z.object({
   contestId: Slug.openapi({ param: { name: "contestId", in: "path" }, example: "leadership-2020" }),
@@ -216,6 +232,33 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
           ...contestJson(contest, now),
           closure: { phase, closedAt: closure.closedAt.toISOString(), reason: closure.reason },
         },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/contests",
+      tags: ["contests"],
+      summary: "List contests",
+      description: "Every contest by id, with its timeline and the phase holding now.",
+      security: bearer,
+      middleware: [auth({ roles: ["admin", "coordinator", "auditor"] })] as const,
+      request: { query: ContestListQuery },
+      responses: {
+        200: jsonContent(ContestList, "One page"),
+        ...problems(400, 401),
+      },
+    }),
+    async (c) => {
+      const { deps } = c.var;
+      const query = c.req.valid("query");
+      const page = await deps.repos.contests.listPage({ limit: query.limit, cursor: query.cursor ?? null });
+      const now = deps.clock.now();
+      return c.json(
+        { items: page.items.map((ct) => contestJson(ct, now)), nextCursor: page.nextCursor },
         200,
       );
     },

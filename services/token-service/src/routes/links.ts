@@ -1,5 +1,5 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Link } from "@phaselock/db";
+import type { Link, LinkWithActivity } from "@phaselock/db";
 import type { AppEnv, Principal } from "../context.ts";
 import { fail } from "../errors.ts";
 import {
@@ -122,6 +122,11 @@ const LinkOutput = z
     lastSeenAt: IsoDateTime.nullable(),
     suspendedAt: IsoDateTime.nullable(),
     suspendedReason: z.string().nullable(),
+    devices: z.number().int().openapi({ description: "distinct devices that opened a session of it" }),
+    activeSessions: z
+      .number()
+      .int()
+      .openapi({ description: "sessions neither ended nor expired (0 unless the link is active)" }),
   })
   .openapi("Link");
 
@@ -146,7 +151,7 @@ type LinkStatus = z.infer<typeof LinkStatusSchema>;
 
 const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-const linkJson = (link: Link, status: LinkStatus) => ({
+const linkJson = (link: LinkWithActivity, status: LinkStatus) => ({
   id: link.id,
   campaignId: link.campaignId,
   contestId: link.contestId,
@@ -164,6 +169,8 @@ const linkJson = (link: Link, status: LinkStatus) => ({
   lastSeenAt: isoOrNull(link.lastSeenAt),
   suspendedAt: isoOrNull(link.suspendedAt),
   suspendedReason: link.suspendedReason,
+  devices: link.devices,
+  activeSessions: link.activeSessions,
 });
 
 /** Picks CSV when the caller asks for it over JSON. */
