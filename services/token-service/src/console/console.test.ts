@@ -32,7 +32,7 @@ class Browser {
 
   async request(
     path: string,
-    init: RequestInit & { headers?: Record<string, string> } = {},
+    init: Omit<RequestInit, "headers"> & { headers?: Record<string, string> } = {},
   ): Promise<Answer> {
     const headers: Record<string, string> = { ...(init.headers ?? {}) };
     if (this.cookie) headers.cookie = `pl_console=${this.cookie}`;
@@ -232,7 +232,7 @@ describe("coordinator", () => {
     expect(form.html).toMatch(/<input type="file" id="sheet" name="sheet"/);
     expect(form.html).toMatch(/<button type="submit">Issue links<\/button>/);
     // A select of the contest's phases where the API lists the campaign, else a text field.
-    expect(form.html).toMatch(/<option value="open"|<input type="text" id="phase"/);
+    expect(form.html).toContain('<option value="open"');
     const res = await b.upload(
       "/console/links/issue",
       { phase: "open", scopes: ["calls:read", "calls:write"], ttlDays: "7", maxUses: "5" },
@@ -452,9 +452,7 @@ describe("admin", () => {
     const { campaignId } = await seedContest(h, { entitled: ["calls:read"] });
     const admin = await signedIn(ADMIN);
     const page = await admin.get(`/console/campaigns/${campaignId}`);
-    const api = await callJson(h, "GET", `/v1/campaigns/${campaignId}`);
-    expect(page.status).toBe(api.status);
-    if (api.status !== 200) return;
+    expect(page.status).toBe(200);
     expect(page.html).toContain('aria-label="members:read in ballot"');
     await admin.post(`/console/campaigns/${campaignId}/entitlements`, {
       phase: "ballot",

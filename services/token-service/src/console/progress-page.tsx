@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
-import type { Problem } from "./api.ts";
+import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { forbiddenPage, page } from "./index.tsx";
 import { Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
@@ -22,13 +22,14 @@ interface VolunteerProgress {
 
 interface ProgressRoute {
   items: {
-    volunteer: { ref: string; name: string | null };
+    ref: string;
+    name: string | null;
     links: number;
     opened: number;
     activeSessions: number;
-    calls: number;
-    lastSeenAt: string | null;
+    callsMade: number;
   }[];
+  nextCursor: string | null;
 }
 
 /**
@@ -40,26 +41,36 @@ async function progressOf(
   campaignId: string,
 ): Promise<{ ok: true; rows: VolunteerProgress[]; partial: boolean } | { ok: false; problem: Problem }> {
   const { api } = c.var;
-  const route = await api.call<ProgressRoute>(
-    "GET",
-    `/v1/campaigns/${encodeURIComponent(campaignId)}/progress`,
-  );
+  const base = `/v1/campaigns/${encodeURIComponent(campaignId)}/progress?limit=500`;
+  const route = await api.call<ProgressRoute>("GET", base);
   if (route.ok && Array.isArray(route.body.items)) {
+    const items = [...route.body.items];
+    let next = route.body.nextCursor;
+    for (let pages = 1; next && pages < MAX_PAGES; pages++) {
+      const more: ApiAnswer<ProgressRoute> = await api.call<ProgressRoute>(
+        "GET",
+        `${base}&cursor=${encodeURIComponent(next)}`,
+      );
+      if (!more.ok) return { ok: false, problem: more.problem };
+      items.push(...more.body.items);
+      next = more.body.nextCursor;
+    }
     return {
       ok: true,
       partial: false,
-      rows: route.body.items.map((i) => ({
-        ref: i.volunteer.ref,
-        name: i.volunteer.name,
+      rows: items.map((i) => ({
+        ref: i.ref,
+        name: i.name,
         links: i.links,
         opened: i.opened,
         uses: i.opened,
         activeSessions: i.activeSessions,
-        calls: i.calls,
-        lastSeenAt: i.lastSeenAt,
+        calls: i.callsMade,
+        lastSeenAt: null,
       })),
     };
   }
+  if (!route.ok && route.status !== 404) return { ok: false, problem: route.problem };
   const byRef = new Map<string, VolunteerProgress>();
   let cursor: string | null = null;
   let pages = 0;
@@ -137,7 +148,7 @@ function ProgressTable(props: { rows: VolunteerProgress[]; partial: boolean; at:
                 <th scope="col" class="num">
                   Calls made
                 </th>
-                <th scope="col">Last seen</th>
+                {props.partial ? <th scope="col">Last seen</th> : null}
               </tr>
             </thead>
             <tbody>
@@ -158,7 +169,7 @@ function ProgressTable(props: { rows: VolunteerProgress[]; partial: boolean; at:
                   <td data-label="Calls made" class="num">
                     {r.calls ?? "—"}
                   </td>
-                  <td data-label="Last seen">{when(r.lastSeenAt)}</td>
+                  {props.partial ? <td data-label="Last seen">{when(r.lastSeenAt)}</td> : null}
                 </tr>
               ))}
             </tbody>
