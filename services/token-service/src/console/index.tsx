@@ -64,10 +64,15 @@ export const forbiddenPage = (c: Context<ConsoleEnv>) =>
     { status: 403 },
   );
 
-/** Whether a POST comes from a console page (same origin), by Fetch Metadata and Origin. */
+/**
+ * Whether a POST comes from a console page (same origin). Fetch Metadata first: browsers set
+ * `Sec-Fetch-Site` themselves and pages cannot forge it. Under `Referrer-Policy: no-referrer`
+ * Chromium sends `Origin: null` on same-origin form posts, so Origin is the check only for a
+ * browser without Fetch Metadata (there `null` is refused). The CSRF token is checked besides.
+ */
 export function sameOrigin(c: Context): boolean {
-  const site = c.req.header("sec-fetch-site");
-  if (site !== undefined && site !== "same-origin") return false;
+  const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
+  if (site !== undefined) return site === "same-origin";
   const origin = c.req.header("origin");
   if (origin === undefined) return true;
   if (origin === "null") return false;

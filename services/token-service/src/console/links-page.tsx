@@ -443,7 +443,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
                           class="secondary small copy"
                           data-copy={r.url}
                           hidden
-                          aria-label={`Copy ${r.ref}'s link`}
+                          aria-label={`Copy link of ${r.ref}`}
                         >
                           Copy link
                         </button>
