@@ -47,6 +47,8 @@ export interface AuditCatalogue {
       maxUses: number;
       kid: string;
       batchId?: string;
+      /** links of the volunteer this one replaces (revoked in its transaction: `reissue=true`) */
+      replaces?: string[];
     };
   };
   "links.batch_issued": {
@@ -58,6 +60,11 @@ export interface AuditCatalogue {
       phase: string;
       scopes: string[];
       expiresAt: Iso;
+      /** volunteers left out because they hold an active link of the phase */
+      skipped?: number;
+      /** active links revoked and issued again (`reissue=true`) */
+      reissued?: number;
+      source?: "json" | "csv";
     };
   };
   "link.redeemed": {

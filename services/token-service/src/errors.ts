@@ -73,6 +73,10 @@ export interface ProblemIssue {
   in: "body" | "query" | "path" | "header";
   pointer: string;
   detail: string;
+  /** The line of an uploaded CSV file the issue is on (the header being row 1). */
+  row?: number;
+  /** The 0-based position in `volunteers` of the volunteer the issue is about (JSON batches). */
+  index?: number;
 }
 
 export interface Problem {
@@ -129,11 +133,16 @@ const targetName = (target: string): ProblemIssue["in"] =>
 
 /** Turns zod issues into problem issues. Zod messages never quote the offending value. */
 export function zodIssues(target: string, error: z.ZodError): ProblemIssue[] {
-  return error.issues.slice(0, 50).map((i) => ({
-    in: targetName(target),
-    pointer: toPointer(i.path),
-    detail: i.message,
-  }));
+  return error.issues.slice(0, 50).map((i) => {
+    const issue: ProblemIssue = { in: targetName(target), pointer: toPointer(i.path), detail: i.message };
+    // A batch's volunteer is named by its position too, counted from 1 as a person would.
+    const [list, at, field] = i.path;
+    if (target === "json" && list === "volunteers" && typeof at === "number") {
+      issue.index = at;
+      issue.detail = `volunteer ${at + 1}${field === undefined ? "" : ` (${String(field)})`}: ${i.message}`;
+    }
+    return issue;
+  });
 }
 
 /** `defaultHook` for every OpenAPI route: a failed zod check is a 400 `validation` problem. */

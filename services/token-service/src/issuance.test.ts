@@ -42,7 +42,7 @@ describe("issueLinks", () => {
     const events = h.audit.events.slice(before);
     expect(events.map((e) => e.type)).toEqual(["link.issued", "link.issued", "links.batch_issued"]);
     expect(events.every((e) => e.actor === "admin" && e.data.requestId === "req_direct")).toBe(true);
-    expect(issuedLinksCsv(links).split("\r\n")[0]).toBe("ref,name,id,url,notBefore,expiresAt");
+    expect(issuedLinksCsv(links).split("\r\n")[0]).toBe("ref,name,id,url,notBefore,expiresAt,status");
   });
 
   it("refuses another campaign's coordinator with forbidden, issuing nothing", async () => {

@@ -8,13 +8,16 @@ import {
   type LinkClaims,
   linkValidity,
   type Phase,
+  type Revocation,
 } from "@phaselock/policy";
 import { TOKEN_AUDIENCE } from "@phaselock/tokens";
+import { sql } from "drizzle-orm";
 import type { Principal, TokenServiceDeps } from "./context.ts";
 import { toCsv } from "./csv.ts";
 import { type AuditCaller, auditedChange } from "./effects.ts";
 import { fail } from "./errors.ts";
 import { canActOnCampaign } from "./middleware/auth.ts";
+import { revocationJson } from "./revocation-json.ts";
 
 const DAY = 86_400;
 export const DEFAULT_TTL_SECONDS = 7 * DAY;
@@ -50,7 +53,35 @@ export interface IssuedLink {
   notBefore: string;
   expiresAt: string;
   volunteer: { ref: string; name: string | null };
+  /** The volunteer's active links of the phase this one replaced (revoked): `reissue=true`. */
+  replaces?: string[];
 }
+
+/**
+ * What a batch does for a volunteer who already holds an active link of the phase: `issue`
+ * another anyway (a single link), `skip` them (a batch's default, so a re-upload never doubles
+ * links), or `reissue`: revoke the held links and issue a new one, in one transaction.
+ */
+export type HeldLinkRule = "issue" | "skip" | "reissue";
+
+/** A volunteer a batch left out: they hold active links of the phase (`linkIds`). */
+export interface SkippedVolunteer {
+  ref: string;
+  name: string | null;
+  linkIds: string[];
+}
+
+export interface BatchOutcome {
+  links: IssuedLink[];
+  skipped: SkippedVolunteer[];
+  /** Policy version of the revocations a reissue wrote, to publish; null when none. */
+  policyVersion: number | null;
+  /** The revocations a reissue wrote. */
+  revoked: Revocation[];
+}
+
+/** Reason recorded on the revocations a reissue writes. */
+export const REISSUE_REASON = "reissued: a new link replaces it";
 
 const REFUSALS: Record<IssuanceRefusal, string> = {
   not_found: "No phase of that name in the campaign's contest.",
@@ -103,17 +134,48 @@ export async function issueLinks(
   caller: IssuanceCaller,
   req: IssueRequest,
 ): Promise<IssuedLink[]> {
+  return (await issueBatch(deps, caller, req, { held: "issue" })).links;
+}
+
+/**
+ * {@link issueLinks} with a rule for volunteers who already hold an active link of the phase
+ * (one query for all of them): skipped and reported, or their links revoked (a `link`
+ * revocation each, audited) and new ones issued, in the issuing transaction.
+ */
+export async function issueBatch(
+  deps: IssuanceDeps,
+  caller: IssuanceCaller,
+  req: IssueRequest,
+  opts: { held: HeldLinkRule; source?: "json" | "csv" },
+): Promise<BatchOutcome> {
   const { principal } = caller;
   // One instant for the checks and the validity window, so they cannot disagree at a phase end.
   const now = deps.clock.now();
   const { campaign, contest, phase } = await authorizeIssuance(deps, principal, req, now);
   const { iat, nbf, exp } = linkValidity({ phase, now, ttlSeconds: req.ttlSeconds });
-  const signer = deps.keys.signer();
   const scopes = [...new Set(req.scopes)];
 
+  const refs = req.volunteers.map((v) => v.ref);
+  const held =
+    opts.held === "issue"
+      ? new Map<string, string[]>()
+      : await deps.repos.links.activeByVolunteer(campaign.id, phase.name, refs, now);
+  const skipped: SkippedVolunteer[] = [];
+  const volunteers =
+    opts.held === "skip"
+      ? req.volunteers.filter((v) => {
+          const linkIds = held.get(v.ref);
+          if (!linkIds) return true;
+          skipped.push({ ref: v.ref, name: v.name ?? null, linkIds });
+          return false;
+        })
+      : req.volunteers;
+  if (volunteers.length === 0) return { links: [], skipped, policyVersion: null, revoked: [] };
+  const signer = deps.keys.signer();
+
   // Short link codes (128 random bits, 22 characters): only their sha256 is stored.
-  const codes = req.volunteers.map(() => randomBase64url(16));
-  const rows: NewLink[] = req.volunteers.map((v, i) => ({
+  const codes = volunteers.map(() => randomBase64url(16));
+  const rows: NewLink[] = volunteers.map((v, i) => ({
     id: randomId("lnk"),
     codeHash: sha256Hex(codes[i]!),
     campaignId: campaign.id,
@@ -151,9 +213,52 @@ export async function issueLinks(
     tokens.push(...(await Promise.all(chunk)));
   }
 
-  const batchId = rows.length > 1 ? randomId("bat") : undefined;
+  const batchId = rows.length > 1 || opts.held !== "issue" ? randomId("bat") : undefined;
+  // Volunteers whose held links this batch revokes, as found under the lock below.
+  let replaced = new Map<string, string[]>();
+  const revokedLinks: Revocation[] = [];
   // The links and their events commit together: a crash mid-batch leaves neither.
-  await auditedChange(deps, caller, async ({ tx, record }) => {
+  const policyVersion = await auditedChange(deps, caller, async ({ tx, repos, record }) => {
+    let version: number | null = null;
+    if (opts.held !== "issue") {
+      // Batches of one campaign and phase take turns from here to the commit, so the held links
+      // read below are the ones that stand: two uploads of one sheet cannot both issue.
+      await tx.execute(
+        sql`select pg_advisory_xact_lock(hashtextextended(${`phaselock:issue:${campaign.id}:${phase.name}`}, 0))`,
+      );
+      const current = await repos.links.activeByVolunteer(
+        campaign.id,
+        phase.name,
+        rows.map((r) => r.volunteerRef),
+        now,
+        tx,
+      );
+      if (opts.held === "skip" && current.size > 0) {
+        fail(
+          "conflict",
+          `${current.size} of these volunteers were issued links of this phase while this batch was being prepared; send it again to skip them.`,
+        );
+      }
+      if (opts.held === "reissue") {
+        replaced = current;
+        const revoked = await repos.revocations.insertForLinks(tx, {
+          linkIds: [...current.values()].flat(),
+          reason: REISSUE_REASON,
+          actor: principal.actor,
+          effectiveAt: now,
+        });
+        version = revoked.version;
+        revokedLinks.push(...revoked.revocations);
+        for (const r of revoked.revocations) {
+          record({
+            type: "revocation.created",
+            campaignId: campaign.id,
+            linkId: r.linkId ?? null,
+            data: { revocation: revocationJson(r), version: version! },
+          });
+        }
+      }
+    }
     await deps.repos.links.insertMany(rows, tx);
     await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
     for (const row of rows) {
@@ -172,6 +277,7 @@ export async function issueLinks(
           maxUses: req.maxUses,
           kid: signer.kid,
           ...(batchId ? { batchId } : {}),
+          ...(replaced.has(row.volunteerRef) ? { replaces: replaced.get(row.volunteerRef)! } : {}),
         },
       });
     }
@@ -187,14 +293,19 @@ export async function issueLinks(
           phase: phase.name,
           scopes,
           expiresAt: iso(exp),
+          ...(skipped.length > 0 ? { skipped: skipped.length } : {}),
+          ...(replaced.size > 0 ? { reissued: replaced.size } : {}),
+          ...(opts.source ? { source: opts.source } : {}),
         },
       });
     }
+    return version;
   });
 
   const base = deps.config.publicGatewayUrl;
-  return rows.map((row, i) => {
+  const links = rows.map((row, i): IssuedLink => {
     const token = tokens[i]!;
+    const replaces = replaced.get(row.volunteerRef);
     return {
       id: row.id,
       url: `${base}/l/${codes[i]!}`,
@@ -202,18 +313,73 @@ export async function issueLinks(
       notBefore: iso(nbf),
       expiresAt: iso(exp),
       volunteer: { ref: row.volunteerRef, name: row.volunteerName ?? null },
+      ...(replaces ? { replaces } : {}),
     };
   });
+  return { links, skipped, policyVersion, revoked: revokedLinks };
 }
 
-const CSV_COLUMNS = [
-  { header: "ref", value: (l: IssuedLink) => l.volunteer.ref },
-  { header: "name", value: (l: IssuedLink) => l.volunteer.name },
-  { header: "id", value: (l: IssuedLink) => l.id },
-  { header: "url", value: (l: IssuedLink) => l.url },
-  { header: "notBefore", value: (l: IssuedLink) => l.notBefore },
-  { header: "expiresAt", value: (l: IssuedLink) => l.expiresAt },
-] as const;
+/** One volunteer of a batch as sent: from a sheet, its row and passed-through cells. */
+export interface BatchVolunteer {
+  ref: string;
+  name?: string | undefined;
+  row?: number;
+  extra?: Record<string, string>;
+}
 
-/** A batch as the CSV file a coordinator downloads (`ref,name,id,url,notBefore,expiresAt`). */
-export const issuedLinksCsv = (links: readonly IssuedLink[]): string => toCsv(CSV_COLUMNS, links);
+/** Columns the answer adds after the sheet's own: a sheet may not use these names. */
+export const ANSWER_COLUMNS = ["id", "url", "notBefore", "expiresAt", "status"] as const;
+
+/** What happened to one volunteer of a batch, in the CSV answer's `status` column. */
+export type BatchStatus = "issued" | "reissued" | "skipped";
+
+interface AnswerRow {
+  volunteer: BatchVolunteer;
+  status: BatchStatus;
+  link?: IssuedLink;
+  /** the held links of a skipped volunteer */
+  held?: string[];
+}
+
+/**
+ * A batch's outcome as the CSV file a coordinator downloads, one row per volunteer in the order
+ * sent: `ref,name`, the sheet's passed-through columns, then `id,url,notBefore,expiresAt,status`.
+ * A skipped volunteer's row names the links it holds in `id` (space-separated) and has no `url`:
+ * a link's token exists only when it is issued.
+ */
+export function batchAnswerCsv(
+  volunteers: readonly BatchVolunteer[],
+  outcome: { links: readonly IssuedLink[]; skipped: readonly SkippedVolunteer[] },
+  extraColumns: readonly string[] = [],
+): string {
+  const issued = new Map(outcome.links.map((l) => [l.volunteer.ref, l]));
+  const skipped = new Map(outcome.skipped.map((s) => [s.ref, s]));
+  const rows: AnswerRow[] = volunteers.map((v) => {
+    const link = issued.get(v.ref);
+    if (link) return { volunteer: v, status: link.replaces ? "reissued" : "issued", link };
+    return { volunteer: v, status: "skipped", held: skipped.get(v.ref)?.linkIds ?? [] };
+  });
+  return toCsv(
+    [
+      { header: "ref", value: (r: AnswerRow) => r.volunteer.ref },
+      { header: "name", value: (r: AnswerRow) => r.link?.volunteer.name ?? r.volunteer.name ?? null },
+      ...extraColumns.map((col) => ({
+        header: col,
+        value: (r: AnswerRow) => r.volunteer.extra?.[col] ?? null,
+      })),
+      { header: "id", value: (r: AnswerRow) => r.link?.id ?? r.held?.join(" ") ?? null },
+      { header: "url", value: (r: AnswerRow) => r.link?.url ?? null },
+      { header: "notBefore", value: (r: AnswerRow) => r.link?.notBefore ?? null },
+      { header: "expiresAt", value: (r: AnswerRow) => r.link?.expiresAt ?? null },
+      { header: "status", value: (r: AnswerRow) => r.status },
+    ],
+    rows,
+  );
+}
+
+/** Issued links as CSV (`ref,name,id,url,notBefore,expiresAt,status`). */
+export const issuedLinksCsv = (links: readonly IssuedLink[]): string =>
+  batchAnswerCsv(
+    links.map((l) => ({ ref: l.volunteer.ref, name: l.volunteer.name ?? undefined })),
+    { links, skipped: [] },
+  );

@@ -78,6 +78,12 @@ export const ProblemSchema = z
           in: z.enum(["body", "query", "path", "header"]),
           pointer: z.string().openapi({ example: "#/volunteers/3/ref" }),
           detail: z.string(),
+          row: z.number().int().optional().openapi({
+            description: "CSV uploads: the file's line (the header being row 1)",
+          }),
+          index: z.number().int().optional().openapi({
+            description: "JSON batches: the 0-based position of the volunteer in `volunteers`",
+          }),
         }),
       )
       .optional(),

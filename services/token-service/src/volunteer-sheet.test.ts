@@ -10,6 +10,7 @@ describe("readVolunteerSheet", () => {
         { row: 2, ref: "Łukasz-1", name: "Łukasz", extra: { ward: "North" } },
         { row: 4, ref: "ada@example.org", extra: { ward: "South, East" } },
       ],
+      extraColumns: ["ward"],
     });
   });
 
@@ -34,5 +35,18 @@ describe("readVolunteerSheet", () => {
     expect(readVolunteerSheet('ref\r\nok\r\nba"d\r\n')).toMatchObject({ ok: false, errors: [{ row: 3 }] });
     expect(readVolunteerSheet("email\r\na@b\r\n")).toMatchObject({ ok: false, errors: [{ row: 1 }] });
     expect(readVolunteerSheet("")).toMatchObject({ ok: false, errors: [{ row: 1 }] });
+  });
+
+  it("refuses a header naming a column twice, an empty column name, or a reserved one", () => {
+    expect(readVolunteerSheet("ref,email,Email\r\na,b,c\r\n")).toMatchObject({
+      ok: false,
+      errors: [{ row: 1 }],
+    });
+    expect(readVolunteerSheet("ref,,x\r\na,b,c\r\n")).toMatchObject({ ok: false, errors: [{ row: 1 }] });
+    const reserved = readVolunteerSheet("ref,URL\r\na,b\r\n", { reserved: ["url", "status"] });
+    expect(reserved).toMatchObject({
+      ok: false,
+      errors: [{ row: 1, detail: expect.stringContaining("url") }],
+    });
   });
 });

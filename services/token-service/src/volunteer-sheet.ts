@@ -15,17 +15,25 @@ export interface SheetError {
   detail: string;
 }
 
-export type SheetResult = { ok: true; volunteers: SheetVolunteer[] } | { ok: false; errors: SheetError[] };
+export type SheetResult =
+  | {
+      ok: true;
+      volunteers: SheetVolunteer[];
+      /** The passed-through columns' headers, in the sheet's order. */
+      extraColumns: string[];
+    }
+  | { ok: false; errors: SheetError[] };
 
 const MAX_ERRORS = 100;
 const Name = DisplayText(100);
 
 /**
- * Reads a volunteers sheet: a header row with `ref` and optionally `name`, one volunteer per
- * row, blank rows skipped. Every ref is checked against {@link VolunteerRef} and every error
+ * Reads a volunteers sheet: a header row with `ref` and optionally `name` (any other columns are
+ * passed through; none may be named twice or like one of `reserved`), one volunteer per row,
+ * blank rows skipped. Every ref is checked against {@link VolunteerRef} and every error
  * names its row, so a coordinator can fix the sheet in one pass.
  */
-export function readVolunteerSheet(text: string): SheetResult {
+export function readVolunteerSheet(text: string, opts: { reserved?: readonly string[] } = {}): SheetResult {
   const parsed = parseCsv(text);
   if (!parsed.ok) return { ok: false, errors: [{ row: parsed.line, detail: parsed.message }] };
   const [header, ...rows] = parsed.records;
@@ -35,6 +43,25 @@ export function readVolunteerSheet(text: string): SheetResult {
   const nameAt = columns.indexOf("name");
   if (refAt === -1)
     return { ok: false, errors: [{ row: header.line, detail: "the header row has no `ref` column" }] };
+  // A column named twice, or like a column the answer adds, would be ambiguous in the answer.
+  const reserved = new Set((opts.reserved ?? []).map((r) => r.toLowerCase()));
+  for (const [i, col] of columns.entries()) {
+    if (columns.indexOf(col) !== i)
+      return { ok: false, errors: [{ row: header.line, detail: `the header row names \`${col}\` twice` }] };
+    if (reserved.has(col))
+      return {
+        ok: false,
+        errors: [
+          { row: header.line, detail: `\`${col}\` is a column of the answer; rename it in the sheet` },
+        ],
+      };
+    if (col === "")
+      return {
+        ok: false,
+        errors: [{ row: header.line, detail: `column ${i + 1} of the header row is empty` }],
+      };
+  }
+  const extraColumns = header.cells.filter((_, i) => i !== refAt && i !== nameAt);
   const errors: SheetError[] = [];
   const volunteers: SheetVolunteer[] = [];
   const seen = new Map<string, number>();
@@ -69,5 +96,5 @@ export function readVolunteerSheet(text: string): SheetResult {
     volunteers.push({ row, ref: ref.data, ...(name ? { name: name.data } : {}), extra });
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, volunteers };
+  return { ok: true, volunteers, extraColumns };
 }

@@ -1,8 +1,8 @@
 import { PhaselockError, randomId } from "@phaselock/core";
 import { type Revocation, type RevocationTarget, revocationRecordSchema } from "@phaselock/policy";
-import { and, asc, desc, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { policyChanges, revocations } from "../schema/index.ts";
+import { policyChanges, policyState, revocations } from "../schema/index.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import type { Page } from "./links.ts";
 import { bumpPolicyVersion } from "./policy-state.ts";
@@ -22,11 +22,23 @@ export interface RevocationsRepo {
    * matches on are missing.
    */
   insert(r: NewRevocation): Promise<{ version: number; revocation: Revocation }>;
+  /**
+   * Revokes each link of `linkIds` by a `link` revocation of its own, in `tx` (the caller's
+   * transaction) with multi-row statements: one version per revocation, each logged, so
+   * gateways apply them like any other. `version` is the last one (null when `linkIds` is empty).
+   */
+  insertForLinks(
+    tx: Tx,
+    input: { linkIds: readonly string[]; reason: string; actor: string; effectiveAt: Date },
+  ): Promise<{ version: number | null; revocations: Revocation[] }>;
   /** Newest first by (createdAt, id). */
   list(query: { limit: number; cursor?: string | null | undefined }): Promise<Page<Revocation>>;
   /** Every revocation, oldest first: what a gateway indexes. */
   all(): Promise<Revocation[]>;
 }
+
+/** Rows per multi-row statement of a bulk revocation: bounds the one JSON parameter it binds. */
+const BULK_CHUNK = 5000;
 
 type RevocationRow = typeof revocations.$inferSelect;
 
@@ -86,6 +98,50 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
       await tx.insert(policyChanges).values({ version, change: { type: "revocation", revocation } });
       return { version, revocation };
     });
+  },
+
+  insertForLinks: async (tx, { linkIds, reason, actor, effectiveAt }) => {
+    if (linkIds.length === 0) return { version: null, revocations: [] };
+    const [state] = await tx
+      .update(policyState)
+      .set({ version: sql`${policyState.version} + ${linkIds.length}` })
+      .where(eq(policyState.id, 1))
+      .returning({ version: policyState.version });
+    if (!state) throw new Error("policy_state row missing: the database is not migrated");
+    const first = state.version - linkIds.length + 1;
+    const made = linkIds.map((linkId) =>
+      revocationRecordSchema.parse({
+        id: randomId("rev"),
+        scope: "link",
+        linkId,
+        reason,
+        actor,
+        effectiveAt,
+        createdAt: effectiveAt,
+      }),
+    );
+    for (let i = 0; i < made.length; i += BULK_CHUNK) {
+      const chunk = made.slice(i, i + BULK_CHUNK);
+      const rows = chunk.map((r) => ({
+        id: r.id,
+        link_id: r.linkId,
+        reason: r.reason,
+        actor: r.actor,
+        at: effectiveAt.toISOString(),
+      }));
+      await tx.execute(sql`insert into ${revocations} (id, scope, link_id, reason, actor, effective_at, created_at)
+        select id, 'link', link_id, reason, actor, at, at
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+          as x(id text, link_id text, reason text, actor text, at timestamptz)`);
+      const changes = chunk.map((revocation, j) => ({
+        version: first + i + j,
+        change: { type: "revocation", revocation },
+      }));
+      await tx.execute(sql`insert into ${policyChanges} (version, change)
+        select version, change from jsonb_to_recordset(${JSON.stringify(changes)}::jsonb)
+          as x(version bigint, change jsonb)`);
+    }
+    return { version: state.version, revocations: made };
   },
 
   list: async ({ limit: requested, cursor }) => {

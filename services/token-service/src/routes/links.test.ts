@@ -424,7 +424,7 @@ describe("POST /v1/links/batch", () => {
     expect(res.status).toBe(201);
     expect(res.headers.get("content-type")).toMatch(/^text\/csv/);
     const lines = (await res.text()).trimEnd().split("\r\n");
-    expect(lines[0]).toBe("ref,name,id,url,notBefore,expiresAt");
+    expect(lines[0]).toBe("ref,name,id,url,notBefore,expiresAt,status");
     expect(lines).toHaveLength(3);
     expect(lines[1]).toMatch(
       /^ref-1,"'=HYPERLINK\(""http:\/\/evil""\)",lnk_[\w-]+,http:\/\/127\.0\.0\.1:8080\/l\//,

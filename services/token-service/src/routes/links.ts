@@ -1,11 +1,17 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Link, LinkWithActivity } from "@phaselock/db";
+import type { Context } from "hono";
 import type { AppEnv, Principal } from "../context.ts";
-import { fail } from "../errors.ts";
+import { publishChange } from "../effects.ts";
+import { fail, zodIssues } from "../errors.ts";
 import {
+  ANSWER_COLUMNS,
+  type BatchVolunteer,
+  batchAnswerCsv,
   DEFAULT_MAX_USES,
   DEFAULT_TTL_SECONDS,
-  issuedLinksCsv,
+  type IssueRequest,
+  issueBatch,
   issueLinks,
   MAX_BATCH,
   MAX_MAX_USES,
@@ -20,12 +26,14 @@ import {
   jsonBody,
   jsonContent,
   Limit,
+  ProblemSchema,
   problems,
   ScopeSchema,
   Slug,
   VolunteerRef,
   VolunteerRefLookup,
 } from "../schemas.ts";
+import { readVolunteerSheet } from "../volunteer-sheet.ts";
 
 const Volunteer = z
   .strictObject({ ref: VolunteerRef, name: DisplayText(100).optional() })
@@ -54,7 +62,14 @@ const issueFields = {
 const LinkInput = z.strictObject({ ...issueFields, volunteer: Volunteer }).openapi("LinkInput");
 
 const BatchInput = z
-  .strictObject({ ...issueFields, volunteers: z.array(Volunteer).min(1).max(MAX_BATCH) })
+  .strictObject({
+    ...issueFields,
+    volunteers: z.array(Volunteer).min(1).max(MAX_BATCH),
+    reissue: z.boolean().default(false).openapi({
+      description:
+        "false: a volunteer holding an active link of the phase is skipped; true: that link is revoked and a new one issued",
+    }),
+  })
   .superRefine((body, ctx) => {
     const seen = new Set<string>();
     const duplicates = new Set<string>();
@@ -94,7 +109,113 @@ const IssuedLink = z
 
 const BatchIssuedLink = IssuedLink.extend({
   volunteer: z.object({ ref: z.string(), name: z.string().nullable() }),
+  replaces: z
+    .array(z.string())
+    .optional()
+    .openapi({ description: "`reissue`: the volunteer's links this one replaced (now revoked)" }),
+  row: z.number().int().optional().openapi({ description: "CSV uploads: the volunteer's row in the file" }),
+  index: z.number().int().optional().openapi({ description: "JSON batches: the volunteer's position" }),
 }).openapi("BatchIssuedLink");
+
+const SkippedVolunteer = z
+  .object({
+    ref: z.string(),
+    name: z.string().nullable(),
+    linkIds: z
+      .array(z.string())
+      .openapi({ description: "the active links of the phase the volunteer holds" }),
+    row: z.number().int().optional(),
+    index: z.number().int().optional(),
+  })
+  .openapi("SkippedVolunteer");
+
+const BatchAnswer = z
+  .object({
+    links: z.array(BatchIssuedLink),
+    skipped: z
+      .array(SkippedVolunteer)
+      .openapi({ description: "volunteers left out: they hold an active link of the phase (no `reissue`)" }),
+  })
+  .openapi("LinkBatch");
+
+const TRUE_FALSE = z.enum(["true", "false"]).transform((v) => v === "true");
+
+/** The issuing parameters of a CSV upload, which has no JSON body to carry them. */
+const CsvUploadQuery = z.object({
+  campaignId: Slug.optional().openapi({ description: "CSV uploads only (required there)" }),
+  phase: Slug.optional().openapi({ description: "CSV uploads only (required there)" }),
+  scopes: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({
+      description: "CSV uploads only (required there): comma-separated",
+      example: "calls:read,calls:write",
+    }),
+  ttlSeconds: z.coerce.number().int().min(1).max(MAX_TTL_SECONDS).optional().openapi({ type: "integer" }),
+  maxUses: z.coerce.number().int().min(1).max(MAX_MAX_USES).optional().openapi({ type: "integer" }),
+  reissue: TRUE_FALSE.optional().openapi({ type: "string", enum: ["true", "false"] }),
+});
+
+/** What a CSV upload's query must hold, checked once the body is known to be CSV. */
+const CsvIssue = z.object({
+  campaignId: Slug,
+  phase: Slug,
+  scopes: z
+    .string()
+    .transform((s) => s.split(","))
+    .pipe(z.array(ScopeSchema).min(1).max(4)),
+  ttlSeconds: z.number().default(DEFAULT_TTL_SECONDS),
+  maxUses: z.number().default(DEFAULT_MAX_USES),
+  reissue: z.boolean().default(false),
+});
+
+const isCsv = (contentType: string): boolean => /^text\/csv\s*(;|$)/i.test(contentType);
+
+/** Reads a CSV upload: its query's issuing parameters and its volunteers, or a 400 naming rows. */
+async function readCsvUpload(c: Context<AppEnv>, query: z.infer<typeof CsvUploadQuery>, contentType: string) {
+  const charset = /;\s*charset="?([^";]+)"?/i.exec(contentType)?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+    fail("unsupported_media_type", "CSV uploads are read as UTF-8; save the sheet as CSV UTF-8.");
+  }
+  const params = CsvIssue.safeParse(query);
+  if (!params.success) {
+    fail("validation", "A CSV upload names its campaign, phase and scopes in the query; see `errors`.", {
+      issues: zodIssues("query", params.error),
+    });
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+  } catch {
+    fail("validation", "The file is not UTF-8 text; save the sheet as CSV UTF-8.");
+  }
+  const sheet = readVolunteerSheet(text, { reserved: ANSWER_COLUMNS });
+  if (!sheet.ok) {
+    fail("validation", `The sheet has ${sheet.errors.length} error(s); see \`errors\` for their rows.`, {
+      issues: sheet.errors.map((e) => ({ in: "body" as const, pointer: "#", row: e.row, detail: e.detail })),
+    });
+  }
+  if (sheet.volunteers.length === 0) {
+    fail("validation", "The sheet holds no volunteers.", {
+      issues: [{ in: "body", pointer: "#", row: 2, detail: "no volunteer rows after the header" }],
+    });
+  }
+  if (sheet.volunteers.length > MAX_BATCH) {
+    const first = sheet.volunteers[MAX_BATCH]!;
+    fail("validation", `A sheet holds at most ${MAX_BATCH} volunteers.`, {
+      issues: [{ in: "body", pointer: "#", row: first.row, detail: `volunteer ${MAX_BATCH + 1}: too many` }],
+    });
+  }
+  const { reissue, ...issue } = params.data;
+  const volunteers: BatchVolunteer[] = sheet.volunteers.map((v) => ({
+    ref: v.ref,
+    name: v.name,
+    row: v.row,
+    extra: v.extra,
+  }));
+  return { request: { ...issue, volunteers }, reissue, extraColumns: sheet.extraColumns };
+}
 
 const LinkStatusSchema = z
   .enum(["active", "revoked", "expired", "exhausted", "suspended"])
@@ -234,34 +355,98 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
       path: "/v1/links/batch",
       tags: ["links"],
       summary: "Issue links for many volunteers, all or nothing",
-      description:
-        "Up to 10,000 volunteers with distinct refs, one transaction. Same checks as a single link. With `Accept: text/csv` the answer is a CSV file (header row `ref,name,id,url,notBefore,expiresAt`; cells that a spreadsheet would run as formulas are prefixed with `'`).",
+      description: `Up to 10,000 volunteers with distinct refs, one transaction. Same checks as a single link.
+
+**Two ways to send them:**
+
+- \`Content-Type: application/json\`: the body as below (no query parameters).
+- \`Content-Type: text/csv\` (UTF-8): a spreadsheet with a header row naming \`ref\` and optionally \`name\`; the issuing parameters go in the query (\`campaignId\`, \`phase\`, \`scopes=a,b\`, \`ttlSeconds\`, \`maxUses\`, \`reissue\`). Any other column (e-mail, phone …) is passed through to the CSV answer and never stored. Errors name the file's rows in \`errors[].row\` (the header being row 1).
+
+**Re-uploads never double links:** a volunteer who already holds an active link of the phase in this campaign is skipped and reported (\`skipped\`; in CSV, \`status\` = \`skipped\`, \`id\` = the links held), unless \`reissue\` is true: then the held links are revoked (a \`link\` revocation each, audited) and new ones issued in the same transaction (\`replaces\`; \`status\` = \`reissued\`).
+
+**Answer:** JSON, or with \`Accept: text/csv\` a CSV file: \`ref,name\`, the passed-through columns, then \`id,url,notBefore,expiresAt,status\`. Cells that a spreadsheet would run as formulas are prefixed with \`'\`.`,
       security: bearer,
       middleware: [coordinatorOrAdmin] as const,
-      request: { body: jsonBody(BatchInput) },
+      request: {
+        query: CsvUploadQuery,
+        body: {
+          required: false,
+          description: "JSON, or a CSV file with `Content-Type: text/csv`",
+          content: {
+            "application/json": { schema: BatchInput },
+            "text/csv": {
+              schema: z
+                .string()
+                .openapi({ example: "ref,name,email\r\nada@example.org,Ada,ada@example.org\r\n" }),
+            },
+          },
+        },
+      },
       responses: {
         201: {
           description: "Issued; the tokens are shown only now",
           content: {
-            "application/json": {
-              schema: z.object({ links: z.array(BatchIssuedLink) }).openapi("LinkBatch"),
-            },
+            "application/json": { schema: BatchAnswer },
             "text/csv": { schema: z.string() },
           },
         },
         ...issuanceProblems,
+        409: {
+          description:
+            "`phase_closed`: the phase has ended; `conflict`: another batch issued links to some of these volunteers meanwhile (send again)",
+          content: { "application/problem+json": { schema: ProblemSchema } },
+        },
       },
     }),
     async (c) => {
-      const body = c.req.valid("json");
-      const links = await issueLinks(c.var.deps, c.var, body);
+      const contentType = c.req.header("content-type") ?? "";
+      const query = c.req.valid("query");
+      let request: IssueRequest & { volunteers: BatchVolunteer[] };
+      let reissue: boolean;
+      let extraColumns: string[] = [];
+      let source: "json" | "csv";
+      if (isCsv(contentType)) {
+        ({ request, reissue, extraColumns } = await readCsvUpload(c, query, contentType));
+        source = "csv";
+      } else if (/^application\/json\s*(;|$)/i.test(contentType)) {
+        const given = [...new Set(new URL(c.req.url).searchParams.keys())];
+        if (given.length > 0) {
+          fail("validation", "Query parameters are read only with `Content-Type: text/csv`.", {
+            issues: given.map((k) => ({
+              in: "query" as const,
+              pointer: `#/${k}`,
+              detail: "send it in the JSON body",
+            })),
+          });
+        }
+        const body = c.req.valid("json") as z.infer<typeof BatchInput>;
+        const { reissue: r, ...rest } = body;
+        request = rest;
+        reissue = r;
+        source = "json";
+      } else {
+        fail("unsupported_media_type", "Send the volunteers as `application/json` or `text/csv`.");
+      }
+      const outcome = await issueBatch(c.var.deps, c.var, request, {
+        held: reissue ? "reissue" : "skip",
+        source,
+      });
+      const last = outcome.revoked.at(-1);
+      if (outcome.policyVersion !== null && last) {
+        await publishChange(c.var.deps, outcome.policyVersion, { type: "revocation", revocation: last });
+      }
       if (wantsCsv(c.req.header("accept"))) {
-        return c.body(issuedLinksCsv(links), 201, {
+        return c.body(batchAnswerCsv(request.volunteers, outcome, extraColumns), 201, {
           "Content-Type": "text/csv; charset=utf-8",
-          "Content-Disposition": `attachment; filename="links-${body.campaignId}-${body.phase}.csv"`,
+          "Content-Disposition": `attachment; filename="links-${request.campaignId}-${request.phase}.csv"`,
         });
       }
-      return c.json({ links }, 201);
+      const sent: readonly BatchVolunteer[] = request.volunteers;
+      const rowOf = new Map(sent.map((v, i) => [v.ref, v.row ?? i]));
+      const position = source === "csv" ? "row" : "index";
+      const links = outcome.links.map((l) => ({ ...l, [position]: rowOf.get(l.volunteer.ref)! }));
+      const skipped = outcome.skipped.map((s) => ({ ...s, [position]: rowOf.get(s.ref)! }));
+      return c.json({ links, skipped }, 201);
     },
   );
 

@@ -10,6 +10,7 @@ import type { AppEnv } from "../context.ts";
 import { audited, publishChange } from "../effects.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
+import { revocationJson } from "../revocation-json.ts";
 import {
   bearer,
   Cursor,
@@ -106,20 +107,6 @@ const RevocationOutput = z
     createdAt: IsoDateTime,
   })
   .openapi("Revocation");
-
-const revocationJson = (r: Revocation) => ({
-  id: r.id,
-  scope: r.scope,
-  linkId: r.linkId ?? null,
-  volunteerRef: r.volunteerRef ?? null,
-  campaignId: r.campaignId ?? null,
-  contestId: r.contestId ?? null,
-  phase: r.phase ?? null,
-  reason: r.reason,
-  actor: r.actor,
-  effectiveAt: r.effectiveAt.toISOString(),
-  createdAt: (r.createdAt ?? r.effectiveAt).toISOString(),
-});
 
 const COORDINATOR_SCOPES: readonly RevocationScope[] = ["link", "volunteer", "campaign"];
 
