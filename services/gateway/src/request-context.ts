@@ -116,6 +116,9 @@ export function clearSessionCookie(c: Context<GatewayEnv>): void {
 export function crossSite(c: Context<GatewayEnv>): boolean {
   const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
   if (site === "cross-site") return true;
+  // The browser's own word, which no page can forge. Under `Referrer-Policy: no-referrer` (the
+  // landing page's) Chromium sends `Origin: null` on a same-origin form post, so Origin cannot decide.
+  if (site === "same-origin") return false;
   const origin = c.req.header("origin");
   if (origin === undefined) return false;
   const own = new Set<string>();
