@@ -213,25 +213,35 @@ describeIntegration("the console in a browser", ["postgres"], () => {
           "/console/reports/dead-links",
           "/console/no-such-page",
         ];
-        for (const size of ["phone", "laptop"] as const) {
-          const page = await signIn(size, stack.adminToken);
-          for (const path of paths) {
-            await page.goto(`${ts.url}${path}`);
-            await noSeriousViolations(page);
-            // Nothing wider than the screen but the tables' own scrolling regions.
-            const overflow = await page.evaluate(
-              () =>
-                (
-                  globalThis as unknown as {
-                    document: { documentElement: { scrollWidth: number; clientWidth: number } };
-                  }
-                ).document.documentElement.scrollWidth -
-                (globalThis as unknown as { document: { documentElement: { clientWidth: number } } }).document
-                  .documentElement.clientWidth,
-            );
-            expect(overflow, `${size} ${path}`).toBeLessThanOrEqual(0);
+        const coordinator = await coordinatorKey(campaignId);
+        const sweeps = [
+          { key: stack.adminToken, paths },
+          // A coordinator's own versions of its pages (no campaign column or field), and a 403.
+          {
+            key: coordinator,
+            paths: ["/console/links", "/console/links/new", "/console/progress", "/console/audit"],
+          },
+        ];
+        for (const size of ["phone", "laptop"] as const)
+          for (const sweep of sweeps) {
+            const page = await signIn(size, sweep.key);
+            for (const path of sweep.paths) {
+              await page.goto(`${ts.url}${path}`);
+              await noSeriousViolations(page);
+              // Nothing wider than the screen but the tables' own scrolling regions.
+              const overflow = await page.evaluate(
+                () =>
+                  (
+                    globalThis as unknown as {
+                      document: { documentElement: { scrollWidth: number; clientWidth: number } };
+                    }
+                  ).document.documentElement.scrollWidth -
+                  (globalThis as unknown as { document: { documentElement: { clientWidth: number } } })
+                    .document.documentElement.clientWidth,
+              );
+              expect(overflow, `${size} ${path}`).toBeLessThanOrEqual(0);
+            }
           }
-        }
       },
       10 * FLOW_MS,
     );

@@ -139,7 +139,7 @@ describe("console sign-in", () => {
     expect(b.cookie).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const home = await b.get("/console");
     expect(home.status).toBe(303);
-    expect(home.res.headers.get("location")).toBe("/console/links");
+    expect(home.res.headers.get("location")).toBe("/console/contests");
   });
 
   it("refuses a wrong key without echoing it, and sets no session", async () => {

@@ -14,7 +14,7 @@ import { registerAuditPages } from "./audit-page.tsx";
 import { registerCampaignPages } from "./campaigns-page.tsx";
 import { registerContestPages } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { type Flash, Layout, Notice, navFor, type Viewer } from "./layout.tsx";
+import { type Flash, Layout, Notice, type Viewer } from "./layout.tsx";
 import { registerLinkPages } from "./links-page.tsx";
 import { registerProgressPages } from "./progress-page.tsx";
 import type { ConsoleSessions } from "./sessions.ts";
@@ -87,7 +87,13 @@ export function sameOrigin(c: Context): boolean {
 const secureCookie = (c: Context<ConsoleEnv>): boolean =>
   c.var.deps.config.issuer.startsWith("https:") || new URL(c.req.url).protocol === "https:";
 
-const home = (v: Viewer): string => navFor(v.role)[0]?.href ?? "/console/sign-in";
+/** Where each role starts: its day-to-day page. */
+const HOME: Record<Viewer["role"], string> = {
+  admin: "/console/contests",
+  coordinator: "/console/links",
+  auditor: "/console/audit",
+};
+const home = (v: Viewer): string => HOME[v.role];
 
 /**
  * The console, mounted at `/console`. Pages are server-rendered; every action is a request to

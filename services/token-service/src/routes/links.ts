@@ -144,14 +144,10 @@ const TRUE_FALSE = z.enum(["true", "false"]).transform((v) => v === "true");
 const CsvUploadQuery = z.object({
   campaignId: Slug.optional().openapi({ description: "CSV uploads only (required there)" }),
   phase: Slug.optional().openapi({ description: "CSV uploads only (required there)" }),
-  scopes: z
-    .string()
-    .max(200)
-    .optional()
-    .openapi({
-      description: "CSV uploads only (required there): comma-separated",
-      example: "calls:read,calls:write",
-    }),
+  scopes: z.string().max(200).optional().openapi({
+    description: "CSV uploads only (required there): comma-separated",
+    example: "calls:read,calls:write",
+  }),
   ttlSeconds: z.coerce.number().int().min(1).max(MAX_TTL_SECONDS).optional().openapi({ type: "integer" }),
   maxUses: z.coerce.number().int().min(1).max(MAX_MAX_USES).optional().openapi({ type: "integer" }),
   reissue: TRUE_FALSE.optional().openapi({ type: "string", enum: ["true", "false"] }),
