@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";

@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import { safeEqual } from "@phaselock/core";
 import { type Context, Hono } from "hono";

@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 
 /** The sign-in form: the key is typed or pasted, sent once, and never shown again. */
