@@ -2,9 +2,9 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
-import { done, field, forbiddenPage, page } from "./index.tsx";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
+import { done, field, forbiddenPage, page } from "./render.tsx";
 
 interface ApiKey {
   id: string;

@@ -2,9 +2,9 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
-import { forbiddenPage, page } from "./index.tsx";
 import { Notice, ProblemNotice, Status, TableWrap, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
+import { forbiddenPage, page } from "./render.tsx";
 
 interface AuditEvent {
   seq: number;

@@ -3,9 +3,9 @@
 import type { Hono } from "hono";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { done, field, forbiddenPage, page } from "./index.tsx";
 import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
+import { done, field, forbiddenPage, page } from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
 const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;

@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ADMIN,
@@ -565,5 +568,20 @@ describe("GET /v1/audit/export", () => {
       (await h.app.request("/v1/audit/export?typo=1", { headers: { authorization: `Bearer ${ADMIN}` } }))
         .status,
     ).toBe(400);
+  });
+});
+
+describe("console sources", () => {
+  it("every page file names its JSX runtime, so tsx (pnpm start) renders it as vitest and tsc do", () => {
+    const dir = dirname(fileURLToPath(import.meta.url));
+    const files = readdirSync(dir).filter((f) => f.endsWith(".tsx"));
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files)
+      expect(
+        readFileSync(join(dir, f), "utf8").startsWith(
+          "/** @jsxRuntime automatic */\n/** @jsxImportSource hono/jsx */\n",
+        ),
+        f,
+      ).toBe(true);
   });
 });

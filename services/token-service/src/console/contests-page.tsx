@@ -3,9 +3,9 @@
 import type { Context, Hono } from "hono";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { done, field, forbiddenPage, page } from "./index.tsx";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
+import { done, field, forbiddenPage, page } from "./render.tsx";
 
 interface Phase {
   name: string;

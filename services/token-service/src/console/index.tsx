@@ -5,7 +5,6 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
-import type { Child } from "hono/jsx";
 import type { AppEnv } from "../context.ts";
 import { authenticate } from "../middleware/auth.ts";
 import { registerAdminPages } from "./admin-pages.tsx";
@@ -18,6 +17,7 @@ import type { ConsoleEnv } from "./env.ts";
 import { type Flash, Layout, Notice, type Viewer } from "./layout.tsx";
 import { registerLinkPages } from "./links-page.tsx";
 import { registerProgressPages } from "./progress-page.tsx";
+import { page } from "./render.tsx";
 import type { ConsoleSessions } from "./sessions.ts";
 import { SignInPage } from "./sign-in-page.tsx";
 
@@ -30,40 +30,6 @@ export const CONSOLE_CSP =
 
 /** An upload of 10,000 volunteers with extra columns fits; anything larger is not a sheet of ours. */
 const MAX_CONSOLE_BODY = 8 * 1024 * 1024;
-
-/** What a page handler renders: the layout around its content, with the viewer's navigation. */
-export function page(
-  c: Context<ConsoleEnv>,
-  title: string,
-  body: Child,
-  opts: { status?: 200 | 201 | 400 | 403 | 404 | 409 | 422 | 500 | 503; flash?: Flash } = {},
-) {
-  const flash = opts.flash ?? c.var.session.flash;
-  c.var.session.flash = undefined;
-  return c.html(
-    <Layout title={title} viewer={c.var.viewer} path={c.req.path} flash={flash}>
-      {body}
-    </Layout>,
-    opts.status ?? 200,
-  );
-}
-
-/** After a POST: back to a page (303, so a reload does not repeat the action), with a message. */
-export function done(c: Context<ConsoleEnv>, to: string, flash: Flash) {
-  c.var.session.flash = flash;
-  return c.redirect(to, 303);
-}
-
-/** The 403 page for a role that may not use a page (the API would refuse it the same way). */
-export const forbiddenPage = (c: Context<ConsoleEnv>) =>
-  page(
-    c,
-    "Not available to your role",
-    <p>
-      Your API key has the <strong>{c.var.viewer.role}</strong> role, which may not use this page.
-    </p>,
-    { status: 403 },
-  );
 
 /**
  * Whether a POST comes from a console page (same origin). Fetch Metadata first: browsers set
@@ -261,9 +227,3 @@ export function registerConsole(
 
   app.route("/console", con as unknown as Hono<AppEnv>);
 }
-
-/** A form field as a trimmed string ("" when absent or a file). */
-export const field = (c: Context<ConsoleEnv>, name: string): string => {
-  const v = c.var.form[name];
-  return typeof v === "string" ? v.trim() : "";
-};

@@ -5,8 +5,8 @@ import { parseCsv } from "../csv.ts";
 import { readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { done, field, forbiddenPage, page } from "./index.tsx";
 import { Csrf, Notice, ProblemNotice, Status, TableWrap, type Viewer, when } from "./layout.tsx";
+import { done, field, forbiddenPage, page } from "./render.tsx";
 
 export interface LinkItem {
   id: string;

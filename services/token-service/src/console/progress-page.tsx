@@ -3,9 +3,9 @@
 import type { Context, Hono } from "hono";
 import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { forbiddenPage, page } from "./index.tsx";
 import { Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
 import { campaignOf, type LinkItem, type Page } from "./links-page.tsx";
+import { forbiddenPage, page } from "./render.tsx";
 
 /** Links read for the progress view: enough for the largest batch the API issues. */
 const MAX_PAGES = 20;
