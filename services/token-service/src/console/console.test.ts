@@ -275,6 +275,27 @@ describe("coordinator", () => {
     expect(one.html).not.toContain("<code>v-1</code>");
   });
 
+  it("re-uploading the same sheet skips volunteers holding a link, unless Reissue is ticked", async () => {
+    const { b, campaignId } = await coordinator();
+    await b.get("/console/links/new");
+    const fields = { phase: "open", scopes: "calls:read" };
+    await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
+    const again = await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
+    expect(again.status).toBe(201);
+    expect(again.html).toContain("0 links issued");
+    expect(again.html).toContain("2 volunteers already held an active link and were skipped");
+    expect(await linksOf(campaignId)).toHaveLength(2);
+    const reissued = await b.upload(
+      "/console/links/issue",
+      { ...fields, reissue: "true" },
+      { name: "v.csv", text: SHEET },
+    );
+    expect(reissued.html).toContain("2 links issued");
+    expect(reissued.html).toContain("2 of them replace a link that is now revoked.");
+    const statuses = (await linksOf(campaignId)).map((l) => l.status).sort();
+    expect(statuses).toEqual(["active", "active", "revoked", "revoked"]);
+  });
+
   it("names the rows of a bad sheet and issues nothing", async () => {
     const { b, campaignId } = await coordinator();
     await b.get("/console/links/new");

@@ -402,12 +402,16 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const rows = rowsOf(res.text);
     const issued = rows.filter((r) => r.url !== "");
     const skipped = rows.filter((r) => r.url === "");
+    const reissued = rows.filter((r) => r.status === "reissued").length;
     return page(
       c,
       "Links issued",
       <>
         <Notice kind="ok">
           {`${issued.length} link${issued.length === 1 ? "" : "s"} issued for ${campaignId}, phase ${phase}.`}
+          {reissued > 0
+            ? ` ${reissued} of them replace${reissued === 1 ? "s" : ""} a link that is now revoked.`
+            : ""}
           {skipped.length > 0
             ? ` ${skipped.length} volunteer${skipped.length === 1 ? "" : "s"} already held an active link and ${skipped.length === 1 ? "was" : "were"} skipped (tick "Reissue" to replace their links).`
             : ""}
