@@ -117,6 +117,10 @@ async function signedIn(key: string): Promise<Browser> {
 
 describe("console sign-in", () => {
   it("shows a field labelled API key and a Sign in button, under the strict CSP", async () => {
+    // GET /console itself is the sign-in page for a browser without a session.
+    const front = await new Browser().get("/console");
+    expect(front.status).toBe(200);
+    expect(front.html).toMatch(/<label for="apiKey">API key<\/label>/);
     const { status, html } = await new Browser().get("/console/sign-in");
     expect(status).toBe(200);
     expect(html).toMatch(/<label for="apiKey">API key<\/label>/);

@@ -152,6 +152,16 @@ export function registerConsole(
         // A deleted API key signs its sessions out at their next request.
         if (session) sessions.delete(id);
         deleteCookie(c, CONSOLE_COOKIE, { path: "/console" });
+        // The console's front door is the sign-in form itself, not a redirect to it.
+        if (
+          (c.req.method === "GET" || c.req.method === "HEAD") &&
+          (c.req.path === "/console" || c.req.path === "/console/")
+        )
+          return signIn(
+            c,
+            200,
+            id ? { kind: "warn", text: "Your session ended. Sign in again." } : undefined,
+          );
         if (c.req.method === "GET" || c.req.method === "HEAD")
           return c.redirect(`/console/sign-in${id ? "?signed-out=expired" : ""}`, 303);
         return c.html(
