@@ -4,7 +4,7 @@ import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page } from "./render.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 interface ApiKey {
   id: string;
@@ -150,7 +150,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     );
     if (!res.ok)
       return page(c, "API keys", <ProblemNotice problem={res.problem} intro="No key was created." />, {
-        status: res.status === 404 ? 404 : 400,
+        status: statusFor(res.status),
       });
     const k = res.body;
     // The one page that shows a credential: the new key, once, to the admin who made it.
@@ -213,7 +213,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
     if (!res.ok)
       return page(c, "Delete an API key", <ProblemNotice problem={res.problem} />, {
-        status: res.status === 404 ? 404 : 400,
+        status: statusFor(res.status),
       });
     return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
   });
@@ -317,7 +317,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     const res = await c.var.api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
     if (!res.ok)
       return page(c, "Revocations", <ProblemNotice problem={res.problem} intro="Nothing was revoked." />, {
-        status: res.status === 404 ? 404 : 400,
+        status: statusFor(res.status),
       });
     const m = res.body.matched;
     return done(c, "/console/revocations", {
@@ -381,7 +381,10 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/signing-keys/rotate", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const res = await c.var.api.call<{ kid: string }>("POST", "/v1/keys/rotate");
-    if (!res.ok) return page(c, "Signing keys", <ProblemNotice problem={res.problem} />, { status: 400 });
+    if (!res.ok)
+      return page(c, "Signing keys", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
     return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${res.body.kid} signs from now on.` });
   });
 
@@ -428,7 +431,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
         "Revoke a signing key",
         <ProblemNotice problem={res.problem} intro="The key was not revoked." />,
         {
-          status: res.status === 404 ? 404 : 400,
+          status: statusFor(res.status),
         },
       );
     return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
@@ -503,7 +506,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           <ProblemNotice problem={res.problem} />
         )}
       </>,
-      { status: res.ok ? 200 : 400 },
+      { status: res.ok ? 200 : statusFor(res.status) },
     );
   });
 }

@@ -4,7 +4,7 @@ import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
 import { Notice, ProblemNotice, Status, TableWrap, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { forbiddenPage, page } from "./render.tsx";
+import { forbiddenPage, page, statusFor } from "./render.tsx";
 
 interface AuditEvent {
   seq: number;
@@ -141,7 +141,7 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
           </p>
         ) : null}
       </>,
-      { status: res.ok ? 200 : 400 },
+      { status: res.ok ? 200 : statusFor(res.status) },
     );
   });
 
@@ -149,7 +149,9 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     if (!canRead(c.var.viewer.role)) return forbiddenPage(c);
     const res = await c.var.api.call<Verified>("GET", "/v1/audit/verify");
     if (!res.ok)
-      return page(c, "Audit verification", <ProblemNotice problem={res.problem} />, { status: 400 });
+      return page(c, "Audit verification", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
     const v = res.body;
     return page(
       c,

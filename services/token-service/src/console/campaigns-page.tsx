@@ -5,7 +5,7 @@ import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page } from "./render.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
 const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -101,7 +101,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         "Campaigns",
         <ProblemNotice problem={res.problem} intro="The campaign was not saved." />,
         {
-          status: res.status === 404 ? 404 : 400,
+          status: statusFor(res.status),
         },
       );
     return done(c, `/console/campaigns/${id}`, { kind: "ok", text: `Campaign ${id} saved.` });
@@ -212,7 +212,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
       : await c.var.api.call("PUT", path, { json: { scopes } });
     if (!res.ok)
       return page(c, "Entitlements", <ProblemNotice problem={res.problem} intro="Nothing changed." />, {
-        status: res.status === 404 ? 404 : 400,
+        status: statusFor(res.status),
       });
     return done(c, `/console/campaigns/${id}`, {
       kind: "ok",

@@ -528,6 +528,22 @@ describe("admin", () => {
     expect((await admin.get("/console/revocations")).html).toContain("matched no link");
   });
 
+  it("issues links for a campaign it picks first", async () => {
+    const { campaignId } = await seedOpen(h);
+    const admin = await signedIn(ADMIN);
+    const pick = await admin.get("/console/links/new");
+    expect(pick.html).toContain(`<option value="${campaignId}">`);
+    const form = await admin.get(`/console/links/new?campaignId=${campaignId}`);
+    expect(form.html).toContain('<option value="open"');
+    const res = await admin.upload(
+      "/console/links/issue",
+      { campaignId, phase: "open", scopes: "calls:read" },
+      { name: "v.csv", text: SHEET },
+    );
+    expect(res.status).toBe(201);
+    expect(await linksOf(campaignId)).toHaveLength(2);
+  });
+
   it("opens every admin page", async () => {
     const admin = await signedIn(ADMIN);
     for (const path of [

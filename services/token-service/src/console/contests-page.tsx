@@ -5,7 +5,7 @@ import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page } from "./render.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 interface Phase {
   name: string;
@@ -343,7 +343,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
         "Switch phase off",
         <ProblemNotice problem={res.problem} intro="The phase was not ended." />,
         {
-          status: res.status === 403 ? 403 : 400,
+          status: statusFor(res.status),
         },
       );
     return done(c, `/console/contests/${id}`, { kind: "ok", text: `Phase ${phase} is switched off.` });

@@ -6,7 +6,7 @@ import { readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, Status, TableWrap, type Viewer, when } from "./layout.tsx";
-import { done, field, forbiddenPage, page } from "./render.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 export interface LinkItem {
   id: string;
@@ -303,7 +303,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
           </p>
         ) : null}
       </>,
-      { status: res.ok ? 200 : res.status === 403 ? 403 : 400 },
+      { status: res.ok ? 200 : statusFor(res.status) },
     );
   });
 
@@ -311,6 +311,31 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const { viewer } = c.var;
     if (!canIssue(viewer)) return forbiddenPage(c);
     const campaignId = campaignOf(c, (c.req.query("campaignId") ?? "").trim());
+    if (viewer.role === "admin" && !campaignId) {
+      // An admin first picks the campaign, so the form can offer its contest's phases.
+      const list = await c.var.api.call<Page<{ id: string; name: string }>>("GET", "/v1/campaigns?limit=500");
+      return page(
+        c,
+        "Issue links from a volunteers CSV",
+        <form method="get" action="/console/links/new" class="filters">
+          <div>
+            <label for="pick-campaign">Campaign</label>
+            {list.ok && list.body.items.length > 0 ? (
+              <select id="pick-campaign" name="campaignId" required>
+                {list.body.items.map((k) => (
+                  <option value={k.id}>{`${k.name} (${k.id})`}</option>
+                ))}
+              </select>
+            ) : (
+              <input type="text" id="pick-campaign" name="campaignId" required />
+            )}
+          </div>
+          <div>
+            <button type="submit">Continue</button>
+          </div>
+        </form>,
+      );
+    }
     return page(
       c,
       "Issue links from a volunteers CSV",
@@ -331,7 +356,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const maxUses = field(c, "maxUses") || "5";
     const reissue = field(c, "reissue") === "true";
     const values = { phase, scopes: scopes.join(","), ttlDays, maxUses, reissue: String(reissue) };
-    const again = async (problem: Problem, status: 400 | 403 | 404 | 409 | 422 = 400) =>
+    const again = async (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
       page(
         c,
         "Issue links from a volunteers CSV",
@@ -394,7 +419,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
       });
     }
     if (!res.ok) {
-      const status = ([400, 403, 404, 409, 422] as const).find((s) => s === res.status) ?? 400;
+      const status = statusFor(res.status);
       return again(res.problem, status);
     }
     const filename = /filename="([^"]+)"/.exec(res.headers.get("content-disposition") ?? "")?.[1];
@@ -507,7 +532,9 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     if (viewer.role === "admin") query.set("campaignId", campaignId);
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
     if (!res.ok)
-      return page(c, "Revoke a volunteer", <ProblemNotice problem={res.problem} />, { status: 400 });
+      return page(c, "Revoke a volunteer", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
     const n = res.body.items.length;
     return page(
       c,
@@ -542,7 +569,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
         "Revocation refused",
         <ProblemNotice problem={res.problem} intro="Nothing was revoked." />,
         {
-          status: res.status === 403 ? 403 : 400,
+          status: statusFor(res.status),
         },
       );
     }

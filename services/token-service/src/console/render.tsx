@@ -22,6 +22,10 @@ export function page(
   );
 }
 
+/** A page's status for an API refusal: the same where a page can answer it, else 400 (or 503). */
+export const statusFor = (api: number): 400 | 403 | 404 | 409 | 422 | 503 =>
+  ([400, 403, 404, 409, 422, 503] as const).find((s) => s === api) ?? (api >= 500 ? 503 : 400);
+
 /** After a POST: back to a page (303, so a reload does not repeat the action), with a message. */
 export function done(c: Context<ConsoleEnv>, to: string, flash: Flash) {
   c.var.session.flash = flash;
