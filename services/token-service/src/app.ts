@@ -7,6 +7,7 @@ import { ConsoleSessions } from "./console/sessions.ts";
 import type { AppEnv, TokenServiceDeps } from "./context.ts";
 import { fail, notFound, onError, validationHook } from "./errors.ts";
 import { requestId } from "./middleware/request-id.ts";
+import { strictQuery } from "./middleware/strict-query.ts";
 import { registerApiKeys } from "./routes/api-keys.ts";
 import { registerAudit } from "./routes/audit.ts";
 import { registerCampaigns } from "./routes/campaigns.ts";
@@ -72,6 +73,9 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
       await next();
     }),
   );
+
+  // Unknown query parameters are refused on every route, by what each declares in the document.
+  app.use(strictQuery(app, { extra: ["GET /openapi.json", "GET /docs"] }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -144,20 +144,24 @@ const outer = {
  * True when any revocation covers the link, with the same rules as `RevocationIndex.covers`:
  * `link` by id; the others when the link's `iat` second is at or before the watermark's second.
  */
-const revokedBySql = (only: SQL): SQL => sql`exists (
-  select 1 from ${revocations} r where ${only} and (
-    (r.scope = 'link' and r.link_id = ${outer.id})
-    or (r.scope <> 'link'
-      and ${epochSecond(links.issuedAt)} <= ${epochSecond(sql`r.effective_at`)}
-      and (
-        r.scope = 'all'
-        or (r.scope = 'contest' and r.contest_id = ${outer.contestId})
-        or (r.scope = 'phase' and r.contest_id = ${outer.contestId} and r.phase = ${outer.phase})
-        or (r.scope = 'campaign' and r.campaign_id = ${outer.campaignId})
-        or (r.scope = 'volunteer' and r.volunteer_ref = ${outer.volunteerRef}
-          and (r.campaign_id is null or r.campaign_id = ${outer.campaignId}))
-      )))
-)`;
+// Two lookups, each indexed by `revocations_scope_link_idx`: `link` revocations by the link's id,
+// and the watermark scopes (few) by scope. One `exists` with an `or` would scan every revocation
+// for every link: thousands of `link` revocations (a reissued sheet) made counts quadratic.
+const revokedBySql = (only: SQL): SQL => sql`(exists (
+  select 1 from ${revocations} r where ${only} and r.scope = 'link' and r.link_id = ${outer.id}
+) or exists (
+  select 1 from ${revocations} r where ${only}
+    and r.scope in ('all', 'contest', 'phase', 'campaign', 'volunteer')
+    and ${epochSecond(links.issuedAt)} <= ${epochSecond(sql`r.effective_at`)}
+    and (
+      r.scope = 'all'
+      or (r.scope = 'contest' and r.contest_id = ${outer.contestId})
+      or (r.scope = 'phase' and r.contest_id = ${outer.contestId} and r.phase = ${outer.phase})
+      or (r.scope = 'campaign' and r.campaign_id = ${outer.campaignId})
+      or (r.scope = 'volunteer' and r.volunteer_ref = ${outer.volunteerRef}
+        and (r.campaign_id is null or r.campaign_id = ${outer.campaignId}))
+    )
+))`;
 export const linkRevokedSql: SQL = revokedBySql(sql`true`);
 
 /** The link's phase has ended or no longer exists: a timeline ended it, whatever its `exp`. */
@@ -305,19 +309,15 @@ export const linksRepo = (db: Db): LinksRepo => {
     activeByVolunteer: async (campaignId, phase, refs, now, tx) => {
       const out = new Map<string, string[]>();
       if (refs.length === 0) return out;
+      // Every active link of the campaign's phase, matched to the refs here: one indexed query
+      // whose plan cannot turn quadratic (a join to 10,000 refs did, on a table without stats).
+      const wanted = new Set(refs);
       const rows = await (tx ?? db)
         .select({ id: links.id, ref: links.volunteerRef })
         .from(links)
-        .where(
-          and(
-            eq(links.campaignId, campaignId),
-            eq(links.phase, phase),
-            // One JSON parameter, however many refs: the batch's 10,000 stay one statement.
-            sql`${links.volunteerRef} in (select jsonb_array_elements_text(${JSON.stringify(refs)}::jsonb))`,
-            statusFilter("active", now),
-          ),
-        );
+        .where(and(eq(links.campaignId, campaignId), eq(links.phase, phase), statusFilter("active", now)));
       for (const r of rows) {
+        if (!wanted.has(r.ref)) continue;
         const held = out.get(r.ref);
         if (held) held.push(r.id);
         else out.set(r.ref, [r.id]);

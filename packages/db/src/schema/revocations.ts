@@ -21,5 +21,9 @@ export const revocations = pgTable(
     effectiveAt: timestamp("effective_at", { withTimezone: true }).notNull(),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index("revocations_created_idx").on(t.createdAt, t.id)],
+  (t) => [
+    index("revocations_created_idx").on(t.createdAt, t.id),
+    // Link status: `link` revocations by link id, the watermark scopes by scope.
+    index("revocations_scope_link_idx").on(t.scope, t.linkId),
+  ],
 );

@@ -1,7 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import {
   REVOCATION_SCOPES,
-  type Revocation,
   type RevocationScope,
   type RevocationTarget,
   revocationSchema,
