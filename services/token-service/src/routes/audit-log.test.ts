@@ -28,8 +28,10 @@ function sink(): { stream: PassThrough; text: () => string } {
   return { stream, text: () => Buffer.concat(chunks).toString("utf8") };
 }
 
+let issued = 0;
 async function issue(h: Harness, campaignId: string, n: number): Promise<number> {
-  const volunteers = Array.from({ length: n }, (_, i) => ({ ref: `vol-${i}` }));
+  // Fresh refs each time: a batch skips volunteers who already hold an active link of the phase.
+  const volunteers = Array.from({ length: n }, () => ({ ref: `vol-${++issued}` }));
   const res = await call(h, "POST", "/v1/links/batch", {
     body: { campaignId, phase: "open", scopes: ["calls:read"], volunteers },
   });
