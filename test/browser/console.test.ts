@@ -89,6 +89,8 @@ describeIntegration("the console in a browser", ["postgres"], () => {
         await page.getByText("2 links issued").waitFor();
         await noSeriousViolations(page);
 
+        // The page's script ran under the CSP: the copy buttons it reveals are there.
+        expect(await page.getByRole("button", { name: "Copy link of vol-ada" }).isVisible()).toBe(true);
         const [download] = await Promise.all([
           page.waitForEvent("download"),
           page.getByRole("link", { name: "Download links (CSV)" }).click(),
@@ -124,10 +126,17 @@ describeIntegration("the console in a browser", ["postgres"], () => {
         expect(refused?.status()).toBe(403);
         expect(await phone.content()).not.toContain("0700 900 001");
 
-        // The progress view, at phone size too.
+        // The progress view updates without a reload: Grace opens her link meanwhile.
         await page.goto(`${ts.url}/console/progress`);
-        await page.getByText("volunteers opened their link").waitFor();
+        await page.getByText("1 / 2").waitFor();
         await noSeriousViolations(page);
+        const grace = rows.map((r) => r.split(",")).find((r) => r[cols.indexOf("ref")] === "vol-grace")!;
+        const redeemed = await stack.gateways[0]!.app.request(new URL(grace[cols.indexOf("url")]!).pathname, {
+          method: "POST",
+          headers: { accept: "application/json" },
+        });
+        expect(redeemed.status).toBe(201);
+        await page.getByText("2 / 2").waitFor({ timeout: 20_000 });
       },
       FLOW_MS,
     );

@@ -447,6 +447,9 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       "GET",
       `/v1/reports/dead-links?${q}`,
     );
+    // Coordinators by their key's label, where the key is still listed.
+    const keys = await c.var.api.call<Page<ApiKey>>("GET", "/v1/api-keys?limit=500");
+    const labelOf = new Map(keys.ok ? keys.body.items.map((k) => [k.id, k.label ?? ""]) : []);
     return page(
       c,
       "Dead-link report",
@@ -486,6 +489,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
                     <tr>
                       <td data-label="Issued by">
                         <code>{r.issuedBy ?? "—"}</code>
+                        {r.issuedBy && labelOf.get(r.issuedBy) ? ` ${labelOf.get(r.issuedBy)}` : ""}
                       </td>
                       <td data-label="Campaign">{r.campaignId ?? "—"}</td>
                       <td data-label="Reason">{r.reason}</td>
