@@ -249,7 +249,8 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
                   <td data-label="Ends">{when(p.endsAt)}</td>
                   <td data-label="Member data">{p.memberData ? "yes" : "no"}</td>
                   <td data-label="Actions">
-                    {Date.parse(p.endsAt) > now.getTime() ? (
+                    {/* Only the running phase can be switched off: a later one is moved with the timeline. */}
+                    {contest.currentPhase?.name === p.name ? (
                       <form
                         method="get"
                         action={`/console/contests/${encodeURIComponent(contest.id)}/phases/${encodeURIComponent(p.name)}/end`}
@@ -258,8 +259,10 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
                           Switch phase off
                         </button>
                       </form>
-                    ) : (
+                    ) : Date.parse(p.endsAt) <= now.getTime() ? (
                       "ended"
+                    ) : (
+                      "not started"
                     )}
                   </td>
                 </tr>

@@ -278,13 +278,13 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
                                 Revoke
                               </button>
                             </form>
-                            <form method="get" action="/console/volunteers/revoke">
-                              <input type="hidden" name="ref" value={l.volunteer.ref} />
-                              <input type="hidden" name="campaignId" value={l.campaignId} />
-                              <button type="submit" class="secondary small">
-                                Revoke volunteer
-                              </button>
-                            </form>
+                            {/* A link to its confirmation page (whose button revokes), so the row has one "Revoke" button. */}
+                            <a
+                              class="button secondary small"
+                              href={`/console/volunteers/revoke?${new URLSearchParams({ ref: l.volunteer.ref, campaignId: l.campaignId })}`}
+                            >
+                              Revoke volunteer
+                            </a>
                           </div>
                         ) : null}
                       </td>
