@@ -61,7 +61,7 @@ async function main(): Promise<void> {
       });
       const page = await context.newPage();
       const shot = async (name: string) => {
-        await page.screenshot({ path: join(OUT, `${name}-${size}.png`), fullPage: true });
+        await page.screenshot({ path: join(OUT, `${name}-${size}.png`), fullPage: true, scale: "css" });
         shots++;
       };
       const signIn = async (key: string) => {
