@@ -154,7 +154,17 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       middleware: [readers] as const,
       request: { query: z.object({ since: IsoDateTime.optional() }).strict() },
       responses: {
-        200: { content: { "application/x-ndjson": { schema: z.string() } }, description: "The export" },
+        200: {
+          content: {
+            "application/x-ndjson": {
+              schema: z.string().openapi({
+                example:
+                  '{"type":"phaselock.audit.export","version":1,"from_seq":1,"prev_hash":"0000…"}\n{"seq":1,"id":"evt_…","type":"contest.updated",…}\n{"type":"phaselock.audit.export.end","events":1,"head":"9f86…"}\n',
+              }),
+            },
+          },
+          description: "The export",
+        },
         ...problems(400, 401, 403),
       },
     }),
