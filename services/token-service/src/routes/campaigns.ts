@@ -138,10 +138,10 @@ function afterRef(cursor: string): string {
   });
 }
 
-/** A coordinator reads its own campaign only; another's answers 404, as an unknown one does. */
+/** A coordinator reads its own campaign only: another's is 403 `forbidden`, as for its links. */
 async function readableCampaign(deps: TokenServiceDeps, principal: Principal, campaignId: string) {
   if (principal.role === "coordinator" && !canActOnCampaign(principal, campaignId))
-    fail("not_found", "No such campaign.");
+    fail("forbidden", "This API key may only read its own campaign.");
   const campaign = await deps.repos.campaigns.get(campaignId);
   if (!campaign) fail("not_found", "No such campaign.");
   return campaign;
@@ -174,6 +174,11 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
     async (c) => {
       const { deps, principal } = c.var;
       const query = c.req.valid("query");
+      if (query.contestId !== undefined && !(await deps.repos.contests.get(query.contestId))) {
+        fail("validation", "No contest of that id.", {
+          issues: [{ in: "query", pointer: "#/contestId", detail: "not a contest" }],
+        });
+      }
       const page = await deps.repos.campaigns.listPage({
         contestId: query.contestId,
         only: principal.role === "coordinator" ? principal.campaignId : undefined,
@@ -191,11 +196,11 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       tags: ["campaigns"],
       summary: "One campaign with its entitlements and link counts",
       description:
-        "`entitlements` maps each phase the campaign is granted to its scopes; `links` counts the campaign's links by status. A coordinator asking for another campaign gets 404, as for one that does not exist.",
+        "`entitlements` maps each phase the campaign is granted to its scopes; `links` counts the campaign's links by status. A coordinator may read its own campaign only (another: 403 `forbidden`).",
       security: bearer,
       middleware: [auth({ roles: ["admin", "auditor", "coordinator"] })] as const,
       request: { params: CampaignParams },
-      responses: { 200: jsonContent(CampaignDetail, "The campaign"), ...problems(400, 401, 404) },
+      responses: { 200: jsonContent(CampaignDetail, "The campaign"), ...problems(400, 401, 403, 404) },
     }),
     async (c) => {
       const { deps, principal } = c.var;
@@ -216,7 +221,7 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       tags: ["campaigns"],
       summary: "Progress by volunteer: links opened, active sessions, calls made",
       description:
-        "One item per volunteer holding links of the campaign (of `phase`, when given), by ref, with `totals` over all of them. `callsMade` counts the gateway's allowed `calls:write` requests (call outcomes recorded). Admins, and the campaign's own coordinator (another campaign: 404).",
+        "One item per volunteer holding links of the campaign (of `phase`, when given), by ref, with `totals` over all of them. `callsMade` counts the gateway's allowed `calls:write` requests (call outcomes recorded). Admins, and the campaign's own coordinator (another campaign: 403 `forbidden`).",
       security: bearer,
       middleware: [auth({ roles: ["admin", "coordinator"] })] as const,
       request: { params: CampaignParams, query: ProgressQuery },
@@ -227,7 +232,17 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       const { campaignId } = c.req.valid("param");
       const query = c.req.valid("query");
       const after = query.cursor === undefined ? null : afterRef(query.cursor);
-      await readableCampaign(deps, principal, campaignId);
+      const campaign = await readableCampaign(deps, principal, campaignId);
+      if (query.phase !== undefined) {
+        const contest = await deps.repos.contests.get(campaign.contestId);
+        if (!contest?.phases.some((p) => p.name === query.phase)) {
+          fail("validation", "No phase of that name in the campaign's contest.", {
+            issues: [
+              { in: "query", pointer: "#/phase", detail: `not a phase of contest "${campaign.contestId}"` },
+            ],
+          });
+        }
+      }
       const all = await deps.repos.links.progress(campaignId, query.phase, deps.clock.now());
       const totals = {
         volunteers: all.length,

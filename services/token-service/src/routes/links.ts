@@ -148,9 +148,27 @@ const CsvUploadQuery = z.object({
     description: "CSV uploads only (required there): comma-separated",
     example: "calls:read,calls:write",
   }),
-  ttlSeconds: z.coerce.number().int().min(1).max(MAX_TTL_SECONDS).optional().openapi({ type: "integer" }),
-  maxUses: z.coerce.number().int().min(1).max(MAX_MAX_USES).optional().openapi({ type: "integer" }),
-  reissue: TRUE_FALSE.optional().openapi({ type: "string", enum: ["true", "false"] }),
+  ttlSeconds: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_TTL_SECONDS)
+    .optional()
+    .openapi({ type: "integer", description: "CSV uploads only; default 7 days", example: 172_800 }),
+  maxUses: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_MAX_USES)
+    .optional()
+    .openapi({ type: "integer", description: "CSV uploads only; default 5", example: 5 }),
+  reissue: TRUE_FALSE.optional().openapi({
+    type: "string",
+    enum: ["true", "false"],
+    description:
+      "CSV uploads only: `true` revokes held links and issues new ones; default `false` skips them",
+    example: "false",
+  }),
 });
 
 /** What a CSV upload's query must hold, checked once the body is known to be CSV. */

@@ -147,14 +147,14 @@ describe("GET /v1/campaigns and /v1/campaigns/:campaignId", () => {
     }
   });
 
-  it("a coordinator reads its own campaign; another's is 404 as an unknown one is", async () => {
+  it("a coordinator reads its own campaign; another's is 403 forbidden; an unknown one 404", async () => {
     const mine = await seedOpen(h);
     const theirs = await seedOpen(h);
     const { key } = await createKey(h, "coordinator", mine.campaignId);
     expect((await callJson(h, "GET", `/v1/campaigns/${mine.campaignId}`, { token: key })).status).toBe(200);
     const other = await callJson(h, "GET", `/v1/campaigns/${theirs.campaignId}`, { token: key });
-    expect(other.status).toBe(404);
-    expect(other.body.code).toBe("not_found");
+    expect(other.status).toBe(403);
+    expect(other.body.code).toBe("forbidden");
     const unknown = await callJson(h, "GET", `/v1/campaigns/${uid("none")}`);
     expect(unknown.status).toBe(404);
     expect(unknown.body.code).toBe("not_found");
@@ -372,8 +372,8 @@ describe("links carry devices and active sessions; campaign progress", () => {
       200,
     );
     const other = await callJson(h, "GET", `/v1/campaigns/${theirs.campaignId}/progress`, { token: key });
-    expect(other.status).toBe(404);
-    expect(other.body.code).toBe("not_found");
+    expect(other.status).toBe(403);
+    expect(other.body.code).toBe("forbidden");
     const auditor = await createKey(h, "auditor");
     const refused = await callJson(h, "GET", `/v1/campaigns/${mine.campaignId}/progress`, {
       token: auditor.key,
@@ -383,5 +383,11 @@ describe("links carry devices and active sessions; campaign progress", () => {
     const bad = await callJson(h, "GET", `/v1/campaigns/${mine.campaignId}/progress?phase=no%20such`);
     expect(bad.status).toBe(400);
     expect(bad.body.code).toBe("validation");
+    const unknown = await callJson(h, "GET", `/v1/campaigns/${mine.campaignId}/progress?phase=ballot`);
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.code).toBe("validation");
+    const noContest = await callJson(h, "GET", `/v1/campaigns?contestId=${uid("none")}`);
+    expect(noContest.status).toBe(400);
+    expect(noContest.body.code).toBe("validation");
   });
 });

@@ -3,6 +3,7 @@ import { sql } from "drizzle-orm";
 import type { AppEnv, TokenServiceDeps } from "../context.ts";
 import { renderDocsPage } from "../docs-page.ts";
 import { consoleLogger, fail, PROBLEM_CODES } from "../errors.ts";
+import { addExamples } from "../openapi-examples.ts";
 import { jsonContent, problems } from "../schemas.ts";
 
 const READY_TIMEOUT_MS = 2000;
@@ -86,10 +87,17 @@ export function registerMeta(app: OpenAPIHono<AppEnv>): void {
     },
   );
 
-  app.doc31("/openapi.json", (c) => openApiConfig(c.var.deps.config.issuer));
+  // Built once, on first use (every route is registered by then), with its examples.
+  let built: ReturnType<typeof app.getOpenAPI31Document> | null = null;
+  const document = (issuer: string) => {
+    built ??= addExamples(app.getOpenAPI31Document(openApiConfig(issuer)));
+    return built;
+  };
+
+  app.get("/openapi.json", (c) => c.json(document(c.var.deps.config.issuer)));
 
   app.get("/docs", (c) => {
-    const doc = app.getOpenAPI31Document(openApiConfig(c.var.deps.config.issuer));
+    const doc = document(c.var.deps.config.issuer);
     c.header(
       "Content-Security-Policy",
       "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
