@@ -163,12 +163,23 @@ describe("a ballot that is running now", () => {
     const byBearer = await pb(gw, "/calls/next", { bearer: await stack.session(link.token) });
     expect(byBearer.status).toBe(200);
     const call = ((await byBearer.json()) as { call: { id: string } }).call;
+    type Progress = { items: { ref: string; callsMade: number; opened: number; activeSessions: number }[] };
+    const progressOf = async () =>
+      (
+        (await stack.api("GET", `/v1/campaigns/${starmer}/progress?phase=ballot&limit=500`)).body as Progress
+      ).items.find((v) => v.ref === "sm-volunteer-0002");
+    const before = await progressOf();
     const outcome = await pb(gw, `/calls/${call.id}/outcome`, {
       bearer: await stack.session(link.token),
       method: "POST",
       body: { outcome: "answered" },
     });
     expect(outcome.status).toBe(201);
+    // The console's progress counts the call: the gateway's allowed `calls:write` request.
+    const after = await progressOf();
+    expect(after?.callsMade).toBe((before?.callsMade ?? 0) + 1);
+    expect(after?.opened).toBeGreaterThanOrEqual(1);
+    expect(after?.activeSessions).toBeGreaterThanOrEqual(1);
 
     const reached = stack.phonebank.seen.slice(seenBefore);
     expect(reached.map((r) => `${r.method} ${r.path}`)).toEqual([

@@ -58,7 +58,7 @@ function compile(doc: OpenApiDoc, extra: readonly string[]): QueryRule[] {
 
 // A parameter name is echoed only when it is plainly a name: never what may be a pasted secret.
 const SAFE_NAME = /^[A-Za-z][A-Za-z0-9_.[\]-]{0,39}$/;
-const pointerFor = (name: string): string => (SAFE_NAME.test(name) ? `#/${name}` : "#");
+export const queryPointer = (name: string): string => (SAFE_NAME.test(name) ? `#/${name}` : "#");
 
 /**
  * Refuses, with 400 `validation`, a query parameter the route does not declare in the OpenAPI
@@ -90,13 +90,13 @@ export function strictQuery(app: OpenAPIHono<AppEnv>, opts: { extra?: readonly s
           const known = [...rule.params];
           issues.push({
             in: "query",
-            pointer: pointerFor(name),
+            pointer: queryPointer(name),
             detail: `unknown query parameter${SAFE_NAME.test(name) ? ` "${name}"` : ""}; this route takes ${
               known.length > 0 ? known.join(", ") : "none"
             }`,
           });
         } else if (seen.has(name) && !rule.repeatable.has(name)) {
-          issues.push({ in: "query", pointer: pointerFor(name), detail: "given more than once" });
+          issues.push({ in: "query", pointer: queryPointer(name), detail: "given more than once" });
         }
         seen.add(name);
         if (issues.length >= 20) break;

@@ -1,8 +1,10 @@
 import { queryRows } from "@phaselock/db";
+import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseCsv } from "../csv.ts";
-import { call, callJson, createHarness, createKey, type Harness, seedOpen } from "../test-support.ts";
+import { ADMIN, call, callJson, createHarness, createKey, type Harness, seedOpen } from "../test-support.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -121,6 +123,21 @@ describe("POST /v1/links/batch with Content-Type: text/csv", () => {
     expect(reserved.body).toMatchObject({ code: "validation", errors: [{ row: 1 }] });
     const empty = await json<Problem>(await upload(query(campaignId), "ref,name\r\n"));
     expect(empty.body.code).toBe("validation");
+  });
+
+  it("refuses a sheet of more than 10,000 volunteers, naming the first row over; defuses formula cells", async () => {
+    const { campaignId } = await seedOpen(h);
+    const rows = Array.from({ length: 10_001 }, (_, i) => `v-${i}`);
+    const big = await json<Problem>(await upload(query(campaignId), `ref\r\n${rows.join("\r\n")}\r\n`));
+    expect(big.status).toBe(400);
+    expect(big.body).toMatchObject({ code: "validation", errors: [{ row: 10_002 }] });
+    expect(await linkCount(campaignId)).toBe(0);
+
+    const csv = await upload(query(campaignId), 'ref,note\r\nada,"=HYPERLINK(""http://evil"")"\r\n', {
+      accept: "text/csv",
+    });
+    const text = await csv.text();
+    expect(text).toContain(`"'=HYPERLINK(""http://evil"")"`);
   });
 
   it("needs campaignId, phase and scopes in the query, and refuses unknown scopes", async () => {
@@ -290,6 +307,26 @@ describe("re-uploads: skip volunteers holding an active link, unless reissue=tru
     expect(await linkCount(campaignId)).toBe(2);
   });
 
+  it("a batch that finds links issued meanwhile (another upload of the sheet) is 409 conflict, writing nothing", async () => {
+    const { campaignId } = await seedOpen(h);
+    await upload(query(campaignId), SHEET);
+    // Play the race: the batch's first look finds nothing held, as if the other upload had not
+    // committed yet; its look under the lock, in its transaction, finds the committed links.
+    const repo = h.deps.repos.links;
+    const original = repo.activeByVolunteer;
+    repo.activeByVolunteer = async () => new Map();
+    const events = h.audit.events.length;
+    try {
+      const res = await json<Problem>(await upload(query(campaignId), SHEET));
+      expect(res.status).toBe(409);
+      expect(res.body.code).toBe("conflict");
+    } finally {
+      repo.activeByVolunteer = original;
+    }
+    expect(await linkCount(campaignId)).toBe(2);
+    expect(h.audit.events.length).toBe(events);
+  });
+
   it("JSON batches follow the same rule, naming volunteers by index", async () => {
     const { campaignId } = await seedOpen(h);
     const body = (refs: string[], reissue?: boolean) => ({
@@ -337,5 +374,40 @@ describe("re-uploads: skip volunteers holding an active link, unless reissue=tru
     expect(await linkCount(campaignId)).toBe(20_000);
     const counts = await callJson<{ links: Record<string, number> }>(h, "GET", `/v1/campaigns/${campaignId}`);
     expect(counts.body.links).toMatchObject({ active: 10_000, revoked: 10_000 });
+  });
+});
+
+describeIntegration("concurrent uploads of one sheet on Postgres", ["postgres"], () => {
+  let db: TestDatabase;
+  let pg: Harness;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    pg = await createHarness({ handle: db.handle });
+  }, 60_000);
+  afterAll(async () => {
+    await pg?.close();
+    await db?.drop();
+  });
+
+  it("issue each volunteer one link: the other upload skips them or is told to send again", async () => {
+    const { campaignId } = await seedOpen(pg);
+    const send = () =>
+      pg.app.request(query(campaignId), {
+        method: "POST",
+        body: SHEET,
+        headers: { "Content-Type": "text/csv", Authorization: `Bearer ${ADMIN}` },
+      });
+    const answers = await Promise.all([send(), send(), send()]);
+    const bodies = await Promise.all(answers.map((r) => r.json() as Promise<Answer & Problem>));
+    const issued = bodies.reduce((n, b) => n + (b.links?.length ?? 0), 0);
+    expect(issued).toBe(2);
+    for (const [i, r] of answers.entries()) {
+      expect(r.status === 201 || (r.status === 409 && bodies[i]!.code === "conflict")).toBe(true);
+    }
+    const [row] = await queryRows<{ n: number }>(
+      db.handle.db,
+      sql`select count(*)::int as n from links where campaign_id = ${campaignId}`,
+    );
+    expect(row!.n).toBe(2);
   });
 });

@@ -18,6 +18,7 @@ import {
   MAX_TTL_SECONDS,
 } from "../issuance.ts";
 import { auth, canActOnCampaign } from "../middleware/auth.ts";
+import { queryPointer } from "../middleware/strict-query.ts";
 import {
   bearer,
   Cursor,
@@ -428,7 +429,7 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
           fail("validation", "Query parameters are read only with `Content-Type: text/csv`.", {
             issues: given.map((k) => ({
               in: "query" as const,
-              pointer: `#/${k}`,
+              pointer: queryPointer(k),
               detail: "send it in the JSON body",
             })),
           });
