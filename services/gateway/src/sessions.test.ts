@@ -157,6 +157,8 @@ describe("same-site redemption", () => {
     const allowed: Record<string, string>[] = [
       {},
       { "sec-fetch-site": "same-origin", origin: "http://localhost" },
+      // What Chromium sends from the landing page, whose Referrer-Policy is no-referrer.
+      { "sec-fetch-site": "same-origin", origin: "null" },
       { "sec-fetch-site": "none" },
       // The landing page's own form, as Chromium posts it under Referrer-Policy: no-referrer.
       { "sec-fetch-site": "same-origin", origin: "null" },

@@ -4,6 +4,8 @@ import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
+import { registerConsole } from "./console/index.tsx";
+import { ConsoleSessions } from "./console/sessions.ts";
 import type { AppEnv, TokenServiceDeps } from "./context.ts";
 import { fail, notFound, onError, validationHook } from "./errors.ts";
 import { requestId } from "./middleware/request-id.ts";
@@ -32,8 +34,13 @@ const tooLarge = (limit: number) =>
     onError: () => fail("payload_too_large", `The request body exceeds ${limit} bytes.`),
   });
 
-/** The token service's HTTP app. Holds no state of its own: everything comes from `deps`. */
-export function createApp(deps: TokenServiceDeps): OpenAPIHono<AppEnv> {
+export interface AppOptions {
+  /** The console's sign-ins (default: in this app's memory, with the default expiries). */
+  consoleSessions?: ConsoleSessions;
+}
+
+/** The token service's HTTP app. Holds no state of its own but the console's sign-ins. */
+export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAPIHono<AppEnv> {
   if (deps.config.adminToken.length < 32)
     throw new Error("createApp: adminToken must be at least 32 characters");
   if (!deps.config.issuer || !deps.config.publicGatewayUrl) {
@@ -132,6 +139,7 @@ export function createApp(deps: TokenServiceDeps): OpenAPIHono<AppEnv> {
   registerAudit(app);
   registerReports(app);
   registerMeta(app);
+  registerConsole(app, opts.consoleSessions ?? new ConsoleSessions({ clock: deps.clock }));
 
   app.onError(onError);
   app.notFound(notFound);

@@ -1,6 +1,6 @@
 import { safeEqual } from "@phaselock/core";
 import { createMiddleware } from "hono/factory";
-import type { AppEnv, Principal, Role } from "../context.ts";
+import type { AppEnv, Principal, Role, TokenServiceDeps } from "../context.ts";
 import { fail } from "../errors.ts";
 
 export const ROLES = ["admin", "coordinator", "auditor"] as const satisfies readonly Role[];
@@ -26,22 +26,26 @@ export function auth(opts: AuthOptions) {
     const header = c.req.header("authorization");
     const match = header ? BEARER.exec(header.trim()) : null;
     if (!match) fail("unauthorized", "Send `Authorization: Bearer <admin token or API key>`.");
-    const secret = match[1]!;
     const { deps } = c.var;
-    let principal: Principal | null = null;
-    if (safeEqual(secret, deps.config.adminToken)) {
-      principal = { role: "admin", actor: "admin", campaignId: null };
-    } else {
-      const key = await deps.repos.apiKeys.findActiveByKey(secret);
-      if (key) principal = toPrincipal(key);
-      if (key && principal) await recordUse(deps, key.id);
-    }
+    const principal = await authenticate(deps, match[1]!);
+    // An API key's actor is its id; the admin token has no row to stamp.
+    if (principal && principal.actor !== "admin") await recordUse(deps, principal.actor);
     if (!principal) fail("unauthorized", "The bearer credential is not valid.");
     if (!allowed.has(principal.role))
       fail("forbidden", `This route is not open to the ${principal.role} role.`);
     c.set("principal", principal);
     await next();
   });
+}
+
+/**
+ * Who a credential is: `ADMIN_TOKEN` (compared in constant time) or an active API key, by its
+ * hash; null when it is neither. The one rule the API and the console's sign-in share.
+ */
+export async function authenticate(deps: TokenServiceDeps, secret: string): Promise<Principal | null> {
+  if (safeEqual(secret, deps.config.adminToken)) return { role: "admin", actor: "admin", campaignId: null };
+  const key = await deps.repos.apiKeys.findActiveByKey(secret);
+  return key ? toPrincipal(key) : null;
 }
 
 /** `lastUsedAt` is a convenience: failing to write it never fails the request it describes. */

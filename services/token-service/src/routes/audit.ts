@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import {
+  exportEvents,
   listEvents,
   ProofRangeError,
   type StoredEvent,
@@ -8,6 +9,7 @@ import {
   toBase64,
   verifyStored,
 } from "@phaselock/audit";
+import { stream } from "hono/streaming";
 import type { AppEnv } from "../context.ts";
 import { fail } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
@@ -139,6 +141,56 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       responses: { 200: jsonContent(Verified, "The verification result"), ...problems(401, 403) },
     }),
     async (c) => c.json(await verifyStored(c.var.deps.db), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/audit/export",
+      tags: ["audit"],
+      summary: "The audit chain as NDJSON, streamed",
+      description:
+        "The same file as `pnpm audit:export`: a header line, one line per event oldest first (from the first event at or after `since`, default the genesis), and a trailer with the count and head hash. Its end is fixed when the request starts. An export cut short has no trailer, so `pnpm audit:verify-export` reports it truncated.",
+      security: bearer,
+      middleware: [readers] as const,
+      request: { query: z.object({ since: IsoDateTime.optional() }).strict() },
+      responses: {
+        200: {
+          content: {
+            "application/x-ndjson": {
+              schema: z.string().openapi({
+                example:
+                  '{"type":"phaselock.audit.export","version":1,"from_seq":1,"prev_hash":"0000…"}\n{"seq":1,"id":"evt_…","type":"contest.updated",…}\n{"type":"phaselock.audit.export.end","events":1,"head":"9f86…"}\n',
+              }),
+            },
+          },
+          description: "The export",
+        },
+        ...problems(400, 401, 403),
+      },
+    }),
+    (c) => {
+      const { since } = c.req.valid("query");
+      const db = c.var.deps.db;
+      c.header("Content-Type", "application/x-ndjson; charset=utf-8");
+      c.header("Content-Disposition", 'attachment; filename="audit-export.ndjson"');
+      c.header("Cache-Control", "no-store");
+      return stream(
+        c,
+        async (s) => {
+          await exportEvents(db, {
+            since: since ? new Date(since) : undefined,
+            batchSize: 1_000,
+            write: (line) => s.write(`${line}\n`).then(() => {}),
+          });
+        },
+        async (err) => {
+          // The trailer is never written, so the file reads as truncated, never as complete.
+          c.var.deps.logger?.error("audit export failed", {
+            error: err instanceof Error ? err.message : String(err),
+          });
+        },
+      ) as never;
+    },
   );
   app.openapi(
     createRoute({

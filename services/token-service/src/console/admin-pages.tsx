@@ -1,0 +1,516 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Hono } from "hono";
+import type { ConsoleEnv } from "./env.ts";
+import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import type { Page } from "./links-page.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+
+interface ApiKey {
+  id: string;
+  role: string;
+  campaignId: string | null;
+  label: string | null;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+interface Revocation {
+  id: string;
+  scope: string;
+  linkId: string | null;
+  volunteerRef: string | null;
+  campaignId: string | null;
+  contestId: string | null;
+  phase: string | null;
+  reason: string;
+  actor: string;
+  effectiveAt?: string;
+  createdAt?: string;
+}
+
+interface DeadLinkRow {
+  campaignId: string | null;
+  issuedBy: string | null;
+  reason: string;
+  attempts: number;
+  links: number;
+  lastAt: string;
+}
+
+const ID = /^[A-Za-z0-9_-]{1,100}$/;
+const SCOPES = ["link", "volunteer", "campaign", "phase", "contest", "all"] as const;
+const REVOCATION_FIELDS = ["linkId", "volunteerRef", "campaignId", "contestId", "phase"] as const;
+
+export function registerAdminPages(con: Hono<ConsoleEnv>): void {
+  // API keys
+  con.get("/api-keys", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const res = await c.var.api.call<Page<ApiKey>>("GET", "/v1/api-keys?limit=500");
+    return page(
+      c,
+      "API keys",
+      <>
+        <h2>Create a key</h2>
+        <form method="post" action="/console/api-keys">
+          <Csrf viewer={c.var.viewer} />
+          <label for="role">Role</label>
+          <select id="role" name="role">
+            <option value="coordinator">coordinator (one campaign)</option>
+            <option value="auditor">auditor (reads the audit log)</option>
+            <option value="admin">admin (everything)</option>
+          </select>
+          <label for="k-campaign">Campaign (coordinators only)</label>
+          <input type="text" id="k-campaign" name="campaignId" />
+          <label for="k-label">Label</label>
+          <input type="text" id="k-label" name="label" maxlength={200} />
+          <div class="actions">
+            <button type="submit">Create key</button>
+          </div>
+        </form>
+        <h2>Keys</h2>
+        {res.ok ? (
+          res.body.items.length === 0 ? (
+            <p>No API keys yet.</p>
+          ) : (
+            <TableWrap label="API keys">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col">Id</th>
+                    <th scope="col">Role</th>
+                    <th scope="col">Campaign</th>
+                    <th scope="col">Label</th>
+                    <th scope="col">Created</th>
+                    <th scope="col">Last used</th>
+                    <th scope="col">Actions</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {res.body.items.map((k) => (
+                    <tr>
+                      <td data-label="Id">
+                        <code>{k.id}</code>
+                      </td>
+                      <td data-label="Role">{k.role}</td>
+                      <td data-label="Campaign">{k.campaignId ?? "—"}</td>
+                      <td data-label="Label">{k.label ?? ""}</td>
+                      <td data-label="Created">{when(k.createdAt)}</td>
+                      <td data-label="Last used">{when(k.lastUsedAt)}</td>
+                      <td data-label="Actions">
+                        <form method="get" action={`/console/api-keys/${encodeURIComponent(k.id)}/delete`}>
+                          <button type="submit" class="danger small">
+                            Delete
+                          </button>
+                        </form>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <Notice kind="info">This token service does not list API keys yet; delete one by its id.</Notice>
+        )}
+        <form method="get" action="/console/api-keys/by-id" class="filters">
+          <div>
+            <label for="del-id">Delete a key by id</label>
+            <input type="text" id="del-id" name="id" required />
+          </div>
+          <div>
+            <button type="submit" class="secondary">
+              Continue
+            </button>
+          </div>
+        </form>
+      </>,
+    );
+  });
+
+  con.get("/api-keys/by-id", (c) =>
+    c.redirect(`/console/api-keys/${encodeURIComponent((c.req.query("id") ?? "").trim())}/delete`, 303),
+  );
+
+  con.post("/api-keys", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const role = field(c, "role");
+    const campaignId = field(c, "campaignId");
+    const label = field(c, "label");
+    const res = await c.var.api.call<{ id: string; key: string; role: string; campaignId: string | null }>(
+      "POST",
+      "/v1/api-keys",
+      {
+        json: {
+          role,
+          ...(role === "coordinator" && campaignId ? { campaignId } : {}),
+          ...(label ? { label } : {}),
+        },
+      },
+    );
+    if (!res.ok)
+      return page(c, "API keys", <ProblemNotice problem={res.problem} intro="No key was created." />, {
+        status: statusFor(res.status),
+      });
+    const k = res.body;
+    // The one page that shows a credential: the new key, once, to the admin who made it.
+    return page(
+      c,
+      "API key created",
+      <>
+        <Notice kind="warn">Copy this key now: it is shown only once and stored only as a hash.</Notice>
+        <p>
+          Key <code>{k.id}</code> ({k.role}
+          {k.campaignId ? `, ${k.campaignId}` : ""}):
+        </p>
+        <p class="secret mono" id="new-key">
+          {k.key}
+        </p>
+        <div class="actions">
+          <button type="button" class="secondary copy" data-copy={k.key} hidden>
+            Copy key
+          </button>
+          <a class="button secondary" href="/console/api-keys">
+            Done
+          </a>
+        </div>
+      </>,
+      { status: 201 },
+    );
+  });
+
+  con.get("/api-keys/:id/delete", (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    if (!ID.test(id))
+      return page(c, "Delete an API key", <Notice kind="error">Not an API key id.</Notice>, { status: 404 });
+    return page(
+      c,
+      "Delete an API key",
+      <form method="post" action={`/console/api-keys/${encodeURIComponent(id)}/delete`}>
+        <Csrf viewer={c.var.viewer} />
+        <p>
+          Delete key <code>{id}</code>? It stops working at once, and anyone signed in to the console with it
+          is signed out. Links it issued keep working (revoke them separately).
+        </p>
+        <div class="actions">
+          <button type="submit" class="danger">
+            Delete
+          </button>
+          <a class="button secondary" href="/console/api-keys">
+            Cancel
+          </a>
+        </div>
+      </form>,
+    );
+  });
+
+  con.post("/api-keys/:id/delete", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    if (!ID.test(id))
+      return page(c, "Delete an API key", <Notice kind="error">Not an API key id.</Notice>, { status: 404 });
+    const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
+    if (!res.ok)
+      return page(c, "Delete an API key", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
+    return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
+  });
+
+  // Revocations
+  con.get("/revocations", async (c) => {
+    const { viewer } = c.var;
+    if (viewer.role === "coordinator") return forbiddenPage(c);
+    const res = await c.var.api.call<Page<Revocation>>("GET", "/v1/revocations?limit=200");
+    return page(
+      c,
+      "Revocations",
+      <>
+        {viewer.role === "admin" ? (
+          <>
+            <h2>Revoke</h2>
+            <form method="post" action="/console/revocations">
+              <Csrf viewer={viewer} />
+              <label for="r-scope">What to revoke</label>
+              <select id="r-scope" name="scope">
+                <option value="link">one link (link id)</option>
+                <option value="volunteer">a volunteer (ref, optionally in one campaign)</option>
+                <option value="campaign">a campaign (every link of it)</option>
+                <option value="phase">a phase of a contest</option>
+                <option value="contest">a contest</option>
+                <option value="all">every link issued so far</option>
+              </select>
+              <label for="r-linkId">Link id</label>
+              <input type="text" id="r-linkId" name="linkId" />
+              <label for="r-volunteerRef">Volunteer ref</label>
+              <input type="text" id="r-volunteerRef" name="volunteerRef" />
+              <label for="r-campaignId">Campaign id</label>
+              <input type="text" id="r-campaignId" name="campaignId" />
+              <label for="r-contestId">Contest id</label>
+              <input type="text" id="r-contestId" name="contestId" />
+              <label for="r-phase">Phase</label>
+              <input type="text" id="r-phase" name="phase" />
+              <label for="r-reason">Reason</label>
+              <input type="text" id="r-reason" name="reason" required maxlength={500} />
+              <div class="actions">
+                <button type="submit" class="danger">
+                  Revoke
+                </button>
+              </div>
+            </form>
+          </>
+        ) : null}
+        <h2>Revocations so far</h2>
+        {res.ok ? (
+          res.body.items.length === 0 ? (
+            <p>None.</p>
+          ) : (
+            <TableWrap label="Revocations">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col">When</th>
+                    <th scope="col">Scope</th>
+                    <th scope="col">What</th>
+                    <th scope="col">Reason</th>
+                    <th scope="col">By</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {res.body.items.map((r) => (
+                    <tr>
+                      <td data-label="When">{when(r.effectiveAt ?? r.createdAt)}</td>
+                      <td data-label="Scope">{r.scope}</td>
+                      <td data-label="What">
+                        {REVOCATION_FIELDS.filter((f) => r[f])
+                          .map((f) => `${f} ${r[f]}`)
+                          .join(", ") || "everything"}
+                      </td>
+                      <td data-label="Reason">{r.reason}</td>
+                      <td data-label="By">
+                        <code>{r.actor}</code>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <ProblemNotice problem={res.problem} />
+        )}
+      </>,
+    );
+  });
+
+  con.post("/revocations", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const scope = field(c, "scope");
+    if (!SCOPES.some((s) => s === scope))
+      return page(c, "Revocations", <Notice kind="error">Choose what to revoke.</Notice>, { status: 400 });
+    const body: Record<string, string> = { scope, reason: field(c, "reason") };
+    for (const f of REVOCATION_FIELDS) {
+      const v = field(c, f);
+      if (v) body[f] = v;
+    }
+    const res = await c.var.api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
+    if (!res.ok)
+      return page(c, "Revocations", <ProblemNotice problem={res.problem} intro="Nothing was revoked." />, {
+        status: statusFor(res.status),
+      });
+    const m = res.body.matched;
+    return done(c, "/console/revocations", {
+      kind: m === 0 ? "warn" : "ok",
+      text:
+        m === 0
+          ? "Recorded, but it matched no link (check the ids)."
+          : `Revoked: it covers ${m} link${m === 1 ? "" : "s"}.`,
+    });
+  });
+
+  // Signing keys
+  con.get("/signing-keys", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const res = await c.var.api.call<{ keys: { kid: string }[] }>("GET", "/.well-known/jwks.json");
+    const keys = res.ok ? res.body.keys : [];
+    return page(
+      c,
+      "Signing keys",
+      <>
+        <p>
+          Keys published in the JWKS. The newest signs new links; older ones stay published until every link
+          they signed has expired.
+        </p>
+        <form method="post" action="/console/signing-keys/rotate" data-confirm="Rotate the signing key now?">
+          <Csrf viewer={c.var.viewer} />
+          <div class="actions">
+            <button type="submit">Rotate signing key</button>
+          </div>
+        </form>
+        <TableWrap label="Signing keys">
+          <table class="stack">
+            <thead>
+              <tr>
+                <th scope="col">Key id</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {keys.map((k) => (
+                <tr>
+                  <td data-label="Key id">
+                    <code>{k.kid}</code>
+                  </td>
+                  <td data-label="Actions">
+                    <form method="get" action={`/console/signing-keys/${encodeURIComponent(k.kid)}/revoke`}>
+                      <button type="submit" class="danger small">
+                        Revoke key
+                      </button>
+                    </form>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableWrap>
+      </>,
+    );
+  });
+
+  con.post("/signing-keys/rotate", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const res = await c.var.api.call<{ kid: string }>("POST", "/v1/keys/rotate");
+    if (!res.ok)
+      return page(c, "Signing keys", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
+    return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${res.body.kid} signs from now on.` });
+  });
+
+  con.get("/signing-keys/:kid/revoke", (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const kid = c.req.param("kid");
+    if (!ID.test(kid))
+      return page(c, "Revoke a signing key", <Notice kind="error">Not a key id.</Notice>, { status: 404 });
+    return page(
+      c,
+      "Revoke a signing key",
+      <form method="post" action={`/console/signing-keys/${encodeURIComponent(kid)}/revoke`}>
+        <Csrf viewer={c.var.viewer} />
+        <p>
+          Revoke signing key <code>{kid}</code>? This is for a stolen key: it leaves the JWKS, and{" "}
+          <strong>every link it signed, and every session opened from one, is refused</strong> on every
+          gateway. Issue new links afterwards.
+        </p>
+        <label for="reason">Reason</label>
+        <input type="text" id="reason" name="reason" required maxlength={500} />
+        <div class="actions">
+          <button type="submit" class="danger">
+            Revoke key
+          </button>
+          <a class="button secondary" href="/console/signing-keys">
+            Cancel
+          </a>
+        </div>
+      </form>,
+    );
+  });
+
+  con.post("/signing-keys/:kid/revoke", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const kid = c.req.param("kid");
+    if (!ID.test(kid))
+      return page(c, "Revoke a signing key", <Notice kind="error">Not a key id.</Notice>, { status: 404 });
+    const res = await c.var.api.call("POST", `/v1/keys/${kid}/revoke`, {
+      json: { reason: field(c, "reason") },
+    });
+    if (!res.ok)
+      return page(
+        c,
+        "Revoke a signing key",
+        <ProblemNotice problem={res.problem} intro="The key was not revoked." />,
+        {
+          status: statusFor(res.status),
+        },
+      );
+    return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
+  });
+
+  // Dead-link report
+  con.get("/reports/dead-links", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const since = (c.req.query("since") ?? "").trim();
+    const q = new URLSearchParams();
+    if (since) q.set("since", since.length === 10 ? `${since}T00:00:00Z` : since);
+    const res = await c.var.api.call<{ since: string; items: DeadLinkRow[] }>(
+      "GET",
+      `/v1/reports/dead-links?${q}`,
+    );
+    // Coordinators by their key's label, where the key is still listed.
+    const keys = await c.var.api.call<Page<ApiKey>>("GET", "/v1/api-keys?limit=500");
+    const labelOf = new Map(keys.ok ? keys.body.items.map((k) => [k.id, k.label ?? ""]) : []);
+    return page(
+      c,
+      "Dead-link report",
+      <>
+        <p>Attempts to use links that should no longer be in circulation, by issuing coordinator.</p>
+        <form method="get" action="/console/reports/dead-links" class="filters">
+          <div>
+            <label for="since">Since (YYYY-MM-DD)</label>
+            <input type="text" id="since" name="since" value={since} />
+          </div>
+          <div>
+            <button type="submit">Show</button>
+          </div>
+        </form>
+        {res.ok ? (
+          res.body.items.length === 0 ? (
+            <p>{`No attempts since ${when(res.body.since)}.`}</p>
+          ) : (
+            <TableWrap label="Dead-link attempts">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col">Issued by</th>
+                    <th scope="col">Campaign</th>
+                    <th scope="col">Reason</th>
+                    <th scope="col" class="num">
+                      Attempts
+                    </th>
+                    <th scope="col" class="num">
+                      Links
+                    </th>
+                    <th scope="col">Last</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {res.body.items.map((r) => (
+                    <tr>
+                      <td data-label="Issued by">
+                        <code>{r.issuedBy ?? "—"}</code>
+                        {r.issuedBy && labelOf.get(r.issuedBy) ? ` ${labelOf.get(r.issuedBy)}` : ""}
+                      </td>
+                      <td data-label="Campaign">{r.campaignId ?? "—"}</td>
+                      <td data-label="Reason">{r.reason}</td>
+                      <td data-label="Attempts" class="num">
+                        {r.attempts}
+                      </td>
+                      <td data-label="Links" class="num">
+                        {r.links}
+                      </td>
+                      <td data-label="Last">{when(r.lastAt)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <ProblemNotice problem={res.problem} />
+        )}
+      </>,
+      { status: res.ok ? 200 : statusFor(res.status) },
+    );
+  });
+}

@@ -1,0 +1,197 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Hono } from "hono";
+import type { ConsoleEnv } from "./env.ts";
+import { Notice, ProblemNotice, Status, TableWrap, when } from "./layout.tsx";
+import type { Page } from "./links-page.tsx";
+import { forbiddenPage, page, statusFor } from "./render.tsx";
+
+interface AuditEvent {
+  seq: number;
+  at: string;
+  type: string;
+  actor: string | null;
+  campaignId: string | null;
+  linkId: string | null;
+  decision: "allow" | "deny" | null;
+  reason: string | null;
+}
+
+type Verified =
+  | { ok: true; events: number; head: string }
+  | { ok: false; events: number; brokenAt: { seq: number; id: string; reason: string } };
+
+const canRead = (role: string) => role === "admin" || role === "auditor";
+
+/** `2020-03-01` or a full ISO instant, as the API's `since`. */
+const sinceParam = (s: string): string => (/^\d{4}-\d{2}-\d{2}$/.test(s) ? `${s}T00:00:00.000Z` : s);
+
+export function registerAuditPages(con: Hono<ConsoleEnv>): void {
+  con.get("/audit", async (c) => {
+    if (!canRead(c.var.viewer.role)) return forbiddenPage(c);
+    const q = c.req.query();
+    const filters = {
+      campaignId: (q.campaignId ?? "").trim(),
+      linkId: (q.linkId ?? "").trim(),
+      decision: q.decision === "allow" || q.decision === "deny" ? q.decision : "",
+      since: (q.since ?? "").trim(),
+    };
+    const query = new URLSearchParams({ limit: "100" });
+    for (const [k, v] of Object.entries(filters)) if (v) query.set(k, k === "since" ? sinceParam(v) : v);
+    if (q.cursor) query.set("cursor", q.cursor);
+    const res = await c.var.api.call<Page<AuditEvent>>("GET", `/v1/audit?${query}`);
+    const next = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+    if (res.ok && res.body.nextCursor) next.set("cursor", res.body.nextCursor);
+    const exportQuery = filters.since ? `?${new URLSearchParams({ since: filters.since })}` : "";
+    return page(
+      c,
+      "Audit log",
+      <>
+        <div class="actions">
+          <form method="get" action="/console/audit/verify">
+            <button type="submit">Verify</button>
+          </form>
+          <a class="button secondary" href={`/console/audit/export${exportQuery}`} download>
+            Download export (NDJSON)
+          </a>
+        </div>
+        <p class="hint">
+          Verify checks the whole hash chain. The export can be checked offline with{" "}
+          <code>pnpm audit:verify-export FILE</code>.
+        </p>
+        <form method="get" action="/console/audit" class="filters">
+          <div>
+            <label for="a-campaign">Campaign</label>
+            <input type="text" id="a-campaign" name="campaignId" value={filters.campaignId} />
+          </div>
+          <div>
+            <label for="a-link">Link id</label>
+            <input type="text" id="a-link" name="linkId" value={filters.linkId} />
+          </div>
+          <div>
+            <label for="a-decision">Decision</label>
+            <select id="a-decision" name="decision">
+              <option value="">any</option>
+              <option value="allow" selected={filters.decision === "allow"}>
+                allow
+              </option>
+              <option value="deny" selected={filters.decision === "deny"}>
+                deny
+              </option>
+            </select>
+          </div>
+          <div>
+            <label for="a-since">Since (YYYY-MM-DD)</label>
+            <input type="text" id="a-since" name="since" value={filters.since} />
+          </div>
+          <div>
+            <button type="submit">Filter</button>
+          </div>
+        </form>
+        {res.ok ? (
+          res.body.items.length === 0 ? (
+            <p>No events match.</p>
+          ) : (
+            <TableWrap label="Audit events">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col" class="num">
+                      #
+                    </th>
+                    <th scope="col">When</th>
+                    <th scope="col">Event</th>
+                    <th scope="col">Decision</th>
+                    <th scope="col">Actor</th>
+                    <th scope="col">Campaign</th>
+                    <th scope="col">Link</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {res.body.items.map((e) => (
+                    <tr>
+                      <td data-label="#" class="num">
+                        {e.seq}
+                      </td>
+                      <td data-label="When">{when(e.at)}</td>
+                      <td data-label="Event">
+                        <code>{e.type}</code>
+                        {e.reason ? ` (${e.reason})` : ""}
+                      </td>
+                      <td data-label="Decision">{e.decision ? <Status status={e.decision} /> : "—"}</td>
+                      <td data-label="Actor">
+                        <code>{e.actor ?? "—"}</code>
+                      </td>
+                      <td data-label="Campaign">{e.campaignId ?? "—"}</td>
+                      <td data-label="Link">
+                        <code>{e.linkId ?? "—"}</code>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <ProblemNotice problem={res.problem} />
+        )}
+        {res.ok && res.body.nextCursor ? (
+          <p>
+            <a href={`/console/audit?${next}`}>Older events</a>
+          </p>
+        ) : null}
+      </>,
+      { status: res.ok ? 200 : statusFor(res.status) },
+    );
+  });
+
+  con.get("/audit/verify", async (c) => {
+    if (!canRead(c.var.viewer.role)) return forbiddenPage(c);
+    const res = await c.var.api.call<Verified>("GET", "/v1/audit/verify");
+    if (!res.ok)
+      return page(c, "Audit verification", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
+    const v = res.body;
+    return page(
+      c,
+      "Audit verification",
+      <>
+        {v.ok ? (
+          <Notice kind="ok">
+            <strong>ok</strong>
+            {`: all ${v.events} events chain unbroken. Head: `}
+            <code>{v.head}</code>
+          </Notice>
+        ) : (
+          <Notice kind="error">
+            <strong>broken</strong>
+            {`: the chain breaks at event #${v.brokenAt.seq} (${v.brokenAt.id}, ${v.brokenAt.reason}) after ${v.events} events. brokenAt: ${v.brokenAt.seq}`}
+          </Notice>
+        )}
+        <p>
+          <a href="/console/audit">Back to the audit log</a>
+        </p>
+      </>,
+    );
+  });
+
+  con.get("/audit/export", async (c) => {
+    if (!canRead(c.var.viewer.role)) return forbiddenPage(c);
+    const since = (c.req.query("since") ?? "").trim();
+    const q = since ? `?${new URLSearchParams({ since: sinceParam(since) })}` : "";
+    const res = await c.var.api.raw("GET", `/v1/audit/export${q}`, { accept: "application/x-ndjson" });
+    if (!res.ok) {
+      await res.body?.cancel();
+      return page(c, "Audit export", <Notice kind="error">The export could not be made.</Notice>, {
+        status: 400,
+      });
+    }
+    if (!res.body)
+      return page(c, "Audit export", <Notice kind="error">The export was empty.</Notice>, { status: 400 });
+    return c.body(res.body, 200, {
+      "Content-Type": "application/x-ndjson; charset=utf-8",
+      "Content-Disposition": 'attachment; filename="audit-export.ndjson"',
+    });
+  });
+}

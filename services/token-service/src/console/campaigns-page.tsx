@@ -1,0 +1,222 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Hono } from "hono";
+import type { Campaign, Contest } from "./contests-page.tsx";
+import type { ConsoleEnv } from "./env.ts";
+import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
+import type { Page } from "./links-page.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+
+const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
+const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
+  con.get("/campaigns", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const res = await c.var.api.call<Page<Campaign>>("GET", "/v1/campaigns?limit=500");
+    return page(
+      c,
+      "Campaigns",
+      <>
+        {res.ok ? (
+          res.body.items.length === 0 ? (
+            <p>No campaigns yet.</p>
+          ) : (
+            <TableWrap label="Campaigns">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col">Campaign</th>
+                    <th scope="col">Contest</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {res.body.items.map((k) => (
+                    <tr>
+                      <td data-label="Campaign">
+                        <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                        <code>{k.id}</code>
+                      </td>
+                      <td data-label="Contest">
+                        <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <Notice kind="info">This token service does not list campaigns; open one by its id.</Notice>
+        )}
+        <h2>Open a campaign</h2>
+        <form method="get" action="/console/campaigns/open" class="filters">
+          <div>
+            <label for="campaignId">Campaign id</label>
+            <input type="text" id="campaignId" name="id" required />
+          </div>
+          <div>
+            <button type="submit">Open</button>
+          </div>
+        </form>
+        <h2>Create or update a campaign</h2>
+        <form method="post" action="/console/campaigns">
+          <Csrf viewer={c.var.viewer} />
+          <label for="new-id">Campaign id</label>
+          <input type="text" id="new-id" name="id" required pattern="[a-z0-9][a-z0-9\-]{0,62}" />
+          <label for="new-name">Name</label>
+          <input type="text" id="new-name" name="name" required maxlength={200} />
+          <label for="new-contest">Contest id</label>
+          <input type="text" id="new-contest" name="contestId" required />
+          <div class="actions">
+            <button type="submit">Save campaign</button>
+          </div>
+        </form>
+      </>,
+    );
+  });
+
+  con.get("/campaigns/open", (c) =>
+    c.redirect(`/console/campaigns/${encodeURIComponent((c.req.query("id") ?? "").trim())}`, 303),
+  );
+
+  con.post("/campaigns", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = field(c, "id");
+    if (!SLUG.test(id))
+      return page(
+        c,
+        "Campaigns",
+        <Notice kind="error">A campaign id is lower-case letters, digits and dashes.</Notice>,
+        {
+          status: 400,
+        },
+      );
+    const res = await c.var.api.call("PUT", `/v1/campaigns/${id}`, {
+      json: { name: field(c, "name"), contestId: field(c, "contestId") },
+    });
+    if (!res.ok)
+      return page(
+        c,
+        "Campaigns",
+        <ProblemNotice problem={res.problem} intro="The campaign was not saved." />,
+        {
+          status: statusFor(res.status),
+        },
+      );
+    return done(c, `/console/campaigns/${id}`, { kind: "ok", text: `Campaign ${id} saved.` });
+  });
+
+  con.get("/campaigns/:id", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    const res = await c.var.api.call<Campaign>("GET", `/v1/campaigns/${encodeURIComponent(id)}`);
+    if (!res.ok) return page(c, "Campaign", <ProblemNotice problem={res.problem} />, { status: 404 });
+    const k = res.body;
+    const contest = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(k.contestId)}`);
+    const phases = contest.ok ? contest.body.phases.map((p) => p.name) : Object.keys(k.entitlements ?? {});
+    const ent = k.entitlements ?? {};
+    return page(
+      c,
+      `${k.name}`,
+      <>
+        <p>
+          Campaign <code>{k.id}</code> in contest{" "}
+          <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>.
+        </p>
+        {k.links ? (
+          <p>
+            Links:{" "}
+            {Object.entries(k.links)
+              .map(([s, n]) => `${n} ${s}`)
+              .join(", ") || "none"}
+            . <a href={`/console/links?campaignId=${encodeURIComponent(k.id)}`}>See the links</a>
+          </p>
+        ) : null}
+        <h2>Entitlements</h2>
+        <p class="hint">
+          What the campaign may reach in each phase. Tick the scopes and save a row; withdraw clears it.
+        </p>
+        <TableWrap label="Entitlements matrix">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Phase</th>
+                {SCOPES.map((s) => (
+                  <th scope="col">{s}</th>
+                ))}
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {phases.map((p) => {
+                const held = new Set(ent[p] ?? []);
+                const formId = `ent-${p}`;
+                return (
+                  <tr>
+                    <th scope="row">{p}</th>
+                    {SCOPES.map((s) => (
+                      <td>
+                        <input
+                          type="checkbox"
+                          form={formId}
+                          name="scopes"
+                          value={s}
+                          checked={held.has(s)}
+                          aria-label={`${s} in ${p}`}
+                        />
+                      </td>
+                    ))}
+                    <td>
+                      <form
+                        id={formId}
+                        method="post"
+                        action={`/console/campaigns/${encodeURIComponent(k.id)}/entitlements`}
+                      >
+                        <Csrf viewer={c.var.viewer} />
+                        <input type="hidden" name="phase" value={p} />
+                        <button type="submit" class="small" name="action" value="grant">
+                          Save
+                        </button>{" "}
+                        <button type="submit" class="secondary small" name="action" value="withdraw">
+                          Withdraw
+                        </button>
+                      </form>
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </TableWrap>
+      </>,
+    );
+  });
+
+  con.post("/campaigns/:id/entitlements", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    const phase = field(c, "phase");
+    if (!SLUG.test(id) || !SLUG.test(phase))
+      return page(c, "Entitlements", <Notice kind="error">No such campaign or phase.</Notice>, {
+        status: 404,
+      });
+    const raw = c.var.form.scopes;
+    const scopes = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter(
+      (s): s is string => typeof s === "string",
+    );
+    const withdraw = field(c, "action") === "withdraw" || scopes.length === 0;
+    const path = `/v1/campaigns/${id}/entitlements/${phase}`;
+    const res = withdraw
+      ? await c.var.api.call("DELETE", path)
+      : await c.var.api.call("PUT", path, { json: { scopes } });
+    if (!res.ok)
+      return page(c, "Entitlements", <ProblemNotice problem={res.problem} intro="Nothing changed." />, {
+        status: statusFor(res.status),
+      });
+    return done(c, `/console/campaigns/${id}`, {
+      kind: "ok",
+      text: withdraw ? `Entitlement of ${phase} withdrawn.` : `${phase}: ${scopes.join(", ")} granted.`,
+    });
+  });
+}

@@ -1,0 +1,630 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ADMIN,
+  callJson,
+  createHarness,
+  createKey,
+  type Harness,
+  seedContest,
+  seedOpen,
+} from "../test-support.ts";
+import { CONSOLE_CSP } from "./index.tsx";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness();
+}, 60_000);
+afterAll(() => h.close());
+
+/** Every credential a test signed in with: no page may show one. */
+const secrets = new Set<string>([ADMIN]);
+
+interface Answer {
+  status: number;
+  html: string;
+  res: Response;
+}
+
+/** A browser as the console sees one: keeps its cookie, sends forms from the console's origin. */
+class Browser {
+  cookie: string | undefined;
+  csrf = "";
+
+  async request(
+    path: string,
+    init: Omit<RequestInit, "headers"> & { headers?: Record<string, string> } = {},
+  ): Promise<Answer> {
+    // A header given as "" is left out (a browser that does not send it).
+    const headers = Object.fromEntries(Object.entries(init.headers ?? {}).filter(([, v]) => v !== ""));
+    if (this.cookie) headers.cookie = `pl_console=${this.cookie}`;
+    const res = await h.app.request(path, { ...init, headers });
+    const set = res.headers.get("set-cookie");
+    if (set?.startsWith("pl_console=")) {
+      const value = set.slice("pl_console=".length).split(";")[0]!;
+      this.cookie = value === "" || /max-age=0/i.test(set) ? undefined : value;
+    }
+    const html = await res.text();
+    const type = res.headers.get("content-type") ?? "";
+    if (type.startsWith("text/html")) {
+      // Every console page: the CSP, nosniff, no cache, and no credential anywhere.
+      expect(res.headers.get("content-security-policy")).toBe(CONSOLE_CSP);
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      if (!path.startsWith("/console/api-keys") || init.method !== "POST")
+        for (const s of secrets) expect(html).not.toContain(s);
+      const token = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
+      if (token) this.csrf = token;
+    }
+    return { status: res.status, html, res };
+  }
+
+  get(path: string) {
+    return this.request(path);
+  }
+
+  /** A form POST from a console page; `csrf: null` leaves the token out. */
+  post(
+    path: string,
+    fields: Record<string, string | string[]> = {},
+    opts: { csrf?: string | null; headers?: Record<string, string> } = {},
+  ) {
+    const body = new URLSearchParams();
+    const csrf = opts.csrf === undefined ? this.csrf : opts.csrf;
+    if (csrf !== null) body.set("csrf", csrf);
+    for (const [k, v] of Object.entries(fields)) for (const x of [v].flat()) body.append(k, x);
+    return this.request(path, {
+      method: "POST",
+      body: body.toString(),
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: "http://localhost",
+        "sec-fetch-site": "same-origin",
+        ...(opts.headers ?? {}),
+      },
+    });
+  }
+
+  upload(path: string, fields: Record<string, string | string[]>, file: { name: string; text: string }) {
+    const form = new FormData();
+    form.set("csrf", this.csrf);
+    for (const [k, v] of Object.entries(fields)) for (const x of [v].flat()) form.append(k, x);
+    form.set("sheet", new File([file.text], file.name, { type: "text/csv" }));
+    return this.request(path, {
+      method: "POST",
+      body: form,
+      headers: { origin: "http://localhost", "sec-fetch-site": "same-origin" },
+    });
+  }
+
+  async signIn(key: string): Promise<Answer> {
+    secrets.add(key);
+    await this.get("/console/sign-in");
+    return this.post("/console/sign-in", { apiKey: key }, { csrf: null });
+  }
+}
+
+async function signedIn(key: string): Promise<Browser> {
+  const b = new Browser();
+  const res = await b.signIn(key);
+  expect(res.status).toBe(303);
+  expect(b.cookie).toBeDefined();
+  return b;
+}
+
+describe("console sign-in", () => {
+  it("shows a field labelled API key and a Sign in button, under the strict CSP", async () => {
+    // GET /console itself is the sign-in page for a browser without a session.
+    const front = await new Browser().get("/console");
+    expect(front.status).toBe(200);
+    expect(front.html).toMatch(/<label for="apiKey">API key<\/label>/);
+    const { status, html } = await new Browser().get("/console/sign-in");
+    expect(status).toBe(200);
+    expect(html).toMatch(/<label for="apiKey">API key<\/label>/);
+    expect(html).toMatch(/<input type="password" id="apiKey" name="apiKey"/);
+    expect(html).toMatch(/<button type="submit">Sign in<\/button>/);
+    expect(html).not.toMatch(/<script>|<style>| style=| on[a-z]+=/);
+  });
+
+  it("signs in with the admin token into an HttpOnly, SameSite=Strict session cookie", async () => {
+    const b = new Browser();
+    await b.get("/console/sign-in");
+    const res = await b.request("/console/sign-in", {
+      method: "POST",
+      body: new URLSearchParams({ apiKey: ADMIN }).toString(),
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+    });
+    expect(res.status).toBe(303);
+    const cookie = res.res.headers.get("set-cookie") ?? "";
+    expect(cookie).toMatch(/HttpOnly/);
+    expect(cookie).toMatch(/SameSite=Strict/);
+    expect(cookie).toMatch(/Path=\/console/);
+    expect(cookie).not.toContain(ADMIN);
+    expect(b.cookie).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const home = await b.get("/console");
+    expect(home.status).toBe(303);
+    expect(home.res.headers.get("location")).toBe("/console/contests");
+  });
+
+  it("refuses a wrong key without echoing it, and sets no session", async () => {
+    const b = new Browser();
+    const res = await b.post("/console/sign-in", { apiKey: "plk_not-a-real-key-at-all" }, { csrf: null });
+    expect(res.status).toBe(401);
+    expect(res.html).toContain("That API key is not valid.");
+    expect(res.html).not.toContain("plk_not-a-real-key-at-all");
+    expect(b.cookie).toBeUndefined();
+    expect((await b.get("/console/links")).res.headers.get("location")).toBe("/console/sign-in");
+  });
+
+  it("refuses a sign-in posted from another site", async () => {
+    const b = new Browser();
+    const res = await b.post(
+      "/console/sign-in",
+      { apiKey: ADMIN },
+      { csrf: null, headers: { "sec-fetch-site": "cross-site" } },
+    );
+    expect(res.status).toBe(403);
+    expect(b.cookie).toBeUndefined();
+  });
+});
+
+const SHEET = "ref,name,email\nv-1,Ada,ada@example.org\nv-2,Grace,grace@example.org\n";
+
+async function coordinator() {
+  const { campaignId, contestId } = await seedOpen(h);
+  const key = await createKey(h, "coordinator", campaignId);
+  return { campaignId, contestId, key, b: await signedIn(key.key) };
+}
+
+const linksOf = async (campaignId: string) =>
+  (
+    await callJson<{ items: { id: string; status: string; volunteer: { ref: string } }[] }>(
+      h,
+      "GET",
+      `/v1/links?campaignId=${campaignId}`,
+    )
+  ).body.items;
+
+describe("CSRF and cross-site forms", () => {
+  it("refuses a POST without the CSRF token, with a wrong one, or from another site", async () => {
+    const { b, campaignId } = await coordinator();
+    await b.get("/console/links/new");
+    const fields = { scope: "volunteer", volunteerRef: "v-9", reason: "test" };
+    expect((await b.post("/console/links/revoke", fields, { csrf: null })).status).toBe(403);
+    expect((await b.post("/console/links/revoke", fields, { csrf: "x".repeat(43) })).status).toBe(403);
+    expect(
+      (await b.post("/console/links/revoke", fields, { headers: { "sec-fetch-site": "cross-site" } })).status,
+    ).toBe(403);
+    expect(
+      (await b.post("/console/links/revoke", fields, { headers: { "sec-fetch-site": "same-site" } })).status,
+    ).toBe(403);
+    // A browser without Fetch Metadata: the Origin decides, and "null" is not ours.
+    for (const origin of ["https://evil.example", "null"])
+      expect(
+        (await b.post("/console/links/revoke", fields, { headers: { origin, "sec-fetch-site": "" } })).status,
+      ).toBe(403);
+    // The token of another session is no good either.
+    const other = await coordinator();
+    expect((await b.post("/console/links/revoke", fields, { csrf: other.b.csrf })).status).toBe(403);
+    // Nothing was revoked by any of them.
+    const list = await callJson<{ items: unknown[] }>(h, "GET", "/v1/revocations");
+    expect(JSON.stringify(list.body)).not.toContain(`"${campaignId}"`);
+    // With it, the same form goes through.
+    expect((await b.post("/console/links/revoke", fields)).status).toBe(303);
+  });
+
+  it("signs out: the old cookie no longer works", async () => {
+    const { b } = await coordinator();
+    await b.get("/console/links");
+    const cookie = b.cookie;
+    expect((await b.post("/console/sign-out")).status).toBe(303);
+    expect(b.cookie).toBeUndefined();
+    b.cookie = cookie;
+    expect((await b.get("/console/links")).res.headers.get("location")).toMatch(/^\/console\/sign-in/);
+  });
+
+  it("ends a session after 30 idle minutes", async () => {
+    const { b } = await coordinator();
+    expect((await b.get("/console/links")).status).toBe(200);
+    h.clock.advance(31 * 60_000);
+    const res = await b.get("/console/links");
+    expect(res.status).toBe(303);
+    expect(res.res.headers.get("location")).toBe("/console/sign-in?signed-out=expired");
+  });
+});
+
+describe("coordinator", () => {
+  it("uploads a volunteers CSV, issues links, downloads them, and sees them in the table", async () => {
+    const { b, campaignId } = await coordinator();
+    const form = await b.get("/console/links/new");
+    expect(form.status).toBe(200);
+    expect(form.html).toMatch(/<label for="sheet">Volunteers CSV<\/label>/);
+    expect(form.html).toMatch(/<input type="file" id="sheet" name="sheet"/);
+    expect(form.html).toMatch(/<button type="submit">Issue links<\/button>/);
+    // A select of the contest's phases where the API lists the campaign, else a text field.
+    expect(form.html).toContain('<option value="open"');
+    const res = await b.upload(
+      "/console/links/issue",
+      { phase: "open", scopes: ["calls:read", "calls:write"], ttlDays: "7", maxUses: "5" },
+      { name: "volunteers.csv", text: SHEET },
+    );
+    expect(res.status).toBe(201);
+    expect(res.html).toContain("2 links issued");
+    const download = /href="(\/console\/links\/download\/[^"]+)"[^>]*>Download links \(CSV\)</.exec(
+      res.html,
+    )?.[1];
+    expect(download).toBeDefined();
+    expect(res.html).toContain("Copy link");
+    const file = await b.get(download!);
+    expect(file.res.headers.get("content-type")).toMatch(/^text\/csv/);
+    expect(file.res.headers.get("content-disposition")).toMatch(/^attachment/);
+    expect(file.html).toMatch(/^ref,name/);
+    expect(file.html).toContain("http://127.0.0.1:8080/l/");
+    expect(file.html).toContain("v-1");
+    const table = await b.get("/console/links");
+    expect(table.status).toBe(200);
+    for (const h of ["Ref", "Name", "Status", "Uses", "Last seen", "Devices", "Active sessions"])
+      expect(table.html).toContain(
+        `<th scope="col"${h === "Uses" || h === "Devices" || h === "Active sessions" ? ' class="num"' : ""}>${h}</th>`,
+      );
+    expect(table.html.match(/>Revoke<\/button>/g)?.length).toBe(2);
+    expect(table.html).toMatch(
+      /href="\/console\/volunteers\/revoke\?ref=v-1&amp;campaignId=[^"]+">Revoke volunteer<\/a>/,
+    );
+    expect(await linksOf(campaignId)).toHaveLength(2);
+    // A search by volunteer narrows the table.
+    const one = await b.get("/console/links?volunteer=v-2");
+    expect(one.html).toContain("v-2");
+    expect(one.html).not.toContain("<code>v-1</code>");
+  });
+
+  it("re-uploading the same sheet skips volunteers holding a link, unless Reissue is ticked", async () => {
+    const { b, campaignId } = await coordinator();
+    await b.get("/console/links/new");
+    const fields = { phase: "open", scopes: "calls:read" };
+    await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
+    const again = await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
+    expect(again.status).toBe(201);
+    expect(again.html).toContain("0 links issued");
+    expect(again.html).toContain("2 volunteers already held an active link and were skipped");
+    expect(await linksOf(campaignId)).toHaveLength(2);
+    const reissued = await b.upload(
+      "/console/links/issue",
+      { ...fields, reissue: "true" },
+      { name: "v.csv", text: SHEET },
+    );
+    expect(reissued.html).toContain("2 links issued");
+    expect(reissued.html).toContain("2 of them replace a link that is now revoked.");
+    const statuses = (await linksOf(campaignId)).map((l) => l.status).sort();
+    expect(statuses).toEqual(["active", "active", "revoked", "revoked"]);
+  });
+
+  it("names the rows of a bad sheet and issues nothing", async () => {
+    const { b, campaignId } = await coordinator();
+    await b.get("/console/links/new");
+    const res = await b.upload(
+      "/console/links/issue",
+      { phase: "open", scopes: "calls:read" },
+      { name: "bad.csv", text: "ref,name\nv-1,Ada\n,Nobody\nv-1,Twice\n" },
+    );
+    expect(res.status).toBe(400);
+    expect(res.html).toContain("Nothing was issued.");
+    expect(res.html).toMatch(/Row 3: /);
+    expect(res.html).toMatch(
+      /Row 4: ref &quot;v-1&quot; is already on row 2|Row 4: ref "v-1" is already on row 2/,
+    );
+    expect(await linksOf(campaignId)).toHaveLength(0);
+  });
+
+  it("shows an API refusal in plain words (a phase that does not exist)", async () => {
+    const { b } = await coordinator();
+    await b.get("/console/links/new");
+    const res = await b.upload(
+      "/console/links/issue",
+      { phase: "nope", scopes: "calls:read" },
+      { name: "v.csv", text: SHEET },
+    );
+    expect(res.status).toBe(404);
+    expect(res.html).toContain("Nothing was issued.");
+  });
+
+  it("revokes one link after a confirmation naming it, then a volunteer", async () => {
+    const { b, campaignId } = await coordinator();
+    await b.get("/console/links/new");
+    await b.upload(
+      "/console/links/issue",
+      { phase: "open", scopes: "calls:read" },
+      { name: "v.csv", text: SHEET },
+    );
+    const all = await linksOf(campaignId);
+    const l1 = all.find((l) => l.volunteer.ref === "v-1");
+    const l2 = all.find((l) => l.volunteer.ref === "v-2");
+    const confirm = await b.get(`/console/links/${l1!.id}/revoke`);
+    expect(confirm.status).toBe(200);
+    expect(confirm.html).toContain("Ada (v-1)");
+    expect(confirm.html).toContain(`campaign ${campaignId}`);
+    const done = await b.post("/console/links/revoke", {
+      scope: "link",
+      linkId: l1!.id,
+      reason: "lost phone",
+    });
+    expect(done.status).toBe(303);
+    const after = await b.get(done.res.headers.get("location")!);
+    expect(after.html).toContain("Revoked: 1 link stopped working.");
+    const vol = await b.get(`/console/volunteers/revoke?ref=v-2&campaignId=${campaignId}`);
+    expect(vol.html).toContain("every link of volunteer v-2");
+    expect(vol.html).toContain("1 active link");
+    await b.post("/console/links/revoke", { scope: "volunteer", volunteerRef: "v-2", reason: "left" });
+    const statuses = Object.fromEntries((await linksOf(campaignId)).map((l) => [l.id, l.status]));
+    expect(statuses).toEqual({ [l1!.id]: "revoked", [l2!.id]: "revoked" });
+  });
+
+  it("cannot see or revoke another campaign's links", async () => {
+    const mine = await coordinator();
+    const theirs = await coordinator();
+    await theirs.b.get("/console/links/new");
+    await theirs.b.upload(
+      "/console/links/issue",
+      { phase: "open", scopes: "calls:read" },
+      { name: "v.csv", text: SHEET },
+    );
+    const [link] = await linksOf(theirs.campaignId);
+    expect((await mine.b.get(`/console/links/${link!.id}/revoke`)).status).toBe(404);
+    const res = await mine.b.post("/console/links/revoke", { scope: "link", linkId: link!.id, reason: "x" });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    // A campaignId smuggled into the form is ignored: a coordinator acts on its own campaign only.
+    await mine.b.post("/console/links/revoke", {
+      scope: "volunteer",
+      volunteerRef: "v-1",
+      campaignId: theirs.campaignId,
+      reason: "x",
+    });
+    expect((await linksOf(theirs.campaignId)).map((l) => l.status)).toEqual(["active", "active"]);
+    const table = await mine.b.get(`/console/links?campaignId=${theirs.campaignId}`);
+    expect(table.html).not.toContain(link!.id);
+  });
+
+  it("sees only its own navigation and gets 403 on admin and auditor pages and actions", async () => {
+    const { b } = await coordinator();
+    const home = await b.get("/console/links");
+    expect(home.html).toContain('href="/console/progress"');
+    for (const hidden of [
+      "/console/contests",
+      "/console/api-keys",
+      "/console/audit",
+      "/console/signing-keys",
+    ])
+      expect(home.html).not.toContain(`href="${hidden}"`);
+    for (const path of [
+      "/console/contests",
+      "/console/campaigns",
+      "/console/api-keys",
+      "/console/revocations",
+      "/console/signing-keys",
+      "/console/audit",
+      "/console/audit/verify",
+      "/console/audit/export",
+      "/console/reports/dead-links",
+    ])
+      expect((await b.get(path)).status, path).toBe(403);
+    for (const [path, fields] of [
+      ["/console/api-keys", { role: "admin" }],
+      ["/console/signing-keys/rotate", {}],
+      ["/console/revocations", { scope: "all", reason: "x" }],
+    ] as const)
+      expect((await b.post(path, fields)).status, path).toBe(403);
+    expect((await callJson<{ keys: unknown[] }>(h, "GET", "/.well-known/jwks.json")).body.keys).toHaveLength(
+      1,
+    );
+  });
+
+  it("shows progress by volunteer, and a fragment that refreshes it", async () => {
+    const { b } = await coordinator();
+    await b.get("/console/links/new");
+    await b.upload(
+      "/console/links/issue",
+      { phase: "open", scopes: "calls:read" },
+      { name: "v.csv", text: SHEET },
+    );
+    const res = await b.get("/console/progress");
+    expect(res.status).toBe(200);
+    expect(res.html).toContain("volunteers opened their link");
+    expect(res.html).toContain("active sessions");
+    expect(res.html).toContain("calls made");
+    expect(res.html).toMatch(/data-refresh="\/console\/progress\/fragment/);
+    const fragment = await b.get("/console/progress/fragment");
+    expect(fragment.status).toBe(200);
+    expect(fragment.html).toContain("v-2");
+    expect(fragment.html).not.toContain("<html");
+  });
+});
+
+describe("admin", () => {
+  it("draws a contest's timeline and switches a phase off after a confirmation naming it", async () => {
+    const { contestId, campaignId } = await seedContest(h);
+    const admin = await signedIn(ADMIN);
+    const page = await admin.get(`/console/contests/${contestId}`);
+    expect(page.status).toBe(200);
+    expect(page.html).toContain("<svg");
+    expect(page.html).toContain(">now</text>");
+    expect(page.html).toContain(">Switch phase off</button>");
+    await callJson(h, "POST", "/v1/links", {
+      body: { campaignId, phase: "ballot", volunteer: { ref: "v-1" }, scopes: ["calls:read"] },
+    });
+    const confirm = await admin.get(`/console/contests/${contestId}/phases/ballot/end`);
+    expect(confirm.html).toContain("phase <strong>ballot</strong>");
+    expect(confirm.html).toContain("Leadership 2020");
+    expect(confirm.html).toContain("1 active link of this phase");
+    const res = await admin.post(`/console/contests/${contestId}/phases/nominations/end`, {
+      reason: "drill",
+    });
+    expect(res.status).toBe(303);
+    const contest = await callJson<{ currentPhase: unknown }>(h, "GET", `/v1/contests/${contestId}`);
+    expect(contest.body.currentPhase).toBeNull();
+  });
+
+  it("creates an API key (shown once), and deleting it signs its console sessions out", async () => {
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/api-keys");
+    const created = await admin.post("/console/api-keys", { role: "auditor", label: "board" });
+    expect(created.status).toBe(201);
+    const key = /<p class="secret mono" id="new-key">([^<]+)<\/p>/.exec(created.html)?.[1];
+    expect(key).toMatch(/^plk_/);
+    const id = /Key <code>([^<]+)<\/code>/.exec(created.html)?.[1];
+    const auditor = await signedIn(key!);
+    expect((await auditor.get("/console/audit")).status).toBe(200);
+    // Never shown again.
+    expect((await admin.get("/console/api-keys")).html).not.toContain(key!);
+    const confirm = await admin.get(`/console/api-keys/${id}/delete`);
+    expect(confirm.html).toContain(`Delete key <code>${id}</code>?`);
+    expect((await admin.post(`/console/api-keys/${id}/delete`)).status).toBe(303);
+    expect((await auditor.get("/console/audit")).status).toBe(303);
+  });
+
+  it("grants and withdraws an entitlement from the matrix", async () => {
+    const { campaignId } = await seedContest(h, { entitled: ["calls:read"] });
+    const admin = await signedIn(ADMIN);
+    const page = await admin.get(`/console/campaigns/${campaignId}`);
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('aria-label="members:read in ballot"');
+    await admin.post(`/console/campaigns/${campaignId}/entitlements`, {
+      phase: "ballot",
+      scopes: ["calls:read", "members:read"],
+      action: "grant",
+    });
+    const granted = await callJson<{ entitlements: Record<string, string[]> }>(
+      h,
+      "GET",
+      `/v1/campaigns/${campaignId}`,
+    );
+    if (granted.status === 200)
+      expect(granted.body.entitlements.ballot).toEqual(["calls:read", "members:read"]);
+    await admin.post(`/console/campaigns/${campaignId}/entitlements`, {
+      phase: "ballot",
+      action: "withdraw",
+    });
+  });
+
+  it("rotates and revokes signing keys, and records a revocation with what it matched", async () => {
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/signing-keys");
+    expect((await admin.post("/console/signing-keys/rotate")).status).toBe(303);
+    const page = await admin.get("/console/signing-keys");
+    const kids = [...page.html.matchAll(/<code>([^<]+)<\/code>/g)].map((m) => m[1]!);
+    expect(kids.length).toBeGreaterThanOrEqual(2);
+    const old = kids.at(-1)!;
+    const confirm = await admin.get(`/console/signing-keys/${old}/revoke`);
+    expect(confirm.html).toContain("every link it signed");
+    const revoked = await admin.post(`/console/signing-keys/${old}/revoke`, { reason: "drill" });
+    expect(revoked.status).toBe(303);
+    await admin.get("/console/revocations");
+    const rev = await admin.post("/console/revocations", {
+      scope: "volunteer",
+      volunteerRef: "nobody-xyz",
+      reason: "typo?",
+    });
+    expect(rev.status).toBe(303);
+    expect((await admin.get("/console/revocations")).html).toContain("matched no link");
+  });
+
+  it("issues links for a campaign it picks first", async () => {
+    const { campaignId } = await seedOpen(h);
+    const admin = await signedIn(ADMIN);
+    const pick = await admin.get("/console/links/new");
+    expect(pick.html).toContain(`<option value="${campaignId}">`);
+    const form = await admin.get(`/console/links/new?campaignId=${campaignId}`);
+    expect(form.html).toContain('<option value="open"');
+    const res = await admin.upload(
+      "/console/links/issue",
+      { campaignId, phase: "open", scopes: "calls:read" },
+      { name: "v.csv", text: SHEET },
+    );
+    expect(res.status).toBe(201);
+    expect(await linksOf(campaignId)).toHaveLength(2);
+  });
+
+  it("opens every admin page", async () => {
+    const admin = await signedIn(ADMIN);
+    for (const path of [
+      "/console/links",
+      "/console/links/new",
+      "/console/progress",
+      "/console/contests",
+      "/console/campaigns",
+      "/console/api-keys",
+      "/console/revocations",
+      "/console/signing-keys",
+      "/console/audit",
+      "/console/reports/dead-links",
+    ])
+      expect((await admin.get(path)).status, path).toBe(200);
+  });
+});
+
+describe("auditor", () => {
+  it("reads the audit log, verifies it and downloads the export, and nothing else", async () => {
+    const key = await createKey(h, "auditor");
+    const b = await signedIn(key.key);
+    const log = await b.get("/console/audit");
+    expect(log.status).toBe(200);
+    expect(log.html).toContain('<button type="submit">Verify</button>');
+    expect(log.html).toContain("api_key.created");
+    const filtered = await b.get("/console/audit?decision=deny");
+    expect(filtered.html).not.toContain("api_key.created");
+    const verify = await b.get("/console/audit/verify");
+    expect(verify.html).toContain("<strong>ok</strong>");
+    const file = await b.get("/console/audit/export");
+    expect(file.res.headers.get("content-type")).toMatch(/^application\/x-ndjson/);
+    const lines = file.html
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]!.type).toBe("phaselock.audit.export");
+    expect(lines.length).toBeGreaterThan(2);
+    expect((await b.get("/console/revocations")).html).not.toContain(
+      '<form method="post" action="/console/revocations"',
+    );
+    for (const path of ["/console/links", "/console/contests", "/console/api-keys", "/console/progress"])
+      expect((await b.get(path)).status, path).toBe(403);
+    expect((await b.post("/console/revocations", { scope: "all", reason: "x" })).status).toBe(403);
+    expect(
+      (await b.post("/console/links/revoke", { scope: "volunteer", volunteerRef: "v", reason: "x" })).status,
+    ).toBe(403);
+  });
+});
+
+describe("GET /v1/audit/export", () => {
+  it("streams the chain as NDJSON for admins and auditors only", async () => {
+    const res = await h.app.request("/v1/audit/export", { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(res.status).toBe(200);
+    const lines = (await res.text()).trim().split("\n");
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ type: "phaselock.audit.export.end" });
+    const { campaignId } = await seedOpen(h);
+    const coord = await createKey(h, "coordinator", campaignId);
+    expect(
+      (await h.app.request("/v1/audit/export", { headers: { authorization: `Bearer ${coord.key}` } })).status,
+    ).toBe(403);
+    expect(
+      (await h.app.request("/v1/audit/export?typo=1", { headers: { authorization: `Bearer ${ADMIN}` } }))
+        .status,
+    ).toBe(400);
+  });
+});
+
+describe("console sources", () => {
+  it("every page file names its JSX runtime, so tsx (pnpm start) renders it as vitest and tsc do", () => {
+    const dir = dirname(fileURLToPath(import.meta.url));
+    const files = readdirSync(dir).filter((f) => f.endsWith(".tsx"));
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files)
+      expect(
+        readFileSync(join(dir, f), "utf8").startsWith(
+          "/** @jsxRuntime automatic */\n/** @jsxImportSource hono/jsx */\n",
+        ),
+        f,
+      ).toBe(true);
+  });
+});

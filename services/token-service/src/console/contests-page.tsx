@@ -1,0 +1,354 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Context, Hono } from "hono";
+import type { ApiAnswer } from "./api.ts";
+import type { ConsoleEnv } from "./env.ts";
+import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import type { LinkItem, Page } from "./links-page.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+
+interface Phase {
+  name: string;
+  startsAt: string;
+  endsAt: string;
+  memberData: boolean;
+}
+export interface Contest {
+  id: string;
+  name: string;
+  phases: Phase[];
+  currentPhase: Phase | null;
+}
+export interface Campaign {
+  id: string;
+  name: string;
+  contestId: string;
+  entitlements?: Record<string, string[]>;
+  links?: Record<string, number>;
+}
+
+const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const MAX_LINK_PAGES = 20;
+
+/**
+ * The timeline as an SVG: one bar per phase on a time axis, the campaigns entitled in each
+ * phase listed under its bar, and a marker at now. Text alternatives: the title and the phase
+ * table beside it.
+ */
+export function Timeline(props: { contest: Contest; campaigns: Campaign[]; now: Date }) {
+  const { contest, campaigns, now } = props;
+  const phases = contest.phases;
+  if (phases.length === 0) return <p>No phases.</p>;
+  const start = Math.min(...phases.map((p) => Date.parse(p.startsAt)));
+  const end = Math.max(...phases.map((p) => Date.parse(p.endsAt)));
+  const span = Math.max(end - start, 1);
+  const W = 800;
+  const left = 10;
+  const inner = W - 2 * left;
+  const x = (t: number) => left + ((t - start) / span) * inner;
+  const rowH = 30;
+  const entitledIn = (phase: string) =>
+    campaigns.filter((c) => (c.entitlements?.[phase]?.length ?? 0) > 0).map((c) => c.id);
+  const lines = Math.max(1, ...phases.map((p) => entitledIn(p.name).length));
+  const H = 40 + rowH + 16 * lines + 30;
+  const nowX = x(now.getTime());
+  const nowIn = now.getTime() >= start && now.getTime() <= end;
+  return (
+    <div class="timeline">
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        role="img"
+        aria-labelledby={`tl-${contest.id}-title`}
+        xmlns="http://www.w3.org/2000/svg"
+      >
+        <title id={`tl-${contest.id}-title`}>
+          {`Timeline of ${contest.name}: ${phases.map((p) => `${p.name} ${when(p.startsAt)} to ${when(p.endsAt)}`).join("; ")}`}
+        </title>
+        <text x={left} y={16} font-size="13" fill="#1a1a1a">
+          {when(new Date(start).toISOString())}
+        </text>
+        <text x={W - left} y={16} font-size="13" fill="#1a1a1a" text-anchor="end">
+          {when(new Date(end).toISOString())}
+        </text>
+        {phases.map((p) => {
+          const x0 = x(Date.parse(p.startsAt));
+          const x1 = x(Date.parse(p.endsAt));
+          const current = contest.currentPhase?.name === p.name;
+          return (
+            <g>
+              <rect
+                x={x0}
+                y={30}
+                width={Math.max(x1 - x0, 2)}
+                height={rowH}
+                rx={3}
+                fill={p.memberData ? "#0b5394" : "#6b7785"}
+                stroke={current ? "#f2a900" : "#ffffff"}
+                stroke-width={current ? 4 : 1}
+              />
+              <text x={x0 + 4} y={50} font-size="13" fill="#ffffff">
+                {p.name}
+              </text>
+              {entitledIn(p.name).map((id, j) => (
+                <text x={x0 + 4} y={30 + rowH + 16 + j * 16} font-size="12" fill="#1a1a1a">
+                  {id}
+                </text>
+              ))}
+            </g>
+          );
+        })}
+        {nowIn ? (
+          <g>
+            <line x1={nowX} x2={nowX} y1={22} y2={H - 14} stroke="#a4161a" stroke-width={2} />
+            <text x={nowX} y={H - 2} font-size="12" fill="#a4161a" text-anchor="middle">
+              now
+            </text>
+          </g>
+        ) : null}
+      </svg>
+    </div>
+  );
+}
+
+async function listAll<T>(
+  c: Context<ConsoleEnv>,
+  path: string,
+): Promise<{ ok: true; items: T[] } | { ok: false; status: number }> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const res: ApiAnswer<Page<T>> = await c.var.api.call<Page<T>>(
+      "GET",
+      `${path}${sep}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+    );
+    if (!res.ok) return { ok: false, status: res.status };
+    items.push(...res.body.items);
+    cursor = res.body.nextCursor;
+    pages += 1;
+  } while (cursor && pages < MAX_LINK_PAGES);
+  return { ok: true, items };
+}
+
+/** The contest's campaigns with their entitlements, when the API lists them. */
+export async function campaignsOf(c: Context<ConsoleEnv>, contestId: string): Promise<Campaign[]> {
+  const list = await listAll<Campaign>(c, `/v1/campaigns?contestId=${encodeURIComponent(contestId)}`);
+  if (!list.ok) return [];
+  const full: Campaign[] = [];
+  for (const item of list.items) {
+    if (item.entitlements) {
+      full.push(item);
+      continue;
+    }
+    const one = await c.var.api.call<Campaign>("GET", `/v1/campaigns/${encodeURIComponent(item.id)}`);
+    full.push(one.ok ? one.body : item);
+  }
+  return full;
+}
+
+export function registerContestPages(con: Hono<ConsoleEnv>): void {
+  con.get("/contests", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const list = await listAll<Contest>(c, "/v1/contests");
+    const open = (
+      <form method="get" action="/console/contests/open" class="filters">
+        <div>
+          <label for="contestId">Contest id</label>
+          <input type="text" id="contestId" name="id" required />
+        </div>
+        <div>
+          <button type="submit">Open</button>
+        </div>
+      </form>
+    );
+    return page(
+      c,
+      "Contests",
+      <>
+        {list.ok ? (
+          list.items.length === 0 ? (
+            <p>No contests yet.</p>
+          ) : (
+            <TableWrap label="Contests">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col">Contest</th>
+                    <th scope="col">Phases</th>
+                    <th scope="col">Current phase</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {list.items.map((k) => (
+                    <tr>
+                      <td data-label="Contest">
+                        <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                        <code>{k.id}</code>
+                      </td>
+                      <td data-label="Phases">{k.phases.map((p) => p.name).join(", ")}</td>
+                      <td data-label="Current phase">{k.currentPhase?.name ?? "closed"}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <Notice kind="info">This token service does not list contests; open one by its id.</Notice>
+        )}
+        <h2>Open a contest</h2>
+        {open}
+      </>,
+    );
+  });
+
+  con.get("/contests/open", (c) => {
+    const id = (c.req.query("id") ?? "").trim();
+    return c.redirect(`/console/contests/${encodeURIComponent(id)}`, 303);
+  });
+
+  con.get("/contests/:id", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    const res = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(id)}`);
+    if (!res.ok) return page(c, "Contest", <ProblemNotice problem={res.problem} />, { status: 404 });
+    const contest = res.body;
+    const now = c.var.deps.clock.now();
+    const campaigns = await campaignsOf(c, contest.id);
+    return page(
+      c,
+      `${contest.name}`,
+      <>
+        <p>
+          Contest <code>{contest.id}</code>; current phase:{" "}
+          <strong>{contest.currentPhase ? contest.currentPhase.name : "none (closed)"}</strong>.
+        </p>
+        <Timeline contest={contest} campaigns={campaigns} now={now} />
+        <p class="hint">
+          Blue: member data may be reached; grey: no member data. Campaigns listed under a phase are entitled
+          in it.
+        </p>
+        <h2>Phases</h2>
+        <TableWrap label="Phases">
+          <table class="stack">
+            <thead>
+              <tr>
+                <th scope="col">Phase</th>
+                <th scope="col">Starts</th>
+                <th scope="col">Ends</th>
+                <th scope="col">Member data</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {contest.phases.map((p) => (
+                <tr>
+                  <td data-label="Phase">{p.name}</td>
+                  <td data-label="Starts">{when(p.startsAt)}</td>
+                  <td data-label="Ends">{when(p.endsAt)}</td>
+                  <td data-label="Member data">{p.memberData ? "yes" : "no"}</td>
+                  <td data-label="Actions">
+                    {/* Only the running phase can be switched off: a later one is moved with the timeline. */}
+                    {contest.currentPhase?.name === p.name ? (
+                      <form
+                        method="get"
+                        action={`/console/contests/${encodeURIComponent(contest.id)}/phases/${encodeURIComponent(p.name)}/end`}
+                      >
+                        <button type="submit" class="danger small">
+                          Switch phase off
+                        </button>
+                      </form>
+                    ) : Date.parse(p.endsAt) <= now.getTime() ? (
+                      "ended"
+                    ) : (
+                      "not started"
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableWrap>
+        {campaigns.length > 0 ? (
+          <>
+            <h2>Campaigns</h2>
+            <ul>
+              {campaigns.map((k) => (
+                <li>
+                  <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a> <code>{k.id}</code>
+                </li>
+              ))}
+            </ul>
+          </>
+        ) : null}
+      </>,
+    );
+  });
+
+  con.get("/contests/:id/phases/:phase/end", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    const phase = c.req.param("phase");
+    const res = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(id)}`);
+    const p = res.ok ? res.body.phases.find((x) => x.name === phase) : undefined;
+    if (!res.ok || !p)
+      return page(c, "Switch phase off", <Notice kind="error">No such contest or phase.</Notice>, {
+        status: 404,
+      });
+    const links = await listAll<LinkItem>(c, "/v1/links?status=active");
+    const active = links.ok
+      ? links.items.filter((l) => l.contestId === id && l.phase === phase).length
+      : null;
+    return page(
+      c,
+      "Switch phase off",
+      <form
+        method="post"
+        action={`/console/contests/${encodeURIComponent(id)}/phases/${encodeURIComponent(phase)}/end`}
+      >
+        <Csrf viewer={c.var.viewer} />
+        <p>
+          You are about to end phase <strong>{phase}</strong> of contest <strong>{res.body.name}</strong> (
+          <code>{id}</code>) now, instead of at {when(p.endsAt)}.{" "}
+          {active === null ? "Its links" : `${active} active link${active === 1 ? "" : "s"} of this phase`}{" "}
+          will be refused for good, with every session opened from them, even if the timeline is changed
+          later.
+        </p>
+        <label for="reason">Reason</label>
+        <input type="text" id="reason" name="reason" required maxlength={500} />
+        <div class="actions">
+          <button type="submit" class="danger">
+            Switch phase off
+          </button>
+          <a class="button secondary" href={`/console/contests/${encodeURIComponent(id)}`}>
+            Cancel
+          </a>
+        </div>
+      </form>,
+    );
+  });
+
+  con.post("/contests/:id/phases/:phase/end", async (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param("id");
+    const phase = c.req.param("phase");
+    if (!SLUG.test(id) || !SLUG.test(phase))
+      return page(c, "Switch phase off", <Notice kind="error">No such contest or phase.</Notice>, {
+        status: 404,
+      });
+    const res = await c.var.api.call("POST", `/v1/contests/${id}/phases/${phase}/end`, {
+      json: { reason: field(c, "reason") },
+    });
+    if (!res.ok)
+      return page(
+        c,
+        "Switch phase off",
+        <ProblemNotice problem={res.problem} intro="The phase was not ended." />,
+        {
+          status: statusFor(res.status),
+        },
+      );
+    return done(c, `/console/contests/${id}`, { kind: "ok", text: `Phase ${phase} is switched off.` });
+  });
+}

@@ -1,0 +1,142 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Child } from "hono/jsx";
+import type { Role } from "../context.ts";
+import { describeIssue, type Problem, plainWords } from "./api.ts";
+
+/** The signed-in person as a page sees them: never their credential. */
+export interface Viewer {
+  role: Role;
+  campaignId: string | null;
+  /** The API key id, or `admin` for the admin token. */
+  actor: string;
+  csrf: string;
+}
+
+export interface NavEntry {
+  href: string;
+  label: string;
+  roles: readonly Role[];
+}
+
+/** The navigation, by role: each entry shows only for the roles whose API routes it uses. */
+export const NAV: readonly NavEntry[] = [
+  { href: "/console/links", label: "Links", roles: ["admin", "coordinator"] },
+  { href: "/console/links/new", label: "Upload volunteers", roles: ["admin", "coordinator"] },
+  { href: "/console/progress", label: "Progress", roles: ["admin", "coordinator"] },
+  { href: "/console/contests", label: "Contests", roles: ["admin"] },
+  { href: "/console/campaigns", label: "Campaigns", roles: ["admin"] },
+  { href: "/console/api-keys", label: "API keys", roles: ["admin"] },
+  { href: "/console/revocations", label: "Revocations", roles: ["admin", "auditor"] },
+  { href: "/console/signing-keys", label: "Signing keys", roles: ["admin"] },
+  { href: "/console/audit", label: "Audit log", roles: ["admin", "auditor"] },
+  { href: "/console/reports/dead-links", label: "Dead links", roles: ["admin"] },
+];
+
+export const navFor = (role: Role): NavEntry[] => NAV.filter((n) => n.roles.includes(role));
+
+export type Flash = { kind: "ok" | "error" | "warn" | "info"; text: string };
+
+export function Layout(props: {
+  title: string;
+  viewer?: Viewer | undefined;
+  path?: string;
+  flash?: Flash | undefined;
+  children?: Child;
+}) {
+  const { viewer } = props;
+  return (
+    <html lang="en-GB">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="referrer" content="no-referrer" />
+        <title>{`${props.title} · Phaselock console`}</title>
+        <link rel="stylesheet" href="/console/assets/console.css" />
+        <script src="/console/assets/console.js" defer />
+      </head>
+      <body>
+        <a class="skip" href="#main">
+          Skip to content
+        </a>
+        <header class="top">
+          <a class="brand" href="/console">
+            Phaselock console
+          </a>
+          {viewer ? (
+            <>
+              <nav aria-label="Console">
+                <ul>
+                  {navFor(viewer.role).map((n) => (
+                    <li>
+                      <a href={n.href} aria-current={props.path === n.href ? "page" : undefined}>
+                        {n.label}
+                      </a>
+                    </li>
+                  ))}
+                </ul>
+              </nav>
+              <span class="who">
+                {viewer.role}
+                {viewer.campaignId ? ` · ${viewer.campaignId}` : ""}
+              </span>
+              <form method="post" action="/console/sign-out">
+                <Csrf viewer={viewer} />
+                <button type="submit" class="secondary small">
+                  Sign out
+                </button>
+              </form>
+            </>
+          ) : null}
+        </header>
+        <main id="main">
+          <h1>{props.title}</h1>
+          {props.flash ? <Notice kind={props.flash.kind}>{props.flash.text}</Notice> : null}
+          {props.children}
+        </main>
+      </body>
+    </html>
+  );
+}
+
+export const Csrf = (props: { viewer: Viewer }) => (
+  <input type="hidden" name="csrf" value={props.viewer.csrf} />
+);
+
+export const Notice = (props: { kind: Flash["kind"]; children?: Child }) => (
+  <div class={`notice ${props.kind}`} role={props.kind === "error" ? "alert" : "status"}>
+    {props.children}
+  </div>
+);
+
+/** An API refusal in plain words, with every issue it names (rows for a CSV). */
+export const ProblemNotice = (props: { problem: Problem; intro?: string }) => (
+  <div class="notice error" role="alert">
+    <p>
+      <strong>{props.intro ?? plainWords(props.problem)}</strong>
+      {props.problem.detail ? ` ${props.problem.detail}` : ""}
+    </p>
+    {props.problem.errors && props.problem.errors.length > 0 ? (
+      <ul>
+        {props.problem.errors.map((e) => (
+          <li>{describeIssue(e)}</li>
+        ))}
+      </ul>
+    ) : null}
+  </div>
+);
+
+/** A table that scrolls sideways on a phone instead of overflowing the page. */
+export const TableWrap = (props: { label: string; children?: Child }) => (
+  <section class="table-wrap" aria-label={props.label} tabindex={0}>
+    {props.children}
+  </section>
+);
+
+/** An ISO instant as people read it, in UTC (the console's one zone), or a dash. */
+export const when = (iso: string | null | undefined): string =>
+  iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : "—";
+
+export const Status = (props: { status: string }) => (
+  <span class={`status status-${props.status}`}>{props.status}</span>
+);

@@ -1,0 +1,616 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Context, Hono } from "hono";
+import { parseCsv } from "../csv.ts";
+import { readVolunteerSheet } from "../volunteer-sheet.ts";
+import type { Problem } from "./api.ts";
+import type { ConsoleEnv } from "./env.ts";
+import { Csrf, Notice, ProblemNotice, Status, TableWrap, type Viewer, when } from "./layout.tsx";
+import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+
+export interface LinkItem {
+  id: string;
+  campaignId: string;
+  contestId: string;
+  phase: string;
+  volunteer: { ref: string; name: string | null };
+  scopes: string[];
+  status: string;
+  uses: number;
+  maxUses: number;
+  expiresAt: string;
+  lastSeenAt: string | null;
+  devices?: number;
+  activeSessions?: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+const ISSUABLE_SCOPES = ["calls:read", "calls:write", "members:read"] as const;
+const LINK_STATUSES = ["active", "revoked", "expired"] as const;
+
+const canIssue = (v: Viewer) => v.role === "admin" || v.role === "coordinator";
+
+/** The campaign a page acts on: a coordinator's own, or the one an admin names. */
+export const campaignOf = (c: Context<ConsoleEnv>, named: string): string =>
+  c.var.viewer.role === "coordinator" ? (c.var.viewer.campaignId ?? "") : named;
+
+const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** The phases a campaign's contest has, when the API can tell (else the form asks for a name). */
+async function phasesOf(c: Context<ConsoleEnv>, campaignId: string): Promise<string[]> {
+  if (!SLUG.test(campaignId)) return [];
+  const campaign = await c.var.api.call<{ contestId: string }>("GET", `/v1/campaigns/${campaignId}`);
+  if (!campaign.ok) return [];
+  const contest = await c.var.api.call<{ phases: { name: string }[] }>(
+    "GET",
+    `/v1/contests/${encodeURIComponent(campaign.body.contestId)}`,
+  );
+  return contest.ok ? contest.body.phases.map((p) => p.name) : [];
+}
+
+function UploadForm(props: {
+  viewer: Viewer;
+  campaignId: string;
+  phases: string[];
+  values?: Record<string, string>;
+}) {
+  const v = props.values ?? {};
+  const scopes = new Set((v.scopes ?? "calls:read,calls:write").split(","));
+  return (
+    <form method="post" action="/console/links/issue" enctype="multipart/form-data">
+      <Csrf viewer={props.viewer} />
+      <fieldset>
+        <legend>Volunteers</legend>
+        <label for="sheet">Volunteers CSV</label>
+        <p class="hint" id="sheet-hint">
+          A header row with <code>ref</code> and optionally <code>name</code>; other columns (email, phone…)
+          are carried through to the links file and never stored. Errors name the file's row (the header is
+          row 1).
+        </p>
+        <input
+          type="file"
+          id="sheet"
+          name="sheet"
+          accept=".csv,text/csv"
+          required
+          aria-describedby="sheet-hint"
+        />
+      </fieldset>
+      <fieldset>
+        <legend>Links</legend>
+        {props.viewer.role === "admin" ? (
+          <>
+            <label for="campaignId">Campaign</label>
+            <input type="text" id="campaignId" name="campaignId" required value={props.campaignId} />
+          </>
+        ) : (
+          <p>
+            Campaign: <strong>{props.campaignId}</strong>
+          </p>
+        )}
+        <label for="phase">Phase</label>
+        {props.phases.length > 0 ? (
+          <select id="phase" name="phase" required>
+            {props.phases.map((p) => (
+              <option value={p} selected={v.phase === p}>
+                {p}
+              </option>
+            ))}
+          </select>
+        ) : (
+          <input type="text" id="phase" name="phase" required value={v.phase ?? ""} />
+        )}
+        <fieldset>
+          <legend>Scopes</legend>
+          {ISSUABLE_SCOPES.map((s) => (
+            <label class="inline">
+              <input type="checkbox" name="scopes" value={s} checked={scopes.has(s)} /> {s}
+            </label>
+          ))}
+        </fieldset>
+        <label for="ttlDays">Valid for (days)</label>
+        <p class="hint" id="ttl-hint">
+          1 to 90; never past the end of the phase.
+        </p>
+        <input
+          type="number"
+          id="ttlDays"
+          name="ttlDays"
+          min={1}
+          max={90}
+          value={v.ttlDays ?? "7"}
+          aria-describedby="ttl-hint"
+        />
+        <label for="maxUses">Uses per link</label>
+        <input type="number" id="maxUses" name="maxUses" min={1} max={1000} value={v.maxUses ?? "5"} />
+        <label class="inline">
+          <input type="checkbox" name="reissue" value="true" checked={v.reissue === "true"} /> Reissue to
+          volunteers who already hold an active link (their old link is revoked)
+        </label>
+        <p class="hint">
+          Unticked, a volunteer who already holds an active link of the phase is skipped and reported.
+        </p>
+      </fieldset>
+      <div class="actions">
+        <button type="submit">Issue links</button>
+      </div>
+    </form>
+  );
+}
+
+interface IssuedRow {
+  ref: string;
+  name: string;
+  url: string;
+  status: string;
+  expiresAt: string;
+}
+
+/** The links file the API answered, as rows for the page (the file itself is kept for download). */
+function rowsOf(csv: string): IssuedRow[] {
+  const parsed = parseCsv(csv);
+  if (!parsed.ok) return [];
+  const [header, ...rows] = parsed.records;
+  if (!header) return [];
+  const col = (name: string) => header.cells.indexOf(name);
+  const at = (cells: string[], name: string) => {
+    const i = col(name);
+    return i === -1 ? "" : (cells[i] ?? "");
+  };
+  return rows
+    .filter((r) => r.cells.some((x) => x !== ""))
+    .map((r) => ({
+      ref: at(r.cells, "ref"),
+      name: at(r.cells, "name"),
+      url: at(r.cells, "url"),
+      status: at(r.cells, "status") || "issued",
+      expiresAt: at(r.cells, "expiresAt"),
+    }));
+}
+
+export function registerLinkPages(con: Hono<ConsoleEnv>): void {
+  con.get("/links", async (c) => {
+    const { viewer, api } = c.var;
+    if (!canIssue(viewer)) return forbiddenPage(c);
+    const q = c.req.query();
+    const volunteer = (q.volunteer ?? "").trim();
+    const status = LINK_STATUSES.find((s) => s === q.status);
+    const campaignId = campaignOf(c, (q.campaignId ?? "").trim());
+    const query = new URLSearchParams({ limit: "100" });
+    if (viewer.role === "admin" && campaignId) query.set("campaignId", campaignId);
+    if (volunteer) query.set("volunteer", volunteer);
+    if (status) query.set("status", status);
+    if (q.cursor) query.set("cursor", q.cursor);
+    const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
+    const next = new URLSearchParams(query);
+    next.delete("limit");
+    if (res.ok && res.body.nextCursor) next.set("cursor", res.body.nextCursor);
+    return page(
+      c,
+      viewer.role === "coordinator" ? `Links of ${viewer.campaignId}` : "Links",
+      <>
+        <form method="get" action="/console/links" class="filters">
+          {viewer.role === "admin" ? (
+            <div>
+              <label for="f-campaign">Campaign</label>
+              <input type="text" id="f-campaign" name="campaignId" value={campaignId} />
+            </div>
+          ) : null}
+          <div>
+            <label for="f-volunteer">Volunteer ref</label>
+            <input type="search" id="f-volunteer" name="volunteer" value={volunteer} />
+          </div>
+          <div>
+            <label for="f-status">Status</label>
+            <select id="f-status" name="status">
+              <option value="">any</option>
+              {LINK_STATUSES.map((s) => (
+                <option value={s} selected={status === s}>
+                  {s}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div>
+            <button type="submit">Search</button>
+          </div>
+        </form>
+        <p>
+          <a href="/console/links/new">Upload a volunteers CSV</a> to issue links.
+        </p>
+        {res.ok ? (
+          res.body.items.length === 0 ? (
+            <p>No links match.</p>
+          ) : (
+            <TableWrap label="Links">
+              <table class="stack">
+                <thead>
+                  <tr>
+                    <th scope="col">Ref</th>
+                    <th scope="col">Name</th>
+                    {viewer.role === "admin" ? <th scope="col">Campaign</th> : null}
+                    <th scope="col">Phase</th>
+                    <th scope="col">Status</th>
+                    <th scope="col" class="num">
+                      Uses
+                    </th>
+                    <th scope="col">Last seen</th>
+                    <th scope="col" class="num">
+                      Devices
+                    </th>
+                    <th scope="col" class="num">
+                      Active sessions
+                    </th>
+                    <th scope="col">Actions</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {res.body.items.map((l) => (
+                    <tr>
+                      <td data-label="Ref">
+                        <code>{l.volunteer.ref}</code>
+                      </td>
+                      <td data-label="Name">{l.volunteer.name ?? ""}</td>
+                      {viewer.role === "admin" ? <td data-label="Campaign">{l.campaignId}</td> : null}
+                      <td data-label="Phase">{l.phase}</td>
+                      <td data-label="Status">
+                        <Status status={l.status} />
+                      </td>
+                      <td data-label="Uses" class="num">
+                        {`${l.uses} / ${l.maxUses}`}
+                      </td>
+                      <td data-label="Last seen">{when(l.lastSeenAt)}</td>
+                      <td data-label="Devices" class="num">
+                        {l.devices ?? "—"}
+                      </td>
+                      <td data-label="Active sessions" class="num">
+                        {l.activeSessions ?? "—"}
+                      </td>
+                      <td data-label="Actions">
+                        {l.status === "active" ? (
+                          <div class="actions">
+                            <form method="get" action={`/console/links/${encodeURIComponent(l.id)}/revoke`}>
+                              <button type="submit" class="danger small">
+                                Revoke
+                              </button>
+                            </form>
+                            {/* A link to its confirmation page (whose button revokes), so the row has one "Revoke" button. */}
+                            <a
+                              class="button secondary small"
+                              href={`/console/volunteers/revoke?${new URLSearchParams({ ref: l.volunteer.ref, campaignId: l.campaignId })}`}
+                            >
+                              Revoke volunteer
+                            </a>
+                          </div>
+                        ) : null}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+          )
+        ) : (
+          <ProblemNotice problem={res.problem} />
+        )}
+        {res.ok && res.body.nextCursor ? (
+          <p>
+            <a href={`/console/links?${next}`}>Next page</a>
+          </p>
+        ) : null}
+      </>,
+      { status: res.ok ? 200 : statusFor(res.status) },
+    );
+  });
+
+  con.get("/links/new", async (c) => {
+    const { viewer } = c.var;
+    if (!canIssue(viewer)) return forbiddenPage(c);
+    const campaignId = campaignOf(c, (c.req.query("campaignId") ?? "").trim());
+    if (viewer.role === "admin" && !campaignId) {
+      // An admin first picks the campaign, so the form can offer its contest's phases.
+      const list = await c.var.api.call<Page<{ id: string; name: string }>>("GET", "/v1/campaigns?limit=500");
+      return page(
+        c,
+        "Issue links from a volunteers CSV",
+        <form method="get" action="/console/links/new" class="filters">
+          <div>
+            <label for="pick-campaign">Campaign</label>
+            {list.ok && list.body.items.length > 0 ? (
+              <select id="pick-campaign" name="campaignId" required>
+                {list.body.items.map((k) => (
+                  <option value={k.id}>{`${k.name} (${k.id})`}</option>
+                ))}
+              </select>
+            ) : (
+              <input type="text" id="pick-campaign" name="campaignId" required />
+            )}
+          </div>
+          <div>
+            <button type="submit">Continue</button>
+          </div>
+        </form>,
+      );
+    }
+    return page(
+      c,
+      "Issue links from a volunteers CSV",
+      <UploadForm viewer={viewer} campaignId={campaignId} phases={await phasesOf(c, campaignId)} />,
+    );
+  });
+
+  con.post("/links/issue", async (c) => {
+    const { viewer, api, form, sessions, session } = c.var;
+    if (!canIssue(viewer)) return forbiddenPage(c);
+    const campaignId = campaignOf(c, field(c, "campaignId"));
+    const phase = field(c, "phase");
+    const rawScopes = form.scopes;
+    const scopes = (Array.isArray(rawScopes) ? rawScopes : rawScopes === undefined ? [] : [rawScopes]).filter(
+      (s): s is string => typeof s === "string",
+    );
+    const ttlDays = field(c, "ttlDays") || "7";
+    const maxUses = field(c, "maxUses") || "5";
+    const reissue = field(c, "reissue") === "true";
+    const values = { phase, scopes: scopes.join(","), ttlDays, maxUses, reissue: String(reissue) };
+    const again = async (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
+      page(
+        c,
+        "Issue links from a volunteers CSV",
+        <>
+          <ProblemNotice problem={problem} intro="Nothing was issued." />
+          <UploadForm
+            viewer={viewer}
+            campaignId={campaignId}
+            phases={await phasesOf(c, campaignId)}
+            values={values}
+          />
+        </>,
+        { status },
+      );
+    const file = form.sheet;
+    if (!(file instanceof File) || file.size === 0) {
+      return again({ code: "validation", detail: "Choose a volunteers CSV file." });
+    }
+    const text = await file.text();
+    // A first pass here names every bad row before anything is sent; the API checks again.
+    const sheet = readVolunteerSheet(text);
+    if (!sheet.ok) {
+      return again({
+        code: "validation",
+        detail: "Fix these rows of the file and upload it again:",
+        errors: sheet.errors.map((e) => ({ row: e.row, detail: e.detail })),
+      });
+    }
+    const ttl = Number(ttlDays);
+    const uses = Number(maxUses);
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 90 || !Number.isInteger(uses) || uses < 1 || uses > 1000) {
+      return again({ code: "validation", detail: "Days must be 1 to 90 and uses 1 to 1000." });
+    }
+    if (scopes.length === 0) return again({ code: "validation", detail: "Choose at least one scope." });
+    const query = new URLSearchParams({
+      campaignId,
+      phase,
+      scopes: scopes.join(","),
+      ttlSeconds: String(ttl * 86_400),
+      maxUses: String(uses),
+    });
+    if (reissue) query.set("reissue", "true");
+    let res = await api.call<string>("POST", `/v1/links/batch?${query}`, {
+      body: text,
+      contentType: "text/csv",
+      accept: "text/csv",
+    });
+    if (!res.ok && res.status === 415) {
+      // A token service without CSV upload: the same volunteers as JSON (no pass-through columns).
+      res = await api.call<string>("POST", "/v1/links/batch", {
+        json: {
+          campaignId,
+          phase,
+          scopes,
+          ttlSeconds: ttl * 86_400,
+          maxUses: uses,
+          volunteers: sheet.volunteers.map((v) => (v.name ? { ref: v.ref, name: v.name } : { ref: v.ref })),
+        },
+        accept: "text/csv",
+      });
+    }
+    if (!res.ok) {
+      const status = statusFor(res.status);
+      return again(res.problem, status);
+    }
+    const filename = /filename="([^"]+)"/.exec(res.headers.get("content-disposition") ?? "")?.[1];
+    const download = sessions.keepDownload(session, filename ?? `links-${campaignId}-${phase}.csv`, res.text);
+    const rows = rowsOf(res.text);
+    const issued = rows.filter((r) => r.url !== "");
+    const skipped = rows.filter((r) => r.url === "");
+    const reissued = rows.filter((r) => r.status === "reissued").length;
+    return page(
+      c,
+      "Links issued",
+      <>
+        <Notice kind="ok">
+          {`${issued.length} link${issued.length === 1 ? "" : "s"} issued for ${campaignId}, phase ${phase}.`}
+          {reissued > 0
+            ? ` ${reissued} of them replace${reissued === 1 ? "s" : ""} a link that is now revoked.`
+            : ""}
+          {skipped.length > 0
+            ? ` ${skipped.length} volunteer${skipped.length === 1 ? "" : "s"} already held an active link and ${skipped.length === 1 ? "was" : "were"} skipped (tick "Reissue" to replace their links).`
+            : ""}
+        </Notice>
+        <p>The links are shown only now: download the file for your mail merge before you leave this page.</p>
+        <div class="actions">
+          <a class="button" href={`/console/links/download/${download}`} download>
+            Download links (CSV)
+          </a>
+        </div>
+        <TableWrap label="Issued links">
+          <table class="stack">
+            <thead>
+              <tr>
+                <th scope="col">Ref</th>
+                <th scope="col">Name</th>
+                <th scope="col">Link</th>
+                <th scope="col">Status</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => (
+                <tr>
+                  <td data-label="Ref">
+                    <code>{r.ref}</code>
+                  </td>
+                  <td data-label="Name">{r.name}</td>
+                  <td data-label="Link">
+                    {r.url ? (
+                      <>
+                        <code>{r.url}</code>{" "}
+                        <button
+                          type="button"
+                          class="secondary small copy"
+                          data-copy={r.url}
+                          hidden
+                          aria-label={`Copy link of ${r.ref}`}
+                        >
+                          Copy link
+                        </button>
+                      </>
+                    ) : (
+                      "—"
+                    )}
+                  </td>
+                  <td data-label="Status">{r.status}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableWrap>
+      </>,
+      { status: 201 },
+    );
+  });
+
+  con.get("/links/download/:id", (c) => {
+    const kept = c.var.session.downloads.get(c.req.param("id"));
+    if (!kept)
+      return page(c, "Download gone", <p>This download has expired. Issue the links again.</p>, {
+        status: 404,
+      });
+    return c.body(kept.csv, 200, {
+      "Content-Type": "text/csv; charset=utf-8",
+      "Content-Disposition": `attachment; filename="${kept.filename.replace(/[^A-Za-z0-9._-]/g, "_")}"`,
+    });
+  });
+
+  con.get("/links/:id/revoke", async (c) => {
+    const { viewer, api } = c.var;
+    if (!canIssue(viewer)) return forbiddenPage(c);
+    const res = await api.call<LinkItem>("GET", `/v1/links/${encodeURIComponent(c.req.param("id"))}`);
+    if (!res.ok) return page(c, "Revoke a link", <ProblemNotice problem={res.problem} />, { status: 404 });
+    const l = res.body;
+    return page(
+      c,
+      "Revoke a link",
+      <RevokeConfirm
+        viewer={viewer}
+        what={`the link of ${l.volunteer.name ? `${l.volunteer.name} (${l.volunteer.ref})` : l.volunteer.ref} for campaign ${l.campaignId}, phase ${l.phase}`}
+        detail={`It has been used ${l.uses} of ${l.maxUses} times; every session opened from it ends too.`}
+        fields={{ scope: "link", linkId: l.id }}
+      />,
+    );
+  });
+
+  con.get("/volunteers/revoke", async (c) => {
+    const { viewer, api } = c.var;
+    if (!canIssue(viewer)) return forbiddenPage(c);
+    const ref = (c.req.query("ref") ?? "").trim();
+    const campaignId = campaignOf(c, (c.req.query("campaignId") ?? "").trim());
+    const query = new URLSearchParams({ volunteer: ref, status: "active", limit: "500" });
+    if (viewer.role === "admin") query.set("campaignId", campaignId);
+    const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
+    if (!res.ok)
+      return page(c, "Revoke a volunteer", <ProblemNotice problem={res.problem} />, {
+        status: statusFor(res.status),
+      });
+    const n = res.body.items.length;
+    return page(
+      c,
+      "Revoke a volunteer",
+      <RevokeConfirm
+        viewer={viewer}
+        what={`every link of volunteer ${ref} in campaign ${campaignId}`}
+        detail={`${n}${res.body.nextCursor ? "+" : ""} active link${n === 1 ? "" : "s"} will stop working at once, with their sessions; links issued to them later are not affected.`}
+        fields={{ scope: "volunteer", volunteerRef: ref, campaignId }}
+      />,
+    );
+  });
+
+  con.post("/links/revoke", async (c) => {
+    const { viewer, api } = c.var;
+    if (!canIssue(viewer)) return forbiddenPage(c);
+    const scope = field(c, "scope");
+    const reason = field(c, "reason") || "revoked in the console";
+    const body =
+      scope === "link"
+        ? { scope, linkId: field(c, "linkId"), reason }
+        : {
+            scope: "volunteer",
+            volunteerRef: field(c, "volunteerRef"),
+            campaignId: campaignOf(c, field(c, "campaignId")),
+            reason,
+          };
+    const res = await api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
+    if (!res.ok) {
+      return page(
+        c,
+        "Revocation refused",
+        <ProblemNotice problem={res.problem} intro="Nothing was revoked." />,
+        {
+          status: statusFor(res.status),
+        },
+      );
+    }
+    const m = res.body.matched;
+    return done(c, "/console/links", {
+      kind: m === 0 ? "warn" : "ok",
+      text:
+        m === 0
+          ? "Revoked, but it matched no link."
+          : `Revoked: ${m} link${m === 1 ? "" : "s"} stopped working.`,
+    });
+  });
+}
+
+/** A confirmation that names exactly what will be revoked; works without JavaScript. */
+export function RevokeConfirm(props: {
+  viewer: Viewer;
+  what: string;
+  detail: string;
+  fields: Record<string, string>;
+  action?: string;
+}) {
+  return (
+    <form method="post" action={props.action ?? "/console/links/revoke"}>
+      <Csrf viewer={props.viewer} />
+      {Object.entries(props.fields).map(([k, v]) => (
+        <input type="hidden" name={k} value={v} />
+      ))}
+      <p>
+        You are about to revoke <strong>{props.what}</strong>. {props.detail} This cannot be undone.
+      </p>
+      <label for="reason">Reason</label>
+      <input type="text" id="reason" name="reason" required maxlength={500} value="revoked in the console" />
+      <div class="actions">
+        <button type="submit" class="danger">
+          Revoke
+        </button>
+        <a class="button secondary" href="/console/links">
+          Cancel
+        </a>
+      </div>
+    </form>
+  );
+}

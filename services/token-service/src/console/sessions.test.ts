@@ -1,0 +1,54 @@
+import { FakeClock } from "@phaselock/core";
+import { describe, expect, it } from "vitest";
+import { ConsoleSessions } from "./sessions.ts";
+
+describe("ConsoleSessions", () => {
+  it("answers a session by its cookie value only, with a fresh 256-bit id and CSRF token each time", () => {
+    const s = new ConsoleSessions({ clock: new FakeClock("2020-03-01T12:00:00Z") });
+    const a = s.create("secret-a");
+    const b = s.create("secret-a");
+    expect(a.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a.id).not.toBe(b.id);
+    expect(a.session.csrf).not.toBe(b.session.csrf);
+    expect(s.get(a.id)?.credential).toBe("secret-a");
+    expect(s.get(`${a.id}x`)).toBeNull();
+    expect(s.get(undefined)).toBeNull();
+  });
+
+  it("ends a session after the idle time, and after the absolute time however active", () => {
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const s = new ConsoleSessions({ clock, idleMs: 10_000, absoluteMs: 25_000 });
+    const idle = s.create("k");
+    const busy = s.create("k");
+    for (let t = 0; t < 2; t++) {
+      clock.advance(9_000);
+      expect(s.get(busy.id)).not.toBeNull();
+    }
+    expect(s.get(idle.id)).toBeNull();
+    clock.advance(6_000);
+    expect(s.get(busy.id)).not.toBeNull();
+    clock.advance(1_000);
+    expect(s.get(busy.id)).toBeNull();
+    expect(s.size).toBe(0);
+  });
+
+  it("holds at most maxSessions, dropping the least recently used", () => {
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const s = new ConsoleSessions({ clock, maxSessions: 2 });
+    const a = s.create("a");
+    const b = s.create("b");
+    expect(s.get(a.id)).not.toBeNull();
+    const c = s.create("c");
+    expect(s.size).toBe(2);
+    expect(s.get(b.id)).toBeNull();
+    expect(s.get(a.id)?.credential).toBe("a");
+    expect(s.get(c.id)?.credential).toBe("c");
+  });
+
+  it("keeps the newest few downloads of a session", () => {
+    const s = new ConsoleSessions({ clock: new FakeClock("2020-03-01T12:00:00Z") });
+    const { session } = s.create("k");
+    const ids = Array.from({ length: 7 }, (_, i) => s.keepDownload(session, `f${i}.csv`, "ref\n"));
+    expect([...session.downloads.keys()]).toEqual(ids.slice(2));
+  });
+});

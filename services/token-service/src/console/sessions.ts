@@ -1,0 +1,119 @@
+import { randomBytes } from "node:crypto";
+import { type Clock, sha256Hex } from "@phaselock/core";
+
+/** One signed-in browser. The credential never leaves the server. */
+export interface ConsoleSession {
+  /** The API key or admin token the person signed in with. */
+  credential: string;
+  /** The per-session CSRF token every form carries. */
+  csrf: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** Issued-links CSV files kept for "Download links (CSV)", by download id (a few, newest last). */
+  downloads: Map<string, { filename: string; csv: string }>;
+  /** A message for the next page shown (after a POST's redirect). */
+  flash?: { kind: "ok" | "error" | "warn" | "info"; text: string } | undefined;
+}
+
+export interface ConsoleSessionOptions {
+  clock: Clock;
+  /** Signed out after this long without a request; default 30 minutes. */
+  idleMs?: number;
+  /** Signed out this long after sign-in, however active; default 12 hours. */
+  absoluteMs?: number;
+  /** At most this many sessions; the least recently used is dropped first. Default 10,000. */
+  maxSessions?: number;
+}
+
+/** Downloads kept per session: a coordinator issuing batch after batch keeps the latest few. */
+const MAX_DOWNLOADS = 5;
+
+/**
+ * Console sessions, in this process's memory: a random 256-bit id in the cookie, stored only as
+ * its SHA-256, mapped to the credential. Bounded, with idle and absolute expiry. Sessions belong
+ * to one token-service instance; a restart signs everyone out (acceptable for a console).
+ */
+export class ConsoleSessions {
+  readonly idleMs: number;
+  readonly absoluteMs: number;
+  readonly #clock: Clock;
+  readonly #max: number;
+  readonly #byHash = new Map<string, ConsoleSession>();
+
+  constructor(opts: ConsoleSessionOptions) {
+    this.#clock = opts.clock;
+    this.idleMs = opts.idleMs ?? 30 * 60_000;
+    this.absoluteMs = opts.absoluteMs ?? 12 * 3_600_000;
+    this.#max = opts.maxSessions ?? 10_000;
+    if (this.idleMs <= 0 || this.absoluteMs <= 0 || this.#max < 1) {
+      throw new Error("ConsoleSessions: idleMs, absoluteMs and maxSessions must be positive");
+    }
+  }
+
+  get size(): number {
+    return this.#byHash.size;
+  }
+
+  /** Starts a session; answers the cookie value (shown to no one but the browser). */
+  create(credential: string): { id: string; session: ConsoleSession } {
+    const now = this.#clock.now().getTime();
+    this.#sweep(now);
+    while (this.#byHash.size >= this.#max) {
+      const oldest = this.#byHash.keys().next().value;
+      if (oldest === undefined) break;
+      this.#byHash.delete(oldest);
+    }
+    const id = randomBytes(32).toString("base64url");
+    const session: ConsoleSession = {
+      credential,
+      csrf: randomBytes(32).toString("base64url"),
+      createdAt: now,
+      lastSeenAt: now,
+      downloads: new Map(),
+    };
+    this.#byHash.set(sha256Hex(id), session);
+    return { id, session };
+  }
+
+  /** The live session of a cookie value, touched; null when unknown or expired (then forgotten). */
+  get(id: string | undefined): ConsoleSession | null {
+    if (!id || id.length > 100) return null;
+    const hash = sha256Hex(id);
+    const session = this.#byHash.get(hash);
+    if (!session) return null;
+    const now = this.#clock.now().getTime();
+    if (this.#expired(session, now)) {
+      this.#byHash.delete(hash);
+      return null;
+    }
+    session.lastSeenAt = now;
+    // Re-insert: the map's order is least recently used first.
+    this.#byHash.delete(hash);
+    this.#byHash.set(hash, session);
+    return session;
+  }
+
+  delete(id: string | undefined): void {
+    if (id) this.#byHash.delete(sha256Hex(id));
+  }
+
+  /** Keeps an issued-links file for download; answers its id. */
+  keepDownload(session: ConsoleSession, filename: string, csv: string): string {
+    const id = randomBytes(16).toString("base64url");
+    session.downloads.set(id, { filename, csv });
+    while (session.downloads.size > MAX_DOWNLOADS) {
+      const first = session.downloads.keys().next().value;
+      if (first === undefined) break;
+      session.downloads.delete(first);
+    }
+    return id;
+  }
+
+  #expired(s: ConsoleSession, now: number): boolean {
+    return now - s.lastSeenAt >= this.idleMs || now - s.createdAt >= this.absoluteMs;
+  }
+
+  #sweep(now: number): void {
+    for (const [hash, s] of this.#byHash) if (this.#expired(s, now)) this.#byHash.delete(hash);
+  }
+}
