@@ -179,7 +179,8 @@ describeIntegration("gateway graceful shutdown (a real child process)", ["postgr
       headers: { authorization: `Bearer ${session}`, "x-request-id": requestId },
     });
     await upstream!.arrival;
-    // A denial, batched (not awaited by its answer): SIGTERM must still write it.
+    // A denial without a valid credential: held in memory as this minute's anonymous aggregate
+    // (not awaited by its answer), which SIGTERM must still write.
     const denied = await fetch(`${base}/pb/calls/next`, { headers: { authorization: `Bearer ${token}` } });
     expect(denied.status).toBe(401);
     proc.kill("SIGTERM");
@@ -193,7 +194,9 @@ describeIntegration("gateway graceful shutdown (a real child process)", ["postgr
     const { items } = await listEvents(db.handle.db, { decision: "allow", limit: 500 });
     expect(items.filter((e) => e.type === "access" && e.data.route === "GET /calls/next")).toHaveLength(1);
     const deny = await listEvents(db.handle.db, { decision: "deny", limit: 500 });
-    expect(deny.items.filter((e) => e.reason === "session_required")).toHaveLength(1);
+    const anonymous = deny.items.filter((e) => e.type === "access.anonymous_denied");
+    expect(anonymous).toHaveLength(1);
+    expect(anonymous[0]!.data).toMatchObject({ count: 1, reasons: { session_required: 1 } });
   }, 60_000);
 
   it("a second signal exits at once, non-zero, without waiting for the drain", async () => {
