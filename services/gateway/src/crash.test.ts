@@ -7,13 +7,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { queryRows } from "@phaselock/db";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
-import { describeIntegration } from "@phaselock/testkit";
+import { describeIntegration, freePort } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
@@ -21,16 +20,6 @@ const TSX = import.meta.resolve("tsx");
 const main = (service: string) => fileURLToPath(new URL(`../../${service}/src/main.ts`, import.meta.url));
 const ADMIN = `admin-${randomBytes(24).toString("hex")}`;
 const SECRET = randomBytes(24).toString("hex");
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 /** Starts a service's main.ts and resolves once it says it is listening. */
 function start(service: string, env: Record<string, string>): Promise<ChildProcess> {

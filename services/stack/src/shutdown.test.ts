@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,7 +10,7 @@ import { listEvents } from "@phaselock/audit";
 import { systemClock } from "@phaselock/core";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { MemoryBus } from "@phaselock/state";
-import { describeIntegration } from "@phaselock/testkit";
+import { describeIntegration, freePort } from "@phaselock/testkit";
 import { createTokenService, parseTokenServiceEnv } from "@phaselock/token-service";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 
@@ -19,16 +19,6 @@ const MAIN = fileURLToPath(new URL("../../gateway/src/main.ts", import.meta.url)
 const TSX = import.meta.resolve("tsx");
 const ADMIN = `admin-${randomBytes(24).toString("hex")}`;
 const DAY = 86_400_000;
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 /** Whether a TCP connection to the port is accepted now. */
 const accepts = (port: number) =>
