@@ -31,7 +31,7 @@ for (const p of only)
 const systemsArg = args.find((a) => a.startsWith("--systems="))?.slice("--systems=".length);
 const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
-  if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…g)`);
+  if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…i)`);
 const unknown = args.filter(
   (a) => a !== "--quick" && a !== "--profile" && !a.startsWith("--only=") && !a.startsWith("--systems="),
 );
@@ -68,7 +68,7 @@ const settings = quick
       auditEvents: 50_000,
       auditRuns: 3,
     };
-const CONNECTIONS = 50;
+const CONNECTIONS = 32;
 
 const log = (line: string) => console.log(line);
 const redact = (url: string) => {
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
       warmup: settings.warmup,
       connections: CONNECTIONS,
       adminUrl,
+      redisUrl: redis ? redisUrl : undefined,
       profilePath,
       systems,
       log,
