@@ -130,7 +130,9 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       await ts.close();
     }
     const signingJwk = jwks.keys.find((k) => k.kid === decodeJwtHeaderKid(link.token)) ?? jwks.keys[0]!;
-    const edPem = await exportSPKI((await importJWK(signingJwk, "EdDSA", { extractable: true })) as Parameters<typeof exportSPKI>[0]);
+    const edPem = await exportSPKI(
+      (await importJWK(signingJwk, "EdDSA", { extractable: true })) as Parameters<typeof exportSPKI>[0],
+    );
 
     let gatewayDb: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     let gatewayDbOn: Pick<GatewayConfig, "databaseUrl" | "dataDir">;

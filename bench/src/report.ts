@@ -91,7 +91,11 @@ export function ratios(r: BenchReport): { name: string; value: number; what: str
       what: "bare proxy vs express stack: the most any gateway could reach for c/e on this machine",
     },
     { name: "f/g", value: ratio(r, "f", "g"), what: "gateway with audit on vs off" },
-    { name: "c/h", value: ratio(r, "c", "h"), what: "gateway (Bearer) vs fastify + @fastify/jwt + reply-from" },
+    {
+      name: "c/h",
+      value: ratio(r, "c", "h"),
+      what: "gateway (Bearer) vs fastify + @fastify/jwt + reply-from",
+    },
     { name: "h/b", value: ratio(r, "h", "b"), what: "fastify stack vs the bare proxy floor" },
     { name: "i/c", value: ratio(r, "i", "c"), what: "gateway with in-process stores vs Redis (production)" },
     { name: "p99 c/b", value: p99Ratio(r, "c", "b"), what: "p99 latency: gateway (Bearer) vs bare proxy" },
@@ -130,7 +134,8 @@ function goal(
   atMost: boolean,
   why: string,
 ): Goal {
-  if (!Number.isFinite(value)) return { name, target: `${atMost ? "≤" : "≥"} ${show(target)}`, value: why, met: null };
+  if (!Number.isFinite(value))
+    return { name, target: `${atMost ? "≤" : "≥"} ${show(target)}`, value: why, met: null };
   const met = atMost ? value <= target : value >= target;
   const off = ((value - target) / target) * 100;
   return {

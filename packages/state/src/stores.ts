@@ -1,5 +1,6 @@
 import type { ChangeBus } from "./bus.ts";
 import { MemoryBus } from "./bus.ts";
+import { composeMeter, type Meter, RedisMeter } from "./metering.ts";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
 import { createRedisClient, RedisBus } from "./redis-bus.ts";
@@ -10,6 +11,8 @@ export interface Stores {
   bus: ChangeBus;
   rateLimiter: RateLimiter;
   recordQuota: RecordQuota;
+  /** a request's limits in one store call (one Redis round trip), over the same counters */
+  meter: Meter;
   /** a quick probe for `/readyz` */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -27,11 +30,14 @@ export function createStores(opts: {
   const prefix = opts.prefix ?? "phaselock:";
   if (!opts.redisUrl) {
     const bus = new MemoryBus();
+    const rateLimiter = new MemoryRateLimiter();
+    const recordQuota = new MemoryRecordQuota();
     return {
       kind: "memory",
       bus,
-      rateLimiter: new MemoryRateLimiter(),
-      recordQuota: new MemoryRecordQuota(),
+      rateLimiter,
+      recordQuota,
+      meter: composeMeter(rateLimiter, recordQuota),
       ping: async () => {},
       close: () => bus.close(),
     };
@@ -44,6 +50,7 @@ export function createStores(opts: {
     bus,
     rateLimiter: new RedisRateLimiter({ redis, prefix: `${prefix}rl:` }),
     recordQuota: new RedisRecordQuota({ redis, prefix: `${prefix}rq:` }),
+    meter: new RedisMeter({ redis, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` }),
     ping: async () => {
       await redis.ping();
     },
