@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { cp, readFile, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { sql } from "drizzle-orm";
 import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from "jose";
 import { createScratchDb, dropRedisPrefix } from "./db.ts";
 import type { LoadResult } from "./ipc.ts";
@@ -351,6 +352,19 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
     gatewayStats.auditOnF = await gwOn.stop();
     gatewayStats.auditOff = await gwOff.stop();
     gatewayStats.inProcess = await gwLocal.stop();
+    if (db.kind === "postgres") {
+      // Each transaction has its own xmin: how many events the group commit put in each insert.
+      const [row] = (await db.handle.db.execute(
+        sql`select count(*)::int as events, count(distinct xmin::text)::int as transactions from audit_events`,
+      )) as unknown as { events: number; transactions: number }[];
+      if (row && row.transactions > 0) {
+        gatewayStats.auditBatches = row;
+        o.log(`  audit trail: ${row.events} events in ${row.transactions} transactions`);
+        notes.push(
+          `Audit trail after the run: ${fmt(row.events, 0)} events in ${fmt(row.transactions, 0)} transactions (${fmt(row.events / row.transactions, 1)} events per group commit, all gateways and the token service together).`,
+        );
+      }
+    }
     return { systems: results, database: db.describe, notes, gatewayStats };
   } finally {
     await Promise.all(children.map((c) => c.stop().catch(() => undefined)));

@@ -42,7 +42,9 @@ export function createStores(opts: {
       close: () => bus.close(),
     };
   }
-  const redis = createRedisClient(opts.redisUrl);
+  // Concurrent requests' limit scripts leave in one write per event-loop turn: on loopback TCP
+  // each write is a costly syscall, and a busy gateway has many requests in flight.
+  const redis = createRedisClient(opts.redisUrl, { enableAutoPipelining: true });
   redis.on("error", (err: unknown) => opts.onError?.(err));
   const bus = new RedisBus({ url: opts.redisUrl, prefix, onError: opts.onError });
   return {
