@@ -1,5 +1,6 @@
 /**
  * `pnpm bench [--quick] [--profile] [--only=proxy,checks,verify,issuance,revocation,audit] [--systems=b,c]`
+ * `pnpm bench --soak [--soak-minutes=10] [--soak-rate=500]` (see src/soak.ts; writes docs/soak.md)
  *
  * The proxy comparison (servers and load generator in separate processes), then in-process
  * micro-benchmarks; prints a summary and writes docs/benchmarks.md (full runs of every part only).
@@ -16,13 +17,25 @@ import { benchAudit, benchChecks, benchIssuance, benchRevocation, benchVerify } 
 import { killAll } from "./src/proc.ts";
 import { formatSummary, summariseFile } from "./src/profile.ts";
 import { runProxyBench, SYSTEM_LABELS, type SystemKey } from "./src/proxy.ts";
-import { type BenchReport, consoleReport, markdownReport, type NotRun } from "./src/report.ts";
+import {
+  type BenchReport,
+  consoleReport,
+  markdownReport,
+  type NotRun,
+  soakMarkdown,
+  soakReport,
+} from "./src/report.ts";
+import { runSoak } from "./src/soak.ts";
 
 const PARTS = ["proxy", "checks", "verify", "issuance", "revocation", "audit"] as const;
 type Part = (typeof PARTS)[number];
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
+const soak = args.includes("--soak");
+const soakMinutes = Number(args.find((a) => a.startsWith("--soak-minutes="))?.slice(15) ?? "10");
+const soakRate = Number(args.find((a) => a.startsWith("--soak-rate="))?.slice(12) ?? "500");
+if (!(soakMinutes > 0) || !(soakRate > 0)) throw new Error("--soak-minutes and --soak-rate must be positive");
 const profile = args.includes("--profile");
 const onlyArg = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 const only = new Set<Part>(onlyArg ? (onlyArg.split(",") as Part[]) : PARTS);
@@ -33,7 +46,14 @@ const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
   if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…i)`);
 const unknown = args.filter(
-  (a) => a !== "--quick" && a !== "--profile" && !a.startsWith("--only=") && !a.startsWith("--systems="),
+  (a) =>
+    a !== "--quick" &&
+    a !== "--profile" &&
+    a !== "--soak" &&
+    !a.startsWith("--soak-minutes=") &&
+    !a.startsWith("--soak-rate=") &&
+    !a.startsWith("--only=") &&
+    !a.startsWith("--systems="),
 );
 if (unknown.length > 0) throw new Error(`unknown arguments: ${unknown.join(" ")}`);
 
@@ -92,6 +112,19 @@ async function part<T extends object>(name: Part, fn: () => Promise<T | NotRun>)
     console.error(`   ${name} failed: ${err instanceof Error ? (err.stack ?? message) : message}`);
     return { error: message.split("\n")[0]! };
   }
+}
+
+async function mainSoak(): Promise<void> {
+  const [pg, redis] = await Promise.all([postgresReachable(pgUrl), redisReachable(redisUrl)]);
+  if (!pg || !redis) throw new Error("--soak needs Postgres and Redis (the production shape)");
+  log(`Phaselock soak: ${soakMinutes} min at ${soakRate} req/s, churn every second`);
+  const r = await runSoak({ minutes: soakMinutes, rate: soakRate, adminUrl: pgUrl, redisUrl, log });
+  log("");
+  log(soakReport(r));
+  if (r.verdicts.some((v) => !v.met)) process.exitCode = 1;
+  const out = join(root, "docs", "soak.md");
+  await writeFile(out, `${soakMarkdown(r, new Date().toISOString())}\n`);
+  log(`\nwrote ${out}`);
 }
 
 async function main(): Promise<void> {
@@ -202,7 +235,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 try {
-  await main();
+  await (soak ? mainSoak() : main());
 } catch (err) {
   console.error(err);
   process.exitCode = 1;
