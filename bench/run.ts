@@ -1,6 +1,7 @@
 /**
  * `pnpm bench [--quick] [--profile] [--only=proxy,checks,verify,issuance,revocation,audit] [--systems=b,c]`
  * `pnpm bench --soak [--soak-minutes=10] [--soak-rate=500]` (see src/soak.ts; writes docs/soak.md)
+ * `pnpm bench --only=growth [--quick]` (see src/growth.ts; writes docs/growth.md)
  *
  * The proxy comparison (servers and load generator in separate processes), then in-process
  * micro-benchmarks; prints a summary and writes docs/benchmarks.md (full runs of every part only).
@@ -13,6 +14,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dropAll, postgresReachable, redisReachable } from "./src/db.ts";
+import { runGrowth } from "./src/growth.ts";
 import { benchAudit, benchChecks, benchIssuance, benchRevocation, benchVerify } from "./src/micro.ts";
 import { killAll } from "./src/proc.ts";
 import { formatSummary, summariseFile } from "./src/profile.ts";
@@ -20,6 +22,8 @@ import { runProxyBench, SYSTEM_LABELS, type SystemKey } from "./src/proxy.ts";
 import {
   type BenchReport,
   consoleReport,
+  growthMarkdown,
+  growthReport,
   markdownReport,
   type NotRun,
   soakMarkdown,
@@ -28,7 +32,7 @@ import {
 import { runSoak } from "./src/soak.ts";
 
 const PARTS = ["proxy", "checks", "verify", "issuance", "revocation", "audit"] as const;
-type Part = (typeof PARTS)[number];
+type Part = (typeof PARTS)[number] | "growth";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -40,7 +44,8 @@ const profile = args.includes("--profile");
 const onlyArg = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 const only = new Set<Part>(onlyArg ? (onlyArg.split(",") as Part[]) : PARTS);
 for (const p of only)
-  if (!PARTS.includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(", ")})`);
+  if (p !== "growth" && !PARTS.includes(p))
+    throw new Error(`--only: unknown part ${p} (${PARTS.join(", ")}, growth)`);
 const systemsArg = args.find((a) => a.startsWith("--systems="))?.slice("--systems=".length);
 const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
@@ -125,6 +130,29 @@ async function mainSoak(): Promise<void> {
   const out = join(root, "docs", "soak.md");
   await writeFile(out, `${soakMarkdown(r, new Date().toISOString())}\n`);
   log(`\nwrote ${out}`);
+}
+
+/** `--only=growth`: minutes of setup, so never part of the default run; writes docs/growth.md. */
+async function mainGrowth(): Promise<void> {
+  const [pg, redis] = await Promise.all([postgresReachable(pgUrl), redisReachable(redisUrl)]);
+  if (!pg || !redis) throw new Error("--only=growth needs Postgres and Redis (the production shape)");
+  log(`Phaselock growth bench (${quick ? "quick: 100,000 links" : "1,000,000 links"}, 100,000 revocations)`);
+  const r = await runGrowth({
+    adminUrl: pgUrl,
+    redisUrl,
+    rounds: settings.rounds,
+    duration: settings.duration,
+    links: quick ? 100_000 : undefined,
+    auditEvents: quick ? 10_000 : undefined,
+    log,
+  });
+  log("");
+  log(growthReport(r));
+  if (!quick) {
+    const out = join(root, "docs", "growth.md");
+    await writeFile(out, `${growthMarkdown(r, new Date().toISOString())}\n`);
+    log(`\nwrote ${out}`);
+  }
 }
 
 async function main(): Promise<void> {
@@ -235,7 +263,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 try {
-  await (soak ? mainSoak() : main());
+  await (soak ? mainSoak() : only.has("growth") ? mainGrowth() : main());
 } catch (err) {
   console.error(err);
   process.exitCode = 1;
