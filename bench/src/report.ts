@@ -626,9 +626,11 @@ function growthRows(r: GrowthResult): { rows: string[][]; checks: [string, strin
     rows: [side("empty", r.empty), side("large", r.large)],
     checks: [
       [
-        "gateway CPU µs/req, large vs empty: within 10 %",
+        // Growth must not cost more than 10 %; a large deployment measured cheaper is the run's
+        // noise (the spread between its rounds says how much), not a gain.
+        "gateway CPU µs/req, large vs empty: at most 10 % more",
         `${cpu >= 0 ? "+" : "−"}${fmt(Math.abs(cpu) * 100, 1)} %`,
-        Math.abs(cpu) <= 0.1,
+        cpu <= 0.1,
       ],
       ["gateway RSS (large, after the load) ≤ 300 MB", mb(r.large.rssEnd), r.large.rssEnd <= 300 * 2 ** 20],
       ["start-up (state load), large − empty", `${fmt(r.large.startMs - r.empty.startMs, 0)} ms`, true],
