@@ -1,5 +1,7 @@
 /**
  * `pnpm bench [--quick] [--profile] [--audit-10m] [--only=proxy,checks,verify,issuance,revocation,audit,audit-scale] [--systems=b,c]`
+ * `pnpm bench --soak [--soak-minutes=10] [--soak-rate=500]` (see src/soak.ts; writes docs/soak.md)
+ * `pnpm bench --only=growth [--quick]` (see src/growth.ts; writes docs/growth.md)
  *
  * The proxy comparison (servers and load generator in separate processes), then in-process
  * micro-benchmarks; prints a summary and writes docs/benchmarks.md (full runs of every part only).
@@ -13,33 +15,52 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { auditScaleMarkdown, benchAuditScale, replaceSection } from "./src/audit-scale.ts";
 import { dropAll, postgresReachable, redisReachable } from "./src/db.ts";
+import { runGrowth } from "./src/growth.ts";
 import { benchAudit, benchChecks, benchIssuance, benchRevocation, benchVerify } from "./src/micro.ts";
 import { killAll } from "./src/proc.ts";
 import { formatSummary, summariseFile } from "./src/profile.ts";
 import { runProxyBench, SYSTEM_LABELS, type SystemKey } from "./src/proxy.ts";
-import { type BenchReport, consoleReport, markdownReport, type NotRun } from "./src/report.ts";
+import {
+  type BenchReport,
+  consoleReport,
+  growthMarkdown,
+  growthReport,
+  markdownReport,
+  type NotRun,
+  soakMarkdown,
+  soakReport,
+} from "./src/report.ts";
+import { runSoak } from "./src/soak.ts";
 
 const PARTS = ["proxy", "checks", "verify", "issuance", "revocation", "audit", "audit-scale"] as const;
-type Part = (typeof PARTS)[number];
+type Part = (typeof PARTS)[number] | "growth";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
+const soak = args.includes("--soak");
+const soakMinutes = Number(args.find((a) => a.startsWith("--soak-minutes="))?.slice(15) ?? "10");
+const soakRate = Number(args.find((a) => a.startsWith("--soak-rate="))?.slice(12) ?? "500");
+if (!(soakMinutes > 0) || !(soakRate > 0)) throw new Error("--soak-minutes and --soak-rate must be positive");
 const profile = args.includes("--profile");
 /** audit-scale at 10M events instead of 1M (hours of disk and time on a small machine). */
 const audit10m = args.includes("--audit-10m");
 const onlyArg = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 const only = new Set<Part>(onlyArg ? (onlyArg.split(",") as Part[]) : PARTS);
 for (const p of only)
-  if (!PARTS.includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(", ")})`);
+  if (p !== "growth" && !PARTS.includes(p))
+    throw new Error(`--only: unknown part ${p} (${PARTS.join(", ")}, growth)`);
 const systemsArg = args.find((a) => a.startsWith("--systems="))?.slice("--systems=".length);
 const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
-  if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…g)`);
+  if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…i)`);
 const unknown = args.filter(
   (a) =>
     a !== "--quick" &&
     a !== "--profile" &&
     a !== "--audit-10m" &&
+    a !== "--soak" &&
+    !a.startsWith("--soak-minutes=") &&
+    !a.startsWith("--soak-rate=") &&
     !a.startsWith("--only=") &&
     !a.startsWith("--systems="),
 );
@@ -76,7 +97,7 @@ const settings = quick
       auditEvents: 50_000,
       auditRuns: 3,
     };
-const CONNECTIONS = 50;
+const CONNECTIONS = 32;
 
 const log = (line: string) => console.log(line);
 const redact = (url: string) => {
@@ -102,6 +123,42 @@ async function part<T extends object>(name: Part, fn: () => Promise<T | NotRun>)
   }
 }
 
+async function mainSoak(): Promise<void> {
+  const [pg, redis] = await Promise.all([postgresReachable(pgUrl), redisReachable(redisUrl)]);
+  if (!pg || !redis) throw new Error("--soak needs Postgres and Redis (the production shape)");
+  log(`Phaselock soak: ${soakMinutes} min at ${soakRate} req/s, churn every second`);
+  const r = await runSoak({ minutes: soakMinutes, rate: soakRate, adminUrl: pgUrl, redisUrl, log });
+  log("");
+  log(soakReport(r));
+  if (r.verdicts.some((v) => !v.met)) process.exitCode = 1;
+  const out = join(root, "docs", "soak.md");
+  await writeFile(out, `${soakMarkdown(r, new Date().toISOString())}\n`);
+  log(`\nwrote ${out}`);
+}
+
+/** `--only=growth`: minutes of setup, so never part of the default run; writes docs/growth.md. */
+async function mainGrowth(): Promise<void> {
+  const [pg, redis] = await Promise.all([postgresReachable(pgUrl), redisReachable(redisUrl)]);
+  if (!pg || !redis) throw new Error("--only=growth needs Postgres and Redis (the production shape)");
+  log(`Phaselock growth bench (${quick ? "quick: 100,000 links" : "1,000,000 links"}, 100,000 revocations)`);
+  const r = await runGrowth({
+    adminUrl: pgUrl,
+    redisUrl,
+    rounds: settings.rounds,
+    duration: settings.duration,
+    links: quick ? 100_000 : undefined,
+    auditEvents: quick ? 10_000 : undefined,
+    log,
+  });
+  log("");
+  log(growthReport(r));
+  if (!quick) {
+    const out = join(root, "docs", "growth.md");
+    await writeFile(out, `${growthMarkdown(r, new Date().toISOString())}\n`);
+    log(`\nwrote ${out}`);
+  }
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const [pg, redis] = await Promise.all([postgresReachable(pgUrl), redisReachable(redisUrl)]);
@@ -119,6 +176,7 @@ async function main(): Promise<void> {
       warmup: settings.warmup,
       connections: CONNECTIONS,
       adminUrl,
+      redisUrl: redis ? redisUrl : undefined,
       profilePath,
       systems,
       log,
@@ -220,7 +278,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 try {
-  await main();
+  await (soak ? mainSoak() : only.has("growth") ? mainGrowth() : main());
 } catch (err) {
   console.error(err);
   process.exitCode = 1;

@@ -2,6 +2,7 @@ import { writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { FromChild, LoadRequest, ToChild } from "./ipc.ts";
 
 /** What a child script runs once it has its config. */
@@ -43,6 +44,8 @@ export function runChild<C>(start: (config: C) => Promise<ChildService>): void {
     process.exit(0);
   };
 
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   process.on("message", (m: ToChild<C>) => {
     if (m.type === "start") {
       start(m.config).then(
@@ -65,6 +68,18 @@ export function runChild<C>(start: (config: C) => Promise<ChildService>): void {
     } else if (m.type === "cpu") {
       const { user, system } = process.cpuUsage();
       void send({ type: "cpu", id: m.id, user, system });
+    } else if (m.type === "stats") {
+      const { rss, heapUsed } = process.memoryUsage();
+      const ms = (ns: number) => ns / 1e6;
+      const stats = {
+        rss,
+        heapUsed,
+        loopP50: ms(loop.percentile(50)),
+        loopP99: ms(loop.percentile(99)),
+        loopMax: ms(loop.max),
+      };
+      loop.reset();
+      void send({ type: "stats", id: m.id, ...stats });
     } else if (m.type === "profile-start" || m.type === "profile-stop") {
       const done = (ok: boolean, message?: string) => void send({ type: "profile", id: m.id, ok, message });
       (m.type === "profile-start" ? profiler.start() : profiler.stop(m.path)).then(

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDb, type DbHandle, migrate } from "@phaselock/db";
 import { pgAvailable, redisAvailable } from "@phaselock/testkit/probe";
+import { Redis } from "ioredis";
 import postgres from "postgres";
 
 /** True when `select 1` answers within two seconds. */
@@ -96,4 +97,20 @@ export async function createScratchDb(label: string, adminUrl: string | undefine
   open.add(db);
   await migrate(handle);
   return db;
+}
+
+/** Deletes every key under a bench run's own Redis prefix. */
+export async function dropRedisPrefix(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
 }

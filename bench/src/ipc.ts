@@ -10,6 +10,7 @@ export type ToChild<C = unknown> =
   | { type: "cpu"; id: number }
   | { type: "profile-start"; id: number }
   | { type: "profile-stop"; id: number; path: string }
+  | { type: "stats"; id: number }
   | LoadRequest;
 
 export type FromChild =
@@ -20,7 +21,17 @@ export type FromChild =
   | { type: "cpu"; id: number; user: number; system: number }
   /** answer to `profile-start` / `profile-stop` (the profile is written to `path`) */
   | { type: "profile"; id: number; ok: boolean; message?: string }
+  /** answer to `stats`: memory now, and event-loop delay since the previous `stats` (ms) */
+  | ({ type: "stats"; id: number } & ProcessStats)
   | LoadReply;
+
+export interface ProcessStats {
+  rss: number;
+  heapUsed: number;
+  loopP50: number;
+  loopP99: number;
+  loopMax: number;
+}
 
 /** One autocannon run, done by the load driver child. */
 export interface LoadOptions {
@@ -30,6 +41,8 @@ export interface LoadOptions {
   connections: number;
   /** seconds */
   duration: number;
+  /** requests per second over all connections (fixed rate); default as fast as answered */
+  overallRate?: number;
 }
 
 export interface LoadRequest {
@@ -43,6 +56,8 @@ export interface LoadResult {
   /** 2xx responses per second of wall time */
   rps: number;
   requests: number;
+  /** requests sent, answered or not (those in flight when the run ended are not in `requests`) */
+  sent: number;
   ok: number;
   non2xx: number;
   errors: number;

@@ -315,7 +315,7 @@ export async function benchIssuance(opts: {
 export interface RevocationBenchResult {
   database: string;
   revocations: number;
-  /** ms from the revoke call's return until both gateways deny */
+  /** ms from the revoke call's return until all four gateways deny */
   p50: number;
   p99: number;
   max: number;
@@ -332,11 +332,13 @@ const NO_UPSTREAM: Upstream = {
 };
 
 /**
- * Two gateways, each with its own Redis change feed connection, policy state and (on Postgres)
- * connection pool, and the token service with a third: revoke a link, then poll both gateways'
- * checks (between polls the event loop runs, so feed messages are handled) until both answer
+ * Four gateways, each with its own Redis change feed connection, policy state and (on Postgres)
+ * connection pool, and the token service with another: revoke a link, then poll every gateway's
+ * checks (between polls the event loop runs, so feed messages are handled) until all answer
  * `revoked`.
  */
+const GATEWAYS = 4;
+
 export async function benchRevocation(opts: {
   adminUrl: string | undefined;
   redisUrl: string;
@@ -354,7 +356,7 @@ export async function benchRevocation(opts: {
     const links = await ts.issueBatch("rev", opts.count);
 
     const gatekeepers = [];
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < GATEWAYS; i++) {
       const handle: DbHandle =
         db.kind === "postgres" ? createDb({ databaseUrl: db.url!, poolSize: 4 }) : db.handle;
       if (handle !== db.handle) closers.push(() => handle.close());
@@ -381,7 +383,7 @@ export async function benchRevocation(opts: {
       gatekeepers.push(linkChecks(gw.deps));
     }
 
-    // Both gateways serve every link before the first revocation (and have them cached).
+    // Every gateway serves every link before the first revocation (and have them cached).
     const deadline = Date.now() + 10_000;
     for (const l of links) {
       for (const g of gatekeepers) {

@@ -1,5 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
-import type { FromChild, LoadOptions, LoadResult, ToChild } from "./ipc.ts";
+import type { FromChild, LoadOptions, LoadResult, ProcessStats, ToChild } from "./ipc.ts";
 
 /** Children run TypeScript through tsx's loader, resolved here so any working directory works. */
 const TSX_LOADER = import.meta.resolve("tsx");
@@ -47,13 +47,22 @@ export class Child {
     this.port = port;
     this.#exited = exited;
     proc.on("message", (m: FromChild) => {
-      if (m.type === "load-result" || m.type === "load-failed" || m.type === "cpu" || m.type === "profile") {
+      if (
+        m.type === "load-result" ||
+        m.type === "load-failed" ||
+        m.type === "cpu" ||
+        m.type === "profile" ||
+        m.type === "stats"
+      ) {
         const p = this.#pending.get(m.id);
         if (!p) return;
         this.#pending.delete(m.id);
         if (m.type === "load-result") p.resolve(m.result as never);
         else if (m.type === "cpu") p.resolve((m.user + m.system) as never);
-        else if (m.type === "profile" && m.ok) p.resolve(undefined as never);
+        else if (m.type === "stats") {
+          const { type: _t, id: _i, ...stats } = m;
+          p.resolve(stats as never);
+        } else if (m.type === "profile" && m.ok) p.resolve(undefined as never);
         else p.reject(new Error(`${name}: ${"message" in m ? m.message : "failed"}`));
       } else if (m.type === "stopped") {
         this.#stats = m.stats;
@@ -120,6 +129,11 @@ export class Child {
   /** CPU time (user + system) the child has used so far, µs. */
   cpuMicros(): Promise<number> {
     return this.#request((id) => ({ type: "cpu", id }));
+  }
+
+  /** The child's memory now and its event-loop delay since the previous call. */
+  stats(): Promise<ProcessStats> {
+    return this.#request((id) => ({ type: "stats", id }));
   }
 
   /** Starts a V8 CPU profile in the child. */

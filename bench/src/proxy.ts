@@ -5,20 +5,23 @@
 import { randomBytes } from "node:crypto";
 import { cp, readFile, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { decodeJwt, exportSPKI, generateKeyPair, SignJWT } from "jose";
-import { createScratchDb } from "./db.ts";
+import { sql } from "drizzle-orm";
+import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from "jose";
+import { createScratchDb, dropRedisPrefix } from "./db.ts";
 import type { LoadResult } from "./ipc.ts";
 import { Child } from "./proc.ts";
 import type { BareProxyConfig } from "./servers/bare-proxy.ts";
 import type { ExpressProxyConfig } from "./servers/express-proxy.ts";
+import type { FastifyProxyConfig } from "./servers/fastify-proxy.ts";
 import type { GatewayConfig } from "./servers/gateway.ts";
+import type { TokenServiceConfig } from "./servers/token-service.ts";
 import type { UpstreamConfig } from "./servers/upstream.ts";
 import { median } from "./stats.ts";
-import { createTokenService, ISSUER } from "./token-service.ts";
+import { createTokenService, ISSUER, newAdminToken, remoteTokenService } from "./token-service.ts";
 
 const script = (name: string) => fileURLToPath(new URL(`./servers/${name}.ts`, import.meta.url));
 
-export type SystemKey = "a" | "b" | "c" | "d" | "e" | "f" | "g";
+export type SystemKey = "a" | "b" | "c" | "d" | "e" | "f" | "g" | "h" | "i";
 
 /** One measured run, with the CPU the proxy's and the upstream's processes spent on it. */
 export interface RunResult extends LoadResult {
@@ -57,6 +60,8 @@ export interface ProxyBenchOptions {
   connections: number;
   /** Postgres admin URL, or undefined for PGlite */
   adminUrl: string | undefined;
+  /** Redis for the production shape (limits, quota, change feed); undefined: in process */
+  redisUrl: string | undefined;
   /** write a CPU profile of the (audit on) gateway, over the measured rounds, to this file */
   profilePath?: string | undefined;
   /** only these systems (for working on one of them); default all */
@@ -90,6 +95,8 @@ export const SYSTEM_LABELS: Record<SystemKey, string> = {
   e: "(e) express + express-jwt + http-proxy-middleware",
   f: "(f) Phaselock gateway, audit on (Bearer)",
   g: "(g) Phaselock gateway, audit off (Bearer)",
+  h: "(h) fastify 5 + @fastify/jwt + @fastify/reply-from",
+  i: "(i) Phaselock gateway, in-process stores (Bearer)",
 };
 
 export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchResult> {
@@ -97,24 +104,50 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
   const children: Child[] = [];
   const db = await createScratchDb("proxy", o.adminUrl);
   const copies: string[] = [];
+  const redisPrefix = `pl:bench:${randomBytes(6).toString("hex")}:`;
+  const redis = o.redisUrl ? { redisUrl: o.redisUrl, redisPrefix } : {};
   try {
-    // Policy data through the token service's own API, as an operator would set it up.
-    const ts = await createTokenService(db.handle.db);
-    await ts.seed();
-    const link = await ts.issueLink("bench-volunteer-1");
-    await ts.close();
+    // Policy data through the token service's own API, as an operator would set it up: in a
+    // process of its own on Postgres (production shape), in this one on PGlite (one process only).
+    let link: { token: string };
+    let jwks: { keys: JWK[] };
+    if (db.kind === "postgres") {
+      const adminToken = newAdminToken();
+      const tsChild = await Child.start<TokenServiceConfig>(
+        { name: "token service", script: script("token-service") },
+        { databaseUrl: db.url!, adminToken, ...redis },
+      );
+      children.push(tsChild);
+      const tsUrl = `http://127.0.0.1:${tsChild.port}`;
+      const ts = remoteTokenService(tsUrl, adminToken);
+      await ts.seed();
+      link = await ts.issueLink("bench-volunteer-1");
+      jwks = (await (await fetch(`${tsUrl}/.well-known/jwks.json`)).json()) as { keys: JWK[] };
+    } else {
+      const ts = await createTokenService(db.handle.db);
+      await ts.seed();
+      link = await ts.issueLink("bench-volunteer-1");
+      jwks = (await (await ts.app.request("/.well-known/jwks.json")).json()) as { keys: JWK[] };
+      await ts.close();
+    }
+    const signingJwk = jwks.keys.find((k) => k.kid === decodeJwtHeaderKid(link.token)) ?? jwks.keys[0]!;
+    const edPem = await exportSPKI(
+      (await importJWK(signingJwk, "EdDSA", { extractable: true })) as Parameters<typeof exportSPKI>[0],
+    );
 
     let gatewayDb: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     let gatewayDbOn: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     let gatewayDbOff: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
+    let gatewayDbLocal: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     if (db.kind === "postgres") {
       gatewayDb = { databaseUrl: db.url! };
       gatewayDbOn = gatewayDb;
       gatewayDbOff = gatewayDb;
+      gatewayDbLocal = gatewayDb;
     } else {
       // PGlite is single-process: each gateway child opens its own copy of the seeded directory.
       await db.close();
-      for (const suffix of ["on", "off"]) {
+      for (const suffix of ["on", "off", "local"]) {
         const dir = `${db.dataDir!}-${suffix}`;
         copies.push(dir);
         await cp(db.dataDir!, dir, { recursive: true });
@@ -122,6 +155,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       gatewayDb = { dataDir: db.dataDir! };
       gatewayDbOn = { dataDir: copies[0]! };
       gatewayDbOff = { dataDir: copies[1]! };
+      gatewayDbLocal = { dataDir: copies[2]! };
     }
 
     // express-jwt cannot verify EdDSA (jsonwebtoken 9 has no Ed25519): an ES256 twin of the link.
@@ -146,22 +180,26 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       phonebankSecret: secret,
       ipHashKey: randomBytes(32).toString("base64url"),
     };
-    const [bare, gw, gwOn, gwOff, express, driver] = await Promise.all([
+    const [bare, gw, gwOn, gwOff, gwLocal, express, fastify, driver] = await Promise.all([
       Child.start<BareProxyConfig>(
         { name: "bare proxy", script: script("bare-proxy") },
         { upstreamPort: upstream.port },
       ),
       Child.start<GatewayConfig>(
         { name: "gateway", script: script("gateway") },
-        { ...gatewayBase, ...gatewayDb, audit: true },
+        { ...gatewayBase, ...gatewayDb, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
         { name: "gateway (audit on)", script: script("gateway") },
-        { ...gatewayBase, ...gatewayDbOn, audit: true },
+        { ...gatewayBase, ...gatewayDbOn, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
         { name: "gateway (audit off)", script: script("gateway") },
-        { ...gatewayBase, ...gatewayDbOff, audit: false },
+        { ...gatewayBase, ...gatewayDbOff, ...redis, audit: false },
+      ),
+      Child.start<GatewayConfig>(
+        { name: "gateway (in-process stores)", script: script("gateway") },
+        { ...gatewayBase, ...gatewayDbLocal, audit: true },
       ),
       Child.start<ExpressProxyConfig>(
         { name: "express proxy", script: script("express-proxy") },
@@ -173,9 +211,19 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
           phonebankSecret: secret,
         },
       ),
+      Child.start<FastifyProxyConfig>(
+        { name: "fastify proxy", script: script("fastify-proxy") },
+        {
+          upstreamUrl,
+          publicKeyPem: edPem,
+          issuer: ISSUER,
+          audience: "phaselock-gateway",
+          phonebankSecret: secret,
+        },
+      ),
       Child.start<Record<string, never>>({ name: "load driver", script: script("load-driver") }, {}),
     ]);
-    children.push(bare, gw, gwOn, gwOff, express, driver);
+    children.push(bare, gw, gwOn, gwOff, gwLocal, express, fastify, driver);
 
     // The volunteer presses "Start calling": one redemption gives the session cookie.
     const redeemed = await fetch(`http://127.0.0.1:${gw.port}/l/${link.token}`, {
@@ -224,6 +272,14 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       },
       { key: "f", server: gwOn, url: at(gwOn), headers: bearer, expectMinimised: true },
       { key: "g", server: gwOff, url: at(gwOff), headers: bearer, expectMinimised: true },
+      {
+        key: "h",
+        server: fastify,
+        url: at(fastify),
+        headers: { authorization: `Bearer ${link.token}` },
+        expectMinimised: false,
+      },
+      { key: "i", server: gwLocal, url: at(gwLocal), headers: bearer, expectMinimised: true },
     ]
       .map((s) => ({ ...s, key: s.key as SystemKey, label: SYSTEM_LABELS[s.key as SystemKey] }))
       .filter((s) => !o.systems || o.systems.includes(s.key));
@@ -295,12 +351,34 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
     gatewayStats.auditOn = await gw.stop();
     gatewayStats.auditOnF = await gwOn.stop();
     gatewayStats.auditOff = await gwOff.stop();
+    gatewayStats.inProcess = await gwLocal.stop();
+    if (db.kind === "postgres") {
+      // Each transaction has its own xmin: how many events the group commit put in each insert.
+      const [row] = (await db.handle.db.execute(
+        sql`select count(*)::int as events, count(distinct xmin::text)::int as transactions from audit_events`,
+      )) as unknown as { events: number; transactions: number }[];
+      if (row && row.transactions > 0) {
+        gatewayStats.auditBatches = row;
+        o.log(`  audit trail: ${row.events} events in ${row.transactions} transactions`);
+        notes.push(
+          `Audit trail after the run: ${fmt(row.events, 0)} events in ${fmt(row.transactions, 0)} transactions (${fmt(row.events / row.transactions, 1)} events per group commit, all gateways and the token service together).`,
+        );
+      }
+    }
     return { systems: results, database: db.describe, notes, gatewayStats };
   } finally {
     await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
     await db.drop();
+    if (o.redisUrl) await dropRedisPrefix(o.redisUrl, redisPrefix).catch(() => undefined);
     for (const dir of copies) await rm(dir, { recursive: true, force: true });
   }
+}
+
+function decodeJwtHeaderKid(token: string): string | undefined {
+  const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString("utf8")) as {
+    kid?: string;
+  };
+  return header.kid;
 }
 
 /** The machine's CPU time counters (jiffies) from /proc/stat: total and stolen; undefined off Linux. */

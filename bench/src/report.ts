@@ -1,3 +1,4 @@
+import type { GrowthResult } from "./growth.ts";
 import type {
   AuditBenchResult,
   ChecksBenchResult,
@@ -6,6 +7,7 @@ import type {
   VerifyBenchResult,
 } from "./micro.ts";
 import { fmt, type ProxyBenchResult, type SystemKey, type SystemResult } from "./proxy.ts";
+import type { SoakResult } from "./soak.ts";
 
 export interface Machine {
   cpus: string;
@@ -94,6 +96,19 @@ export function ratios(r: BenchReport): { name: string; value: number; what: str
     },
     { name: "f/g", value: ratio(r, "f", "g"), what: "gateway with audit on vs off" },
     {
+      name: "c/h",
+      value: ratio(r, "c", "h"),
+      what: "gateway (Bearer) vs fastify + @fastify/jwt + reply-from",
+    },
+    { name: "h/b", value: ratio(r, "h", "b"), what: "fastify stack vs the bare proxy floor" },
+    { name: "i/c", value: ratio(r, "i", "c"), what: "gateway with in-process stores vs Redis (production)" },
+    { name: "p99 c/b", value: p99Ratio(r, "c", "b"), what: "p99 latency: gateway (Bearer) vs bare proxy" },
+    {
+      name: "CPU c/h",
+      value: cpuRatio(r, "c", "h"),
+      what: "proxy-process CPU per request: gateway (Bearer) vs fastify stack",
+    },
+    {
       name: "CPU c/b",
       value: cpuRatio(r, "c", "b"),
       what: "proxy-process CPU per request: gateway (Bearer) vs bare proxy",
@@ -114,57 +129,80 @@ export function ratios(r: BenchReport): { name: string; value: number; what: str
 /** A hit must be cheap for every caller: alone, among many, and for one busy volunteer. */
 const worstHit = (v: VerifyBenchResult) => Math.max(v.hitAloneUs, v.hitRoundRobinUs, v.hitHotUs);
 
+/** A goal `value ≥ target` (or `≤` when `atMost`): met or missed, and by how much, in per cent of the target. */
+function goal(
+  name: string,
+  target: number,
+  value: number,
+  show: (n: number) => string,
+  atMost: boolean,
+  why: string,
+): Goal {
+  if (!Number.isFinite(value))
+    return { name, target: `${atMost ? "≤" : "≥"} ${show(target)}`, value: why, met: null };
+  const met = atMost ? value <= target : value >= target;
+  const off = ((value - target) / target) * 100;
+  return {
+    name,
+    target: `${atMost ? "≤" : "≥"} ${show(target)}`,
+    value: `${show(value)} (${off >= 0 ? "+" : "−"}${fmt(Math.abs(off), 0)} % of target)`,
+    met,
+  };
+}
+
+function p99Ratio(r: BenchReport, a: SystemKey, b: SystemKey): number {
+  const x = system(r, a);
+  const y = system(r, b);
+  return x && y && y.p99 > 0 ? x.p99 / y.p99 : Number.NaN;
+}
+
 export function goals(r: BenchReport): Goal[] {
   const na = (x: object): string => (ran(x as NotRun) ? "n/a" : whyNot(x as NotRun));
-  const cb = ratio(r, "c", "b");
-  const ce = ratio(r, "c", "e");
-  const fg = ratio(r, "f", "g");
-  const auditCost = 1 - fg;
-  const g: Goal[] = [
-    {
-      name: "gateway vs bare proxy (c/b)",
-      target: "≥ 0.85",
-      value: Number.isFinite(cb) ? fmt(cb, 2) : na(r.proxy),
-      met: Number.isFinite(cb) ? cb >= 0.85 : null,
-    },
-    {
-      name: "gateway vs express stack (c/e)",
-      target: "≥ 4",
-      value: Number.isFinite(ce) ? fmt(ce, 2) : na(r.proxy),
-      met: Number.isFinite(ce) ? ce >= 4 : null,
-    },
-    {
-      name: "cache-hit verify (worst realistic pattern)",
-      target: "≤ 10 µs",
-      value: ran(r.verify) ? `${fmt(worstHit(r.verify), 2)} µs` : whyNot(r.verify),
-      met: ran(r.verify) ? worstHit(r.verify) <= 10 : null,
-    },
-    {
-      name: "issuance (POST /v1/links/batch, 10,000)",
-      target: "≥ 5,000 links/s",
-      value: ran(r.issuance) ? `${fmt(r.issuance.linksPerSecond, 0)} links/s` : whyNot(r.issuance),
-      met: ran(r.issuance) ? r.issuance.linksPerSecond >= 5000 : null,
-    },
-    {
-      name: "revocation propagation p99 (two gateways, Redis)",
-      target: "≤ 100 ms",
-      value: ran(r.revocation) ? `${fmt(r.revocation.p99, 2)} ms` : whyNot(r.revocation),
-      met: ran(r.revocation) ? r.revocation.p99 <= 100 : null,
-    },
-    {
-      name: "audit on costs (1 − f/g)",
-      target: "≤ 10%",
-      value: Number.isFinite(fg) ? `${fmt(auditCost * 100, 1)}%` : na(r.proxy),
-      met: Number.isFinite(fg) ? auditCost <= 0.1 : null,
-    },
-    {
-      name: "audit append (benchAppend)",
-      target: "≥ 20,000 events/s",
-      value: ran(r.audit) ? `${fmt(r.audit.eventsPerSecond, 0)} events/s` : whyNot(r.audit),
-      met: ran(r.audit) ? r.audit.eventsPerSecond >= 20_000 : null,
-    },
+  const x2 = (n: number) => fmt(n, 2);
+  const pct = (n: number) => `${fmt(n * 100, 1)} %`;
+  const p = na(r.proxy);
+  const auditCpu = cpuRatio(r, "f", "g") - 1;
+  // The gateway's goals are judged on (f): the same production wiring as (c), in a process of its
+  // own that `--profile` never profiles (the profiler's overhead lands on c and d).
+  return [
+    goal("gateway vs fastify peer, req/s (f/h)", 1.0, ratio(r, "f", "h"), x2, false, p),
+    goal("gateway vs bare proxy, req/s (f/b)", 0.85, ratio(r, "f", "b"), x2, false, p),
+    goal("gateway vs bare proxy, CPU µs/req (f/b)", 1.5, cpuRatio(r, "f", "b"), x2, true, p),
+    goal("gateway vs bare proxy, p99 (f/b)", 2, p99Ratio(r, "f", "b"), x2, true, p),
+    goal("audit on costs, gateway CPU (f/g − 1)", 0.1, auditCpu, pct, true, p),
+    goal(
+      "revocation reaching 4 gateways, p99",
+      20,
+      ran(r.revocation) ? r.revocation.p99 : Number.NaN,
+      (n) => `${fmt(n, 2)} ms`,
+      true,
+      na(r.revocation),
+    ),
+    goal(
+      "issuance, one 10,000-link batch",
+      20_000,
+      ran(r.issuance) ? r.issuance.linksPerSecond : Number.NaN,
+      (n) => `${fmt(n, 0)} links/s`,
+      false,
+      na(r.issuance),
+    ),
+    goal(
+      "cache-hit verify (worst realistic pattern)",
+      10,
+      ran(r.verify) ? worstHit(r.verify) : Number.NaN,
+      (n) => `${fmt(n, 2)} µs`,
+      true,
+      na(r.verify),
+    ),
+    goal(
+      "audit append (benchAppend)",
+      20_000,
+      ran(r.audit) ? r.audit.eventsPerSecond : Number.NaN,
+      (n) => `${fmt(n, 0)} events/s`,
+      false,
+      na(r.audit),
+    ),
   ];
-  return g;
 }
 
 const verdict = (m: boolean | null) => (m === null ? "n/a" : m ? "met" : "MISSED");
@@ -233,11 +271,11 @@ function microRows(r: BenchReport): string[][] {
   } else rows.push(["issuance", whyNot(r.issuance)]);
   if (ran(r.revocation)) {
     rows.push([
-      `revocation → both gateways deny, p50 / p99 / max (${r.revocation.revocations} revocations)`,
+      `revocation → all 4 gateways deny, p50 / p99 / max (${r.revocation.revocations} revocations)`,
       `${fmt(r.revocation.p50, 2)} / ${fmt(r.revocation.p99, 2)} / ${fmt(r.revocation.max, 2)} ms`,
     ]);
     rows.push([
-      "revocations already denied by both when the call returned",
+      "revocations already denied by all 4 when the call returned",
       `${r.revocation.atReturn} of ${r.revocation.revocations}`,
     ]);
     rows.push(["revoke call itself (commit + publish), p50", `${fmt(r.revocation.callP50, 2)} ms`]);
@@ -325,36 +363,52 @@ export function markdownReport(r: BenchReport): string {
   md.push("");
   md.push(
     [
-      "**Proxy comparison.** Every server runs in its own Node process and the load comes from another",
-      "one (autocannon 9, keep-alive, no pipelining), so the load generator, the proxy and the upstream never",
-      `share an event loop; on a ${r.machine.cores}-core machine they do share the cores, as in any single-host test.`,
+      "**Proxy comparison, in production shape.** The token service, the phone bank, every proxy and the",
+      "load generator (autocannon 9, keep-alive, no pipelining) each run in their own Node process, so none",
+      `shares an event loop; on a ${r.machine.cores}-core machine they do share the cores, as in any single-host test.`,
+      "**The machine was shared with other engineers' test runs while this ran** (see the CPU steal and the",
+      "upstream's own CPU per request in the per-round table): compare systems within this run, as ratios.",
+      "The gateways run on a fresh Postgres database and on Redis under a prefix of this run's own (rate",
+      "limits, record quota and the change feed in Redis, as with more than one gateway), with the durable",
+      "audit writer; the token service (its own process, same database and Redis) seeds the contest,",
+      "campaign and link through its HTTP API.",
       `Each system gets ${m.connections} connections for ${m.duration} s per round, ${m.rounds} round${m.rounds > 1 ? "s" : ""}, after a`,
       `${m.warmup} s warm-up each; the systems are alternated round by round (the order rotates) so that noise`,
       "hurts all alike. Figures are medians over the rounds (the range is the spread of req/s); req/s counts 2xx",
       "answers only, and latencies are autocannon's (1 ms resolution). *CPU µs/req* is the CPU time (user +",
-      "system, `process.cpuUsage()`) the proxy's process and the upstream's process spent during the run,",
-      "divided by the 2xx answers: unlike req/s it does not depend on how the two cores were shared. A busy",
-      "host still slows every instruction, and a VM may not report it as *CPU steal* (from /proc/stat, per",
-      "round): the upstream's own CPU per request, the same work in every round, is the better gauge of that.",
+      "system, `process.cpuUsage()` reported by the process itself over IPC) the proxy's process and the",
+      "upstream's process spent during the run, divided by the 2xx answers: unlike req/s it does not depend",
+      "on how the cores were shared. A busy host still slows every instruction, and a VM may not report it",
+      "as *CPU steal* (from /proc/stat, per round): the upstream's own CPU per request, the same work in every",
+      "round, is the better gauge of that.",
       "",
       "Every request is `GET /pb/calls/next` (the upstream gets `GET /calls/next`), answered by the demo phone",
       "bank (`services/phonebank`, 50,000 synthetic members).",
       "",
       "- **(a)** the phone bank directly, with the gateway's secret and context headers.",
       "- **(b)** a bare `node:http` reverse proxy with a keep-alive agent: no checks at all, the floor any gateway pays.",
-      "- **(c)/(d)** the Phaselock gateway with its real wiring (`wireGateway`, policy state over the database,",
-      "  `MemoryBus`, in-memory rate limiter and record quota, the version poller, the undici upstream, the",
-      "  `BatchAuditWriter` writing every decision to `audit_events`), with a Bearer session (c) or the session",
-      "  cookie from a real redemption (d). The bench campaign's limits are raised (1,000,000 requests/min and",
-      "  records/h per link) so the load is not rate-limited; every other check runs: signature (cached),",
-      "  revocation, phase, scope, entitlement, rate limit, record quota, response minimisation, audit.",
+      "- **(c)/(d)** the Phaselock gateway as `services/gateway/src/main.ts` builds it (`createGateway`, policy",
+      "  state over Postgres, the Redis change feed, rate limits and record quota in Redis, the version poller,",
+      "  the undici upstream pool, the `BatchAuditWriter` writing every decision to `audit_events`, an allowed",
+      "  answer leaving only once its event has committed), with a Bearer session (c) or the session cookie",
+      "  from a real redemption (d). The bench campaign's limits are raised (1,000,000 requests/min and",
+      "  records/h per link) and so is the per-link in-flight cap (8 → 64: all 32 connections carry one",
+      "  volunteer's session) so the load is not refused; every other check runs: session, link, signature",
+      "  key, revocation, phase, scope, entitlement, rate limits, record quota, response minimisation, audit.",
       "- **(e)** express 5 + express-jwt 8 (public key, algorithm, issuer and audience pinned) +",
-      "  http-proxy-middleware 3 with a keep-alive agent, setting the same context headers. express-jwt verifies",
+      "  http-proxy-middleware with a keep-alive agent, setting the same context headers. express-jwt verifies",
       "  with jsonwebtoken 9, which has no EdDSA, so it gets an **ES256** twin of the link (same claims): the",
       "  closest asymmetric algorithm it accepts. It verifies the signature on every request (no cache) and",
       "  checks nothing else.",
-      "- **(f)/(g)** two more gateway processes, identical but for the audit sink: the `BatchAuditWriter` (f)",
-      "  or a sink that discards events (g), each warmed up and measured exactly alike (c and d share a third).",
+      "- **(f)/(g)** two more production-shape gateway processes, identical but for the audit sink: the",
+      "  `BatchAuditWriter` (f) or a sink that discards events (g), each warmed up and measured exactly alike",
+      "  (c and d share a third).",
+      "- **(h)** what a Node user would build instead: fastify 5 + @fastify/jwt (fast-jwt; EdDSA, issuer and",
+      "  audience pinned; its verify cache on) + @fastify/reply-from (undici pool), verifying the link's own",
+      "  EdDSA token with the token service's public key (from its JWKS), setting the same context headers.",
+      "  It checks nothing beyond the JWT: no revocation, phase, scope, entitlement, limits, audit or minimising.",
+      "- **(i)** the gateway as (c) but with in-process stores (memory rate limiter, record quota and change",
+      "  feed): the single-instance configuration the bench used to headline.",
       "",
       "**Micro-benchmarks** run in the runner's process after the servers have stopped:",
       "",
@@ -370,10 +424,10 @@ export function markdownReport(r: BenchReport): string {
       "- issuance: `POST /v1/links/batch` with 10,000 volunteers through the token service app (`app.request`,",
       "  no socket) over a fresh database, with the batching audit writer; links/s by response time, and also",
       "  until the batch's 10,001 audit events are written.",
-      "- revocation: the token service and two gateways (in process, each with its own Redis pub/sub",
-      "  connections, policy state and connection pool), a link revoked per `POST /v1/revocations` (scope",
-      "  `link`); measured from the moment the call returns until both gateways' checks answer `revoked`",
-      "  (polled on every turn of the event loop). 0 when both already deny at return.",
+      "- revocation: the token service and four gateways (in the runner's process, each with its own Redis",
+      "  pub/sub connections, policy state and connection pool), a link revoked per `POST /v1/revocations`",
+      "  (scope `link`); measured from the moment the call returns until all four gateways' checks answer",
+      "  `revoked` (polled on every turn of the event loop). 0 when all already deny at return.",
       "- audit append: `benchAppend` (hash chain + inserts, batches of 1,000) on a fresh database.",
     ].join("\n"),
   );
@@ -509,4 +563,149 @@ export function markdownReport(r: BenchReport): string {
   );
   md.push("");
   return md.join("\n");
+}
+
+/** The soak's summary for the console. */
+export function soakReport(r: SoakResult): string {
+  return table(
+    ["soak check", "value", "verdict"],
+    r.verdicts.map((v) => [v.name, v.value, v.met ? "met" : "MISSED"]),
+  );
+}
+
+/** docs/soak.md */
+export function soakMarkdown(r: SoakResult, date: string): string {
+  const mb = (n: number) => fmt(n / 2 ** 20, 0);
+  return [
+    "# Soak",
+    "",
+    `Generated by \`pnpm bench --soak --soak-minutes=${r.minutes} --soak-rate=${r.rate}\` on ${date}, on a 2-core machine shared`,
+    "with other work: compare the samples with each other, not with another day's.",
+    "",
+    "The production shape (token service, phone bank and gateway each in its own process, Postgres,",
+    "Redis for limits, quota and the change feed, durable audit) under a fixed request rate from a",
+    "load process (autocannon, 16 connections, 10 s segments), one volunteer's session. All along,",
+    "once a second: a 50-link batch and one more link issued, that link redeemed, used, revoked",
+    "through the token service and probed until the gateway refuses it `revoked`. After each",
+    "segment the gateway reports its RSS, heap and event-loop delay (`monitorEventLoopDelay`, since",
+    "the previous sample). Decisions out = the load's answers + the probes; audit events in = the",
+    "`access` rows in `audit_events` once the gateway has stopped (its writer flushes on stop).",
+    "",
+    mdTable(
+      ["check", "value", "verdict"],
+      r.verdicts.map((v) => [v.name, v.value, v.met ? "met" : "MISSED"]),
+    ),
+    "",
+    `Churn: ${fmt(r.issued, 0)} links issued, ${fmt(r.revoked, 0)} revoked.`,
+    "",
+    mdTable(
+      ["s", "req/s", "p99 ms", "RSS MB", "heap MB", "loop p50 ms", "loop p99 ms", "loop max ms", "non-2xx"],
+      r.samples.map((s) => [
+        fmt(s.at, 0),
+        fmt(s.rps, 0),
+        fmt(s.p99, 0),
+        mb(s.rss),
+        mb(s.heapUsed),
+        fmt(s.loopP50, 1),
+        fmt(s.loopP99, 1),
+        fmt(s.loopMax, 0),
+        String(s.non2xx),
+      ]),
+      ["r", "r", "r", "r", "r", "r", "r", "r", "r"],
+    ),
+  ].join("\n");
+}
+
+function growthRows(r: GrowthResult): { rows: string[][]; checks: [string, string, boolean][] } {
+  const mb = (n: number) => `${fmt(n / 2 ** 20, 0)} MB`;
+  const side = (name: string, s: GrowthResult["empty"]) => [
+    name,
+    fmt(s.links, 0),
+    fmt(s.revocations, 0),
+    `${fmt(s.startMs, 0)} ms`,
+    mb(s.rssStart),
+    mb(s.rssEnd),
+    fmt(s.rps, 0),
+    fmt(s.cpuUs, 0),
+    fmt(s.p99, 0),
+  ];
+  const cpu = r.large.cpuUs / r.empty.cpuUs - 1;
+  return {
+    rows: [side("empty", r.empty), side("large", r.large)],
+    checks: [
+      [
+        // Growth must not cost more than 10 %; a large deployment measured cheaper is the run's
+        // noise (the spread between its rounds says how much), not a gain.
+        "gateway CPU µs/req, large vs empty: at most 10 % more",
+        `${cpu >= 0 ? "+" : "−"}${fmt(Math.abs(cpu) * 100, 1)} %`,
+        cpu <= 0.1,
+      ],
+      ["gateway RSS (large, after the load) ≤ 300 MB", mb(r.large.rssEnd), r.large.rssEnd <= 300 * 2 ** 20],
+      ["start-up (state load), large − empty", `${fmt(r.large.startMs - r.empty.startMs, 0)} ms`, true],
+      [
+        "issuance of a 10,000-link batch at that size",
+        `${fmt(r.issuanceLinksPerSecond, 0)} links/s`,
+        r.issuanceLinksPerSecond >= 20_000,
+      ],
+      ["GET /v1/links (first page), median of 5", `${fmt(r.listMs, 1)} ms`, true],
+      ["GET /v1/links?campaignId=…&status=active, median of 5", `${fmt(r.listCampaignMs, 1)} ms`, true],
+      [`audit verify (verifyStored, ${fmt(r.auditEvents, 0)} events)`, `${fmt(r.auditVerifyMs, 0)} ms`, true],
+    ],
+  };
+}
+
+const GROWTH_HEAD = [
+  "deployment",
+  "links",
+  "revocations",
+  "start-up",
+  "RSS at start",
+  "RSS after load",
+  "req/s",
+  "CPU µs/req",
+  "p99 ms",
+];
+
+export function growthReport(r: GrowthResult): string {
+  const { rows, checks } = growthRows(r);
+  return [
+    table(GROWTH_HEAD, rows),
+    "",
+    table(
+      ["check", "value", "verdict"],
+      checks.map(([n, v, m]) => [n, v, m ? "met" : "MISSED"]),
+    ),
+  ].join("\n");
+}
+
+/** docs/growth.md */
+export function growthMarkdown(r: GrowthResult, date: string): string {
+  const { rows, checks } = growthRows(r);
+  return [
+    "# Growth",
+    "",
+    `Generated by \`pnpm bench --only=growth\` on ${date}, on a 2-core machine shared with other work:`,
+    "compare the two rows with each other (same run, rounds alternated), not with another day's.",
+    "",
+    "Two deployments in production shape side by side, each with its own Postgres database, token",
+    "service process and gateway process (Redis for limits, quota and the change feed, durable",
+    "audit); one phone bank and one load process serve both. The large one holds",
+    `${fmt(r.large.links, 0)} links and ${fmt(r.large.revocations, 0)} revocations of all six scopes`,
+    `(${Object.entries(r.revocationScopes)
+      .map(([k, v]) => `${k} ${fmt(v, 0)}`)
+      .join(", ")}),`,
+    `written with \`generate_series\` in ${fmt(r.setupSeconds, 1)} s before its gateway starts, so the`,
+    "gateway's start-up loads all of it (start-up is from fork to ready, tsx and the code included:",
+    "the difference between the two rows is the state load). Watermark revocations target other",
+    "campaigns, contests, phases and volunteers, so the load's own link stays valid while the",
+    "revocation index holds every kind. Load: `GET /pb/calls/next` with one session, 32",
+    "connections, rounds alternated; CPU µs/req from the gateway process's own `process.cpuUsage()`.",
+    "",
+    mdTable(GROWTH_HEAD, rows, ["l", "r", "r", "r", "r", "r", "r", "r", "r"]),
+    "",
+    mdTable(
+      ["check", "value", "verdict"],
+      checks.map(([n, v, m]) => [n, v, m ? "met" : "MISSED"]),
+    ),
+  ].join("\n");
 }

@@ -28,10 +28,13 @@ export interface IssuedLink {
  * The token service over `db`, from the builder its `main.ts` uses (key manager, batching audit
  * writer, change feed), driven in process through `app.request`.
  */
-export async function createTokenService(db: Db, opts: { bus?: ChangeBus; clock?: Clock } = {}) {
+export async function createTokenService(
+  db: Db,
+  opts: { bus?: ChangeBus; clock?: Clock; adminToken?: string } = {},
+) {
   const clock = opts.clock ?? systemClock;
   const bus = opts.bus ?? new MemoryBus();
-  const adminToken = `pla_${randomBytes(32).toString("base64url")}`;
+  const adminToken = opts.adminToken ?? newAdminToken();
   const service = buildTokenService(
     parseTokenServiceEnv({
       TOKEN_SERVICE_URL: ISSUER,
@@ -44,9 +47,32 @@ export async function createTokenService(db: Db, opts: { bus?: ChangeBus; clock?
   await service.start();
   const { app, keys, audit } = service;
 
+  const client = adminClient((path, init) => Promise.resolve(app.request(path, init)), adminToken);
+  return {
+    app,
+    keys,
+    audit,
+    bus,
+    ...client,
+    /** Writes the queued audit events and stops the writer (the bus belongs to the caller when passed). */
+    close: async () => {
+      await service.stop();
+      if (!opts.bus) await bus.close();
+    },
+  };
+}
+
+export const newAdminToken = (): string => `pla_${randomBytes(32).toString("base64url")}`;
+
+/** The admin calls the benches make, over `app.request` (in process) or HTTP (another process). */
+export function adminClient(
+  send: (path: string, init: RequestInit) => Promise<Response>,
+  adminToken: string,
+  clock: Clock = systemClock,
+) {
   /** An admin call; throws unless the answer is 2xx. */
   async function call<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await app.request(path, {
+    const res = await send(path, {
       method,
       headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -107,21 +133,11 @@ export async function createTokenService(db: Db, opts: { bus?: ChangeBus; clock?
     return r.links;
   }
 
-  return {
-    app,
-    keys,
-    audit,
-    bus,
-    call,
-    seed,
-    issueLink,
-    issueBatch,
-    /** Writes the queued audit events and stops the writer (the bus belongs to the caller when passed). */
-    close: async () => {
-      await service.stop();
-      if (!opts.bus) await bus.close();
-    },
-  };
+  return { call, seed, issueLink, issueBatch };
 }
+
+/** A token service running in another process, at `baseUrl`. */
+export const remoteTokenService = (baseUrl: string, adminToken: string) =>
+  adminClient((path, init) => fetch(`${baseUrl}${path}`, init), adminToken);
 
 export type TokenService = Awaited<ReturnType<typeof createTokenService>>;

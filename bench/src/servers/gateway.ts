@@ -1,8 +1,8 @@
 /**
  * Child: the Phaselock gateway with its real wiring, as `services/gateway/src/main.ts` builds it:
- * policy state over the database (Postgres or an embedded PGlite directory), the in-process change
- * feed and stores, the version poller, the undici upstream, and the batching audit writer (or, for
- * the audit-off comparison, a sink that discards).
+ * policy state over the database (Postgres or an embedded PGlite directory), the change feed and
+ * the limit stores in Redis (production shape) or in process, the version poller, the undici
+ * upstream, and the batching audit writer (or, for the audit-off comparison, a sink that discards).
  */
 import { createServer } from "node:http";
 import type { AuditSink } from "@phaselock/audit";
@@ -20,6 +20,10 @@ export interface GatewayConfig {
   phonebankSecret: string;
   ipHashKey: string;
   audit: boolean;
+  /** production shape: rate limits, record quota and change feed in Redis; else in process */
+  redisUrl?: string;
+  /** e.g. `pl:bench:abc:` */
+  redisPrefix?: string;
 }
 
 /** Discards every event: the audit-off side of the audit cost comparison. */
@@ -41,12 +45,19 @@ class NullAuditSink implements AuditSink {
 runChild<GatewayConfig>(async (bench) => {
   const handle = createDb({ databaseUrl: bench.databaseUrl, dataDir: bench.dataDir });
   await assertMigrated(handle.db);
-  const stores = createStores({});
+  const stores = createStores({
+    redisUrl: bench.redisUrl,
+    prefix: bench.redisPrefix,
+    onError: (err) => console.error(`bench gateway: redis: ${(err as Error).message}`),
+  });
   const config = parseGatewayEnv({
     UPSTREAM_URL: bench.upstreamUrl,
     TOKEN_SERVICE_URL: bench.issuer,
     PHONEBANK_SECRET: bench.phonebankSecret,
     AUDIT_IP_KEY: bench.ipHashKey,
+    // All 32 connections carry one volunteer's session: the per-link in-flight cap (8) would
+    // refuse most of them, which is the point of the cap but not of this benchmark.
+    MAX_CONCURRENT_PER_LINK: "64",
   });
   let auditErrors = 0;
   const gateway = createGateway(config, {

@@ -17,6 +17,7 @@ function run(o: LoadOptions): Promise<LoadResult> {
         connections: o.connections,
         pipelining: 1,
         duration: o.duration,
+        ...(o.overallRate ? { overallRate: o.overallRate } : {}),
       },
       (err, r) => {
         if (err) return reject(err);
@@ -31,6 +32,7 @@ function run(o: LoadOptions): Promise<LoadResult> {
         resolve({
           rps: ok / r.duration,
           requests: r.requests.total,
+          sent: (r.requests as unknown as { sent?: number }).sent ?? r.requests.total,
           ok,
           non2xx: r.non2xx,
           errors: r.errors,

@@ -60,8 +60,62 @@ export async function appendPrepared(db: Db, events: readonly PreparedEvent[]): 
     const headSeq = head?.seq ?? 0;
     return { head: head?.hash ?? GENESIS, headSeq, firstSeq: headSeq + 1, ids: [] };
   }
+  const raw = rawPostgres(db);
+  if (raw && events.length <= INSERT_CHUNK_ROWS) return appendInFourRoundTrips(raw, events);
   // READ COMMITTED: the head read after the lock must see the previous holder's commit.
   return db.transaction((tx) => appendInTransaction(tx, events), { isolationLevel: "read committed" });
+}
+
+/** The part of a postgres.js client the four-round-trip append uses. */
+interface RawPostgres {
+  begin<T>(
+    options: string,
+    fn: (tx: { unsafe(query: string): PromiseLike<unknown> }) => Promise<T>,
+  ): Promise<T>;
+}
+
+/** The postgres.js client under a drizzle `Db`, when it is one (an embedded PGlite is not). */
+function rawPostgres(db: Db): RawPostgres | undefined {
+  const client = (db as { $client?: { begin?: unknown; reserve?: unknown } }).$client;
+  return client && typeof client.begin === "function" && typeof client.reserve === "function"
+    ? (client as unknown as RawPostgres)
+    : undefined;
+}
+
+/**
+ * {@link appendPrepared} on postgres.js in four round trips instead of six (drizzle's begin,
+ * isolation, lock, head, insert, commit, each awaited): `begin isolation level read committed`; one
+ * simple-protocol query `lock; head`, whose statements the server runs strictly in order, so the
+ * head is read after the lock (its statement's snapshot is taken then); the insert, every value
+ * inlined as an escaped literal; `commit`. postgres.js rolls back on any failure.
+ */
+async function appendInFourRoundTrips(
+  raw: RawPostgres,
+  events: readonly PreparedEvent[],
+): Promise<AppendResult> {
+  return raw.begin("isolation level read committed", async (tx) => {
+    const results = (await tx.unsafe(
+      `select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}); ` +
+        // `head_seq`, not `seq`: ORDER BY would take an output alias of that name (text order).
+        "select seq::text as head_seq, hash from audit_events order by seq desc limit 1",
+    )) as unknown[];
+    const headRows = results[1];
+    if (!Array.isArray(headRows)) throw new Error("audit: unexpected reply reading the chain head");
+    const head = headRows[0] as { head_seq: string; hash: string } | undefined;
+    const firstSeq = (head ? Number(head.head_seq) : 0) + 1;
+    let prevHash = head?.hash ?? GENESIS;
+    const ids = events.map(() => randomId("evt"));
+    const cols = new ColumnArrays();
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      const canonical = canonicalPrepared(e, firstSeq + i, ids[i]!);
+      const hash = chainHash(prevHash, canonical);
+      cols.push(e, firstSeq + i, ids[i]!, prevHash, hash, toHex(leafHash(canonical)));
+      prevHash = hash;
+    }
+    await tx.unsafe(cols.insertText());
+    return { head: prevHash, headSeq: firstSeq + events.length - 1, firstSeq, ids };
+  });
 }
 
 /**
@@ -101,6 +155,8 @@ const ARRAY_ESCAPE = /["\\]/g;
 const arrayLiteral = (values: readonly (string | null)[]): string =>
   `{${values.map((v) => (v === null ? "NULL" : `"${v.replace(ARRAY_ESCAPE, "\\$&")}"`)).join(",")}}`;
 
+const LITERAL_ESCAPE = /['\\]/g;
+
 /** One INSERT's rows, column by column, for `insert … select * from unnest(…)`. */
 class ColumnArrays {
   readonly #seq: string[] = [];
@@ -131,6 +187,22 @@ class ColumnArrays {
     this.#prevHash.push(prevHash);
     this.#hash.push(hash);
     this.#leafHash.push(leaf);
+  }
+
+  /**
+   * The same INSERT as text, every array an escape-string literal (`E'…'`: only `\\` and `'`
+   * need escaping, whatever `standard_conforming_strings` says), for the simple protocol.
+   */
+  insertText(): string {
+    const a = (values: readonly (string | null)[], type: string) =>
+      `E'${arrayLiteral(values).replace(LITERAL_ESCAPE, (c) => (c === "'" ? "''" : "\\\\"))}'::${type}[]`;
+    return `insert into audit_events
+      (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash)
+      select * from unnest(${a(this.#seq, "bigint")}, ${a(this.#id, "text")}, ${a(this.#at, "timestamptz")},
+        ${a(this.#type, "text")}, ${a(this.#actor, "text")}, ${a(this.#campaignId, "text")},
+        ${a(this.#linkId, "text")}, ${a(this.#decision, "text")}, ${a(this.#reason, "text")},
+        ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")},
+        ${a(this.#leafHash, "text")})`;
   }
 
   insert(): SQL {

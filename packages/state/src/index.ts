@@ -1,6 +1,7 @@
 export * from "./bus.ts";
 export * from "./changes.ts";
 export * from "./logged-feed.ts";
+export * from "./metering.ts";
 export * from "./policy-state.ts";
 export * from "./rate-limit.ts";
 export * from "./record-quota.ts";

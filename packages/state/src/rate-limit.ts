@@ -33,7 +33,8 @@ interface GcraState {
   debt: number;
 }
 
-function checkRule(rule: RateRule): void {
+/** Throws unless the rule has positive integer limit and window (and their product is safe). */
+export function checkRule(rule: RateRule): void {
   const ok = (n: number) => Number.isSafeInteger(n) && n > 0;
   if (!ok(rule.limit) || !ok(rule.windowMs) || !Number.isSafeInteger(rule.limit * rule.windowMs)) {
     throw new RangeError("rate rule needs positive integer limit and windowMs");
@@ -129,29 +130,36 @@ export class MemoryRateLimiter implements RateLimiter {
   }
 }
 
+/**
+ * One GCRA step as a Lua function, `gcra(key, limit, window, now)` → {allowed, remaining,
+ * retryAfterMs}: the same arithmetic as gcra() above; numbers are doubles in Lua too and stay
+ * below 2^53. Shared by this limiter's script and the one-round-trip metering script.
+ */
+export const GCRA_STEP_LUA = `
+local function gcra(key, limit, window, now)
+  local capacity = limit * window
+  local debt = 0
+  local at = now
+  local state = redis.call('HMGET', key, 'at', 'debt')
+  if state[1] and state[2] then
+    local prevAt = tonumber(state[1])
+    local elapsed = math.max(0, now - prevAt)
+    if elapsed >= window then debt = 0 else debt = math.max(0, tonumber(state[2]) - elapsed * limit) end
+    at = math.max(prevAt, now)
+  end
+  local after = debt + window
+  if after > capacity then
+    return {0, 0, math.ceil((after - capacity) / limit)}
+  end
+  redis.call('HSET', key, 'at', string.format('%.0f', at), 'debt', string.format('%.0f', after))
+  redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, at - now + math.ceil(after / limit))))
+  return {1, math.floor((capacity - after) / window), 0}
+end
+`;
+
 // KEYS[1] state key; ARGV limit, windowMs, nowMs. Returns {allowed, remaining, retryAfterMs}.
-// Same arithmetic as gcra() above; numbers are doubles in Lua too and stay below 2^53.
-const GCRA_LUA = `
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local capacity = limit * window
-local debt = 0
-local at = now
-local state = redis.call('HMGET', KEYS[1], 'at', 'debt')
-if state[1] and state[2] then
-  local prevAt = tonumber(state[1])
-  local elapsed = math.max(0, now - prevAt)
-  if elapsed >= window then debt = 0 else debt = math.max(0, tonumber(state[2]) - elapsed * limit) end
-  at = math.max(prevAt, now)
-end
-local after = debt + window
-if after > capacity then
-  return {0, 0, math.ceil((after - capacity) / limit)}
-end
-redis.call('HSET', KEYS[1], 'at', string.format('%.0f', at), 'debt', string.format('%.0f', after))
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.max(1, at - now + math.ceil(after / limit))))
-return {1, math.floor((capacity - after) / window), 0}
+const GCRA_LUA = `${GCRA_STEP_LUA}
+return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 `;
 
 type WithGcra = RedisClient & {

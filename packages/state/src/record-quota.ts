@@ -24,7 +24,8 @@ export interface RecordQuota {
   count(key: string, rule: QuotaRule, now: Date): Promise<number>;
 }
 
-function windowOf(rule: QuotaRule, now: Date): { index: number; endsInMs: number } {
+/** The fixed window `now` falls in, and how long until it ends; throws on a bad rule. */
+export function windowOf(rule: QuotaRule, now: Date): { index: number; endsInMs: number } {
   const ok = (n: number) => Number.isSafeInteger(n) && n > 0;
   if (!ok(rule.limit) || !ok(rule.windowMs)) {
     throw new RangeError("quota rule needs positive integer limit and windowMs");
@@ -84,18 +85,28 @@ export class MemoryRecordQuota implements RecordQuota {
   }
 }
 
+/**
+ * One quota step as a Lua function, `quota(key, recordId, limit, ttlMs)` → {allowed, count}.
+ * Shared by this quota's script and the one-round-trip metering script.
+ */
+export const QUOTA_STEP_LUA = `
+local function quota(key, id, limit, ttl)
+  if redis.call('SISMEMBER', key, id) == 1 then
+    return {1, redis.call('SCARD', key)}
+  end
+  local count = redis.call('SCARD', key)
+  if count >= limit then
+    return {0, count}
+  end
+  redis.call('SADD', key, id)
+  redis.call('PEXPIRE', key, ttl)
+  return {1, count + 1}
+end
+`;
+
 // KEYS[1] the window's set; ARGV recordId, limit, ttlMs. Returns {allowed, count}.
-const QUOTA_LUA = `
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
-  return {1, redis.call('SCARD', KEYS[1])}
-end
-local count = redis.call('SCARD', KEYS[1])
-if count >= tonumber(ARGV[2]) then
-  return {0, count}
-end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, count + 1}
+const QUOTA_LUA = `${QUOTA_STEP_LUA}
+return quota(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
 `;
 
 type WithQuota = RedisClient & {

@@ -1,5 +1,5 @@
 import { describeIntegration, REDIS_TARGETS, uniquePrefix } from "@phaselock/testkit";
-import { afterAll, expect, it } from "vitest";
+import { afterAll, expect, it, vi } from "vitest";
 import type { ChangeHint } from "./changes.ts";
 import { createStores, type Stores } from "./stores.ts";
 import { eventually, T0 } from "./test-fixtures.ts";
@@ -54,5 +54,21 @@ for (const target of REDIS_TARGETS)
       expect((await a2.recordQuota.admit("link-x", "m2", quota, T0)).allowed).toBe(false);
       expect((await b.recordQuota.admit("link-x", "m2", quota, T0)).allowed).toBe(true);
       await a.ping();
+    });
+
+    it("meter a request over several limiter names, on the same counters as the separate stores", async () => {
+      // Names that hash to different cluster slots: one script over them all would be CROSSSLOT.
+      const s = open(uniquePrefix("meter"));
+      await vi.waitFor(() => s.ping(), { timeout: 5000 });
+      const rule = { limit: 1, windowMs: 60_000 };
+      const quota = { limit: 1, windowMs: 3_600_000 };
+      const rates = ["link-1", "campaign-1", "volunteer-1"].map((key) => ({ key, rule }));
+      const counts = ["qlink-1", "qcampaign-1"].map((key) => ({ key, rule: quota }));
+      expect(await s.meter.check(rates, counts, T0)).toEqual({ denied: null, counts: [0, 0] });
+      expect((await s.meter.check(rates, counts, T0)).denied?.index).toBe(0);
+      expect((await s.rateLimiter.consume("campaign-1", rule, T0)).allowed).toBe(false);
+      expect(await s.meter.admit(counts, "m1", T0)).toBeNull();
+      expect(await s.recordQuota.count("qcampaign-1", quota, T0)).toBe(1);
+      expect(await s.meter.admit(counts, "m2", T0)).toBe(0);
     });
   });

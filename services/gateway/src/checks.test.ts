@@ -64,7 +64,12 @@ describe("checkRequest: every check in the contract's order, the first failure a
     if (fails("suspended")) g.suspended.add(jti);
     if (fails("unavailable: audit not writable")) g.setAuditHealthy(false);
     if (fails("rate_limited")) g.deps.limits.request = async () => refusal("rate_limited");
-    if (fails("quota_exceeded")) g.deps.limits.recordsLeft = async () => refusal("quota_exceeded");
+    if (fails("quota_exceeded")) {
+      // The quota is read in the same store call as the rate limits, after them.
+      const request = g.deps.limits.request;
+      g.deps.limits.request = async (...args) =>
+        (await request(...args)) ?? (args[3]?.recordsLeft ? refusal("quota_exceeded") : null);
+    }
     const credential =
       first === "token_missing" ? undefined : first === "token_invalid" ? "not.a.token" : token;
 

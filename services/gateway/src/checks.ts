@@ -217,9 +217,8 @@ async function meter(
   now: Date,
 ): Promise<Refusal | null> {
   try {
-    const limited = await deps.limits.request(a.claims, a.campaign, now);
-    if (limited || !assignsRecord) return limited;
-    return await deps.limits.recordsLeft(a.claims, a.campaign, now);
+    // One store call: the rate limits and, for a route that hands out a record, the quota read.
+    return await deps.limits.request(a.claims, a.campaign, now, { recordsLeft: assignsRecord });
   } catch {
     return refusal("unavailable");
   }

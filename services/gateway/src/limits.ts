@@ -1,5 +1,5 @@
 import type { Campaign, LinkClaims } from "@phaselock/policy";
-import type { RateLimiter, RecordQuota } from "@phaselock/state";
+import { composeMeter, type Meter, type RateLimiter, type RecordQuota } from "@phaselock/state";
 import { type Refusal, refusal } from "./refusals.ts";
 
 /**
@@ -7,8 +7,17 @@ import { type Refusal, refusal } from "./refusals.ts";
  * the caller answers `unavailable` rather than let traffic through unmetered.
  */
 export interface Limits {
-  /** Counts one request against the link's and the campaign's rate limits. */
-  request(claims: LinkClaims, campaign: Campaign | undefined, now: Date): Promise<Refusal | null>;
+  /**
+   * Counts one request against the link's and the campaign's rate limits; with `recordsLeft`,
+   * then (when they allow) also refuses as `recordsLeft` would, in the same store call: one Redis
+   * round trip for what were four.
+   */
+  request(
+    claims: LinkClaims,
+    campaign: Campaign | undefined,
+    now: Date,
+    opts?: { recordsLeft?: boolean },
+  ): Promise<Refusal | null>;
   /** Whether the link may receive member record `recordId` (records it already saw are free). */
   admitRecord(
     claims: LinkClaims,
@@ -45,50 +54,45 @@ const LINK_LIFETIME = 91 * 24 * HOUR;
 export function createLimits(opts: {
   rateLimiter: RateLimiter;
   recordQuota: RecordQuota;
+  /** the same counters in one store call per step (default: separate calls to the two above) */
+  meter?: Meter | undefined;
   defaults?: Partial<LimitDefaults> | undefined;
 }): Limits {
   const d = { ...DEFAULT_LIMITS, ...opts.defaults };
+  const meter = opts.meter ?? composeMeter(opts.rateLimiter, opts.recordQuota);
   const rpm = (c: Campaign | undefined) => c?.limits.requestsPerMinute ?? d.requestsPerMinute;
   const rph = (c: Campaign | undefined) => c?.limits.recordsPerHour ?? d.recordsPerHour;
-  const quotaKeys = (claims: LinkClaims, c: Campaign | undefined) =>
-    [
-      [`rq:link:${claims.jti}`, rph(c)],
-      [`rq:campaign:${claims.cmp}`, rph(c) * d.campaignFactor],
-    ] as const;
+  const quotaSteps = (claims: LinkClaims, c: Campaign | undefined) => [
+    { key: `rq:link:${claims.jti}`, rule: { limit: rph(c), windowMs: HOUR } },
+    { key: `rq:campaign:${claims.cmp}`, rule: { limit: rph(c) * d.campaignFactor, windowMs: HOUR } },
+  ];
+  const rateSteps = (claims: LinkClaims, c: Campaign | undefined) => [
+    { key: `rl:link:${claims.jti}`, rule: { limit: rpm(c), windowMs: MINUTE } },
+    { key: `rl:campaign:${claims.cmp}`, rule: { limit: rpm(c) * d.campaignFactor, windowMs: MINUTE } },
+  ];
+  const rateLimited = (retryAfterMs: number) =>
+    refusal("rate_limited", { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
   const quotaSpent = (now: Date) =>
     refusal("quota_exceeded", {
       retryAfterSeconds: Math.max(1, Math.ceil((HOUR - (now.getTime() % HOUR)) / 1000)),
     });
 
   return {
-    async request(claims, campaign, now) {
-      const perLink = rpm(campaign);
-      for (const [key, limit] of [
-        [`rl:link:${claims.jti}`, perLink],
-        [`rl:campaign:${claims.cmp}`, perLink * d.campaignFactor],
-      ] as const) {
-        const r = await opts.rateLimiter.consume(key, { limit, windowMs: MINUTE }, now);
-        if (!r.allowed) {
-          return refusal("rate_limited", {
-            retryAfterSeconds: Math.max(1, Math.ceil(r.retryAfterMs / 1000)),
-          });
-        }
-      }
-      return null;
+    async request(claims, campaign, now, o) {
+      const quotas = o?.recordsLeft ? quotaSteps(claims, campaign) : [];
+      const r = await meter.check(rateSteps(claims, campaign), quotas, now);
+      if (r.denied) return rateLimited(r.denied.decision.retryAfterMs);
+      return r.counts.some((n, i) => n >= quotas[i]!.rule.limit) ? quotaSpent(now) : null;
     },
     async recordsLeft(claims, campaign, now) {
-      for (const [key, limit] of quotaKeys(claims, campaign)) {
-        if ((await opts.recordQuota.count(key, { limit, windowMs: HOUR }, now)) >= limit)
-          return quotaSpent(now);
-      }
-      return null;
+      const quotas = quotaSteps(claims, campaign);
+      const r = await meter.check([], quotas, now);
+      return r.counts.some((n, i) => n >= quotas[i]!.rule.limit) ? quotaSpent(now) : null;
     },
     async admitRecord(claims, campaign, recordId, now) {
-      for (const [key, limit] of quotaKeys(claims, campaign)) {
-        const q = await opts.recordQuota.admit(key, recordId, { limit, windowMs: HOUR }, now);
-        if (!q.allowed) return quotaSpent(now);
-      }
-      return null;
+      return (await meter.admit(quotaSteps(claims, campaign), recordId, now)) === null
+        ? null
+        : quotaSpent(now);
     },
     async admitDevice(claims, deviceId, maxDevices, now) {
       const q = await opts.recordQuota.admit(

@@ -12,6 +12,7 @@ import {
 import {
   type ChangeBus,
   LoggedFeed,
+  type Meter,
   PolicyState,
   type RateLimiter,
   type RecordQuota,
@@ -35,6 +36,8 @@ export interface GatewayInfra {
     bus: ChangeBus;
     rateLimiter: RateLimiter;
     recordQuota: RecordQuota;
+    /** both of the above in one store call per step (default: separate calls) */
+    meter?: Meter;
     /** a quick probe of the store for `/readyz` */
     ping(): Promise<void>;
   };
@@ -205,6 +208,7 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     limits: createLimits({
       rateLimiter: stores.rateLimiter,
       recordQuota: stores.recordQuota,
+      meter: stores.meter,
       defaults: infra.limitDefaults,
     }),
     config: gatewayAppConfig(config, infra.fallbackSecrets),

@@ -1,0 +1,168 @@
+import { FakeClock } from "@phaselock/core";
+import { describeIntegration, type Service, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { composeMeter, type Meter, RedisMeter } from "./metering.ts";
+import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
+import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
+import { createRedisClient } from "./redis-client.ts";
+
+/** A meter and the separate stores over the same counters (a meter's steps are theirs). */
+interface Trio {
+  meter: Meter;
+  rateLimiter: RateLimiter;
+  recordQuota: RecordQuota;
+}
+
+interface Backend {
+  name: string;
+  needs: Service[];
+  setup(): Promise<void>;
+  make(): Trio;
+  teardown(): Promise<void>;
+}
+
+let redis: Redis | undefined;
+const backends: Backend[] = [
+  {
+    name: "memory",
+    needs: [],
+    setup: async () => {},
+    make: () => {
+      const rateLimiter = new MemoryRateLimiter();
+      const recordQuota = new MemoryRecordQuota();
+      return { meter: composeMeter(rateLimiter, recordQuota), rateLimiter, recordQuota };
+    },
+    teardown: async () => {},
+  },
+  {
+    name: "redis",
+    needs: ["redis"],
+    setup: async () => {
+      redis = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: true }) as Redis;
+    },
+    make: () => {
+      const prefix = uniquePrefix("meter");
+      return {
+        meter: new RedisMeter({ redis: redis!, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` }),
+        rateLimiter: new RedisRateLimiter({ redis: redis!, prefix: `${prefix}rl:` }),
+        recordQuota: new RedisRecordQuota({ redis: redis!, prefix: `${prefix}rq:` }),
+      };
+    },
+    teardown: async () => {
+      await redis?.quit();
+    },
+  },
+];
+
+const MINUTE = 60_000;
+const HOUR = 3_600_000;
+const link = { key: "rl:link:l1", rule: { limit: 3, windowMs: MINUTE } };
+const campaign = { key: "rl:campaign:c1", rule: { limit: 4, windowMs: MINUTE } };
+const qLink = { key: "rq:link:l1", rule: { limit: 2, windowMs: HOUR } };
+const qCampaign = { key: "rq:campaign:c1", rule: { limit: 3, windowMs: HOUR } };
+
+for (const backend of backends) {
+  describeIntegration(`Meter contract (${backend.name})`, backend.needs, () => {
+    let t: Trio;
+    let clock: FakeClock;
+    beforeAll(() => backend.setup());
+    afterAll(() => backend.teardown());
+    beforeEach(() => {
+      t = backend.make();
+      clock = new FakeClock("2020-03-01T12:00:00Z");
+    });
+
+    it("consumes the rate steps in order and stops at the first refusal, as separate calls would", async () => {
+      for (let i = 0; i < 3; i++) {
+        expect((await t.meter.check([link, campaign], [], clock.now())).denied).toBeNull();
+      }
+      const refused = await t.meter.check([link, campaign], [], clock.now());
+      expect(refused.denied?.index).toBe(0);
+      expect(refused.denied?.decision).toMatchObject({ allowed: false, remaining: 0 });
+      expect(refused.denied!.decision.retryAfterMs).toBeGreaterThan(0);
+      // The campaign's step after the link's refusal was not consumed: one request left there.
+      expect(await t.rateLimiter.consume(campaign.key, campaign.rule, clock.now())).toMatchObject({
+        allowed: true,
+        remaining: 0,
+      });
+      expect((await t.meter.check([campaign], [], clock.now())).denied?.index).toBe(0);
+    });
+
+    it("shares its counters with the separate rate limiter and record quota", async () => {
+      await t.rateLimiter.consume(link.key, link.rule, clock.now());
+      await t.rateLimiter.consume(link.key, link.rule, clock.now());
+      expect((await t.meter.check([link], [], clock.now())).denied).toBeNull();
+      expect((await t.meter.check([link], [], clock.now())).denied?.index).toBe(0);
+
+      await t.recordQuota.admit(qLink.key, "m1", qLink.rule, clock.now());
+      expect(await t.meter.admit([qLink], "m2", clock.now())).toBeNull();
+      expect(await t.recordQuota.count(qLink.key, qLink.rule, clock.now())).toBe(2);
+    });
+
+    it("reads the quota counts only when every rate step allows", async () => {
+      await t.meter.admit([qLink, qCampaign], "m1", clock.now());
+      expect(await t.meter.check([link], [qLink, qCampaign], clock.now())).toEqual({
+        denied: null,
+        counts: [1, 1],
+      });
+      expect(await t.meter.check([], [qLink], clock.now())).toEqual({ denied: null, counts: [1] });
+      await t.meter.check([link], [], clock.now());
+      await t.meter.check([link], [], clock.now());
+      const refused = await t.meter.check([link], [qLink], clock.now());
+      expect([refused.denied?.index, refused.counts]).toEqual([0, []]);
+    });
+
+    it("admits a record under each quota in order, stopping at the first refusal; a record seen is free", async () => {
+      expect(await t.meter.admit([qLink, qCampaign], "m1", clock.now())).toBeNull();
+      expect(await t.meter.admit([qLink, qCampaign], "m2", clock.now())).toBeNull();
+      expect(await t.meter.admit([qLink, qCampaign], "m1", clock.now())).toBeNull();
+      expect(await t.meter.admit([qLink, qCampaign], "m3", clock.now())).toBe(0);
+      // Refused at the link: the campaign did not count m3.
+      expect(await t.recordQuota.count(qCampaign.key, qCampaign.rule, clock.now())).toBe(2);
+      expect(await t.meter.admit([qCampaign, qLink], "m4", clock.now())).toBe(1);
+      expect(await t.recordQuota.count(qCampaign.key, qCampaign.rule, clock.now())).toBe(3);
+      // A new hour is a new window.
+      clock.advance(HOUR);
+      expect(await t.meter.admit([qLink, qCampaign], "m5", clock.now())).toBeNull();
+    });
+
+    it("refuses a bad rule before asking the store", async () => {
+      await expect(
+        t.meter.check([{ key: "k", rule: { limit: 0, windowMs: 1 } }], [], clock.now()),
+      ).rejects.toThrow(RangeError);
+      await expect(
+        t.meter.admit([{ key: "k", rule: { limit: 1, windowMs: 0 } }], "m", clock.now()),
+      ).rejects.toThrow(RangeError);
+    });
+  });
+}
+
+describeIntegration("RedisMeter round trips", ["redis"], () => {
+  let client: Redis;
+  beforeAll(() => {
+    client = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: true }) as Redis;
+  });
+  afterAll(() => client.quit());
+
+  it("sends one command per check and per admit, however many steps", async () => {
+    const prefix = uniquePrefix("meter");
+    const meter = new RedisMeter({ redis: client, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` });
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    await meter.check([link], [], clock.now()); // loads the script (EVALSHA, then EVAL once)
+    await meter.admit([qLink], "m0", clock.now());
+    const sent: string[] = [];
+    const original = client.sendCommand.bind(client);
+    client.sendCommand = ((command: { name: string }) => {
+      sent.push(command.name);
+      return original(command as never);
+    }) as typeof client.sendCommand;
+    try {
+      await meter.check([link, campaign], [qLink, qCampaign], clock.now());
+      await meter.admit([qLink, qCampaign], "m1", clock.now());
+    } finally {
+      client.sendCommand = original;
+    }
+    expect(sent).toEqual(["evalsha", "evalsha"]);
+  });
+});
