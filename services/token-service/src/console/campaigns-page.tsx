@@ -1,6 +1,7 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
+import { ID_PATTERN } from "../schemas.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
@@ -8,7 +9,8 @@ import type { Page } from "./links-page.tsx";
 import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The API's own id rule: the console acts on every id the API accepts. */
+const SLUG = ID_PATTERN;
 
 export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
   con.get("/campaigns", async (c) => {
@@ -63,7 +65,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         <form method="post" action="/console/campaigns">
           <Csrf viewer={c.var.viewer} />
           <label for="new-id">Campaign id</label>
-          <input type="text" id="new-id" name="id" required pattern="[a-z0-9][a-z0-9\-]{0,62}" />
+          <input type="text" id="new-id" name="id" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,63}" />
           <label for="new-name">Name</label>
           <input type="text" id="new-name" name="name" required maxlength={200} />
           <label for="new-contest">Contest id</label>
@@ -87,7 +89,9 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
       return page(
         c,
         "Campaigns",
-        <Notice kind="error">A campaign id is lower-case letters, digits and dashes.</Notice>,
+        <Notice kind="error">
+          A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
+        </Notice>,
         {
           status: 400,
         },

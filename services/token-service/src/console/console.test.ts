@@ -628,3 +628,52 @@ describe("console sources", () => {
       ).toBe(true);
   });
 });
+
+describe("ids the API accepts", () => {
+  it("switches off a phase and grants an entitlement whose ids have capitals, dots and underscores", async () => {
+    const contestId = `GE.2019_${Date.now()}`;
+    const campaignId = `Labour.GE_${Date.now()}`;
+    const day = 86_400_000;
+    const t0 = new Date("2020-03-01T12:00:00.000Z").getTime();
+    const iso = (ms: number) => new Date(t0 + ms).toISOString();
+    expect(
+      (
+        await callJson(h, "PUT", `/v1/contests/${contestId}`, {
+          body: {
+            name: "General election",
+            phases: [{ name: "Final_Ballot", startsAt: iso(-day), endsAt: iso(10 * day), memberData: true }],
+          },
+        })
+      ).status,
+    ).toBeLessThan(300);
+    expect(
+      (await callJson(h, "PUT", `/v1/campaigns/${campaignId}`, { body: { name: "Labour", contestId } }))
+        .status,
+    ).toBeLessThan(300);
+    const admin = await signedIn(ADMIN);
+    const matrix = await admin.get(`/console/campaigns/${campaignId}`);
+    expect(matrix.html).toContain('aria-label="calls:read in Final_Ballot"');
+    const granted = await admin.post(`/console/campaigns/${campaignId}/entitlements`, {
+      phase: "Final_Ballot",
+      scopes: ["calls:read"],
+      action: "grant",
+    });
+    expect(granted.status).toBe(303);
+    const campaign = await callJson<{ entitlements: Record<string, string[]> }>(
+      h,
+      "GET",
+      `/v1/campaigns/${campaignId}`,
+    );
+    expect(campaign.body.entitlements.Final_Ballot).toEqual(["calls:read"]);
+    const upload = await admin.get(`/console/links/new?campaignId=${campaignId}`);
+    expect(upload.html).toContain('<option value="Final_Ballot"');
+    const confirm = await admin.get(`/console/contests/${contestId}/phases/Final_Ballot/end`);
+    expect(confirm.status).toBe(200);
+    const res = await admin.post(`/console/contests/${contestId}/phases/Final_Ballot/end`, {
+      reason: "drill",
+    });
+    expect(res.status).toBe(303);
+    const contest = await callJson<{ currentPhase: unknown }>(h, "GET", `/v1/contests/${contestId}`);
+    expect(contest.body.currentPhase).toBeNull();
+  });
+});

@@ -1,6 +1,7 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
+import { ID_PATTERN } from "../schemas.ts";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
@@ -27,7 +28,8 @@ export interface Campaign {
   links?: Record<string, number>;
 }
 
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The API's own id rule: the console acts on every id the API accepts. */
+const SLUG = ID_PATTERN;
 const MAX_LINK_PAGES = 20;
 
 /**

@@ -2,6 +2,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
 import { parseCsv } from "../csv.ts";
+import { ID_PATTERN } from "../schemas.ts";
 import { readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
@@ -38,7 +39,8 @@ const canIssue = (v: Viewer) => v.role === "admin" || v.role === "coordinator";
 export const campaignOf = (c: Context<ConsoleEnv>, named: string): string =>
   c.var.viewer.role === "coordinator" ? (c.var.viewer.campaignId ?? "") : named;
 
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The API's own id rule: the console acts on every id the API accepts. */
+const SLUG = ID_PATTERN;
 
 /** The phases a campaign's contest has, when the API can tell (else the form asks for a name). */
 async function phasesOf(c: Context<ConsoleEnv>, campaignId: string): Promise<string[]> {
