@@ -54,6 +54,8 @@ class Browser {
       expect(res.headers.get("x-content-type-options")).toBe("nosniff");
       expect(res.headers.get("cache-control")).toBe("no-store");
       expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      // A whole page is a standards-mode document (a fragment for the live view is not).
+      if (!path.includes("/fragment")) expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
       if (!path.startsWith("/console/api-keys") || init.method !== "POST")
         for (const s of secrets) expect(html).not.toContain(s);
       const token = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
