@@ -70,6 +70,18 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
           <input type="text" id="new-name" name="name" required maxlength={200} />
           <label for="new-contest">Contest id</label>
           <input type="text" id="new-contest" name="contestId" required />
+          <label for="new-contact">Contact for volunteers (optional)</label>
+          <p class="hint" id="new-contact-hint">
+            Whom volunteers ask when a link is refused, e.g. "Jo Bloggs, jo@example.org". Left blank, an
+            existing campaign keeps its contact; its rate limits are always kept.
+          </p>
+          <input
+            type="text"
+            id="new-contact"
+            name="contact"
+            maxlength={200}
+            aria-describedby="new-contact-hint"
+          />
           <div class="actions">
             <button type="submit">Save campaign</button>
           </div>
@@ -96,8 +108,26 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
           status: 400,
         },
       );
+    // PUT replaces the whole campaign: an update from this form keeps what the form does not
+    // show (rate limits) and the contact unless a new one is written.
+    const existing = await c.var.api.call<Campaign>("GET", `/v1/campaigns/${id}`);
+    if (!existing.ok && existing.status !== 404)
+      return page(
+        c,
+        "Campaigns",
+        <ProblemNotice problem={existing.problem} intro="The campaign was not saved." />,
+        { status: statusFor(existing.status) },
+      );
+    const before = existing.ok ? existing.body : undefined;
+    const contact = field(c, "contact") || before?.contact;
+    const limits = before?.limits && Object.keys(before.limits).length > 0 ? before.limits : undefined;
     const res = await c.var.api.call("PUT", `/v1/campaigns/${id}`, {
-      json: { name: field(c, "name"), contestId: field(c, "contestId") },
+      json: {
+        name: field(c, "name"),
+        contestId: field(c, "contestId"),
+        ...(limits ? { limits } : {}),
+        ...(contact ? { contact } : {}),
+      },
     });
     if (!res.ok)
       return page(
@@ -127,6 +157,10 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         <p>
           Campaign <code>{k.id}</code> in contest{" "}
           <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>.
+        </p>
+        <p>
+          Volunteers whose link is refused are told to ask:{" "}
+          <strong>{k.contact ?? "the coordinator who sent you the link"}</strong>.
         </p>
         {k.links ? (
           <p>

@@ -679,3 +679,51 @@ describe("ids the API accepts", () => {
     expect(contest.body.currentPhase).toBeNull();
   });
 });
+
+describe("admin campaign form", () => {
+  it("updating a campaign keeps its contact and rate limits; creating one sets its contact", async () => {
+    const { contestId, campaignId } = await seedContest(h);
+    const put = await callJson(h, "PUT", `/v1/campaigns/${campaignId}`, {
+      body: {
+        name: "Campaign",
+        contestId,
+        limits: { requestsPerMinute: 7 },
+        contact: "Jo Bloggs, jo@example.org",
+      },
+    });
+    expect(put.status).toBeLessThan(300);
+    const admin = await signedIn(ADMIN);
+    const list = await admin.get("/console/campaigns");
+    expect(list.html).toContain('name="contact"');
+    const renamed = await admin.post("/console/campaigns", {
+      id: campaignId,
+      name: "Renamed",
+      contestId,
+      contact: "",
+    });
+    expect(renamed.status).toBe(303);
+    const after = await callJson<{ name: string; contact?: string; limits: Record<string, number> }>(
+      h,
+      "GET",
+      `/v1/campaigns/${campaignId}`,
+    );
+    expect(after.body.name).toBe("Renamed");
+    expect(after.body.contact).toBe("Jo Bloggs, jo@example.org");
+    expect(after.body.limits).toEqual({ requestsPerMinute: 7 });
+    const shown = await admin.get(`/console/campaigns/${campaignId}`);
+    expect(shown.html).toContain("<strong>Jo Bloggs, jo@example.org</strong>");
+    const fresh = `${campaignId}-new`;
+    const created = await admin.post("/console/campaigns", {
+      id: fresh,
+      name: "New",
+      contestId,
+      contact: "Sam <sam@example.org>",
+    });
+    expect(created.status).toBe(303);
+    const made = await callJson<{ contact?: string }>(h, "GET", `/v1/campaigns/${fresh}`);
+    expect(made.body.contact).toBe("Sam <sam@example.org>");
+    // Shown as text, never as markup.
+    const page = await admin.get(`/console/campaigns/${fresh}`);
+    expect(page.html).toContain("Sam &lt;sam@example.org&gt;");
+  });
+});

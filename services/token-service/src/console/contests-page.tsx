@@ -26,6 +26,8 @@ export interface Campaign {
   contestId: string;
   entitlements?: Record<string, string[]>;
   links?: Record<string, number>;
+  limits?: Record<string, number>;
+  contact?: string;
 }
 
 /** The API's own id rule: the console acts on every id the API accepts. */
