@@ -527,6 +527,7 @@ describe("admin", () => {
       scope: "volunteer",
       volunteerRef: "nobody-xyz",
       reason: "typo?",
+      confirm: "yes",
     });
     expect(rev.status).toBe(303);
     expect((await admin.get("/console/revocations")).html).toContain("matched no link");
@@ -725,5 +726,40 @@ describe("admin campaign form", () => {
     // Shown as text, never as markup.
     const page = await admin.get(`/console/campaigns/${fresh}`);
     expect(page.html).toContain("Sam &lt;sam@example.org&gt;");
+  });
+});
+
+describe("admin revocations form", () => {
+  it("asks for a confirmation naming what a campaign, phase, contest or all-links revocation ends", async () => {
+    const { contestId, campaignId } = await seedOpen(h);
+    await callJson(h, "POST", "/v1/links", {
+      body: { campaignId, phase: "open", volunteer: { ref: "v-1" }, scopes: ["calls:read"] },
+    });
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/revocations");
+    const count = async () =>
+      (await callJson<{ items: unknown[] }>(h, "GET", "/v1/revocations?limit=500")).body.items.length;
+    const before = await count();
+    const all = await admin.post("/console/revocations", { scope: "all", reason: "oops" });
+    expect(all.status).toBe(200);
+    expect(all.html).toContain("every link issued so far, in every campaign");
+    expect(all.html).toContain('name="confirm" value="yes"');
+    const contest = await admin.post("/console/revocations", {
+      scope: "contest",
+      contestId,
+      reason: "drill",
+    });
+    expect(contest.status).toBe(200);
+    expect(contest.html).toContain(`every link of contest <strong>${contestId}</strong>`);
+    expect(contest.html).toContain("1 active link");
+    expect(await count()).toBe(before);
+    const confirmed = await admin.post("/console/revocations", {
+      scope: "contest",
+      contestId,
+      reason: "drill",
+      confirm: "yes",
+    });
+    expect(confirmed.status).toBe(303);
+    expect(await count()).toBe(before + 1);
   });
 });

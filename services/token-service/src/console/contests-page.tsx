@@ -114,7 +114,7 @@ export function Timeline(props: { contest: Contest; campaigns: Campaign[]; now: 
   );
 }
 
-async function listAll<T>(
+export async function listAll<T>(
   c: Context<ConsoleEnv>,
   path: string,
 ): Promise<{ ok: true; items: T[] } | { ok: false; status: number }> {
