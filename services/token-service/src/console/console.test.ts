@@ -442,6 +442,19 @@ describe("coordinator", () => {
     expect(fragment.html).toContain("v-2");
     expect(fragment.html).not.toContain("<html");
   });
+
+  it("a progress view left open refreshing does not keep the session from idling out", async () => {
+    const { b } = await coordinator();
+    expect((await b.get("/console/progress")).status).toBe(200);
+    for (let i = 0; i < 5; i++) {
+      h.clock.advance(5 * 60_000);
+      expect((await b.get("/console/progress/fragment")).status).toBe(200);
+    }
+    h.clock.advance(5 * 60_000);
+    const res = await b.get("/console/progress/fragment");
+    expect(res.status).toBe(303);
+    expect(res.res.headers.get("location")).toBe("/console/sign-in?signed-out=expired");
+  });
 });
 
 describe("admin", () => {

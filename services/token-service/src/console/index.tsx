@@ -146,7 +146,9 @@ export function registerConsole(
   con.use(
     createMiddleware<ConsoleEnv>(async (c, next) => {
       const id = getCookie(c, CONSOLE_COOKIE);
-      const session = sessions.get(id);
+      // The progress view's refresh runs by itself: it must not keep an unattended session alive.
+      const background = c.req.method === "GET" && c.req.path === "/console/progress/fragment";
+      const session = sessions.get(id, { touch: !background });
       const principal = session ? await authenticate(c.var.deps, session.credential) : null;
       if (!session || !principal) {
         // A deleted API key signs its sessions out at their next request.

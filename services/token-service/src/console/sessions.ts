@@ -99,8 +99,12 @@ export class ConsoleSessions {
     return { id, session };
   }
 
-  /** The live session of a cookie value, touched; null when unknown or expired (then forgotten). */
-  get(id: string | undefined): ConsoleSession | null {
+  /**
+   * The live session of a cookie value; null when unknown or expired (then forgotten). Touched
+   * (its idle timer restarted) unless `touch: false`: a page's own background refresh is not
+   * someone at the keyboard.
+   */
+  get(id: string | undefined, opts: { touch?: boolean } = {}): ConsoleSession | null {
     if (!id || id.length > 100) return null;
     const hash = sha256Hex(id);
     const session = this.#byHash.get(hash);
@@ -110,6 +114,7 @@ export class ConsoleSessions {
       this.#byHash.delete(hash);
       return null;
     }
+    if (opts.touch === false) return session;
     session.lastSeenAt = now;
     // Re-insert: the map's order is least recently used first.
     this.#byHash.delete(hash);
