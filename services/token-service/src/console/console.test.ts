@@ -171,6 +171,21 @@ describe("console sign-in", () => {
     expect(res.status).toBe(403);
     expect(b.cookie).toBeUndefined();
   });
+
+  it("reads at most 16 KiB from anyone not signed in", async () => {
+    const b = new Browser();
+    const res = await b.post(
+      "/console/sign-in",
+      { apiKey: ADMIN, pad: "x".repeat(64 * 1024) },
+      { csrf: null },
+    );
+    expect(res.status).toBe(413);
+    expect(b.cookie).toBeUndefined();
+    // Signed in, an upload may still be megabytes.
+    expect((await b.signIn(ADMIN)).status).toBe(303);
+    const big = await b.post("/console/sign-out", { pad: "x".repeat(64 * 1024) }, { csrf: "wrong" });
+    expect(big.status).toBe(403);
+  });
 });
 
 const SHEET = "ref,name,email\nv-1,Ada,ada@example.org\nv-2,Grace,grace@example.org\n";

@@ -30,6 +30,8 @@ export const CONSOLE_CSP =
 
 /** An upload of 10,000 volunteers with extra columns fits; anything larger is not a sheet of ours. */
 const MAX_CONSOLE_BODY = 8 * 1024 * 1024;
+/** What an unauthenticated sign-in form may send. */
+const MAX_SIGN_IN_BODY = 16 * 1024;
 
 /**
  * Whether a POST comes from a console page (same origin). Fetch Metadata first: browsers set
@@ -120,6 +122,14 @@ export function registerConsole(
     );
   });
 
+  // Before sign-in nobody is known: the form is one short field, so read little.
+  con.post(
+    "/sign-in",
+    bodyLimit({
+      maxSize: MAX_SIGN_IN_BODY,
+      onError: (c) => c.text("The sign-in form is too large.", 413),
+    }),
+  );
   con.post("/sign-in", async (c) => {
     if (!sameOrigin(c)) return signIn(c, 403, { kind: "error", text: "Sign-in must come from this page." });
     const form = await c.req.parseBody();
