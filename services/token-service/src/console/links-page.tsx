@@ -2,6 +2,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
 import { parseCsv } from "../csv.ts";
+import { MAX_BATCH } from "../issuance.ts";
 import { ID_PATTERN } from "../schemas.ts";
 import { readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { Problem } from "./api.ts";
@@ -379,7 +380,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     }
     const text = await file.text();
     // A first pass here names every bad row before anything is sent; the API checks again.
-    const sheet = readVolunteerSheet(text);
+    const sheet = readVolunteerSheet(text, { maxVolunteers: MAX_BATCH });
     if (!sheet.ok) {
       return again({
         code: "validation",
