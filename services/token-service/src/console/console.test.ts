@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../app.ts";
 import {
   ADMIN,
   callJson,
@@ -789,5 +790,31 @@ describe("admin revocations form", () => {
     });
     expect(confirmed.status).toBe(303);
     expect(await count()).toBe(before + 1);
+  });
+});
+
+describe("database unreachable", () => {
+  it("a console page answers 503 (never 500) when the database cannot be reached", async () => {
+    const { campaignId } = await seedOpen(h);
+    const key = await createKey(h, "coordinator", campaignId);
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const app = createApp({
+      ...h.deps,
+      repos: {
+        ...h.deps.repos,
+        apiKeys: { ...h.deps.repos.apiKeys, findActiveByKey: () => Promise.reject(down) },
+      },
+    });
+    const body = new URLSearchParams({ apiKey: key.key }).toString();
+    const res = await app.request("/console/sign-in", {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+    });
+    expect(res.status).toBe(503);
+    const html = await res.text();
+    expect(html).toContain("Try again shortly");
+    expect(html).not.toContain(key.key);
+    expect(res.headers.get("content-security-policy")).toBe(CONSOLE_CSP);
   });
 });

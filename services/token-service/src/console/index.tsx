@@ -6,6 +6,7 @@ import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context.ts";
+import { isDatabaseUnavailable } from "../errors.ts";
 import { authenticate } from "../middleware/auth.ts";
 import { registerAdminPages } from "./admin-pages.tsx";
 import { apiClient } from "./api.ts";
@@ -236,14 +237,18 @@ export function registerConsole(
 
   con.all("*", (c) => page(c, "Not found", <p>There is no such console page.</p>, { status: 404 }));
   con.onError((err, c) => {
-    c.var.deps.logger?.error("console page failed", {
-      error: err instanceof Error ? err.message : String(err),
-    });
+    // As the API: an unreachable database is 503 (the person may retry), never 500.
+    const down = isDatabaseUnavailable(err);
+    if (down) c.var.deps.logger?.warn("console page: database unavailable", { method: c.req.method });
+    else
+      c.var.deps.logger?.error("console page failed", {
+        error: err instanceof Error ? err.message : String(err),
+      });
     return c.html(
-      <Layout title="Something went wrong">
+      <Layout title={down ? "Unavailable" : "Something went wrong"}>
         <Notice kind="error">The page could not be shown. Try again shortly.</Notice>
       </Layout>,
-      500,
+      down ? 503 : 500,
     );
   });
 
