@@ -154,7 +154,27 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       return page(c, "API keys", <ProblemNotice problem={res.problem} intro="No key was created." />, {
         status: statusFor(res.status),
       });
-    const k = res.body;
+    // Shown on the next page, once: a reload of that page or Back never posts the form again.
+    c.var.session.newKey = res.body;
+    return c.redirect("/console/api-keys/created", 303);
+  });
+
+  con.get("/api-keys/created", (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const k = c.var.session.newKey;
+    c.var.session.newKey = undefined;
+    if (!k)
+      return page(
+        c,
+        "API key",
+        <>
+          <Notice kind="info">A new key is shown only once, right after it is created.</Notice>
+          <p>
+            <a href="/console/api-keys">Back to the API keys</a>
+          </p>
+        </>,
+        { status: 410 },
+      );
     // The one page that shows a credential: the new key, once, to the admin who made it.
     return page(
       c,
@@ -177,7 +197,6 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           </a>
         </div>
       </>,
-      { status: 201 },
     );
   });
 

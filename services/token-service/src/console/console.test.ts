@@ -57,8 +57,7 @@ class Browser {
       expect(res.headers.get("referrer-policy")).toBe("no-referrer");
       // A whole page is a standards-mode document (a fragment for the live view is not).
       if (!path.includes("/fragment")) expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
-      if (!path.startsWith("/console/api-keys") || init.method !== "POST")
-        for (const s of secrets) expect(html).not.toContain(s);
+      if (path !== "/console/api-keys/created") for (const s of secrets) expect(html).not.toContain(s);
       const token = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
       if (token) this.csrf = token;
     }
@@ -500,8 +499,12 @@ describe("admin", () => {
   it("creates an API key (shown once), and deleting it signs its console sessions out", async () => {
     const admin = await signedIn(ADMIN);
     await admin.get("/console/api-keys");
-    const created = await admin.post("/console/api-keys", { role: "auditor", label: "board" });
-    expect(created.status).toBe(201);
+    const posted = await admin.post("/console/api-keys", { role: "auditor", label: "board" });
+    // Post/redirect/get: a reload or Back never creates a second key or shows this one again.
+    expect(posted.status).toBe(303);
+    expect(posted.res.headers.get("location")).toBe("/console/api-keys/created");
+    const created = await admin.get("/console/api-keys/created");
+    expect(created.status).toBe(200);
     const key = /<p class="secret mono" id="new-key">([^<]+)<\/p>/.exec(created.html)?.[1];
     expect(key).toMatch(/^plk_/);
     const id = /Key <code>([^<]+)<\/code>/.exec(created.html)?.[1];
@@ -509,6 +512,9 @@ describe("admin", () => {
     expect((await auditor.get("/console/audit")).status).toBe(200);
     // Never shown again.
     expect((await admin.get("/console/api-keys")).html).not.toContain(key!);
+    const again = await admin.get("/console/api-keys/created");
+    expect(again.status).toBe(410);
+    expect(again.html).not.toContain(key!);
     const confirm = await admin.get(`/console/api-keys/${id}/delete`);
     expect(confirm.html).toContain(`Delete key <code>${id}</code>?`);
     expect((await admin.post(`/console/api-keys/${id}/delete`)).status).toBe(303);

@@ -11,6 +11,8 @@ export interface ConsoleSession {
   lastSeenAt: number;
   /** Issued-links CSV files kept for "Download links (CSV)", by download id (a few, newest last). */
   downloads: Map<string, { filename: string; csv: string }>;
+  /** A just-created API key, for the one page that shows it (then forgotten). */
+  newKey?: { id: string; key: string; role: string; campaignId: string | null } | undefined;
   /** A message for the next page shown (after a POST's redirect). */
   flash?: { kind: "ok" | "error" | "warn" | "info"; text: string } | undefined;
 }
