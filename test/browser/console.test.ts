@@ -142,6 +142,27 @@ describeIntegration("the console in a browser", ["postgres"], () => {
     );
 
     it(
+      "coordinator: the live progress view goes to sign-in when the session ends, not into the table",
+      async () => {
+        const { campaignId } = await seedOpen(stack);
+        const page = await signIn("phone", await coordinatorKey(campaignId));
+        await page.goto(`${ts.url}/console/progress`);
+        await page.locator("[data-refresh]").waitFor();
+        // Signed out elsewhere (the same browser's cookie jar): the next refresh finds no session.
+        const csrf = await page.locator('input[name="csrf"]').first().inputValue();
+        const out = await page.request.post(`${ts.url}/console/sign-out`, {
+          form: { csrf },
+          maxRedirects: 0,
+        });
+        expect(out.status()).toBe(303);
+        await page.waitForURL((u) => u.pathname === "/console/sign-in", { timeout: 30_000 });
+        expect(await page.locator("html").count()).toBe(1);
+        await page.getByLabel("API key").waitFor();
+      },
+      FLOW_MS,
+    );
+
+    it(
       "admin: switches a phase off after the confirmation, and its links are refused",
       async () => {
         const { contestId, campaignId } = await seedOpen(stack);

@@ -27,8 +27,20 @@ export interface CsvRecord {
 }
 
 export type CsvParseResult =
-  | { ok: true; records: CsvRecord[] }
+  | {
+      ok: true;
+      records: CsvRecord[];
+      /** With `maxRecords`: the line of the first record left unread, when there is one. */
+      truncatedAt?: number;
+    }
   | { ok: false; line: number; message: string };
+
+export interface CsvParseOptions {
+  /** Stop after this many records (counted after `skipBlank`): the rest is not read at all. */
+  maxRecords?: number;
+  /** Leave out records after the first whose cells are all empty (a spreadsheet's blank rows). */
+  skipBlank?: boolean;
+}
 
 const BOM = "\uFEFF";
 
@@ -41,9 +53,17 @@ const BOM = "\uFEFF";
  * quote, a bare CR) is an error value naming the line, never an exception: the text comes from
  * whoever uploads it.
  */
-export function parseCsv(input: string): CsvParseResult {
+export function parseCsv(input: string, opts: CsvParseOptions = {}): CsvParseResult {
   const text = input.startsWith(BOM) ? input.slice(BOM.length) : input;
   const records: CsvRecord[] = [];
+  const max = opts.maxRecords ?? Number.POSITIVE_INFINITY;
+  /** Keeps a record; answers the line to stop at when it is one past `maxRecords`. */
+  const keep = (record: CsvRecord): number | undefined => {
+    if (opts.skipBlank && records.length > 0 && record.cells.every((c) => c === "")) return undefined;
+    if (records.length >= max) return record.line;
+    records.push(record);
+    return undefined;
+  };
   const n = text.length;
   let i = 0;
   let line = 1;
@@ -97,7 +117,8 @@ export function parseCsv(input: string): CsvParseResult {
     }
     if (ch === 10 || (ch === 13 && text.charCodeAt(i + 1) === 10)) {
       i += ch === 13 ? 2 : 1;
-      records.push({ line: recordLine, cells });
+      const stop = keep({ line: recordLine, cells });
+      if (stop !== undefined) return { ok: true, records, truncatedAt: stop };
       cells = [];
       line++;
       recordLine = line;
@@ -106,6 +127,9 @@ export function parseCsv(input: string): CsvParseResult {
     if (ch === 13) return fail(line, "a carriage return without a line feed outside a quoted field");
     return fail(line, "text after a closing quote; a quoted field must end at , or a line end");
   }
-  if (cells.length > 0) records.push({ line: recordLine, cells });
+  if (cells.length > 0) {
+    const stop = keep({ line: recordLine, cells });
+    if (stop !== undefined) return { ok: true, records, truncatedAt: stop };
+  }
   return { ok: true, records };
 }

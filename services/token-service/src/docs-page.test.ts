@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { curlExamples } from "./docs-page.ts";
 import { renderMarkdown } from "./markdown.ts";
@@ -68,6 +69,16 @@ describe("OpenAPI examples", () => {
 });
 
 describe("/docs", () => {
+  it("allows its one stylesheet by hash: no 'unsafe-inline' in its CSP", async () => {
+    const res = await call(h, "GET", "/docs", { token: null });
+    const csp = res.headers.get("content-security-policy") ?? "";
+    expect(csp).not.toContain("unsafe-inline");
+    const style = /<style>([\s\S]*?)<\/style>/.exec(await res.text())?.[1] ?? "";
+    const hash = createHash("sha256").update(style, "utf8").digest("base64");
+    expect(csp).toContain(`style-src 'sha256-${hash}'`);
+    expect(csp).toContain("frame-ancestors 'none'");
+  });
+
   it("shows a curl example in every operation's section, with placeholders only", () => {
     const sections = html.split('<section class="op">').slice(1);
     expect(sections).toHaveLength(operations().length);

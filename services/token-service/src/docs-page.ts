@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { ProblemCode } from "./errors.ts";
 import { renderInline, renderMarkdown } from "./markdown.ts";
 
@@ -138,6 +139,20 @@ function operationHtml(method: string, path: string, op: Operation): string {
   return `<section class="op">${parts.join("\n")}</section>`;
 }
 
+/** The docs page's only stylesheet; its CSP allows it by hash (`DOCS_CSP`), nothing else. */
+export const DOCS_STYLE = `
+body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
+code,pre{font-family:ui-monospace,monospace;font-size:13px}
+pre{background:#f5f5f5;padding:.5rem;overflow:auto;max-height:24rem}
+pre.curl{background:#1b1b1b;color:#f5f5f5}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
+.op{border-top:1px solid #ccc;padding-top:.5rem}.m{display:inline-block;min-width:4rem;font-weight:bold}
+.get{color:#05668d}.put{color:#7a4f01}.post{color:#2d6a4f}.delete{color:#9d0208}.open{font-size:12px;color:#666}
+`;
+
+/** The docs page's CSP: no script at all, the one stylesheet by hash, never framed. */
+export const DOCS_CSP = `default-src 'none'; style-src 'sha256-${createHash("sha256").update(DOCS_STYLE, "utf8").digest("base64")}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+
 /**
  * A self-contained HTML reference rendered from the OpenAPI document: no scripts and nothing
  * fetched from elsewhere, so it can be served under a CSP of `default-src 'none'`.
@@ -167,15 +182,7 @@ export function renderDocsPage(doc: OpenApiDoc, problemCodes: readonly ProblemCo
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(doc.info.title)} ${escapeHtml(doc.info.version)}</title>
-<style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
-code,pre{font-family:ui-monospace,monospace;font-size:13px}
-pre{background:#f5f5f5;padding:.5rem;overflow:auto;max-height:24rem}
-pre.curl{background:#1b1b1b;color:#f5f5f5}
-table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
-.op{border-top:1px solid #ccc;padding-top:.5rem}.m{display:inline-block;min-width:4rem;font-weight:bold}
-.get{color:#05668d}.put{color:#7a4f01}.post{color:#2d6a4f}.delete{color:#9d0208}.open{font-size:12px;color:#666}
-</style>
+<style>${DOCS_STYLE}</style>
 </head>
 <body>
 <h1>${escapeHtml(doc.info.title)} <small>${escapeHtml(doc.info.version)}</small></h1>

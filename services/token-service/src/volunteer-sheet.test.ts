@@ -49,4 +49,20 @@ describe("readVolunteerSheet", () => {
       errors: [{ row: 1, detail: expect.stringContaining("url") }],
     });
   });
+
+  it("stops reading past maxVolunteers: a sheet of millions of rows is refused without parsing it all", () => {
+    // Row 13 is malformed: a sheet read to its end would report that instead.
+    const rows = Array.from({ length: 11 }, (_, i) => `v-${i},,`);
+    const sheet = ["ref,name,ward", ...rows, ",,", 'bad"quote,x,y', ...Array(1000).fill("w,x,y")].join("\n");
+    expect(readVolunteerSheet(sheet, { maxVolunteers: 10 })).toEqual({
+      ok: false,
+      errors: [{ row: 12, detail: "a sheet holds at most 10 volunteers; this is volunteer 11" }],
+    });
+    // Rows of empty cells (a spreadsheet's formatted blank rows) are skipped and not counted.
+    const padded = ["ref", ...Array(50).fill(""), "v-1", ...Array(50).fill(",")].join("\n");
+    expect(readVolunteerSheet(padded, { maxVolunteers: 1 })).toMatchObject({
+      ok: true,
+      volunteers: [{ row: 52 }],
+    });
+  });
 });

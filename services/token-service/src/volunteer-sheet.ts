@@ -33,8 +33,14 @@ const Name = DisplayText(100);
  * blank rows skipped. Every ref is checked against {@link VolunteerRef} and every error
  * names its row, so a coordinator can fix the sheet in one pass.
  */
-export function readVolunteerSheet(text: string, opts: { reserved?: readonly string[] } = {}): SheetResult {
-  const parsed = parseCsv(text);
+export function readVolunteerSheet(
+  text: string,
+  opts: { reserved?: readonly string[]; maxVolunteers?: number } = {},
+): SheetResult {
+  // Read no further than one row past the bound: a file of millions of tiny rows is refused
+  // without being held in memory (blank rows are skipped, and not counted).
+  const max = opts.maxVolunteers;
+  const parsed = parseCsv(text, { skipBlank: true, ...(max !== undefined ? { maxRecords: max + 1 } : {}) });
   if (!parsed.ok) return { ok: false, errors: [{ row: parsed.line, detail: parsed.message }] };
   const [header, ...rows] = parsed.records;
   if (!header) return { ok: false, errors: [{ row: 1, detail: "the file is empty: it needs a header row" }] };
@@ -94,6 +100,12 @@ export function readVolunteerSheet(text: string, opts: { reserved?: readonly str
       if (i !== refAt && i !== nameAt) extra[col] = cells[i]!;
     });
     volunteers.push({ row, ref: ref.data, ...(name ? { name: name.data } : {}), extra });
+  }
+  if (parsed.truncatedAt !== undefined && errors.length < MAX_ERRORS) {
+    errors.push({
+      row: parsed.truncatedAt,
+      detail: `a sheet holds at most ${max} volunteers; this is volunteer ${(max ?? 0) + 1}`,
+    });
   }
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, volunteers, extraColumns };

@@ -1,9 +1,11 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
+import type { Child } from "hono/jsx";
+import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
-import type { Page } from "./links-page.tsx";
+import type { LinkItem, Page } from "./links-page.tsx";
 import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 interface ApiKey {
@@ -152,7 +154,27 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       return page(c, "API keys", <ProblemNotice problem={res.problem} intro="No key was created." />, {
         status: statusFor(res.status),
       });
-    const k = res.body;
+    // Shown on the next page, once: a reload of that page or Back never posts the form again.
+    c.var.session.newKey = res.body;
+    return c.redirect("/console/api-keys/created", 303);
+  });
+
+  con.get("/api-keys/created", (c) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const k = c.var.session.newKey;
+    c.var.session.newKey = undefined;
+    if (!k)
+      return page(
+        c,
+        "API key",
+        <>
+          <Notice kind="info">A new key is shown only once, right after it is created.</Notice>
+          <p>
+            <a href="/console/api-keys">Back to the API keys</a>
+          </p>
+        </>,
+        { status: 410 },
+      );
     // The one page that shows a credential: the new key, once, to the admin who made it.
     return page(
       c,
@@ -175,7 +197,6 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           </a>
         </div>
       </>,
-      { status: 201 },
     );
   });
 
@@ -314,6 +335,9 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       const v = field(c, f);
       if (v) body[f] = v;
     }
+    // Anything wider than one link is confirmed on a page that names what it ends (and works
+    // without JavaScript); the form's own submit is only the first step.
+    if (scope !== "link" && field(c, "confirm") !== "yes") return confirmRevocation(c, body);
     const res = await c.var.api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
     if (!res.ok)
       return page(c, "Revocations", <ProblemNotice problem={res.problem} intro="Nothing was revoked." />, {
@@ -513,4 +537,87 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       { status: res.ok ? 200 : statusFor(res.status) },
     );
   });
+}
+
+/** What a wide revocation covers, in words, and whether an active link falls under it. */
+function coverage(body: Record<string, string>): { what: Child; covers: (l: LinkItem) => boolean } {
+  const { campaignId, contestId, phase, volunteerRef } = body;
+  switch (body.scope) {
+    case "volunteer":
+      return {
+        what: (
+          <>
+            every link of volunteer <strong>{volunteerRef ?? ""}</strong>
+            {campaignId ? (
+              <>
+                {" "}
+                in campaign <strong>{campaignId}</strong>
+              </>
+            ) : (
+              " in every campaign"
+            )}
+          </>
+        ),
+        covers: (l) => l.volunteer.ref === volunteerRef && (!campaignId || l.campaignId === campaignId),
+      };
+    case "campaign":
+      return {
+        what: (
+          <>
+            every link of campaign <strong>{campaignId ?? ""}</strong>
+          </>
+        ),
+        covers: (l) => l.campaignId === campaignId,
+      };
+    case "phase":
+      return {
+        what: (
+          <>
+            every link of phase <strong>{phase ?? ""}</strong> of contest <strong>{contestId ?? ""}</strong>
+          </>
+        ),
+        covers: (l) => l.contestId === contestId && l.phase === phase,
+      };
+    case "contest":
+      return {
+        what: (
+          <>
+            every link of contest <strong>{contestId ?? ""}</strong>
+          </>
+        ),
+        covers: (l) => l.contestId === contestId,
+      };
+    default:
+      return { what: <strong>every link issued so far, in every campaign</strong>, covers: () => true };
+  }
+}
+
+async function confirmRevocation(c: Context<ConsoleEnv>, body: Record<string, string>) {
+  const { what, covers } = coverage(body);
+  const links = await listAll<LinkItem>(c, "/v1/links?status=active");
+  const active = links.ok ? links.items.filter(covers).length : null;
+  return page(
+    c,
+    "Confirm the revocation",
+    <form method="post" action="/console/revocations">
+      <Csrf viewer={c.var.viewer} />
+      {Object.entries(body).map(([k, v]) => (
+        <input type="hidden" name={k} value={v} />
+      ))}
+      <input type="hidden" name="confirm" value="yes" />
+      <p>
+        You are about to revoke {what}.{" "}
+        {active === null ? "Its active links" : `${active} active link${active === 1 ? "" : "s"}`} will stop
+        working at once, with every session opened from them. This cannot be undone.
+      </p>
+      <div class="actions">
+        <button type="submit" class="danger">
+          Revoke
+        </button>
+        <a class="button secondary" href="/console/revocations">
+          Cancel
+        </a>
+      </div>
+    </form>,
+  );
 }

@@ -88,8 +88,14 @@ export const CONSOLE_JS = `
     if (!src) return;
     setInterval(function () {
       fetch(src, { credentials: "same-origin", headers: { accept: "text/html" } })
-        .then(function (r) { if (r.ok) return r.text(); throw new Error(String(r.status)); })
-        .then(function (html) { el.innerHTML = html; })
+        .then(function (r) {
+          // The session ended (the console redirects to its sign-in page): go there, rather than
+          // pour a whole page into the table.
+          if (r.redirected) { window.location.assign(r.url); return null; }
+          if (r.ok) return r.text();
+          throw new Error(String(r.status));
+        })
+        .then(function (html) { if (html !== null) el.innerHTML = html; })
         .catch(function () {});
     }, every);
   });

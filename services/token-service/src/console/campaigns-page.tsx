@@ -1,6 +1,7 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
+import { ID_PATTERN } from "../schemas.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
@@ -8,7 +9,8 @@ import type { Page } from "./links-page.tsx";
 import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The API's own id rule: the console acts on every id the API accepts. */
+const SLUG = ID_PATTERN;
 
 export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
   con.get("/campaigns", async (c) => {
@@ -63,11 +65,23 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         <form method="post" action="/console/campaigns">
           <Csrf viewer={c.var.viewer} />
           <label for="new-id">Campaign id</label>
-          <input type="text" id="new-id" name="id" required pattern="[a-z0-9][a-z0-9\-]{0,62}" />
+          <input type="text" id="new-id" name="id" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,63}" />
           <label for="new-name">Name</label>
           <input type="text" id="new-name" name="name" required maxlength={200} />
           <label for="new-contest">Contest id</label>
           <input type="text" id="new-contest" name="contestId" required />
+          <label for="new-contact">Contact for volunteers (optional)</label>
+          <p class="hint" id="new-contact-hint">
+            Whom volunteers ask when a link is refused, e.g. "Jo Bloggs, jo@example.org". Left blank, an
+            existing campaign keeps its contact; its rate limits are always kept.
+          </p>
+          <input
+            type="text"
+            id="new-contact"
+            name="contact"
+            maxlength={200}
+            aria-describedby="new-contact-hint"
+          />
           <div class="actions">
             <button type="submit">Save campaign</button>
           </div>
@@ -87,13 +101,33 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
       return page(
         c,
         "Campaigns",
-        <Notice kind="error">A campaign id is lower-case letters, digits and dashes.</Notice>,
+        <Notice kind="error">
+          A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
+        </Notice>,
         {
           status: 400,
         },
       );
+    // PUT replaces the whole campaign: an update from this form keeps what the form does not
+    // show (rate limits) and the contact unless a new one is written.
+    const existing = await c.var.api.call<Campaign>("GET", `/v1/campaigns/${id}`);
+    if (!existing.ok && existing.status !== 404)
+      return page(
+        c,
+        "Campaigns",
+        <ProblemNotice problem={existing.problem} intro="The campaign was not saved." />,
+        { status: statusFor(existing.status) },
+      );
+    const before = existing.ok ? existing.body : undefined;
+    const contact = field(c, "contact") || before?.contact;
+    const limits = before?.limits && Object.keys(before.limits).length > 0 ? before.limits : undefined;
     const res = await c.var.api.call("PUT", `/v1/campaigns/${id}`, {
-      json: { name: field(c, "name"), contestId: field(c, "contestId") },
+      json: {
+        name: field(c, "name"),
+        contestId: field(c, "contestId"),
+        ...(limits ? { limits } : {}),
+        ...(contact ? { contact } : {}),
+      },
     });
     if (!res.ok)
       return page(
@@ -123,6 +157,10 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         <p>
           Campaign <code>{k.id}</code> in contest{" "}
           <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>.
+        </p>
+        <p>
+          Volunteers whose link is refused are told to ask:{" "}
+          <strong>{k.contact ?? "the coordinator who sent you the link"}</strong>.
         </p>
         {k.links ? (
           <p>

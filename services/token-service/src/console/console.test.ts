@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../app.ts";
 import {
   ADMIN,
   callJson,
@@ -54,8 +55,9 @@ class Browser {
       expect(res.headers.get("x-content-type-options")).toBe("nosniff");
       expect(res.headers.get("cache-control")).toBe("no-store");
       expect(res.headers.get("referrer-policy")).toBe("no-referrer");
-      if (!path.startsWith("/console/api-keys") || init.method !== "POST")
-        for (const s of secrets) expect(html).not.toContain(s);
+      // A whole page is a standards-mode document (a fragment for the live view is not).
+      if (!path.includes("/fragment")) expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
+      if (path !== "/console/api-keys/created") for (const s of secrets) expect(html).not.toContain(s);
       const token = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
       if (token) this.csrf = token;
     }
@@ -168,6 +170,21 @@ describe("console sign-in", () => {
     );
     expect(res.status).toBe(403);
     expect(b.cookie).toBeUndefined();
+  });
+
+  it("reads at most 16 KiB from anyone not signed in", async () => {
+    const b = new Browser();
+    const res = await b.post(
+      "/console/sign-in",
+      { apiKey: ADMIN, pad: "x".repeat(64 * 1024) },
+      { csrf: null },
+    );
+    expect(res.status).toBe(413);
+    expect(b.cookie).toBeUndefined();
+    // Signed in, an upload may still be megabytes.
+    expect((await b.signIn(ADMIN)).status).toBe(303);
+    const big = await b.post("/console/sign-out", { pad: "x".repeat(64 * 1024) }, { csrf: "wrong" });
+    expect(big.status).toBe(403);
   });
 });
 
@@ -440,6 +457,19 @@ describe("coordinator", () => {
     expect(fragment.html).toContain("v-2");
     expect(fragment.html).not.toContain("<html");
   });
+
+  it("a progress view left open refreshing does not keep the session from idling out", async () => {
+    const { b } = await coordinator();
+    expect((await b.get("/console/progress")).status).toBe(200);
+    for (let i = 0; i < 5; i++) {
+      h.clock.advance(5 * 60_000);
+      expect((await b.get("/console/progress/fragment")).status).toBe(200);
+    }
+    h.clock.advance(5 * 60_000);
+    const res = await b.get("/console/progress/fragment");
+    expect(res.status).toBe(303);
+    expect(res.res.headers.get("location")).toBe("/console/sign-in?signed-out=expired");
+  });
 });
 
 describe("admin", () => {
@@ -469,8 +499,12 @@ describe("admin", () => {
   it("creates an API key (shown once), and deleting it signs its console sessions out", async () => {
     const admin = await signedIn(ADMIN);
     await admin.get("/console/api-keys");
-    const created = await admin.post("/console/api-keys", { role: "auditor", label: "board" });
-    expect(created.status).toBe(201);
+    const posted = await admin.post("/console/api-keys", { role: "auditor", label: "board" });
+    // Post/redirect/get: a reload or Back never creates a second key or shows this one again.
+    expect(posted.status).toBe(303);
+    expect(posted.res.headers.get("location")).toBe("/console/api-keys/created");
+    const created = await admin.get("/console/api-keys/created");
+    expect(created.status).toBe(200);
     const key = /<p class="secret mono" id="new-key">([^<]+)<\/p>/.exec(created.html)?.[1];
     expect(key).toMatch(/^plk_/);
     const id = /Key <code>([^<]+)<\/code>/.exec(created.html)?.[1];
@@ -478,6 +512,9 @@ describe("admin", () => {
     expect((await auditor.get("/console/audit")).status).toBe(200);
     // Never shown again.
     expect((await admin.get("/console/api-keys")).html).not.toContain(key!);
+    const again = await admin.get("/console/api-keys/created");
+    expect(again.status).toBe(410);
+    expect(again.html).not.toContain(key!);
     const confirm = await admin.get(`/console/api-keys/${id}/delete`);
     expect(confirm.html).toContain(`Delete key <code>${id}</code>?`);
     expect((await admin.post(`/console/api-keys/${id}/delete`)).status).toBe(303);
@@ -525,6 +562,7 @@ describe("admin", () => {
       scope: "volunteer",
       volunteerRef: "nobody-xyz",
       reason: "typo?",
+      confirm: "yes",
     });
     expect(rev.status).toBe(303);
     expect((await admin.get("/console/revocations")).html).toContain("matched no link");
@@ -626,5 +664,163 @@ describe("console sources", () => {
         ),
         f,
       ).toBe(true);
+  });
+});
+
+describe("ids the API accepts", () => {
+  it("switches off a phase and grants an entitlement whose ids have capitals, dots and underscores", async () => {
+    const contestId = `GE.2019_${Date.now()}`;
+    const campaignId = `Labour.GE_${Date.now()}`;
+    const day = 86_400_000;
+    const t0 = new Date("2020-03-01T12:00:00.000Z").getTime();
+    const iso = (ms: number) => new Date(t0 + ms).toISOString();
+    expect(
+      (
+        await callJson(h, "PUT", `/v1/contests/${contestId}`, {
+          body: {
+            name: "General election",
+            phases: [{ name: "Final_Ballot", startsAt: iso(-day), endsAt: iso(10 * day), memberData: true }],
+          },
+        })
+      ).status,
+    ).toBeLessThan(300);
+    expect(
+      (await callJson(h, "PUT", `/v1/campaigns/${campaignId}`, { body: { name: "Labour", contestId } }))
+        .status,
+    ).toBeLessThan(300);
+    const admin = await signedIn(ADMIN);
+    const matrix = await admin.get(`/console/campaigns/${campaignId}`);
+    expect(matrix.html).toContain('aria-label="calls:read in Final_Ballot"');
+    const granted = await admin.post(`/console/campaigns/${campaignId}/entitlements`, {
+      phase: "Final_Ballot",
+      scopes: ["calls:read"],
+      action: "grant",
+    });
+    expect(granted.status).toBe(303);
+    const campaign = await callJson<{ entitlements: Record<string, string[]> }>(
+      h,
+      "GET",
+      `/v1/campaigns/${campaignId}`,
+    );
+    expect(campaign.body.entitlements.Final_Ballot).toEqual(["calls:read"]);
+    const upload = await admin.get(`/console/links/new?campaignId=${campaignId}`);
+    expect(upload.html).toContain('<option value="Final_Ballot"');
+    const confirm = await admin.get(`/console/contests/${contestId}/phases/Final_Ballot/end`);
+    expect(confirm.status).toBe(200);
+    const res = await admin.post(`/console/contests/${contestId}/phases/Final_Ballot/end`, {
+      reason: "drill",
+    });
+    expect(res.status).toBe(303);
+    const contest = await callJson<{ currentPhase: unknown }>(h, "GET", `/v1/contests/${contestId}`);
+    expect(contest.body.currentPhase).toBeNull();
+  });
+});
+
+describe("admin campaign form", () => {
+  it("updating a campaign keeps its contact and rate limits; creating one sets its contact", async () => {
+    const { contestId, campaignId } = await seedContest(h);
+    const put = await callJson(h, "PUT", `/v1/campaigns/${campaignId}`, {
+      body: {
+        name: "Campaign",
+        contestId,
+        limits: { requestsPerMinute: 7 },
+        contact: "Jo Bloggs, jo@example.org",
+      },
+    });
+    expect(put.status).toBeLessThan(300);
+    const admin = await signedIn(ADMIN);
+    const list = await admin.get("/console/campaigns");
+    expect(list.html).toContain('name="contact"');
+    const renamed = await admin.post("/console/campaigns", {
+      id: campaignId,
+      name: "Renamed",
+      contestId,
+      contact: "",
+    });
+    expect(renamed.status).toBe(303);
+    const after = await callJson<{ name: string; contact?: string; limits: Record<string, number> }>(
+      h,
+      "GET",
+      `/v1/campaigns/${campaignId}`,
+    );
+    expect(after.body.name).toBe("Renamed");
+    expect(after.body.contact).toBe("Jo Bloggs, jo@example.org");
+    expect(after.body.limits).toEqual({ requestsPerMinute: 7 });
+    const shown = await admin.get(`/console/campaigns/${campaignId}`);
+    expect(shown.html).toContain("<strong>Jo Bloggs, jo@example.org</strong>");
+    const fresh = `${campaignId}-new`;
+    const created = await admin.post("/console/campaigns", {
+      id: fresh,
+      name: "New",
+      contestId,
+      contact: "Sam <sam@example.org>",
+    });
+    expect(created.status).toBe(303);
+    const made = await callJson<{ contact?: string }>(h, "GET", `/v1/campaigns/${fresh}`);
+    expect(made.body.contact).toBe("Sam <sam@example.org>");
+    // Shown as text, never as markup.
+    const page = await admin.get(`/console/campaigns/${fresh}`);
+    expect(page.html).toContain("Sam &lt;sam@example.org&gt;");
+  });
+});
+
+describe("admin revocations form", () => {
+  it("asks for a confirmation naming what a campaign, phase, contest or all-links revocation ends", async () => {
+    const { contestId, campaignId } = await seedOpen(h);
+    await callJson(h, "POST", "/v1/links", {
+      body: { campaignId, phase: "open", volunteer: { ref: "v-1" }, scopes: ["calls:read"] },
+    });
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/revocations");
+    const count = async () =>
+      (await callJson<{ items: unknown[] }>(h, "GET", "/v1/revocations?limit=500")).body.items.length;
+    const before = await count();
+    const all = await admin.post("/console/revocations", { scope: "all", reason: "oops" });
+    expect(all.status).toBe(200);
+    expect(all.html).toContain("every link issued so far, in every campaign");
+    expect(all.html).toContain('name="confirm" value="yes"');
+    const contest = await admin.post("/console/revocations", {
+      scope: "contest",
+      contestId,
+      reason: "drill",
+    });
+    expect(contest.status).toBe(200);
+    expect(contest.html).toContain(`every link of contest <strong>${contestId}</strong>`);
+    expect(contest.html).toContain("1 active link");
+    expect(await count()).toBe(before);
+    const confirmed = await admin.post("/console/revocations", {
+      scope: "contest",
+      contestId,
+      reason: "drill",
+      confirm: "yes",
+    });
+    expect(confirmed.status).toBe(303);
+    expect(await count()).toBe(before + 1);
+  });
+});
+
+describe("database unreachable", () => {
+  it("a console page answers 503 (never 500) when the database cannot be reached", async () => {
+    const { campaignId } = await seedOpen(h);
+    const key = await createKey(h, "coordinator", campaignId);
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const app = createApp({
+      ...h.deps,
+      repos: {
+        ...h.deps.repos,
+        apiKeys: { ...h.deps.repos.apiKeys, findActiveByKey: () => Promise.reject(down) },
+      },
+    });
+    const body = new URLSearchParams({ apiKey: key.key }).toString();
+    const res = await app.request("/console/sign-in", {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+    });
+    expect(res.status).toBe(503);
+    const html = await res.text();
+    expect(html).toContain("Try again shortly");
+    expect(html).not.toContain(key.key);
+    expect(res.headers.get("content-security-policy")).toBe(CONSOLE_CSP);
   });
 });

@@ -1,6 +1,7 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
+import { ID_PATTERN } from "../schemas.ts";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
@@ -25,9 +26,12 @@ export interface Campaign {
   contestId: string;
   entitlements?: Record<string, string[]>;
   links?: Record<string, number>;
+  limits?: Record<string, number>;
+  contact?: string;
 }
 
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The API's own id rule: the console acts on every id the API accepts. */
+const SLUG = ID_PATTERN;
 const MAX_LINK_PAGES = 20;
 
 /**
@@ -110,7 +114,7 @@ export function Timeline(props: { contest: Contest; campaigns: Campaign[]; now: 
   );
 }
 
-async function listAll<T>(
+export async function listAll<T>(
   c: Context<ConsoleEnv>,
   path: string,
 ): Promise<{ ok: true; items: T[] } | { ok: false; status: number }> {

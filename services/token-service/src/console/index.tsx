@@ -6,6 +6,7 @@ import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context.ts";
+import { isDatabaseUnavailable } from "../errors.ts";
 import { authenticate } from "../middleware/auth.ts";
 import { registerAdminPages } from "./admin-pages.tsx";
 import { apiClient } from "./api.ts";
@@ -30,6 +31,8 @@ export const CONSOLE_CSP =
 
 /** An upload of 10,000 volunteers with extra columns fits; anything larger is not a sheet of ours. */
 const MAX_CONSOLE_BODY = 8 * 1024 * 1024;
+/** What an unauthenticated sign-in form may send. */
+const MAX_SIGN_IN_BODY = 16 * 1024;
 
 /**
  * Whether a POST comes from a console page (same origin). Fetch Metadata first: browsers set
@@ -120,6 +123,14 @@ export function registerConsole(
     );
   });
 
+  // Before sign-in nobody is known: the form is one short field, so read little.
+  con.post(
+    "/sign-in",
+    bodyLimit({
+      maxSize: MAX_SIGN_IN_BODY,
+      onError: (c) => c.text("The sign-in form is too large.", 413),
+    }),
+  );
   con.post("/sign-in", async (c) => {
     if (!sameOrigin(c)) return signIn(c, 403, { kind: "error", text: "Sign-in must come from this page." });
     const form = await c.req.parseBody();
@@ -146,7 +157,9 @@ export function registerConsole(
   con.use(
     createMiddleware<ConsoleEnv>(async (c, next) => {
       const id = getCookie(c, CONSOLE_COOKIE);
-      const session = sessions.get(id);
+      // The progress view's refresh runs by itself: it must not keep an unattended session alive.
+      const background = c.req.method === "GET" && c.req.path === "/console/progress/fragment";
+      const session = sessions.get(id, { touch: !background });
       const principal = session ? await authenticate(c.var.deps, session.credential) : null;
       if (!session || !principal) {
         // A deleted API key signs its sessions out at their next request.
@@ -224,14 +237,18 @@ export function registerConsole(
 
   con.all("*", (c) => page(c, "Not found", <p>There is no such console page.</p>, { status: 404 }));
   con.onError((err, c) => {
-    c.var.deps.logger?.error("console page failed", {
-      error: err instanceof Error ? err.message : String(err),
-    });
+    // As the API: an unreachable database is 503 (the person may retry), never 500.
+    const down = isDatabaseUnavailable(err);
+    if (down) c.var.deps.logger?.warn("console page: database unavailable", { method: c.req.method });
+    else
+      c.var.deps.logger?.error("console page failed", {
+        error: err instanceof Error ? err.message : String(err),
+      });
     return c.html(
-      <Layout title="Something went wrong">
+      <Layout title={down ? "Unavailable" : "Something went wrong"}>
         <Notice kind="error">The page could not be shown. Try again shortly.</Notice>
       </Layout>,
-      500,
+      down ? 503 : 500,
     );
   });
 

@@ -1,5 +1,6 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
+import { raw } from "hono/html";
 import type { Child } from "hono/jsx";
 import type { Role } from "../context.ts";
 import { describeIssue, type Problem, plainWords } from "./api.ts";
@@ -45,57 +46,61 @@ export function Layout(props: {
   children?: Child;
 }) {
   const { viewer } = props;
+  // The doctype keeps browsers in standards mode (JSX cannot write one itself).
   return (
-    <html lang="en-GB">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
-        <title>{`${props.title} · Phaselock console`}</title>
-        <link rel="stylesheet" href="/console/assets/console.css" />
-        <script src="/console/assets/console.js" defer />
-      </head>
-      <body>
-        <a class="skip" href="#main">
-          Skip to content
-        </a>
-        <header class="top">
-          <a class="brand" href="/console">
-            Phaselock console
+    <>
+      {raw("<!DOCTYPE html>")}
+      <html lang="en-GB">
+        <head>
+          <meta charset="utf-8" />
+          <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <meta name="referrer" content="no-referrer" />
+          <title>{`${props.title} · Phaselock console`}</title>
+          <link rel="stylesheet" href="/console/assets/console.css" />
+          <script src="/console/assets/console.js" defer />
+        </head>
+        <body>
+          <a class="skip" href="#main">
+            Skip to content
           </a>
-          {viewer ? (
-            <>
-              <nav aria-label="Console">
-                <ul>
-                  {navFor(viewer.role).map((n) => (
-                    <li>
-                      <a href={n.href} aria-current={props.path === n.href ? "page" : undefined}>
-                        {n.label}
-                      </a>
-                    </li>
-                  ))}
-                </ul>
-              </nav>
-              <span class="who">
-                {viewer.role}
-                {viewer.campaignId ? ` · ${viewer.campaignId}` : ""}
-              </span>
-              <form method="post" action="/console/sign-out">
-                <Csrf viewer={viewer} />
-                <button type="submit" class="secondary small">
-                  Sign out
-                </button>
-              </form>
-            </>
-          ) : null}
-        </header>
-        <main id="main">
-          <h1>{props.title}</h1>
-          {props.flash ? <Notice kind={props.flash.kind}>{props.flash.text}</Notice> : null}
-          {props.children}
-        </main>
-      </body>
-    </html>
+          <header class="top">
+            <a class="brand" href="/console">
+              Phaselock console
+            </a>
+            {viewer ? (
+              <>
+                <nav aria-label="Console">
+                  <ul>
+                    {navFor(viewer.role).map((n) => (
+                      <li>
+                        <a href={n.href} aria-current={props.path === n.href ? "page" : undefined}>
+                          {n.label}
+                        </a>
+                      </li>
+                    ))}
+                  </ul>
+                </nav>
+                <span class="who">
+                  {viewer.role}
+                  {viewer.campaignId ? ` · ${viewer.campaignId}` : ""}
+                </span>
+                <form method="post" action="/console/sign-out">
+                  <Csrf viewer={viewer} />
+                  <button type="submit" class="secondary small">
+                    Sign out
+                  </button>
+                </form>
+              </>
+            ) : null}
+          </header>
+          <main id="main">
+            <h1>{props.title}</h1>
+            {props.flash ? <Notice kind={props.flash.kind}>{props.flash.text}</Notice> : null}
+            {props.children}
+          </main>
+        </body>
+      </html>
+    </>
   );
 }
 

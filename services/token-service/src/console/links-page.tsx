@@ -2,6 +2,8 @@
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
 import { parseCsv } from "../csv.ts";
+import { MAX_BATCH } from "../issuance.ts";
+import { ID_PATTERN } from "../schemas.ts";
 import { readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
@@ -38,7 +40,8 @@ const canIssue = (v: Viewer) => v.role === "admin" || v.role === "coordinator";
 export const campaignOf = (c: Context<ConsoleEnv>, named: string): string =>
   c.var.viewer.role === "coordinator" ? (c.var.viewer.campaignId ?? "") : named;
 
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The API's own id rule: the console acts on every id the API accepts. */
+const SLUG = ID_PATTERN;
 
 /** The phases a campaign's contest has, when the API can tell (else the form asks for a name). */
 async function phasesOf(c: Context<ConsoleEnv>, campaignId: string): Promise<string[]> {
@@ -377,7 +380,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     }
     const text = await file.text();
     // A first pass here names every bad row before anything is sent; the API checks again.
-    const sheet = readVolunteerSheet(text);
+    const sheet = readVolunteerSheet(text, { maxVolunteers: MAX_BATCH });
     if (!sheet.ok) {
       return again({
         code: "validation",

@@ -10,7 +10,7 @@ export function page(
   c: Context<ConsoleEnv>,
   title: string,
   body: Child,
-  opts: { status?: 200 | 201 | 400 | 403 | 404 | 409 | 422 | 500 | 503; flash?: Flash } = {},
+  opts: { status?: 200 | 201 | 400 | 403 | 404 | 409 | 410 | 422 | 500 | 503; flash?: Flash } = {},
 ) {
   const flash = opts.flash ?? c.var.session.flash;
   c.var.session.flash = undefined;

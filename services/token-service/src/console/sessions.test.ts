@@ -51,4 +51,26 @@ describe("ConsoleSessions", () => {
     const ids = Array.from({ length: 7 }, (_, i) => s.keepDownload(session, `f${i}.csv`, "ref\n"));
     expect([...session.downloads.keys()]).toEqual(ids.slice(2));
   });
+
+  it("holds at most maxPerCredential sessions of one key, so one key holder cannot sign everyone else out", () => {
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const s = new ConsoleSessions({ clock, maxSessions: 4, maxPerCredential: 2 });
+    const admin = s.create("admin");
+    const mine = Array.from({ length: 10 }, () => s.create("coordinator"));
+    // The admin's session survives a flood of sign-ins with another key.
+    expect(s.get(admin.id)?.credential).toBe("admin");
+    expect(s.size).toBe(3);
+    // The flooding key keeps only its newest sessions.
+    expect(mine.slice(0, 8).every((m) => s.get(m.id) === null)).toBe(true);
+    expect(mine.slice(8).every((m) => s.get(m.id)?.credential === "coordinator")).toBe(true);
+  });
+
+  it("bounds the bytes of downloads one session keeps", () => {
+    const s = new ConsoleSessions({ clock: new FakeClock("2020-03-01T12:00:00Z"), maxDownloadBytes: 10 });
+    const { session } = s.create("k");
+    const a = s.keepDownload(session, "a.csv", "123456");
+    const b = s.keepDownload(session, "b.csv", "123456");
+    expect([...session.downloads.keys()]).toEqual([b]);
+    expect(a).not.toBe(b);
+  });
 });

@@ -11,6 +11,8 @@ export interface ConsoleSession {
   lastSeenAt: number;
   /** Issued-links CSV files kept for "Download links (CSV)", by download id (a few, newest last). */
   downloads: Map<string, { filename: string; csv: string }>;
+  /** A just-created API key, for the one page that shows it (then forgotten). */
+  newKey?: { id: string; key: string; role: string; campaignId: string | null } | undefined;
   /** A message for the next page shown (after a POST's redirect). */
   flash?: { kind: "ok" | "error" | "warn" | "info"; text: string } | undefined;
 }
@@ -23,6 +25,13 @@ export interface ConsoleSessionOptions {
   absoluteMs?: number;
   /** At most this many sessions; the least recently used is dropped first. Default 10,000. */
   maxSessions?: number;
+  /**
+   * At most this many sessions of one credential; its least recently used is dropped first, so
+   * signing in again and again with one key never pushes anyone else's session out. Default 10.
+   */
+  maxPerCredential?: number;
+  /** Downloads one session keeps, in bytes (the newest is always kept). Default 24 MiB. */
+  maxDownloadBytes?: number;
 }
 
 /** Downloads kept per session: a coordinator issuing batch after batch keeps the latest few. */
@@ -38,6 +47,8 @@ export class ConsoleSessions {
   readonly absoluteMs: number;
   readonly #clock: Clock;
   readonly #max: number;
+  readonly #maxPerCredential: number;
+  readonly #maxDownloadBytes: number;
   readonly #byHash = new Map<string, ConsoleSession>();
 
   constructor(opts: ConsoleSessionOptions) {
@@ -45,8 +56,18 @@ export class ConsoleSessions {
     this.idleMs = opts.idleMs ?? 30 * 60_000;
     this.absoluteMs = opts.absoluteMs ?? 12 * 3_600_000;
     this.#max = opts.maxSessions ?? 10_000;
-    if (this.idleMs <= 0 || this.absoluteMs <= 0 || this.#max < 1) {
-      throw new Error("ConsoleSessions: idleMs, absoluteMs and maxSessions must be positive");
+    this.#maxPerCredential = opts.maxPerCredential ?? 10;
+    this.#maxDownloadBytes = opts.maxDownloadBytes ?? 24 * 1024 * 1024;
+    if (
+      this.idleMs <= 0 ||
+      this.absoluteMs <= 0 ||
+      this.#max < 1 ||
+      this.#maxPerCredential < 1 ||
+      this.#maxDownloadBytes < 1
+    ) {
+      throw new Error(
+        "ConsoleSessions: idleMs, absoluteMs, maxSessions, maxPerCredential and maxDownloadBytes must be positive",
+      );
     }
   }
 
@@ -58,6 +79,11 @@ export class ConsoleSessions {
   create(credential: string): { id: string; session: ConsoleSession } {
     const now = this.#clock.now().getTime();
     this.#sweep(now);
+    // The same key's own sessions make room first (the map is least recently used first).
+    const same = [...this.#byHash].filter(([, s]) => s.credential === credential);
+    for (const [hash] of same.slice(0, Math.max(0, same.length - this.#maxPerCredential + 1))) {
+      this.#byHash.delete(hash);
+    }
     while (this.#byHash.size >= this.#max) {
       const oldest = this.#byHash.keys().next().value;
       if (oldest === undefined) break;
@@ -75,8 +101,12 @@ export class ConsoleSessions {
     return { id, session };
   }
 
-  /** The live session of a cookie value, touched; null when unknown or expired (then forgotten). */
-  get(id: string | undefined): ConsoleSession | null {
+  /**
+   * The live session of a cookie value; null when unknown or expired (then forgotten). Touched
+   * (its idle timer restarted) unless `touch: false`: a page's own background refresh is not
+   * someone at the keyboard.
+   */
+  get(id: string | undefined, opts: { touch?: boolean } = {}): ConsoleSession | null {
     if (!id || id.length > 100) return null;
     const hash = sha256Hex(id);
     const session = this.#byHash.get(hash);
@@ -86,6 +116,7 @@ export class ConsoleSessions {
       this.#byHash.delete(hash);
       return null;
     }
+    if (opts.touch === false) return session;
     session.lastSeenAt = now;
     // Re-insert: the map's order is least recently used first.
     this.#byHash.delete(hash);
@@ -101,7 +132,15 @@ export class ConsoleSessions {
   keepDownload(session: ConsoleSession, filename: string, csv: string): string {
     const id = randomBytes(16).toString("base64url");
     session.downloads.set(id, { filename, csv });
-    while (session.downloads.size > MAX_DOWNLOADS) {
+    const bytes = () => {
+      let n = 0;
+      for (const d of session.downloads.values()) n += Buffer.byteLength(d.csv, "utf8");
+      return n;
+    };
+    while (
+      session.downloads.size > MAX_DOWNLOADS ||
+      (session.downloads.size > 1 && bytes() > this.#maxDownloadBytes)
+    ) {
       const first = session.downloads.keys().next().value;
       if (first === undefined) break;
       session.downloads.delete(first);

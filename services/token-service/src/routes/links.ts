@@ -205,7 +205,7 @@ async function readCsvUpload(c: Context<AppEnv>, query: z.infer<typeof CsvUpload
   } catch {
     fail("validation", "The file is not UTF-8 text; save the sheet as CSV UTF-8.");
   }
-  const sheet = readVolunteerSheet(text, { reserved: ANSWER_COLUMNS });
+  const sheet = readVolunteerSheet(text, { reserved: ANSWER_COLUMNS, maxVolunteers: MAX_BATCH });
   if (!sheet.ok) {
     fail("validation", `The sheet has ${sheet.errors.length} error(s); see \`errors\` for their rows.`, {
       issues: sheet.errors.map((e) => ({ in: "body" as const, pointer: "#", row: e.row, detail: e.detail })),

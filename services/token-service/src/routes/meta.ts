@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import type { AppEnv, TokenServiceDeps } from "../context.ts";
-import { renderDocsPage } from "../docs-page.ts";
+import { DOCS_CSP, renderDocsPage } from "../docs-page.ts";
 import { consoleLogger, fail, PROBLEM_CODES } from "../errors.ts";
 import { addExamples } from "../openapi-examples.ts";
 import { jsonContent, problems } from "../schemas.ts";
@@ -98,10 +98,7 @@ export function registerMeta(app: OpenAPIHono<AppEnv>): void {
 
   app.get("/docs", (c) => {
     const doc = document(c.var.deps.config.issuer);
-    c.header(
-      "Content-Security-Policy",
-      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    );
+    c.header("Content-Security-Policy", DOCS_CSP);
     return c.html(renderDocsPage(doc as Parameters<typeof renderDocsPage>[0], PROBLEM_CODES));
   });
 }
