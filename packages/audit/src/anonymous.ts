@@ -52,6 +52,8 @@ export class AnonymousDenialSink implements AuditSink {
    */
   readonly #minutes = new Map<number, Map<string, Bucket>>();
   readonly #timer: NodeJS.Timeout | null;
+  /** Set by stop()/close(): nothing is held any more, since nothing would write it. */
+  #stopped = false;
 
   constructor(opts: AnonymousDenialSinkOptions) {
     this.#sink = opts.sink;
@@ -73,7 +75,7 @@ export class AnonymousDenialSink implements AuditSink {
   }
 
   record(event: AuditEvent): void {
-    if (!isAnonymousDenial(event)) {
+    if (!isAnonymousDenial(event) || this.#stopped) {
       this.#sink.record(event);
       return;
     }
@@ -134,8 +136,12 @@ export class AnonymousDenialSink implements AuditSink {
     await this.#sink.close();
   }
 
-  /** Stops the sweep timer and records every held aggregate, leaving the inner sink open. */
+  /**
+   * Stops the sweep timer and records every held aggregate, leaving the inner sink open; later
+   * anonymous denials (a request still running past the drain) pass straight through.
+   */
   stop(): void {
+    this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.drain();
   }
