@@ -13,7 +13,7 @@ import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { appendInTransaction, readLeafHashes } from "./store.ts";
+import { appendInTransaction, readLeafHashes, verifyStored } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 
 const README = fileURLToPath(new URL("../../../README.md", import.meta.url));
@@ -70,6 +70,19 @@ describeIntegration("the services' database role from the README", ["postgres"],
     });
     expect(result.headSeq).toBe(2);
     expect(await readLeafHashes(db, 0, 2)).toHaveLength(2);
+  });
+
+  it("keeps partitions ahead and verifies the log (SECURITY DEFINER, SELECT on audit_archives)", async () => {
+    const made = await db.transaction(async (tx) => {
+      await tx.execute(sql.raw(`set local role "${role}"`));
+      const ensured = await tx.execute(sql`select audit_events_ensure_partitions(4) as made`);
+      const verified = await verifyStored(tx);
+      return { ensured, verified };
+    });
+    expect(made.verified).toMatchObject({ ok: true });
+    expect(await failureAs(db, role, sql`select audit_events_partition('2031-01-01'::date)`)).toMatch(
+      /permission denied/,
+    );
   });
 
   it("cannot choose the month partition a row lands in", async () => {
