@@ -25,7 +25,7 @@ import {
   verifierKeyString,
   verifyCheckpoint,
 } from "./note.ts";
-import { appendEvents, streamEvents } from "./store.ts";
+import { appendEvents, streamEvents, verifyStored } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 import { asDatabaseOwner } from "./testing.ts";
 
@@ -281,6 +281,14 @@ for (const backend of dbBackends) {
         expect((await cp.checkpoint())?.treeSize).toBe(5);
         await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_events where seq > 3`));
         await expect(cp.checkpoint()).rejects.toThrow(/holds 3 events.*checkpoint of size 5/);
+        // /v1/audit/verify: the chain that is left links up, but a signed checkpoint covers more.
+        // Without the key nothing tells a signed checkpoint from a row the services' role inserted.
+        expect(await verifyStored(db)).toMatchObject({ ok: true, events: 3 });
+        expect(await verifyStored(db, { verifierKey: vkey })).toEqual({
+          ok: false,
+          events: 3,
+          brokenAt: { seq: 4, id: "", reason: "seq_gap" },
+        });
         // Appends carry on from seq 4: seqs 4 and 5 are other events than the ones signed.
         await appendEvents(
           db,
