@@ -102,4 +102,15 @@ describe("AnonymousDenialSink", () => {
       vi.useRealTimers();
     }
   });
+
+  it("after stop(), a late anonymous denial (a request still running past the drain) goes straight on, never held", () => {
+    const { inner, sink, deny } = setup();
+    sink.record(deny("ip1"));
+    sink.stop();
+    expect(inner.events).toHaveLength(1);
+    sink.record(deny("ip2"));
+    expect(sink.held).toBe(0);
+    expect(inner.events).toHaveLength(2);
+    expect(inner.events[1]).toMatchObject({ type: "access", data: { ipHash: "ip2" } });
+  });
 });

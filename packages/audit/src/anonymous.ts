@@ -45,8 +45,15 @@ export class AnonymousDenialSink implements AuditSink {
   readonly #sink: AuditSink;
   readonly #clock: Clock;
   readonly #maxClients: number;
-  readonly #buckets = new Map<string, Bucket>();
+  /**
+   * Buckets by minute, then by client hash (`""` for none, OVERFLOW_CLIENT for the overflow). A
+   * record touches only its own minute (a map lookup), and a sweep only the minutes held (one or
+   * two): never every client, which an attacker rotating addresses makes 10,000 per minute.
+   */
+  readonly #minutes = new Map<number, Map<string, Bucket>>();
   readonly #timer: NodeJS.Timeout | null;
+  /** Set by stop()/close(): nothing is held any more, since nothing would write it. */
+  #stopped = false;
 
   constructor(opts: AnonymousDenialSinkOptions) {
     this.#sink = opts.sink;
@@ -63,12 +70,12 @@ export class AnonymousDenialSink implements AuditSink {
   /** Anonymous denials held, not yet recorded into the inner sink. */
   get held(): number {
     let n = 0;
-    for (const b of this.#buckets.values()) n += b.count;
+    for (const clients of this.#minutes.values()) for (const b of clients.values()) n += b.count;
     return n;
   }
 
   record(event: AuditEvent): void {
-    if (!isAnonymousDenial(event)) {
+    if (!isAnonymousDenial(event) || this.#stopped) {
       this.#sink.record(event);
       return;
     }
@@ -76,15 +83,21 @@ export class AnonymousDenialSink implements AuditSink {
     const minute = Math.floor(at.getTime() / MINUTE_MS) * MINUTE_MS;
     this.#sweep(this.#clock.now().getTime(), minute);
     const ip = event.data.ipHash ?? null;
-    let key = `${minute}|${ip ?? ""}`;
-    let bucket = this.#buckets.get(key);
-    if (!bucket && this.#clientsIn(minute) >= this.#maxClients) {
-      key = `${minute}|${OVERFLOW_CLIENT}`;
-      bucket = this.#buckets.get(key);
+    let clients = this.#minutes.get(minute);
+    if (!clients) {
+      clients = new Map();
+      this.#minutes.set(minute, clients);
+    }
+    let key = ip ?? "";
+    let bucket = clients.get(key);
+    // A client hash never equals OVERFLOW_CLIENT (hex), but one sent as such joins the overflow.
+    if (!bucket && (clients.size >= this.#maxClients || key === OVERFLOW_CLIENT)) {
+      key = OVERFLOW_CLIENT;
+      bucket = clients.get(key);
     }
     if (!bucket) {
       bucket = {
-        ipHash: key.endsWith(`|${OVERFLOW_CLIENT}`) ? OVERFLOW_CLIENT : ip,
+        ipHash: key === OVERFLOW_CLIENT ? OVERFLOW_CLIENT : ip,
         minute,
         count: 0,
         reasons: {},
@@ -92,7 +105,7 @@ export class AnonymousDenialSink implements AuditSink {
         firstAt: at,
         lastAt: at,
       };
-      this.#buckets.set(key, bucket);
+      clients.set(key, bucket);
     }
     bucket.count++;
     const reason = event.reason ?? "unknown";
@@ -123,35 +136,34 @@ export class AnonymousDenialSink implements AuditSink {
     await this.#sink.close();
   }
 
-  /** Stops the sweep timer and records every held aggregate, leaving the inner sink open. */
+  /**
+   * Stops the sweep timer and records every held aggregate, leaving the inner sink open; later
+   * anonymous denials (a request still running past the drain) pass straight through.
+   */
   stop(): void {
+    this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.drain();
   }
 
   /** Records every held aggregate into the inner sink without flushing or closing it. */
   drain(): void {
-    for (const [key, b] of this.#buckets) {
-      this.#buckets.delete(key);
-      this.#sink.record(toEvent(b));
-    }
+    for (const minute of [...this.#minutes.keys()].sort((a, b) => a - b)) this.#write(minute);
   }
 
-  #clientsIn(minute: number): number {
-    let n = 0;
-    for (const b of this.#buckets.values()) if (b.minute === minute) n++;
-    return n;
+  /** Records one minute's buckets into the inner sink and forgets them. */
+  #write(minute: number): void {
+    const clients = this.#minutes.get(minute);
+    this.#minutes.delete(minute);
+    for (const b of clients?.values() ?? []) this.#sink.record(toEvent(b));
   }
 
   /** Records the buckets of minutes that have ended (before `nowMs`'s minute and `keep`). */
   #sweep(nowMs: number, keep?: number): void {
-    if (this.#buckets.size === 0) return;
+    if (this.#minutes.size === 0) return;
     const current = Math.floor(nowMs / MINUTE_MS) * MINUTE_MS;
-    for (const [key, b] of this.#buckets) {
-      if (b.minute < current && b.minute !== keep) {
-        this.#buckets.delete(key);
-        this.#sink.record(toEvent(b));
-      }
+    for (const minute of [...this.#minutes.keys()]) {
+      if (minute < current && minute !== keep) this.#write(minute);
     }
   }
 }

@@ -45,7 +45,10 @@ export interface ArchiveOptions {
   /** Where the archives are kept: every earlier archive of this log must be in it too. */
   outDir: string;
   now: Date;
-  /** The verifier key to check the checkpoint with; default the one stored in `audit_keys`. */
+  /**
+   * The log's verifier key. Default: the `audit.vkey` of the folder's earlier archives, else the
+   * only key in `audit_keys` (refused when it holds several). Only checkpoints it signed count.
+   */
   verifierKey?: string | undefined;
   log?: ((line: string) => void) | undefined;
 }
@@ -71,8 +74,9 @@ export interface ArchiveResult {
  * disk: that every archive in `outDir` plus the database's remaining leaves up to the checkpoint
  * form the tree the checkpoint signed. Only then, in one transaction, records the stretch in
  * `audit_archives` and detaches and drops the partitions. Refuses (ArchiveRefusedError, nothing
- * dropped) when the stretch is not the oldest part of the live log, when no checkpoint covers it
- * yet, or when anything fails to verify. Needs the table owner's role (DETACH/DROP).
+ * dropped) when the stretch is not the oldest part of the live log, when no checkpoint signed by
+ * the log's key covers it yet, when that key is not certain (see `verifierKey`), or when anything
+ * fails to verify. Needs the table owner's role (DETACH/DROP).
  */
 export async function archiveBefore(opts: ArchiveOptions): Promise<ArchiveResult> {
   const { db, before, outDir } = opts;
@@ -145,31 +149,70 @@ export async function archiveBefore(opts: ArchiveOptions): Promise<ArchiveResult
     );
   }
 
-  const [cp] = await queryRows<{ tree_size: string; note: string }>(
-    db,
-    sql`select tree_size::text, note from audit_checkpoints where tree_size >= ${toSeq}
-        order by tree_size asc limit 1`,
+  // The log's verifier key: never one merely found next to a checkpoint in the database (the
+  // services' role may insert both a key and a checkpoint it signed). `--key`, else the key the
+  // folder's earlier archives were made with, else the database's only one.
+  const keyFile = join(outDir, "audit.vkey");
+  const pinned = await readFile(keyFile, "utf8").then(
+    (text) => text.trim(),
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return undefined;
+      throw err;
+    },
   );
-  if (!cp) {
+  let keyText: string;
+  if (opts.verifierKey !== undefined) {
+    keyText = opts.verifierKey.trim();
+    if (pinned !== undefined && pinned !== keyText) {
+      throw new ArchiveRefusedError(
+        `${keyFile} holds another verifier key than --key: the archives in ${outDir} belong to the log of that key; refusing to mix logs`,
+      );
+    }
+  } else if (pinned !== undefined) {
+    keyText = pinned;
+  } else {
+    const keys = await queryRows<{ verifier_key: string }>(db, sql`select verifier_key from audit_keys`);
+    if (keys.length !== 1) {
+      throw new ArchiveRefusedError(
+        `audit_keys holds ${keys.length} verifier keys: pass --key with the log's own (the body of /.well-known/audit-key, or an auditor's copy)`,
+      );
+    }
+    keyText = keys[0]!.verifier_key.trim();
+  }
+  let key: ReturnType<typeof parseVerifierKey>;
+  try {
+    key = parseVerifierKey(keyText);
+  } catch (err) {
+    throw new ArchiveRefusedError(`not a verifier key: ${(err as Error).message}`);
+  }
+
+  // The first checkpoint covering the stretch that this key signed; rows it did not sign are skipped.
+  let cp: { tree_size: string; note: string } | undefined;
+  let signed: ReturnType<typeof verifyCheckpoint> | undefined;
+  let after = toSeq - 1;
+  while (cp === undefined) {
+    const page = await queryRows<{ tree_size: string; note: string }>(
+      db,
+      sql`select tree_size::text, note from audit_checkpoints where tree_size > ${after}
+          order by tree_size asc limit 100`,
+    );
+    if (page.length === 0) break;
+    for (const row of page) {
+      const opened = verifyCheckpoint(row.note, key, key.name);
+      if (opened.ok && opened.checkpoint.size === Number(row.tree_size)) {
+        cp = row;
+        signed = opened;
+        break;
+      }
+    }
+    after = Number(page.at(-1)!.tree_size);
+  }
+  if (!cp || !signed?.ok) {
     throw new ArchiveRefusedError(
-      `no signed checkpoint covers seq ${toSeq} yet: wait for the token service's next checkpoint (at most 10 s while events arrive)`,
+      `no signed checkpoint covers seq ${toSeq} yet (none by ${key.name}): wait for the token service's next checkpoint (at most 10 s while events arrive)`,
     );
   }
   const checkpointSize = Number(cp.tree_size);
-  const origin = cp.note.split("\n", 1)[0] ?? "";
-  const keyText =
-    opts.verifierKey ??
-    (
-      await queryRows<{ verifier_key: string }>(
-        db,
-        sql`select verifier_key from audit_keys where origin = ${origin}`,
-      )
-    )[0]?.verifier_key;
-  if (!keyText) throw new ArchiveRefusedError(`no verifier key for origin ${origin}`);
-  const key = parseVerifierKey(keyText);
-  const signed = verifyCheckpoint(cp.note, key);
-  if (!signed.ok)
-    throw new ArchiveRefusedError(`checkpoint ${checkpointSize} does not verify: ${signed.reason}`);
 
   // The files, written to temporary names and renamed once complete.
   await mkdir(outDir, { recursive: true, mode: 0o700 });
@@ -195,7 +238,7 @@ export async function archiveBefore(opts: ArchiveOptions): Promise<ArchiveResult
   await once(out, "close");
   await rename(tmp, join(outDir, file));
   await writeFile(join(outDir, checkpointFile), cp.note, { mode: 0o600 });
-  await writeFile(join(outDir, "audit.vkey"), keyText, { mode: 0o600 });
+  if (pinned === undefined) await writeFile(keyFile, keyText, { mode: 0o600 });
   const fileSha256 = createHash("sha256")
     .update(await readFile(join(outDir, file)))
     .digest("hex");

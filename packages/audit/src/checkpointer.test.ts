@@ -25,7 +25,7 @@ import {
   verifierKeyString,
   verifyCheckpoint,
 } from "./note.ts";
-import { appendEvents, streamEvents } from "./store.ts";
+import { appendEvents, streamEvents, verifyStored } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 import { asDatabaseOwner } from "./testing.ts";
 
@@ -249,3 +249,54 @@ describeIntegration("two checkpointers racing on one database", ["postgres"], ()
     expect(series.at(-1)?.treeSize).toBe(count?.n);
   });
 });
+
+// An owner who detaches (or empties) the newest month partition removes the log's newest events;
+// appends then carry on from the older head and reuse seqs a signed checkpoint already covers.
+// The checkpointer must say so instead of silently signing nothing, or signing a tree whose
+// covered leaves the database no longer holds.
+for (const backend of dbBackends) {
+  describeIntegration(
+    `Checkpointer after the newest events were removed (${backend.name})`,
+    backend.needs,
+    () => {
+      let testDb: TestDb;
+      let db: Db;
+      const clock = new FakeClock("2026-03-15T09:00:00Z");
+
+      beforeAll(async () => {
+        testDb = await backend.open();
+        db = testDb.handle.db;
+      });
+      afterAll(async () => {
+        await testDb?.drop();
+      });
+
+      it("refuses to sign while the log is shorter than its latest checkpoint, or holds other leaves under it", async () => {
+        const errors: unknown[] = [];
+        const cp = new Checkpointer({ db, signer, clock, dir: undefined, onError: (e) => errors.push(e) });
+        await appendEvents(
+          db,
+          Array.from({ length: 5 }, (_, i) => sampleInput(i)),
+        );
+        expect((await cp.checkpoint())?.treeSize).toBe(5);
+        await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_events where seq > 3`));
+        await expect(cp.checkpoint()).rejects.toThrow(/holds 3 events.*checkpoint of size 5/);
+        // /v1/audit/verify: the chain that is left links up, but a signed checkpoint covers more.
+        // Without the key nothing tells a signed checkpoint from a row the services' role inserted.
+        expect(await verifyStored(db)).toMatchObject({ ok: true, events: 3 });
+        expect(await verifyStored(db, { verifierKey: vkey })).toEqual({
+          ok: false,
+          events: 3,
+          brokenAt: { seq: 4, id: "", reason: "seq_gap" },
+        });
+        // Appends carry on from seq 4: seqs 4 and 5 are other events than the ones signed.
+        await appendEvents(
+          db,
+          Array.from({ length: 4 }, (_, i) => sampleInput(10 + i)),
+        );
+        await expect(cp.checkpoint()).rejects.toThrow(/no longer holds the leaves/);
+        expect((await latestCheckpoint(db))?.treeSize).toBe(5);
+      });
+    },
+  );
+}

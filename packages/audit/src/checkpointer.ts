@@ -4,11 +4,11 @@ import { join } from "node:path";
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
 import { desc, sql } from "drizzle-orm";
-import { consistencyProof, equalHash, IncrementalTree, inclusionProof, toBase64 } from "./merkle.ts";
+import { consistencyProof, equalHash, IncrementalTree, inclusionProof, rootOf, toBase64 } from "./merkle.ts";
 import { keyId, type NoteSigner, signCheckpoint, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import { readLeafHashes, treeSize } from "./store.ts";
 
-const { auditCheckpoints } = schema;
+const { auditArchives, auditCheckpoints } = schema;
 
 /**
  * Key of the transaction-scoped advisory lock a checkpointer signs under: token-service instances
@@ -21,6 +21,9 @@ export const CHECKPOINT_LOCK_KEY = 7_305_512_018;
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
 
 const LEAF_PAGE = 10_000;
+
+/** The newest leaves re-read before extending a checkpoint are at most this many (see #checkTail). */
+const TAIL_CHECK_MAX = 4_096;
 
 export interface StoredCheckpoint {
   treeSize: number;
@@ -142,7 +145,13 @@ export class Checkpointer {
           .limit(1);
         const size = await treeSize(tx);
         const tree = latest ? this.#resume(latest) : new IncrementalTree();
+        if (latest && latest.treeSize > size) {
+          throw new Error(
+            `the audit log holds ${size} events but a checkpoint of size ${latest.treeSize} was signed: events it covers were removed (a partition detached or emptied?); not signing`,
+          );
+        }
         if (latest && latest.treeSize >= size) return { created: false, cp: latest };
+        if (latest) await checkTail(tx, tree, latest.treeSize);
         if (!latest && size === 0) return null;
         for (let from = tree.size; from < size; from += LEAF_PAGE) {
           const to = Math.min(size, from + LEAF_PAGE);
@@ -190,6 +199,32 @@ export class Checkpointer {
       throw new Error(`the stored frontier of checkpoint ${latest.treeSize} does not match its signed root`);
     }
     return tree;
+  }
+}
+
+/**
+ * Before extending checkpoint `n`: the stored leaves of its smallest perfect subtree (the newest
+ * 1, 2, 4… leaves, at most TAIL_CHECK_MAX) must still hash to that subtree's frontier root. The
+ * newest events removed (a partition detached, rows deleted by an owner) and others appended at
+ * their seqs would otherwise be folded in as if they followed the signed ones: a checkpoint of a
+ * tree the database does not hold. Skipped when those leaves were archived.
+ */
+async function checkTail(tx: Db, tree: IncrementalTree, n: number): Promise<void> {
+  let low = 1;
+  while (n % (low * 2) === 0) low *= 2;
+  if (low > TAIL_CHECK_MAX) return;
+  const [archived] = await tx
+    .select({ toSeq: auditArchives.toSeq })
+    .from(auditArchives)
+    .orderBy(desc(auditArchives.toSeq))
+    .limit(1);
+  if (n - low < (archived?.toSeq ?? 0)) return;
+  const leaves = await readLeafHashes(tx, n - low, n);
+  const last = tree.frontier().at(-1);
+  if (leaves.length !== low || last === undefined || !equalHash(rootOf(leaves), last)) {
+    throw new Error(
+      `the audit log no longer holds the leaves checkpoint ${n} signed (seq ${n - low + 1}..${n} differ): events were removed and others appended in their place; not signing`,
+    );
   }
 }
 

@@ -13,9 +13,10 @@ import {
 } from "./chain.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
 import { leafHash, toHex } from "./merkle.ts";
+import { parseVerifierKey, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import type { AuditEventInput } from "./sink.ts";
 
-const { auditArchives, auditEvents } = schema;
+const { auditArchives, auditCheckpoints, auditEvents } = schema;
 
 /**
  * Key of the transaction-scoped advisory lock every appender takes, so writers in different
@@ -319,19 +320,62 @@ export async function* streamEvents(
 
 /**
  * Verifies the whole stored chain: it must start at seq 1 on GENESIS (or right after the newest
- * archived stretch, on its head) and every event must link to the one before. Streams the table in keyset pages (default 1,000 rows).
+ * archived stretch, on its head), every event must link to the one before, and it must reach the
+ * size of the newest stored checkpoint (else `seq_gap` at the first missing seq, with id `""`). Streams the table in keyset pages (default 1,000 rows).
  */
-export async function verifyStored(db: Db, opts: { batchSize?: number } = {}): Promise<ChainResult> {
+export async function verifyStored(
+  db: Db,
+  opts: {
+    batchSize?: number;
+    /** The log's verifier key: the chain must also reach the newest checkpoint it signed. */
+    verifierKey?: string | VerifierKey | null | undefined;
+  } = {},
+): Promise<ChainResult> {
   // After `pnpm audit:archive` the live log starts after the newest archived stretch, at its head.
   const [archived] = await db
     .select({ toSeq: auditArchives.toSeq, head: auditArchives.head })
     .from(auditArchives)
     .orderBy(desc(auditArchives.toSeq))
     .limit(1);
-  return verifyChain(streamEvents(db, { batchSize: opts.batchSize ?? 1_000 }), {
+  // Read before the events: whatever a stored checkpoint covers was committed, so the stream sees it.
+  const signed = opts.verifierKey ? await newestSignedSize(db, opts.verifierKey) : undefined;
+  const first = (archived?.toSeq ?? 0) + 1;
+  const result = await verifyChain(streamEvents(db, { batchSize: opts.batchSize ?? 1_000 }), {
     prevHash: archived?.head ?? GENESIS,
-    seq: (archived?.toSeq ?? 0) + 1,
+    seq: first,
   });
+  // The chain that is left may link up after its newest events were removed (rows deleted, a
+  // partition detached): a checkpoint of a longer log says they existed. The first missing seq
+  // is where it breaks; no event carries it, so no id.
+  const headSeq = first + result.events - 1;
+  if (result.ok && signed !== undefined && headSeq < signed) {
+    return { ok: false, events: result.events, brokenAt: { seq: headSeq + 1, id: "", reason: "seq_gap" } };
+  }
+  return result;
+}
+
+/**
+ * Tree size of the newest stored checkpoint `key` signed (rows it did not sign, which the
+ * services' role could insert, are skipped; at most 1,000 rows looked at), or undefined.
+ */
+async function newestSignedSize(db: Db, keyText: string | VerifierKey): Promise<number | undefined> {
+  const key = typeof keyText === "string" ? parseVerifierKey(keyText) : keyText;
+  let below = Number.MAX_SAFE_INTEGER;
+  for (let page = 0; page < 10; page++) {
+    const rows = await db
+      .select({ treeSize: auditCheckpoints.treeSize, note: auditCheckpoints.note })
+      .from(auditCheckpoints)
+      .where(lt(auditCheckpoints.treeSize, below))
+      .orderBy(desc(auditCheckpoints.treeSize))
+      .limit(100);
+    for (const row of rows) {
+      const opened = verifyCheckpoint(row.note, key, key.name);
+      if (opened.ok && opened.checkpoint.size === row.treeSize) return row.treeSize;
+    }
+    if (rows.length < 100) return undefined;
+    below = rows.at(-1)!.treeSize;
+  }
+  return undefined;
 }
 
 export interface ExportOptions {

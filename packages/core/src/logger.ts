@@ -84,3 +84,31 @@ export function messageLogger(logger: PinoLogger): MessageLogger {
     error: (msg, data) => logger.error(data ?? {}, msg),
   };
 }
+
+const MAX_ERROR_TEXT = 1_000;
+const FAILED_QUERY = "Failed query: ";
+const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*):[^\s@/]*@/gi;
+
+/**
+ * An error as one loggable line: `name: message`, with a failed query's parameters dropped (an
+ * insert's parameters may be a secret, a key or a token hash; drizzle puts them in the message)
+ * and its cause's message appended instead, a URL's password replaced by `***`, at most ~1,000
+ * characters.
+ */
+export function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return bound(String(err).replace(URL_PASSWORD, "$1:***@"));
+  let text = err.message;
+  if (text.startsWith(FAILED_QUERY)) {
+    const cut = text.indexOf("\nparams:");
+    if (cut !== -1) text = text.slice(0, cut);
+    const cause = (err as { cause?: unknown }).cause;
+    if (cause instanceof Error) text += ` (${cause.name}: ${cause.message})`;
+    else if (cause !== undefined) text += ` (${String(cause)})`;
+    return bound(text.replace(URL_PASSWORD, "$1:***@"));
+  }
+  const named = err.name && err.name !== "Error" ? `${err.name}: ${text}` : text;
+  return bound(named.replace(URL_PASSWORD, "$1:***@"));
+}
+
+const bound = (text: string): string =>
+  text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text;

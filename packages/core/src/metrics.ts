@@ -24,6 +24,11 @@ export const statusClassIndex = (status: number): number =>
 export const statusClass = (status: number): (typeof STATUS_CLASSES)[number] =>
   STATUS_CLASSES[statusClassIndex(status)]!;
 
+/** The methods a `method` label names; any other (a client may send any token) is `other`. */
+export const METHOD_LABELS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+const METHOD_SET: ReadonlySet<string> = new Set(METHOD_LABELS);
+export const methodLabel = (method: string): string => (METHOD_SET.has(method) ? method : "other");
+
 /** `<prefix>_request_duration_seconds{method,route,status_class}` for a service's HTTP answers. */
 export function requestDurationHistogram(registry: Registry, prefix: string) {
   return new Histogram({

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { Counter } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "./logger.ts";
+import { createLogger, errorText } from "./logger.ts";
 import { createMetricsRegistry, HotCounter, HotHistogram, metricsAnswer, statusClass } from "./metrics.ts";
 import { DEFAULT_PAGE_CSP, HSTS, missingSecurityHeaders } from "./security-headers.ts";
 import { drain } from "./shutdown.ts";
@@ -228,5 +228,31 @@ describe("drain", () => {
     expect(await answer).toBe("done");
     await draining;
     expect(drained).toBe(true);
+  });
+});
+
+describe("errorText", () => {
+  it("drops a failed query's parameters (a secret being inserted) and keeps its cause", () => {
+    const cause = new Error("permission denied for table gateway_secrets");
+    const err = Object.assign(
+      new Error(
+        'Failed query: insert into "gateway_secrets" ("name", "value") values ($1, $2)\nparams: device-id,s3cr3t-device-key',
+      ),
+      { cause },
+    );
+    const text = errorText(err);
+    expect(text).not.toContain("s3cr3t-device-key");
+    expect(text).toContain('insert into "gateway_secrets"');
+    expect(text).toContain("permission denied for table gateway_secrets");
+  });
+
+  it("drops the password of a URL in a message, and bounds the length", () => {
+    const text = errorText(
+      new Error("cannot connect to redis://default:hunter2-long-password@10.0.0.5:6379/0"),
+    );
+    expect(text).not.toContain("hunter2");
+    expect(text).toContain("10.0.0.5:6379");
+    expect(errorText(new Error("x".repeat(10_000))).length).toBeLessThanOrEqual(1_100);
+    expect(errorText("plain")).toBe("plain");
   });
 });

@@ -5,6 +5,7 @@ import {
   createLogger,
   createMetricsRegistry,
   DEV_PHONEBANK_SECRET,
+  errorText,
   installShutdown,
   resolveDataDir,
   systemClock,
@@ -58,7 +59,7 @@ const gateway = createGateway(config, {
   clock: systemClock,
   // The phone bank started alone falls back on the same development secret.
   fallbackSecrets: { phonebankSecret: DEV_PHONEBANK_SECRET, auditIpKey: "phaselock-dev-ip-key" },
-  onError: (err) => logger.error({ error: (err as Error).message }, "gateway error"),
+  onError: (err) => logger.error({ error: errorText(err) }, "gateway error"),
   metricsRegistry: createMetricsRegistry("gateway", { process: true }),
   logger,
 });

@@ -167,6 +167,19 @@ describe("the node fast path counts and logs too", () => {
     expect(loggablePath("/pb/members/m_1?q=secret")).toBe("/pb/members/m_1");
     expect(ROUTE_KINDS).toContain("proxy");
   });
+
+  it("never logs a link token behind dot segments (which the router resolves to the landing page)", () => {
+    // `/./l/<token>`, `/x/../l/<token>` and `/%2e/l/<token>` all reach `GET /l/:token`.
+    for (const url of [
+      "/./l/abc.def.ghi",
+      "/x/../l/abc.def.ghi",
+      "/%2e/l/abc.def.ghi",
+      "/%2E%2E/l/abc.def.ghi?x",
+    ]) {
+      expect(loggablePath(url)).toBe("/l/:code");
+    }
+    expect(loggablePath("/pb/./members/m_1")).toBe("/pb/members/m_1");
+  });
 });
 
 describe("security headers on every gateway page", () => {

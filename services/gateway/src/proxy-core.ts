@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import { UNMAPPED_ROUTE } from "@phaselock/audit";
-import { HSTS, sha256Hex } from "@phaselock/core";
+import { HSTS, missingSecurityHeaders, sha256Hex } from "@phaselock/core";
 import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
 import { type Admitted, admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
@@ -288,6 +288,9 @@ async function answer(
   for (const [name, value] of answerHeaders(req.requestId)) out.push(name, value);
 
   if (!rule) {
+    // An upstream HTML page is a page of ours: a CSP with frame-ancestors 'none', as the Hono
+    // route's middleware gives it (the upstream's own completed, or the default page CSP).
+    if (isHtml(res.headers)) completePageHeaders(out);
     await auditAllowed({ status: res.status });
     return { status: res.status, headers: out, body: heldUntilRelayed(res.body, release) };
   }
@@ -363,4 +366,31 @@ async function readText(body: BodySource | string | null): Promise<string> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of body as AsyncIterable<Uint8Array>) chunks.push(chunk);
   return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
+/** Whether a flat `[name, value, …]` header list says `Content-Type: text/html…`. */
+function isHtml(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === "content-type") return headers[i + 1]!.toLowerCase().startsWith("text/html");
+  }
+  return false;
+}
+
+/** Adds (or completes) the page headers missingSecurityHeaders asks for on a flat header list. */
+function completePageHeaders(out: string[]): void {
+  const find = (name: string) => {
+    for (let i = 0; i < out.length; i += 2) if (out[i] === name) return i;
+    return -1;
+  };
+  const get = (name: string) => {
+    const i = find(name.toLowerCase());
+    return i === -1 ? undefined : out[i + 1];
+  };
+  // HSTS is the caller's (SECURE_COOKIES): `false` here only keeps it from being added twice.
+  for (const [name, value] of missingSecurityHeaders(get, false)) {
+    const lower = name.toLowerCase();
+    const i = find(lower);
+    if (i === -1) out.push(lower, value);
+    else out[i + 1] = value;
+  }
 }

@@ -8,8 +8,21 @@ import { routeKind } from "./metrics.ts";
  * is logged as `/l/:code`).
  */
 export function loggablePath(url: string): string {
-  if (url.startsWith("/l/")) return "/l/:code";
-  return logPath(url);
+  // Dot segments (`/./l/…`, `/x/../l/…`, `/%2e/l/…`) are resolved as the router resolves them,
+  // or a token sent behind one would reach the landing page and be logged as sent.
+  const path = DOT_SEGMENT.test(url) ? resolveDots(url) : url;
+  if (path.startsWith("/l/")) return "/l/:code";
+  return logPath(path);
+}
+
+const DOT_SEGMENT = /\/(\.|%2e)/i;
+
+function resolveDots(url: string): string {
+  try {
+    return new URL(url.split("?", 1)[0] ?? "", "http://gateway.invalid").pathname;
+  } catch {
+    return "/:unparseable";
+  }
 }
 
 /**

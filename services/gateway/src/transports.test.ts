@@ -188,6 +188,15 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     expect(res.headers.get("x-request-id")).toMatch(/^req/);
   });
 
+  it("a proxied HTML page the upstream sent without a CSP still may not be framed", async () => {
+    const { g, send } = await make();
+    const token = await g.session();
+    const res = await send("/pb/", { headers: { cookie: `pl_session=${token}` } });
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(res.headers.get("content-security-policy")).toMatch(/frame-ancestors 'none'/);
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+  });
+
   it("forwards a request body and the upstream's status", async () => {
     const { g, send } = await make();
     const token = await g.session();

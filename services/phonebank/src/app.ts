@@ -3,6 +3,7 @@ import {
   type Clock,
   createMetricsRegistry,
   logPath,
+  methodLabel,
   metricsAnswer,
   missingSecurityHeaders,
   type PinoLogger,
@@ -70,7 +71,10 @@ export function createApp(opts: PhonebankOptions): Hono<PhonebankEnv> {
     for (const [name, value] of missingSecurityHeaders((n) => res.get(n), https)) c.header(name, value);
     const seconds = (performance.now() - started) / 1000;
     const route = routePath(c, -1);
-    duration.observe({ method: c.req.method, route, status_class: statusClass(c.res.status) }, seconds);
+    duration.observe(
+      { method: methodLabel(c.req.method), route, status_class: statusClass(c.res.status) },
+      seconds,
+    );
     if (opts.logger) {
       const incoming = c.req.header("x-request-id");
       opts.logger.info(

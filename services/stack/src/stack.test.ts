@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { listEvents } from "@phaselock/audit";
+import { createDb } from "@phaselock/db";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
@@ -75,3 +77,38 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
     expect((await stack.gateway.app.request("/readyz")).status).toBe(200);
   });
 });
+
+describeIntegration(
+  "pnpm start's stack on SIGTERM (stack.stop, what main.ts's shutdown calls)",
+  ["postgres"],
+  () => {
+    let db: TestDatabase;
+    let dataDir: string;
+
+    beforeAll(async () => {
+      db = await createTestDatabase({ migrate: false });
+      dataDir = mkdtempSync(join(tmpdir(), "phaselock-stack-stop-"));
+    });
+    afterAll(async () => {
+      await db?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it("writes the gateway's held anonymous aggregate and the shared writer's queue before closing", async () => {
+      const config = parseStackEnv({ DATABASE_URL: db.url, DATA_DIR: dataDir });
+      const stack = await buildStack(config, { logger: { info: () => {}, warn: () => {}, error: () => {} } });
+      // No credential: held in memory as this minute's anonymous aggregate, not yet an event.
+      expect((await stack.gateway.app.request("/pb/calls/next")).status).toBe(401);
+      // A refused link on the landing page: a batched denial, in the writer's queue.
+      expect((await stack.gateway.app.request("/l/not.a.token")).status).toBeGreaterThanOrEqual(400);
+      await stack.stop();
+      const reader = createDb({ databaseUrl: db.url, poolSize: 1 });
+      try {
+        const types = (await listEvents(reader.db, { limit: 500 })).items.map((e) => e.type);
+        expect(types).toContain("access.anonymous_denied");
+      } finally {
+        await reader.close();
+      }
+    });
+  },
+);

@@ -6,6 +6,7 @@ import {
   createLogger,
   createMetricsRegistry,
   type DestinationStream,
+  errorText,
   loadDevSecrets,
   messageLogger,
   stdoutDestination,
@@ -82,7 +83,7 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
   const gateway = createGateway(config.gateway, {
     ...infra,
     fallbackSecrets: dev.secrets,
-    onError: (err) => loggers.gateway.error({ error: (err as Error).message }, "gateway error"),
+    onError: (err) => loggers.gateway.error({ error: errorText(err) }, "gateway error"),
     metricsRegistry: registry("gateway"),
     logger: loggers.gateway,
   });

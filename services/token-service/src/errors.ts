@@ -1,5 +1,5 @@
 import type { z } from "@hono/zod-openapi";
-import { type ErrorCode, PhaselockError } from "@phaselock/core";
+import { type ErrorCode, errorText, PhaselockError } from "@phaselock/core";
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -225,7 +225,7 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
     requestId: c.get("requestId"),
     method: c.req.method,
     path: c.req.routePath,
-    error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+    error: errorText(err),
   });
   return problemResponse(c, "internal", "Unexpected error; quote the requestId when reporting it.");
 };

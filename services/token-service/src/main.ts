@@ -8,6 +8,7 @@ import {
   acquireDataDirLock,
   createLogger,
   createMetricsRegistry,
+  errorText,
   installShutdown,
   loadDevSecrets,
   messageLogger,
@@ -87,7 +88,7 @@ const bus: ChangeBus = settings.redisUrl
   ? new RedisBus({
       url: settings.redisUrl,
       prefix: `${settings.redisPrefix}:`,
-      onError: (err) => log.warn("change feed", { error: String(err) }),
+      onError: (err) => log.warn("change feed", { error: errorText(err) }),
     })
   : new MemoryBus();
 

@@ -3,6 +3,7 @@ import {
   type Clock,
   Counter,
   Gauge,
+  methodLabel,
   type Registry,
   requestDurationHistogram,
   statusClass,
@@ -59,7 +60,7 @@ export function createTokenServiceMetrics(
   return {
     registry,
     request(method, route, status, seconds) {
-      duration.observe({ method, route, status_class: statusClass(status) }, seconds);
+      duration.observe({ method: methodLabel(method), route, status_class: statusClass(status) }, seconds);
     },
     issued: (count) => issued.inc(count),
   };

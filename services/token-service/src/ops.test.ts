@@ -60,6 +60,18 @@ describe("token service /metrics", () => {
     expect((await call(h, "GET", "/metrics", { token: "metrics-token-0123456789" })).status).toBe(200);
     h.deps.metricsToken = undefined;
   });
+
+  it("labels requests by a bounded set of methods and route patterns, whatever a client sends", async () => {
+    for (let i = 0; i < 5; i++) await call(h, "GET", `/no-such-route-${i}/x${i}`);
+    await call(h, `CUSTOM${1}` as "GET", "/v1/links");
+    await call(h, "get-ish" as "GET", "/v1/links");
+    const text = await (await call(h, "GET", "/metrics", { token: null })).text();
+    const labels = text
+      .split("\n")
+      .filter((l) => l.startsWith("phaselock_token_service_request_duration_seconds_count"));
+    expect(labels.join("\n")).not.toMatch(/CUSTOM1|get-ish|no-such-route/);
+    expect(labels.join("\n")).toMatch(/method="other"/);
+  });
 });
 
 describe("token service security headers", () => {

@@ -1,5 +1,11 @@
 import { type AuditSink, BatchAuditWriter, type CheckpointTimers } from "@phaselock/audit";
-import { type Clock, createMetricsRegistry, type PinoLogger, type Registry } from "@phaselock/core";
+import {
+  type Clock,
+  createMetricsRegistry,
+  errorText,
+  type PinoLogger,
+  type Registry,
+} from "@phaselock/core";
 import { createRepos, type Db } from "@phaselock/db";
 import type { BusStatus, ChangeBus } from "@phaselock/state";
 import { parseKek } from "@phaselock/tokens";
@@ -57,16 +63,14 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     clock,
     dir: settings.auditCheckpointDir,
     timers: infra.checkpointTimers,
-    onError: (err) =>
-      log.error("audit checkpoint", { error: err instanceof Error ? err.message : String(err) }),
+    onError: (err) => log.error("audit checkpoint", { error: errorText(err) }),
   });
   const ownAudit = infra.audit
     ? undefined
     : new BatchAuditWriter({
         db,
         clock,
-        onError: (err) =>
-          log.error("audit writer", { error: err instanceof Error ? err.message : String(err) }),
+        onError: (err) => log.error("audit writer", { error: errorText(err) }),
       });
   const audit = infra.audit ?? (ownAudit as AuditSink);
 
@@ -114,7 +118,7 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
         onMessage: () => {
           keys
             .refresh()
-            .catch((err: unknown) => log.error("signing key refresh failed", { error: String(err) }));
+            .catch((err: unknown) => log.error("signing key refresh failed", { error: errorText(err) }));
         },
         onStatus: (status: BusStatus) => {
           if (status === "connected" || status === "heartbeat") busUp = true;

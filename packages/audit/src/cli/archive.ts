@@ -6,7 +6,8 @@
  *
  * Needs DATABASE_URL with the table owner's role (the services' INSERT/SELECT role cannot detach
  * or drop a partition, by design): an operator's step, never a service's. KEY pins the verifier
- * key (a key string or a file); by default the one stored in audit_keys is used. Exit 0 done (or
+ * key (a key string or a file); by default DIR/audit.vkey of the earlier archives, else the only
+ * key stored in audit_keys (refused when there are several). Exit 0 done (or
  * nothing to retire), 1 refused (nothing dropped), 2 usage.
  */
 

@@ -6,6 +6,7 @@ import { PassThrough } from "node:stream";
 import { spawnLockHolder } from "@phaselock/testkit/lock-holder";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runExportCli } from "./export.ts";
+import { redactUrl } from "./shared.ts";
 
 function collect(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
@@ -41,5 +42,17 @@ describe("audit:export while another process holds the embedded DATA_DIR", () =>
     } finally {
       await holder.stop();
     }
+  });
+});
+
+describe("redactUrl (what the CLIs print of DATABASE_URL)", () => {
+  it("masks the password, in the authority and in the query (libpq's ?password=)", () => {
+    expect(redactUrl("postgres://app:s3cret-pw@db:5432/phaselock")).not.toContain("s3cret-pw");
+    const q = redactUrl(
+      "postgres://app@db:5432/phaselock?sslmode=require&password=s3cret-pw&sslpassword=k3y-pw",
+    );
+    expect(q).not.toContain("s3cret-pw");
+    expect(q).not.toContain("k3y-pw");
+    expect(q).toContain("sslmode=require");
   });
 });

@@ -25,11 +25,17 @@ export function readLines(path: string, stdin: Readable = process.stdin): AsyncI
   return createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
 }
 
-/** The URL without its password, for printing. */
+/** Query parameters that carry a credential (libpq and postgres.js accept `?password=`). */
+const SECRET_PARAM = /pass|secret|token|key/i;
+
+/** The URL without its password (in the authority or the query), for printing. */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
+    for (const name of [...u.searchParams.keys()]) {
+      if (SECRET_PARAM.test(name)) u.searchParams.set(name, "***");
+    }
     return u.toString();
   } catch {
     return "(unparseable DATABASE_URL)";

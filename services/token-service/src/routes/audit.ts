@@ -135,12 +135,13 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       tags: ["audit"],
       summary: "Check the whole hash chain",
       description:
-        "`events` is the number of events checked; `head` the latest hash, or `brokenAt` the first event that does not chain.",
+        "`events` is the number of events checked; `head` the latest hash, or `brokenAt` the first event that does not chain. A chain shorter than the newest checkpoint this log signed is broken too: `brokenAt` is then the first missing seq, `seq_gap`, with an empty `id` (its newest events were removed).",
       security: bearer,
       middleware: [readers] as const,
       responses: { 200: jsonContent(Verified, "The verification result"), ...problems(401, 403) },
     }),
-    async (c) => c.json(await verifyStored(c.var.deps.db), 200),
+    async (c) =>
+      c.json(await verifyStored(c.var.deps.db, { verifierKey: c.var.deps.auditTrail.verifierKey() }), 200),
   );
   app.openapi(
     createRoute({

@@ -1,0 +1,110 @@
+/**
+ * The services' database role, exactly as the README's "Database roles" block sets it up, seen by
+ * an attacker who holds it (issue 12, items 3 and 6): it appends events, and can neither rewrite
+ * them nor pick the month partition a row lands in (a row put in an older or later month breaks
+ * the "month never decreases along seq" rule that retention relies on, and, with the primary key
+ * `(seq, partition_month)`, could repeat a seq), nor write audit_archives.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import type { Db } from "@phaselock/db";
+import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { appendInTransaction, readLeafHashes, verifyStored } from "./store.ts";
+import { sampleInput } from "./test-chain.ts";
+
+const README = fileURLToPath(new URL("../../../README.md", import.meta.url));
+
+/** The SQL block of the README's "Database roles" section. */
+async function rolesSql(): Promise<string> {
+  const text = await readFile(README, "utf8");
+  const section = text.slice(text.indexOf("### Database roles"));
+  const m = /```sql\n([\s\S]*?)```/.exec(section);
+  if (!m) throw new Error("README: no SQL block under Database roles");
+  return m[1]!;
+}
+
+/** Postgres' message for a failed statement run as `role` (drizzle wraps it as the cause). */
+async function failureAs(
+  db: Db,
+  role: string,
+  statement: ReturnType<typeof sql>,
+): Promise<string | undefined> {
+  return db
+    .transaction(async (tx) => {
+      await tx.execute(sql.raw(`set local role "${role}"`));
+      await tx.execute(statement);
+    })
+    .then(
+      () => undefined,
+      (e: Error & { cause?: Error }) => e.cause?.message ?? e.message,
+    );
+}
+
+describeIntegration("the services' database role from the README", ["postgres"], () => {
+  let testDb: TestDatabase;
+  let db: Db;
+  const role = `pl_app_${randomBytes(6).toString("hex")}`;
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    db = testDb.handle.db;
+    const block = (await rolesSql())
+      .replaceAll("phaselock_app", role)
+      .replace(/PASSWORD '[^']*'/, "PASSWORD 'test-only'");
+    await db.execute(sql.raw(block));
+  });
+  afterAll(async () => {
+    await db?.execute(sql.raw(`drop owned by "${role}"`)).catch(() => {});
+    await db?.execute(sql.raw(`drop role if exists "${role}"`)).catch(() => {});
+    await testDb?.drop();
+  });
+
+  it("appends events through the services' own insert", async () => {
+    const result = await db.transaction(async (tx) => {
+      await tx.execute(sql.raw(`set local role "${role}"`));
+      return appendInTransaction(tx, [sampleInput(0), sampleInput(1)]);
+    });
+    expect(result.headSeq).toBe(2);
+    expect(await readLeafHashes(db, 0, 2)).toHaveLength(2);
+  });
+
+  it("keeps partitions ahead and verifies the log (SECURITY DEFINER, SELECT on audit_archives)", async () => {
+    const made = await db.transaction(async (tx) => {
+      await tx.execute(sql.raw(`set local role "${role}"`));
+      const ensured = await tx.execute(sql`select audit_events_ensure_partitions(4) as made`);
+      const verified = await verifyStored(tx);
+      return { ensured, verified };
+    });
+    expect(made.verified).toMatchObject({ ok: true });
+    expect(await failureAs(db, role, sql`select audit_events_partition('2031-01-01'::date)`)).toMatch(
+      /permission denied/,
+    );
+  });
+
+  it("cannot choose the month partition a row lands in", async () => {
+    const message = await failureAs(
+      db,
+      role,
+      sql`insert into audit_events (seq, id, at, type, data, prev_hash, hash, leaf_hash, partition_month)
+          select 1, 'evt_dup', now(), 'x', '{}'::jsonb, p.prev_hash, p.hash, p.leaf_hash, '2020-01-01'
+            from audit_events p where p.seq = 1`,
+    );
+    expect(message).toMatch(/permission denied/);
+  });
+
+  it("cannot update, delete, truncate, or write audit_archives", async () => {
+    for (const statement of [
+      sql`update audit_events set reason = 'x' where seq = 1`,
+      sql`delete from audit_events where seq = 2`,
+      sql`truncate audit_events`,
+      sql`insert into audit_archives (from_seq, to_seq, head, months, checkpoint_size, file_sha256, archived_at)
+          values (1, 2, 'h', '[]'::jsonb, 2, 's', now())`,
+    ]) {
+      expect(await failureAs(db, role, statement)).toMatch(/permission denied|refuse|append-only/i);
+    }
+  });
+});
