@@ -15,7 +15,7 @@ import {
  * The tamper-evident audit trail. `hash = sha256(prevHash || canonical(event))`; `seq` orders
  * the chain. Never holds a token, cookie or clear IP.
  *
- * Partitioned by month (migration 0008, written by hand: drizzle-kit does not model partitions)
+ * Partitioned by month (migration 0009, written by hand: drizzle-kit does not model partitions)
  * on `partition_month`, the month in which the row was appended (see docs/audit.md "Partitions
  * and retention"); the primary key and the id's unique constraint include it, as Postgres
  * requires of a partitioned table.
