@@ -52,7 +52,7 @@ for (const p of only)
 const systemsArg = args.find((a) => a.startsWith("--systems="))?.slice("--systems=".length);
 const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
-  if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…i)`);
+  if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…j)`);
 const unknown = args.filter(
   (a) =>
     a !== "--quick" &&

@@ -5,7 +5,7 @@
  * upstream, and the batching audit writer (or, for the audit-off comparison, a sink that discards).
  */
 import { createServer } from "node:http";
-import type { AuditSink } from "@phaselock/audit";
+import { type AuditSink, BatchAuditWriter } from "@phaselock/audit";
 import { systemClock } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
 import { createGateway, parseGatewayEnv } from "@phaselock/gateway";
@@ -20,6 +20,11 @@ export interface GatewayConfig {
   phonebankSecret: string;
   ipHashKey: string;
   audit: boolean;
+  /**
+   * false: the audit writer reads the chain head under the lock for every batch (four round
+   * trips), as before 2026-12-01, for the before/after row (j). Default: as main.ts runs it.
+   */
+  auditRememberHead?: boolean;
   /** production shape: rate limits, record quota and change feed in Redis; else in process */
   redisUrl?: string;
   /** e.g. `pl:bench:abc:` */
@@ -65,7 +70,16 @@ runChild<GatewayConfig>(async (bench) => {
     stores,
     clock: systemClock,
     // Without an audit sink the builder brings its own batching writer, as main.ts runs it.
-    audit: bench.audit ? undefined : new NullAuditSink(),
+    audit: !bench.audit
+      ? new NullAuditSink()
+      : bench.auditRememberHead === false
+        ? new BatchAuditWriter({
+            db: handle.db,
+            clock: systemClock,
+            rememberHead: false,
+            onError: (err) => console.error(`bench gateway: ${(err as Error).message}`),
+          })
+        : undefined,
     onError: (err) => {
       auditErrors++;
       console.error(`bench gateway: ${(err as Error).message}`);

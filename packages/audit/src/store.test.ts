@@ -9,12 +9,12 @@ import { describeIntegration } from "@phaselock/testkit";
 import { type SQL, sql, TransactionRollbackError } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { benchAppend } from "./bench.ts";
-import { GENESIS, normalizeEvent } from "./chain.ts";
+import { GENESIS, normalizeEvent, prepareEvent } from "./chain.ts";
 import { runExportCli } from "./cli/export.ts";
 import { runVerifyCli } from "./cli/verify.ts";
 import { verifyExport } from "./export-format.ts";
 import type { AuditEventInput } from "./sink.ts";
-import { appendEvents, exportEvents, listEvents, verifyStored } from "./store.ts";
+import { appendEvents, appendPrepared, exportEvents, listEvents, verifyStored } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 import { disableAuditTriggers } from "./testing.ts";
 import { AuditQueueFullError, BatchAuditWriter } from "./writer.ts";
@@ -238,6 +238,59 @@ for (const backend of dbBackends) {
         expect(await verifyStored(db)).toMatchObject({ ok: true, events: before + 1_600 });
       } finally {
         await second?.close();
+      }
+    });
+
+    describe("appendPrepared on the head a writer last saw", () => {
+      it("chains onto the head under the lock when another writer moved it: no fork", async () => {
+        const mine = await appendEvents(db, inputs(3));
+        const theirs = await appendEvents(db, inputs(4, 50));
+        const r = await appendPrepared(db, inputs(5, 100).map(prepareEvent), {
+          seq: mine.headSeq,
+          hash: mine.head,
+        });
+        expect(r.firstSeq).toBe(theirs.headSeq + 1);
+        expect(await headSeq(db)).toBe(r.headSeq);
+        expect(await verifyStored(db)).toMatchObject({ ok: true, head: r.head });
+      });
+
+      it("does not trust a head that names the right seq with another hash", async () => {
+        const now = await appendEvents(db, inputs(2));
+        const r = await appendPrepared(db, inputs(3, 10).map(prepareEvent), {
+          seq: now.headSeq,
+          hash: "f".repeat(64),
+        });
+        expect(r.firstSeq).toBe(now.headSeq + 1);
+        expect(await verifyStored(db)).toMatchObject({ ok: true, head: r.head });
+      });
+
+      if (backend.name === "postgres") {
+        it("is one query (no begin, no separate head read) while the head is unchanged", async () => {
+          const calls = { begin: 0, unsafe: 0 };
+          const client = (db as unknown as { $client: Record<string | symbol, unknown> }).$client;
+          const counting = new Proxy(client, {
+            get(target, key) {
+              const v = Reflect.get(target, key) as unknown;
+              if (typeof v !== "function") return v;
+              return (...args: unknown[]) => {
+                if (key === "begin" || key === "unsafe") calls[key]++;
+                return (v as (...a: unknown[]) => unknown).apply(target, args);
+              };
+            },
+          });
+          const spied = new Proxy(db, {
+            get: (target, key) => (key === "$client" ? counting : Reflect.get(target, key)),
+          });
+          const first = await appendPrepared(spied, inputs(3).map(prepareEvent));
+          expect(calls).toEqual({ begin: 1, unsafe: 0 });
+          const next = await appendPrepared(spied, inputs(3, 5).map(prepareEvent), {
+            seq: first.headSeq,
+            hash: first.head,
+          });
+          expect(calls).toEqual({ begin: 1, unsafe: 1 });
+          expect(next.firstSeq).toBe(first.headSeq + 1);
+          expect(await verifyStored(db)).toMatchObject({ ok: true, head: next.head });
+        });
       }
     });
 

@@ -54,25 +54,114 @@ export async function appendEvents(db: Db, events: readonly AuditEventInput[]): 
   return appendPrepared(db, events.map(prepareEvent));
 }
 
-/** {@link appendEvents} for events already passed through `prepareEvent` (the batch writer's path). */
-export async function appendPrepared(db: Db, events: readonly PreparedEvent[]): Promise<AppendResult> {
+/** The newest event of the chain as a writer last saw it: its seq (0 for none) and hash. */
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * {@link appendEvents} for events already passed through `prepareEvent` (the batch writer's path).
+ *
+ * With `expected` (the head this writer's previous append left, `AppendResult.head`/`headSeq`) on
+ * postgres.js, the append is one round trip: seq, ids and hashes are computed before the
+ * transaction on that head, and one simple-protocol query takes the chain lock and inserts the
+ * rows only if the head under the lock is still `expected` (see {@link appendOnExpectedHead}). When
+ * another writer moved the head meanwhile nothing is written; the append is retried once on the
+ * head that query saw, then falls back to reading the head under the lock. Either way the rows
+ * chain onto the head as it stands under the lock: `expected` is only a guess, never trusted.
+ */
+export async function appendPrepared(
+  db: Db,
+  events: readonly PreparedEvent[],
+  expected?: ChainHead,
+): Promise<AppendResult> {
   if (events.length === 0) {
     const head = await readHead(db);
     const headSeq = head?.seq ?? 0;
     return { head: head?.hash ?? GENESIS, headSeq, firstSeq: headSeq + 1, ids: [] };
   }
   const raw = rawPostgres(db);
-  if (raw && events.length <= INSERT_CHUNK_ROWS) return appendInFourRoundTrips(raw, events);
+  if (raw && events.length <= INSERT_CHUNK_ROWS) {
+    if (expected !== undefined) {
+      const first = await appendOnExpectedHead(raw, events, expected);
+      if ("ids" in first) return first;
+      if (wellFormedHead(first.seen)) {
+        const second = await appendOnExpectedHead(raw, events, first.seen);
+        if ("ids" in second) return second;
+      }
+    }
+    return appendInFourRoundTrips(raw, events);
+  }
   // READ COMMITTED: the head read after the lock must see the previous holder's commit.
   return db.transaction((tx) => appendInTransaction(tx, events), { isolationLevel: "read committed" });
 }
 
-/** The part of a postgres.js client the four-round-trip append uses. */
+/** The part of a postgres.js client the raw appends use. */
 interface RawPostgres {
   begin<T>(
     options: string,
     fn: (tx: { unsafe(query: string): PromiseLike<unknown> }) => Promise<T>,
   ): Promise<T>;
+  unsafe(query: string): PromiseLike<unknown>;
+}
+
+const HEX_HASH = /^[0-9a-f]{64}$/;
+
+/** Safe to inline into SQL: a non-negative integer seq and a lowercase hex SHA-256. */
+const wellFormedHead = (h: ChainHead): boolean =>
+  Number.isSafeInteger(h.seq) && h.seq >= 0 && HEX_HASH.test(h.hash);
+
+/**
+ * One round trip: a simple-protocol query of four statements, which Postgres runs in order as one
+ * implicit transaction (committed at the end, rolled back whole on any error): READ COMMITTED
+ * (whatever the server's default, so each statement reads the latest commits); the chain lock;
+ * the `unnest` insert of rows chained onto `expected`, guarded by "the head is still `expected`"
+ * (the guard's snapshot is taken after the lock is granted, so it sees the previous holder's
+ * commit); the head as it now stands. The guard is uncorrelated: all rows are inserted or none.
+ * Returns the append, or the head seen under the lock when it was not `expected` (nothing written).
+ */
+async function appendOnExpectedHead(
+  raw: RawPostgres,
+  events: readonly PreparedEvent[],
+  expected: ChainHead,
+): Promise<AppendResult | { seen: ChainHead }> {
+  if (!wellFormedHead(expected)) {
+    throw new TypeError("audit: malformed expected chain head");
+  }
+  const firstSeq = expected.seq + 1;
+  let prevHash = expected.hash;
+  const ids = events.map(() => randomId("evt"));
+  const cols = new ColumnArrays();
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    const canonical = canonicalPrepared(e, firstSeq + i, ids[i]!);
+    const hash = chainHash(prevHash, canonical);
+    cols.push(e, firstSeq + i, ids[i]!, prevHash, hash, toHex(leafHash(canonical)));
+    prevHash = hash;
+  }
+  const guard =
+    expected.seq === 0
+      ? "not exists (select 1 from audit_events)"
+      : "exists (select 1 from (select seq, hash from audit_events order by seq desc limit 1) h " +
+        `where h.seq = ${expected.seq} and h.hash = '${expected.hash}')`;
+  const results = (await raw.unsafe(
+    "set transaction isolation level read committed; " +
+      `select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}); ` +
+      `${cols.insertText(guard)}; ` +
+      "select seq::text as head_seq, hash from audit_events order by seq desc limit 1",
+  )) as unknown[];
+  // postgres.js folds the results of statements without rows into their neighbours': only the
+  // last one, the head, is read. It is this append's last row exactly when the rows went in (the
+  // hash covers this call's fresh random ids); the guard lets in all rows or none.
+  const headRows = results.at(-1);
+  if (!Array.isArray(headRows)) throw new Error("audit: unexpected reply appending to the chain");
+  const head = headRows[0] as { head_seq: string; hash: string } | undefined;
+  const lastSeq = firstSeq + events.length - 1;
+  if (head && Number(head.head_seq) === lastSeq && head.hash === prevHash) {
+    return { head: prevHash, headSeq: lastSeq, firstSeq, ids };
+  }
+  return { seen: head ? { seq: Number(head.head_seq), hash: head.hash } : { seq: 0, hash: GENESIS } };
 }
 
 /** The postgres.js client under a drizzle `Db`, when it is one (an embedded PGlite is not). */
@@ -194,7 +283,7 @@ class ColumnArrays {
    * The same INSERT as text, every array an escape-string literal (`E'…'`: only `\\` and `'`
    * need escaping, whatever `standard_conforming_strings` says), for the simple protocol.
    */
-  insertText(): string {
+  insertText(guard?: string): string {
     const a = (values: readonly (string | null)[], type: string) =>
       `E'${arrayLiteral(values).replace(LITERAL_ESCAPE, (c) => (c === "'" ? "''" : "\\\\"))}'::${type}[]`;
     return `insert into audit_events
@@ -203,7 +292,7 @@ class ColumnArrays {
         ${a(this.#type, "text")}, ${a(this.#actor, "text")}, ${a(this.#campaignId, "text")},
         ${a(this.#linkId, "text")}, ${a(this.#decision, "text")}, ${a(this.#reason, "text")},
         ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")},
-        ${a(this.#leafHash, "text")})`;
+        ${a(this.#leafHash, "text")})${guard === undefined ? "" : ` where ${guard}`}`;
   }
 
   insert(): SQL {
