@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import type { Child } from "hono/jsx";
 import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, ListResult, Notice, ProblemNotice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
@@ -71,50 +71,37 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           </div>
         </form>
         <h2>Keys</h2>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No API keys yet.</p>
-          ) : (
-            <TableWrap label="API keys">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Id</th>
-                    <th scope="col">Role</th>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Label</th>
-                    <th scope="col">Created</th>
-                    <th scope="col">Last used</th>
-                    <th scope="col">Actions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((k) => (
-                    <tr>
-                      <td data-label="Id">
-                        <code>{k.id}</code>
-                      </td>
-                      <td data-label="Role">{k.role}</td>
-                      <td data-label="Campaign">{k.campaignId ?? "—"}</td>
-                      <td data-label="Label">{k.label ?? ""}</td>
-                      <td data-label="Created">{when(k.createdAt)}</td>
-                      <td data-label="Last used">{when(k.lastUsedAt)}</td>
-                      <td data-label="Actions">
-                        <form method="get" action={`/console/api-keys/${encodeURIComponent(k.id)}/delete`}>
-                          <button type="submit" class="danger small">
-                            Delete
-                          </button>
-                        </form>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <Notice kind="info">This token service does not list API keys yet; delete one by its id.</Notice>
-        )}
+        <ListResult
+          res={res}
+          empty={<p>No API keys yet.</p>}
+          error={
+            <Notice kind="info">This token service does not list API keys yet; delete one by its id.</Notice>
+          }
+          render={(items) => (
+            <DataTable
+              label="API keys"
+              rows={items}
+              columns={[
+                { label: "Id", cell: (k) => <code>{k.id}</code> },
+                { label: "Role", cell: (k) => k.role },
+                { label: "Campaign", cell: (k) => k.campaignId ?? "—" },
+                { label: "Label", cell: (k) => k.label ?? "" },
+                { label: "Created", cell: (k) => when(k.createdAt) },
+                { label: "Last used", cell: (k) => when(k.lastUsedAt) },
+                {
+                  label: "Actions",
+                  cell: (k) => (
+                    <form method="get" action={`/console/api-keys/${encodeURIComponent(k.id)}/delete`}>
+                      <button type="submit" class="danger small">
+                        Delete
+                      </button>
+                    </form>
+                  ),
+                },
+              ]}
+            />
+          )}
+        />
         <form method="get" action="/console/api-keys/by-id" class="filters">
           <div>
             <label for="del-id">Delete a key by id</label>
@@ -214,14 +201,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           Delete key <code>{id}</code>? It stops working at once, and anyone signed in to the console with it
           is signed out. Links it issued keep working (revoke them separately).
         </p>
-        <div class="actions">
-          <button type="submit" class="danger">
-            Delete
-          </button>
-          <a class="button secondary" href="/console/api-keys">
-            Cancel
-          </a>
-        </div>
+        <ConfirmActions action="Delete" cancel="/console/api-keys" />
       </form>,
     );
   });
@@ -283,44 +263,29 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           </>
         ) : null}
         <h2>Revocations so far</h2>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>None.</p>
-          ) : (
-            <TableWrap label="Revocations">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Scope</th>
-                    <th scope="col">What</th>
-                    <th scope="col">Reason</th>
-                    <th scope="col">By</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((r) => (
-                    <tr>
-                      <td data-label="When">{when(r.effectiveAt ?? r.createdAt)}</td>
-                      <td data-label="Scope">{r.scope}</td>
-                      <td data-label="What">
-                        {REVOCATION_FIELDS.filter((f) => r[f])
-                          .map((f) => `${f} ${r[f]}`)
-                          .join(", ") || "everything"}
-                      </td>
-                      <td data-label="Reason">{r.reason}</td>
-                      <td data-label="By">
-                        <code>{r.actor}</code>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
+        <ListResult
+          res={res}
+          empty={<p>None.</p>}
+          render={(items) => (
+            <DataTable
+              label="Revocations"
+              rows={items}
+              columns={[
+                { label: "When", cell: (r) => when(r.effectiveAt ?? r.createdAt) },
+                { label: "Scope", cell: (r) => r.scope },
+                {
+                  label: "What",
+                  cell: (r) =>
+                    REVOCATION_FIELDS.filter((f) => r[f])
+                      .map((f) => `${f} ${r[f]}`)
+                      .join(", ") || "everything",
+                },
+                { label: "Reason", cell: (r) => r.reason },
+                { label: "By", cell: (r) => <code>{r.actor}</code> },
+              ]}
+            />
+          )}
+        />
       </>,
     );
   });
@@ -372,32 +337,23 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Rotate signing key</button>
           </div>
         </form>
-        <TableWrap label="Signing keys">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Key id</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {keys.map((k) => (
-                <tr>
-                  <td data-label="Key id">
-                    <code>{k.kid}</code>
-                  </td>
-                  <td data-label="Actions">
-                    <form method="get" action={`/console/signing-keys/${encodeURIComponent(k.kid)}/revoke`}>
-                      <button type="submit" class="danger small">
-                        Revoke key
-                      </button>
-                    </form>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableWrap>
+        <DataTable
+          label="Signing keys"
+          rows={keys}
+          columns={[
+            { label: "Key id", cell: (k) => <code>{k.kid}</code> },
+            {
+              label: "Actions",
+              cell: (k) => (
+                <form method="get" action={`/console/signing-keys/${encodeURIComponent(k.kid)}/revoke`}>
+                  <button type="submit" class="danger small">
+                    Revoke key
+                  </button>
+                </form>
+              ),
+            },
+          ]}
+        />
       </>,
     );
   });
@@ -429,14 +385,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
         </p>
         <label for="reason">Reason</label>
         <input type="text" id="reason" name="reason" required maxlength={500} />
-        <div class="actions">
-          <button type="submit" class="danger">
-            Revoke key
-          </button>
-          <a class="button secondary" href="/console/signing-keys">
-            Cancel
-          </a>
-        </div>
+        <ConfirmActions action="Revoke key" cancel="/console/signing-keys" />
       </form>,
     );
   });
@@ -488,51 +437,32 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Show</button>
           </div>
         </form>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>{`No attempts since ${when(res.body.since)}.`}</p>
-          ) : (
-            <TableWrap label="Dead-link attempts">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Issued by</th>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Reason</th>
-                    <th scope="col" class="num">
-                      Attempts
-                    </th>
-                    <th scope="col" class="num">
-                      Links
-                    </th>
-                    <th scope="col">Last</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((r) => (
-                    <tr>
-                      <td data-label="Issued by">
-                        <code>{r.issuedBy ?? "—"}</code>
-                        {r.issuedBy && labelOf.get(r.issuedBy) ? ` ${labelOf.get(r.issuedBy)}` : ""}
-                      </td>
-                      <td data-label="Campaign">{r.campaignId ?? "—"}</td>
-                      <td data-label="Reason">{r.reason}</td>
-                      <td data-label="Attempts" class="num">
-                        {r.attempts}
-                      </td>
-                      <td data-label="Links" class="num">
-                        {r.links}
-                      </td>
-                      <td data-label="Last">{when(r.lastAt)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
+        <ListResult
+          res={res}
+          empty={<p>{`No attempts since ${when(res.ok ? res.body.since : null)}.`}</p>}
+          render={(items) => (
+            <DataTable
+              label="Dead-link attempts"
+              rows={items}
+              columns={[
+                {
+                  label: "Issued by",
+                  cell: (r) => (
+                    <>
+                      <code>{r.issuedBy ?? "—"}</code>
+                      {r.issuedBy && labelOf.get(r.issuedBy) ? ` ${labelOf.get(r.issuedBy)}` : ""}
+                    </>
+                  ),
+                },
+                { label: "Campaign", cell: (r) => r.campaignId ?? "—" },
+                { label: "Reason", cell: (r) => r.reason },
+                { label: "Attempts", num: true, cell: (r) => r.attempts },
+                { label: "Links", num: true, cell: (r) => r.links },
+                { label: "Last", cell: (r) => when(r.lastAt) },
+              ]}
+            />
+          )}
+        />
       </>,
       { status: res.ok ? 200 : statusFor(res.status) },
     );
@@ -610,14 +540,7 @@ async function confirmRevocation(c: Context<ConsoleEnv>, body: Record<string, st
         {active === null ? "Its active links" : `${active} active link${active === 1 ? "" : "s"}`} will stop
         working at once, with every session opened from them. This cannot be undone.
       </p>
-      <div class="actions">
-        <button type="submit" class="danger">
-          Revoke
-        </button>
-        <a class="button secondary" href="/console/revocations">
-          Cancel
-        </a>
-      </div>
+      <ConfirmActions action="Revoke" cancel="/console/revocations" />
     </form>,
   );
 }
