@@ -2,7 +2,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
-import { Notice, ProblemNotice, Status, TableWrap, when } from "./layout.tsx";
+import { DataTable, ListResult, Notice, ProblemNotice, Status, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
 import { forbiddenPage, page, statusFor } from "./render.tsx";
 
@@ -88,53 +88,33 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Filter</button>
           </div>
         </form>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No events match.</p>
-          ) : (
-            <TableWrap label="Audit events">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col" class="num">
-                      #
-                    </th>
-                    <th scope="col">When</th>
-                    <th scope="col">Event</th>
-                    <th scope="col">Decision</th>
-                    <th scope="col">Actor</th>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Link</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((e) => (
-                    <tr>
-                      <td data-label="#" class="num">
-                        {e.seq}
-                      </td>
-                      <td data-label="When">{when(e.at)}</td>
-                      <td data-label="Event">
-                        <code>{e.type}</code>
-                        {e.reason ? ` (${e.reason})` : ""}
-                      </td>
-                      <td data-label="Decision">{e.decision ? <Status status={e.decision} /> : "—"}</td>
-                      <td data-label="Actor">
-                        <code>{e.actor ?? "—"}</code>
-                      </td>
-                      <td data-label="Campaign">{e.campaignId ?? "—"}</td>
-                      <td data-label="Link">
-                        <code>{e.linkId ?? "—"}</code>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
+        <ListResult
+          res={res}
+          empty={<p>No events match.</p>}
+          render={(items) => (
+            <DataTable
+              label="Audit events"
+              rows={items}
+              columns={[
+                { label: "#", num: true, cell: (e) => e.seq },
+                { label: "When", cell: (e) => when(e.at) },
+                {
+                  label: "Event",
+                  cell: (e) => (
+                    <>
+                      <code>{e.type}</code>
+                      {e.reason ? ` (${e.reason})` : ""}
+                    </>
+                  ),
+                },
+                { label: "Decision", cell: (e) => (e.decision ? <Status status={e.decision} /> : "—") },
+                { label: "Actor", cell: (e) => <code>{e.actor ?? "—"}</code> },
+                { label: "Campaign", cell: (e) => e.campaignId ?? "—" },
+                { label: "Link", cell: (e) => <code>{e.linkId ?? "—"}</code> },
+              ]}
+            />
+          )}
+        />
         {res.ok && res.body.nextCursor ? (
           <p>
             <a href={`/console/audit?${next}`}>Older events</a>

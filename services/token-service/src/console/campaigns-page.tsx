@@ -4,7 +4,7 @@ import type { Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
+import { Csrf, DataTable, ListResult, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
 import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
@@ -20,37 +20,34 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
       c,
       "Campaigns",
       <>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No campaigns yet.</p>
-          ) : (
-            <TableWrap label="Campaigns">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Contest</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((k) => (
-                    <tr>
-                      <td data-label="Campaign">
-                        <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                        <code>{k.id}</code>
-                      </td>
-                      <td data-label="Contest">
-                        <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <Notice kind="info">This token service does not list campaigns; open one by its id.</Notice>
-        )}
+        <ListResult
+          res={res}
+          empty={<p>No campaigns yet.</p>}
+          error={<Notice kind="info">This token service does not list campaigns; open one by its id.</Notice>}
+          render={(items) => (
+            <DataTable
+              label="Campaigns"
+              rows={items}
+              columns={[
+                {
+                  label: "Campaign",
+                  cell: (k) => (
+                    <>
+                      <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                      <code>{k.id}</code>
+                    </>
+                  ),
+                },
+                {
+                  label: "Contest",
+                  cell: (k) => (
+                    <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>
+                  ),
+                },
+              ]}
+            />
+          )}
+        />
         <h2>Open a campaign</h2>
         <form method="get" action="/console/campaigns/open" class="filters">
           <div>

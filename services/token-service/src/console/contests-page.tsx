@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, Notice, ProblemNotice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
 
@@ -174,29 +174,23 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
           list.items.length === 0 ? (
             <p>No contests yet.</p>
           ) : (
-            <TableWrap label="Contests">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Contest</th>
-                    <th scope="col">Phases</th>
-                    <th scope="col">Current phase</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.items.map((k) => (
-                    <tr>
-                      <td data-label="Contest">
-                        <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                        <code>{k.id}</code>
-                      </td>
-                      <td data-label="Phases">{k.phases.map((p) => p.name).join(", ")}</td>
-                      <td data-label="Current phase">{k.currentPhase?.name ?? "closed"}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
+            <DataTable
+              label="Contests"
+              rows={list.items}
+              columns={[
+                {
+                  label: "Contest",
+                  cell: (k) => (
+                    <>
+                      <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                      <code>{k.id}</code>
+                    </>
+                  ),
+                },
+                { label: "Phases", cell: (k) => k.phases.map((p) => p.name).join(", ") },
+                { label: "Current phase", cell: (k) => k.currentPhase?.name ?? "closed" },
+              ]}
+            />
           )
         ) : (
           <Notice kind="info">This token service does not list contests; open one by its id.</Notice>
@@ -234,46 +228,35 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
           in it.
         </p>
         <h2>Phases</h2>
-        <TableWrap label="Phases">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Phase</th>
-                <th scope="col">Starts</th>
-                <th scope="col">Ends</th>
-                <th scope="col">Member data</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {contest.phases.map((p) => (
-                <tr>
-                  <td data-label="Phase">{p.name}</td>
-                  <td data-label="Starts">{when(p.startsAt)}</td>
-                  <td data-label="Ends">{when(p.endsAt)}</td>
-                  <td data-label="Member data">{p.memberData ? "yes" : "no"}</td>
-                  <td data-label="Actions">
-                    {/* Only the running phase can be switched off: a later one is moved with the timeline. */}
-                    {contest.currentPhase?.name === p.name ? (
-                      <form
-                        method="get"
-                        action={`/console/contests/${encodeURIComponent(contest.id)}/phases/${encodeURIComponent(p.name)}/end`}
-                      >
-                        <button type="submit" class="danger small">
-                          Switch phase off
-                        </button>
-                      </form>
-                    ) : Date.parse(p.endsAt) <= now.getTime() ? (
-                      "ended"
-                    ) : (
-                      "not started"
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableWrap>
+        <DataTable
+          label="Phases"
+          rows={contest.phases}
+          columns={[
+            { label: "Phase", cell: (p) => p.name },
+            { label: "Starts", cell: (p) => when(p.startsAt) },
+            { label: "Ends", cell: (p) => when(p.endsAt) },
+            { label: "Member data", cell: (p) => (p.memberData ? "yes" : "no") },
+            {
+              label: "Actions",
+              // Only the running phase can be switched off: a later one is moved with the timeline.
+              cell: (p) =>
+                contest.currentPhase?.name === p.name ? (
+                  <form
+                    method="get"
+                    action={`/console/contests/${encodeURIComponent(contest.id)}/phases/${encodeURIComponent(p.name)}/end`}
+                  >
+                    <button type="submit" class="danger small">
+                      Switch phase off
+                    </button>
+                  </form>
+                ) : Date.parse(p.endsAt) <= now.getTime() ? (
+                  "ended"
+                ) : (
+                  "not started"
+                ),
+            },
+          ]}
+        />
         {campaigns.length > 0 ? (
           <>
             <h2>Campaigns</h2>
@@ -321,14 +304,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
         </p>
         <label for="reason">Reason</label>
         <input type="text" id="reason" name="reason" required maxlength={500} />
-        <div class="actions">
-          <button type="submit" class="danger">
-            Switch phase off
-          </button>
-          <a class="button secondary" href={`/console/contests/${encodeURIComponent(id)}`}>
-            Cancel
-          </a>
-        </div>
+        <ConfirmActions action="Switch phase off" cancel={`/console/contests/${encodeURIComponent(id)}`} />
       </form>,
     );
   });
