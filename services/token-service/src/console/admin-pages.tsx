@@ -4,9 +4,9 @@ import type { Context, Hono } from "hono";
 import type { Child } from "hono/jsx";
 import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { ConfirmActions, Csrf, DataTable, ListResult, Notice, ProblemNotice, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, ListResult, Notice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 interface ApiKey {
   id: string;
@@ -137,10 +137,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
         },
       },
     );
-    if (!res.ok)
-      return page(c, "API keys", <ProblemNotice problem={res.problem} intro="No key was created." />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "API keys", res, "No key was created.");
     // Shown on the next page, once: a reload of that page or Back never posts the form again.
     c.var.session.newKey = res.body;
     return c.redirect("/console/api-keys/created", 303);
@@ -190,8 +187,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.get("/api-keys/:id/delete", (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = c.req.param("id");
-    if (!ID.test(id))
-      return page(c, "Delete an API key", <Notice kind="error">Not an API key id.</Notice>, { status: 404 });
+    if (!ID.test(id)) return errorPage(c, "Delete an API key", "Not an API key id.", 404);
     return page(
       c,
       "Delete an API key",
@@ -209,13 +205,9 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/api-keys/:id/delete", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = c.req.param("id");
-    if (!ID.test(id))
-      return page(c, "Delete an API key", <Notice kind="error">Not an API key id.</Notice>, { status: 404 });
+    if (!ID.test(id)) return errorPage(c, "Delete an API key", "Not an API key id.", 404);
     const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
-    if (!res.ok)
-      return page(c, "Delete an API key", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Delete an API key", res);
     return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
   });
 
@@ -293,8 +285,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/revocations", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const scope = field(c, "scope");
-    if (!SCOPES.some((s) => s === scope))
-      return page(c, "Revocations", <Notice kind="error">Choose what to revoke.</Notice>, { status: 400 });
+    if (!SCOPES.some((s) => s === scope)) return errorPage(c, "Revocations", "Choose what to revoke.", 400);
     const body: Record<string, string> = { scope, reason: field(c, "reason") };
     for (const f of REVOCATION_FIELDS) {
       const v = field(c, f);
@@ -304,10 +295,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     // without JavaScript); the form's own submit is only the first step.
     if (scope !== "link" && field(c, "confirm") !== "yes") return confirmRevocation(c, body);
     const res = await c.var.api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
-    if (!res.ok)
-      return page(c, "Revocations", <ProblemNotice problem={res.problem} intro="Nothing was revoked." />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Revocations", res, "Nothing was revoked.");
     const m = res.body.matched;
     return done(c, "/console/revocations", {
       kind: m === 0 ? "warn" : "ok",
@@ -361,18 +349,14 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/signing-keys/rotate", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const res = await c.var.api.call<{ kid: string }>("POST", "/v1/keys/rotate");
-    if (!res.ok)
-      return page(c, "Signing keys", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Signing keys", res);
     return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${res.body.kid} signs from now on.` });
   });
 
   con.get("/signing-keys/:kid/revoke", (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const kid = c.req.param("kid");
-    if (!ID.test(kid))
-      return page(c, "Revoke a signing key", <Notice kind="error">Not a key id.</Notice>, { status: 404 });
+    if (!ID.test(kid)) return errorPage(c, "Revoke a signing key", "Not a key id.", 404);
     return page(
       c,
       "Revoke a signing key",
@@ -393,20 +377,11 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/signing-keys/:kid/revoke", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const kid = c.req.param("kid");
-    if (!ID.test(kid))
-      return page(c, "Revoke a signing key", <Notice kind="error">Not a key id.</Notice>, { status: 404 });
+    if (!ID.test(kid)) return errorPage(c, "Revoke a signing key", "Not a key id.", 404);
     const res = await c.var.api.call("POST", `/v1/keys/${kid}/revoke`, {
       json: { reason: field(c, "reason") },
     });
-    if (!res.ok)
-      return page(
-        c,
-        "Revoke a signing key",
-        <ProblemNotice problem={res.problem} intro="The key was not revoked." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+    if (!res.ok) return refusedPage(c, "Revoke a signing key", res, "The key was not revoked.");
     return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
   });
 

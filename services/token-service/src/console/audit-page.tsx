@@ -2,9 +2,9 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
-import { DataTable, ListResult, Notice, ProblemNotice, Status, when } from "./layout.tsx";
+import { DataTable, ListResult, Notice, Status, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { forbiddenPage, page, statusFor } from "./render.tsx";
+import { errorPage, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 interface AuditEvent {
   seq: number;
@@ -128,10 +128,7 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
   con.get("/audit/verify", async (c) => {
     if (!canRead(c.var.viewer.role)) return forbiddenPage(c);
     const res = await c.var.api.call<Verified>("GET", "/v1/audit/verify");
-    if (!res.ok)
-      return page(c, "Audit verification", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Audit verification", res);
     const v = res.body;
     return page(
       c,
@@ -163,12 +160,9 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     const res = await c.var.api.raw("GET", `/v1/audit/export${q}`, { accept: "application/x-ndjson" });
     if (!res.ok) {
       await res.body?.cancel();
-      return page(c, "Audit export", <Notice kind="error">The export could not be made.</Notice>, {
-        status: 400,
-      });
+      return errorPage(c, "Audit export", "The export could not be made.", 400);
     }
-    if (!res.body)
-      return page(c, "Audit export", <Notice kind="error">The export was empty.</Notice>, { status: 400 });
+    if (!res.body) return errorPage(c, "Audit export", "The export was empty.", 400);
     return c.body(res.body, 200, {
       "Content-Type": "application/x-ndjson; charset=utf-8",
       "Content-Disposition": 'attachment; filename="audit-export.ndjson"',

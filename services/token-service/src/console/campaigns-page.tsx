@@ -6,7 +6,7 @@ import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import { Csrf, DataTable, ListResult, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
 /** The API's own id rule: the console acts on every id the API accepts. */
@@ -95,15 +95,11 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = field(c, "id");
     if (!SLUG.test(id))
-      return page(
+      return errorPage(
         c,
         "Campaigns",
-        <Notice kind="error">
-          A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
-        </Notice>,
-        {
-          status: 400,
-        },
+        "A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.",
+        400,
       );
     // PUT replaces the whole campaign: an update from this form keeps what the form does not
     // show (rate limits) and the contact unless a new one is written.
@@ -126,15 +122,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         ...(contact ? { contact } : {}),
       },
     });
-    if (!res.ok)
-      return page(
-        c,
-        "Campaigns",
-        <ProblemNotice problem={res.problem} intro="The campaign was not saved." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+    if (!res.ok) return refusedPage(c, "Campaigns", res, "The campaign was not saved.");
     return done(c, `/console/campaigns/${id}`, { kind: "ok", text: `Campaign ${id} saved.` });
   });
 
@@ -233,9 +221,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     const id = c.req.param("id");
     const phase = field(c, "phase");
     if (!SLUG.test(id) || !SLUG.test(phase))
-      return page(c, "Entitlements", <Notice kind="error">No such campaign or phase.</Notice>, {
-        status: 404,
-      });
+      return errorPage(c, "Entitlements", "No such campaign or phase.", 404);
     const raw = c.var.form.scopes;
     const scopes = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter(
       (s): s is string => typeof s === "string",
@@ -245,10 +231,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     const res = withdraw
       ? await c.var.api.call("DELETE", path)
       : await c.var.api.call("PUT", path, { json: { scopes } });
-    if (!res.ok)
-      return page(c, "Entitlements", <ProblemNotice problem={res.problem} intro="Nothing changed." />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Entitlements", res, "Nothing changed.");
     return done(c, `/console/campaigns/${id}`, {
       kind: "ok",
       text: withdraw ? `Entitlement of ${phase} withdrawn.` : `${phase}: ${scopes.join(", ")} granted.`,

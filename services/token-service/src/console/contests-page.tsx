@@ -6,7 +6,7 @@ import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { ConfirmActions, Csrf, DataTable, Notice, ProblemNotice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, errorPage, field, forbiddenPage, page, refusedPage } from "./render.tsx";
 
 interface Phase {
   name: string;
@@ -279,10 +279,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     const phase = c.req.param("phase");
     const res = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(id)}`);
     const p = res.ok ? res.body.phases.find((x) => x.name === phase) : undefined;
-    if (!res.ok || !p)
-      return page(c, "Switch phase off", <Notice kind="error">No such contest or phase.</Notice>, {
-        status: 404,
-      });
+    if (!res.ok || !p) return errorPage(c, "Switch phase off", "No such contest or phase.", 404);
     const links = await listAll<LinkItem>(c, "/v1/links?status=active");
     const active = links.ok
       ? links.items.filter((l) => l.contestId === id && l.phase === phase).length
@@ -314,21 +311,11 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     const id = c.req.param("id");
     const phase = c.req.param("phase");
     if (!SLUG.test(id) || !SLUG.test(phase))
-      return page(c, "Switch phase off", <Notice kind="error">No such contest or phase.</Notice>, {
-        status: 404,
-      });
+      return errorPage(c, "Switch phase off", "No such contest or phase.", 404);
     const res = await c.var.api.call("POST", `/v1/contests/${id}/phases/${phase}/end`, {
       json: { reason: field(c, "reason") },
     });
-    if (!res.ok)
-      return page(
-        c,
-        "Switch phase off",
-        <ProblemNotice problem={res.problem} intro="The phase was not ended." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+    if (!res.ok) return refusedPage(c, "Switch phase off", res, "The phase was not ended.");
     return done(c, `/console/contests/${id}`, { kind: "ok", text: `Phase ${phase} is switched off.` });
   });
 }

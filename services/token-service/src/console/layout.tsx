@@ -115,7 +115,7 @@ export const Notice = (props: { kind: Flash["kind"]; children?: Child }) => (
 );
 
 /** An API refusal in plain words, with every issue it names (rows for a CSV). */
-export const ProblemNotice = (props: { problem: Problem; intro?: string }) => (
+export const ProblemNotice = (props: { problem: Problem; intro?: string | undefined }) => (
   <div class="notice error" role="alert">
     <p>
       <strong>{props.intro ?? plainWords(props.problem)}</strong>

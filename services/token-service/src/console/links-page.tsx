@@ -18,7 +18,7 @@ import {
   type Viewer,
   when,
 } from "./layout.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 export interface LinkItem {
   id: string;
@@ -498,10 +498,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const query = new URLSearchParams({ volunteer: ref, status: "active", limit: "500" });
     if (viewer.role === "admin") query.set("campaignId", campaignId);
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
-    if (!res.ok)
-      return page(c, "Revoke a volunteer", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Revoke a volunteer", res);
     const n = res.body.items.length;
     return page(
       c,
@@ -531,14 +528,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
           };
     const res = await api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
     if (!res.ok) {
-      return page(
-        c,
-        "Revocation refused",
-        <ProblemNotice problem={res.problem} intro="Nothing was revoked." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+      return refusedPage(c, "Revocation refused", res, "Nothing was revoked.");
     }
     const m = res.body.matched;
     return done(c, "/console/links", {
