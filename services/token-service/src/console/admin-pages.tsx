@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import type { Child } from "hono/jsx";
 import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { ConfirmActions, Csrf, DataTable, ListResult, Notice, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, IdForm, ListResult, Notice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
@@ -43,6 +43,17 @@ interface DeadLinkRow {
 const ID = /^[A-Za-z0-9_-]{1,100}$/;
 const SCOPES = ["link", "volunteer", "campaign", "phase", "contest", "all"] as const;
 const REVOCATION_FIELDS = ["linkId", "volunteerRef", "campaignId", "contestId", "phase"] as const;
+
+type IdHandler = (c: Context<ConsoleEnv>, id: string) => Response | Promise<Response>;
+
+/** An admin's page about one key by its id: the role guard and the id check, then `handler`. */
+const adminById =
+  (param: string, title: string, notAnId: string, handler: IdHandler) => (c: Context<ConsoleEnv>) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param(param) ?? "";
+    if (!ID.test(id)) return errorPage(c, title, notAnId, 404);
+    return handler(c, id);
+  };
 
 export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   // API keys
@@ -102,17 +113,13 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             />
           )}
         />
-        <form method="get" action="/console/api-keys/by-id" class="filters">
-          <div>
-            <label for="del-id">Delete a key by id</label>
-            <input type="text" id="del-id" name="id" required />
-          </div>
-          <div>
-            <button type="submit" class="secondary">
-              Continue
-            </button>
-          </div>
-        </form>
+        <IdForm
+          action="/console/api-keys/by-id"
+          inputId="del-id"
+          label="Delete a key by id"
+          button="Continue"
+          secondary
+        />
       </>,
     );
   });
@@ -184,32 +191,32 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     );
   });
 
-  con.get("/api-keys/:id/delete", (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const id = c.req.param("id");
-    if (!ID.test(id)) return errorPage(c, "Delete an API key", "Not an API key id.", 404);
-    return page(
-      c,
-      "Delete an API key",
-      <form method="post" action={`/console/api-keys/${encodeURIComponent(id)}/delete`}>
-        <Csrf viewer={c.var.viewer} />
-        <p>
-          Delete key <code>{id}</code>? It stops working at once, and anyone signed in to the console with it
-          is signed out. Links it issued keep working (revoke them separately).
-        </p>
-        <ConfirmActions action="Delete" cancel="/console/api-keys" />
-      </form>,
-    );
-  });
+  con.get(
+    "/api-keys/:id/delete",
+    adminById("id", "Delete an API key", "Not an API key id.", (c, id) => {
+      return page(
+        c,
+        "Delete an API key",
+        <form method="post" action={`/console/api-keys/${encodeURIComponent(id)}/delete`}>
+          <Csrf viewer={c.var.viewer} />
+          <p>
+            Delete key <code>{id}</code>? It stops working at once, and anyone signed in to the console with
+            it is signed out. Links it issued keep working (revoke them separately).
+          </p>
+          <ConfirmActions action="Delete" cancel="/console/api-keys" />
+        </form>,
+      );
+    }),
+  );
 
-  con.post("/api-keys/:id/delete", async (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const id = c.req.param("id");
-    if (!ID.test(id)) return errorPage(c, "Delete an API key", "Not an API key id.", 404);
-    const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
-    if (!res.ok) return refusedPage(c, "Delete an API key", res);
-    return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
-  });
+  con.post(
+    "/api-keys/:id/delete",
+    adminById("id", "Delete an API key", "Not an API key id.", async (c, id) => {
+      const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
+      if (!res.ok) return refusedPage(c, "Delete an API key", res);
+      return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
+    }),
+  );
 
   // Revocations
   con.get("/revocations", async (c) => {
@@ -353,37 +360,37 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${res.body.kid} signs from now on.` });
   });
 
-  con.get("/signing-keys/:kid/revoke", (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const kid = c.req.param("kid");
-    if (!ID.test(kid)) return errorPage(c, "Revoke a signing key", "Not a key id.", 404);
-    return page(
-      c,
-      "Revoke a signing key",
-      <form method="post" action={`/console/signing-keys/${encodeURIComponent(kid)}/revoke`}>
-        <Csrf viewer={c.var.viewer} />
-        <p>
-          Revoke signing key <code>{kid}</code>? This is for a stolen key: it leaves the JWKS, and{" "}
-          <strong>every link it signed, and every session opened from one, is refused</strong> on every
-          gateway. Issue new links afterwards.
-        </p>
-        <label for="reason">Reason</label>
-        <input type="text" id="reason" name="reason" required maxlength={500} />
-        <ConfirmActions action="Revoke key" cancel="/console/signing-keys" />
-      </form>,
-    );
-  });
+  con.get(
+    "/signing-keys/:kid/revoke",
+    adminById("kid", "Revoke a signing key", "Not a key id.", (c, kid) => {
+      return page(
+        c,
+        "Revoke a signing key",
+        <form method="post" action={`/console/signing-keys/${encodeURIComponent(kid)}/revoke`}>
+          <Csrf viewer={c.var.viewer} />
+          <p>
+            Revoke signing key <code>{kid}</code>? This is for a stolen key: it leaves the JWKS, and{" "}
+            <strong>every link it signed, and every session opened from one, is refused</strong> on every
+            gateway. Issue new links afterwards.
+          </p>
+          <label for="reason">Reason</label>
+          <input type="text" id="reason" name="reason" required maxlength={500} />
+          <ConfirmActions action="Revoke key" cancel="/console/signing-keys" />
+        </form>,
+      );
+    }),
+  );
 
-  con.post("/signing-keys/:kid/revoke", async (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const kid = c.req.param("kid");
-    if (!ID.test(kid)) return errorPage(c, "Revoke a signing key", "Not a key id.", 404);
-    const res = await c.var.api.call("POST", `/v1/keys/${kid}/revoke`, {
-      json: { reason: field(c, "reason") },
-    });
-    if (!res.ok) return refusedPage(c, "Revoke a signing key", res, "The key was not revoked.");
-    return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
-  });
+  con.post(
+    "/signing-keys/:kid/revoke",
+    adminById("kid", "Revoke a signing key", "Not a key id.", async (c, kid) => {
+      const res = await c.var.api.call("POST", `/v1/keys/${kid}/revoke`, {
+        json: { reason: field(c, "reason") },
+      });
+      if (!res.ok) return refusedPage(c, "Revoke a signing key", res, "The key was not revoked.");
+      return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
+    }),
+  );
 
   // Dead-link report
   con.get("/reports/dead-links", async (c) => {

@@ -4,7 +4,7 @@ import type { Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, DataTable, ListResult, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
+import { Csrf, DataTable, IdForm, ListResult, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
@@ -49,15 +49,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
           )}
         />
         <h2>Open a campaign</h2>
-        <form method="get" action="/console/campaigns/open" class="filters">
-          <div>
-            <label for="campaignId">Campaign id</label>
-            <input type="text" id="campaignId" name="id" required />
-          </div>
-          <div>
-            <button type="submit">Open</button>
-          </div>
-        </form>
+        <IdForm action="/console/campaigns/open" inputId="campaignId" label="Campaign id" button="Open" />
         <h2>Create or update a campaign</h2>
         <form method="post" action="/console/campaigns">
           <Csrf viewer={c.var.viewer} />

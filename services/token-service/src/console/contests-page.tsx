@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { ConfirmActions, Csrf, DataTable, Notice, ProblemNotice, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, IdForm, Notice, ProblemNotice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage } from "./render.tsx";
 
@@ -156,15 +156,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const list = await listAll<Contest>(c, "/v1/contests");
     const open = (
-      <form method="get" action="/console/contests/open" class="filters">
-        <div>
-          <label for="contestId">Contest id</label>
-          <input type="text" id="contestId" name="id" required />
-        </div>
-        <div>
-          <button type="submit">Open</button>
-        </div>
-      </form>
+      <IdForm action="/console/contests/open" inputId="contestId" label="Contest id" button="Open" />
     );
     return page(
       c,

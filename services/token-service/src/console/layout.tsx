@@ -219,3 +219,24 @@ export const ConfirmActions = (props: { action: string; cancel: string }) => (
     </a>
   </div>
 );
+
+/** A one-field GET form that goes to a record by its id (`name="id"`). */
+export const IdForm = (props: {
+  action: string;
+  inputId: string;
+  label: string;
+  button: string;
+  secondary?: boolean;
+}) => (
+  <form method="get" action={props.action} class="filters">
+    <div>
+      <label for={props.inputId}>{props.label}</label>
+      <input type="text" id={props.inputId} name="id" required />
+    </div>
+    <div>
+      <button type="submit" class={props.secondary ? "secondary" : undefined}>
+        {props.button}
+      </button>
+    </div>
+  </form>
+);
