@@ -2,7 +2,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
-import { DataTable, ListResult, Notice, Status, when } from "./layout.tsx";
+import { DataTable, ListResult, NextPageLink, Notice, Status, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
 import { errorPage, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
@@ -41,7 +41,6 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     if (q.cursor) query.set("cursor", q.cursor);
     const res = await c.var.api.call<Page<AuditEvent>>("GET", `/v1/audit?${query}`);
     const next = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
-    if (res.ok && res.body.nextCursor) next.set("cursor", res.body.nextCursor);
     const exportQuery = filters.since ? `?${new URLSearchParams({ since: filters.since })}` : "";
     return page(
       c,
@@ -115,11 +114,7 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
             />
           )}
         />
-        {res.ok && res.body.nextCursor ? (
-          <p>
-            <a href={`/console/audit?${next}`}>Older events</a>
-          </p>
-        ) : null}
+        <NextPageLink res={res} path="/console/audit" query={next} label="Older events" />
       </>,
       { status: res.ok ? 200 : statusFor(res.status) },
     );

@@ -240,3 +240,21 @@ export const IdForm = (props: {
     </div>
   </form>
 );
+
+/** The link to a listing's next page, where the API gave a cursor: `query` with that cursor. */
+export function NextPageLink(props: {
+  res: { ok: true; body: { nextCursor: string | null } } | { ok: false };
+  path: string;
+  query: URLSearchParams;
+  label: string;
+}) {
+  const cursor = props.res.ok ? props.res.body.nextCursor : null;
+  if (!cursor) return null;
+  const query = new URLSearchParams(props.query);
+  query.set("cursor", cursor);
+  return (
+    <p>
+      <a href={`${props.path}?${query}`}>{props.label}</a>
+    </p>
+  );
+}

@@ -12,6 +12,7 @@ import {
   Csrf,
   DataTable,
   ListResult,
+  NextPageLink,
   Notice,
   ProblemNotice,
   Status,
@@ -201,7 +202,6 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
     const next = new URLSearchParams(query);
     next.delete("limit");
-    if (res.ok && res.body.nextCursor) next.set("cursor", res.body.nextCursor);
     return page(
       c,
       viewer.role === "coordinator" ? `Links of ${viewer.campaignId}` : "Links",
@@ -276,11 +276,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
             />
           )}
         />
-        {res.ok && res.body.nextCursor ? (
-          <p>
-            <a href={`/console/links?${next}`}>Next page</a>
-          </p>
-        ) : null}
+        <NextPageLink res={res} path="/console/links" query={next} label="Next page" />
       </>,
       { status: res.ok ? 200 : statusFor(res.status) },
     );
