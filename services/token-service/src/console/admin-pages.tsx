@@ -4,9 +4,9 @@ import type { Context, Hono } from "hono";
 import type { Child } from "hono/jsx";
 import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, IdForm, ListResult, Notice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 interface ApiKey {
   id: string;
@@ -44,6 +44,17 @@ const ID = /^[A-Za-z0-9_-]{1,100}$/;
 const SCOPES = ["link", "volunteer", "campaign", "phase", "contest", "all"] as const;
 const REVOCATION_FIELDS = ["linkId", "volunteerRef", "campaignId", "contestId", "phase"] as const;
 
+type IdHandler = (c: Context<ConsoleEnv>, id: string) => Response | Promise<Response>;
+
+/** An admin's page about one key by its id: the role guard and the id check, then `handler`. */
+const adminById =
+  (param: string, title: string, notAnId: string, handler: IdHandler) => (c: Context<ConsoleEnv>) => {
+    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
+    const id = c.req.param(param) ?? "";
+    if (!ID.test(id)) return errorPage(c, title, notAnId, 404);
+    return handler(c, id);
+  };
+
 export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   // API keys
   con.get("/api-keys", async (c) => {
@@ -71,61 +82,44 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           </div>
         </form>
         <h2>Keys</h2>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No API keys yet.</p>
-          ) : (
-            <TableWrap label="API keys">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Id</th>
-                    <th scope="col">Role</th>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Label</th>
-                    <th scope="col">Created</th>
-                    <th scope="col">Last used</th>
-                    <th scope="col">Actions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((k) => (
-                    <tr>
-                      <td data-label="Id">
-                        <code>{k.id}</code>
-                      </td>
-                      <td data-label="Role">{k.role}</td>
-                      <td data-label="Campaign">{k.campaignId ?? "—"}</td>
-                      <td data-label="Label">{k.label ?? ""}</td>
-                      <td data-label="Created">{when(k.createdAt)}</td>
-                      <td data-label="Last used">{when(k.lastUsedAt)}</td>
-                      <td data-label="Actions">
-                        <form method="get" action={`/console/api-keys/${encodeURIComponent(k.id)}/delete`}>
-                          <button type="submit" class="danger small">
-                            Delete
-                          </button>
-                        </form>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <Notice kind="info">This token service does not list API keys yet; delete one by its id.</Notice>
-        )}
-        <form method="get" action="/console/api-keys/by-id" class="filters">
-          <div>
-            <label for="del-id">Delete a key by id</label>
-            <input type="text" id="del-id" name="id" required />
-          </div>
-          <div>
-            <button type="submit" class="secondary">
-              Continue
-            </button>
-          </div>
-        </form>
+        <ListResult
+          res={res}
+          empty={<p>No API keys yet.</p>}
+          error={
+            <Notice kind="info">This token service does not list API keys yet; delete one by its id.</Notice>
+          }
+          render={(items) => (
+            <DataTable
+              label="API keys"
+              rows={items}
+              columns={[
+                { label: "Id", cell: (k) => <code>{k.id}</code> },
+                { label: "Role", cell: (k) => k.role },
+                { label: "Campaign", cell: (k) => k.campaignId ?? "—" },
+                { label: "Label", cell: (k) => k.label ?? "" },
+                { label: "Created", cell: (k) => when(k.createdAt) },
+                { label: "Last used", cell: (k) => when(k.lastUsedAt) },
+                {
+                  label: "Actions",
+                  cell: (k) => (
+                    <form method="get" action={`/console/api-keys/${encodeURIComponent(k.id)}/delete`}>
+                      <button type="submit" class="danger small">
+                        Delete
+                      </button>
+                    </form>
+                  ),
+                },
+              ]}
+            />
+          )}
+        />
+        <IdForm
+          action="/console/api-keys/by-id"
+          inputId="del-id"
+          label="Delete a key by id"
+          button="Continue"
+          secondary
+        />
       </>,
     );
   });
@@ -150,10 +144,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
         },
       },
     );
-    if (!res.ok)
-      return page(c, "API keys", <ProblemNotice problem={res.problem} intro="No key was created." />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "API keys", res, "No key was created.");
     // Shown on the next page, once: a reload of that page or Back never posts the form again.
     c.var.session.newKey = res.body;
     return c.redirect("/console/api-keys/created", 303);
@@ -200,44 +191,32 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     );
   });
 
-  con.get("/api-keys/:id/delete", (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const id = c.req.param("id");
-    if (!ID.test(id))
-      return page(c, "Delete an API key", <Notice kind="error">Not an API key id.</Notice>, { status: 404 });
-    return page(
-      c,
-      "Delete an API key",
-      <form method="post" action={`/console/api-keys/${encodeURIComponent(id)}/delete`}>
-        <Csrf viewer={c.var.viewer} />
-        <p>
-          Delete key <code>{id}</code>? It stops working at once, and anyone signed in to the console with it
-          is signed out. Links it issued keep working (revoke them separately).
-        </p>
-        <div class="actions">
-          <button type="submit" class="danger">
-            Delete
-          </button>
-          <a class="button secondary" href="/console/api-keys">
-            Cancel
-          </a>
-        </div>
-      </form>,
-    );
-  });
+  con.get(
+    "/api-keys/:id/delete",
+    adminById("id", "Delete an API key", "Not an API key id.", (c, id) => {
+      return page(
+        c,
+        "Delete an API key",
+        <form method="post" action={`/console/api-keys/${encodeURIComponent(id)}/delete`}>
+          <Csrf viewer={c.var.viewer} />
+          <p>
+            Delete key <code>{id}</code>? It stops working at once, and anyone signed in to the console with
+            it is signed out. Links it issued keep working (revoke them separately).
+          </p>
+          <ConfirmActions action="Delete" cancel="/console/api-keys" />
+        </form>,
+      );
+    }),
+  );
 
-  con.post("/api-keys/:id/delete", async (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const id = c.req.param("id");
-    if (!ID.test(id))
-      return page(c, "Delete an API key", <Notice kind="error">Not an API key id.</Notice>, { status: 404 });
-    const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
-    if (!res.ok)
-      return page(c, "Delete an API key", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
-    return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
-  });
+  con.post(
+    "/api-keys/:id/delete",
+    adminById("id", "Delete an API key", "Not an API key id.", async (c, id) => {
+      const res = await c.var.api.call("DELETE", `/v1/api-keys/${id}`);
+      if (!res.ok) return refusedPage(c, "Delete an API key", res);
+      return done(c, "/console/api-keys", { kind: "ok", text: `Key ${id} deleted.` });
+    }),
+  );
 
   // Revocations
   con.get("/revocations", async (c) => {
@@ -283,44 +262,29 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           </>
         ) : null}
         <h2>Revocations so far</h2>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>None.</p>
-          ) : (
-            <TableWrap label="Revocations">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Scope</th>
-                    <th scope="col">What</th>
-                    <th scope="col">Reason</th>
-                    <th scope="col">By</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((r) => (
-                    <tr>
-                      <td data-label="When">{when(r.effectiveAt ?? r.createdAt)}</td>
-                      <td data-label="Scope">{r.scope}</td>
-                      <td data-label="What">
-                        {REVOCATION_FIELDS.filter((f) => r[f])
-                          .map((f) => `${f} ${r[f]}`)
-                          .join(", ") || "everything"}
-                      </td>
-                      <td data-label="Reason">{r.reason}</td>
-                      <td data-label="By">
-                        <code>{r.actor}</code>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
+        <ListResult
+          res={res}
+          empty={<p>None.</p>}
+          render={(items) => (
+            <DataTable
+              label="Revocations"
+              rows={items}
+              columns={[
+                { label: "When", cell: (r) => when(r.effectiveAt ?? r.createdAt) },
+                { label: "Scope", cell: (r) => r.scope },
+                {
+                  label: "What",
+                  cell: (r) =>
+                    REVOCATION_FIELDS.filter((f) => r[f])
+                      .map((f) => `${f} ${r[f]}`)
+                      .join(", ") || "everything",
+                },
+                { label: "Reason", cell: (r) => r.reason },
+                { label: "By", cell: (r) => <code>{r.actor}</code> },
+              ]}
+            />
+          )}
+        />
       </>,
     );
   });
@@ -328,8 +292,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/revocations", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const scope = field(c, "scope");
-    if (!SCOPES.some((s) => s === scope))
-      return page(c, "Revocations", <Notice kind="error">Choose what to revoke.</Notice>, { status: 400 });
+    if (!SCOPES.some((s) => s === scope)) return errorPage(c, "Revocations", "Choose what to revoke.", 400);
     const body: Record<string, string> = { scope, reason: field(c, "reason") };
     for (const f of REVOCATION_FIELDS) {
       const v = field(c, f);
@@ -339,10 +302,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     // without JavaScript); the form's own submit is only the first step.
     if (scope !== "link" && field(c, "confirm") !== "yes") return confirmRevocation(c, body);
     const res = await c.var.api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
-    if (!res.ok)
-      return page(c, "Revocations", <ProblemNotice problem={res.problem} intro="Nothing was revoked." />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Revocations", res, "Nothing was revoked.");
     const m = res.body.matched;
     return done(c, "/console/revocations", {
       kind: m === 0 ? "warn" : "ok",
@@ -372,32 +332,23 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Rotate signing key</button>
           </div>
         </form>
-        <TableWrap label="Signing keys">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Key id</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {keys.map((k) => (
-                <tr>
-                  <td data-label="Key id">
-                    <code>{k.kid}</code>
-                  </td>
-                  <td data-label="Actions">
-                    <form method="get" action={`/console/signing-keys/${encodeURIComponent(k.kid)}/revoke`}>
-                      <button type="submit" class="danger small">
-                        Revoke key
-                      </button>
-                    </form>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableWrap>
+        <DataTable
+          label="Signing keys"
+          rows={keys}
+          columns={[
+            { label: "Key id", cell: (k) => <code>{k.kid}</code> },
+            {
+              label: "Actions",
+              cell: (k) => (
+                <form method="get" action={`/console/signing-keys/${encodeURIComponent(k.kid)}/revoke`}>
+                  <button type="submit" class="danger small">
+                    Revoke key
+                  </button>
+                </form>
+              ),
+            },
+          ]}
+        />
       </>,
     );
   });
@@ -405,61 +356,41 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/signing-keys/rotate", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const res = await c.var.api.call<{ kid: string }>("POST", "/v1/keys/rotate");
-    if (!res.ok)
-      return page(c, "Signing keys", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Signing keys", res);
     return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${res.body.kid} signs from now on.` });
   });
 
-  con.get("/signing-keys/:kid/revoke", (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const kid = c.req.param("kid");
-    if (!ID.test(kid))
-      return page(c, "Revoke a signing key", <Notice kind="error">Not a key id.</Notice>, { status: 404 });
-    return page(
-      c,
-      "Revoke a signing key",
-      <form method="post" action={`/console/signing-keys/${encodeURIComponent(kid)}/revoke`}>
-        <Csrf viewer={c.var.viewer} />
-        <p>
-          Revoke signing key <code>{kid}</code>? This is for a stolen key: it leaves the JWKS, and{" "}
-          <strong>every link it signed, and every session opened from one, is refused</strong> on every
-          gateway. Issue new links afterwards.
-        </p>
-        <label for="reason">Reason</label>
-        <input type="text" id="reason" name="reason" required maxlength={500} />
-        <div class="actions">
-          <button type="submit" class="danger">
-            Revoke key
-          </button>
-          <a class="button secondary" href="/console/signing-keys">
-            Cancel
-          </a>
-        </div>
-      </form>,
-    );
-  });
-
-  con.post("/signing-keys/:kid/revoke", async (c) => {
-    if (c.var.viewer.role !== "admin") return forbiddenPage(c);
-    const kid = c.req.param("kid");
-    if (!ID.test(kid))
-      return page(c, "Revoke a signing key", <Notice kind="error">Not a key id.</Notice>, { status: 404 });
-    const res = await c.var.api.call("POST", `/v1/keys/${kid}/revoke`, {
-      json: { reason: field(c, "reason") },
-    });
-    if (!res.ok)
+  con.get(
+    "/signing-keys/:kid/revoke",
+    adminById("kid", "Revoke a signing key", "Not a key id.", (c, kid) => {
       return page(
         c,
         "Revoke a signing key",
-        <ProblemNotice problem={res.problem} intro="The key was not revoked." />,
-        {
-          status: statusFor(res.status),
-        },
+        <form method="post" action={`/console/signing-keys/${encodeURIComponent(kid)}/revoke`}>
+          <Csrf viewer={c.var.viewer} />
+          <p>
+            Revoke signing key <code>{kid}</code>? This is for a stolen key: it leaves the JWKS, and{" "}
+            <strong>every link it signed, and every session opened from one, is refused</strong> on every
+            gateway. Issue new links afterwards.
+          </p>
+          <label for="reason">Reason</label>
+          <input type="text" id="reason" name="reason" required maxlength={500} />
+          <ConfirmActions action="Revoke key" cancel="/console/signing-keys" />
+        </form>,
       );
-    return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
-  });
+    }),
+  );
+
+  con.post(
+    "/signing-keys/:kid/revoke",
+    adminById("kid", "Revoke a signing key", "Not a key id.", async (c, kid) => {
+      const res = await c.var.api.call("POST", `/v1/keys/${kid}/revoke`, {
+        json: { reason: field(c, "reason") },
+      });
+      if (!res.ok) return refusedPage(c, "Revoke a signing key", res, "The key was not revoked.");
+      return done(c, "/console/signing-keys", { kind: "ok", text: `Key ${kid} revoked.` });
+    }),
+  );
 
   // Dead-link report
   con.get("/reports/dead-links", async (c) => {
@@ -488,51 +419,32 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Show</button>
           </div>
         </form>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>{`No attempts since ${when(res.body.since)}.`}</p>
-          ) : (
-            <TableWrap label="Dead-link attempts">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Issued by</th>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Reason</th>
-                    <th scope="col" class="num">
-                      Attempts
-                    </th>
-                    <th scope="col" class="num">
-                      Links
-                    </th>
-                    <th scope="col">Last</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((r) => (
-                    <tr>
-                      <td data-label="Issued by">
-                        <code>{r.issuedBy ?? "—"}</code>
-                        {r.issuedBy && labelOf.get(r.issuedBy) ? ` ${labelOf.get(r.issuedBy)}` : ""}
-                      </td>
-                      <td data-label="Campaign">{r.campaignId ?? "—"}</td>
-                      <td data-label="Reason">{r.reason}</td>
-                      <td data-label="Attempts" class="num">
-                        {r.attempts}
-                      </td>
-                      <td data-label="Links" class="num">
-                        {r.links}
-                      </td>
-                      <td data-label="Last">{when(r.lastAt)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
+        <ListResult
+          res={res}
+          empty={<p>{`No attempts since ${when(res.ok ? res.body.since : null)}.`}</p>}
+          render={(items) => (
+            <DataTable
+              label="Dead-link attempts"
+              rows={items}
+              columns={[
+                {
+                  label: "Issued by",
+                  cell: (r) => (
+                    <>
+                      <code>{r.issuedBy ?? "—"}</code>
+                      {r.issuedBy && labelOf.get(r.issuedBy) ? ` ${labelOf.get(r.issuedBy)}` : ""}
+                    </>
+                  ),
+                },
+                { label: "Campaign", cell: (r) => r.campaignId ?? "—" },
+                { label: "Reason", cell: (r) => r.reason },
+                { label: "Attempts", num: true, cell: (r) => r.attempts },
+                { label: "Links", num: true, cell: (r) => r.links },
+                { label: "Last", cell: (r) => when(r.lastAt) },
+              ]}
+            />
+          )}
+        />
       </>,
       { status: res.ok ? 200 : statusFor(res.status) },
     );
@@ -610,14 +522,7 @@ async function confirmRevocation(c: Context<ConsoleEnv>, body: Record<string, st
         {active === null ? "Its active links" : `${active} active link${active === 1 ? "" : "s"}`} will stop
         working at once, with every session opened from them. This cannot be undone.
       </p>
-      <div class="actions">
-        <button type="submit" class="danger">
-          Revoke
-        </button>
-        <a class="button secondary" href="/console/revocations">
-          Cancel
-        </a>
-      </div>
+      <ConfirmActions action="Revoke" cancel="/console/revocations" />
     </form>,
   );
 }

@@ -2,9 +2,9 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { ConsoleEnv } from "./env.ts";
-import { Notice, ProblemNotice, Status, TableWrap, when } from "./layout.tsx";
+import { DataTable, ListResult, NextPageLink, Notice, Status, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { forbiddenPage, page, statusFor } from "./render.tsx";
+import { errorPage, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 interface AuditEvent {
   seq: number;
@@ -41,7 +41,6 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     if (q.cursor) query.set("cursor", q.cursor);
     const res = await c.var.api.call<Page<AuditEvent>>("GET", `/v1/audit?${query}`);
     const next = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
-    if (res.ok && res.body.nextCursor) next.set("cursor", res.body.nextCursor);
     const exportQuery = filters.since ? `?${new URLSearchParams({ since: filters.since })}` : "";
     return page(
       c,
@@ -88,58 +87,34 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Filter</button>
           </div>
         </form>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No events match.</p>
-          ) : (
-            <TableWrap label="Audit events">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col" class="num">
-                      #
-                    </th>
-                    <th scope="col">When</th>
-                    <th scope="col">Event</th>
-                    <th scope="col">Decision</th>
-                    <th scope="col">Actor</th>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Link</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((e) => (
-                    <tr>
-                      <td data-label="#" class="num">
-                        {e.seq}
-                      </td>
-                      <td data-label="When">{when(e.at)}</td>
-                      <td data-label="Event">
-                        <code>{e.type}</code>
-                        {e.reason ? ` (${e.reason})` : ""}
-                      </td>
-                      <td data-label="Decision">{e.decision ? <Status status={e.decision} /> : "—"}</td>
-                      <td data-label="Actor">
-                        <code>{e.actor ?? "—"}</code>
-                      </td>
-                      <td data-label="Campaign">{e.campaignId ?? "—"}</td>
-                      <td data-label="Link">
-                        <code>{e.linkId ?? "—"}</code>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
-        {res.ok && res.body.nextCursor ? (
-          <p>
-            <a href={`/console/audit?${next}`}>Older events</a>
-          </p>
-        ) : null}
+        <ListResult
+          res={res}
+          empty={<p>No events match.</p>}
+          render={(items) => (
+            <DataTable
+              label="Audit events"
+              rows={items}
+              columns={[
+                { label: "#", num: true, cell: (e) => e.seq },
+                { label: "When", cell: (e) => when(e.at) },
+                {
+                  label: "Event",
+                  cell: (e) => (
+                    <>
+                      <code>{e.type}</code>
+                      {e.reason ? ` (${e.reason})` : ""}
+                    </>
+                  ),
+                },
+                { label: "Decision", cell: (e) => (e.decision ? <Status status={e.decision} /> : "—") },
+                { label: "Actor", cell: (e) => <code>{e.actor ?? "—"}</code> },
+                { label: "Campaign", cell: (e) => e.campaignId ?? "—" },
+                { label: "Link", cell: (e) => <code>{e.linkId ?? "—"}</code> },
+              ]}
+            />
+          )}
+        />
+        <NextPageLink res={res} path="/console/audit" query={next} label="Older events" />
       </>,
       { status: res.ok ? 200 : statusFor(res.status) },
     );
@@ -148,10 +123,7 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
   con.get("/audit/verify", async (c) => {
     if (!canRead(c.var.viewer.role)) return forbiddenPage(c);
     const res = await c.var.api.call<Verified>("GET", "/v1/audit/verify");
-    if (!res.ok)
-      return page(c, "Audit verification", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Audit verification", res);
     const v = res.body;
     return page(
       c,
@@ -183,12 +155,9 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     const res = await c.var.api.raw("GET", `/v1/audit/export${q}`, { accept: "application/x-ndjson" });
     if (!res.ok) {
       await res.body?.cancel();
-      return page(c, "Audit export", <Notice kind="error">The export could not be made.</Notice>, {
-        status: 400,
-      });
+      return errorPage(c, "Audit export", "The export could not be made.", 400);
     }
-    if (!res.body)
-      return page(c, "Audit export", <Notice kind="error">The export was empty.</Notice>, { status: 400 });
+    if (!res.body) return errorPage(c, "Audit export", "The export was empty.", 400);
     return c.body(res.body, 200, {
       "Content-Type": "application/x-ndjson; charset=utf-8",
       "Content-Disposition": 'attachment; filename="audit-export.ndjson"',

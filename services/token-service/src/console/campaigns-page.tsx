@@ -4,9 +4,9 @@ import type { Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
+import { Csrf, DataTable, IdForm, ListResult, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
 /** The API's own id rule: the console acts on every id the API accepts. */
@@ -20,47 +20,36 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
       c,
       "Campaigns",
       <>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No campaigns yet.</p>
-          ) : (
-            <TableWrap label="Campaigns">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Campaign</th>
-                    <th scope="col">Contest</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((k) => (
-                    <tr>
-                      <td data-label="Campaign">
-                        <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                        <code>{k.id}</code>
-                      </td>
-                      <td data-label="Contest">
-                        <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <Notice kind="info">This token service does not list campaigns; open one by its id.</Notice>
-        )}
+        <ListResult
+          res={res}
+          empty={<p>No campaigns yet.</p>}
+          error={<Notice kind="info">This token service does not list campaigns; open one by its id.</Notice>}
+          render={(items) => (
+            <DataTable
+              label="Campaigns"
+              rows={items}
+              columns={[
+                {
+                  label: "Campaign",
+                  cell: (k) => (
+                    <>
+                      <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                      <code>{k.id}</code>
+                    </>
+                  ),
+                },
+                {
+                  label: "Contest",
+                  cell: (k) => (
+                    <a href={`/console/contests/${encodeURIComponent(k.contestId)}`}>{k.contestId}</a>
+                  ),
+                },
+              ]}
+            />
+          )}
+        />
         <h2>Open a campaign</h2>
-        <form method="get" action="/console/campaigns/open" class="filters">
-          <div>
-            <label for="campaignId">Campaign id</label>
-            <input type="text" id="campaignId" name="id" required />
-          </div>
-          <div>
-            <button type="submit">Open</button>
-          </div>
-        </form>
+        <IdForm action="/console/campaigns/open" inputId="campaignId" label="Campaign id" button="Open" />
         <h2>Create or update a campaign</h2>
         <form method="post" action="/console/campaigns">
           <Csrf viewer={c.var.viewer} />
@@ -98,15 +87,11 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = field(c, "id");
     if (!SLUG.test(id))
-      return page(
+      return errorPage(
         c,
         "Campaigns",
-        <Notice kind="error">
-          A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
-        </Notice>,
-        {
-          status: 400,
-        },
+        "A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.",
+        400,
       );
     // PUT replaces the whole campaign: an update from this form keeps what the form does not
     // show (rate limits) and the contact unless a new one is written.
@@ -129,15 +114,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         ...(contact ? { contact } : {}),
       },
     });
-    if (!res.ok)
-      return page(
-        c,
-        "Campaigns",
-        <ProblemNotice problem={res.problem} intro="The campaign was not saved." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+    if (!res.ok) return refusedPage(c, "Campaigns", res, "The campaign was not saved.");
     return done(c, `/console/campaigns/${id}`, { kind: "ok", text: `Campaign ${id} saved.` });
   });
 
@@ -236,9 +213,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     const id = c.req.param("id");
     const phase = field(c, "phase");
     if (!SLUG.test(id) || !SLUG.test(phase))
-      return page(c, "Entitlements", <Notice kind="error">No such campaign or phase.</Notice>, {
-        status: 404,
-      });
+      return errorPage(c, "Entitlements", "No such campaign or phase.", 404);
     const raw = c.var.form.scopes;
     const scopes = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter(
       (s): s is string => typeof s === "string",
@@ -248,10 +223,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     const res = withdraw
       ? await c.var.api.call("DELETE", path)
       : await c.var.api.call("PUT", path, { json: { scopes } });
-    if (!res.ok)
-      return page(c, "Entitlements", <ProblemNotice problem={res.problem} intro="Nothing changed." />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Entitlements", res, "Nothing changed.");
     return done(c, `/console/campaigns/${id}`, {
       kind: "ok",
       text: withdraw ? `Entitlement of ${phase} withdrawn.` : `${phase}: ${scopes.join(", ")} granted.`,

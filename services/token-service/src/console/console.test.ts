@@ -29,6 +29,12 @@ interface Answer {
   res: Response;
 }
 
+/** A 303 to `to`: where a page sends the browser after a POST or a session's end. */
+function expectRedirect(answer: Answer, to: string) {
+  expect(answer.status).toBe(303);
+  expect(answer.res.headers.get("location")).toBe(to);
+}
+
 /** A browser as the console sees one: keeps its cookie, sends forms from the console's origin. */
 class Browser {
   cookie: string | undefined;
@@ -147,8 +153,7 @@ describe("console sign-in", () => {
     expect(cookie).not.toContain(ADMIN);
     expect(b.cookie).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const home = await b.get("/console");
-    expect(home.status).toBe(303);
-    expect(home.res.headers.get("location")).toBe("/console/contests");
+    expectRedirect(home, "/console/contests");
   });
 
   it("refuses a wrong key without echoing it, and sets no session", async () => {
@@ -247,9 +252,7 @@ describe("CSRF and cross-site forms", () => {
     const { b } = await coordinator();
     expect((await b.get("/console/links")).status).toBe(200);
     h.clock.advance(31 * 60_000);
-    const res = await b.get("/console/links");
-    expect(res.status).toBe(303);
-    expect(res.res.headers.get("location")).toBe("/console/sign-in?signed-out=expired");
+    expectRedirect(await b.get("/console/links"), "/console/sign-in?signed-out=expired");
   });
 });
 
@@ -466,9 +469,7 @@ describe("coordinator", () => {
       expect((await b.get("/console/progress/fragment")).status).toBe(200);
     }
     h.clock.advance(5 * 60_000);
-    const res = await b.get("/console/progress/fragment");
-    expect(res.status).toBe(303);
-    expect(res.res.headers.get("location")).toBe("/console/sign-in?signed-out=expired");
+    expectRedirect(await b.get("/console/progress/fragment"), "/console/sign-in?signed-out=expired");
   });
 });
 
@@ -501,8 +502,7 @@ describe("admin", () => {
     await admin.get("/console/api-keys");
     const posted = await admin.post("/console/api-keys", { role: "auditor", label: "board" });
     // Post/redirect/get: a reload or Back never creates a second key or shows this one again.
-    expect(posted.status).toBe(303);
-    expect(posted.res.headers.get("location")).toBe("/console/api-keys/created");
+    expectRedirect(posted, "/console/api-keys/created");
     const created = await admin.get("/console/api-keys/created");
     expect(created.status).toBe(200);
     const key = /<p class="secret mono" id="new-key">([^<]+)<\/p>/.exec(created.html)?.[1];
@@ -731,13 +731,10 @@ describe("admin campaign form", () => {
     const admin = await signedIn(ADMIN);
     const list = await admin.get("/console/campaigns");
     expect(list.html).toContain('name="contact"');
-    const renamed = await admin.post("/console/campaigns", {
-      id: campaignId,
-      name: "Renamed",
-      contestId,
-      contact: "",
-    });
-    expect(renamed.status).toBe(303);
+    /** The campaign form, posted as the admin would fill it in. */
+    const save = (id: string, name: string, contact: string) =>
+      admin.post("/console/campaigns", { id, name, contestId, contact });
+    expect((await save(campaignId, "Renamed", "")).status).toBe(303);
     const after = await callJson<{ name: string; contact?: string; limits: Record<string, number> }>(
       h,
       "GET",
@@ -749,13 +746,7 @@ describe("admin campaign form", () => {
     const shown = await admin.get(`/console/campaigns/${campaignId}`);
     expect(shown.html).toContain("<strong>Jo Bloggs, jo@example.org</strong>");
     const fresh = `${campaignId}-new`;
-    const created = await admin.post("/console/campaigns", {
-      id: fresh,
-      name: "New",
-      contestId,
-      contact: "Sam <sam@example.org>",
-    });
-    expect(created.status).toBe(303);
+    expect((await save(fresh, "New", "Sam <sam@example.org>")).status).toBe(303);
     const made = await callJson<{ contact?: string }>(h, "GET", `/v1/campaigns/${fresh}`);
     expect(made.body.contact).toBe("Sam <sam@example.org>");
     // Shown as text, never as markup.

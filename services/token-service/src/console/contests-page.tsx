@@ -4,9 +4,9 @@ import type { Context, Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, IdForm, Notice, ProblemNotice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import { done, errorPage, field, forbiddenPage, page, refusedPage } from "./render.tsx";
 
 interface Phase {
   name: string;
@@ -156,15 +156,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const list = await listAll<Contest>(c, "/v1/contests");
     const open = (
-      <form method="get" action="/console/contests/open" class="filters">
-        <div>
-          <label for="contestId">Contest id</label>
-          <input type="text" id="contestId" name="id" required />
-        </div>
-        <div>
-          <button type="submit">Open</button>
-        </div>
-      </form>
+      <IdForm action="/console/contests/open" inputId="contestId" label="Contest id" button="Open" />
     );
     return page(
       c,
@@ -174,29 +166,23 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
           list.items.length === 0 ? (
             <p>No contests yet.</p>
           ) : (
-            <TableWrap label="Contests">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Contest</th>
-                    <th scope="col">Phases</th>
-                    <th scope="col">Current phase</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.items.map((k) => (
-                    <tr>
-                      <td data-label="Contest">
-                        <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                        <code>{k.id}</code>
-                      </td>
-                      <td data-label="Phases">{k.phases.map((p) => p.name).join(", ")}</td>
-                      <td data-label="Current phase">{k.currentPhase?.name ?? "closed"}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
+            <DataTable
+              label="Contests"
+              rows={list.items}
+              columns={[
+                {
+                  label: "Contest",
+                  cell: (k) => (
+                    <>
+                      <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                      <code>{k.id}</code>
+                    </>
+                  ),
+                },
+                { label: "Phases", cell: (k) => k.phases.map((p) => p.name).join(", ") },
+                { label: "Current phase", cell: (k) => k.currentPhase?.name ?? "closed" },
+              ]}
+            />
           )
         ) : (
           <Notice kind="info">This token service does not list contests; open one by its id.</Notice>
@@ -234,46 +220,35 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
           in it.
         </p>
         <h2>Phases</h2>
-        <TableWrap label="Phases">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Phase</th>
-                <th scope="col">Starts</th>
-                <th scope="col">Ends</th>
-                <th scope="col">Member data</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {contest.phases.map((p) => (
-                <tr>
-                  <td data-label="Phase">{p.name}</td>
-                  <td data-label="Starts">{when(p.startsAt)}</td>
-                  <td data-label="Ends">{when(p.endsAt)}</td>
-                  <td data-label="Member data">{p.memberData ? "yes" : "no"}</td>
-                  <td data-label="Actions">
-                    {/* Only the running phase can be switched off: a later one is moved with the timeline. */}
-                    {contest.currentPhase?.name === p.name ? (
-                      <form
-                        method="get"
-                        action={`/console/contests/${encodeURIComponent(contest.id)}/phases/${encodeURIComponent(p.name)}/end`}
-                      >
-                        <button type="submit" class="danger small">
-                          Switch phase off
-                        </button>
-                      </form>
-                    ) : Date.parse(p.endsAt) <= now.getTime() ? (
-                      "ended"
-                    ) : (
-                      "not started"
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableWrap>
+        <DataTable
+          label="Phases"
+          rows={contest.phases}
+          columns={[
+            { label: "Phase", cell: (p) => p.name },
+            { label: "Starts", cell: (p) => when(p.startsAt) },
+            { label: "Ends", cell: (p) => when(p.endsAt) },
+            { label: "Member data", cell: (p) => (p.memberData ? "yes" : "no") },
+            {
+              label: "Actions",
+              // Only the running phase can be switched off: a later one is moved with the timeline.
+              cell: (p) =>
+                contest.currentPhase?.name === p.name ? (
+                  <form
+                    method="get"
+                    action={`/console/contests/${encodeURIComponent(contest.id)}/phases/${encodeURIComponent(p.name)}/end`}
+                  >
+                    <button type="submit" class="danger small">
+                      Switch phase off
+                    </button>
+                  </form>
+                ) : Date.parse(p.endsAt) <= now.getTime() ? (
+                  "ended"
+                ) : (
+                  "not started"
+                ),
+            },
+          ]}
+        />
         {campaigns.length > 0 ? (
           <>
             <h2>Campaigns</h2>
@@ -296,10 +271,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     const phase = c.req.param("phase");
     const res = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(id)}`);
     const p = res.ok ? res.body.phases.find((x) => x.name === phase) : undefined;
-    if (!res.ok || !p)
-      return page(c, "Switch phase off", <Notice kind="error">No such contest or phase.</Notice>, {
-        status: 404,
-      });
+    if (!res.ok || !p) return errorPage(c, "Switch phase off", "No such contest or phase.", 404);
     const links = await listAll<LinkItem>(c, "/v1/links?status=active");
     const active = links.ok
       ? links.items.filter((l) => l.contestId === id && l.phase === phase).length
@@ -321,14 +293,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
         </p>
         <label for="reason">Reason</label>
         <input type="text" id="reason" name="reason" required maxlength={500} />
-        <div class="actions">
-          <button type="submit" class="danger">
-            Switch phase off
-          </button>
-          <a class="button secondary" href={`/console/contests/${encodeURIComponent(id)}`}>
-            Cancel
-          </a>
-        </div>
+        <ConfirmActions action="Switch phase off" cancel={`/console/contests/${encodeURIComponent(id)}`} />
       </form>,
     );
   });
@@ -338,21 +303,11 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     const id = c.req.param("id");
     const phase = c.req.param("phase");
     if (!SLUG.test(id) || !SLUG.test(phase))
-      return page(c, "Switch phase off", <Notice kind="error">No such contest or phase.</Notice>, {
-        status: 404,
-      });
+      return errorPage(c, "Switch phase off", "No such contest or phase.", 404);
     const res = await c.var.api.call("POST", `/v1/contests/${id}/phases/${phase}/end`, {
       json: { reason: field(c, "reason") },
     });
-    if (!res.ok)
-      return page(
-        c,
-        "Switch phase off",
-        <ProblemNotice problem={res.problem} intro="The phase was not ended." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+    if (!res.ok) return refusedPage(c, "Switch phase off", res, "The phase was not ended.");
     return done(c, `/console/contests/${id}`, { kind: "ok", text: `Phase ${phase} is switched off.` });
   });
 }

@@ -115,7 +115,7 @@ export const Notice = (props: { kind: Flash["kind"]; children?: Child }) => (
 );
 
 /** An API refusal in plain words, with every issue it names (rows for a CSV). */
-export const ProblemNotice = (props: { problem: Problem; intro?: string }) => (
+export const ProblemNotice = (props: { problem: Problem; intro?: string | undefined }) => (
   <div class="notice error" role="alert">
     <p>
       <strong>{props.intro ?? plainWords(props.problem)}</strong>
@@ -145,3 +145,116 @@ export const when = (iso: string | null | undefined): string =>
 export const Status = (props: { status: string }) => (
   <span class={`status status-${props.status}`}>{props.status}</span>
 );
+
+/** One column of a {@link DataTable}: its heading (also each cell's phone label) and its cell. */
+export interface Column<T> {
+  label: string;
+  cell: (row: T) => Child;
+  /** A number column, right-aligned. */
+  num?: boolean;
+}
+
+/**
+ * The console's responsive table: a heading row of column headers and, on a phone, each cell
+ * labelled with its column (`data-label`). A `false` column is left out (a role's extra column).
+ */
+export function DataTable<T>(props: {
+  label: string;
+  columns: readonly (Column<T> | false)[];
+  rows: readonly T[];
+}) {
+  const columns = props.columns.filter((col): col is Column<T> => col !== false);
+  const num = (col: Column<T>) => (col.num ? "num" : undefined);
+  return (
+    <TableWrap label={props.label}>
+      <table class="stack">
+        <thead>
+          <tr>
+            {columns.map((col) => (
+              <th scope="col" class={num(col)}>
+                {col.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.map((row) => (
+            <tr>
+              {columns.map((col) => (
+                <td data-label={col.label} class={num(col)}>
+                  {col.cell(row)}
+                </td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </TableWrap>
+  );
+}
+
+/**
+ * A listing's three outcomes: the API refused (its problem, or `error`), nothing to show
+ * (`empty`), or the items (`render`).
+ */
+export function ListResult<T>(props: {
+  res: { ok: true; body: { items: readonly T[] } } | { ok: false; problem: Problem };
+  empty: Child;
+  error?: Child;
+  render: (items: readonly T[]) => Child;
+}) {
+  const { res } = props;
+  if (!res.ok) return <>{props.error ?? <ProblemNotice problem={res.problem} />}</>;
+  return <>{res.body.items.length === 0 ? props.empty : props.render(res.body.items)}</>;
+}
+
+/** A confirmation form's buttons: the dangerous action, and Cancel back to where it came from. */
+export const ConfirmActions = (props: { action: string; cancel: string }) => (
+  <div class="actions">
+    <button type="submit" class="danger">
+      {props.action}
+    </button>
+    <a class="button secondary" href={props.cancel}>
+      Cancel
+    </a>
+  </div>
+);
+
+/** A one-field GET form that goes to a record by its id (`name="id"`). */
+export const IdForm = (props: {
+  action: string;
+  inputId: string;
+  label: string;
+  button: string;
+  secondary?: boolean;
+}) => (
+  <form method="get" action={props.action} class="filters">
+    <div>
+      <label for={props.inputId}>{props.label}</label>
+      <input type="text" id={props.inputId} name="id" required />
+    </div>
+    <div>
+      <button type="submit" class={props.secondary ? "secondary" : undefined}>
+        {props.button}
+      </button>
+    </div>
+  </form>
+);
+
+/** The link to a listing's next page, where the API gave a cursor: `query` with that cursor. */
+export function NextPageLink(props: {
+  res: { ok: true; body: { nextCursor: string | null } } | { ok: false };
+  path: string;
+  query: URLSearchParams;
+  label: string;
+}) {
+  const cursor = props.res.ok ? props.res.body.nextCursor : null;
+  if (!cursor) return null;
+  const query = new URLSearchParams(props.query);
+  query.set("cursor", cursor);
+  return (
+    <p>
+      <a href={`${props.path}?${query}`}>{props.label}</a>
+    </p>
+  );
+}

@@ -7,8 +7,19 @@ import { ID_PATTERN } from "../schemas.ts";
 import { readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, Notice, ProblemNotice, Status, TableWrap, type Viewer, when } from "./layout.tsx";
-import { done, field, forbiddenPage, page, statusFor } from "./render.tsx";
+import {
+  ConfirmActions,
+  Csrf,
+  DataTable,
+  ListResult,
+  NextPageLink,
+  Notice,
+  ProblemNotice,
+  Status,
+  type Viewer,
+  when,
+} from "./layout.tsx";
+import { done, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
 export interface LinkItem {
   id: string;
@@ -191,7 +202,6 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
     const next = new URLSearchParams(query);
     next.delete("limit");
-    if (res.ok && res.body.nextCursor) next.set("cursor", res.body.nextCursor);
     return page(
       c,
       viewer.role === "coordinator" ? `Links of ${viewer.campaignId}` : "Links",
@@ -225,86 +235,48 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
         <p>
           <a href="/console/links/new">Upload a volunteers CSV</a> to issue links.
         </p>
-        {res.ok ? (
-          res.body.items.length === 0 ? (
-            <p>No links match.</p>
-          ) : (
-            <TableWrap label="Links">
-              <table class="stack">
-                <thead>
-                  <tr>
-                    <th scope="col">Ref</th>
-                    <th scope="col">Name</th>
-                    {viewer.role === "admin" ? <th scope="col">Campaign</th> : null}
-                    <th scope="col">Phase</th>
-                    <th scope="col">Status</th>
-                    <th scope="col" class="num">
-                      Uses
-                    </th>
-                    <th scope="col">Last seen</th>
-                    <th scope="col" class="num">
-                      Devices
-                    </th>
-                    <th scope="col" class="num">
-                      Active sessions
-                    </th>
-                    <th scope="col">Actions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {res.body.items.map((l) => (
-                    <tr>
-                      <td data-label="Ref">
-                        <code>{l.volunteer.ref}</code>
-                      </td>
-                      <td data-label="Name">{l.volunteer.name ?? ""}</td>
-                      {viewer.role === "admin" ? <td data-label="Campaign">{l.campaignId}</td> : null}
-                      <td data-label="Phase">{l.phase}</td>
-                      <td data-label="Status">
-                        <Status status={l.status} />
-                      </td>
-                      <td data-label="Uses" class="num">
-                        {`${l.uses} / ${l.maxUses}`}
-                      </td>
-                      <td data-label="Last seen">{when(l.lastSeenAt)}</td>
-                      <td data-label="Devices" class="num">
-                        {l.devices ?? "—"}
-                      </td>
-                      <td data-label="Active sessions" class="num">
-                        {l.activeSessions ?? "—"}
-                      </td>
-                      <td data-label="Actions">
-                        {l.status === "active" ? (
-                          <div class="actions">
-                            <form method="get" action={`/console/links/${encodeURIComponent(l.id)}/revoke`}>
-                              <button type="submit" class="danger small">
-                                Revoke
-                              </button>
-                            </form>
-                            {/* A link to its confirmation page (whose button revokes), so the row has one "Revoke" button. */}
-                            <a
-                              class="button secondary small"
-                              href={`/console/volunteers/revoke?${new URLSearchParams({ ref: l.volunteer.ref, campaignId: l.campaignId })}`}
-                            >
-                              Revoke volunteer
-                            </a>
-                          </div>
-                        ) : null}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableWrap>
-          )
-        ) : (
-          <ProblemNotice problem={res.problem} />
-        )}
-        {res.ok && res.body.nextCursor ? (
-          <p>
-            <a href={`/console/links?${next}`}>Next page</a>
-          </p>
-        ) : null}
+        <ListResult
+          res={res}
+          empty={<p>No links match.</p>}
+          render={(items) => (
+            <DataTable
+              label="Links"
+              rows={items}
+              columns={[
+                { label: "Ref", cell: (l) => <code>{l.volunteer.ref}</code> },
+                { label: "Name", cell: (l) => l.volunteer.name ?? "" },
+                viewer.role === "admin" && { label: "Campaign", cell: (l) => l.campaignId },
+                { label: "Phase", cell: (l) => l.phase },
+                { label: "Status", cell: (l) => <Status status={l.status} /> },
+                { label: "Uses", num: true, cell: (l) => `${l.uses} / ${l.maxUses}` },
+                { label: "Last seen", cell: (l) => when(l.lastSeenAt) },
+                { label: "Devices", num: true, cell: (l) => l.devices ?? "—" },
+                { label: "Active sessions", num: true, cell: (l) => l.activeSessions ?? "—" },
+                {
+                  label: "Actions",
+                  cell: (l) =>
+                    l.status === "active" ? (
+                      <div class="actions">
+                        <form method="get" action={`/console/links/${encodeURIComponent(l.id)}/revoke`}>
+                          <button type="submit" class="danger small">
+                            Revoke
+                          </button>
+                        </form>
+                        {/* A link to its confirmation page (whose button revokes), so the row has one "Revoke" button. */}
+                        <a
+                          class="button secondary small"
+                          href={`/console/volunteers/revoke?${new URLSearchParams({ ref: l.volunteer.ref, campaignId: l.campaignId })}`}
+                        >
+                          Revoke volunteer
+                        </a>
+                      </div>
+                    ) : null,
+                },
+              ]}
+            />
+          )}
+        />
+        <NextPageLink res={res} path="/console/links" query={next} label="Next page" />
       </>,
       { status: res.ok ? 200 : statusFor(res.status) },
     );
@@ -450,47 +422,35 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
             Download links (CSV)
           </a>
         </div>
-        <TableWrap label="Issued links">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Ref</th>
-                <th scope="col">Name</th>
-                <th scope="col">Link</th>
-                <th scope="col">Status</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((r) => (
-                <tr>
-                  <td data-label="Ref">
-                    <code>{r.ref}</code>
-                  </td>
-                  <td data-label="Name">{r.name}</td>
-                  <td data-label="Link">
-                    {r.url ? (
-                      <>
-                        <code>{r.url}</code>{" "}
-                        <button
-                          type="button"
-                          class="secondary small copy"
-                          data-copy={r.url}
-                          hidden
-                          aria-label={`Copy link of ${r.ref}`}
-                        >
-                          Copy link
-                        </button>
-                      </>
-                    ) : (
-                      "—"
-                    )}
-                  </td>
-                  <td data-label="Status">{r.status}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableWrap>
+        <DataTable
+          label="Issued links"
+          rows={rows}
+          columns={[
+            { label: "Ref", cell: (r) => <code>{r.ref}</code> },
+            { label: "Name", cell: (r) => r.name },
+            {
+              label: "Link",
+              cell: (r) =>
+                r.url ? (
+                  <>
+                    <code>{r.url}</code>{" "}
+                    <button
+                      type="button"
+                      class="secondary small copy"
+                      data-copy={r.url}
+                      hidden
+                      aria-label={`Copy link of ${r.ref}`}
+                    >
+                      Copy link
+                    </button>
+                  </>
+                ) : (
+                  "—"
+                ),
+            },
+            { label: "Status", cell: (r) => r.status },
+          ]}
+        />
       </>,
       { status: 201 },
     );
@@ -534,10 +494,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const query = new URLSearchParams({ volunteer: ref, status: "active", limit: "500" });
     if (viewer.role === "admin") query.set("campaignId", campaignId);
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
-    if (!res.ok)
-      return page(c, "Revoke a volunteer", <ProblemNotice problem={res.problem} />, {
-        status: statusFor(res.status),
-      });
+    if (!res.ok) return refusedPage(c, "Revoke a volunteer", res);
     const n = res.body.items.length;
     return page(
       c,
@@ -567,14 +524,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
           };
     const res = await api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
     if (!res.ok) {
-      return page(
-        c,
-        "Revocation refused",
-        <ProblemNotice problem={res.problem} intro="Nothing was revoked." />,
-        {
-          status: statusFor(res.status),
-        },
-      );
+      return refusedPage(c, "Revocation refused", res, "Nothing was revoked.");
     }
     const m = res.body.matched;
     return done(c, "/console/links", {
@@ -606,14 +556,7 @@ export function RevokeConfirm(props: {
       </p>
       <label for="reason">Reason</label>
       <input type="text" id="reason" name="reason" required maxlength={500} value="revoked in the console" />
-      <div class="actions">
-        <button type="submit" class="danger">
-          Revoke
-        </button>
-        <a class="button secondary" href="/console/links">
-          Cancel
-        </a>
-      </div>
+      <ConfirmActions action="Revoke" cancel="/console/links" />
     </form>
   );
 }

@@ -3,7 +3,7 @@
 import type { Context, Hono } from "hono";
 import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { Notice, ProblemNotice, TableWrap, when } from "./layout.tsx";
+import { DataTable, Notice, ProblemNotice, when } from "./layout.tsx";
 import { campaignOf, type LinkItem, type Page } from "./links-page.tsx";
 import { forbiddenPage, page } from "./render.tsx";
 
@@ -132,50 +132,25 @@ function ProgressTable(props: { rows: VolunteerProgress[]; partial: boolean; at:
       {rows.length === 0 ? (
         <p>No links issued yet.</p>
       ) : (
-        <TableWrap label="Progress by volunteer">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Volunteer</th>
-                <th scope="col" class="num">
-                  Links
-                </th>
-                <th scope="col" class="num">
-                  Opened
-                </th>
-                <th scope="col" class="num">
-                  Active sessions
-                </th>
-                <th scope="col" class="num">
-                  Calls made
-                </th>
-                {props.partial ? <th scope="col">Last seen</th> : null}
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((r) => (
-                <tr>
-                  <td data-label="Volunteer">
-                    <code>{r.ref}</code> {r.name ?? ""}
-                  </td>
-                  <td data-label="Links" class="num">
-                    {r.links}
-                  </td>
-                  <td data-label="Opened" class="num">
-                    {r.opened}
-                  </td>
-                  <td data-label="Active sessions" class="num">
-                    {r.activeSessions ?? "—"}
-                  </td>
-                  <td data-label="Calls made" class="num">
-                    {r.calls ?? "—"}
-                  </td>
-                  {props.partial ? <td data-label="Last seen">{when(r.lastSeenAt)}</td> : null}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableWrap>
+        <DataTable
+          label="Progress by volunteer"
+          rows={rows}
+          columns={[
+            {
+              label: "Volunteer",
+              cell: (r) => (
+                <>
+                  <code>{r.ref}</code> {r.name ?? ""}
+                </>
+              ),
+            },
+            { label: "Links", num: true, cell: (r) => r.links },
+            { label: "Opened", num: true, cell: (r) => r.opened },
+            { label: "Active sessions", num: true, cell: (r) => r.activeSessions ?? "—" },
+            { label: "Calls made", num: true, cell: (r) => r.calls ?? "—" },
+            props.partial && { label: "Last seen", cell: (r) => when(r.lastSeenAt) },
+          ]}
+        />
       )}
       {props.partial && calls === null ? (
         <p class="hint">Calls made are not reported by this token service yet.</p>

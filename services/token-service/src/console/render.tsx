@@ -2,8 +2,9 @@
 /** @jsxImportSource hono/jsx */
 import type { Context } from "hono";
 import type { Child } from "hono/jsx";
+import type { Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { type Flash, Layout } from "./layout.tsx";
+import { type Flash, Layout, Notice, ProblemNotice } from "./layout.tsx";
 
 /** What a page handler renders: the layout around its content, with the viewer's navigation. */
 export function page(
@@ -48,3 +49,15 @@ export const field = (c: Context<ConsoleEnv>, name: string): string => {
   const v = c.var.form[name];
   return typeof v === "string" ? v.trim() : "";
 };
+
+/** The page for an API refusal: the problem in plain words (after `intro`), at the matching status. */
+export const refusedPage = (
+  c: Context<ConsoleEnv>,
+  title: string,
+  res: { status: number; problem: Problem },
+  intro?: string,
+) => page(c, title, <ProblemNotice problem={res.problem} intro={intro} />, { status: statusFor(res.status) });
+
+/** The page for a request the console refuses before the API is asked (a bad id: 404). */
+export const errorPage = (c: Context<ConsoleEnv>, title: string, text: string, status: 400 | 404) =>
+  page(c, title, <Notice kind="error">{text}</Notice>, { status });
