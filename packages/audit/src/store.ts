@@ -130,16 +130,11 @@ async function appendOnExpectedHead(
     throw new TypeError("audit: malformed expected chain head");
   }
   const firstSeq = expected.seq + 1;
-  let prevHash = expected.hash;
-  const ids = events.map(() => randomId("evt"));
-  const cols = new ColumnArrays();
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
-    const canonical = canonicalPrepared(e, firstSeq + i, ids[i]!);
-    const hash = chainHash(prevHash, canonical);
-    cols.push(e, firstSeq + i, ids[i]!, prevHash, hash, toHex(leafHash(canonical)));
-    prevHash = hash;
-  }
+  const {
+    chunks: [cols = new ColumnArrays()],
+    ids,
+    head: prevHash,
+  } = chainRows(events, firstSeq, expected.hash);
   const guard =
     expected.seq === 0
       ? "not exists (select 1 from audit_events)"
@@ -193,16 +188,11 @@ async function appendInFourRoundTrips(
     if (!Array.isArray(headRows)) throw new Error("audit: unexpected reply reading the chain head");
     const head = headRows[0] as { head_seq: string; hash: string } | undefined;
     const firstSeq = (head ? Number(head.head_seq) : 0) + 1;
-    let prevHash = head?.hash ?? GENESIS;
-    const ids = events.map(() => randomId("evt"));
-    const cols = new ColumnArrays();
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i]!;
-      const canonical = canonicalPrepared(e, firstSeq + i, ids[i]!);
-      const hash = chainHash(prevHash, canonical);
-      cols.push(e, firstSeq + i, ids[i]!, prevHash, hash, toHex(leafHash(canonical)));
-      prevHash = hash;
-    }
+    const {
+      chunks: [cols = new ColumnArrays()],
+      ids,
+      head: prevHash,
+    } = chainRows(events, firstSeq, head?.hash ?? GENESIS);
     await tx.unsafe(cols.insertText());
     return { head: prevHash, headSeq: firstSeq + events.length - 1, firstSeq, ids };
   });
@@ -221,23 +211,33 @@ export async function appendInTransaction(
   await tx.execute(sql.raw(`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`));
   const head = await readHead(tx);
   const firstSeq = (head?.seq ?? 0) + 1;
-  let prevHash = head?.hash ?? GENESIS;
-  const ids = prepared.map(() => randomId("evt"));
-  for (let start = 0; start < prepared.length; start += INSERT_CHUNK_ROWS) {
-    const cols = new ColumnArrays();
-    const end = Math.min(prepared.length, start + INSERT_CHUNK_ROWS);
-    for (let i = start; i < end; i++) {
-      const e = prepared[i]!;
-      const seq = firstSeq + i;
-      const id = ids[i]!;
-      const canonical = canonicalPrepared(e, seq, id);
-      const hash = chainHash(prevHash, canonical);
-      cols.push(e, seq, id, prevHash, hash, toHex(leafHash(canonical)));
-      prevHash = hash;
-    }
-    await tx.execute(cols.insert());
+  const chained = chainRows(prepared, firstSeq, head?.hash ?? GENESIS, INSERT_CHUNK_ROWS);
+  for (const cols of chained.chunks) await tx.execute(cols.insert());
+  return { head: chained.head, headSeq: firstSeq + prepared.length - 1, firstSeq, ids: chained.ids };
+}
+
+/**
+ * Chains `events` after the row (`firstSeq - 1`, `prevHash`): a fresh id each, the chain hash and
+ * the leaf hash, as column arrays of at most `chunkRows` rows. The one place rows get their hashes.
+ */
+function chainRows(
+  events: readonly PreparedEvent[],
+  firstSeq: number,
+  prevHash: string,
+  chunkRows = Number.POSITIVE_INFINITY,
+): { chunks: ColumnArrays[]; ids: string[]; head: string } {
+  const ids = events.map(() => randomId("evt"));
+  const chunks: ColumnArrays[] = [];
+  let head = prevHash;
+  for (let i = 0; i < events.length; i++) {
+    if (i % chunkRows === 0) chunks.push(new ColumnArrays());
+    const seq = firstSeq + i;
+    const canonical = canonicalPrepared(events[i]!, seq, ids[i]!);
+    const hash = chainHash(head, canonical);
+    chunks.at(-1)!.push(events[i]!, seq, ids[i]!, head, hash, toHex(leafHash(canonical)));
+    head = hash;
   }
-  return { head: prevHash, headSeq: firstSeq + prepared.length - 1, firstSeq, ids };
+  return { chunks, ids, head };
 }
 
 /** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */
