@@ -5,7 +5,6 @@ import {
   type Contest,
   checkIssuance,
   type IssuanceRefusal,
-  type LinkClaims,
   linkValidity,
   type Phase,
   type Revocation,
@@ -25,8 +24,6 @@ export const MAX_TTL_SECONDS = 90 * DAY;
 export const DEFAULT_MAX_USES = 5;
 export const MAX_MAX_USES = 1000;
 export const MAX_BATCH = 10_000;
-/** Tokens signed concurrently: enough to keep the thread pool busy without a 10,000-promise burst. */
-const SIGN_CHUNK = 256;
 
 /** What issuing links needs of the service: no HTTP request in sight. */
 export type IssuanceDeps = Pick<
@@ -195,26 +192,20 @@ export async function issueBatch(
     kid: signer.kid,
   }));
 
-  const tokens: string[] = [];
-  for (let i = 0; i < rows.length; i += SIGN_CHUNK) {
-    const chunk = rows.slice(i, i + SIGN_CHUNK).map((row) => {
-      const claims: LinkClaims = {
-        iss: deps.config.issuer,
-        aud: TOKEN_AUDIENCE,
-        sub: row.volunteerRef,
-        jti: row.id,
-        iat,
-        nbf,
-        exp,
-        cmp: campaign.id,
-        cst: contest.id,
-        phs: phase.name,
-        scp: scopes,
-      };
-      return signer.sign(claims);
-    });
-    tokens.push(...(await Promise.all(chunk)));
-  }
+  const tokens = await signer.signMany(
+    {
+      iss: deps.config.issuer,
+      aud: TOKEN_AUDIENCE,
+      iat,
+      nbf,
+      exp,
+      cmp: campaign.id,
+      cst: contest.id,
+      phs: phase.name,
+      scp: scopes,
+    },
+    rows.map((row) => ({ sub: row.volunteerRef, jti: row.id })),
+  );
 
   const batchId = rows.length > 1 || opts.held !== "issue" ? randomId("bat") : undefined;
   // Volunteers whose held links this batch revokes, as found under the lock below.
