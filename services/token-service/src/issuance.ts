@@ -192,7 +192,9 @@ export async function issueBatch(
     kid: signer.kid,
   }));
 
-  const tokens = await signer.signMany(
+  // Signing (the crypto thread pool) runs while Postgres inserts the links: the tokens are awaited
+  // inside the transaction, so a signing failure still rolls everything back.
+  const signing = signer.signMany(
     {
       iss: deps.config.issuer,
       aud: TOKEN_AUDIENCE,
@@ -206,8 +208,11 @@ export async function issueBatch(
     },
     rows.map((row) => ({ sub: row.volunteerRef, jti: row.id })),
   );
+  // Observed here too, so a transaction that fails first leaves no unhandled rejection.
+  signing.catch(() => {});
 
   const batchId = rows.length > 1 || opts.held !== "issue" ? randomId("bat") : undefined;
+  let tokens: string[] = [];
   // Volunteers whose held links this batch revokes, as found under the lock below.
   let replaced = new Map<string, string[]>();
   const revokedLinks: Revocation[] = [];
@@ -255,6 +260,7 @@ export async function issueBatch(
     }
     await deps.repos.links.insertMany(rows, tx);
     await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
+    tokens = await signing;
     for (const row of rows) {
       record({
         type: "link.issued",

@@ -337,13 +337,22 @@ export const linksRepo = (db: Db): LinksRepo => {
     activeByVolunteer: async (campaignId, phase, refs, now, tx) => {
       const out = new Map<string, string[]>();
       if (refs.length === 0) return out;
-      // Every active link of the campaign's phase, matched to the refs here: one indexed query
-      // whose plan cannot turn quadratic (a join to 10,000 refs did, on a table without stats).
+      // One indexed query (`links_volunteer_idx`) whatever the number of refs, bound as one array:
+      // `= any` over a large array is hashed by Postgres, so no plan turns quadratic (a join to
+      // 10,000 refs did, on a table without stats). Reading every active link of the campaign and
+      // matching here cost a scan of the whole campaign per batch (~1 s at 30,000 links).
       const wanted = new Set(refs);
       const rows = await (tx ?? db)
         .select({ id: links.id, ref: links.volunteerRef })
         .from(links)
-        .where(and(eq(links.campaignId, campaignId), eq(links.phase, phase), statusFilter("active", now)));
+        .where(
+          and(
+            eq(links.campaignId, campaignId),
+            sql`${links.volunteerRef} = any(${arrayLiteral([...wanted])}::text[])`,
+            eq(links.phase, phase),
+            statusFilter("active", now),
+          ),
+        );
       for (const r of rows) {
         if (!wanted.has(r.ref)) continue;
         const held = out.get(r.ref);
