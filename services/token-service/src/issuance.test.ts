@@ -56,4 +56,26 @@ describe("issueLinks", () => {
     expect(err).toBeInstanceOf(PhaselockError);
     expect((err as PhaselockError).code).toBe("forbidden");
   });
+
+  it("a signing failure, though signing overlaps the inserts, leaves no link and no event", async () => {
+    const { campaignId } = await seedOpen(h);
+    const before = h.audit.events.length;
+    const keys = h.deps.keys;
+    const signer = keys.signer();
+    const original = keys.signer;
+    keys.signer = () => ({ ...signer, signMany: () => Promise.reject(new Error("signing failed")) });
+    try {
+      const err = await issueLinks(
+        h.deps,
+        { principal: admin, requestId: "r" },
+        request(campaignId, ["d", "e"]),
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toBe("signing failed");
+    } finally {
+      keys.signer = original;
+    }
+    expect((await h.deps.repos.links.list({ campaignId, limit: 10, now: new Date() })).items).toEqual([]);
+    expect(h.audit.events.length).toBe(before);
+  });
 });
