@@ -41,6 +41,23 @@ describe("issueLinks", () => {
     }
     const events = h.audit.events.slice(before);
     expect(events.map((e) => e.type)).toEqual(["link.issued", "link.issued", "links.batch_issued"]);
+    // Each link's event names the batch; the terms the batch's links share are written once.
+    const batch = events[2]!.data as Record<string, unknown>;
+    expect(batch).toMatchObject({
+      count: 2,
+      phase: "open",
+      scopes: ["calls:read"],
+      notBefore: links[0]!.notBefore,
+      expiresAt: links[0]!.expiresAt,
+      maxUses: 2,
+      kid: h.deps.keys.signer().kid,
+    });
+    expect(events.slice(0, 2).map((e) => [e.linkId, e.data])).toEqual(
+      links.map((l) => [
+        l.id,
+        { requestId: "req_direct", volunteerRef: l.volunteer.ref, batchId: batch.batchId },
+      ]),
+    );
     expect(events.every((e) => e.actor === "admin" && e.data.requestId === "req_direct")).toBe(true);
     expect(issuedLinksCsv(links).split("\r\n")[0]).toBe("ref,name,id,url,notBefore,expiresAt,status");
   });

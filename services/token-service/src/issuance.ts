@@ -261,24 +261,27 @@ export async function issueBatch(
     await deps.repos.links.insertMany(rows, tx);
     await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
     tokens = await signing;
+    // One event per link. A batch's links share their terms: they are written once, in the
+    // batch's event, and each link's event names the batch (docs/design.md "Audit").
+    const terms = {
+      contestId: contest.id,
+      phase: phase.name,
+      scopes,
+      notBefore: iso(nbf),
+      expiresAt: iso(exp),
+      maxUses: req.maxUses,
+      kid: signer.kid,
+    };
     for (const row of rows) {
+      const replaces = replaced.get(row.volunteerRef);
       record({
         type: "link.issued",
         campaignId: campaign.id,
         linkId: row.id,
         decision: "allow",
-        data: {
-          volunteerRef: row.volunteerRef,
-          contestId: contest.id,
-          phase: phase.name,
-          scopes,
-          notBefore: iso(nbf),
-          expiresAt: iso(exp),
-          maxUses: req.maxUses,
-          kid: signer.kid,
-          ...(batchId ? { batchId } : {}),
-          ...(replaced.has(row.volunteerRef) ? { replaces: replaced.get(row.volunteerRef)! } : {}),
-        },
+        data: batchId
+          ? { volunteerRef: row.volunteerRef, batchId, ...(replaces ? { replaces } : {}) }
+          : { volunteerRef: row.volunteerRef, ...terms },
       });
     }
     if (batchId) {
@@ -289,10 +292,7 @@ export async function issueBatch(
         data: {
           batchId,
           count: rows.length,
-          contestId: contest.id,
-          phase: phase.name,
-          scopes,
-          expiresAt: iso(exp),
+          ...terms,
           ...(skipped.length > 0 ? { skipped: skipped.length } : {}),
           ...(replaced.size > 0 ? { reissued: replaced.size } : {}),
           ...(opts.source ? { source: opts.source } : {}),
