@@ -327,6 +327,41 @@ for (const backend of dbBackends) {
       });
     });
 
+    it("stores every column as given, whether rows share it or not, whatever the text", async () => {
+      const base = await fixture();
+      const awkward = ['Zoë "the closer" O\'Neil', "back\\slash {a,b} NULL", "", "NULL", "👋 ,\t\n"];
+      const shared = Array.from({ length: 3 }, (_, i) =>
+        link(base, { volunteerRef: `same-${i}`, volunteerName: awkward[i]!, codeHash: `h-${randomId("c")}` }),
+      );
+      const mixed = awkward.map((name, i) =>
+        link(base, {
+          volunteerRef: name || "r",
+          volunteerName: i === 2 ? null : name,
+          scopes: i % 2 ? ["calls:read"] : ["calls:read", "members:read"],
+          maxUses: i + 1,
+          issuedBy: i % 2 ? "admin" : "key_1",
+          notBefore: at(`2020-03-1${i}T00:00:00Z`),
+          issuedAt: new Date(at("2020-03-01T10:00:00Z").getTime() + i),
+          kid: `kid-${i % 2}`,
+          codeHash: i === 3 ? null : `h-${randomId("c")}`,
+        }),
+      );
+      for (const rows of [shared, mixed, [link(base, { volunteerName: null })]]) {
+        await repos.links.insertMany(rows);
+        for (const row of rows) {
+          expect(await repos.links.get(row.id)).toEqual({
+            ...row,
+            volunteerName: row.volunteerName ?? null,
+            codeHash: row.codeHash ?? null,
+            uses: 0,
+            lastSeenAt: null,
+            suspendedAt: null,
+            suspendedReason: null,
+          });
+        }
+      }
+    });
+
     it("inserts links inside the caller's transaction, all or nothing", { timeout: SLOW }, async () => {
       const base = await fixture();
       const rows = Array.from({ length: LINK_INSERT_CHUNK + 10 }, () => link(base));

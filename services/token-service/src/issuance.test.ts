@@ -41,6 +41,23 @@ describe("issueLinks", () => {
     }
     const events = h.audit.events.slice(before);
     expect(events.map((e) => e.type)).toEqual(["link.issued", "link.issued", "links.batch_issued"]);
+    // Each link's event names the batch; the terms the batch's links share are written once.
+    const batch = events[2]!.data as Record<string, unknown>;
+    expect(batch).toMatchObject({
+      count: 2,
+      phase: "open",
+      scopes: ["calls:read"],
+      notBefore: links[0]!.notBefore,
+      expiresAt: links[0]!.expiresAt,
+      maxUses: 2,
+      kid: h.deps.keys.signer().kid,
+    });
+    expect(events.slice(0, 2).map((e) => [e.linkId, e.data])).toEqual(
+      links.map((l) => [
+        l.id,
+        { requestId: "req_direct", volunteerRef: l.volunteer.ref, batchId: batch.batchId },
+      ]),
+    );
     expect(events.every((e) => e.actor === "admin" && e.data.requestId === "req_direct")).toBe(true);
     expect(issuedLinksCsv(links).split("\r\n")[0]).toBe("ref,name,id,url,notBefore,expiresAt,status");
   });
@@ -55,5 +72,27 @@ describe("issueLinks", () => {
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PhaselockError);
     expect((err as PhaselockError).code).toBe("forbidden");
+  });
+
+  it("a signing failure, though signing overlaps the inserts, leaves no link and no event", async () => {
+    const { campaignId } = await seedOpen(h);
+    const before = h.audit.events.length;
+    const keys = h.deps.keys;
+    const signer = keys.signer();
+    const original = keys.signer;
+    keys.signer = () => ({ ...signer, signMany: () => Promise.reject(new Error("signing failed")) });
+    try {
+      const err = await issueLinks(
+        h.deps,
+        { principal: admin, requestId: "r" },
+        request(campaignId, ["d", "e"]),
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toBe("signing failed");
+    } finally {
+      keys.signer = original;
+    }
+    expect((await h.deps.repos.links.list({ campaignId, limit: 10, now: new Date() })).items).toEqual([]);
+    expect(h.audit.events.length).toBe(before);
   });
 });

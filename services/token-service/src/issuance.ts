@@ -5,7 +5,6 @@ import {
   type Contest,
   checkIssuance,
   type IssuanceRefusal,
-  type LinkClaims,
   linkValidity,
   type Phase,
   type Revocation,
@@ -25,8 +24,6 @@ export const MAX_TTL_SECONDS = 90 * DAY;
 export const DEFAULT_MAX_USES = 5;
 export const MAX_MAX_USES = 1000;
 export const MAX_BATCH = 10_000;
-/** Tokens signed concurrently: enough to keep the thread pool busy without a 10,000-promise burst. */
-const SIGN_CHUNK = 256;
 
 /** What issuing links needs of the service: no HTTP request in sight. */
 export type IssuanceDeps = Pick<
@@ -195,28 +192,27 @@ export async function issueBatch(
     kid: signer.kid,
   }));
 
-  const tokens: string[] = [];
-  for (let i = 0; i < rows.length; i += SIGN_CHUNK) {
-    const chunk = rows.slice(i, i + SIGN_CHUNK).map((row) => {
-      const claims: LinkClaims = {
-        iss: deps.config.issuer,
-        aud: TOKEN_AUDIENCE,
-        sub: row.volunteerRef,
-        jti: row.id,
-        iat,
-        nbf,
-        exp,
-        cmp: campaign.id,
-        cst: contest.id,
-        phs: phase.name,
-        scp: scopes,
-      };
-      return signer.sign(claims);
-    });
-    tokens.push(...(await Promise.all(chunk)));
-  }
+  // Signing (the crypto thread pool) runs while Postgres inserts the links: the tokens are awaited
+  // inside the transaction, so a signing failure still rolls everything back.
+  const signing = signer.signMany(
+    {
+      iss: deps.config.issuer,
+      aud: TOKEN_AUDIENCE,
+      iat,
+      nbf,
+      exp,
+      cmp: campaign.id,
+      cst: contest.id,
+      phs: phase.name,
+      scp: scopes,
+    },
+    rows.map((row) => ({ sub: row.volunteerRef, jti: row.id })),
+  );
+  // Observed here too, so a transaction that fails first leaves no unhandled rejection.
+  signing.catch(() => {});
 
   const batchId = rows.length > 1 || opts.held !== "issue" ? randomId("bat") : undefined;
+  let tokens: string[] = [];
   // Volunteers whose held links this batch revokes, as found under the lock below.
   let replaced = new Map<string, string[]>();
   const revokedLinks: Revocation[] = [];
@@ -264,24 +260,28 @@ export async function issueBatch(
     }
     await deps.repos.links.insertMany(rows, tx);
     await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
+    tokens = await signing;
+    // One event per link. A batch's links share their terms: they are written once, in the
+    // batch's event, and each link's event names the batch (docs/design.md "Audit").
+    const terms = {
+      contestId: contest.id,
+      phase: phase.name,
+      scopes,
+      notBefore: iso(nbf),
+      expiresAt: iso(exp),
+      maxUses: req.maxUses,
+      kid: signer.kid,
+    };
     for (const row of rows) {
+      const replaces = replaced.get(row.volunteerRef);
       record({
         type: "link.issued",
         campaignId: campaign.id,
         linkId: row.id,
         decision: "allow",
-        data: {
-          volunteerRef: row.volunteerRef,
-          contestId: contest.id,
-          phase: phase.name,
-          scopes,
-          notBefore: iso(nbf),
-          expiresAt: iso(exp),
-          maxUses: req.maxUses,
-          kid: signer.kid,
-          ...(batchId ? { batchId } : {}),
-          ...(replaced.has(row.volunteerRef) ? { replaces: replaced.get(row.volunteerRef)! } : {}),
-        },
+        data: batchId
+          ? { volunteerRef: row.volunteerRef, batchId, ...(replaces ? { replaces } : {}) }
+          : { volunteerRef: row.volunteerRef, ...terms },
       });
     }
     if (batchId) {
@@ -292,10 +292,7 @@ export async function issueBatch(
         data: {
           batchId,
           count: rows.length,
-          contestId: contest.id,
-          phase: phase.name,
-          scopes,
-          expiresAt: iso(exp),
+          ...terms,
           ...(skipped.length > 0 ? { skipped: skipped.length } : {}),
           ...(replaced.size > 0 ? { reissued: replaced.size } : {}),
           ...(opts.source ? { source: opts.source } : {}),

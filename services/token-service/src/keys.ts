@@ -7,15 +7,20 @@ import {
   encryptPrivateKey,
   generateSigningKey,
   importSigningKey,
+  type LinkSubject,
   type PublicJwk,
+  type SharedLinkClaims,
   type SigningKey,
   signLink,
+  signLinks,
 } from "@phaselock/tokens";
 
 /** Signs link tokens with one key; capture it once per request so a batch never mixes keys. */
 export interface LinkSigner {
   readonly kid: string;
   sign(claims: LinkClaims): Promise<string>;
+  /** One token per subject, in order, all with `shared` claims (a batch: see `signLinks`). */
+  signMany(shared: SharedLinkClaims, subjects: readonly LinkSubject[]): Promise<string[]>;
 }
 
 export interface KeyManagerOptions {
@@ -145,7 +150,11 @@ export class KeyManager {
   signer(): LinkSigner {
     const key = this.#active;
     if (!key) throw new Error("no active signing key: call ensureActiveKey() first");
-    return { kid: key.kid, sign: (claims) => signLink(key, claims) };
+    return {
+      kid: key.kid,
+      sign: (claims) => signLink(key, claims),
+      signMany: (shared, subjects) => signLinks(key, shared, subjects),
+    };
   }
 
   /**

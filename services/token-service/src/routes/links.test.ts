@@ -112,6 +112,15 @@ describe("POST /v1/links", () => {
     });
     const event = h.audit.events.find((e) => e.type === "link.issued" && e.linkId === body.id);
     expect(event).toMatchObject({ actor: "admin", campaignId, decision: "allow" });
+    // A single link's event carries its terms itself (a batch's links share its event's).
+    expect(event?.data).toMatchObject({
+      volunteerRef: "vol-a",
+      phase: "open",
+      scopes: ["calls:read"],
+      expiresAt: body.expiresAt,
+      maxUses: 5,
+    });
+    expect(event?.data).not.toHaveProperty("batchId");
     expect(JSON.stringify(h.audit.events)).not.toContain(body.token);
   });
 
