@@ -160,7 +160,7 @@ for (const backend of dbBackends) {
       expect(r.headSeq).toBe(before + 1_000);
       expect(r.firstSeq).toBe(before + 1);
       expect(r.ids).toHaveLength(1_000);
-      expect(r.ids.every((id) => /^evt_[\w-]{22}$/.test(id))).toBe(true);
+      expect(r.ids.every((id) => /^evt_[0-9a-z]{9}[\w-]{16}$/.test(id))).toBe(true);
       expect(new Set(r.ids).size).toBe(1_000);
       const verified = await verifyStored(db, { batchSize: 97 });
       expect(verified).toEqual({ ok: true, events: before + 1_000, head: r.head });
