@@ -118,18 +118,18 @@ export function clearSessionCookie(c: Context<GatewayEnv>): void {
  * `Origin` other than the gateway's own (PUBLIC_GATEWAY_URL's, or the request's Host). A request
  * with neither header (a script) is not cross-site.
  *
- * `Sec-Fetch-Site: same-origin` decides alone (a page cannot forge it): the gateway's own pages send
+ * `Origin: null` is not ours, with one exception: the gateway's own pages send
  * `Referrer-Policy: no-referrer` (their URL holds the token), and under it a browser posts their
- * forms with `Origin: null`. Without Fetch Metadata, `Origin: null` is not ours.
+ * forms with `Origin: null` — and `Sec-Fetch-Site: same-origin`, which a page cannot forge.
  */
 export function crossSite(c: Context<GatewayEnv>): boolean {
   const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
   if (site === "cross-site") return true;
-  // The browser's own word, which no page can forge. Under `Referrer-Policy: no-referrer` (the
-  // landing page's) Chromium sends `Origin: null` on a same-origin form post, so Origin cannot decide.
-  if (site === "same-origin") return false;
   const origin = c.req.header("origin");
   if (origin === undefined) return false;
+  // Under `Referrer-Policy: no-referrer` (the landing page's) Chromium posts a same-origin form with
+  // `Origin: null`; `Sec-Fetch-Site: same-origin`, which no page can forge, vouches for that alone.
+  if (origin.trim() === "null" && site === "same-origin") return false;
   const own = new Set<string>();
   const configured = c.var.deps.config.publicGatewayUrl;
   if (configured) own.add(originOf(configured));

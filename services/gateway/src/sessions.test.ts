@@ -143,6 +143,8 @@ describe("same-site redemption", () => {
       { origin: "null" },
       { origin: "null", "sec-fetch-site": "same-site" },
       { origin: "null", "sec-fetch-site": "cross-site" },
+      // The contract: an Origin that is not the gateway's is refused; same-origin excuses only "null".
+      { origin: "https://evil.example", "sec-fetch-site": "same-origin" },
     ];
     for (const headers of refused) {
       const res = await post(g, `/l/${token}`, headers);
