@@ -46,9 +46,11 @@ interface Queued {
 /** Raised (through `onError`) when `record()` finds the queue full. */
 export class AuditQueueFullError extends Error {
   readonly code = "audit_queue_full";
-  constructor(readonly maxQueue: number) {
+  readonly maxQueue: number;
+  constructor(maxQueue: number) {
     super(`audit queue full (${maxQueue} events): dropping events until the database catches up`);
     this.name = "AuditQueueFullError";
+    this.maxQueue = maxQueue;
   }
 }
 

@@ -32,11 +32,15 @@ export interface LockHolder {
 /** Thrown when another live process holds `DATA_DIR`. The message names it. */
 export class DataDirLockedError extends Error {
   readonly code = "data_dir_locked";
+  readonly dataDir: string;
+  readonly holder: LockHolder | undefined;
   constructor(
-    readonly dataDir: string,
-    readonly holder: LockHolder | undefined,
+    dataDir: string,
+    holder: LockHolder | undefined,
   ) {
     super(`the embedded database in ${dataDir} is in use by ${describeHolder(holder)}`);
+    this.dataDir = dataDir;
+    this.holder = holder;
     this.name = "DataDirLockedError";
   }
 }

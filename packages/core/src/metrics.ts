@@ -106,12 +106,18 @@ type LabelValues = Record<string, string>;
 export class HotCounter {
   readonly type = "counter";
   readonly #children: { labels: LabelValues; value: number }[] = [];
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
   constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
+    name: string,
+    help: string,
+    labelNames: readonly string[],
     registry: Registry,
   ) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = labelNames;
     registry.registerMetric(this as never);
   }
 
@@ -149,13 +155,19 @@ export class HotHistogram {
   readonly type = "histogram";
   readonly #children: { labels: LabelValues; counts: Float64Array; sum: number; count: number }[] = [];
   readonly buckets: readonly number[];
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
   constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
+    name: string,
+    help: string,
+    labelNames: readonly string[],
     buckets: readonly number[],
     registry: Registry,
   ) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = labelNames;
     this.buckets = [...buckets].sort((a, b) => a - b);
     registry.registerMetric(this as never);
   }

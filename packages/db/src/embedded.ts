@@ -7,8 +7,9 @@ import { type CreateDbOptions, createDb, type DbHandle } from "./client.ts";
 /** Thrown when the embedded database's files cannot be opened; the message says how to recover. */
 export class EmbeddedDatabaseUnopenableError extends Error {
   readonly code = "embedded_database_unopenable";
+  readonly dataDir: string;
   constructor(
-    readonly dataDir: string,
+    dataDir: string,
     cause: unknown,
   ) {
     const why = cause instanceof Error ? cause.message : String(cause);
@@ -24,6 +25,7 @@ export class EmbeddedDatabaseUnopenableError extends Error {
       ].join("\n"),
       { cause },
     );
+    this.dataDir = dataDir;
     this.name = "EmbeddedDatabaseUnopenableError";
   }
 }

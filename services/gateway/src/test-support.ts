@@ -143,12 +143,15 @@ export class MemoryLinks implements LinkStore {
 export class MemorySessions implements SessionStore {
   readonly rows = new Map<string, SessionRecord & { tokenHash: string }>();
   queries = 0;
-  constructor(private readonly links: MemoryLinks) {}
+  readonly #links: MemoryLinks;
+  constructor(links: MemoryLinks) {
+    this.#links = links;
+  }
   async resolve(tokenHash: string) {
     this.queries++;
     for (const s of this.rows.values()) {
       if (s.tokenHash !== tokenHash) continue;
-      const link = this.links.records.get(s.linkId);
+      const link = this.#links.records.get(s.linkId);
       if (!link) return null;
       const { tokenHash: _h, ...session } = s;
       return { session, link };

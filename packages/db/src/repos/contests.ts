@@ -106,8 +106,10 @@ async function insertClosures(tx: Tx, closures: readonly PhaseClosure[]): Promis
 
 // Thrown inside a transaction to roll it back (and its version bump) for an expected refusal.
 class Refusal extends Error {
-  constructor(readonly code: "not_found" | "phase_closed") {
+  readonly code: "not_found" | "phase_closed";
+  constructor(code: "not_found" | "phase_closed") {
     super(code);
+    this.code = code;
   }
 }
 
