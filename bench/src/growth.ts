@@ -88,7 +88,7 @@ export async function runGrowth(o: {
       prefixes.push(redisPrefix);
       const adminToken = newAdminToken();
       const tsChild = await Child.start<TokenServiceConfig>(
-        { name: `token service (${label})`, script: script("token-service") },
+        { name: `token service (${label})`, script: script("token-service"), bundle: true },
         { databaseUrl: db.url!, adminToken, redisUrl: o.redisUrl, redisPrefix },
       );
       children.push(tsChild);
@@ -149,7 +149,7 @@ export async function runGrowth(o: {
     const startGateway = async (d: typeof empty, label: string) => {
       const t = performance.now();
       const gw = await Child.start<GatewayConfig>(
-        { name: `gateway (${label})`, script: script("gateway"), startTimeoutMs: 300_000 },
+        { name: `gateway (${label})`, script: script("gateway"), bundle: true, startTimeoutMs: 300_000 },
         {
           databaseUrl: d.db.url!,
           upstreamUrl: `http://127.0.0.1:${upstream.port}`,

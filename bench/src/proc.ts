@@ -1,8 +1,25 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bundle } from "../../scripts/build.ts";
 import type { FromChild, LoadOptions, LoadResult, ProcessStats, ToChild } from "./ipc.ts";
 
-/** Children run TypeScript through tsx's loader, resolved here so any working directory works. */
-const TSX_LOADER = import.meta.resolve("tsx");
+/**
+ * Children run on Node's own type stripping; a Phaselock service (`bundle: true`) runs as one
+ * esbuild bundle of its child script, as `pnpm build` makes them for the image, so that its memory
+ * and start-up are what a deployment sees. Bundles go to bench/.build/ once per run.
+ */
+const BUILD_DIR = fileURLToPath(new URL("../.build/", import.meta.url));
+const bundles = new Map<string, Promise<string>>();
+function bundled(script: string): Promise<string> {
+  let out = bundles.get(script);
+  if (!out) {
+    const file = join(BUILD_DIR, basename(script).replace(/\.ts$/, ".mjs"));
+    out = bundle(script, file).then(() => file);
+    bundles.set(script, out);
+  }
+  return out;
+}
 
 const live = new Set<ChildProcess>();
 
@@ -28,6 +45,8 @@ export interface ChildOptions {
   script: string;
   /** extra Node flags, e.g. `--cpu-prof` */
   nodeFlags?: string[];
+  /** run the script as one bundle (a Phaselock service, as deployed); default Node's own type stripping */
+  bundle?: boolean;
   startTimeoutMs?: number;
 }
 
@@ -76,8 +95,9 @@ export class Child {
 
   /** Forks the child, hands it `config` and waits until it says it is ready. */
   static async start<C>(opts: ChildOptions, config: C): Promise<Child> {
-    const proc = fork(opts.script, [], {
-      execArgv: ["--import", TSX_LOADER, ...(opts.nodeFlags ?? [])],
+    const script = opts.bundle ? await bundled(opts.script) : opts.script;
+    const proc = fork(script, [], {
+      execArgv: opts.nodeFlags ?? [],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
     });

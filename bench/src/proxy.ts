@@ -115,7 +115,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
     if (db.kind === "postgres") {
       const adminToken = newAdminToken();
       const tsChild = await Child.start<TokenServiceConfig>(
-        { name: "token service", script: script("token-service") },
+        { name: "token service", script: script("token-service"), bundle: true },
         { databaseUrl: db.url!, adminToken, ...redis },
       );
       children.push(tsChild);
@@ -190,23 +190,23 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
         { upstreamPort: upstream.port },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway", script: script("gateway") },
+        { name: "gateway", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDb, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit on)", script: script("gateway") },
+        { name: "gateway (audit on)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbOn, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit off)", script: script("gateway") },
+        { name: "gateway (audit off)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbOff, ...redis, audit: false },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (in-process stores)", script: script("gateway") },
+        { name: "gateway (in-process stores)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbLocal, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit on, head re-read)", script: script("gateway") },
+        { name: "gateway (audit on, head re-read)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbBefore, ...redis, audit: true, auditRememberHead: false },
       ),
       Child.start<ExpressProxyConfig>(

@@ -65,7 +65,7 @@ export async function runSoak(o: {
     const secret = randomBytes(32).toString("base64url");
     const [tsChild, upstream, driver] = await Promise.all([
       Child.start<TokenServiceConfig>(
-        { name: "token service", script: script("token-service") },
+        { name: "token service", script: script("token-service"), bundle: true },
         { databaseUrl: db.url!, adminToken, redisUrl: o.redisUrl, redisPrefix },
       ),
       Child.start<UpstreamConfig>({ name: "upstream", script: script("upstream") }, { secret }),
@@ -75,7 +75,7 @@ export async function runSoak(o: {
     const ts = remoteTokenService(`http://127.0.0.1:${tsChild.port}`, adminToken);
     await ts.seed();
     const gw = await Child.start<GatewayConfig>(
-      { name: "gateway", script: script("gateway") },
+      { name: "gateway", script: script("gateway"), bundle: true },
       {
         databaseUrl: db.url!,
         upstreamUrl: `http://127.0.0.1:${upstream.port}`,

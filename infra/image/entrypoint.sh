@@ -4,12 +4,13 @@
 set -eu
 service="${1:-${SERVICE:-gateway}}"
 case "$service" in
-  gateway | token-service | phonebank) entry="services/$service/src/main.ts" ;;
-  migrate) entry="packages/db/src/migrate-cli.ts" ;;
+  gateway | token-service | phonebank) entry="services/$service/dist/main.mjs" ;;
+  migrate) entry="packages/db/dist/migrate.mjs" ;;
   *)
     echo "usage: entrypoint.sh gateway|token-service|phonebank|migrate (got '$service')" >&2
     exit 64
     ;;
 esac
 export SERVICE="$service"
-exec node --import tsx "/app/$entry"
+# The bundles `node scripts/build.ts` made when the image was built (infra/Dockerfile).
+exec node "/app/$entry"

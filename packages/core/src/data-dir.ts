@@ -34,10 +34,7 @@ export class DataDirLockedError extends Error {
   readonly code = "data_dir_locked";
   readonly dataDir: string;
   readonly holder: LockHolder | undefined;
-  constructor(
-    dataDir: string,
-    holder: LockHolder | undefined,
-  ) {
+  constructor(dataDir: string, holder: LockHolder | undefined) {
     super(`the embedded database in ${dataDir} is in use by ${describeHolder(holder)}`);
     this.dataDir = dataDir;
     this.holder = holder;

@@ -109,12 +109,7 @@ export class HotCounter {
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly string[];
-  constructor(
-    name: string,
-    help: string,
-    labelNames: readonly string[],
-    registry: Registry,
-  ) {
+  constructor(name: string, help: string, labelNames: readonly string[], registry: Registry) {
     this.name = name;
     this.help = help;
     this.labelNames = labelNames;

@@ -8,10 +8,7 @@ import { type CreateDbOptions, createDb, type DbHandle } from "./client.ts";
 export class EmbeddedDatabaseUnopenableError extends Error {
   readonly code = "embedded_database_unopenable";
   readonly dataDir: string;
-  constructor(
-    dataDir: string,
-    cause: unknown,
-  ) {
+  constructor(dataDir: string, cause: unknown) {
     const why = cause instanceof Error ? cause.message : String(cause);
     super(
       [
