@@ -1,13 +1,14 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bundle } from "../../scripts/build.ts";
+import { bundle, NODE_FLAGS } from "../../scripts/build.ts";
 import type { FromChild, LoadOptions, LoadResult, ProcessStats, ToChild } from "./ipc.ts";
 
 /**
  * Children run on Node's own type stripping; a Phaselock service (`bundle: true`) runs as one
- * esbuild bundle of its child script, as `pnpm build` makes them for the image, so that its memory
- * and start-up are what a deployment sees. Bundles go to bench/.build/ once per run.
+ * esbuild bundle of its child script with the image's Node flags, as `pnpm build` and the image's
+ * entrypoint run them, so that its memory and start-up are what a deployment sees. Bundles go to
+ * bench/.build/ once per run.
  */
 const BUILD_DIR = fileURLToPath(new URL("../.build/", import.meta.url));
 const bundles = new Map<string, Promise<string>>();
@@ -97,7 +98,7 @@ export class Child {
   static async start<C>(opts: ChildOptions, config: C): Promise<Child> {
     const script = opts.bundle ? await bundled(opts.script) : opts.script;
     const proc = fork(script, [], {
-      execArgv: opts.nodeFlags ?? [],
+      execArgv: [...(opts.bundle ? NODE_FLAGS : []), ...(opts.nodeFlags ?? [])],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
     });

@@ -371,7 +371,8 @@ export function markdownReport(r: BenchReport): string {
       "The gateways run on a fresh Postgres database and on Redis under a prefix of this run's own (rate",
       "limits, record quota and the change feed in Redis, as with more than one gateway), with the durable",
       "audit writer; the token service (its own process, same database and Redis) seeds the contest,",
-      "campaign and link through its HTTP API.",
+      "campaign and link through its HTTP API. The gateway and the token service run as one esbuild",
+      "bundle each (`pnpm build`, as the image runs them); the other systems run on Node's own type stripping.",
       `Each system gets ${m.connections} connections for ${m.duration} s per round, ${m.rounds} round${m.rounds > 1 ? "s" : ""}, after a`,
       `${m.warmup} s warm-up each; the systems are alternated round by round (the order rotates) so that noise`,
       "hurts all alike. Figures are medians over the rounds (the range is the spread of req/s); req/s counts 2xx",
@@ -698,7 +699,7 @@ export function growthMarkdown(r: GrowthResult, date: string): string {
       .map(([k, v]) => `${k} ${fmt(v, 0)}`)
       .join(", ")}),`,
     `written with \`generate_series\` in ${fmt(r.setupSeconds, 1)} s before its gateway starts, so the`,
-    "gateway's start-up loads all of it (start-up is from fork to ready, tsx and the code included:",
+    "gateway's start-up loads all of it (start-up is from fork to ready, loading the gateway's bundle included:",
     "the difference between the two rows is the state load). Watermark revocations target other",
     "campaigns, contests, phases and volunteers, so the load's own link stays valid while the",
     "revocation index holds every kind. Load: `GET /pb/calls/next` with one session, 32",

@@ -12,5 +12,6 @@ case "$service" in
     ;;
 esac
 export SERVICE="$service"
-# The bundles `node scripts/build.ts` made when the image was built (infra/Dockerfile).
-exec node "/app/$entry"
+# The bundles `node scripts/build.ts` made when the image was built (infra/Dockerfile), with the
+# flags of NODE_FLAGS in scripts/build.ts (why: there).
+exec node --max-semi-space-size=16 "/app/$entry"

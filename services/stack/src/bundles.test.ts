@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration, freePort, TEST_REDIS_URL } from "@phaselock/testkit";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { bundle, bundlePath, SERVICES, type ServiceName } from "../../../scripts/build.ts";
+import { bundle, bundlePath, NODE_FLAGS, SERVICES, type ServiceName } from "../../../scripts/build.ts";
 
 // `pnpm build`: what the image runs (infra/image/entrypoint.sh). Each bundle must find the
 // committed migrations, load PGlite from beside it and serve, with nothing from src/ at run time.
@@ -23,7 +23,7 @@ interface Run {
 const running: ChildProcess[] = [];
 
 function start(name: ServiceName, env: Record<string, string>): Run {
-  const child = spawn(process.execPath, [bundlePath(name)], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, bundlePath(name)], {
     cwd: tmpdir(), // nothing resolves from the working directory
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -120,4 +120,11 @@ it("a bundle outside the repository is refused (its migrations are found relativ
   await expect(bundle(SERVICES.gateway, join(tmpdir(), "gateway.mjs"))).rejects.toThrow(
     /outside the repository/,
   );
+});
+
+it("the image runs each bundle with the same Node flags as the bench (NODE_FLAGS)", () => {
+  const entrypoint = readFileSync(join(REPO, "infra/image/entrypoint.sh"), "utf8");
+  expect(entrypoint).toContain(`exec node ${NODE_FLAGS.join(" ")} "/app/$entry"`);
+  expect(entrypoint).toContain('entry="services/$service/dist/main.mjs"');
+  expect(entrypoint).toContain('entry="packages/db/dist/migrate.mjs"');
 });
