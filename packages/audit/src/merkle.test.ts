@@ -9,6 +9,7 @@ import {
   IncrementalTree,
   inclusionProof,
   leafHash,
+  leafHashHex,
   nodeHash,
   rootOf,
   toHex,
@@ -255,5 +256,16 @@ describe("proof properties (fast-check)", () => {
       }),
       { numRuns: 50 },
     );
+  });
+});
+
+describe("leafHashHex (the writer's one-call leaf hash)", () => {
+  it("is toHex(leafHash(utf8)) for any well-formed string", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme" }), (s) => {
+        expect(leafHashHex(s)).toBe(toHex(leafHash(Buffer.from(s, "utf8"))));
+      }),
+    );
+    expect(leafHashHex("")).toBe(toHex(leafHash(new Uint8Array())));
   });
 });

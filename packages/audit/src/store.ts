@@ -12,7 +12,7 @@ import {
   verifyChain,
 } from "./chain.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
-import { leafHash, toHex } from "./merkle.ts";
+import { leafHashHex } from "./merkle.ts";
 import { parseVerifierKey, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import type { AuditEventInput } from "./sink.ts";
 
@@ -235,7 +235,7 @@ function chainRows(
     const seq = firstSeq + i;
     const canonical = canonicalPrepared(events[i]!, seq, ids[i]!);
     const hash = chainHash(head, canonical);
-    chunks.at(-1)!.push(events[i]!, seq, ids[i]!, head, hash, toHex(leafHash(canonical)));
+    chunks.at(-1)!.push(events[i]!, seq, ids[i]!, head, hash, leafHashHex(canonical));
     head = hash;
   }
   return { chunks, ids, head };
