@@ -23,7 +23,7 @@ const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
  * ~200 MB under load, the gateway's RSS after a minute of 32 connections went from ~190 MB to
  * ~270 MB, and CPU per request did not change measurably (pnpm bench, 2026-12-01).
  */
-export const NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16"];
+export const NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--heap-growing-percent=100"];
 
 export const SERVICES = {
   gateway: "services/gateway/src/main.ts",

@@ -102,6 +102,13 @@ export const SYSTEM_LABELS: Record<SystemKey, string> = {
 
 export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchResult> {
   const notes: string[] = [];
+  // A profile names source files only when the gateways run from their sources (a bundle is one
+  // file); otherwise they run as deployed, bundled.
+  const asDeployed = !o.profilePath;
+  if (!asDeployed)
+    notes.push(
+      "With --profile the gateways ran from their TypeScript sources, not bundled, so the profile names modules.",
+    );
   const children: Child[] = [];
   const db = await createScratchDb("proxy", o.adminUrl);
   const copies: string[] = [];
@@ -190,23 +197,23 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
         { upstreamPort: upstream.port },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway", script: script("gateway"), bundle: true },
+        { name: "gateway", script: script("gateway"), bundle: asDeployed },
         { ...gatewayBase, ...gatewayDb, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit on)", script: script("gateway"), bundle: true },
+        { name: "gateway (audit on)", script: script("gateway"), bundle: asDeployed },
         { ...gatewayBase, ...gatewayDbOn, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit off)", script: script("gateway"), bundle: true },
+        { name: "gateway (audit off)", script: script("gateway"), bundle: asDeployed },
         { ...gatewayBase, ...gatewayDbOff, ...redis, audit: false },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (in-process stores)", script: script("gateway"), bundle: true },
+        { name: "gateway (in-process stores)", script: script("gateway"), bundle: asDeployed },
         { ...gatewayBase, ...gatewayDbLocal, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit on, head re-read)", script: script("gateway"), bundle: true },
+        { name: "gateway (audit on, head re-read)", script: script("gateway"), bundle: asDeployed },
         { ...gatewayBase, ...gatewayDbBefore, ...redis, audit: true, auditRememberHead: false },
       ),
       Child.start<ExpressProxyConfig>(

@@ -65,6 +65,11 @@ export interface PolicySnapshot {
   campaigns: Map<string, Campaign>;
   /** campaignId -> phase name -> scopes */
   entitlements: Map<string, Map<string, Set<Scope>>>;
+  /**
+   * Every revocation, as the source loaded them. A `PolicyState` indexes them (its
+   * `revocations`, a `RevocationIndex`) and keeps this list empty: the index holds only what a
+   * decision needs, a fifth of the memory of the revocations themselves.
+   */
   revocations: Revocation[];
   /** ids of links suspended automatically (e.g. redeemed from too many devices) */
   suspended: Set<string>;

@@ -289,6 +289,9 @@ export class PolicyState {
   /** Replaces the snapshot, then applies the kept messages newer than it. */
   #install(loaded: PolicySnapshot): void {
     const index = new RevocationIndex(loaded.revocations);
+    // The index is the only copy kept (PolicySnapshot.revocations): 100,000 revocations as
+    // objects would stay in the gateway's heap for nothing.
+    loaded.revocations = [];
     const previous = this.#snapshot?.version ?? -1;
     const kept = [...this.#pending.values()]
       .filter((m) => m.version > loaded.version)
@@ -340,7 +343,6 @@ function applyChange(snapshot: PolicySnapshot, index: RevocationIndex, msg: Chan
   switch (c.type) {
     case "revocation":
       index.add(c.revocation);
-      snapshot.revocations.push(c.revocation);
       break;
     case "contest":
       snapshot.contests.set(c.contest.id, c.contest);
