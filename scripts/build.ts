@@ -19,9 +19,12 @@ const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 
 /**
  * Node flags every service runs with (infra/image/entrypoint.sh says the same; a test checks).
- * A 16 MB semi-space caps V8's young generation: the default on a large machine let it grow to
- * ~200 MB under load, the gateway's RSS after a minute of 32 connections went from ~190 MB to
- * ~270 MB, and CPU per request did not change measurably (pnpm bench, 2026-12-01).
+ * V8's defaults on a large machine let the heap grow far past what the gateway keeps alive: under
+ * 32 connections its RSS went from ~110 MB to ~270 MB. A 16 MB semi-space caps the young
+ * generation, and `--heap-growing-percent=100` lets the old generation grow to twice what the
+ * last full GC kept (the default lets it grow up to 4x when the program allocates fast): RSS after
+ * load ~196 MB against ~246 MB with the semi-space cap alone, CPU per request within the noise
+ * side by side (152 / 157 µs); `=50` cost +19 % CPU (pnpm bench, 2026-12-01; docs/growth.md).
  */
 export const NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--heap-growing-percent=100"];
 
