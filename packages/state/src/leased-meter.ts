@@ -226,6 +226,7 @@ export class LeasedMeter implements Meter {
   #lastNow = 0;
   #flushing: Promise<void> | undefined;
   #closed = false;
+  readonly #drop = () => this.dropLeases();
 
   constructor(opts: LeasedMeterOptions) {
     opts.redis.defineCommand("phaselockLeaseRate", { numberOfKeys: 1, lua: LEASE_RATE_LUA });
@@ -238,9 +239,8 @@ export class LeasedMeter implements Meter {
     this.#life = opts.leaseLifeMs ?? LEASE_LIFE_MS;
     this.#onError = opts.onError;
     // A lost connection drops every lease at once, before any request can use one.
-    const drop = () => this.dropLeases();
-    opts.redis.on("close", drop);
-    opts.redis.on("end", drop);
+    opts.redis.on("close", this.#drop);
+    opts.redis.on("end", this.#drop);
     const flushMs = opts.flushMs ?? LEASE_FLUSH_MS;
     if (flushMs > 0) {
       this.#timer = setInterval(() => {
@@ -368,6 +368,8 @@ export class LeasedMeter implements Meter {
     } finally {
       this.#closed = true;
       this.dropLeases();
+      this.#redis.off("close", this.#drop);
+      this.#redis.off("end", this.#drop);
     }
   }
 
@@ -564,7 +566,8 @@ export class LeasedMeter implements Meter {
       old = undefined;
     }
     let size = old?.size ?? 1;
-    if (old && old.granted > 0) {
+    if (old) {
+      // Slots all used before the lease's end: twice as many next time; some left: half.
       if (old.free.length === 0 && nowMs - old.grantedAt < this.#life) size *= 2;
       else if (old.free.length > 0) size = Math.floor(size / 2);
     }
