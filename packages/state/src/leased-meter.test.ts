@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { LeasedMeter, type LeasedMeterOptions, leaseCap } from "./leased-meter.ts";
 import { composeMeter, type Meter } from "./metering.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./rate-limit.ts";
-import { MemoryRecordQuota, RedisRecordQuota, windowOf } from "./record-quota.ts";
+import { MemoryRecordQuota, windowOf } from "./record-quota.ts";
 import { createRedisClient, type RedisClient, taggedKey } from "./redis-client.ts";
 
 const MINUTE = 60_000;
