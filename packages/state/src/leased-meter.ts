@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import type { Meter, MeterDecision, QuotaStep, RateStep } from "./metering.ts";
 import { checkRule, type RateDecision, type RateRule } from "./rate-limit.ts";
 import { type QuotaRule, windowOf } from "./record-quota.ts";
-import { type RedisClient, taggedKey } from "./redis-client.ts";
+import { isCluster, type RedisClient, taggedKey } from "./redis-client.ts";
 import { integers } from "./script-reply.ts";
 
 /** How long a lease may be used, measured on the clock passed in. */
@@ -33,67 +33,68 @@ export const leaseCap = (limit: number): number => Math.max(1, Math.floor(limit 
 // they are held, so it would have admitted each of them whenever one is used here. A refund is
 // capped at what cannot have been refilled since the grant, so it never lowers the debt below
 // what the exact meter would hold without those tokens.
-const LEASE_RATE_LUA = `
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local want = tonumber(ARGV[4])
-local hold = ARGV[5]
-local life = tonumber(ARGV[6])
-local refund = tonumber(ARGV[7])
-local capacity = limit * window
-local debt = 0
-local at = now
-local exists = false
-local state = redis.call('HMGET', key, 'at', 'debt')
-if state[1] and state[2] then
-  exists = true
-  local prevAt = tonumber(state[1])
-  local elapsed = math.max(0, now - prevAt)
-  if elapsed >= window then debt = 0 else debt = math.max(0, tonumber(state[2]) - elapsed * limit) end
-  at = math.max(prevAt, now)
-end
-if ARGV[10] ~= '' then redis.call('HDEL', key, ARGV[10]) end
-if refund > 0 and exists then
-  local r = math.min(refund, tonumber(ARGV[8]) - math.max(0, now - tonumber(ARGV[9])) * limit)
-  if r > 0 then debt = math.max(0, debt - r) end
-end
-local function store()
-  redis.call('HSET', key, 'at', string.format('%.0f', at), 'debt', string.format('%.0f', debt))
-  redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, at - now + math.ceil(debt / limit))))
-end
-local fit = math.floor((capacity - debt) / window)
-if want < 1 or fit < 1 then
-  if exists then store() end
-  if want < 1 then return {0, math.max(0, fit), 0, debt} end
-  return {0, 0, math.ceil((debt + window - capacity) / limit), debt}
-end
-local k = 1
-if want > 1 then
-  local others = 0
-  local fields = redis.call('HGETALL', key)
-  for i = 1, #fields, 2 do
-    local f = fields[i]
-    if string.sub(f, 1, 2) == 'h:' then
-      local v = fields[i + 1]
-      local sep = string.find(v, ':', 1, true)
-      local untl = sep and tonumber(string.sub(v, sep + 1)) or 0
-      if untl > now then
-        others = others + (tonumber(string.sub(v, 1, sep - 1)) or capacity)
-      else
-        redis.call('HDEL', key, f)
+const LEASE_RATE_LUA_FN = `
+local function lease_rate(key, A)
+  local limit = tonumber(A[1])
+  local window = tonumber(A[2])
+  local now = tonumber(A[3])
+  local want = tonumber(A[4])
+  local hold = A[5]
+  local life = tonumber(A[6])
+  local refund = tonumber(A[7])
+  local capacity = limit * window
+  local debt = 0
+  local at = now
+  local exists = false
+  local state = redis.call('HMGET', key, 'at', 'debt')
+  if state[1] and state[2] then
+    exists = true
+    local prevAt = tonumber(state[1])
+    local elapsed = math.max(0, now - prevAt)
+    if elapsed >= window then debt = 0 else debt = math.max(0, tonumber(state[2]) - elapsed * limit) end
+    at = math.max(prevAt, now)
+  end
+  if A[10] ~= '' then redis.call('HDEL', key, A[10]) end
+  if refund > 0 and exists then
+    local r = math.min(refund, tonumber(A[8]) - math.max(0, now - tonumber(A[9])) * limit)
+    if r > 0 then debt = math.max(0, debt - r) end
+  end
+  local function store()
+    redis.call('HSET', key, 'at', string.format('%.0f', at), 'debt', string.format('%.0f', debt))
+    redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, at - now + math.ceil(debt / limit))))
+  end
+  local fit = math.floor((capacity - debt) / window)
+  if want < 1 or fit < 1 then
+    if exists then store() end
+    if want < 1 then return {0, math.max(0, fit), 0, debt} end
+    return {0, 0, math.ceil((debt + window - capacity) / limit), debt}
+  end
+  local k = 1
+  if want > 1 then
+    local others = 0
+    local fields = redis.call('HGETALL', key)
+    for i = 1, #fields, 2 do
+      local f = fields[i]
+      if string.sub(f, 1, 2) == 'h:' then
+        local v = fields[i + 1]
+        local sep = string.find(v, ':', 1, true)
+        local untl = sep and tonumber(string.sub(v, sep + 1)) or 0
+        if untl > now then
+          others = others + (tonumber(string.sub(v, 1, sep - 1)) or capacity)
+        else
+          redis.call('HDEL', key, f)
+        end
       end
     end
+    if debt + window >= others + life * limit then k = math.min(want, fit) end
   end
-  if debt + window >= others + life * limit then k = math.min(want, fit) end
+  debt = debt + k * window
+  if k > 1 then
+    redis.call('HSET', key, hold, string.format('%.0f', (k - 1) * window) .. ':' .. string.format('%.0f', now + life))
+  end
+  store()
+  return {k, math.floor((capacity - debt) / window), 0, debt}
 end
-debt = debt + k * window
-if k > 1 then
-  redis.call('HSET', key, hold, string.format('%.0f', (k - 1) * window) .. ':' .. string.format('%.0f', now + life))
-end
-store()
-return {k, math.floor((capacity - debt) / window), 0, debt}
 `;
 
 // One quota window. KEYS[1] the window's set. ARGV: ttlMs, limit, op ("admit", "count" or
@@ -102,55 +103,90 @@ return {k, math.floor((capacity - debt) / window), 0, debt}
 // Commits records admitted here in place of their placeholders (a record already a member just
 // frees its slot), releases unused placeholders, then does `op` as the exact quota step would and
 // reserves up to `want` more slots. Returns {allowed, count before the new slots, slots reserved}.
-const LEASE_QUOTA_LUA = `
-local key = KEYS[1]
-local ttl = ARGV[1]
-local limit = tonumber(ARGV[2])
-local op = ARGV[3]
-local id = ARGV[4]
-local want = tonumber(ARGV[5])
-local prefix = ARGV[6]
-local seq = tonumber(ARGV[7])
-local nc = tonumber(ARGV[8])
-local written = false
-for i = 0, nc - 1 do
-  redis.call('SREM', key, ARGV[10 + 2 * i])
-  redis.call('SADD', key, ARGV[9 + 2 * i])
-  written = true
-end
-local base = 9 + 2 * nc
-local nr = tonumber(ARGV[base])
-for i = 1, nr do
-  redis.call('SREM', key, ARGV[base + i])
-end
-local allowed = 1
-if op == 'admit' then
-  if redis.call('SISMEMBER', key, id) == 0 then
-    if redis.call('SCARD', key) >= limit then
-      allowed = 0
-    else
-      redis.call('SADD', key, id)
+const LEASE_QUOTA_LUA_FN = `
+local function lease_quota(key, A)
+  local ttl = A[1]
+  local limit = tonumber(A[2])
+  local op = A[3]
+  local id = A[4]
+  local want = tonumber(A[5])
+  local prefix = A[6]
+  local seq = tonumber(A[7])
+  local nc = tonumber(A[8])
+  local written = false
+  for i = 0, nc - 1 do
+    redis.call('SREM', key, A[10 + 2 * i])
+    redis.call('SADD', key, A[9 + 2 * i])
+    written = true
+  end
+  local base = 9 + 2 * nc
+  local nr = tonumber(A[base])
+  for i = 1, nr do
+    redis.call('SREM', key, A[base + i])
+  end
+  local allowed = 1
+  if op == 'admit' then
+    if redis.call('SISMEMBER', key, id) == 0 then
+      if redis.call('SCARD', key) >= limit then
+        allowed = 0
+      else
+        redis.call('SADD', key, id)
+        written = true
+      end
+    end
+  end
+  local count = redis.call('SCARD', key)
+  local granted = 0
+  if allowed == 1 and want > 0 and op ~= 'sync' then
+    granted = math.max(0, math.min(want, limit - count))
+    for i = 0, granted - 1 do
+      redis.call('SADD', key, prefix .. string.format('%.0f', seq + i))
       written = true
     end
   end
+  if written then redis.call('PEXPIRE', key, ttl) end
+  return {allowed, count, granted}
 end
-local count = redis.call('SCARD', key)
-local granted = 0
-if allowed == 1 and want > 0 and op ~= 'sync' then
-  granted = math.max(0, math.min(want, limit - count))
-  for i = 0, granted - 1 do
-    redis.call('SADD', key, prefix .. string.format('%.0f', seq + i))
-    written = true
-  end
+`;
+
+const LEASE_RATE_LUA = `${LEASE_RATE_LUA_FN}
+return lease_rate(KEYS[1], ARGV)
+`;
+const LEASE_QUOTA_LUA = `${LEASE_QUOTA_LUA_FN}
+return lease_quota(KEYS[1], ARGV)
+`;
+
+// Several steps in one script, for one Redis (keys on any slot): KEYS the steps' keys; ARGV per
+// step its kind ("r" rate, "q" quota), its number of arguments, then those. Returns each step's
+// reply, in order; the steps run one after the other, as separate scripts would.
+const LEASE_BATCH_LUA = `${LEASE_RATE_LUA_FN}${LEASE_QUOTA_LUA_FN}
+local out = {}
+local p = 1
+for i = 1, #KEYS do
+  local kind = ARGV[p]
+  local n = tonumber(ARGV[p + 1])
+  local a = {}
+  for j = 1, n do a[j] = ARGV[p + 1 + j] end
+  p = p + 2 + n
+  if kind == 'r' then out[i] = lease_rate(KEYS[i], a) else out[i] = lease_quota(KEYS[i], a) end
 end
-if written then redis.call('PEXPIRE', key, ttl) end
-return {allowed, count, granted}
+return out
 `;
 
 type WithLeases = RedisClient & {
   phaselockLeaseRate(key: string, ...args: (string | number)[]): Promise<unknown>;
   phaselockLeaseQuota(key: string, ...args: (string | number)[]): Promise<unknown>;
+  phaselockLeaseBatch(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
 };
+
+type Arg = string | number;
+interface QueuedStep {
+  kind: "r" | "q";
+  key: string;
+  args: Arg[];
+  resolve(reply: unknown): void;
+  reject(err: unknown): void;
+}
 
 interface RateLease {
   rule: RateRule;
@@ -227,10 +263,15 @@ export class LeasedMeter implements Meter {
   #flushing: Promise<void> | undefined;
   #closed = false;
   readonly #drop = () => this.dropLeases();
+  /** one Redis: the steps asked for in one tick go out as one script (a Cluster: one per key) */
+  readonly #batching: boolean;
+  #queue: QueuedStep[] = [];
 
   constructor(opts: LeasedMeterOptions) {
     opts.redis.defineCommand("phaselockLeaseRate", { numberOfKeys: 1, lua: LEASE_RATE_LUA });
     opts.redis.defineCommand("phaselockLeaseQuota", { numberOfKeys: 1, lua: LEASE_QUOTA_LUA });
+    opts.redis.defineCommand("phaselockLeaseBatch", { lua: LEASE_BATCH_LUA });
+    this.#batching = !isCluster(opts.redis);
     this.#redis = opts.redis as WithLeases;
     this.#rate = opts.ratePrefix;
     this.#quota = opts.quotaPrefix;
@@ -288,7 +329,7 @@ export class LeasedMeter implements Meter {
         ? undefined
         : this.#leaseQuota(q.rule, windows[i]!, "count", "", nowMs),
     );
-    const [granted, asked] = await this.#all(rateAsks, countAsks);
+    const [granted] = await this.#all(rateAsks, countAsks);
     let denied: MeterDecision["denied"] = null;
     const giveBack: Promise<void>[] = [];
     for (let i = 0; i < rates.length; i++) {
@@ -307,15 +348,11 @@ export class LeasedMeter implements Meter {
       const decision = lease ? this.#used(lease, nowMs) : ask!.decision;
       if (!decision.allowed) denied = { index: i, decision };
     }
+    // Slots reserved for counts that a refusal left unread stay this gateway's lease (placeholders
+    // Redis counts: stricter for at most a lease life, and a refused link hammering costs no
+    // extra round trips to give them back).
     const out: number[] = [];
-    for (let i = 0; i < counts.length; i++) {
-      const lease = this.#quotas.get(windows[i]!.redisKey);
-      if (denied) {
-        if (asked[i] && lease) giveBack.push(this.#syncQuota(windows[i]!.redisKey, lease, nowMs, true));
-        continue;
-      }
-      out.push(lease ? lease.known : 0);
-    }
+    if (!denied) for (const w of windows) out.push(this.#quotas.get(w.redisKey)?.known ?? 0);
     if (giveBack.length > 0) await this.#guard(Promise.all(giveBack));
     return denied ? { denied, counts: [] } : { denied: null, counts: out };
   }
@@ -385,8 +422,10 @@ export class LeasedMeter implements Meter {
     }
     for (const [key, lease] of this.#quotas) {
       const over = now >= lease.expiresAt;
-      if (lease.pending.length > 0 || (lease.free.length > 0 && (all || over))) {
-        work.push(this.#syncQuota(key, lease, now, all || over));
+      // A live lease's records ride along with its window's next round trip (one script per key,
+      // not one more per flush); they are committed here once it ends, with its unused slots.
+      if ((lease.pending.length > 0 || lease.free.length > 0) && (all || over)) {
+        work.push(this.#syncQuota(key, lease, now, true));
       } else if (now >= lease.windowEndsAt || (over && now >= lease.expiresAt + this.#life)) {
         this.#quotas.delete(key);
       }
@@ -486,7 +525,8 @@ export class LeasedMeter implements Meter {
     }
     size = Math.max(1, Math.min(size, leaseCap(rule.limit)));
     const hold = `h:${this.#id}:${this.#seq++}`;
-    const reply = await this.#redis.phaselockLeaseRate(
+    const reply = await this.#send(
+      "r",
       taggedKey(this.#rate, key),
       rule.limit,
       rule.windowMs,
@@ -532,7 +572,8 @@ export class LeasedMeter implements Meter {
     if (lease.tokens <= 0) return;
     const units = lease.tokens * lease.rule.windowMs;
     lease.tokens = 0;
-    const reply = await this.#redis.phaselockLeaseRate(
+    const reply = await this.#send(
+      "r",
       taggedKey(this.#rate, key),
       lease.rule.limit,
       lease.rule.windowMs,
@@ -579,7 +620,8 @@ export class LeasedMeter implements Meter {
     const prefix = `~lease:${this.#id}:`;
     const seq = this.#seq;
     this.#seq += want;
-    const reply = await this.#redis.phaselockLeaseQuota(
+    const reply = await this.#send(
+      "q",
       w.redisKey,
       Math.max(1, w.endsAt - nowMs),
       rule.limit,
@@ -631,7 +673,8 @@ export class LeasedMeter implements Meter {
     const freed = release ? lease.free.splice(0) : [];
     // A window that is over has no set any more: nothing to commit, nothing to give back.
     if ((pending.length === 0 && freed.length === 0) || nowMs >= lease.windowEndsAt) return;
-    const reply = await this.#redis.phaselockLeaseQuota(
+    const reply = await this.#send(
+      "q",
       redisKey,
       Math.max(1, lease.windowEndsAt - nowMs),
       lease.rule.limit,
@@ -646,6 +689,45 @@ export class LeasedMeter implements Meter {
       ...freed,
     );
     integers(reply, 3);
+  }
+
+  /** One step's script; on one Redis, queued with the others of this tick into one script. */
+  #send(kind: "r" | "q", key: string, ...args: Arg[]): Promise<unknown> {
+    if (!this.#batching) {
+      return kind === "r"
+        ? this.#redis.phaselockLeaseRate(key, ...args)
+        : this.#redis.phaselockLeaseQuota(key, ...args);
+    }
+    return new Promise((resolve, reject) => {
+      if (this.#queue.push({ kind, key, args, resolve, reject }) === 1)
+        queueMicrotask(() => this.#sendQueued());
+    });
+  }
+
+  #sendQueued(): void {
+    const steps = this.#queue;
+    this.#queue = [];
+    if (steps.length === 1) {
+      const [s] = steps as [QueuedStep];
+      const one = s.kind === "r" ? this.#redis.phaselockLeaseRate : this.#redis.phaselockLeaseQuota;
+      one.call(this.#redis, s.key, ...s.args).then(s.resolve, s.reject);
+      return;
+    }
+    const argv: Arg[] = [];
+    for (const s of steps) argv.push(s.kind, s.args.length, ...s.args);
+    this.#redis.phaselockLeaseBatch(steps.length, ...steps.map((s) => s.key), ...argv).then(
+      (reply) => {
+        if (!Array.isArray(reply) || reply.length !== steps.length) {
+          const err = new Error("unexpected reply from Redis script");
+          for (const s of steps) s.reject(err);
+          return;
+        }
+        steps.forEach((s, i) => s.resolve(reply[i]));
+      },
+      (err: unknown) => {
+        for (const s of steps) s.reject(err);
+      },
+    );
   }
 
   #failed(err: unknown): void {
