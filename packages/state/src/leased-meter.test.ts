@@ -223,97 +223,118 @@ for (const target of REDIS_TARGETS)
       expect(await b.admit([quota], "m2", clock.now())).toBeNull();
     });
 
-    it("admits, across gateways, never more than the exact meter would (fuzzed interleavings)", async () => {
-      // Large enough limits that leases grow (caps 5 and 5), small enough that they run out; a
-      // lease life of 25 emission intervals, as in production (250 ms at 6000 a minute).
-      const rate = { key: "rl:campaign:f", rule: { limit: 100, windowMs: 10_000 } };
-      const quota = { key: "rq:campaign:f", rule: { limit: 100, windowMs: HOUR } };
-      const command = fc.record({
-        gw: fc.nat(3),
-        dt: fc.oneof(
-          fc.constant(0),
-          fc.constant(0),
-          fc.integer({ min: 0, max: 300 }),
-          fc.integer({ min: 0, max: 4000 }),
-        ),
-        op: fc.constantFrom("request", "request", "record", "record", "flush"),
-        record: fc.nat(150),
-        /** how many times the op is repeated at that instant */
-        burst: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 })),
-      });
-      await fc.assert(
-        fc.asyncProperty(
-          fc.integer({ min: 1, max: 4 }),
-          fc.array(command, { minLength: 20, maxLength: 100, size: "max" }),
-          async (n, cmds) => {
-            const prefix = uniquePrefix("fuzz");
-            const meters = Array.from(
-              { length: n },
-              () =>
-                new LeasedMeter({
-                  redis: client,
-                  ratePrefix: `${prefix}rl:`,
-                  quotaPrefix: `${prefix}rq:`,
-                  flushMs: 0,
-                  leaseLifeMs: 2500,
-                }),
-            );
-            const exact = exactMeter();
-            const clock = new FakeClock(T0);
-            const got = { requests: [] as boolean[], spent: [] as boolean[], records: [] as boolean[] };
-            const want = { requests: [] as boolean[], spent: [] as boolean[], records: [] as boolean[] };
-            const admitted = new Set<string>();
-            const exactAdmitted = new Set<string>();
-            try {
-              for (const c of cmds.flatMap((c) =>
-                Array.from({ length: c.burst }, (_, i) => ({
-                  ...c,
-                  dt: i === 0 ? c.dt : 0,
-                  record: c.record + i,
-                })),
-              )) {
-                clock.advance(c.dt);
-                const m = meters[c.gw % n]!;
-                if (c.op === "flush") {
-                  await m.flush();
-                } else if (c.op === "request") {
-                  const r = await m.check([rate], [quota], clock.now());
-                  const e = await exact.check([rate], [quota], clock.now());
+    it.each([
+      { mode: "one call at a time", concurrent: false },
+      { mode: "bursts in flight together", concurrent: true },
+    ])(
+      "admits, across gateways, never more than the exact meter would (fuzzed, $mode)",
+      async ({ concurrent }) => {
+        // Large enough limits that leases grow (caps 5 and 5), small enough that they run out; a
+        // lease life of 25 emission intervals, as in production (250 ms at 6000 a minute).
+        const rate = { key: "rl:campaign:f", rule: { limit: 100, windowMs: 10_000 } };
+        const quota = { key: "rq:campaign:f", rule: { limit: 100, windowMs: HOUR } };
+        const command = fc.record({
+          gw: fc.nat(3),
+          dt: fc.oneof(
+            fc.constant(0),
+            fc.constant(0),
+            fc.integer({ min: 0, max: 300 }),
+            fc.integer({ min: 0, max: 4000 }),
+          ),
+          op: fc.constantFrom("request", "request", "record", "record", "flush"),
+          record: fc.nat(150),
+          /** how many times the op is repeated at that instant */
+          burst: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 })),
+        });
+        await fc.assert(
+          fc.asyncProperty(
+            fc.integer({ min: 1, max: 4 }),
+            fc.array(command, { minLength: 20, maxLength: 100, size: "max" }),
+            async (n, cmds) => {
+              const prefix = uniquePrefix("fuzz");
+              const meters = Array.from(
+                { length: n },
+                () =>
+                  new LeasedMeter({
+                    redis: client,
+                    ratePrefix: `${prefix}rl:`,
+                    quotaPrefix: `${prefix}rq:`,
+                    flushMs: 0,
+                    leaseLifeMs: 2500,
+                  }),
+              );
+              const exact = exactMeter();
+              const clock = new FakeClock(T0);
+              const got = { requests: [] as boolean[], spent: [] as boolean[], records: [] as boolean[] };
+              const want = { requests: [] as boolean[], spent: [] as boolean[], records: [] as boolean[] };
+              const admitted = new Set<string>();
+              const exactAdmitted = new Set<string>();
+              /** One op on a leased meter; the exact meter's part runs in issue order, after it. */
+              const leased = async (m: LeasedMeter, op: string, id: string, now: Date) => {
+                if (op === "flush") return m.flush();
+                if (op === "request") {
+                  const r = await m.check([rate], [quota], now);
                   got.requests.push(r.denied === null);
+                  if (!r.denied && !concurrent) got.spent.push(r.counts[0]! >= quota.rule.limit);
+                } else {
+                  const r = (await m.admit([quota], id, now)) === null;
+                  got.records.push(r);
+                  if (r) admitted.add(id);
+                }
+              };
+              const reference = async (op: string, id: string, now: Date) => {
+                if (op === "request") {
+                  const e = await exact.check([rate], [quota], now);
                   want.requests.push(e.denied === null);
-                  if (!r.denied && !e.denied) {
-                    got.spent.push(r.counts[0]! >= quota.rule.limit);
+                  if (!e.denied && !concurrent && got.requests.at(-1)) {
                     want.spent.push(e.counts[0]! >= quota.rule.limit);
                   }
-                } else {
-                  const id = `m${c.record}`;
-                  const r = (await m.admit([quota], id, clock.now())) === null;
-                  const e = (await exact.admit([quota], id, clock.now())) === null;
-                  got.records.push(r);
+                } else if (op === "record") {
+                  const e = (await exact.admit([quota], id, now)) === null;
                   want.records.push(e);
-                  if (r) admitted.add(id);
                   if (e) exactAdmitted.add(id);
                 }
+              };
+              try {
+                for (const c of cmds) {
+                  clock.advance(c.dt);
+                  const now = clock.now();
+                  const burst = Array.from({ length: c.burst }, (_, i) => ({
+                    // In flight together, a burst spreads over the gateways.
+                    m: meters[(c.gw + (concurrent ? i : 0)) % n]!,
+                    id: `m${c.record + i}`,
+                  }));
+                  if (concurrent) {
+                    await Promise.all(burst.map((b) => leased(b.m, c.op, b.id, now)));
+                    for (const b of burst) await reference(c.op, b.id, now);
+                  } else {
+                    for (const b of burst) {
+                      await leased(b.m, c.op, b.id, now);
+                      await reference(c.op, b.id, now);
+                    }
+                  }
+                }
+              } finally {
+                await Promise.all(meters.map((m) => m.close()));
               }
-            } finally {
-              await Promise.all(meters.map((m) => m.close()));
-            }
-            const count = (xs: boolean[]) => xs.filter(Boolean).length;
-            if (n === 1) {
-              // One gateway: exactly the exact meter's decisions (unused leases given back).
-              expect(got).toEqual(want);
-            } else {
-              expect(count(got.requests)).toBeLessThanOrEqual(count(want.requests));
-              expect(admitted.size).toBeLessThanOrEqual(exactAdmitted.size);
-            }
-            // Redis holds exactly the records admitted, no placeholder, never more than the limit.
-            const { records, placeholders } = await members(prefix, quota.key, quota.rule, clock.now());
-            expect(records.sort()).toEqual([...admitted].sort());
-            expect(placeholders).toEqual([]);
-            expect(records.length).toBeLessThanOrEqual(quota.rule.limit);
-          },
-        ),
-        { numRuns: 100 },
-      );
-    }, 60_000);
+              const count = (xs: boolean[]) => xs.filter(Boolean).length;
+              if (n === 1 && !concurrent) {
+                // One gateway: exactly the exact meter's decisions (unused leases given back).
+                expect(got).toEqual(want);
+              } else {
+                expect(count(got.requests)).toBeLessThanOrEqual(count(want.requests));
+                expect(admitted.size).toBeLessThanOrEqual(exactAdmitted.size);
+              }
+              // Redis holds exactly the records admitted, no placeholder, never more than the limit.
+              const { records, placeholders } = await members(prefix, quota.key, quota.rule, clock.now());
+              expect(records.sort()).toEqual([...admitted].sort());
+              expect(placeholders).toEqual([]);
+              expect(records.length).toBeLessThanOrEqual(quota.rule.limit);
+            },
+          ),
+          { numRuns: 100 },
+        );
+      },
+      60_000,
+    );
   });

@@ -19,6 +19,12 @@ export const LEASE_FLUSH_MS = 100;
 /** A lease is at most this fraction of a limit (and at least 1): small limits stay exact. */
 export const LEASE_CAP_DIVISOR = 20;
 
+/**
+ * Records remembered per window as admitted here (free to read again without a round trip);
+ * beyond it the memo starts afresh: a record read again then takes a slot, which its commit frees.
+ */
+const MAX_REMEMBERED = 10_000;
+
 /** The largest lease for a limit: `max(1, floor(limit / 20))`. */
 export const leaseCap = (limit: number): number => Math.max(1, Math.floor(limit / LEASE_CAP_DIVISOR));
 
@@ -369,7 +375,7 @@ export class LeasedMeter implements Meter {
       if (lease?.admitted.has(recordId)) continue;
       if (lease && lease.free.length > 0 && nowMs < lease.expiresAt) {
         const slot = lease.free.pop()!;
-        lease.admitted.add(recordId);
+        remember(lease.admitted, recordId);
         lease.pending.push([recordId, slot]);
         lease.known++;
         continue;
@@ -654,14 +660,14 @@ export class LeasedMeter implements Meter {
       known: count!,
       size,
     };
-    if (op === "admit" && allowed === 1) next.admitted.add(recordId);
+    if (op === "admit" && allowed === 1) remember(next.admitted, recordId);
     // Whatever this gateway got meanwhile on the same window (another call's lease, records
     // admitted from it) stays this gateway's.
     const current = this.#quotas.get(w.redisKey);
     if (current && sameRule(current.rule, rule)) {
       next.free.push(...current.free);
       next.pending.push(...current.pending);
-      for (const r of current.admitted) next.admitted.add(r);
+      for (const r of current.admitted) remember(next.admitted, r);
     }
     this.#quotas.set(w.redisKey, next);
     return allowed === 1;
@@ -738,3 +744,8 @@ export class LeasedMeter implements Meter {
 
 const sameRule = (a: { limit: number; windowMs: number }, b: { limit: number; windowMs: number }) =>
   a.limit === b.limit && a.windowMs === b.windowMs;
+
+function remember(admitted: Set<string>, recordId: string): void {
+  if (admitted.size >= MAX_REMEMBERED) admitted.clear();
+  admitted.add(recordId);
+}
