@@ -728,7 +728,7 @@ export class LeasedMeter implements Meter {
           for (const s of steps) s.reject(err);
           return;
         }
-        steps.forEach((s, i) => s.resolve(reply[i]));
+        for (let i = 0; i < steps.length; i++) steps[i]!.resolve(reply[i]);
       },
       (err: unknown) => {
         for (const s of steps) s.reject(err);
