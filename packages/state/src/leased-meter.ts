@@ -335,7 +335,7 @@ export class LeasedMeter implements Meter {
         ? undefined
         : this.#leaseQuota(q.rule, windows[i]!, "count", "", nowMs),
     );
-    const [granted] = await this.#all(rateAsks, countAsks);
+    const [granted, asked] = await this.#all(rateAsks, countAsks);
     let denied: MeterDecision["denied"] = null;
     const giveBack: Promise<void>[] = [];
     for (let i = 0; i < rates.length; i++) {
@@ -358,7 +358,14 @@ export class LeasedMeter implements Meter {
     // Redis counts: stricter for at most a lease life, and a refused link hammering costs no
     // extra round trips to give them back).
     const out: number[] = [];
-    if (!denied) for (const w of windows) out.push(this.#quotas.get(w.redisKey)?.known ?? 0);
+    if (!denied) {
+      for (let i = 0; i < counts.length; i++) {
+        const known = asked[i]?.count ?? this.#quotas.get(windows[i]!.redisKey)?.known;
+        // A lease dropped meanwhile (the connection lost) is no count: fail closed.
+        if (known === undefined) throw new Error("quota lease lost");
+        out.push(known);
+      }
+    }
     if (giveBack.length > 0) await this.#guard(Promise.all(giveBack));
     return denied ? { denied, counts: [] } : { denied: null, counts: out };
   }
@@ -381,7 +388,7 @@ export class LeasedMeter implements Meter {
         continue;
       }
       // No slot here: the exact step (a record seen through another gateway is still free).
-      const allowed = await this.#guard(this.#leaseQuota(q.rule, w, "admit", recordId, nowMs));
+      const { allowed } = await this.#guard(this.#leaseQuota(q.rule, w, "admit", recordId, nowMs));
       if (!allowed) return i;
     }
     return null;
@@ -597,7 +604,8 @@ export class LeasedMeter implements Meter {
 
   /**
    * One round trip for a window: commits and releases what this gateway holds there, then `op`
-   * (the exact admit, or a count) and a new lease. Returns whether `op` allowed.
+   * (the exact admit, or a count) and a new lease. Returns whether `op` allowed, and the count
+   * before the new slots.
    */
   async #leaseQuota(
     rule: QuotaRule,
@@ -605,7 +613,7 @@ export class LeasedMeter implements Meter {
     op: "admit" | "count",
     recordId: string,
     nowMs: number,
-  ): Promise<boolean> {
+  ): Promise<{ allowed: boolean; count: number }> {
     const epoch = this.#epoch;
     let old = this.#quotas.get(w.redisKey);
     if (old && !sameRule(old.rule, rule)) {
@@ -645,7 +653,7 @@ export class LeasedMeter implements Meter {
     if (granted! < 0 || granted! > want || (allowed !== 0 && allowed !== 1)) {
       throw new Error("unexpected reply from Redis script");
     }
-    if (epoch !== this.#epoch) return allowed === 1;
+    if (epoch !== this.#epoch) return { allowed: allowed === 1, count: count! };
     const free: string[] = [];
     for (let i = 0; i < granted!; i++) free.push(`${prefix}${seq + i}`);
     const next: QuotaLease = {
@@ -670,7 +678,7 @@ export class LeasedMeter implements Meter {
       for (const r of current.admitted) remember(next.admitted, r);
     }
     this.#quotas.set(w.redisKey, next);
-    return allowed === 1;
+    return { allowed: allowed === 1, count: count! };
   }
 
   /** Commits the records admitted here; with `release`, gives back the free slots too. */
