@@ -1,7 +1,7 @@
 import { FakeClock } from "@phaselock/core";
 import { describeIntegration, REDIS_TARGETS, uniquePrefix } from "@phaselock/testkit";
 import fc from "fast-check";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { LeasedMeter, type LeasedMeterOptions, leaseCap } from "./leased-meter.ts";
 import { composeMeter, type Meter } from "./metering.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./rate-limit.ts";
@@ -193,6 +193,34 @@ for (const target of REDIS_TARGETS)
       clock.advance(2400);
       for (let i = 0; i < 110; i++) await request();
       expect(got).toBe(want);
+    });
+
+    it("drops every lease when its connection goes, and then throws rather than serve one", async () => {
+      const own = createRedisClient(target.url);
+      own.on("error", () => {});
+      await vi.waitFor(() => expect(own.status).toBe("ready"), { timeout: 5000 });
+      const prefix = uniquePrefix("lease");
+      const meter = new LeasedMeter({
+        redis: own,
+        ratePrefix: `${prefix}rl:`,
+        quotaPrefix: `${prefix}rq:`,
+        flushMs: 0,
+      });
+      const clock = new FakeClock(T0);
+      const rate = { key: "rl:campaign:gone", rule: { limit: 6000, windowMs: MINUTE } };
+      const quota = { key: "rq:campaign:gone", rule: { limit: 12_000, windowMs: HOUR } };
+      for (let i = 0; i < 200; i++) {
+        await meter.check([rate], [quota], clock.now());
+        await meter.admit([quota], `m${i}`, clock.now());
+      }
+      expect(meter.held.tokens).toBeGreaterThan(0);
+      expect(meter.held.slots).toBeGreaterThan(0);
+      own.disconnect();
+      // At once, before the socket's close is even seen: the client is no longer ready.
+      await expect(meter.check([rate], [quota], clock.now())).rejects.toThrow();
+      expect(meter.held).toEqual({ tokens: 0, slots: 0, pending: 0 });
+      await expect(meter.admit([quota], "m-new", clock.now())).rejects.toThrow();
+      await meter.close();
     });
 
     it("commits records admitted from a lease; a record already admitted elsewhere just frees its slot", async () => {

@@ -454,8 +454,12 @@ export class LeasedMeter implements Meter {
   }
 
   #ensureReady(): void {
-    // Fail closed: what was granted on a connection that is not ready is not served.
-    if (this.#redis.status !== "ready") this.dropLeases();
+    // Fail closed: what was granted on a connection that is not ready is not served. A socket
+    // ended on our side (disconnect, shutdown) is not writable before ioredis reports the close.
+    const redis = this.#redis;
+    if (redis.status !== "ready" || (!isCluster(redis) && redis.stream?.writable === false)) {
+      this.dropLeases();
+    }
   }
 
   async #guard<T>(p: Promise<T>): Promise<T> {
