@@ -490,3 +490,64 @@ describeIntegration(
     }, 60_000);
   },
 );
+
+describeIntegration(
+  "Redis lost while a gateway serves limits from leases (Postgres + Redis)",
+  ["postgres", "redis"],
+  () => {
+    let proxy: TcpProxy;
+    let stack: Stack;
+
+    beforeAll(async () => {
+      proxy = await TcpProxy.start(targetOf(TEST_REDIS_URL));
+      stack = await startStack({
+        db: await createTestDatabase(),
+        // The feed does not go through the proxy: what refuses here is the meter, not staleness.
+        feed: memoryFeed(),
+        redisLimits: { url: viaProxy(TEST_REDIS_URL, proxy), prefix: uniquePrefix("e2e-lease-limits") },
+        // Limits large enough for leases of many tokens and slots on every step, link and campaign
+        // alike (campaignFactor 1: the exact meter would need Redis for the campaign's steps).
+        limitDefaults: { requestsPerMinute: 2000, recordsPerHour: 2000, campaignFactor: 1 },
+        audit: "memory",
+      });
+    });
+
+    afterAll(async () => {
+      await stack?.close();
+      await proxy?.close();
+    });
+
+    it("refuses the next request once Redis is unreachable, never serving it from a lease", async () => {
+      const seed = await seedOpen(stack);
+      const link = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      const session = await stack.session(link.token);
+      const gateway = stack.gateways[0]!;
+      const limits = gateway.limits!;
+      // A hot link: its leases grow until whole requests are served without a round trip.
+      for (let i = 0; i < 80; i++)
+        expect(await nextCall(gateway.app, session)).toEqual({ status: 200, code: null });
+      expect(limits.meter.held.tokens).toBeGreaterThan(0);
+      expect(limits.meter.held.slots).toBeGreaterThan(0);
+      let scripts = 0;
+      const original = limits.redis.sendCommand.bind(limits.redis);
+      limits.redis.sendCommand = ((command: { name: string }) => {
+        if (command.name === "evalsha" || command.name === "eval") scripts++;
+        return original(command as never);
+      }) as typeof limits.redis.sendCommand;
+      expect(await nextCall(gateway.app, session)).toEqual({ status: 200, code: null });
+      limits.redis.sendCommand = original;
+      expect(scripts).toBe(0); // this request was served from leases alone
+
+      proxy.cut();
+      await vi.waitFor(() => expect(limits.redis.status).not.toBe("ready"), POLL);
+      expect(limits.meter.held).toEqual({ tokens: 0, slots: 0, pending: 0 });
+      expect(await nextCall(gateway.app, session)).toEqual({ status: 503, code: "unavailable" });
+      expect(await nextCall(gateway.app, session)).toEqual({ status: 503, code: "unavailable" });
+
+      proxy.restore();
+      await vi.waitFor(async () => {
+        expect(await nextCall(gateway.app, session)).toEqual({ status: 200, code: null });
+      }, POLL);
+    });
+  },
+);

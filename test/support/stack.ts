@@ -23,8 +23,10 @@ import {
   type ChangeBus,
   createRedisClient,
   isCluster,
+  LeasedMeter,
   MemoryRateLimiter,
   MemoryRecordQuota,
+  type RedisClient,
   RedisRateLimiter,
   RedisRecordQuota,
 } from "@phaselock/state";
@@ -69,6 +71,8 @@ export interface GatewayNode {
   /** Background failures of the policy state (reloads, listeners). */
   errors: unknown[];
   db: Db;
+  /** With `redisLimits`: the gateway's limits client and its leased meter (as `createStores` builds). */
+  limits?: { redis: RedisClient; meter: LeasedMeter };
   /** Stops the policy state and closes this gateway's bus, audit writer and pool. */
   stop(): Promise<void>;
 }
@@ -89,6 +93,8 @@ export interface StackOptions {
    * production); default: in memory, one set per gateway.
    */
   redisLimits?: { url: string; prefix: string };
+  /** The gateways' default limits; default: room for every request a test makes. */
+  limitDefaults?: { requestsPerMinute: number; recordsPerHour: number; campaignFactor?: number };
   /** Reaches the database another way for the token service (e.g. through a proxy a test can cut). */
   tokenServiceDatabaseUrl?: string;
 }
@@ -226,11 +232,22 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const statuses: BusStatus[] = [];
     const redis = opts.redisLimits ? createRedisClient(opts.redisLimits.url) : undefined;
     redis?.on("error", () => {});
+    // As createStores builds them for Redis: the separate stores and the leased meter over them.
+    const meter =
+      redis && opts.redisLimits
+        ? new LeasedMeter({
+            redis,
+            ratePrefix: opts.redisLimits.prefix,
+            quotaPrefix: opts.redisLimits.prefix,
+            onError: (err) => void errors.push(err),
+          })
+        : undefined;
     const limiters =
       redis && opts.redisLimits
         ? {
             rateLimiter: new RedisRateLimiter({ redis, prefix: opts.redisLimits.prefix }),
             recordQuota: new RedisRecordQuota({ redis, prefix: opts.redisLimits.prefix }),
+            meter,
           }
         : { rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() };
     const unlisten = bus.subscribe({ onMessage: () => {}, onStatus: (s) => void statuses.push(s) });
@@ -253,7 +270,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       upstream: createInProcessUpstream(phonebank),
       audit,
       // Rate limits are not what these tests are about: room for every request a test makes.
-      limitDefaults: { requestsPerMinute: 10_000, recordsPerHour: 10_000 },
+      limitDefaults: opts.limitDefaults ?? { requestsPerMinute: 10_000, recordsPerHour: 10_000 },
       // Tests decide when a gateway catches up (some start a poller of their own).
       versionPollMs: false,
       onError: (err) => void errors.push(err),
@@ -269,10 +286,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       audit,
       errors,
       db: g.handle.db,
+      ...(redis && meter ? { limits: { redis, meter } } : {}),
       stop: async () => {
         if (stopped) return;
         stopped = true;
         await wiring.stop();
+        await meter?.close().catch(() => {});
         unlisten();
         await audit.close();
         await bus.close();

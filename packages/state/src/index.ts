@@ -1,5 +1,6 @@
 export * from "./bus.ts";
 export * from "./changes.ts";
+export * from "./leased-meter.ts";
 export * from "./logged-feed.ts";
 export * from "./metering.ts";
 export * from "./policy-state.ts";

@@ -1,11 +1,18 @@
 import { FakeClock } from "@phaselock/core";
-import { describeIntegration, type Service, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import {
+  describeIntegration,
+  REDIS_TARGETS,
+  type Service,
+  TEST_REDIS_URL,
+  uniquePrefix,
+} from "@phaselock/testkit";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { LeasedMeter } from "./leased-meter.ts";
 import { composeMeter, type Meter, RedisMeter } from "./metering.ts";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
-import { createRedisClient } from "./redis-client.ts";
+import { createRedisClient, type RedisClient } from "./redis-client.ts";
 
 /** A meter and the separate stores over the same counters (a meter's steps are theirs). */
 interface Trio {
@@ -53,6 +60,39 @@ const backends: Backend[] = [
       await redis?.quit();
     },
   },
+  // The leased meter on one Redis and on a Redis Cluster: the same contract (small limits, so
+  // every step still goes to Redis).
+  ...REDIS_TARGETS.map((target): Backend => {
+    let client: RedisClient | undefined;
+    const meters: LeasedMeter[] = [];
+    return {
+      name: `leased, ${target.name}`,
+      needs: target.needs,
+      setup: async () => {
+        client = createRedisClient(target.url, { enableOfflineQueue: true }, { enableOfflineQueue: true });
+        await client.ping();
+      },
+      make: () => {
+        const prefix = uniquePrefix("meter");
+        const meter = new LeasedMeter({
+          redis: client!,
+          ratePrefix: `${prefix}rl:`,
+          quotaPrefix: `${prefix}rq:`,
+          flushMs: 0,
+        });
+        meters.push(meter);
+        return {
+          meter,
+          rateLimiter: new RedisRateLimiter({ redis: client!, prefix: `${prefix}rl:` }),
+          recordQuota: new RedisRecordQuota({ redis: client!, prefix: `${prefix}rq:` }),
+        };
+      },
+      teardown: async () => {
+        await Promise.all(meters.map((m) => m.close()));
+        await client?.quit();
+      },
+    };
+  }),
 ];
 
 const MINUTE = 60_000;

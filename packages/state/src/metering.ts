@@ -110,8 +110,8 @@ export interface RedisMeterOptions {
 /**
  * {@link Meter} over one Redis server: each call is one atomic script (EVALSHA) over the same
  * keys as {@link RedisRateLimiter} and {@link RedisRecordQuota}. Its keys span hash slots (one tag
- * per limiter name), so it is for a single Redis (or a primary with replicas); on a Redis Cluster
- * `createStores` composes the separate calls instead ({@link composeMeter}).
+ * per limiter name), so it is for a single Redis (or a primary with replicas). `createStores`
+ * uses the {@link LeasedMeter} instead (one script per key, most skipped for a hot key).
  */
 export class RedisMeter implements Meter {
   readonly #redis: WithMeter;

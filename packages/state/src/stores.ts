@@ -1,11 +1,11 @@
-import type { Redis } from "ioredis";
 import type { ChangeBus } from "./bus.ts";
 import { MemoryBus } from "./bus.ts";
-import { composeMeter, type Meter, RedisMeter } from "./metering.ts";
+import { LeasedMeter } from "./leased-meter.ts";
+import { composeMeter, type Meter } from "./metering.ts";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
 import { RedisBus } from "./redis-bus.ts";
-import { createRedisClient, isCluster } from "./redis-client.ts";
+import { createRedisClient } from "./redis-client.ts";
 
 /** The shared state of a deployment: the change feed and the counters behind limits. */
 export interface Stores {
@@ -13,7 +13,10 @@ export interface Stores {
   bus: ChangeBus;
   rateLimiter: RateLimiter;
   recordQuota: RecordQuota;
-  /** a request's limits in one store call (one Redis round trip), over the same counters */
+  /**
+   * a request's limits in one store call, over the same counters: on Redis a {@link LeasedMeter}
+   * (at most one round trip, none for a hot key while its lease lasts)
+   */
   meter: Meter;
   /** a quick probe for `/readyz` */
   ping(): Promise<void>;
@@ -51,20 +54,25 @@ export function createStores(opts: {
   const bus = new RedisBus({ url: opts.redisUrl, prefix, onError: opts.onError });
   const rateLimiter = new RedisRateLimiter({ redis, prefix: `${prefix}rl:` });
   const recordQuota = new RedisRecordQuota({ redis, prefix: `${prefix}rq:` });
+  const meter = new LeasedMeter({
+    redis,
+    ratePrefix: `${prefix}rl:`,
+    quotaPrefix: `${prefix}rq:`,
+    onError: opts.onError,
+  });
   return {
     kind: "redis",
     bus,
     rateLimiter,
     recordQuota,
-    // One script over several limiter names would cross hash slots on a cluster (CROSSSLOT): there,
-    // each name's step is its own call, still atomic per key.
-    meter: isCluster(redis)
-      ? composeMeter(rateLimiter, recordQuota)
-      : new RedisMeter({ redis: redis as Redis, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` }),
+    // One script per key, so the same meter serves one Redis and a Redis Cluster (no CROSSSLOT).
+    meter,
     ping: async () => {
       await redis.ping();
     },
     close: async () => {
+      // Records admitted from leases are committed, unused tokens and slots given back.
+      await meter.close().catch((err: unknown) => opts.onError?.(err));
       await bus.close();
       redis.disconnect();
     },
