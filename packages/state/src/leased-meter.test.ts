@@ -2,7 +2,13 @@ import { FakeClock } from "@phaselock/core";
 import { describeIntegration, REDIS_TARGETS, uniquePrefix } from "@phaselock/testkit";
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
-import { LeasedMeter, type LeasedMeterOptions, leaseCap } from "./leased-meter.ts";
+import {
+  LeasedMeter,
+  type LeasedMeterOptions,
+  leaseCap,
+  MAX_LEASE,
+  MAX_SCRIPT_ARGS,
+} from "./leased-meter.ts";
 import { composeMeter, type Meter } from "./metering.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, windowOf } from "./record-quota.ts";
@@ -99,6 +105,54 @@ for (const target of REDIS_TARGETS)
       expect(await exact.consume(rate.key, rate.rule, clock.now())).toEqual(
         await reference.consume(rate.key, rate.rule, clock.now()),
       );
+    });
+
+    it("keeps every call small however large the limit, on an auto-pipelining client as createStores builds it", async () => {
+      // A limit of millions once let a lease grow to 250,000 slots; its commit's arguments made
+      // ioredis throw inside its auto-pipeline, and the gateway process crashed.
+      const piped = createRedisClient(target.url, { enableAutoPipelining: true });
+      await piped.ping().catch(() => {});
+      await new Promise<void>((ok) => (piped.status === "ready" ? ok() : piped.once("ready", () => ok())));
+      const prefix = uniquePrefix("lease");
+      const meter = new LeasedMeter({
+        redis: piped,
+        ratePrefix: `${prefix}rl:`,
+        quotaPrefix: `${prefix}rq:`,
+        flushMs: 0,
+      });
+      const clock = new FakeClock(T0);
+      const rate = { key: "rl:campaign:huge", rule: { limit: 100_000_000, windowMs: MINUTE } };
+      const quota = { key: "rq:campaign:huge", rule: { limit: 100_000_000, windowMs: HOUR } };
+      let most = 0;
+      const original = piped.sendCommand.bind(piped);
+      piped.sendCommand = ((command: { name: string; args: unknown[] }) => {
+        most = Math.max(most, command.args.length);
+        return original(command as never);
+      }) as typeof piped.sendCommand;
+      try {
+        let n = 0;
+        for (let burst = 0; burst < 300; burst++) {
+          // 64 requests in flight together, as a busy gateway has them.
+          await Promise.all(
+            Array.from({ length: 64 }, async () => {
+              const i = n++;
+              expect((await meter.check([rate], [quota], clock.now())).denied).toBeNull();
+              expect(await meter.admit([quota], `m${i}`, clock.now())).toBeNull();
+            }),
+          );
+          clock.advance(5);
+        }
+        await meter.flush({ all: true });
+        expect(leaseCap(quota.rule.limit)).toBe(MAX_LEASE);
+        expect(most).toBeLessThanOrEqual(MAX_SCRIPT_ARGS + 16);
+        const { records, placeholders } = await members(prefix, quota.key, quota.rule, clock.now());
+        expect(records.length).toBe(19_200);
+        expect(placeholders).toEqual([]);
+      } finally {
+        piped.sendCommand = original;
+        await meter.close();
+        await piped.quit();
+      }
     });
 
     it("meters a gateway's request (default limits, many links) in at most one script on one Redis", async () => {

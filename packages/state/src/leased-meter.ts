@@ -25,8 +25,23 @@ export const LEASE_CAP_DIVISOR = 20;
  */
 const MAX_REMEMBERED = 10_000;
 
-/** The largest lease for a limit: `max(1, floor(limit / 20))`. */
-export const leaseCap = (limit: number): number => Math.max(1, Math.floor(limit / LEASE_CAP_DIVISOR));
+/**
+ * The largest lease whatever the limit. A lease's records and placeholders travel as arguments of
+ * one script call: ioredis spreads them onto the stack, and past ~100,000 arguments the call
+ * throws synchronously, which inside its auto-pipeline left a callback without a reply and
+ * crashed the gateway (`pnpm bench` with a campaign limit of millions, 2026-12-01).
+ */
+export const MAX_LEASE = 500;
+
+/**
+ * Arguments of one script call at most: a tick's steps go out in as many scripts as keep each
+ * under it (one step has at most ~2·MAX_LEASE + 16).
+ */
+export const MAX_SCRIPT_ARGS = 16_384;
+
+/** The largest lease for a limit: `max(1, min(MAX_LEASE, floor(limit / 20)))`. */
+export const leaseCap = (limit: number): number =>
+  Math.max(1, Math.min(MAX_LEASE, Math.floor(limit / LEASE_CAP_DIVISOR)));
 
 // One GCRA key. KEYS[1] the state hash. ARGV: limit, windowMs, nowMs, want, the new lease's hold
 // field, lifeMs, then the previous lease's refund: unused units (k * windowMs), its debt after the
@@ -633,8 +648,10 @@ export class LeasedMeter implements Meter {
     size = Math.max(1, Math.min(size, leaseCap(rule.limit)));
     const want = op === "admit" ? size - 1 : size;
     // Taken out now, so that nothing else commits or uses them while this call is out.
-    const pending = old ? old.pending.splice(0) : [];
-    const release = old ? old.free.splice(0) : [];
+    // At most one lease's worth of each per call (its arguments stay small); the rest stays
+    // with the lease below, as anything got meanwhile does.
+    const pending = old ? old.pending.splice(0, MAX_LEASE) : [];
+    const release = old ? old.free.splice(0, MAX_LEASE) : [];
     const prefix = `~lease:${this.#id}:`;
     const seq = this.#seq;
     this.#seq += want;
@@ -691,22 +708,18 @@ export class LeasedMeter implements Meter {
     const freed = release ? lease.free.splice(0) : [];
     // A window that is over has no set any more: nothing to commit, nothing to give back.
     if ((pending.length === 0 && freed.length === 0) || nowMs >= lease.windowEndsAt) return;
-    const reply = await this.#send(
-      "q",
-      redisKey,
-      Math.max(1, lease.windowEndsAt - nowMs),
-      lease.rule.limit,
-      "sync",
-      "",
-      0,
-      "",
-      0,
-      pending.length,
-      ...pending.flat(),
-      freed.length,
-      ...freed,
-    );
-    integers(reply, 3);
+    // At most MAX_LEASE of each per call: concurrent leases on one key can leave more than one
+    // lease's worth here, and one call's arguments must stay small (MAX_LEASE).
+    for (let i = 0; i < Math.max(pending.length, freed.length); i += MAX_LEASE) {
+      const records = pending.slice(i, i + MAX_LEASE);
+      const slots = freed.slice(i, i + MAX_LEASE);
+      const args: Arg[] = [Math.max(1, lease.windowEndsAt - nowMs), lease.rule.limit, "sync", "", 0, "", 0];
+      args.push(records.length);
+      for (const [record, placeholder] of records) args.push(record, placeholder);
+      args.push(slots.length);
+      for (const slot of slots) args.push(slot);
+      integers(await this.#send("q", redisKey, ...args), 3);
+    }
   }
 
   /** One step's script; on one Redis, queued with the others of this tick into one script. */
@@ -723,8 +736,24 @@ export class LeasedMeter implements Meter {
   }
 
   #sendQueued(): void {
-    const steps = this.#queue;
+    const queued = this.#queue;
     this.#queue = [];
+    let batch: QueuedStep[] = [];
+    let args = 0;
+    for (const step of queued) {
+      const size = step.args.length + 3;
+      if (batch.length > 0 && args + size > MAX_SCRIPT_ARGS) {
+        this.#sendBatch(batch);
+        batch = [];
+        args = 0;
+      }
+      batch.push(step);
+      args += size;
+    }
+    if (batch.length > 0) this.#sendBatch(batch);
+  }
+
+  #sendBatch(steps: QueuedStep[]): void {
     if (steps.length === 1) {
       const [s] = steps as [QueuedStep];
       const one = s.kind === "r" ? this.#redis.phaselockLeaseRate : this.#redis.phaselockLeaseQuota;
@@ -732,7 +761,10 @@ export class LeasedMeter implements Meter {
       return;
     }
     const argv: Arg[] = [];
-    for (const s of steps) argv.push(s.kind, s.args.length, ...s.args);
+    for (const s of steps) {
+      argv.push(s.kind, s.args.length);
+      for (const a of s.args) argv.push(a);
+    }
     this.#redis.phaselockLeaseBatch(steps.length, ...steps.map((s) => s.key), ...argv).then(
       (reply) => {
         if (!Array.isArray(reply) || reply.length !== steps.length) {
