@@ -508,6 +508,7 @@ describeIntegration(
         // Limits large enough for leases of many tokens and slots on every step, link and campaign
         // alike (campaignFactor 1: the exact meter would need Redis for the campaign's steps).
         limitDefaults: { requestsPerMinute: 2000, recordsPerHour: 2000, campaignFactor: 1 },
+        leasedLimits: true,
         audit: "memory",
       });
     });

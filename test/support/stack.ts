@@ -93,6 +93,8 @@ export interface StackOptions {
    * production); default: in memory, one set per gateway.
    */
   redisLimits?: { url: string; prefix: string };
+  /** The gateways' limits through a LeasedMeter (createStores' `leasedLimits`); default the exact meter. */
+  leasedLimits?: boolean;
   /** The gateways' default limits; default: room for every request a test makes. */
   limitDefaults?: { requestsPerMinute: number; recordsPerHour: number; campaignFactor?: number };
   /** Reaches the database another way for the token service (e.g. through a proxy a test can cut). */
@@ -232,9 +234,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const statuses: BusStatus[] = [];
     const redis = opts.redisLimits ? createRedisClient(opts.redisLimits.url) : undefined;
     redis?.on("error", () => {});
-    // As createStores builds them for Redis: the separate stores and the leased meter over them.
+    // As createStores builds them for Redis: the separate stores, and with `leasedLimits` the
+    // leased meter over them.
     const meter =
-      redis && opts.redisLimits
+      redis && opts.redisLimits && opts.leasedLimits
         ? new LeasedMeter({
             redis,
             ratePrefix: opts.redisLimits.prefix,

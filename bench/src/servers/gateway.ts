@@ -29,6 +29,8 @@ export interface GatewayConfig {
   redisUrl?: string;
   /** e.g. `pl:bench:abc:` */
   redisPrefix?: string;
+  /** true: the limits through a LeasedMeter (createStores' `leasedLimits`), for row (k) */
+  leasedLimits?: boolean;
 }
 
 /** Discards every event: the audit-off side of the audit cost comparison. */
@@ -53,6 +55,7 @@ runChild<GatewayConfig>(async (bench) => {
   const stores = createStores({
     redisUrl: bench.redisUrl,
     prefix: bench.redisPrefix,
+    leasedLimits: bench.leasedLimits === true,
     onError: (err) => console.error(`bench gateway: redis: ${(err as Error).message}`),
   });
   const config = parseGatewayEnv({
