@@ -9,6 +9,7 @@ import {
   IncrementalTree,
   inclusionProof,
   leafHash,
+  leafHashHex,
   nodeHash,
   rootOf,
   toHex,
@@ -125,6 +126,13 @@ describe("RFC 6962 / 9162 hashing", () => {
         .update(Buffer.concat([Buffer.of(1), a, b]))
         .digest("hex"),
     );
+  });
+
+  it("hashes a string leaf in hex in one call exactly as leafHash does its UTF-8 bytes", () => {
+    for (const leaf of ["", "a", '{"seq":1,"type":"link.issued"}', "Zoë 👋 \u0000 \n", "x".repeat(5000)]) {
+      expect(leafHashHex(leaf)).toBe(toHex(leafHash(leaf)));
+    }
+    fc.assert(fc.property(fc.string({ unit: "grapheme" }), (s) => leafHashHex(s) === toHex(leafHash(s))));
   });
 
   it("gives the reference root of every prefix of the test leaves, incrementally and at once", () => {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 
 // RFC 9162 §2.1 Merkle tree hashing (identical to RFC 6962 §2.1 with SHA-256). Every hash is a
 // 32-byte Uint8Array; hex and base64 are for the edges (CLI, notes, JSON).
@@ -23,6 +23,12 @@ export const EMPTY_ROOT: Hash = sha256();
 export function leafHash(leaf: Uint8Array | string): Hash {
   return sha256(LEAF_PREFIX, typeof leaf === "string" ? Buffer.from(leaf, "utf8") : leaf);
 }
+
+/**
+ * {@link leafHash} of a string, in hex, in one call: "\u0000" encodes as the byte 0x00 in UTF-8,
+ * so the hashed bytes are the same. For the store, which hashes every event it appends.
+ */
+export const leafHashHex = (leaf: string): string => hash("sha256", `\u0000${leaf}`, "hex");
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Hash, right: Hash): Hash {
