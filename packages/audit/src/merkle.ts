@@ -25,12 +25,10 @@ export function leafHash(leaf: Uint8Array | string): Hash {
 }
 
 /**
- * `leafHash` of a string, as lowercase hex, in one call: "\0" is the byte 0x00 in UTF-8, so
- * this is SHA-256(0x00 || utf8(leaf)) without the intermediate buffers (the writer's hot path).
+ * {@link leafHash} of a string, in hex, in one call: "\u0000" encodes as the byte 0x00 in UTF-8,
+ * so the hashed bytes are the same. For the store, which hashes every event it appends.
  */
-export function leafHashHex(leaf: string): string {
-  return hash("sha256", `\u0000${leaf}`, "hex");
-}
+export const leafHashHex = (leaf: string): string => hash("sha256", `\u0000${leaf}`, "hex");
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Hash, right: Hash): Hash {

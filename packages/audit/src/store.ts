@@ -1,5 +1,5 @@
 import { PhaselockError, randomBase64url } from "@phaselock/core";
-import { type Db, schema } from "@phaselock/db";
+import { type Db, executePipelined, schema } from "@phaselock/db";
 import { and, asc, desc, eq, gt, gte, lt, lte, type SQL, sql } from "drizzle-orm";
 import {
   type ChainResult,
@@ -207,18 +207,35 @@ export async function appendInTransaction(
   tx: Db,
   events: readonly (PreparedEvent | AuditEventInput)[],
 ): Promise<AppendResult> {
-  const prepared = events.map((e) => ("canonicalParts" in e ? e : prepareEvent(e)));
   await tx.execute(sql.raw(`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`));
   const head = await readHead(tx);
   const firstSeq = (head?.seq ?? 0) + 1;
-  const chained = chainRows(prepared, firstSeq, head?.hash ?? GENESIS, INSERT_CHUNK_ROWS);
-  for (const cols of chained.chunks) await tx.execute(cols.insert());
-  return { head: chained.head, headSeq: firstSeq + prepared.length - 1, firstSeq, ids: chained.ids };
+  const ids = eventIds(events.length);
+  let prevHash = head?.hash ?? GENESIS;
+  // Each chunk is prepared, hashed and encoded while Postgres inserts the one before it: for a
+  // 10,000-link batch that JS work (~80 ms) otherwise waits for the server and the server for it.
+  function* chunks(): Generator<SQL> {
+    for (let start = 0; start < events.length; start += INSERT_CHUNK_ROWS) {
+      const slice = events.slice(start, start + INSERT_CHUNK_ROWS);
+      const prepared = slice.map((e) => ("canonicalParts" in e ? e : prepareEvent(e)));
+      const chunk = chainChunk(prepared, firstSeq + start, prevHash, ids.slice(start));
+      prevHash = chunk.head;
+      yield chunk.cols.insert();
+    }
+  }
+  await executePipelined(tx, chunks());
+  return { head: prevHash, headSeq: firstSeq + events.length - 1, firstSeq, ids };
+}
+
+/** Fresh event ids for `n` events appended together (one clock reading: ids sort by time). */
+function eventIds(n: number): string[] {
+  const now = Date.now();
+  return Array.from({ length: n }, () => eventId(now));
 }
 
 /**
  * Chains `events` after the row (`firstSeq - 1`, `prevHash`): a fresh id each, the chain hash and
- * the leaf hash, as column arrays of at most `chunkRows` rows. The one place rows get their hashes.
+ * the leaf hash, as column arrays of at most `chunkRows` rows.
  */
 function chainRows(
   events: readonly PreparedEvent[],
@@ -226,19 +243,42 @@ function chainRows(
   prevHash: string,
   chunkRows = Number.POSITIVE_INFINITY,
 ): { chunks: ColumnArrays[]; ids: string[]; head: string } {
-  const now = Date.now();
-  const ids = events.map(() => eventId(now));
+  const ids = eventIds(events.length);
   const chunks: ColumnArrays[] = [];
   let head = prevHash;
+  for (let start = 0; start < events.length; start += chunkRows) {
+    const chunk = chainChunk(
+      events.slice(start, start + chunkRows),
+      firstSeq + start,
+      head,
+      ids.slice(start),
+    );
+    chunks.push(chunk.cols);
+    head = chunk.head;
+  }
+  return { chunks, ids, head };
+}
+
+/**
+ * Chains `events` (seqs from `firstSeq`, ids from `ids`) after the row whose hash is `prevHash`:
+ * the one place rows get their chain and leaf hashes.
+ */
+function chainChunk(
+  events: readonly PreparedEvent[],
+  firstSeq: number,
+  prevHash: string,
+  ids: readonly string[],
+): { cols: ColumnArrays; head: string } {
+  const cols = new ColumnArrays();
+  let head = prevHash;
   for (let i = 0; i < events.length; i++) {
-    if (i % chunkRows === 0) chunks.push(new ColumnArrays());
     const seq = firstSeq + i;
     const canonical = canonicalPrepared(events[i]!, seq, ids[i]!);
     const hash = chainHash(head, canonical);
-    chunks.at(-1)!.push(events[i]!, seq, ids[i]!, head, hash, leafHashHex(canonical));
+    cols.push(events[i]!, seq, ids[i]!, head, hash, leafHashHex(canonical));
     head = hash;
   }
-  return { chunks, ids, head };
+  return { cols, head };
 }
 
 /** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */

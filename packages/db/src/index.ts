@@ -4,4 +4,4 @@ export * from "./migrate.ts";
 export * from "./repos/index.ts";
 export * as schema from "./schema/index.ts";
 export * from "./snapshot.ts";
-export { queryRows } from "./sql.ts";
+export { executePipelined, queryRows } from "./sql.ts";

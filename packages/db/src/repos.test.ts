@@ -1,7 +1,7 @@
 import { epochSeconds, PhaselockError, randomId, type Scope, sha256Hex } from "@phaselock/core";
 import { type Phase, RevocationIndex } from "@phaselock/policy";
 import { describeIntegration } from "@phaselock/testkit";
-import { count, eq } from "drizzle-orm";
+import { count, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   assertMigrated,
@@ -15,6 +15,7 @@ import {
   loadPublicKeys,
   migrate,
   type NewLink,
+  queryRows,
   type Repos,
   schema,
   sharedGatewaySecret,
@@ -325,6 +326,23 @@ for (const backend of dbBackends) {
         uses: 0,
         scopes: ["calls:read", "calls:write"],
       });
+    });
+
+    it("writes a batch's links in id order, whatever order they come in (appends to its indexes)", {
+      timeout: SLOW,
+    }, async () => {
+      const base = await fixture();
+      const rows = Array.from({ length: LINK_INSERT_CHUNK + 500 }, (_, i) =>
+        link(base, { volunteerRef: `v-${i}` }),
+      );
+      expect(await repos.links.insertMany(rows)).toBe(rows.length);
+      // Heap order: each row is written after the one before it in the statement that inserts it.
+      const stored = await queryRows<{ id: string }>(
+        db,
+        sql`select id from links where campaign_id = ${base.campaignId} order by ctid`,
+      );
+      const byId = rows.map((r) => r.id).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      expect(stored.map((r) => r.id)).toEqual(byId);
     });
 
     it("stores every column as given, whether rows share it or not, whatever the text", async () => {

@@ -2,7 +2,7 @@ import type { Scope } from "@phaselock/core";
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { auditEvents, links, phases, revocations, sessions } from "../schema/index.ts";
-import { queryRows } from "../sql.ts";
+import { executePipelined, queryRows } from "../sql.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
 import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
@@ -203,23 +203,57 @@ const ARRAY_ESCAPE = /["\\]/g;
 const arrayLiteral = (values: readonly (string | null)[]): string =>
   `{${values.map((v) => (v === null ? "NULL" : `"${v.replace(ARRAY_ESCAPE, "\\$&")}"`)).join(",")}}`;
 
-/** A column of `insertMany`, as text (null for SQL NULL) and the type to cast it to. */
-const LINK_COLUMNS: readonly { name: string; type: string; value: (r: NewLink) => string | null }[] = [
+/**
+ * A column of `insertMany`, as text (null for SQL NULL) and the type to cast it to. `key`, when
+ * given, is a cheaper value equal between two rows exactly when their texts are (whether a column
+ * is the same in every row is asked of all 10,000 rows of a batch: no date formatting for that).
+ */
+interface LinkColumn {
+  name: string;
+  type: string;
+  value: (r: NewLink) => string | null;
+  key?: (r: NewLink) => string | number;
+}
+const LINK_COLUMNS: readonly LinkColumn[] = [
   { name: "id", type: "text", value: (r) => r.id },
   { name: "campaign_id", type: "text", value: (r) => r.campaignId },
   { name: "contest_id", type: "text", value: (r) => r.contestId },
   { name: "phase", type: "text", value: (r) => r.phase },
   { name: "volunteer_ref", type: "text", value: (r) => r.volunteerRef },
   { name: "volunteer_name", type: "text", value: (r) => r.volunteerName ?? null },
-  { name: "scopes", type: "text[]", value: (r) => arrayLiteral(r.scopes) },
-  { name: "not_before", type: "timestamptz", value: (r) => r.notBefore.toISOString() },
-  { name: "expires_at", type: "timestamptz", value: (r) => r.expiresAt.toISOString() },
-  { name: "max_uses", type: "int", value: (r) => String(r.maxUses) },
+  // A scope never holds a space, so the joined list identifies the list.
+  { name: "scopes", type: "text[]", value: (r) => arrayLiteral(r.scopes), key: (r) => r.scopes.join(" ") },
+  {
+    name: "not_before",
+    type: "timestamptz",
+    value: (r) => r.notBefore.toISOString(),
+    key: (r) => r.notBefore.getTime(),
+  },
+  {
+    name: "expires_at",
+    type: "timestamptz",
+    value: (r) => r.expiresAt.toISOString(),
+    key: (r) => r.expiresAt.getTime(),
+  },
+  { name: "max_uses", type: "int", value: (r) => String(r.maxUses), key: (r) => r.maxUses },
   { name: "issued_by", type: "text", value: (r) => r.issuedBy },
-  { name: "issued_at", type: "timestamptz", value: (r) => r.issuedAt.toISOString() },
+  {
+    name: "issued_at",
+    type: "timestamptz",
+    value: (r) => r.issuedAt.toISOString(),
+    key: (r) => r.issuedAt.getTime(),
+  },
   { name: "kid", type: "text", value: (r) => r.kid },
   { name: "code_hash", type: "text", value: (r) => r.codeHash ?? null },
 ];
+
+/** True when `col` has the same value in every row. */
+function uniformIn(col: LinkColumn, rows: readonly NewLink[]): boolean {
+  const key = col.key ?? col.value;
+  const first = key(rows[0]!);
+  for (const r of rows) if (key(r) !== first) return false;
+  return true;
+}
 
 /**
  * One INSERT of `rows`: a column whose value is the same in every row (a batch shares its
@@ -233,8 +267,8 @@ function insertLinksSql(rows: readonly NewLink[]): SQL {
   const arrays: SQL[] = [];
   const names: SQL[] = [];
   const exprs = LINK_COLUMNS.map((col, c) => {
+    const uniform = col.name !== "id" && uniformIn(col, rows);
     const firstValue = col.value(first);
-    const uniform = col.name !== "id" && rows.every((r) => col.value(r) === firstValue);
     if (uniform)
       return firstValue === null ? sql`null::${sql.raw(col.type)}` : sql`${firstValue}::${sql.raw(col.type)}`;
     const alias = sql.raw(`c${c}`);
@@ -251,13 +285,29 @@ function insertLinksSql(rows: readonly NewLink[]): SQL {
     from unnest(${sql.join(arrays, sql`, `)}) as x(${sql.join(names, sql`, `)})`;
 }
 
+/**
+ * `rows` by id (code-unit order, which is the database's under the C collations). A batch's links
+ * share campaign and `issued_at`, so in id order they land at the right edge of
+ * `links_campaign_issued_idx` and `links_issued_idx` one after another (appends, no mid-page
+ * splits) and walk `links_pkey` in order; in the caller's order (random ids) every row is a
+ * random insert into all three. Measured on 10,000 rows: ~25 % less Postgres time.
+ */
+const inIdOrder = (rows: readonly NewLink[]): NewLink[] =>
+  [...rows].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+/** The INSERTs of `rows`, each built only when asked for (while the previous one runs). */
+function* linkChunks(rows: readonly NewLink[]): Generator<SQL> {
+  for (let i = 0; i < rows.length; i += LINK_INSERT_CHUNK) {
+    yield insertLinksSql(rows.slice(i, i + LINK_INSERT_CHUNK));
+  }
+}
+
 const toLink = (r: LinkRow): Link => ({ ...r, scopes: toScopes(r.scopes) });
 
 export const linksRepo = (db: Db): LinksRepo => {
   const insertChunks = async (tx: Tx | Db, rows: readonly NewLink[]): Promise<number> => {
-    for (let i = 0; i < rows.length; i += LINK_INSERT_CHUNK) {
-      await tx.execute(insertLinksSql(rows.slice(i, i + LINK_INSERT_CHUNK)));
-    }
+    const sorted = inIdOrder(rows);
+    await executePipelined(tx, linkChunks(sorted));
     return rows.length;
   };
 
