@@ -102,6 +102,11 @@ export function ratios(r: BenchReport): { name: string; value: number; what: str
     },
     { name: "h/b", value: ratio(r, "h", "b"), what: "fastify stack vs the bare proxy floor" },
     { name: "i/c", value: ratio(r, "i", "c"), what: "gateway with in-process stores vs Redis (production)" },
+    {
+      name: "k/g",
+      value: ratio(r, "k", "g"),
+      what: "audit off: leased meter (not the default) vs the exact Redis meter",
+    },
     { name: "p99 c/b", value: p99Ratio(r, "c", "b"), what: "p99 latency: gateway (Bearer) vs bare proxy" },
     {
       name: "CPU c/h",
@@ -122,6 +127,11 @@ export function ratios(r: BenchReport): { name: string; value: number; what: str
       name: "CPU f/g",
       value: cpuRatio(r, "f", "g"),
       what: "proxy-process CPU per request: gateway audit on vs off",
+    },
+    {
+      name: "CPU k/g",
+      value: cpuRatio(r, "k", "g"),
+      what: "proxy-process CPU per request: leased meter vs exact Redis meter (audit off)",
     },
   ];
 }
@@ -366,8 +376,8 @@ export function markdownReport(r: BenchReport): string {
       "**Proxy comparison, in production shape.** The token service, the phone bank, every proxy and the",
       "load generator (autocannon 9, keep-alive, no pipelining) each run in their own Node process, so none",
       `shares an event loop; on a ${r.machine.cores}-core machine they do share the cores, as in any single-host test.`,
-      "**The machine was shared with other engineers' test runs while this ran** (see the CPU steal and the",
-      "upstream's own CPU per request in the per-round table): compare systems within this run, as ratios.",
+      "Compare systems within this run, as ratios: a shared or drifting machine shows in the CPU steal and the",
+      "upstream's own CPU per request (the per-round table).",
       "The gateways run on a fresh Postgres database and on Redis under a prefix of this run's own (rate",
       "limits, record quota and the change feed in Redis, as with more than one gateway), with the durable",
       "audit writer; the token service (its own process, same database and Redis) seeds the contest,",
