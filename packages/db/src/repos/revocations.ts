@@ -213,5 +213,7 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
     };
   },
 
-  all: () => loadRevocations(db),
+  // One snapshot for every page (a revocation committed between two pages could sort before the cursor).
+  all: () =>
+    db.transaction((tx) => loadRevocations(tx), { isolationLevel: "repeatable read", accessMode: "read only" }),
 });
