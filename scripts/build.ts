@@ -19,14 +19,13 @@ const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 
 /**
  * Node flags every service runs with (infra/image/entrypoint.sh says the same; a test checks).
- * V8's defaults on a large machine let the heap grow far past what the gateway keeps alive: under
- * 32 connections its RSS went from ~110 MB to ~270 MB. A 16 MB semi-space caps the young
- * generation, and `--heap-growing-percent=100` lets the old generation grow to twice what the
- * last full GC kept (the default lets it grow up to 4x when the program allocates fast): RSS after
- * load ~196 MB against ~246 MB with the semi-space cap alone, CPU per request within the noise
- * side by side (152 / 157 µs); `=50` cost +19 % CPU (pnpm bench, 2026-12-01; docs/growth.md).
+ * V8's defaults on a large machine let the young generation grow to ~200 MB under load: the
+ * gateway's RSS after 32 connections went from ~110 MB to ~270 MB. A 16 MB semi-space caps it
+ * (~190 MB after the same load; 281 MB at 1,000,000 links and 100,000 revocations, docs/growth.md).
+ * `--heap-growing-percent=100` saved ~50 MB more but cost ~10 % CPU per request on the audit-on
+ * gateway side by side (221 against 201 µs), `=50` +19 %; not kept (pnpm bench, 2026-12-01).
  */
-export const NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--heap-growing-percent=100"];
+export const NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16"];
 
 export const SERVICES = {
   gateway: "services/gateway/src/main.ts",

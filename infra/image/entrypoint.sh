@@ -14,4 +14,4 @@ esac
 export SERVICE="$service"
 # The bundles `node scripts/build.ts` made when the image was built (infra/Dockerfile), with the
 # flags of NODE_FLAGS in scripts/build.ts (why: there).
-exec node --max-semi-space-size=16 --heap-growing-percent=100 "/app/$entry"
+exec node --max-semi-space-size=16 "/app/$entry"
