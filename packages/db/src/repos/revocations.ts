@@ -215,5 +215,8 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
 
   // One snapshot for every page (a revocation committed between two pages could sort before the cursor).
   all: () =>
-    db.transaction((tx) => loadRevocations(tx), { isolationLevel: "repeatable read", accessMode: "read only" }),
+    db.transaction((tx) => loadRevocations(tx), {
+      isolationLevel: "repeatable read",
+      accessMode: "read only",
+    }),
 });
