@@ -103,12 +103,12 @@ export const SYSTEM_LABELS: Record<SystemKey, string> = {
 
 export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchResult> {
   const notes: string[] = [];
-  // A profile names source files only when the gateways run from their sources (a bundle is one
-  // file); otherwise they run as deployed, bundled.
+  // A profile names source files only when the profiled gateway (c, d) runs from its sources (a
+  // bundle is one file); otherwise it runs as deployed, bundled, as every other gateway does.
   const asDeployed = !o.profilePath;
   if (!asDeployed)
     notes.push(
-      "With --profile the gateways ran from their TypeScript sources, not bundled, so the profile names modules.",
+      "With --profile the profiled gateway (c, d) ran from its TypeScript sources, not bundled, so the profile names modules; every other gateway ran bundled.",
     );
   const children: Child[] = [];
   const db = await createScratchDb("proxy", o.adminUrl);
@@ -205,23 +205,23 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
         { ...gatewayBase, ...gatewayDb, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit on)", script: script("gateway"), bundle: asDeployed },
+        { name: "gateway (audit on)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbOn, ...redis, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit off)", script: script("gateway"), bundle: asDeployed },
+        { name: "gateway (audit off)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbOff, ...redis, audit: false },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (in-process stores)", script: script("gateway"), bundle: asDeployed },
+        { name: "gateway (in-process stores)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbLocal, audit: true },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit on, head re-read)", script: script("gateway"), bundle: asDeployed },
+        { name: "gateway (audit on, head re-read)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbBefore, ...redis, audit: true, auditRememberHead: false },
       ),
       Child.start<GatewayConfig>(
-        { name: "gateway (audit off, leased meter)", script: script("gateway"), bundle: asDeployed },
+        { name: "gateway (audit off, leased meter)", script: script("gateway"), bundle: true },
         { ...gatewayBase, ...gatewayDbExact, ...redis, audit: false, leasedLimits: true },
       ),
       Child.start<ExpressProxyConfig>(
