@@ -1,6 +1,8 @@
 import { describeIntegration, REDIS_TARGETS, uniquePrefix } from "@phaselock/testkit";
 import { afterAll, expect, it, vi } from "vitest";
 import type { ChangeHint } from "./changes.ts";
+import { LeasedMeter } from "./leased-meter.ts";
+import { RedisMeter } from "./metering.ts";
 import { createStores, type Stores } from "./stores.ts";
 import { eventually, T0 } from "./test-fixtures.ts";
 
@@ -70,5 +72,21 @@ for (const target of REDIS_TARGETS)
       expect(await s.meter.admit(counts, "m1", T0)).toBeNull();
       expect(await s.recordQuota.count("qcampaign-1", quota, T0)).toBe(1);
       expect(await s.meter.admit(counts, "m2", T0)).toBe(0);
+    });
+  });
+
+for (const target of REDIS_TARGETS)
+  describeIntegration(`createStores: which meter the limits use (${target.name})`, target.needs, () => {
+    it("the exact meter by default (one script per call on one Redis), the leased one only when asked", async () => {
+      const prefix = uniquePrefix("meter-choice");
+      const exact = createStores({ redisUrl: target.url, prefix });
+      const leased = createStores({ redisUrl: target.url, prefix, leasedLimits: true });
+      try {
+        expect(exact.meter).not.toBeInstanceOf(LeasedMeter);
+        if (target.name === "redis") expect(exact.meter).toBeInstanceOf(RedisMeter);
+        expect(leased.meter).toBeInstanceOf(LeasedMeter);
+      } finally {
+        await Promise.all([exact.close(), leased.close()]);
+      }
     });
   });
