@@ -149,18 +149,18 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
     let gatewayDbOff: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     let gatewayDbLocal: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     let gatewayDbBefore: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
-    let gatewayDbExact: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
+    let gatewayDbLeased: Pick<GatewayConfig, "databaseUrl" | "dataDir">;
     if (db.kind === "postgres") {
       gatewayDb = { databaseUrl: db.url! };
       gatewayDbOn = gatewayDb;
       gatewayDbOff = gatewayDb;
       gatewayDbLocal = gatewayDb;
       gatewayDbBefore = gatewayDb;
-      gatewayDbExact = gatewayDb;
+      gatewayDbLeased = gatewayDb;
     } else {
       // PGlite is single-process: each gateway child opens its own copy of the seeded directory.
       await db.close();
-      for (const suffix of ["on", "off", "local", "before", "exact"]) {
+      for (const suffix of ["on", "off", "local", "before", "leased"]) {
         const dir = `${db.dataDir!}-${suffix}`;
         copies.push(dir);
         await cp(db.dataDir!, dir, { recursive: true });
@@ -170,7 +170,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       gatewayDbOff = { dataDir: copies[1]! };
       gatewayDbLocal = { dataDir: copies[2]! };
       gatewayDbBefore = { dataDir: copies[3]! };
-      gatewayDbExact = { dataDir: copies[4]! };
+      gatewayDbLeased = { dataDir: copies[4]! };
     }
 
     // express-jwt cannot verify EdDSA (jsonwebtoken 9 has no Ed25519): an ES256 twin of the link.
@@ -195,7 +195,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       phonebankSecret: secret,
       ipHashKey: randomBytes(32).toString("base64url"),
     };
-    const [bare, gw, gwOn, gwOff, gwLocal, gwBefore, gwExact, express, fastify, driver] = await Promise.all([
+    const [bare, gw, gwOn, gwOff, gwLocal, gwBefore, gwLeased, express, fastify, driver] = await Promise.all([
       Child.start<BareProxyConfig>(
         { name: "bare proxy", script: script("bare-proxy") },
         { upstreamPort: upstream.port },
@@ -222,7 +222,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       ),
       Child.start<GatewayConfig>(
         { name: "gateway (audit off, leased meter)", script: script("gateway"), bundle: true },
-        { ...gatewayBase, ...gatewayDbExact, ...redis, audit: false, leasedLimits: true },
+        { ...gatewayBase, ...gatewayDbLeased, ...redis, audit: false, leasedLimits: true },
       ),
       Child.start<ExpressProxyConfig>(
         { name: "express proxy", script: script("express-proxy") },
@@ -246,7 +246,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       ),
       Child.start<Record<string, never>>({ name: "load driver", script: script("load-driver") }, {}),
     ]);
-    children.push(bare, gw, gwOn, gwOff, gwLocal, gwBefore, gwExact, express, fastify, driver);
+    children.push(bare, gw, gwOn, gwOff, gwLocal, gwBefore, gwLeased, express, fastify, driver);
 
     // The volunteer presses "Start calling": one redemption gives the session cookie.
     const redeemed = await fetch(`http://127.0.0.1:${gw.port}/l/${link.token}`, {
@@ -304,7 +304,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       },
       { key: "i", server: gwLocal, url: at(gwLocal), headers: bearer, expectMinimised: true },
       { key: "j", server: gwBefore, url: at(gwBefore), headers: bearer, expectMinimised: true },
-      { key: "k", server: gwExact, url: at(gwExact), headers: bearer, expectMinimised: true },
+      { key: "k", server: gwLeased, url: at(gwLeased), headers: bearer, expectMinimised: true },
     ]
       .map((s) => ({ ...s, key: s.key as SystemKey, label: SYSTEM_LABELS[s.key as SystemKey] }))
       .filter((s) => !o.systems || o.systems.includes(s.key));

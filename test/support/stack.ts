@@ -29,6 +29,7 @@ import {
   type RedisClient,
   RedisRateLimiter,
   RedisRecordQuota,
+  redisLimitsMeter,
 } from "@phaselock/state";
 import {
   createTokenService,
@@ -234,25 +235,27 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const statuses: BusStatus[] = [];
     const redis = opts.redisLimits ? createRedisClient(opts.redisLimits.url) : undefined;
     redis?.on("error", () => {});
-    // As createStores builds them for Redis: the separate stores, and with `leasedLimits` the
-    // leased meter over them.
-    const meter =
-      redis && opts.redisLimits && opts.leasedLimits
-        ? new LeasedMeter({
+    // As createStores builds them for Redis: the separate stores and the meter it chooses.
+    const limits = opts.redisLimits;
+    const limiters =
+      redis && limits
+        ? {
+            rateLimiter: new RedisRateLimiter({ redis, prefix: limits.prefix }),
+            recordQuota: new RedisRecordQuota({ redis, prefix: limits.prefix }),
+          }
+        : { rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() };
+    const chosen =
+      redis && limits
+        ? redisLimitsMeter({
             redis,
-            ratePrefix: opts.redisLimits.prefix,
-            quotaPrefix: opts.redisLimits.prefix,
+            ratePrefix: limits.prefix,
+            quotaPrefix: limits.prefix,
+            ...limiters,
+            leased: opts.leasedLimits,
             onError: (err) => void errors.push(err),
           })
         : undefined;
-    const limiters =
-      redis && opts.redisLimits
-        ? {
-            rateLimiter: new RedisRateLimiter({ redis, prefix: opts.redisLimits.prefix }),
-            recordQuota: new RedisRecordQuota({ redis, prefix: opts.redisLimits.prefix }),
-            meter,
-          }
-        : { rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() };
+    const meter = chosen instanceof LeasedMeter ? chosen : undefined;
     const unlisten = bus.subscribe({ onMessage: () => {}, onStatus: (s) => void statuses.push(s) });
     const config = parseGatewayEnv({
       TOKEN_SERVICE_URL: ISSUER,
@@ -265,6 +268,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       stores: {
         bus,
         ...limiters,
+        ...(chosen ? { meter: chosen } : {}),
         ping: async () => {
           await redis?.ping();
         },

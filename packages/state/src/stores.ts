@@ -6,7 +6,7 @@ import { composeMeter, type Meter, RedisMeter } from "./metering.ts";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
 import { RedisBus } from "./redis-bus.ts";
-import { createRedisClient, isCluster } from "./redis-client.ts";
+import { createRedisClient, isCluster, type RedisClient } from "./redis-client.ts";
 
 /** The shared state of a deployment: the change feed and the counters behind limits. */
 export interface Stores {
@@ -63,21 +63,15 @@ export function createStores(opts: {
   const bus = new RedisBus({ url: opts.redisUrl, prefix, onError: opts.onError });
   const rateLimiter = new RedisRateLimiter({ redis, prefix: `${prefix}rl:` });
   const recordQuota = new RedisRecordQuota({ redis, prefix: `${prefix}rq:` });
-  const leased = opts.leasedLimits
-    ? new LeasedMeter({
-        redis,
-        ratePrefix: `${prefix}rl:`,
-        quotaPrefix: `${prefix}rq:`,
-        onError: opts.onError,
-      })
-    : undefined;
-  // One script over several limiter names would cross hash slots on a cluster (CROSSSLOT): there,
-  // each name's step is its own call, still atomic per key.
-  const meter: Meter =
-    leased ??
-    (isCluster(redis)
-      ? composeMeter(rateLimiter, recordQuota)
-      : new RedisMeter({ redis: redis as Redis, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` }));
+  const meter = redisLimitsMeter({
+    redis,
+    ratePrefix: `${prefix}rl:`,
+    quotaPrefix: `${prefix}rq:`,
+    rateLimiter,
+    recordQuota,
+    leased: opts.leasedLimits,
+    onError: opts.onError,
+  });
   return {
     kind: "redis",
     bus,
@@ -89,9 +83,37 @@ export function createStores(opts: {
     },
     close: async () => {
       // Records admitted from leases are committed, unused tokens and slots given back.
-      await leased?.close().catch((err: unknown) => opts.onError?.(err));
+      if (meter instanceof LeasedMeter) await meter.close().catch((err: unknown) => opts.onError?.(err));
       await bus.close();
       redis.disconnect();
     },
   };
+}
+
+/**
+ * The meter over Redis limit stores, as {@link createStores} chooses it: on one Redis a
+ * {@link RedisMeter} (one script per call), on a Cluster the separate calls of `rateLimiter` and
+ * `recordQuota` (one script over several limiter names would cross hash slots: CROSSSLOT), with
+ * `leased` a {@link LeasedMeter} on either (close it to commit and give back what it holds).
+ */
+export function redisLimitsMeter(o: {
+  redis: RedisClient;
+  ratePrefix: string;
+  quotaPrefix: string;
+  rateLimiter: RateLimiter;
+  recordQuota: RecordQuota;
+  leased?: boolean | undefined;
+  onError?: ((err: unknown) => void) | undefined;
+}): Meter {
+  if (o.leased) {
+    return new LeasedMeter({
+      redis: o.redis,
+      ratePrefix: o.ratePrefix,
+      quotaPrefix: o.quotaPrefix,
+      onError: o.onError,
+    });
+  }
+  return isCluster(o.redis)
+    ? composeMeter(o.rateLimiter, o.recordQuota)
+    : new RedisMeter({ redis: o.redis as Redis, ratePrefix: o.ratePrefix, quotaPrefix: o.quotaPrefix });
 }
