@@ -43,38 +43,20 @@ const BULK_CHUNK = 5000;
 type RevocationRow = typeof revocations.$inferSelect;
 
 /** A stored row is checked like any other revocation: a malformed one fails the load, closed. */
-const toRevocation = (r: RevocationRow, intern: (s: string | null) => string | null = same): Revocation =>
+const toRevocation = (r: RevocationRow): Revocation =>
   revocationRecordSchema.parse({
     id: r.id,
     scope: r.scope,
     linkId: r.linkId,
     volunteerRef: r.volunteerRef,
-    campaignId: intern(r.campaignId),
-    contestId: intern(r.contestId),
-    phase: intern(r.phase),
-    reason: intern(r.reason),
-    actor: intern(r.actor),
+    campaignId: r.campaignId,
+    contestId: r.contestId,
+    phase: r.phase,
+    reason: r.reason,
+    actor: r.actor,
     effectiveAt: r.effectiveAt,
     createdAt: r.createdAt,
   });
-
-const same = <T>(s: T): T => s;
-
-/**
- * One copy of each repeated value (a campaign's, contest's or phase's id, the reason and actor of a
- * bulk revocation): the driver makes a new string per cell, and 100,000 revocations mostly repeat
- * a few of them.
- */
-function interner(): (s: string | null) => string | null {
-  const seen = new Map<string, string>();
-  return (s) => {
-    if (s === null) return null;
-    const kept = seen.get(s);
-    if (kept !== undefined) return kept;
-    seen.set(s, s);
-    return s;
-  };
-}
 
 /** Rows per query of {@link loadRevocations}. */
 export const REVOCATION_PAGE_ROWS = 5_000;
@@ -91,7 +73,6 @@ export async function loadRevocations(
   pageRows: number = REVOCATION_PAGE_ROWS,
 ): Promise<Revocation[]> {
   const out: Revocation[] = [];
-  const intern = interner();
   // The cursor's time as Postgres's own text: a JS Date would drop the microseconds of a row
   // written with now(), and the next page would repeat rows.
   let after: { at: string; id: string } | undefined;
@@ -106,7 +87,7 @@ export async function loadRevocations(
       )
       .orderBy(asc(revocations.createdAt), asc(revocations.id))
       .limit(pageRows);
-    for (const { row } of page) out.push(toRevocation(row, intern));
+    for (const { row } of page) out.push(toRevocation(row));
     const last = page.at(-1);
     if (!last || page.length < pageRows) return out;
     after = { at: last.at, id: last.row.id };
@@ -205,7 +186,7 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
       .where(and(where))
       .orderBy(desc(revocations.createdAt), desc(revocations.id))
       .limit(limit + 1);
-    const items = rows.slice(0, limit).map((r) => toRevocation(r));
+    const items = rows.slice(0, limit).map(toRevocation);
     const last = items.at(-1);
     return {
       items,
