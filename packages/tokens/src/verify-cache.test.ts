@@ -27,6 +27,21 @@ describe("verifier with a cache", () => {
     expect(cache.size).toBe(1);
   });
 
+  it("a cached token's other spellings still miss and are refused (the cache is checked before the canonical form)", async () => {
+    const cache = new VerifyCache();
+    const { verifier, sign } = await setup({ cache });
+    const token = await sign();
+    expect((await verifier.verify(token)).ok).toBe(true);
+    const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = B64URL.indexOf(token.at(-1)!);
+    for (const spelling of [`${token} `, ` ${token}`, `${token}\n`, token.slice(0, -1) + B64URL[last ^ 1]]) {
+      expect(await verifier.verify(spelling)).toEqual({ ok: false, reason: "token_invalid" });
+    }
+    expect(cache.size).toBe(1);
+    expect(cache.misses).toBe(5);
+    expect(cache.hits).toBe(0);
+  });
+
   it("cached claims cannot be altered by a caller", async () => {
     const { verifier, sign } = await setup({ cache: new VerifyCache() });
     const r = await verifier.verify(await sign());
