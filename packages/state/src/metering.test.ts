@@ -205,4 +205,109 @@ describeIntegration("RedisMeter round trips", ["redis"], () => {
     }
     expect(sent).toEqual(["evalsha", "evalsha"]);
   });
+
+  /** Records the commands the client sends (name and argument count) until `stop()`. */
+  function spy() {
+    const sent: { name: string; args: number }[] = [];
+    const original = client.sendCommand.bind(client);
+    client.sendCommand = ((command: { name: string; args: unknown[] }) => {
+      sent.push({ name: command.name, args: command.args.length });
+      return original(command as never);
+    }) as typeof client.sendCommand;
+    return { sent, stop: () => (client.sendCommand = original) };
+  }
+
+  async function loadedMeter() {
+    const prefix = uniquePrefix("meter");
+    const meter = new RedisMeter({ redis: client, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` });
+    await meter.check([], [], new Date()); // loads the script
+    return meter;
+  }
+
+  it("sends calls made together as one script call, decided as the same calls one by one in order", async () => {
+    const meter = await loadedMeter();
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const s = spy();
+    let checks: Awaited<ReturnType<Meter["check"]>>[];
+    let admits: (number | null)[];
+    try {
+      [checks, admits] = await Promise.all([
+        Promise.all(Array.from({ length: 5 }, () => meter.check([campaign, link], [qLink], clock.now()))),
+        Promise.all(["m1", "m2", "m3", "m1"].map((id) => meter.admit([qLink], id, clock.now()))),
+      ]);
+    } finally {
+      s.stop();
+    }
+    expect(s.sent.map((c) => c.name)).toEqual(["evalsha"]);
+    // The link's limit of 3 refuses the 4th (after the campaign's step took the 4th of 4), the
+    // campaign's refuses the 5th.
+    expect(checks.map((c) => c.denied?.index ?? null)).toEqual([null, null, null, 1, 0]);
+    // Every check ran before every admit (call order): each read an empty quota.
+    expect(checks.slice(0, 3).map((c) => c.counts)).toEqual([[0], [0], [0]]);
+    expect(admits).toEqual([null, null, 0, null]);
+    expect((await meter.check([], [qLink], clock.now())).counts).toEqual([2]);
+  });
+
+  it("keeps one call in flight: calls made meanwhile leave together once it has answered", async () => {
+    const meter = await loadedMeter();
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const s = spy();
+    try {
+      const first = meter.check([link], [], clock.now());
+      await new Promise((r) => setImmediate(r)); // the first has left, its answer not yet read
+      expect(s.sent).toHaveLength(1);
+      const rest = Array.from({ length: 4 }, () => meter.check([link], [], clock.now()));
+      await new Promise((r) => setImmediate(r));
+      expect(s.sent).toHaveLength(1); // waiting for the first's answer
+      const all = await Promise.all([first, ...rest]);
+      expect(all.map((c) => c.denied?.index ?? null)).toEqual([null, null, null, 0, 0]);
+    } finally {
+      s.stop();
+    }
+    expect(s.sent.map((c) => c.name)).toEqual(["evalsha", "evalsha"]);
+  });
+
+  it("splits a long queue into script calls of at most 16,384 arguments, in order", async () => {
+    const meter = await loadedMeter();
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const big = { key: "rl:big", rule: { limit: 2500, windowMs: MINUTE } };
+    const s = spy();
+    let results: Awaited<ReturnType<Meter["check"]>>[];
+    try {
+      results = await Promise.all(
+        Array.from({ length: 3000 }, () => meter.check([big], [qLink], clock.now())),
+      );
+    } finally {
+      s.stop();
+    }
+    expect(s.sent.length).toBeGreaterThan(1);
+    // sha, key count, then the keys and arguments
+    for (const c of s.sent) expect(c.args - 2).toBeLessThanOrEqual(16_384);
+    const allowed = results.map((r) => r.denied === null);
+    expect(allowed.indexOf(false)).toBe(2500);
+    expect(allowed.slice(2500).every((a) => !a)).toBe(true);
+  });
+
+  it("fails every call of a batch Redis did not answer, and serves the next once it is back", async () => {
+    const own = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: false, lazyConnect: true }) as Redis;
+    try {
+      await own.connect();
+      const prefix = uniquePrefix("meter");
+      const meter = new RedisMeter({ redis: own, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` });
+      const clock = new FakeClock("2020-03-01T12:00:00Z");
+      const back = new Promise((r) => own.once("ready", r));
+      own.disconnect(true); // reconnects; meanwhile commands fail at once (no offline queue)
+      const calls = [
+        meter.check([link], [], clock.now()),
+        meter.admit([qLink], "m1", clock.now()),
+        meter.check([campaign], [qLink], clock.now()),
+      ];
+      for (const c of await Promise.allSettled(calls)) expect(c.status).toBe("rejected");
+      await back;
+      expect((await meter.check([link], [qLink], clock.now())).denied).toBeNull();
+      expect(await meter.admit([qLink], "m1", clock.now())).toBeNull();
+    } finally {
+      own.disconnect();
+    }
+  });
 });

@@ -68,36 +68,74 @@ export function composeMeter(rateLimiter: RateLimiter, recordQuota: RecordQuota)
   };
 }
 
-// KEYS: the rate keys, then the count keys. ARGV: number of rate keys, nowMs, then limit and
-// windowMs per rate key. Returns {denied step (1-based, 0 none), remaining, retryAfterMs, counts…}.
-const CHECK_LUA = `${GCRA_STEP_LUA}
-local nr = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-for i = 1, nr do
-  local r = gcra(KEYS[i], tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]), now)
-  if r[1] == 0 then return {i, r[2], r[3]} end
-end
-local out = {0, 0, 0}
-for i = nr + 1, #KEYS do
-  out[#out + 1] = redis.call('SCARD', KEYS[i])
+// One call for a batch of meter operations, run in order as separate scripts would be (and
+// atomically, which separate scripts are not). KEYS: every operation's keys, in order. ARGV[1]:
+// the number of operations; then per operation its kind and key count, and
+//   check ('c'): number of rate keys, nowMs, then limit and windowMs per rate key (its keys: the
+//     rate keys, then the count keys). Reply {denied step (1-based, 0 none), remaining,
+//     retryAfterMs, counts… (only when none denied)}.
+//   admit ('a'): recordId, then limit and ttlMs per key (its keys: the windows' sets). Reply
+//     {refused step (1-based, 0 none)}.
+// Returns one reply per operation.
+const BATCH_LUA = `${GCRA_STEP_LUA}
+${QUOTA_STEP_LUA}
+local a, k = 2, 0
+local out = {}
+for o = 1, tonumber(ARGV[1]) do
+  local kind, nk = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local r
+  if kind == 'c' then
+    local nr, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    a = a + 2
+    for i = 1, nr do
+      if not r then
+        local g = gcra(KEYS[k + i], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), now)
+        if g[1] == 0 then r = {i, g[2], g[3]} end
+      end
+      a = a + 2
+    end
+    if not r then
+      r = {0, 0, 0}
+      for i = nr + 1, nk do r[#r + 1] = redis.call('SCARD', KEYS[k + i]) end
+    end
+  elseif kind == 'a' then
+    local id = ARGV[a]
+    a = a + 1
+    r = {0}
+    for i = 1, nk do
+      if r[1] == 0 then
+        local q = quota(KEYS[k + i], id, tonumber(ARGV[a]), ARGV[a + 1])
+        if q[1] == 0 then r = {i} end
+      end
+      a = a + 2
+    end
+  else
+    return redis.error_reply('unknown meter operation')
+  end
+  out[o] = r
+  k = k + nk
 end
 return out
 `;
 
-// KEYS: the windows' sets. ARGV: recordId, then limit and ttlMs per key.
-// Returns {refused step (1-based, 0 none)}.
-const ADMIT_LUA = `${QUOTA_STEP_LUA}
-for i = 1, #KEYS do
-  local q = quota(KEYS[i], ARGV[1], tonumber(ARGV[2 * i]), ARGV[2 * i + 1])
-  if q[1] == 0 then return {i} end
-end
-return {0}
-`;
+/** The script's command name: the stores' client leaves it out of its auto-pipelining. */
+export const METER_BATCH_COMMAND = "phaselockMeterBatch";
 
 type WithMeter = Redis & {
-  phaselockMeterCheck(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
-  phaselockMeterAdmit(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  [METER_BATCH_COMMAND](numKeys: number, ...args: (string | number)[]): Promise<unknown>;
 };
+
+/** Most keys plus arguments in one script call (ioredis fails inside its pipeline far above). */
+const MAX_BATCH_ARGS = 16_384;
+
+interface Operation {
+  keys: string[];
+  /** kind, key count, then the operation's own arguments */
+  args: (string | number)[];
+  resolve(reply: unknown): void;
+  reject(err: unknown): void;
+}
 
 export interface RedisMeterOptions {
   redis: Redis;
@@ -108,19 +146,25 @@ export interface RedisMeterOptions {
 }
 
 /**
- * {@link Meter} over one Redis server: each call is one atomic script (EVALSHA) over the same
- * keys as {@link RedisRateLimiter} and {@link RedisRecordQuota}. Its keys span hash slots (one tag
- * per limiter name), so it is for a single Redis (or a primary with replicas). `createStores`
- * uses the {@link LeasedMeter} instead (one script per key, most skipped for a hot key).
+ * {@link Meter} over one Redis server, over the same keys as {@link RedisRateLimiter} and
+ * {@link RedisRecordQuota}. Calls are batched: at most one script call is in flight, and every
+ * call made meanwhile (or in the same event-loop turn) leaves together in the next one, run in
+ * order inside one atomic script (EVALSHA). A lone call costs one round trip as before; a busy
+ * gateway sends one command, one write and one reply for many requests' steps, where ioredis's
+ * per-command work and a loopback write each were a large share of a request's CPU. Decisions
+ * are those of the same calls made one by one in that order. Its keys span hash slots (one tag
+ * per limiter name), so it is for a single Redis (or a primary with replicas).
  */
 export class RedisMeter implements Meter {
   readonly #redis: WithMeter;
   readonly #rate: string;
   readonly #quota: string;
+  #queue: Operation[] = [];
+  #inFlight = false;
+  #scheduled = false;
 
   constructor(opts: RedisMeterOptions) {
-    opts.redis.defineCommand("phaselockMeterCheck", { lua: CHECK_LUA });
-    opts.redis.defineCommand("phaselockMeterAdmit", { lua: ADMIT_LUA });
+    opts.redis.defineCommand(METER_BATCH_COMMAND, { lua: BATCH_LUA });
     this.#redis = opts.redis as WithMeter;
     this.#rate = opts.ratePrefix;
     this.#quota = opts.quotaPrefix;
@@ -128,14 +172,14 @@ export class RedisMeter implements Meter {
 
   async check(rates: RateStep[], counts: QuotaStep[], now: Date): Promise<MeterDecision> {
     const keys: string[] = [];
-    const args: (string | number)[] = [rates.length, now.getTime()];
+    const args: (string | number)[] = ["c", rates.length + counts.length, rates.length, now.getTime()];
     for (const r of rates) {
       checkRule(r.rule);
       keys.push(taggedKey(this.#rate, r.key));
       args.push(r.rule.limit, r.rule.windowMs);
     }
     for (const q of counts) keys.push(taggedKey(this.#quota, q.key, `:${windowOf(q.rule, now).index}`));
-    const reply = await this.#redis.phaselockMeterCheck(keys.length, ...keys, ...args);
+    const reply = await this.#enqueue(keys, args);
     const [step, remaining, retryAfterMs] = integers(reply, 3 + (hasDenial(reply) ? 0 : counts.length));
     if (step! > 0) {
       if (step! > rates.length) throw new Error("unexpected reply from Redis script");
@@ -152,15 +196,69 @@ export class RedisMeter implements Meter {
 
   async admit(quotas: QuotaStep[], recordId: string, now: Date): Promise<number | null> {
     const keys: string[] = [];
-    const args: (string | number)[] = [recordId];
+    const args: (string | number)[] = ["a", quotas.length, recordId];
     for (const q of quotas) {
       const { index, endsInMs } = windowOf(q.rule, now);
       keys.push(taggedKey(this.#quota, q.key, `:${index}`));
       args.push(q.rule.limit, endsInMs);
     }
-    const [step] = integers(await this.#redis.phaselockMeterAdmit(keys.length, ...keys, ...args), 1);
+    const [step] = integers(await this.#enqueue(keys, args), 1);
     if (step! < 0 || step! > quotas.length) throw new Error("unexpected reply from Redis script");
     return step! === 0 ? null : step! - 1;
+  }
+
+  #enqueue(keys: string[], args: (string | number)[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ keys, args, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** The next batch leaves once the one in flight has answered, after this event-loop turn. */
+  #schedule(): void {
+    if (this.#inFlight || this.#scheduled || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#inFlight || this.#queue.length === 0) return;
+    let count = 0;
+    let size = 1;
+    for (const op of this.#queue) {
+      const n = op.keys.length + op.args.length;
+      if (count > 0 && size + n > MAX_BATCH_ARGS) break;
+      count++;
+      size += n;
+    }
+    const batch = this.#queue.splice(0, count);
+    const keys: string[] = [];
+    const args: (string | number)[] = [batch.length];
+    for (const op of batch) {
+      for (const key of op.keys) keys.push(key);
+      for (const arg of op.args) args.push(arg);
+    }
+    this.#inFlight = true;
+    this.#redis[METER_BATCH_COMMAND](keys.length, ...keys, ...args).then(
+      (reply) => {
+        this.#inFlight = false;
+        if (!Array.isArray(reply) || reply.length !== batch.length) {
+          const err = new Error("unexpected reply from Redis script");
+          for (const op of batch) op.reject(err);
+        } else {
+          for (let i = 0; i < batch.length; i++) batch[i]!.resolve(reply[i]);
+        }
+        this.#schedule();
+      },
+      (err: unknown) => {
+        this.#inFlight = false;
+        for (const op of batch) op.reject(err);
+        this.#schedule();
+      },
+    );
   }
 }
 

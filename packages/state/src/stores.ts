@@ -2,7 +2,7 @@ import type { Redis } from "ioredis";
 import type { ChangeBus } from "./bus.ts";
 import { MemoryBus } from "./bus.ts";
 import { LeasedMeter } from "./leased-meter.ts";
-import { composeMeter, type Meter, RedisMeter } from "./metering.ts";
+import { composeMeter, METER_BATCH_COMMAND, type Meter, RedisMeter } from "./metering.ts";
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
 import { RedisBus } from "./redis-bus.ts";
@@ -58,7 +58,12 @@ export function createStores(opts: {
   }
   // Concurrent requests' limit scripts leave in one write per event-loop turn: on loopback TCP
   // each write is a costly syscall, and a busy gateway has many requests in flight.
-  const redis = createRedisClient(opts.redisUrl, { enableAutoPipelining: true });
+  // The exact meter batches its own calls (one in flight): auto-pipelining it too would only hold
+  // each batch for one more turn.
+  const redis = createRedisClient(opts.redisUrl, {
+    enableAutoPipelining: true,
+    autoPipeliningIgnoredCommands: [METER_BATCH_COMMAND],
+  });
   redis.on("error", (err: unknown) => opts.onError?.(err));
   const bus = new RedisBus({ url: opts.redisUrl, prefix, onError: opts.onError });
   const rateLimiter = new RedisRateLimiter({ redis, prefix: `${prefix}rl:` });
