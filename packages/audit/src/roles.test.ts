@@ -8,12 +8,13 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import type { Db } from "@phaselock/db";
+import { createDb, type Db } from "@phaselock/db";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { appendInTransaction, readLeafHashes, verifyStored } from "./store.ts";
+import { prepareEvent } from "./chain.ts";
+import { appendInTransaction, appendPrepared, readLeafHashes, verifyStored } from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 
 const README = fileURLToPath(new URL("../../../README.md", import.meta.url));
@@ -70,6 +71,27 @@ describeIntegration("the services' database role from the README", ["postgres"],
     });
     expect(result.headSeq).toBe(2);
     expect(await readLeafHashes(db, 0, 2)).toHaveLength(2);
+  });
+
+  it("appends through audit_append() in one round trip, as the batch writer does, connected as the role", async () => {
+    const u = new URL(testDb.url);
+    u.username = role;
+    u.password = "test-only";
+    const own = createDb({ databaseUrl: u.toString(), poolSize: 1 });
+    try {
+      const before = await appendPrepared(own.db, []);
+      const head = { seq: before.headSeq, hash: before.head };
+      const r = await appendPrepared(own.db, [sampleInput(10), sampleInput(11)].map(prepareEvent), head);
+      expect(r.firstSeq).toBe(head.seq + 1);
+      expect(r.headSeq).toBe(head.seq + 2);
+      // The guard: a head that is no longer the newest writes nothing through the function, and
+      // the append still lands, chained on the real head.
+      const again = await appendPrepared(own.db, [sampleInput(12)].map(prepareEvent), head);
+      expect(again.firstSeq).toBe(r.headSeq + 1);
+      expect(await verifyStored(db)).toMatchObject({ ok: true, events: again.headSeq });
+    } finally {
+      await own.close();
+    }
   });
 
   it("keeps partitions ahead and verifies the log (SECURITY DEFINER, SELECT on audit_archives)", async () => {

@@ -113,12 +113,14 @@ const wellFormedHead = (h: ChainHead): boolean =>
   Number.isSafeInteger(h.seq) && h.seq >= 0 && HEX_HASH.test(h.hash);
 
 /**
- * One round trip: a simple-protocol query of four statements, which Postgres runs in order as one
+ * One round trip: a simple-protocol query of two statements, which Postgres runs in order as one
  * implicit transaction (committed at the end, rolled back whole on any error): READ COMMITTED
- * (whatever the server's default, so each statement reads the latest commits); the chain lock;
- * the `unnest` insert of rows chained onto `expected`, guarded by "the head is still `expected`"
- * (the guard's snapshot is taken after the lock is granted, so it sees the previous holder's
- * commit); the head as it now stands. The guard is uncorrelated: all rows are inserted or none.
+ * (whatever the server's default, so each statement reads the latest commits), then
+ * `audit_append()` (migration 0013): the chain lock; the head under the lock (its snapshot taken
+ * after the lock is granted, so it sees the previous holder's commit); the `unnest` insert of rows
+ * chained onto `expected` only if that head is still `expected` (all rows or none); the head as it
+ * now stands. The function's statements keep their plans for the session: as separate statements
+ * they were planned afresh for every batch, most of Postgres's fixed cost per batch.
  * Returns the append, or the head seen under the lock when it was not `expected` (nothing written).
  */
 async function appendOnExpectedHead(
@@ -135,23 +137,19 @@ async function appendOnExpectedHead(
     ids,
     head: prevHash,
   } = chainRows(events, firstSeq, expected.hash);
-  const guard =
-    expected.seq === 0
-      ? "not exists (select 1 from audit_events)"
-      : "exists (select 1 from (select seq, hash from audit_events order by seq desc limit 1) h " +
-        `where h.seq = ${expected.seq} and h.hash = '${expected.hash}')`;
   const results = (await raw.unsafe(
-    "set transaction isolation level read committed; " +
-      `select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}); ` +
-      `${cols.insertText(guard)}; ` +
-      "select seq::text as head_seq, hash from audit_events order by seq desc limit 1",
+    `set transaction isolation level read committed; ${cols.appendCall(AUDIT_LOCK_KEY, expected)}`,
   )) as unknown[];
   // postgres.js folds the results of statements without rows into their neighbours': only the
   // last one, the head, is read. It is this append's last row exactly when the rows went in (the
-  // hash covers this call's fresh random ids); the guard lets in all rows or none.
+  // hash covers this call's fresh random ids); the function lets in all rows or none.
   const headRows = results.at(-1);
   if (!Array.isArray(headRows)) throw new Error("audit: unexpected reply appending to the chain");
-  const head = headRows[0] as { head_seq: string; hash: string } | undefined;
+  const row = headRows[0] as { head_seq: string | null; head_hash: string | null } | undefined;
+  const head =
+    row?.head_seq != null && row.head_hash != null
+      ? { head_seq: row.head_seq, hash: row.head_hash }
+      : undefined;
   const lastSeq = firstSeq + events.length - 1;
   if (head && Number(head.head_seq) === lastSeq && head.hash === prevHash) {
     return { head: prevHash, headSeq: lastSeq, firstSeq, ids };
@@ -288,6 +286,13 @@ const arrayLiteral = (values: readonly (string | null)[]): string =>
 
 const LITERAL_ESCAPE = /['\\]/g;
 
+/**
+ * A Postgres array as an escape-string literal (`E'…'`: only `\\` and `'` need escaping, whatever
+ * `standard_conforming_strings` says), for the simple protocol.
+ */
+const textArray = (values: readonly (string | null)[], type: string) =>
+  `E'${arrayLiteral(values).replace(LITERAL_ESCAPE, (c) => (c === "'" ? "''" : "\\\\"))}'::${type}[]`;
+
 /** One INSERT's rows, column by column, for `insert … select * from unnest(…)`. */
 class ColumnArrays {
   readonly #seq: string[] = [];
@@ -324,16 +329,24 @@ class ColumnArrays {
    * The same INSERT as text, every array an escape-string literal (`E'…'`: only `\\` and `'`
    * need escaping, whatever `standard_conforming_strings` says), for the simple protocol.
    */
-  insertText(guard?: string): string {
-    const a = (values: readonly (string | null)[], type: string) =>
-      `E'${arrayLiteral(values).replace(LITERAL_ESCAPE, (c) => (c === "'" ? "''" : "\\\\"))}'::${type}[]`;
+  /** The `audit_append()` call of these rows onto `expected`, every array an escape-string literal. */
+  appendCall(lockKey: number, expected: ChainHead): string {
+    return `select head_seq, head_hash from public.audit_append(${lockKey}, ${expected.seq}, '${expected.hash}',
+      ${textArray(this.#seq, "bigint")}, ${textArray(this.#id, "text")}, ${textArray(this.#at, "timestamptz")},
+      ${textArray(this.#type, "text")}, ${textArray(this.#actor, "text")}, ${textArray(this.#campaignId, "text")},
+      ${textArray(this.#linkId, "text")}, ${textArray(this.#decision, "text")}, ${textArray(this.#reason, "text")},
+      ${textArray(this.#data, "jsonb")}, ${textArray(this.#prevHash, "text")}, ${textArray(this.#hash, "text")},
+      ${textArray(this.#leafHash, "text")})`;
+  }
+
+  insertText(): string {
     return `insert into audit_events
       (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash)
-      select * from unnest(${a(this.#seq, "bigint")}, ${a(this.#id, "text")}, ${a(this.#at, "timestamptz")},
-        ${a(this.#type, "text")}, ${a(this.#actor, "text")}, ${a(this.#campaignId, "text")},
-        ${a(this.#linkId, "text")}, ${a(this.#decision, "text")}, ${a(this.#reason, "text")},
-        ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")},
-        ${a(this.#leafHash, "text")})${guard === undefined ? "" : ` where ${guard}`}`;
+      select * from unnest(${textArray(this.#seq, "bigint")}, ${textArray(this.#id, "text")}, ${textArray(this.#at, "timestamptz")},
+        ${textArray(this.#type, "text")}, ${textArray(this.#actor, "text")}, ${textArray(this.#campaignId, "text")},
+        ${textArray(this.#linkId, "text")}, ${textArray(this.#decision, "text")}, ${textArray(this.#reason, "text")},
+        ${textArray(this.#data, "jsonb")}, ${textArray(this.#prevHash, "text")}, ${textArray(this.#hash, "text")},
+        ${textArray(this.#leafHash, "text")})`;
   }
 
   insert(): SQL {
