@@ -178,7 +178,13 @@ export async function benchChecks(opts: {
     await gw.start();
     try {
       const { deps } = gw;
-      const gatekeeper = linkChecks(deps);
+      // `/pb/*` takes a session, not the link: one redemption, as the volunteer's first tap.
+      const opened = await gw.app.request(`/l/${link.token}`, {
+        method: "POST",
+        headers: { accept: "application/json" },
+      });
+      if (opened.status !== 201) throw new Error(`checks bench: redemption answered ${opened.status}`);
+      const { session } = (await opened.json()) as { session: string };
       const phonebank = createPhonebank({ secret: "s".repeat(32) });
       const answer = await phonebank.request("/calls/next", {
         headers: { "x-phaselock-gateway-secret": "s".repeat(32), "x-phaselock-campaign": "bench-campaign" },
@@ -191,7 +197,11 @@ export async function benchChecks(opts: {
       const run = async (n: number, keep: boolean) => {
         for (let i = 0; i < n; i++) {
           let t = performance.now();
-          const outcome = await gatekeeper.check(link.token, "calls:read");
+          const outcome = await checkRequest(deps, {
+            credential: session,
+            via: "session",
+            scope: "calls:read",
+          });
           if (!outcome.ok) throw new Error(`checks bench: refused (${outcome.refusal.code})`);
           const now = systemClock.now();
           let t2 = performance.now();

@@ -251,7 +251,7 @@ function microRows(r: BenchReport): string[][] {
   if (ran(r.checks)) {
     const k = r.checks;
     rows.push([
-      "gateway checks per request, no HTTP (verify hit + decide / rate limit / minimise / record quota / audit event)",
+      "gateway checks per request, no HTTP (session + decide / rate limit / minimise / record quota / audit event)",
       `${fmt(k.total, 1)} µs (${[k.check, k.rateLimit, k.minimise, k.recordQuota, k.audit].map((x) => fmt(x, 1)).join(" / ")})`,
     ]);
   } else rows.push(["gateway checks", whyNot(r.checks)]);
@@ -427,8 +427,9 @@ export function markdownReport(r: BenchReport): string {
       "**Micro-benchmarks** run in the runner's process after the servers have stopped:",
       "",
       "- gateway checks: what one `GET /pb/calls/next` costs the gateway beyond moving bytes, step by step,",
-      "  over the real wiring without sockets, Hono or Web objects: the gatekeeper (cached verify, revocation,",
-      "  phase, scope, entitlement), the two rate limits, minimising a real phone bank answer (parse, allow-list,",
+      "  over the real wiring without sockets, Hono or Web objects: the gatekeeper (the session from its cache, as",
+      "  `/pb/*` takes it, then link, key, revocation, phase, scope, entitlement), the two rate limits (in-process",
+      "  stores here: Redis is in the proxy rows), minimising a real phone bank answer (parse, allow-list,",
       "  stringify), the record quota, and preparing the audit event (IP hash, canonical form). Compare it",
       "  with the proxy CPU per request above: the rest is HTTP, framework and syscalls.",
       "- token verify: `createVerifier` with a `VerifyCache`, EdDSA tokens, sequential `await`s after a warm-up;",
