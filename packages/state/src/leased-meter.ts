@@ -10,7 +10,7 @@ import type { Meter, MeterDecision, QuotaStep, RateStep } from "./metering.ts";
 import { checkRule, type RateDecision, type RateRule } from "./rate-limit.ts";
 import { type QuotaRule, windowOf } from "./record-quota.ts";
 import { isCluster, type RedisClient, taggedKey } from "./redis-client.ts";
-import { integers } from "./script-reply.ts";
+import { integers, MAX_SCRIPT_ARGS } from "./script-reply.ts";
 
 /** How long a lease may be used, measured on the clock passed in. */
 export const LEASE_LIFE_MS = 250;
@@ -33,11 +33,9 @@ const MAX_REMEMBERED = 10_000;
  */
 export const MAX_LEASE = 500;
 
-/**
- * Arguments of one script call at most: a tick's steps go out in as many scripts as keep each
- * under it (one step has at most ~2·MAX_LEASE + 16).
- */
-export const MAX_SCRIPT_ARGS = 16_384;
+// A tick's steps go out in as many scripts as keep each under MAX_SCRIPT_ARGS (one step has at
+// most ~2·MAX_LEASE + 16 arguments).
+export { MAX_SCRIPT_ARGS };
 
 /** The largest lease for a limit: `max(1, min(MAX_LEASE, floor(limit / 20)))`. */
 export const leaseCap = (limit: number): number =>

@@ -8,7 +8,7 @@ import {
 } from "./rate-limit.ts";
 import { QUOTA_STEP_LUA, type QuotaRule, type RecordQuota, windowOf } from "./record-quota.ts";
 import { taggedKey } from "./redis-client.ts";
-import { integers } from "./script-reply.ts";
+import { integers, MAX_SCRIPT_ARGS } from "./script-reply.ts";
 
 export interface RateStep {
   key: string;
@@ -126,9 +126,6 @@ type WithMeter = Redis & {
   [METER_BATCH_COMMAND](numKeys: number, ...args: (string | number)[]): Promise<unknown>;
 };
 
-/** Most keys plus arguments in one script call (ioredis fails inside its pipeline far above). */
-const MAX_BATCH_ARGS = 16_384;
-
 interface Operation {
   keys: string[];
   /** kind, key count, then the operation's own arguments */
@@ -230,7 +227,7 @@ export class RedisMeter implements Meter {
     let size = 1;
     for (const op of this.#queue) {
       const n = op.keys.length + op.args.length;
-      if (count > 0 && size + n > MAX_BATCH_ARGS) break;
+      if (count > 0 && size + n > MAX_SCRIPT_ARGS) break;
       count++;
       size += n;
     }
