@@ -118,6 +118,20 @@ describeIntegration("the services' database role from the README", ["postgres"],
     expect(message).toMatch(/permission denied/);
   });
 
+  it("cannot replace audit_append() with one that reports rows it did not write", async () => {
+    const message = await failureAs(
+      db,
+      role,
+      sql.raw(`create or replace function public.audit_append(
+        lock_key bigint, expected_seq bigint, expected_hash text, p_seq bigint[], p_id text[],
+        p_at timestamptz[], p_type text[], p_actor text[], p_campaign_id text[], p_link_id text[],
+        p_decision text[], p_reason text[], p_data jsonb[], p_prev_hash text[], p_hash text[],
+        p_leaf_hash text[]) returns table (head_seq text, head_hash text) language sql
+        as $$ select p_seq[array_length(p_seq, 1)]::text, p_hash[array_length(p_hash, 1)] $$`),
+    );
+    expect(message).toMatch(/must be owner|permission denied/);
+  });
+
   it("cannot update, delete, truncate, or write audit_archives", async () => {
     for (const statement of [
       sql`update audit_events set reason = 'x' where seq = 1`,
