@@ -288,6 +288,30 @@ describeIntegration("RedisMeter round trips", ["redis"], () => {
     expect(allowed.slice(2500).every((a) => !a)).toBe(true);
   });
 
+  it("fails only the call whose step Redis refused; the others in its script are decided", async () => {
+    const prefix = uniquePrefix("meter");
+    const meter = new RedisMeter({ redis: client, ratePrefix: `${prefix}rl:`, quotaPrefix: `${prefix}rq:` });
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    // A rate key of the wrong type (a Redis writer's doing): its script step fails (WRONGTYPE).
+    await client.set(`${prefix}rl:{rl:link:bad}`, "x");
+    const bad = { key: "rl:link:bad", rule: link.rule };
+    const s = spy();
+    let results: PromiseSettledResult<unknown>[];
+    try {
+      results = await Promise.allSettled([
+        meter.check([link], [qLink], clock.now()),
+        meter.check([bad], [], clock.now()),
+        meter.admit([qLink], "m1", clock.now()),
+      ]);
+    } finally {
+      s.stop();
+    }
+    expect(s.sent.filter((c) => c.name === "evalsha" || c.name === "eval")).toHaveLength(1);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect((results[0] as PromiseFulfilledResult<{ denied: unknown }>).value.denied).toBeNull();
+    expect((results[2] as PromiseFulfilledResult<unknown>).value).toBeNull();
+  });
+
   it("fails every call of a batch Redis did not answer, and serves the next once it is back", async () => {
     const own = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: false, lazyConnect: true }) as Redis;
     try {

@@ -76,44 +76,44 @@ export function composeMeter(rateLimiter: RateLimiter, recordQuota: RecordQuota)
 //     retryAfterMs, counts… (only when none denied)}.
 //   admit ('a'): recordId, then limit and ttlMs per key (its keys: the windows' sets). Reply
 //     {refused step (1-based, 0 none)}.
-// Returns one reply per operation.
+// Returns one reply per operation, {-1} for one that failed in Redis (the others still run).
 const BATCH_LUA = `${GCRA_STEP_LUA}
 ${QUOTA_STEP_LUA}
+local function check(k, nk, a)
+  local nr, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  for i = 1, nr do
+    local g = gcra(KEYS[k + i], tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 1 + 2 * i]), now)
+    if g[1] == 0 then return {i, g[2], g[3]} end
+  end
+  local r = {0, 0, 0}
+  for i = nr + 1, nk do r[#r + 1] = redis.call('SCARD', KEYS[k + i]) end
+  return r
+end
+local function admit(k, nk, a)
+  local id = ARGV[a]
+  for i = 1, nk do
+    local q = quota(KEYS[k + i], id, tonumber(ARGV[a - 1 + 2 * i]), ARGV[a + 2 * i])
+    if q[1] == 0 then return {i} end
+  end
+  return {0}
+end
 local a, k = 2, 0
 local out = {}
 for o = 1, tonumber(ARGV[1]) do
   local kind, nk = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
-  local r
+  local fn, span
   if kind == 'c' then
-    local nr, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-    a = a + 2
-    for i = 1, nr do
-      if not r then
-        local g = gcra(KEYS[k + i], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), now)
-        if g[1] == 0 then r = {i, g[2], g[3]} end
-      end
-      a = a + 2
-    end
-    if not r then
-      r = {0, 0, 0}
-      for i = nr + 1, nk do r[#r + 1] = redis.call('SCARD', KEYS[k + i]) end
-    end
+    fn, span = check, 2 + 2 * tonumber(ARGV[a])
   elseif kind == 'a' then
-    local id = ARGV[a]
-    a = a + 1
-    r = {0}
-    for i = 1, nk do
-      if r[1] == 0 then
-        local q = quota(KEYS[k + i], id, tonumber(ARGV[a]), ARGV[a + 1])
-        if q[1] == 0 then r = {i} end
-      end
-      a = a + 2
-    end
+    fn, span = admit, 1 + 2 * nk
   else
     return redis.error_reply('unknown meter operation')
   end
-  out[o] = r
+  -- One operation's error is its own (its caller fails closed), as with a script per call.
+  local ok, r = pcall(fn, k, nk, a)
+  if ok then out[o] = r else out[o] = {-1} end
+  a = a + span
   k = k + nk
 end
 return out
@@ -205,6 +205,10 @@ export class RedisMeter implements Meter {
   }
 
   #enqueue(keys: string[], args: (string | number)[]): Promise<unknown> {
+    // A Redis that does not answer must not build a queue: past this, calls fail closed at once.
+    if (this.#queue.length >= MAX_QUEUED_CALLS) {
+      return Promise.reject(new Error("Redis meter: too many calls waiting for Redis"));
+    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ keys, args, resolve, reject });
       this.#schedule();
@@ -239,25 +243,43 @@ export class RedisMeter implements Meter {
       for (const arg of op.args) args.push(arg);
     }
     this.#inFlight = true;
-    this.#redis[METER_BATCH_COMMAND](keys.length, ...keys, ...args).then(
+    let sent: Promise<unknown>;
+    try {
+      sent = this.#redis[METER_BATCH_COMMAND](keys.length, ...keys, ...args);
+    } catch (err) {
+      sent = Promise.reject(err);
+    }
+    sent.then(
       (reply) => {
         this.#inFlight = false;
         if (!Array.isArray(reply) || reply.length !== batch.length) {
-          const err = new Error("unexpected reply from Redis script");
-          for (const op of batch) op.reject(err);
+          this.#fail(batch, new Error("unexpected reply from Redis script"));
         } else {
           for (let i = 0; i < batch.length; i++) batch[i]!.resolve(reply[i]);
+          this.#schedule();
         }
-        this.#schedule();
       },
       (err: unknown) => {
         this.#inFlight = false;
-        for (const op of batch) op.reject(err);
-        this.#schedule();
+        this.#fail(batch, err);
       },
     );
   }
+
+  /**
+   * A batch failed (Redis down, a timeout, a bad reply): its calls and every call waiting behind
+   * it fail closed now, rather than wait one more timeout each and then spend tokens for
+   * requests long answered.
+   */
+  #fail(batch: readonly Operation[], err: unknown): void {
+    const waiting = this.#queue.splice(0);
+    for (const op of batch) op.reject(err);
+    for (const op of waiting) op.reject(err);
+  }
 }
+
+/** Calls waiting for the one in flight, at most (a busy gateway has hundreds). */
+const MAX_QUEUED_CALLS = 10_000;
 
 const hasDenial = (reply: unknown): boolean =>
   Array.isArray(reply) && typeof reply[0] === "number" && reply[0] > 0;

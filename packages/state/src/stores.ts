@@ -16,7 +16,7 @@ export interface Stores {
   recordQuota: RecordQuota;
   /**
    * a request's limits in one store call, over the same counters: on one Redis a
-   * {@link RedisMeter} (one script per call), on a Cluster the separate calls; with
+   * {@link RedisMeter} (its calls batched into scripts), on a Cluster the separate calls; with
    * `leasedLimits` a {@link LeasedMeter}
    */
   meter: Meter;
@@ -97,7 +97,7 @@ export function createStores(opts: {
 
 /**
  * The meter over Redis limit stores, as {@link createStores} chooses it: on one Redis a
- * {@link RedisMeter} (one script per call), on a Cluster the separate calls of `rateLimiter` and
+ * {@link RedisMeter} (its calls batched into scripts), on a Cluster the separate calls of `rateLimiter` and
  * `recordQuota` (one script over several limiter names would cross hash slots: CROSSSLOT), with
  * `leased` a {@link LeasedMeter} on either (close it to commit and give back what it holds).
  */
