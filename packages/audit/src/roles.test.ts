@@ -118,6 +118,32 @@ describeIntegration("the services' database role from the README", ["postgres"],
     expect(message).toMatch(/permission denied/);
   });
 
+  it("calls our audit_append() even when an overload that would match bare integers exists", async () => {
+    // What a role with CREATE on schema public (the default before Postgres 15) could add.
+    await db.execute(
+      sql.raw(`create function public.audit_append(
+        lock_key bigint, expected_seq integer, expected_hash text, p_seq bigint[], p_id text[],
+        p_at timestamptz[], p_type text[], p_actor text[], p_campaign_id text[], p_link_id text[],
+        p_decision text[], p_reason text[], p_data jsonb[], p_prev_hash text[], p_hash text[],
+        p_leaf_hash text[]) returns table (head_seq text, head_hash text) language plpgsql
+        as $$ begin raise exception 'the overload was called'; end $$`),
+    );
+    try {
+      const before = await appendPrepared(db, []);
+      const r = await appendPrepared(db, [prepareEvent(sampleInput(40))], {
+        seq: before.headSeq,
+        hash: before.head,
+      });
+      expect(r.firstSeq).toBe(before.headSeq + 1);
+      expect(await verifyStored(db)).toMatchObject({ ok: true, events: r.headSeq });
+    } finally {
+      await db.execute(
+        sql.raw(`drop function public.audit_append(bigint, integer, text, bigint[], text[], timestamptz[],
+          text[], text[], text[], text[], text[], text[], jsonb[], text[], text[], text[])`),
+      );
+    }
+  });
+
   it("cannot replace audit_append() with one that reports rows it did not write", async () => {
     const message = await failureAs(
       db,

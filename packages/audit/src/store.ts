@@ -331,7 +331,9 @@ class ColumnArrays {
    */
   /** The `audit_append()` call of these rows onto `expected`, every array an escape-string literal. */
   appendCall(lockKey: number, expected: ChainHead): string {
-    return `select head_seq, head_hash from public.audit_append(${lockKey}, ${expected.seq}, '${expected.hash}',
+    // Every argument cast: a bare integer literal is `integer`, and an overload taking that would
+    // be a better match than ours (a role with CREATE on public could add one).
+    return `select head_seq, head_hash from public.audit_append(${lockKey}::bigint, ${expected.seq}::bigint, '${expected.hash}'::text,
       ${textArray(this.#seq, "bigint")}, ${textArray(this.#id, "text")}, ${textArray(this.#at, "timestamptz")},
       ${textArray(this.#type, "text")}, ${textArray(this.#actor, "text")}, ${textArray(this.#campaignId, "text")},
       ${textArray(this.#linkId, "text")}, ${textArray(this.#decision, "text")}, ${textArray(this.#reason, "text")},
