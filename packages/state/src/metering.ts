@@ -236,16 +236,17 @@ export class RedisMeter implements Meter {
       size += n;
     }
     const batch = this.#queue.splice(0, count);
-    const keys: string[] = [];
-    const args: (string | number)[] = [batch.length];
-    for (const op of batch) {
-      for (const key of op.keys) keys.push(key);
-      for (const arg of op.args) args.push(arg);
-    }
+    // Every operation's keys, then the operation count and every operation's arguments: KEYS and
+    // ARGV of the script, in one array.
+    const argv: (string | number)[] = [];
+    for (const op of batch) for (const key of op.keys) argv.push(key);
+    const numKeys = argv.length;
+    argv.push(batch.length);
+    for (const op of batch) for (const arg of op.args) argv.push(arg);
     this.#inFlight = true;
     let sent: Promise<unknown>;
     try {
-      sent = this.#redis[METER_BATCH_COMMAND](keys.length, ...keys, ...args);
+      sent = this.#redis[METER_BATCH_COMMAND](numKeys, ...argv);
     } catch (err) {
       sent = Promise.reject(err);
     }
