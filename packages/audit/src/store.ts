@@ -325,30 +325,37 @@ class ColumnArrays {
     this.#leafHash.push(leaf);
   }
 
-  /**
-   * The same INSERT as text, every array an escape-string literal (`E'…'`: only `\\` and `'`
-   * need escaping, whatever `standard_conforming_strings` says), for the simple protocol.
-   */
-  /** The `audit_append()` call of these rows onto `expected`, every array an escape-string literal. */
+  /** The thirteen column arrays as escape-string literals, in the table's column order. */
+  #textArrays(): string {
+    return [
+      textArray(this.#seq, "bigint"),
+      textArray(this.#id, "text"),
+      textArray(this.#at, "timestamptz"),
+      textArray(this.#type, "text"),
+      textArray(this.#actor, "text"),
+      textArray(this.#campaignId, "text"),
+      textArray(this.#linkId, "text"),
+      textArray(this.#decision, "text"),
+      textArray(this.#reason, "text"),
+      textArray(this.#data, "jsonb"),
+      textArray(this.#prevHash, "text"),
+      textArray(this.#hash, "text"),
+      textArray(this.#leafHash, "text"),
+    ].join(", ");
+  }
+
+  /** The `audit_append()` call of these rows onto `expected`, for the simple protocol. */
   appendCall(lockKey: number, expected: ChainHead): string {
     // Every argument cast: a bare integer literal is `integer`, and an overload taking that would
     // be a better match than ours (a role with CREATE on public could add one).
-    return `select head_seq, head_hash from public.audit_append(${lockKey}::bigint, ${expected.seq}::bigint, '${expected.hash}'::text,
-      ${textArray(this.#seq, "bigint")}, ${textArray(this.#id, "text")}, ${textArray(this.#at, "timestamptz")},
-      ${textArray(this.#type, "text")}, ${textArray(this.#actor, "text")}, ${textArray(this.#campaignId, "text")},
-      ${textArray(this.#linkId, "text")}, ${textArray(this.#decision, "text")}, ${textArray(this.#reason, "text")},
-      ${textArray(this.#data, "jsonb")}, ${textArray(this.#prevHash, "text")}, ${textArray(this.#hash, "text")},
-      ${textArray(this.#leafHash, "text")})`;
+    return `select head_seq, head_hash from public.audit_append(${lockKey}::bigint, ${expected.seq}::bigint, '${expected.hash}'::text, ${this.#textArrays()})`;
   }
 
+  /** The same INSERT as text, for the simple protocol. */
   insertText(): string {
     return `insert into audit_events
       (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash)
-      select * from unnest(${textArray(this.#seq, "bigint")}, ${textArray(this.#id, "text")}, ${textArray(this.#at, "timestamptz")},
-        ${textArray(this.#type, "text")}, ${textArray(this.#actor, "text")}, ${textArray(this.#campaignId, "text")},
-        ${textArray(this.#linkId, "text")}, ${textArray(this.#decision, "text")}, ${textArray(this.#reason, "text")},
-        ${textArray(this.#data, "jsonb")}, ${textArray(this.#prevHash, "text")}, ${textArray(this.#hash, "text")},
-        ${textArray(this.#leafHash, "text")})`;
+      select * from unnest(${this.#textArrays()})`;
   }
 
   insert(): SQL {
