@@ -312,6 +312,62 @@ describeIntegration("RedisMeter round trips", ["redis"], () => {
     expect((results[2] as PromiseFulfilledResult<unknown>).value).toBeNull();
   });
 
+  it("fails the calls waiting behind a failed batch at once, without sending them", async () => {
+    const meter = await loadedMeter();
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    // The first script call is held, never sent: its connection "hangs" until we fail it.
+    const sent: string[] = [];
+    let held: { reject(err: Error): void } | undefined;
+    const original = client.sendCommand.bind(client);
+    client.sendCommand = ((command: { name: string; reject(err: Error): void }) => {
+      sent.push(command.name);
+      if (held === undefined) {
+        held = command;
+        return (command as unknown as { promise: Promise<unknown> }).promise;
+      }
+      return original(command as never);
+    }) as typeof client.sendCommand;
+    let settled: PromiseSettledResult<unknown>[];
+    try {
+      const first = meter.check([link], [], clock.now());
+      await new Promise((r) => setImmediate(r)); // the first has left
+      const waiting = [meter.check([link], [qLink], clock.now()), meter.admit([qLink], "m1", clock.now())];
+      await new Promise((r) => setImmediate(r));
+      expect(sent).toEqual(["evalsha"]); // the others wait for its answer
+      held!.reject(new Error("Command timed out"));
+      settled = await Promise.allSettled([first, ...waiting]);
+      expect(sent).toEqual(["evalsha"]); // the waiting calls never left
+    } finally {
+      client.sendCommand = original;
+    }
+    expect(settled.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    for (const r of settled) expect((r as PromiseRejectedResult).reason.message).toBe("Command timed out");
+    // Nothing is stuck: the next call is decided, and the failed ones spent nothing.
+    const next = await meter.check([link], [qLink], clock.now());
+    expect(next).toEqual({ denied: null, counts: [0] });
+  });
+
+  it("fails a call whose client throws instead of rejecting, and goes on serving", async () => {
+    const meter = await loadedMeter();
+    const clock = new FakeClock("2020-03-01T12:00:00Z");
+    const original = client.sendCommand.bind(client);
+    let thrown = false;
+    client.sendCommand = ((command: unknown) => {
+      if (!thrown) {
+        thrown = true;
+        throw new Error("client broke");
+      }
+      return original(command as never);
+    }) as typeof client.sendCommand;
+    try {
+      await expect(meter.check([link], [], clock.now())).rejects.toThrow("client broke");
+      expect(thrown).toBe(true);
+      expect((await meter.check([link], [], clock.now())).denied).toBeNull();
+    } finally {
+      client.sendCommand = original;
+    }
+  });
+
   it("fails every call of a batch Redis did not answer, and serves the next once it is back", async () => {
     const own = createRedisClient(TEST_REDIS_URL, { enableOfflineQueue: false, lazyConnect: true }) as Redis;
     try {
