@@ -38,6 +38,54 @@ describe("BatchAuditWriter.recordDurable (group commit)", () => {
     await w.close();
   });
 
+  it("drains with one loop under steady load: a failed write is reported once, not once per timer that fired", async () => {
+    // The database as the writer sees it, but with a switch that fails every transaction.
+    let broken = false;
+    let failedWrites = 0;
+    const db = Object.create(handle.db) as Db;
+    db.transaction = ((...args: Parameters<Db["transaction"]>) => {
+      if (broken) {
+        failedWrites++;
+        return Promise.reject(new Error("database gone"));
+      }
+      return handle.db.transaction(...args);
+    }) as Db["transaction"];
+    const errors: unknown[] = [];
+    let commits = 0;
+    const w = new BatchAuditWriter({
+      db,
+      clock: new FakeClock(),
+      flushIntervalMs: 60_000,
+      maxBackoffMs: 60_000,
+      lingerMs: 1,
+      onError: (e) => errors.push(e),
+      onCommit: () => commits++,
+    });
+    // 32 answers waiting at all times, as the bench's connections: the queue is never empty when
+    // a batch commits. Each linger timer used to start a drain of its own that never ended.
+    let i = 0;
+    const answers = Array.from({ length: 32 }, async () => {
+      for (;;) await w.recordDurable(sampleInput(i++) as never);
+    });
+    while (commits < 150) await new Promise((r) => setImmediate(r));
+    expect(w.draining).toBe(true);
+    broken = true;
+    // Every waiting answer is refused by the batch that failed (the loops stop there).
+    for (const a of await Promise.allSettled(answers)) expect(a.status).toBe("rejected");
+    // The drain reports the failure after the answers are refused; every loop awaiting the same
+    // write would report within the same turn.
+    while (errors.length === 0) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    // One report per failed write (answers recorded meanwhile are a write of their own), not one
+    // per loop awaiting it.
+    expect(failedWrites).toBeGreaterThan(0);
+    expect(errors).toHaveLength(failedWrites);
+    expect(w.draining).toBe(false);
+    broken = false;
+    await w.close();
+    expect(w.pending).toBe(0);
+  });
+
   it("rejects when the event cannot be written, so the answer is refused", async () => {
     const broken = await createMemoryDb();
     await broken.close();

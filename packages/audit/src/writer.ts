@@ -80,6 +80,8 @@ export class BatchAuditWriter implements AuditSink {
   #queued = 0;
   #written = 0;
   #inflight: Promise<void> | null = null;
+  /** A {@link #tick} loop is running. */
+  #draining = false;
   #timer: NodeJS.Timeout | null = null;
   #lingerTimer: NodeJS.Timeout | null = null;
   #failures = 0;
@@ -98,6 +100,11 @@ export class BatchAuditWriter implements AuditSink {
     this.#onError = opts.onError ?? (() => {});
     this.#onCommit = opts.onCommit;
     this.#rememberHead = opts.rememberHead ?? true;
+  }
+
+  /** Whether a drain of the queue (timer-started) is running: at most one ever is. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** Events recorded and not yet written. */
@@ -212,7 +219,15 @@ export class BatchAuditWriter implements AuditSink {
     this.#timer.unref();
   }
 
+  /**
+   * Drains the queue, one batch at a time. One drain at a time: a timer that fires while one runs
+   * leaves the queue to it. (Each linger timer used to start a loop of its own; under steady load
+   * the queue is never empty when a batch commits, so none ever ended: ~1,500 loops after 5 s at
+   * 32 waiting answers, every one woken by every commit.)
+   */
   async #tick(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
     try {
       while (this.#queue.length > 0) await this.#writeBatch();
       this.#failures = 0;
@@ -221,6 +236,8 @@ export class BatchAuditWriter implements AuditSink {
       this.#onError(err);
       const backoff = Math.min(this.#maxBackoffMs, this.#flushIntervalMs * 2 ** this.#failures);
       this.#schedule(Math.max(backoff, 1));
+    } finally {
+      this.#draining = false;
     }
   }
 
