@@ -293,6 +293,10 @@ const LITERAL_ESCAPE = /['\\]/g;
 const textArray = (values: readonly (string | null)[], type: string) =>
   `E'${arrayLiteral(values).replace(LITERAL_ESCAPE, (c) => (c === "'" ? "''" : "\\\\"))}'::${type}[]`;
 
+/** The columns an append writes, in {@link ColumnArrays}' order. */
+const INSERT_COLUMNS =
+  "seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash";
+
 /** One INSERT's rows, column by column, for `insert … select * from unnest(…)`. */
 class ColumnArrays {
   readonly #seq: string[] = [];
@@ -325,23 +329,30 @@ class ColumnArrays {
     this.#leafHash.push(leaf);
   }
 
+  /** The thirteen column arrays with their element types, in the table's column order. */
+  #columns(): [values: readonly (string | null)[], type: string][] {
+    return [
+      [this.#seq, "bigint"],
+      [this.#id, "text"],
+      [this.#at, "timestamptz"],
+      [this.#type, "text"],
+      [this.#actor, "text"],
+      [this.#campaignId, "text"],
+      [this.#linkId, "text"],
+      [this.#decision, "text"],
+      [this.#reason, "text"],
+      [this.#data, "jsonb"],
+      [this.#prevHash, "text"],
+      [this.#hash, "text"],
+      [this.#leafHash, "text"],
+    ];
+  }
+
   /** The thirteen column arrays as escape-string literals, in the table's column order. */
   #textArrays(): string {
-    return [
-      textArray(this.#seq, "bigint"),
-      textArray(this.#id, "text"),
-      textArray(this.#at, "timestamptz"),
-      textArray(this.#type, "text"),
-      textArray(this.#actor, "text"),
-      textArray(this.#campaignId, "text"),
-      textArray(this.#linkId, "text"),
-      textArray(this.#decision, "text"),
-      textArray(this.#reason, "text"),
-      textArray(this.#data, "jsonb"),
-      textArray(this.#prevHash, "text"),
-      textArray(this.#hash, "text"),
-      textArray(this.#leafHash, "text"),
-    ].join(", ");
+    return this.#columns()
+      .map(([values, type]) => textArray(values, type))
+      .join(", ");
   }
 
   /** The `audit_append()` call of these rows onto `expected`, for the simple protocol. */
@@ -353,21 +364,13 @@ class ColumnArrays {
 
   /** The same INSERT as text, for the simple protocol. */
   insertText(): string {
-    return `insert into audit_events
-      (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash)
-      select * from unnest(${this.#textArrays()})`;
+    return `insert into audit_events (${INSERT_COLUMNS}) select * from unnest(${this.#textArrays()})`;
   }
 
+  /** The same INSERT with each array a bound parameter. */
   insert(): SQL {
-    const a = (values: readonly (string | null)[], type: string) =>
-      sql`${arrayLiteral(values)}::${sql.raw(type)}[]`;
-    return sql`insert into audit_events
-      (seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash)
-      select * from unnest(${a(this.#seq, "bigint")}, ${a(this.#id, "text")}, ${a(this.#at, "timestamptz")},
-        ${a(this.#type, "text")}, ${a(this.#actor, "text")}, ${a(this.#campaignId, "text")},
-        ${a(this.#linkId, "text")}, ${a(this.#decision, "text")}, ${a(this.#reason, "text")},
-        ${a(this.#data, "jsonb")}, ${a(this.#prevHash, "text")}, ${a(this.#hash, "text")},
-        ${a(this.#leafHash, "text")})`;
+    const arrays = this.#columns().map(([values, type]) => sql`${arrayLiteral(values)}::${sql.raw(type)}[]`);
+    return sql`insert into audit_events (${sql.raw(INSERT_COLUMNS)}) select * from unnest(${sql.join(arrays, sql`, `)})`;
   }
 }
 
