@@ -171,7 +171,7 @@ for (const backend of dbBackends) {
         type: "access",
         at: new Date("2026-02-03T04:05:06.789Z"),
         actor: "nul\u0000 and lone \uD83D surrogate",
-        campaignId: 'quote " backslash \\ {braces}, NULL',
+        campaignId: `quote " backslash \\ {braces}, NULL, it's '' \\' \\"`,
         linkId: "",
         reason: "NULL",
         data: {
@@ -180,14 +180,21 @@ for (const backend of dbBackends) {
           deep: { z: [{ b: 1, a: 2 }], a: null, __proto__: { x: 1 } },
           "": "empty key",
           bool: false,
+          quotes: `it's "quoted" \\ \\\\' E'\\x41' $$`,
         },
       };
-      await appendEvents(db, [awkward]);
+      // Once through each way an append is written: the first on the head read under the lock,
+      // the second on the head it left (the batch writer's one round trip, `audit_append()`).
+      const first = await appendEvents(db, [awkward]);
+      await appendPrepared(db, [prepareEvent(awkward)], { seq: first.headSeq, hash: first.head });
       expect(await verifyStored(db)).toMatchObject({ ok: true });
-      const [stored] = (await listEvents(db, { limit: 1 })).items;
-      const { seq: _s, id: _i, prevHash: _p, hash: _h, ...columns } = stored!;
-      expect(columns).toEqual(normalizeEvent(awkward));
-      expect(columns.actor).toBe("nul\uFFFD and lone \uFFFD surrogate");
+      const stored = (await listEvents(db, { limit: 2 })).items;
+      expect(stored.map((e) => e.seq)).toEqual([first.headSeq + 1, first.headSeq]);
+      for (const event of stored) {
+        const { seq: _s, id: _i, prevHash: _p, hash: _h, ...columns } = event;
+        expect(columns).toEqual(normalizeEvent(awkward));
+        expect(columns.actor).toBe("nul\uFFFD and lone \uFFFD surrogate");
+      }
     });
 
     it("splits a large append into chunks under the parameter limit, in one transaction", async () => {

@@ -280,18 +280,40 @@ function chainChunk(
 }
 
 /** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */
+const ARRAY_SPECIAL = /["\\]/;
 const ARRAY_ESCAPE = /["\\]/g;
 const arrayLiteral = (values: readonly (string | null)[]): string =>
-  `{${values.map((v) => (v === null ? "NULL" : `"${v.replace(ARRAY_ESCAPE, "\\$&")}"`)).join(",")}}`;
-
-const LITERAL_ESCAPE = /['\\]/g;
+  `${quotedElements(values, "{", ARRAY_SPECIAL, ARRAY_ESCAPE, (c) => `\\${c}`)}}`;
 
 /**
- * A Postgres array as an escape-string literal (`E'…'`: only `\\` and `'` need escaping, whatever
- * `standard_conforming_strings` says), for the simple protocol.
+ * The same array as an escape-string literal (`E'…'`: only `\\` and `'` need escaping, whatever
+ * `standard_conforming_strings` says), for the simple protocol. Each element is escaped once for
+ * both layers: a double quote becomes backslash, backslash, quote; a backslash four backslashes; a
+ * single quote two. An element holding none of the three (hashes, ids, times: most) is copied as it is.
  */
+const LITERAL_SPECIAL = /["'\\]/;
+const LITERAL_ESCAPE = /["'\\]/g;
+const literalEscape = (c: string): string => (c === '"' ? '\\\\"' : c === "'" ? "''" : "\\\\\\\\");
 const textArray = (values: readonly (string | null)[], type: string) =>
-  `E'${arrayLiteral(values).replace(LITERAL_ESCAPE, (c) => (c === "'" ? "''" : "\\\\"))}'::${type}[]`;
+  `${quotedElements(values, "E'{", LITERAL_SPECIAL, LITERAL_ESCAPE, literalEscape)}}'::${type}[]`;
+
+function quotedElements(
+  values: readonly (string | null)[],
+  open: string,
+  special: RegExp,
+  specials: RegExp,
+  replacement: (c: string) => string,
+): string {
+  let out = open;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (i > 0) out += ",";
+    if (v === null) out += "NULL";
+    else if (!special.test(v)) out += `"${v}"`;
+    else out += `"${v.replace(specials, replacement)}"`;
+  }
+  return out;
+}
 
 /** The columns an append writes, in {@link ColumnArrays}' order. */
 const INSERT_COLUMNS =
