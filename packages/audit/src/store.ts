@@ -297,20 +297,24 @@ const literalEscape = (c: string): string => (c === '"' ? '\\\\"' : c === "'" ? 
 const textArray = (values: readonly (string | null)[], type: string) =>
   `${quotedElements(values, "E'{", LITERAL_SPECIAL, LITERAL_ESCAPE, literalEscape)}}'::${type}[]`;
 
+/**
+ * `open`, then each element double-quoted (or `NULL`), comma-separated: an element that `needs`
+ * matches has every match of `each` replaced by `quote(match)`. The caller closes the literal.
+ */
 function quotedElements(
   values: readonly (string | null)[],
   open: string,
-  special: RegExp,
-  specials: RegExp,
-  replacement: (c: string) => string,
+  needs: RegExp,
+  each: RegExp,
+  quote: (c: string) => string,
 ): string {
   let out = open;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (i > 0) out += ",";
     if (v === null) out += "NULL";
-    else if (!special.test(v)) out += `"${v}"`;
-    else out += `"${v.replace(specials, replacement)}"`;
+    else if (!needs.test(v)) out += `"${v}"`;
+    else out += `"${v.replace(each, quote)}"`;
   }
   return out;
 }
