@@ -280,10 +280,9 @@ function chainChunk(
 }
 
 /** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */
-const ARRAY_SPECIAL = /["\\]/;
 const ARRAY_ESCAPE = /["\\]/g;
 const arrayLiteral = (values: readonly (string | null)[]): string =>
-  `${quotedElements(values, "{", ARRAY_SPECIAL, ARRAY_ESCAPE, (c) => `\\${c}`)}}`;
+  `${quotedElements(values, "{", ARRAY_ESCAPE, (c) => `\\${c}`)}}`;
 
 /**
  * The same array as an escape-string literal (`E'…'`: only `\\` and `'` need escaping, whatever
@@ -291,20 +290,19 @@ const arrayLiteral = (values: readonly (string | null)[]): string =>
  * both layers: a double quote becomes backslash, backslash, quote; a backslash four backslashes; a
  * single quote two. An element holding none of the three (hashes, ids, times: most) is copied as it is.
  */
-const LITERAL_SPECIAL = /["'\\]/;
 const LITERAL_ESCAPE = /["'\\]/g;
 const literalEscape = (c: string): string => (c === '"' ? '\\\\"' : c === "'" ? "''" : "\\\\\\\\");
 const textArray = (values: readonly (string | null)[], type: string) =>
-  `${quotedElements(values, "E'{", LITERAL_SPECIAL, LITERAL_ESCAPE, literalEscape)}}'::${type}[]`;
+  `${quotedElements(values, "E'{", LITERAL_ESCAPE, literalEscape)}}'::${type}[]`;
 
 /**
- * `open`, then each element double-quoted (or `NULL`), comma-separated: an element that `needs`
- * matches has every match of `each` replaced by `quote(match)`. The caller closes the literal.
+ * `open`, then each element double-quoted (or `NULL`), comma-separated, every match of `each` in
+ * it replaced by `quote(match)` (an element with none copied as it is; `search` ignores the `g`
+ * flag's state). The caller closes the literal.
  */
 function quotedElements(
   values: readonly (string | null)[],
   open: string,
-  needs: RegExp,
   each: RegExp,
   quote: (c: string) => string,
 ): string {
@@ -313,7 +311,7 @@ function quotedElements(
     const v = values[i]!;
     if (i > 0) out += ",";
     if (v === null) out += "NULL";
-    else if (!needs.test(v)) out += `"${v}"`;
+    else if (v.search(each) === -1) out += `"${v}"`;
     else out += `"${v.replace(each, quote)}"`;
   }
   return out;
