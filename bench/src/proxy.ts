@@ -3,11 +3,12 @@
  * systems alternated round by round so a noisy machine hurts all of them alike.
  */
 import { randomBytes } from "node:crypto";
-import { cp, readFile, rm } from "node:fs/promises";
+import { cp, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
 import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from "jose";
 import { createScratchDb, dropRedisPrefix } from "./db.ts";
+import { cpuSince, hostCpu } from "./host-cpu.ts";
 import type { LoadResult } from "./ipc.ts";
 import { Child } from "./proc.ts";
 import type { BareProxyConfig } from "./servers/bare-proxy.ts";
@@ -29,6 +30,14 @@ export interface RunResult extends LoadResult {
   cpuUs: number;
   /** CPU µs of the upstream per 2xx answer */
   upstreamCpuUs: number;
+  /** CPU µs of the load driver per 2xx answer */
+  driverCpuUs: number;
+  /** CPU µs of every local Postgres process per 2xx answer (NaN when not measurable here) */
+  postgresCpuUs: number;
+  /** CPU µs of the local Redis per 2xx answer (NaN when not measurable here) */
+  redisCpuUs: number;
+  /** the whole machine's busy CPU µs per 2xx answer, every process and the kernel (NaN off Linux) */
+  machineCpuUs: number;
   /** share of the machine's CPU time stolen by the hypervisor during the run (NaN off Linux) */
   steal: number;
 }
@@ -46,6 +55,10 @@ export interface SystemResult {
   /** medians over the rounds */
   cpuUs: number;
   upstreamCpuUs: number;
+  driverCpuUs: number;
+  postgresCpuUs: number;
+  redisCpuUs: number;
+  machineCpuUs: number;
   non2xx: number;
   errors: number;
   statuses: Record<string, number>;
@@ -314,16 +327,33 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
       "Every system answered a sanity request with 200 and a call; the gateway's answers are minimised (no email, address or notes).",
     );
 
+    // Postgres and Redis CPU are read from this machine's processes: only for servers on it. With
+    // PGlite the database's work is in each gateway's own process.
+    const localServers = {
+      postgres: db.kind === "postgres" && o.adminUrl !== undefined && onThisHost(o.adminUrl),
+      redis: o.redisUrl !== undefined && onThisHost(o.redisUrl),
+    };
     const load = async (s: System, duration: number): Promise<RunResult> => {
-      const [s0, u0] = await Promise.all([s.server.cpuMicros(), upstream.cpuMicros()]);
-      const t0 = await machineTimes();
+      const cpus = () => Promise.all([s.server.cpuMicros(), upstream.cpuMicros(), driver.cpuMicros()]);
+      const [s0, u0, d0] = await cpus();
+      const h0 = await hostCpu();
       const r = await driver.load({ url: s.url, headers: s.headers, connections: o.connections, duration });
-      const t1 = await machineTimes();
-      const [s1, u1] = await Promise.all([s.server.cpuMicros(), upstream.cpuMicros()]);
+      const h = cpuSince(h0, await hostCpu());
+      const [s1, u1, d1] = await cpus();
       const per = (d: number) => (r.ok > 0 ? d / r.ok : Number.NaN);
-      const steal =
-        t0 && t1 && t1.total > t0.total ? (t1.steal - t0.steal) / (t1.total - t0.total) : Number.NaN;
-      return { ...r, cpuUs: per(s1 - s0), upstreamCpuUs: per(u1 - u0), steal };
+      // A server with no process on this machine (another host) has no figure, not a zero.
+      const local = (us: number | undefined, present: boolean) =>
+        present && us !== undefined ? per(us) : Number.NaN;
+      return {
+        ...r,
+        cpuUs: per(s1 - s0),
+        upstreamCpuUs: per(u1 - u0),
+        driverCpuUs: per(d1 - d0),
+        postgresCpuUs: local(h?.postgresUs, localServers.postgres),
+        redisCpuUs: local(h?.redisUs, localServers.redis),
+        machineCpuUs: h ? per(h.busyUs) : Number.NaN,
+        steal: h && h.totalUs > 0 ? h.stealUs / h.totalUs : Number.NaN,
+      };
     };
 
     if (o.warmup > 0) {
@@ -344,7 +374,7 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
         const result = await load(s, o.duration);
         runs.get(s.key)!.push(result);
         o.log(
-          `  round ${r + 1}/${o.rounds} ${s.label.padEnd(52)} ${fmt(result.rps, 0).padStart(6)} req/s  p50 ${result.p50} ms  p99 ${result.p99} ms  CPU ${fmt(result.cpuUs, 0)} µs/req (upstream ${fmt(result.upstreamCpuUs, 0)})${result.non2xx || result.errors ? `  non-2xx ${result.non2xx}, errors ${result.errors}` : ""}`,
+          `  round ${r + 1}/${o.rounds} ${s.label.padEnd(52)} ${fmt(result.rps, 0).padStart(6)} req/s  p50 ${result.p50} ms  p99 ${result.p99} ms  CPU ${fmt(result.cpuUs, 0)} µs/req (upstream ${fmt(result.upstreamCpuUs, 0)}, Postgres ${fmt(result.postgresCpuUs, 0)}, Redis ${fmt(result.redisCpuUs, 0)}, machine ${fmt(result.machineCpuUs, 0)})${result.non2xx || result.errors ? `  non-2xx ${result.non2xx}, errors ${result.errors}` : ""}`,
         );
       }
     }
@@ -366,6 +396,10 @@ export async function runProxyBench(o: ProxyBenchOptions): Promise<ProxyBenchRes
         rpsMax: Math.max(...rs.map((r) => r.rps)),
         cpuUs: median(rs.map((r) => r.cpuUs)),
         upstreamCpuUs: median(rs.map((r) => r.upstreamCpuUs)),
+        driverCpuUs: median(rs.map((r) => r.driverCpuUs)),
+        postgresCpuUs: median(rs.map((r) => r.postgresCpuUs)),
+        redisCpuUs: median(rs.map((r) => r.redisCpuUs)),
+        machineCpuUs: median(rs.map((r) => r.machineCpuUs)),
         non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
         errors: rs.reduce((n, r) => n + r.errors, 0),
         statuses,
@@ -406,14 +440,13 @@ function decodeJwtHeaderKid(token: string): string | undefined {
   return header.kid;
 }
 
-/** The machine's CPU time counters (jiffies) from /proc/stat: total and stolen; undefined off Linux. */
-async function machineTimes(): Promise<{ total: number; steal: number } | undefined> {
+/** Whether a server URL names this machine (a loopback address or `localhost`). */
+function onThisHost(url: string): boolean {
   try {
-    const line = (await readFile("/proc/stat", "utf8")).split("\n", 1)[0]!;
-    const n = line.trim().split(/\s+/).slice(1).map(Number);
-    return { total: n.slice(0, 8).reduce((a, b) => a + b, 0), steal: n[7] ?? 0 };
+    const host = new URL(url).hostname;
+    return host === "localhost" || host === "[::1]" || host.startsWith("127.");
   } catch {
-    return undefined;
+    return false; // e.g. a cluster's list of nodes: not measured
   }
 }
 

@@ -228,6 +228,34 @@ function mdTable(head: string[], rows: string[][], align?: ("l" | "r")[]): strin
   return [head, sep, ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n");
 }
 
+/**
+ * CPU per 2xx answer, by process: the proxy's and the upstream's own counters, the load driver's,
+ * every local Postgres and Redis process (/proc), and the whole machine's busy time: on two
+ * shared cores req/s follows the last.
+ */
+const CPU_COLUMNS = [
+  "proxy CPU µs/req",
+  "upstream CPU µs/req",
+  "driver CPU µs/req",
+  "Postgres CPU µs/req",
+  "Redis CPU µs/req",
+  "machine CPU µs/req",
+];
+
+const cpuCells = (x: {
+  upstreamCpuUs: number;
+  driverCpuUs: number;
+  postgresCpuUs: number;
+  redisCpuUs: number;
+  machineCpuUs: number;
+}): string[] => [
+  fmt(x.upstreamCpuUs, 0),
+  fmt(x.driverCpuUs, 0),
+  fmt(x.postgresCpuUs, 0),
+  fmt(x.redisCpuUs, 0),
+  fmt(x.machineCpuUs, 0),
+];
+
 function proxyRows(r: BenchReport): string[][] {
   if (!ran(r.proxy)) return [];
   return r.proxy.systems.map((s) => [
@@ -237,7 +265,7 @@ function proxyRows(r: BenchReport): string[][] {
     fmt(s.p50, 0),
     fmt(s.p99, 0),
     s.key === "a" ? "" : fmt(s.cpuUs, 0),
-    fmt(s.upstreamCpuUs, 0),
+    ...cpuCells(s),
     s.non2xx || s.errors
       ? `${s.non2xx} non-2xx (${Object.entries(s.statuses)
           .map(([k, v]) => `${k}×${v}`)
@@ -309,16 +337,7 @@ export function consoleReport(r: BenchReport): string {
   if (ran(r.proxy)) {
     out.push(
       table(
-        [
-          "system (GET /pb/calls/next)",
-          "req/s",
-          "range",
-          "p50 ms",
-          "p99 ms",
-          "proxy CPU µs/req",
-          "upstream CPU µs/req",
-          "failures",
-        ],
+        ["system (GET /pb/calls/next)", "req/s", "range", "p50 ms", "p99 ms", ...CPU_COLUMNS, "failures"],
         proxyRows(r),
       ),
     );
@@ -391,7 +410,11 @@ export function markdownReport(r: BenchReport): string {
       "upstream's process spent during the run, divided by the 2xx answers: unlike req/s it does not depend",
       "on how the cores were shared. A busy host still slows every instruction, and a VM may not report it",
       "as *CPU steal* (from /proc/stat, per round): the upstream's own CPU per request, the same work in every",
-      "round, is the better gauge of that.",
+      "round, is the better gauge of that. The load driver's CPU comes from its own counters too; *Postgres*",
+      "and *Redis* CPU is the sum over every process of the local servers (/proc/<pid>/stat: backends, WAL",
+      "writer, …; n/a for a server on another host or an embedded PGlite, whose work is the gateway's own),",
+      "and *machine CPU* is the whole machine's busy time (/proc/stat, kernel included) per answer. Every",
+      "process shares the two cores, so req/s is roughly the cores' time divided by that last figure.",
       "",
       "Every request is `GET /pb/calls/next` (the upstream gets `GET /calls/next`), answered by the demo phone",
       "bank (`services/phonebank`, 50,000 synthetic members).",
@@ -454,18 +477,9 @@ export function markdownReport(r: BenchReport): string {
     md.push("");
     md.push(
       mdTable(
-        [
-          "system",
-          "req/s",
-          "req/s range",
-          "p50 ms",
-          "p99 ms",
-          "proxy CPU µs/req",
-          "upstream CPU µs/req",
-          "failures",
-        ],
+        ["system", "req/s", "req/s range", "p50 ms", "p99 ms", ...CPU_COLUMNS, "failures"],
         proxyRows(r),
-        ["l", "r", "r", "r", "r", "r", "r", "l"],
+        ["l", "r", "r", "r", "r", ...CPU_COLUMNS.map(() => "r" as const), "l"],
       ),
     );
     md.push("");
@@ -496,7 +510,7 @@ export function markdownReport(r: BenchReport): string {
           "p99 ms",
           "max ms",
           "CPU µs/req",
-          "upstream CPU µs/req",
+          ...CPU_COLUMNS.slice(1),
           "CPU steal",
           "non-2xx",
           "errors",
@@ -511,13 +525,13 @@ export function markdownReport(r: BenchReport): string {
             String(x.p99),
             String(x.max),
             fmt(x.cpuUs, 0),
-            fmt(x.upstreamCpuUs, 0),
+            ...cpuCells(x),
             Number.isFinite(x.steal) ? `${fmt(x.steal * 100, 1)}%` : "n/a",
             String(x.non2xx),
             String(x.errors),
           ]),
         ),
-        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+        ["l", "r", "r", "r", "r", "r", "r", "r", ...CPU_COLUMNS.map(() => "r" as const), "r", "r", "r"],
       ),
     );
   } else md.push(`Not measured (${whyNot(r.proxy)}).`);
