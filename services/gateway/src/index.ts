@@ -16,7 +16,7 @@ export { type AllowList, compileAllowList } from "./minimise.ts";
 export { createNodeHandler, type NodeHandler } from "./node-handler.ts";
 export { createProxy, type ProxyHandler, type ProxyRequest, type ProxyResult } from "./proxy-core.ts";
 export { REFUSALS, type RefusalCode } from "./refusals.ts";
-export { SESSION_COOKIE } from "./request-context.ts";
+export { ipHash, SESSION_COOKIE } from "./request-context.ts";
 export {
   createGateway,
   type Gateway,
