@@ -531,7 +531,20 @@ export function markdownReport(r: BenchReport): string {
             String(x.errors),
           ]),
         ),
-        ["l", "r", "r", "r", "r", "r", "r", "r", ...CPU_COLUMNS.map(() => "r" as const), "r", "r", "r"],
+        [
+          "l",
+          "r",
+          "r",
+          "r",
+          "r",
+          "r",
+          "r",
+          "r",
+          ...CPU_COLUMNS.slice(1).map(() => "r" as const),
+          "r",
+          "r",
+          "r",
+        ],
       ),
     );
   } else md.push(`Not measured (${whyNot(r.proxy)}).`);
