@@ -509,6 +509,9 @@ describeIntegration(
         // alike (campaignFactor 1: the exact meter would need Redis for the campaign's steps).
         limitDefaults: { requestsPerMinute: 2000, recordsPerHour: 2000, campaignFactor: 1 },
         leasedLimits: true,
+        // Rate tokens ahead as well (not sound across gateways, but what is tested here is the
+        // other property: nothing is served from a lease once Redis is gone).
+        leasedRateTokens: true,
         audit: "memory",
       });
     });

@@ -96,6 +96,8 @@ export interface StackOptions {
   redisLimits?: { url: string; prefix: string };
   /** The gateways' limits through a LeasedMeter (createStores' `leasedLimits`); default the exact meter. */
   leasedLimits?: boolean;
+  /** with `leasedLimits`: rate tokens taken ahead too (createStores' `leasedRateTokens`) */
+  leasedRateTokens?: boolean;
   /** The gateways' default limits; default: room for every request a test makes. */
   limitDefaults?: { requestsPerMinute: number; recordsPerHour: number; campaignFactor?: number };
   /** Reaches the database another way for the token service (e.g. through a proxy a test can cut). */
@@ -252,6 +254,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
             quotaPrefix: limits.prefix,
             ...limiters,
             leased: opts.leasedLimits,
+            rateLeases: opts.leasedRateTokens,
             onError: (err) => void errors.push(err),
           })
         : undefined;

@@ -50,12 +50,15 @@ for (const target of REDIS_TARGETS)
       await Promise.all(opened.map((m) => m.close()));
       await client.quit();
     });
+    // The mechanism's tests take rate tokens ahead (`rateLeases`); the fuzz tests below run the
+    // default, which is the one sound across gateways.
     const open = (prefix: string, o: Partial<LeasedMeterOptions> = {}) => {
       const m = new LeasedMeter({
         redis: client,
         ratePrefix: `${prefix}rl:`,
         quotaPrefix: `${prefix}rq:`,
         flushMs: 0,
+        rateLeases: true,
         ...o,
       });
       opened.push(m);
@@ -119,6 +122,7 @@ for (const target of REDIS_TARGETS)
         ratePrefix: `${prefix}rl:`,
         quotaPrefix: `${prefix}rq:`,
         flushMs: 0,
+        rateLeases: true,
       });
       const clock = new FakeClock(T0);
       const rate = { key: "rl:campaign:huge", rule: { limit: 100_000_000, windowMs: MINUTE } };
@@ -259,6 +263,7 @@ for (const target of REDIS_TARGETS)
         ratePrefix: `${prefix}rl:`,
         quotaPrefix: `${prefix}rq:`,
         flushMs: 0,
+        rateLeases: true,
       });
       const clock = new FakeClock(T0);
       const rate = { key: "rl:campaign:gone", rule: { limit: 6000, windowMs: MINUTE } };
@@ -306,11 +311,15 @@ for (const target of REDIS_TARGETS)
     });
 
     it.each([
-      { mode: "one call at a time", concurrent: false },
-      { mode: "bursts in flight together", concurrent: true },
+      { mode: "one call at a time", concurrent: false, seed: undefined },
+      { mode: "bursts in flight together", concurrent: true, seed: undefined },
+      // The run that found rate tokens taken ahead admitting one request more than the exact
+      // meter with two gateways (264 against 263); it passes since rates are not leased ahead by
+      // default (LeasedMeterOptions.rateLeases).
+      { mode: "one call at a time, seed -1241686700", concurrent: false, seed: -1241686700 },
     ])(
       "admits, across gateways, never more than the exact meter would (fuzzed, $mode)",
-      async ({ concurrent }) => {
+      async ({ concurrent, seed }) => {
         // Large enough limits that leases grow (caps 5 and 5), small enough that they run out; a
         // lease life of 25 emission intervals, as in production (250 ms at 6000 a minute).
         const rate = { key: "rl:campaign:f", rule: { limit: 100, windowMs: 10_000 } };
@@ -416,7 +425,7 @@ for (const target of REDIS_TARGETS)
           ),
           // Up to 100 runs, but never past the test's timeout: one call at a time on a Redis
           // Cluster is ~60,000 round trips, which a slow machine did not finish in 60 s.
-          { numRuns: 100, interruptAfterTimeLimit: 40_000 },
+          { numRuns: 100, interruptAfterTimeLimit: 40_000, ...(seed === undefined ? {} : { seed }) },
         );
       },
       60_000,

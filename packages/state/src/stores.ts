@@ -40,6 +40,8 @@ export function createStores(opts: {
    * meter's 118 (`pnpm bench`, row k; docs/design.md "Leased metering").
    */
   leasedLimits?: boolean;
+  /** with `leasedLimits`: rate tokens taken ahead too (`LeasedMeterOptions.rateLeases`: not sound across gateways) */
+  leasedRateTokens?: boolean;
 }): Stores {
   const prefix = opts.prefix ?? "phaselock:";
   if (!opts.redisUrl) {
@@ -75,6 +77,7 @@ export function createStores(opts: {
     rateLimiter,
     recordQuota,
     leased: opts.leasedLimits,
+    rateLeases: opts.leasedRateTokens,
     onError: opts.onError,
   });
   return {
@@ -108,6 +111,7 @@ export function redisLimitsMeter(o: {
   rateLimiter: RateLimiter;
   recordQuota: RecordQuota;
   leased?: boolean | undefined;
+  rateLeases?: boolean | undefined;
   onError?: ((err: unknown) => void) | undefined;
 }): Meter {
   if (o.leased) {
@@ -116,6 +120,7 @@ export function redisLimitsMeter(o: {
       ratePrefix: o.ratePrefix,
       quotaPrefix: o.quotaPrefix,
       onError: o.onError,
+      rateLeases: o.rateLeases === true,
     });
   }
   return isCluster(o.redis)
