@@ -259,10 +259,9 @@ export interface LeasedMeterOptions {
    * Take rate tokens ahead of requests (default false: every rate step is the exact GCRA step,
    * one round trip; quota slots are leased either way). **Not sound across gateways**: the fuzz
    * test found, with two gateways, a run where the leased meter admitted 264 requests where the
-   * exact meter admitted 263 (fast-check seed -1241686700, "one call at a time"; issue 15 note of
-   * 2026-12-02). The grant rule below reads the key's debt, which can exceed the exact meter's by
-   * what earlier leases took and never used, so the exact meter's bucket can run empty during a
-   * hold after all. Kept for the tests of the mechanism and for whoever tracks that excess.
+   * exact meter admitted 263 (fast-check seed -1241686700, "one call at a time"; docs/design.md
+   * "Leased metering" has what is known of the cause, not yet pinned down). Kept for the tests of
+   * the mechanism and for whoever finds it.
    */
   rateLeases?: boolean;
 }
