@@ -15,7 +15,7 @@ describe("ipHash", () => {
     expect(ipHash(a, "")).toBeNull();
   });
 
-  it("remembers per key: another key's gateway never gets this key's hash", () => {
+  it("remembers for its key only: another key never gets this key's hash", () => {
     const ip = "2001:db8::1";
     expect(ipHash(a, ip)).toBe(expected(a.ipHashKey, ip));
     expect(ipHash(b, ip)).toBe(expected(b.ipHashKey, ip));

@@ -41,28 +41,26 @@ export function requestIdFor(incoming: string | undefined): string {
 export function ipHash(config: Pick<GatewayConfig, "ipHashKey">, ip: string | undefined): string | null {
   if (!ip) return null;
   // Every audited request hashes its client, and the same few clients (volunteers, or a proxy in
-  // front) come back request after request: an HMAC each was ~2 µs, a lookup is ~0.01. Per key,
-  // so a gateway with another key never sees these; bounded (cleared when full), so addresses
-  // invented by the million cost memory no more than they cost time.
-  let memo = ipHashMemo.get(config.ipHashKey);
-  if (memo === undefined) {
-    if (ipHashMemo.size >= IP_HASH_KEYS_MAX) ipHashMemo.clear();
-    memo = new Map();
-    ipHashMemo.set(config.ipHashKey, memo);
+  // front) come back request after request: an HMAC each was ~2 µs, a lookup is ~0.01. For one key
+  // at a time (a gateway has one; another key starts afresh); bounded (cleared when full), so
+  // addresses invented by the million cost memory no more than they cost time.
+  if (config.ipHashKey !== ipHashMemoKey) {
+    ipHashMemo.clear();
+    ipHashMemoKey = config.ipHashKey;
   }
-  let hash = memo.get(ip);
+  let hash = ipHashMemo.get(ip);
   if (hash === undefined) {
     hash = hmacHex(config.ipHashKey, ip).slice(0, 32);
-    if (memo.size >= IP_HASH_MEMO_MAX) memo.clear();
-    memo.set(ip, hash);
+    if (ipHashMemo.size >= IP_HASH_MEMO_MAX) ipHashMemo.clear();
+    ipHashMemo.set(ip, hash);
   }
   return hash;
 }
 
-/** Clients whose hash is remembered, per key, at most. */
+/** Clients whose hash is remembered, at most. */
 export const IP_HASH_MEMO_MAX = 10_000;
-const IP_HASH_KEYS_MAX = 16;
-const ipHashMemo = new Map<string, Map<string, string>>();
+const ipHashMemo = new Map<string, string>();
+let ipHashMemoKey: string | undefined;
 
 /** The peer address of a request Hono received from @hono/node-server (none in `app.request`). */
 export function peerIp(c: Context<GatewayEnv>): string | undefined {
