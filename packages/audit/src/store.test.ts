@@ -55,6 +55,26 @@ async function whileTampered<T>(db: Db, change: SQL, fn: (tx: Db) => Promise<T>)
   return out.value;
 }
 
+/** `db` with its postgres.js client's `begin` and `unsafe` calls counted. */
+function countingClient(db: Db): { spied: Db; calls: { begin: number; unsafe: number } } {
+  const calls = { begin: 0, unsafe: 0 };
+  const client = (db as unknown as { $client: Record<string | symbol, unknown> }).$client;
+  const counting = new Proxy(client, {
+    get(target, key) {
+      const v = Reflect.get(target, key) as unknown;
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) => {
+        if (key === "begin" || key === "unsafe") calls[key]++;
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const spied = new Proxy(db, {
+    get: (target, key) => (key === "$client" ? counting : Reflect.get(target, key)),
+  });
+  return { spied, calls };
+}
+
 function collect(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
   const chunks: Buffer[] = [];
@@ -273,21 +293,7 @@ for (const backend of dbBackends) {
 
       if (backend.name === "postgres") {
         it("is one query (no begin, no separate head read) while the head is unchanged", async () => {
-          const calls = { begin: 0, unsafe: 0 };
-          const client = (db as unknown as { $client: Record<string | symbol, unknown> }).$client;
-          const counting = new Proxy(client, {
-            get(target, key) {
-              const v = Reflect.get(target, key) as unknown;
-              if (typeof v !== "function") return v;
-              return (...args: unknown[]) => {
-                if (key === "begin" || key === "unsafe") calls[key]++;
-                return (v as (...a: unknown[]) => unknown).apply(target, args);
-              };
-            },
-          });
-          const spied = new Proxy(db, {
-            get: (target, key) => (key === "$client" ? counting : Reflect.get(target, key)),
-          });
+          const { spied, calls } = countingClient(db);
           const first = await appendPrepared(spied, inputs(3).map(prepareEvent));
           expect(calls).toEqual({ begin: 1, unsafe: 0 });
           const next = await appendPrepared(spied, inputs(3, 5).map(prepareEvent), {
@@ -297,6 +303,49 @@ for (const backend of dbBackends) {
           expect(calls).toEqual({ begin: 1, unsafe: 1 });
           expect(next.firstSeq).toBe(first.headSeq + 1);
           expect(await verifyStored(db)).toMatchObject({ ok: true, head: next.head });
+        });
+
+        it("audit_append() refuses any isolation but READ COMMITTED, before writing anything", async () => {
+          const before = await appendPrepared(db, []);
+          // A head read at REPEATABLE READ is the one of the transaction's first statement, taken
+          // before the lock: a second writer's commit meanwhile would go unseen and fork the chain.
+          const message = await db
+            .transaction(
+              (tx) =>
+                tx.execute(
+                  sql`select * from public.audit_append(1, ${before.headSeq}::bigint, ${before.head}::text,
+                    '{}'::bigint[], '{}'::text[], '{}'::timestamptz[], '{}'::text[], '{}'::text[],
+                    '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::jsonb[], '{}'::text[],
+                    '{}'::text[], '{}'::text[])`,
+                ),
+              { isolationLevel: "repeatable read" },
+            )
+            .then(
+              () => "appended",
+              (err: unknown) => String((err as { cause?: unknown }).cause ?? err),
+            );
+          expect(message).toMatch(/needs READ COMMITTED, not repeatable read/);
+          expect(await headSeq(db)).toBe(before.headSeq);
+        });
+
+        it("appends on a session whose default isolation is REPEATABLE READ, in four round trips", async () => {
+          const u = new URL(testDb.url);
+          u.searchParams.set("default_transaction_isolation", "repeatable read");
+          const strict = createDb({ databaseUrl: u.toString(), poolSize: 1 });
+          try {
+            const { spied, calls } = countingClient(strict.db);
+            const before = await appendPrepared(db, []);
+            const r = await appendPrepared(spied, inputs(3, 70).map(prepareEvent), {
+              seq: before.headSeq,
+              hash: before.head,
+            });
+            // The prepared call was refused, then the append went in with the isolation set.
+            expect(calls).toEqual({ begin: 1, unsafe: 1 });
+            expect(r.firstSeq).toBe(before.headSeq + 1);
+            expect(await verifyStored(db)).toMatchObject({ ok: true, head: r.head });
+          } finally {
+            await strict.close();
+          }
         });
       }
     });

@@ -65,10 +65,11 @@ export interface ChainHead {
  *
  * With `expected` (the head this writer's previous append left, `AppendResult.head`/`headSeq`) on
  * postgres.js, the append is one round trip: seq, ids and hashes are computed before the
- * transaction on that head, and one simple-protocol query takes the chain lock and inserts the
- * rows only if the head under the lock is still `expected` (see {@link appendOnExpectedHead}). When
- * another writer moved the head meanwhile nothing is written; the append is retried once on the
- * head that query saw, then falls back to reading the head under the lock. Either way the rows
+ * transaction on that head, and one prepared call of `audit_append()` takes the chain lock and
+ * inserts the rows only if the head under the lock is still `expected` (see
+ * {@link appendOnExpectedHead}). When another writer moved the head meanwhile nothing is written;
+ * the append is retried once on the head that call saw, then falls back to reading the head under
+ * the lock (as it does at an isolation the function refuses). Either way the rows
  * chain onto the head as it stands under the lock: `expected` is only a guess, never trusted.
  */
 export async function appendPrepared(
@@ -86,7 +87,7 @@ export async function appendPrepared(
     if (expected !== undefined) {
       const first = await appendOnExpectedHead(raw, events, expected);
       if ("ids" in first) return first;
-      if (wellFormedHead(first.seen)) {
+      if ("seen" in first && wellFormedHead(first.seen)) {
         const second = await appendOnExpectedHead(raw, events, first.seen);
         if ("ids" in second) return second;
       }
@@ -97,37 +98,43 @@ export async function appendPrepared(
   return db.transaction((tx) => appendInTransaction(tx, events), { isolationLevel: "read committed" });
 }
 
+/** postgres.js's `unsafe`: with `params`, the values bound to a statement prepared per connection. */
+type Unsafe = (
+  query: string,
+  params?: readonly string[],
+  options?: { prepare: true },
+) => PromiseLike<unknown>;
+
 /** The part of a postgres.js client the raw appends use. */
 interface RawPostgres {
-  begin<T>(
-    options: string,
-    fn: (tx: { unsafe(query: string): PromiseLike<unknown> }) => Promise<T>,
-  ): Promise<T>;
-  unsafe(query: string): PromiseLike<unknown>;
+  begin<T>(options: string, fn: (tx: { unsafe: Unsafe }) => Promise<T>): Promise<T>;
+  unsafe: Unsafe;
 }
 
 const HEX_HASH = /^[0-9a-f]{64}$/;
 
-/** Safe to inline into SQL: a non-negative integer seq and a lowercase hex SHA-256. */
+/** A non-negative integer seq and a lowercase hex SHA-256. */
 const wellFormedHead = (h: ChainHead): boolean =>
   Number.isSafeInteger(h.seq) && h.seq >= 0 && HEX_HASH.test(h.hash);
 
 /**
- * One round trip: a simple-protocol query of two statements, which Postgres runs in order as one
- * implicit transaction (committed at the end, rolled back whole on any error): READ COMMITTED
- * (whatever the server's default, so each statement reads the latest commits), then
- * `audit_append()` (migration 0013): the chain lock; the head under the lock (its snapshot taken
- * after the lock is granted, so it sees the previous holder's commit); the `unnest` insert of rows
- * chained onto `expected` only if that head is still `expected` (all rows or none); the head as it
- * now stands. The function's statements keep their plans for the session: as separate statements
- * they were planned afresh for every batch, most of Postgres's fixed cost per batch.
+ * One round trip: a prepared call of `audit_append()`, which runs as one implicit transaction
+ * (committed at its end, rolled back whole on any error): the chain lock; the head under the lock
+ * (its snapshot taken after the lock is granted, so it sees the previous holder's commit); the
+ * `unnest` insert of rows chained onto `expected` only if that head is still `expected` (all rows
+ * or none); the head as it now stands. The function's statements keep their plans for the
+ * session, and the call's own statement is parsed once per connection: sent as text with every
+ * value inlined, Postgres lexed, parsed and analysed it afresh for every batch (~25 % of its CPU
+ * per append). The function refuses to run at any isolation but READ COMMITTED (0014); a session
+ * whose default is higher (an operator's setting) gets the append in four round trips instead,
+ * which set the isolation explicitly.
  * Returns the append, or the head seen under the lock when it was not `expected` (nothing written).
  */
 async function appendOnExpectedHead(
   raw: RawPostgres,
   events: readonly PreparedEvent[],
   expected: ChainHead,
-): Promise<AppendResult | { seen: ChainHead }> {
+): Promise<AppendResult | { seen: ChainHead } | { isolation: false }> {
   if (!wellFormedHead(expected)) {
     throw new TypeError("audit: malformed expected chain head");
   }
@@ -137,13 +144,19 @@ async function appendOnExpectedHead(
     ids,
     head: prevHash,
   } = chainRows(events, firstSeq, expected.hash);
-  const results = (await raw.unsafe(
-    `set transaction isolation level read committed; ${cols.appendCall(AUDIT_LOCK_KEY, expected)}`,
-  )) as unknown[];
-  // postgres.js folds the results of statements without rows into their neighbours': only the
-  // last one, the head, is read. It is this append's last row exactly when the rows went in (the
+  let headRows: unknown;
+  try {
+    headRows = await raw.unsafe(
+      AUDIT_APPEND_CALL,
+      [String(AUDIT_LOCK_KEY), String(expected.seq), expected.hash, ...cols.arrayLiterals()],
+      { prepare: true },
+    );
+  } catch (err) {
+    if ((err as { code?: unknown }).code === INVALID_TRANSACTION_STATE) return { isolation: false };
+    throw err;
+  }
+  // The head as the function left it: this append's last row exactly when the rows went in (the
   // hash covers this call's fresh random ids); the function lets in all rows or none.
-  const headRows = results.at(-1);
   if (!Array.isArray(headRows)) throw new Error("audit: unexpected reply appending to the chain");
   const row = headRows[0] as { head_seq: string | null; head_hash: string | null } | undefined;
   const head =
@@ -157,6 +170,9 @@ async function appendOnExpectedHead(
   return { seen: head ? { seq: Number(head.head_seq), hash: head.hash } : { seq: 0, hash: GENESIS } };
 }
 
+/** SQLSTATE `audit_append()` raises when called at an isolation other than READ COMMITTED. */
+const INVALID_TRANSACTION_STATE = "25000";
+
 /** The postgres.js client under a drizzle `Db`, when it is one (an embedded PGlite is not). */
 function rawPostgres(db: Db): RawPostgres | undefined {
   const client = (db as { $client?: { begin?: unknown; reserve?: unknown } }).$client;
@@ -169,8 +185,8 @@ function rawPostgres(db: Db): RawPostgres | undefined {
  * {@link appendPrepared} on postgres.js in four round trips instead of six (drizzle's begin,
  * isolation, lock, head, insert, commit, each awaited): `begin isolation level read committed`; one
  * simple-protocol query `lock; head`, whose statements the server runs strictly in order, so the
- * head is read after the lock (its statement's snapshot is taken then); the insert, every value
- * inlined as an escaped literal; `commit`. postgres.js rolls back on any failure.
+ * head is read after the lock (its statement's snapshot is taken then); the prepared insert, each
+ * column one bound array; `commit`. postgres.js rolls back on any failure.
  */
 async function appendInFourRoundTrips(
   raw: RawPostgres,
@@ -191,7 +207,7 @@ async function appendInFourRoundTrips(
       ids,
       head: prevHash,
     } = chainRows(events, firstSeq, head?.hash ?? GENESIS);
-    await tx.unsafe(cols.insertText());
+    await tx.unsafe(INSERT_CALL, cols.arrayLiterals(), { prepare: true });
     return { head: prevHash, headSeq: firstSeq + events.length - 1, firstSeq, ids };
   });
 }
@@ -279,47 +295,53 @@ function chainChunk(
   return { cols, head };
 }
 
-/** Postgres array literal of text elements: every element quoted, so only `"` and `\\` need escaping. */
+/**
+ * Postgres array literal of text elements: every element quoted, so only `"` and `\\` need
+ * escaping (an element with neither, as hashes, ids and times are, is copied as it is).
+ */
 const ARRAY_ESCAPE = /["\\]/g;
-const arrayLiteral = (values: readonly (string | null)[]): string =>
-  `${quotedElements(values, "{", ARRAY_ESCAPE, (c) => `\\${c}`)}}`;
-
-/**
- * The same array as an escape-string literal (`E'…'`: only `\\` and `'` need escaping, whatever
- * `standard_conforming_strings` says), for the simple protocol. Each element is escaped once for
- * both layers: a double quote becomes backslash, backslash, quote; a backslash four backslashes; a
- * single quote two. An element holding none of the three (hashes, ids, times: most) is copied as it is.
- */
-const LITERAL_ESCAPE = /["'\\]/g;
-const literalEscape = (c: string): string => (c === '"' ? '\\\\"' : c === "'" ? "''" : "\\\\\\\\");
-const textArray = (values: readonly (string | null)[], type: string) =>
-  `${quotedElements(values, "E'{", LITERAL_ESCAPE, literalEscape)}}'::${type}[]`;
-
-/**
- * `open`, then each element double-quoted (or `NULL`), comma-separated, every match of `each` in
- * it replaced by `quote(match)` (an element with none copied as it is; `search` ignores the `g`
- * flag's state). The caller closes the literal.
- */
-function quotedElements(
-  values: readonly (string | null)[],
-  open: string,
-  each: RegExp,
-  quote: (c: string) => string,
-): string {
-  let out = open;
+function arrayLiteral(values: readonly (string | null)[]): string {
+  let out = "{";
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (i > 0) out += ",";
     if (v === null) out += "NULL";
-    else if (v.search(each) === -1) out += `"${v}"`;
-    else out += `"${v.replace(each, quote)}"`;
+    else if (v.search(ARRAY_ESCAPE) === -1) out += `"${v}"`;
+    else out += `"${v.replace(ARRAY_ESCAPE, "\\$&")}"`;
   }
-  return out;
+  return `${out}}`;
 }
 
-/** The columns an append writes, in {@link ColumnArrays}' order. */
-const INSERT_COLUMNS =
-  "seq, id, at, type, actor, campaign_id, link_id, decision, reason, data, prev_hash, hash, leaf_hash";
+/** The columns an append writes with their types, in {@link ColumnArrays}' order. */
+const COLUMNS = [
+  ["seq", "bigint"],
+  ["id", "text"],
+  ["at", "timestamptz"],
+  ["type", "text"],
+  ["actor", "text"],
+  ["campaign_id", "text"],
+  ["link_id", "text"],
+  ["decision", "text"],
+  ["reason", "text"],
+  ["data", "jsonb"],
+  ["prev_hash", "text"],
+  ["hash", "text"],
+  ["leaf_hash", "text"],
+] as const;
+const INSERT_COLUMNS = COLUMNS.map(([name]) => name).join(", ");
+
+/** The column arrays as bound parameters `$first::type[], …`. */
+const arrayParams = (first: number): string =>
+  COLUMNS.map(([, type], i) => `$${first + i}::${type}[]`).join(", ");
+
+/** The insert of one chunk, each column a bound array ({@link ColumnArrays.arrayLiterals}). */
+const INSERT_CALL = `insert into audit_events (${INSERT_COLUMNS}) select * from unnest(${arrayParams(1)})`;
+
+/**
+ * `audit_append()` (migrations 0013, 0014), every value a bound parameter. Every argument is cast:
+ * the casts pick our function's signature, not an overload a role with CREATE on public could add.
+ */
+const AUDIT_APPEND_CALL = `select head_seq, head_hash from public.audit_append($1::bigint, $2::bigint, $3::text, ${arrayParams(4)})`;
 
 /** One INSERT's rows, column by column, for `insert … select * from unnest(…)`. */
 class ColumnArrays {
@@ -353,47 +375,35 @@ class ColumnArrays {
     this.#leafHash.push(leaf);
   }
 
-  /** The thirteen column arrays with their element types, in the table's column order. */
-  #columns(): [values: readonly (string | null)[], type: string][] {
+  /** The thirteen column arrays, in {@link COLUMNS}' order. */
+  #columns(): (readonly (string | null)[])[] {
     return [
-      [this.#seq, "bigint"],
-      [this.#id, "text"],
-      [this.#at, "timestamptz"],
-      [this.#type, "text"],
-      [this.#actor, "text"],
-      [this.#campaignId, "text"],
-      [this.#linkId, "text"],
-      [this.#decision, "text"],
-      [this.#reason, "text"],
-      [this.#data, "jsonb"],
-      [this.#prevHash, "text"],
-      [this.#hash, "text"],
-      [this.#leafHash, "text"],
+      this.#seq,
+      this.#id,
+      this.#at,
+      this.#type,
+      this.#actor,
+      this.#campaignId,
+      this.#linkId,
+      this.#decision,
+      this.#reason,
+      this.#data,
+      this.#prevHash,
+      this.#hash,
+      this.#leafHash,
     ];
   }
 
-  /** The thirteen column arrays as escape-string literals, in the table's column order. */
-  #textArrays(): string {
-    return this.#columns()
-      .map(([values, type]) => textArray(values, type))
-      .join(", ");
+  /** The thirteen column arrays as array literals, the parameters of {@link INSERT_CALL}. */
+  arrayLiterals(): string[] {
+    return this.#columns().map(arrayLiteral);
   }
 
-  /** The `audit_append()` call of these rows onto `expected`, for the simple protocol. */
-  appendCall(lockKey: number, expected: ChainHead): string {
-    // Every argument cast: a bare integer literal is `integer`, and an overload taking that would
-    // be a better match than ours (a role with CREATE on public could add one).
-    return `select head_seq, head_hash from public.audit_append(${lockKey}::bigint, ${expected.seq}::bigint, '${expected.hash}'::text, ${this.#textArrays()})`;
-  }
-
-  /** The same INSERT as text, for the simple protocol. */
-  insertText(): string {
-    return `insert into audit_events (${INSERT_COLUMNS}) select * from unnest(${this.#textArrays()})`;
-  }
-
-  /** The same INSERT with each array a bound parameter. */
+  /** The same INSERT for drizzle, each array a bound parameter. */
   insert(): SQL {
-    const arrays = this.#columns().map(([values, type]) => sql`${arrayLiteral(values)}::${sql.raw(type)}[]`);
+    const arrays = this.#columns().map(
+      (values, i) => sql`${arrayLiteral(values)}::${sql.raw(COLUMNS[i]![1])}[]`,
+    );
     return sql`insert into audit_events (${sql.raw(INSERT_COLUMNS)}) select * from unnest(${sql.join(arrays, sql`, `)})`;
   }
 }

@@ -97,7 +97,7 @@ for (const backend of dbBackends) {
     });
 
     it("migrate is idempotent and assertMigrated accepts the result", async () => {
-      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 14 });
+      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 15 });
       await expect(assertMigrated(db)).resolves.toBeUndefined();
       expect(await repos.policyState.current()).toBeGreaterThanOrEqual(0);
     });
@@ -108,8 +108,8 @@ for (const backend of dbBackends) {
         const err = await assertMigrated(empty.handle.db).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(DatabaseNotMigratedError);
         expect((err as Error).message).toBe("database is not migrated: run `pnpm db:migrate`");
-        expect(await migrate(empty.handle)).toEqual({ applied: 14, total: 14 });
-        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 14 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 15, total: 15 });
+        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 15 });
         await assertMigrated(empty.handle.db);
         expect(await createRepos(empty.handle.db).policyState.current()).toBe(0);
       } finally {
