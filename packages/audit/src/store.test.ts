@@ -329,6 +329,7 @@ for (const backend of dbBackends) {
         });
 
         it("appends on a session whose default isolation is REPEATABLE READ, in four round trips", async () => {
+          if (!testDb.url) throw new Error("a Postgres test database has a URL");
           const u = new URL(testDb.url);
           u.searchParams.set("default_transaction_isolation", "repeatable read");
           const strict = createDb({ databaseUrl: u.toString(), poolSize: 1 });
