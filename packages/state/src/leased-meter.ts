@@ -43,15 +43,21 @@ export const leaseCap = (limit: number): number =>
 
 // One GCRA key. KEYS[1] the state hash. ARGV: limit, windowMs, nowMs, want, the new lease's hold
 // field, lifeMs, then the previous lease's refund: unused units (k * windowMs), its debt after the
-// grant, its grant time, its hold field. Gives the refund back first, then takes up to `want`
-// tokens in one GCRA step (0 → refund only). Returns {granted, remaining, retryAfterMs, debt}.
+// grant, the key's time `at` then, its hold field, the key's `ref` then. Gives the refund back
+// first, then takes up to `want` tokens in one GCRA step (0 → refund only). Returns {granted,
+// remaining, retryAfterMs, debt, at, ref}.
 //
-// Tokens beyond the first are "held" (field h:<meterId>:<n> = "units:until"). They are granted
-// only while the key's debt, less every live hold and one lease life of refill, stays positive:
-// then the exact meter (which would see held tokens as still in its bucket) never fills up while
-// they are held, so it would have admitted each of them whenever one is used here. A refund is
-// capped at what cannot have been refilled since the grant, so it never lowers the debt below
-// what the exact meter would hold without those tokens.
+// Tokens beyond the first are "held" (field h:<meterId>:<n> = "units:until:top:at:ref": the debt
+// right after the grant, the key's time then, and field `ref`, the units ever given back on the
+// key, then). They are granted only while the key's debt, less every hold that can still be given
+// back (live ones in full, expired ones for what their refund could still take) and one lease life
+// of refill, stays positive: then the exact meter (which would see held tokens as still in its
+// bucket) never fills up while they are held, so it would have admitted each of them whenever one
+// is used here. The debt is paid off oldest unit first; a refund takes back only units of its hold
+// not paid off yet: the hold's top, less what was paid off since the grant (on the key's clock
+// `at`, never a caller's that is behind it) and less everything given back since (units given back
+// from beneath it move it down), so it never lowers the debt below what the exact meter would hold
+// without those tokens.
 const LEASE_RATE_LUA_FN = `
 local function lease_rate(key, A)
   local limit = tonumber(A[1])
@@ -65,7 +71,7 @@ local function lease_rate(key, A)
   local debt = 0
   local at = now
   local exists = false
-  local state = redis.call('HMGET', key, 'at', 'debt')
+  local state = redis.call('HMGET', key, 'at', 'debt', 'ref')
   if state[1] and state[2] then
     exists = true
     local prevAt = tonumber(state[1])
@@ -73,20 +79,37 @@ local function lease_rate(key, A)
     if elapsed >= window then debt = 0 else debt = math.max(0, tonumber(state[2]) - elapsed * limit) end
     at = math.max(prevAt, now)
   end
+  -- units ever given back on this key (what a refund took out from under a later hold)
+  local ref = tonumber(state[3]) or 0
+  -- A hold "units:until:top:grantAt:ref" -> units, until, and what of its units the debt still
+  -- holds: the debt is paid off oldest first, and its top was at \`top\` when granted; since then
+  -- (key time, \`at\`) it paid off elapsed * limit and lost what was given back beneath it (at
+  -- most everything given back since).
+  local function unpaid(v)
+    local u, untl, top, g, r0 = string.match(v or '', '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+    if not u then return 0, 0, 0 end
+    return tonumber(u), tonumber(untl),
+      tonumber(top) - math.max(0, at - tonumber(g)) * limit - (ref - tonumber(r0))
+  end
   if A[10] ~= '' then redis.call('HDEL', key, A[10]) end
   if refund > 0 and exists then
-    local r = math.min(refund, tonumber(A[8]) - math.max(0, now - tonumber(A[9])) * limit)
-    if r > 0 then debt = math.max(0, debt - r) end
+    local r = math.min(refund, tonumber(A[8]) - math.max(0, at - tonumber(A[9])) * limit
+      - (ref - (tonumber(A[11]) or 0)))
+    if r > 0 then
+      debt = math.max(0, debt - r)
+      ref = ref + r
+    end
   end
   local function store()
-    redis.call('HSET', key, 'at', string.format('%.0f', at), 'debt', string.format('%.0f', debt))
+    redis.call('HSET', key, 'at', string.format('%.0f', at), 'debt', string.format('%.0f', debt),
+      'ref', string.format('%.0f', ref))
     redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, at - now + math.ceil(debt / limit))))
   end
   local fit = math.floor((capacity - debt) / window)
   if want < 1 or fit < 1 then
     if exists then store() end
-    if want < 1 then return {0, math.max(0, fit), 0, debt} end
-    return {0, 0, math.ceil((debt + window - capacity) / limit), debt}
+    if want < 1 then return {0, math.max(0, fit), 0, debt, at, ref} end
+    return {0, 0, math.ceil((debt + window - capacity) / limit), debt, at, ref}
   end
   local k = 1
   if want > 1 then
@@ -95,24 +118,21 @@ local function lease_rate(key, A)
     for i = 1, #fields, 2 do
       local f = fields[i]
       if string.sub(f, 1, 2) == 'h:' then
-        local v = fields[i + 1]
-        local sep = string.find(v, ':', 1, true)
-        local untl = sep and tonumber(string.sub(v, sep + 1)) or 0
-        if untl > now then
-          others = others + (tonumber(string.sub(v, 1, sep - 1)) or capacity)
-        else
-          redis.call('HDEL', key, f)
-        end
+        local u, untl, left = unpaid(fields[i + 1])
+        -- Expired but not given back yet: what its refund can still take off the debt.
+        local held = untl > now and u or math.min(u, left)
+        if held > 0 then others = others + held else redis.call('HDEL', key, f) end
       end
     end
     if debt + window >= others + life * limit then k = math.min(want, fit) end
   end
   debt = debt + k * window
   if k > 1 then
-    redis.call('HSET', key, hold, string.format('%.0f', (k - 1) * window) .. ':' .. string.format('%.0f', now + life))
+    redis.call('HSET', key, hold, string.format('%.0f', (k - 1) * window) .. ':' .. string.format('%.0f', now + life)
+      .. ':' .. string.format('%.0f', debt) .. ':' .. string.format('%.0f', at) .. ':' .. string.format('%.0f', ref))
   end
   store()
-  return {k, math.floor((capacity - debt) / window), 0, debt}
+  return {k, math.floor((capacity - debt) / window), 0, debt, at, ref}
 end
 `;
 
@@ -215,6 +235,9 @@ interface RateLease {
   expiresAt: number;
   /** the key's debt right after the grant (caps the refund) */
   debtAfter: number;
+  /** the key's time (`at`) and units given back on it (`ref`) right after the grant (cap it too) */
+  keyAt: number;
+  keyRef: number;
   /** Redis's remaining right after the grant */
   remaining: number;
   /** the hash field holding this lease's extra tokens */
@@ -257,11 +280,12 @@ export interface LeasedMeterOptions {
   onError?: (err: unknown) => void;
   /**
    * Take rate tokens ahead of requests (default false: every rate step is the exact GCRA step,
-   * one round trip; quota slots are leased either way). **Not sound across gateways**: the fuzz
-   * test found, with two gateways, a run where the leased meter admitted 264 requests where the
-   * exact meter admitted 263 (fast-check seed -1241686700, "one call at a time"; docs/design.md
-   * "Leased metering" has what is known of the cause, not yet pinned down). Kept for the tests of
-   * the mechanism and for whoever finds it.
+   * one round trip; quota slots are leased either way). Fuzzed across gateways against the exact
+   * meter since the three refund faults a CI run found were fixed (2026-12-02; docs/design.md
+   * "Leased metering"), with every gateway on one clock: a hold's expiry is judged on each
+   * caller's clock, so a gateway whose clock runs ahead may count another's hold as expired early.
+   * Off until that is bounded; a rolling deploy from before the fix must not turn it on (the old
+   * script writes holds the new one ignores).
    */
   rateLeases?: boolean;
 }
@@ -552,7 +576,7 @@ export class LeasedMeter implements Meter {
     const epoch = this.#epoch;
     const old = this.#rates.get(key);
     let size = 1;
-    let refund: (string | number)[] = [0, 0, 0, old?.hold ?? ""];
+    let refund: (string | number)[] = [0, 0, 0, old?.hold ?? "", 0];
     if (old && !sameRule(old.rule, rule)) {
       await this.#refundRate(key, old, nowMs);
     } else if (old) {
@@ -560,7 +584,7 @@ export class LeasedMeter implements Meter {
       if (old.tokens > 0) {
         // Tokens left at expiry: the lease was bigger than this key's pace.
         size = Math.floor(size / 2);
-        refund = [old.tokens * rule.windowMs, old.debtAfter, old.grantedAt, old.hold];
+        refund = [old.tokens * rule.windowMs, old.debtAfter, old.keyAt, old.hold, old.keyRef];
       }
       old.tokens = 0; // given back in this call
     }
@@ -577,7 +601,7 @@ export class LeasedMeter implements Meter {
       this.#life,
       ...refund,
     );
-    const [granted, remaining, retryAfterMs, debtAfter] = integers(reply, 4);
+    const [granted, remaining, retryAfterMs, debtAfter, keyAt, keyRef] = integers(reply, 6);
     if (granted! < 0 || granted! > size) throw new Error("unexpected reply from Redis script");
     if (granted === 0) {
       this.#rates.delete(key);
@@ -589,6 +613,8 @@ export class LeasedMeter implements Meter {
       grantedAt: nowMs,
       expiresAt: nowMs + this.#life,
       debtAfter: debtAfter!,
+      keyAt: keyAt!,
+      keyRef: keyRef!,
       remaining: remaining!,
       hold,
       size,
@@ -624,10 +650,11 @@ export class LeasedMeter implements Meter {
       this.#life,
       units,
       lease.debtAfter,
-      lease.grantedAt,
+      lease.keyAt,
       lease.hold,
+      lease.keyRef,
     );
-    integers(reply, 4);
+    integers(reply, 6);
   }
 
   /**
