@@ -378,6 +378,51 @@ for (const target of REDIS_TARGETS)
       },
     );
 
+    it("takes no tokens ahead while the key holds a hold it cannot read (another version's)", async () => {
+      const prefix = uniquePrefix("lease");
+      const a = open(prefix, { leaseLifeMs: 2500 });
+      const clock = new FakeClock(T0);
+      const rate = { key: "rl:campaign:v", rule: { limit: 100, windowMs: 10_000 } };
+      const stored = taggedKey(`${prefix}rl:`, rate.key);
+      // The format before 2026-12-02 ("units:until"), live for an hour.
+      const foreign = `40000:${Date.parse(T0) + HOUR}`;
+      await client.hset(stored, "h:older-gateway:1", foreign);
+      // Enough requests at one instant that the 25th would lease tokens ahead (case A above).
+      for (let i = 0; i < 30; i++) expect((await a.check([rate], [], clock.now())).denied).toBeNull();
+      const fields = await client.hgetall(stored);
+      expect(Object.keys(fields).filter((f) => f.startsWith("h:"))).toEqual(["h:older-gateway:1"]);
+      expect(fields["h:older-gateway:1"]).toBe(foreign);
+    });
+
+    it("gives nothing back to a newer copy of the key: a lease that outlived its key refunds nothing", async () => {
+      const prefix = uniquePrefix("lease");
+      const a = open(prefix, { leaseLifeMs: 2500 });
+      const b = open(prefix, { leaseLifeMs: 2500 });
+      const exact = exactMeter();
+      const clock = new FakeClock(T0);
+      const rate = { key: "rl:campaign:x", rule: { limit: 100, windowMs: 10_000 } };
+      const stored = taggedKey(`${prefix}rl:`, rate.key);
+      // A key long hot: many units given back on it already.
+      await client.hset(stored, "ref", "1000000000");
+      let got = 0;
+      let want = 0;
+      const request = async (m: LeasedMeter) => {
+        if ((await m.check([rate], [], clock.now())).denied === null) got++;
+        if ((await exact.check([rate], [], clock.now())).denied === null) want++;
+      };
+      for (let i = 0; i < 25; i++) await request(a); // the last ones lease tokens ahead
+      clock.advance(3000);
+      await a.admit([{ key: "rq:campaign:x", rule: { limit: 100, windowMs: HOUR } }], "m0", clock.now());
+      // A's lease has lapsed with tokens unused (A has seen the time move on); the key expires
+      // (deleted here: Redis's TTL runs on real time) and B's traffic makes it anew, with nothing
+      // given back on it yet. A's refund, capped against the old copy's `ref`, must not touch it.
+      await client.del(stored);
+      for (let i = 0; i < 100; i++) await request(b);
+      await a.flush();
+      for (let i = 0; i < 10; i++) await request(b);
+      expect(got).toBeLessThanOrEqual(want);
+    });
+
     it.each([
       { mode: "one call at a time", concurrent: false, seed: undefined },
       { mode: "bursts in flight together", concurrent: true, seed: undefined },

@@ -85,16 +85,22 @@ local function lease_rate(key, A)
   -- holds: the debt is paid off oldest first, and its top was at \`top\` when granted; since then
   -- (key time, \`at\`) it paid off elapsed * limit and lost what was given back beneath it (at
   -- most everything given back since).
+  -- A hold in any other form (another version's, or written by hand) counts as the whole
+  -- capacity, for as long as the key lives: no lease is granted on its strength.
   local function unpaid(v)
     local u, untl, top, g, r0 = string.match(v or '', '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
-    if not u then return 0, 0, 0 end
+    if not u then return capacity, now + 1, capacity end
     return tonumber(u), tonumber(untl),
       tonumber(top) - math.max(0, at - tonumber(g)) * limit - (ref - tonumber(r0))
   end
   if A[10] ~= '' then redis.call('HDEL', key, A[10]) end
-  if refund > 0 and exists then
+  -- \`ref\` only grows while the key lives: one below the lease's proves the key expired since
+  -- (its holds and \`ref\` gone with it) and was made anew. That copy owes the old lease
+  -- nothing, and the old \`ref\` would lift the cap instead of lowering it.
+  local keyRef = tonumber(A[11]) or 0
+  if refund > 0 and exists and ref >= keyRef then
     local r = math.min(refund, tonumber(A[8]) - math.max(0, at - tonumber(A[9])) * limit
-      - (ref - (tonumber(A[11]) or 0)))
+      - (ref - keyRef))
     if r > 0 then
       debt = math.max(0, debt - r)
       ref = ref + r
@@ -285,7 +291,7 @@ export interface LeasedMeterOptions {
    * "Leased metering"), with every gateway on one clock: a hold's expiry is judged on each
    * caller's clock, so a gateway whose clock runs ahead may count another's hold as expired early.
    * Off until that is bounded; a rolling deploy from before the fix must not turn it on (the old
-   * script writes holds the new one ignores).
+   * script deletes the new holds as unreadable).
    */
   rateLeases?: boolean;
 }
