@@ -509,8 +509,8 @@ describeIntegration(
         // alike (campaignFactor 1: the exact meter would need Redis for the campaign's steps).
         limitDefaults: { requestsPerMinute: 2000, recordsPerHour: 2000, campaignFactor: 1 },
         leasedLimits: true,
-        // Rate tokens ahead as well (not sound across gateways, but what is tested here is the
-        // other property: nothing is served from a lease once Redis is gone).
+        // Rate tokens ahead as well (off by default): nothing is served from a lease once Redis is
+        // gone, whatever the lease holds.
         leasedRateTokens: true,
         audit: "memory",
       });

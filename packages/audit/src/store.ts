@@ -125,9 +125,9 @@ const wellFormedHead = (h: ChainHead): boolean =>
  * or none); the head as it now stands. The function's statements keep their plans for the
  * session, and the call's own statement is parsed once per connection: sent as text with every
  * value inlined, Postgres lexed, parsed and analysed it afresh for every batch (~25 % of its CPU
- * per append). The function refuses to run at any isolation but READ COMMITTED (0014); a session
- * whose default is higher (an operator's setting) gets the append in four round trips instead,
- * which set the isolation explicitly.
+ * per append). The function refuses to run at any isolation but READ COMMITTED (0014); on a
+ * session whose default is higher (an operator's setting) each append, once refused, goes in four
+ * round trips, which set the isolation explicitly.
  * Returns the append, or the head seen under the lock when it was not `expected` (nothing written).
  */
 async function appendOnExpectedHead(
@@ -401,9 +401,7 @@ class ColumnArrays {
 
   /** The same INSERT for drizzle, each array a bound parameter. */
   insert(): SQL {
-    const arrays = this.#columns().map(
-      (values, i) => sql`${arrayLiteral(values)}::${sql.raw(COLUMNS[i]![1])}[]`,
-    );
+    const arrays = this.arrayLiterals().map((literal, i) => sql`${literal}::${sql.raw(COLUMNS[i]![1])}[]`);
     return sql`insert into audit_events (${sql.raw(INSERT_COLUMNS)}) select * from unnest(${sql.join(arrays, sql`, `)})`;
   }
 }

@@ -40,7 +40,7 @@ export function createStores(opts: {
    * meter's 118 (`pnpm bench`, row k; docs/design.md "Leased metering").
    */
   leasedLimits?: boolean;
-  /** with `leasedLimits`: rate tokens taken ahead too (`LeasedMeterOptions.rateLeases`: not sound across gateways) */
+  /** with `leasedLimits`: rate tokens taken ahead too (`LeasedMeterOptions.rateLeases`, off by default) */
   leasedRateTokens?: boolean;
 }): Stores {
   const prefix = opts.prefix ?? "phaselock:";
