@@ -82,11 +82,18 @@ export interface AuditedTx {
   repos: Repos;
   /** Queues an event; it is written as the transaction's last statement, before the commit. */
   record(event: AuditDraft): void;
+  /**
+   * Work already running that the commit waits for, after the events are written: if it fails,
+   * the change and its events roll back. For work the events do not depend on (a batch's
+   * signatures), so that it runs alongside the append instead of ahead of it.
+   */
+  beforeCommit(work: Promise<unknown>): void;
 }
 
 /**
  * Runs a change and the audit events it records in one transaction: a crash or a failure at any
- * point leaves both or neither. The events go last, so the chain lock is held only to the commit.
+ * point leaves both or neither. The events go last, so the chain lock is held only to the commit
+ * (and for as long as work passed to `beforeCommit` outlasts the append).
  */
 export function auditedChange<T>(
   deps: Pick<TokenServiceDeps, "db" | "clock" | "journal">,
@@ -95,12 +102,19 @@ export function auditedChange<T>(
 ): Promise<T> {
   return deps.db.transaction(async (tx) => {
     const events: AuditEvent[] = [];
+    const pending: Promise<unknown>[] = [];
     const result = await fn({
       tx,
       repos: createRepos(tx),
       record: (event) => void events.push(stampAudit(deps, caller, event)),
+      beforeCommit: (work) => {
+        // Observed at once: a change that fails first leaves no unhandled rejection behind.
+        work.catch(() => {});
+        pending.push(work);
+      },
     });
     await deps.journal.append(tx, events);
+    await Promise.all(pending);
     return result;
   });
 }

@@ -1,3 +1,4 @@
+import { treeSize } from "@phaselock/audit";
 import { PhaselockError } from "@phaselock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Principal } from "./context.ts";
@@ -74,9 +75,11 @@ describe("issueLinks", () => {
     expect((err as PhaselockError).code).toBe("forbidden");
   });
 
-  it("a signing failure, though signing overlaps the inserts, leaves no link and no event", async () => {
+  it("a signing failure, though signing overlaps the inserts and the append, leaves no link and no event", async () => {
     const { campaignId } = await seedOpen(h);
-    const before = h.audit.events.length;
+    // The table, not the in-memory mirror: the events are appended before the signatures are
+    // awaited, so only the rollback keeps them out.
+    const before = await treeSize(h.handle.db);
     const keys = h.deps.keys;
     const signer = keys.signer();
     const original = keys.signer;
@@ -93,6 +96,51 @@ describe("issueLinks", () => {
       keys.signer = original;
     }
     expect((await h.deps.repos.links.list({ campaignId, limit: 10, now: new Date() })).items).toEqual([]);
-    expect(h.audit.events.length).toBe(before);
+    expect(await treeSize(h.handle.db)).toBe(before);
   });
+
+  it("appends the links' events while they are being signed: only the commit waits for the tokens", async () => {
+    const { campaignId } = await seedOpen(h);
+    const keys = h.deps.keys;
+    const signer = keys.signer();
+    const original = keys.signer;
+    const journal = h.deps.journal;
+    const append = journal.append;
+    const order: string[] = [];
+    let appended!: () => void;
+    const eventsWritten = new Promise<void>((resolve) => {
+      appended = resolve;
+    });
+    journal.append = async (tx, events) => {
+      await append(tx, events);
+      order.push("events appended");
+      appended();
+    };
+    // The signatures come only once the events are in: an append that waited for them never would.
+    keys.signer = () => ({
+      ...signer,
+      signMany: async (shared, subjects) => {
+        const tokens = await signer.signMany(shared, subjects);
+        await eventsWritten;
+        order.push("links signed");
+        return tokens;
+      },
+    });
+    try {
+      const links = await issueLinks(
+        h.deps,
+        { principal: admin, requestId: "r" },
+        request(campaignId, ["f", "g"]),
+      );
+      expect(links.map((l) => l.volunteer.ref)).toEqual(["f", "g"]);
+      const verifier = await verifierFor(h);
+      for (const l of links) {
+        expect(await verifier.verify(l.token)).toMatchObject({ ok: true, claims: { jti: l.id } });
+      }
+    } finally {
+      keys.signer = original;
+      journal.append = append;
+    }
+    expect(order).toEqual(["events appended", "links signed"]);
+  }, 10_000);
 });

@@ -192,8 +192,8 @@ export async function issueBatch(
     kid: signer.kid,
   }));
 
-  // Signing (the crypto thread pool) runs while Postgres inserts the links: the tokens are awaited
-  // inside the transaction, so a signing failure still rolls everything back.
+  // Signing (the crypto thread pool) runs while Postgres inserts the links and appends their
+  // events: the commit waits for the tokens, so a signing failure still rolls everything back.
   const signing = signer.signMany(
     {
       iss: deps.config.issuer,
@@ -217,7 +217,7 @@ export async function issueBatch(
   let replaced = new Map<string, string[]>();
   const revokedLinks: Revocation[] = [];
   // The links and their events commit together: a crash mid-batch leaves neither.
-  const policyVersion = await auditedChange(deps, caller, async ({ tx, repos, record }) => {
+  const policyVersion = await auditedChange(deps, caller, async ({ tx, repos, record, beforeCommit }) => {
     let version: number | null = null;
     if (opts.held !== "issue") {
       // Batches of one campaign and phase take turns from here to the commit, so the held links
@@ -260,7 +260,12 @@ export async function issueBatch(
     }
     await deps.repos.links.insertMany(rows, tx);
     await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
-    tokens = await signing;
+    // The events name no token: the append need not wait for the signatures, only the commit.
+    beforeCommit(
+      signing.then((signed) => {
+        tokens = signed;
+      }),
+    );
     // One event per link. A batch's links share their terms: they are written once, in the
     // batch's event, and each link's event names the batch (docs/design.md "Audit").
     const terms = {
