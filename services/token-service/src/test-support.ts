@@ -50,7 +50,9 @@ export const silentLogger = (logs: { level: string; msg: string }[]): Logger => 
 /**
  * The production journal, also copying each event into `sink` so tests can look at what a change
  * recorded without reading the table. `failAfterAppend` plays a crash between the change's
- * inserts and its commit.
+ * inserts and its commit. The copy is made at the append, not the commit: a change that fails
+ * after it (work passed to `beforeCommit`, such as a batch's signing) leaves its rolled-back events
+ * here, so a test of that counts the table instead.
  */
 export function mirroringJournal(
   sink: MemoryAuditSink,
