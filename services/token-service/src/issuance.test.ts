@@ -2,7 +2,7 @@ import { treeSize } from "@phaselock/audit";
 import { PhaselockError } from "@phaselock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Principal } from "./context.ts";
-import { type IssueRequest, issuedLinksCsv, issueLinks } from "./issuance.ts";
+import { type IssueRequest, issuedLinksCsv, issueLinks, signingBatch } from "./issuance.ts";
 import { createHarness, type Harness, seedOpen, verifierFor } from "./test-support.ts";
 
 let h: Harness;
@@ -143,4 +143,66 @@ describe("issueLinks", () => {
     }
     expect(order).toEqual(["events appended", "links signed"]);
   }, 10_000);
+
+  it("waits for its own signatures before the append while another batch is signing in this process", async () => {
+    const { campaignId } = await seedOpen(h);
+    const keys = h.deps.keys;
+    const signer = keys.signer();
+    const originalSigner = keys.signer;
+    const recordIssued = keys.recordIssued;
+    const journal = h.deps.journal;
+    const append = journal.append;
+    // Another batch's signing, still queued in the pool.
+    let releaseOther!: () => void;
+    const other = signingBatch(
+      new Promise<void>((resolve) => {
+        releaseOther = resolve;
+      }),
+    );
+    let releaseOwn!: () => void;
+    const ownGate = new Promise<void>((resolve) => {
+      releaseOwn = resolve;
+    });
+    let reachedAppend!: () => void;
+    const atAppend = new Promise<void>((resolve) => {
+      reachedAppend = resolve;
+    });
+    let signed = false;
+    let appendedUnsigned = false;
+    keys.signer = () => ({
+      ...signer,
+      signMany: async (shared, subjects) => {
+        const tokens = await signer.signMany(shared, subjects);
+        await ownGate;
+        signed = true;
+        return tokens;
+      },
+    });
+    // The last statement before the events: from here only the append is left.
+    keys.recordIssued = async (...args) => {
+      await recordIssued.apply(keys, args);
+      reachedAppend();
+    };
+    journal.append = async (tx, events) => {
+      if (!signed) appendedUnsigned = true;
+      await append(tx, events);
+    };
+    try {
+      const issuing = issueLinks(h.deps, { principal: admin, requestId: "r" }, request(campaignId, ["h"]));
+      await atAppend;
+      // Every step to the append is in memory from here: let them run before the tokens come.
+      await new Promise((resolve) => setImmediate(resolve));
+      releaseOwn();
+      const links = await issuing;
+      expect(links.map((l) => l.volunteer.ref)).toEqual(["h"]);
+    } finally {
+      releaseOwn();
+      releaseOther();
+      await other;
+      keys.signer = originalSigner;
+      keys.recordIssued = recordIssued;
+      journal.append = append;
+    }
+    expect(appendedUnsigned).toBe(false);
+  });
 });
