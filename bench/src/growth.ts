@@ -44,6 +44,8 @@ export interface GrowthResult {
   /** GET /v1/links first page, and filtered by campaign, medians of 5, ms */
   listMs: number;
   listCampaignMs: number;
+  /** GET /v1/campaigns/{id} (the campaign's links counted by status), median of 5, ms */
+  campaignMs: number;
   auditEvents: number;
   /** verifyStored over the whole trail, ms */
   auditVerifyMs: number;
@@ -238,6 +240,7 @@ export async function runGrowth(o: {
     };
     const listMs = await timed("/v1/links");
     const listCampaignMs = await timed(`/v1/links?campaignId=${CAMPAIGN}&status=active`);
+    const campaignMs = await timed(`/v1/campaigns/${CAMPAIGN}`);
 
     // The audit trail at size: 100,000 more events through the chain writer, then a full verify.
     const extra = o.auditEvents ?? 100_000;
@@ -270,6 +273,7 @@ export async function runGrowth(o: {
       issuanceLinksPerSecond,
       listMs,
       listCampaignMs,
+      campaignMs,
       auditEvents,
       auditVerifyMs,
       revocationScopes: { ...mix },

@@ -691,6 +691,7 @@ function growthRows(r: GrowthResult): { rows: string[][]; checks: [string, strin
       ],
       ["GET /v1/links (first page), median of 5", `${fmt(r.listMs, 1)} ms`, true],
       ["GET /v1/links?campaignId=…&status=active, median of 5", `${fmt(r.listCampaignMs, 1)} ms`, true],
+      ["GET /v1/campaigns/{id} (links counted by status), median of 5", `${fmt(r.campaignMs, 0)} ms`, true],
       [`audit verify (verifyStored, ${fmt(r.auditEvents, 0)} events)`, `${fmt(r.auditVerifyMs, 0)} ms`, true],
     ],
   };

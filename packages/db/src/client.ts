@@ -64,6 +64,10 @@ export function createDb(opts: CreateDbOptions): DbHandle {
       backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, 0.5),
       // Idempotent DDL and migrations emit NOTICEs that would otherwise go to the console.
       onnotice: () => {},
+      // No JIT: the link-status filters' correlated lookups give plans an estimated cost far past
+      // `jit_above_cost` at a million links, and compiling them took 0.5–0.7 s of a 0.2 s query
+      // (docs/benchmarks.md). Nothing this service runs is long enough to win it back.
+      connection: { jit: "off" },
     });
     const db: Db = drizzlePostgres({ client, schema });
     let closed: Promise<void> | undefined;

@@ -23,7 +23,11 @@ export const revocations = pgTable(
   },
   (t) => [
     index("revocations_created_idx").on(t.createdAt, t.id),
-    // Link status: `link` revocations by link id, the watermark scopes by scope.
+    // Link status: `link` revocations by link id, each watermark scope by what it names, so a
+    // link's check reads only the watermarks that could cover it (there may be thousands).
     index("revocations_scope_link_idx").on(t.scope, t.linkId),
+    index("revocations_scope_contest_idx").on(t.scope, t.contestId, t.phase),
+    index("revocations_scope_campaign_idx").on(t.scope, t.campaignId),
+    index("revocations_scope_volunteer_idx").on(t.scope, t.volunteerRef),
   ],
 );
