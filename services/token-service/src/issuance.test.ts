@@ -180,8 +180,9 @@ describe("issueLinks", () => {
     });
     // The last statement before the events: from here only the append is left.
     keys.recordIssued = async (...args) => {
-      await recordIssued.apply(keys, args);
+      const recorded = await recordIssued.apply(keys, args);
       reachedAppend();
+      return recorded;
     };
     journal.append = async (tx, events) => {
       if (!signed) appendedUnsigned = true;

@@ -231,6 +231,7 @@ export async function issueBatch(
 
   const batchId = rows.length > 1 || opts.held !== "issue" ? randomId("bat") : undefined;
   let tokens: string[] = [];
+  let keyChanged = false;
   // Volunteers whose held links this batch revokes, as found under the lock below.
   let replaced = new Map<string, string[]>();
   const revokedLinks: Revocation[] = [];
@@ -277,7 +278,15 @@ export async function issueBatch(
       }
     }
     await deps.repos.links.insertMany(rows, tx);
-    await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx);
+    if (!(await deps.keys.recordIssued(signer.kid, new Date(exp * 1000), tx))) {
+      // Retired or revoked since this batch took it (here or by another instance, whose feed
+      // hint may never come): nothing it signed leaves, and the next request signs anew.
+      keyChanged = true;
+      fail(
+        "unavailable",
+        "The signing key was rotated or revoked while these links were being issued; none were issued. Send the request again.",
+      );
+    }
     if (batchesSigning > 1) {
       // Other batches are signing in this process: this one's signatures queue behind theirs in
       // the pool. They are awaited before the append, so the chain lock (which every gateway's
@@ -332,6 +341,10 @@ export async function issueBatch(
       });
     }
     return version;
+  }).catch(async (err: unknown) => {
+    // After the rollback: a refresh inside the transaction would wait on it (one embedded connection).
+    if (keyChanged) await deps.keys.refresh().catch(() => false);
+    throw err;
   });
   deps.metrics?.issued(rows.length);
 

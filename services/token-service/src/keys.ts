@@ -160,8 +160,10 @@ export class KeyManager {
   /**
    * Notes that `kid` signed a token valid until `exp`, so the key stays published at least that
    * long. Run it in the issuance's transaction: a token never exists without its key's record.
+   * False, recording nothing, when `kid` has been retired or revoked meanwhile (by this instance
+   * or another): the caller must not hand out what it signed.
    */
-  recordIssued(kid: string, exp: Date, tx?: Tx): Promise<void> {
+  recordIssued(kid: string, exp: Date, tx?: Tx): Promise<boolean> {
     return this.#repo.bumpLastExpiresAt(kid, exp, tx);
   }
 

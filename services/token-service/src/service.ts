@@ -98,6 +98,11 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
   };
   const app = createApp(deps);
   let unsubscribe: (() => void) | undefined;
+  const refreshKeys = (): void => {
+    keys
+      .refresh()
+      .catch((err: unknown) => log.error("signing key refresh failed", { error: errorText(err) }));
+  };
 
   return {
     settings,
@@ -115,14 +120,12 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
       unsubscribe ??= bus.subscribe({
         // A hint carries no authority: re-read the active key from Postgres (cheap, and a no-op
         // unless another instance rotated or revoked).
-        onMessage: () => {
-          keys
-            .refresh()
-            .catch((err: unknown) => log.error("signing key refresh failed", { error: errorText(err) }));
-        },
+        onMessage: () => refreshKeys(),
         onStatus: (status: BusStatus) => {
           if (status === "connected" || status === "heartbeat") busUp = true;
           if (status === "disconnected") busUp = false;
+          // Hints may have been lost (a publish that failed, a feed that was down): reload.
+          if (status === "connected" || status === "gap") refreshKeys();
         },
       });
       return { kid: ensured.kid };

@@ -10,7 +10,13 @@ import { type AuditEvent, appendInTransaction, MemoryAuditSink } from "@phaseloc
 import { FakeClock } from "@phaselock/core";
 import { type DbHandle, loadPolicyChanges } from "@phaselock/db";
 import { createMemoryDb } from "@phaselock/db/testing";
-import { type ChangeMessage, decodeLoggedChange, MemoryBus } from "@phaselock/state";
+import {
+  type BusListener,
+  type BusStatus,
+  type ChangeMessage,
+  decodeLoggedChange,
+  MemoryBus,
+} from "@phaselock/state";
 import { createVerifier, KeyRing } from "@phaselock/tokens";
 import type { createApp } from "./app.ts";
 import type { AuditJournal, TokenServiceDeps } from "./context.ts";
@@ -38,6 +44,8 @@ export interface Harness {
   /** The logged change behind every hint published on the bus, in order. */
   published: ChangeMessage[];
   logs: { level: string; msg: string }[];
+  /** Tells the service's feed subscription `status`, as a real feed would. */
+  feedStatus(status: BusStatus): void;
   close(): Promise<void>;
 }
 
@@ -77,6 +85,8 @@ export async function createHarness(
     failAfterAppend?: () => boolean;
     /** Keep the service's own events out of the table, for tests that write the chain by hand. */
     memoryOnlyAudit?: boolean;
+    /** `KEY_ENCRYPTION_KEY` (hex); two instances on one database share it. Default: random. */
+    kek?: string;
   } = {},
 ): Promise<Harness> {
   const handle = opts.handle ?? (await createMemoryDb());
@@ -85,6 +95,7 @@ export async function createHarness(
   const audit = new MemoryAuditSink();
   const published: ChangeMessage[] = [];
   const logs: { level: string; msg: string }[] = [];
+  const listeners: BusListener[] = [];
   const checkpointDir = join(mkdtempSync(join(tmpdir(), "phaselock-cp-")), "checkpoints");
   // The builder main.ts uses, over the settings the same environment parse gives.
   const service = createTokenService(
@@ -92,7 +103,7 @@ export async function createHarness(
       TOKEN_SERVICE_URL: ISSUER,
       PUBLIC_GATEWAY_URL: GATEWAY,
       ADMIN_TOKEN: opts.adminToken ?? ADMIN,
-      KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
+      KEY_ENCRYPTION_KEY: opts.kek ?? randomBytes(32).toString("hex"),
       AUDIT_CHECKPOINT_DIR: checkpointDir,
     }),
     {
@@ -107,7 +118,10 @@ export async function createHarness(
             const m = row?.version === hint.version ? decodeLoggedChange(row) : undefined;
             if (m) published.push(m);
           },
-          subscribe: (l) => bus.subscribe(l),
+          subscribe: (l) => {
+            listeners.push(l);
+            return bus.subscribe(l);
+          },
           close: () => bus.close(),
         },
       },
@@ -135,6 +149,9 @@ export async function createHarness(
     checkpointDir,
     published,
     logs,
+    feedStatus: (status: BusStatus) => {
+      for (const l of listeners) l.onStatus(status);
+    },
     close: async () => {
       await service.stop();
       await bus.close();

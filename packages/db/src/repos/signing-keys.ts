@@ -40,8 +40,12 @@ export interface SigningKeysRepo {
     reason: string,
     now: Date,
   ): Promise<{ version: number; status: "revoked" } | { status: "not_found" | "already" }>;
-  /** Raises the key's `lastExpiresAt` to `exp` (never lowers it). Inside `tx` when given. */
-  bumpLastExpiresAt(kid: string, exp: Date, tx?: Tx): Promise<void>;
+  /**
+   * Raises the key's `lastExpiresAt` to `exp` (never lowers it), only while the key is neither
+   * retired nor revoked: false (nothing written) once it is. Inside `tx` when given, where the
+   * row lock orders it against a rotation or revocation: whichever commits first, the other sees.
+   */
+  bumpLastExpiresAt(kid: string, exp: Date, tx?: Tx): Promise<boolean>;
 }
 
 const publicColumns = {
@@ -143,9 +147,11 @@ export const signingKeysRepo = (db: Db): SigningKeysRepo => ({
 
   bumpLastExpiresAt: async (kid, exp, tx) => {
     // GREATEST ignores NULL, so the first bump sets it and later ones only raise it.
-    await (tx ?? db)
+    const rows = await (tx ?? db)
       .update(signingKeys)
       .set({ lastExpiresAt: sql`greatest(${signingKeys.lastExpiresAt}, ${exp.toISOString()}::timestamptz)` })
-      .where(eq(signingKeys.kid, kid));
+      .where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt), isNull(signingKeys.revokedAt)))
+      .returning({ kid: signingKeys.kid });
+    return rows.length > 0;
   },
 });
