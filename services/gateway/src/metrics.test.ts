@@ -180,6 +180,21 @@ describe("the node fast path counts and logs too", () => {
     }
     expect(loggablePath("/pb/./members/m_1")).toBe("/pb/members/m_1");
   });
+
+  it("never logs a short code spelt another way the router still takes to the landing page", () => {
+    const code = "Zq3k9XbT2mWv8LpR4sNa1c";
+    for (const url of [
+      `/%6C/${code}`,
+      `/%6c/${code}`,
+      `http://gateway.example/l/${code}`,
+      `//l/${code}`,
+      `/%2e/%6C/${code}?x`,
+      `/x/%2E%2E/l/${code}`,
+    ]) {
+      expect(loggablePath(url), url).toBe("/l/:code");
+    }
+    expect(loggablePath("/pb/members/%6C")).toBe("/pb/members/%6C");
+  });
 });
 
 describe("security headers on every gateway page", () => {

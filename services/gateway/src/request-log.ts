@@ -5,24 +5,53 @@ import { routeKind } from "./metrics.ts";
 
 /**
  * The path a request line may show: no query, and never a link token or short code (`/l/<token>`
- * is logged as `/l/:code`).
+ * is logged as `/l/:code`, however it was spelt).
  */
 export function loggablePath(url: string): string {
-  // Dot segments (`/./l/…`, `/x/../l/…`, `/%2e/l/…`) are resolved as the router resolves them,
-  // or a token sent behind one would reach the landing page and be logged as sent.
-  const path = DOT_SEGMENT.test(url) ? resolveDots(url) : url;
-  if (path.startsWith("/l/")) return "/l/:code";
-  return logPath(path);
+  if (LANDING.test(routedPath(url))) return "/l/:code";
+  // Dot segments (`/pb/./members/…`) resolved as the router resolves them.
+  return logPath(DOT_SEGMENT.test(url) ? resolveDots(url.split("?", 1)[0] ?? "") : url);
 }
 
+/** `/l/…` and `//l/…`: the landing page and redemption, or a mistyped link with its code. */
+const LANDING = /^\/+l(\/|$)/;
 const DOT_SEGMENT = /\/(\.|%2e)/i;
 
-function resolveDots(url: string): string {
-  try {
-    return new URL(url.split("?", 1)[0] ?? "", "http://gateway.invalid").pathname;
-  } catch {
-    return "/:unparseable";
+/**
+ * The path as the router matches it: an absolute-form target (`GET http://host/l/…`) reduced to
+ * its path, percent-escapes decoded (`/%6C/…` routes as `/l/…`), dot segments resolved.
+ */
+function routedPath(url: string): string {
+  let path = url.split("?", 1)[0] ?? "";
+  if (!path.startsWith("/")) {
+    try {
+      path = new URL(path).pathname;
+    } catch {
+      return "/:unparseable";
+    }
   }
+  if (path.includes("%")) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      return "/:unparseable";
+    }
+  }
+  return path.includes("/.") ? resolveDots(path) : path;
+}
+
+/** `.` and `..` segments resolved (never above the root), `//` kept as the router keeps it. */
+function resolveDots(path: string): string {
+  const out: string[] = [];
+  for (const segment of path.split("/")) {
+    if (/^(\.|%2e)$/i.test(segment)) continue;
+    if (/^(\.|%2e){2}$/i.test(segment)) {
+      if (out.length > 1) out.pop();
+      continue;
+    }
+    out.push(segment);
+  }
+  return out.join("/") || "/";
 }
 
 /**
