@@ -142,10 +142,12 @@ describe("PolicyState", () => {
       msg(8, { type: "signing-key", kid: "k2", publicJwk: { kty: "OKP", crv: "Ed25519", x: "x" } }),
       msg(9, { type: "api-key-deleted", id: "key_1" }),
       msg(10, { type: "link-suspended", linkId: "lnk_b", reason: "too many devices" }),
+      // A stolen key's revocation reaches the key ring from the feed, not only after a reload.
+      msg(11, { type: "signing-key-revoked", kid: "k2", reason: "stolen" }),
     );
 
     const s = state.snapshot;
-    expect(s.version).toBe(10);
+    expect(s.version).toBe(11);
     expect(state.revocations.covers(claims("lnk_a"))?.id).toBe("rev_lnk_a");
     expect(state.revocations.size).toBe(1);
     // The index is the only copy kept: no list of revocation objects beside it.
@@ -166,6 +168,7 @@ describe("PolicyState", () => {
       ["signing-key", 8],
       ["api-key-deleted", 9],
       ["link-suspended", 10],
+      ["signing-key-revoked", 11],
     ]);
     expect(load).toHaveBeenCalledTimes(1);
   });

@@ -367,13 +367,15 @@ function applyChange(snapshot: PolicySnapshot, index: RevocationIndex, msg: Chan
       snapshot.suspended.add(c.linkId);
       break;
     case "signing-key":
+    case "signing-key-revoked":
     case "api-key-deleted":
     case "session-ended":
     case "session-rotated":
       // Not part of the snapshot: listeners (key ring, API key and session caches) take them.
       break;
     default:
-      throw new Error(`unknown change type ${(c as { type: string }).type}`);
+      // Every type is handled above (the compiler checks it); a future one must be too.
+      throw new Error(`unknown change type ${(c satisfies never as { type: string }).type}`);
   }
   snapshot.version = msg.version;
 }
