@@ -7,7 +7,7 @@ import { createDb, type Db, queryRows, schema } from "@phaselock/db";
 import { createTestDatabase, dbBackends, type TestDb } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { asc, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   Checkpointer,
   type CheckpointTimers,
@@ -15,6 +15,7 @@ import {
   ProofRangeError,
   storedConsistencyProof,
   storedInclusionProof,
+  writeCheckpointFile,
 } from "./checkpointer.ts";
 import { eventLeafHash } from "./leaf.ts";
 import { IncrementalTree, rootOf, verifyConsistency, verifyInclusion } from "./merkle.ts";
@@ -184,11 +185,127 @@ describeIntegration("a database writer rewriting the stored checkpoint", ["postg
     await expect(cp.checkpoint()).rejects.toThrow(/does not match its signed root/);
     expect((await latestCheckpoint(db))?.treeSize).toBe(4);
 
-    // A row whose note is not this log's (here: the size column raised) is refused as well.
+    // A row whose note is not this log's (here: the size column raised) is passed over: the
+    // tree is rebuilt from the stored events, where the forged leaf is refused.
     await asDatabaseOwner(db, (tx) =>
       tx.execute(sql`update audit_checkpoints set tree_size = 5 where tree_size = 4`),
     );
-    await expect(cp.checkpoint()).rejects.toThrow(/not one this log signed/);
+    await expect(cp.checkpoint()).rejects.toThrow(/leaf hash of seq 1 is not its event's/);
+  });
+});
+
+describeIntegration("checkpoints held outside the database", ["postgres"], () => {
+  let testDb: TestDb;
+  let db: Db;
+  let dir: string;
+  const clock = new FakeClock("2026-01-01T09:00:00Z");
+  beforeEach(async () => {
+    testDb = await createTestDatabase();
+    db = testDb.handle.db;
+    dir = join(await mkdtemp(join(tmpdir(), "cp-")), "checkpoints");
+  });
+  afterEach(async () => {
+    await testDb?.drop();
+    await rm(join(dir, ".."), { recursive: true, force: true });
+  });
+  const append = (from: number, n: number) =>
+    appendEvents(
+      db,
+      Array.from({ length: n }, (_, i) => sampleInput(from + i)),
+    );
+
+  it("get no fork signed: an owner who deletes the newest checkpoint and rewrites what it covered is refused, by a new process too", async () => {
+    const first = new Checkpointer({ db, signer, clock, dir });
+    await append(0, 4);
+    await first.checkpoint();
+    await append(4, 3);
+    const seven = await first.checkpoint();
+    expect(seven?.treeSize).toBe(7);
+
+    // Delete checkpoint 7, rewrite event 6 with a leaf hash to match: from checkpoint 4 the log
+    // would extend to a root of size 7 other than the one auditors hold.
+    await asDatabaseOwner(db, async (tx) => {
+      await tx.execute(sql`delete from audit_checkpoints where tree_size = 7`);
+      await tx.execute(sql`update audit_events set reason = 'rewritten' where seq = 6`);
+      const [row] = await tx.select().from(schema.auditEvents).where(sql`seq = 6`);
+      await tx.execute(
+        sql`update audit_events set leaf_hash = ${Buffer.from(eventLeafHash(row!)).toString("hex")} where seq = 6`,
+      );
+    });
+    for (const cp of [first, new Checkpointer({ db, signer, clock, dir })]) {
+      await expect(cp.checkpoint()).rejects.toThrow(/do not extend checkpoint 7 this log signed/);
+    }
+    // What the folder prevents: a checkpointer knowing nothing outside the database signs it.
+    await expect(new Checkpointer({ db, signer, clock, dir: undefined }).checkpoint()).resolves.toMatchObject(
+      {
+        treeSize: 7,
+      },
+    );
+    expect(await readFile(join(dir, "7.note"), "utf8")).toBe(seven!.note);
+  });
+
+  it("restore a checkpoint whose row was removed when the events still extend it, and refuse a log shorter than it", async () => {
+    const cp = new Checkpointer({ db, signer, clock, dir });
+    await append(0, 5);
+    const five = await cp.checkpoint();
+    await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_checkpoints`));
+    const again = new Checkpointer({ db, signer, clock, dir });
+    expect((await again.checkpoint())?.note).toBe(five!.note);
+    expect((await latestCheckpoint(db))?.note).toBe(five!.note);
+    await asDatabaseOwner(db, async (tx) => {
+      await tx.execute(sql`delete from audit_checkpoints`);
+      await tx.execute(sql`delete from audit_events where seq > 3`);
+    });
+    await expect(new Checkpointer({ db, signer, clock, dir }).checkpoint()).rejects.toThrow(
+      /holds 3 events but this log signed a checkpoint of size 5/,
+    );
+  });
+
+  it("are never replaced by another note of the same size", async () => {
+    const cp = { treeSize: 3, rootHash: "", note: "a note\n", createdAt: clock.now() };
+    await writeCheckpointFile(dir, cp);
+    await writeCheckpointFile(dir, cp);
+    await expect(writeCheckpointFile(dir, { ...cp, note: "another\n" })).rejects.toThrow(/forked/);
+    expect(await readFile(join(dir, "3.note"), "utf8")).toBe("a note\n");
+    expect(await readdir(dir)).toEqual(["3.note"]);
+  });
+
+  it("keep being signed past rows the services' role inserted, above or at the next size", async () => {
+    const cp = new Checkpointer({ db, signer, clock, dir });
+    await append(0, 3);
+    await cp.checkpoint();
+    for (const size of [Number.MAX_SAFE_INTEGER, 5]) {
+      await db.execute(
+        sql`insert into audit_checkpoints (tree_size, root_hash, note, frontier, created_at) values (${size}, 'x', 'x', '[]'::jsonb, now())`,
+      );
+    }
+    await append(3, 2);
+    const five = await cp.checkpoint();
+    expect(five?.treeSize).toBe(5);
+    expect(verifyCheckpoint(five!.note, vkey, ORIGIN).ok).toBe(true);
+    expect(b64(five!.rootHash)).toEqual(await storedRoot(db, 5));
+    expect(await readFile(join(dir, "5.note"), "utf8")).toBe(five!.note);
+    await append(5, 1);
+    const six = await new Checkpointer({ db, signer, clock, dir }).checkpoint();
+    expect(six?.treeSize).toBe(6);
+    expect(b64(six!.rootHash)).toEqual(await storedRoot(db, 6));
+  });
+
+  it("sign no leaf hash that is not its event's, and verify reports the row", async () => {
+    const cp = new Checkpointer({ db, signer, clock, dir });
+    await append(0, 3);
+    await cp.checkpoint();
+    await append(3, 3);
+    await asDatabaseOwner(db, (tx) =>
+      tx.execute(sql`update audit_events set leaf_hash = ${"00".repeat(32)} where seq = 5`),
+    );
+    await expect(cp.checkpoint()).rejects.toThrow(/leaf hash of seq 5/);
+    expect((await latestCheckpoint(db))?.treeSize).toBe(3);
+    expect(await verifyStored(db)).toMatchObject({
+      ok: false,
+      events: 4,
+      brokenAt: { seq: 5, reason: "hash_mismatch" },
+    });
   });
 });
 

@@ -1,12 +1,12 @@
 import { createPublicKey } from "node:crypto";
-import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
-import { desc, sql } from "drizzle-orm";
+import { desc, lt, sql } from "drizzle-orm";
 import { consistencyProof, equalHash, IncrementalTree, inclusionProof, rootOf, toBase64 } from "./merkle.ts";
 import { keyId, type NoteSigner, signCheckpoint, type VerifierKey, verifyCheckpoint } from "./note.ts";
-import { readLeafHashes, treeSize } from "./store.ts";
+import { readCheckedLeafHashes, readLeafHashes, treeSize } from "./store.ts";
 
 const { auditArchives, auditCheckpoints } = schema;
 
@@ -21,6 +21,9 @@ export const CHECKPOINT_LOCK_KEY = 7_305_512_018;
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
 
 const LEAF_PAGE = 10_000;
+
+/** Stored checkpoints this log did not sign looked past, at most, for the newest it did. */
+const MAX_UNSIGNED = 1_000;
 
 /** The newest leaves re-read before extending a checkpoint are at most this many (see #checkTail). */
 const TAIL_CHECK_MAX = 4_096;
@@ -49,6 +52,13 @@ const realTimers: CheckpointTimers = {
   },
   clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
 };
+
+/** A checkpoint this log signed, known from outside the database. */
+interface Pinned {
+  size: number;
+  note: string;
+  root: Uint8Array;
+}
 
 export interface CheckpointerOptions {
   db: Db;
@@ -93,6 +103,13 @@ export class Checkpointer {
   readonly #onError: (err: unknown) => void;
   #handle: unknown;
   #running: Promise<StoredCheckpoint | null> | null = null;
+  /**
+   * The newest checkpoint this instance knows the log signed, from outside the database: read
+   * from `dir` on the first run, then each one it signs. The database must hold it (or a newer
+   * one) before anything is signed: an owner who deleted the newest rows and rewrote what they
+   * covered would otherwise get this key to sign a fork from an older checkpoint.
+   */
+  #pinned: Pinned | null | undefined;
 
   constructor(opts: CheckpointerOptions) {
     this.#db = opts.db;
@@ -135,15 +152,26 @@ export class Checkpointer {
   }
 
   async #run(): Promise<StoredCheckpoint | null> {
+    if (this.#pinned === undefined) this.#pinned = await this.#newestFile();
+    const pinned = this.#pinned;
     const result = await this.#db.transaction(
       async (tx) => {
         await tx.execute(sql.raw(`select pg_advisory_xact_lock(${CHECKPOINT_LOCK_KEY})`));
-        const [latest] = await tx
-          .select()
-          .from(auditCheckpoints)
-          .orderBy(desc(auditCheckpoints.treeSize))
-          .limit(1);
+        const latest = await this.#newestSigned(tx);
+        if (pinned && latest?.treeSize === pinned.size && latest.note !== pinned.note) {
+          throw new Error(
+            `the database holds another checkpoint of size ${pinned.size} than the one this log signed (${this.#pinnedAt()}): the log was forked; not signing`,
+          );
+        }
         const size = await treeSize(tx);
+        if (pinned && size < pinned.size) {
+          throw new Error(
+            `the audit log holds ${size} events but this log signed a checkpoint of size ${pinned.size} (${this.#pinnedAt()}): events it covers were removed; not signing`,
+          );
+        }
+        // Newer than the database's newest signed checkpoint (its row removed, or never stored
+        // because another row held its size): the tree rebuilt from there must pass its root.
+        const through = pinned && (latest?.treeSize ?? 0) < pinned.size ? pinned : undefined;
         const tree = latest ? this.#resume(latest) : new IncrementalTree();
         if (latest && latest.treeSize > size) {
           throw new Error(
@@ -155,10 +183,19 @@ export class Checkpointer {
         if (!latest && size === 0) return null;
         for (let from = tree.size; from < size; from += LEAF_PAGE) {
           const to = Math.min(size, from + LEAF_PAGE);
-          const page = await readLeafHashes(tx, from, to);
+          // Each leaf computed from its event (and checked against the stored one, which
+          // proofs are served from): a leaf_hash column written wrong is never signed.
+          const page = await readCheckedLeafHashes(tx, from, to);
           // A missing seq means a row was removed: signing over the gap would bless it.
           if (page.length !== to - from) throw new Error(`audit tree has a gap in leaves ${from}..${to}`);
-          for (const h of page) tree.appendLeafHash(h);
+          for (const h of page) {
+            tree.appendLeafHash(h);
+            if (tree.size === through?.size && !equalHash(tree.root(), through.root)) {
+              throw new Error(
+                `the stored events do not extend checkpoint ${through.size} this log signed (${this.#pinnedAt()}): events it covers were rewritten; not signing`,
+              );
+            }
+          }
         }
         const root = tree.root();
         const note = signCheckpoint({ origin: this.#signer.name, size, rootHash: root }, this.#signer);
@@ -169,7 +206,10 @@ export class Checkpointer {
           frontier: tree.frontier().map(toBase64),
           createdAt: this.#clock.now(),
         };
-        await tx.insert(auditCheckpoints).values(row);
+        // A row someone else put at this size (the services' role may insert) is not replaced:
+        // the signed checkpoint still goes to the file and the caller, and the next run extends
+        // the newest signed row below it.
+        await tx.insert(auditCheckpoints).values(row).onConflictDoNothing();
         return { created: true, cp: row };
       },
       { isolationLevel: "read committed" },
@@ -177,8 +217,67 @@ export class Checkpointer {
     if (!result) return null;
     const { treeSize: n, rootHash, note, createdAt } = result.cp;
     const cp = { treeSize: n, rootHash, note, createdAt };
-    if (result.created && this.#dir !== undefined) await writeCheckpointFile(this.#dir, cp);
+    if (result.created) {
+      if (this.#dir !== undefined) await writeCheckpointFile(this.#dir, cp);
+      if (!this.#pinned || n > this.#pinned.size) this.#pinned = this.#pin(n, note);
+    }
     return cp;
+  }
+
+  /**
+   * The stored checkpoint of the largest size whose note this log signed for that size. Rows it
+   * did not sign (the services' role can insert them) are passed over, never extended nor
+   * served; more than MAX_UNSIGNED of them above the newest signed one stop the run.
+   */
+  async #newestSigned(tx: Db): Promise<typeof auditCheckpoints.$inferSelect | undefined> {
+    let below = Number.MAX_SAFE_INTEGER;
+    for (let looked = 0; looked < MAX_UNSIGNED; looked += 100) {
+      const rows = await tx
+        .select()
+        .from(auditCheckpoints)
+        .where(lt(auditCheckpoints.treeSize, below))
+        .orderBy(desc(auditCheckpoints.treeSize))
+        .limit(100);
+      for (const row of rows) if (this.#signedBy(row)) return row;
+      if (rows.length < 100) return undefined;
+      below = rows.at(-1)!.treeSize;
+    }
+    throw new Error(`more than ${MAX_UNSIGNED} stored checkpoints this log did not sign; not signing`);
+  }
+
+  #signedBy(row: { treeSize: number; note: string }): boolean {
+    return this.#pin(row.treeSize, row.note) !== null;
+  }
+
+  /** The checkpoint `note` as a pin, when this log signed it for `size`; else null. */
+  #pin(size: number, note: string): Pinned | null {
+    const opened = verifyCheckpoint(note, this.#verifier, this.#signer.name);
+    return opened.ok && opened.checkpoint.size === size
+      ? { size, note, root: opened.checkpoint.rootHash }
+      : null;
+  }
+
+  #pinnedAt(): string {
+    return this.#dir === undefined ? "held by this process" : `kept in ${this.#dir}`;
+  }
+
+  /** The largest `<size>.note` in `dir` this log signed for that size, or null. */
+  async #newestFile(): Promise<Pinned | null> {
+    if (this.#dir === undefined) return null;
+    const names = await readdir(this.#dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [];
+      throw err;
+    });
+    const sizes = names
+      .map((name) => /^(0|[1-9]\d*)\.note$/.exec(name)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .map(Number)
+      .sort((a, b) => b - a);
+    for (const size of sizes) {
+      const pin = this.#pin(size, await readFile(join(this.#dir, `${size}.note`), "utf8"));
+      if (pin) return pin;
+    }
+    return null;
   }
 
   /**
@@ -228,7 +327,11 @@ async function checkTail(tx: Db, tree: IncrementalTree, n: number): Promise<void
   }
 }
 
-/** Writes `<dir>/<size>.note` (dir 0700, file 0600), atomically so a reader never sees half a note. */
+/**
+ * Writes `<dir>/<size>.note` (dir 0700, file 0600), atomically so a reader never sees half a note,
+ * and never over another: a note already there for that size is left as it is, and one that
+ * differs (a second root signed for one size: a fork) throws.
+ */
 export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
@@ -236,7 +339,19 @@ export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Pr
   const tmp = `${file}.tmp-${process.pid}`;
   await writeFile(tmp, cp.note, { mode: 0o600 });
   await chmod(tmp, 0o600);
-  await rename(tmp, file);
+  try {
+    // link(2) fails when the name exists: unlike rename, it never replaces a note.
+    await link(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    if ((await readFile(file, "utf8")) !== cp.note) {
+      throw new Error(
+        `${file} holds another checkpoint of size ${cp.treeSize}: the log was forked; not replaced`,
+      );
+    }
+  } finally {
+    await rm(tmp, { force: true });
+  }
   return file;
 }
 

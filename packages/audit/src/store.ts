@@ -2,6 +2,7 @@ import { PhaselockError, randomBase64url } from "@phaselock/core";
 import { type Db, executePipelined, schema } from "@phaselock/db";
 import { and, asc, desc, eq, gt, gte, lt, lte, type SQL, sql } from "drizzle-orm";
 import {
+  type ChainBreak,
   type ChainResult,
   canonicalPrepared,
   chainHash,
@@ -12,6 +13,7 @@ import {
   verifyChain,
 } from "./chain.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
+import { eventLeafHash } from "./leaf.ts";
 import { leafHashHex } from "./merkle.ts";
 import { parseVerifierKey, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import type { AuditEventInput } from "./sink.ts";
@@ -484,20 +486,34 @@ function decodeCursor(cursor: string): number {
  * one below 1; up to `toSeq` when given), read in keyset pages of `batchSize` so a large table is
  * never loaded at once.
  */
-export async function* streamEvents(
+export function streamEvents(
   db: Db,
   opts: { fromSeq?: number | undefined; toSeq?: number | undefined; batchSize?: number | undefined } = {},
 ): AsyncGenerator<StoredEvent> {
+  return pageEvents(db, storedColumns, opts);
+}
+
+/** {@link streamEvents} with each row's stored `leafHash` (what proofs are served from). */
+const streamEventsWithLeaf = (db: Db, opts: { batchSize: number }) =>
+  pageEvents(db, { ...storedColumns, leafHash: auditEvents.leafHash }, opts);
+
+async function* pageEvents<C extends typeof storedColumns>(
+  db: Db,
+  columns: C,
+  opts: { fromSeq?: number | undefined; toSeq?: number | undefined; batchSize?: number | undefined },
+): AsyncGenerator<StoredEvent & { [K in Exclude<keyof C, keyof StoredEvent>]: string }> {
   const batchSize = Math.max(1, Math.trunc(opts.batchSize ?? 1_000));
   const upper = opts.toSeq === undefined ? undefined : lte(auditEvents.seq, opts.toSeq);
   let lower: SQL | undefined = opts.fromSeq === undefined ? undefined : gte(auditEvents.seq, opts.fromSeq);
   for (;;) {
-    const page = await db
-      .select(storedColumns)
+    const page = (await db
+      .select(columns as typeof storedColumns)
       .from(auditEvents)
       .where(and(lower, upper))
       .orderBy(asc(auditEvents.seq))
-      .limit(batchSize);
+      .limit(batchSize)) as unknown as (StoredEvent & {
+      [K in Exclude<keyof C, keyof StoredEvent>]: string;
+    })[];
     yield* page;
     const last = page.at(-1);
     if (!last || page.length < batchSize) return;
@@ -527,10 +543,21 @@ export async function verifyStored(
   // Read before the events: whatever a stored checkpoint covers was committed, so the stream sees it.
   const signed = opts.verifierKey ? await newestSignedSize(db, opts.verifierKey) : undefined;
   const first = (archived?.toSeq ?? 0) + 1;
-  const result = await verifyChain(streamEvents(db, { batchSize: opts.batchSize ?? 1_000 }), {
-    prevHash: archived?.head ?? GENESIS,
-    seq: first,
-  });
+  // A row's leaf hash (what checkpoints sign and proofs are served from) must be its event's, or
+  // the tree would commit to something the chain does not: reported as that event's hash_mismatch.
+  let leafBreak: ChainBreak | undefined;
+  async function* leavesChecked() {
+    for await (const e of streamEventsWithLeaf(db, { batchSize: opts.batchSize ?? 1_000 })) {
+      yield e;
+      // Once verifyChain has checked e's link (a broken link is reported first, as before).
+      if (!leafMatches(e)) {
+        leafBreak = { seq: e.seq, id: e.id, reason: "hash_mismatch" };
+        return;
+      }
+    }
+  }
+  const result = await verifyChain(leavesChecked(), { prevHash: archived?.head ?? GENESIS, seq: first });
+  if (result.ok && leafBreak) return { ok: false, events: result.events - 1, brokenAt: leafBreak };
   // The chain that is left may link up after its newest events were removed (rows deleted, a
   // partition detached): a checkpoint of a longer log says they existed. The first missing seq
   // is where it breaks; no event carries it, so no id.
@@ -633,7 +660,32 @@ export async function treeSize(db: Db): Promise<number> {
   return (await readHead(db))?.seq ?? 0;
 }
 
-/** Stored leaf hashes of leaves `[start, end)` (leaf i is seq i + 1), for proofs and checkpoints. */
+const leafMatches = (e: StoredEvent & { leafHash: string }): boolean =>
+  Buffer.from(eventLeafHash(e)).toString("hex") === e.leafHash;
+
+/**
+ * Leaf hashes of leaves `[start, end)` computed from the stored events, each checked against its
+ * row's stored `leaf_hash` (what proofs are served from): what a checkpoint may sign. Throws at a
+ * row whose leaf hash is not its event's; fewer come back when rows are missing.
+ */
+export async function readCheckedLeafHashes(db: Db, start: number, end: number): Promise<Uint8Array[]> {
+  if (end <= start) return [];
+  const out: Uint8Array[] = [];
+  const events = pageEvents(
+    db,
+    { ...storedColumns, leafHash: auditEvents.leafHash },
+    { fromSeq: start + 1, toSeq: end, batchSize: end - start },
+  );
+  for await (const e of events) {
+    if (!leafMatches(e)) {
+      throw new Error(`the stored leaf hash of seq ${e.seq} is not its event's; not signing`);
+    }
+    out.push(eventLeafHash(e));
+  }
+  return out;
+}
+
+/** Stored leaf hashes of leaves `[start, end)` (leaf i is seq i + 1), for proofs. */
 export async function readLeafHashes(db: Db, start: number, end: number): Promise<Uint8Array[]> {
   if (end <= start) return [];
   const rows = await db
