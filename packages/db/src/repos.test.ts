@@ -560,6 +560,34 @@ for (const backend of dbBackends) {
       expect(await repos.links.redeem("lnk_missing", NOW)).toEqual({ ok: false, reason: "not_found" });
     });
 
+    it("opens the session with the use, from maxDevices devices at most, racing ones included", async () => {
+      const base = await fixture();
+      const row = link(base, { maxUses: 20 });
+      await repos.links.insertMany([row]);
+      const open = (deviceId: string) => ({
+        session: {
+          id: randomId("ses"),
+          tokenHash: sha256Hex(randomId("cred")),
+          linkId: row.id,
+          deviceId,
+          createdAt: NOW,
+          expiresAt: at("2020-03-02T00:00:00Z"),
+        },
+        maxDevices: 3,
+      });
+      expect(await repos.links.redeem(row.id, NOW, open("dev_1"))).toMatchObject({ ok: true, uses: 1 });
+      // The same device again is no new device.
+      expect(await repos.links.redeem(row.id, NOW, open("dev_1"))).toMatchObject({ ok: true, uses: 2 });
+      expect(await repos.links.redeem(row.id, NOW, open("dev_2"))).toMatchObject({ ok: true, uses: 3 });
+      const racing = await Promise.all(
+        ["dev_3", "dev_4", "dev_5"].map((d) => repos.links.redeem(row.id, NOW, open(d))),
+      );
+      expect(racing.filter((r) => r.ok)).toHaveLength(1);
+      expect(racing.filter((r) => !r.ok && r.reason === "too_many_devices")).toHaveLength(2);
+      // A refused device counted no use and opened no session.
+      expect(await repos.links.getWithStatus(row.id, NOW)).toMatchObject({ uses: 4, devices: 3 });
+    });
+
     it("suspends links (versioned) and records activity monotonically", async () => {
       const base = await fixture();
       const row = link(base);

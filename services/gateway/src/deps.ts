@@ -1,5 +1,6 @@
 import type { AuditSink } from "@phaselock/audit";
 import type { Clock, PinoLogger, Scope } from "@phaselock/core";
+import type { RedeemOpen } from "@phaselock/db";
 import type { LinkClaims, PolicySnapshot, RevocationIndex } from "@phaselock/policy";
 import type { Limits } from "./limits.ts";
 import type { GatewayMetrics } from "./metrics.ts";
@@ -45,11 +46,17 @@ export interface LinkStore {
   get(id: string): Promise<{ uses: number; maxUses: number; suspendedAt: Date | null; kid: string } | null>;
   /** a short link's link, by `sha256(code)` */
   getByCodeHash(codeHash: string): Promise<LinkRecord | null>;
+  /**
+   * Counts one use and opens `open.session`, in one transaction, unless the link's sessions came
+   * from `open.maxDevices` other devices already (`too_many_devices`, nothing written).
+   */
   redeem(
     id: string,
     now: Date,
+    open: RedeemOpen,
   ): Promise<
-    { ok: true; uses: number } | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" }
+    | { ok: true; uses: number }
+    | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" | "too_many_devices" }
   >;
 }
 

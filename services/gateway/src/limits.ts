@@ -27,8 +27,6 @@ export interface Limits {
   ): Promise<Refusal | null>;
   /** Refuses before the upstream is asked when the link's or campaign's record quota is spent. */
   recordsLeft(claims: LinkClaims, campaign: Campaign | undefined, now: Date): Promise<Refusal | null>;
-  /** Whether a redemption from `deviceId` keeps the link within its device allowance. */
-  admitDevice(claims: LinkClaims, deviceId: string, maxDevices: number, now: Date): Promise<boolean>;
 }
 
 export interface LimitDefaults {
@@ -48,8 +46,6 @@ export const DEFAULT_LIMITS: LimitDefaults = {
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
-/** Devices are counted over a link's whole life (at most 90 days). */
-const LINK_LIFETIME = 91 * 24 * HOUR;
 
 export function createLimits(opts: {
   rateLimiter: RateLimiter;
@@ -94,15 +90,6 @@ export function createLimits(opts: {
         ? null
         : quotaSpent(now);
     },
-    async admitDevice(claims, deviceId, maxDevices, now) {
-      const q = await opts.recordQuota.admit(
-        `dv:link:${claims.jti}`,
-        deviceId,
-        { limit: maxDevices, windowMs: LINK_LIFETIME },
-        now,
-      );
-      return q.allowed;
-    },
   };
 }
 
@@ -110,5 +97,4 @@ export const unlimited: Limits = {
   request: async () => null,
   admitRecord: async () => null,
   recordsLeft: async () => null,
-  admitDevice: async () => true,
 };

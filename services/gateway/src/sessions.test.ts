@@ -188,6 +188,39 @@ describe("devices you can count", () => {
     expect(g.suspended.has("lnk_invented")).toBe(true);
   });
 
+  it("suspends on the devices of the link's stored sessions, never on a count someone wrote into the store", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_planted" }, 20);
+    // Someone who can write to Redis fills the link's device set (as it was kept before).
+    for (const junk of ["dev_a", "dev_b", "dev_c", "dev_d"]) {
+      await g.recordQuota.admit(
+        "dv:link:lnk_planted",
+        junk,
+        { limit: 100, windowMs: 91 * 86_400_000 },
+        g.clock.now(),
+      );
+    }
+    expect((await post(g, `/l/${token}`, json)).status).toBe(201);
+    expect(g.suspended.has("lnk_planted")).toBe(false);
+  });
+
+  it("counts a link's devices over its whole life, across any window boundary", async () => {
+    const g = await gatewayFixture();
+    // The old count lived in 91-day windows from the epoch: one ended at 2020-04-30T00:00Z.
+    const boundary = Date.parse("2020-04-30T00:00:00Z") / 1000;
+    const ballot = g.snapshot.contests.get("leadership-2020")!.phases.find((p) => p.name === "ballot")!;
+    ballot.endsAt = new Date((boundary + 86_400) * 1000);
+    g.clock.set((boundary - 600) * 1000);
+    const token = await g.issue(
+      { jti: "lnk_boundary", iat: boundary - 600, nbf: boundary - 600, exp: boundary + 3600 },
+      20,
+    );
+    for (let n = 0; n < 3; n++) expect((await post(g, `/l/${token}`, json)).status).toBe(201);
+    g.clock.set((boundary + 600) * 1000);
+    expect((await post(g, `/l/${token}`, json)).status).toBe(403);
+    expect(g.suspended.has("lnk_boundary")).toBe(true);
+  });
+
   it("a forged tag on a well-formed device id counts as no device", async () => {
     const g = await gatewayFixture();
     const real = deviceCookie(await g.get(`/l/${await g.issue()}`))!;

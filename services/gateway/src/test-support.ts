@@ -1,6 +1,7 @@
 import { type AuditEventInput, MemoryAuditSink } from "@phaselock/audit";
 import type { Scope } from "@phaselock/core";
 import { sha256Hex } from "@phaselock/core";
+import type { RedeemOpen } from "@phaselock/db";
 import {
   type Campaign,
   type Contest,
@@ -129,12 +130,20 @@ export class MemoryLinks implements LinkStore {
     const id = this.codes.get(codeHash);
     return id === undefined ? null : (this.records.get(id) ?? null);
   }
-  async redeem(id: string) {
+  /** The sessions a redemption opens (and whose devices it counts), set by the fixture. */
+  sessions: MemorySessions | undefined;
+  async redeem(id: string, _now: Date, open: RedeemOpen) {
     const row = this.rows.get(id);
     if (!row) return { ok: false as const, reason: "not_found" as const };
     if (row.suspendedAt) return { ok: false as const, reason: "suspended" as const };
     if (row.uses >= row.maxUses) return { ok: false as const, reason: "uses_exhausted" as const };
+    const others = new Set<string>();
+    for (const s of this.sessions?.rows.values() ?? []) {
+      if (s.linkId === id && s.deviceId !== open.session.deviceId) others.add(s.deviceId);
+    }
+    if (others.size >= open.maxDevices) return { ok: false as const, reason: "too_many_devices" as const };
     row.uses++;
+    await this.sessions?.open(open.session);
     return { ok: true as const, uses: row.uses };
   }
 }
@@ -202,11 +211,14 @@ export async function gatewayFixture(
     isFresh: () => fresh,
   };
   const links = new MemoryLinks();
+  // What would be Redis in production: limits, quotas and (before 2026-12-02) device counts.
+  const recordQuota = new MemoryRecordQuota();
   const audit = new MemoryAuditSink();
   let auditHealthy = true;
   audit.healthy = () => auditHealthy;
   const phonebank = opts.phonebank ?? fakePhonebank();
   const sessionStore = new MemorySessions(links);
+  links.sessions = sessionStore;
   const sessionCache = createSessionCache({
     store: sessionStore,
     version: () => snapshot.version,
@@ -236,7 +248,7 @@ export async function gatewayFixture(
     upstream: opts.upstream ?? createInProcessUpstream(phonebank.app),
     routes: createUpstreamRoutes(),
     audit,
-    limits: createLimits({ rateLimiter: new MemoryRateLimiter(), recordQuota: new MemoryRecordQuota() }),
+    limits: createLimits({ rateLimiter: new MemoryRateLimiter(), recordQuota }),
     // The settings as the builder derives them from the environment main.ts parses.
     config: gatewayAppConfig(
       parseGatewayEnv({ PHONEBANK_SECRET: UPSTREAM_SECRET, AUDIT_IP_KEY: "k", MAX_BODY_BYTES: "1024" }),
@@ -323,6 +335,7 @@ export async function gatewayFixture(
     revocations,
     suspended: snapshot.suspended,
     links,
+    recordQuota,
     audit,
     phonebank,
     issue,

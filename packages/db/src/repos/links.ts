@@ -1,5 +1,5 @@
 import type { Scope } from "@phaselock/core";
-import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import { auditEvents, links, phases, revocations, sessions } from "../schema/index.ts";
 import { executePipelined, queryRows } from "../sql.ts";
@@ -77,7 +77,13 @@ export interface Page<T> {
 
 export type RedeemResult =
   | { ok: true; uses: number; maxUses: number }
-  | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" };
+  | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" | "too_many_devices" };
+
+/** What a redemption opens: the session, and how many devices the link's sessions may come from. */
+export interface RedeemOpen {
+  session: typeof sessions.$inferInsert;
+  maxDevices: number;
+}
 
 export interface LinksRepo {
   /**
@@ -108,8 +114,14 @@ export interface LinksRepo {
   progress(campaignId: string, phase: string | undefined, now: Date): Promise<VolunteerProgress[]>;
   /** How many links the stored revocation `revocationId` covers, by the rules of `linkRevokedSql`. */
   countCoveredBy(revocationId: string): Promise<number>;
-  /** Counts one use, atomically: never more than `maxUses`, never while suspended. */
-  redeem(id: string, now: Date): Promise<RedeemResult>;
+  /**
+   * Counts one use, atomically: never more than `maxUses`, never while suspended. With `open`,
+   * also opens its session in the same transaction, unless the link's sessions already came from
+   * `maxDevices` other devices (`too_many_devices`, nothing written). Postgres decides, over the
+   * link's whole life; the link row's lock orders one link's redemptions, so two new devices
+   * racing for its last place cannot both have it.
+   */
+  redeem(id: string, now: Date, open?: RedeemOpen): Promise<RedeemResult>;
   /** Records activity (never moves `lastSeenAt` backwards). */
   touch(id: string, now: Date): Promise<void>;
   /**
@@ -470,19 +482,38 @@ export const linksRepo = (db: Db): LinksRepo => {
       return Number(row?.n ?? 0);
     },
 
-    redeem: async (id, now) => {
-      const [row] = await db
-        .update(links)
-        .set({ uses: sql`${links.uses} + 1`, lastSeenAt: now })
-        .where(and(eq(links.id, id), lt(links.uses, links.maxUses), isNull(links.suspendedAt)))
-        .returning({ uses: links.uses, maxUses: links.maxUses });
-      if (row) return { ok: true, uses: row.uses, maxUses: row.maxUses };
-      const [current] = await db
-        .select({ suspendedAt: links.suspendedAt })
-        .from(links)
-        .where(eq(links.id, id));
-      if (!current) return { ok: false, reason: "not_found" };
-      return { ok: false, reason: current.suspendedAt ? "suspended" : "uses_exhausted" };
+    redeem: async (id, now, open) => {
+      const tooMany = new Error("too many devices: rolled back");
+      try {
+        return await db.transaction(async (tx): Promise<RedeemResult> => {
+          const [row] = await tx
+            .update(links)
+            .set({ uses: sql`${links.uses} + 1`, lastSeenAt: now })
+            .where(and(eq(links.id, id), lt(links.uses, links.maxUses), isNull(links.suspendedAt)))
+            .returning({ uses: links.uses, maxUses: links.maxUses });
+          if (!row) {
+            const [current] = await tx
+              .select({ suspendedAt: links.suspendedAt })
+              .from(links)
+              .where(eq(links.id, id));
+            if (!current) return { ok: false, reason: "not_found" };
+            return { ok: false, reason: current.suspendedAt ? "suspended" : "uses_exhausted" };
+          }
+          if (open) {
+            // Read under the row lock the update took: every earlier redemption's session is in.
+            const [others] = await tx
+              .select({ n: sql<number>`count(distinct ${sessions.deviceId})::int` })
+              .from(sessions)
+              .where(and(eq(sessions.linkId, id), ne(sessions.deviceId, open.session.deviceId)));
+            if (Number(others?.n ?? 0) >= open.maxDevices) throw tooMany;
+            await tx.insert(sessions).values(open.session);
+          }
+          return { ok: true, uses: row.uses, maxUses: row.maxUses };
+        });
+      } catch (err) {
+        if (err === tooMany) return { ok: false, reason: "too_many_devices" };
+        throw err;
+      }
     },
 
     touch: async (id, now) => {

@@ -122,36 +122,6 @@ ${askHtml(campaign?.contact)}`;
       }
     }
 
-    // A link opened on more devices than a volunteer has is circulating: suspend it everywhere.
-    let withinDevices: boolean;
-    try {
-      withinDevices = await deps.limits.admitDevice(claims, device, deps.config.maxDevicesPerLink, now);
-    } catch {
-      return sendRefusal(c, refusal("unavailable"));
-    }
-    if (!withinDevices) {
-      const reason = `redeemed from more than ${deps.config.maxDevicesPerLink} devices`;
-      await deps.suspendLink(claims.jti, reason, now);
-      deps.audit.record({
-        type: "link.suspended",
-        at: now,
-        actor: "gateway",
-        campaignId: claims.cmp,
-        linkId: claims.jti,
-        reason: "suspended",
-        data: { why: reason, ipHash: ip },
-      });
-      return sendRefusal(c, refusal("suspended"));
-    }
-    const counted = await deps.links.redeem(claims.jti, now);
-    if (!counted.ok)
-      return deny(
-        counted.reason === "not_found"
-          ? refusal("token_invalid")
-          : refusal(counted.reason, context(claims, deps.policy.snapshot())),
-        claims,
-      );
-
     const credential = newSessionCredential();
     const id = randomId("ses");
     const expiresAt = new Date(
@@ -160,14 +130,43 @@ ${askHtml(campaign?.contact)}`;
         claims.exp * 1000,
       ),
     );
-    await deps.sessions.open({
-      id,
-      tokenHash: credentialHash(credential),
-      linkId: claims.jti,
-      deviceId: device,
-      createdAt: now,
-      expiresAt,
+    // One use counted and the session opened together, unless the link's sessions already came
+    // from as many other devices as a volunteer has: then it is circulating, and is suspended
+    // everywhere. Postgres counts the devices (over the link's whole life), never Redis.
+    const maxDevices = deps.config.maxDevicesPerLink;
+    const counted = await deps.links.redeem(claims.jti, now, {
+      session: {
+        id,
+        tokenHash: credentialHash(credential),
+        linkId: claims.jti,
+        deviceId: device,
+        createdAt: now,
+        expiresAt,
+      },
+      maxDevices,
     });
+    if (!counted.ok) {
+      if (counted.reason === "too_many_devices") {
+        const reason = `redeemed from more than ${maxDevices} devices`;
+        await deps.suspendLink(claims.jti, reason, now);
+        deps.audit.record({
+          type: "link.suspended",
+          at: now,
+          actor: "gateway",
+          campaignId: claims.cmp,
+          linkId: claims.jti,
+          reason: "suspended",
+          data: { why: reason, ipHash: ip },
+        });
+        return sendRefusal(c, refusal("suspended"));
+      }
+      return deny(
+        counted.reason === "not_found"
+          ? refusal("token_invalid")
+          : refusal(counted.reason, context(claims, deps.policy.snapshot())),
+        claims,
+      );
+    }
     redeemed({ uses: counted.uses, session: id });
     return opened(c, credential, expiresAt, now);
   });
