@@ -156,6 +156,27 @@ describe("console sign-in", () => {
     expectRedirect(home, "/console/contests");
   });
 
+  it("marks the session cookie Secure behind a TLS proxy, as HSTS is decided, and not over plain HTTP", async () => {
+    for (const [proto, secure] of [
+      ["https", true],
+      [undefined, false],
+    ] as const) {
+      const b = new Browser();
+      await b.get("/console/sign-in");
+      const res = await b.request("/console/sign-in", {
+        method: "POST",
+        body: new URLSearchParams({ apiKey: ADMIN }).toString(),
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          "sec-fetch-site": "same-origin",
+          ...(proto ? { "x-forwarded-proto": proto } : {}),
+        },
+      });
+      expect(res.status).toBe(303);
+      expect(/;\s*Secure/i.test(res.res.headers.get("set-cookie") ?? ""), String(proto)).toBe(secure);
+    }
+  });
+
   it("refuses a wrong key without echoing it, and sets no session", async () => {
     const b = new Browser();
     const res = await b.post("/console/sign-in", { apiKey: "plk_not-a-real-key-at-all" }, { csrf: null });

@@ -1,6 +1,6 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
-import { safeEqual } from "@phaselock/core";
+import { safeEqual, viaHttps } from "@phaselock/core";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
@@ -54,8 +54,9 @@ export function sameOrigin(c: Context): boolean {
   }
 }
 
+/** `Secure` whenever the console is reached over HTTPS: the issuer's URL, the request's, or a TLS proxy's `X-Forwarded-Proto` (as HSTS is decided). */
 const secureCookie = (c: Context<ConsoleEnv>): boolean =>
-  c.var.deps.config.issuer.startsWith("https:") || new URL(c.req.url).protocol === "https:";
+  c.var.deps.config.issuer.startsWith("https:") || viaHttps(c.req.url, c.req.header("x-forwarded-proto"));
 
 /** Where each role starts: its day-to-day page. */
 const HOME: Record<Viewer["role"], string> = {
