@@ -14,7 +14,14 @@ import { runExportCli } from "./cli/export.ts";
 import { runVerifyCli } from "./cli/verify.ts";
 import { verifyExport } from "./export-format.ts";
 import type { AuditEventInput } from "./sink.ts";
-import { appendEvents, appendPrepared, exportEvents, listEvents, verifyStored } from "./store.ts";
+import {
+  appendEvents,
+  appendInTransaction,
+  appendPrepared,
+  exportEvents,
+  listEvents,
+  verifyStored,
+} from "./store.ts";
 import { sampleInput } from "./test-chain.ts";
 import { disableAuditTriggers } from "./testing.ts";
 import { AuditQueueFullError, BatchAuditWriter } from "./writer.ts";
@@ -303,6 +310,19 @@ for (const backend of dbBackends) {
           expect(calls).toEqual({ begin: 1, unsafe: 1 });
           expect(next.firstSeq).toBe(first.headSeq + 1);
           expect(await verifyStored(db)).toMatchObject({ ok: true, head: next.head });
+        });
+
+        it("an append inside a caller's transaction refuses any isolation but READ COMMITTED", async () => {
+          const before = await headSeq(db);
+          const failure = await db
+            .transaction((tx) => appendInTransaction(tx, inputs(2, 90)), {
+              isolationLevel: "repeatable read",
+            })
+            .catch((err: unknown) => err);
+          expect(String(failure)).toMatch(/needs READ COMMITTED, not repeatable read/);
+          expect(await headSeq(db)).toBe(before);
+          await db.transaction((tx) => appendInTransaction(tx, inputs(2, 92)));
+          expect(await headSeq(db)).toBe(before + 2);
         });
 
         it("audit_append() refuses any isolation but READ COMMITTED, before writing anything", async () => {

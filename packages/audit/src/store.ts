@@ -1,5 +1,5 @@
 import { PhaselockError, randomBase64url } from "@phaselock/core";
-import { type Db, executePipelined, schema } from "@phaselock/db";
+import { type Db, executePipelined, queryRows, schema } from "@phaselock/db";
 import { and, asc, desc, eq, gt, gte, lt, lte, type SQL, sql } from "drizzle-orm";
 import {
   type ChainBreak,
@@ -217,13 +217,27 @@ async function appendInFourRoundTrips(
 /**
  * Appends events inside the caller's transaction (READ COMMITTED), so they commit or roll back
  * with the change they record. Takes the chain lock until that transaction ends: call it as the
- * transaction's last statement, so the lock is held only for the inserts and the commit.
+ * transaction's last statement, so the lock is held only for the inserts and the commit. Throws,
+ * writing nothing, at any other isolation (an operator's `default_transaction_isolation`): the
+ * head would be read from a snapshot taken before the lock, and a writer committing between
+ * them would go unseen (a duplicate seq, or a fork across a month's partitions).
  */
 export async function appendInTransaction(
   tx: Db,
   events: readonly (PreparedEvent | AuditEventInput)[],
 ): Promise<AppendResult> {
-  await tx.execute(sql.raw(`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`));
+  // The isolation read in the lock's own statement: no round trip more.
+  const [locked] = await queryRows<{ isolation: string }>(
+    tx,
+    sql.raw(
+      `select pg_advisory_xact_lock(${AUDIT_LOCK_KEY}), current_setting('transaction_isolation') as isolation`,
+    ),
+  );
+  if (locked?.isolation !== "read committed") {
+    throw new Error(
+      `the audit append needs READ COMMITTED, not ${locked?.isolation ?? "an unknown isolation"}`,
+    );
+  }
   const head = await readHead(tx);
   const firstSeq = (head?.seq ?? 0) + 1;
   const ids = eventIds(events.length);
