@@ -2,8 +2,15 @@ import { treeSize } from "@phaselock/audit";
 import { PhaselockError } from "@phaselock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Principal } from "./context.ts";
-import { type IssueRequest, issuedLinksCsv, issueLinks, signingBatch } from "./issuance.ts";
-import { createHarness, type Harness, seedOpen, verifierFor } from "./test-support.ts";
+import { issuedLinksCsv, issueLinks, signingBatch } from "./issuance.ts";
+import {
+  ADMIN_PRINCIPAL,
+  createHarness,
+  type Harness,
+  openPhaseRequest,
+  seedOpen,
+  verifierFor,
+} from "./test-support.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -11,15 +18,8 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => h.close());
 
-const admin: Principal = { role: "admin", actor: "admin", campaignId: null };
-const request = (campaignId: string, refs: string[]): IssueRequest => ({
-  campaignId,
-  phase: "open",
-  scopes: ["calls:read"],
-  ttlSeconds: 3600,
-  maxUses: 2,
-  volunteers: refs.map((ref) => ({ ref })),
-});
+const admin = ADMIN_PRINCIPAL;
+const request = openPhaseRequest;
 
 // Issuance is called with deps and a principal, no HTTP request: what a job or CLI would do.
 describe("issueLinks", () => {

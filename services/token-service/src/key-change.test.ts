@@ -1,9 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { treeSize } from "@phaselock/audit";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { Principal } from "./context.ts";
-import { type IssueRequest, issueLinks } from "./issuance.ts";
-import { call, createHarness, decodePart, type Harness, seedOpen, verifierFor } from "./test-support.ts";
+import { issueLinks } from "./issuance.ts";
+import {
+  ADMIN_PRINCIPAL,
+  call,
+  createHarness,
+  decodePart,
+  type Harness,
+  openPhaseRequest,
+  seedOpen,
+  verifierFor,
+} from "./test-support.ts";
 
 // Two token-service instances on one database; neither hears the other's feed hints (each has a
 // bus of its own), as when a publish failed or the feed was down.
@@ -19,15 +27,8 @@ afterAll(async () => {
   await a.close();
 });
 
-const admin: Principal = { role: "admin", actor: "admin", campaignId: null };
-const request = (campaignId: string, refs: string[]): IssueRequest => ({
-  campaignId,
-  phase: "open",
-  scopes: ["calls:read"],
-  ttlSeconds: 3600,
-  maxUses: 2,
-  volunteers: refs.map((ref) => ({ ref })),
-});
+const admin = ADMIN_PRINCIPAL;
+const request = openPhaseRequest;
 
 const linkCount = async (h: Harness, campaignId: string): Promise<number> =>
   (await h.deps.repos.links.list({ campaignId, limit: 100, now: h.clock.now() })).items.length;

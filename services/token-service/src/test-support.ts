@@ -19,9 +19,10 @@ import {
 } from "@phaselock/state";
 import { createVerifier, KeyRing } from "@phaselock/tokens";
 import type { createApp } from "./app.ts";
-import type { AuditJournal, TokenServiceDeps } from "./context.ts";
+import type { AuditJournal, Principal, TokenServiceDeps } from "./context.ts";
 import { parseTokenServiceEnv } from "./env.ts";
 import type { Logger } from "./errors.ts";
+import type { IssueRequest } from "./issuance.ts";
 import type { KeyManager } from "./keys.ts";
 import { createTokenService } from "./service.ts";
 
@@ -271,3 +272,16 @@ export async function verifierFor(h: Harness) {
 /** Decodes a compact JWS part without verifying (for asserting on headers and claims). */
 export const decodePart = (token: string, part: 0 | 1): Record<string, unknown> =>
   JSON.parse(Buffer.from(token.split(".")[part]!, "base64url").toString("utf8"));
+
+/** The admin, as the admin token authenticates: for calling issuance without a request. */
+export const ADMIN_PRINCIPAL: Principal = { role: "admin", actor: "admin", campaignId: null };
+
+/** A request for one link per ref in phase `open` of `seedOpen`'s contest. */
+export const openPhaseRequest = (campaignId: string, refs: string[]): IssueRequest => ({
+  campaignId,
+  phase: "open",
+  scopes: ["calls:read"],
+  ttlSeconds: 3600,
+  maxUses: 2,
+  volunteers: refs.map((ref) => ({ ref })),
+});
