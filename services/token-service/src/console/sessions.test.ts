@@ -73,4 +73,22 @@ describe("ConsoleSessions", () => {
     expect([...session.downloads.keys()]).toEqual([b]);
     expect(a).not.toBe(b);
   });
+
+  it("bounds the bytes of downloads all sessions keep together, oldest first, and frees a session's with it", () => {
+    const s = new ConsoleSessions({
+      clock: new FakeClock("2020-03-01T12:00:00Z"),
+      maxDownloadBytes: 100,
+      maxTotalDownloadBytes: 25,
+    });
+    // One key signed in ten times, each session keeping a file under its own limit.
+    const sessions = Array.from({ length: 10 }, () => s.create("coordinator"));
+    const ids = sessions.map(({ session }, i) => s.keepDownload(session, `f${i}.csv`, "1234567890"));
+    expect(s.downloadBytes).toBe(20);
+    expect(sessions.slice(0, 8).every(({ session }) => session.downloads.size === 0)).toBe(true);
+    expect(sessions[8]!.session.downloads.has(ids[8]!)).toBe(true);
+    expect(sessions[9]!.session.downloads.has(ids[9]!)).toBe(true);
+    // A session signed out gives its downloads back to the budget.
+    s.delete(sessions[9]!.id);
+    expect(s.downloadBytes).toBe(10);
+  });
 });

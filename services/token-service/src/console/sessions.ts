@@ -32,6 +32,12 @@ export interface ConsoleSessionOptions {
   maxPerCredential?: number;
   /** Downloads one session keeps, in bytes (the newest is always kept). Default 24 MiB. */
   maxDownloadBytes?: number;
+  /**
+   * Downloads all sessions keep together, in bytes: past it the oldest anyone kept goes first, so
+   * many sessions (one key signed in ten times, or many keys) cannot pin the process's memory.
+   * Default 128 MiB.
+   */
+  maxTotalDownloadBytes?: number;
 }
 
 /** Downloads kept per session: a coordinator issuing batch after batch keeps the latest few. */
@@ -49,7 +55,11 @@ export class ConsoleSessions {
   readonly #max: number;
   readonly #maxPerCredential: number;
   readonly #maxDownloadBytes: number;
+  readonly #maxTotalDownloadBytes: number;
   readonly #byHash = new Map<string, ConsoleSession>();
+  /** Every kept download, oldest first, with its bytes: for the budget all sessions share. */
+  readonly #kept = new Map<string, { session: ConsoleSession; bytes: number }>();
+  #keptBytes = 0;
 
   constructor(opts: ConsoleSessionOptions) {
     this.#clock = opts.clock;
@@ -58,21 +68,28 @@ export class ConsoleSessions {
     this.#max = opts.maxSessions ?? 10_000;
     this.#maxPerCredential = opts.maxPerCredential ?? 10;
     this.#maxDownloadBytes = opts.maxDownloadBytes ?? 24 * 1024 * 1024;
+    this.#maxTotalDownloadBytes = opts.maxTotalDownloadBytes ?? 128 * 1024 * 1024;
     if (
       this.idleMs <= 0 ||
       this.absoluteMs <= 0 ||
       this.#max < 1 ||
       this.#maxPerCredential < 1 ||
-      this.#maxDownloadBytes < 1
+      this.#maxDownloadBytes < 1 ||
+      this.#maxTotalDownloadBytes < 1
     ) {
       throw new Error(
-        "ConsoleSessions: idleMs, absoluteMs, maxSessions, maxPerCredential and maxDownloadBytes must be positive",
+        "ConsoleSessions: idleMs, absoluteMs, maxSessions, maxPerCredential, maxDownloadBytes and maxTotalDownloadBytes must be positive",
       );
     }
   }
 
   get size(): number {
     return this.#byHash.size;
+  }
+
+  /** Bytes of every download kept, all sessions together. */
+  get downloadBytes(): number {
+    return this.#keptBytes;
   }
 
   /** Starts a session; answers the cookie value (shown to no one but the browser). */
@@ -82,12 +99,12 @@ export class ConsoleSessions {
     // The same key's own sessions make room first (the map is least recently used first).
     const same = [...this.#byHash].filter(([, s]) => s.credential === credential);
     for (const [hash] of same.slice(0, Math.max(0, same.length - this.#maxPerCredential + 1))) {
-      this.#byHash.delete(hash);
+      this.#drop(hash);
     }
     while (this.#byHash.size >= this.#max) {
       const oldest = this.#byHash.keys().next().value;
       if (oldest === undefined) break;
-      this.#byHash.delete(oldest);
+      this.#drop(oldest);
     }
     const id = randomBytes(32).toString("base64url");
     const session: ConsoleSession = {
@@ -113,7 +130,7 @@ export class ConsoleSessions {
     if (!session) return null;
     const now = this.#clock.now().getTime();
     if (this.#expired(session, now)) {
-      this.#byHash.delete(hash);
+      this.#drop(hash);
       return null;
     }
     if (opts.touch === false) return session;
@@ -125,16 +142,19 @@ export class ConsoleSessions {
   }
 
   delete(id: string | undefined): void {
-    if (id) this.#byHash.delete(sha256Hex(id));
+    if (id) this.#drop(sha256Hex(id));
   }
 
   /** Keeps an issued-links file for download; answers its id. */
   keepDownload(session: ConsoleSession, filename: string, csv: string): string {
     const id = randomBytes(16).toString("base64url");
     session.downloads.set(id, { filename, csv });
+    const size = Buffer.byteLength(csv, "utf8");
+    this.#kept.set(id, { session, bytes: size });
+    this.#keptBytes += size;
     const bytes = () => {
       let n = 0;
-      for (const d of session.downloads.values()) n += Buffer.byteLength(d.csv, "utf8");
+      for (const d of session.downloads.keys()) n += this.#kept.get(d)?.bytes ?? 0;
       return n;
     };
     while (
@@ -143,9 +163,32 @@ export class ConsoleSessions {
     ) {
       const first = session.downloads.keys().next().value;
       if (first === undefined) break;
-      session.downloads.delete(first);
+      this.#forget(first);
+    }
+    // The budget all sessions share: the oldest download anyone kept goes first (this one last).
+    while (this.#keptBytes > this.#maxTotalDownloadBytes && this.#kept.size > 1) {
+      const oldest = this.#kept.keys().next().value;
+      if (oldest === undefined || oldest === id) break;
+      this.#forget(oldest);
     }
     return id;
+  }
+
+  /** Forgets one kept download, in its session and in the shared budget. */
+  #forget(id: string): void {
+    const kept = this.#kept.get(id);
+    if (!kept) return;
+    this.#kept.delete(id);
+    this.#keptBytes -= kept.bytes;
+    kept.session.downloads.delete(id);
+  }
+
+  /** Forgets a session and every download it kept. */
+  #drop(hash: string): void {
+    const session = this.#byHash.get(hash);
+    if (!session) return;
+    this.#byHash.delete(hash);
+    for (const id of [...session.downloads.keys()]) this.#forget(id);
   }
 
   #expired(s: ConsoleSession, now: number): boolean {
@@ -153,6 +196,6 @@ export class ConsoleSessions {
   }
 
   #sweep(now: number): void {
-    for (const [hash, s] of this.#byHash) if (this.#expired(s, now)) this.#byHash.delete(hash);
+    for (const [hash, s] of this.#byHash) if (this.#expired(s, now)) this.#drop(hash);
   }
 }
