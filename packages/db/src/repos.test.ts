@@ -15,6 +15,7 @@ import {
   loadPublicKeys,
   migrate,
   type NewLink,
+  type NewRevocation,
   queryRows,
   type Repos,
   schema,
@@ -545,6 +546,95 @@ for (const backend of dbBackends) {
         rows.map(async (r) => (await repos.links.getWithStatus(r.id, NOW))?.status),
       );
       expect(statuses).toEqual(["revoked", "revoked", "active", "active", "revoked", "active"]);
+    });
+
+    it("counts a campaign's links by status exactly as each link's own status reads", async () => {
+      const base = await fixture();
+      const other = await fixture();
+      const t0 = at("2020-03-01T10:00:00Z");
+      const sec = (s: number, ms = 0) => new Date(t0.getTime() + s * 1000 + ms);
+      const anyone = randomId("vol");
+      const rows = [
+        link(base, { volunteerRef: "v1", issuedAt: sec(0) }),
+        link(base, { volunteerRef: "v1", issuedAt: sec(5) }),
+        link(base, { volunteerRef: "v2", issuedAt: sec(5) }),
+        link(base, { volunteerRef: "v2", phase: "nominations", issuedAt: sec(9) }),
+        link(base, { volunteerRef: anyone, issuedAt: sec(3) }),
+        link(base, { volunteerRef: "v4", issuedAt: sec(30) }),
+        link(base, { volunteerRef: "v5", issuedAt: sec(31), expiresAt: at("2020-03-01T11:00:00Z") }),
+        link(base, { volunteerRef: "v6", issuedAt: sec(32), maxUses: 1 }),
+        link(base, { volunteerRef: "v7", issuedAt: sec(33) }),
+        link(base, { volunteerRef: "v8", issuedAt: sec(34) }),
+        // A phase its contest no longer has: expired, whatever its `exp`.
+        link(base, { volunteerRef: "v9", issuedAt: sec(35), phase: "withdrawn" }),
+        // Before the `all` watermark below (every other link of this file is issued at 10:00 or later).
+        link(base, { volunteerRef: "v10", issuedAt: sec(-5) }),
+        link(other, { volunteerRef: "v1", issuedAt: sec(2) }),
+        link(other, { volunteerRef: anyone, issuedAt: sec(4) }),
+        link(other, { volunteerRef: "v3", issuedAt: sec(20) }),
+      ];
+      await repos.links.insertMany(rows);
+      await repos.links.redeem(rows[7]!.id, NOW);
+      await repos.links.suspend(rows[8]!.id, "too many devices", NOW);
+      const revoke = (r: Record<string, unknown>) =>
+        repos.revocations.insert({ reason: "r", actor: "admin", ...r } as NewRevocation);
+      const inserted = [
+        await revoke({
+          scope: "volunteer",
+          volunteerRef: "v1",
+          campaignId: base.campaignId,
+          effectiveAt: sec(5, 900),
+        }),
+        await revoke({ scope: "volunteer", volunteerRef: anyone, effectiveAt: sec(3) }),
+        await revoke({
+          scope: "phase",
+          contestId: base.contestId,
+          phase: "nominations",
+          effectiveAt: sec(8),
+        }),
+        await revoke({
+          scope: "phase",
+          contestId: base.contestId,
+          phase: "nominations",
+          effectiveAt: sec(10),
+        }),
+        await revoke({ scope: "campaign", campaignId: other.campaignId, effectiveAt: sec(2) }),
+        await revoke({ scope: "contest", contestId: other.contestId, effectiveAt: sec(20) }),
+        await revoke({
+          scope: "link",
+          linkId: rows[9]!.id,
+          campaignId: base.campaignId,
+          contestId: base.contestId,
+          effectiveAt: sec(40),
+        }),
+        await revoke({ scope: "all", effectiveAt: sec(-1) }),
+      ];
+      const index = new RevocationIndex(inserted.map((r) => r.revocation));
+      for (const campaign of [base, other]) {
+        const mine = rows.filter((r) => r.campaignId === campaign.campaignId);
+        const tally = { active: 0, revoked: 0, expired: 0, suspended: 0, exhausted: 0 };
+        for (const r of mine) {
+          const status = (await repos.links.getWithStatus(r.id, NOW))!.status;
+          const covered = index.covers({
+            jti: r.id,
+            sub: r.volunteerRef,
+            iat: epochSeconds(r.issuedAt),
+            cmp: r.campaignId,
+            cst: r.contestId,
+            phs: r.phase,
+          });
+          expect(status === "revoked", r.volunteerRef).toBe(covered !== undefined);
+          tally[status]++;
+        }
+        expect(await repos.links.countByStatus(campaign.campaignId, NOW)).toEqual(tally);
+      }
+      expect(await repos.links.countByStatus(base.campaignId, NOW)).toEqual({
+        active: 2,
+        revoked: 6,
+        expired: 2,
+        suspended: 1,
+        exhausted: 1,
+      });
     });
 
     it("redeems exactly maxUses times under concurrent calls", async () => {

@@ -193,6 +193,38 @@ const statusSql = (now: Date): SQL<LinkStatus> => sql<LinkStatus>`case
   when ${links.uses} >= ${links.maxUses} then 'exhausted'
   else 'active' end`;
 
+/**
+ * A campaign's links counted by status, by the rules of `statusSql` and `linkRevokedSql` spelt
+ * for a whole table: each watermark scope reduced to its latest second per key and joined (hash
+ * joins), where `statusSql` looks the watermarks up link by link. At 1,000,000 links that took
+ * ~12 s; the same counts must come out (repos.test.ts checks them against `RevocationIndex`).
+ */
+const countByStatusSql = (campaignId: string, now: Date): SQL => {
+  const sec = sql`max(floor(extract(epoch from effective_at))) as sec from ${revocations}`;
+  return sql`select case
+      when lr.link_id is not null
+        or floor(extract(epoch from l.issued_at)) <= greatest(wa.sec, wc.sec, wp.sec, wk.sec, wv.sec, wvc.sec)
+        then 'revoked'
+      when l.expires_at <= ${ts(now)} or p.name is null then 'expired'
+      when l.suspended_at is not null then 'suspended'
+      when l.uses >= l.max_uses then 'exhausted'
+      else 'active' end as status, count(*)::int as n
+    from ${links} l
+    left join (select distinct link_id from ${revocations} where scope = 'link') lr on lr.link_id = l.id
+    left join (select ${sec} where scope = 'all') wa on true
+    left join (select contest_id, ${sec} where scope = 'contest' group by 1) wc on wc.contest_id = l.contest_id
+    left join (select contest_id, phase, ${sec} where scope = 'phase' group by 1, 2) wp
+      on wp.contest_id = l.contest_id and wp.phase = l.phase
+    left join (select campaign_id, ${sec} where scope = 'campaign' group by 1) wk on wk.campaign_id = l.campaign_id
+    left join (select volunteer_ref, ${sec} where scope = 'volunteer' and campaign_id is null group by 1) wv
+      on wv.volunteer_ref = l.volunteer_ref
+    left join (select volunteer_ref, campaign_id, ${sec} where scope = 'volunteer' and campaign_id is not null
+      group by 1, 2) wvc on wvc.volunteer_ref = l.volunteer_ref and wvc.campaign_id = l.campaign_id
+    left join ${phases} p on p.contest_id = l.contest_id and p.name = l.phase and p.ends_at > ${ts(now)}
+    where l.campaign_id = ${campaignId}
+    group by 1`;
+};
+
 /** Distinct devices that opened a session of the link, and its live sessions. */
 const devicesSql = sql<number>`(select count(distinct s.device_id)::int from ${sessions} s
   where s.link_id = ${outer.id})`;
@@ -389,11 +421,7 @@ export const linksRepo = (db: Db): LinksRepo => {
     },
 
     countByStatus: async (campaignId, now) => {
-      const rows = await db
-        .select({ status: statusSql(now), n: sql<number>`count(*)::int` })
-        .from(links)
-        .where(eq(links.campaignId, campaignId))
-        .groupBy(sql`1`);
+      const rows = await queryRows<{ status: LinkStatus; n: number }>(db, countByStatusSql(campaignId, now));
       const counts: LinkCounts = { active: 0, revoked: 0, expired: 0, suspended: 0, exhausted: 0 };
       for (const r of rows) counts[r.status] = Number(r.n);
       return counts;
