@@ -108,6 +108,38 @@ for (const target of REDIS_TARGETS)
         },
       );
 
+      it("a device re-opening its link on one gateway retires the old credential on the other, announced on the feed", async () => {
+        const s = await seedOpen(stack);
+        const link = await issue(stack, { campaignId: s.campaignId, phase: s.phase });
+        await stack.synced();
+        const page = await a.app.request(`/l/${link.token}`);
+        const device = page.headers.getSetCookie()[0]!.split(";")[0]!;
+        const redeem = async (): Promise<string> => {
+          const res = await a.app.request(`/l/${link.token}`, {
+            method: "POST",
+            headers: { accept: "application/json", cookie: device },
+          });
+          expect(res.status).toBe(201);
+          return ((await res.json()) as { session: string }).session;
+        };
+        const first = await redeem();
+        await onBoth(first, ok); // cached on both
+        const heard: number[] = [];
+        const unlisten = b.bus.subscribe({
+          onMessage: (h) => void heard.push(h.version),
+          onStatus: () => {},
+        });
+        try {
+          const second = await redeem();
+          // A hint, not only the next heartbeat's read of the log.
+          await vi.waitFor(() => expect(heard.length).toBeGreaterThan(0), POLL);
+          await onBoth(first, ended);
+          await onBoth(second, ok);
+        } finally {
+          unlisten();
+        }
+      });
+
       it("an ended session whose announcement was lost stops working at the next version poll", async () => {
         const s = await seedOpen(stack);
         const link = await issue(stack, { campaignId: s.campaignId, phase: s.phase });

@@ -191,7 +191,22 @@ export function createGateway(config: GatewayServiceConfig, infra: GatewayInfra)
     policy,
     verifier: createVerifier({ keys: ring, issuer: config.issuer, clock, cache }),
     links: repos.links,
-    sessions: { ...repos.sessions, resolve: sessions.resolve, rotate: sessions.rotate },
+    sessions: {
+      ...repos.sessions,
+      resolve: sessions.resolve,
+      rotate: async (id, tokenHash, now) => {
+        const rotated = await sessions.rotate(id, tokenHash, now);
+        // Announced like an end: other gateways drop the old credential when they hear of it, not
+        // at their next heartbeat. The version read after the commit covers the rotation's.
+        if (rotated) {
+          await repos.policyState
+            .current()
+            .then((version) => stores.bus.publish({ version }))
+            .catch((err: unknown) => infra.onError?.(err));
+        }
+        return rotated;
+      },
+    },
     endSession: async (tokenHash, now) => {
       const r = await repos.sessions.end(tokenHash, "signed out", now);
       sessions.drop(tokenHash);
