@@ -261,6 +261,33 @@ describeIntegration("checkpoints held outside the database", ["postgres"], () =>
     );
   });
 
+  it("get no fork extended once the database is ahead: by instances sharing the folder, or one holding its own", async () => {
+    const a = new Checkpointer({ db, signer, clock, dir });
+    const b = new Checkpointer({ db, signer, clock, dir });
+    await append(0, 4);
+    await a.checkpoint();
+    await append(4, 3);
+    expect((await b.checkpoint())?.treeSize).toBe(7);
+    await asDatabaseOwner(db, async (tx) => {
+      await tx.execute(sql`delete from audit_checkpoints where tree_size = 7`);
+      await tx.execute(sql`update audit_events set reason = 'rewritten' where seq = 6`);
+      const [row] = await tx.select().from(schema.auditEvents).where(sql`seq = 6`);
+      await tx.execute(
+        sql`update audit_events set leaf_hash = ${Buffer.from(eventLeafHash(row!)).toString("hex")} where seq = 6`,
+      );
+    });
+    await append(7, 1);
+    // a signed only 4 itself, but the folder it shares holds b's 7.
+    await expect(a.checkpoint()).rejects.toThrow(/do not extend checkpoint 7/);
+    await expect(b.checkpoint()).rejects.toThrow(/do not extend checkpoint 7/);
+    // An instance that knows nothing outside the database signs the fork at 8; the others refuse
+    // to extend it, and say so.
+    expect((await new Checkpointer({ db, signer, clock, dir: undefined }).checkpoint())?.treeSize).toBe(8);
+    await append(8, 1);
+    await expect(a.checkpoint()).rejects.toThrow(/do not extend checkpoint 7/);
+    expect((await readdir(dir)).sort()).toEqual(["4.note", "7.note"]);
+  });
+
   it("are never replaced by another note of the same size", async () => {
     const cp = { treeSize: 3, rootHash: "", note: "a note\n", createdAt: clock.now() };
     await writeCheckpointFile(dir, cp);

@@ -1,4 +1,4 @@
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, randomBytes } from "node:crypto";
 import { chmod, link, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "@phaselock/core";
@@ -58,6 +58,8 @@ interface Pinned {
   size: number;
   note: string;
   root: Uint8Array;
+  /** As served when nothing newer is signed. */
+  cp: StoredCheckpoint;
 }
 
 export interface CheckpointerOptions {
@@ -109,7 +111,7 @@ export class Checkpointer {
    * one) before anything is signed: an owner who deleted the newest rows and rewrote what they
    * covered would otherwise get this key to sign a fork from an older checkpoint.
    */
-  #pinned: Pinned | null | undefined;
+  #pinned: Pinned | undefined;
 
   constructor(opts: CheckpointerOptions) {
     this.#db = opts.db;
@@ -152,13 +154,18 @@ export class Checkpointer {
   }
 
   async #run(): Promise<StoredCheckpoint | null> {
-    if (this.#pinned === undefined) this.#pinned = await this.#newestFile();
-    const pinned = this.#pinned;
     const result = await this.#db.transaction(
       async (tx) => {
         await tx.execute(sql.raw(`select pg_advisory_xact_lock(${CHECKPOINT_LOCK_KEY})`));
+        // Under the lock: another instance sharing the folder may have signed since.
+        const pinned = await this.#currentPin();
         const latest = await this.#newestSigned(tx);
-        if (pinned && latest?.treeSize === pinned.size && latest.note !== pinned.note) {
+        // What to extend: the newest signed row the held checkpoint does not postdate.
+        const base =
+          pinned && latest && latest.treeSize > pinned.size
+            ? await this.#newestSigned(tx, pinned.size + 1)
+            : latest;
+        if (pinned && base?.treeSize === pinned.size && base.note !== pinned.note) {
           throw new Error(
             `the database holds another checkpoint of size ${pinned.size} than the one this log signed (${this.#pinnedAt()}): the log was forked; not signing`,
           );
@@ -169,18 +176,24 @@ export class Checkpointer {
             `the audit log holds ${size} events but this log signed a checkpoint of size ${pinned.size} (${this.#pinnedAt()}): events it covers were removed; not signing`,
           );
         }
-        // Newer than the database's newest signed checkpoint (its row removed, or never stored
-        // because another row held its size): the tree rebuilt from there must pass its root.
-        const through = pinned && (latest?.treeSize ?? 0) < pinned.size ? pinned : undefined;
-        const tree = latest ? this.#resume(latest) : new IncrementalTree();
         if (latest && latest.treeSize > size) {
           throw new Error(
             `the audit log holds ${size} events but a checkpoint of size ${latest.treeSize} was signed: events it covers were removed (a partition detached or emptied?); not signing`,
           );
         }
-        if (latest && latest.treeSize >= size) return { created: false, cp: latest };
-        if (latest) await checkTail(tx, tree, latest.treeSize);
-        if (!latest && size === 0) return null;
+        // Roots the tree rebuilt from `base` must pass: the held checkpoint when the database's
+        // newest signed one is older (its row removed, or never stored: another row held its
+        // size), and a newer stored one (signed by an instance that held less) when there is.
+        const through: Pinned[] = [];
+        if (pinned && (base?.treeSize ?? 0) < pinned.size) through.push(pinned);
+        if (latest && latest !== base) through.push(this.#pin(latest.treeSize, latest.note)!);
+        const tree = base ? this.#resume(base) : new IncrementalTree();
+        const held = pinned && pinned.size >= (latest?.treeSize ?? 0) ? pinned : undefined;
+        if (through.length === 0 && (base?.treeSize ?? 0) >= size) {
+          if (base) return { created: false, cp: base };
+          return null;
+        }
+        if (base) await checkTail(tx, tree, base.treeSize);
         for (let from = tree.size; from < size; from += LEAF_PAGE) {
           const to = Math.min(size, from + LEAF_PAGE);
           // Each leaf computed from its event (and checked against the stored one, which
@@ -190,12 +203,26 @@ export class Checkpointer {
           if (page.length !== to - from) throw new Error(`audit tree has a gap in leaves ${from}..${to}`);
           for (const h of page) {
             tree.appendLeafHash(h);
-            if (tree.size === through?.size && !equalHash(tree.root(), through.root)) {
+            const check = through.find((t) => t.size === tree.size);
+            if (check && !equalHash(tree.root(), check.root)) {
               throw new Error(
-                `the stored events do not extend checkpoint ${through.size} this log signed (${this.#pinnedAt()}): events it covers were rewritten; not signing`,
+                check === pinned
+                  ? `the stored events do not extend checkpoint ${check.size} this log signed (${this.#pinnedAt()}): events it covers were rewritten; not signing`
+                  : `the stored checkpoint of size ${check.size} does not extend checkpoint ${pinned?.size} this log signed (${this.#pinnedAt()}): the log was forked; not signing`,
               );
             }
           }
+        }
+        // Nothing newer than what was signed: the newest signed checkpoint, now checked.
+        if (latest && latest.treeSize >= size) return { created: false, cp: latest };
+        if (held && held.size >= size) {
+          // Signed but not in the database (its row removed, or never stored): put it back, so
+          // the next run extends it instead of rebuilding the tree again.
+          await tx
+            .insert(auditCheckpoints)
+            .values({ ...held.cp, frontier: tree.frontier().map(toBase64) })
+            .onConflictDoNothing();
+          return { created: false, cp: held.cp };
         }
         const root = tree.root();
         const note = signCheckpoint({ origin: this.#signer.name, size, rootHash: root }, this.#signer);
@@ -207,9 +234,10 @@ export class Checkpointer {
           createdAt: this.#clock.now(),
         };
         // A row someone else put at this size (the services' role may insert) is not replaced:
-        // the signed checkpoint still goes to the file and the caller, and the next run extends
-        // the newest signed row below it.
+        // the signed checkpoint still goes to the folder, this instance's pin and the caller.
         await tx.insert(auditCheckpoints).values(row).onConflictDoNothing();
+        // In the folder before the commit: a second note for one size throws and rolls it back.
+        if (this.#dir !== undefined) await writeCheckpointFile(this.#dir, row);
         return { created: true, cp: row };
       },
       { isolationLevel: "read committed" },
@@ -217,11 +245,15 @@ export class Checkpointer {
     if (!result) return null;
     const { treeSize: n, rootHash, note, createdAt } = result.cp;
     const cp = { treeSize: n, rootHash, note, createdAt };
-    if (result.created) {
-      if (this.#dir !== undefined) await writeCheckpointFile(this.#dir, cp);
-      if (!this.#pinned || n > this.#pinned.size) this.#pinned = this.#pin(n, note);
-    }
+    if (!this.#pinned || n > this.#pinned.size) this.#pinned = this.#pin(n, note, createdAt) ?? this.#pinned;
     return cp;
+  }
+
+  /** The newer of this instance's pin and the newest note in its folder (which others may share). */
+  async #currentPin(): Promise<Pinned | null> {
+    const fromFolder = await this.#newestFile(this.#pinned?.size ?? -1);
+    if (fromFolder && (!this.#pinned || fromFolder.size > this.#pinned.size)) this.#pinned = fromFolder;
+    return this.#pinned ?? null;
   }
 
   /**
@@ -229,8 +261,11 @@ export class Checkpointer {
    * did not sign (the services' role can insert them) are passed over, never extended nor
    * served; more than MAX_UNSIGNED of them above the newest signed one stop the run.
    */
-  async #newestSigned(tx: Db): Promise<typeof auditCheckpoints.$inferSelect | undefined> {
-    let below = Number.MAX_SAFE_INTEGER;
+  async #newestSigned(
+    tx: Db,
+    under = Number.MAX_SAFE_INTEGER,
+  ): Promise<typeof auditCheckpoints.$inferSelect | undefined> {
+    let below = under;
     for (let looked = 0; looked < MAX_UNSIGNED; looked += 100) {
       const rows = await tx
         .select()
@@ -250,19 +285,19 @@ export class Checkpointer {
   }
 
   /** The checkpoint `note` as a pin, when this log signed it for `size`; else null. */
-  #pin(size: number, note: string): Pinned | null {
+  #pin(size: number, note: string, createdAt = this.#clock.now()): Pinned | null {
     const opened = verifyCheckpoint(note, this.#verifier, this.#signer.name);
-    return opened.ok && opened.checkpoint.size === size
-      ? { size, note, root: opened.checkpoint.rootHash }
-      : null;
+    if (!opened.ok || opened.checkpoint.size !== size) return null;
+    const root = opened.checkpoint.rootHash;
+    return { size, note, root, cp: { treeSize: size, rootHash: toBase64(root), note, createdAt } };
   }
 
   #pinnedAt(): string {
     return this.#dir === undefined ? "held by this process" : `kept in ${this.#dir}`;
   }
 
-  /** The largest `<size>.note` in `dir` this log signed for that size, or null. */
-  async #newestFile(): Promise<Pinned | null> {
+  /** The largest `<size>.note` in `dir` above `above` this log signed for that size, or null. */
+  async #newestFile(above: number): Promise<Pinned | null> {
     if (this.#dir === undefined) return null;
     const names = await readdir(this.#dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT") return [];
@@ -272,6 +307,7 @@ export class Checkpointer {
       .map((name) => /^(0|[1-9]\d*)\.note$/.exec(name)?.[1])
       .filter((n): n is string => n !== undefined)
       .map(Number)
+      .filter((n) => n > above)
       .sort((a, b) => b - a);
     for (const size of sizes) {
       const pin = this.#pin(size, await readFile(join(this.#dir, `${size}.note`), "utf8"));
@@ -336,8 +372,10 @@ export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Pr
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   const file = join(dir, `${cp.treeSize}.note`);
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, cp.note, { mode: 0o600 });
+  // A name of its own (instances sharing the folder may all be pid 1), created, never truncated:
+  // once linked it is the published note's inode until it is removed.
+  const tmp = `${file}.tmp-${randomBytes(8).toString("hex")}`;
+  await writeFile(tmp, cp.note, { mode: 0o600, flag: "wx" });
   await chmod(tmp, 0o600);
   try {
     // link(2) fails when the name exists: unlike rename, it never replaces a note.
