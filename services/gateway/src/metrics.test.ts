@@ -190,6 +190,12 @@ describe("the node fast path counts and logs too", () => {
       `//l/${code}`,
       `/%2e/%6C/${code}?x`,
       `/x/%2E%2E/l/${code}`,
+      // Cut mid-escape, or a malformed one: still the landing path.
+      `/l/${code}%`,
+      `/l/${code}%E0`,
+      `http://h/l/${code}%`,
+      `/x/../l/${code}%`,
+      `/%6C/${code}%ZZ`,
     ]) {
       expect(loggablePath(url), url).toBe("/l/:code");
     }

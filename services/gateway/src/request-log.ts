@@ -30,15 +30,19 @@ function routedPath(url: string): string {
       return "/:unparseable";
     }
   }
-  if (path.includes("%")) {
-    try {
-      path = decodeURIComponent(path);
-    } catch {
-      return "/:unparseable";
-    }
-  }
+  // Escape by escape, as the router decodes (a malformed one, e.g. a link cut mid-escape, is
+  // kept as sent and the rest still decoded: `/l/CODE%` is still the landing path).
+  if (path.includes("%")) path = path.replace(/(?:%[0-9A-Fa-f]{2})+/g, decodeOrKeep);
   return path.includes("/.") ? resolveDots(path) : path;
 }
+
+const decodeOrKeep = (escapes: string): string => {
+  try {
+    return decodeURIComponent(escapes);
+  } catch {
+    return escapes;
+  }
+};
 
 /** `.` and `..` segments resolved (never above the root), `//` kept as the router keeps it. */
 function resolveDots(path: string): string {

@@ -100,23 +100,28 @@ export function auditedChange<T>(
   caller: AuditCaller,
   fn: (t: AuditedTx) => Promise<T>,
 ): Promise<T> {
-  return deps.db.transaction(async (tx) => {
-    const events: AuditEvent[] = [];
-    const pending: Promise<unknown>[] = [];
-    const result = await fn({
-      tx,
-      repos: createRepos(tx),
-      record: (event) => void events.push(stampAudit(deps, caller, event)),
-      beforeCommit: (work) => {
-        // Observed at once: a change that fails first leaves no unhandled rejection behind.
-        work.catch(() => {});
-        pending.push(work);
-      },
-    });
-    await deps.journal.append(tx, events);
-    await Promise.all(pending);
-    return result;
-  });
+  return deps.db.transaction(
+    async (tx) => {
+      const events: AuditEvent[] = [];
+      const pending: Promise<unknown>[] = [];
+      const result = await fn({
+        tx,
+        repos: createRepos(tx),
+        record: (event) => void events.push(stampAudit(deps, caller, event)),
+        beforeCommit: (work) => {
+          // Observed at once: a change that fails first leaves no unhandled rejection behind.
+          work.catch(() => {});
+          pending.push(work);
+        },
+      });
+      await deps.journal.append(tx, events);
+      await Promise.all(pending);
+      return result;
+    },
+    // Whatever the session's default (`default_transaction_isolation`): the audit append reads
+    // the chain's head after its lock, which only READ COMMITTED sees (it refuses any other).
+    { isolationLevel: "read committed" },
+  );
 }
 
 /** {@link auditedChange} for the request `c` is answering. */
