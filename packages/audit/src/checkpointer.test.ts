@@ -208,6 +208,16 @@ describeIntegration("checkpoints held outside the database", ["postgres"], () =>
     await testDb?.drop();
     await rm(join(dir, ".."), { recursive: true, force: true });
   });
+  /** As the owner: checkpoint 7's row deleted, event 6 rewritten with a leaf hash to match. */
+  const deleteSevenRewriteSix = () =>
+    asDatabaseOwner(db, async (tx) => {
+      await tx.execute(sql`delete from audit_checkpoints where tree_size = 7`);
+      await tx.execute(sql`update audit_events set reason = 'rewritten' where seq = 6`);
+      const [row] = await tx.select().from(schema.auditEvents).where(sql`seq = 6`);
+      await tx.execute(
+        sql`update audit_events set leaf_hash = ${Buffer.from(eventLeafHash(row!)).toString("hex")} where seq = 6`,
+      );
+    });
   const append = (from: number, n: number) =>
     appendEvents(
       db,
@@ -224,14 +234,7 @@ describeIntegration("checkpoints held outside the database", ["postgres"], () =>
 
     // Delete checkpoint 7, rewrite event 6 with a leaf hash to match: from checkpoint 4 the log
     // would extend to a root of size 7 other than the one auditors hold.
-    await asDatabaseOwner(db, async (tx) => {
-      await tx.execute(sql`delete from audit_checkpoints where tree_size = 7`);
-      await tx.execute(sql`update audit_events set reason = 'rewritten' where seq = 6`);
-      const [row] = await tx.select().from(schema.auditEvents).where(sql`seq = 6`);
-      await tx.execute(
-        sql`update audit_events set leaf_hash = ${Buffer.from(eventLeafHash(row!)).toString("hex")} where seq = 6`,
-      );
-    });
+    await deleteSevenRewriteSix();
     for (const cp of [first, new Checkpointer({ db, signer, clock, dir })]) {
       await expect(cp.checkpoint()).rejects.toThrow(/do not extend checkpoint 7 this log signed/);
     }
@@ -268,14 +271,7 @@ describeIntegration("checkpoints held outside the database", ["postgres"], () =>
     await a.checkpoint();
     await append(4, 3);
     expect((await b.checkpoint())?.treeSize).toBe(7);
-    await asDatabaseOwner(db, async (tx) => {
-      await tx.execute(sql`delete from audit_checkpoints where tree_size = 7`);
-      await tx.execute(sql`update audit_events set reason = 'rewritten' where seq = 6`);
-      const [row] = await tx.select().from(schema.auditEvents).where(sql`seq = 6`);
-      await tx.execute(
-        sql`update audit_events set leaf_hash = ${Buffer.from(eventLeafHash(row!)).toString("hex")} where seq = 6`,
-      );
-    });
+    await deleteSevenRewriteSix();
     await append(7, 1);
     // a signed only 4 itself, but the folder it shares holds b's 7.
     await expect(a.checkpoint()).rejects.toThrow(/do not extend checkpoint 7/);

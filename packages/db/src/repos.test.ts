@@ -47,6 +47,16 @@ const timeline = (): Phase[] => [
   },
 ];
 
+/** What a stored link's token says, as `RevocationIndex.covers` reads it. */
+const claimsOf = (r: NewLink) => ({
+  jti: r.id,
+  sub: r.volunteerRef,
+  iat: epochSeconds(r.issuedAt),
+  cmp: r.campaignId,
+  cst: r.contestId,
+  phs: r.phase,
+});
+
 const expectCode = async (p: Promise<unknown>, code: string): Promise<void> => {
   const err = await p.then(
     () => undefined,
@@ -530,14 +540,7 @@ for (const backend of dbBackends) {
       const index = new RevocationIndex(inserted.map((r) => r.revocation));
       for (const r of rows) {
         const got = await repos.links.getWithStatus(r.id, NOW);
-        const covered = index.covers({
-          jti: r.id,
-          sub: r.volunteerRef,
-          iat: epochSeconds(r.issuedAt),
-          cmp: r.campaignId,
-          cst: r.contestId,
-          phs: r.phase,
-        });
+        const covered = index.covers(claimsOf(r));
         expect(got?.status === "revoked", `${r.volunteerRef} @ ${r.issuedAt.toISOString()}`).toBe(
           covered !== undefined,
         );
@@ -615,14 +618,7 @@ for (const backend of dbBackends) {
         const tally = { active: 0, revoked: 0, expired: 0, suspended: 0, exhausted: 0 };
         for (const r of mine) {
           const status = (await repos.links.getWithStatus(r.id, NOW))!.status;
-          const covered = index.covers({
-            jti: r.id,
-            sub: r.volunteerRef,
-            iat: epochSeconds(r.issuedAt),
-            cmp: r.campaignId,
-            cst: r.contestId,
-            phs: r.phase,
-          });
+          const covered = index.covers(claimsOf(r));
           expect(status === "revoked", r.volunteerRef).toBe(covered !== undefined);
           tally[status]++;
         }
