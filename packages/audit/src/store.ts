@@ -508,7 +508,7 @@ export function streamEvents(
 }
 
 /** {@link streamEvents} with each row's stored `leafHash` (what proofs are served from). */
-const streamEventsWithLeaf = (db: Db, opts: { batchSize: number }) =>
+const streamEventsWithLeaf = (db: Db, opts: { fromSeq?: number; toSeq?: number; batchSize: number }) =>
   pageEvents(db, { ...storedColumns, leafHash: auditEvents.leafHash }, opts);
 
 async function* pageEvents<C extends typeof storedColumns>(
@@ -685,12 +685,11 @@ const leafMatches = (e: StoredEvent & { leafHash: string }): boolean =>
 export async function readCheckedLeafHashes(db: Db, start: number, end: number): Promise<Uint8Array[]> {
   if (end <= start) return [];
   const out: Uint8Array[] = [];
-  const events = pageEvents(
-    db,
-    { ...storedColumns, leafHash: auditEvents.leafHash },
-    { fromSeq: start + 1, toSeq: end, batchSize: end - start },
-  );
-  for await (const e of events) {
+  for await (const e of streamEventsWithLeaf(db, {
+    fromSeq: start + 1,
+    toSeq: end,
+    batchSize: end - start,
+  })) {
     if (!leafMatches(e)) {
       throw new Error(`the stored leaf hash of seq ${e.seq} is not its event's; not signing`);
     }

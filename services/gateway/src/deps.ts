@@ -73,18 +73,13 @@ export interface ResolvedSession {
   link: LinkRecord;
 }
 
-/** The sessions table (credentials by their sha256 only); `resolve` is cached by the gateway. */
+/**
+ * The sessions table (credentials by their sha256 only); `resolve` is cached by the gateway. A
+ * session is opened only by `LinkStore.redeem`, in the transaction that counts its use.
+ */
 export interface SessionStore {
   resolve(tokenHash: string): Promise<ResolvedSession | null>;
   findLive(linkId: string, deviceId: string, now: Date): Promise<SessionRecord | null>;
-  open(s: {
-    id: string;
-    tokenHash: string;
-    linkId: string;
-    deviceId: string;
-    createdAt: Date;
-    expiresAt: Date;
-  }): Promise<void>;
   rotate(id: string, tokenHash: string, now: Date): Promise<boolean>;
   end(tokenHash: string, reason: string, now: Date): Promise<{ id: string; version: number } | null>;
 }

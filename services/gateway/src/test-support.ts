@@ -176,7 +176,7 @@ export class MemorySessions implements SessionStore {
     }
     return null;
   }
-  async open(s: Parameters<SessionStore["open"]>[0]) {
+  async open(s: RedeemOpen["session"]) {
     this.rows.set(s.id, { ...s, endedAt: null });
   }
   async rotate(id: string, tokenHash: string, now: Date) {
@@ -233,7 +233,6 @@ export async function gatewayFixture(
     sessions: {
       resolve: (h) => sessionCache.resolve(h),
       findLive: (...a) => sessionStore.findLive(...a),
-      open: (a) => sessionStore.open(a),
       rotate: (...a) => sessionCache.rotate(...a),
       end: (...a) => sessionStore.end(...a),
     },
