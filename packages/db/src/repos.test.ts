@@ -1,5 +1,5 @@
 import { epochSeconds, PhaselockError, randomId, type Scope, sha256Hex } from "@phaselock/core";
-import { type Phase, RevocationIndex } from "@phaselock/policy";
+import { closedForLink, indexClosures, type Phase, RevocationIndex } from "@phaselock/policy";
 import { describeIntegration } from "@phaselock/testkit";
 import { count, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import {
   type Db,
   LINK_INSERT_CHUNK,
   type Link,
+  loadClosures,
   loadPolicyChanges,
   loadPolicySnapshot,
   loadPublicKeys,
@@ -631,6 +632,78 @@ for (const backend of dbBackends) {
         suspended: 1,
         exhausted: 1,
       });
+    });
+
+    it("reads a link its phase's closure ended as expired after a timeline reopens the phase", async () => {
+      const base = await fixture();
+      const other = await fixture();
+      const closedAt = at("2020-03-01T11:00:00.250Z");
+      const rows = [
+        link(base, { volunteerRef: "before", phase: "nominations", issuedAt: at("2020-03-01T10:00:00Z") }),
+        // In the closure's second: token times cannot tell it from one issued just before.
+        link(base, {
+          volunteerRef: "same-second",
+          phase: "nominations",
+          issuedAt: at("2020-03-01T11:00:00.900Z"),
+        }),
+        link(base, { volunteerRef: "after", phase: "nominations", issuedAt: at("2020-03-01T11:00:01Z") }),
+        // Another phase of the contest, and the same phase of another contest: not covered.
+        link(base, { volunteerRef: "ballot", issuedAt: at("2020-03-01T10:00:00Z") }),
+        link(other, { volunteerRef: "before", phase: "nominations", issuedAt: at("2020-03-01T10:00:00Z") }),
+      ];
+      await repos.links.insertMany(rows);
+      const ended = await repos.contests.endPhase(base.contestId, "nominations", {
+        ...change,
+        now: closedAt,
+      });
+      expect(ended.ok).toBe(true);
+      // The same timeline again: the phase's end moves back to 2020-03-10, past NOW.
+      await repos.contests.replaceTimeline(base.contestId, "Leadership", timeline(), {
+        ...change,
+        now: closedAt,
+      });
+      expect(
+        (await repos.contests.get(base.contestId))!.phases.find((p) => p.name === "nominations")!.endsAt,
+      ).toEqual(at("2020-03-10T00:00:00Z"));
+
+      // The gateway's rule, from the same stored closures.
+      const index = indexClosures(await loadClosures(db, base.contestId));
+      const expected = ["expired", "expired", "active", "active", "active"];
+      for (const [i, r] of rows.entries()) {
+        expect((await repos.links.getWithStatus(r.id, NOW))!.status, r.volunteerRef).toBe(expected[i]);
+        if (r.contestId === base.contestId) {
+          expect(closedForLink(index, claimsOf(r)), r.volunteerRef).toBe(expected[i] === "expired");
+        }
+      }
+      expect(await repos.links.countByStatus(base.campaignId, NOW)).toEqual({
+        active: 2,
+        revoked: 0,
+        expired: 2,
+        suspended: 0,
+        exhausted: 0,
+      });
+      const active = await repos.links.list({
+        campaignId: base.campaignId,
+        status: "active",
+        limit: 50,
+        now: NOW,
+      });
+      expect(active.items.map((l) => l.volunteerRef).sort()).toEqual(["after", "ballot"]);
+      const expired = await repos.links.list({
+        campaignId: base.campaignId,
+        status: "expired",
+        limit: 50,
+        now: NOW,
+      });
+      expect(expired.items.map((l) => l.volunteerRef).sort()).toEqual(["before", "same-second"]);
+      // A re-uploaded sheet skips only the volunteer whose link still works.
+      const held = await repos.links.activeByVolunteer(
+        base.campaignId,
+        "nominations",
+        ["before", "same-second", "after"],
+        NOW,
+      );
+      expect([...held.keys()]).toEqual(["after"]);
     });
 
     it("redeems exactly maxUses times under concurrent calls", async () => {

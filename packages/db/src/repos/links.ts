@@ -1,7 +1,7 @@
 import type { Scope } from "@phaselock/core";
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { auditEvents, links, phases, revocations, sessions } from "../schema/index.ts";
+import { auditEvents, links, phaseClosures, phases, revocations, sessions } from "../schema/index.ts";
 import { executePipelined, queryRows } from "../sql.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
@@ -179,10 +179,19 @@ const revokedBySql = (only: SQL): SQL => sql`(exists (
 ))`;
 export const linkRevokedSql: SQL = revokedBySql(sql`true`);
 
-/** The link's phase has ended or no longer exists: a timeline ended it, whatever its `exp`. */
-const phaseEndedSql = (now: Date): SQL => sql`not exists (
+/**
+ * The link's phase has ended or no longer exists (a timeline ended it, whatever its `exp`), or a
+ * closure of its phase covers it: a link switched off with its phase stays dead when a later
+ * timeline moves the phase's end again, as the gateway's `closedForLink` decides (compared at the
+ * closure's second: a link issued in that second is covered).
+ */
+const phaseEndedSql = (now: Date): SQL => sql`(not exists (
   select 1 from ${phases} p where p.contest_id = ${outer.contestId} and p.name = ${outer.phase}
-    and p.ends_at > ${ts(now)})`;
+    and p.ends_at > ${ts(now)}
+) or exists (
+  select 1 from ${phaseClosures} c where c.contest_id = ${outer.contestId} and c.phase = ${outer.phase}
+    and ${epochSecond(links.issuedAt)} <= ${epochSecond(sql`c.closed_at`)}
+))`;
 
 const expiredSql = (now: Date): SQL => sql`(${links.expiresAt} <= ${ts(now)} or ${phaseEndedSql(now)})`;
 
@@ -205,7 +214,8 @@ const countByStatusSql = (campaignId: string, now: Date): SQL => {
       when lr.link_id is not null
         or floor(extract(epoch from l.issued_at)) <= greatest(wa.sec, wc.sec, wp.sec, wk.sec, wv.sec, wvc.sec)
         then 'revoked'
-      when l.expires_at <= ${ts(now)} or p.name is null then 'expired'
+      when l.expires_at <= ${ts(now)} or p.name is null
+        or floor(extract(epoch from l.issued_at)) <= pc.sec then 'expired'
       when l.suspended_at is not null then 'suspended'
       when l.uses >= l.max_uses then 'exhausted'
       else 'active' end as status, count(*)::int as n
@@ -221,6 +231,8 @@ const countByStatusSql = (campaignId: string, now: Date): SQL => {
     left join (select volunteer_ref, campaign_id, ${sec} where scope = 'volunteer' and campaign_id is not null
       group by 1, 2) wvc on wvc.volunteer_ref = l.volunteer_ref and wvc.campaign_id = l.campaign_id
     left join ${phases} p on p.contest_id = l.contest_id and p.name = l.phase and p.ends_at > ${ts(now)}
+    left join (select contest_id, phase, max(floor(extract(epoch from closed_at))) as sec from ${phaseClosures}
+      group by 1, 2) pc on pc.contest_id = l.contest_id and pc.phase = l.phase
     where l.campaign_id = ${campaignId}
     group by 1`;
 };
