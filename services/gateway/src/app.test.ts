@@ -404,8 +404,9 @@ describe("proxying", () => {
 });
 
 describe("leaked-link signals", () => {
-  it("a link redeemed from more devices than allowed is suspended everywhere", async () => {
+  it("a link redeemed from more devices than MAX_DEVICES_PER_LINK is suspended everywhere", async () => {
     const g = await gatewayFixture();
+    g.deps.config.maxDevicesPerLink = 3;
     const token = await g.issue({ jti: "lnk_leak" }, 20);
     const device = async (n: number) => {
       const landing = await g.get(`/l/${token}`);
@@ -424,6 +425,25 @@ describe("leaked-link signals", () => {
     const bearer = await g.bearer(await g.openSession("lnk_leak"));
     expect([bearer.status, await errorCode(bearer)]).toEqual([403, "suspended"]);
     expect(g.links.rows.get("lnk_leak")!.uses).toBe(3);
+  });
+
+  it("without MAX_DEVICES_PER_LINK a link opens on a new device for each of its maxUses, then uses_exhausted", async () => {
+    const g = await gatewayFixture();
+    expect(g.deps.config.maxDevicesPerLink).toBeUndefined();
+    const token = await g.issue({ jti: "lnk_five" }, 5);
+    const statuses: number[] = [];
+    // No cookie jar: every redemption comes from a device the gateway has not seen.
+    for (let n = 1; n <= 6; n++) {
+      const res = await g.app.request(`/l/${token}`, {
+        method: "POST",
+        headers: { accept: "application/json" },
+      });
+      statuses.push(res.status);
+      if (n === 6) expect(await errorCode(res)).toBe("uses_exhausted");
+    }
+    expect(statuses).toEqual([201, 201, 201, 201, 201, 403]);
+    expect(g.suspended.has("lnk_five")).toBe(false);
+    expect(g.links.rows.get("lnk_five")!.uses).toBe(5);
   });
 
   it("the same device redeeming again is not a new device", async () => {

@@ -48,7 +48,7 @@ export interface LinkStore {
   getByCodeHash(codeHash: string): Promise<LinkRecord | null>;
   /**
    * Counts one use and opens `open.session`, in one transaction, unless the link's sessions came
-   * from `open.maxDevices` other devices already (`too_many_devices`, nothing written).
+   * from `open.maxDevices` (when set) other devices already (`too_many_devices`, nothing written).
    */
   redeem(
     id: string,
@@ -103,8 +103,11 @@ export interface GatewayConfig {
   maxBodyBytes: number;
   /** keyed hash of client IPs in the audit trail (never the clear IP) */
   ipHashKey: string;
-  /** a link redeemed from more distinct devices than this is suspended automatically */
-  maxDevicesPerLink: number;
+  /**
+   * a link redeemed from more distinct devices than this is suspended automatically; undefined:
+   * no bound but the link's `maxUses` (every new device spends a use)
+   */
+  maxDevicesPerLink: number | undefined;
   /**
    * Peers (IPs and CIDRs) whose `X-Forwarded-For` is believed (forwarding.ts). Default none: the
    * socket's peer is the client.

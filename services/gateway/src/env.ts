@@ -33,8 +33,11 @@ export const gatewayEnvShape = z.object({
     .min(0)
     .default(64 * 1024),
   SECURE_COOKIES: z.stringbool().default(false),
-  /** a link redeemed from more devices than this is suspended automatically */
-  MAX_DEVICES_PER_LINK: z.coerce.number().int().min(1).default(3),
+  /**
+   * a link redeemed from more devices than this is suspended automatically; unset, a link opens on
+   * as many devices as it has uses (`maxUses`, the contract's bound on a forwarded link)
+   */
+  MAX_DEVICES_PER_LINK: z.coerce.number().int().min(1).optional(),
   /** a request body not received whole within this is refused 408, before the upstream is asked */
   BODY_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
   /** upstream requests one link may have in flight at once on a gateway; beyond, 429 */
@@ -80,7 +83,7 @@ export interface GatewayServiceConfig {
   upstreamTimeoutMs: number;
   maxBodyBytes: number;
   secureCookies: boolean;
-  maxDevicesPerLink: number;
+  maxDevicesPerLink: number | undefined;
   trustedProxies: readonly string[];
   bodyTimeoutMs: number;
   maxConcurrentPerLink: number;

@@ -174,6 +174,7 @@ describe("same-site redemption", () => {
 describe("devices you can count", () => {
   it("eight redemptions with the same invented pl_device and eight User-Agents: the fourth suspends", async () => {
     const g = await gatewayFixture();
+    g.deps.config.maxDevicesPerLink = 3;
     const token = await g.issue({ jti: "lnk_invented" }, 20);
     const statuses: number[] = [];
     for (let n = 1; n <= 8; n++) {
@@ -190,6 +191,7 @@ describe("devices you can count", () => {
 
   it("suspends on the devices of the link's stored sessions, never on a count someone wrote into the store", async () => {
     const g = await gatewayFixture();
+    g.deps.config.maxDevicesPerLink = 3;
     const token = await g.issue({ jti: "lnk_planted" }, 20);
     // Someone who can write to Redis fills the link's device set (as it was kept before).
     for (const junk of ["dev_a", "dev_b", "dev_c", "dev_d"]) {
@@ -206,6 +208,7 @@ describe("devices you can count", () => {
 
   it("counts a link's devices over its whole life, across any window boundary", async () => {
     const g = await gatewayFixture();
+    g.deps.config.maxDevicesPerLink = 3;
     // The old count lived in 91-day windows from the epoch: one ended at 2020-04-30T00:00Z.
     const boundary = Date.parse("2020-04-30T00:00:00Z") / 1000;
     const ballot = g.snapshot.contests.get("leadership-2020")!.phases.find((p) => p.name === "ballot")!;

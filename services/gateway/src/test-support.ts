@@ -141,7 +141,8 @@ export class MemoryLinks implements LinkStore {
     for (const s of this.sessions?.rows.values() ?? []) {
       if (s.linkId === id && s.deviceId !== open.session.deviceId) others.add(s.deviceId);
     }
-    if (others.size >= open.maxDevices) return { ok: false as const, reason: "too_many_devices" as const };
+    if (open.maxDevices !== undefined && others.size >= open.maxDevices)
+      return { ok: false as const, reason: "too_many_devices" as const };
     row.uses++;
     await this.sessions?.open(open.session);
     return { ok: true as const, uses: row.uses };

@@ -82,7 +82,8 @@ export type RedeemResult =
 /** What a redemption opens: the session, and how many devices the link's sessions may come from. */
 export interface RedeemOpen {
   session: typeof sessions.$inferInsert;
-  maxDevices: number;
+  /** Other devices the link's sessions may have come from; undefined: not counted. */
+  maxDevices?: number | undefined;
 }
 
 export interface LinksRepo {
@@ -540,12 +541,14 @@ export const linksRepo = (db: Db): LinksRepo => {
             return { ok: false, reason: current.suspendedAt ? "suspended" : "uses_exhausted" };
           }
           if (open) {
-            // Read under the row lock the update took: every earlier redemption's session is in.
-            const [others] = await tx
-              .select({ n: sql<number>`count(distinct ${sessions.deviceId})::int` })
-              .from(sessions)
-              .where(and(eq(sessions.linkId, id), ne(sessions.deviceId, open.session.deviceId)));
-            if (Number(others?.n ?? 0) >= open.maxDevices) throw tooMany;
+            if (open.maxDevices !== undefined) {
+              // Read under the row lock the update took: every earlier redemption's session is in.
+              const [others] = await tx
+                .select({ n: sql<number>`count(distinct ${sessions.deviceId})::int` })
+                .from(sessions)
+                .where(and(eq(sessions.linkId, id), ne(sessions.deviceId, open.session.deviceId)));
+              if (Number(others?.n ?? 0) >= open.maxDevices) throw tooMany;
+            }
             await tx.insert(sessions).values(open.session);
           }
           return { ok: true, uses: row.uses, maxUses: row.maxUses };

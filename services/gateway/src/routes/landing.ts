@@ -130,9 +130,10 @@ ${askHtml(campaign?.contact)}`;
         claims.exp * 1000,
       ),
     );
-    // One use counted and the session opened together, unless the link's sessions already came
-    // from as many other devices as a volunteer has: then it is circulating, and is suspended
-    // everywhere. Postgres counts the devices (over the link's whole life), never Redis.
+    // One use counted and the session opened together. With MAX_DEVICES_PER_LINK set, not when the
+    // link's sessions already came from that many other devices: then it is circulating, and is
+    // suspended everywhere. Postgres counts the devices (over the link's whole life), never Redis.
+    // Unset (the default), every new device spends a use and `maxUses` alone bounds them.
     const maxDevices = deps.config.maxDevicesPerLink;
     const counted = await deps.links.redeem(claims.jti, now, {
       session: {
