@@ -256,6 +256,45 @@ describe("devices you can count", () => {
     expect((await g.bearer(second.session)).status).toBe(200);
     expect(await errorCode(await g.bearer(first.session))).toBe("token_invalid");
   });
+
+  it("a client showing its live session of the link (bearer or cookie) continues it: same credential, no use", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_shown" }, 3);
+    const first = (await (await post(g, `/l/${token}`, json)).json()) as {
+      session: string;
+      expiresAt: string;
+    };
+    for (const shown of [
+      { authorization: `Bearer ${first.session}` },
+      { cookie: `pl_session=${first.session}` },
+    ] as Record<string, string>[]) {
+      const res = await post(g, `/l/${token}`, { ...json, ...shown });
+      expect(res.status).toBe(201);
+      expect(await res.json()).toEqual(first);
+    }
+    expect(g.links.rows.get("lnk_shown")!.uses).toBe(1);
+    expect(g.sessionStore.rows.size).toBe(1);
+    expect((await g.bearer(first.session)).status).toBe(200);
+    expect(g.events().filter((e) => e.type === "link.redeemed" && e.data?.continued === true)).toHaveLength(
+      2,
+    );
+
+    // A session of another link, or one that has ended, is no claim on this link: a use is spent.
+    const other = (await (await post(g, `/l/${await g.issue({ jti: "lnk_other" }, 3)}`, json)).json()) as {
+      session: string;
+    };
+    const res = await post(g, `/l/${token}`, { ...json, authorization: `Bearer ${other.session}` });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { session: string }).session).not.toBe(other.session);
+    expect(g.links.rows.get("lnk_shown")!.uses).toBe(2);
+    const ended = await post(g, "/pb/_phaselock/session/end", {
+      ...json,
+      authorization: `Bearer ${first.session}`,
+    });
+    expect(ended.status).toBe(204);
+    await post(g, `/l/${token}`, { ...json, authorization: `Bearer ${first.session}` });
+    expect(g.links.rows.get("lnk_shown")!.uses).toBe(3);
+  });
 });
 
 describe("a link is its own key's", () => {

@@ -8,13 +8,14 @@ import { page, wantsHtml } from "../html.ts";
 import { CSP, landingStatus, NO_STORE, type Refusal, refusal } from "../refusals.ts";
 import {
   clientIp,
+  credentialFrom,
   crossSite,
   deviceId,
   ensureDeviceCookie,
   ipHash,
   setSessionCookie,
 } from "../request-context.ts";
-import { credentialHash, newSessionCredential } from "../sessions.ts";
+import { credentialHash, isSessionCredential, newSessionCredential } from "../sessions.ts";
 import { sendRefusal } from "./refusal.ts";
 
 /** SESSION_TTL_SECONDS' default: a working day of calls. */
@@ -111,7 +112,22 @@ ${askHtml(campaign?.contact)}`;
       return sendRefusal(c, refusal("unavailable"));
     }
 
-    // The same device re-opening its link continues its live session: no use, no new device.
+    // A client showing a live session of this very link (bearer or cookie) holds it: it continues,
+    // with the credential it has, and spends no use. A session of another link, or an ended one,
+    // is no claim at all (the redemption below counts as any other).
+    const presented = credentialFrom(c.req.header("authorization"), c.req.header("cookie"));
+    if (presented && isSessionCredential(presented)) {
+      const held = await deps.sessions.resolve(credentialHash(presented));
+      const s = held?.session;
+      if (s && s.linkId === claims.jti && s.endedAt === null && s.expiresAt.getTime() > now.getTime()) {
+        const uses = (await deps.links.get(claims.jti))?.uses ?? 0;
+        redeemed({ uses, session: s.id, continued: true });
+        return opened(c, presented, s.expiresAt, now);
+      }
+    }
+
+    // The same device re-opening its link continues its live session: no use, no new device. The
+    // device did not show its credential (the cookie's path is /pb), so it gets a new one.
     const live = await deps.sessions.findLive(claims.jti, device, now);
     if (live) {
       const credential = newSessionCredential();
