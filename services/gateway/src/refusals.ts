@@ -51,7 +51,7 @@ export const REFUSALS = {
     status: 401,
     landingStatus: 401,
     title: "No link",
-    message: "No link token: open your link again, or send Authorization: Bearer <link token>.",
+    message: "No session: open your link and press Start calling, or send Authorization: Bearer <session>.",
     page: "This device is not signed in to the phone bank. Open the link you were sent and press Start calling.",
   },
   token_invalid: {

@@ -8,8 +8,14 @@ const json = { accept: "application/json" };
 const post = (
   g: Awaited<ReturnType<typeof gatewayFixture>>,
   path: string,
-  headers: Record<string, string> = {},
-) => g.app.request(path, { method: "POST", headers });
+  headers: { [name: string]: string | undefined } = {},
+) =>
+  g.app.request(path, {
+    method: "POST",
+    headers: Object.fromEntries(
+      Object.entries(headers).filter((h): h is [string, string] => h[1] !== undefined),
+    ),
+  });
 const sessionCookie = (res: Response) => res.headers.getSetCookie().find((c) => c.startsWith("pl_session="));
 const deviceCookie = (res: Response) =>
   res.headers
@@ -30,6 +36,19 @@ describe("sessions: a link opens a session and never is one", () => {
     expect(page.status).toBe(401);
     expect(await page.text()).toContain("Start calling");
     expect(g.phonebank.seen).toHaveLength(0);
+  });
+
+  it("a link token ending a session is session_required too, as bearer and as cookie", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_end" });
+    for (const headers of [{ authorization: `Bearer ${token}` }, { cookie: `pl_session=${token}` }]) {
+      const res = await post(g, "/pb/_phaselock/session/end", { ...json, ...headers });
+      expect([res.status, await errorCode(res)]).toEqual([401, "session_required"]);
+    }
+    const missing = await post(g, "/pb/_phaselock/session/end", json);
+    expect(((await missing.json()) as { error: { message: string } }).error.message).not.toContain(
+      "link token",
+    );
   });
 
   it("JSON redemption answers 201 {session, expiresAt} with the cookie; the audit names the session id only", async () => {
@@ -267,7 +286,7 @@ describe("devices you can count", () => {
     for (const shown of [
       { authorization: `Bearer ${first.session}` },
       { cookie: `pl_session=${first.session}` },
-    ] as Record<string, string>[]) {
+    ]) {
       const res = await post(g, `/l/${token}`, { ...json, ...shown });
       expect(res.status).toBe(201);
       expect(await res.json()).toEqual(first);

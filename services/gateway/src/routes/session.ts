@@ -4,7 +4,7 @@ import type { GatewayEnv } from "../deps.ts";
 import { page, wantsHtml } from "../html.ts";
 import { CSP, NO_STORE, refusal } from "../refusals.ts";
 import { clearSessionCookie, clientIp, credentialFrom, crossSite, ipHash } from "../request-context.ts";
-import { credentialHash, isSessionCredential } from "../sessions.ts";
+import { credentialHash, isSessionCredential, looksLikeLink } from "../sessions.ts";
 import { sendRefusal } from "./refusal.ts";
 
 /** Where a browser lands after signing out; outside `/pb`, which would need a session. */
@@ -20,7 +20,9 @@ export function registerSession(app: Hono<GatewayEnv>) {
     if (authorization === undefined && crossSite(c)) return sendRefusal(c, refusal("cross_site"));
     const credential = credentialFrom(authorization, c.req.header("cookie"));
     if (!credential) return sendRefusal(c, refusal("token_missing"));
-    if (!isSessionCredential(credential)) return sendRefusal(c, refusal("token_invalid"));
+    // As everywhere under /pb: a link is not a session (the check order's second step).
+    if (!isSessionCredential(credential))
+      return sendRefusal(c, refusal(looksLikeLink(credential) ? "session_required" : "token_invalid"));
     const now = deps.clock.now();
     const hash = credentialHash(credential);
     const resolved = await deps.sessions.resolve(hash);
