@@ -192,6 +192,32 @@ describeIntegration("the console in a browser", ["postgres"], () => {
     );
 
     it(
+      "admin: one click on Rotate signing key rotates it (no script dialog to dismiss)",
+      async () => {
+        const jwks = async () =>
+          (await stack.api<{ keys: { kid: string }[] }>("GET", "/.well-known/jwks.json")).body.keys.map(
+            (k) => k.kid,
+          );
+        const before = await jwks();
+        const page = await signIn("phone", stack.adminToken);
+        let dialogs = 0;
+        // Playwright dismisses a dialog nobody handles: a confirm() would cancel the submit.
+        page.on("dialog", () => {
+          dialogs++;
+        });
+        await page.goto(`${ts.url}/console/signing-keys`);
+        await page.getByRole("button", { name: "Rotate signing key" }).click();
+        await page.getByText("signs from now on.").waitFor();
+        expect(dialogs).toBe(0);
+        const after = await jwks();
+        expect(after.length).toBe(before.length + 1);
+        const added = after.find((k) => !before.includes(k))!;
+        expect(await page.getByText(`Key ${added} signs from now on.`).count()).toBe(1);
+      },
+      FLOW_MS,
+    );
+
+    it(
       "auditor: verifies the audit chain and downloads the export",
       async () => {
         const key = await stack.api<{ key: string }>("POST", "/v1/api-keys", { body: { role: "auditor" } });

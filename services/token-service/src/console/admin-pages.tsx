@@ -326,7 +326,9 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           Keys published in the JWKS. The newest signs new links; older ones stay published until every link
           they signed has expired.
         </p>
-        <form method="post" action="/console/signing-keys/rotate" data-confirm="Rotate the signing key now?">
+        {/* No prompt: a rotation ends nothing (the old key stays published while its links live), and a
+            script's confirm() is a click that silently does nothing where dialogs are dismissed. */}
+        <form method="post" action="/console/signing-keys/rotate">
           <Csrf viewer={c.var.viewer} />
           <div class="actions">
             <button type="submit">Rotate signing key</button>

@@ -75,12 +75,6 @@ export const CONSOLE_JS = `
       if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(text).then(done, function () {});
     });
   });
-  // A last prompt before a form that cannot be undone (the confirmation pages work without it).
-  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
-    f.addEventListener("submit", function (e) {
-      if (!window.confirm(f.getAttribute("data-confirm") || "Are you sure?")) e.preventDefault();
-    });
-  });
   // Live regions that refresh from an HTML fragment of the same page.
   document.querySelectorAll("[data-refresh]").forEach(function (el) {
     var src = el.getAttribute("data-refresh");
