@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
-import { verifyExport, verifyStored } from "@phaselock/audit";
+import { appendEvents, verifyExport, verifyStored } from "@phaselock/audit";
 import { runExportCli } from "@phaselock/audit/cli/export";
 import { acquireDataDirLock, LOCK_FILE } from "@phaselock/core";
 import { REPO_ROOT, spawnLockHolder } from "@phaselock/testkit/lock-holder";
@@ -161,5 +161,37 @@ describe("audit:export while pnpm start holds the embedded database", () => {
       // Its head is where the stored chain stood when the export began.
       expect(result.events).toBeLessThanOrEqual(stored.events);
     }
+  });
+
+  it("--since exports one contiguous stretch to the head, an event appended with an earlier `at` included", async () => {
+    // An anonymous-denial aggregate is written when its minute ends, after events of later times.
+    const at = (s: number) => new Date(Date.UTC(2099, 0, 1, 0, 0, s));
+    const appended = await appendEvents(stack.handle.db, [
+      { type: "link.issued", at: at(10), actor: "admin" },
+      { type: "access.anonymous_denied", at: at(5), decision: "deny", reason: "token_invalid" },
+      { type: "link.issued", at: at(20), actor: "admin" },
+    ]);
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (d) => {
+      text += String(d);
+    });
+    const err = new PassThrough();
+    let errText = "";
+    err.on("data", (d) => {
+      errText += String(d);
+    });
+    const code = await runExportCli(
+      ["--since", at(8).toISOString()],
+      { DATA_DIR: dataDir },
+      { stdout: out, stderr: err },
+    );
+    expect(code, errText).toBe(0);
+    expect(errText).toContain("reading through its token service");
+    const lines = text.trimEnd().split("\n");
+    expect(await verifyExport(lines)).toMatchObject({ ok: true, fromSeq: appended.firstSeq });
+    const seqs = lines.slice(1, -1).map((l) => (JSON.parse(l) as { seq: number }).seq);
+    expect(seqs.slice(0, 3)).toEqual([appended.firstSeq, appended.firstSeq + 1, appended.firstSeq + 2]);
+    expect(lines.some((l) => l.includes(appended.ids[1]!))).toBe(true);
   });
 });

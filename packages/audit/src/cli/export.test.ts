@@ -1,10 +1,16 @@
+import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import { acquireDataDirLock, type DataDirLock } from "@phaselock/core";
 import { spawnLockHolder } from "@phaselock/testkit/lock-holder";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GENESIS } from "../chain.ts";
+import { headerLine } from "../export-format.ts";
 import { runExportCli } from "./export.ts";
 import { redactUrl } from "./shared.ts";
 
@@ -42,6 +48,65 @@ describe("audit:export while another process holds the embedded DATA_DIR", () =>
     } finally {
       await holder.stop();
     }
+  });
+});
+
+describe("audit:export through the holder's token service, when it does not answer a whole export", () => {
+  let dir: string;
+  let lock: DataDirLock;
+  let server: Server;
+  let answer: (res: ServerResponse) => void = (res) => res.end();
+  const requests: { url: string | undefined; authorization: string | undefined }[] = [];
+  const env = () => ({ DATA_DIR: dir, ADMIN_TOKEN: "t".repeat(40) });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "phaselock-audit-service-"));
+    server = createServer((req, res) => {
+      requests.push({ url: req.url, authorization: req.headers.authorization });
+      answer(res);
+    }).listen(0, "127.0.0.1");
+    await once(server, "listening");
+    // The test process plays `pnpm start`, its token service the server above.
+    lock = acquireDataDirLock(dir, { command: "pnpm start" });
+    lock.setPorts({ tokenService: (server.address() as AddressInfo).port });
+  });
+  afterAll(async () => {
+    lock?.release();
+    if (server) await new Promise((ok) => server.close(ok));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("asks GET /v1/audit/export with --since and the admin token, and names a refusal's status and code", async () => {
+    answer = (res) => {
+      res.writeHead(403, { "content-type": "application/problem+json" });
+      res.end(JSON.stringify({ status: 403, code: "forbidden", detail: "Auditors and admins only." }));
+    };
+    const out = collect();
+    const err = collect();
+    const code = await runExportCli(["--since", "2030-01-01"], env(), {
+      stdout: out.stream,
+      stderr: err.stream,
+    });
+    expect(code).toBe(1);
+    expect(requests.at(-1)).toEqual({
+      url: `/v1/audit/export?since=${encodeURIComponent("2030-01-01T00:00:00.000Z")}`,
+      authorization: `Bearer ${"t".repeat(40)}`,
+    });
+    expect(err.text()).toContain(
+      "audit:export failed: the token service answered 403 to GET /v1/audit/export (forbidden: Auditors and admins only.)",
+    );
+    expect(out.text()).toBe("");
+  });
+
+  it("fails an export the service cut short (no trailer), saying the file is incomplete", async () => {
+    answer = (res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(`${headerLine(1, GENESIS)}\n{"seq":1}\n`);
+    };
+    const err = collect();
+    const code = await runExportCli([], env(), { stdout: collect().stream, stderr: err.stream });
+    expect(code).toBe(1);
+    expect(err.text()).toMatch(/ended without its trailer after 2 lines .*the file is incomplete/);
   });
 });
 

@@ -4,8 +4,9 @@
  * embedded database in DATA_DIR (default `./.data`). Progress goes to stderr.
  *
  * The embedded database belongs to one process: while a service holds DATA_DIR the export goes
- * through the running token service's `GET /v1/audit` (admin token from ADMIN_TOKEN or the dev
- * secrets file), and never opens the PGlite files; with no token service to ask it refuses.
+ * through the running token service's `GET /v1/audit/export`, the same file (admin token from
+ * ADMIN_TOKEN or the dev secrets file), and never opens the PGlite files; with no token service to
+ * ask it refuses.
  */
 import { once } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
@@ -22,14 +23,9 @@ import {
   liveLockHolder,
 } from "@phaselock/core";
 import { assertMigrated, createDb, type DbHandle, openDb } from "@phaselock/db";
-import { GENESIS, type StoredEvent } from "../chain.ts";
-import { exportLine, headerLine, trailerLine } from "../export-format.ts";
+import { EXPORT_HEADER_TYPE, EXPORT_TRAILER_TYPE, type ExportTrailer } from "../export-format.ts";
 import { exportEvents } from "../store.ts";
 import { isMain, redactUrl, userPath } from "./shared.ts";
-
-interface ApiEvent extends Omit<StoredEvent, "at"> {
-  at: string;
-}
 
 /** Where the holder's token service answers, or undefined when it runs none. */
 function serviceUrl(holder: LockHolder, env: NodeJS.ProcessEnv): string | undefined {
@@ -46,10 +42,53 @@ function adminTokenFor(dataDir: string, env: NodeJS.ProcessEnv): string | undefi
   return (JSON.parse(readFileSync(path, "utf8")) as { adminToken?: string }).adminToken;
 }
 
+/** An answer's problem code and detail (RFC 9457), for the message; empty when it has none. */
+async function problemText(res: Response): Promise<string> {
+  try {
+    const p = (await res.json()) as { code?: unknown; detail?: unknown };
+    if (typeof p.code !== "string") return "";
+    return ` (${p.code}${typeof p.detail === "string" ? `: ${p.detail}` : ""})`;
+  } catch {
+    return "";
+  }
+}
+
 /**
- * The same export as `exportEvents`, read from the running token service: the head is fixed by
- * a first request, then pages are read newest first (events appended meanwhile are left for
- * the next export) and written oldest first.
+ * The lines of the service's answer, without their newlines; the next chunk is read only once the
+ * lines before it are taken. A body that breaks off while read fails, naming how far it got.
+ */
+async function* bodyLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  let lines = 0;
+  try {
+    for await (const chunk of body) {
+      const parts = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+      rest = parts.pop() ?? "";
+      for (const line of parts) {
+        lines++;
+        yield line;
+      }
+    }
+  } catch (err) {
+    throw new Error(
+      `the token service's export broke off after ${lines} lines (${err instanceof Error ? err.message : String(err)}); the file is incomplete`,
+    );
+  }
+  rest += decoder.decode();
+  if (rest !== "") yield rest;
+}
+
+const EXPORT_PATH = "/v1/audit/export";
+
+/** Events between progress lines on stderr, on either path. */
+const PROGRESS_EVERY = 5_000;
+
+/**
+ * The export of the running token service's `GET /v1/audit/export` (the service runs
+ * `exportEvents`, its end fixed when the request starts), passed through line by line: the next
+ * chunk is read only once `write` is done. A body without its trailer was cut short and fails
+ * (the file is incomplete), as does any answer but 2xx.
  */
 async function exportViaService(
   base: string,
@@ -58,33 +97,54 @@ async function exportViaService(
   write: (line: string) => Promise<void>,
   onProgress: (n: number) => void,
 ): Promise<{ events: number; head: string }> {
-  const get = async (query: URLSearchParams): Promise<{ items: ApiEvent[]; nextCursor: string | null }> => {
-    const res = await fetch(`${base}/v1/audit?${query}`, { headers: { authorization: `Bearer ${token}` } });
-    if (!res.ok) throw new Error(`the token service answered ${res.status} to GET /v1/audit`);
-    return (await res.json()) as { items: ApiEvent[]; nextCursor: string | null };
-  };
-  const [newest] = (await get(new URLSearchParams({ limit: "1" }))).items;
-  const headSeq = newest?.seq ?? 0;
-  const collected: ApiEvent[] = [];
-  let cursor: string | null = null;
-  do {
-    const query = new URLSearchParams({ limit: "500" });
-    if (since) query.set("since", since.toISOString());
-    if (cursor) query.set("cursor", cursor);
-    const page = await get(query);
-    for (const e of page.items) if (e.seq <= headSeq) collected.push(e);
-    cursor = page.nextCursor;
-    onProgress(collected.length);
-  } while (cursor !== null);
-  collected.reverse();
-  const first = collected[0];
-  await write(
-    first ? headerLine(first.seq, first.prevHash) : headerLine(headSeq + 1, newest?.hash ?? GENESIS),
-  );
-  for (const e of collected) await write(exportLine({ ...e, at: new Date(e.at) }));
-  const head = collected.at(-1)?.hash ?? newest?.hash ?? GENESIS;
-  await write(trailerLine(collected.length, head));
-  return { events: collected.length, head };
+  const query = since ? `?${new URLSearchParams({ since: since.toISOString() })}` : "";
+  const res = await fetch(`${base}${EXPORT_PATH}${query}`, {
+    headers: { authorization: `Bearer ${token}`, accept: "application/x-ndjson" },
+  });
+  if (!res.ok || res.body === null) {
+    throw new Error(
+      `the token service answered ${res.status} to GET ${EXPORT_PATH}${await problemText(res)}`,
+    );
+  }
+  let lines = 0;
+  let last: string | undefined;
+  for await (const line of bodyLines(res.body as AsyncIterable<Uint8Array>)) {
+    if (lines === 0 && !isExportHeader(line)) {
+      throw new Error(`the token service's GET ${EXPORT_PATH} did not answer an audit export`);
+    }
+    await write(line);
+    lines++;
+    last = line;
+    // Lines between the header and the trailer are events.
+    if (lines > 1 && (lines - 1) % PROGRESS_EVERY === 0) onProgress(lines - 1);
+  }
+  const trailer = last === undefined ? undefined : parseTrailer(last);
+  if (trailer === undefined || trailer.events !== lines - 2) {
+    throw new Error(
+      `the token service's export ended without its trailer after ${lines} lines (cut short: see the service's log); the file is incomplete`,
+    );
+  }
+  onProgress(trailer.events);
+  return { events: trailer.events, head: trailer.head };
+}
+
+function isExportHeader(line: string): boolean {
+  try {
+    return (JSON.parse(line) as { type?: unknown }).type === EXPORT_HEADER_TYPE;
+  } catch {
+    return false;
+  }
+}
+
+function parseTrailer(line: string): ExportTrailer | undefined {
+  try {
+    const t = JSON.parse(line) as Partial<ExportTrailer>;
+    return t.type === EXPORT_TRAILER_TYPE && typeof t.events === "number" && typeof t.head === "string"
+      ? (t as ExportTrailer)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const USAGE = "usage: pnpm audit:export [--since YYYY-MM-DD[THH:mm:ssZ]] [--out file.ndjson]\n";
@@ -176,7 +236,7 @@ export async function runExportCli(
       result = await exportEvents(handle.db, {
         since,
         write: (line) => writeLine(out, line),
-        batchSize: 5_000,
+        batchSize: PROGRESS_EVERY,
         onProgress,
       });
     }
