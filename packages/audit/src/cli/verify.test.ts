@@ -163,9 +163,26 @@ describe("audit:verify-export against signed checkpoints", () => {
     expect((await run(log, "--key", key.vkey, "--checkpoint", "bare.note")).code).toBe(1);
   });
 
-  it("fails a mid-chain export against a checkpoint, and keeps reporting chain breaks", async () => {
+  it("does not check a mid-chain (--since) export against a checkpoint, says it is not altered, exits 2", async () => {
     const r = await run(log.slice(5), "--key", key.vkey, "--checkpoint", "cp-20.note");
-    expect(r).toMatchObject({ code: 1, out: expect.stringMatching(/^broken: export starts at seq 6/) });
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/^not checked against the checkpoints: the export starts at seq 6, /);
+    expect(r.out).toContain("only be checked against an export from the start of the log");
+    expect(r.out).toContain("without --since");
+    expect(r.out).toContain(`not found altered: its 35 events chain from seq 6 to head ${log.at(-1)!.hash}`);
+    expect(r.out).not.toContain("broken");
+  });
+
+  it("fails a mid-chain export that is itself altered as broken, checkpoint or not", async () => {
+    const edited = exportText(log.slice(5)).replace('"reason":"ok-7"', '"reason":"ok-X"');
+    for (const args of [[], ["--key", key.vkey, "--checkpoint", "cp-20.note"]]) {
+      const r = await run(edited, ...args);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/broken at seq 8 .*hash_mismatch/);
+    }
+  });
+
+  it("fails a whole export against a checkpoint at a chain break", async () => {
     const text = exportText(log).replace('"reason":"ok-3"', '"reason":"ok-X"');
     const bad = await run(text, "--key", key.vkey, "--checkpoint", "cp-20.note");
     expect(bad).toMatchObject({

@@ -17,7 +17,9 @@
  * `--archive FILE` (repeatable): a retired stretch of the log written by `pnpm audit:archive`.
  * The archives, in seq order, are read before FILE as one log (stitchExports): each must continue
  * the one before, and FILE (a live export, which starts after the newest archive) the last.
- * Exit 0 ok, 1 broken, 2 usage or unreadable input. `-` reads the export from standard input.
+ * Exit 0 ok, 1 broken, 2 usage or unreadable input, or an export that cannot be checked against
+ * a checkpoint (it starts after seq 1: made with --since) though its own chain verifies.
+ * `-` reads the export from standard input.
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
@@ -56,9 +58,13 @@ interface KeptCheckpoint extends Required<Checkpoint> {
   file: string;
 }
 
+/**
+ * `uncheckable`: the export's own chain verifies, but it starts after seq 1, so no checkpoint
+ * (which covers the log from seq 1) can be checked against it: not a sign of tampering.
+ */
 export type TreeVerifyResult =
   | { ok: true; events: number; root: Hash; lines: string[] }
-  | { ok: false; problem: string };
+  | { ok: false; problem: string; uncheckable?: true };
 
 /** One pass over the export: the chain checks, the tree root at each checkpoint size, the proofs. */
 export async function verifyExportAgainst(
@@ -90,7 +96,10 @@ export async function verifyExportAgainst(
   if (chain.fromSeq !== 1) {
     return {
       ok: false,
-      problem: `export starts at seq ${chain.fromSeq}: a checkpoint covers the log from seq 1`,
+      uncheckable: true,
+      problem:
+        `the export starts at seq ${chain.fromSeq}, and a checkpoint can only be checked against an export from the start of the log (pnpm audit:export without --since, and any archives before it with --archive). ` +
+        `The file itself was not found altered: its ${chain.events} events chain from seq ${chain.fromSeq} to head ${chain.head}.`,
     };
   }
   for (const c of checkpoints) {
@@ -133,7 +142,7 @@ async function readKey(value: string, env: NodeJS.ProcessEnv): Promise<VerifierK
   }
 }
 
-/** The CLI: returns the exit code (0 ok, 1 broken, 2 usage or unreadable input). */
+/** The CLI: returns the exit code (0 ok, 1 broken, 2 usage, unreadable or uncheckable input). */
 export async function runVerifyCli(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
@@ -205,8 +214,16 @@ export async function runVerifyCli(
       return result.ok ? 0 : 1;
     }
     const result = await verifyExportAgainst(input(), checkpoints);
-    io.stdout.write(result.ok ? `${result.lines.join("\n")}\n` : `broken: ${result.problem}\n`);
-    return result.ok ? 0 : 1;
+    if (result.ok) {
+      io.stdout.write(`${result.lines.join("\n")}\n`);
+      return 0;
+    }
+    if (result.uncheckable) {
+      io.stdout.write(`not checked against the checkpoints: ${result.problem}\n`);
+      return 2;
+    }
+    io.stdout.write(`broken: ${result.problem}\n`);
+    return 1;
   } catch (err) {
     if (err instanceof StitchError) {
       io.stdout.write(`broken: ${err.message}\n`);
