@@ -315,6 +315,17 @@ describe("landing page and redemption", () => {
     expect(res.headers.get("set-cookie")).toMatch(/Secure/);
   });
 
+  it("Secure cookies when the links handed out are https (PUBLIC_GATEWAY_URL), behind a proxy speaking http", async () => {
+    const g = await gatewayFixture();
+    g.deps.config.publicGatewayUrl = "https://calls.example.org";
+    const token = await g.issue();
+    const landing = await g.app.request(`http://calls.example.org/l/${token}`);
+    expect(landing.headers.getSetCookie().find((c) => c.startsWith("pl_device="))).toMatch(/; Secure/);
+    const res = await g.app.request(`http://calls.example.org/l/${token}`, { method: "POST" });
+    expect(res.status).toBe(303);
+    expect(res.headers.getSetCookie().find((c) => c.startsWith("pl_session="))).toMatch(/; Secure/);
+  });
+
   it("exactly maxUses redemptions succeed under concurrent POSTs", async () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_race" }, 3);

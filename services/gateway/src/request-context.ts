@@ -86,13 +86,18 @@ export function deviceId(c: Context<GatewayEnv>): string {
   return issued.slice(0, issued.indexOf("."));
 }
 
-/** Whether the answer goes out over HTTPS (SECURE_COOKIES, or the request says it came over it). */
+/**
+ * Whether the answer goes out over HTTPS: SECURE_COOKIES, links handed out under an https
+ * PUBLIC_GATEWAY_URL (the gateway is behind HTTPS, whatever its own socket speaks, as the
+ * console decides from its issuer URL), or the request says it came over it.
+ */
 export function isHttps(c: Context<GatewayEnv>): boolean {
   return secure(c);
 }
 
 function secure(c: Context<GatewayEnv>): boolean {
-  if (c.var.deps.config.secureCookies) return true;
+  const { secureCookies, publicGatewayUrl } = c.var.deps.config;
+  if (secureCookies || publicGatewayUrl?.startsWith("https:")) return true;
   return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");
 }
 
