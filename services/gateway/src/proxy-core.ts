@@ -14,6 +14,7 @@ import { logFailure } from "./request-log.ts";
 import {
   type BodySource,
   contextHeaderValue,
+  discardBody,
   forwardableHeaders,
   headersFromList,
   type RawUpstreamRequest,
@@ -267,6 +268,14 @@ async function answer(
   release: () => void,
 ): Promise<ProxyResult> {
   const { audit, auditAllowed } = recorders;
+  // An upstream that answers 5xx has failed, as one that does not answer: `upstream_error` (502),
+  // with none of its body (an error page is neither the contract's refusal nor minimised).
+  if (res.status >= 500) {
+    discardBody(res.body);
+    release();
+    audit("deny", "upstream_error", { upstream: "upstream_failed", status: res.status });
+    return refusalResult(refusal("upstream_error"), req);
+  }
   // Set-Cookie from the upstream never reaches the volunteer; ours replace the rest below.
   const out: string[] = [];
   let cacheControl = false;

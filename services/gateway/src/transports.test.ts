@@ -328,6 +328,21 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     }
   });
 
+  it("upstream_error (502): an upstream that answers 5xx failed, whatever its body says", async () => {
+    const failing = async (): Promise<Response> =>
+      new Response('{"error":"db down","member":{"email":"a@example.org"}}', {
+        status: 500,
+        headers: { "content-type": "application/json" },
+      });
+    const { g, send } = await make({ upstream: { forward: failing } });
+    const session = await g.session();
+    for (const path of ["/pb/calls/next", "/pb/members/m_000001", "/pb/"]) {
+      const res = await send(path, { headers: bearer(session) });
+      expect([path, res.status, await errorCode(res)]).toEqual([path, 502, "upstream_error"]);
+      expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "upstream_error" });
+    }
+  });
+
   it("upstream_error (502): a real HTTP upstream that refuses connections", async () => {
     const { g, send } = await make({ unreachable: true });
     const res = await send("/pb/calls/next", { headers: bearer(await g.session()) });
