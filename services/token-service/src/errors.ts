@@ -99,6 +99,17 @@ export function fail(code: ProblemCode, detail: string, opts: { issues?: Problem
   });
 }
 
+/**
+ * A list filter naming something that does not exist: refused `400 validation`, never answered
+ * with an empty page (the contract refuses unknown filter values).
+ */
+export function failUnknownFilter(name: string, what: string): never {
+  const article = /^[aeiou]/.test(what) ? "an" : "a";
+  fail("validation", `No ${what} of that id.`, {
+    issues: [{ in: "query", pointer: `#/${name}`, detail: `not ${article} ${what}` }],
+  });
+}
+
 export function problemResponse(
   c: Context<AppEnv>,
   code: ProblemCode,

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Campaign } from "@phaselock/policy";
 import type { AppEnv, Principal, TokenServiceDeps } from "../context.ts";
 import { audited, publishChange } from "../effects.ts";
-import { fail } from "../errors.ts";
+import { fail, failUnknownFilter } from "../errors.ts";
 import { auth, canActOnCampaign } from "../middleware/auth.ts";
 import {
   bearer,
@@ -185,9 +185,7 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       const { deps, principal } = c.var;
       const query = c.req.valid("query");
       if (query.contestId !== undefined && !(await deps.repos.contests.get(query.contestId))) {
-        fail("validation", "No contest of that id.", {
-          issues: [{ in: "query", pointer: "#/contestId", detail: "not a contest" }],
-        });
+        failUnknownFilter("contestId", "contest");
       }
       const page = await deps.repos.campaigns.listPage({
         contestId: query.contestId,

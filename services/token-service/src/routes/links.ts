@@ -3,7 +3,7 @@ import type { Link, LinkWithActivity } from "@phaselock/db";
 import type { Context } from "hono";
 import type { AppEnv, Principal } from "../context.ts";
 import { publishChange } from "../effects.ts";
-import { fail, zodIssues } from "../errors.ts";
+import { fail, failUnknownFilter, zodIssues } from "../errors.ts";
 import {
   ANSWER_COLUMNS,
   type BatchVolunteer,
@@ -487,6 +487,8 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
           fail("forbidden", "This API key may only list its own campaign's links.");
         }
         campaignId = principal.campaignId;
+      } else if (campaignId !== undefined && !(await deps.repos.campaigns.get(campaignId))) {
+        failUnknownFilter("campaignId", "campaign");
       }
       const now = deps.clock.now();
       const page = await deps.repos.links.list({

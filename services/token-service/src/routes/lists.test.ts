@@ -390,4 +390,22 @@ describe("links carry devices and active sessions; campaign progress", () => {
     expect(noContest.status).toBe(400);
     expect(noContest.body.code).toBe("validation");
   });
+
+  it("refuses GET /v1/links?campaignId= of a campaign that does not exist (400 validation), not an empty page", async () => {
+    const { campaignId } = await seedOpen(h);
+    const res = await callJson<{ code: string; errors: { pointer: string }[] }>(
+      h,
+      "GET",
+      `/v1/links?campaignId=${uid("none")}`,
+    );
+    expect([res.status, res.body.code]).toEqual([400, "validation"]);
+    expect(res.body.errors.map((e) => e.pointer)).toEqual(["#/campaignId"]);
+    // A campaign that exists lists, an empty page included.
+    const empty = await callJson<{ items: unknown[] }>(
+      h,
+      "GET",
+      `/v1/links?campaignId=${campaignId}&volunteer=nobody`,
+    );
+    expect([empty.status, empty.body.items]).toEqual([200, []]);
+  });
 });
