@@ -102,6 +102,11 @@ export interface StackOptions {
   limitDefaults?: { requestsPerMinute: number; recordsPerHour: number; campaignFactor?: number };
   /** Reaches the database another way for the token service (e.g. through a proxy a test can cut). */
   tokenServiceDatabaseUrl?: string;
+  /**
+   * The environment both services are parsed from, as `pnpm start` hands one to all; default
+   * `TOKEN_SERVICE_URL=ISSUER`.
+   */
+  env?: Record<string, string>;
 }
 
 export interface ApiResult<T = Record<string, unknown>> {
@@ -177,6 +182,7 @@ function recording(app: InProcessApp, seen: UpstreamRecord[]): InProcessApp {
 
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const clock = opts.clock ?? new FakeClock(T0);
+  const env = opts.env ?? { TOKEN_SERVICE_URL: ISSUER };
   const { db, feed } = opts;
   const staleAfterMs = opts.staleAfterMs ?? 5000;
   const adminToken = `admin-${randomBytes(24).toString("hex")}`;
@@ -210,7 +216,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   // The builders `pnpm start` and each service's main.ts use, over the same environment parse.
   const tokenService = createTokenService(
     parseTokenServiceEnv({
-      TOKEN_SERVICE_URL: ISSUER,
+      ...env,
       PUBLIC_GATEWAY_URL,
       ADMIN_TOKEN: adminToken,
       KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
@@ -261,7 +267,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const meter = chosen instanceof LeasedMeter ? chosen : undefined;
     const unlisten = bus.subscribe({ onMessage: () => {}, onStatus: (s) => void statuses.push(s) });
     const config = parseGatewayEnv({
-      TOKEN_SERVICE_URL: ISSUER,
+      ...env,
       PHONEBANK_SECRET: upstreamSecret,
       AUDIT_IP_KEY: "e2e-ip-key",
       STALE_AFTER_MS: String(staleAfterMs),

@@ -1,3 +1,4 @@
+import { isIPv6 } from "node:net";
 import { z } from "zod";
 import { redisUrlProblem } from "./redis-url.ts";
 
@@ -13,6 +14,49 @@ export const httpUrl = (fallback: string) =>
     .url({ protocol: /^https?$/ })
     .default(fallback)
     .transform((v) => v.replace(/\/+$/, ""));
+
+/** An optional http(s) URL, unset when empty; trailing slashes dropped because callers append paths. */
+export const optionalHttpUrl = optionalString.pipe(
+  z
+    .url({ protocol: /^https?$/ })
+    .transform((v) => v.replace(/\/+$/, ""))
+    .optional(),
+);
+
+/** `host` as a URL writes it: an IPv6 address in brackets. */
+const urlHost = (host: string): string => (isIPv6(host) ? `[${host}]` : host);
+
+/**
+ * `HOST`: the listen address of every service. It must be writable in a URL, since the services'
+ * own URLs are derived from it (see {@link localServiceUrl}).
+ */
+export const listenHost = z
+  .string()
+  .min(1)
+  .default("127.0.0.1")
+  .refine((v) => URL.canParse(`http://${urlHost(v)}:1/`), "must be a host name or an IP address");
+
+/** `0.0.0.0`, `::` and their spellings: every address, where a server listens but no client connects. */
+const isWildcard = (host: string): boolean =>
+  host === "0.0.0.0" || (isIPv6(host) && new URL(`http://[${host}]/`).hostname === "[::]");
+
+/**
+ * The URL a client on this machine reaches a service listening on `host`:`port` by: `host` when it
+ * names one address, 127.0.0.1 when it is a wildcard.
+ */
+export const localServiceUrl = (host: string, port: number): string =>
+  `http://${isWildcard(host) ? "127.0.0.1" : urlHost(host)}:${port}`;
+
+/**
+ * The token service's URL, the `iss` of every token: `TOKEN_SERVICE_URL`, else where the token
+ * service listens (`TOKEN_SERVICE_PORT` on `HOST`). The token service and the gateway both take it
+ * from here, so one environment gives them the same issuer.
+ */
+export const tokenServiceUrl = (env: {
+  TOKEN_SERVICE_URL?: string | undefined;
+  TOKEN_SERVICE_PORT: number;
+  HOST: string;
+}): string => env.TOKEN_SERVICE_URL ?? localServiceUrl(env.HOST, env.TOKEN_SERVICE_PORT);
 
 export const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
 

@@ -1,15 +1,18 @@
 import {
   httpUrl,
   type LogLevel,
+  listenHost,
   logLevel,
   metricsToken,
   nodeEnv,
+  optionalHttpUrl,
   optionalString,
   parseEnv,
   port,
   postgresUrl,
   redisPrefix,
   redisUrl,
+  tokenServiceUrl,
 } from "@phaselock/core";
 import { z } from "zod";
 import { isProxyEntry } from "./forwarding.ts";
@@ -18,9 +21,12 @@ import { isProxyEntry } from "./forwarding.ts";
 export const gatewayEnvShape = z.object({
   NODE_ENV: nodeEnv,
   GATEWAY_PORT: port(8080),
-  HOST: z.string().min(1).default("127.0.0.1"),
+  HOST: listenHost,
   UPSTREAM_URL: httpUrl("http://127.0.0.1:8090"),
-  TOKEN_SERVICE_URL: httpUrl("http://127.0.0.1:4000"),
+  /** unset: the token service's own default, derived from TOKEN_SERVICE_PORT and HOST */
+  TOKEN_SERVICE_URL: optionalHttpUrl,
+  /** read only for that default: the gateway does not talk to the token service */
+  TOKEN_SERVICE_PORT: port(4000),
   DATABASE_URL: postgresUrl,
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
@@ -115,7 +121,7 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   host: env.HOST,
   port: env.GATEWAY_PORT,
   upstreamUrl: env.UPSTREAM_URL,
-  issuer: env.TOKEN_SERVICE_URL,
+  issuer: tokenServiceUrl(env),
   databaseUrl: env.DATABASE_URL,
   dataDir: env.DATA_DIR,
   redisUrl: env.REDIS_URL,

@@ -1,5 +1,6 @@
 import {
   DEV_PHONEBANK_SECRET,
+  listenHost,
   logLevel,
   metricsToken,
   nodeEnv,
@@ -16,7 +17,7 @@ export const envSchema = z
   .object({
     NODE_ENV: nodeEnv,
     PHONEBANK_PORT: port(8090),
-    HOST: z.string().min(1).default("127.0.0.1"),
+    HOST: listenHost,
     PHONEBANK_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
     METRICS_TOKEN: metricsToken,
     LOG_LEVEL: logLevel,

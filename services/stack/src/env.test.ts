@@ -71,6 +71,15 @@ describe("pnpm start applies every setting as the service alone does", () => {
     expect(stack.gateway.publicGatewayUrl).toBe(stack.tokenService.publicGatewayUrl);
   });
 
+  it("gives the gateway the iss the token service derives from TOKEN_SERVICE_PORT and HOST", () => {
+    for (const env of [{}, { TOKEN_SERVICE_PORT: "4100" }, { TOKEN_SERVICE_PORT: "4100", HOST: "::1" }]) {
+      const stack = parseStackEnv(env);
+      expect(stack.gateway.issuer).toBe(stack.tokenService.issuer);
+      expect(parseGatewayEnv(env).issuer).toBe(parseTokenServiceEnv(env).issuer);
+    }
+    expect(parseStackEnv({ TOKEN_SERVICE_PORT: "4100" }).tokenService.issuer).toBe("http://127.0.0.1:4100");
+  });
+
   it("gives the same configs with nothing set", () => {
     expect(parseStackEnv({}).gateway).toEqual(parseGatewayEnv({}));
     expect(parseStackEnv({}).tokenService).toEqual(parseTokenServiceEnv({}));

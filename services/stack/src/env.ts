@@ -1,4 +1,4 @@
-import { optionalString, parseEnv, port } from "@phaselock/core";
+import { optionalHttpUrl, parseEnv, port } from "@phaselock/core";
 import {
   type GatewayServiceConfig,
   gatewayEnvShape,
@@ -11,7 +11,7 @@ import {
   tokenServiceProductionRules,
   toTokenServiceSettings,
 } from "@phaselock/token-service";
-import { z } from "zod";
+import type { z } from "zod";
 
 /**
  * `pnpm start`: the services' own variables (their schemas, not copies, so a setting means the
@@ -21,12 +21,7 @@ import { z } from "zod";
 export const stackEnvShape = tokenServiceEnvShape.extend(gatewayEnvShape.shape).extend({
   PHONEBANK_PORT: port(8090),
   // The gateway's rule without its default, which would hide the phone bank's port.
-  UPSTREAM_URL: optionalString.pipe(
-    z
-      .url({ protocol: /^https?$/ })
-      .transform((v) => v.replace(/\/+$/, ""))
-      .optional(),
-  ),
+  UPSTREAM_URL: optionalHttpUrl,
 });
 
 export interface StackConfig {

@@ -1,7 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { getRequestListener } from "@hono/node-server";
-import { acquireDataDirLock, type DataDirLock, DataDirLockedError, installShutdown } from "@phaselock/core";
+import {
+  acquireDataDirLock,
+  type DataDirLock,
+  DataDirLockedError,
+  installShutdown,
+  localServiceUrl,
+} from "@phaselock/core";
 import { parseStackEnv } from "./env.ts";
 import { buildStack } from "./stack.ts";
 
@@ -92,9 +98,9 @@ const adminTokenSet = config.tokenService.adminToken !== undefined;
 const lines = [
   "",
   "Phaselock is running",
-  `  token service  http://${host}:${config.tokenService.port}   API reference: /docs, OpenAPI: /openapi.json`,
-  `  gateway        http://${host}:${config.gateway.port}   volunteers' entry point`,
-  `  phone bank     http://${host}:${config.phonebankPort}   answers only through the gateway`,
+  `  token service  ${localServiceUrl(host, config.tokenService.port)}   API reference: /docs, OpenAPI: /openapi.json`,
+  `  gateway        ${localServiceUrl(host, config.gateway.port)}   volunteers' entry point`,
+  `  phone bank     ${localServiceUrl(host, config.phonebankPort)}   answers only through the gateway`,
   `  store          ${config.redisUrl ? "Redis (REDIS_URL)" : "in-process (single instance)"}; database: ${stack.where}`,
   "",
   (dev.created || stack.seededNow) && !adminTokenSet

@@ -14,7 +14,7 @@ describe("parseEnv", () => {
       ADMIN_TOKEN: undefined,
       KEY_ENCRYPTION_KEY: undefined,
       PUBLIC_GATEWAY_URL: "http://127.0.0.1:8080",
-      TOKEN_SERVICE_URL: "http://127.0.0.1:4000",
+      TOKEN_SERVICE_URL: undefined,
       AUDIT_CHECKPOINT_DIR: "./.data/checkpoints",
       AUDIT_ORIGIN: undefined,
       METRICS_TOKEN: undefined,
@@ -30,6 +30,34 @@ describe("parseEnv", () => {
       "log.example/phaselock",
     );
     expect(() => parseTokenServiceEnv({ AUDIT_ORIGIN: "a+b" })).toThrow(/AUDIT_ORIGIN/);
+  });
+
+  it("derives TOKEN_SERVICE_URL, the iss and the audit log's name, from where the service listens", () => {
+    const at = (env: Record<string, string>) => {
+      const { issuer, auditOrigin } = parseTokenServiceEnv(env);
+      return { issuer, auditOrigin };
+    };
+    expect(at({})).toEqual({ issuer: "http://127.0.0.1:4000", auditOrigin: "127.0.0.1:4000/audit" });
+    expect(at({ TOKEN_SERVICE_PORT: "4100" })).toEqual({
+      issuer: "http://127.0.0.1:4100",
+      auditOrigin: "127.0.0.1:4100/audit",
+    });
+    // A wildcard is where the service listens, not a URL a client can use.
+    for (const HOST of ["0.0.0.0", "::", "0::0"]) {
+      expect(at({ HOST, TOKEN_SERVICE_PORT: "4100" }).issuer).toBe("http://127.0.0.1:4100");
+    }
+    expect(at({ HOST: "10.0.0.7", TOKEN_SERVICE_PORT: "4100" }).issuer).toBe("http://10.0.0.7:4100");
+    expect(at({ HOST: "tokens.internal" }).issuer).toBe("http://tokens.internal:4000");
+    expect(at({ HOST: "::1", TOKEN_SERVICE_PORT: "4100" })).toEqual({
+      issuer: "http://[::1]:4100",
+      auditOrigin: "[::1]:4100/audit",
+    });
+    // An explicit URL wins; an empty one is unset.
+    expect(at({ TOKEN_SERVICE_PORT: "4100", TOKEN_SERVICE_URL: "https://tokens.example.org/" })).toEqual({
+      issuer: "https://tokens.example.org",
+      auditOrigin: "tokens.example.org/audit",
+    });
+    expect(at({ TOKEN_SERVICE_PORT: "4100", TOKEN_SERVICE_URL: "" }).issuer).toBe("http://127.0.0.1:4100");
   });
 
   it("reads every variable, treating empty strings as unset and trimming URL slashes", () => {
@@ -61,6 +89,8 @@ describe("parseEnv", () => {
     ["a non-http gateway URL", { PUBLIC_GATEWAY_URL: "javascript:alert(1)" }],
     ["an unknown NODE_ENV", { NODE_ENV: "staging" }],
     ["an AUDIT_ORIGIN with a space", { AUDIT_ORIGIN: "my log" }],
+    ["a HOST no URL can hold", { HOST: "tokens internal" }],
+    ["a non-http TOKEN_SERVICE_URL", { TOKEN_SERVICE_URL: "ftp://tokens.example.org" }],
   ])("refuses %s without echoing the value", (_, env) => {
     let message = "";
     try {

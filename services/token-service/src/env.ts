@@ -1,15 +1,18 @@
 import {
   httpUrl,
   type LogLevel,
+  listenHost,
   logLevel,
   metricsToken,
   nodeEnv,
+  optionalHttpUrl,
   optionalString,
   parseEnv as parseWith,
   port,
   postgresUrl,
   redisPrefix,
   redisUrl,
+  tokenServiceUrl,
 } from "@phaselock/core";
 import { z } from "zod";
 
@@ -17,7 +20,7 @@ import { z } from "zod";
 export const tokenServiceEnvShape = z.object({
   NODE_ENV: nodeEnv,
   TOKEN_SERVICE_PORT: port(4000),
-  HOST: z.string().min(1).default("127.0.0.1"),
+  HOST: listenHost,
   DATABASE_URL: postgresUrl,
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
@@ -32,7 +35,8 @@ export const tokenServiceEnvShape = z.object({
   ),
   KEY_ENCRYPTION_KEY: optionalString,
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
-  TOKEN_SERVICE_URL: httpUrl("http://127.0.0.1:4000"),
+  /** unset: derived from TOKEN_SERVICE_PORT and HOST, see `tokenServiceUrl` */
+  TOKEN_SERVICE_URL: optionalHttpUrl,
   AUDIT_CHECKPOINT_DIR: z.string().min(1).default("./.data/checkpoints"),
   AUDIT_ORIGIN: optionalString.pipe(
     z
@@ -92,23 +96,26 @@ export function tokenServiceProductionRules(env: TokenServiceEnv, ctx: z.Refinem
   }
 }
 
-export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettings => ({
-  production: env.NODE_ENV === "production",
-  host: env.HOST,
-  port: env.TOKEN_SERVICE_PORT,
-  databaseUrl: env.DATABASE_URL,
-  dataDir: env.DATA_DIR,
-  redisUrl: env.REDIS_URL,
-  redisPrefix: env.REDIS_PREFIX,
-  issuer: env.TOKEN_SERVICE_URL,
-  publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
-  adminToken: env.ADMIN_TOKEN,
-  keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
-  auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR,
-  auditOrigin: env.AUDIT_ORIGIN ?? defaultAuditOrigin(env.TOKEN_SERVICE_URL),
-  metricsToken: env.METRICS_TOKEN,
-  logLevel: env.LOG_LEVEL,
-});
+export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettings => {
+  const issuer = tokenServiceUrl(env);
+  return {
+    production: env.NODE_ENV === "production",
+    host: env.HOST,
+    port: env.TOKEN_SERVICE_PORT,
+    databaseUrl: env.DATABASE_URL,
+    dataDir: env.DATA_DIR,
+    redisUrl: env.REDIS_URL,
+    redisPrefix: env.REDIS_PREFIX,
+    issuer,
+    publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
+    adminToken: env.ADMIN_TOKEN,
+    keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
+    auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR,
+    auditOrigin: env.AUDIT_ORIGIN ?? defaultAuditOrigin(issuer),
+    metricsToken: env.METRICS_TOKEN,
+    logLevel: env.LOG_LEVEL,
+  };
+};
 
 /** `<host>/audit`, the C2SP convention of naming a log by where it lives. */
 export const defaultAuditOrigin = (serviceUrl: string): string => `${new URL(serviceUrl).host}/audit`;

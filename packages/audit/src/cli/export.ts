@@ -21,6 +21,7 @@ import {
   describeHolder,
   type LockHolder,
   liveLockHolder,
+  localServiceUrl,
 } from "@phaselock/core";
 import { assertMigrated, createDb, type DbHandle, openDb } from "@phaselock/db";
 import { EXPORT_HEADER_TYPE, EXPORT_TRAILER_TYPE, type ExportTrailer } from "../export-format.ts";
@@ -31,8 +32,7 @@ import { isMain, redactUrl, userPath } from "./shared.ts";
 function serviceUrl(holder: LockHolder, env: NodeJS.ProcessEnv): string | undefined {
   const port = holder.ports.tokenService;
   if (port === undefined) return undefined;
-  const host = env.HOST && env.HOST !== "0.0.0.0" && env.HOST !== "::" ? env.HOST : "127.0.0.1";
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return localServiceUrl(env.HOST || "127.0.0.1", port);
 }
 
 function adminTokenFor(dataDir: string, env: NodeJS.ProcessEnv): string | undefined {

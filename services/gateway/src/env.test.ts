@@ -1,0 +1,22 @@
+import { describe, expect, it } from "vitest";
+import { parseGatewayEnv } from "./env.ts";
+
+describe("parseGatewayEnv", () => {
+  it("expects the iss the token service derives from TOKEN_SERVICE_PORT unless TOKEN_SERVICE_URL is set", () => {
+    expect(parseGatewayEnv({}).issuer).toBe("http://127.0.0.1:4000");
+    expect(parseGatewayEnv({ TOKEN_SERVICE_PORT: "4100" }).issuer).toBe("http://127.0.0.1:4100");
+    expect(parseGatewayEnv({ TOKEN_SERVICE_PORT: "4100", HOST: "0.0.0.0" }).issuer).toBe(
+      "http://127.0.0.1:4100",
+    );
+    expect(parseGatewayEnv({ TOKEN_SERVICE_PORT: "4100", HOST: "::1" }).issuer).toBe("http://[::1]:4100");
+    expect(
+      parseGatewayEnv({ TOKEN_SERVICE_PORT: "4100", TOKEN_SERVICE_URL: "https://tokens.example.org/" })
+        .issuer,
+    ).toBe("https://tokens.example.org");
+  });
+
+  it("refuses a bad TOKEN_SERVICE_PORT or HOST", () => {
+    expect(() => parseGatewayEnv({ TOKEN_SERVICE_PORT: "70000" })).toThrow(/TOKEN_SERVICE_PORT/);
+    expect(() => parseGatewayEnv({ HOST: "gateway internal" })).toThrow(/HOST/);
+  });
+});
