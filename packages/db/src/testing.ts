@@ -21,6 +21,11 @@ export interface TestDatabase extends TestDb {
   name: string;
   url: string;
   handle: PostgresHandle;
+  /**
+   * Drops the database under its open handle (`WITH (FORCE)`: its connections are ended), as an
+   * operator removing it under a running service would. `drop()` still closes the handle.
+   */
+  dropUnder(): Promise<void>;
 }
 
 async function withAdmin<T>(fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
@@ -41,7 +46,9 @@ export async function createTestDatabase(
 ): Promise<TestDatabase> {
   const name = `pl_test_${randomBytes(8).toString("hex")}`;
   await withAdmin((sql) => sql.unsafe(`create database "${name}"`));
-  const dropDatabase = () => withAdmin((sql) => sql.unsafe(`drop database if exists "${name}" with (force)`));
+  const dropDatabase = async (): Promise<void> => {
+    await withAdmin((sql) => sql.unsafe(`drop database if exists "${name}" with (force)`));
+  };
   const u = new URL(TEST_DATABASE_URL);
   u.pathname = `/${name}`;
   const url = u.toString();
@@ -59,6 +66,7 @@ export async function createTestDatabase(
     name,
     url,
     handle,
+    dropUnder: dropDatabase,
     drop: () => {
       dropped ??= handle.close().then(async () => {
         await dropDatabase();

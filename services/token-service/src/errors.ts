@@ -198,19 +198,48 @@ const DB_DOWN_CODES = new Set([
 ]);
 
 /**
- * Whether `err` (or what it wraps: drizzle wraps driver errors in `cause`) says the database
- * cannot be reached: a socket error, or SQLSTATE class 08 (connection), 57P0x (shutdown), 53300.
+ * SQLSTATEs (besides class 08, connection exceptions) that say the database cannot be used right
+ * now, whatever the request: the server or the database is going, gone or full, or refuses this
+ * service's credentials. None is the request's fault or a bug of ours, so none is a 500; all clear
+ * once an operator acts (or the server is back) and the pool reconnects.
+ * - 3D000 invalid_catalog_name: the database does not exist (dropped, or not yet restored).
+ * - 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up or
+ *   recovering), 57P04 database_dropped, 57P05 idle_session_timeout: the server ended the
+ *   connection or will not take one yet.
+ * - 53300 too_many_connections.
+ * - 28000 invalid_authorization_specification, 28P01 invalid_password: arguable, but after a
+ *   password or pg_hba change the database is as unusable as if it were down, and a client that
+ *   retries on 503 does the right thing; the warning logged says which code it was.
+ * Left out: 25006 read_only_sql_transaction (a standby after a failover, but also a bug of ours in
+ * a read-only transaction) and 53100/53200 (disk full, out of memory: one statement's failure).
  */
-export function isDatabaseUnavailable(err: unknown): boolean {
+const DB_UNUSABLE_SQLSTATES = new Set([
+  "3D000",
+  "57P01",
+  "57P02",
+  "57P03",
+  "57P04",
+  "57P05",
+  "53300",
+  "28000",
+  "28P01",
+]);
+
+/**
+ * The code that says the database cannot be reached or used right now (a socket error, class 08,
+ * `DB_UNUSABLE_SQLSTATES`), from `err` or what it wraps (drizzle wraps driver errors in `cause`);
+ * undefined for any other failure. Such a failure is answered 503 `unavailable`, never 500.
+ */
+export function databaseUnavailableCode(err: unknown): string | undefined {
   for (let e = err, depth = 0; e && typeof e === "object" && depth < 5; depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string") {
-      if (DB_DOWN_CODES.has(code) || code.startsWith("08") || /^57P0[1-3]$/.test(code) || code === "53300")
-        return true;
+      if (DB_DOWN_CODES.has(code) || DB_UNUSABLE_SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code))
+        return code;
     }
     e = (e as { cause?: unknown }).cause;
   }
-  return false;
+  return undefined;
 }
 
 /** The one error handler: every failure leaves as problem+json with a stable `code`. */
@@ -227,9 +256,14 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
     return problemResponse(c, code, detail);
   }
   const logger = c.get("deps")?.logger ?? consoleLogger;
-  if (isDatabaseUnavailable(err)) {
+  const unavailable = databaseUnavailableCode(err);
+  if (unavailable !== undefined) {
     // Never 500: the client may retry, and the service recovers by itself when the pool reconnects.
-    logger.warn("database unavailable", { requestId: c.get("requestId"), method: c.req.method });
+    logger.warn("database unavailable", {
+      requestId: c.get("requestId"),
+      method: c.req.method,
+      code: unavailable,
+    });
     return problemResponse(c, "unavailable", "The database is unreachable; try again shortly.");
   }
   logger.error("unhandled error", {

@@ -6,7 +6,7 @@ import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context.ts";
-import { isDatabaseUnavailable } from "../errors.ts";
+import { databaseUnavailableCode } from "../errors.ts";
 import { authenticate } from "../middleware/auth.ts";
 import { registerAdminPages } from "./admin-pages.tsx";
 import { apiClient } from "./api.ts";
@@ -239,8 +239,9 @@ export function registerConsole(
   con.all("*", (c) => page(c, "Not found", <p>There is no such console page.</p>, { status: 404 }));
   con.onError((err, c) => {
     // As the API: an unreachable database is 503 (the person may retry), never 500.
-    const down = isDatabaseUnavailable(err);
-    if (down) c.var.deps.logger?.warn("console page: database unavailable", { method: c.req.method });
+    const code = databaseUnavailableCode(err);
+    const down = code !== undefined;
+    if (down) c.var.deps.logger?.warn("console page: database unavailable", { method: c.req.method, code });
     else
       c.var.deps.logger?.error("console page failed", {
         error: err instanceof Error ? err.message : String(err),
