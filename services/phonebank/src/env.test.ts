@@ -9,6 +9,7 @@ describe("phonebank env", () => {
       nodeEnv: "development",
       port: 8090,
       host: "127.0.0.1",
+      databaseUrl: undefined,
       secret: DEV_PHONEBANK_SECRET,
       usingDevSecret: true,
       metricsToken: undefined,
@@ -22,6 +23,14 @@ describe("phonebank env", () => {
     expect([env.metricsToken, env.logLevel]).toEqual(["m".repeat(24), "warn"]);
     expect(() => parsePhonebankEnv({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
     expect(() => parsePhonebankEnv({ METRICS_TOKEN: "short" })).toThrow(/METRICS_TOKEN/);
+  });
+
+  it("reads DATABASE_URL, a postgres:// URL, as the other services do", () => {
+    expect(parsePhonebankEnv({ DATABASE_URL: "postgres://u@db:5432/phaselock" }).databaseUrl).toBe(
+      "postgres://u@db:5432/phaselock",
+    );
+    expect(parsePhonebankEnv({ DATABASE_URL: "" }).databaseUrl).toBeUndefined();
+    expect(() => parsePhonebankEnv({ DATABASE_URL: "mysql://x" })).toThrow(/DATABASE_URL/);
   });
 
   it("reads the port, host and secret", () => {

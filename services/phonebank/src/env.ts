@@ -7,6 +7,7 @@ import {
   optionalString,
   parseEnv,
   port,
+  postgresUrl,
 } from "@phaselock/core";
 import { z } from "zod";
 
@@ -18,6 +19,8 @@ export const envSchema = z
     NODE_ENV: nodeEnv,
     PHONEBANK_PORT: port(8090),
     HOST: listenHost,
+    /** the phone bank keeps nothing in it: set, it is only checked to be migrated at start */
+    DATABASE_URL: postgresUrl,
     PHONEBANK_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
     METRICS_TOKEN: metricsToken,
     LOG_LEVEL: logLevel,
@@ -42,6 +45,7 @@ export const envSchema = z
     nodeEnv: env.NODE_ENV,
     port: env.PHONEBANK_PORT,
     host: env.HOST,
+    databaseUrl: env.DATABASE_URL,
     secret: env.PHONEBANK_SECRET ?? DEV_PHONEBANK_SECRET,
     usingDevSecret: env.PHONEBANK_SECRET === undefined,
     metricsToken: env.METRICS_TOKEN,

@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import { createLogger, createMetricsRegistry, installShutdown } from "@phaselock/core";
+import { assertMigrated, openDb } from "@phaselock/db";
 import { createApp } from "./app.ts";
 import { parsePhonebankEnv } from "./env.ts";
 
@@ -10,6 +11,22 @@ try {
 } catch (err) {
   console.error(`phonebank: ${(err as Error).message}`);
   process.exit(1);
+}
+
+// The phone bank keeps nothing in a database, but started beside the other services on one
+// (DATABASE_URL) it refuses an unmigrated one as they do. Without DATABASE_URL it opens none: no
+// embedded database, no DATA_DIR lock (that belongs to the service that uses it).
+if (env.databaseUrl) {
+  let handle: Awaited<ReturnType<typeof openDb>> | undefined;
+  try {
+    handle = await openDb({ databaseUrl: env.databaseUrl });
+    await assertMigrated(handle.db);
+  } catch (err) {
+    await handle?.close();
+    console.error(`phonebank: ${(err as Error).message} (DATABASE_URL)`);
+    process.exit(1);
+  }
+  await handle.close();
 }
 
 if (env.usingDevSecret) {
