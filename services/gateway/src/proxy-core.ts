@@ -165,6 +165,9 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     deps.audit.record(event(decision, reason, extra));
   const auditAllowed = (extra: Record<string, unknown>) =>
     deps.audit.recordDurable(event("allow", null, extra));
+  // A request the upstream received and failed (5xx) may have written: its denial is durable too.
+  const auditForwardedFailure = (extra: Record<string, unknown>) =>
+    deps.audit.recordDurable(event("deny", "upstream_error", { forwarded: true, ...extra }));
 
   if (!outcome.ok) {
     if (outcome.audit) audit("deny", outcome.refusal.code);
@@ -244,7 +247,8 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     return refusalResult(refusal("upstream_error", undefined, err.status), req);
   }
   try {
-    return await answer(deps, req, outcome, rule, res, head, now, { audit, auditAllowed }, release);
+    const recorders = { audit, auditAllowed, auditForwardedFailure };
+    return await answer(deps, req, outcome, rule, res, head, now, recorders, release);
   } catch (err) {
     release();
     throw err;
@@ -264,16 +268,20 @@ async function answer(
     audit: (decision: "deny", reason: string | null, extra?: Record<string, unknown>) => void;
     /** an allowed answer: resolves once its event is durable */
     auditAllowed: (extra: Record<string, unknown>) => Promise<void>;
+    /** a forwarded request the upstream failed: durable, since the upstream may have acted on it */
+    auditForwardedFailure: (extra: Record<string, unknown>) => Promise<void>;
   },
   release: () => void,
 ): Promise<ProxyResult> {
-  const { audit, auditAllowed } = recorders;
+  const { audit, auditAllowed, auditForwardedFailure } = recorders;
   // An upstream that answers 5xx has failed, as one that does not answer: `upstream_error` (502),
-  // with none of its body (an error page is neither the contract's refusal nor minimised).
+  // with none of its body (an error page is neither the contract's refusal nor minimised). The
+  // body is dropped with its connection, not drained: the link's in-flight slot is free at once.
   if (res.status >= 500) {
-    discardBody(res.body);
+    if (res.body instanceof Readable) res.body.on("error", () => {}).destroy();
+    else discardBody(res.body);
     release();
-    audit("deny", "upstream_error", { upstream: "upstream_failed", status: res.status });
+    await auditForwardedFailure({ upstream: "upstream_failed", status: res.status });
     return refusalResult(refusal("upstream_error"), req);
   }
   // Set-Cookie from the upstream never reaches the volunteer; ours replace the rest below.

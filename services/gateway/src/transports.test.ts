@@ -339,8 +339,21 @@ describe.each(transports)("proxy over %s", (_name, make) => {
     for (const path of ["/pb/calls/next", "/pb/members/m_000001", "/pb/"]) {
       const res = await send(path, { headers: bearer(session) });
       expect([path, res.status, await errorCode(res)]).toEqual([path, 502, "upstream_error"]);
-      expect(g.events().at(-1)).toMatchObject({ decision: "deny", reason: "upstream_error" });
+      expect(g.events().at(-1)).toMatchObject({
+        decision: "deny",
+        reason: "upstream_error",
+        data: { forwarded: true, status: 500 },
+      });
     }
+    // The upstream may have acted on it (a call outcome written, then a 500): its event is
+    // durable, and an audit that cannot take it fails the answer closed.
+    g.audit.recordDurable = () => Promise.reject(new Error("audit down"));
+    const res = await send("/pb/calls/c_1/outcome", {
+      method: "POST",
+      body: '{"outcome":"answered"}',
+      headers: bearer(session, { "content-type": "application/json" }),
+    });
+    expect([res.status, await errorCode(res)]).toEqual([503, "unavailable"]);
   });
 
   it("upstream_error (502): a real HTTP upstream that refuses connections", async () => {
