@@ -25,6 +25,20 @@ describe("the audit key at start", () => {
     expect(again.verifierKey).toBe(first.verifierKey);
   });
 
+  it("refuses an origin the log was not started under, saying which setting moved it and what it holds", async () => {
+    const { signer } = await loadAuditSigner(handle.db, kek, ORIGIN);
+    const clock = new FakeClock("2026-01-01T08:00:00Z");
+    await appendEvents(handle.db, [{ type: "audit.test", at: clock.now() }]);
+    expect(
+      await new Checkpointer({ db: handle.db, signer, clock, dir: undefined }).checkpoint(),
+    ).not.toBeNull();
+    // As after an upgrade that derives TOKEN_SERVICE_URL from TOKEN_SERVICE_PORT (4100 here).
+    const err = await loadAuditSigner(handle.db, kek, "127.0.0.1:4100/audit").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuditKeyMissingError);
+    expect((err as Error).message).toContain("TOKEN_SERVICE_URL");
+    expect((err as Error).message).toContain(`(audit_keys holds: ${ORIGIN})`);
+  });
+
   it("refuses to start (no new key) when checkpoints exist but their key's row is gone", async () => {
     const { signer } = await loadAuditSigner(handle.db, kek, ORIGIN);
     const clock = new FakeClock("2026-01-01T09:00:00Z");

@@ -22,12 +22,14 @@ const { auditCheckpoints, auditKeys } = schema;
 /** Thrown at start when checkpoints exist but the key that signed them is not in `audit_keys`. */
 export class AuditKeyMissingError extends Error {
   readonly code = "audit_key_missing";
-  constructor(origin: string) {
+  constructor(origin: string, known: readonly string[] = []) {
     super(
       `audit checkpoints exist but audit_keys has no key for origin "${origin}": ` +
-        "the row was deleted or AUDIT_ORIGIN changed. Refusing to create a new audit key " +
-        "(it would start a log that no held checkpoint verifies): restore the audit_keys row " +
-        "from a backup, or set AUDIT_ORIGIN back to the log's origin.",
+        "the row was deleted, or AUDIT_ORIGIN or TOKEN_SERVICE_URL changed (the origin defaults to " +
+        "TOKEN_SERVICE_URL's host and path, and that URL to TOKEN_SERVICE_PORT on HOST). Refusing to " +
+        "create a new audit key (it would start a log that no held checkpoint verifies): restore the " +
+        "audit_keys row from a backup, or set TOKEN_SERVICE_URL (the links' iss) or AUDIT_ORIGIN back " +
+        `to what the log was started under${known.length > 0 ? ` (audit_keys holds: ${known.join(", ")})` : ""}.`,
     );
     this.name = "AuditKeyMissingError";
   }
@@ -51,7 +53,13 @@ export async function loadAuditSigner(
     // its row was deleted (or AUDIT_ORIGIN changed): a fresh key would sign checkpoints no held
     // one can be checked against, so refuse to start and say what to restore.
     const [signed] = await db.select({ size: auditCheckpoints.treeSize }).from(auditCheckpoints).limit(1);
-    if (signed) throw new AuditKeyMissingError(origin);
+    if (signed) {
+      const known = await db.select({ origin: auditKeys.origin }).from(auditKeys).orderBy(auditKeys.origin);
+      throw new AuditKeyMissingError(
+        origin,
+        known.map((k) => k.origin),
+      );
+    }
     const seed = new Uint8Array(randomBytes(32));
     await db
       .insert(auditKeys)
