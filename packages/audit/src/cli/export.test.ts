@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -10,7 +10,7 @@ import { acquireDataDirLock, type DataDirLock } from "@phaselock/core";
 import { spawnLockHolder } from "@phaselock/testkit/lock-holder";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GENESIS } from "../chain.ts";
-import { headerLine } from "../export-format.ts";
+import { headerLine, trailerLine } from "../export-format.ts";
 import { runExportCli } from "./export.ts";
 import { redactUrl } from "./shared.ts";
 
@@ -107,6 +107,42 @@ describe("audit:export through the holder's token service, when it does not answ
     const code = await runExportCli([], env(), { stdout: collect().stream, stderr: err.stream });
     expect(code).toBe(1);
     expect(err.text()).toMatch(/ended without its trailer after 2 lines .*the file is incomplete/);
+  });
+
+  it("--out: a failed export leaves the file there as it was and no partial one; a whole one replaces it", async () => {
+    const target = join(dir, "exports", "audit.ndjson");
+    await mkdir(join(dir, "exports"));
+    await writeFile(target, "the previous export\n");
+    const failures: Array<(res: ServerResponse) => void> = [
+      (res) => {
+        res.writeHead(403, { "content-type": "application/problem+json" });
+        res.end(JSON.stringify({ status: 403, code: "forbidden" }));
+      },
+      (res) => {
+        res.writeHead(200, { "content-type": "application/x-ndjson" });
+        res.end(`${headerLine(1, GENESIS)}\n{"seq":1}\n`);
+      },
+    ];
+    for (const failure of failures) {
+      answer = failure;
+      const err = collect();
+      expect(
+        await runExportCli(["--out", target], env(), { stdout: collect().stream, stderr: err.stream }),
+      ).toBe(1);
+      expect(err.text()).toContain(`(nothing written to ${target})`);
+      expect(await readFile(target, "utf8")).toBe("the previous export\n");
+      expect(await readdir(join(dir, "exports"))).toEqual(["audit.ndjson"]);
+    }
+    const whole = `${headerLine(1, GENESIS)}\n${trailerLine(0, GENESIS)}\n`;
+    answer = (res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(whole);
+    };
+    expect(
+      await runExportCli(["--out", target], env(), { stdout: collect().stream, stderr: collect().stream }),
+    ).toBe(0);
+    expect(await readFile(target, "utf8")).toBe(whole);
+    expect(await readdir(join(dir, "exports"))).toEqual(["audit.ndjson"]);
   });
 });
 

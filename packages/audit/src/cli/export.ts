@@ -8,9 +8,10 @@
  * ADMIN_TOKEN or the dev secrets file), and never opens the PGlite files; with no token service to
  * ask it refuses.
  */
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { parseArgs } from "node:util";
@@ -191,10 +192,13 @@ export async function runExportCli(
   const dataDir = databaseUrl ? undefined : userPath(env.DATA_DIR || "./.data", env);
   const source = databaseUrl ? `postgres ${redactUrl(databaseUrl)}` : `embedded PGlite in ${dataDir}`;
   const outPath = values.out === undefined ? undefined : userPath(values.out, env);
+  // The file is written beside its name and renamed over it once whole: a failed export leaves
+  // whatever was at --out untouched and no partial file that could pass for an export.
+  const partPath = outPath === undefined ? undefined : `${outPath}.partial-${randomBytes(6).toString("hex")}`;
   let out: Writable = io.stdout;
-  if (outPath !== undefined) {
+  if (partPath !== undefined) {
     try {
-      out = (await open(outPath, "w")).createWriteStream();
+      out = (await open(partPath, "wx")).createWriteStream();
     } catch (err) {
       io.stderr.write(
         `audit:export: cannot write ${outPath}: ${err instanceof Error ? err.message : String(err)}\n`,
@@ -246,6 +250,7 @@ export async function runExportCli(
       await once(out, "finish");
     }
     if (writeError !== undefined) throw writeError;
+    if (partPath !== undefined && outPath !== undefined) await rename(partPath, outPath);
     io.stderr.write(`audit:export: wrote ${events} events${outPath ? ` to ${outPath}` : ""}, head ${head}\n`);
     return 0;
   } catch (err) {
@@ -255,8 +260,9 @@ export async function runExportCli(
         : err instanceof Error
           ? err.message
           : String(err);
-    io.stderr.write(`audit:export failed: ${text}\n`);
+    io.stderr.write(`audit:export failed: ${text}${outPath ? ` (nothing written to ${outPath})` : ""}\n`);
     if (out !== io.stdout) out.destroy();
+    if (partPath !== undefined) await rm(partPath, { force: true });
     return 1;
   } finally {
     out.off("error", onError);
