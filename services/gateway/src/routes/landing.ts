@@ -112,10 +112,11 @@ ${askHtml(campaign?.contact)}`;
       return sendRefusal(c, refusal("unavailable"));
     }
 
-    // A client showing a live session of this very link (bearer or cookie) holds it: it continues,
-    // with the credential it has, and spends no use. A session of another link, or an ended one,
-    // is no claim at all (the redemption below counts as any other).
-    const presented = credentialFrom(c.req.header("authorization"), c.req.header("cookie"));
+    // A client showing a live session of this very link as its bearer holds it: it continues, with
+    // the credential it has, and spends no use. A session of another link, or an ended one, is no
+    // claim at all (the redemption below counts as any other). Not the cookie: a browser never
+    // sends it here (its path is /pb), so one arriving was planted (e.g. by a sibling origin).
+    const presented = credentialFrom(c.req.header("authorization"), undefined);
     if (presented && isSessionCredential(presented)) {
       const held = await deps.sessions.resolve(credentialHash(presented));
       const s = held?.session;
