@@ -19,4 +19,10 @@ describe("parseGatewayEnv", () => {
     expect(() => parseGatewayEnv({ TOKEN_SERVICE_PORT: "70000" })).toThrow(/TOKEN_SERVICE_PORT/);
     expect(() => parseGatewayEnv({ HOST: "gateway internal" })).toThrow(/HOST/);
   });
+
+  it("takes any SESSION_TTL_SECONDS of a second or more (a short one for a trial), refusing 0", () => {
+    expect(parseGatewayEnv({}).sessionTtlSeconds).toBe(43_200);
+    expect(parseGatewayEnv({ SESSION_TTL_SECONDS: "20" }).sessionTtlSeconds).toBe(20);
+    expect(() => parseGatewayEnv({ SESSION_TTL_SECONDS: "0" })).toThrow(/SESSION_TTL_SECONDS/);
+  });
 });

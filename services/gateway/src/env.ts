@@ -60,7 +60,7 @@ export const gatewayEnvShape = z.object({
     )
     .refine((list) => list.every(isProxyEntry), "TRUSTED_PROXIES must be comma-separated IPs or CIDRs"),
   /** longest life of a volunteer's session (never past its link's exp) */
-  SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(43_200),
+  SESSION_TTL_SECONDS: z.coerce.number().int().min(1).default(43_200),
   /** base of the link URLs: redemptions are accepted from its origin */
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   PHONEBANK_SECRET: optionalString,
