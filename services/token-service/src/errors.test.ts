@@ -59,6 +59,7 @@ describe("a database that cannot be used right now", () => {
     ["57P04", "database dropped"],
     ["57P05", "idle session timeout"],
     ["53300", "too many connections"],
+    ["55000", "database not accepting connections (ALLOW_CONNECTIONS false)"],
     ["28000", "invalid authorization"],
     ["28P01", "invalid password"],
     ["ECONNREFUSED", "connection refused"],

@@ -207,6 +207,9 @@ const DB_DOWN_CODES = new Set([
  *   recovering), 57P04 database_dropped, 57P05 idle_session_timeout: the server ended the
  *   connection or will not take one yet.
  * - 53300 too_many_connections.
+ * - 55000 object_not_in_prerequisite_state: what Postgres raises at connect when the database
+ *   does not currently accept connections (`ALTER DATABASE … ALLOW_CONNECTIONS false`, a DBA's
+ *   maintenance switch). Nothing else we run raises it.
  * - 28000 invalid_authorization_specification, 28P01 invalid_password: arguable, but after a
  *   password or pg_hba change the database is as unusable as if it were down, and a client that
  *   retries on 503 does the right thing; the warning logged says which code it was.
@@ -221,6 +224,7 @@ const DB_UNUSABLE_SQLSTATES = new Set([
   "57P04",
   "57P05",
   "53300",
+  "55000",
   "28000",
   "28P01",
 ]);
