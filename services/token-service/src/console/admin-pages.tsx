@@ -376,7 +376,14 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             gateway. Issue new links afterwards.
           </p>
           <label for="reason">Reason</label>
-          <input type="text" id="reason" name="reason" required maxlength={500} />
+          <input
+            type="text"
+            id="reason"
+            name="reason"
+            required
+            maxlength={500}
+            value="revoked in the console"
+          />
           <ConfirmActions action="Revoke key" cancel="/console/signing-keys" />
         </form>,
       );

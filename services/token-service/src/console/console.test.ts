@@ -154,6 +154,8 @@ describe("console sign-in", () => {
     expect(b.cookie).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const home = await b.get("/console");
     expectRedirect(home, "/console/contests");
+    // `/console/` leads to the same front door.
+    expectRedirect(await b.get("/console/"), "/console");
   });
 
   it("marks the session cookie Secure behind a TLS proxy, as HSTS is decided, and not over plain HTTP", async () => {
@@ -462,6 +464,27 @@ describe("coordinator", () => {
     );
   });
 
+  it("lets the plain upload issue for the current phase, and the confirming click alone do it", async () => {
+    const { contestId, campaignId } = await seedContest(h);
+    const key = await createKey(h, "coordinator", campaignId);
+    const b = await signedIn(key.key);
+    const form = await b.get("/console/links/new");
+    // The ended phase is not offered; the current one comes first, so the browser picks it.
+    const options = [...form.html.matchAll(/<option value="([^"]+)"/g)].map((m) => m[1]);
+    expect(options).toEqual(["nominations", "ballot"]);
+    expect(form.html).toContain('<link rel="icon" href="data:,"/>');
+    const admin = await signedIn(ADMIN);
+    for (const path of [
+      `/console/contests/${contestId}/phases/nominations/end`,
+      `/console/signing-keys/${(await callJson<{ keys: { kid: string }[] }>(h, "GET", "/.well-known/jwks.json")).body.keys[0]!.kid}/revoke`,
+    ]) {
+      const page = await admin.get(path);
+      expect(page.html, path).toMatch(
+        /<input type="text" id="reason" name="reason" required="" maxlength="500" value="[^"]+"/,
+      );
+    }
+  });
+
   it("shows progress by volunteer, and a fragment that refreshes it", async () => {
     const { b } = await coordinator();
     await b.get("/console/links/new");
@@ -472,6 +495,7 @@ describe("coordinator", () => {
     );
     const res = await b.get("/console/progress");
     expect(res.status).toBe(200);
+    expect(res.html).toContain("links opened");
     expect(res.html).toContain("volunteers opened their link");
     expect(res.html).toContain("active sessions");
     expect(res.html).toContain("calls made");

@@ -292,7 +292,15 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
           later.
         </p>
         <label for="reason">Reason</label>
-        <input type="text" id="reason" name="reason" required maxlength={500} />
+        {/* Filled in, as the revocation pages' are: the confirming click alone must do it. */}
+        <input
+          type="text"
+          id="reason"
+          name="reason"
+          required
+          maxlength={500}
+          value="switched off in the console"
+        />
         <ConfirmActions action="Switch phase off" cancel={`/console/contests/${encodeURIComponent(id)}`} />
       </form>,
     );

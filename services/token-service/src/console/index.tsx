@@ -254,5 +254,7 @@ export function registerConsole(
     );
   });
 
+  // `/console/` is the front door too (the router tells it from `/console`).
+  app.get("/console/", (c) => c.redirect("/console", 303));
   app.route("/console", con as unknown as Hono<AppEnv>);
 }

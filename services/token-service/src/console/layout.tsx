@@ -56,6 +56,8 @@ export function Layout(props: {
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <meta name="referrer" content="no-referrer" />
           <title>{`${props.title} · Phaselock console`}</title>
+          {/* No icon file: without this the browser asks for /favicon.ico, a 404 on every first page. */}
+          <link rel="icon" href="data:," />
           <link rel="stylesheet" href="/console/assets/console.css" />
           <script src="/console/assets/console.js" defer />
         </head>

@@ -54,16 +54,26 @@ export const campaignOf = (c: Context<ConsoleEnv>, named: string): string =>
 /** The API's own id rule: the console acts on every id the API accepts. */
 const SLUG = ID_PATTERN;
 
-/** The phases a campaign's contest has, when the API can tell (else the form asks for a name). */
+/**
+ * The phases of a campaign's contest links can still be issued for (those not ended: issuance
+ * refuses the others, 409 phase_closed), the current one first so the form picks it; empty when
+ * the API cannot tell (the form then asks for a name).
+ */
 async function phasesOf(c: Context<ConsoleEnv>, campaignId: string): Promise<string[]> {
   if (!SLUG.test(campaignId)) return [];
   const campaign = await c.var.api.call<{ contestId: string }>("GET", `/v1/campaigns/${campaignId}`);
   if (!campaign.ok) return [];
-  const contest = await c.var.api.call<{ phases: { name: string }[] }>(
-    "GET",
-    `/v1/contests/${encodeURIComponent(campaign.body.contestId)}`,
-  );
-  return contest.ok ? contest.body.phases.map((p) => p.name) : [];
+  const contest = await c.var.api.call<{
+    phases: { name: string; endsAt: string }[];
+    currentPhase: { name: string } | null;
+  }>("GET", `/v1/contests/${encodeURIComponent(campaign.body.contestId)}`);
+  if (!contest.ok) return [];
+  const now = c.var.deps.clock.now().getTime();
+  const open = contest.body.phases.filter((p) => Date.parse(p.endsAt) > now).map((p) => p.name);
+  const current = contest.body.currentPhase?.name;
+  return current !== undefined && open.includes(current)
+    ? [current, ...open.filter((p) => p !== current)]
+    : open;
 }
 
 function UploadForm(props: {

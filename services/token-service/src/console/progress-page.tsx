@@ -113,11 +113,16 @@ const sum = (rows: VolunteerProgress[], f: (r: VolunteerProgress) => number | nu
 function ProgressTable(props: { rows: VolunteerProgress[]; partial: boolean; at: string }) {
   const { rows } = props;
   const opened = rows.filter((r) => r.opened > 0).length;
+  const linksOpened = rows.reduce((n, r) => n + r.opened, 0);
+  const links = rows.reduce((n, r) => n + r.links, 0);
   const sessions = sum(rows, (r) => r.activeSessions);
   const calls = sum(rows, (r) => r.calls);
   return (
     <>
       <div class="cards">
+        <div class="card">
+          <b>{`${linksOpened} / ${links}`}</b> links opened
+        </div>
         <div class="card">
           <b>{`${opened} / ${rows.length}`}</b> volunteers opened their link
         </div>
