@@ -128,7 +128,8 @@ describeIntegration("the console in a browser", ["postgres"], () => {
 
         // The progress view updates without a reload: Grace opens her link meanwhile.
         await page.goto(`${ts.url}/console/progress`);
-        await page.getByText("1 / 2").waitFor();
+        await page.locator(".card", { hasText: "volunteers opened their link" }).getByText("1 / 2").waitFor();
+        await page.locator(".card", { hasText: "links opened" }).getByText("1 / 2").waitFor();
         await noSeriousViolations(page);
         const grace = rows.map((r) => r.split(",")).find((r) => r[cols.indexOf("ref")] === "vol-grace")!;
         const redeemed = await stack.gateways[0]!.app.request(new URL(grace[cols.indexOf("url")]!).pathname, {
@@ -136,7 +137,10 @@ describeIntegration("the console in a browser", ["postgres"], () => {
           headers: { accept: "application/json" },
         });
         expect(redeemed.status).toBe(201);
-        await page.getByText("2 / 2").waitFor({ timeout: 20_000 });
+        await page
+          .locator(".card", { hasText: "volunteers opened their link" })
+          .getByText("2 / 2")
+          .waitFor({ timeout: 20_000 });
       },
       FLOW_MS,
     );
