@@ -152,7 +152,8 @@ export function describeExportResult(r: ExportVerifyResult): string {
   return `broken at ${where}${id}: ${r.brokenAt.reason} after ${r.events} good events`;
 }
 
-function parseHeader(line: string): ExportHeader | null {
+/** An export's first line, or null when it is not one (in its canonical form). */
+export function parseHeader(line: string): ExportHeader | null {
   const v = parseJson(line);
   if (!isRecord(v) || v.type !== EXPORT_HEADER_TYPE || v.version !== EXPORT_VERSION) return null;
   const { from_seq: fromSeq, prev_hash: prevHash } = v;
@@ -160,6 +161,15 @@ function parseHeader(line: string): ExportHeader | null {
   if (typeof prevHash !== "string" || !HASH_RE.test(prevHash)) return null;
   if (line !== headerLine(fromSeq, prevHash)) return null;
   return { type: EXPORT_HEADER_TYPE, version: EXPORT_VERSION, from_seq: fromSeq, prev_hash: prevHash };
+}
+
+/** An export's last line, or null when it is not a trailer. */
+export function parseTrailer(line: string): ExportTrailer | null {
+  const v = parseJson(line);
+  if (!isRecord(v) || v.type !== EXPORT_TRAILER_TYPE) return null;
+  return typeof v.events === "number" && typeof v.head === "string"
+    ? { type: EXPORT_TRAILER_TYPE, events: v.events, head: v.head }
+    : null;
 }
 
 function toStoredEvent(v: Record<string, unknown>): StoredEvent | null {

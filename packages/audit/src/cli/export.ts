@@ -25,7 +25,7 @@ import {
   localServiceUrl,
 } from "@phaselock/core";
 import { assertMigrated, createDb, type DbHandle, openDb } from "@phaselock/db";
-import { EXPORT_HEADER_TYPE, EXPORT_TRAILER_TYPE, type ExportTrailer } from "../export-format.ts";
+import { parseHeader, parseTrailer } from "../export-format.ts";
 import { exportEvents } from "../store.ts";
 import { isMain, redactUrl, userPath } from "./shared.ts";
 
@@ -110,7 +110,7 @@ async function exportViaService(
   let lines = 0;
   let last: string | undefined;
   for await (const line of bodyLines(res.body as AsyncIterable<Uint8Array>)) {
-    if (lines === 0 && !isExportHeader(line)) {
+    if (lines === 0 && parseHeader(line) === null) {
       throw new Error(`the token service's GET ${EXPORT_PATH} did not answer an audit export`);
     }
     await write(line);
@@ -119,33 +119,14 @@ async function exportViaService(
     // Lines between the header and the trailer are events.
     if (lines > 1 && (lines - 1) % PROGRESS_EVERY === 0) onProgress(lines - 1);
   }
-  const trailer = last === undefined ? undefined : parseTrailer(last);
-  if (trailer === undefined || trailer.events !== lines - 2) {
+  const trailer = last === undefined ? null : parseTrailer(last);
+  if (trailer === null || trailer.events !== lines - 2) {
     throw new Error(
       `the token service's export ended without its trailer after ${lines} lines (cut short: see the service's log); the file is incomplete`,
     );
   }
   onProgress(trailer.events);
   return { events: trailer.events, head: trailer.head };
-}
-
-function isExportHeader(line: string): boolean {
-  try {
-    return (JSON.parse(line) as { type?: unknown }).type === EXPORT_HEADER_TYPE;
-  } catch {
-    return false;
-  }
-}
-
-function parseTrailer(line: string): ExportTrailer | undefined {
-  try {
-    const t = JSON.parse(line) as Partial<ExportTrailer>;
-    return t.type === EXPORT_TRAILER_TYPE && typeof t.events === "number" && typeof t.head === "string"
-      ? (t as ExportTrailer)
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const USAGE = "usage: pnpm audit:export [--since YYYY-MM-DD[THH:mm:ssZ]] [--out file.ndjson]\n";
