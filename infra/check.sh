@@ -44,6 +44,10 @@ awk '/secretKeyRef:/ && !done {print "                  optional: false"; done=1
 expect_refused "inline secret" k8s "$tmp/k5.yaml" "must come from a Secret"
 mutate "$k8s" '/limits:/,/memory:/d' >"$tmp/k6.yaml"
 expect_refused "no resource limits" k8s "$tmp/k6.yaml" "no resources.limits"
+mutate "$k8s" 's#mountPath: /data/checkpoints#mountPath: /data/elsewhere#' >"$tmp/k7.yaml"
+expect_refused "checkpoints in the read-only image" k8s "$tmp/k7.yaml" "is not on a writable persistentVolumeClaim mount"
+mutate "$k8s" 's/^  - ReadWriteMany$/  - ReadWriteOnce/' >"$tmp/k8.yaml"
+expect_refused "one node's claim for two replicas" k8s "$tmp/k8.yaml" "share it: ReadWriteMany"
 
 compose="$here/compose.yaml"
 awk '/^  gateway-2:/{skip=1} /^  # Reachable only/{skip=0} !skip' "$compose" >"$tmp/c1.yaml"
@@ -52,6 +56,8 @@ mutate "$compose" 's/^    restart: unless-stopped$/    restart_policy: sometimes
 expect_refused "unknown service key" compose "$tmp/c2.yaml" "must NOT have additional properties"
 mutate "$compose" 's/^    networks: \[upstream\]$/    networks: [upstream, backend]/' >"$tmp/c3.yaml"
 expect_refused "phone bank on the backend network" compose "$tmp/c3.yaml" "can reach the phone bank"
+mutate "$compose" '/- audit-checkpoints:\/data\/checkpoints/d' >"$tmp/c4.yaml"
+expect_refused "checkpoints in the container" compose "$tmp/c4.yaml" "is not on a volume"
 
 docker="$here/Dockerfile"
 mutate "$docker" '/^USER /d' >"$tmp/Dockerfile.1"
@@ -65,6 +71,8 @@ expect_refused "a workspace manifest not copied" dockerfile "$tmp/Dockerfile.4" 
 awk '/^FROM .* AS runtime/{exit} {print}' "$docker" >"$tmp/Dockerfile.5"
 echo 'USER node' >>"$tmp/Dockerfile.5"
 expect_refused "single stage" dockerfile "$tmp/Dockerfile.5" "not multi-stage"
+mutate "$docker" 's#AUDIT_CHECKPOINT_DIR=/data/checkpoints#AUDIT_CHECKPOINT_DIR=/app/.data/checkpoints#' >"$tmp/Dockerfile.6"
+expect_refused "checkpoints under the root-owned /app" dockerfile "$tmp/Dockerfile.6" "no RUN chowns it to USER node"
 
 grafana="$here/grafana/phaselock.json"
 head -c 200 "$grafana" >"$tmp/g1.json"

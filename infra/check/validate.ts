@@ -17,7 +17,7 @@ import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
-import { ConfigMap, Namespace, Service } from "kubernetes-models/v1";
+import { ConfigMap, Namespace, PersistentVolumeClaim, Service } from "kubernetes-models/v1";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML until validated
@@ -29,11 +29,49 @@ const models: Record<string, new (data: Obj) => { validate(): void }> = {
   "v1/Namespace": Namespace,
   "v1/ConfigMap": ConfigMap,
   "v1/Service": Service,
+  "v1/PersistentVolumeClaim": PersistentVolumeClaim,
   "apps/v1/Deployment": Deployment,
   "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
 };
+
+/** Whether `path` is `dir` or inside it (both absolute). */
+const within = (path: string, dir: string): boolean =>
+  path === dir || path.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+
+/**
+ * The token service signs no checkpoint it cannot first write to AUDIT_CHECKPOINT_DIR, and the
+ * folder is what the database's owner cannot rewrite: it must be set, absolute, and lie on a
+ * writable volume that outlives the pod (a claim every replica can mount).
+ */
+function checkCheckpointFolder(docs: Obj[], problems: Problems): void {
+  const d = docs.find((x) => x.kind === "Deployment" && x.metadata?.name === "token-service");
+  const pod = d?.spec?.template?.spec;
+  const c = pod?.containers?.find((x: Obj) => x.name === "token-service");
+  if (!c) return;
+  const id = "Deployment/token-service container token-service";
+  const dir = c.env?.find((e: Obj) => e.name === "AUDIT_CHECKPOINT_DIR")?.value;
+  if (typeof dir !== "string" || !dir.startsWith("/")) {
+    problems.push(`${id}: AUDIT_CHECKPOINT_DIR must be set to an absolute path on a volume`);
+    return;
+  }
+  const mount = (c.volumeMounts ?? []).find((m: Obj) => within(dir, m.mountPath) && !m.readOnly);
+  const volume = pod.volumes?.find((v: Obj) => v.name === mount?.name);
+  const claimName = volume?.persistentVolumeClaim?.claimName;
+  if (!claimName) {
+    problems.push(`${id}: AUDIT_CHECKPOINT_DIR (${dir}) is not on a writable persistentVolumeClaim mount`);
+    return;
+  }
+  const claim = docs.find((x) => x.kind === "PersistentVolumeClaim" && x.metadata?.name === claimName);
+  if (!claim) problems.push(`${id}: PersistentVolumeClaim/${claimName} is not in the manifests`);
+  else if ((d.spec?.replicas ?? 1) > 1 && !(claim.spec?.accessModes ?? []).includes("ReadWriteMany")) {
+    problems.push(`PersistentVolumeClaim/${claimName}: ${d.spec.replicas} replicas share it: ReadWriteMany`);
+  }
+  if (pod.securityContext?.fsGroup === undefined) {
+    problems.push("Deployment/token-service: pod needs an fsGroup so the checkpoint volume is writable");
+  }
+}
 
 /** Env names whose values are credentials: they must come from a Secret, never inline. */
 const SECRET_ENV = /^(DATABASE_URL|REDIS_URL)$|(SECRET|_TOKEN|_KEY|PASSWORD)$/;
@@ -103,6 +141,7 @@ export function checkKubernetes(text: string): Problems {
       }
     }
   }
+  checkCheckpointFolder(docs, problems);
   // Secrets by reference: a Secret in the manifests would put credentials in version control.
   for (const d of docs.filter((x) => x.kind === "Secret")) {
     problems.push(`Secret/${d.metadata?.name}: secrets are referenced, never committed`);
@@ -207,6 +246,17 @@ export function checkCompose(text: string): Problems {
       problems.push(`service ${name}: must wait for migrate (service_completed_successfully)`);
     }
   }
+  // Checkpoints on a volume of their own (see checkCheckpointFolder), not in the container.
+  const ts: Obj | undefined = services["token-service"];
+  const dir = ts?.environment?.AUDIT_CHECKPOINT_DIR;
+  const targets = (ts?.volumes ?? []).map((v: string | Obj) =>
+    typeof v === "string" ? v.split(":")[1] : v.read_only ? undefined : v.target,
+  );
+  if (typeof dir !== "string" || !dir.startsWith("/")) {
+    problems.push("service token-service: AUDIT_CHECKPOINT_DIR must be set to an absolute path on a volume");
+  } else if (!targets.some((t: string | undefined) => t !== undefined && within(dir, t))) {
+    problems.push(`service token-service: AUDIT_CHECKPOINT_DIR (${dir}) is not on a volume`);
+  }
   // The phone bank shares a network with the gateways only, and publishes no port.
   const pbNets: string[] = services.phonebank?.networks ?? [];
   if (services.phonebank?.ports) problems.push("service phonebank: must not publish ports");
@@ -287,6 +337,33 @@ export function checkDockerfile(text: string, root: string): Problems {
     const i = final.filter((x) => x.op === op).at(-1);
     if (i && !i.args.startsWith("["))
       problems.push(`${op} must use the exec (JSON) form so signals reach Node`);
+  }
+  // The checkpoint folder: the default (./.data/checkpoints under the root-owned WORKDIR) is not
+  // writable by USER, and no checkpoint is signed until its note can be written.
+  const env = new Map<string, string>();
+  for (const i of final.filter((x) => x.op === "ENV")) {
+    for (const pair of i.args.split(/\s+/)) {
+      const [k, v] = pair.split("=");
+      if (k && v !== undefined) env.set(k, v.replace(/^"|"$/g, ""));
+    }
+  }
+  const cpDir = env.get("AUDIT_CHECKPOINT_DIR");
+  if (!cpDir?.startsWith("/")) {
+    problems.push("final stage must set ENV AUDIT_CHECKPOINT_DIR to an absolute path USER can write");
+  } else {
+    const owned = final.some(
+      (i) =>
+        i.op === "RUN" &&
+        [...i.args.matchAll(/chown\s+(?:-R\s+)?(\S+?)(?::\S+)?\s+((?:\/\S*\s*)+)/g)].some(
+          (m) =>
+            m[1] === user &&
+            (m[2] ?? "")
+              .trim()
+              .split(/\s+/)
+              .some((p) => within(cpDir, p)),
+        ),
+    );
+    if (!owned) problems.push(`AUDIT_CHECKPOINT_DIR ${cpDir}: no RUN chowns it to USER ${user}`);
   }
   const copied = new Set<string>();
   for (const i of ins) {

@@ -299,10 +299,13 @@ export class Checkpointer {
   /** The largest `<size>.note` in `dir` above `above` this log signed for that size, or null. */
   async #newestFile(above: number): Promise<Pinned | null> {
     if (this.#dir === undefined) return null;
-    const names = await readdir(this.#dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return [];
-      throw err;
-    });
+    const dir = this.#dir;
+    const names = await onFolder(dir, () =>
+      readdir(dir).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return [];
+        throw err;
+      }),
+    );
     const sizes = names
       .map((name) => /^(0|[1-9]\d*)\.note$/.exec(name)?.[1])
       .filter((n): n is string => n !== undefined)
@@ -364,25 +367,81 @@ async function checkTail(tx: Db, tree: IncrementalTree, n: number): Promise<void
 }
 
 /**
+ * The checkpoint folder cannot be written (permissions, a read-only filesystem, a full disk): no
+ * checkpoint is signed until it can, since a note is in the folder before its row commits. The
+ * token service refuses to start on it and answers `503 unavailable` while it lasts.
+ */
+export class CheckpointFolderError extends Error {
+  override readonly name = "CheckpointFolderError";
+  readonly code = "checkpoint_folder";
+  readonly dir: string;
+  constructor(dir: string, cause: unknown) {
+    const errno = (cause as NodeJS.ErrnoException).code;
+    super(
+      `the audit checkpoint folder ${dir} (AUDIT_CHECKPOINT_DIR) cannot be written${errno ? ` (${errno})` : ""}: ` +
+        "no checkpoint can be signed until it can; make it writable by this process (in a container, " +
+        "mount a volume there) or point AUDIT_CHECKPOINT_DIR at a folder that is",
+      { cause },
+    );
+    this.dir = dir;
+  }
+}
+
+/** Runs one step on the folder, reporting a filesystem failure as a {@link CheckpointFolderError}. */
+async function onFolder<T>(dir: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw typeof (err as NodeJS.ErrnoException).code === "string" ? new CheckpointFolderError(dir, err) : err;
+  }
+}
+
+/** Creates `dir` (0700) if need be and publishes a file in it as a note is: proof, at start, that notes can land. */
+export async function ensureCheckpointFolder(dir: string): Promise<void> {
+  await onFolder(dir, async () => {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(dir, 0o700);
+    // What a note's publication does: a file of its own name, then a hard link (some network
+    // filesystems have none, and a note is never renamed over another).
+    const probe = join(dir, `.probe-${randomBytes(8).toString("hex")}`);
+    try {
+      await writeFile(probe, "", { mode: 0o600, flag: "wx" });
+      await link(probe, `${probe}.link`);
+    } finally {
+      await rm(probe, { force: true });
+      await rm(`${probe}.link`, { force: true });
+    }
+  });
+}
+
+/**
  * Writes `<dir>/<size>.note` (dir 0700, file 0600), atomically so a reader never sees half a note,
  * and never over another: a note already there for that size is left as it is, and one that
  * differs (a second root signed for one size: a fork) throws.
  */
 export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Promise<string> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await chmod(dir, 0o700);
   const file = join(dir, `${cp.treeSize}.note`);
   // A name of its own (instances sharing the folder may all be pid 1), created, never truncated:
   // once linked it is the published note's inode until it is removed.
   const tmp = `${file}.tmp-${randomBytes(8).toString("hex")}`;
-  await writeFile(tmp, cp.note, { mode: 0o600, flag: "wx" });
-  await chmod(tmp, 0o600);
   try {
+    await onFolder(dir, async () => {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chmod(dir, 0o700);
+      await writeFile(tmp, cp.note, { mode: 0o600, flag: "wx" });
+      await chmod(tmp, 0o600);
+    });
     // link(2) fails when the name exists: unlike rename, it never replaces a note.
-    await link(tmp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    if ((await readFile(file, "utf8")) !== cp.note) {
+    const linked = await onFolder(dir, () =>
+      link(tmp, file).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === "EEXIST") return false;
+          throw err;
+        },
+      ),
+    );
+    if (!linked && (await readFile(file, "utf8")) !== cp.note) {
       throw new Error(
         `${file} holds another checkpoint of size ${cp.treeSize}: the log was forked; not replaced`,
       );

@@ -1,11 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { appendEvents, Checkpointer } from "@phaselock/audit";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { appendEvents, Checkpointer, CheckpointFolderError } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
 import type { PgliteHandle } from "@phaselock/db";
 import { createMemoryDb } from "@phaselock/db/testing";
 import { sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AuditKeyMissingError, loadAuditSigner } from "./audit-trail.ts";
+import { AuditKeyMissingError, loadAuditSigner, TokenServiceAuditTrail } from "./audit-trail.ts";
 
 const ORIGIN = "tokens.test/audit";
 
@@ -53,5 +56,68 @@ describe("the audit key at start", () => {
     await expect(loadAuditSigner(handle.db, kek, "other.test/audit")).rejects.toThrow(AuditKeyMissingError);
     const rows = await handle.db.execute(sql`select count(*)::int as n from audit_keys`);
     expect((rows as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(0);
+  });
+});
+
+describe("the checkpoint folder at start and after", () => {
+  let handle: PgliteHandle;
+  let root: string;
+  const kek = new Uint8Array(randomBytes(32));
+  const clock = new FakeClock("2026-01-01T08:00:00Z");
+  const noTimer = { setInterval: () => 0, clearInterval: () => {} };
+  beforeEach(async () => {
+    handle = await createMemoryDb();
+    root = await mkdtemp(join(tmpdir(), "phaselock-cpdir-"));
+  });
+  afterEach(async () => {
+    await handle.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("refuses to start, naming the setting, when the folder cannot be written, before making a key", async () => {
+    // A path no process can create (beneath a file): as a read-only image path is in a container,
+    // whoever runs the test (root ignores permission bits).
+    await writeFile(join(root, "file"), "");
+    const dir = join(root, "file", "checkpoints");
+    const trail = new TokenServiceAuditTrail({
+      db: handle.db,
+      kek,
+      origin: ORIGIN,
+      clock,
+      dir,
+      timers: noTimer,
+    });
+    const err = await trail.start().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CheckpointFolderError);
+    expect((err as Error).message).toContain(`${dir} (AUDIT_CHECKPOINT_DIR) cannot be written (ENOTDIR)`);
+    expect((err as Error).message).toContain("mount a volume there");
+    const rows = await handle.db.execute(sql`select count(*)::int as n from audit_keys`);
+    expect((rows as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(0);
+  });
+
+  it("signs nothing while the folder cannot be written, and carries on once it can", async () => {
+    const dir = join(root, "checkpoints");
+    const trail = new TokenServiceAuditTrail({
+      db: handle.db,
+      kek,
+      origin: ORIGIN,
+      clock,
+      dir,
+      timers: noTimer,
+    });
+    await trail.start();
+    await appendEvents(handle.db, [{ type: "audit.test", at: clock.now() }]);
+    // The volume goes away under the running service: the folder is now a file.
+    await rm(dir, { recursive: true });
+    await writeFile(dir, "");
+    await expect(trail.checkpoint()).rejects.toThrow(CheckpointFolderError);
+    const stored = await handle.db.execute(sql`select count(*)::int as n from audit_checkpoints`);
+    expect((stored as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(0);
+
+    await rm(dir);
+    const cp = await trail.checkpoint();
+    expect(cp?.treeSize).toBe(1);
+    expect(await readFile(join(dir, "1.note"), "utf8")).toBe(cp?.note);
+    await trail.stop();
   });
 });

@@ -4,6 +4,7 @@ import {
   type CheckpointTimers,
   ed25519FromSeed,
   ensureAuditPartitions,
+  ensureCheckpointFolder,
   latestCheckpoint,
   type NoteSigner,
   parseSignerKey,
@@ -108,6 +109,9 @@ export class TokenServiceAuditTrail implements AuditTrail {
 
   async start(): Promise<void> {
     if (this.#checkpointer) return;
+    // Refuse to start rather than run a log nothing can sign (a note lands in the folder before
+    // its row commits): a read-only image path, a volume not mounted, a folder of another user.
+    if (this.#opts.dir !== undefined) await ensureCheckpointFolder(this.#opts.dir);
     const { signer, verifierKey } = await loadAuditSigner(this.#opts.db, this.#opts.kek, this.#opts.origin);
     this.#verifierKey = verifierKey;
     this.#checkpointer = new Checkpointer({

@@ -1,4 +1,5 @@
 import type { z } from "@hono/zod-openapi";
+import { CheckpointFolderError } from "@phaselock/audit";
 import { type ErrorCode, errorText, PhaselockError } from "@phaselock/core";
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -260,6 +261,18 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
     return problemResponse(c, code, detail);
   }
   const logger = c.get("deps")?.logger ?? consoleLogger;
+  if (err instanceof CheckpointFolderError) {
+    // The contract's "audit not writable": fail closed, and say where to look without the path.
+    logger.error("audit checkpoint folder not writable", {
+      requestId: c.get("requestId"),
+      error: err.message,
+    });
+    return problemResponse(
+      c,
+      "unavailable",
+      "Audit checkpoints cannot be written, so none can be signed; an operator must fix the checkpoint folder (the token service's log says which and why).",
+    );
+  }
   const unavailable = databaseUnavailableCode(err);
   if (unavailable !== undefined) {
     // Never 500: the client may retry, and the service recovers by itself when the pool reconnects.

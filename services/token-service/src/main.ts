@@ -112,7 +112,7 @@ try {
   ({ kid } = await service.start());
 } catch (err) {
   await handle.close();
-  refuse(`cannot load the signing key: ${(err as Error).message}`);
+  refuse(`cannot start: ${(err as Error).message}`);
 }
 
 const server = serve({ fetch: service.app.fetch, port: settings.port, hostname: settings.host }, (info) => {

@@ -278,3 +278,31 @@ describeIntegration("pnpm audit:export + an API checkpoint verify offline", ["po
     expect(await readFile(join(h.checkpointDir, `${size}.note`), "utf8")).toBe(latest);
   });
 });
+
+describe("the checkpoint route while the checkpoint folder cannot be written", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("answers 503 unavailable (audit not writable), logs why, and signs once the folder is back", async () => {
+    await seedOpen(h);
+    await rm(h.checkpointDir, { recursive: true, force: true });
+    await writeFile(h.checkpointDir, "");
+    const res = await call(h, "GET", "/v1/audit/checkpoint");
+    expect(res.status).toBe(503);
+    expect(res.headers.get("content-type")).toContain("application/problem+json");
+    const body = (await res.json()) as { code: string; detail: string };
+    expect(body.code).toBe("unavailable");
+    expect(body.detail).toContain("checkpoint folder");
+    // The path is the operator's to read in the log, not the caller's.
+    expect(JSON.stringify(body)).not.toContain(h.checkpointDir);
+    expect(h.logs).toContainEqual({ level: "error", msg: "audit checkpoint folder not writable" });
+
+    await rm(h.checkpointDir);
+    expect((await call(h, "GET", "/v1/audit/checkpoint")).status).toBe(200);
+  });
+});

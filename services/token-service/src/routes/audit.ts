@@ -205,7 +205,12 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       middleware: [readers] as const,
       responses: {
         200: textContent("The signed note"),
-        ...problems(401, 403, [404, "`not_found`: the log is still empty"], 503),
+        ...problems(
+          401,
+          403,
+          [404, "`not_found`: the log is still empty"],
+          [503, "`unavailable`: the database is unreachable, or the checkpoint folder cannot be written"],
+        ),
       },
     }),
     async (c) => {
