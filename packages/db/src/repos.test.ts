@@ -817,6 +817,93 @@ for (const backend of dbBackends) {
       expect(jwks.keys.map((k) => k.kid)).not.toContain(k1);
     });
 
+    it("reads every link a revoked signing key signed as revoked: status, counts, filters and held links", async () => {
+      const base = await fixture();
+      const jwk = (kid: string) => ({ kty: "OKP", crv: "Ed25519", x: `x-${kid}`, kid });
+      // Both retired (a revocation retires too), so neither becomes the active key of later tests.
+      const leaked = randomId("kid");
+      const kept = randomId("kid");
+      for (const kid of [leaked, kept]) {
+        await repos.signingKeys.insert({
+          kid,
+          publicJwk: jwk(kid),
+          privateKeyEnc: "v1.a.b.c",
+          createdAt: at("2019-06-01T00:00:00Z"),
+        });
+      }
+      await repos.signingKeys.retire(kept, NOW);
+      const t0 = at("2020-03-01T10:00:00Z");
+      const rows = [
+        link(base, { volunteerRef: "k-open", kid: leaked, issuedAt: t0 }),
+        // Issued after the key's revocation is recorded: no watermark, the key alone decides.
+        link(base, { volunteerRef: "k-late", kid: leaked, issuedAt: at("2020-03-01T13:00:00Z") }),
+        link(base, {
+          volunteerRef: "k-expired",
+          kid: leaked,
+          issuedAt: t0,
+          expiresAt: at("2020-03-01T11:00:00Z"),
+        }),
+        link(base, { volunteerRef: "k-suspended", kid: leaked, issuedAt: t0 }),
+        link(base, { volunteerRef: "k-spent", kid: leaked, issuedAt: t0, maxUses: 1 }),
+        // A retired key still verifies: its link stays active.
+        link(base, { volunteerRef: "retired", kid: kept, issuedAt: t0 }),
+      ];
+      await repos.links.insertMany(rows);
+      const session = {
+        id: randomId("ses"),
+        tokenHash: sha256Hex(randomId("cred")),
+        linkId: rows[0]!.id,
+        deviceId: "dev_1",
+        createdAt: NOW,
+        expiresAt: at("2020-03-02T00:00:00Z"),
+      };
+      expect(await repos.links.redeem(rows[0]!.id, NOW, { session })).toMatchObject({ ok: true });
+      await repos.links.suspend(rows[3]!.id, "too many devices", NOW);
+      await repos.links.redeem(rows[4]!.id, NOW);
+      const before = { active: 3, revoked: 0, expired: 1, suspended: 1, exhausted: 1 };
+      expect(await repos.links.countByStatus(base.campaignId, NOW)).toEqual(before);
+      expect((await repos.links.getWithStatus(rows[0]!.id, NOW))?.activeSessions).toBe(1);
+
+      expect(await repos.signingKeys.revoke(leaked, "private key leaked", NOW)).toMatchObject({
+        status: "revoked",
+      });
+      const expected = ["revoked", "revoked", "revoked", "revoked", "revoked", "active"];
+      const tally = { active: 0, revoked: 0, expired: 0, suspended: 0, exhausted: 0 };
+      for (const [i, r] of rows.entries()) {
+        const got = (await repos.links.getWithStatus(r.id, NOW))!;
+        expect(got.status, r.volunteerRef).toBe(expected[i]);
+        tally[got.status]++;
+      }
+      // Its session is refused with it: no longer counted live.
+      expect(await repos.links.getWithStatus(rows[0]!.id, NOW)).toMatchObject({
+        devices: 1,
+        activeSessions: 0,
+      });
+      expect(await repos.links.countByStatus(base.campaignId, NOW)).toEqual(tally);
+      expect(tally).toEqual({ active: 1, revoked: 5, expired: 0, suspended: 0, exhausted: 0 });
+
+      const listed = async (status: "active" | "revoked" | "expired") =>
+        (await repos.links.list({ campaignId: base.campaignId, status, limit: 50, now: NOW })).items
+          .map((l) => [l.volunteerRef, l.status])
+          .sort();
+      expect(await listed("active")).toEqual([["retired", "active"]]);
+      expect(await listed("revoked")).toEqual(
+        ["k-expired", "k-late", "k-open", "k-spent", "k-suspended"].map((ref) => [ref, "revoked"]),
+      );
+      expect(await listed("expired")).toEqual([]);
+      // A re-uploaded sheet issues anew to whoever holds only links of the revoked key.
+      const held = await repos.links.activeByVolunteer(
+        base.campaignId,
+        "ballot",
+        rows.map((r) => r.volunteerRef),
+        NOW,
+      );
+      expect([...held.keys()]).toEqual(["retired"]);
+      const progress = await repos.links.progress(base.campaignId, undefined, NOW);
+      expect(progress.find((p) => p.ref === "k-open")).toMatchObject({ links: 1, activeLinks: 0, opened: 1 });
+      expect(progress.find((p) => p.ref === "retired")).toMatchObject({ links: 1, activeLinks: 1 });
+    });
+
     it("stores and pages through revocations", async () => {
       const campaignId = randomId("cmp");
       const before = await repos.policyState.current();

@@ -1,7 +1,15 @@
 import type { Scope } from "@phaselock/core";
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
-import { auditEvents, links, phaseClosures, phases, revocations, sessions } from "../schema/index.ts";
+import {
+  auditEvents,
+  links,
+  phaseClosures,
+  phases,
+  revocations,
+  sessions,
+  signingKeys,
+} from "../schema/index.ts";
 import { executePipelined, queryRows } from "../sql.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
@@ -27,9 +35,9 @@ export type NewLink = Omit<
 };
 
 /**
- * `revoked`: covered by a revocation; else `expired`: `expiresAt <= now`, or its phase has ended
- * (a timeline replaced to end it early) or is gone; else `suspended`; else `exhausted`: every use
- * redeemed; else `active`. Exclusive, in that order.
+ * `revoked`: covered by a revocation, or signed by a revoked key; else `expired`: `expiresAt <=
+ * now`, or its phase has ended (a timeline replaced to end it early) or is gone; else `suspended`;
+ * else `exhausted`: every use redeemed; else `active`. Exclusive, in that order.
  */
 export type LinkStatus = "active" | "revoked" | "expired" | "suspended" | "exhausted";
 
@@ -113,7 +121,10 @@ export interface LinksRepo {
   ): Promise<Map<string, string[]>>;
   /** Every volunteer of the campaign (and phase) with links, by ref. */
   progress(campaignId: string, phase: string | undefined, now: Date): Promise<VolunteerProgress[]>;
-  /** How many links the stored revocation `revocationId` covers, by the rules of `linkRevokedSql`. */
+  /**
+   * How many links the stored revocation `revocationId` covers, by the rules of `linkRevokedSql`
+   * for revocations (a revoked signing key is not one: it covers the links of its `kid`).
+   */
   countCoveredBy(revocationId: string): Promise<number>;
   /**
    * Counts one use, atomically: never more than `maxUses`, never while suspended. With `open`,
@@ -151,6 +162,7 @@ const outer = {
   phase: sql.raw(`"links"."phase"`),
   campaignId: sql.raw(`"links"."campaign_id"`),
   volunteerRef: sql.raw(`"links"."volunteer_ref"`),
+  kid: sql.raw(`"links"."kid"`),
 };
 
 /**
@@ -178,7 +190,18 @@ const revokedBySql = (only: SQL): SQL => sql`(exists (
         and (r.campaign_id is null or r.campaign_id = ${outer.campaignId}))
     )
 ))`;
-export const linkRevokedSql: SQL = revokedBySql(sql`true`);
+
+/**
+ * True when the key that signed the link is revoked: it leaves every gateway's key ring, so the
+ * link is refused (`token_invalid`) whenever it was issued, as a revocation of it would be. The
+ * revoked keys are a handful of rows, hashed once per statement.
+ */
+const keyRevokedSql: SQL = sql`${outer.kid} in (
+  select k.kid from ${signingKeys} k where k.revoked_at is not null
+)`;
+
+/** True when the link is dead for good by a revocation covering it or its signing key's. */
+export const linkRevokedSql: SQL = sql`(${revokedBySql(sql`true`)} or ${keyRevokedSql})`;
 
 /**
  * The link's phase has ended or no longer exists (a timeline ended it, whatever its `exp`), or a
@@ -206,13 +229,14 @@ const statusSql = (now: Date): SQL<LinkStatus> => sql<LinkStatus>`case
 /**
  * A campaign's links counted by status, by the rules of `statusSql` and `linkRevokedSql` spelt
  * for a whole table: each watermark scope reduced to its latest second per key and joined (hash
- * joins), where `statusSql` looks the watermarks up link by link. At 1,000,000 links that took
- * ~12 s; the same counts must come out (repos.test.ts checks them against `RevocationIndex`).
+ * joins), where `statusSql` looks the watermarks up link by link; the revoked signing keys joined
+ * by kid. At 1,000,000 links that took ~12 s; the same counts must come out (repos.test.ts checks
+ * them against `RevocationIndex` and against each link's status, revoked keys included).
  */
 const countByStatusSql = (campaignId: string, now: Date): SQL => {
   const sec = sql`max(floor(extract(epoch from effective_at))) as sec from ${revocations}`;
   return sql`select case
-      when lr.link_id is not null
+      when lr.link_id is not null or rk.kid is not null
         or floor(extract(epoch from l.issued_at)) <= greatest(wa.sec, wc.sec, wp.sec, wk.sec, wv.sec, wvc.sec)
         then 'revoked'
       when l.expires_at <= ${ts(now)} or p.name is null
@@ -222,6 +246,7 @@ const countByStatusSql = (campaignId: string, now: Date): SQL => {
       else 'active' end as status, count(*)::int as n
     from ${links} l
     left join (select distinct link_id from ${revocations} where scope = 'link') lr on lr.link_id = l.id
+    left join (select kid from ${signingKeys} where revoked_at is not null) rk on rk.kid = l.kid
     left join (select ${sec} where scope = 'all') wa on true
     left join (select contest_id, ${sec} where scope = 'contest' group by 1) wc on wc.contest_id = l.contest_id
     left join (select contest_id, phase, ${sec} where scope = 'phase' group by 1, 2) wp

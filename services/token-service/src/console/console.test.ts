@@ -613,6 +613,33 @@ describe("admin", () => {
     expect((await admin.get("/console/revocations")).html).toContain("matched no link");
   });
 
+  it("shows the links of a revoked signing key as revoked to their coordinator, and reissues them on a plain re-upload", async () => {
+    const { b } = await coordinator();
+    await b.get("/console/links/new");
+    const fields = { phase: "open", scopes: "calls:read" };
+    await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
+    const admin = await signedIn(ADMIN);
+    const kid = h.keys.signer().kid;
+    await admin.get(`/console/signing-keys/${kid}/revoke`);
+    expect((await admin.post(`/console/signing-keys/${kid}/revoke`, { reason: "drill" })).status).toBe(303);
+
+    const table = await b.get("/console/links");
+    expect(table.html.match(/class="status status-revoked"/g)?.length).toBe(2);
+    expect(table.html).not.toContain("status-active");
+    expect(table.html).not.toMatch(/>Revoke<\/button>/);
+    const active = await b.get("/console/links?status=active");
+    expect(active.html).toContain("No links match.");
+    expect(active.html).not.toContain("<code>v-1</code>");
+    expect((await b.get("/console/links?status=revoked")).html).toContain("<code>v-1</code>");
+    // Nobody holds a working link any more: the same sheet issues anew, without Reissue.
+    const again = await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
+    expect(again.status).toBe(201);
+    expect(again.html).toContain("2 links issued");
+    expect(
+      (await b.get("/console/links?status=active")).html.match(/class="status status-active"/g)?.length,
+    ).toBe(2);
+  });
+
   it("issues links for a campaign it picks first", async () => {
     const { campaignId } = await seedOpen(h);
     const admin = await signedIn(ADMIN);

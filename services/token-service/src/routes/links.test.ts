@@ -599,6 +599,51 @@ describe("GET /v1/links and /v1/links/:id", () => {
     expect(active.body.items.map((l) => l.volunteer.ref)).toEqual(["fb"]);
   });
 
+  it("lists a link whose signing key was revoked as revoked, never as active, and counts it so", async () => {
+    const { campaignId } = await seedOpen(h);
+    const signed = await issue({
+      campaignId,
+      phase: "open",
+      volunteer: { ref: "kr-1" },
+      scopes: ["calls:read"],
+    });
+    const leaked = decodePart(signed.body.token, 0).kid as string;
+    // The key is revoked while it signs: the service rotates first, and the next link has the new key.
+    const revoked = await callJson<{ rotatedTo: string | null }>(h, "POST", `/v1/keys/${leaked}/revoke`, {
+      body: { reason: "private key leaked" },
+    });
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.rotatedTo).toBeTruthy();
+    h.clock.advance(1000);
+    const fresh = await issue({
+      campaignId,
+      phase: "open",
+      volunteer: { ref: "kr-2" },
+      scopes: ["calls:read"],
+    });
+    expect(decodePart(fresh.body.token, 0).kid).toBe(revoked.body.rotatedTo);
+
+    const list = async (query: string) =>
+      (
+        await callJson<{ items: { id: string; status: string }[] }>(
+          h,
+          "GET",
+          `/v1/links?campaignId=${campaignId}${query}`,
+        )
+      ).body.items.map((l) => [l.id, l.status]);
+    expect(await list("")).toEqual([
+      [fresh.body.id, "active"],
+      [signed.body.id, "revoked"],
+    ]);
+    expect(await list("&status=active")).toEqual([[fresh.body.id, "active"]]);
+    expect(await list("&status=revoked")).toEqual([[signed.body.id, "revoked"]]);
+    expect(await list("&status=expired")).toEqual([]);
+    const one = await callJson(h, "GET", `/v1/links/${signed.body.id}`);
+    expect(one.body).toMatchObject({ status: "revoked", kid: leaked, activeSessions: 0 });
+    const campaign = await callJson(h, "GET", `/v1/campaigns/${campaignId}`);
+    expect(campaign.body.links).toEqual({ active: 1, revoked: 1, expired: 0, suspended: 0, exhausted: 0 });
+  });
+
   it("refuses a bad limit, status or cursor", async () => {
     for (const q of ["limit=0", "limit=501", "limit=abc", "status=gone", "cursor=!!!", "cursor=bm9wZQ"]) {
       const res = await callJson(h, "GET", `/v1/links?${q}`);

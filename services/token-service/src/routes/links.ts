@@ -236,7 +236,7 @@ const LinkStatusSchema = z
   .enum(["active", "revoked", "expired", "exhausted", "suspended"])
   .openapi("LinkStatus", {
     description:
-      "`revoked`: a revocation covers it; `expired`: past `expiresAt` or its phase has ended; `suspended`: stopped automatically; `exhausted`: every use spent; else `active` (an issued-ahead link is active before its phase starts).",
+      "`revoked`: a revocation covers it, or its signing key (`kid`) was revoked (`POST /v1/keys/{kid}/revoke`: gateways refuse it `token_invalid`); `expired`: past `expiresAt` or its phase has ended; `suspended`: stopped automatically; `exhausted`: every use spent; else `active` (an issued-ahead link is active before its phase starts).",
   });
 
 const LinkOutput = z
@@ -472,7 +472,7 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
       tags: ["links"],
       summary: "List links, newest first",
       description:
-        "A coordinator sees its own campaign's links only (asking for another campaign is 403). `status=active` leaves out links that are exhausted or whose phase has ended, so a page may hold fewer than `limit` items while `nextCursor` is still set.",
+        "A coordinator sees its own campaign's links only (asking for another campaign is 403). `status=active` leaves out links that are exhausted or whose phase has ended, and (under `revoked`) those whose signing key was revoked, so a page may hold fewer than `limit` items while `nextCursor` is still set.",
       security: bearer,
       middleware: [coordinatorOrAdmin] as const,
       request: { query: ListQuery },
