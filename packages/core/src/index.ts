@@ -3,6 +3,7 @@ export * from "./data-dir.ts";
 export * from "./dev-secrets.ts";
 export * from "./env.ts";
 export * from "./errors.ts";
+export * from "./log-path.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";
 export * from "./redis-url.ts";

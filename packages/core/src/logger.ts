@@ -29,7 +29,8 @@ const CREDENTIAL_KEYS = [
 /**
  * Every credential path pino replaces by `[redacted]`: at the top of a line, one level down
  * (`headers.cookie`, `err.token`) and under `req.headers`/`res.headers`. Defence in depth: request
- * lines carry no header and no query in the first place.
+ * lines carry no header and no query in the first place, and their paths are masked by route
+ * (log-path.ts).
  */
 export const REDACT_PATHS: readonly string[] = CREDENTIAL_KEYS.flatMap((k) => {
   const key = /^[A-Za-z_$][\w$]*$/.test(k) ? k : `["${k}"]`;
@@ -62,13 +63,6 @@ export function createLogger(opts: LoggerOptions): PinoLogger {
 }
 
 export type { PinoLogger };
-
-/** The request line's path: no query (it may hold anything), and at most 256 characters. */
-export function logPath(rawUrl: string): string {
-  const q = rawUrl.indexOf("?");
-  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  return path.length > 256 ? `${path.slice(0, 256)}…` : path;
-}
 
 /** The `(message, data)` logger the services' own code calls, written through pino. */
 export interface MessageLogger {

@@ -1,15 +1,19 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline, Readable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
+import type { RouteList } from "@phaselock/core";
 import type { GatewayDeps } from "./deps.ts";
-import { PROXY_PREFIX } from "./paths.ts";
+import { isProxied } from "./paths.ts";
 import { createProxy, type ProxyResult } from "./proxy-core.ts";
 import { refusal, renderRefusal } from "./refusals.ts";
 import { requestIdFor } from "./request-context.ts";
 import { logFailure, observeRequest } from "./request-log.ts";
 
-/** Anything with Hono's `fetch`: the gateway app, for every request that is not `/pb/…`. */
-export interface FetchApp {
+/**
+ * Anything with Hono's `fetch` and `routes`: the gateway app, for every request that is not
+ * `/pb/…`; its routes decide what its request lines show (request-log.ts).
+ */
+export interface FetchApp extends RouteList {
   fetch(request: Request, env: { incoming: IncomingMessage; outgoing: ServerResponse }): unknown;
 }
 
@@ -27,18 +31,15 @@ const single = (v: string | string[] | undefined): string | undefined =>
 export function createNodeHandler(deps: GatewayDeps, app: FetchApp): NodeHandler {
   const proxy = createProxy(deps);
   const fallback = getRequestListener((request, env) => app.fetch(request, env as never));
-  const prefix = `${PROXY_PREFIX}/`;
-  // The gateway's own routes under /pb (session end) are Hono's; the proxy never forwards them.
-  const own = `${PROXY_PREFIX}/_phaselock/`;
-
-  const observe = observeRequest(deps);
+  const observe = observeRequest(deps, app);
 
   return (req, res) => {
     const url = req.url ?? "";
     const h = req.headers;
     const requestId = requestIdFor(single(h["x-request-id"]));
     if (observe) observe(req, res, url, requestId);
-    if (!url.startsWith(prefix) || url.startsWith(own)) {
+    // The gateway's own routes under /pb (session end) are Hono's; the proxy never forwards them.
+    if (!isProxied(url)) {
       // The Hono app takes the same id (a sane one passes requestIdFor unchanged).
       h["x-request-id"] = requestId;
       void fallback(req, res);

@@ -11,6 +11,15 @@
 
 /** The proxied prefix; it is stripped before matching and forwarding. */
 export const PROXY_PREFIX = "/pb";
+/** The gateway's own routes under the prefix (session end): never proxied. */
+const OWN_PREFIX = `${PROXY_PREFIX}/_phaselock/`;
+
+/**
+ * Whether a raw request target goes to the proxy (`/pb/…`, not `/pb/_phaselock/…`); everything
+ * else, `/pb` itself included, is the app's.
+ */
+export const isProxied = (rawTarget: string): boolean =>
+  rawTarget.startsWith(`${PROXY_PREFIX}/`) && !rawTarget.startsWith(OWN_PREFIX);
 
 export type NormalizedPath =
   | {

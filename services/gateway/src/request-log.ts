@@ -1,61 +1,37 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { logPath } from "@phaselock/core";
+import { createLogPath, type LogPath, type RouteList, routeLogPath, UNMATCHED } from "@phaselock/core";
 import type { GatewayDeps } from "./deps.ts";
 import { routeKind } from "./metrics.ts";
+import { isProxied, normalizePath, PROXY_PREFIX } from "./paths.ts";
+import type { UpstreamRoutes } from "./upstream-routes.ts";
 
 /**
- * The path a request line may show: no query, and never a link token or short code (`/l/<token>`
- * is logged as `/l/:code`, however it was spelt).
+ * The path a request line may show, from the routes the gateway serves (log-path.ts): what goes to
+ * the proxy by the upstream route it matched (`/pb/members/m_1`, or `/pb/…` for a path the proxy
+ * refuses or has no route for), everything else by the app's own routes (`/l/<token or code>` as
+ * `/l/:token`, however it was spelt; `/x/<code>` as `/…`). Never the query.
  */
-export function loggablePath(url: string): string {
-  if (LANDING.test(routedPath(url))) return "/l/:code";
-  // Dot segments (`/pb/./members/…`) resolved as the router resolves them.
-  return logPath(DOT_SEGMENT.test(url) ? resolveDots(url.split("?", 1)[0] ?? "") : url);
-}
-
-/** `/l/…` and `//l/…`: the landing page and redemption, or a mistyped link with its code. */
-const LANDING = /^\/+l(\/|$)/;
-const DOT_SEGMENT = /\/(\.|%2e)/i;
-
-/**
- * The path as the router matches it: an absolute-form target (`GET http://host/l/…`) reduced to
- * its path, percent-escapes decoded (`/%6C/…` routes as `/l/…`), dot segments resolved.
- */
-function routedPath(url: string): string {
-  let path = url.split("?", 1)[0] ?? "";
-  if (!path.startsWith("/")) {
-    try {
-      path = new URL(path).pathname;
-    } catch {
-      return "/:unparseable";
+export function requestLogPath(
+  app: RouteList,
+  routes: UpstreamRoutes,
+): (url: string, method: string) => string {
+  const own = routeLogPath(app);
+  const byPattern = new Map<string, LogPath>();
+  return (url, method) => {
+    if (!isProxied(url)) return own(url);
+    const normalized = normalizePath(url);
+    const matched = normalized.ok ? routes(method, normalized.path) : null;
+    if (!normalized.ok || !matched) return `${PROXY_PREFIX}/${UNMATCHED}`;
+    // `GET /members/:id`: the pattern after the method.
+    const pattern = matched.pattern.slice(matched.pattern.indexOf(" ") + 1);
+    if (!pattern.includes(":")) return PROXY_PREFIX + pattern; // all literal: the path is the pattern
+    let mask = byPattern.get(pattern);
+    if (!mask) {
+      mask = createLogPath([pattern]);
+      byPattern.set(pattern, mask);
     }
-  }
-  // Escape by escape, as the router decodes (a malformed one, e.g. a link cut mid-escape, is
-  // kept as sent and the rest still decoded: `/l/CODE%` is still the landing path).
-  if (path.includes("%")) path = path.replace(/(?:%[0-9A-Fa-f]{2})+/g, decodeOrKeep);
-  return path.includes("/.") ? resolveDots(path) : path;
-}
-
-const decodeOrKeep = (escapes: string): string => {
-  try {
-    return decodeURIComponent(escapes);
-  } catch {
-    return escapes;
-  }
-};
-
-/** `.` and `..` segments resolved (never above the root), `//` kept as the router keeps it. */
-function resolveDots(path: string): string {
-  const out: string[] = [];
-  for (const segment of path.split("/")) {
-    if (/^(\.|%2e)$/i.test(segment)) continue;
-    if (/^(\.|%2e){2}$/i.test(segment)) {
-      if (out.length > 1) out.pop();
-      continue;
-    }
-    out.push(segment);
-  }
-  return out.join("/") || "/";
+    return PROXY_PREFIX + mask(normalized.path);
+  };
 }
 
 /**
@@ -63,10 +39,20 @@ function resolveDots(path: string): string {
  * and writes its one JSON line (method, path, status, duration, request id). Undefined when the
  * gateway has neither metrics nor a logger. One `close` listener per request (aborted ones too); nothing else.
  */
-export function observeRequest(deps: GatewayDeps) {
+export function observeRequest(deps: GatewayDeps, app: RouteList) {
   const { metrics, logger } = deps;
   if (!metrics && !logger) return undefined;
   const logs = logger?.isLevelEnabled("info") === true;
+  // The route table read per request, as the proxy reads it.
+  const logPath = requestLogPath(app, (m, path) => deps.routes(m, path));
+  // In a `close` listener a throw would end the process: a route table that fails shows nothing.
+  const shownPath = (url: string, method: string): string => {
+    try {
+      return logPath(url, method);
+    } catch {
+      return `/${UNMATCHED}`;
+    }
+  };
   return (req: IncomingMessage, res: ServerResponse, url: string, requestId: string): void => {
     const started = performance.now();
     res.once("close", () => {
@@ -79,7 +65,7 @@ export function observeRequest(deps: GatewayDeps) {
           {
             method,
             route,
-            path: loggablePath(url),
+            path: shownPath(url, method),
             status: res.statusCode,
             ms: Math.round(seconds * 10_000) / 10,
             requestId,

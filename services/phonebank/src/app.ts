@@ -2,13 +2,13 @@ import { randomUUID } from "node:crypto";
 import {
   type Clock,
   createMetricsRegistry,
-  logPath,
   methodLabel,
   metricsAnswer,
   missingSecurityHeaders,
   type PinoLogger,
   type Registry,
   requestDurationHistogram,
+  routeLogPath,
   statusClass,
   systemClock,
   viaHttps,
@@ -58,6 +58,8 @@ export function createApp(opts: PhonebankOptions): Hono<PhonebankEnv> {
   const registry = opts.metricsRegistry ?? createMetricsRegistry("phonebank");
   const duration = requestDurationHistogram(registry, "phaselock_phonebank");
   const app = new Hono<PhonebankEnv>();
+  // The line's path is masked by the routes registered below (log-path.ts).
+  const logPath = routeLogPath(app);
 
   app.use("*", async (c, next) => {
     const started = performance.now();
@@ -81,7 +83,7 @@ export function createApp(opts: PhonebankOptions): Hono<PhonebankEnv> {
         {
           method: c.req.method,
           route,
-          path: logPath(new URL(c.req.url).pathname),
+          path: logPath(c.req.url),
           status: c.res.status,
           ms: Math.round(seconds * 10_000) / 10,
           requestId: incoming && SANE_ID.test(incoming) ? incoming : `req_${randomUUID()}`,

@@ -91,4 +91,31 @@ describe("phone bank security headers and request lines", () => {
     expect(lines.join("\n")).not.toContain(SECRET);
     expect(lines.join("\n")).not.toContain("secret=1");
   });
+
+  it("writes no link token or code of a path it has no route for (a link sent to the wrong port)", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      service: "phonebank",
+      destination: new Writable({
+        write(chunk, _enc, done) {
+          lines.push(...String(chunk).split("\n").filter(Boolean));
+          done();
+        },
+      }),
+    });
+    const app = createApp({ secret: SECRET, logger });
+    const code = "Zq3k9XbT2mWv8LpR4sNa1c";
+    const token = "eyJhbGciOiJFZERTQSJ9.eyJqdGkiOiJsbmtfMSJ9.c2lnbmF0dXJlLW9mLXRoZS10ZXN0";
+    const cases: [target: string, path: string][] = [
+      [`/l/${code}`, "/…"],
+      [`/x/${token}`, "/…"],
+      [`/calls/${code}/outcome/x`, "/calls/…"],
+      [`/members/export/${code}`, "/members/export/…"],
+      [`/calls/next?token=${code}&t=${token}`, "/calls/next"],
+    ];
+    for (const [target] of cases) await app.request(target, { headers: viaGateway });
+    expect(lines.map((l) => (JSON.parse(l) as { path: string }).path)).toEqual(cases.map(([, p]) => p));
+    expect(lines.join("\n")).not.toContain(code);
+    expect(lines.join("\n")).not.toContain(token);
+  });
 });

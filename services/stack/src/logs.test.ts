@@ -161,6 +161,18 @@ describeIntegration("a full run's logs: one JSON line per request, no credential
     });
     expect(byToken.status).toBe(201);
     secrets.set("second session", ((await byToken.json()) as { session: string }).session);
+    // The code and the token where no route takes them, and in a query, on every service.
+    for (const base of Object.values(urls)) {
+      for (const target of [
+        `/x/${code}`,
+        `/${link.token}`,
+        `/l/${code}/x`,
+        `/healthz?token=${code}&t=${link.token}`,
+      ]) {
+        const res = await fetch(`${base}${target}`, { headers: { referer: link.url } });
+        await res.text();
+      }
+    }
     // A wrong admin credential, and a key rotation.
     const wrong = `wrong-admin-token-${"z".repeat(32)}`;
     secrets.set("wrong admin token", wrong);
@@ -206,7 +218,7 @@ describeIntegration("a full run's logs: one JSON line per request, no credential
       expect(typeof r.ms).toBe("number");
       expect(String(r.path)).not.toContain("?");
     }
-    expect(requests.filter((r) => r.path === "/l/:code").length).toBeGreaterThanOrEqual(3);
+    expect(requests.filter((r) => r.path === "/l/:token").length).toBeGreaterThanOrEqual(3);
 
     const everything = [...lines, ...consoleOut].join("\n");
     expect(secrets.size).toBeGreaterThanOrEqual(10);

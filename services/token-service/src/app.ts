@@ -1,5 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { logPath, metricsAnswer, missingSecurityHeaders, viaHttps } from "@phaselock/core";
+import { metricsAnswer, missingSecurityHeaders, routeLogPath, viaHttps } from "@phaselock/core";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { routePath } from "hono/route";
@@ -53,7 +53,10 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
     c.set("deps", deps);
     await next();
   });
-  // One line per request and its latency (route pattern, never the path: it may hold an id).
+  // One line per request and its latency. The metric is by route pattern (a path may hold an id);
+  // the line's path is masked by the routes registered below (log-path.ts): no value of a
+  // parameter that is not an identifier, nothing of a path no route matches.
+  const logPath = routeLogPath(app);
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
@@ -64,7 +67,7 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
       {
         method: c.req.method,
         route,
-        path: logPath(new URL(c.req.url).pathname),
+        path: logPath(c.req.url),
         status: c.res.status,
         ms: Math.round(seconds * 10_000) / 10,
         requestId: c.get("requestId"),

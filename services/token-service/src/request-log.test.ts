@@ -1,0 +1,104 @@
+import { Writable } from "node:stream";
+import { createLogger, messageLogger } from "@phaselock/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, callJson, createHarness, type Harness, seedOpen } from "./test-support.ts";
+
+let h: Harness;
+/** Every line the service's real pino loggers wrote (request lines and error lines). */
+const lines: string[] = [];
+let code = "";
+let token = "";
+
+beforeAll(async () => {
+  h = await createHarness();
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...String(chunk).split("\n").filter(Boolean));
+      done();
+    },
+  });
+  h.deps.requestLogger = createLogger({ service: "token-service", destination });
+  h.deps.logger = messageLogger(createLogger({ service: "token-service", destination }));
+  const { campaignId } = await seedOpen(h);
+  const issued = await callJson<{ url: string; token: string }>(h, "POST", "/v1/links", {
+    body: { campaignId, phase: "open", volunteer: { ref: "log-v1" }, scopes: ["calls:read"] },
+  });
+  expect(issued.status).toBe(201);
+  code = new URL(issued.body.url).pathname.split("/").at(-1)!;
+  token = issued.body.token;
+});
+afterAll(() => h.close());
+
+const requestLines = () =>
+  lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "request");
+
+describe("the token service's request lines never show a link token or short code", () => {
+  it("masks every path no route matches, a link pointed at the wrong service included", async () => {
+    const cases: [target: string, path: string][] = [
+      [`/l/${code}`, "/…"],
+      [`/l/${token}`, "/…"],
+      [`/x/${code}`, "/…"],
+      [`/${code}`, "/…"],
+      [`/v1/${token}`, "/v1/…"],
+      [`/v1/links/${code}/revoke`, "/v1/links/…"],
+      [`/v1/keys/${code}/revoke/now`, "/v1/keys/…"],
+      [`/.well-known/${code}`, "/.well-known/…"],
+      [`/console/links/${code}/revoke/x`, "/console/links/…"],
+      [`/console/${token}`, "/console/…"],
+      [`/%6C/${code}`, "/…"],
+    ];
+    const before = requestLines().length;
+    for (const [target] of cases) {
+      const res = await call(h, "GET", target, { headers: { referer: `http://127.0.0.1:8080/l/${code}` } });
+      expect(await res.text()).not.toContain(code);
+    }
+    expect(
+      requestLines()
+        .slice(before)
+        .map((l) => l.path),
+    ).toEqual(cases.map(([, path]) => path));
+    const all = lines.join("\n");
+    expect(all).not.toContain(code);
+    expect(all).not.toContain(token);
+  });
+
+  it("shows identifiers of a matched route, never the query (`?token=`, `?t=`)", async () => {
+    const before = requestLines().length;
+    const refused = await call(h, "GET", `/v1/links?token=${code}&t=${token}`);
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).not.toContain(code);
+    await call(h, "GET", `/v1/contests/ge-2019?t=${token}`);
+    await call(h, "POST", `/v1/keys/kid-1/revoke?token=${code}`, { body: { reason: "test" } });
+    expect(
+      requestLines()
+        .slice(before)
+        .map((l) => `${l.route} ${l.path}`),
+    ).toEqual([
+      "/v1/links /v1/links",
+      "/v1/contests/:contestId /v1/contests/ge-2019",
+      "/v1/keys/:kid/revoke /v1/keys/kid-1/revoke",
+    ]);
+    const all = lines.join("\n");
+    expect(all).not.toContain(code);
+    expect(all).not.toContain(token);
+  });
+
+  it("writes no token in the error line of a request that failed", async () => {
+    const healthy = h.deps.audit.healthy;
+    h.deps.audit.healthy = () => {
+      throw new Error("audit state unreadable");
+    };
+    try {
+      const res = await call(h, "POST", `/v1/links/${code}/x?t=${token}`, { body: {} });
+      expect(res.status).toBe(500);
+    } finally {
+      h.deps.audit.healthy = healthy;
+    }
+    const errors = lines.filter((l) => (JSON.parse(l) as { level: string }).level === "error");
+    expect(errors.at(-1)).toContain("unhandled error");
+    expect(requestLines().at(-1)).toMatchObject({ path: "/v1/links/…", status: 500 });
+    const all = lines.join("\n");
+    expect(all).not.toContain(code);
+    expect(all).not.toContain(token);
+  });
+});
