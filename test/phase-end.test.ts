@@ -53,6 +53,12 @@ async function opens(token: string): Promise<{ status: number; code: string | nu
   return { status: res.status, code: res.status === 200 ? null : await errorCode(res) };
 }
 
+/** The JSON refusal's message for a link's landing page. */
+async function refusalMessage(token: string): Promise<string> {
+  const res = await landing(gw, token, "application/json");
+  return ((await res.json()) as { error: { message: string } }).error.message;
+}
+
 describe("a phase ended early stays ended", () => {
   it("by a timeline: re-opening the window revives no old link; a link issued after it works", async () => {
     const { contestId, campaignId, ballot } = await runningBallot();
@@ -101,6 +107,8 @@ describe("a phase ended early stays ended", () => {
     expect(ended.status).toBe(200);
     await stack.synced();
     expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    const endedWords = await refusalMessage(old.token);
+    expect(endedWords).toMatch(/^This link was for the ballot phase of .+, which ended at .+ UTC\.$/);
     const refused = await stack.api("POST", "/v1/links", {
       body: { campaignId, phase: "ballot", volunteer: { ref: uid("vol") }, scopes: MEMBER_SCOPES },
     });
@@ -110,6 +118,8 @@ describe("a phase ended early stays ended", () => {
     await putContest(stack, contestId, [ballot]);
     await stack.synced();
     expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    // It still names when the phase was switched off, not the re-opened window's end to come.
+    expect(await refusalMessage(old.token)).toBe(endedWords);
     const fresh = await issue(stack, { campaignId, phase: "ballot" });
     expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
   });

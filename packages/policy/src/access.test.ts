@@ -1,6 +1,6 @@
 import type { Scope } from "@phaselock/core";
 import { describe, expect, it } from "vitest";
-import { decideAccess } from "./access.ts";
+import { decideAccess, phaseEndedAt } from "./access.ts";
 import { indexClosures } from "./closures.ts";
 import type { Revocation } from "./revocation-schema.ts";
 import { RevocationIndex } from "./revocations.ts";
@@ -253,4 +253,51 @@ describe("decideAccess", () => {
       if (d.allowed) expect(d.phase.name).toBe(claims(c).phs);
     },
   );
+});
+
+describe("phaseEndedAt: the time a phase_closed refusal names", () => {
+  it.each<{ label: string; c?: Partial<LinkClaims>; closures?: Closure[]; at: string; want: string | null }>([
+    { label: "the phase's end has passed", at: "2020-04-03T00:00:00Z", want: "2020-04-02T12:00:00.000Z" },
+    {
+      label: "closed early, window re-opened: the closure, not the end still to come",
+      closures: [{ at: "2020-02-28T00:00:00Z" }],
+      at: DURING,
+      want: "2020-02-28T00:00:00.000Z",
+    },
+    {
+      label: "closed early and the re-opened window has ended since: still the closure",
+      closures: [{ at: "2020-02-28T00:00:00Z" }],
+      at: "2020-04-03T00:00:00Z",
+      want: "2020-02-28T00:00:00.000Z",
+    },
+    {
+      label: "a closure before the link was issued: the phase's own end",
+      closures: [{ at: "2020-01-20T00:00:00Z" }],
+      at: "2020-04-03T00:00:00Z",
+      want: "2020-04-02T12:00:00.000Z",
+    },
+    {
+      label: "the phase has not started: no time",
+      c: { phs: "ballot" },
+      at: "2020-02-20T00:00:00Z",
+      want: null,
+    },
+    {
+      label: "a closure of another phase: no time while this one has not ended",
+      closures: [{ phase: "nominations", at: "2020-02-10T00:00:00Z" }],
+      at: "2020-02-20T00:00:00Z",
+      want: null,
+    },
+    { label: "a phase gone from the timeline: no time", c: { phs: "hustings" }, at: DURING, want: null },
+    { label: "an unknown contest: no time", c: { cst: "nope" }, at: DURING, want: null },
+    {
+      label: "a closure time ahead of this clock: not named",
+      closures: [{ at: "2020-03-01T00:00:01Z" }],
+      at: DURING,
+      want: null,
+    },
+  ])("$label", ({ c, closures, at, want }) => {
+    const ended = phaseEndedAt(snapshot([], [], closures), claims(c), new Date(at));
+    expect(ended?.toISOString() ?? null).toBe(want);
+  });
 });

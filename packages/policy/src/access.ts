@@ -53,3 +53,21 @@ export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
 
   return { allowed: true, phase };
 }
+
+/**
+ * When the phase of a link refused `phase_closed` stopped taking that link: the closure that
+ * ended it early (its links stay dead whatever the timeline says later), else the timeline's end
+ * of the phase once it has passed. `undefined` when the phase simply is not running (it has not
+ * started, or is gone from the timeline), so a refusal never names a time still to come.
+ */
+export function phaseEndedAt(
+  snapshot: Pick<PolicySnapshot, "contests" | "closures">,
+  claims: Pick<LinkClaims, "cst" | "phs" | "iat">,
+  now: Date,
+): Date | undefined {
+  const t = now.getTime();
+  const closedAt = snapshot.closures.get(claims.cst)?.get(claims.phs);
+  if (closedAt && closedForLink(snapshot.closures, claims) && closedAt.getTime() <= t) return closedAt;
+  const phase = snapshot.contests.get(claims.cst)?.phases.find((p) => p.name === claims.phs);
+  return phase && phase.endsAt.getTime() <= t ? phase.endsAt : undefined;
+}

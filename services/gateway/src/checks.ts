@@ -6,6 +6,7 @@ import {
   type LinkClaims,
   type Phase,
   type PolicySnapshot,
+  phaseEndedAt,
 } from "@phaselock/policy";
 import type { GatewayDeps, LinkRecord, SessionRecord } from "./deps.ts";
 import { type Refusal, type RefusalContext, refusal } from "./refusals.ts";
@@ -105,7 +106,10 @@ export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<
   const limited = await meter(deps, access, req.meter.assignsRecord, now);
   // The page of a limited request still names whom to ask.
   if (limited)
-    return refused({ ...limited, context: { ...context(claims, snapshot), ...limited.context } }, claims);
+    return refused(
+      { ...limited, context: { ...context(claims, snapshot, now), ...limited.context } },
+      claims,
+    );
   return access;
 }
 
@@ -138,7 +142,10 @@ async function verifyCredential(deps: CheckDeps, token: string): Promise<Verifie
   if (verified.claims && !(await signedByItsKey(deps, token, verified.claims.jti)))
     return refused(refusal("token_invalid"), verified.claims);
   if (verified.ok) return verified;
-  const ctx = verified.reason === "token_invalid" ? {} : context(verified.claims, deps.policy.snapshot());
+  const ctx =
+    verified.reason === "token_invalid"
+      ? {}
+      : context(verified.claims, deps.policy.snapshot(), deps.clock.now());
   return refused(refusal(verified.reason, ctx), verified.claims);
 }
 
@@ -161,10 +168,12 @@ function headerKid(token: string): unknown {
 function storedLink(deps: CheckDeps, link: LinkRecord): Verified {
   const claims = claimsOfLink(link);
   if (!deps.keyKnown(link.kid)) return refused(refusal("token_invalid"), claims);
-  const now = Math.floor(deps.clock.now().getTime() / 1000);
-  if (claims.exp <= now) return refused(refusal("expired", context(claims, deps.policy.snapshot())), claims);
+  const at = deps.clock.now();
+  const now = Math.floor(at.getTime() / 1000);
+  if (claims.exp <= now)
+    return refused(refusal("expired", context(claims, deps.policy.snapshot(), at)), claims);
   if (claims.nbf > now)
-    return refused(refusal("not_yet_valid", context(claims, deps.policy.snapshot())), claims);
+    return refused(refusal("not_yet_valid", context(claims, deps.policy.snapshot(), at)), claims);
   return { ok: true, claims };
 }
 
@@ -199,7 +208,7 @@ function decidePolicy(
     requiredScope,
     now,
   });
-  if (!decision.allowed) return refused(refusal(decision.reason, context(claims, snapshot)), claims);
+  if (!decision.allowed) return refused(refusal(decision.reason, context(claims, snapshot, now)), claims);
   return {
     ok: true,
     claims,
@@ -224,14 +233,17 @@ async function meter(
   }
 }
 
-/** What the gateway knows about a refused link, to explain it in plain words. */
+/**
+ * What the gateway knows about a refused link at `now`, to explain it in plain words. `endedAt`
+ * is when its phase stopped taking it (a closure, else a past end), never a time still to come.
+ */
 export function context(
   claims: LinkClaims | undefined,
   snapshot: PolicySnapshot | undefined,
+  now: Date,
 ): RefusalContext {
   if (!claims || !snapshot) return {};
   const contest = snapshot.contests.get(claims.cst);
-  const phase = contest?.phases.find((p) => p.name === claims.phs);
   const campaign = snapshot.campaigns.get(claims.cmp);
   return {
     campaignName: campaign?.name,
@@ -239,7 +251,7 @@ export function context(
     expiresAt: new Date(claims.exp * 1000),
     contestName: contest?.name ?? claims.cst,
     phaseName: claims.phs,
-    endedAt: phase?.endsAt,
+    endedAt: phaseEndedAt(snapshot, claims, now),
     startsAt: new Date(claims.nbf * 1000),
   };
 }

@@ -1,5 +1,6 @@
+import { addClosure } from "@phaselock/policy";
 import { T0_SECONDS } from "@phaselock/tokens/testing";
-import { cspHash, FALLBACK_CONTACT, LOCAL_TIME_SCRIPT, VOLUNTEER_STYLE } from "@phaselock/ui";
+import { cspHash, FALLBACK_CONTACT, LOCAL_TIME_SCRIPT, utcText, VOLUNTEER_STYLE } from "@phaselock/ui";
 import { describe, expect, it } from "vitest";
 import { REFUSALS, type RefusalCode, refusal, refusalPage } from "./refusals.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
@@ -256,6 +257,55 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
     const html = await expectVolunteerPage(res, session);
     expect(html).toContain(CONTACT_HTML);
     expect(html).toContain("If this keeps happening, ask");
+  });
+});
+
+describe("phase_closed names when the phase stopped taking the link, never a time to come", () => {
+  const HOUR = 3600;
+  const messageOf = async (res: Response) =>
+    ((await res.json()) as { error: { message: string } }).error.message;
+
+  it("a phase switched off early and re-opened by a later timeline: the closure time, not its new end", async () => {
+    const g = await fixture();
+    const closedAt = new Date((T0_SECONDS - HOUR) * 1000);
+    addClosure(g.snapshot.closures, { contestId: "leadership-2020", phase: "ballot", closedAt });
+    // ballot still runs in the timeline (it ends 21 days after T0): the window was re-opened
+    const endsAt = g.snapshot.contests
+      .get("leadership-2020")!
+      .phases.find((p) => p.name === "ballot")!.endsAt;
+    expect(endsAt.getTime()).toBeGreaterThan(g.clock.now().getTime());
+    const token = await g.issue({ iat: T0_SECONDS - 2 * HOUR, nbf: T0_SECONDS - 2 * HOUR });
+
+    const res = await g.get(`/l/${token}`, HTML);
+    expect(res.status).toBe(410);
+    const html = await expectVolunteerPage(res, token);
+    expect(html).toContain(`which ended at ${timeOf(closedAt)}`);
+    expect(html).not.toContain(timeOf(endsAt));
+    const json = await messageOf(await g.get(`/l/${token}`, { accept: "application/json" }));
+    expect(json).toBe(
+      `This link was for the ballot phase of Leadership election 2020, which ended at ${utcText(closedAt)}.`,
+    );
+
+    const session = await g.session({ iat: T0_SECONDS - 2 * HOUR, nbf: T0_SECONDS - 2 * HOUR });
+    const pb = await g.bearer(session, "/pb/calls/next", { headers: { accept: "application/json" } });
+    expect(pb.status).toBe(403);
+    expect(await messageOf(pb)).toContain(`which ended at ${utcText(closedAt)}.`);
+  });
+
+  it("a phase whose window has not come (moved later): not running now, with no end time", async () => {
+    const g = await fixture();
+    // hustings starts 21 days after T0; a link valid from yesterday is refused by the phase check
+    const token = await g.issue({ phs: "hustings", iat: T0_SECONDS - DAY, nbf: T0_SECONDS - DAY });
+    const res = await g.get(`/l/${token}`, HTML);
+    expect(res.status).toBe(410);
+    const html = await expectVolunteerPage(res, token);
+    expect(html).toContain("Reference: phase_closed");
+    expect(html).toContain("which is not running now.");
+    expect(html).not.toContain("which ended at");
+    const json = await messageOf(await g.get(`/l/${token}`, { accept: "application/json" }));
+    expect(json).toBe(
+      "This link was for the hustings phase of Leadership election 2020, which is not running now.",
+    );
   });
 });
 

@@ -49,7 +49,7 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     if (!link) return refuse(refusal("token_invalid"), 401, outcome.claims);
     if (link.uses >= link.maxUses)
       return refuse(
-        refusal("uses_exhausted", context(outcome.claims, deps.policy.snapshot())),
+        refusal("uses_exhausted", context(outcome.claims, deps.policy.snapshot(), deps.clock.now())),
         410,
         outcome.claims,
       );
@@ -181,7 +181,7 @@ ${askHtml(campaign?.contact)}`;
       return deny(
         counted.reason === "not_found"
           ? refusal("token_invalid")
-          : refusal(counted.reason, context(claims, deps.policy.snapshot())),
+          : refusal(counted.reason, context(claims, deps.policy.snapshot(), now)),
         claims,
       );
     }
