@@ -189,7 +189,12 @@ async function resolveSession(deps: CheckDeps, credential: string): Promise<Veri
   const link = storedLink(deps, resolved.link);
   if (!link.ok) return link;
   // Capped at the link's exp, so past the link's own exp the answer above is `expired`.
-  if (!sessionLive(resolved.session, deps.clock.now())) return refused(refusal("token_invalid"), link.claims);
+  const now = deps.clock.now();
+  if (!sessionLive(resolved.session, now)) {
+    // It was real and ran out (SESSION_TTL_SECONDS): say so, and whom to ask, not "not valid".
+    const ctx = { ...context(link.claims, deps.policy.snapshot(), now), sessionTimedOut: true };
+    return refused(refusal("token_invalid", ctx), link.claims);
+  }
   return { ok: true, claims: link.claims, session: resolved.session };
 }
 

@@ -1,6 +1,6 @@
 import { errorStatus } from "@phaselock/core";
 import { describe, expect, it } from "vitest";
-import { landingStatus, REFUSALS, type RefusalCode, refusal, refusalPage } from "./refusals.ts";
+import { landingStatus, REFUSALS, type RefusalCode, refusal, refusalPage, refusalTitle } from "./refusals.ts";
 
 const codes = Object.keys(REFUSALS) as RefusalCode[];
 
@@ -31,7 +31,7 @@ describe("the refusal table", () => {
     const r = refusal(code, { startsAt: new Date(0), retryAfterSeconds: 5 });
     expect(r.message.length).toBeGreaterThan(10);
     const html = refusalPage(r);
-    expect(html).toContain(`<title>${REFUSALS[code].title.replace(/'/g, "&#39;")}</title>`);
+    expect(html).toContain(`<title>${refusalTitle(code).replace(/'/g, "&#39;")}</title>`);
     expect(html).toContain(`Reference: ${code}`);
   });
 });

@@ -17,6 +17,11 @@ export interface RefusalContext {
   retryAfterSeconds?: number | undefined;
   /** whom the campaign tells volunteers to ask (the campaign's `contact`) */
   contact?: string | undefined;
+  /**
+   * token_invalid for a session that ran past its own expiry (SESSION_TTL_SECONDS): it was real,
+   * so it is told it timed out, not that its link "is not valid". Never for an unknown credential.
+   */
+  sessionTimedOut?: boolean | undefined;
 }
 
 /** Every refusal the gateway answers with. */
@@ -38,11 +43,11 @@ interface RefusalSpec {
   /** the landing page's: 410 when the link never will work again, 403 when it may later */
   landingStatus: number;
   /** the refusal page's heading */
-  title: string;
+  title: string | ((ctx: RefusalContext) => string);
   /** one sentence for API clients (JSON) and the page. Stable codes; messages may change. */
   message: string | ((ctx: RefusalContext) => readonly Part[]);
   /** the page's words for a volunteer, where the API message speaks of headers or endpoints */
-  page?: string;
+  page?: string | ((ctx: RefusalContext) => readonly Part[] | undefined);
 }
 
 /** Every refusal code's answer, in one table: a new code does not compile until it has a row. */
@@ -57,8 +62,18 @@ export const REFUSALS = {
   token_invalid: {
     status: 401,
     landingStatus: 401,
-    title: "This link does not work",
-    message: "This link is not valid. It may have been copied incompletely or altered.",
+    title: (ctx) => (ctx.sessionTimedOut ? "Your session has timed out" : "This link does not work"),
+    message: (ctx) => [
+      ctx.sessionTimedOut
+        ? "This session has timed out. Open the link again to start a new one."
+        : "This link is not valid. It may have been copied incompletely or altered.",
+    ],
+    page: (ctx) =>
+      ctx.sessionTimedOut
+        ? [
+            "Your calling session on this device has timed out. To carry on, open the link you were sent again and press Start calling; if the link no longer works, ask for a new one.",
+          ]
+        : undefined,
   },
   session_required: {
     status: 401,
@@ -179,6 +194,19 @@ function messageParts(code: RefusalCode, ctx: RefusalContext): readonly Part[] {
   return typeof message === "string" ? [message] : message(ctx);
 }
 
+/** The words for a volunteer: the page's own where the code has them, else the message. */
+function volunteerParts(code: RefusalCode, ctx: RefusalContext): readonly Part[] {
+  const { page } = REFUSALS[code] as RefusalSpec;
+  const own = typeof page === "function" ? page(ctx) : page === undefined ? undefined : [page];
+  return own ?? messageParts(code, ctx);
+}
+
+/** The refusal page's heading for `code` in `ctx`. */
+export function refusalTitle(code: RefusalCode, ctx: RefusalContext = {}): string {
+  const { title } = REFUSALS[code] as RefusalSpec;
+  return typeof title === "string" ? title : title(ctx);
+}
+
 /** One sentence per code for API clients (JSON), times in UTC. Stable codes; messages may change. */
 export function refusalMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
   return messageParts(code, ctx)
@@ -206,9 +234,8 @@ const TEMPORARY = new Set<number>([408, 413, 429, 502, 503, 504]);
  */
 export function refusalPage(r: Refusal): string {
   const ctx = r.context ?? {};
-  const { title } = REFUSALS[r.code];
-  const spec = REFUSALS[r.code] as RefusalSpec;
-  const message = (spec.page !== undefined ? [spec.page] : messageParts(r.code, ctx))
+  const title = refusalTitle(r.code, ctx);
+  const message = volunteerParts(r.code, ctx)
     .map((p) => (typeof p === "string" ? escapeHtml(p) : timeHtml(p)))
     .join("");
   const facts: string[] = [];

@@ -84,7 +84,10 @@ describe("sessions: a link opens a session and never is one", () => {
     expect((await g.bearer(ttl.session)).status).toBe(200);
     g.clock.set((T0_SECONDS + 600) * 1000);
     const after = await g.bearer(ttl.session);
-    expect([after.status, await errorCode(after)]).toEqual([401, "token_invalid"]);
+    const body = (await after.json()) as { error: { code: string; message: string } };
+    expect([after.status, body.error.code]).toEqual([401, "token_invalid"]);
+    // It was a real session that ran out: it says so, not that the link "is not valid".
+    expect(body.error.message).toBe("This session has timed out. Open the link again to start a new one.");
   });
 
   it("a revoked signing key ends the sessions opened from its links (token_invalid)", async () => {

@@ -2,7 +2,7 @@ import { addClosure } from "@phaselock/policy";
 import { T0_SECONDS } from "@phaselock/tokens/testing";
 import { cspHash, FALLBACK_CONTACT, LOCAL_TIME_SCRIPT, utcText, VOLUNTEER_STYLE } from "@phaselock/ui";
 import { describe, expect, it } from "vitest";
-import { REFUSALS, type RefusalCode, refusal, refusalPage } from "./refusals.ts";
+import { REFUSALS, type RefusalCode, type RefusalContext, refusal, refusalPage } from "./refusals.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
 
 // The gateway's volunteer pages (landing, refusal, signed-out) as a volunteer's phone gets them:
@@ -260,6 +260,52 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
   });
 });
 
+describe("a session that timed out says so (token_invalid), not that the link is not valid", () => {
+  it("as a page: its own heading and words, what to do, and whom to ask; as JSON: the same code", async () => {
+    const g = await fixture();
+    g.deps.config.sessionTtlSeconds = 600;
+    const session = await g.redeem(await g.issue());
+    g.clock.set((T0_SECONDS + 600) * 1000);
+    const res = await g.app.request("/pb/calls/next", {
+      headers: { ...HTML, authorization: `Bearer ${session}` },
+    });
+    expect(res.status).toBe(401);
+    const html = await expectVolunteerPage(res, session);
+    expect(html).toContain("Reference: token_invalid");
+    expect(html).toContain("<title>Your session has timed out</title>");
+    expect(html).toContain("Your calling session on this device has timed out.");
+    expect(html).toContain("open the link you were sent again and press Start calling");
+    expect(html).not.toContain("not valid");
+    expect(html).toContain(CONTACT_HTML);
+
+    const json = await g.bearer(session, "/pb/calls/next", { headers: { accept: "application/json" } });
+    expect(json.status).toBe(401);
+    expect(((await json.json()) as { error: unknown }).error).toMatchObject({
+      code: "token_invalid",
+      message: "This session has timed out. Open the link again to start a new one.",
+    });
+  });
+
+  it("an unknown or signed-out session is still told only that it does not work", async () => {
+    const g = await fixture();
+    const session = await g.session();
+    await g.app.request("/pb/_phaselock/session/end", {
+      method: "POST",
+      headers: { authorization: `Bearer ${session}` },
+    });
+    for (const credential of [session, "pls_notAsessionAtAll000000"]) {
+      const res = await g.app.request("/pb/calls/next", {
+        headers: { ...HTML, authorization: `Bearer ${credential}` },
+      });
+      expect(res.status).toBe(401);
+      const html = await res.text();
+      expect(html).toContain("<title>This link does not work</title>");
+      expect(html).not.toContain("timed out");
+      expect(html).not.toContain("Sam Organiser");
+    }
+  });
+});
+
 describe("phase_closed names when the phase stopped taking the link, never a time to come", () => {
   const HOUR = 3600;
   const messageOf = async (res: Response) =>
@@ -310,9 +356,13 @@ describe("phase_closed names when the phase stopped taking the link, never a tim
 });
 
 describe("every refusal page speaks to a volunteer", () => {
-  it.each(Object.keys(REFUSALS) as RefusalCode[])("%s: plain words, no API jargon, whom to ask", (code) => {
+  const variants: Array<[string, RefusalCode, RefusalContext]> = [
+    ...(Object.keys(REFUSALS) as RefusalCode[]).map((c): [string, RefusalCode, RefusalContext] => [c, c, {}]),
+    ["token_invalid (session timed out)", "token_invalid", { sessionTimedOut: true }],
+  ];
+  it.each(variants)("%s: plain words, no API jargon, whom to ask", (_, code, extra) => {
     const html = refusalPage(
-      refusal(code, { contact: CONTACT, startsAt: new Date(0), expiresAt: new Date(0) }),
+      refusal(code, { contact: CONTACT, startsAt: new Date(0), expiresAt: new Date(0), ...extra }),
     );
     const main = html.slice(html.indexOf("<main>"), html.indexOf("</main>"));
     expect(main).not.toMatch(/Authorization|Bearer|POST |API|gateway|request body/i);
