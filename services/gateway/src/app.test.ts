@@ -1,7 +1,9 @@
 import { createHmac } from "node:crypto";
+import { MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
 import { generateSigningKey, signLink } from "@phaselock/tokens";
 import { b64json, claimsAt, signRaw, T0_SECONDS } from "@phaselock/tokens/testing";
 import { describe, expect, it } from "vitest";
+import { createLimits } from "./limits.ts";
 import { errorCode, gatewayFixture, UPSTREAM_SECRET } from "./test-support.ts";
 import { UpstreamError } from "./upstream.ts";
 
@@ -129,6 +131,50 @@ describe("gateway refusals, one per contract code", () => {
     const res = await g.bearer(token, "/pb/calls/next");
     expect([res.status, await errorCode(res)]).toEqual([429, "quota_exceeded"]);
     expect(g.phonebank.seen.filter((r) => r.path === "/calls/next")).toHaveLength(2);
+  });
+
+  it("quota_exceeded: the link's own quota blames the link, the campaign's blames the campaign", async () => {
+    const g = await gatewayFixture();
+    // A campaign may see as many records as one link, so a second link meets the campaign's quota.
+    g.deps.limits = createLimits({
+      rateLimiter: new MemoryRateLimiter(),
+      recordQuota: new MemoryRecordQuota(),
+      defaults: { campaignFactor: 1 },
+    });
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { recordsPerHour: 2 };
+    const message = async (res: Response) => {
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      return [res.status, body.error.code, body.error.message];
+    };
+    const a = await g.session();
+    expect((await g.bearer(a, "/pb/members/m_000001")).status).toBe(200);
+    expect((await g.bearer(a, "/pb/members/m_000002")).status).toBe(200);
+    const linkSpent = "This link has reached the number of member records it may see for now.";
+    expect(await message(await g.bearer(a, "/pb/members/m_000003"))).toEqual([
+      429,
+      "quota_exceeded",
+      linkSpent,
+    ]);
+    expect(await message(await g.bearer(a, "/pb/calls/next"))).toEqual([429, "quota_exceeded", linkSpent]);
+
+    const b = await g.session();
+    const campaignSpent =
+      "Your campaign has reached the number of member records it may see for now, across all its volunteers. Your link still works: try again later.";
+    // after the answer (a member record) and before asking the upstream (the next call)
+    expect(await message(await g.bearer(b, "/pb/members/m_000004"))).toEqual([
+      429,
+      "quota_exceeded",
+      campaignSpent,
+    ]);
+    expect(await message(await g.bearer(b, "/pb/calls/next"))).toEqual([
+      429,
+      "quota_exceeded",
+      campaignSpent,
+    ]);
+    const page = await g.bearer(b, "/pb/calls/next", { headers: { accept: "text/html" } });
+    const html = await page.text();
+    expect(html).toContain("<title>Your campaign has reached its limit for now</title>");
+    expect(html).not.toContain("This link has reached");
   });
 
   it("unavailable (503): stale policy state or an audit trail that cannot be written", async () => {

@@ -68,27 +68,33 @@ export function createLimits(opts: {
   ];
   const rateLimited = (retryAfterMs: number) =>
     refusal("rate_limited", { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
-  const quotaSpent = (now: Date) =>
+  // The quota steps' order (quotaSteps): the link's, then the campaign's.
+  const QUOTA_OF = ["link", "campaign"] as const;
+  /** `step`: the index of the first quota step that is spent, so the words blame the right one. */
+  const quotaSpent = (now: Date, step: number) =>
     refusal("quota_exceeded", {
       retryAfterSeconds: Math.max(1, Math.ceil((HOUR - (now.getTime() % HOUR)) / 1000)),
+      quotaOf: QUOTA_OF[step] ?? "link",
     });
+  const spentStep = (counts: number[], quotas: ReturnType<typeof quotaSteps>) =>
+    counts.findIndex((n, i) => n >= quotas[i]!.rule.limit);
 
   return {
     async request(claims, campaign, now, o) {
       const quotas = o?.recordsLeft ? quotaSteps(claims, campaign) : [];
       const r = await meter.check(rateSteps(claims, campaign), quotas, now);
       if (r.denied) return rateLimited(r.denied.decision.retryAfterMs);
-      return r.counts.some((n, i) => n >= quotas[i]!.rule.limit) ? quotaSpent(now) : null;
+      const spent = spentStep(r.counts, quotas);
+      return spent < 0 ? null : quotaSpent(now, spent);
     },
     async recordsLeft(claims, campaign, now) {
       const quotas = quotaSteps(claims, campaign);
-      const r = await meter.check([], quotas, now);
-      return r.counts.some((n, i) => n >= quotas[i]!.rule.limit) ? quotaSpent(now) : null;
+      const spent = spentStep((await meter.check([], quotas, now)).counts, quotas);
+      return spent < 0 ? null : quotaSpent(now, spent);
     },
     async admitRecord(claims, campaign, recordId, now) {
-      return (await meter.admit(quotaSteps(claims, campaign), recordId, now)) === null
-        ? null
-        : quotaSpent(now);
+      const refused = await meter.admit(quotaSteps(claims, campaign), recordId, now);
+      return refused === null ? null : quotaSpent(now, refused);
     },
   };
 }

@@ -22,6 +22,8 @@ export interface RefusalContext {
    * so it is told it timed out, not that its link "is not valid". Never for an unknown credential.
    */
   sessionTimedOut?: boolean | undefined;
+  /** whose record quota is spent (quota_exceeded): the link's own, or its campaign's as a whole */
+  quotaOf?: "link" | "campaign" | undefined;
 }
 
 /** Every refusal the gateway answers with. */
@@ -151,8 +153,16 @@ export const REFUSALS = {
   quota_exceeded: {
     status: 429,
     landingStatus: 429,
-    title: "You have seen enough records for now",
-    message: "This link has reached the number of member records it may see for now.",
+    title: (ctx) =>
+      ctx.quotaOf === "campaign"
+        ? "Your campaign has reached its limit for now"
+        : "You have seen enough records for now",
+    message: (ctx) =>
+      ctx.quotaOf === "campaign"
+        ? [
+            "Your campaign has reached the number of member records it may see for now, across all its volunteers. Your link still works: try again later.",
+          ]
+        : ["This link has reached the number of member records it may see for now."],
   },
   rate_limited: {
     status: 429,

@@ -359,6 +359,7 @@ describe("every refusal page speaks to a volunteer", () => {
   const variants: Array<[string, RefusalCode, RefusalContext]> = [
     ...(Object.keys(REFUSALS) as RefusalCode[]).map((c): [string, RefusalCode, RefusalContext] => [c, c, {}]),
     ["token_invalid (session timed out)", "token_invalid", { sessionTimedOut: true }],
+    ["quota_exceeded (the campaign's)", "quota_exceeded", { quotaOf: "campaign" }],
   ];
   it.each(variants)("%s: plain words, no API jargon, whom to ask", (_, code, extra) => {
     const html = refusalPage(
