@@ -192,6 +192,26 @@ describeBrowser("a volunteer's pages in a browser", (b) => {
     expect(back?.status()).toBe(401);
   });
 
+  it("a refusal on the calling page is in a volunteer's words, not the API message", async () => {
+    const context = await b.context("phone");
+    context.setDefaultTimeout(8000);
+    const page = await context.newPage();
+    const link = await newLink();
+    await page.goto(link.url);
+    await page.getByRole("button", { name: "Start calling" }).click();
+    await page.waitForURL(`${origin}/pb/`);
+    // The session cookie goes (as when it runs out): the page's next request has no session.
+    await context.clearCookies();
+    await page.getByRole("button", { name: "Next call" }).click();
+    const refusal = page.getByRole("alert");
+    await refusal.waitFor({ state: "visible" });
+    expect(await text(page, "#refused-message")).toBe(
+      "This device is not signed in to the phone bank. Open the link you were sent and press Start calling.",
+    );
+    expect(await refusal.textContent()).not.toMatch(/Authorization|Bearer|session>/);
+    expect(await text(page, "#refused-code")).toBe("token_missing");
+  });
+
   it("every volunteer page passes axe at laptop size too", async () => {
     const context = await b.context("laptop");
     context.setDefaultTimeout(8000);

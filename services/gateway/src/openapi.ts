@@ -67,7 +67,15 @@ export const gatewayOpenApi = {
           error: {
             type: "object",
             required: ["code", "message"],
-            properties: { code: { type: "string", enum: [...REFUSAL_CODES] }, message: { type: "string" } },
+            properties: {
+              code: { type: "string", enum: [...REFUSAL_CODES] },
+              message: { type: "string", description: "One sentence for API clients" },
+              volunteerMessage: {
+                type: "string",
+                description:
+                  "The refusal page's words for a volunteer (times in UTC), for a page that shows the refusal it fetched as JSON",
+              },
+            },
           },
         },
       },

@@ -267,7 +267,24 @@ export function refusalPage(r: Refusal): string {
   return page(title, body.join("\n"));
 }
 
-export const refusalJson = (r: Refusal) => ({ error: { code: r.code, message: r.message } });
+/**
+ * The words for a volunteer as plain text, times in UTC: what the refusal page says, for a page of
+ * the upstream (the phone bank's calling page) that shows a refusal it fetched as JSON.
+ */
+export function volunteerMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
+  return volunteerParts(code, ctx)
+    .map((p) => (typeof p === "string" ? p : utcText(p)))
+    .join("");
+}
+
+/**
+ * `{"error":{"code","message","volunteerMessage"}}`: the contract's code and message (for API
+ * clients), and beside them the refusal page's words, for a page that shows the refusal to a
+ * volunteer; never the token.
+ */
+export const refusalJson = (r: Refusal) => ({
+  error: { code: r.code, message: r.message, volunteerMessage: volunteerMessage(r.code, r.context) },
+});
 
 /** Headers of every page or refusal whose URL may hold a token. */
 export const NO_STORE = {

@@ -2,7 +2,14 @@ import { addClosure } from "@phaselock/policy";
 import { T0_SECONDS } from "@phaselock/tokens/testing";
 import { cspHash, FALLBACK_CONTACT, LOCAL_TIME_SCRIPT, utcText, VOLUNTEER_STYLE } from "@phaselock/ui";
 import { describe, expect, it } from "vitest";
-import { REFUSALS, type RefusalCode, type RefusalContext, refusal, refusalPage } from "./refusals.ts";
+import {
+  REFUSALS,
+  type RefusalCode,
+  type RefusalContext,
+  refusal,
+  refusalJson,
+  refusalPage,
+} from "./refusals.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
 
 // The gateway's volunteer pages (landing, refusal, signed-out) as a volunteer's phone gets them:
@@ -369,6 +376,40 @@ describe("every refusal page speaks to a volunteer", () => {
     expect(main).not.toMatch(/Authorization|Bearer|POST |API|gateway|request body/i);
     expect(main).toContain(CONTACT_HTML);
     expect(main).toContain(`<h1 id="refusal-title">`);
+  });
+});
+
+describe("a JSON refusal carries the volunteer's words beside the API message", () => {
+  const bodyOf = async (res: Response) =>
+    ((await res.json()) as { error: { code: string; message: string; volunteerMessage: string } }).error;
+
+  it("the page's words where they differ from the API's: no session on /pb", async () => {
+    const g = await fixture();
+    const error = await bodyOf(await g.get("/pb/calls/next", { accept: "application/json" }));
+    expect(error.code).toBe("token_missing");
+    expect(error.message).toContain("Authorization: Bearer");
+    expect(error.volunteerMessage).toBe(
+      "This device is not signed in to the phone bank. Open the link you were sent and press Start calling.",
+    );
+  });
+
+  it("the message where it already speaks to a volunteer, times as UTC text", async () => {
+    const g = await fixture();
+    const exp = T0_SECONDS + 60;
+    const session = await g.session({ exp });
+    g.clock.set((T0_SECONDS + 120) * 1000);
+    const error = await bodyOf(
+      await g.bearer(session, "/pb/calls/next", { headers: { accept: "application/json" } }),
+    );
+    expect(error.code).toBe("expired");
+    expect(error.volunteerMessage).toBe(`This link expired at ${utcText(new Date(exp * 1000))}.`);
+    expect(error.volunteerMessage).toBe(error.message);
+  });
+
+  it.each(Object.keys(REFUSALS) as RefusalCode[])("%s: no API jargon, never the token", (code) => {
+    const error = refusalJson(refusal(code, { startsAt: new Date(0), expiresAt: new Date(0) })).error;
+    expect(error.volunteerMessage.length).toBeGreaterThan(10);
+    expect(error.volunteerMessage).not.toMatch(/Authorization|Bearer|POST |API|gateway|request body|<|>/i);
   });
 });
 

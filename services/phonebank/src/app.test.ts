@@ -324,6 +324,8 @@ describe("GET / (calling page)", () => {
     // The script clears the member from the screen on the gateway's refusals.
     expect(unnamed).toContain("401: ");
     expect(unnamed).toContain("clearMember()");
+    // It shows the gateway's words for a volunteer, not its message for API clients.
+    expect(unnamed).toContain("error.volunteerMessage || error.message");
   });
 });
 

@@ -42,12 +42,18 @@ const SCRIPT = `
     el("card").hidden = true;
   }
 
+  // The gateway's refusals carry the words its refusal page would show a volunteer
+  // (volunteerMessage); message is for API clients. The phone bank's own errors have a message only.
+  function words(error) {
+    return error && (error.volunteerMessage || error.message);
+  }
+
   function refused(res, error) {
     clearMember();
     // 429 and 503 pass; 401 and 403 end this session for good.
     if (res.status === 401 || res.status === 403) stopped = true;
     el("refused-title").textContent = REFUSED[res.status];
-    el("refused-message").textContent = (error && error.message) || "The gateway refused this request.";
+    el("refused-message").textContent = words(error) || "Calling cannot go on from this page right now.";
     el("refused-code").textContent = (error && error.code) || String(res.status);
     el("refused").hidden = false;
     status("");
@@ -70,7 +76,7 @@ const SCRIPT = `
         refused(res, error);
         return null;
       }
-      throw new Error((error && error.message) || "Something went wrong (" + res.status + ").");
+      throw new Error(words(error) || "Something went wrong (" + res.status + ").");
     }
     el("refused").hidden = true;
     return data;
