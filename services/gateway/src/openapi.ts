@@ -69,11 +69,10 @@ export const gatewayOpenApi = {
             required: ["code", "message"],
             properties: {
               code: { type: "string", enum: [...REFUSAL_CODES] },
-              message: { type: "string", description: "One sentence for API clients" },
-              volunteerMessage: {
+              message: {
                 type: "string",
                 description:
-                  "The refusal page's words for a volunteer (times in UTC), for a page that shows the refusal it fetched as JSON",
+                  "One sentence for API clients. The refusal page's words for a volunteer (times in UTC) are in the `Phaselock-Volunteer-Message` response header, percent-encoded UTF-8",
               },
             },
           },

@@ -277,14 +277,15 @@ export function volunteerMessage(code: RefusalCode, ctx: RefusalContext = {}): s
     .join("");
 }
 
+/** `{"error":{"code","message"}}`, exactly the contract's shape; never the token. */
+export const refusalJson = (r: Refusal) => ({ error: { code: r.code, message: r.message } });
+
 /**
- * `{"error":{"code","message","volunteerMessage"}}`: the contract's code and message (for API
- * clients), and beside them the refusal page's words, for a page that shows the refusal to a
- * volunteer; never the token.
+ * Response header of a JSON refusal: the refusal page's words for a volunteer (`volunteerMessage`),
+ * percent-encoded UTF-8, for a page of the upstream (the phone bank's calling page) that shows a
+ * refusal it fetched as JSON. A header, so the body keeps the contract's exact shape.
  */
-export const refusalJson = (r: Refusal) => ({
-  error: { code: r.code, message: r.message, volunteerMessage: volunteerMessage(r.code, r.context) },
-});
+export const VOLUNTEER_MESSAGE_HEADER = "Phaselock-Volunteer-Message";
 
 /** Headers of every page or refusal whose URL may hold a token. */
 export const NO_STORE = {
@@ -324,5 +325,6 @@ export function renderRefusal(
     return { status, headers, body: refusalPage(r) };
   }
   headers["Content-Type"] = "application/json";
+  headers[VOLUNTEER_MESSAGE_HEADER] = encodeURIComponent(volunteerMessage(r.code, r.context));
   return { status, headers, body: JSON.stringify(refusalJson(r)) };
 }

@@ -7,8 +7,9 @@ import {
   type RefusalCode,
   type RefusalContext,
   refusal,
-  refusalJson,
   refusalPage,
+  renderRefusal,
+  VOLUNTEER_MESSAGE_HEADER,
 } from "./refusals.ts";
 import { errorCode, gatewayFixture } from "./test-support.ts";
 
@@ -380,8 +381,15 @@ describe("every refusal page speaks to a volunteer", () => {
 });
 
 describe("a JSON refusal carries the volunteer's words beside the API message", () => {
-  const bodyOf = async (res: Response) =>
-    ((await res.json()) as { error: { code: string; message: string; volunteerMessage: string } }).error;
+  // The body is exactly the contract's shape; the volunteer's words travel in a header.
+  const bodyOf = async (res: Response) => {
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(Object.keys(body)).toEqual(["error"]);
+    expect(Object.keys(body.error).sort()).toEqual(["code", "message"]);
+    const header = res.headers.get(VOLUNTEER_MESSAGE_HEADER);
+    expect(header).toMatch(/^[\x21-\x7e]+$/);
+    return { ...body.error, volunteerMessage: decodeURIComponent(header ?? "") };
+  };
 
   it("the page's words where they differ from the API's: no session on /pb", async () => {
     const g = await fixture();
@@ -407,9 +415,14 @@ describe("a JSON refusal carries the volunteer's words beside the API message", 
   });
 
   it.each(Object.keys(REFUSALS) as RefusalCode[])("%s: no API jargon, never the token", (code) => {
-    const error = refusalJson(refusal(code, { startsAt: new Date(0), expiresAt: new Date(0) })).error;
-    expect(error.volunteerMessage.length).toBeGreaterThan(10);
-    expect(error.volunteerMessage).not.toMatch(/Authorization|Bearer|POST |API|gateway|request body|<|>/i);
+    const rendered = renderRefusal(
+      refusal(code, { startsAt: new Date(0), expiresAt: new Date(0) }),
+      undefined,
+      "req",
+    );
+    const words = decodeURIComponent(rendered.headers[VOLUNTEER_MESSAGE_HEADER] ?? "");
+    expect(words.length).toBeGreaterThan(10);
+    expect(words).not.toMatch(/Authorization|Bearer|POST |API|gateway|request body|<|>/i);
   });
 });
 

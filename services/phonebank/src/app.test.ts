@@ -325,7 +325,7 @@ describe("GET / (calling page)", () => {
     expect(unnamed).toContain("401: ");
     expect(unnamed).toContain("clearMember()");
     // It shows the gateway's words for a volunteer, not its message for API clients.
-    expect(unnamed).toContain("error.volunteerMessage || error.message");
+    expect(unnamed).toContain('res.headers.get("phaselock-volunteer-message")');
   });
 });
 

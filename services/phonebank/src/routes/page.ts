@@ -42,10 +42,15 @@ const SCRIPT = `
     el("card").hidden = true;
   }
 
-  // The gateway's refusals carry the words its refusal page would show a volunteer
-  // (volunteerMessage); message is for API clients. The phone bank's own errors have a message only.
-  function words(error) {
-    return error && (error.volunteerMessage || error.message);
+  // The gateway's refusals carry the words its refusal page would show a volunteer in the
+  // Phaselock-Volunteer-Message header (percent-encoded); message is for API clients. The phone
+  // bank's own errors have a message only.
+  function words(res, error) {
+    var header = res.headers.get("phaselock-volunteer-message");
+    if (header) {
+      try { return decodeURIComponent(header); } catch (e) { /* malformed: fall back */ }
+    }
+    return error && error.message;
   }
 
   function refused(res, error) {
@@ -53,7 +58,7 @@ const SCRIPT = `
     // 429 and 503 pass; 401 and 403 end this session for good.
     if (res.status === 401 || res.status === 403) stopped = true;
     el("refused-title").textContent = REFUSED[res.status];
-    el("refused-message").textContent = words(error) || "Calling cannot go on from this page right now.";
+    el("refused-message").textContent = words(res, error) || "Calling cannot go on from this page right now.";
     el("refused-code").textContent = (error && error.code) || String(res.status);
     el("refused").hidden = false;
     status("");
@@ -76,7 +81,7 @@ const SCRIPT = `
         refused(res, error);
         return null;
       }
-      throw new Error(words(error) || "Something went wrong (" + res.status + ").");
+      throw new Error(words(res, error) || "Something went wrong (" + res.status + ").");
     }
     el("refused").hidden = true;
     return data;
