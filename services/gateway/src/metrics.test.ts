@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
 import { createLogger, createMetricsRegistry } from "@phaselock/core";
+import { lineSink } from "@phaselock/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGatewayMetrics, REFUSAL_CODES } from "./metrics.ts";
 import { createNodeHandler } from "./node-handler.ts";
@@ -106,12 +106,7 @@ describe("the node fast path counts and logs too", () => {
     const lines: string[] = [];
     g.deps.logger = createLogger({
       service: "gateway",
-      destination: new Writable({
-        write(chunk, _enc, done) {
-          lines.push(...String(chunk).split("\n").filter(Boolean));
-          done();
-        },
-      }),
+      destination: lineSink(lines),
     });
     server = createServer(createNodeHandler(g.deps, g.app));
     await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));

@@ -1,7 +1,7 @@
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
 import { createLogger } from "@phaselock/core";
+import { lineSink } from "@phaselock/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { createNodeHandler } from "./node-handler.ts";
 import { requestLogPath } from "./request-log.ts";
@@ -17,12 +17,7 @@ async function logged() {
   const lines: string[] = [];
   g.deps.logger = createLogger({
     service: "gateway",
-    destination: new Writable({
-      write(chunk, _enc, done) {
-        lines.push(...String(chunk).split("\n").filter(Boolean));
-        done();
-      },
-    }),
+    destination: lineSink(lines),
   });
   const server = createServer(createNodeHandler(g.deps, g.app));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));

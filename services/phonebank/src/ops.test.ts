@@ -1,5 +1,5 @@
-import { Writable } from "node:stream";
 import { createLogger } from "@phaselock/core";
+import { lineSink } from "@phaselock/testkit";
 import { describe, expect, it } from "vitest";
 import { createApp } from "./app.ts";
 
@@ -64,12 +64,7 @@ describe("phone bank security headers and request lines", () => {
     const lines: string[] = [];
     const logger = createLogger({
       service: "phonebank",
-      destination: new Writable({
-        write(chunk, _enc, done) {
-          lines.push(...String(chunk).split("\n").filter(Boolean));
-          done();
-        },
-      }),
+      destination: lineSink(lines),
     });
     const app = createApp({ secret: SECRET, logger });
     await app.request("/members/m_000001?secret=1", {
@@ -96,12 +91,7 @@ describe("phone bank security headers and request lines", () => {
     const lines: string[] = [];
     const logger = createLogger({
       service: "phonebank",
-      destination: new Writable({
-        write(chunk, _enc, done) {
-          lines.push(...String(chunk).split("\n").filter(Boolean));
-          done();
-        },
-      }),
+      destination: lineSink(lines),
     });
     const app = createApp({ secret: SECRET, logger });
     const code = "Zq3k9XbT2mWv8LpR4sNa1c";

@@ -3,10 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
-import { describeIntegration } from "@phaselock/testkit";
+import { describeIntegration, lineSink } from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { parseStackEnv } from "./env.ts";
 import { type BuiltStack, buildStack } from "./stack.ts";
@@ -64,12 +63,7 @@ describeIntegration("a full run's logs: one JSON line per request, no credential
     });
     await db.handle.close();
     stack = await buildStack(config, {
-      logDestination: new Writable({
-        write(chunk, _enc, done) {
-          lines.push(...String(chunk).split("\n").filter(Boolean));
-          done();
-        },
-      }),
+      logDestination: lineSink(lines),
     });
     pb.current = getRequestListener(stack.phonebank.fetch);
     gw.current = stack.gateway.handler;

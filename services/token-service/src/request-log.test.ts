@@ -1,5 +1,5 @@
-import { Writable } from "node:stream";
 import { createLogger, messageLogger } from "@phaselock/core";
+import { lineSink } from "@phaselock/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, callJson, createHarness, type Harness, seedOpen } from "./test-support.ts";
 
@@ -11,12 +11,7 @@ let token = "";
 
 beforeAll(async () => {
   h = await createHarness();
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(...String(chunk).split("\n").filter(Boolean));
-      done();
-    },
-  });
+  const destination = lineSink(lines);
   h.deps.requestLogger = createLogger({ service: "token-service", destination });
   h.deps.logger = messageLogger(createLogger({ service: "token-service", destination }));
   const { campaignId } = await seedOpen(h);

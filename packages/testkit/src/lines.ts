@@ -1,0 +1,15 @@
+import { Writable } from "node:stream";
+
+/**
+ * A log destination that appends what is written to `lines`, one entry a line (pino writes one
+ * JSON line per call), for tests that read a real logger's output:
+ * `createLogger({ service, destination: lineSink(lines) })`.
+ */
+export function lineSink(lines: string[]): Writable {
+  return new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...String(chunk).split("\n").filter(Boolean));
+      done();
+    },
+  });
+}
