@@ -65,6 +65,8 @@ describe("the checkpoint folder at start and after", () => {
   const kek = new Uint8Array(randomBytes(32));
   const clock = new FakeClock("2026-01-01T08:00:00Z");
   const noTimer = { setInterval: () => 0, clearInterval: () => {} };
+  const trailIn = (dir: string) =>
+    new TokenServiceAuditTrail({ db: handle.db, kek, origin: ORIGIN, clock, dir, timers: noTimer });
   beforeEach(async () => {
     handle = await createMemoryDb();
     root = await mkdtemp(join(tmpdir(), "phaselock-cpdir-"));
@@ -79,14 +81,7 @@ describe("the checkpoint folder at start and after", () => {
     // whoever runs the test (root ignores permission bits).
     await writeFile(join(root, "file"), "");
     const dir = join(root, "file", "checkpoints");
-    const trail = new TokenServiceAuditTrail({
-      db: handle.db,
-      kek,
-      origin: ORIGIN,
-      clock,
-      dir,
-      timers: noTimer,
-    });
+    const trail = trailIn(dir);
     const err = await trail.start().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CheckpointFolderError);
     expect((err as Error).message).toContain(`${dir} (AUDIT_CHECKPOINT_DIR) cannot be written (ENOTDIR)`);
@@ -97,14 +92,7 @@ describe("the checkpoint folder at start and after", () => {
 
   it("signs nothing while the folder cannot be written, and carries on once it can", async () => {
     const dir = join(root, "checkpoints");
-    const trail = new TokenServiceAuditTrail({
-      db: handle.db,
-      kek,
-      origin: ORIGIN,
-      clock,
-      dir,
-      timers: noTimer,
-    });
+    const trail = trailIn(dir);
     await trail.start();
     await appendEvents(handle.db, [{ type: "audit.test", at: clock.now() }]);
     // The volume goes away under the running service: the folder is now a file.
