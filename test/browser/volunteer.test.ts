@@ -210,6 +210,8 @@ describeBrowser("a volunteer's pages in a browser", (b) => {
     );
     expect(await refusal.textContent()).not.toMatch(/Authorization|Bearer|session>/);
     expect(await text(page, "#refused-code")).toBe("token_missing");
+    // The gateway's heading for it, not the page's own one for any 401 ("Calling has stopped").
+    expect(await text(page, "#refused-title")).toBe("No link");
   });
 
   it("every volunteer page passes axe at laptop size too", async () => {

@@ -171,6 +171,11 @@ describe("gateway refusals, one per contract code", () => {
       "quota_exceeded",
       campaignSpent,
     ]);
+    // The calling page fetches JSON: the heading travels beside the words, in a header.
+    const json = await g.bearer(b, "/pb/calls/next", { headers: { accept: "application/json" } });
+    expect(decodeURIComponent(json.headers.get("phaselock-volunteer-title") ?? "")).toBe(
+      "Your campaign has reached its limit for now",
+    );
     const page = await g.bearer(b, "/pb/calls/next", { headers: { accept: "text/html" } });
     const html = await page.text();
     expect(html).toContain("<title>Your campaign has reached its limit for now</title>");

@@ -72,7 +72,7 @@ export const gatewayOpenApi = {
               message: {
                 type: "string",
                 description:
-                  "One sentence for API clients. The refusal page's words for a volunteer (times in UTC) are in the `Phaselock-Volunteer-Message` response header, percent-encoded UTF-8",
+                  "One sentence for API clients. The refusal page's words for a volunteer (times in UTC) are in the `Phaselock-Volunteer-Message` response header and its heading in `Phaselock-Volunteer-Title`, both percent-encoded UTF-8",
               },
             },
           },

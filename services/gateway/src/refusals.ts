@@ -286,6 +286,8 @@ export const refusalJson = (r: Refusal) => ({ error: { code: r.code, message: r.
  * refusal it fetched as JSON. A header, so the body keeps the contract's exact shape.
  */
 export const VOLUNTEER_MESSAGE_HEADER = "Phaselock-Volunteer-Message";
+/** Beside it, the refusal page's heading (`refusalTitle`), encoded the same way. */
+export const VOLUNTEER_TITLE_HEADER = "Phaselock-Volunteer-Title";
 
 /** Headers of every page or refusal whose URL may hold a token. */
 export const NO_STORE = {
@@ -326,5 +328,6 @@ export function renderRefusal(
   }
   headers["Content-Type"] = "application/json";
   headers[VOLUNTEER_MESSAGE_HEADER] = encodeURIComponent(volunteerMessage(r.code, r.context));
+  headers[VOLUNTEER_TITLE_HEADER] = encodeURIComponent(refusalTitle(r.code, r.context));
   return { status, headers, body: JSON.stringify(refusalJson(r)) };
 }

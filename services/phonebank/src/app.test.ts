@@ -325,7 +325,8 @@ describe("GET / (calling page)", () => {
     expect(unnamed).toContain("401: ");
     expect(unnamed).toContain("clearMember()");
     // It shows the gateway's words for a volunteer, not its message for API clients.
-    expect(unnamed).toContain('res.headers.get("phaselock-volunteer-message")');
+    expect(unnamed).toContain('fromGateway(res, "phaselock-volunteer-message")');
+    expect(unnamed).toContain('fromGateway(res, "phaselock-volunteer-title")');
   });
 });
 

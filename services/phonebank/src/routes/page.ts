@@ -43,21 +43,25 @@ const SCRIPT = `
   }
 
   // The gateway's refusals carry the words its refusal page would show a volunteer in the
-  // Phaselock-Volunteer-Message header (percent-encoded); message is for API clients. The phone
-  // bank's own errors have a message only.
-  function words(res, error) {
-    var header = res.headers.get("phaselock-volunteer-message");
+  // Phaselock-Volunteer-Message header, its heading in Phaselock-Volunteer-Title (both
+  // percent-encoded); message is for API clients. The phone bank's own errors have a message only.
+  function fromGateway(res, name) {
+    var header = res.headers.get(name);
     if (header) {
       try { return decodeURIComponent(header); } catch (e) { /* malformed: fall back */ }
     }
-    return error && error.message;
+    return "";
+  }
+  function words(res, error) {
+    return fromGateway(res, "phaselock-volunteer-message") || (error && error.message);
   }
 
   function refused(res, error) {
     clearMember();
     // 429 and 503 pass; 401 and 403 end this session for good.
     if (res.status === 401 || res.status === 403) stopped = true;
-    el("refused-title").textContent = REFUSED[res.status];
+    // The gateway's heading where it sent one ("Your campaign has reached its limit for now").
+    el("refused-title").textContent = fromGateway(res, "phaselock-volunteer-title") || REFUSED[res.status];
     el("refused-message").textContent = words(res, error) || "Calling cannot go on from this page right now.";
     el("refused-code").textContent = (error && error.code) || String(res.status);
     el("refused").hidden = false;
