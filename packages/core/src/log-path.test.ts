@@ -29,6 +29,21 @@ describe("createLogPath", () => {
     expect(logPath("/healthz")).toBe("/healthz");
   });
 
+  it("writes an identifier's value as its name when it has a credential's shape (a code pasted into an id)", () => {
+    expect(logPath(`/members/${CODE}`)).toBe("/members/:id");
+    expect(logPath("/members/pls_Zq3k9XbT2mWv8LpR4sNa1c")).toBe("/members/:id");
+    expect(logPath(`/members/plk_${"A".repeat(43)}`)).toBe("/members/:id");
+    expect(logPath("/members/eyJhbGciOiJFZERTQSJ9.e30.sig")).toBe("/members/:id");
+    expect(logPath(`/members/m${"0".repeat(64)}`)).toBe("/members/:id");
+    // Identifiers keep their values: generated ids, slugs, a key's 43-character thumbprint.
+    expect(logPath("/members/lnk_Zq3k9XbT2mWv8LpR4sNa1c")).toBe("/members/lnk_Zq3k9XbT2mWv8LpR4sNa1c");
+    const kid = "3qJ9xVw2Lk8mN4pR7sT1uY6zA0bC5dE-fG_hI2jK3lM";
+    expect(logPath(`/v1/keys/${kid}/revoke`)).toBe(`/v1/keys/${kid}/revoke`);
+    expect(logPath("/v1/contests/leadership-2020/phases/hustings/end")).toBe(
+      "/v1/contests/leadership-2020/phases/hustings/end",
+    );
+  });
+
   it("writes only the leading route segments of a path no route matches", () => {
     expect(logPath(`/y/${CODE}`)).toBe("/…");
     expect(logPath(`/${CODE}`)).toBe("/…");
@@ -78,14 +93,15 @@ describe("createLogPath", () => {
 
   it("shows a segment only when every route matching the path would show it", () => {
     const overlapping = createLogPath(["/things/:id", "/things/:secret", "/things/list"]);
-    expect(overlapping(`/things/${CODE}`)).toBe("/things/:secret");
+    expect(overlapping("/things/t_1")).toBe("/things/:secret");
     expect(overlapping("/things/list")).toBe("/things/:secret");
     expect(createLogPath(["/things/:id", "/things/list"])("/things/list")).toBe("/things/list");
   });
 
   it("bounds what it writes", () => {
-    const long = "a".repeat(400);
-    expect(logPath(`/members/${long}`)).toHaveLength(257);
+    const ids = createLogPath(["/m/:id/:aId/:bId/:cId/:dId"]);
+    const long = Array.from({ length: 5 }, () => "a".repeat(60)).join("/");
+    expect(ids(`/m/${long}`)).toHaveLength(257);
   });
 });
 

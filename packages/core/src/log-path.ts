@@ -31,6 +31,14 @@ export type LogPath = (target: string) => string;
  */
 const PLAIN_PARAM = /^(?:id|kid|phase|[a-z][A-Za-z0-9]*Id)$/;
 
+/**
+ * A value in an identifier's place that has the shape of a credential Phaselock hands out: a short
+ * link code (22 base64url characters), a session (`pls_…`), an API key (`plk_…`), a signed link
+ * (a JWS, `eyJ…`), or anything longer than an identifier may be. Someone who pasted one into a
+ * link's id (`GET /v1/links/<code>`) has it written as the parameter's name.
+ */
+const CREDENTIAL_SHAPE = /^(?:[A-Za-z0-9_-]{22}|pl[sk]_.*|eyJ.*|.{65,})$/s;
+
 /** Written in place of the segments of a path no route matches. */
 export const UNMATCHED = "…";
 const MAX_PATH = 256;
@@ -142,7 +150,7 @@ function maskSegments(exact: readonly Pattern[], all: readonly Pattern[], path: 
         for (const p of candidates) {
           const s = p.segments[i]!;
           if (s.kind !== "param") continue;
-          shown = s.plain ? encoded(value) : undefined;
+          shown = s.plain && !CREDENTIAL_SHAPE.test(value) ? encoded(value) : undefined;
           if (shown === undefined) return `:${s.name}`;
         }
         return shown ?? value;
