@@ -104,6 +104,12 @@ ${askHtml(campaign?.contact)}`;
         decision: "allow",
         data: { ipHash: ip, ...data },
       });
+    // A live session of this link goes on: no use spent, its redemption recorded as continued.
+    const continued = async (session: string, credential: string, expiresAt: Date) => {
+      const uses = (await deps.links.get(claims.jti))?.uses ?? 0;
+      redeemed({ uses, session, continued: true });
+      return opened(c, credential, expiresAt, now);
+    };
     if (!deps.audit.healthy(now)) return sendRefusal(c, refusal("unavailable"));
     let device: string;
     try {
@@ -121,9 +127,7 @@ ${askHtml(campaign?.contact)}`;
       const held = await deps.sessions.resolve(credentialHash(presented));
       const s = held?.session;
       if (s && s.linkId === claims.jti && s.endedAt === null && s.expiresAt.getTime() > now.getTime()) {
-        const uses = (await deps.links.get(claims.jti))?.uses ?? 0;
-        redeemed({ uses, session: s.id, continued: true });
-        return opened(c, presented, s.expiresAt, now);
+        return continued(s.id, presented, s.expiresAt);
       }
     }
 
@@ -133,9 +137,7 @@ ${askHtml(campaign?.contact)}`;
     if (live) {
       const credential = newSessionCredential();
       if (await deps.sessions.rotate(live.id, credentialHash(credential), now)) {
-        const uses = (await deps.links.get(claims.jti))?.uses ?? 0;
-        redeemed({ uses, session: live.id, continued: true });
-        return opened(c, credential, live.expiresAt, now);
+        return continued(live.id, credential, live.expiresAt);
       }
     }
 
