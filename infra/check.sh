@@ -58,6 +58,8 @@ mutate "$compose" 's/^    networks: \[upstream\]$/    networks: [upstream, backe
 expect_refused "phone bank on the backend network" compose "$tmp/c3.yaml" "can reach the phone bank"
 mutate "$compose" '/- audit-checkpoints:\/data\/checkpoints/d' >"$tmp/c4.yaml"
 expect_refused "checkpoints in the container" compose "$tmp/c4.yaml" "is not on a volume"
+mutate "$compose" 's/- audit-checkpoints:\/data\/checkpoints$/- audit-checkpoints:\/data\/checkpoints:ro/' >"$tmp/c5.yaml"
+expect_refused "checkpoints on a read-only volume" compose "$tmp/c5.yaml" "is not on a volume"
 
 docker="$here/Dockerfile"
 mutate "$docker" '/^USER /d' >"$tmp/Dockerfile.1"

@@ -250,7 +250,13 @@ export function checkCompose(text: string): Problems {
   const ts: Obj | undefined = services["token-service"];
   const dir = ts?.environment?.AUDIT_CHECKPOINT_DIR;
   const targets = (ts?.volumes ?? []).map((v: string | Obj) =>
-    typeof v === "string" ? v.split(":")[1] : v.read_only ? undefined : v.target,
+    typeof v === "string"
+      ? (v.split(":")[2] ?? "").split(",").includes("ro")
+        ? undefined
+        : v.split(":")[1]
+      : v.read_only
+        ? undefined
+        : v.target,
   );
   if (typeof dir !== "string" || !dir.startsWith("/")) {
     problems.push("service token-service: AUDIT_CHECKPOINT_DIR must be set to an absolute path on a volume");

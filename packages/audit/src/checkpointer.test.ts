@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeClock } from "@phaselock/core";
@@ -223,6 +224,21 @@ describeIntegration("checkpoints held outside the database", ["postgres"], () =>
       db,
       Array.from({ length: n }, (_, i) => sampleInput(from + i)),
     );
+
+  it("pass over what is not a note file under a note's name: a FIFO is never waited on, a symlink never followed", async () => {
+    const first = new Checkpointer({ db, signer, clock, dir });
+    await append(0, 2);
+    const two = await first.checkpoint();
+    // Someone with write access to the folder plants a FIFO above it and a symlink to the real
+    // note under another size; a new process must neither hang nor take the symlink as a pin.
+    execFileSync("mkfifo", [join(dir, "9.note")]);
+    await symlink(join(dir, "2.note"), join(dir, "5.note"));
+    await append(2, 1);
+    const next = await new Checkpointer({ db, signer, clock, dir }).checkpoint();
+    expect(next?.treeSize).toBe(3);
+    expect(two?.treeSize).toBe(2);
+    expect(await readFile(join(dir, "3.note"), "utf8")).toBe(next?.note);
+  });
 
   it("get no fork signed: an owner who deletes the newest checkpoint and rewrites what it covered is refused, by a new process too", async () => {
     const first = new Checkpointer({ db, signer, clock, dir });

@@ -1,5 +1,6 @@
 import { createPublicKey, randomBytes } from "node:crypto";
-import { chmod, link, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, link, mkdir, open, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
@@ -313,7 +314,8 @@ export class Checkpointer {
       .filter((n) => n > above)
       .sort((a, b) => b - a);
     for (const size of sizes) {
-      const pin = this.#pin(size, await readFile(join(this.#dir, `${size}.note`), "utf8"));
+      const note = await readNoteFile(dir, join(dir, `${size}.note`));
+      const pin = note === null ? null : this.#pin(size, note);
       if (pin) return pin;
     }
     return null;
@@ -396,11 +398,45 @@ async function onFolder<T>(dir: string, step: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Creates `dir` if need be and makes it 0700. A folder this process does not own (the root of a
+ * volume the platform made group-writable, as Kubernetes' fsGroup does) cannot be chmod-ed
+ * (EPERM): its mode is the platform's, and writing into it is what counts.
+ */
+async function prepareFolder(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPERM") throw err;
+  });
+}
+
+/**
+ * A stored note's text, or null when `file` is not a regular file (a symlink, a FIFO, a folder
+ * someone put under a note's name is passed over, never followed or waited on).
+ */
+async function readNoteFile(dir: string, file: string): Promise<string | null> {
+  return onFolder(dir, async () => {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ELOOP" || code === "ENOENT" || code === "ENXIO") return null;
+      throw err;
+    }
+    try {
+      if (!(await handle.stat()).isFile()) return null;
+      return await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
 /** Creates `dir` (0700) if need be and publishes a file in it as a note is: proof, at start, that notes can land. */
 export async function ensureCheckpointFolder(dir: string): Promise<void> {
   await onFolder(dir, async () => {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chmod(dir, 0o700);
+    await prepareFolder(dir);
     // What a note's publication does: a file of its own name, then a hard link (some network
     // filesystems have none, and a note is never renamed over another).
     const probe = join(dir, `.probe-${randomBytes(8).toString("hex")}`);
@@ -426,8 +462,7 @@ export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Pr
   const tmp = `${file}.tmp-${randomBytes(8).toString("hex")}`;
   try {
     await onFolder(dir, async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await chmod(dir, 0o700);
+      await prepareFolder(dir);
       await writeFile(tmp, cp.note, { mode: 0o600, flag: "wx" });
       await chmod(tmp, 0o600);
     });
@@ -441,7 +476,7 @@ export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Pr
         },
       ),
     );
-    if (!linked && (await readFile(file, "utf8")) !== cp.note) {
+    if (!linked && (await readNoteFile(dir, file)) !== cp.note) {
       throw new Error(
         `${file} holds another checkpoint of size ${cp.treeSize}: the log was forked; not replaced`,
       );
