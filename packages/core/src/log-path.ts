@@ -32,12 +32,19 @@ export type LogPath = (target: string) => string;
 const PLAIN_PARAM = /^(?:id|kid|phase|[a-z][A-Za-z0-9]*Id)$/;
 
 /**
- * A value in an identifier's place that has the shape of a credential Phaselock hands out: a short
- * link code (22 base64url characters), a session (`pls_…`), an API key (`plk_…`), a signed link
- * (a JWS, `eyJ…`), or anything longer than an identifier may be. Someone who pasted one into a
- * link's id (`GET /v1/links/<code>`) has it written as the parameter's name.
+ * The values an identifier's place may show, by the grammar of Phaselock's identifiers: a generated
+ * id (`lnk_…`, `m_000001`; never a credential's `pl?_` prefix), a signing key's thumbprint (43
+ * base64url characters), a slug of short lowercase words (`leadership-2020`, `ballot`). Anything
+ * else — a short link code (22 base64url characters, whatever it starts with), a session, an API
+ * key, a signed link, a key in hex, a pasted URL, a code with something around it — is written as
+ * the parameter's name: someone who pasted one into a link's id (`GET /v1/links/<code>`) leaves no
+ * secret in the log.
  */
-const CREDENTIAL_SHAPE = /^(?:[A-Za-z0-9_-]{22}|pl[sk]_.*|eyJ.*|.{65,})$/s;
+const SHOWN_VALUE =
+  /^(?:(?!pl[a-z]_)[a-z]{1,4}_[A-Za-z0-9_-]{1,40}|[A-Za-z0-9_-]{43}|[a-z0-9]{1,19}(?:[._-][a-z0-9]{1,19}){0,7})$/;
+const CODE_SHAPE = /^[A-Za-z0-9_-]{22}$/;
+const shownValue = (value: string): boolean =>
+  value.length <= 64 && SHOWN_VALUE.test(value) && !CODE_SHAPE.test(value);
 
 /** Written in place of the segments of a path no route matches. */
 export const UNMATCHED = "…";
@@ -150,7 +157,7 @@ function maskSegments(exact: readonly Pattern[], all: readonly Pattern[], path: 
         for (const p of candidates) {
           const s = p.segments[i]!;
           if (s.kind !== "param") continue;
-          shown = s.plain && !CREDENTIAL_SHAPE.test(value) ? encoded(value) : undefined;
+          shown = s.plain && shownValue(value) ? encoded(value) : undefined;
           if (shown === undefined) return `:${s.name}`;
         }
         return shown ?? value;
