@@ -5,6 +5,10 @@
  * service's HTTP API with the admin token, as `pnpm start` does.
  */
 import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type AuditSink, BatchAuditWriter, MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock, sha256Hex } from "@phaselock/core";
 import { createDb, createRepos, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
@@ -213,6 +217,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const tsAudit = auditFor(ts.handle.db);
   const tsBus = new TapBus(feed.bus("token-service"));
   const logs: Stack["tokenService"]["logs"] = [];
+  const checkpointRoot = mkdtempSync(join(tmpdir(), "phaselock-e2e-cp-"));
   // The builders `pnpm start` and each service's main.ts use, over the same environment parse.
   const tokenService = createTokenService(
     parseTokenServiceEnv({
@@ -220,6 +225,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       PUBLIC_GATEWAY_URL,
       ADMIN_TOKEN: adminToken,
       KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
+      // Its own folder: every stack is another log, and two logs' notes in one folder collide.
+      AUDIT_CHECKPOINT_DIR: env.AUDIT_CHECKPOINT_DIR ?? join(checkpointRoot, "cp"),
     }),
     { db: ts.handle.db, stores: { bus: tsBus }, clock, audit: tsAudit, logger: keepingLogger(logs) },
   );
@@ -231,6 +238,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await tsBus.close();
     if (ts.own) await ts.handle.close();
   });
+  // After the token service's stop, which signs a last checkpoint into it.
+  closers.push(() => rm(checkpointRoot, { recursive: true, force: true }));
 
   // Gateways
   const gateways: GatewayNode[] = [];

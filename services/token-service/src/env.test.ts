@@ -15,11 +15,23 @@ describe("parseEnv", () => {
       KEY_ENCRYPTION_KEY: undefined,
       PUBLIC_GATEWAY_URL: "http://127.0.0.1:8080",
       TOKEN_SERVICE_URL: undefined,
-      AUDIT_CHECKPOINT_DIR: "./.data/checkpoints",
+      AUDIT_CHECKPOINT_DIR: undefined,
       AUDIT_ORIGIN: undefined,
       METRICS_TOKEN: undefined,
       LOG_LEVEL: "info",
     });
+  });
+
+  it("keeps checkpoints in DATA_DIR unless AUDIT_CHECKPOINT_DIR is set (the contract's ./.data/checkpoints by default)", () => {
+    expect(parseTokenServiceEnv({}).auditCheckpointDir).toBe("./.data/checkpoints");
+    // A second data folder gets its own: notes of two logs in one folder collide by size.
+    expect(parseTokenServiceEnv({ DATA_DIR: "/srv/phaselock/" }).auditCheckpointDir).toBe(
+      "/srv/phaselock/checkpoints",
+    );
+    expect(
+      parseTokenServiceEnv({ DATA_DIR: "/srv/phaselock", AUDIT_CHECKPOINT_DIR: "/mnt/notes" })
+        .auditCheckpointDir,
+    ).toBe("/mnt/notes");
   });
 
   it("names the audit log after TOKEN_SERVICE_URL's host unless AUDIT_ORIGIN is set", () => {

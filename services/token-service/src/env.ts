@@ -37,7 +37,8 @@ export const tokenServiceEnvShape = z.object({
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   /** unset: derived from TOKEN_SERVICE_PORT and HOST, see `tokenServiceUrl` */
   TOKEN_SERVICE_URL: optionalHttpUrl,
-  AUDIT_CHECKPOINT_DIR: z.string().min(1).default("./.data/checkpoints"),
+  /** unset: `<DATA_DIR>/checkpoints` (the contract's `./.data/checkpoints` by default), see `checkpointDirOf` */
+  AUDIT_CHECKPOINT_DIR: optionalString,
   AUDIT_ORIGIN: optionalString.pipe(
     z
       .string()
@@ -110,12 +111,21 @@ export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettin
     publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
     adminToken: env.ADMIN_TOKEN,
     keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
-    auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR,
+    auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR ?? checkpointDirOf(env.DATA_DIR),
     auditOrigin: env.AUDIT_ORIGIN ?? defaultAuditOrigin(issuer),
     metricsToken: env.METRICS_TOKEN,
     logLevel: env.LOG_LEVEL,
   };
 };
+
+/**
+ * The checkpoint folder when AUDIT_CHECKPOINT_DIR is unset: inside DATA_DIR, so a second data
+ * folder (another embedded database, a test's) never shares one with the first — notes of two logs
+ * in one folder collide by size and each refuses the other's as a fork — and `pnpm db:restore`
+ * restores the two together. With the default DATA_DIR it is the contract's `./.data/checkpoints`.
+ */
+export const checkpointDirOf = (dataDir: string): string =>
+  `${dataDir.replace(/\/+$/, "") || "/"}/checkpoints`;
 
 /** `<host>/audit`, the C2SP convention of naming a log by where it lives. */
 export const defaultAuditOrigin = (serviceUrl: string): string => `${new URL(serviceUrl).host}/audit`;
