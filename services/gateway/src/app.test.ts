@@ -156,6 +156,12 @@ describe("gateway refusals, one per contract code", () => {
       linkSpent,
     ]);
     expect(await message(await g.bearer(a, "/pb/calls/next"))).toEqual([429, "quota_exceeded", linkSpent]);
+    // Refused on the phone bank's answer (the record was fetched, then not admitted): the page still
+    // names the campaign's contact, as a refusal before the upstream is asked does.
+    g.snapshot.campaigns.get("starmer-2020")!.contact = "sam@starmer-2020.example";
+    const onAnswer = await g.bearer(a, "/pb/members/m_000003", { headers: { accept: "text/html" } });
+    expect(onAnswer.status).toBe(429);
+    expect(await onAnswer.text()).toContain("sam@starmer-2020.example");
 
     const b = await g.session();
     const campaignSpent =

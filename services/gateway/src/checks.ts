@@ -104,27 +104,30 @@ export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<
   if (!deps.audit.healthy(now)) return { ok: false, refusal: refusal("unavailable"), claims, audit: false };
   deps.seen(claims.jti, now);
   const limited = await meter(deps, access, req.meter.assignsRecord, now);
-  // The page of a limited request still names whom to ask.
-  if (limited)
-    return refused(
-      { ...limited, context: { ...context(claims, snapshot, now), ...limited.context } },
-      claims,
-    );
+  if (limited) return refused(namingWhomToAsk(limited, claims, snapshot, now), claims);
   return access;
 }
 
+/** A limit's refusal with the link's context, so its page still names the campaign and whom to ask. */
+const namingWhomToAsk = (r: Refusal, claims: LinkClaims, snapshot: PolicySnapshot, now: Date): Refusal => ({
+  ...r,
+  context: { ...context(claims, snapshot, now), ...r.context },
+});
+
 /** Step 10 on the upstream's answer: whether the link may see member record `recordId`. */
 export async function admitAnswer(
-  deps: Pick<GatewayDeps, "limits">,
+  deps: Pick<GatewayDeps, "limits" | "policy">,
   admitted: Admitted,
   recordId: string,
   now: Date,
 ): Promise<Refusal | null> {
+  let spent: Refusal | null;
   try {
-    return await deps.limits.admitRecord(admitted.claims, admitted.campaign, recordId, now);
+    spent = await deps.limits.admitRecord(admitted.claims, admitted.campaign, recordId, now);
   } catch {
     return refusal("unavailable");
   }
+  return spent && namingWhomToAsk(spent, admitted.claims, deps.policy.snapshot(), now);
 }
 
 type Verified = { ok: true; claims: LinkClaims; session?: SessionRecord | undefined } | Refused;
