@@ -26,6 +26,8 @@ export interface TestDatabase extends TestDb {
    * operator removing it under a running service would. `drop()` still closes the handle.
    */
   dropUnder(): Promise<void>;
+  /** Resolves once `n` of its connections are running a statement (polls pg_stat_activity). */
+  waitForActive(n: number): Promise<void>;
 }
 
 async function withAdmin<T>(fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
@@ -67,6 +69,15 @@ export async function createTestDatabase(
     url,
     handle,
     dropUnder: dropDatabase,
+    waitForActive: (n) =>
+      withAdmin(async (sql) => {
+        for (;;) {
+          const [row] = await sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity
+            where datname = ${name} and state = 'active' and pid <> pg_backend_pid()`;
+          if ((row?.n ?? 0) >= n) return;
+          await sql`select pg_sleep(0.01)`;
+        }
+      }),
     drop: () => {
       dropped ??= handle.close().then(async () => {
         await dropDatabase();
