@@ -1,59 +1,45 @@
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it } from "vitest";
 import { callJson, createHarness, type Harness } from "./test-support.ts";
 
 // The contract: while its database is unreachable the token service answers 503, never 500.
 describeIntegration("a token service whose database is dropped under it", ["postgres"], () => {
   let db: TestDatabase;
   let h: Harness;
-  beforeAll(async () => {
+  beforeEach(async () => {
     db = await createTestDatabase({ poolSize: 2 });
     h = await createHarness({ handle: db.handle });
   }, 60_000);
-  afterAll(async () => {
+  afterEach(async () => {
     await h?.close();
     await db?.drop();
   });
+  const everyRequestIsUnavailable = async () => {
+    for (let i = 0; i < 3; i++) {
+      const { status, body } = await callJson(h, "GET", "/v1/contests");
+      expect({ status, code: body.code }).toEqual({ status: 503, code: "unavailable" });
+    }
+  };
 
   it("answers 503 unavailable, not 500 internal, once the database is gone", async () => {
     expect((await callJson(h, "GET", "/v1/contests")).status).toBe(200);
     await db.dropUnder();
     // The pool's connections were ended; every new one is refused 3D000 (database does not exist).
-    for (let i = 0; i < 3; i++) {
-      const { status, body } = await callJson(h, "GET", "/v1/contests");
-      expect({ status, code: body.code }).toEqual({ status: 503, code: "unavailable" });
-    }
-  });
-});
-
-// postgres.js 3.4.9 reconnected forever, with no delay, a query whose new connection the server
-// closed at startup (porsager/postgres#1193): once every pooled connection had been terminated
-// mid-query, each request after the drop hung instead of answering 503 (seen as a CI timeout).
-// patches/postgres@3.4.9.patch bounds those attempts.
-describeIntegration("a token service whose database is dropped while its queries run", ["postgres"], () => {
-  let db: TestDatabase;
-  let h: Harness;
-  beforeAll(async () => {
-    db = await createTestDatabase({ poolSize: 2 });
-    h = await createHarness({ handle: db.handle });
-  }, 60_000);
-  afterAll(async () => {
-    await h?.close();
-    await db?.drop();
+    await everyRequestIsUnavailable();
   });
 
-  it("answers 503 unavailable, never hangs, once the database is gone under busy connections", async () => {
+  // postgres.js 3.4.9 reconnected forever, with no delay, a query whose new connection the server
+  // closed at startup (porsager/postgres#1193): once a pooled connection had been terminated
+  // mid-query, each request after the drop hung instead of answering 503 (seen as a CI timeout).
+  // patches/postgres@3.4.9.patch bounds those attempts.
+  it("answers 503 unavailable, never hangs, once the database is gone under a busy connection", async () => {
     expect((await callJson(h, "GET", "/v1/contests")).status).toBe(200);
-    // A pooled connection busy when the database is dropped (terminated mid-query).
-    const busy = [h.handle.db.execute(sql`select pg_sleep(5)`).catch((e: unknown) => e)];
+    const busy = h.handle.db.execute(sql`select pg_sleep(5)`).catch((e: unknown) => e);
     await db.waitForActive(1);
     await db.dropUnder();
-    await Promise.all(busy);
-    for (let i = 0; i < 3; i++) {
-      const { status, body } = await callJson(h, "GET", "/v1/contests");
-      expect({ status, code: body.code }).toEqual({ status: 503, code: "unavailable" });
-    }
+    await busy;
+    await everyRequestIsUnavailable();
   }, 20_000);
 });
