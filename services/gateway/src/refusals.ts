@@ -219,10 +219,12 @@ export function refusalTitle(code: RefusalCode, ctx: RefusalContext = {}): strin
 
 /** One sentence per code for API clients (JSON), times in UTC. Stable codes; messages may change. */
 export function refusalMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
-  return messageParts(code, ctx)
-    .map((p) => (typeof p === "string" ? p : utcText(p)))
-    .join("");
+  return plainText(messageParts(code, ctx));
 }
+
+/** Parts as plain text, times in UTC. */
+const plainText = (parts: readonly Part[]): string =>
+  parts.map((p) => (typeof p === "string" ? p : utcText(p))).join("");
 
 /** `status`: a status other than the code's own (upstream_error's 504 for a timeout). */
 export function refusal(code: RefusalCode, context?: RefusalContext, status?: number): Refusal {
@@ -272,9 +274,7 @@ export function refusalPage(r: Refusal): string {
  * the upstream (the phone bank's calling page) that shows a refusal it fetched as JSON.
  */
 export function volunteerMessage(code: RefusalCode, ctx: RefusalContext = {}): string {
-  return volunteerParts(code, ctx)
-    .map((p) => (typeof p === "string" ? p : utcText(p)))
-    .join("");
+  return plainText(volunteerParts(code, ctx));
 }
 
 /** `{"error":{"code","message"}}`, exactly the contract's shape; never the token. */
