@@ -101,6 +101,11 @@ function secure(c: Context<GatewayEnv>): boolean {
   return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");
 }
 
+/** The device id of this browser when it holds a valid `pl_device`, else `null` (none is issued). */
+export function knownDeviceId(c: Context<GatewayEnv>): string | null {
+  return c.var.deps.devices.verify(getCookie(c, DEVICE_COOKIE));
+}
+
 /** Gives a browser without a valid one a device id, kept for long: it must outlive every link. */
 export function ensureDeviceCookie(c: Context<GatewayEnv>): void {
   if (c.var.deps.devices.verify(getCookie(c, DEVICE_COOKIE))) return;

@@ -268,6 +268,22 @@ describe("devices you can count", () => {
     expect((await g.bearer(first.session)).status).toBe(401);
   });
 
+  it("a device holding a live session of a spent link still gets its landing page and continues; others get 410", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_spent" }, 1);
+    const cookie = deviceCookie(await g.get(`/l/${token}`))!;
+    expect((await post(g, `/l/${token}`, { cookie })).status).toBe(303);
+    const again = await g.get(`/l/${token}`, { cookie, accept: "text/html" });
+    expect(again.status).toBe(200);
+    const html = await again.text();
+    expect(html).toContain("Start calling");
+    expect(html).toContain("continues your calling session on this device");
+    expect((await post(g, `/l/${token}`, { cookie })).status).toBe(303);
+    expect(g.links.rows.get("lnk_spent")!.uses).toBe(1);
+    const other = await g.get(`/l/${token}`, json);
+    expect([other.status, await errorCode(other)]).toEqual([410, "uses_exhausted"]);
+  });
+
   it("the old credential is retired even once this gateway has cached it", async () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_cached" }, 2);

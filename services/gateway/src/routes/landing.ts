@@ -13,6 +13,7 @@ import {
   deviceId,
   ensureDeviceCookie,
   ipHash,
+  knownDeviceId,
   setSessionCookie,
 } from "../request-context.ts";
 import { credentialHash, isSessionCredential, newSessionCredential } from "../sessions.ts";
@@ -47,7 +48,11 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     if (!outcome.ok) return refuse(outcome.refusal, landingStatus(outcome.refusal.code), outcome.claims);
     const link = await deps.links.get(outcome.claims.jti);
     if (!link) return refuse(refusal("token_invalid"), 401, outcome.claims);
-    if (link.uses >= link.maxUses)
+    // A device holding a live session of this link continues it when it presses the button, and
+    // spends no use: its openings being spent is no refusal for it.
+    const device = knownDeviceId(c);
+    const live = device ? await deps.sessions.findLive(outcome.claims.jti, device, deps.clock.now()) : null;
+    if (!live && link.uses >= link.maxUses)
       return refuse(
         refusal("uses_exhausted", context(outcome.claims, deps.policy.snapshot(), deps.clock.now())),
         410,
@@ -64,8 +69,12 @@ export function registerLanding(app: Hono<GatewayEnv>) {
   <dt>Link ends</dt><dd>${timeHtml(new Date(claims.exp * 1000))}</dd>
 </dl>
 <form method="post"><button type="submit" class="primary">Start calling</button></form>
-<p class="note">Pressing the button opens your calling session on this device and uses one of the
-${left} remaining ${left === 1 ? "opening" : "openings"} of this link. Do not forward this link.</p>
+<p class="note">${
+      live
+        ? "Pressing the button continues your calling session on this device; it uses none of the openings of this link."
+        : `Pressing the button opens your calling session on this device and uses one of the
+${left} remaining ${left === 1 ? "opening" : "openings"} of this link.`
+    } Do not forward this link.</p>
 ${askHtml(campaign?.contact)}`;
     return c.html(page("Phone bank", body), 200, { ...NO_STORE, "Content-Security-Policy": CSP });
   });
