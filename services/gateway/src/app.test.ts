@@ -372,6 +372,33 @@ describe("landing page and redemption", () => {
     expect(res.headers.get("set-cookie")).toMatch(/Secure/);
   });
 
+  it("behind an HTTPS proxy (X-Forwarded-Proto: https) a form of the gateway's own https page redeems; others' are cross_site", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_tls" });
+    const post = (origin: string, proto = "https") =>
+      g.app.request(`http://calls.example.org/l/${token}`, {
+        method: "POST",
+        headers: {
+          host: "calls.example.org",
+          "x-forwarded-proto": proto,
+          origin,
+          "sec-fetch-site": "same-origin",
+        },
+      });
+    const own = await post("https://calls.example.org");
+    expect(own.status).toBe(303);
+    expect(own.headers.getSetCookie().find((c) => c.startsWith("pl_session="))).toMatch(/; Secure/);
+    for (const [origin, proto] of [
+      ["https://evil.example", "https"],
+      ["https://calls.example.org:8443", "https"],
+      ["https://calls.example.org", "http"],
+    ] as const) {
+      const res = await post(origin, proto);
+      expect([origin, proto, res.status, await errorCode(res)]).toEqual([origin, proto, 403, "cross_site"]);
+    }
+    expect(g.links.rows.get("lnk_tls")!.uses).toBe(1);
+  });
+
   it("Secure cookies when the links handed out are https (PUBLIC_GATEWAY_URL), behind a proxy speaking http", async () => {
     const g = await gatewayFixture();
     g.deps.config.publicGatewayUrl = "https://calls.example.org";
