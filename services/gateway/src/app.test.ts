@@ -372,6 +372,25 @@ describe("landing page and redemption", () => {
     expect(res.headers.get("set-cookie")).toMatch(/Secure/);
   });
 
+  it("Secure cookie behind HTTPS as any proxy spells it: the client's hop first (https, http), any case", async () => {
+    const g = await gatewayFixture();
+    for (const proto of ["https, http", "HTTPS", " https"]) {
+      const res = await g.app.request(`/l/${await g.issue()}`, {
+        method: "POST",
+        headers: { "x-forwarded-proto": proto },
+      });
+      expect([proto, res.headers.getSetCookie().find((c) => c.startsWith("pl_session="))]).toEqual([
+        proto,
+        expect.stringMatching(/; Secure/),
+      ]);
+    }
+    const plain = await g.app.request(`/l/${await g.issue()}`, {
+      method: "POST",
+      headers: { "x-forwarded-proto": "http, https" },
+    });
+    expect(plain.headers.getSetCookie().find((c) => c.startsWith("pl_session="))).not.toMatch(/Secure/);
+  });
+
   it("behind an HTTPS proxy (X-Forwarded-Proto: https) a form of the gateway's own https page redeems; others' are cross_site", async () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_tls" });

@@ -1,4 +1,4 @@
-import { hmacHex, randomId } from "@phaselock/core";
+import { hmacHex, randomId, viaHttps } from "@phaselock/core";
 import type { Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { parse } from "hono/utils/cookie";
@@ -98,7 +98,7 @@ export function isHttps(c: Context<GatewayEnv>): boolean {
 function secure(c: Context<GatewayEnv>): boolean {
   const { secureCookies, publicGatewayUrl } = c.var.deps.config;
   if (secureCookies || publicGatewayUrl?.startsWith("https:")) return true;
-  return c.req.header("x-forwarded-proto") === "https" || c.req.url.startsWith("https:");
+  return viaHttps(c.req.url, c.req.header("x-forwarded-proto"));
 }
 
 /** The device id of this browser when it holds a valid `pl_device`, else `null` (none is issued). */
@@ -169,7 +169,7 @@ export function crossSite(c: Context<GatewayEnv>): boolean {
   if (host) own.add(originOf(`${url.protocol}//${host}`));
   // Behind an HTTPS proxy (the request says so, as for the Secure cookie) the browser's page is
   // https://<host>. No page can set X-Forwarded-Proto on another site's form, so this opens nothing.
-  if (host && c.req.header("x-forwarded-proto") === "https") own.add(originOf(`https://${host}`));
+  if (host && viaHttps(c.req.url, c.req.header("x-forwarded-proto"))) own.add(originOf(`https://${host}`));
   own.add(url.origin);
   // "null" (a sandboxed or privacy-sensitive context) is not ours either.
   return !own.has(originOf(origin));
