@@ -735,16 +735,44 @@ for (const backend of dbBackends) {
         maxDevices: 3,
       });
       expect(await repos.links.redeem(row.id, NOW, open("dev_1"))).toMatchObject({ ok: true, uses: 1 });
-      // The same device again is no new device.
-      expect(await repos.links.redeem(row.id, NOW, open("dev_1"))).toMatchObject({ ok: true, uses: 2 });
-      expect(await repos.links.redeem(row.id, NOW, open("dev_2"))).toMatchObject({ ok: true, uses: 3 });
+      // The same device again is no new device: it holds a live session, which it continues.
+      expect(await repos.links.redeem(row.id, NOW, open("dev_1"))).toMatchObject({
+        ok: false,
+        reason: "live_session",
+      });
+      expect(await repos.links.redeem(row.id, NOW, open("dev_2"))).toMatchObject({ ok: true, uses: 2 });
       const racing = await Promise.all(
         ["dev_3", "dev_4", "dev_5"].map((d) => repos.links.redeem(row.id, NOW, open(d))),
       );
       expect(racing.filter((r) => r.ok)).toHaveLength(1);
       expect(racing.filter((r) => !r.ok && r.reason === "too_many_devices")).toHaveLength(2);
       // A refused device counted no use and opened no session.
-      expect(await repos.links.getWithStatus(row.id, NOW)).toMatchObject({ uses: 4, devices: 3 });
+      expect(await repos.links.getWithStatus(row.id, NOW)).toMatchObject({ uses: 3, devices: 3 });
+    });
+
+    it("one device's racing redemptions (a double tap) count one use: the others find its live session", async () => {
+      const base = await fixture();
+      const row = link(base, { maxUses: 5 });
+      await repos.links.insertMany([row]);
+      const open = () => ({
+        session: {
+          id: randomId("ses"),
+          tokenHash: sha256Hex(randomId("cred")),
+          linkId: row.id,
+          deviceId: "dev_tap",
+          createdAt: NOW,
+          expiresAt: at("2020-03-02T00:00:00Z"),
+        },
+      });
+      const taps = await Promise.all([1, 2, 3, 4].map(() => repos.links.redeem(row.id, NOW, open())));
+      const opened = taps.filter((r) => r.ok);
+      expect(opened).toHaveLength(1);
+      const continued = taps.filter((r) => !r.ok && r.reason === "live_session");
+      expect(continued).toHaveLength(3);
+      expect(await repos.links.getWithStatus(row.id, NOW)).toMatchObject({ uses: 1, devices: 1 });
+      // Once that session has ended, the device's next redemption counts again.
+      const later = at("2020-03-02T00:00:00Z");
+      expect(await repos.links.redeem(row.id, later, open())).toMatchObject({ ok: true, uses: 2 });
     });
 
     it("suspends links (versioned) and records activity monotonically", async () => {

@@ -57,6 +57,7 @@ export interface LinkStore {
   ): Promise<
     | { ok: true; uses: number }
     | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" | "too_many_devices" }
+    | { ok: false; reason: "live_session"; session: { id: string; expiresAt: Date } }
   >;
 }
 

@@ -284,6 +284,22 @@ describe("devices you can count", () => {
     expect([other.status, await errorCode(other)]).toEqual([410, "uses_exhausted"]);
   });
 
+  it("a redemption that finds its device's live session only in the counting transaction (a double tap) continues it", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_tap" }, 1);
+    const cookie = deviceCookie(await g.get(`/l/${token}`))!;
+    const first = (await (await post(g, `/l/${token}`, { ...json, cookie })).json()) as { session: string };
+    // The second tap looked before the first had opened its session: only the transaction sees it.
+    g.deps.sessions.findLive = async () => null;
+    const second = await post(g, `/l/${token}`, { ...json, cookie });
+    expect(second.status).toBe(201);
+    const { session } = (await second.json()) as { session: string };
+    expect(g.links.rows.get("lnk_tap")!.uses).toBe(1);
+    expect(g.sessionStore.rows.size).toBe(1);
+    expect((await g.bearer(session)).status).toBe(200);
+    expect(await errorCode(await g.bearer(first.session))).toBe("token_invalid");
+  });
+
   it("the old credential is retired even once this gateway has cached it", async () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_cached" }, 2);

@@ -132,9 +132,18 @@ export class MemoryLinks implements LinkStore {
   }
   /** The sessions a redemption opens (and whose devices it counts), set by the fixture. */
   sessions: MemorySessions | undefined;
-  async redeem(id: string, _now: Date, open: RedeemOpen) {
+  async redeem(id: string, now: Date, open: RedeemOpen) {
     const row = this.rows.get(id);
     if (!row) return { ok: false as const, reason: "not_found" as const };
+    // As under the link row's lock: no await between this look and the count below.
+    for (const s of this.sessions?.rows.values() ?? []) {
+      if (s.linkId === id && s.deviceId === open.session.deviceId && s.endedAt === null && s.expiresAt > now)
+        return {
+          ok: false as const,
+          reason: "live_session" as const,
+          session: { id: s.id, expiresAt: s.expiresAt },
+        };
+    }
     if (row.suspendedAt) return { ok: false as const, reason: "suspended" as const };
     if (row.uses >= row.maxUses) return { ok: false as const, reason: "uses_exhausted" as const };
     const others = new Set<string>();

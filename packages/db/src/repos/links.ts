@@ -1,5 +1,5 @@
 import type { Scope } from "@phaselock/core";
-import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, gt, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import {
   auditEvents,
@@ -85,7 +85,9 @@ export interface Page<T> {
 
 export type RedeemResult =
   | { ok: true; uses: number; maxUses: number }
-  | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" | "too_many_devices" };
+  | { ok: false; reason: "uses_exhausted" | "suspended" | "not_found" | "too_many_devices" }
+  /** the device already holds this live session of the link: it continues, nothing is counted */
+  | { ok: false; reason: "live_session"; session: { id: string; expiresAt: Date } };
 
 /** What a redemption opens: the session, and how many devices the link's sessions may come from. */
 export interface RedeemOpen {
@@ -129,9 +131,11 @@ export interface LinksRepo {
   /**
    * Counts one use, atomically: never more than `maxUses`, never while suspended. With `open`,
    * also opens its session in the same transaction, unless the link's sessions already came from
-   * `maxDevices` other devices (`too_many_devices`, nothing written). Postgres decides, over the
-   * link's whole life; the link row's lock orders one link's redemptions, so two new devices
-   * racing for its last place cannot both have it.
+   * `maxDevices` other devices (`too_many_devices`, nothing written), or the device already holds a
+   * live session of the link (`live_session`: it continues that one, nothing written). Postgres
+   * decides, over the link's whole life; the link row's lock orders one link's redemptions, so two
+   * new devices racing for its last place cannot both have it, and one device's racing redemptions
+   * (a double tap of the button) count one use.
    */
   redeem(id: string, now: Date, open?: RedeemOpen): Promise<RedeemResult>;
   /** Records activity (never moves `lastSeenAt` backwards). */
@@ -552,6 +556,24 @@ export const linksRepo = (db: Db): LinksRepo => {
       const tooMany = new Error("too many devices: rolled back");
       try {
         return await db.transaction(async (tx): Promise<RedeemResult> => {
+          if (open) {
+            // The row lock first, then a statement of its own (a snapshot taken after the lock): a
+            // redemption of this device that held the lock before this one has its session in.
+            await tx.select({ id: links.id }).from(links).where(eq(links.id, id)).for("update");
+            const [live] = await tx
+              .select({ id: sessions.id, expiresAt: sessions.expiresAt })
+              .from(sessions)
+              .where(
+                and(
+                  eq(sessions.linkId, id),
+                  eq(sessions.deviceId, open.session.deviceId),
+                  isNull(sessions.endedAt),
+                  gt(sessions.expiresAt, now),
+                ),
+              )
+              .limit(1);
+            if (live) return { ok: false, reason: "live_session", session: live };
+          }
           const [row] = await tx
             .update(links)
             .set({ uses: sql`${links.uses} + 1`, lastSeenAt: now })

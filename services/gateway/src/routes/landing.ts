@@ -175,6 +175,14 @@ ${askHtml(campaign?.contact)}`;
       maxDevices,
     });
     if (!counted.ok) {
+      // This device's redemption that won the race (a double tap) opened it: continue that one.
+      if (counted.reason === "live_session") {
+        const { session } = counted;
+        if (await deps.sessions.rotate(session.id, credentialHash(credential), now)) {
+          return continued(session.id, credential, session.expiresAt);
+        }
+        return sendRefusal(c, refusal("unavailable"));
+      }
       if (counted.reason === "too_many_devices") {
         const reason = `redeemed from more than ${maxDevices} devices`;
         await deps.suspendLink(claims.jti, reason, now);
