@@ -61,7 +61,10 @@ describe("the landing page", () => {
     expect(res.status).toBe(200);
     const html = await expectVolunteerPage(res, token);
     expect(html).toContain("Keir Starmer 2020");
+    // the campaign's id too, as the coordinator and the console name it
+    expect(html).toContain('Keir Starmer 2020 <span class="muted">(starmer-2020)</span>');
     expect(html).toContain("Leadership election 2020");
+    expect(html).toContain("<dt>Phase</dt><dd>ballot</dd>");
     expect(html).toContain(timeOf(new Date(exp * 1000)));
     expect(html).toContain(CONTACT_HTML);
     expect(html).not.toContain(CONTACT); // escaped, never raw

@@ -63,7 +63,7 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     const left = link.maxUses - link.uses;
     const body = `<h1>Ready to call?</h1>
 <dl>
-  <dt>Campaign</dt><dd>${escapeHtml(campaign?.name ?? claims.cmp)}</dd>
+  <dt>Campaign</dt><dd>${campaignHtml(campaign?.name, claims.cmp)}</dd>
   <dt>Contest</dt><dd>${escapeHtml(contest.name)}</dd>
   <dt>Phase</dt><dd>${escapeHtml(phase.name)}</dd>
   <dt>Link ends</dt><dd>${timeHtml(new Date(claims.exp * 1000))}</dd>
@@ -207,6 +207,15 @@ ${askHtml(campaign?.contact)}`;
     redeemed({ uses: counted.uses, session: id });
     return opened(c, credential, expiresAt, now);
   });
+}
+
+/**
+ * The campaign by its name and, when that differs, its id (`starmer-2020`): the id is how the
+ * coordinator, the contract and the console name it.
+ */
+function campaignHtml(name: string | undefined, id: string): string {
+  if (!name || name === id) return escapeHtml(id);
+  return `${escapeHtml(name)} <span class="muted">(${escapeHtml(id)})</span>`;
 }
 
 /** A session opened: the cookie, and `201 {session, expiresAt}` for JSON or `303 /pb/` for a browser. */
