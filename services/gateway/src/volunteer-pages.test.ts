@@ -153,6 +153,19 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
     { code: "token_invalid", status: 401, contact: false, make: async () => "not.a.token" },
   ];
 
+  it("a link mangled on its way (a trailing slash, more after it) gets the token_invalid page, not a bare 404", async () => {
+    const g = await fixture();
+    const token = await g.issue();
+    for (const path of [`/l/${token}/`, `/l/${token}/more`, "/l/"]) {
+      const res = await g.get(path, HTML);
+      expect([path, res.status]).toEqual([path, 401]);
+      const html = await expectVolunteerPage(res, token);
+      expect(html).toContain("Reference: token_invalid");
+      const posted = await g.app.request(path, { method: "POST", headers: { accept: "application/json" } });
+      expect([path, posted.status, await errorCode(posted)]).toEqual([path, 401, "token_invalid"]);
+    }
+  });
+
   it.each(cases)("$code: $status", async ({ code, status, time, contact, make }) => {
     const g = await fixture();
     const token = await make(g);

@@ -207,6 +207,10 @@ ${askHtml(campaign?.contact)}`;
     redeemed({ uses: counted.uses, session: id });
     return opened(c, credential, expiresAt, now);
   });
+
+  // A link mangled on its way (`/l/<code>/`, `/l/<code>/more`, `/l/`): what it holds is no link, and
+  // a volunteer's browser gets the page that says so and whom to ask, not a bare 404.
+  app.all("/l/*", (c) => sendRefusal(c, refusal("token_invalid")));
 }
 
 /**
