@@ -164,6 +164,8 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
       const posted = await g.app.request(path, { method: "POST", headers: { accept: "application/json" } });
       expect([path, posted.status, await errorCode(posted)]).toEqual([path, 401, "token_invalid"]);
     }
+    // Other methods are no way of opening a link: not found, whatever the path holds.
+    expect((await g.app.request(`/l/${token}`, { method: "PUT" })).status).toBe(404);
   });
 
   it.each(cases)("$code: $status", async ({ code, status, time, contact, make }) => {

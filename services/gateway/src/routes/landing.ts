@@ -210,7 +210,7 @@ ${askHtml(campaign?.contact)}`;
 
   // A link mangled on its way (`/l/<code>/`, `/l/<code>/more`, `/l/`): what it holds is no link, and
   // a volunteer's browser gets the page that says so and whom to ask, not a bare 404.
-  app.all("/l/*", (c) => sendRefusal(c, refusal("token_invalid")));
+  app.on(["GET", "POST"], "/l/*", (c) => sendRefusal(c, refusal("token_invalid")));
 }
 
 /**
