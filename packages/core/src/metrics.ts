@@ -8,12 +8,15 @@ export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 
 /**
  * One Prometheus registry per service instance (never prom-client's module-level default: tests
- * build many instances in one process). `process`: also Node's process metrics (main.ts only).
+ * build many instances in one process). `process`: also Node's process metrics (main.ts only),
+ * labelled `service` since every service exposes them under the same names. The services' own
+ * metrics carry only the labels they name (the contract's
+ * `phaselock_gateway_decisions_total{decision,code}`): their names already say which service, and
+ * Prometheus adds the target's `job` and `instance`.
  */
 export function createMetricsRegistry(service: string, opts: { process?: boolean } = {}): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels({ service });
-  if (opts.process) collectDefaultMetrics({ register: registry, prefix: "phaselock_" });
+  if (opts.process) collectDefaultMetrics({ register: registry, prefix: "phaselock_", labels: { service } });
   return registry;
 }
 

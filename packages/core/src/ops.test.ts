@@ -16,7 +16,7 @@ describe("metricsAnswer", () => {
     const out = await metricsAnswer(registry, undefined, undefined, "req_1");
     expect(out.status).toBe(200);
     expect(out.headers["content-type"]).toMatch(/^text\/plain/);
-    expect(out.body).toContain('phaselock_test_total{service="test"} 3');
+    expect(out.body).toContain("phaselock_test_total 3");
   });
 
   it.each([
@@ -43,6 +43,18 @@ describe("metricsAnswer", () => {
       "r",
     );
     expect(out.status).toBe(200);
+  });
+
+  it("labels the process metrics with the service, and nothing else with it", async () => {
+    // The contract names `phaselock_gateway_decisions_total{decision,code}`: a service's own series
+    // carry their own labels only; the process metrics, alike in every service, say whose they are.
+    const withProcess = createMetricsRegistry("gateway", { process: true });
+    new Counter({ name: "phaselock_own_total", help: "own", labelNames: ["code"], registers: [withProcess] })
+      .labels("ok")
+      .inc();
+    const text = await withProcess.metrics();
+    expect(text).toMatch(/^phaselock_process_cpu_seconds_total\{service="gateway"\} /m);
+    expect(text).toContain('phaselock_own_total{code="ok"} 1');
   });
 
   it("keeps each registry apart (no module-level default)", async () => {
@@ -74,8 +86,8 @@ describe("hot-path metrics", () => {
     const proxy = histogram.child("proxy");
     for (const v of [0.005, 0.01, 0.05, 2]) proxy.observe(v);
     const text = await registry.metrics();
-    expect(text).toContain('phaselock_hot_total{decision="allow",code="ok",service="t"} 3');
-    expect(text).toContain('phaselock_hot_total{decision="deny",code="expired",service="t"} 0');
+    expect(text).toContain('phaselock_hot_total{decision="allow",code="ok"} 3');
+    expect(text).toContain('phaselock_hot_total{decision="deny",code="expired"} 0');
     expect(text).toContain("# TYPE phaselock_hot_seconds histogram");
     for (const [le, n] of [
       ["0.01", 2],
@@ -83,14 +95,12 @@ describe("hot-path metrics", () => {
       ["1", 3],
       ["+Inf", 4],
     ] as const) {
-      expect(text).toContain(`phaselock_hot_seconds_bucket{route="proxy",le="${le}",service="t"} ${n}`);
+      expect(text).toContain(`phaselock_hot_seconds_bucket{route="proxy",le="${le}"} ${n}`);
     }
-    expect(text).toContain('phaselock_hot_seconds_sum{route="proxy",service="t"} 2.065');
-    expect(text).toContain('phaselock_hot_seconds_count{route="proxy",service="t"} 4');
+    expect(text).toContain('phaselock_hot_seconds_sum{route="proxy"} 2.065');
+    expect(text).toContain('phaselock_hot_seconds_count{route="proxy"} 4');
     registry.resetMetrics();
-    expect(await registry.metrics()).toContain(
-      'phaselock_hot_total{decision="allow",code="ok",service="t"} 0',
-    );
+    expect(await registry.metrics()).toContain('phaselock_hot_total{decision="allow",code="ok"} 0');
   });
 });
 

@@ -52,7 +52,7 @@ describe("gateway /metrics", () => {
     expect((await g.app.request(`/l/${token}`)).status).toBe(200); // landing page shown
     const text = await g.text();
     const series = (decision: string, code: string) =>
-      `phaselock_gateway_decisions_total{decision="${decision}",code="${code}",service="gateway"}`;
+      `phaselock_gateway_decisions_total{decision="${decision}",code="${code}"}`;
     expect(value(text, series("allow", "ok"))).toBe(3);
     expect(value(text, series("deny", "token_missing"))).toBe(1);
     expect(value(text, series("deny", "session_required"))).toBe(1);
@@ -64,19 +64,17 @@ describe("gateway /metrics", () => {
   it("reports feed staleness, audit queue, verify cache and upstream pool at scrape time", async () => {
     const g = await metered();
     const text = await g.text();
-    expect(value(text, 'phaselock_gateway_feed_staleness_seconds{service="gateway"}')).toBe(1.5);
-    expect(value(text, 'phaselock_gateway_audit_queue_depth{service="gateway"}')).toBe(7);
-    expect(value(text, 'phaselock_gateway_verify_cache_hits_total{service="gateway"}')).toBe(3);
-    expect(value(text, 'phaselock_gateway_verify_cache_misses_total{service="gateway"}')).toBe(1);
-    expect(value(text, 'phaselock_gateway_verify_cache_hit_ratio{service="gateway"}')).toBe(0.75);
-    expect(
-      value(text, 'phaselock_gateway_upstream_pool_connections{state="running",service="gateway"}'),
-    ).toBe(1);
+    expect(value(text, "phaselock_gateway_feed_staleness_seconds")).toBe(1.5);
+    expect(value(text, "phaselock_gateway_audit_queue_depth")).toBe(7);
+    expect(value(text, "phaselock_gateway_verify_cache_hits_total")).toBe(3);
+    expect(value(text, "phaselock_gateway_verify_cache_misses_total")).toBe(1);
+    expect(value(text, "phaselock_gateway_verify_cache_hit_ratio")).toBe(0.75);
+    expect(value(text, 'phaselock_gateway_upstream_pool_connections{state="running"}')).toBe(1);
     g.deps.metrics?.revocationLag(0.2);
     g.deps.metrics?.auditCommit(0.003, 12);
     const after = await g.text();
-    expect(value(after, 'phaselock_gateway_revocation_lag_seconds_count{service="gateway"}')).toBe(1);
-    expect(value(after, 'phaselock_gateway_audit_events_committed_total{service="gateway"}')).toBe(12);
+    expect(value(after, "phaselock_gateway_revocation_lag_seconds_count")).toBe(1);
+    expect(value(after, "phaselock_gateway_audit_events_committed_total")).toBe(12);
   });
 
   it("is neither proxied nor audited, and requires METRICS_TOKEN as a bearer when set", async () => {
@@ -126,16 +124,10 @@ describe("the node fast path counts and logs too", () => {
     await expect.poll(() => lines.length).toBe(2);
     const text = await g.text();
     expect(
-      value(
-        text,
-        'phaselock_gateway_request_duration_seconds_count{route="proxy",status_class="2xx",service="gateway"}',
-      ),
+      value(text, 'phaselock_gateway_request_duration_seconds_count{route="proxy",status_class="2xx"}'),
     ).toBe(1);
     expect(
-      value(
-        text,
-        'phaselock_gateway_request_duration_seconds_count{route="landing",status_class="2xx",service="gateway"}',
-      ),
+      value(text, 'phaselock_gateway_request_duration_seconds_count{route="landing",status_class="2xx"}'),
     ).toBe(1);
     const [pb, l] = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(pb).toMatchObject({
