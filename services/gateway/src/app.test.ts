@@ -349,6 +349,14 @@ describe("landing page and redemption", () => {
     const session = cookie.split(";")[0]!;
     const call = await g.app.request("/pb/calls/next", { headers: { cookie: session } });
     expect(call.status).toBe(200);
+    // A browser behind a password-protected site (HTTP Basic in front) sends that with every
+    // request: the cookie still counts. A malformed bearer does not fall back to it.
+    const basic = { cookie: session, authorization: "Basic dm9sdW50ZWVyOnN0YWdpbmc=" };
+    expect((await g.app.request("/pb/calls/next", { headers: basic })).status).toBe(200);
+    const badBearer = await g.app.request("/pb/calls/next", {
+      headers: { cookie: session, authorization: "Bearer" },
+    });
+    expect([badBearer.status, await errorCode(badBearer)]).toEqual([401, "token_missing"]);
     // every later request re-checks the link: revoke it and the session dies
     g.revocations.add({
       id: "r",

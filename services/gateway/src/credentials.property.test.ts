@@ -36,6 +36,8 @@ const cookieHeader = fc.oneof(
   headerValue,
   fc.tuple(headerValue, headerValue).map(([before, value]) => `${before}; ${SESSION_COOKIE}=${value}`),
 );
+/** An RFC 9110 auth-scheme token other than Bearer, then nothing or a space and anything. */
+const anotherScheme = (v: string) => /^(?!bearer(?: |$))[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [^\r\n]*)?$/i.test(v);
 const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
 const credential = fc.stringMatching(/^[A-Za-z0-9_.~-]{1,80}$/);
 
@@ -47,7 +49,9 @@ describe("credentialFrom (property)", () => {
         if (authorization === undefined && !cookie?.includes(SESSION_COOKIE)) expect(out).toBeUndefined();
         if (out !== undefined && out !== "") {
           const fromBearer = authorization !== undefined && /^bearer /i.test(authorization);
-          const fromCookie = authorization === undefined && (cookie ?? "").includes(SESSION_COOKIE);
+          const fromCookie =
+            (authorization === undefined || !/^bearer /i.test(authorization)) &&
+            (cookie ?? "").includes(SESSION_COOKIE);
           expect(fromBearer || fromCookie).toBe(true);
         }
       }),
@@ -86,11 +90,43 @@ describe("credentialFrom (property)", () => {
   it("a malformed Authorization header is a present but empty credential, never the cookie's", () => {
     fc.assert(
       fc.property(headerValue, credential, (authorization, t) => {
-        fc.pre(!/^Bearer[ ]+[^\s]+\s*$/i.test(authorization));
+        fc.pre(!/^Bearer[ ]+[^\s]+\s*$/i.test(authorization) && !anotherScheme(authorization));
         expect(credentialFrom(authorization, `${SESSION_COOKIE}=${t}`)).toBe("");
       }),
       { numRuns: 500 },
     );
+    for (const authorization of [
+      "",
+      " ",
+      "Bearer",
+      "Bearer ",
+      "bearer  ",
+      "Bearer\ttok",
+      "Bearer a b",
+      "Basic\tx",
+    ]) {
+      expect(credentialFrom(authorization, `${SESSION_COOKIE}=tok`), authorization).toBe("");
+    }
+  });
+
+  it("an Authorization of another scheme (Basic from a proxy in front) leaves the cookie to count", () => {
+    const scheme = fc
+      .stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,11}$/)
+      .filter((s) => s.toLowerCase() !== "bearer");
+    fc.assert(
+      fc.property(
+        scheme,
+        fc.option(fc.stringMatching(/^[A-Za-z0-9+/=:]{1,40}$/)),
+        credential,
+        (s, cred, t) => {
+          const authorization = cred === null ? s : `${s} ${cred}`;
+          expect(credentialFrom(authorization, `${SESSION_COOKIE}=${t}`)).toBe(t);
+          expect(credentialFrom(authorization, undefined)).toBeUndefined();
+        },
+      ),
+      { numRuns: 500 },
+    );
+    expect(credentialFrom("Basic dm9sdW50ZWVyOnN0YWdpbmc=", `${SESSION_COOKIE}=tok`)).toBe("tok");
   });
 
   it("finds the session cookie among others, as sent", () => {

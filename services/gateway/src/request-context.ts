@@ -13,17 +13,23 @@ export const SESSION_COOKIE = "pl_session";
 export const DEVICE_COOKIE = "pl_device";
 
 const BEARER = /^Bearer[ ]+([^\s]+)\s*$/i;
+/** An RFC 9110 auth-scheme other than Bearer, then a space and its credentials (or nothing). */
+const OTHER_SCHEME = /^(?!bearer(?: |$))[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [^\r\n]*)?$/i;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * The credential of a /pb request: the bearer token, else the session cookie (bearer wins when
  * both are sent). A malformed `Authorization` gives `""`, which is refused as `token_missing`.
+ * One of another scheme (`Basic …` from a proxy or a password-protected staging site in front of
+ * the gateway; a browser sends it with every request there) is not ours: the cookie still counts.
  */
 export function credentialFrom(
   authorization: string | undefined,
   cookie: string | undefined,
 ): string | undefined {
-  if (authorization !== undefined) return BEARER.exec(authorization)?.[1] ?? "";
+  if (authorization !== undefined && !OTHER_SCHEME.test(authorization)) {
+    return BEARER.exec(authorization)?.[1] ?? "";
+  }
   if (!cookie) return undefined;
   const value = parse(cookie, SESSION_COOKIE)[SESSION_COOKIE];
   if (!value) return undefined;
