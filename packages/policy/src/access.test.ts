@@ -271,6 +271,12 @@ describe("phaseEndedAt: the time a phase_closed refusal names", () => {
       want: "2020-02-28T00:00:00.000Z",
     },
     {
+      label: "a timeline replaced with an end long past (its closure at the replacement): the end",
+      closures: [{ at: "2020-04-05T00:00:00Z" }],
+      at: "2020-04-06T00:00:00Z",
+      want: "2020-04-02T12:00:00.000Z",
+    },
+    {
       label: "a closure before the link was issued: the phase's own end",
       closures: [{ at: "2020-01-20T00:00:00Z" }],
       at: "2020-04-03T00:00:00Z",

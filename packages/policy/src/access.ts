@@ -55,10 +55,12 @@ export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
 }
 
 /**
- * When the phase of a link refused `phase_closed` stopped taking that link: the closure that
- * ended it early (its links stay dead whatever the timeline says later), else the timeline's end
- * of the phase once it has passed. `undefined` when the phase simply is not running (it has not
- * started, or is gone from the timeline), so a refusal never names a time still to come.
+ * When the phase of a link refused `phase_closed` stopped taking that link: the earlier of the
+ * closure that ended it early (its links stay dead whatever the timeline says later) and the
+ * timeline's end of the phase, of those that have passed. A timeline replaced with an end long
+ * past records its closure at the replacement: the phase ended at its end, not then.
+ * `undefined` when the phase simply is not running (it has not started, or is gone from the
+ * timeline), so a refusal never names a time still to come.
  */
 export function phaseEndedAt(
   snapshot: Pick<PolicySnapshot, "contests" | "closures">,
@@ -66,8 +68,11 @@ export function phaseEndedAt(
   now: Date,
 ): Date | undefined {
   const t = now.getTime();
-  const closedAt = snapshot.closures.get(claims.cst)?.get(claims.phs);
-  if (closedAt && closedForLink(snapshot.closures, claims) && closedAt.getTime() <= t) return closedAt;
+  const closure = snapshot.closures.get(claims.cst)?.get(claims.phs);
+  const closedAt =
+    closure && closedForLink(snapshot.closures, claims) && closure.getTime() <= t ? closure : undefined;
   const phase = snapshot.contests.get(claims.cst)?.phases.find((p) => p.name === claims.phs);
-  return phase && phase.endsAt.getTime() <= t ? phase.endsAt : undefined;
+  const endedAt = phase && phase.endsAt.getTime() <= t ? phase.endsAt : undefined;
+  if (closedAt && endedAt) return closedAt.getTime() <= endedAt.getTime() ? closedAt : endedAt;
+  return closedAt ?? endedAt;
 }
