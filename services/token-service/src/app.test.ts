@@ -210,6 +210,49 @@ describe("OpenAPI and docs", () => {
     expect(JSON.stringify(doc.components.schemas.Volunteer)).toContain("NFC");
   });
 
+  it("lists every route of the contract's token-service table, the document and the console included", async () => {
+    const doc = (
+      await callJson<{ paths: Record<string, Record<string, unknown>> }>(h, "GET", "/openapi.json", {
+        token: null,
+      })
+    ).body;
+    const contract = [
+      "PUT /v1/contests/{contestId}",
+      "GET /v1/contests/{contestId}",
+      "GET /v1/contests",
+      "POST /v1/contests/{contestId}/phases/{phase}/end",
+      "PUT /v1/campaigns/{campaignId}",
+      "GET /v1/campaigns",
+      "GET /v1/campaigns/{campaignId}",
+      "PUT /v1/campaigns/{campaignId}/entitlements/{phase}",
+      "DELETE /v1/campaigns/{campaignId}/entitlements/{phase}",
+      "POST /v1/api-keys",
+      "GET /v1/api-keys",
+      "DELETE /v1/api-keys/{id}",
+      "POST /v1/links",
+      "POST /v1/links/batch",
+      "GET /v1/links",
+      "GET /v1/links/{id}",
+      "POST /v1/revocations",
+      "GET /v1/revocations",
+      "GET /v1/audit",
+      "GET /v1/audit/verify",
+      "POST /v1/keys/rotate",
+      "POST /v1/keys/{kid}/revoke",
+      "GET /v1/audit/checkpoint",
+      "GET /v1/audit/proof",
+      "GET /.well-known/jwks.json",
+      "GET /.well-known/audit-key",
+      "GET /openapi.json",
+      "GET /console",
+    ];
+    const missing = contract.filter((route) => {
+      const [method, path] = route.split(" ") as [string, string];
+      return doc.paths[path]?.[method.toLowerCase()] === undefined;
+    });
+    expect(missing).toEqual([]);
+  });
+
   it("serves a self-contained HTML reference without scripts", async () => {
     const res = await call(h, "GET", "/docs", { token: null });
     expect(res.status).toBe(200);

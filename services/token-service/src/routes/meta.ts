@@ -94,6 +94,39 @@ export function registerMeta(app: OpenAPIHono<AppEnv>): void {
     return built;
   };
 
+  // Served by plain handlers (the console's by its own sub-app), listed here so the document
+  // covers every route the contract names, and the query rule applies to them as to the rest.
+  const page = (description: string) => ({
+    description,
+    content: { "text/html": { schema: z.string() } },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    tags: ["operations"],
+    summary: "This document",
+    responses: { 200: jsonContent(z.record(z.string(), z.unknown()), "OpenAPI 3.1") },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/docs",
+    tags: ["operations"],
+    summary: "This document as an HTML reference",
+    responses: { 200: page("The API reference") },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/console",
+    tags: ["operations"],
+    summary: "The console (for people, in a browser)",
+    description:
+      "The front door of the console: the sign-in form (`API key`, `Sign in`). Its other pages, under `/console/`, are forms for browsers, not API routes.",
+    responses: {
+      200: page("The sign-in form"),
+      303: { description: "Signed in: to the home page of the key's role" },
+    },
+  });
+
   app.get("/openapi.json", (c) => c.json(document(c.var.deps.config.issuer)));
 
   app.get("/docs", (c) => {
