@@ -161,6 +161,33 @@ describe("entitlements", () => {
     }
   });
 
+  it("withdraws a grant of a phase a later timeline dropped, so it cannot come back with the phase", async () => {
+    const { contestId, campaignId, phases } = await seedContest(h);
+    const timeline = (p: typeof phases) => ({ body: { name: "Leadership 2020", phases: p } });
+    expect((await call(h, "PUT", `/v1/contests/${contestId}`, timeline(phases.slice(0, 2)))).status).toBe(
+      200,
+    );
+    // The campaign still shows the grant: the admin must be able to withdraw what it lists.
+    type Campaign = { entitlements: Record<string, string[]> };
+    const listed = await callJson<Campaign>(h, "GET", `/v1/campaigns/${campaignId}`);
+    expect(Object.keys(listed.body.entitlements)).toContain("ballot");
+    expect((await call(h, "DELETE", `/v1/campaigns/${campaignId}/entitlements/ballot`)).status).toBe(204);
+    expect(h.published.at(-1)!.change).toEqual({
+      type: "entitlement",
+      campaignId,
+      phase: "ballot",
+      scopes: null,
+    });
+    expect(await h.deps.repos.entitlements.get(campaignId, "ballot")).toBeNull();
+    // The phase put back grants nothing of itself.
+    expect((await call(h, "PUT", `/v1/contests/${contestId}`, timeline(phases))).status).toBe(200);
+    expect(
+      Object.keys((await callJson<Campaign>(h, "GET", `/v1/campaigns/${campaignId}`)).body.entitlements),
+    ).not.toContain("ballot");
+    // A phase the contest lacks and the campaign holds no grant for is still unknown.
+    expect((await call(h, "DELETE", `/v1/campaigns/${campaignId}/entitlements/final`)).status).toBe(404);
+  });
+
   it.each([
     ["unknown scope", { scopes: ["calls:read", "everything"] }],
     ["empty scopes", { scopes: [] }],

@@ -392,19 +392,26 @@ export function registerCampaigns(app: OpenAPIHono<AppEnv>): void {
       path: "/v1/campaigns/{campaignId}/entitlements/{phase}",
       tags: ["campaigns"],
       summary: "Withdraw a campaign's scopes for one phase",
-      description: "Links of that phase stop reaching member data at once. Idempotent.",
+      description:
+        "Links of that phase stop reaching member data at once. Idempotent. A grant of a phase the timeline no longer has can be withdrawn too.",
       security: bearer,
       middleware: [auth({ roles: ["admin"] })] as const,
       request: { params: EntitlementParams },
       responses: {
         204: { description: "Withdrawn (or there was nothing to withdraw)" },
-        ...problems(400, 401, 403, [404, "`not_found`: unknown campaign, or no such phase in its contest"]),
+        ...problems(400, 401, 403, [
+          404,
+          "`not_found`: unknown campaign, or no such phase in its contest (nor a grant for it)",
+        ]),
       },
     }),
     async (c) => {
       const { deps } = c.var;
       const { campaignId, phase } = c.req.valid("param");
-      await campaignPhase(deps, campaignId, phase);
+      // A grant outlives a timeline that drops its phase (GET lists it, and it would apply again
+      // were the phase put back): what the campaign holds can always be withdrawn.
+      if (!(await deps.repos.entitlements.get(campaignId, phase)))
+        await campaignPhase(deps, campaignId, phase);
       const { version, removed } = await audited(c, async ({ repos, record }) => {
         const r = await repos.entitlements.remove(campaignId, phase);
         record({
