@@ -60,7 +60,11 @@ export const PROBLEMS = {
   payload_too_large: { status: 413, title: "Request body too large" },
   unsupported_media_type: { status: 415, title: "Unsupported media type" },
   not_acceptable: { status: 406, title: "Cannot answer in the requested media type" },
-  unavailable: { status: 503, title: "Service unavailable" },
+  unavailable: {
+    status: 503,
+    title: "Service unavailable",
+    summary: "the database is unreachable or the audit trail cannot be written; try again shortly",
+  },
   internal: { status: 500, title: "Internal error" },
 } as const satisfies Record<ProblemCode, ProblemEntry>;
 

@@ -98,13 +98,18 @@ function problemDescription(status: number): string {
   return entry.summary ? `\`${code}\`: ${entry.summary}` : `\`${code}\``;
 }
 
-/** Problem responses for a route's OpenAPI entry, with optional custom descriptions. */
+/**
+ * Problem responses for a route's OpenAPI entry, with optional custom descriptions. Every such
+ * route reads the database (an API key is looked up on each request), so each also lists 503
+ * `unavailable`: the contract's answer while the database is unreachable.
+ */
 export function problems(...entries: (number | [number, string])[]) {
   const out: Record<
     number,
     { description: string; content: { "application/problem+json": { schema: typeof ProblemSchema } } }
   > = {};
-  for (const e of entries) {
+  for (const e of [...entries, 503]) {
+    if (e === 503 && out[503]) continue;
     const [status, description] = Array.isArray(e) ? e : [e, problemDescription(e)];
     out[status] = { description, content: { "application/problem+json": { schema: ProblemSchema } } };
   }

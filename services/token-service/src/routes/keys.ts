@@ -53,7 +53,7 @@ export function registerKeys(app: OpenAPIHono<AppEnv>): void {
       tags: ["keys"],
       summary: "Public signing keys",
       description: "The active key and every retired key that signed a token not yet expired.",
-      responses: { 200: jsonContent(Jwks, "JSON Web Key Set") },
+      responses: { 200: jsonContent(Jwks, "JSON Web Key Set"), ...problems() },
     }),
     async (c) => {
       const { deps } = c.var;
