@@ -99,10 +99,11 @@ export function readVolunteerSheet(
       errors.push({ row, detail: `name: ${name.error.issues[0]?.message ?? "invalid"}` });
       continue;
     }
-    const extra: Record<string, string> = {};
-    header.cells.forEach((col, i) => {
-      if (i !== refAt && i !== nameAt) extra[col] = cells[i]!;
-    });
+    // Defined, not assigned: `extra.__proto__ = …` would set the prototype, not a column.
+    const entries: [string, string][] = [];
+    for (const [i, col] of header.cells.entries())
+      if (i !== refAt && i !== nameAt) entries.push([col, cells[i]!]);
+    const extra: Record<string, string> = Object.fromEntries(entries);
     volunteers.push({ row, ref: ref.data, ...(name ? { name: name.data } : {}), extra });
   }
   if (parsed.truncatedAt !== undefined && errors.length < MAX_ERRORS) {

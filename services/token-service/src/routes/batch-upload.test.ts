@@ -108,6 +108,18 @@ describe("POST /v1/links/batch with Content-Type: text/csv", () => {
     expect(dump.some((r) => r.t.includes("07700 900001"))).toBe(false);
   });
 
+  it("passes through a column of any name, those of Object.prototype's members included", async () => {
+    const { campaignId } = await seedOpen(h);
+    const sheet = "ref,__proto__,constructor,toString\r\nada-1,p1,c1,t1\r\n";
+    const csv = await upload(query(campaignId), sheet, { accept: "text/csv" });
+    expect(csv.status).toBe(201);
+    const parsed = parseCsv(await csv.text());
+    if (!parsed.ok) throw new Error("answer is not CSV");
+    const [header, row] = parsed.records.map((r) => r.cells);
+    expect(header!.slice(0, 5)).toEqual(["ref", "name", "__proto__", "constructor", "toString"]);
+    expect(row!.slice(0, 5)).toEqual(["ada-1", "", "p1", "c1", "t1"]);
+  });
+
   it("refuses a sheet with bad rows as a whole, naming every row (the header being row 1)", async () => {
     const { campaignId } = await seedOpen(h);
     const sheet = "ref,name\r\nok-1,A\r\nhas space,B\r\nok-2,C\r\nok-1,D\r\n";
