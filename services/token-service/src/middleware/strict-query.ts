@@ -66,8 +66,9 @@ export const queryPointer = (name: string): string => (SAFE_NAME.test(name) ? `#
  * and on `extra` ones (`"GET /docs"`) that take none. One rule for all routes, so a filter
  * mistyped by a user (`?phase=` on a route without it) never silently widens an answer. Unknown
  * values of declared parameters are each route's zod schema's to refuse. Routes of neither
- * kind (the console's pages) are left to their own checks. The table is read from `app` on the
- * first request, once every route is registered.
+ * kind, and the console's pages (documented or not: they are for people, whose browser may add
+ * `?utm_source=…` to a shared link, and a JSON problem is no page), are left to their own checks.
+ * The table is read from `app` on the first request, once every route is registered.
  */
 export function strictQuery(app: OpenAPIHono<AppEnv>, opts: { extra?: readonly string[] } = {}) {
   const extra = opts.extra ?? [];
@@ -79,6 +80,7 @@ export function strictQuery(app: OpenAPIHono<AppEnv>, opts: { extra?: readonly s
     );
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     const path = c.req.path;
+    if (path === "/console" || path.startsWith("/console/")) return next();
     const rule = rules.find((r) => r.method === method && r.pattern.test(path));
     const url = c.req.url;
     const q = url.indexOf("?");
