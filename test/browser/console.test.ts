@@ -196,6 +196,27 @@ describeIntegration("the console in a browser", ["postgres"], () => {
     );
 
     it(
+      "admin on a phone: the contests page draws every contest's timeline, its labels readable",
+      async () => {
+        const { contestId } = await seedOpen(stack);
+        const page = await signIn("phone", stack.adminToken);
+        /** The rendered height, in CSS pixels, of the phase label on the contest's timeline. */
+        const labelHeight = () =>
+          page
+            .locator(`svg[aria-labelledby="tl-${contestId}-title"] text`, { hasText: /^open$/ })
+            .evaluate((el) => el.getBoundingClientRect().height);
+        for (const path of ["/console/contests", `/console/contests/${contestId}`]) {
+          await page.goto(`${ts.url}${path}`);
+          expect(await page.getByRole("img", { name: /^Timeline of / }).count()).toBeGreaterThan(0);
+          // Scaled to a 375 px screen, 13-unit labels came out about 6 px high.
+          expect(await labelHeight(), path).toBeGreaterThanOrEqual(11);
+          await noSeriousViolations(page);
+        }
+      },
+      FLOW_MS,
+    );
+
+    it(
       "admin: one click on Rotate signing key rotates it (no script dialog to dismiss)",
       async () => {
         const jwks = async () =>

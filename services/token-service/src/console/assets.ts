@@ -49,7 +49,8 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .status { font-weight:600; } .status-active { color:var(--ok); } .status-revoked, .status-deny { color:var(--danger); }
 .status-expired, .status-exhausted, .status-suspended { color:var(--warn); }
 .secret { background:#fff8e1; border:2px dashed var(--warn); padding:.6rem; word-break:break-all; }
-.timeline svg { width:100%; height:auto; max-width:60rem; display:block; }
+.timeline { overflow-x:auto; margin:.5rem 0; }
+.timeline svg { width:100%; height:auto; max-width:45rem; display:block; }
 .cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(10rem, 1fr)); gap:.75rem; margin:0 0 1rem; }
 .card { background:var(--panel); border-radius:6px; padding:.6rem .8rem; } .card b { display:block; font-size:1.5rem; }
 .copy[hidden] { display:none; }
@@ -60,6 +61,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
   table.stack td { display:flex; gap:.5rem; border:0; padding:.2rem .6rem; }
   table.stack td::before { content: attr(data-label); font-weight:600; min-width:7.5rem; flex:none; }
   table.stack td.num { text-align:left; }
+  .timeline svg { min-width:36rem; }
 }
 `;
 

@@ -37,7 +37,8 @@ const MAX_LINK_PAGES = 20;
 /**
  * The timeline as an SVG: one bar per phase on a time axis, the campaigns entitled in each
  * phase listed under its bar, and a marker at now. Text alternatives: the title and the phase
- * table beside it.
+ * table beside it. On a phone it keeps a readable width and scrolls sideways in its own box
+ * (scaled to the screen, its labels were 6 px high).
  */
 export function Timeline(props: { contest: Contest; campaigns: Campaign[]; now: Date }) {
   const { contest, campaigns, now } = props;
@@ -46,7 +47,7 @@ export function Timeline(props: { contest: Contest; campaigns: Campaign[]; now: 
   const start = Math.min(...phases.map((p) => Date.parse(p.startsAt)));
   const end = Math.max(...phases.map((p) => Date.parse(p.endsAt)));
   const span = Math.max(end - start, 1);
-  const W = 800;
+  const W = 600;
   const left = 10;
   const inner = W - 2 * left;
   const x = (t: number) => left + ((t - start) / span) * inner;
@@ -58,7 +59,8 @@ export function Timeline(props: { contest: Contest; campaigns: Campaign[]; now: 
   const nowX = x(now.getTime());
   const nowIn = now.getTime() >= start && now.getTime() <= end;
   return (
-    <div class="timeline">
+    // Focusable, as it scrolls on a phone; unnamed, so the drawing's own title is its one label.
+    <div class="timeline" tabindex={0}>
       <svg
         viewBox={`0 0 ${W} ${H}`}
         role="img"
@@ -155,6 +157,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
   con.get("/contests", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const list = await listAll<Contest>(c, "/v1/contests");
+    const now = c.var.deps.clock.now();
     const open = (
       <IdForm action="/console/contests/open" inputId="contestId" label="Contest id" button="Open" />
     );
@@ -166,23 +169,36 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
           list.items.length === 0 ? (
             <p>No contests yet.</p>
           ) : (
-            <DataTable
-              label="Contests"
-              rows={list.items}
-              columns={[
-                {
-                  label: "Contest",
-                  cell: (k) => (
-                    <>
-                      <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                      <code>{k.id}</code>
-                    </>
-                  ),
-                },
-                { label: "Phases", cell: (k) => k.phases.map((p) => p.name).join(", ") },
-                { label: "Current phase", cell: (k) => k.currentPhase?.name ?? "closed" },
-              ]}
-            />
+            <>
+              <DataTable
+                label="Contests"
+                rows={list.items}
+                columns={[
+                  {
+                    label: "Contest",
+                    cell: (k) => (
+                      <>
+                        <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
+                        <code>{k.id}</code>
+                      </>
+                    ),
+                  },
+                  { label: "Phases", cell: (k) => k.phases.map((p) => p.name).join(", ") },
+                  { label: "Current phase", cell: (k) => k.currentPhase?.name ?? "closed" },
+                ]}
+              />
+              <h2>Timelines</h2>
+              <p class="hint">
+                Blue: member data may be reached; grey: no member data. Open a contest to see its campaigns
+                and to switch a phase off.
+              </p>
+              {list.items.map((k) => (
+                <>
+                  <h3>{k.name}</h3>
+                  <Timeline contest={k} campaigns={[]} now={now} />
+                </>
+              ))}
+            </>
           )
         ) : (
           <Notice kind="info">This token service does not list contests; open one by its id.</Notice>
