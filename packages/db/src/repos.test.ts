@@ -412,6 +412,27 @@ for (const backend of dbBackends) {
       expect(await repos.links.get(rows.at(-1)!.id)).toBeNull();
     });
 
+    it("searches links by part of the volunteer's ref or name, in any case, with % and _ literal", async () => {
+      const base = await fixture();
+      const rows = [
+        link(base, { volunteerRef: "vol-ada", volunteerName: "Ada Lovelace" }),
+        link(base, { volunteerRef: "vol-grace", volunteerName: "Grace Hopper" }),
+        link(base, { volunteerRef: "v_100%", volunteerName: null }),
+        link(base, { volunteerRef: "v-1000", volunteerName: "Ninety" }),
+      ];
+      await repos.links.insertMany(rows);
+      const found = async (search: string) =>
+        (await repos.links.list({ campaignId: base.campaignId, search, limit: 50, now: NOW })).items
+          .map((l) => l.volunteerRef)
+          .sort();
+      expect(await found("LOVE")).toEqual(["vol-ada"]);
+      expect(await found("vol-")).toEqual(["vol-ada", "vol-grace"]);
+      expect(await found("hopper")).toEqual(["vol-grace"]);
+      expect(await found("_1")).toEqual(["v_100%"]);
+      expect(await found("0%")).toEqual(["v_100%"]);
+      expect(await found("nobody")).toEqual([]);
+    });
+
     it("lists links newest first with filters and a stable cursor", async () => {
       const base = await fixture();
       // 25 links over 13 seconds: pairs share a second, so ids break ties.

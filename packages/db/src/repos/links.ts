@@ -17,6 +17,12 @@ import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
 
 type LinkRow = typeof links.$inferSelect;
 
+/** A link whose volunteer ref or name holds `text`, any case; `%`, `_` and `\` in it are literal. */
+function containsText(text: string): SQL {
+  const pattern = `%${text.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+  return sql`(${links.volunteerRef} ilike ${pattern} or ${links.volunteerName} ilike ${pattern})`;
+}
+
 /** Ids of every link suspended automatically: part of the policy snapshot. */
 export async function loadSuspendedLinks(db: Db | Tx): Promise<Set<string>> {
   const rows = await db.select({ id: links.id }).from(links).where(isNotNull(links.suspendedAt));
@@ -71,6 +77,8 @@ export interface VolunteerProgress {
 export interface LinkListQuery {
   campaignId?: string | undefined;
   volunteer?: string | undefined;
+  /** Part of the volunteer's ref or name, any case: what a person types into a search box. */
+  search?: string | undefined;
   status?: "active" | "revoked" | "expired" | undefined;
   /** 1..500 */
   limit: number;
@@ -448,6 +456,7 @@ export const linksRepo = (db: Db): LinksRepo => {
           and(
             q.campaignId === undefined ? undefined : eq(links.campaignId, q.campaignId),
             q.volunteer === undefined ? undefined : eq(links.volunteerRef, q.volunteer),
+            q.search === undefined ? undefined : containsText(q.search),
             statusFilter(q.status, q.now),
             after ? sql`(${links.issuedAt}, ${links.id}) < (${ts(after.at)}, ${after.id})` : undefined,
           ),

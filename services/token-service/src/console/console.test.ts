@@ -324,6 +324,37 @@ describe("coordinator", () => {
     expect(one.html).not.toContain("<code>v-1</code>");
   });
 
+  it("searches the links table by part of a volunteer's ref or name, in any case, within its campaign", async () => {
+    const { b } = await coordinator();
+    await b.get("/console/links/new");
+    const sheet = "ref,name\nvol-ada,Ada Lovelace\nvol-grace,Grace Hopper\nx-3,Alan Turing\n";
+    const fields = { phase: "open", scopes: "calls:read" };
+    expect((await b.upload("/console/links/issue", fields, { name: "v.csv", text: sheet })).status).toBe(201);
+    // A rival campaign's volunteer of the same name is never found.
+    const rival = await coordinator();
+    await rival.b.get("/console/links/new");
+    await rival.b.upload("/console/links/issue", fields, {
+      name: "v.csv",
+      text: "ref,name\nr-1,Ada Rival\n",
+    });
+    const form = await b.get("/console/links");
+    expect(form.html).toMatch(/<label for="f-search">Search by volunteer ref or name<\/label>/);
+    expect(form.html).toMatch(/<input type="search" id="f-search" name="q"/);
+    const refsFor = async (q: string) =>
+      [
+        ...(await b.get(`/console/links?${new URLSearchParams({ q })}`)).html.matchAll(
+          /<td data-label="Ref"><code>([^<]+)</g,
+        ),
+      ]
+        .map((m) => m[1])
+        .sort();
+    expect(await refsFor("ada")).toEqual(["vol-ada"]);
+    expect(await refsFor("HOPPER")).toEqual(["vol-grace"]);
+    expect(await refsFor("vol-")).toEqual(["vol-ada", "vol-grace"]);
+    expect(await refsFor("Turing")).toEqual(["x-3"]);
+    expect(await refsFor("Rival")).toEqual([]);
+  });
+
   it("re-uploading the same sheet skips volunteers holding a link, unless Reissue is ticked", async () => {
     const { b, campaignId } = await coordinator();
     await b.get("/console/links/new");

@@ -201,12 +201,15 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const { viewer, api } = c.var;
     if (!canIssue(viewer)) return forbiddenPage(c);
     const q = c.req.query();
+    // A deep link names one volunteer exactly (`volunteer=`); the search box finds part of a ref or name.
     const volunteer = (q.volunteer ?? "").trim();
+    const search = (q.q ?? "").trim();
     const status = LINK_STATUSES.find((s) => s === q.status);
     const campaignId = campaignOf(c, (q.campaignId ?? "").trim());
     const query = new URLSearchParams({ limit: "100" });
     if (viewer.role === "admin" && campaignId) query.set("campaignId", campaignId);
     if (volunteer) query.set("volunteer", volunteer);
+    if (search) query.set("q", search);
     if (status) query.set("status", status);
     if (q.cursor) query.set("cursor", q.cursor);
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${query}`);
@@ -224,8 +227,8 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
             </div>
           ) : null}
           <div>
-            <label for="f-volunteer">Volunteer ref</label>
-            <input type="search" id="f-volunteer" name="volunteer" value={volunteer} />
+            <label for="f-search">Search by volunteer ref or name</label>
+            <input type="search" id="f-search" name="q" value={search || volunteer} maxlength={128} />
           </div>
           <div>
             <label for="f-status">Status</label>

@@ -278,6 +278,9 @@ const LinkId = z
 const ListQuery = z.object({
   campaignId: Slug.optional().openapi({ description: "required in effect for coordinators: their own" }),
   volunteer: VolunteerRefLookup.optional(),
+  q: VolunteerRefLookup.optional().openapi({
+    description: "a search: links whose volunteer ref or name contains this text, in any case",
+  }),
   status: z.enum(["active", "revoked", "expired"]).optional(),
   limit: Limit,
   cursor: Cursor.optional(),
@@ -494,6 +497,7 @@ export function registerLinks(app: OpenAPIHono<AppEnv>): void {
       const page = await deps.repos.links.list({
         campaignId,
         volunteer: query.volunteer,
+        search: query.q,
         status: query.status,
         limit: query.limit,
         cursor: query.cursor ?? null,
