@@ -25,8 +25,9 @@ export const VOLUNTEER_REF_RULE =
 /** A volunteer's reference in the campaign's own records (e-mail, member number…). */
 export const VolunteerRef = z
   .string()
-  .min(1)
-  .max(128)
+  // Plain words: a coordinator reads these beside a row of their sheet.
+  .min(1, "is empty (every volunteer needs a ref)")
+  .max(128, "is longer than 128 characters")
   .regex(VOLUNTEER_REF_PATTERN, `must be ${VOLUNTEER_REF_RULE}`)
   // Refused rather than rewritten: two spellings of one ref would name two volunteers.
   .refine((s) => s.normalize("NFC") === s, "must be in Unicode NFC (composed) form")
@@ -44,7 +45,12 @@ export const VolunteerRefLookup = z
   .refine((s) => s.trim() === s, "must not start or end with whitespace");
 
 export const DisplayText = (max: number) =>
-  z.string().trim().min(1).max(max).regex(NO_CONTROL, "must not contain control characters");
+  z
+    .string()
+    .trim()
+    .min(1, "is empty")
+    .max(max, `is longer than ${max} characters`)
+    .regex(NO_CONTROL, "must not contain control characters");
 
 export const IsoDateTime = z.iso.datetime({ offset: true }).openapi({ example: "2020-03-01T12:00:00Z" });
 

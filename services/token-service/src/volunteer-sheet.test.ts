@@ -31,6 +31,21 @@ describe("readVolunteerSheet", () => {
     expect(result.errors[1]?.detail).toContain("NFC");
   });
 
+  it("says in plain words that a ref is empty or too long, or a name too long", () => {
+    const sheet = ["ref,name", ",No ref", `${"r".repeat(129)},Long ref`, `ok-1,${"n".repeat(101)}`].join(
+      "\n",
+    );
+    const result = readVolunteerSheet(sheet);
+    expect(result).toMatchObject({
+      ok: false,
+      errors: [
+        { row: 2, detail: "ref: is empty (every volunteer needs a ref)" },
+        { row: 3, detail: "ref: is longer than 128 characters" },
+        { row: 4, detail: "name: is longer than 100 characters" },
+      ],
+    });
+  });
+
   it("names the line of a malformed file, and a missing ref column", () => {
     expect(readVolunteerSheet('ref\r\nok\r\nba"d\r\n')).toMatchObject({ ok: false, errors: [{ row: 3 }] });
     expect(readVolunteerSheet("email\r\na@b\r\n")).toMatchObject({ ok: false, errors: [{ row: 1 }] });
