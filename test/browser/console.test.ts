@@ -146,6 +146,29 @@ describeIntegration("the console in a browser", ["postgres"], () => {
     );
 
     it(
+      "coordinator: the progress view's refresh leaves the table (and the focus in it) alone while nothing changes",
+      async () => {
+        const { campaignId } = await seedOpen(stack);
+        await issue(stack, { campaignId, phase: "open" });
+        const page = await signIn("laptop", await coordinatorKey(campaignId));
+        await page.goto(`${ts.url}/console/progress`);
+        const region = page.getByRole("region", { name: "Progress by volunteer" });
+        await region.focus();
+        const mark = () => region.evaluate((el) => el.hasAttribute("data-kept"));
+        await region.evaluate((el) => el.setAttribute("data-kept", ""));
+        // Two refreshes answered (every 5 s), and nothing to show changed.
+        for (let i = 0; i < 2; i++)
+          await page.waitForResponse((r) => r.url().includes("/console/progress/fragment"), {
+            timeout: 20_000,
+          });
+        await page.waitForTimeout(200);
+        expect(await mark()).toBe(true);
+        expect(await region.evaluate((el) => el === el.ownerDocument.activeElement)).toBe(true);
+      },
+      FLOW_MS,
+    );
+
+    it(
       "coordinator: the live progress view goes to sign-in when the session ends, not into the table",
       async () => {
         const { campaignId } = await seedOpen(stack);

@@ -91,7 +91,23 @@ export const CONSOLE_JS = `
           if (r.ok) return r.text();
           throw new Error(String(r.status));
         })
-        .then(function (html) { if (html !== null) el.innerHTML = html; })
+        .then(function (html) {
+          if (html === null) return;
+          // Swapped only when something besides the "Updated" time changed: a swap moves focus out
+          // of the table and hands a screen reader the whole region again, every few seconds.
+          var next = document.createElement("template");
+          next.innerHTML = html;
+          var stamp = el.querySelector("[data-stamp]");
+          var nextStamp = next.content.querySelector("[data-stamp]");
+          var textOf = function (root) {
+            var copy = root.cloneNode(true);
+            var s = copy.querySelector("[data-stamp]");
+            if (s) s.remove();
+            return copy.textContent;
+          };
+          if (stamp && nextStamp && textOf(next.content) === textOf(el)) stamp.textContent = nextStamp.textContent;
+          else el.innerHTML = html;
+        })
         .catch(function () {});
     }, every);
   });

@@ -133,7 +133,7 @@ function ProgressTable(props: { rows: VolunteerProgress[]; partial: boolean; at:
           <b>{calls ?? "—"}</b> calls made
         </div>
       </div>
-      <p class="hint">{`Updated ${when(props.at)}.`}</p>
+      <p class="hint" data-stamp>{`Updated ${when(props.at)}.`}</p>
       {rows.length === 0 ? (
         <p>No links issued yet.</p>
       ) : (
