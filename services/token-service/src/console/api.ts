@@ -97,10 +97,18 @@ const PLAIN: Record<string, string> = {
 
 export const plainWords = (p: Problem): string => PLAIN[p.code] ?? p.title ?? "Something went wrong.";
 
+/**
+ * The API's detail, for people: its pointer to the `errors` member ("…; see `errors`.") is
+ * dropped, since the page lists those issues itself.
+ */
+export const plainDetail = (p: Problem): string | undefined =>
+  p.detail?.replace(/;\s*see `errors`[^.]*\./, ".");
+
 /** `/volunteers/56/ref` → "volunteer 57, ref"; other pointers as field names. */
 export function describeIssue(issue: ProblemIssue): string {
   if (issue.row !== undefined) return `Row ${issue.row}: ${issue.detail}`;
-  const parts = (issue.pointer ?? "").split("/").filter(Boolean);
+  // `#/since`: the `#` (the whole request) names nothing a person typed.
+  const parts = (issue.pointer ?? "").split("/").filter((s) => s !== "" && s !== "#");
   if (parts.length === 0) return issue.detail;
   return `${parts.join(" › ")}: ${issue.detail}`;
 }

@@ -393,6 +393,16 @@ describe("coordinator", () => {
     expect(await linksOf(campaignId)).toHaveLength(0);
   });
 
+  it("names what the API refused in plain words, without pointing people to its `errors` member", async () => {
+    const admin = await signedIn(ADMIN);
+    const res = await admin.get("/console/audit?since=garbage");
+    expect(res.status).toBe(400);
+    expect(res.html).toContain("Some of what you entered is not valid.");
+    expect(res.html).toContain("<li>since: ");
+    expect(res.html).not.toContain("see `errors`");
+    expect(res.html).not.toContain("# ›");
+  });
+
   it("shows an API refusal in plain words (a phase that does not exist)", async () => {
     const { b } = await coordinator();
     await b.get("/console/links/new");

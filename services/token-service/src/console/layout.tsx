@@ -3,7 +3,7 @@
 import { raw } from "hono/html";
 import type { Child } from "hono/jsx";
 import type { Role } from "../context.ts";
-import { describeIssue, type Problem, plainWords } from "./api.ts";
+import { describeIssue, type Problem, plainDetail, plainWords } from "./api.ts";
 
 /** The signed-in person as a page sees them: never their credential. */
 export interface Viewer {
@@ -121,7 +121,7 @@ export const ProblemNotice = (props: { problem: Problem; intro?: string | undefi
   <div class="notice error" role="alert">
     <p>
       <strong>{props.intro ?? plainWords(props.problem)}</strong>
-      {props.problem.detail ? ` ${props.problem.detail}` : ""}
+      {props.problem.detail ? ` ${plainDetail(props.problem)}` : ""}
     </p>
     {props.problem.errors && props.problem.errors.length > 0 ? (
       <ul>
