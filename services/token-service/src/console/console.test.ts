@@ -697,6 +697,16 @@ describe("admin", () => {
     expect(await linksOf(campaignId)).toHaveLength(2);
   });
 
+  it("picks the campaign whose progress it sees from a list, as for an upload", async () => {
+    const { campaignId } = await seedOpen(h);
+    const admin = await signedIn(ADMIN);
+    const first = await admin.get("/console/progress");
+    expect(first.html).toMatch(/<select id="p-campaign" name="campaignId" required="">/);
+    expect(first.html).toContain(`<option value="${campaignId}">`);
+    const chosen = await admin.get(`/console/progress?campaignId=${campaignId}`);
+    expect(chosen.html).toContain(`<option value="${campaignId}" selected="">`);
+  });
+
   it("opens every admin page", async () => {
     const admin = await signedIn(ADMIN);
     for (const path of [

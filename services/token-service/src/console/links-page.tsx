@@ -5,7 +5,7 @@ import { parseCsv } from "../csv.ts";
 import { MAX_BATCH } from "../issuance.ts";
 import { ID_PATTERN } from "../schemas.ts";
 import { readVolunteerSheet } from "../volunteer-sheet.ts";
-import type { Problem } from "./api.ts";
+import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import {
   ConfirmActions,
@@ -74,6 +74,29 @@ async function phasesOf(c: Context<ConsoleEnv>, campaignId: string): Promise<str
   return current !== undefined && open.includes(current)
     ? [current, ...open.filter((p) => p !== current)]
     : open;
+}
+
+/** An admin's choice of campaign: a select of those the API lists, else a field for its id. */
+export function CampaignPicker(props: {
+  id: string;
+  list: ApiAnswer<Page<{ id: string; name: string }>>;
+  selected?: string;
+}) {
+  const { list } = props;
+  return (
+    <>
+      <label for={props.id}>Campaign</label>
+      {list.ok && list.body.items.length > 0 ? (
+        <select id={props.id} name="campaignId" required>
+          {list.body.items.map((k) => (
+            <option value={k.id} selected={k.id === props.selected}>{`${k.name} (${k.id})`}</option>
+          ))}
+        </select>
+      ) : (
+        <input type="text" id={props.id} name="campaignId" required value={props.selected ?? ""} />
+      )}
+    </>
+  );
 }
 
 function UploadForm(props: {
@@ -307,16 +330,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
         "Issue links from a volunteers CSV",
         <form method="get" action="/console/links/new" class="filters">
           <div>
-            <label for="pick-campaign">Campaign</label>
-            {list.ok && list.body.items.length > 0 ? (
-              <select id="pick-campaign" name="campaignId" required>
-                {list.body.items.map((k) => (
-                  <option value={k.id}>{`${k.name} (${k.id})`}</option>
-                ))}
-              </select>
-            ) : (
-              <input type="text" id="pick-campaign" name="campaignId" required />
-            )}
+            <CampaignPicker id="pick-campaign" list={list} />
           </div>
           <div>
             <button type="submit">Continue</button>

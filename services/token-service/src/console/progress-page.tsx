@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { DataTable, Notice, ProblemNotice, when } from "./layout.tsx";
-import { campaignOf, type LinkItem, type Page } from "./links-page.tsx";
+import { CampaignPicker, campaignOf, type LinkItem, type Page } from "./links-page.tsx";
 import { forbiddenPage, page } from "./render.tsx";
 
 /** Links read for the progress view: enough for the largest batch the API issues. */
@@ -175,8 +175,13 @@ export function registerProgressPages(con: Hono<ConsoleEnv>): void {
       viewer.role === "admin" ? (
         <form method="get" action="/console/progress" class="filters">
           <div>
-            <label for="p-campaign">Campaign</label>
-            <input type="text" id="p-campaign" name="campaignId" value={campaignId} required />
+            <CampaignPicker
+              id="p-campaign"
+              list={
+                await c.var.api.call<Page<{ id: string; name: string }>>("GET", "/v1/campaigns?limit=500")
+              }
+              selected={campaignId}
+            />
           </div>
           <div>
             <button type="submit">Show</button>
