@@ -240,6 +240,26 @@ describeIntegration("the console in a browser", ["postgres"], () => {
     );
 
     it(
+      "admin on a phone: each phase's Save in the entitlements matrix is on screen beside its boxes",
+      async () => {
+        const { campaignId } = await seedOpen(stack);
+        const page = await signIn("phone", stack.adminToken);
+        await page.goto(`${ts.url}/console/campaigns/${campaignId}`);
+        const width = page.viewportSize()!.width;
+        for (const name of ["Save", "Withdraw"]) {
+          const box = (await page.getByRole("button", { name, exact: true }).first().boundingBox())!;
+          // The matrix scrolled sideways: the row's buttons were past the right edge of the screen.
+          expect(box.x + box.width, name).toBeLessThanOrEqual(width);
+        }
+        expect(
+          (await page.getByRole("checkbox", { name: "calls:read in open" }).boundingBox())!.x,
+        ).toBeLessThan(width);
+        await noSeriousViolations(page);
+      },
+      FLOW_MS,
+    );
+
+    it(
       "admin: one click on Rotate signing key rotates it (no script dialog to dismiss)",
       async () => {
         const jwks = async () =>

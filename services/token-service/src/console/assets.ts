@@ -61,6 +61,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
   table.stack td { display:flex; gap:.5rem; border:0; padding:.2rem .6rem; }
   table.stack td::before { content: attr(data-label); font-weight:600; min-width:7.5rem; flex:none; }
   table.stack td.num { text-align:left; }
+  table.stack th[scope="row"] { display:block; border:0; background:none; padding:.3rem .6rem; }
   .timeline svg { min-width:36rem; }
 }
 `;

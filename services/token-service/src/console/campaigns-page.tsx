@@ -153,7 +153,8 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
           What the campaign may reach in each phase. Tick the scopes and save a row; withdraw clears it.
         </p>
         <TableWrap label="Entitlements matrix">
-          <table>
+          {/* Stacked on a phone, as every console table: a row per phase, Save beside its boxes. */}
+          <table class="stack">
             <thead>
               <tr>
                 <th scope="col">Phase</th>
@@ -171,7 +172,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
                   <tr>
                     <th scope="row">{p}</th>
                     {SCOPES.map((s) => (
-                      <td>
+                      <td data-label={s}>
                         <input
                           type="checkbox"
                           form={formId}
@@ -182,7 +183,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
                         />
                       </td>
                     ))}
-                    <td>
+                    <td data-label="Actions">
                       <form
                         id={formId}
                         method="post"
