@@ -96,16 +96,24 @@ class Browser {
     });
   }
 
-  upload(path: string, fields: Record<string, string | string[]>, file: { name: string; text: string }) {
+  /** An upload, and the page it redirects to when the links are issued (as a browser follows it). */
+  async upload(
+    path: string,
+    fields: Record<string, string | string[]>,
+    file: { name: string; text: string },
+  ) {
     const form = new FormData();
     form.set("csrf", this.csrf);
     for (const [k, v] of Object.entries(fields)) for (const x of [v].flat()) form.append(k, x);
     form.set("sheet", new File([file.text], file.name, { type: "text/csv" }));
-    return this.request(path, {
+    const posted = await this.request(path, {
       method: "POST",
       body: form,
       headers: { origin: "http://localhost", "sec-fetch-site": "same-origin" },
     });
+    const to = posted.res.headers.get("location");
+    if (posted.status !== 303 || !to?.startsWith("/console/links/issued/")) return posted;
+    return this.get(to);
   }
 
   async signIn(key: string): Promise<Answer> {
@@ -294,7 +302,7 @@ describe("coordinator", () => {
       { phase: "open", scopes: ["calls:read", "calls:write"], ttlDays: "7", maxUses: "5" },
       { name: "volunteers.csv", text: SHEET },
     );
-    expect(res.status).toBe(201);
+    expect(res.status).toBe(200);
     expect(res.html).toContain("2 links issued");
     const download = /href="(\/console\/links\/download\/[^"]+)"[^>]*>Download links \(CSV\)</.exec(
       res.html,
@@ -324,12 +332,42 @@ describe("coordinator", () => {
     expect(one.html).not.toContain("<code>v-1</code>");
   });
 
+  it("shows issued links on a page the upload redirects to, so a reload shows them again and re-posts nothing", async () => {
+    const { b, campaignId, key } = await coordinator();
+    await b.get("/console/links/new");
+    const form = new FormData();
+    form.set("csrf", b.csrf);
+    form.set("phase", "open");
+    form.set("scopes", "calls:read");
+    form.set("sheet", new File([SHEET], "v.csv", { type: "text/csv" }));
+    const posted = await b.request("/console/links/issue", {
+      method: "POST",
+      body: form,
+      headers: { origin: "http://localhost", "sec-fetch-site": "same-origin" },
+    });
+    expect(posted.status).toBe(303);
+    const to = posted.res.headers.get("location")!;
+    expect(to).toMatch(/^\/console\/links\/issued\/[A-Za-z0-9_-]+$/);
+    // A reload (or a phone reopening a discarded tab) asks for the page again: the same links.
+    const first = await b.get(to);
+    const again = await b.get(to);
+    expect(again.status).toBe(200);
+    expect(again.html).toContain("2 links issued");
+    const urls = (html: string) => [...html.matchAll(/data-copy="([^"]+)"/g)].map((m) => m[1]);
+    expect(urls(again.html)).toHaveLength(2);
+    expect(urls(again.html)).toEqual(urls(first.html));
+    expect(await linksOf(campaignId)).toHaveLength(2);
+    // Another session, even of the same key, cannot open it.
+    const other = await signedIn(key.key);
+    expect((await other.get(to)).status).toBe(404);
+  });
+
   it("searches the links table by part of a volunteer's ref or name, in any case, within its campaign", async () => {
     const { b } = await coordinator();
     await b.get("/console/links/new");
     const sheet = "ref,name\nvol-ada,Ada Lovelace\nvol-grace,Grace Hopper\nx-3,Alan Turing\n";
     const fields = { phase: "open", scopes: "calls:read" };
-    expect((await b.upload("/console/links/issue", fields, { name: "v.csv", text: sheet })).status).toBe(201);
+    expect((await b.upload("/console/links/issue", fields, { name: "v.csv", text: sheet })).status).toBe(200);
     // A rival campaign's volunteer of the same name is never found.
     const rival = await coordinator();
     await rival.b.get("/console/links/new");
@@ -361,7 +399,7 @@ describe("coordinator", () => {
     const fields = { phase: "open", scopes: "calls:read" };
     await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
     const again = await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
-    expect(again.status).toBe(201);
+    expect(again.status).toBe(200);
     expect(again.html).toContain("0 links issued");
     expect(again.html).toContain("2 volunteers already held an active link and were skipped");
     expect(await linksOf(campaignId)).toHaveLength(2);
@@ -674,7 +712,7 @@ describe("admin", () => {
     expect((await b.get("/console/links?status=revoked")).html).toContain("<code>v-1</code>");
     // Nobody holds a working link any more: the same sheet issues anew, without Reissue.
     const again = await b.upload("/console/links/issue", fields, { name: "v.csv", text: SHEET });
-    expect(again.status).toBe(201);
+    expect(again.status).toBe(200);
     expect(again.html).toContain("2 links issued");
     expect(
       (await b.get("/console/links?status=active")).html.match(/class="status status-active"/g)?.length,
@@ -693,7 +731,7 @@ describe("admin", () => {
       { campaignId, phase: "open", scopes: "calls:read" },
       { name: "v.csv", text: SHEET },
     );
-    expect(res.status).toBe(201);
+    expect(res.status).toBe(200);
     expect(await linksOf(campaignId)).toHaveLength(2);
   });
 

@@ -425,8 +425,38 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
       return again(res.problem, status);
     }
     const filename = /filename="([^"]+)"/.exec(res.headers.get("content-disposition") ?? "")?.[1];
-    const download = sessions.keepDownload(session, filename ?? `links-${campaignId}-${phase}.csv`, res.text);
-    const rows = rowsOf(res.text);
+    const download = sessions.keepDownload(
+      session,
+      filename ?? `links-${campaignId}-${phase}.csv`,
+      res.text,
+      {
+        campaignId,
+        phase,
+      },
+    );
+    // Shown on the page this redirects to: a reload, Back, or a phone reopening a discarded tab
+    // asks for that page again, never re-posts the sheet (which would skip every volunteer and
+    // show no link).
+    return c.redirect(`/console/links/issued/${download}`, 303);
+  });
+
+  con.get("/links/issued/:id", (c) => {
+    if (!canIssue(c.var.viewer)) return forbiddenPage(c);
+    const download = c.req.param("id");
+    const kept = c.var.session.downloads.get(download);
+    if (!kept)
+      return page(
+        c,
+        "Links no longer kept",
+        <p>
+          These links are no longer kept (a session keeps its last few files). Upload the sheet again with{" "}
+          <em>Reissue</em> ticked to replace them.
+        </p>,
+        { status: 404 },
+      );
+    const campaignId = kept.campaignId ?? "";
+    const phase = kept.phase ?? "";
+    const rows = rowsOf(kept.csv);
     const issued = rows.filter((r) => r.url !== "");
     const skipped = rows.filter((r) => r.url === "");
     const reissued = rows.filter((r) => r.status === "reissued").length;
@@ -443,7 +473,10 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
             ? ` ${skipped.length} volunteer${skipped.length === 1 ? "" : "s"} already held an active link and ${skipped.length === 1 ? "was" : "were"} skipped (tick "Reissue" to replace their links).`
             : ""}
         </Notice>
-        <p>The links are shown only now: download the file for your mail merge before you leave this page.</p>
+        <p>
+          The links are kept only for this sign-in (its last few files): download the file for your mail merge
+          now.
+        </p>
         <div class="actions">
           <a class="button" href={`/console/links/download/${download}`} download>
             Download links (CSV)
@@ -479,7 +512,6 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
           ]}
         />
       </>,
-      { status: 201 },
     );
   });
 

@@ -1,6 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { type Clock, sha256Hex } from "@phaselock/core";
 
+/** An issued-links file a session keeps, and the issuance it came from (for its page). */
+export interface KeptDownload {
+  filename: string;
+  csv: string;
+  campaignId?: string;
+  phase?: string;
+}
+
 /** One signed-in browser. The credential never leaves the server. */
 export interface ConsoleSession {
   /** The API key or admin token the person signed in with. */
@@ -10,7 +18,7 @@ export interface ConsoleSession {
   createdAt: number;
   lastSeenAt: number;
   /** Issued-links CSV files kept for "Download links (CSV)", by download id (a few, newest last). */
-  downloads: Map<string, { filename: string; csv: string }>;
+  downloads: Map<string, KeptDownload>;
   /** A just-created API key, for the one page that shows it (then forgotten). */
   newKey?: { id: string; key: string; role: string; campaignId: string | null } | undefined;
   /** A message for the next page shown (after a POST's redirect). */
@@ -146,9 +154,14 @@ export class ConsoleSessions {
   }
 
   /** Keeps an issued-links file for download; answers its id. */
-  keepDownload(session: ConsoleSession, filename: string, csv: string): string {
+  keepDownload(
+    session: ConsoleSession,
+    filename: string,
+    csv: string,
+    about: { campaignId?: string; phase?: string } = {},
+  ): string {
     const id = randomBytes(16).toString("base64url");
-    session.downloads.set(id, { filename, csv });
+    session.downloads.set(id, { filename, csv, ...about });
     const size = Buffer.byteLength(csv, "utf8");
     this.#kept.set(id, { session, bytes: size });
     this.#keptBytes += size;
