@@ -48,6 +48,8 @@ mutate "$k8s" 's#mountPath: /data/checkpoints#mountPath: /data/elsewhere#' >"$tm
 expect_refused "checkpoints in the read-only image" k8s "$tmp/k7.yaml" "is not on a writable persistentVolumeClaim mount"
 mutate "$k8s" 's/^  - ReadWriteMany$/  - ReadWriteOnce/' >"$tmp/k8.yaml"
 expect_refused "one node's claim for two replicas" k8s "$tmp/k8.yaml" "share it: ReadWriteMany"
+mutate "$k8s" '/^  sessionAffinity: ClientIP$/d' >"$tmp/k9.yaml"
+expect_refused "console sessions on a random replica" k8s "$tmp/k9.yaml" "keep console sessions in memory"
 
 compose="$here/compose.yaml"
 awk '/^  gateway-2:/{skip=1} /^  # Reachable only/{skip=0} !skip' "$compose" >"$tmp/c1.yaml"

@@ -73,6 +73,23 @@ function checkCheckpointFolder(docs: Obj[], problems: Problems): void {
   }
 }
 
+/**
+ * Console sessions live in one token-service replica's memory: with more than one replica, the
+ * Service must send a browser back to the replica it signed in on, for as long as a console
+ * session lives (12 h).
+ */
+function checkConsoleAffinity(docs: Obj[], problems: Problems): void {
+  const d = docs.find((x) => x.kind === "Deployment" && x.metadata?.name === "token-service");
+  if (!d || (d.spec?.replicas ?? 1) <= 1) return;
+  const svc = docs.find((x) => x.kind === "Service" && x.metadata?.name === "token-service");
+  const timeout = svc?.spec?.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10_800;
+  if (svc?.spec?.sessionAffinity !== "ClientIP" || timeout < 43_200) {
+    problems.push(
+      `Service/token-service: ${d.spec.replicas} replicas keep console sessions in memory: sessionAffinity ClientIP for 43200 s`,
+    );
+  }
+}
+
 /** Env names whose values are credentials: they must come from a Secret, never inline. */
 const SECRET_ENV = /^(DATABASE_URL|REDIS_URL)$|(SECRET|_TOKEN|_KEY|PASSWORD)$/;
 
@@ -142,6 +159,7 @@ export function checkKubernetes(text: string): Problems {
     }
   }
   checkCheckpointFolder(docs, problems);
+  checkConsoleAffinity(docs, problems);
   // Secrets by reference: a Secret in the manifests would put credentials in version control.
   for (const d of docs.filter((x) => x.kind === "Secret")) {
     problems.push(`Secret/${d.metadata?.name}: secrets are referenced, never committed`);
