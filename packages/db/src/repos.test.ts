@@ -908,10 +908,24 @@ for (const backend of dbBackends) {
       };
       expect(await repos.links.redeem(rows[0]!.id, NOW, { session })).toMatchObject({ ok: true });
       await repos.links.suspend(rows[3]!.id, "too many devices", NOW);
-      await repos.links.redeem(rows[4]!.id, NOW);
+      const spentSession = {
+        ...session,
+        id: randomId("ses"),
+        tokenHash: sha256Hex(randomId("c")),
+        linkId: rows[4]!.id,
+      };
+      await repos.links.redeem(rows[4]!.id, NOW, { session: spentSession });
       const before = { active: 3, revoked: 0, expired: 1, suspended: 1, exhausted: 1 };
       expect(await repos.links.countByStatus(base.campaignId, NOW)).toEqual(before);
       expect((await repos.links.getWithStatus(rows[0]!.id, NOW))?.activeSessions).toBe(1);
+      // A one-use link in use reads exhausted, and its session (which works) is counted live.
+      expect(await repos.links.getWithStatus(rows[4]!.id, NOW)).toMatchObject({
+        status: "exhausted",
+        activeSessions: 1,
+      });
+      expect(
+        (await repos.links.progress(base.campaignId, undefined, NOW)).find((p) => p.ref === "k-spent"),
+      ).toMatchObject({ opened: 1, activeSessions: 1 });
 
       expect(await repos.signingKeys.revoke(leaked, "private key leaked", NOW)).toMatchObject({
         status: "revoked",

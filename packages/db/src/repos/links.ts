@@ -53,7 +53,10 @@ export type LinkWithStatus = Link & { status: LinkStatus };
 export type LinkWithActivity = LinkWithStatus & {
   /** Distinct devices that ever opened a session of it. */
   devices: number;
-  /** Sessions not ended nor expired; 0 unless the link itself is active. */
+  /**
+   * Sessions not ended nor expired; 0 unless the link itself is active or exhausted (every use
+   * redeemed: its sessions go on working, only a new redemption is refused).
+   */
   activeSessions: number;
 };
 
@@ -281,6 +284,9 @@ const devicesSql = sql<number>`(select count(distinct s.device_id)::int from ${s
 const liveSessionsSql = (now: Date): SQL<number> => sql<number>`(select count(*)::int from ${sessions} s
   where s.link_id = ${outer.id} and s.ended_at is null and s.expires_at > ${ts(now)})`;
 
+/** Whether a link of this status still lets its sessions through (see `statusSql`). */
+const sessionsWork = (status: LinkStatus): boolean => status === "active" || status === "exhausted";
+
 const statusFilter = (status: LinkListQuery["status"], now: Date): SQL | undefined => {
   switch (status) {
     case undefined:
@@ -415,12 +421,13 @@ export const linksRepo = (db: Db): LinksRepo => {
     activeSessions: liveSessionsSql(now),
   });
   type ActivityRow = LinkRow & { status: LinkStatus; devices: number; activeSessions: number };
-  // A session of a link that is revoked, expired or suspended is refused: it is not active.
+  // A session of a link that is revoked, expired or suspended is refused: it is not active. One
+  // of a link whose uses are all redeemed goes on working (a one-use link in use reads exhausted).
   const toActivity = (r: ActivityRow): LinkWithActivity => ({
     ...toLink(r),
     status: r.status,
     devices: Number(r.devices),
-    activeSessions: r.status === "active" ? Number(r.activeSessions) : 0,
+    activeSessions: sessionsWork(r.status) ? Number(r.activeSessions) : 0,
   });
 
   return {
@@ -537,7 +544,7 @@ export const linksRepo = (db: Db): LinksRepo => {
           count(*)::int as links,
           (count(*) filter (where l.status = 'active'))::int as active_links,
           (count(*) filter (where l.uses > 0))::int as opened,
-          coalesce(sum(s.n) filter (where l.status = 'active'), 0)::int as active_sessions,
+          coalesce(sum(s.n) filter (where l.status in ('active', 'exhausted')), 0)::int as active_sessions,
           coalesce(sum(a.n), 0)::int as calls
         from l left join s on s.link_id = l.id left join a on a.link_id = l.id
         group by l.ref order by l.ref`,
