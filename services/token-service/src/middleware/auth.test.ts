@@ -135,6 +135,17 @@ describe("API keys", () => {
     expect(res.body.code).toBe("validation");
   });
 
+  it("names the role's campaign rule in plain words", async () => {
+    const detail = async (body: object) =>
+      JSON.stringify((await callJson(h, "POST", ADMIN_ROUTE, { body })).body);
+    expect(await detail({ role: "auditor", campaignId: "x" })).toContain(
+      "an auditor key is not bound to a campaign",
+    );
+    expect(await detail({ role: "admin", campaignId: "x" })).toContain(
+      "an admin key is not bound to a campaign",
+    );
+  });
+
   it("404 for a coordinator key of an unknown campaign", async () => {
     const res = await callJson(h, "POST", ADMIN_ROUTE, {
       body: { role: "coordinator", campaignId: "no-such" },

@@ -35,7 +35,7 @@ const ApiKeyInput = z
       ctx.addIssue({
         code: "custom",
         path: ["campaignId"],
-        message: `a ${b.role} key is not bound to a campaign`,
+        message: `an ${b.role} key is not bound to a campaign`,
       });
     }
   })
