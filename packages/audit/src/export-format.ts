@@ -22,6 +22,14 @@ export interface ExportHeader {
   from_seq: number;
   /** `prevHash` of the first exported event: the hash it chains onto (GENESIS from seq 1). */
   prev_hash: string;
+  /**
+   * From seq 2 on: the Merkle tree of the `from_seq - 1` events before the export, as the roots
+   * of its perfect subtrees, largest first (base64; one per set bit of `from_seq - 1`). With it a
+   * `--since` export resumes the tree where it starts and is checked against any checkpoint at
+   * least that large: a frontier that is not the signed tree's cannot reach the signed root.
+   * Absent from exports that cannot name it (made before it existed, or with no tree to read).
+   */
+  frontier?: string[];
 }
 
 /** Last line of an export, so an offline check can tell a complete file from a cut one. */
@@ -31,13 +39,22 @@ export interface ExportTrailer {
   head: string;
 }
 
-export const headerLine = (fromSeq: number, prevHash: string): string =>
+export const headerLine = (fromSeq: number, prevHash: string, frontier?: readonly string[]): string =>
   JSON.stringify({
     type: EXPORT_HEADER_TYPE,
     version: EXPORT_VERSION,
     from_seq: fromSeq,
     prev_hash: prevHash,
+    ...(frontier !== undefined && fromSeq > 1 ? { frontier: [...frontier] } : {}),
   } satisfies ExportHeader);
+
+/** How many hashes the frontier of `size` leaves has: one per set bit. */
+const frontierLength = (size: number): number => {
+  let n = 0;
+  for (let s = size; s > 0; s = Math.floor(s / 2)) n += s % 2;
+  return n;
+};
+const BASE64_HASH = /^[A-Za-z0-9+/]{43}=$/;
 
 export const trailerLine = (events: number, head: string): string =>
   JSON.stringify({ type: EXPORT_TRAILER_TYPE, events, head } satisfies ExportTrailer);
@@ -57,7 +74,7 @@ export type ExportProblem = ChainBreakReason | "bad_header" | "malformed" | "tru
  * the event's own seq when the line names one (else the seq expected there; null for the header).
  */
 export type ExportVerifyResult =
-  | { ok: true; events: number; fromSeq: number; prevHash: string; head: string }
+  | { ok: true; events: number; fromSeq: number; prevHash: string; head: string; frontier?: string[] }
   | {
       ok: false;
       events: number;
@@ -88,7 +105,7 @@ const EVENT_KEYS = [
  */
 export async function verifyExport(
   lines: AsyncIterable<string> | Iterable<string>,
-  opts: { onEvent?: (e: StoredEvent) => void } = {},
+  opts: { onHeader?: (h: ExportHeader) => void; onEvent?: (e: StoredEvent) => void } = {},
 ): Promise<ExportVerifyResult> {
   let lineNo = 0;
   let header: ExportHeader | null = null;
@@ -114,6 +131,7 @@ export async function verifyExport(
       if (!header) return fail(null, null, "bad_header");
       prev = header.prev_hash;
       expectedSeq = header.from_seq;
+      opts.onHeader?.(header);
       continue;
     }
     if (ended) return fail(expectedSeq, null, "malformed");
@@ -141,7 +159,8 @@ export async function verifyExport(
   }
   if (header === null) return fail(null, null, "bad_header", 1);
   if (!ended) return fail(expectedSeq, null, "truncated", lineNo + 1);
-  return { ok: true, events: count, fromSeq: header.from_seq, prevHash: header.prev_hash, head: prev };
+  const { from_seq: fromSeq, prev_hash: prevHash, frontier } = header;
+  return { ok: true, events: count, fromSeq, prevHash, head: prev, ...(frontier ? { frontier } : {}) };
 }
 
 /** The one-line summary the CLI prints. */
@@ -159,8 +178,23 @@ export function parseHeader(line: string): ExportHeader | null {
   const { from_seq: fromSeq, prev_hash: prevHash } = v;
   if (typeof fromSeq !== "number" || !Number.isSafeInteger(fromSeq) || fromSeq < 1) return null;
   if (typeof prevHash !== "string" || !HASH_RE.test(prevHash)) return null;
-  if (line !== headerLine(fromSeq, prevHash)) return null;
-  return { type: EXPORT_HEADER_TYPE, version: EXPORT_VERSION, from_seq: fromSeq, prev_hash: prevHash };
+  const { frontier } = v;
+  if (frontier !== undefined) {
+    if (fromSeq === 1 || !Array.isArray(frontier) || frontier.length !== frontierLength(fromSeq - 1))
+      return null;
+    const canonical = (h: unknown) =>
+      typeof h === "string" && BASE64_HASH.test(h) && Buffer.from(h, "base64").toString("base64") === h;
+    if (!frontier.every(canonical)) return null;
+  }
+  const hashes = frontier as string[] | undefined;
+  if (line !== headerLine(fromSeq, prevHash, hashes)) return null;
+  return {
+    type: EXPORT_HEADER_TYPE,
+    version: EXPORT_VERSION,
+    from_seq: fromSeq,
+    prev_hash: prevHash,
+    ...(hashes ? { frontier: hashes } : {}),
+  };
 }
 
 /** An export's last line, or null when it is not a trailer. */

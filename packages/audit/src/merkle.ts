@@ -40,6 +40,7 @@ export const equalHash = (a: Uint8Array, b: Uint8Array): boolean =>
 
 export const toHex = (h: Uint8Array): string => Buffer.from(h).toString("hex");
 export const toBase64 = (h: Uint8Array): string => Buffer.from(h).toString("base64");
+export const fromBase64 = (s: string): Hash => new Uint8Array(Buffer.from(s, "base64"));
 
 /** The largest power of two strictly below `n` (n ≥ 2): the RFC's split point `k`. */
 export function splitPoint(n: number): number {

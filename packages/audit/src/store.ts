@@ -14,7 +14,7 @@ import {
 } from "./chain.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
 import { eventLeafHash } from "./leaf.ts";
-import { leafHashHex } from "./merkle.ts";
+import { fromBase64, IncrementalTree, leafHashHex, toBase64 } from "./merkle.ts";
 import { parseVerifierKey, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import type { AuditEventInput } from "./sink.ts";
 
@@ -626,7 +626,8 @@ export async function exportEvents(db: Db, opts: ExportOptions): Promise<{ event
   // The end is fixed first: events appended while the export runs belong to the next one.
   const toSeq = (await readHead(db))?.seq ?? 0;
   const fromSeq = await exportStart(db, opts.since, toSeq);
-  await opts.write(headerLine(fromSeq.seq, fromSeq.prevHash));
+  const frontier = fromSeq.seq > 1 ? await frontierBefore(db, fromSeq.seq - 1) : undefined;
+  await opts.write(headerLine(fromSeq.seq, fromSeq.prevHash, frontier));
   let count = 0;
   let head = fromSeq.prevHash;
   const batchSize = opts.batchSize ?? 1_000;
@@ -640,6 +641,40 @@ export async function exportEvents(db: Db, opts: ExportOptions): Promise<{ event
   await opts.write(trailerLine(count, head));
   return { events: count, head };
 }
+
+/**
+ * The tree of the first `size` events, as an export's header names it (its frontier, base64):
+ * the newest stored checkpoint at or below `size` resumed, then the leaves after it computed
+ * from their events. Nothing here need be trusted: a frontier that is not the signed tree's
+ * cannot reach a signed root, so the auditor's check fails. Undefined when it cannot be worked
+ * out (those events archived or missing, a stored leaf not its event's): the export is then
+ * checked as a chain only.
+ */
+async function frontierBefore(db: Db, size: number): Promise<string[] | undefined> {
+  const [cp] = await db
+    .select({ treeSize: auditCheckpoints.treeSize, frontier: auditCheckpoints.frontier })
+    .from(auditCheckpoints)
+    .where(lte(auditCheckpoints.treeSize, size))
+    .orderBy(desc(auditCheckpoints.treeSize))
+    .limit(1);
+  try {
+    const tree = cp
+      ? IncrementalTree.fromFrontier(cp.treeSize, cp.frontier.map(fromBase64))
+      : new IncrementalTree();
+    for (let start = tree.size; start < size; start += FRONTIER_PAGE) {
+      const end = Math.min(size, start + FRONTIER_PAGE);
+      const leaves = await readCheckedLeafHashes(db, start, end);
+      if (leaves.length !== end - start) return undefined;
+      for (const leaf of leaves) tree.appendLeafHash(leaf);
+    }
+    return tree.frontier().map(toBase64);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Leaves read at a time while working out an export's frontier. */
+const FRONTIER_PAGE = 10_000;
 
 async function exportStart(
   db: Db,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GENESIS, type StoredEvent } from "../chain.ts";
 import { exportLine, headerLine, trailerLine } from "../export-format.ts";
 import { eventLeafHash } from "../leaf.ts";
-import { rootOf } from "../merkle.ts";
+import { IncrementalTree, rootOf, toBase64 } from "../merkle.ts";
 import { type NoteSigner, signCheckpoint, verifierKeyString } from "../note.ts";
 import { buildChain, rehash } from "../test-chain.ts";
 import { runVerifyCli } from "./verify.ts";
@@ -163,7 +163,7 @@ describe("audit:verify-export against signed checkpoints", () => {
     expect((await run(log, "--key", key.vkey, "--checkpoint", "bare.note")).code).toBe(1);
   });
 
-  it("does not verify a mid-chain (--since) export against a checkpoint: says why, not broken, exits 1", async () => {
+  it("does not verify a mid-chain export whose header names no frontier against a checkpoint: says why, not broken, exits 1", async () => {
     const r = await run(log.slice(5), "--key", key.vkey, "--checkpoint", "cp-20.note");
     // A full export that lost its first five events looks the same: a failure, never a pass.
     expect(r.code).toBe(1);
@@ -174,6 +174,79 @@ describe("audit:verify-export against signed checkpoints", () => {
     expect(r.out).toContain("nothing before seq 6 is verified");
     expect(r.out).not.toContain("broken");
     expect(r.out).not.toContain("not found altered");
+  });
+
+  describe("a --since export whose header names the tree before it (its frontier)", () => {
+    /** The header's frontier: the tree of the `from - 1` events before the export. */
+    const frontierOf = (events: readonly StoredEvent[]) => {
+      const tree = new IncrementalTree();
+      for (const e of events) tree.appendLeafHash(eventLeafHash(e));
+      return tree.frontier().map(toBase64);
+    };
+    const sinceText = (from: number, events = log, frontier = frontierOf(events.slice(0, from - 1))) =>
+      exportText(events.slice(from - 1)).replace(
+        headerLine(from, events[from - 2]!.hash),
+        headerLine(from, events[from - 2]!.hash, frontier),
+      );
+
+    it("verifies against every checkpoint at least as large as the events before it", async () => {
+      await writeFile(join(dir, "cp-11.note"), checkpointOf(log, 11, key.signer));
+      for (const from of [6, 12, 21]) {
+        const r = await run(sinceText(from), "--key", key.vkey, "--checkpoint", "cp-20.note");
+        expect([from, r.code]).toEqual([from, 0]);
+        expect(r.out).toContain(`from seq ${from} (the tree of the ${from - 1} before them`);
+        expect(r.out).toContain("checkpoint cp-20.note: size 20 root");
+      }
+      const both = await run(
+        sinceText(12),
+        ...["--key", key.vkey, "--checkpoint", "cp-20.note"],
+        ...["--checkpoint", "cp-11.note"],
+      );
+      expect(both.code).toBe(0);
+      expect(both.out).toContain("checkpoint cp-11.note: size 11 root");
+    });
+
+    it("fails a rewritten event after its start, or a frontier not the signed tree's", async () => {
+      const edited = sinceText(6).replace('"reason":"ok-7"', '"reason":"ok-X"');
+      expect((await run(edited, "--key", key.vkey, "--checkpoint", "cp-20.note")).code).toBe(1);
+      // An owner who rewrote event 3 and re-chained: the export after it checks out as a chain,
+      // but the frontier of the rewritten prefix does not reach the signed root.
+      const forged = rechain([...log.slice(0, 2), { ...log[2]!, reason: "forged" }, ...log.slice(3)]);
+      const r = await run(sinceText(6, forged), "--key", key.vkey, "--checkpoint", "cp-20.note");
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(
+        /^broken: cp-20.note: the tree of the export's first 20 events \(the header's frontier of 5/,
+      );
+      // Any frontier hash altered: the same.
+      const bent = frontierOf(log.slice(0, 5));
+      bent[0] = toBase64(new Uint8Array(32).fill(7));
+      expect((await run(sinceText(6, log, bent), "--key", key.vkey, "--checkpoint", "cp-20.note")).code).toBe(
+        1,
+      );
+    });
+
+    it("cannot check a checkpoint older than its start: not verified, exit 1, saying which", async () => {
+      await writeFile(join(dir, "cp-11.note"), checkpointOf(log, 11, key.signer));
+      const r = await run(
+        sinceText(21),
+        ...["--key", key.vkey, "--checkpoint", "cp-20.note"],
+        ...["--checkpoint", "cp-11.note"],
+      );
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(
+        /^not verified against the checkpoints: cp-11.note covers 11 events and the export starts at seq 21/,
+      );
+    });
+
+    it("refuses a header whose frontier has the wrong number of hashes, or one that is not base64", async () => {
+      const three = frontierOf(log.slice(0, 7)); // 7 = 4 + 2 + 1: three hashes, for from 8
+      for (const frontier of [three.slice(1), [...three, three[0]!], [...three.slice(0, 2), "not base64"]]) {
+        const r = await run(sinceText(8, log, frontier));
+        expect(r.code).toBe(1);
+        expect(r.out).toMatch(/bad_header/);
+      }
+      expect((await run(sinceText(8, log, three))).code).toBe(0);
+    });
   });
 
   it("fails a mid-chain export that is itself altered as broken, checkpoint or not", async () => {

@@ -6,19 +6,24 @@
  * checkpoints (signed notes the auditor kept, e.g. from AUDIT_CHECKPOINT_DIR):
  *   1. every checkpoint is signed by KEY (a verifier-key string, or a file holding one), and all
  *      name the same log (origin);
- *   2. the export starts at the first event (a tree has no middle to start from);
+ *   2. the export starts at the first event, or its header names the tree of the events before
+ *      it (a `--since` export: its `frontier`), from which the tree resumes;
  *   3. each event is a leaf: SHA-256(0x00 || canonical event JSON), in seq order (docs/audit.md);
  *   4. for each checkpoint, the root of the export's first `size` leaves is the signed root, so
  *      no event before it was edited, removed, reordered or re-chained, and none is missing;
  *   5. each older checkpoint is consistent with the newest: the RFC 9162 consistency proof,
- *      computed from the export, verifies between their roots.
+ *      computed from the export, verifies between their roots (for an export from seq 1; one
+ *      resumed from a frontier has every checkpoint's root recomputed from the same leaves, which
+ *      is that consistency already). A checkpoint older than a `--since` export's start cannot be
+ *      checked with it: not verified (exit 1), saying so.
  * Events after the newest checkpoint are allowed (the log grew since). One pass, O(log n) memory.
  *
  * `--archive FILE` (repeatable): a retired stretch of the log written by `pnpm audit:archive`.
  * The archives, in seq order, are read before FILE as one log (stitchExports): each must continue
  * the one before, and FILE (a live export, which starts after the newest archive) the last.
- * Exit 0 ok, 1 broken, 2 usage or unreadable input, or an export that cannot be checked against
- * a checkpoint (it starts after seq 1: made with --since) though its own chain verifies.
+ * Exit 0 ok; 1 broken, or not verified (a checkpoint the export cannot reach: one older than a
+ * `--since` export's start, or any, for an export after seq 1 whose header names no frontier);
+ * 2 usage or unreadable input.
  * `-` reads the export from standard input.
  */
 import { readFile } from "node:fs/promises";
@@ -28,6 +33,7 @@ import { parseArgs } from "node:util";
 import type { StoredEvent } from "../chain.ts";
 import {
   describeExportResult,
+  type ExportHeader,
   type ExportVerifyResult,
   StitchError,
   stitchExports,
@@ -37,6 +43,7 @@ import { eventLeafHash } from "../leaf.ts";
 import {
   consistencyProofRanges,
   equalHash,
+  fromBase64,
   type Hash,
   IncrementalTree,
   type LeafRange,
@@ -59,10 +66,10 @@ interface KeptCheckpoint extends Required<Checkpoint> {
 }
 
 /**
- * `uncheckable`: the export's own chain verifies, but it starts after seq 1, so no checkpoint
- * (which covers the log from seq 1) can be checked against it. A `--since` export and a full one
- * that lost its first events look the same here, so this is a failure to verify (exit 1), only
- * worded as what it is.
+ * `uncheckable`: the export's own chain verifies, but it starts after seq 1 with no frontier (or
+ * after a checkpoint's size), so that checkpoint cannot be checked against it. A `--since` export
+ * and a full one that lost its first events look the same here, so this is a failure to verify
+ * (exit 1), only worded as what it is.
  */
 export type TreeVerifyResult =
   | { ok: true; events: number; root: Hash; lines: string[] }
@@ -74,9 +81,17 @@ export async function verifyExportAgainst(
   checkpoints: readonly KeptCheckpoint[],
 ): Promise<TreeVerifyResult> {
   const newest = checkpoints.reduce((a, b) => (b.size > a.size ? b : a));
-  const tree = new IncrementalTree();
+  let tree = new IncrementalTree();
   const rootAt = new Map<number, Hash>([[0, tree.root()]]);
   const wanted = new Set(checkpoints.map((c) => c.size));
+  // A `--since` export: the tree of the events before it, as its header names it.
+  let resumed: { size: number } | undefined;
+  const onHeader = (h: ExportHeader) => {
+    if (h.from_seq === 1 || h.frontier === undefined) return;
+    tree = IncrementalTree.fromFrontier(h.from_seq - 1, h.frontier.map(fromBase64));
+    resumed = { size: tree.size };
+    rootAt.set(tree.size, tree.root());
+  };
   // Each older checkpoint's proof is the roots of disjoint leaf ranges: fill them as leaves pass.
   const proofs = checkpoints.map((c) => {
     const ranges = consistencyProofRanges(Math.min(c.size, newest.size), newest.size);
@@ -85,6 +100,7 @@ export async function verifyExportAgainst(
   const inRange = (i: number, [start, end]: LeafRange) => i >= start && i < end;
 
   const chain = await verifyExport(lines, {
+    onHeader,
     onEvent: (e: StoredEvent) => {
       const index = tree.size;
       const leaf = eventLeafHash(e);
@@ -95,6 +111,7 @@ export async function verifyExportAgainst(
     },
   });
   if (!chain.ok) return { ok: false, problem: describeExportResult(chain) };
+  if (resumed) return checkResumed(chain, checkpoints, rootAt, tree, resumed.size);
   if (chain.fromSeq !== 1) {
     return {
       ok: false,
@@ -131,6 +148,48 @@ export async function verifyExportAgainst(
     out.push(
       `checkpoint ${file}: size ${size} is consistent with size ${newest.size} (${proof.length}-hash proof)`,
     );
+  }
+  return { ok: true, events: chain.events, root: tree.root(), lines: out };
+}
+
+/**
+ * An export resumed from its header's frontier (`before` leaves ahead of it): each checkpoint at
+ * least that large must have the root recomputed from the frontier and the exported leaves; one
+ * older than the export's start cannot be checked with it.
+ */
+function checkResumed(
+  chain: Extract<ExportVerifyResult, { ok: true }>,
+  checkpoints: readonly KeptCheckpoint[],
+  rootAt: ReadonlyMap<number, Hash>,
+  tree: IncrementalTree,
+  before: number,
+): TreeVerifyResult {
+  const older = checkpoints.filter((c) => c.size < before);
+  if (older.length > 0) {
+    const c = older.reduce((a, b) => (b.size < a.size ? b : a));
+    return {
+      ok: false,
+      uncheckable: true,
+      problem:
+        `${c.file} covers ${c.size} events and the export starts at seq ${chain.fromSeq}: it cannot show that the ${before - c.size} events between them extend that checkpoint. ` +
+        `Export from before that checkpoint's time (an earlier --since, or none). The export's own ${chain.events} events chain from seq ${chain.fromSeq} to head ${chain.head}.`,
+    };
+  }
+  const out = [
+    `ok: ${chain.events} events from seq ${chain.fromSeq} (the tree of the ${before} before them as the header names it), head ${chain.head}, tree root ${toBase64(tree.root())}`,
+  ];
+  for (const c of [...checkpoints].sort((a, b) => b.size - a.size)) {
+    const root = rootAt.get(c.size);
+    if (root === undefined) {
+      return { ok: false, problem: `${c.file}: covers ${c.size} events, the export ends at ${tree.size}` };
+    }
+    if (!equalHash(root, c.rootHash)) {
+      return {
+        ok: false,
+        problem: `${c.file}: the tree of the export's first ${c.size} events (the header's frontier of ${before}, then the export's events) has root ${toBase64(root)}, the checkpoint signed ${toBase64(c.rootHash)}`,
+      };
+    }
+    out.push(`checkpoint ${c.file}: size ${c.size} root ${toBase64(c.rootHash)} matches`);
   }
   return { ok: true, events: chain.events, root: tree.root(), lines: out };
 }

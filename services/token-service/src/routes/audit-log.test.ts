@@ -270,6 +270,68 @@ describeIntegration("pnpm audit:export + an API checkpoint verify offline", ["po
     expect((await verify(join(dir, "edited.ndjson"))).code).toBe(1);
   });
 
+  it("a --since export (the contract's command as written) verifies against a checkpoint it reaches", async () => {
+    const { campaignId } = await seedOpen(h);
+    expect(await issue(h, campaignId, 3)).toBe(201);
+    const kept = await (await call(h, "GET", "/v1/audit/checkpoint")).text();
+    h.clock.advance(60_000);
+    const since = h.clock.now().toISOString();
+    expect(await issue(h, campaignId, 2)).toBe(201);
+    const later = await (await call(h, "GET", "/v1/audit/checkpoint")).text();
+    await writeFile(
+      join(dir, "audit.vkey"),
+      await (await call(h, "GET", "/.well-known/audit-key", { token: null })).text(),
+    );
+    await writeFile(join(dir, "kept.note"), kept);
+    await writeFile(join(dir, "later.note"), later);
+
+    const file = join(dir, "since.ndjson");
+    const exported = sink();
+    const code = await runExportCli(
+      ["--since", since, "--out", file],
+      { DATABASE_URL: db.url },
+      {
+        stdout: exported.stream,
+        stderr: exported.stream,
+      },
+    );
+    expect(code, exported.text()).toBe(0);
+    const header = JSON.parse((await readFile(file, "utf8")).split("\n")[0]!) as {
+      from_seq: number;
+      frontier?: string[];
+    };
+    // It starts after the kept checkpoint, and names the tree of the events before it.
+    expect(header.from_seq).toBe(Number(kept.split("\n")[1]) + 1);
+    expect(header.frontier?.length).toBeGreaterThan(0);
+
+    const verify = async (path: string) => {
+      const out = sink();
+      const args = [
+        path,
+        "--key",
+        join(dir, "audit.vkey"),
+        "--checkpoint",
+        join(dir, "later.note"),
+        "--checkpoint",
+        join(dir, "kept.note"),
+      ];
+      return {
+        code: await runVerifyCli(args, {}, { stdout: out.stream, stderr: out.stream }),
+        text: out.text(),
+      };
+    };
+    const ok = await verify(file);
+    expect(ok.code, ok.text).toBe(0);
+    expect(ok.text).toMatch(/checkpoint .*kept\.note: size \d+ root .* matches/);
+
+    // An exported event changed: the later checkpoint's root is not reached.
+    const lines = (await readFile(file, "utf8")).split("\n");
+    const i = lines.findIndex((l) => l.includes('"type":"link.issued"'));
+    lines[i] = lines[i]!.replace('"decision":"allow"', '"decision":"deny"');
+    await writeFile(join(dir, "since-edited.ndjson"), lines.join("\n"));
+    expect((await verify(join(dir, "since-edited.ndjson"))).code).toBe(1);
+  });
+
   it("writes each checkpoint to AUDIT_CHECKPOINT_DIR as well", async () => {
     const files = await readdir(h.checkpointDir);
     expect(files.length).toBeGreaterThanOrEqual(2);
