@@ -24,7 +24,11 @@ export interface StoredEvent extends ChainEvent {
   hash: string;
 }
 
-export type ChainBreakReason = "hash_mismatch" | "prev_mismatch" | "seq_gap";
+/**
+ * `checkpoint_mismatch` (stored logs only): the events no longer give the root a checkpoint this
+ * log signed; one at or after `seq` and within that checkpoint was rewritten, chain recomputed.
+ */
+export type ChainBreakReason = "hash_mismatch" | "prev_mismatch" | "seq_gap" | "checkpoint_mismatch";
 
 /** The first event that fails a check, named by its own seq and id. */
 export interface ChainBreak {

@@ -9,6 +9,7 @@ import { createTestDatabase, dbBackends, type TestDb } from "@phaselock/db/testi
 import { describeIntegration } from "@phaselock/testkit";
 import { asc, sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { canonicalEvent, chainHash, type StoredEvent } from "./chain.ts";
 import {
   Checkpointer,
   type CheckpointTimers,
@@ -19,7 +20,7 @@ import {
   writeCheckpointFile,
 } from "./checkpointer.ts";
 import { eventLeafHash } from "./leaf.ts";
-import { IncrementalTree, rootOf, verifyConsistency, verifyInclusion } from "./merkle.ts";
+import { IncrementalTree, leafHashHex, rootOf, verifyConsistency, verifyInclusion } from "./merkle.ts";
 import {
   ed25519FromSeed,
   parseSignerKey,
@@ -455,4 +456,60 @@ for (const backend of dbBackends) {
       });
     },
   );
+}
+
+// The owner's rewrite the chain cannot see: an event changed and every chain and leaf hash after
+// it recomputed. The checkpoints the log's key signed still hold the old roots.
+for (const backend of dbBackends) {
+  describeIntegration(`verifyStored against the signed checkpoints (${backend.name})`, backend.needs, () => {
+    let testDb: TestDb;
+    let db: Db;
+    const clock = new FakeClock("2026-03-15T09:00:00Z");
+
+    beforeAll(async () => {
+      testDb = await backend.open();
+      db = testDb.handle.db;
+    });
+    afterAll(async () => {
+      await testDb?.drop();
+    });
+
+    it("reports events a signed checkpoint covers rewritten with every chain and leaf hash recomputed", async () => {
+      const cp = new Checkpointer({ db, signer, clock, dir: undefined });
+      await appendEvents(db, [sampleInput(0), sampleInput(1)]);
+      expect((await cp.checkpoint())?.treeSize).toBe(2);
+      await appendEvents(db, [sampleInput(2), sampleInput(3), sampleInput(4)]);
+      expect((await cp.checkpoint())?.treeSize).toBe(5);
+      await appendEvents(db, [sampleInput(5)]);
+      // A row the services' role may insert, not signed by the log's key: passed over.
+      await db.execute(
+        sql`insert into audit_checkpoints (tree_size, root_hash, note, frontier, created_at) values (6, 'x', 'x', '[]'::jsonb, now())`,
+      );
+      expect(await verifyStored(db, { verifierKey: vkey })).toMatchObject({ ok: true, events: 6 });
+      // The owner turns seq 4's denial into an allow and recomputes everything from it on, and
+      // the stored roots too: only the signed notes are left as they were.
+      const events: StoredEvent[] = [];
+      for await (const e of streamEvents(db, { fromSeq: 3 })) events.push(e);
+      let prev = events[0]!.hash;
+      await asDatabaseOwner(db, async (tx) => {
+        for (const e of events.slice(1)) {
+          const changed = e.seq === 4 ? { ...e, decision: "allow" as const, reason: null } : e;
+          const canonical = canonicalEvent(changed);
+          const hash = chainHash(prev, canonical);
+          await tx.execute(
+            sql`update audit_events set decision = ${changed.decision}, reason = ${changed.reason}, prev_hash = ${prev}, hash = ${hash}, leaf_hash = ${leafHashHex(canonical)} where seq = ${e.seq}`,
+          );
+          prev = hash;
+        }
+        await tx.execute(sql`update audit_checkpoints set root_hash = 'rewritten'`);
+      });
+      expect(await verifyStored(db)).toMatchObject({ ok: true, events: 6 });
+      // The first event after the newest checkpoint that still matches (size 2).
+      expect(await verifyStored(db, { verifierKey: vkey, batchSize: 2 })).toEqual({
+        ok: false,
+        events: 2,
+        brokenAt: { seq: 3, id: events[0]!.id, reason: "checkpoint_mismatch" },
+      });
+    });
+  });
 }

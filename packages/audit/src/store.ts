@@ -14,8 +14,8 @@ import {
 } from "./chain.ts";
 import { exportLine, headerLine, trailerLine } from "./export-format.ts";
 import { eventLeafHash } from "./leaf.ts";
-import { fromBase64, IncrementalTree, leafHashHex, toBase64 } from "./merkle.ts";
-import { parseVerifierKey, type VerifierKey, verifyCheckpoint } from "./note.ts";
+import { equalHash, fromBase64, IncrementalTree, leafHashHex, toBase64 } from "./merkle.ts";
+import { parseCheckpoint, parseVerifierKey, type VerifierKey, verifyCheckpoint } from "./note.ts";
 import type { AuditEventInput } from "./sink.ts";
 
 const { auditArchives, auditCheckpoints, auditEvents } = schema;
@@ -538,7 +538,10 @@ async function* pageEvents<C extends typeof storedColumns>(
 /**
  * Verifies the whole stored chain: it must start at seq 1 on GENESIS (or right after the newest
  * archived stretch, on its head), every event must link to the one before, and it must reach the
- * size of the newest stored checkpoint (else `seq_gap` at the first missing seq, with id `""`). Streams the table in keyset pages (default 1,000 rows).
+ * size of the newest stored checkpoint (else `seq_gap` at the first missing seq, with id `""`).
+ * With the log's key, the tree of the events must also give the root of every stored checkpoint
+ * that key signed (else `checkpoint_mismatch`; not checked once months are archived). Streams the
+ * table in keyset pages (default 1,000 rows).
  */
 export async function verifyStored(
   db: Db,
@@ -548,6 +551,8 @@ export async function verifyStored(
     verifierKey?: string | VerifierKey | null | undefined;
   } = {},
 ): Promise<ChainResult> {
+  const key = typeof opts.verifierKey === "string" ? parseVerifierKey(opts.verifierKey) : opts.verifierKey;
+  const batchSize = opts.batchSize ?? 1_000;
   // After `pnpm audit:archive` the live log starts after the newest archived stretch, at its head.
   const [archived] = await db
     .select({ toSeq: auditArchives.toSeq, head: auditArchives.head })
@@ -555,23 +560,53 @@ export async function verifyStored(
     .orderBy(desc(auditArchives.toSeq))
     .limit(1);
   // Read before the events: whatever a stored checkpoint covers was committed, so the stream sees it.
-  const signed = opts.verifierKey ? await newestSignedSize(db, opts.verifierKey) : undefined;
+  const signed = key ? await newestSignedSize(db, key) : undefined;
   const first = (archived?.toSeq ?? 0) + 1;
+  // An owner can rewrite events and recompute every chain and leaf hash, which the chain alone
+  // cannot see; the checkpoints the log's key signed can. Only the tree from seq 1 has their roots.
+  const checkpoints = key && first === 1 ? streamCheckpointRoots(db, batchSize) : undefined;
+  let nextCheckpoint = await checkpoints?.next();
+  const tree = new IncrementalTree();
+  // The first event no checkpoint has vouched for yet: where a mismatch is reported.
+  let unvouched: { seq: number; id: string } | undefined;
   // A row's leaf hash (what checkpoints sign and proofs are served from) must be its event's, or
   // the tree would commit to something the chain does not: reported as that event's hash_mismatch.
   let leafBreak: ChainBreak | undefined;
+  let treeBreak: ChainBreak | undefined;
   async function* leavesChecked() {
-    for await (const e of streamEventsWithLeaf(db, { batchSize: opts.batchSize ?? 1_000 })) {
+    for await (const e of streamEventsWithLeaf(db, { batchSize })) {
       yield e;
       // Once verifyChain has checked e's link (a broken link is reported first, as before).
-      if (!leafMatches(e)) {
+      const leaf = eventLeafHash(e);
+      if (Buffer.from(leaf).toString("hex") !== e.leafHash) {
         leafBreak = { seq: e.seq, id: e.id, reason: "hash_mismatch" };
         return;
+      }
+      if (!checkpoints || !key) continue;
+      unvouched ??= { seq: e.seq, id: e.id };
+      const from = unvouched;
+      tree.appendLeafHash(leaf);
+      while (nextCheckpoint && !nextCheckpoint.done && nextCheckpoint.value.treeSize <= tree.size) {
+        const cp = nextCheckpoint.value;
+        if (cp.treeSize === tree.size) {
+          // The root in the note, never the row's root_hash column (an owner could rewrite it).
+          // Only a mismatch needs the signature: rows the key did not sign (the services' role
+          // may insert them) are passed over.
+          const noted = notedRoot(cp.note);
+          if (noted && equalHash(tree.root(), noted)) {
+            unvouched = undefined;
+          } else if (signedFor(cp, key)) {
+            treeBreak = { ...from, reason: "checkpoint_mismatch" };
+            return;
+          }
+        }
+        nextCheckpoint = await checkpoints.next();
       }
     }
   }
   const result = await verifyChain(leavesChecked(), { prevHash: archived?.head ?? GENESIS, seq: first });
   if (result.ok && leafBreak) return { ok: false, events: result.events - 1, brokenAt: leafBreak };
+  if (result.ok && treeBreak) return { ok: false, events: treeBreak.seq - first, brokenAt: treeBreak };
   // The chain that is left may link up after its newest events were removed (rows deleted, a
   // partition detached): a checkpoint of a longer log says they existed. The first missing seq
   // is where it breaks; no event carries it, so no id.
@@ -582,12 +617,47 @@ export async function verifyStored(
   return result;
 }
 
+/** Stored checkpoints (size, note) by ascending size, in keyset pages. */
+async function* streamCheckpointRoots(
+  db: Db,
+  batchSize: number,
+): AsyncGenerator<{ treeSize: number; note: string }> {
+  let above = 0;
+  for (;;) {
+    const page = await db
+      .select({ treeSize: auditCheckpoints.treeSize, note: auditCheckpoints.note })
+      .from(auditCheckpoints)
+      .where(gt(auditCheckpoints.treeSize, above))
+      .orderBy(asc(auditCheckpoints.treeSize))
+      .limit(batchSize);
+    yield* page;
+    const last = page.at(-1);
+    if (!last || page.length < batchSize) return;
+    above = last.treeSize;
+  }
+}
+
+/** The root a note's checkpoint body states, signature unchecked; undefined when malformed. */
+function notedRoot(note: string): Uint8Array | undefined {
+  const end = note.indexOf("\n\n");
+  try {
+    return end < 0 ? undefined : parseCheckpoint(note.slice(0, end + 1)).rootHash;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `key` signed this row's note as a checkpoint of this row's size. */
+function signedFor(cp: { treeSize: number; note: string }, key: VerifierKey): boolean {
+  const opened = verifyCheckpoint(cp.note, key, key.name);
+  return opened.ok && opened.checkpoint.size === cp.treeSize;
+}
+
 /**
  * Tree size of the newest stored checkpoint `key` signed (rows it did not sign, which the
  * services' role could insert, are skipped; at most 1,000 rows looked at), or undefined.
  */
-async function newestSignedSize(db: Db, keyText: string | VerifierKey): Promise<number | undefined> {
-  const key = typeof keyText === "string" ? parseVerifierKey(keyText) : keyText;
+async function newestSignedSize(db: Db, key: VerifierKey): Promise<number | undefined> {
   let below = Number.MAX_SAFE_INTEGER;
   for (let page = 0; page < 10; page++) {
     const rows = await db

@@ -53,7 +53,7 @@ const Verified = z
       brokenAt: z.object({
         seq: z.number().int(),
         id: z.string(),
-        reason: z.enum(["hash_mismatch", "prev_mismatch", "seq_gap"]),
+        reason: z.enum(["hash_mismatch", "prev_mismatch", "seq_gap", "checkpoint_mismatch"]),
       }),
     }),
   ])
@@ -135,7 +135,7 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       tags: ["audit"],
       summary: "Check the whole hash chain",
       description:
-        "`events` is the number of events checked; `head` the latest hash, or `brokenAt` the first event that does not chain. A chain shorter than the newest checkpoint this log signed is broken too: `brokenAt` is then the first missing seq, `seq_gap`, with an empty `id` (its newest events were removed).",
+        "`events` is the number of events checked; `head` the latest hash, or `brokenAt` the first event that does not chain. A chain shorter than the newest checkpoint this log signed is broken too: `brokenAt` is then the first missing seq, `seq_gap`, with an empty `id` (its newest events were removed). So is a log whose events no longer give the root of a checkpoint this log signed (rewritten, chain and leaf hashes recomputed): `checkpoint_mismatch` at the first event no earlier checkpoint vouches for.",
       security: bearer,
       middleware: [readers] as const,
       responses: { 200: jsonContent(Verified, "The verification result"), ...problems(401, 403) },
