@@ -7,7 +7,7 @@ import { type Db, schema } from "@phaselock/db";
 import { desc, lt, sql } from "drizzle-orm";
 import { consistencyProof, equalHash, IncrementalTree, inclusionProof, rootOf, toBase64 } from "./merkle.ts";
 import { keyId, type NoteSigner, signCheckpoint, type VerifierKey, verifyCheckpoint } from "./note.ts";
-import { readCheckedLeafHashes, readLeafHashes, treeSize } from "./store.ts";
+import { CheckpointRefusedError, readCheckedLeafHashes, readLeafHashes, treeSize } from "./store.ts";
 
 const { auditArchives, auditCheckpoints } = schema;
 
@@ -167,18 +167,18 @@ export class Checkpointer {
             ? await this.#newestSigned(tx, pinned.size + 1)
             : latest;
         if (pinned && base?.treeSize === pinned.size && base.note !== pinned.note) {
-          throw new Error(
+          throw new CheckpointRefusedError(
             `the database holds another checkpoint of size ${pinned.size} than the one this log signed (${this.#pinnedAt()}): the log was forked; not signing`,
           );
         }
         const size = await treeSize(tx);
         if (pinned && size < pinned.size) {
-          throw new Error(
+          throw new CheckpointRefusedError(
             `the audit log holds ${size} events but this log signed a checkpoint of size ${pinned.size} (${this.#pinnedAt()}): events it covers were removed; not signing`,
           );
         }
         if (latest && latest.treeSize > size) {
-          throw new Error(
+          throw new CheckpointRefusedError(
             `the audit log holds ${size} events but a checkpoint of size ${latest.treeSize} was signed: events it covers were removed (a partition detached or emptied?); not signing`,
           );
         }
@@ -201,12 +201,13 @@ export class Checkpointer {
           // proofs are served from): a leaf_hash column written wrong is never signed.
           const page = await readCheckedLeafHashes(tx, from, to);
           // A missing seq means a row was removed: signing over the gap would bless it.
-          if (page.length !== to - from) throw new Error(`audit tree has a gap in leaves ${from}..${to}`);
+          if (page.length !== to - from)
+            throw new CheckpointRefusedError(`audit tree has a gap in leaves ${from}..${to}`);
           for (const h of page) {
             tree.appendLeafHash(h);
             const check = through.find((t) => t.size === tree.size);
             if (check && !equalHash(tree.root(), check.root)) {
-              throw new Error(
+              throw new CheckpointRefusedError(
                 check === pinned
                   ? `the stored events do not extend checkpoint ${check.size} this log signed (${this.#pinnedAt()}): events it covers were rewritten; not signing`
                   : `the stored checkpoint of size ${check.size} does not extend checkpoint ${pinned?.size} this log signed (${this.#pinnedAt()}): the log was forked; not signing`,
@@ -278,7 +279,9 @@ export class Checkpointer {
       if (rows.length < 100) return undefined;
       below = rows.at(-1)!.treeSize;
     }
-    throw new Error(`more than ${MAX_UNSIGNED} stored checkpoints this log did not sign; not signing`);
+    throw new CheckpointRefusedError(
+      `more than ${MAX_UNSIGNED} stored checkpoints this log did not sign; not signing`,
+    );
   }
 
   #signedBy(row: { treeSize: number; note: string }): boolean {
@@ -329,14 +332,18 @@ export class Checkpointer {
   #resume(latest: typeof auditCheckpoints.$inferSelect): IncrementalTree {
     const opened = verifyCheckpoint(latest.note, this.#verifier, this.#signer.name);
     if (!opened.ok || opened.checkpoint.size !== latest.treeSize) {
-      throw new Error(`the stored checkpoint of size ${latest.treeSize} is not one this log signed`);
+      throw new CheckpointRefusedError(
+        `the stored checkpoint of size ${latest.treeSize} is not one this log signed`,
+      );
     }
     const tree = IncrementalTree.fromFrontier(
       latest.treeSize,
       latest.frontier.map((h) => new Uint8Array(Buffer.from(h, "base64"))),
     );
     if (!equalHash(tree.root(), opened.checkpoint.rootHash)) {
-      throw new Error(`the stored frontier of checkpoint ${latest.treeSize} does not match its signed root`);
+      throw new CheckpointRefusedError(
+        `the stored frontier of checkpoint ${latest.treeSize} does not match its signed root`,
+      );
     }
     return tree;
   }
@@ -362,7 +369,7 @@ async function checkTail(tx: Db, tree: IncrementalTree, n: number): Promise<void
   const leaves = await readLeafHashes(tx, n - low, n);
   const last = tree.frontier().at(-1);
   if (leaves.length !== low || last === undefined || !equalHash(rootOf(leaves), last)) {
-    throw new Error(
+    throw new CheckpointRefusedError(
       `the audit log no longer holds the leaves checkpoint ${n} signed (seq ${n - low + 1}..${n} differ): events were removed and others appended in their place; not signing`,
     );
   }
@@ -477,7 +484,7 @@ export async function writeCheckpointFile(dir: string, cp: StoredCheckpoint): Pr
       ),
     );
     if (!linked && (await readNoteFile(dir, file)) !== cp.note) {
-      throw new Error(
+      throw new CheckpointRefusedError(
         `${file} holds another checkpoint of size ${cp.treeSize}: the log was forked; not replaced`,
       );
     }

@@ -783,6 +783,17 @@ const leafMatches = (e: StoredEvent & { leafHash: string }): boolean =>
   Buffer.from(eventLeafHash(e)).toString("hex") === e.leafHash;
 
 /**
+ * The database no longer agrees with what this log signed (events it covers removed or rewritten,
+ * a fork, a frontier or note that is not the log's): nothing is signed until an operator looks.
+ * Expected when someone tampered with the database, so the token service answers `503
+ * unavailable` for it rather than an internal error.
+ */
+export class CheckpointRefusedError extends Error {
+  override readonly name = "CheckpointRefusedError";
+  readonly code = "checkpoint_refused";
+}
+
+/**
  * Leaf hashes of leaves `[start, end)` computed from the stored events, each checked against its
  * row's stored `leaf_hash` (what proofs are served from): what a checkpoint may sign. Throws at a
  * row whose leaf hash is not its event's; fewer come back when rows are missing.
@@ -796,7 +807,9 @@ export async function readCheckedLeafHashes(db: Db, start: number, end: number):
     batchSize: end - start,
   })) {
     if (!leafMatches(e)) {
-      throw new Error(`the stored leaf hash of seq ${e.seq} is not its event's; not signing`);
+      throw new CheckpointRefusedError(
+        `the stored leaf hash of seq ${e.seq} is not its event's; not signing`,
+      );
     }
     out.push(eventLeafHash(e));
   }

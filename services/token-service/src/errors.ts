@@ -1,5 +1,5 @@
 import type { z } from "@hono/zod-openapi";
-import { CheckpointFolderError } from "@phaselock/audit";
+import { CheckpointFolderError, CheckpointRefusedError } from "@phaselock/audit";
 import { type ErrorCode, errorText, PhaselockError } from "@phaselock/core";
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -275,6 +275,16 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
       c,
       "unavailable",
       "Audit checkpoints cannot be written, so none can be signed; an operator must fix the checkpoint folder (the token service's log says which and why).",
+    );
+  }
+  if (err instanceof CheckpointRefusedError) {
+    // The database no longer agrees with what the log signed: an expected outcome of tampering,
+    // not a bug. Fail closed, as for the folder, and leave the details to the log.
+    logger.error("audit checkpoint refused", { requestId: c.get("requestId"), error: err.message });
+    return problemResponse(
+      c,
+      "unavailable",
+      "No audit checkpoint is signed: the audit log no longer matches the checkpoints it signed (events removed or rewritten); an operator must investigate (the token service's log says what differs).",
     );
   }
   const unavailable = databaseUnavailableCode(err);

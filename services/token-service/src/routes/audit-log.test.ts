@@ -12,6 +12,7 @@ import {
 } from "@phaselock/audit";
 import { runExportCli } from "@phaselock/audit/cli/export";
 import { runVerifyCli } from "@phaselock/audit/cli/verify";
+import { asDatabaseOwner } from "@phaselock/audit/testing";
 import { queryRows } from "@phaselock/db";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
@@ -366,5 +367,31 @@ describe("the checkpoint route while the checkpoint folder cannot be written", (
 
     await rm(h.checkpointDir);
     expect((await call(h, "GET", "/v1/audit/checkpoint")).status).toBe(200);
+  });
+});
+
+describe("the checkpoint route once the log no longer holds what it signed", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("answers 503 unavailable, not an internal error, and logs why", async () => {
+    await seedOpen(h);
+    const signed = await (await call(h, "GET", "/v1/audit/checkpoint")).text();
+    const size = Number(signed.split("\n")[1]);
+    // An owner removes the newest events the checkpoint covers.
+    await asDatabaseOwner(h.handle.db, (tx) =>
+      tx.execute(sql`delete from audit_events where seq > ${size - 2}`),
+    );
+    const res = await call(h, "GET", "/v1/audit/checkpoint");
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { code: string; detail: string };
+    expect(body.code).toBe("unavailable");
+    expect(body.detail).toContain("no longer matches the checkpoints it signed");
+    expect(h.logs).toContainEqual({ level: "error", msg: "audit checkpoint refused" });
   });
 });

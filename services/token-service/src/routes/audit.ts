@@ -209,7 +209,10 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
           401,
           403,
           [404, "`not_found`: the log is still empty"],
-          [503, "`unavailable`: the database is unreachable, or the checkpoint folder cannot be written"],
+          [
+            503,
+            "`unavailable`: the database is unreachable, the checkpoint folder cannot be written, or the log no longer matches the checkpoints it signed",
+          ],
         ),
       },
     }),
