@@ -251,6 +251,16 @@ export class Checkpointer {
     return cp;
   }
 
+  /**
+   * The newest checkpoint this log signed that this instance knows from outside the database
+   * (its pin, or a newer note in its folder), for `verifyStored`: an owner who deletes the
+   * checkpoint rows too cannot make verify forget it. Empty when none, or the folder is unreadable.
+   */
+  async held(): Promise<{ treeSize: number; note: string }[]> {
+    const pin = await this.#currentPin().catch(() => this.#pinned ?? null);
+    return pin ? [{ treeSize: pin.size, note: pin.note }] : [];
+  }
+
   /** The newer of this instance's pin and the newest note in its folder (which others may share). */
   async #currentPin(): Promise<Pinned | null> {
     const fromFolder = await this.#newestFile(this.#pinned?.size ?? -1);

@@ -549,6 +549,12 @@ export async function verifyStored(
     batchSize?: number;
     /** The log's verifier key: the chain must also reach the newest checkpoint it signed. */
     verifierKey?: string | VerifierKey | null | undefined;
+    /**
+     * Checkpoints known from outside the database (the checkpointer's folder), checked like the
+     * stored ones: deleting the checkpoint rows does not hide them. Notes the key did not sign
+     * for their size are ignored.
+     */
+    held?: readonly { treeSize: number; note: string }[] | undefined;
   } = {},
 ): Promise<ChainResult> {
   const key = typeof opts.verifierKey === "string" ? parseVerifierKey(opts.verifierKey) : opts.verifierKey;
@@ -560,11 +566,14 @@ export async function verifyStored(
     .orderBy(desc(auditArchives.toSeq))
     .limit(1);
   // Read before the events: whatever a stored checkpoint covers was committed, so the stream sees it.
-  const signed = key ? await newestSignedSize(db, key) : undefined;
+  const held = key ? (opts.held ?? []).filter((cp) => signedFor(cp, key)) : [];
+  const newestStored = key ? await newestSignedSize(db, key) : undefined;
+  const sizes = [newestStored, ...held.map((cp) => cp.treeSize)].filter((n) => n !== undefined);
+  const signed = sizes.length > 0 ? Math.max(...sizes) : undefined;
   const first = (archived?.toSeq ?? 0) + 1;
   // An owner can rewrite events and recompute every chain and leaf hash, which the chain alone
   // cannot see; the checkpoints the log's key signed can. Only the tree from seq 1 has their roots.
-  const checkpoints = key && first === 1 ? streamCheckpointRoots(db, batchSize) : undefined;
+  const checkpoints = key && first === 1 ? streamCheckpointRoots(db, batchSize, held) : undefined;
   let nextCheckpoint = await checkpoints?.next();
   const tree = new IncrementalTree();
   // The first event no checkpoint has vouched for yet: where a mismatch is reported.
@@ -617,8 +626,21 @@ export async function verifyStored(
   return result;
 }
 
-/** Stored checkpoints (size, note) by ascending size, in keyset pages. */
+/** Stored checkpoints (size, note) by ascending size, in keyset pages, `extra` merged in. */
 async function* streamCheckpointRoots(
+  db: Db,
+  batchSize: number,
+  extra: readonly { treeSize: number; note: string }[],
+): AsyncGenerator<{ treeSize: number; note: string }> {
+  const pending = [...extra].sort((a, b) => a.treeSize - b.treeSize);
+  for await (const cp of storedCheckpointRoots(db, batchSize)) {
+    while (pending[0] && pending[0].treeSize <= cp.treeSize) yield pending.shift()!;
+    yield cp;
+  }
+  yield* pending;
+}
+
+async function* storedCheckpointRoots(
   db: Db,
   batchSize: number,
 ): AsyncGenerator<{ treeSize: number; note: string }> {

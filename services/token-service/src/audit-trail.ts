@@ -151,4 +151,8 @@ export class TokenServiceAuditTrail implements AuditTrail {
     if (!this.#checkpointer) return latestCheckpoint(this.#opts.db);
     return this.#checkpointer.checkpoint();
   }
+
+  async heldCheckpoints(): Promise<{ treeSize: number; note: string }[]> {
+    return this.#checkpointer ? this.#checkpointer.held() : [];
+  }
 }

@@ -22,6 +22,8 @@ export interface AuditTrail {
   verifierKey(): string | null;
   /** Signs a checkpoint if the log grew since the latest, then returns the latest (null: empty log). */
   checkpoint(): Promise<StoredCheckpoint | null>;
+  /** Checkpoints the log signed known from outside the database (its folder), for verify. */
+  heldCheckpoints(): Promise<{ treeSize: number; note: string }[]>;
 }
 
 export interface TokenServiceConfig {

@@ -394,4 +394,16 @@ describe("the checkpoint route once the log no longer holds what it signed", () 
     expect(body.detail).toContain("no longer matches the checkpoints it signed");
     expect(h.logs).toContainEqual({ level: "error", msg: "audit checkpoint refused" });
   });
+
+  it("verify still reports the removed events once the owner deletes the checkpoint rows too: the folder holds the note", async () => {
+    const signed = await readdir(h.checkpointDir);
+    const size = Math.max(...signed.map((f) => Number.parseInt(f, 10)));
+    await asDatabaseOwner(h.handle.db, (tx) => tx.execute(sql`delete from audit_checkpoints`));
+    const res = await call(h, "GET", "/v1/audit/verify");
+    expect(await res.json()).toEqual({
+      ok: false,
+      events: size - 2,
+      brokenAt: { seq: size - 1, id: "", reason: "seq_gap" },
+    });
+  });
 });

@@ -141,7 +141,13 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
       responses: { 200: jsonContent(Verified, "The verification result"), ...problems(401, 403) },
     }),
     async (c) =>
-      c.json(await verifyStored(c.var.deps.db, { verifierKey: c.var.deps.auditTrail.verifierKey() }), 200),
+      c.json(
+        await verifyStored(c.var.deps.db, {
+          verifierKey: c.var.deps.auditTrail.verifierKey(),
+          held: await c.var.deps.auditTrail.heldCheckpoints(),
+        }),
+        200,
+      ),
   );
   app.openapi(
     createRoute({
