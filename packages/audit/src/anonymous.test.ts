@@ -32,18 +32,24 @@ describe("AnonymousDenialSink", () => {
     expect(sink.held).toBe(0);
   });
 
-  it("folds one minute's anonymous denials per client into one event with counts", async () => {
+  it("writes a client's first anonymous denial of a minute as itself, and folds the rest into one event", async () => {
     const { inner, sink, deny, clock } = setup();
     for (let i = 0; i < 5; i++) sink.record(deny("ip1"));
     clock.advance(30_000);
     sink.record(deny("ip1", "token_invalid", "GET /calls/next"));
     sink.record(deny("ip2"));
-    expect(inner.events).toEqual([]);
-    expect(sink.held).toBe(7);
-    // The next minute's first denial writes the ended minute's events.
+    // One refused request is in the log at once, with its own reason.
+    expect(inner.events).toEqual(
+      [deny("ip1"), deny("ip2")].map((e, i) => ({
+        ...e,
+        at: i ? clock.now() : new Date("2026-01-01T09:00:10Z"),
+      })),
+    );
+    expect(sink.held).toBe(5);
+    // The next minute's first denial (itself written at once) writes the ended minute's aggregate.
     clock.advance(30_000);
     sink.record(deny("ip1"));
-    expect(inner.events).toEqual([
+    expect(inner.events.slice(2)).toEqual([
       {
         type: "access.anonymous_denied",
         at: new Date("2026-01-01T09:00:40Z"),
@@ -52,31 +58,35 @@ describe("AnonymousDenialSink", () => {
         data: {
           ipHash: "ip1",
           minute: "2026-01-01T09:00:00.000Z",
-          count: 6,
-          reasons: { token_missing: 5, token_invalid: 1 },
-          routes: { unmapped: 5, "GET /calls/next": 1 },
+          count: 5,
+          reasons: { token_missing: 4, token_invalid: 1 },
+          routes: { unmapped: 4, "GET /calls/next": 1 },
           firstAt: "2026-01-01T09:00:10.000Z",
           lastAt: "2026-01-01T09:00:40.000Z",
         },
       },
-      expect.objectContaining({ data: expect.objectContaining({ ipHash: "ip2", count: 1 }) }),
+      expect.objectContaining({
+        type: "access",
+        reason: "token_missing",
+        data: expect.objectContaining({ ipHash: "ip1" }),
+      }),
     ]);
-    // flush writes the current minute's too.
+    // ip2 knocked once: nothing to fold. flush writes the current minute's aggregates (none).
     await sink.flush();
-    expect(inner.events.at(-1)).toMatchObject({
-      data: { ipHash: "ip1", count: 1, minute: "2026-01-01T09:01:00.000Z" },
-    });
+    expect(inner.events).toHaveLength(4);
     expect(sink.held).toBe(0);
   });
 
-  it("is bounded: clients past maxClients in a minute share one overflow bucket, all counted", async () => {
+  it("is bounded: at most two events per client a minute; clients past maxClients share one overflow bucket, all counted", async () => {
     const { inner, sink, deny } = setup(3);
-    for (let i = 0; i < 100; i++) sink.record(deny(`ip${i}`));
+    for (let round = 0; round < 3; round++) for (let i = 0; i < 100; i++) sink.record(deny(`ip${i}`));
     await sink.close();
-    expect(inner.events).toHaveLength(4);
-    const data = inner.events.map((e) => e.data as { ipHash: string; count: number });
-    expect(data.at(-1)).toEqual(expect.objectContaining({ ipHash: OVERFLOW_CLIENT, count: 97 }));
-    expect(data.reduce((n, d) => n + d.count, 0)).toBe(100);
+    // ip0..ip2 and the overflow: each its first denial as itself, then one aggregate.
+    expect(inner.events).toHaveLength(8);
+    const folded = inner.events.filter((e) => e.type === "access.anonymous_denied");
+    const data = folded.map((e) => e.data as { ipHash: string; count: number });
+    expect(data.at(-1)).toEqual(expect.objectContaining({ ipHash: OVERFLOW_CLIENT, count: 97 * 3 - 1 }));
+    expect(data.reduce((n, d) => n + d.count, 0) + (inner.events.length - folded.length)).toBe(300);
   });
 
   it("the sweep timer writes an ended minute without a new denial", () => {
@@ -85,18 +95,20 @@ describe("AnonymousDenialSink", () => {
       const clock = new FakeClock("2026-01-01T09:00:10Z");
       const inner = new MemoryAuditSink();
       const sink = new AnonymousDenialSink({ sink: inner, clock, sweepMs: 1000 });
-      sink.record({
+      const denial = {
         type: "access",
         at: clock.now(),
         decision: "deny",
         reason: "token_missing",
         data: { route: "unmapped", ipHash: "ip1" },
-      } as AuditEvent);
+      } as AuditEvent;
+      sink.record(denial);
+      sink.record(denial);
       vi.advanceTimersByTime(1000);
-      expect(inner.events).toEqual([]);
+      expect(inner.events.map((e) => e.type)).toEqual(["access"]);
       clock.advance(60_000);
       vi.advanceTimersByTime(1000);
-      expect(inner.events.map((e) => e.type)).toEqual(["access.anonymous_denied"]);
+      expect(inner.events.map((e) => e.type)).toEqual(["access", "access.anonymous_denied"]);
       sink.stop();
     } finally {
       vi.useRealTimers();
@@ -106,11 +118,13 @@ describe("AnonymousDenialSink", () => {
   it("after stop(), a late anonymous denial (a request still running past the drain) goes straight on, never held", () => {
     const { inner, sink, deny } = setup();
     sink.record(deny("ip1"));
+    sink.record(deny("ip1"));
     sink.stop();
-    expect(inner.events).toHaveLength(1);
+    expect(inner.events.map((e) => e.type)).toEqual(["access", "access.anonymous_denied"]);
+    sink.record(deny("ip2"));
     sink.record(deny("ip2"));
     expect(sink.held).toBe(0);
-    expect(inner.events).toHaveLength(2);
-    expect(inner.events[1]).toMatchObject({ type: "access", data: { ipHash: "ip2" } });
+    expect(inner.events).toHaveLength(4);
+    expect(inner.events[3]).toMatchObject({ type: "access", data: { ipHash: "ip2" } });
   });
 });

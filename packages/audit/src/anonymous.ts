@@ -34,12 +34,14 @@ interface Bucket {
 }
 
 /**
- * An {@link AuditSink} in front of another that folds anonymous denials — `access` denials that
- * name no link (no valid credential: token_missing, token_invalid, session_required…) — into one
- * `access.anonymous_denied` event per client hash and UTC minute, with counts per reason and
- * route. Everything else passes straight through. A minute's events are written once a later
- * minute is seen (on a record or the sweep timer) and on `flush()`/`close()`, so at most one
- * minute's worth (bounded by `maxClients`) is held in memory.
+ * An {@link AuditSink} in front of another that bounds anonymous denials — `access` denials that
+ * name no link (no valid credential: token_missing, token_invalid, session_required…): a client
+ * hash's first one in a UTC minute passes straight through, as itself, and the rest of that
+ * minute are folded into one `access.anonymous_denied` event with counts per reason and route.
+ * So at most two events per client and minute, however hard it knocks, and a single refused
+ * request is in the log at once. Everything else passes straight through. A minute's aggregates
+ * are written once a later minute is seen (on a record or the sweep timer) and on
+ * `flush()`/`close()`, so at most one minute's worth (bounded by `maxClients`) is held in memory.
  */
 export class AnonymousDenialSink implements AuditSink {
   readonly #sink: AuditSink;
@@ -96,7 +98,9 @@ export class AnonymousDenialSink implements AuditSink {
       bucket = clients.get(key);
     }
     if (!bucket) {
-      bucket = {
+      // A client's first anonymous denial of the minute is written as itself, at once: one request
+      // refused is one event an admin can find straight away. Only the rest of its minute is folded.
+      clients.set(key, {
         ipHash: key === OVERFLOW_CLIENT ? OVERFLOW_CLIENT : ip,
         minute,
         count: 0,
@@ -104,8 +108,13 @@ export class AnonymousDenialSink implements AuditSink {
         routes: {},
         firstAt: at,
         lastAt: at,
-      };
-      clients.set(key, bucket);
+      });
+      this.#sink.record(event);
+      return;
+    }
+    if (bucket.count === 0) {
+      bucket.firstAt = at;
+      bucket.lastAt = at;
     }
     bucket.count++;
     const reason = event.reason ?? "unknown";
@@ -155,7 +164,7 @@ export class AnonymousDenialSink implements AuditSink {
   #write(minute: number): void {
     const clients = this.#minutes.get(minute);
     this.#minutes.delete(minute);
-    for (const b of clients?.values() ?? []) this.#sink.record(toEvent(b));
+    for (const b of clients?.values() ?? []) if (b.count > 0) this.#sink.record(toEvent(b));
   }
 
   /** Records the buckets of minutes that have ended (before `nowMs`'s minute and `keep`). */

@@ -169,10 +169,12 @@ describeIntegration("gateway graceful shutdown (a real child process)", ["postgr
       headers: { authorization: `Bearer ${session}`, "x-request-id": requestId },
     });
     await upstream!.arrival;
-    // A denial without a valid credential: held in memory as this minute's anonymous aggregate
-    // (not awaited by its answer), which SIGTERM must still write.
-    const denied = await fetch(`${base}/pb/calls/next`, { headers: { authorization: `Bearer ${token}` } });
-    expect(denied.status).toBe(401);
+    // Denials without a valid credential (not awaited by their answers): the first is queued as
+    // itself, the second held in memory as this minute's anonymous aggregate; SIGTERM writes both.
+    for (let i = 0; i < 2; i++) {
+      const denied = await fetch(`${base}/pb/calls/next`, { headers: { authorization: `Bearer ${token}` } });
+      expect(denied.status).toBe(401);
+    }
     proc.kill("SIGTERM");
     await expect.poll(() => accepts(port), { timeout: 5000 }).toBe(false);
     upstream!.release();
@@ -184,6 +186,8 @@ describeIntegration("gateway graceful shutdown (a real child process)", ["postgr
     const { items } = await listEvents(db.handle.db, { decision: "allow", limit: 500 });
     expect(items.filter((e) => e.type === "access" && e.data.route === "GET /calls/next")).toHaveLength(1);
     const deny = await listEvents(db.handle.db, { decision: "deny", limit: 500 });
+    const first = deny.items.filter((e) => e.type === "access" && e.linkId === null);
+    expect(first.map((e) => e.reason)).toEqual(["session_required"]);
     const anonymous = deny.items.filter((e) => e.type === "access.anonymous_denied");
     expect(anonymous).toHaveLength(1);
     expect(anonymous[0]!.data).toMatchObject({ count: 1, reasons: { session_required: 1 } });
