@@ -142,6 +142,9 @@ describe("console sign-in", () => {
     expect(html).toMatch(/<label for="apiKey">API key<\/label>/);
     expect(html).toMatch(/<input type="password" id="apiKey" name="apiKey"/);
     expect(html).toMatch(/<button type="submit">Sign in<\/button>/);
+    // Its hint names both prefixes: an admin pasting a generated pla_ token is not told it is wrong.
+    expect(html).toContain("<code>plk_</code>");
+    expect(html).toContain("<code>pla_</code>");
     expect(html).not.toMatch(/<script>|<style>| style=| on[a-z]+=/);
   });
 

@@ -8,8 +8,8 @@ export const SignInPage = () => (
     <form method="post" action="/console/sign-in">
       <label for="apiKey">API key</label>
       <p class="hint" id="apiKey-hint">
-        It starts with <code>plk_</code>. It is kept on the server for this session only and never shown
-        again.
+        An API key starts with <code>plk_</code>; the admin token <code>pnpm start</code> generates, with{" "}
+        <code>pla_</code>. It is kept on the server for this session only and never shown again.
       </p>
       <input
         type="password"
