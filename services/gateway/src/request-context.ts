@@ -27,15 +27,22 @@ export function credentialFrom(
   authorization: string | undefined,
   cookie: string | undefined,
 ): string | undefined {
-  if (authorization !== undefined && !OTHER_SCHEME.test(authorization)) {
-    return BEARER.exec(authorization)?.[1] ?? "";
-  }
+  if (bearerPresented(authorization)) return BEARER.exec(authorization)?.[1] ?? "";
   if (!cookie) return undefined;
   const value = parse(cookie, SESSION_COOKIE)[SESSION_COOKIE];
   if (!value) return undefined;
   // The cookie parser keeps inner spaces and percent-decodes (`%09`, `%0a`); no credential has
   // whitespace, so such a value is a present but malformed one, like a malformed bearer.
   return /\s/.test(value) ? "" : value;
+}
+
+/**
+ * Whether the request's credential comes from its `Authorization` (a bearer, or a malformed one):
+ * a script's, never a form's. One of another scheme (`Basic`) is not: the cookie is read, and a
+ * browser may have sent it, so the cookie's cross-site rules still apply.
+ */
+export function bearerPresented(authorization: string | undefined): authorization is string {
+  return authorization !== undefined && !OTHER_SCHEME.test(authorization);
 }
 
 /** The client's `X-Request-Id` when it is a plain short token, else a fresh one. */

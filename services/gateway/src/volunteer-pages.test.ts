@@ -472,11 +472,15 @@ describe("ending a session", () => {
   it("a form posted from another site (or a sibling origin) is refused cross_site; the session lives on", async () => {
     const g = await fixture();
     const cookie = await browserSession(g);
+    // A browser on a password-protected site sends its Basic credentials with a forged form too:
+    // that is no script's bearer, and the cookie's cross-site rule still holds.
+    const basic = { authorization: "Basic c3RhZ2luZzpwdw==" };
     for (const headers of [
       { origin: "http://evil.example" },
       { origin: "http://127.0.0.1:9999" },
       { "sec-fetch-site": "cross-site" },
       { origin: "null" },
+      { origin: "http://127.0.0.1:9999", "sec-fetch-site": "same-site", ...basic },
     ]) {
       const res = await g.app.request("http://127.0.0.1:8080/pb/_phaselock/session/end", {
         method: "POST",
@@ -486,6 +490,18 @@ describe("ending a session", () => {
       expect(await res.text()).toContain("Reference: cross_site");
     }
     expect((await g.app.request("/pb/calls/next", { headers: { cookie } })).status).toBe(200);
+    // The calling page's own form there still signs out as a browser's: to the signed-out page.
+    const own = await g.app.request("http://127.0.0.1:8080/pb/_phaselock/session/end", {
+      method: "POST",
+      headers: {
+        ...HTML,
+        cookie,
+        ...basic,
+        origin: "http://127.0.0.1:8080",
+        "sec-fetch-site": "same-origin",
+      },
+    });
+    expect([own.status, own.headers.get("location")]).toEqual([303, "/signed-out"]);
   });
 
   it("the calling page's own form signs out: 303 to the signed-out page, which shares the look", async () => {

@@ -3,7 +3,14 @@ import type { Hono } from "hono";
 import type { GatewayEnv } from "../deps.ts";
 import { page, wantsHtml } from "../html.ts";
 import { CSP, NO_STORE, refusal } from "../refusals.ts";
-import { clearSessionCookie, clientIp, credentialFrom, crossSite, ipHash } from "../request-context.ts";
+import {
+  bearerPresented,
+  clearSessionCookie,
+  clientIp,
+  credentialFrom,
+  crossSite,
+  ipHash,
+} from "../request-context.ts";
 import { credentialHash, isSessionCredential, looksLikeLink } from "../sessions.ts";
 import { sendRefusal } from "./refusal.ts";
 
@@ -16,8 +23,10 @@ export function registerSession(app: Hono<GatewayEnv>) {
     const deps = c.var.deps;
     const authorization = c.req.header("authorization");
     // Logout CSRF: the cookie is SameSite=Strict, but a sibling origin of the same site (another
-    // port or subdomain) would still send it. A bearer caller is a script, never a forged form.
-    if (authorization === undefined && crossSite(c)) return sendRefusal(c, refusal("cross_site"));
+    // port or subdomain) would still send it. A bearer caller is a script, never a forged form; a
+    // browser sends `Basic` to a password-protected site with its forms too.
+    const bearer = bearerPresented(authorization);
+    if (!bearer && crossSite(c)) return sendRefusal(c, refusal("cross_site"));
     const credential = credentialFrom(authorization, c.req.header("cookie"));
     if (!credential) return sendRefusal(c, refusal("token_missing"));
     // As everywhere under /pb: a link is not a session (the check order's second step).
@@ -39,7 +48,7 @@ export function registerSession(app: Hono<GatewayEnv>) {
     // Unknown and already-ended sessions answer the same: ending is idempotent and says nothing.
     clearSessionCookie(c);
     const accept = c.req.header("accept");
-    if (authorization !== undefined || (accept?.includes("application/json") && !wantsHtml(accept)))
+    if (bearer || (accept?.includes("application/json") && !wantsHtml(accept)))
       return c.body(null, 204, NO_STORE);
     return c.body(null, 303, { ...NO_STORE, Location: SIGNED_OUT_PATH });
   });
