@@ -161,7 +161,7 @@ for (const backend of dbBackends) {
       await checkpoint(); // size 12
       const live = join(dir, "live.ndjson");
       const lines: string[] = [];
-      await exportEvents(db, { write: (l) => void lines.push(l) });
+      await exportEvents(db, { write: (l) => void lines.push(l), verifierKey: vkey });
       await writeFile(live, `${lines.join("\n")}\n`);
       const latest = await queryRows<{ note: string }>(
         db,

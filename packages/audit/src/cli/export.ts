@@ -24,7 +24,7 @@ import {
   liveLockHolder,
   localServiceUrl,
 } from "@phaselock/core";
-import { assertMigrated, createDb, type DbHandle, openDb } from "@phaselock/db";
+import { assertMigrated, createDb, type Db, type DbHandle, openDb, schema } from "@phaselock/db";
 import { parseHeader, parseTrailer } from "../export-format.ts";
 import { exportEvents } from "../store.ts";
 import { isMain, redactUrl, userPath } from "./shared.ts";
@@ -129,6 +129,16 @@ async function exportViaService(
   return { events: trailer.events, head: trailer.head };
 }
 
+/**
+ * The log's verifier key when the database holds exactly one (a `--since` export's frontier then
+ * resumes from a checkpoint it signed); with none or several, none: the frontier is then worked
+ * out from every stored leaf, trusting no row.
+ */
+async function soleVerifierKey(db: Db): Promise<string | undefined> {
+  const rows = await db.select({ key: schema.auditKeys.verifierKey }).from(schema.auditKeys).limit(2);
+  return rows.length === 1 ? rows[0]!.key : undefined;
+}
+
 const USAGE = "usage: pnpm audit:export [--since YYYY-MM-DD[THH:mm:ssZ]] [--out file.ndjson]\n";
 
 /** Writes a line and waits when the stream asks for backpressure. */
@@ -223,6 +233,7 @@ export async function runExportCli(
         write: (line) => writeLine(out, line),
         batchSize: PROGRESS_EVERY,
         onProgress,
+        verifierKey: await soleVerifierKey(handle.db),
       });
     }
     const { events, head } = result;

@@ -206,6 +206,8 @@ describe("every admin and issuance event commits with its change", () => {
   });
 });
 
+const popcount = (n: number): number => n.toString(2).replaceAll("0", "").length;
+
 describeIntegration("pnpm audit:export + an API checkpoint verify offline", ["postgres"], () => {
   let db: TestDatabase;
   let h: Harness;
@@ -324,6 +326,41 @@ describeIntegration("pnpm audit:export + an API checkpoint verify offline", ["po
     const ok = await verify(file);
     expect(ok.code, ok.text).toBe(0);
     expect(ok.text).toMatch(/checkpoint .*kept\.note: size \d+ root .* matches/);
+
+    // A checkpoint row the log's key never signed (the services' role may insert one), the newest
+    // below a later export's start, with a made-up frontier: the exporter passes it over, through
+    // the API (which knows the key) and through the CLI on the database (which trusts no row).
+    h.clock.advance(60_000);
+    expect(await issue(h, campaignId, 1)).toBe(201);
+    h.clock.advance(60_000);
+    const since2 = h.clock.now().toISOString();
+    const before = (await callJson<{ events: number }>(h, "GET", "/v1/audit/verify")).body.events;
+    expect(await issue(h, campaignId, 1)).toBe(201);
+    await writeFile(join(dir, "latest.note"), await (await call(h, "GET", "/v1/audit/checkpoint")).text());
+    const fake = Buffer.alloc(32, 7).toString("base64");
+    await db.handle.db.execute(
+      sql`insert into audit_checkpoints (tree_size, root_hash, note, frontier, created_at)
+          values (${before}, ${fake}, ${`phaselock.test\n${before}\n${fake}\n\n— x AAAA\n`},
+                  ${JSON.stringify(Array.from({ length: popcount(before) }, () => fake))}::jsonb, now())`,
+    );
+    const viaApi = await call(h, "GET", `/v1/audit/export?since=${encodeURIComponent(since2)}`);
+    expect(viaApi.status).toBe(200);
+    const apiFile = join(dir, "since-api.ndjson");
+    await writeFile(apiFile, await viaApi.text());
+    const cliFile = join(dir, "since-cli.ndjson");
+    const cli = ["--since", since2, "--out", cliFile];
+    expect(
+      await runExportCli(cli, { DATABASE_URL: db.url }, { stdout: sink().stream, stderr: sink().stream }),
+    ).toBe(0);
+    for (const path of [apiFile, cliFile]) {
+      expect(JSON.parse((await readFile(path, "utf8")).split("\n")[0]!)).toMatchObject({
+        from_seq: before + 1,
+      });
+      const out = sink();
+      const args = [path, "--key", join(dir, "audit.vkey"), "--checkpoint", join(dir, "latest.note")];
+      const code = await runVerifyCli(args, {}, { stdout: out.stream, stderr: out.stream });
+      expect([path, code, out.text()]).toEqual([path, 0, expect.stringContaining("latest.note")]);
+    }
 
     // An exported event changed: the later checkpoint's root is not reached.
     const lines = (await readFile(file, "utf8")).split("\n");

@@ -187,6 +187,7 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
           await exportEvents(db, {
             since: since ? new Date(since) : undefined,
             batchSize: 1_000,
+            verifierKey: c.var.deps.auditTrail.verifierKey(),
             write: (line) => s.write(`${line}\n`).then(() => {}),
           });
         },
