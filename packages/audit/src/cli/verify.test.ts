@@ -196,6 +196,12 @@ describe("audit:verify-export against signed checkpoints", () => {
         expect([from, r.code]).toEqual([from, 0]);
         expect(r.out).toContain(`from seq ${from} (the tree of the ${from - 1} before them`);
         expect(r.out).toContain("checkpoint cp-20.note: size 20 root");
+        // How much of it a checkpoint vouches for, none included.
+        expect(r.out).toContain(
+          from === 21
+            ? "none of the export's 20 events is covered by a checkpoint yet"
+            : `the checkpoints cover ${21 - from} of the export's ${41 - from} events (seq ${from}..20)`,
+        );
       }
       const both = await run(
         sinceText(12),
@@ -209,6 +215,14 @@ describe("audit:verify-export against signed checkpoints", () => {
     it("fails a rewritten event after its start, or a frontier not the signed tree's", async () => {
       const edited = sinceText(6).replace('"reason":"ok-7"', '"reason":"ok-X"');
       expect((await run(edited, "--key", key.vkey, "--checkpoint", "cp-20.note")).code).toBe(1);
+      // Rewritten after the start with the chain recomputed (what a database owner can do): the
+      // chain checks out from the header on, the tree does not reach the signed root.
+      const tail = rechain([...log.slice(0, 9), { ...log[9]!, reason: "forged" }, ...log.slice(10)]);
+      const recomputed = sinceText(6, tail, frontierOf(log.slice(0, 5)));
+      const rewritten = await run(recomputed, "--key", key.vkey, "--checkpoint", "cp-20.note");
+      expect(rewritten.code).toBe(1);
+      expect(rewritten.out).toMatch(/^broken: cp-20.note: the tree of the export's first 20 events/);
+      expect((await run(recomputed)).code).toBe(0); // as a chain alone it verifies
       // An owner who rewrote event 3 and re-chained: the export after it checks out as a chain,
       // but the frontier of the rewritten prefix does not reach the signed root.
       const forged = rechain([...log.slice(0, 2), { ...log[2]!, reason: "forged" }, ...log.slice(3)]);

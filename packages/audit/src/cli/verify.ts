@@ -191,6 +191,14 @@ function checkResumed(
     }
     out.push(`checkpoint ${c.file}: size ${c.size} root ${toBase64(c.rootHash)} matches`);
   }
+  // Say how much of the export a checkpoint vouches for: one of exactly `before` events vouches
+  // for the tree the export resumes from, and none of its events (the log grew since, as ever).
+  const covered = Math.max(...checkpoints.map((c) => c.size)) - before;
+  out.push(
+    covered === 0
+      ? `none of the export's ${chain.events} events is covered by a checkpoint yet (the newest ends where the export starts); keep a later one to check them`
+      : `the checkpoints cover ${covered} of the export's ${chain.events} events (seq ${chain.fromSeq}..${chain.fromSeq + covered - 1})`,
+  );
   return { ok: true, events: chain.events, root: tree.root(), lines: out };
 }
 
