@@ -4,7 +4,16 @@ import type { Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { Csrf, DataTable, IdForm, ListResult, Notice, ProblemNotice, TableWrap } from "./layout.tsx";
+import {
+  Csrf,
+  DataTable,
+  IdForm,
+  ListResult,
+  NamedLink,
+  Notice,
+  ProblemNotice,
+  TableWrap,
+} from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
@@ -31,12 +40,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
               columns={[
                 {
                   label: "Campaign",
-                  cell: (k) => (
-                    <>
-                      <a href={`/console/campaigns/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                      <code>{k.id}</code>
-                    </>
-                  ),
+                  cell: (k) => <NamedLink section="campaigns" id={k.id} name={k.name} />,
                 },
                 {
                   label: "Contest",

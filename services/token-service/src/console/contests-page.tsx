@@ -4,7 +4,16 @@ import type { Context, Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import type { ApiAnswer } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import { ConfirmActions, Csrf, DataTable, IdForm, Notice, ProblemNotice, when } from "./layout.tsx";
+import {
+  ConfirmActions,
+  Csrf,
+  DataTable,
+  IdForm,
+  NamedLink,
+  Notice,
+  ProblemNotice,
+  when,
+} from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage } from "./render.tsx";
 
@@ -176,12 +185,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
                 columns={[
                   {
                     label: "Contest",
-                    cell: (k) => (
-                      <>
-                        <a href={`/console/contests/${encodeURIComponent(k.id)}`}>{k.name}</a>{" "}
-                        <code>{k.id}</code>
-                      </>
-                    ),
+                    cell: (k) => <NamedLink section="contests" id={k.id} name={k.name} />,
                   },
                   { label: "Phases", cell: (k) => k.phases.map((p) => p.name).join(", ") },
                   { label: "Current phase", cell: (k) => k.currentPhase?.name ?? "closed" },

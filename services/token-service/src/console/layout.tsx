@@ -144,6 +144,14 @@ export const TableWrap = (props: { label: string; children?: Child }) => (
 export const when = (iso: string | null | undefined): string =>
   iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : "—";
 
+/** A row's name, linked to its page under `/console/<section>/`, then its id. */
+export const NamedLink = (props: { section: string; id: string; name: string }) => (
+  <>
+    <a href={`/console/${props.section}/${encodeURIComponent(props.id)}`}>{props.name}</a>{" "}
+    <code>{props.id}</code>
+  </>
+);
+
 export const Status = (props: { status: string }) => (
   <span class={`status status-${props.status}`}>{props.status}</span>
 );

@@ -379,7 +379,7 @@ describeIntegration("pnpm audit:export + an API checkpoint verify offline", ["po
   });
 });
 
-describe("the checkpoint route while the checkpoint folder cannot be written", () => {
+describe("the checkpoint route when it cannot sign: 503 unavailable, logged", () => {
   let h: Harness;
   beforeAll(async () => {
     h = await createHarness();
@@ -388,48 +388,36 @@ describe("the checkpoint route while the checkpoint folder cannot be written", (
     await h.close();
   });
 
-  it("answers 503 unavailable (audit not writable), logs why, and signs once the folder is back", async () => {
-    await seedOpen(h);
-    await rm(h.checkpointDir, { recursive: true, force: true });
-    await writeFile(h.checkpointDir, "");
+  /** A 503 `unavailable` problem whose detail says why, and the log line an operator reads. */
+  async function expectUnavailable(detail: string, logged: string) {
     const res = await call(h, "GET", "/v1/audit/checkpoint");
     expect(res.status).toBe(503);
     expect(res.headers.get("content-type")).toContain("application/problem+json");
     const body = (await res.json()) as { code: string; detail: string };
     expect(body.code).toBe("unavailable");
-    expect(body.detail).toContain("checkpoint folder");
+    expect(body.detail).toContain(detail);
     // The path is the operator's to read in the log, not the caller's.
     expect(JSON.stringify(body)).not.toContain(h.checkpointDir);
-    expect(h.logs).toContainEqual({ level: "error", msg: "audit checkpoint folder not writable" });
+    expect(h.logs).toContainEqual({ level: "error", msg: logged });
+  }
 
+  it("while the checkpoint folder cannot be written (audit not writable), and signs once it is back", async () => {
+    await seedOpen(h);
+    await rm(h.checkpointDir, { recursive: true, force: true });
+    await writeFile(h.checkpointDir, "");
+    await expectUnavailable("checkpoint folder", "audit checkpoint folder not writable");
     await rm(h.checkpointDir);
     expect((await call(h, "GET", "/v1/audit/checkpoint")).status).toBe(200);
   });
-});
 
-describe("the checkpoint route once the log no longer holds what it signed", () => {
-  let h: Harness;
-  beforeAll(async () => {
-    h = await createHarness();
-  });
-  afterAll(async () => {
-    await h.close();
-  });
-
-  it("answers 503 unavailable, not an internal error, and logs why", async () => {
-    await seedOpen(h);
+  it("once the log no longer holds what it signed: not an internal error", async () => {
     const signed = await (await call(h, "GET", "/v1/audit/checkpoint")).text();
     const size = Number(signed.split("\n")[1]);
     // An owner removes the newest events the checkpoint covers.
     await asDatabaseOwner(h.handle.db, (tx) =>
       tx.execute(sql`delete from audit_events where seq > ${size - 2}`),
     );
-    const res = await call(h, "GET", "/v1/audit/checkpoint");
-    expect(res.status).toBe(503);
-    const body = (await res.json()) as { code: string; detail: string };
-    expect(body.code).toBe("unavailable");
-    expect(body.detail).toContain("no longer matches the checkpoints it signed");
-    expect(h.logs).toContainEqual({ level: "error", msg: "audit checkpoint refused" });
+    await expectUnavailable("no longer matches the checkpoints it signed", "audit checkpoint refused");
   });
 
   it("verify still reports the removed events once the owner deletes the checkpoint rows too: the folder holds the note", async () => {
