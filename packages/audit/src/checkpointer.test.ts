@@ -407,6 +407,18 @@ describeIntegration("two checkpointers racing on one database", ["postgres"], ()
   });
 });
 
+/** A database of the enclosing describe's own, handed to `use` before its tests; dropped after. */
+function scratchDb(backend: (typeof dbBackends)[number], use: (db: Db) => void): void {
+  let testDb: TestDb | undefined;
+  beforeAll(async () => {
+    testDb = await backend.open();
+    use(testDb.handle.db);
+  });
+  afterAll(async () => {
+    await testDb?.drop();
+  });
+}
+
 // An owner who detaches (or empties) the newest month partition removes the log's newest events;
 // appends then carry on from the older head and reuse seqs a signed checkpoint already covers.
 // The checkpointer must say so instead of silently signing nothing, or signing a tree whose
@@ -416,17 +428,11 @@ for (const backend of dbBackends) {
     `Checkpointer after the newest events were removed (${backend.name})`,
     backend.needs,
     () => {
-      let testDb: TestDb;
       let db: Db;
+      scratchDb(backend, (d) => {
+        db = d;
+      });
       const clock = new FakeClock("2026-03-15T09:00:00Z");
-
-      beforeAll(async () => {
-        testDb = await backend.open();
-        db = testDb.handle.db;
-      });
-      afterAll(async () => {
-        await testDb?.drop();
-      });
 
       it("refuses to sign while the log is shorter than its latest checkpoint, or holds other leaves under it", async () => {
         const errors: unknown[] = [];
@@ -462,17 +468,11 @@ for (const backend of dbBackends) {
 // it recomputed. The checkpoints the log's key signed still hold the old roots.
 for (const backend of dbBackends) {
   describeIntegration(`verifyStored against the signed checkpoints (${backend.name})`, backend.needs, () => {
-    let testDb: TestDb;
     let db: Db;
+    scratchDb(backend, (d) => {
+      db = d;
+    });
     const clock = new FakeClock("2026-03-15T09:00:00Z");
-
-    beforeAll(async () => {
-      testDb = await backend.open();
-      db = testDb.handle.db;
-    });
-    afterAll(async () => {
-      await testDb?.drop();
-    });
 
     it("reports events a signed checkpoint covers rewritten with every chain and leaf hash recomputed", async () => {
       const cp = new Checkpointer({ db, signer, clock, dir: undefined });
