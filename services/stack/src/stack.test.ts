@@ -24,13 +24,14 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
   let db: TestDatabase;
   let dataDir: string;
   let stack: BuiltStack;
+  let config: ReturnType<typeof parseStackEnv>;
   /** the one device the ballot link is opened on, whichever test opens it first */
   let ballotDevice: string;
 
   beforeAll(async () => {
     db = await createTestDatabase({ migrate: false });
     dataDir = mkdtempSync(join(tmpdir(), "phaselock-stack-"));
-    const config = parseStackEnv({
+    config = parseStackEnv({
       DATABASE_URL: db.url,
       DATA_DIR: dataDir,
       MAX_DEVICES_PER_LINK: "1",
@@ -62,6 +63,18 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
     const second = await redeem(stack, token, await issuedDevice(stack, token));
     expect(second.status).toBe(403);
     expect(await second.text()).toContain("suspended");
+  });
+
+  it("on a later start, says what the sample ballot link is now (here: suspended), not that it works", async () => {
+    const first = stack.demo!.ballot;
+    expect(first.expect).toBe("works: press Start calling");
+    await stack.stop();
+    stack = await buildStack(config, { logger: { info: () => {}, warn: () => {}, error: () => {} } });
+    expect(stack.seededNow).toBe(false);
+    expect(stack.demo!.ballot).toEqual({
+      url: first.url,
+      expect: "no longer works: suspended (issue a new one, or start on an empty DATA_DIR)",
+    });
   });
 
   it("probes the database and the store on the gateway's /readyz", async () => {

@@ -9,10 +9,11 @@ import {
   errorText,
   loadDevSecrets,
   messageLogger,
+  sha256Hex,
   stdoutDestination,
   systemClock,
 } from "@phaselock/core";
-import { migrate, openDb } from "@phaselock/db";
+import { type LinksRepo, migrate, openDb } from "@phaselock/db";
 import { createGateway, type GatewayMetrics } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
 import { createStores } from "@phaselock/state";
@@ -120,6 +121,9 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
     writeFileSync(linksFile, `${JSON.stringify(demo, null, 2)}\n`, { mode: 0o600 });
   } else if (existsSync(linksFile)) {
     demo = JSON.parse(readFileSync(linksFile, "utf8")) as DemoLinks;
+    // A later start: the ballot link may have been revoked, spent or outlived since; say what it
+    // is now rather than that it works (read from the database: asking the gateway would audit).
+    demo.ballot.expect = await sampleLinkNow(tokenService.deps.repos.links, demo.ballot, clock.now());
   }
 
   return {
@@ -147,3 +151,16 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
 }
 
 export type BuiltStack = Awaited<ReturnType<typeof buildStack>>;
+
+/** What a sample link is now: its seeding's words while it is active, else its status. */
+async function sampleLinkNow(
+  links: Pick<LinksRepo, "getByCodeHash" | "getWithStatus">,
+  sample: DemoLinks["ballot"],
+  now: Date,
+): Promise<string> {
+  const code = sample.url.slice(sample.url.lastIndexOf("/l/") + 3);
+  const link = await links.getByCodeHash(sha256Hex(code));
+  const status = link ? (await links.getWithStatus(link.id, now))?.status : undefined;
+  if (status === "active") return sample.expect;
+  return `no longer works: ${status ?? "not found"} (issue a new one, or start on an empty DATA_DIR)`;
+}
