@@ -75,13 +75,18 @@ export class KeyManager {
   }
 
   /**
-   * Loads the active key, or generates and stores one when there is none. Call at start; a
-   * created key is returned so the caller can announce it. Throws when the stored key cannot be
+   * Loads the active key, or generates and stores one when there is none (in `inTransaction`'s
+   * transaction when given, which records its event; the read of the active key comes first, on
+   * the pool, since an embedded database has one connection). Call at start; a created key is returned so the
+   * caller can announce it. Throws when the stored key cannot be
    * decrypted with this KEK (wrong `KEY_ENCRYPTION_KEY`).
    */
-  async ensureActiveKey(): Promise<{ kid: string; created: KeyChange | null }> {
+  async ensureActiveKey(
+    inTransaction?: (create: (repo: SigningKeysRepo) => Promise<KeyChange>) => Promise<KeyChange>,
+  ): Promise<{ kid: string; created: KeyChange | null }> {
     if (await this.refresh()) return { kid: this.#active!.kid, created: null };
-    const created = await this.#store(false);
+    const store = (repo: SigningKeysRepo) => this.#store(false, repo);
+    const created = inTransaction ? await inTransaction(store) : await store(this.#repo);
     return { kid: created.kid, created };
   }
 

@@ -5,6 +5,7 @@ import {
   errorText,
   type PinoLogger,
   type Registry,
+  randomId,
 } from "@phaselock/core";
 import { createRepos, type Db } from "@phaselock/db";
 import type { BusStatus, ChangeBus } from "@phaselock/state";
@@ -12,11 +13,14 @@ import { parseKek } from "@phaselock/tokens";
 import { createApp } from "./app.ts";
 import { TokenServiceAuditTrail } from "./audit-trail.ts";
 import type { AuditJournal, TokenServiceDeps } from "./context.ts";
-import { databaseJournal } from "./effects.ts";
+import { auditedChange, databaseJournal } from "./effects.ts";
 import type { TokenServiceSettings } from "./env.ts";
 import { consoleLogger, type Logger } from "./errors.ts";
 import { KeyManager } from "./keys.ts";
 import { createTokenServiceMetrics } from "./metrics.ts";
+
+/** Who records what the token service does by itself at start (its first signing key). */
+const STARTING = { actor: "token-service" };
 
 /** The deployment's shared state a token service runs on; the stack shares it with the gateway. */
 export interface TokenServiceInfra {
@@ -113,7 +117,23 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     auditTrail,
     /** Loads (or creates and announces) the signing key and the audit key; returns the signing kid. */
     start: async (): Promise<{ kid: string }> => {
-      const ensured = await keys.ensureActiveKey();
+      // The first signing key is a key change like a rotation: its event commits with its row.
+      const ensured = await keys
+        .ensureActiveKey((create) =>
+          auditedChange(deps, { principal: STARTING, requestId: randomId("req") }, async (t) => {
+            const created = await create(t.repos.signingKeys);
+            t.record({
+              type: "key.rotated",
+              data: { kid: created.kid, previousKid: null, version: created.version },
+            });
+            return created;
+          }),
+        )
+        .catch(async (err: unknown) => {
+          // The new key may be held in memory though its row rolled back.
+          await keys.refresh().catch(() => false);
+          throw err;
+        });
       if (ensured.created) await bus.publish({ version: ensured.created.version }).catch(() => {});
       await auditTrail.start();
       // Another instance may rotate: pick up its key, so every instance signs with the active one.

@@ -48,6 +48,26 @@ describe("audit checkpoints, proofs and key over the API", () => {
   }, 60_000);
   afterAll(() => h.close());
 
+  it("records the first signing key, made at start, as a key event in the same transaction as its row", async () => {
+    const jwks = (
+      await callJson<{ keys: { kid: string }[] }>(h, "GET", "/.well-known/jwks.json", { token: null })
+    ).body;
+    const { items } = (
+      await callJson<{
+        items: { seq: number; type: string; actor: string; data: Record<string, unknown> }[];
+      }>(h, "GET", "/v1/audit?limit=500")
+    ).body;
+    const first = items.at(-1)!;
+    expect(first).toMatchObject({
+      seq: 1,
+      type: "key.rotated",
+      actor: "token-service",
+      data: { kid: jwks.keys[0]!.kid, previousKid: null },
+    });
+    // One key event: nothing else at start or in the seed changes keys.
+    expect(items.filter((e) => e.type === "key.rotated")).toHaveLength(1);
+  });
+
   it("serves the verifier key as text, named after TOKEN_SERVICE_URL's host", async () => {
     const res = await call(h, "GET", "/.well-known/audit-key", { token: null });
     expect(res.status).toBe(200);
