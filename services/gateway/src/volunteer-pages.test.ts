@@ -166,6 +166,14 @@ describe("refusal pages: status, plain words, whom to ask, local time, never the
     }
     // Other methods are no way of opening a link: not found, whatever the path holds.
     expect((await g.app.request(`/l/${token}`, { method: "PUT" })).status).toBe(404);
+    // Each is a landing-page refusal, and so an event (naming no link), as every other one is.
+    const refused = g.events().filter((e) => e.type === "access" && e.decision === "deny");
+    expect(refused.map((e) => [e.reason, e.linkId ?? null, (e.data as { route: string }).route])).toEqual(
+      [1, 2, 3].flatMap(() => [
+        ["token_invalid", null, "GET /l/:token"],
+        ["token_invalid", null, "POST /l/:token"],
+      ]),
+    );
   });
 
   it.each(cases)("$code: $status", async ({ code, status, time, contact, make }) => {

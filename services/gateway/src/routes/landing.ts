@@ -27,24 +27,8 @@ export function registerLanding(app: Hono<GatewayEnv>) {
   app.get("/l/:token", async (c) => {
     const deps = c.var.deps;
     const outcome = await checkRequest(deps, { credential: c.req.param("token") });
-    // A refused click on a genuine link feeds the dead-link report. One without verified claims
-    // names no link: it is an anonymous denial, which the gateway's audit sink folds into one
-    // event per client hash and minute (AnonymousDenialSink), so garbage stays bounded.
-    const refuse = (r: Refusal, status: number, claims: LinkClaims | undefined) => {
-      if (r.code !== "unavailable") {
-        deps.audit.record({
-          type: "access",
-          at: deps.clock.now(),
-          actor: claims?.sub ?? null,
-          campaignId: claims?.cmp ?? null,
-          linkId: claims?.jti ?? null,
-          decision: "deny",
-          reason: r.code,
-          data: { ipHash: ipHash(deps.config, clientIp(c)), route: "GET /l/:token" },
-        });
-      }
-      return sendRefusal(c, r, status);
-    };
+    const refuse = (r: Refusal, status: number, claims: LinkClaims | undefined) =>
+      landingRefusal(c, r, claims, "GET /l/:token", status);
     if (!outcome.ok) return refuse(outcome.refusal, landingStatus(outcome.refusal.code), outcome.claims);
     const link = await deps.links.get(outcome.claims.jti);
     if (!link) return refuse(refusal("token_invalid"), 401, outcome.claims);
@@ -84,19 +68,8 @@ ${askHtml(campaign?.contact)}`;
     const deps = c.var.deps;
     const now = deps.clock.now();
     const ip = ipHash(deps.config, clientIp(c));
-    const deny = (r: Refusal, claims: LinkClaims | undefined) => {
-      deps.audit.record({
-        type: "access",
-        at: now,
-        actor: claims?.sub,
-        campaignId: claims?.cmp,
-        linkId: claims?.jti,
-        decision: "deny",
-        reason: r.code,
-        data: { ipHash: ip, route: "POST /l/:token" },
-      });
-      return sendRefusal(c, r);
-    };
+    const deny = (r: Refusal, claims: LinkClaims | undefined) =>
+      landingRefusal(c, r, claims, "POST /l/:token");
     // Login CSRF: another site's page must neither sign a volunteer into its link nor burn a use.
     // Checked before the link is even read.
     if (crossSite(c)) return deny(refusal("cross_site"), undefined);
@@ -210,7 +183,43 @@ ${askHtml(campaign?.contact)}`;
 
   // A link mangled on its way (`/l/<code>/`, `/l/<code>/more`, `/l/`): what it holds is no link, and
   // a volunteer's browser gets the page that says so and whom to ask, not a bare 404.
-  app.on(["GET", "POST"], "/l/*", (c) => sendRefusal(c, refusal("token_invalid")));
+  app.on(["GET", "POST"], "/l/*", (c) =>
+    landingRefusal(
+      c,
+      refusal("token_invalid"),
+      undefined,
+      `${c.req.method === "POST" ? "POST" : "GET"} /l/:token`,
+    ),
+  );
+}
+
+/**
+ * A refusal on the landing routes, recorded and answered. A refused click on a genuine link feeds
+ * the dead-link report; one without verified claims names no link: an anonymous denial, which the
+ * gateway's audit sink bounds per client hash and minute (AnonymousDenialSink), so garbage stays
+ * bounded. `unavailable` (the check could not be made) is answered only.
+ */
+function landingRefusal(
+  c: Context<GatewayEnv>,
+  r: Refusal,
+  claims: LinkClaims | undefined,
+  route: "GET /l/:token" | "POST /l/:token",
+  status = r.status,
+): Response {
+  const deps = c.var.deps;
+  if (r.code !== "unavailable") {
+    deps.audit.record({
+      type: "access",
+      at: deps.clock.now(),
+      actor: claims?.sub ?? null,
+      campaignId: claims?.cmp ?? null,
+      linkId: claims?.jti ?? null,
+      decision: "deny",
+      reason: r.code,
+      data: { ipHash: ipHash(deps.config, clientIp(c)), route },
+    });
+  }
+  return sendRefusal(c, r, status);
 }
 
 /**
