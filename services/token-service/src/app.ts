@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
+import { isConsoleCall } from "./console/api.ts";
 import { registerConsole } from "./console/index.tsx";
 import { ConsoleSessions } from "./console/sessions.ts";
 import type { AppEnv, TokenServiceDeps } from "./context.ts";
@@ -63,7 +64,9 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
     const seconds = (performance.now() - started) / 1000;
     const route = routePath(c, -1);
     deps.metrics?.request(c.req.method, route, c.res.status, seconds);
-    deps.requestLogger?.info(
+    // One line per request at info: a console page's own API calls are part of its request.
+    const line = isConsoleCall(c.env) ? "debug" : "info";
+    deps.requestLogger?.[line](
       {
         method: c.req.method,
         route,

@@ -1,7 +1,7 @@
 import { createLogger, messageLogger } from "@phaselock/core";
 import { lineSink } from "@phaselock/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, callJson, createHarness, type Harness, seedOpen } from "./test-support.ts";
+import { ADMIN, call, callJson, createHarness, type Harness, seedOpen } from "./test-support.ts";
 
 let h: Harness;
 /** Every line the service's real pino loggers wrote (request lines and error lines). */
@@ -95,5 +95,32 @@ describe("the token service's request lines never show a link token or short cod
     const all = lines.join("\n");
     expect(all).not.toContain(code);
     expect(all).not.toContain(token);
+  });
+});
+
+describe("one request line per request", () => {
+  it("writes one line for a console page, not one more for each API call the page makes", async () => {
+    const signIn = await h.app.request("/console/sign-in", {
+      method: "POST",
+      body: new URLSearchParams({ apiKey: ADMIN }).toString(),
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: "http://localhost",
+        "sec-fetch-site": "same-origin",
+      },
+    });
+    expect(signIn.status).toBe(303);
+    const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+    const before = requestLines().length;
+    for (const page of ["/console/contests", "/console/campaigns", "/console/links"]) {
+      const res = await h.app.request(page, { headers: { cookie } });
+      expect(res.status).toBe(200);
+    }
+    expect(
+      requestLines()
+        .slice(before)
+        .map((l) => `${l.method} ${l.path} ${l.status}`),
+    ).toEqual(["GET /console/contests 200", "GET /console/campaigns 200", "GET /console/links 200"]);
+    expect(lines.join("\n")).not.toContain(ADMIN);
   });
 });

@@ -39,8 +39,20 @@ export type ApiAnswer<T> =
   | { ok: false; status: number; problem: Problem; text: string; headers: Headers };
 
 interface InProcessApp {
-  request(path: string, init: RequestInit): Response | Promise<Response>;
+  request(path: string, init: RequestInit, env: ConsoleCallEnv): Response | Promise<Response>;
 }
+
+/**
+ * The bindings a console page's in-process API call carries (`c.env`), so the request line is the
+ * page's alone: the calls it makes are logged at `debug`. Only this code can set them; a client's
+ * request reaches `c.env` through the server adapter, never from its headers.
+ */
+export interface ConsoleCallEnv {
+  consoleCall: true;
+}
+
+export const isConsoleCall = (env: unknown): boolean =>
+  typeof env === "object" && env !== null && (env as Partial<ConsoleCallEnv>).consoleCall === true;
 
 export function apiClient(app: InProcessApp, credential: string): ApiClient {
   const raw: ApiClient["raw"] = async (method, path, opts = {}) => {
@@ -54,7 +66,11 @@ export function apiClient(app: InProcessApp, credential: string): ApiClient {
       body = opts.body;
     }
     headers.accept = opts.accept ?? "application/json";
-    return app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
+    return app.request(
+      path,
+      { method, headers, ...(body !== undefined ? { body } : {}) },
+      { consoleCall: true },
+    );
   };
   return {
     raw,
