@@ -33,6 +33,27 @@ export class DatabaseNotMigratedError extends Error {
   }
 }
 
+/**
+ * Thrown when the database cannot be read at all (unreachable, no such database, access refused):
+ * says why in the driver's words, not which query failed.
+ */
+export class DatabaseUnreachableError extends Error {
+  readonly code = "database_unreachable";
+  constructor(cause: unknown) {
+    super(`cannot reach the database: ${rootMessage(cause)}`, { cause });
+    this.name = "DatabaseUnreachableError";
+  }
+}
+
+/** The innermost cause's message: drizzle's "Failed query: …" wraps the driver's reason. */
+function rootMessage(err: unknown): string {
+  let e = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  if (e instanceof AggregateError && e.errors[0] instanceof Error) e = e.errors[0];
+  if (!(e instanceof Error)) return String(e);
+  return e.message || (e as { code?: string }).code || e.name;
+}
+
 export interface MigrateResult {
   /** Migrations applied by this call (0 when already up to date). */
   applied: number;
@@ -99,7 +120,12 @@ export async function migrate(
  * `DatabaseNotMigratedError`. Services call it at start instead of migrating themselves.
  */
 export async function assertMigrated(db: Db): Promise<void> {
-  const applied = await appliedMigrations(db);
+  let applied: Awaited<ReturnType<typeof appliedMigrations>>;
+  try {
+    applied = await appliedMigrations(db);
+  } catch (err) {
+    throw new DatabaseUnreachableError(err);
+  }
   if (applied === null || applied.latest === null) {
     throw new DatabaseNotMigratedError("no migrations recorded");
   }

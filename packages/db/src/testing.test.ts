@@ -1,7 +1,8 @@
 import { describeIntegration, TEST_DATABASE_URL } from "@phaselock/testkit";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assertMigrated } from "./migrate.ts";
+import { createDb } from "./client.ts";
+import { assertMigrated, DatabaseUnreachableError } from "./migrate.ts";
 import { createMemoryDb, createTestDatabase, type TestDatabase } from "./testing.ts";
 
 // Vitest 4 inline projects do not inherit the root timeouts, and starting PGlite takes seconds.
@@ -21,6 +22,21 @@ describe("createMemoryDb", () => {
     },
     SLOW,
   );
+});
+
+describe("assertMigrated on a database it cannot reach", () => {
+  it("says so in the driver's words, not which query failed", async () => {
+    const handle = createDb({ databaseUrl: "postgres://postgres:pw-not-shown@127.0.0.1:1/phaselock" });
+    try {
+      const err = await assertMigrated(handle.db).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DatabaseUnreachableError);
+      expect((err as Error).message).toMatch(
+        /^cannot reach the database: connect ECONNREFUSED 127\.0\.0\.1:1$/,
+      );
+    } finally {
+      await handle.close();
+    }
+  });
 });
 
 describeIntegration("createTestDatabase", ["postgres"], () => {
