@@ -30,6 +30,7 @@ import {
   LeasedMeter,
   MemoryRateLimiter,
   MemoryRecordQuota,
+  pingRedis,
   type RedisClient,
   RedisRateLimiter,
   RedisRecordQuota,
@@ -288,7 +289,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         ...limiters,
         ...(chosen ? { meter: chosen } : {}),
         ping: async () => {
-          await redis?.ping();
+          if (redis) await pingRedis(redis);
         },
       },
       clock,

@@ -76,6 +76,24 @@ export function createRedisClient(
 }
 
 /**
+ * The store's readiness probe (`/readyz`): PING on one Redis. On a Cluster every master must
+ * answer and the cluster must say it serves keys, since a node answers PING while the cluster
+ * refuses every key (CLUSTERDOWN, a master lost with no replica) and one node's PONG says nothing
+ * of the masters holding other slots.
+ */
+export async function pingRedis(redis: RedisClient): Promise<void> {
+  if (!isCluster(redis)) {
+    await redis.ping();
+    return;
+  }
+  const masters = redis.nodes("master");
+  if (masters.length === 0) throw new Error("Redis Cluster: no master known yet");
+  await Promise.all(masters.map((n) => n.ping()));
+  const info = String(await masters[0]!.cluster("INFO"));
+  if (!/^cluster_state:ok\b/m.test(info)) throw new Error("Redis Cluster is down (cluster_state is not ok)");
+}
+
+/**
  * The key for `name` under `prefix`, hash-tagged (`<prefix>{<name>}`) so that everything kept for
  * one name — a limiter's state, a quota's windows — hashes to one Redis Cluster slot and a script
  * over several of them never fails with CROSSSLOT. On a single Redis the tag is just part of the

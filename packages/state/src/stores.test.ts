@@ -1,5 +1,12 @@
-import { describeIntegration, REDIS_TARGETS, uniquePrefix } from "@phaselock/testkit";
-import { afterAll, expect, it, vi } from "vitest";
+import {
+  describeIntegration,
+  type PrivateRedisCluster,
+  REDIS_TARGETS,
+  startPrivateRedisCluster,
+  uniquePrefix,
+} from "@phaselock/testkit";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import type { ChangeHint } from "./changes.ts";
 import { LeasedMeter } from "./leased-meter.ts";
 import { RedisMeter } from "./metering.ts";
@@ -90,3 +97,40 @@ for (const target of REDIS_TARGETS)
       }
     });
   });
+
+describeIntegration(
+  "createStores: the readiness probe on a Redis Cluster with a master stopped",
+  ["redis-cluster"],
+  () => {
+    let cluster: PrivateRedisCluster;
+    let stores: Stores;
+    beforeAll(async () => {
+      cluster = await startPrivateRedisCluster();
+      stores = createStores({ redisUrl: cluster.url, prefix: uniquePrefix("ping") });
+      await vi.waitFor(() => stores.ping(), { timeout: 10_000, interval: 50 });
+    }, 60_000);
+    afterAll(async () => {
+      await stores?.close();
+      await cluster?.close();
+    });
+
+    it("fails while the cluster refuses keys (CLUSTERDOWN), though the other masters answer PING", async () => {
+      const [live, , stopped] = cluster.ports as [number, number, number];
+      await cluster.stop(stopped);
+      // The masters left still answer PING once the cluster has marked itself down.
+      const other = new Redis({ host: "127.0.0.1", port: live });
+      try {
+        await vi.waitFor(
+          async () => expect(String(await other.cluster("INFO"))).toContain("cluster_state:fail"),
+          { timeout: 15_000, interval: 100 },
+        );
+        expect(await other.ping()).toBe("PONG");
+      } finally {
+        other.disconnect();
+      }
+      for (let i = 0; i < 10; i++) await expect(stores.ping()).rejects.toThrow();
+      await cluster.start(stopped);
+      await vi.waitFor(() => stores.ping(), { timeout: 30_000, interval: 100 });
+    }, 60_000);
+  },
+);

@@ -6,7 +6,7 @@ import { composeMeter, METER_BATCH_COMMAND, type Meter, RedisMeter } from "./met
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from "./rate-limit.ts";
 import { MemoryRecordQuota, type RecordQuota, RedisRecordQuota } from "./record-quota.ts";
 import { RedisBus } from "./redis-bus.ts";
-import { createRedisClient, isCluster, type RedisClient } from "./redis-client.ts";
+import { createRedisClient, isCluster, pingRedis, type RedisClient } from "./redis-client.ts";
 
 /** The shared state of a deployment: the change feed and the counters behind limits. */
 export interface Stores {
@@ -86,9 +86,7 @@ export function createStores(opts: {
     rateLimiter,
     recordQuota,
     meter,
-    ping: async () => {
-      await redis.ping();
-    },
+    ping: () => pingRedis(redis),
     close: async () => {
       // Records admitted from leases are committed, unused tokens and slots given back.
       if (meter instanceof LeasedMeter) await meter.close().catch((err: unknown) => opts.onError?.(err));
