@@ -21,14 +21,19 @@ const main = (service: string) => fileURLToPath(new URL(`../../${service}/src/ma
 const ADMIN = `admin-${randomBytes(24).toString("hex")}`;
 const SECRET = randomBytes(24).toString("hex");
 
+/** What each service wrote to stdout. */
+const stdout = new Map<string, string>();
+
 /** Starts a service's main.ts and resolves once it says it is listening. */
 function start(service: string, env: Record<string, string>): Promise<ChildProcess> {
   const child = spawn(process.execPath, ["--import", TSX, main(service)], {
     env: { ...process.env, NODE_ENV: "test", REDIS_URL: "", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
+  stdout.set(service, "");
   return new Promise((resolve, reject) => {
     child.stdout!.on("data", (d: Buffer) => {
+      stdout.set(service, stdout.get(service) + d.toString());
       if (d.toString().includes("listening")) resolve(child);
     });
     child.once("exit", (code) => reject(new Error(`${service} exited (${code}) before listening`)));
@@ -172,4 +177,17 @@ describeIntegration("SIGKILL of a gateway under load", ["postgres"], () => {
     const missing = received.filter((id) => !stored.has(id));
     expect({ sent: sent > received.length, missing }).toEqual({ sent: true, missing: [] });
   }, 120_000);
+
+  it("each service's stdout is JSON lines only, the line saying it listens included", () => {
+    for (const service of ["token-service", "phonebank", "gateway"]) {
+      const lines = stdout
+        .get(service)!
+        .split("\n")
+        .filter((l) => l !== "");
+      for (const l of lines) expect(() => JSON.parse(l), `${service}: ${l}`).not.toThrow();
+      expect(
+        lines.some((l) => (JSON.parse(l) as { msg: string }).msg.startsWith("listening on http://")),
+      ).toBe(true);
+    }
+  });
 });

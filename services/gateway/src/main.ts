@@ -51,7 +51,7 @@ const logger = createLogger({ service: "gateway", level: config.logLevel });
 const stores = createStores({
   redisUrl: config.redisUrl,
   prefix: `${config.redisPrefix}:`,
-  onError: (err) => console.error(`gateway: redis: ${(err as Error).message}`),
+  onError: (err) => logger.warn({ error: errorText(err) }, "redis"),
 });
 const gateway = createGateway(config, {
   db: handle.db,
@@ -75,8 +75,9 @@ server.once("error", (err: NodeJS.ErrnoException) => {
 server.listen(config.port, config.host, () => {
   const info = server.address() as AddressInfo;
   lock?.setPorts({ gateway: info.port });
-  console.log(
-    `gateway listening on http://${info.address}:${info.port} -> ${config.upstreamUrl} (${config.redisUrl ? "Redis change feed" : "in-process store"})`,
+  // A JSON line like every other on stdout (a log shipper parses them all).
+  logger.info(
+    `listening on http://${info.address}:${info.port} -> ${config.upstreamUrl} (${config.redisUrl ? "Redis change feed" : "in-process store"})`,
   );
 });
 

@@ -57,6 +57,14 @@ describe("pnpm start:phonebank (a real child process)", () => {
     expect(await metrics.text()).toContain("phaselock_process_cpu_seconds_total");
     proc.kill("SIGTERM");
     expect(await exited).toBe(0);
+    // Stdout is log lines only, every one JSON: the line saying it listens too.
+    const stdout = output()
+      .split("\n")
+      .filter((l) => l !== "");
+    for (const l of stdout) expect(() => JSON.parse(l), l).not.toThrow();
+    expect(stdout.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain(
+      `listening on http://127.0.0.1:${port} (synthetic members, no real people)`,
+    );
     const line = output()
       .split("\n")
       .filter((l) => l.startsWith("{"))

@@ -42,7 +42,8 @@ const app = createApp({
 });
 const server = serve({ fetch: app.fetch, port: env.port, hostname: env.host }, (info) => {
   const host = info.family === "IPv6" ? `[${info.address}]` : info.address;
-  console.log(`phonebank: listening on http://${host}:${info.port} (synthetic members, no real people)`);
+  // A JSON line like every other on stdout (a log shipper parses them all).
+  logger.info(`listening on http://${host}:${info.port} (synthetic members, no real people)`);
 });
 
 // SIGTERM: stop accepting, let in-flight requests finish, exit 0; a second signal exits at once.

@@ -60,9 +60,12 @@ if (!settings.keyEncryptionKey || !settings.adminToken) {
     );
   }
   if (!settings.adminToken) {
+    // For the person at the terminal, on stderr: stdout holds only JSON log lines, never a token.
     if (dev.created)
-      console.log(`token-service: generated ADMIN_TOKEN (kept in ${dev.path}):\n  ${dev.secrets.adminToken}`);
-    else console.log(`token-service: ADMIN_TOKEN unset, using the one kept in ${dev.path}`);
+      console.error(
+        `token-service: generated ADMIN_TOKEN (kept in ${dev.path}):\n  ${dev.secrets.adminToken}`,
+      );
+    else console.error(`token-service: ADMIN_TOKEN unset, using the one kept in ${dev.path}`);
   }
 }
 
@@ -117,8 +120,9 @@ try {
 
 const server = serve({ fetch: service.app.fetch, port: settings.port, hostname: settings.host }, (info) => {
   lock?.setPorts({ tokenService: info.port });
-  console.log(
-    `token-service: listening on http://${info.address}:${info.port} (iss ${settings.issuer}, signing key ${kid}); API reference at /docs`,
+  // A JSON line like every other on stdout (a log shipper parses them all).
+  log.info(
+    `listening on http://${info.address}:${info.port} (iss ${settings.issuer}, signing key ${kid}); API reference at /docs`,
   );
 });
 server.once("error", (err: NodeJS.ErrnoException) => {
