@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { createLogger, errorText } from "./logger.ts";
 import { createMetricsRegistry, HotCounter, HotHistogram, metricsAnswer, statusClass } from "./metrics.ts";
 import { DEFAULT_PAGE_CSP, HSTS, missingSecurityHeaders } from "./security-headers.ts";
-import { drain } from "./shutdown.ts";
+import { drain, installShutdown } from "./shutdown.ts";
 
 describe("metricsAnswer", () => {
   const registry = createMetricsRegistry("test");
@@ -264,5 +264,55 @@ describe("errorText", () => {
     expect(text).toContain("10.0.0.5:6379");
     expect(errorText(new Error("x".repeat(10_000))).length).toBeLessThanOrEqual(1_100);
     expect(errorText("plain")).toBe("plain");
+  });
+});
+
+describe("installShutdown", () => {
+  const started = () => {
+    let t = 0;
+    const exits: number[] = [];
+    let release!: () => void;
+    const closing = new Promise<void>((r) => {
+      release = r;
+    });
+    const stop = installShutdown({
+      name: "test",
+      servers: [],
+      close: () => closing,
+      log: () => {},
+      exit: (code) => void exits.push(code),
+      now: () => t,
+    });
+    const at = (ms: number) => {
+      t = ms;
+    };
+    return { stop, exits, release, at };
+  };
+
+  it("takes the same signal relayed again at once (pnpm's wrappers pass it on twice) as the first", async () => {
+    const s = started();
+    const first = s.stop("SIGTERM");
+    s.at(5);
+    await s.stop("SIGTERM");
+    s.at(900);
+    await s.stop("SIGTERM");
+    expect(s.exits).toEqual([]);
+    s.release();
+    await first;
+    expect(s.exits).toEqual([0]);
+  });
+
+  it("exits at once, 130, on a second signal: another one, or the same one a second later", async () => {
+    const a = started();
+    void a.stop("SIGTERM");
+    await a.stop("SIGINT");
+    expect(a.exits).toEqual([130]);
+    const b = started();
+    void b.stop("SIGINT");
+    b.at(1_000);
+    await b.stop("SIGINT");
+    expect(b.exits).toEqual([130]);
+    a.release();
+    b.release();
   });
 });

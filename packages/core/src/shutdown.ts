@@ -11,27 +11,40 @@ export interface ShutdownOptions {
   log?: (line: string) => void;
   /** default process.exit */
   exit?: (code: number) => void;
+  /** milliseconds, for telling a relayed copy of the first signal from a second one (default Date.now) */
+  now?: () => number;
 }
+
+/**
+ * The same signal again within this is the first one relayed, not a second: `pnpm
+ * start:<service>` runs the service under two pnpm processes and tsx, each passing the signal it
+ * gets to a process group the service is in too, so one SIGTERM arrives two or three times within
+ * milliseconds. Taken as "exit now", it cut every in-flight request of a graceful stop.
+ */
+const RELAYED_WITHIN_MS = 1000;
 
 /**
  * Graceful shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
  * `drainMs`, then their connections are cut), run `close` (which writes every buffered audit event
- * and closes the pools), exit 0 — 1 when `close` failed. A second signal exits at once with 130.
+ * and closes the pools), exit 0 — 1 when `close` failed. A second signal exits at once with 130
+ * (another signal, or the same one {@link RELAYED_WITHIN_MS} or more after the first).
  * Returns the function a signal calls, for tests and for a caller's own reasons to stop.
  */
 export function installShutdown(opts: ShutdownOptions): (signal: string) => Promise<void> {
   const log = opts.log ?? ((line) => console.error(line));
   const exit = opts.exit ?? ((code) => process.exit(code));
   const drainMs = opts.drainMs ?? 10_000;
-  let stopping = false;
+  const now = opts.now ?? Date.now;
+  let stopping: { signal: string; at: number } | undefined;
 
   const stop = async (signal: string) => {
     if (stopping) {
+      if (signal === stopping.signal && now() - stopping.at < RELAYED_WITHIN_MS) return;
       log(`${opts.name}: ${signal} again, exiting now`);
       exit(130);
       return;
     }
-    stopping = true;
+    stopping = { signal, at: now() };
     log(`${opts.name}: ${signal}, draining in-flight requests (up to ${drainMs} ms)`);
     await drain(opts.servers, drainMs);
     try {
