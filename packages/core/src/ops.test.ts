@@ -241,6 +241,41 @@ describe("drain", () => {
   });
 });
 
+describe("drain of a large answer", () => {
+  it("cuts no answer still being written to a slow reader (its response ended, its bytes not yet sent)", async () => {
+    const size = 32 * 1024 * 1024;
+    let arrived!: () => void;
+    const inFlight = new Promise<void>((r) => {
+      arrived = r;
+    });
+    const server = createServer((_req, res) => {
+      arrived();
+      setTimeout(() => res.end(Buffer.alloc(size, 120)), 50);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as AddressInfo;
+    const received = new Promise<number>((resolve) => {
+      request({ port, host: "127.0.0.1", path: "/" }, (res) => {
+        let n = 0;
+        // A reader slower than the drain's checks: nothing read for 400 ms, then all of it.
+        res.pause();
+        setTimeout(() => res.resume(), 400);
+        res.on("data", (c: Buffer) => {
+          n += c.length;
+        });
+        res.on("end", () => resolve(n));
+        res.on("error", () => resolve(n));
+        res.on("aborted", () => resolve(n));
+      })
+        .on("error", () => resolve(-1))
+        .end();
+    });
+    await inFlight;
+    await drain([server], 10_000);
+    expect(await received).toBe(size);
+  });
+});
+
 describe("errorText", () => {
   it("drops a failed query's parameters (a secret being inserted) and keeps its cause", () => {
     const cause = new Error("permission denied for table gateway_secrets");

@@ -67,9 +67,15 @@ export function installShutdown(opts: ShutdownOptions): (signal: string) => Prom
  * `drainMs` with the connections still open cut. Keep-alive connections are closed as they go idle.
  */
 export async function drain(servers: readonly Server[], drainMs: number): Promise<void> {
-  const idle = setInterval(() => {
-    for (const s of servers) s.closeIdleConnections();
-  }, 100);
+  // A connection goes as soon as its answer has been written out: keep-alive lasts a moment. Not
+  // closeIdleConnections() on a timer: it also destroys a connection whose response has ended but
+  // whose bytes still wait for a slow reader (it looks at `finished`, set by end()), which cut
+  // a 10,000-link batch's answer after its first 4 MB.
+  for (const s of servers) {
+    s.keepAliveTimeout = 1;
+    // Node 24 waits this much longer (default 1 s) than keepAliveTimeout; older versions have none.
+    (s as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer = 0;
+  }
   let timer: NodeJS.Timeout | undefined;
   const cut = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
@@ -88,6 +94,5 @@ export async function drain(servers: readonly Server[], drainMs: number): Promis
     ),
   ).then(() => undefined);
   await Promise.race([closed, cut]);
-  clearInterval(idle);
   clearTimeout(timer);
 }
