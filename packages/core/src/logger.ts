@@ -64,6 +64,14 @@ export function createLogger(opts: LoggerOptions): PinoLogger {
 
 export type { PinoLogger };
 
+/**
+ * Writes `msg` at `info` whatever `LOG_LEVEL` says: the line saying a service listens, which
+ * people and scripts wait for.
+ */
+export function announce(logger: PinoLogger, msg: string): void {
+  logger.child({}, { level: "info" }).info(msg);
+}
+
 /** The `(message, data)` logger the services' own code calls, written through pino. */
 export interface MessageLogger {
   info(msg: string, data?: Record<string, unknown>): void;

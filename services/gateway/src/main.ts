@@ -2,6 +2,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   acquireDataDirLock,
+  announce,
   createLogger,
   createMetricsRegistry,
   DEV_PHONEBANK_SECRET,
@@ -76,7 +77,8 @@ server.listen(config.port, config.host, () => {
   const info = server.address() as AddressInfo;
   lock?.setPorts({ gateway: info.port });
   // A JSON line like every other on stdout (a log shipper parses them all).
-  logger.info(
+  announce(
+    logger,
     `listening on http://${info.address}:${info.port} -> ${config.upstreamUrl} (${config.redisUrl ? "Redis change feed" : "in-process store"})`,
   );
 });

@@ -1,6 +1,6 @@
 import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
-import { createLogger, createMetricsRegistry, installShutdown } from "@phaselock/core";
+import { announce, createLogger, createMetricsRegistry, installShutdown } from "@phaselock/core";
 import { assertMigrated, openDb } from "@phaselock/db";
 import { createApp } from "./app.ts";
 import { parsePhonebankEnv } from "./env.ts";
@@ -43,7 +43,7 @@ const app = createApp({
 const server = serve({ fetch: app.fetch, port: env.port, hostname: env.host }, (info) => {
   const host = info.family === "IPv6" ? `[${info.address}]` : info.address;
   // A JSON line like every other on stdout (a log shipper parses them all).
-  logger.info(`listening on http://${host}:${info.port} (synthetic members, no real people)`);
+  announce(logger, `listening on http://${host}:${info.port} (synthetic members, no real people)`);
 });
 
 // SIGTERM: stop accepting, let in-flight requests finish, exit 0; a second signal exits at once.

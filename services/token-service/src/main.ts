@@ -6,6 +6,7 @@ import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import {
   acquireDataDirLock,
+  announce,
   createLogger,
   createMetricsRegistry,
   errorText,
@@ -121,7 +122,8 @@ try {
 const server = serve({ fetch: service.app.fetch, port: settings.port, hostname: settings.host }, (info) => {
   lock?.setPorts({ tokenService: info.port });
   // A JSON line like every other on stdout (a log shipper parses them all).
-  log.info(
+  announce(
+    pinoLogger,
     `listening on http://${info.address}:${info.port} (iss ${settings.issuer}, signing key ${kid}); API reference at /docs`,
   );
 });
