@@ -1,3 +1,4 @@
+import { DEV_PHONEBANK_SECRET } from "@phaselock/core";
 import { describe, expect, it } from "vitest";
 import { parseGatewayEnv } from "./env.ts";
 
@@ -18,6 +19,19 @@ describe("parseGatewayEnv", () => {
   it("refuses a bad TOKEN_SERVICE_PORT or HOST", () => {
     expect(() => parseGatewayEnv({ TOKEN_SERVICE_PORT: "70000" })).toThrow(/TOKEN_SERVICE_PORT/);
     expect(() => parseGatewayEnv({ HOST: "gateway internal" })).toThrow(/HOST/);
+  });
+
+  it("in production refuses a PHONEBANK_SECRET the phone bank would refuse: short, or the development one", () => {
+    const production = { NODE_ENV: "production", AUDIT_IP_KEY: "k".repeat(32) };
+    expect(() => parseGatewayEnv({ ...production, PHONEBANK_SECRET: "s".repeat(31) })).toThrow(
+      /PHONEBANK_SECRET: must be at least 32 characters/,
+    );
+    expect(() => parseGatewayEnv({ ...production, PHONEBANK_SECRET: DEV_PHONEBANK_SECRET })).toThrow(
+      /PHONEBANK_SECRET: must not be the development secret/,
+    );
+    expect(parseGatewayEnv({ ...production, PHONEBANK_SECRET: "s".repeat(32) }).phonebankSecret).toBe(
+      "s".repeat(32),
+    );
   });
 
   it("takes any SESSION_TTL_SECONDS of a second or more (a short one for a trial), refusing 0", () => {

@@ -1,4 +1,5 @@
 import {
+  DEV_PHONEBANK_SECRET,
   httpUrl,
   type LogLevel,
   listenHost,
@@ -113,6 +114,17 @@ export function gatewayProductionRules(env: GatewayEnvVars, ctx: z.RefinementCtx
     if (env[name] === undefined) {
       ctx.addIssue({ code: "custom", path: [name], message: "is required when NODE_ENV=production" });
     }
+  }
+  // The phone bank's own rules: one it refuses would only answer every request 502.
+  const secret = env.PHONEBANK_SECRET;
+  if (secret !== undefined && secret.length < 32) {
+    ctx.addIssue({ code: "custom", path: ["PHONEBANK_SECRET"], message: "must be at least 32 characters" });
+  } else if (secret === DEV_PHONEBANK_SECRET) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["PHONEBANK_SECRET"],
+      message: "must not be the development secret when NODE_ENV=production",
+    });
   }
 }
 
