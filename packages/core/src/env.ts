@@ -83,11 +83,15 @@ export const redisUrl = optionalString.pipe(
 
 /**
  * `REDIS_PREFIX`: names every Redis key and channel (`<prefix>:changes`, `<prefix>:rl:…`), so
- * deployments may share one Redis. No colon or space: the separator is added by the stores.
+ * deployments may share one Redis. A colon inside is fine (`acme:phaselock`, the usual Redis
+ * namespace form); no braces (a cluster hash tag is the stores' to place), spaces or globs.
  */
 export const redisPrefix = z
   .string()
-  .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
+  .regex(
+    /^[A-Za-z0-9_.-](?:[A-Za-z0-9_.:-]{0,62}[A-Za-z0-9_.-])?$/,
+    "must be 1-64 letters, digits, '_', '.', '-' or ':' (not at either end)",
+  )
   .default("phaselock");
 
 export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
@@ -106,11 +110,13 @@ export function parseEnv<S extends z.ZodType>(
   throw new Error(`invalid environment:\n${lines.join("\n")}`);
 }
 
-/** `METRICS_TOKEN`: when set, `GET /metrics` requires it as a bearer credential. */
+/**
+ * `METRICS_TOKEN`: when set, `GET /metrics` requires it as a bearer credential. Any length: the
+ * operator's choice (it guards operational counters, never member data); printable, no spaces.
+ */
 export const metricsToken = optionalString.pipe(
   z
     .string()
-    .min(16, "must be at least 16 characters")
     .max(1024, "must be at most 1024 characters")
     .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
     .optional(),

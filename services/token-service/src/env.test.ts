@@ -22,6 +22,14 @@ describe("parseEnv", () => {
     });
   });
 
+  it("takes a REDIS_PREFIX with a colon inside (acme:phaselock), never braces, spaces, globs or an edge colon", () => {
+    expect(parseEnv({ REDIS_PREFIX: "acme:phaselock" }).REDIS_PREFIX).toBe("acme:phaselock");
+    expect(parseEnv({ REDIS_PREFIX: "a" }).REDIS_PREFIX).toBe("a");
+    for (const bad of ["{acme}", "acme phaselock", "acme*", ":acme", "acme:", "x".repeat(65)]) {
+      expect(() => parseEnv({ REDIS_PREFIX: bad }), bad).toThrow(/REDIS_PREFIX/);
+    }
+  });
+
   it("keeps checkpoints in DATA_DIR unless AUDIT_CHECKPOINT_DIR is set (the contract's ./.data/checkpoints by default)", () => {
     expect(parseTokenServiceEnv({}).auditCheckpointDir).toBe("./.data/checkpoints");
     // A second data folder gets its own: notes of two logs in one folder collide by size.
