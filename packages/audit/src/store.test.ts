@@ -424,6 +424,7 @@ for (const backend of dbBackends) {
           clock,
           failAfterMs: 2_000,
           flushIntervalMs: 60_000,
+          closeRetryMs: 0,
           onError: (e) => errors.push(e),
         });
         try {
@@ -484,6 +485,32 @@ for (const backend of dbBackends) {
         await expect.poll(() => w.pending, { timeout: 10_000 }).toBe(0);
         expect(await countRows(db)).toBe(before + 1);
         await w.close();
+      });
+
+      it("close() retries a failed write while the database comes back (a shutdown during a restart), losing nothing", async () => {
+        const before = await countRows(db);
+        const errors: unknown[] = [];
+        const w = new BatchAuditWriter({
+          db,
+          clock: new FakeClock(),
+          flushIntervalMs: 1,
+          maxBackoffMs: 5,
+          closeRetryMs: 60_000,
+          onError: (e) => errors.push(e),
+        });
+        await db.execute(sql`alter table audit_events rename to audit_events_offline`);
+        let closing: Promise<void>;
+        try {
+          w.record(sampleInput(1));
+          closing = w.close();
+          // It tried, failed and goes on trying (a single attempt would have rejected by now).
+          await expect.poll(() => errors.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+        } finally {
+          await db.execute(sql`alter table audit_events_offline rename to audit_events`);
+        }
+        await closing!;
+        expect(w.pending).toBe(0);
+        expect(await countRows(db)).toBe(before + 1);
       });
 
       it("turns unhealthy when the queue is full and records how many events it dropped", async () => {

@@ -23,6 +23,12 @@ export interface BatchAuditWriterOptions {
   lingerMs?: number;
   /** Longest wait between retries after a failed write. Default 1,000 ms. */
   maxBackoffMs?: number;
+  /**
+   * How long `close()` goes on retrying a failed write (with the same backoff) before it gives the
+   * events up: a database back within it (a restart, a failover) loses nothing at shutdown.
+   * Default 8,000 ms, inside the 30 s a container is usually given to stop; 0: one attempt.
+   */
+  closeRetryMs?: number;
   /** Told about every failed write, dropped event and unstorable event. */
   onError?: (err: unknown) => void;
   /** Told of every committed batch: seconds the insert took, events in it (for metrics). */
@@ -68,6 +74,7 @@ export class BatchAuditWriter implements AuditSink {
   readonly #failAfterMs: number;
   readonly #maxQueue: number;
   readonly #maxBackoffMs: number;
+  readonly #closeRetryMs: number;
   readonly #lingerMs: number;
   readonly #onError: (err: unknown) => void;
   readonly #onCommit: ((seconds: number, events: number) => void) | undefined;
@@ -96,6 +103,7 @@ export class BatchAuditWriter implements AuditSink {
     this.#failAfterMs = nonNegative(opts.failAfterMs ?? 2_000, "failAfterMs");
     this.#maxQueue = positive(opts.maxQueue ?? 100_000, "maxQueue");
     this.#maxBackoffMs = nonNegative(opts.maxBackoffMs ?? 1_000, "maxBackoffMs");
+    this.#closeRetryMs = nonNegative(opts.closeRetryMs ?? 8_000, "closeRetryMs");
     this.#lingerMs = nonNegative(opts.lingerMs ?? 2, "lingerMs");
     this.#onError = opts.onError ?? (() => {});
     this.#onCommit = opts.onCommit;
@@ -169,18 +177,31 @@ export class BatchAuditWriter implements AuditSink {
     while (this.#written < target && this.#queue.length > 0) await this.#writeBatch();
   }
 
-  /** Stops the timer and writes everything still queued. Rejects if that fails. */
+  /**
+   * Stops the timer and writes everything still queued, retrying a failed write with backoff for
+   * up to `closeRetryMs`. Rejects if it still fails then.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
     this.#lingerTimer = null;
-    try {
-      // A flush may queue the record of dropped events: loop until nothing is left.
-      while (this.#queue.length > 0) await this.flush();
-    } catch (err) {
-      throw new Error(`audit writer closed with ${this.#queue.length} unwritten events`, { cause: err });
+    let waited = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // A flush may queue the record of dropped events: loop until nothing is left.
+        while (this.#queue.length > 0) await this.flush();
+        return;
+      } catch (err) {
+        const backoff = Math.max(1, Math.min(this.#maxBackoffMs, this.#flushIntervalMs * 2 ** attempt));
+        if (waited + backoff > this.#closeRetryMs) {
+          throw new Error(`audit writer closed with ${this.#queue.length} unwritten events`, { cause: err });
+        }
+        this.#onError(err);
+        waited += backoff;
+        await new Promise((resolve) => setTimeout(resolve, backoff));
+      }
     }
   }
 
