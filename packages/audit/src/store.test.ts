@@ -465,23 +465,34 @@ for (const backend of dbBackends) {
         await w.close();
       });
 
-      it("retries a failed write on its own timer with backoff", async () => {
-        const before = await countRows(db);
-        const errors: unknown[] = [];
-        const w = new BatchAuditWriter({
+      /** A writer that retries every few ms, its errors collected. */
+      const retryingWriter = (errors: unknown[], opts: { closeRetryMs?: number } = {}) =>
+        new BatchAuditWriter({
           db,
           clock: new FakeClock(),
           flushIntervalMs: 1,
           maxBackoffMs: 5,
           onError: (e) => errors.push(e),
+          ...opts,
         });
+      /** Runs `during` with the events table away (every write fails), then puts it back. */
+      async function whileOffline(during: () => Promise<void>): Promise<void> {
         await db.execute(sql`alter table audit_events rename to audit_events_offline`);
         try {
-          w.record(sampleInput(1));
-          await expect.poll(() => errors.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+          await during();
         } finally {
           await db.execute(sql`alter table audit_events_offline rename to audit_events`);
         }
+      }
+
+      it("retries a failed write on its own timer with backoff", async () => {
+        const before = await countRows(db);
+        const errors: unknown[] = [];
+        const w = retryingWriter(errors);
+        await whileOffline(async () => {
+          w.record(sampleInput(1));
+          await expect.poll(() => errors.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+        });
         await expect.poll(() => w.pending, { timeout: 10_000 }).toBe(0);
         expect(await countRows(db)).toBe(before + 1);
         await w.close();
@@ -490,25 +501,15 @@ for (const backend of dbBackends) {
       it("close() retries a failed write while the database comes back (a shutdown during a restart), losing nothing", async () => {
         const before = await countRows(db);
         const errors: unknown[] = [];
-        const w = new BatchAuditWriter({
-          db,
-          clock: new FakeClock(),
-          flushIntervalMs: 1,
-          maxBackoffMs: 5,
-          closeRetryMs: 60_000,
-          onError: (e) => errors.push(e),
-        });
-        await db.execute(sql`alter table audit_events rename to audit_events_offline`);
-        let closing: Promise<void>;
-        try {
+        const w = retryingWriter(errors, { closeRetryMs: 60_000 });
+        let closing: Promise<void> | undefined;
+        await whileOffline(async () => {
           w.record(sampleInput(1));
           closing = w.close();
           // It tried, failed and goes on trying (a single attempt would have rejected by now).
           await expect.poll(() => errors.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
-        } finally {
-          await db.execute(sql`alter table audit_events_offline rename to audit_events`);
-        }
-        await closing!;
+        });
+        await closing;
         expect(w.pending).toBe(0);
         expect(await countRows(db)).toBe(before + 1);
       });
