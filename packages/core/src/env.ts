@@ -1,6 +1,7 @@
 import { isIPv6 } from "node:net";
 import { z } from "zod";
 import { redisUrlProblem } from "./redis-url.ts";
+import { DEV_PHONEBANK_SECRET } from "./secrets.ts";
 
 /** An optional variable where an empty or blank value counts as unset. */
 export const optionalString = z
@@ -126,3 +127,23 @@ export const metricsToken = optionalString.pipe(
 export const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
   .default("info");
+
+/**
+ * `PHONEBANK_SECRET` with `NODE_ENV=production`, for the phone bank and the gateway alike (a
+ * gateway holding one the phone bank refuses would answer every request 502): set, at least 32
+ * characters, and not the development secret.
+ */
+export function productionPhonebankSecret(secret: string | undefined, ctx: z.RefinementCtx): void {
+  const path = ["PHONEBANK_SECRET"];
+  if (secret === undefined) {
+    ctx.addIssue({ code: "custom", path, message: "is required when NODE_ENV=production" });
+  } else if (secret.length < 32) {
+    ctx.addIssue({ code: "custom", path, message: "must be at least 32 characters" });
+  } else if (secret === DEV_PHONEBANK_SECRET) {
+    ctx.addIssue({
+      code: "custom",
+      path,
+      message: "must not be the development secret when NODE_ENV=production",
+    });
+  }
+}

@@ -1,5 +1,4 @@
 import {
-  DEV_PHONEBANK_SECRET,
   httpUrl,
   type LogLevel,
   listenHost,
@@ -11,6 +10,7 @@ import {
   parseEnv,
   port,
   postgresUrl,
+  productionPhonebankSecret,
   redisPrefix,
   redisUrl,
   tokenServiceUrl,
@@ -105,26 +105,13 @@ export interface GatewayServiceConfig {
   logLevel: LogLevel;
 }
 
-const PRODUCTION_SECRETS = ["PHONEBANK_SECRET", "AUDIT_IP_KEY"] as const;
-
 /** A production gateway with a development secret would accept forged or unlinkable audit trails. */
 export function gatewayProductionRules(env: GatewayEnvVars, ctx: z.RefinementCtx): void {
   if (env.NODE_ENV !== "production") return;
-  for (const name of PRODUCTION_SECRETS) {
-    if (env[name] === undefined) {
-      ctx.addIssue({ code: "custom", path: [name], message: "is required when NODE_ENV=production" });
-    }
-  }
   // The phone bank's own rules: one it refuses would only answer every request 502.
-  const secret = env.PHONEBANK_SECRET;
-  if (secret !== undefined && secret.length < 32) {
-    ctx.addIssue({ code: "custom", path: ["PHONEBANK_SECRET"], message: "must be at least 32 characters" });
-  } else if (secret === DEV_PHONEBANK_SECRET) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["PHONEBANK_SECRET"],
-      message: "must not be the development secret when NODE_ENV=production",
-    });
+  productionPhonebankSecret(env.PHONEBANK_SECRET, ctx);
+  if (env.AUDIT_IP_KEY === undefined) {
+    ctx.addIssue({ code: "custom", path: ["AUDIT_IP_KEY"], message: "is required when NODE_ENV=production" });
   }
 }
 

@@ -8,6 +8,7 @@ import {
   parseEnv,
   port,
   postgresUrl,
+  productionPhonebankSecret,
 } from "@phaselock/core";
 import { z } from "zod";
 
@@ -26,20 +27,7 @@ export const envSchema = z
     LOG_LEVEL: logLevel,
   })
   .superRefine((env, ctx) => {
-    if (env.NODE_ENV !== "production") return;
-    if (env.PHONEBANK_SECRET === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["PHONEBANK_SECRET"],
-        message: "is required when NODE_ENV=production",
-      });
-    } else if (env.PHONEBANK_SECRET === DEV_PHONEBANK_SECRET) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["PHONEBANK_SECRET"],
-        message: "must not be the development secret when NODE_ENV=production",
-      });
-    }
+    if (env.NODE_ENV === "production") productionPhonebankSecret(env.PHONEBANK_SECRET, ctx);
   })
   .transform((env) => ({
     nodeEnv: env.NODE_ENV,
