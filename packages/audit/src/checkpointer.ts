@@ -7,7 +7,13 @@ import { type Db, schema } from "@phaselock/db";
 import { desc, lt, sql } from "drizzle-orm";
 import { consistencyProof, equalHash, IncrementalTree, inclusionProof, rootOf, toBase64 } from "./merkle.ts";
 import { keyId, type NoteSigner, signCheckpoint, type VerifierKey, verifyCheckpoint } from "./note.ts";
-import { CheckpointRefusedError, readCheckedLeafHashes, readLeafHashes, treeSize } from "./store.ts";
+import {
+  CheckpointRefusedError,
+  readCheckedLeafHashes,
+  readLeafHashes,
+  resumeSignedCheckpoint,
+  treeSize,
+} from "./store.ts";
 
 const { auditArchives, auditCheckpoints } = schema;
 
@@ -340,22 +346,13 @@ export class Checkpointer {
    * key sign a root that does not extend the checkpoints auditors hold — a fork, without the key.
    */
   #resume(latest: typeof auditCheckpoints.$inferSelect): IncrementalTree {
-    const opened = verifyCheckpoint(latest.note, this.#verifier, this.#signer.name);
-    if (!opened.ok || opened.checkpoint.size !== latest.treeSize) {
-      throw new CheckpointRefusedError(
-        `the stored checkpoint of size ${latest.treeSize} is not one this log signed`,
-      );
-    }
-    const tree = IncrementalTree.fromFrontier(
-      latest.treeSize,
-      latest.frontier.map((h) => new Uint8Array(Buffer.from(h, "base64"))),
+    const resumed = resumeSignedCheckpoint(latest, this.#verifier);
+    if (resumed.ok) return resumed.tree;
+    throw new CheckpointRefusedError(
+      resumed.reason === "unsigned"
+        ? `the stored checkpoint of size ${latest.treeSize} is not one this log signed`
+        : `the stored frontier of checkpoint ${latest.treeSize} does not match its signed root`,
     );
-    if (!equalHash(tree.root(), opened.checkpoint.rootHash)) {
-      throw new CheckpointRefusedError(
-        `the stored frontier of checkpoint ${latest.treeSize} does not match its signed root`,
-      );
-    }
-    return tree;
   }
 }
 

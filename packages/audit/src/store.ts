@@ -768,9 +768,9 @@ async function frontierBefore(
       .orderBy(desc(auditCheckpoints.treeSize))
       .limit(100);
     for (const row of rows) {
-      const resumed = resumeSigned(row, key);
-      if (resumed) {
-        tree = resumed;
+      const resumed = resumeSignedCheckpoint(row, key);
+      if (resumed.ok) {
+        tree = resumed.tree;
         break;
       }
     }
@@ -784,19 +784,24 @@ async function frontierBefore(
   return tree.frontier().map(toBase64);
 }
 
-/** The tree of a stored checkpoint the key signed for its size, if its frontier gives that root. */
-function resumeSigned(
+/**
+ * The tree of a stored checkpoint, resumed from its `frontier`, when `key` signed its note for its
+ * size and the frontier gives the signed root; else which of the two failed. Nothing in the row is
+ * trusted but its signed note (the services' role may insert rows; an owner may rewrite them).
+ */
+export function resumeSignedCheckpoint(
   row: { treeSize: number; note: string; frontier: string[] },
   key: VerifierKey,
-): IncrementalTree | undefined {
-  if (!signedFor(row, key)) return undefined;
+): { ok: true; tree: IncrementalTree } | { ok: false; reason: "unsigned" | "frontier" } {
+  const opened = verifyCheckpoint(row.note, key, key.name);
+  if (!opened.ok || opened.checkpoint.size !== row.treeSize) return { ok: false, reason: "unsigned" };
   try {
     const tree = IncrementalTree.fromFrontier(row.treeSize, row.frontier.map(fromBase64));
-    const noted = notedRoot(row.note);
-    return noted && equalHash(tree.root(), noted) ? tree : undefined;
+    if (equalHash(tree.root(), opened.checkpoint.rootHash)) return { ok: true, tree };
   } catch {
-    return undefined;
+    // A frontier of the wrong shape: no tree of that size.
   }
+  return { ok: false, reason: "frontier" };
 }
 
 /** Leaves read at a time while working out an export's frontier. */
