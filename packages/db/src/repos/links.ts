@@ -1,5 +1,5 @@
 import type { Scope } from "@phaselock/core";
-import { and, desc, eq, getTableColumns, gt, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
 import type { Db, Tx } from "../client.ts";
 import {
   auditEvents,
@@ -13,6 +13,7 @@ import {
 import { executePipelined, queryRows } from "../sql.ts";
 import { clampLimit, decodeCursor, encodeCursor } from "./cursor.ts";
 import { toScopes } from "./entitlements.ts";
+import { liveSessionOf } from "./live-session.ts";
 import { currentPolicyVersion, logPolicyChange } from "./policy-state.ts";
 
 type LinkRow = typeof links.$inferSelect;
@@ -576,19 +577,13 @@ export const linksRepo = (db: Db): LinksRepo => {
             // The row lock first, then a statement of its own (a snapshot taken after the lock): a
             // redemption of this device that held the lock before this one has its session in.
             await tx.select({ id: links.id }).from(links).where(eq(links.id, id)).for("update");
-            const [live] = await tx
-              .select({ id: sessions.id, expiresAt: sessions.expiresAt })
-              .from(sessions)
-              .where(
-                and(
-                  eq(sessions.linkId, id),
-                  eq(sessions.deviceId, open.session.deviceId),
-                  isNull(sessions.endedAt),
-                  gt(sessions.expiresAt, now),
-                ),
-              )
-              .limit(1);
-            if (live) return { ok: false, reason: "live_session", session: live };
+            const live = await liveSessionOf(tx, id, open.session.deviceId, now);
+            if (live)
+              return {
+                ok: false,
+                reason: "live_session",
+                session: { id: live.id, expiresAt: live.expiresAt },
+              };
           }
           const [row] = await tx
             .update(links)

@@ -1,8 +1,9 @@
-import { and, eq, getTableColumns, gt, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "../client.ts";
 import { gatewaySecrets, links, sessions } from "../schema/index.ts";
 import { toScopes } from "./entitlements.ts";
 import type { Link } from "./links.ts";
+import { liveSessionOf, sessionColumns } from "./live-session.ts";
 import { logPolicyChange } from "./policy-state.ts";
 
 export type Session = Omit<typeof sessions.$inferSelect, "tokenHash">;
@@ -34,8 +35,6 @@ export interface SessionsRepo {
   countActive(linkIds: readonly string[], now: Date): Promise<Map<string, number>>;
 }
 
-const { tokenHash: _hash, ...sessionColumns } = getTableColumns(sessions);
-
 export const sessionsRepo = (db: Db): SessionsRepo => ({
   resolve: async (tokenHash) => {
     const [row] = await db
@@ -47,22 +46,7 @@ export const sessionsRepo = (db: Db): SessionsRepo => ({
     return { session: row.session, link: { ...row.link, scopes: toScopes(row.link.scopes) } };
   },
 
-  findLive: async (linkId, deviceId, now) => {
-    const [row] = await db
-      .select(sessionColumns)
-      .from(sessions)
-      .where(
-        and(
-          eq(sessions.linkId, linkId),
-          eq(sessions.deviceId, deviceId),
-          isNull(sessions.endedAt),
-          gt(sessions.expiresAt, now),
-        ),
-      )
-      .orderBy(sql`${sessions.createdAt} desc`)
-      .limit(1);
-    return row ?? null;
-  },
+  findLive: (linkId, deviceId, now) => liveSessionOf(db, linkId, deviceId, now),
 
   open: async (s) => {
     await db.insert(sessions).values(s);
