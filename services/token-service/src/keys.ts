@@ -75,19 +75,19 @@ export class KeyManager {
   }
 
   /**
-   * Loads the active key, or generates and stores one when there is none (in `inTransaction`'s
-   * transaction when given, which records its event; the read of the active key comes first, on
-   * the pool, since an embedded database has one connection). Call at start; a created key is returned so the
-   * caller can announce it. Throws when the stored key cannot be
+   * Loads the active key, or generates and stores one when there is none. Call at start; a
+   * created key is returned so the caller can announce it. Throws when the stored key cannot be
    * decrypted with this KEK (wrong `KEY_ENCRYPTION_KEY`).
    */
-  async ensureActiveKey(
-    inTransaction?: (create: (repo: SigningKeysRepo) => Promise<KeyChange>) => Promise<KeyChange>,
-  ): Promise<{ kid: string; created: KeyChange | null }> {
+  async ensureActiveKey(): Promise<{ kid: string; created: KeyChange | null }> {
     if (await this.refresh()) return { kid: this.#active!.kid, created: null };
-    const store = (repo: SigningKeysRepo) => this.#store(false, repo);
-    const created = inTransaction ? await inTransaction(store) : await store(this.#repo);
+    const created = await this.createKey(this.#repo);
     return { kid: created.kid, created };
+  }
+
+  /** Generates a key and stores it through `repo` (a caller's transaction, which records it). */
+  createKey(repo: SigningKeysRepo): Promise<KeyChange> {
+    return this.#store(false, repo);
   }
 
   /**

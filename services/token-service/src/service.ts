@@ -118,22 +118,21 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     /** Loads (or creates and announces) the signing key and the audit key; returns the signing kid. */
     start: async (): Promise<{ kid: string }> => {
       // The first signing key is a key change like a rotation: its event commits with its row.
-      const ensured = await keys
-        .ensureActiveKey((create) =>
-          auditedChange(deps, { principal: STARTING, requestId: randomId("req") }, async (t) => {
-            const created = await create(t.repos.signingKeys);
+      // The active key is read first, on the pool: an embedded database has one connection.
+      const ensured = (await keys.refresh())
+        ? { kid: keys.signer().kid, created: null }
+        : await auditedChange(deps, { principal: STARTING, requestId: randomId("req") }, async (t) => {
+            const created = await keys.createKey(t.repos.signingKeys);
             t.record({
               type: "key.rotated",
               data: { kid: created.kid, previousKid: null, version: created.version },
             });
-            return created;
-          }),
-        )
-        .catch(async (err: unknown) => {
-          // The new key may be held in memory though its row rolled back.
-          await keys.refresh().catch(() => false);
-          throw err;
-        });
+            return { kid: created.kid, created };
+          }).catch(async (err: unknown) => {
+            // The new key may be held in memory though its row rolled back.
+            await keys.refresh().catch(() => false);
+            throw err;
+          });
       if (ensured.created) await bus.publish({ version: ensured.created.version }).catch(() => {});
       await auditTrail.start();
       // Another instance may rotate: pick up its key, so every instance signs with the active one.
