@@ -95,7 +95,8 @@ export function registerMeta(app: OpenAPIHono<AppEnv>): void {
   };
 
   // Served by plain handlers (the console's by its own sub-app), listed here so the document
-  // covers every route the contract names, and the query rule applies to them as to the rest.
+  // covers every route the contract names; the query rule applies to the first two as to the
+  // rest (the console's pages are for browsers and exempt: middleware/strict-query.ts).
   const page = (description: string) => ({
     description,
     content: { "text/html": { schema: z.string() } },
