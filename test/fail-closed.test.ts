@@ -8,7 +8,15 @@
  */
 
 import { createTestDatabase } from "@phaselock/db/testing";
-import { describeIntegration, TEST_DATABASE_URL, TEST_REDIS_URL, uniquePrefix } from "@phaselock/testkit";
+import {
+  describeIntegration,
+  TcpProxy,
+  TEST_DATABASE_URL,
+  TEST_REDIS_URL,
+  targetOf,
+  uniquePrefix,
+  viaProxy,
+} from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import {
   errorCode,
@@ -22,7 +30,6 @@ import {
 } from "./support/client.ts";
 import { memoryFeed, redisFeed } from "./support/feeds.ts";
 import { type GatewayNode, type Stack, startStack } from "./support/stack.ts";
-import { TcpProxy, targetOf, viaProxy } from "./support/tcp-proxy.ts";
 
 const STALE_AFTER_MS = 300;
 

@@ -17,15 +17,17 @@ import {
   describeIntegration,
   type PrivateRedisCluster,
   startPrivateRedisCluster,
+  TcpProxy,
   TEST_DATABASE_URL,
   TEST_REDIS_URL,
+  targetOf,
   uniquePrefix,
+  viaProxy,
 } from "@phaselock/testkit";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { type IssuedLink, issue, nextCall, seedOpen } from "./support/client.ts";
 import { memoryFeed, redisFeed } from "./support/feeds.ts";
 import { type GatewayNode, type Stack, startStack } from "./support/stack.ts";
-import { TcpProxy, targetOf, viaProxy } from "./support/tcp-proxy.ts";
 
 const POLL = { timeout: 15_000, interval: 25 };
 

@@ -15,6 +15,7 @@ import {
 export { lineSink } from "./lines.ts";
 export { freePort } from "./ports.ts";
 export { type PrivateRedisCluster, startPrivateRedisCluster } from "./redis-cluster.ts";
+export { TcpProxy, targetOf, viaProxy } from "./tcp-proxy.ts";
 
 export const TEST_DATABASE_URL: string =
   process.env.TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";

@@ -1,7 +1,8 @@
 /**
- * A TCP proxy on 127.0.0.1 in front of a real server (Redis), which a test can cut and restore:
- * a real outage of the connection, seen by every client through it, without stopping the
- * shared server. While cut, open connections are destroyed and new ones are closed at once.
+ * A TCP proxy on 127.0.0.1 in front of a real server (Postgres, Redis), which a test can cut,
+ * stall and restore: a real outage of the connection, seen by every client through it, without
+ * stopping the shared server. While cut, open connections are destroyed and new ones are closed
+ * at once; while stalled, every connection stays open and nothing passes.
  */
 import net from "node:net";
 
@@ -10,6 +11,9 @@ export class TcpProxy {
   readonly #target: { host: string; port: number };
   readonly #sockets = new Set<net.Socket>();
   #up = true;
+  #stalled = false;
+  /** While stalled, what each direction was sent: written on {@link restore}. */
+  readonly #held: Array<() => void> = [];
 
   private constructor(target: { host: string; port: number }) {
     this.#target = target;
@@ -39,10 +43,22 @@ export class TcpProxy {
     this.#up = false;
     for (const s of this.#sockets) s.destroy();
     this.#sockets.clear();
+    this.#held.length = 0;
   }
 
   restore(): void {
     this.#up = true;
+    this.#stalled = false;
+    for (const flush of this.#held.splice(0)) flush();
+  }
+
+  /**
+   * Keeps every connection open but passes nothing on, either way, until {@link restore}: a
+   * server that stopped answering (paused, or behind a partition that drops packets), which a
+   * client notices only by waiting. New connections are accepted and stall too.
+   */
+  stall(): void {
+    this.#stalled = true;
   }
 
   async close(): Promise<void> {
@@ -68,8 +84,13 @@ export class TcpProxy {
     };
     client.on("error", end).on("close", end);
     upstream.on("error", end).on("close", end);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    const forward = (from: net.Socket, to: net.Socket) =>
+      from.on("data", (chunk: Buffer) => {
+        if (this.#stalled) this.#held.push(() => to.destroyed || to.write(chunk));
+        else to.write(chunk);
+      });
+    forward(client, upstream);
+    forward(upstream, client);
   }
 }
 
