@@ -148,6 +148,72 @@ describeIntegration("the token service while its database is unreachable (Postgr
   });
 });
 
+describeIntegration(
+  "the services while their database stops answering (Postgres stalled)",
+  ["postgres"],
+  () => {
+    // A stall: the proxy keeps every connection open and passes nothing, as a paused server or a
+    // partition that drops packets does. Without the pools' stall watch every request below waits
+    // for as long as TCP does (the test's timeout). A short deadline, real time.
+    const stallWatch = { intervalMs: 25, deadlineMs: 300 };
+    let tsProxy: TcpProxy;
+    let gwProxy: TcpProxy;
+    let stack: Stack;
+    let gateway: GatewayNode;
+    let session: string;
+
+    beforeAll(async () => {
+      const db = await createTestDatabase();
+      tsProxy = await TcpProxy.start(targetOf(db.url));
+      gwProxy = await TcpProxy.start(targetOf(db.url));
+      stack = await startStack({
+        db,
+        feed: memoryFeed(),
+        gateways: 0,
+        stallWatch,
+        tokenServiceDatabaseUrl: viaProxy(db.url, tsProxy),
+      });
+      gateway = await stack.startGateway("gateway-via-proxy", { databaseUrl: viaProxy(db.url, gwProxy) });
+      const seed = await seedOpen(stack);
+      const link = await issue(stack, { campaignId: seed.campaignId, phase: seed.phase });
+      await stack.synced();
+      session = await stack.session(link.token);
+    });
+
+    afterAll(async () => {
+      tsProxy?.restore();
+      gwProxy?.restore();
+      await stack?.close();
+      await tsProxy?.close();
+      await gwProxy?.close();
+    });
+
+    it("the token service answers 503 unavailable, then serves again once the database answers", async () => {
+      expect((await stack.api("GET", "/v1/links")).status).toBe(200);
+      tsProxy.stall();
+      const list = await stack.api("GET", "/v1/links");
+      expect([list.status, list.body?.code]).toEqual([503, "unavailable"]);
+      expect(list.res.headers.get("content-type")).toBe("application/problem+json");
+      const rotate = await stack.api("POST", "/v1/keys/rotate");
+      expect([rotate.status, rotate.body?.code]).toEqual([503, "unavailable"]);
+      tsProxy.restore();
+      await vi.waitFor(async () => expect((await stack.api("GET", "/v1/links")).status).toBe(200), POLL);
+      expect(stack.tokenService.logs.filter((l) => l.msg === "unhandled error")).toEqual([]);
+    });
+
+    it("a gateway refuses member data 503 unavailable (its audit event cannot be made durable), then serves again", async () => {
+      expect(await nextCall(gateway.app, session)).toEqual({ status: 200, code: null });
+      gwProxy.stall();
+      expect(await nextCall(gateway.app, session)).toEqual({ status: 503, code: "unavailable" });
+      gwProxy.restore();
+      await vi.waitFor(
+        async () => expect(await nextCall(gateway.app, session)).toEqual({ status: 200, code: null }),
+        POLL,
+      );
+    });
+  },
+);
+
 describeIntegration("a gateway while its database is unreachable (Postgres)", ["postgres"], () => {
   const STALE_AFTER_MS = 1000;
   let proxy: TcpProxy;

@@ -11,7 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AuditSink, BatchAuditWriter, MemoryAuditSink } from "@phaselock/audit";
 import { FakeClock, sha256Hex } from "@phaselock/core";
-import { createDb, createRepos, currentPolicyVersion, type Db, type DbHandle } from "@phaselock/db";
+import {
+  createDb,
+  createRepos,
+  currentPolicyVersion,
+  type Db,
+  type DbHandle,
+  type StallWatchOptions,
+} from "@phaselock/db";
 import type { TestDb } from "@phaselock/db/testing";
 import {
   createGateway,
@@ -107,6 +114,8 @@ export interface StackOptions {
   limitDefaults?: { requestsPerMinute: number; recordsPerHour: number; campaignFactor?: number };
   /** Reaches the database another way for the token service (e.g. through a proxy a test can cut). */
   tokenServiceDatabaseUrl?: string;
+  /** How each service's own pool notices a database that stopped answering (createDb's `stallWatch`). */
+  stallWatch?: StallWatchOptions;
   /**
    * The environment both services are parsed from, as `pnpm start` hands one to all; default
    * `TOKEN_SERVICE_URL=ISSUER`.
@@ -198,7 +207,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   /** Each service's own pool on Postgres; PGlite is one in-process database, shared. */
   const open = (url = db.url): { handle: DbHandle; own: boolean } =>
     url
-      ? { handle: createDb({ databaseUrl: url, poolSize: 3 }), own: true }
+      ? { handle: createDb({ databaseUrl: url, poolSize: 3, stallWatch: opts.stallWatch }), own: true }
       : { handle: db.handle, own: false };
   const auditFor = (d: Db): AuditSink => {
     const sink =

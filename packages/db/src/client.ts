@@ -7,6 +7,7 @@ import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import * as schema from "./schema/index.ts";
+import { createStallWatch, type StallWatchOptions, singleTcpHost } from "./stall-watch.ts";
 
 export type Schema = typeof schema;
 
@@ -28,6 +29,11 @@ export interface CreateDbOptions {
   memory?: boolean | undefined;
   /** Pool size for postgres.js (default 10). */
   poolSize?: number | undefined;
+  /**
+   * How a Postgres that stops answering is noticed (stall-watch.ts); `false`: not watched. Only a
+   * URL with one TCP host is watched (a socket path or several hosts are left to TCP).
+   */
+  stallWatch?: StallWatchOptions | false | undefined;
 }
 
 interface HandleBase {
@@ -55,6 +61,8 @@ export type DbHandle = PostgresHandle | PgliteHandle;
  */
 export function createDb(opts: CreateDbOptions): DbHandle {
   if (opts.databaseUrl) {
+    const target = opts.stallWatch === false ? null : singleTcpHost(opts.databaseUrl);
+    const watch = target ? createStallWatch(target, opts.stallWatch || {}) : undefined;
     const client = postgres(opts.databaseUrl, {
       max: opts.poolSize ?? 10,
       // An unreachable database answers 503 within seconds rather than holding requests for 30 s.
@@ -68,7 +76,9 @@ export function createDb(opts: CreateDbOptions): DbHandle {
       // `jit_above_cost` at a million links, and compiling them took 0.5–0.7 s of a 0.2 s query
       // (docs/benchmarks.md). Nothing this service runs is long enough to win it back.
       connection: { jit: "off" },
+      ...(watch ? { socket: watch.socket } : {}),
     });
+    watch?.start(opts.databaseUrl);
     const db: Db = drizzlePostgres({ client, schema });
     let closed: Promise<void> | undefined;
     return {
@@ -76,7 +86,7 @@ export function createDb(opts: CreateDbOptions): DbHandle {
       db,
       url: opts.databaseUrl,
       close: () => {
-        closed ??= client.end({ timeout: 5 });
+        closed ??= Promise.all([client.end({ timeout: 5 }), watch?.close()]).then(() => {});
         return closed;
       },
     };

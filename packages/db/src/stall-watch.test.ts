@@ -1,0 +1,109 @@
+/**
+ * The stall watch (stall-watch.ts) on a real Postgres behind a TCP proxy this file stalls: the
+ * connections stay open and nothing passes, as with a paused server or a partition that drops
+ * packets. A short deadline; nothing here waits on a clock of the test's own.
+ */
+import { describeIntegration, TcpProxy, targetOf, viaProxy } from "@phaselock/testkit";
+import { sql } from "drizzle-orm";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { createDb, type DbHandle } from "./client.ts";
+import { queryRows } from "./sql.ts";
+import { createTestDatabase, type TestDatabase } from "./testing.ts";
+
+/** The driver's code of `err` or of what it wraps (drizzle wraps driver errors in `cause`). */
+const codeOf = (err: unknown): unknown => {
+  for (let e = err; e && typeof e === "object"; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (code !== undefined) return code;
+  }
+  return undefined;
+};
+
+describeIntegration("a Postgres that stops answering (stall watch)", ["postgres"], () => {
+  let db: TestDatabase;
+  let proxy: TcpProxy;
+  let handle: DbHandle | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false, poolSize: 1 });
+    proxy = await TcpProxy.start(targetOf(db.url));
+  });
+  afterEach(async () => {
+    proxy.restore();
+    await handle?.close();
+    handle = undefined;
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  const open = (
+    stallWatch: false | { intervalMs: number; deadlineMs: number } = { intervalMs: 20, deadlineMs: 250 },
+  ) => {
+    handle = createDb({ databaseUrl: viaProxy(db.url, proxy), poolSize: 2, stallWatch });
+    return handle.db;
+  };
+  const one = async (d: DbHandle["db"]) =>
+    (await queryRows<{ one: number }>(d, sql`select 1 as one`))[0]?.one;
+
+  it("fails a query in flight as a closed connection, then works again once the server answers", async () => {
+    const d = open();
+    expect(await one(d)).toBe(1);
+    proxy.stall();
+    const failed = await one(d).then(
+      () => "answered",
+      (err: unknown) => codeOf(err),
+    );
+    expect(failed).toBe("CONNECTION_CLOSED");
+    // Until the probe is answered again new connections fail at once; then the pool works again.
+    proxy.restore();
+    await expect.poll(() => one(d).catch(() => 0), { timeout: 5_000, interval: 20 }).toBe(1);
+  });
+
+  it("fails new queries too while the stall lasts, rather than queueing them", async () => {
+    const d = open();
+    expect(await one(d)).toBe(1);
+    proxy.stall();
+    const codes = await Promise.all(
+      [1, 2, 3].map(() =>
+        one(d).then(
+          () => "answered",
+          (err: unknown) => codeOf(err),
+        ),
+      ),
+    );
+    for (const code of codes) expect(["CONNECTION_CLOSED", "ETIMEDOUT"]).toContain(code);
+    // Once the server answers again, so does the pool.
+    proxy.restore();
+    await expect.poll(() => one(d).catch(() => 0), { timeout: 5_000, interval: 20 }).toBe(1);
+  });
+
+  it("leaves a query alone that the server is still working on (it answers the probe meanwhile)", async () => {
+    const d = open();
+    // Four times the deadline without a byte back on that connection: a long statement or a
+    // lock wait, on a server that answers.
+    const rows = await queryRows<{ done: boolean }>(d, sql`select pg_sleep(1.0) is not null as done`);
+    expect(rows[0]?.done).toBe(true);
+  });
+
+  it("without the watch, a stalled query is still waiting when the watched one has failed", async () => {
+    const watched = open();
+    const unwatched = createDb({ databaseUrl: viaProxy(db.url, proxy), poolSize: 1, stallWatch: false });
+    try {
+      expect(await one(watched)).toBe(1);
+      expect(await one(unwatched.db)).toBe(1);
+      proxy.stall();
+      let settled = false;
+      const pending = one(unwatched.db).finally(() => {
+        settled = true;
+      });
+      await expect(one(watched)).rejects.toBeDefined();
+      expect(settled).toBe(false);
+      proxy.restore();
+      expect(await pending).toBe(1);
+    } finally {
+      await unwatched.close();
+    }
+  });
+});
