@@ -40,6 +40,13 @@ class Browser {
   cookie: string | undefined;
   csrf = "";
 
+  readonly app: { request: (path: string, init: RequestInit) => Response | Promise<Response> } | undefined;
+
+  /** `app`: another token service app than the suite's (say, one whose database is down) */
+  constructor(app?: Browser["app"]) {
+    this.app = app;
+  }
+
   async request(
     path: string,
     init: Omit<RequestInit, "headers"> & { headers?: Record<string, string> } = {},
@@ -47,7 +54,7 @@ class Browser {
     // A header given as "" is left out (a browser that does not send it).
     const headers = Object.fromEntries(Object.entries(init.headers ?? {}).filter(([, v]) => v !== ""));
     if (this.cookie) headers.cookie = `pl_console=${this.cookie}`;
-    const res = await h.app.request(path, { ...init, headers });
+    const res = await (this.app ?? h.app).request(path, { ...init, headers });
     const set = res.headers.get("set-cookie");
     if (set?.startsWith("pl_console=")) {
       const value = set.slice("pl_console=".length).split(";")[0]!;
@@ -955,6 +962,29 @@ describe("admin revocations form", () => {
 });
 
 describe("database unreachable", () => {
+  it("the contests page answers 503 with the unavailable notice, not 'does not list contests'", async () => {
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const app = createApp({
+      ...h.deps,
+      repos: {
+        ...h.deps.repos,
+        contests: { ...h.deps.repos.contests, listPage: () => Promise.reject(down) },
+      },
+    });
+    const b = new Browser(app);
+    await b.get("/console/sign-in");
+    const signedIn = await b.request("/console/sign-in", {
+      method: "POST",
+      body: new URLSearchParams({ apiKey: ADMIN }).toString(),
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+    });
+    expect(signedIn.status).toBe(303);
+    const res = await b.get("/console/contests");
+    expect(res.status).toBe(503);
+    expect(res.html).toContain("try again shortly");
+    expect(res.html).not.toContain("does not list contests");
+  });
+
   it("a console page answers 503 (never 500) when the database cannot be reached", async () => {
     const { campaignId } = await seedOpen(h);
     const key = await createKey(h, "coordinator", campaignId);

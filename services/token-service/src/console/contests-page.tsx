@@ -2,7 +2,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Context, Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
-import type { ApiAnswer } from "./api.ts";
+import { type ApiAnswer, plainWords } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import {
   ConfirmActions,
@@ -166,6 +166,8 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
   con.get("/contests", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const list = await listAll<Contest>(c, "/v1/contests");
+    // A database that cannot be reached is the API's 503, not "this service lists no contests".
+    const down = !list.ok && list.status >= 500;
     const now = c.var.deps.clock.now();
     const open = (
       <IdForm action="/console/contests/open" inputId="contestId" label="Contest id" button="Open" />
@@ -204,12 +206,15 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
               ))}
             </>
           )
+        ) : down ? (
+          <Notice kind="error">{plainWords({ code: "unavailable" })}</Notice>
         ) : (
           <Notice kind="info">This token service does not list contests; open one by its id.</Notice>
         )}
         <h2>Open a contest</h2>
         {open}
       </>,
+      { status: down ? 503 : 200 },
     );
   });
 
