@@ -158,7 +158,9 @@ export const gatewayOpenApi = {
               401: refusal(
                 "token_missing, session_required (a link token), token_invalid, expired, not_yet_valid",
               ),
-              403: refusal("revoked, suspended, phase_closed, scope_denied, not_entitled"),
+              403: refusal(
+                "revoked, suspended, phase_closed, scope_denied, not_entitled; cross_site (a cookie-borne change, any method but GET, HEAD and OPTIONS, from another site or a sibling origin)",
+              ),
               408: refusal("request_timeout: the request body did not arrive within BODY_TIMEOUT_MS"),
               413: refusal("payload_too_large"),
               429: refusal(

@@ -9,7 +9,7 @@ import type { CompiledResponseRule } from "./minimise.ts";
 import { normalizePath } from "./paths.ts";
 import { type Refusal, type RefusalCode, refusal, renderRefusal } from "./refusals.ts";
 import { readBody } from "./request-body.ts";
-import { credentialFrom, ipHash } from "./request-context.ts";
+import { bearerPresented, credentialFrom, crossSiteOf, ipHash } from "./request-context.ts";
 import { logFailure } from "./request-log.ts";
 import {
   type BodySource,
@@ -63,6 +63,33 @@ export interface ProxyResult {
 export type ProxyHandler = (req: ProxyRequest) => Promise<ProxyResult>;
 
 const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+/** Methods that change nothing: no cross-site check (a link or a GET from elsewhere reads only). */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** The request's headers the cross-site rule reads (looked for only on an unsafe method). */
+function fromAnotherSite(deps: GatewayDeps, req: ProxyRequest): boolean {
+  const wanted: Record<string, string | undefined> = {};
+  for (const [name, value] of req.headers) {
+    const key = name.toLowerCase();
+    if (key === "origin" || key === "sec-fetch-site" || key === "host" || key === "x-forwarded-proto") {
+      wanted[key] = Array.isArray(value) ? value[0] : value;
+    }
+  }
+  // The gateway listens on plain HTTP; HTTPS in front of it says so by X-Forwarded-Proto. A Host
+  // that is no authority names no origin of ours.
+  let url = "http://localhost/";
+  try {
+    if (wanted.host) url = new URL(`http://${wanted.host}/`).href;
+  } catch {}
+  return crossSiteOf({
+    secFetchSite: wanted["sec-fetch-site"],
+    origin: wanted.origin,
+    host: wanted.host,
+    forwardedProto: wanted["x-forwarded-proto"],
+    url,
+    publicGatewayUrl: deps.config.publicGatewayUrl,
+  });
+}
 const DEFAULT_MAX_CONCURRENT_PER_LINK = 8;
 
 /**
@@ -174,6 +201,13 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     return refusalResult(outcome.refusal, req);
   }
   if (!normalized.ok) return refusalResult(refusal("scope_denied"), req); // unreachable: scope null denies
+  // SameSite=Strict sends the cookie from a sibling origin of the same site too (another
+  // subdomain's page posting a form here): a cookie-borne change of member data (a call outcome)
+  // must come from the gateway's own pages. A bearer is a script's, never a form's.
+  if (!SAFE_METHODS.has(method) && !bearerPresented(req.authorization) && fromAnotherSite(deps, req)) {
+    audit("deny", "cross_site");
+    return refusalResult(refusal("cross_site"), req);
+  }
   const { claims } = outcome;
 
   const headers = forwardableHeaders(req.headers, req.connection);

@@ -167,22 +167,40 @@ export function clearSessionCookie(c: Context<GatewayEnv>): void {
  * forms with `Origin: null` — and `Sec-Fetch-Site: same-origin`, which a page cannot forge.
  */
 export function crossSite(c: Context<GatewayEnv>): boolean {
-  const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
+  return crossSiteOf({
+    secFetchSite: c.req.header("sec-fetch-site"),
+    origin: c.req.header("origin"),
+    host: c.req.header("host"),
+    forwardedProto: c.req.header("x-forwarded-proto"),
+    url: c.req.url,
+    publicGatewayUrl: c.var.deps.config.publicGatewayUrl,
+  });
+}
+
+/** {@link crossSite} on the headers themselves (the proxy core has no Hono context). */
+export function crossSiteOf(r: {
+  secFetchSite: string | undefined;
+  origin: string | undefined;
+  host: string | undefined;
+  forwardedProto: string | undefined;
+  /** the request's URL: its scheme and authority, as the server saw them */
+  url: string;
+  publicGatewayUrl: string | undefined;
+}): boolean {
+  const site = r.secFetchSite?.trim().toLowerCase();
   if (site === "cross-site") return true;
-  const origin = c.req.header("origin");
+  const origin = r.origin;
   if (origin === undefined) return false;
   // Under `Referrer-Policy: no-referrer` (the landing page's) Chromium posts a same-origin form with
   // `Origin: null`; `Sec-Fetch-Site: same-origin`, which no page can forge, vouches for that alone.
   if (origin.trim() === "null" && site === "same-origin") return false;
   const own = new Set<string>();
-  const configured = c.var.deps.config.publicGatewayUrl;
-  if (configured) own.add(originOf(configured));
-  const host = c.req.header("host");
-  const url = new URL(c.req.url);
-  if (host) own.add(originOf(`${url.protocol}//${host}`));
+  if (r.publicGatewayUrl) own.add(originOf(r.publicGatewayUrl));
+  const url = new URL(r.url);
+  if (r.host) own.add(originOf(`${url.protocol}//${r.host}`));
   // Behind an HTTPS proxy (the request says so, as for the Secure cookie) the browser's page is
   // https://<host>. No page can set X-Forwarded-Proto on another site's form, so this opens nothing.
-  if (host && viaHttps(c.req.url, c.req.header("x-forwarded-proto"))) own.add(originOf(`https://${host}`));
+  if (r.host && viaHttps(r.url, r.forwardedProto)) own.add(originOf(`https://${r.host}`));
   own.add(url.origin);
   // "null" (a sandboxed or privacy-sensitive context) is not ours either.
   return !own.has(originOf(origin));

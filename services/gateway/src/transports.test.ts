@@ -762,3 +762,55 @@ describe("node handler: slow clients and a wedged upstream client", () => {
     expect(ok.map((r) => r.status)).toEqual([200, 200, 200, 200]);
   });
 });
+
+describe.each(transports)("a cookie-borne change from another site over %s", (_name, make) => {
+  // SameSite=Strict sends the session cookie from a sibling origin of the same site too: another
+  // subdomain's page could post a call outcome as the volunteer. A change must come from our pages.
+  const outcome = (headers: Record<string, string>) => ({
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ outcome: "answered" }),
+  });
+
+  it("is refused 403 cross_site and audited, never forwarded; our own pages, scripts and bearers pass", async () => {
+    const h = await make();
+    const { g, send } = h;
+    const token = await g.session();
+    const cookie = `pl_session=${token}`;
+    const own = "port" in h ? `http://127.0.0.1:${h.port}` : "http://localhost";
+    const theirs: Record<string, string>[] = [
+      { origin: "https://calls.evil.example" },
+      { "sec-fetch-site": "cross-site" },
+      { origin: "null" },
+      { origin: "https://other.example.org", "sec-fetch-site": "same-site" },
+    ];
+    for (const headers of theirs) {
+      const res = await send("/pb/calls/c_1/outcome", outcome({ cookie, ...headers }));
+      expect([JSON.stringify(headers), res.status, await errorCode(res)]).toEqual([
+        JSON.stringify(headers),
+        403,
+        "cross_site",
+      ]);
+    }
+    expect(g.phonebank.seen).toHaveLength(0);
+    expect(g.events().map((e) => [e.decision, e.reason])).toEqual(Array(4).fill(["deny", "cross_site"]));
+
+    const ours: Record<string, string>[] = [
+      {},
+      { origin: own, "sec-fetch-site": "same-origin" },
+      { "sec-fetch-site": "same-origin", origin: "null" },
+    ];
+    for (const headers of ours) {
+      const res = await send("/pb/calls/c_1/outcome", outcome({ cookie, ...headers }));
+      expect([JSON.stringify(headers), res.status]).toEqual([JSON.stringify(headers), 201]);
+    }
+    // A bearer is never sent by a form; a GET from elsewhere changes nothing.
+    const scripted = await send(
+      "/pb/calls/c_1/outcome",
+      outcome({ ...bearer(token), origin: "https://x.example" }),
+    );
+    expect(scripted.status).toBe(201);
+    const read = await send("/pb/calls/next", { headers: { cookie, origin: "https://x.example" } });
+    expect(read.status).toBe(200);
+  });
+});
