@@ -124,6 +124,26 @@ describe("a phase ended early stays ended", () => {
     expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
   });
 
+  it("never issues a link dead on arrival: not within the second of the closure, even once re-opened", async () => {
+    const { contestId, campaignId, ballot } = await runningBallot();
+    const ended = await stack.api("POST", `/v1/contests/${contestId}/phases/ballot/end`, {
+      body: { reason: "switched off by mistake" },
+    });
+    expect(ended.status).toBe(200);
+    // Re-opened at once: the clock has not left the closure's second, which covers every link
+    // issued in it (token times are whole seconds), so a link now would never open.
+    await putContest(stack, contestId, [ballot]);
+    await stack.synced();
+    const body = { campaignId, phase: "ballot", volunteer: { ref: uid("vol") }, scopes: MEMBER_SCOPES };
+    const refused = await stack.api<{ code: string; token?: string }>("POST", "/v1/links", { body });
+    const opened = refused.body.token ? await opens(refused.body.token) : null;
+    expect([refused.status, refused.body.code, opened]).toEqual([409, "phase_closed", null]);
+
+    await stack.advance(1000);
+    const fresh = await issue(stack, { campaignId, phase: "ballot" });
+    expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
+  });
+
   it("survives a gateway restart: a new gateway loads the closures from Postgres", async () => {
     const { contestId, campaignId, ballot } = await runningBallot();
     const old = await issue(stack, { campaignId, phase: "ballot" });

@@ -1,5 +1,6 @@
-import { randomBase64url, randomId, type Scope, sha256Hex } from "@phaselock/core";
-import type { NewLink } from "@phaselock/db";
+import { setTimeout as delay } from "node:timers/promises";
+import { epochSeconds, randomBase64url, randomId, type Scope, sha256Hex } from "@phaselock/core";
+import { loadClosures, type NewLink } from "@phaselock/db";
 import {
   type Campaign,
   type Contest,
@@ -165,8 +166,25 @@ export async function issueBatch(
 ): Promise<BatchOutcome> {
   const { principal } = caller;
   // One instant for the checks and the validity window, so they cannot disagree at a phase end.
-  const now = deps.clock.now();
-  const { campaign, contest, phase } = await authorizeIssuance(deps, principal, req, now);
+  let now = deps.clock.now();
+  let { campaign, contest, phase } = await authorizeIssuance(deps, principal, req, now);
+  // A closure covers the links of its phase issued up to its second (token times are whole
+  // seconds), so a link issued in that second, after a timeline re-opened the phase, would be
+  // dead on arrival: wait for the next second, or refuse if the clock has not moved on.
+  const closedAt = (await loadClosures(deps.db, contest.id)).findLast(
+    (c) => c.phase === phase.name,
+  )?.closedAt;
+  if (closedAt && epochSeconds(closedAt) >= epochSeconds(now)) {
+    await delay(1000 - (now.getTime() % 1000));
+    now = deps.clock.now();
+    if (epochSeconds(closedAt) >= epochSeconds(now)) {
+      fail(
+        "phase_closed",
+        "The phase was switched off within this second; issue the link again in a moment.",
+      );
+    }
+    ({ campaign, contest, phase } = await authorizeIssuance(deps, principal, req, now));
+  }
   const { iat, nbf, exp } = linkValidity({ phase, now, ttlSeconds: req.ttlSeconds });
   const scopes = [...new Set(req.scopes)];
 
