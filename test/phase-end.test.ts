@@ -124,6 +124,39 @@ describe("a phase ended early stays ended", () => {
     expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
   });
 
+  it("by a timeline that cut it short to an end still to come: once over, re-opening revives no old link", async () => {
+    const { contestId, campaignId, ballot } = await runningBallot();
+    const old = await issue(stack, { campaignId, phase: "ballot" });
+    const session = await stack.session(old.token);
+
+    // The ballot is cut short to end in a minute; the link's exp (a week) outlives that end.
+    await putContest(stack, contestId, [{ ...ballot, endsAt: new Date(now() + 60_000) }]);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 200, code: null });
+    await stack.advance(120_000);
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+
+    // "410: never will again": a later timeline re-opening the window leaves it dead.
+    const reopened = await stack.api<{ warnings?: Array<{ code: string; phase: string }> }>(
+      "PUT",
+      `/v1/contests/${contestId}`,
+      {
+        body: {
+          name: "L",
+          phases: [
+            { ...ballot, startsAt: ballot.startsAt.toISOString(), endsAt: ballot.endsAt.toISOString() },
+          ],
+        },
+      },
+    );
+    expect(reopened.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    expect(await nextCall(gw, session)).toEqual({ status: 403, code: "phase_closed" });
+    const fresh = await issue(stack, { campaignId, phase: "ballot" });
+    expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
+  });
+
   it("never issues a link dead on arrival: not within the second of the closure, even once re-opened", async () => {
     const { contestId, campaignId, ballot } = await runningBallot();
     const ended = await stack.api("POST", `/v1/contests/${contestId}/phases/ballot/end`, {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { indexClosures, phasesEndedEarly, reopenedClosures } from "./closures.ts";
+import { indexClosures, phasesEndedEarly, phasesReopenedAfterEnd, reopenedClosures } from "./closures.ts";
 import type { Phase } from "./types.ts";
 
 const NOW = new Date("2020-03-01T00:00:00Z");
@@ -47,6 +47,44 @@ describe("phasesEndedEarly", () => {
     },
   ])("$label", ({ after, want }) => {
     expect(phasesEndedEarly([nominations, ballot, hustings], after, NOW)).toEqual(want);
+  });
+});
+
+describe("phasesReopenedAfterEnd", () => {
+  // Before: the ballot was cut short to an end that has now passed; its links' exp outlive it.
+  const cutBallot = { ...ballot, endsAt: d("2020-02-28T00:00:00Z") };
+  it.each<{ label: string; after: Phase[]; closed?: Map<string, Date>; want: unknown[] }>([
+    {
+      label: "an ended phase re-opened: closed at its old end",
+      after: [nominations, ballot, hustings],
+      want: [{ phase: "ballot", closedAt: d("2020-02-28T00:00:00Z") }],
+    },
+    {
+      label: "an ended phase re-opened to start later",
+      after: [nominations, { ...ballot, startsAt: d("2020-03-05T00:00:00Z") }, hustings],
+      want: [{ phase: "ballot", closedAt: d("2020-02-28T00:00:00Z") }],
+    },
+    { label: "an ended phase left over", after: [nominations, cutBallot, hustings], want: [] },
+    { label: "an ended phase removed", after: [nominations, hustings], want: [] },
+    {
+      label: "already covered by a closure at or after that end",
+      after: [nominations, ballot, hustings],
+      closed: new Map([["ballot", d("2020-02-28T00:00:00Z")]]),
+      want: [],
+    },
+    {
+      label: "an older closure does not cover it",
+      after: [nominations, ballot, hustings],
+      closed: new Map([["ballot", d("2020-02-25T00:00:00Z")]]),
+      want: [{ phase: "ballot", closedAt: d("2020-02-28T00:00:00Z") }],
+    },
+    {
+      label: "a running phase extended",
+      after: [nominations, cutBallot, { ...hustings, endsAt: d("2020-05-01T00:00:00Z") }],
+      want: [],
+    },
+  ])("$label", ({ after, closed, want }) => {
+    expect(phasesReopenedAfterEnd([nominations, cutBallot, hustings], after, closed, NOW)).toEqual(want);
   });
 });
 

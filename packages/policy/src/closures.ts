@@ -60,6 +60,31 @@ export function phasesEndedEarly(before: readonly Phase[], after: readonly Phase
 }
 
 /**
+ * The phases a timeline replacement at `now` re-opens after their end had passed (over under the
+ * old timeline, running or due under the new one), each with that end: a closure there keeps
+ * their links dead, since a phase cut short to an end still to come has links whose `exp` outlives
+ * it, which a re-opened window would otherwise revive. None for a phase whose latest closure
+ * (`closed`: that contest's, from a {@link ClosureIndex}) already covers that end.
+ */
+export function phasesReopenedAfterEnd(
+  before: readonly Phase[],
+  after: readonly Phase[],
+  closed: ReadonlyMap<string, Date> | undefined,
+  now: Date,
+): Array<{ phase: string; closedAt: Date }> {
+  const t = now.getTime();
+  const next = new Map(after.map((p) => [p.name, p]));
+  return before
+    .filter((old) => {
+      const p = next.get(old.name);
+      if (!p || old.endsAt.getTime() > t || p.endsAt.getTime() <= t) return false;
+      const closure = closed?.get(old.name);
+      return !closure || closure.getTime() < old.endsAt.getTime();
+    })
+    .map((old) => ({ phase: old.name, closedAt: old.endsAt }));
+}
+
+/**
  * Phases of `contest` that a closure ended early and that are open or due again (their end is
  * after `now`): the links the closure killed stay dead, which the caller should be told.
  */

@@ -4,6 +4,7 @@ import {
   type Phase,
   type PhaseClosure,
   phasesEndedEarly,
+  phasesReopenedAfterEnd,
   reopenedClosures,
 } from "@phaselock/policy";
 import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
@@ -121,11 +122,21 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
       const sorted = [...timeline].sort((a, b) => a.startsAt.getTime() - b.startsAt.getTime());
       const before = (await loadContests(tx, [id]))[0]?.phases ?? [];
       const earlier = await loadClosures(tx, id);
-      const closed = phasesEndedEarly(before, sorted, change.now).map(
-        (phase): PhaseClosure => ({
+      const endedEarly = phasesEndedEarly(before, sorted, change.now).map((phase) => ({
+        phase,
+        closedAt: change.now,
+      }));
+      const reopenedAfterEnd = phasesReopenedAfterEnd(
+        before,
+        sorted,
+        indexClosures(earlier).get(id),
+        change.now,
+      );
+      const closed = [...endedEarly, ...reopenedAfterEnd].map(
+        ({ phase, closedAt }): PhaseClosure => ({
           contestId: id,
           phase,
-          closedAt: change.now,
+          closedAt,
           reason: change.reason,
           actor: change.actor,
         }),
@@ -154,7 +165,7 @@ export const contestsRepo = (db: Db): ContestsRepo => ({
         version,
         contest,
         closed,
-        reopened: reopenedClosures(contest, indexClosures(earlier), change.now),
+        reopened: reopenedClosures(contest, indexClosures([...earlier, ...closed]), change.now),
       };
     }),
   endPhase: async (contestId, phase, change) => {

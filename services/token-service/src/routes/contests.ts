@@ -132,7 +132,7 @@ export function registerContests(app: OpenAPIHono<AppEnv>): void {
       tags: ["contests"],
       summary: "Create or replace a contest's timeline",
       description:
-        "Phases are half-open windows [startsAt, endsAt) that never overlap. Replacing a timeline so that a phase that had not ended yet is over or gone ends that phase early: its links are dead at once and for good, even if a later timeline re-opens the window (such a timeline still applies and answers `warnings`).",
+        "Phases are half-open windows [startsAt, endsAt) that never overlap. Replacing a timeline so that a phase that had not ended yet is over or gone ends that phase early: its links are dead at once and for good, even if a later timeline re-opens the window (such a timeline still applies and answers `warnings`). Re-opening a phase whose end has passed (say one cut short to an end that has since come) likewise leaves the links issued until that end dead.",
       security: bearer,
       middleware: [auth({ roles: ["admin"] })] as const,
       request: { params: ContestParams, body: jsonBody(ContestInput) },
