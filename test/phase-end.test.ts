@@ -157,6 +157,41 @@ describe("a phase ended early stays ended", () => {
     expect(await opens(fresh.token)).toEqual({ status: 200, code: null });
   });
 
+  it("by a timeline that postpones it while it runs: its links end now; links issued for the later run work", async () => {
+    const { contestId, campaignId, ballot } = await runningBallot();
+    const old = await issue(stack, { campaignId, phase: "ballot" });
+    const session = await stack.session(old.token);
+    expect((await nextCall(gw, session)).status).toBe(200);
+
+    // The ballot is postponed: it starts again in an hour. Its run so far is over.
+    const later = { ...ballot, startsAt: new Date(now() + 3_600_000) };
+    const postponed = await stack.api<{ warnings?: Array<{ code: string; phase: string }> }>(
+      "PUT",
+      `/v1/contests/${contestId}`,
+      {
+        body: {
+          name: "L",
+          phases: [{ ...later, startsAt: later.startsAt.toISOString(), endsAt: later.endsAt.toISOString() }],
+        },
+      },
+    );
+    expect(postponed.status).toBe(200);
+    expect(postponed.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
+    await stack.synced();
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    expect(await nextCall(gw, session)).toEqual({ status: 403, code: "phase_closed" });
+    // A link issued ahead for the later run.
+    await stack.advance(2000);
+    const ahead = await issue(stack, { campaignId, phase: "ballot" });
+
+    // "410: never will again": once the later run starts, the old link is still dead.
+    await stack.advance(3_600_000);
+    expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
+    expect(await nextCall(gw, session)).toEqual({ status: 403, code: "phase_closed" });
+    expect(await opens(ahead.token)).toEqual({ status: 200, code: null });
+    expect((await nextCall(gw, await stack.session(ahead.token))).status).toBe(200);
+  });
+
   it("never issues a link dead on arrival: not within the second of the closure, even once re-opened", async () => {
     const { contestId, campaignId, ballot } = await runningBallot();
     const ended = await stack.api("POST", `/v1/contests/${contestId}/phases/ballot/end`, {

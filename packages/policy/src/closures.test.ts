@@ -41,6 +41,21 @@ describe("phasesEndedEarly", () => {
       want: ["hustings"],
     },
     {
+      label: "running phase postponed: its run ends now",
+      after: [nominations, { ...ballot, startsAt: d("2020-03-05T00:00:00Z") }, hustings],
+      want: ["ballot"],
+    },
+    {
+      label: "future phase postponed: nothing has run yet",
+      after: [nominations, ballot, { ...hustings, startsAt: d("2020-04-12T00:00:00Z") }],
+      want: [],
+    },
+    {
+      label: "running phase starting earlier: still running",
+      after: [nominations, { ...ballot, startsAt: d("2020-02-20T00:00:00Z") }, hustings],
+      want: [],
+    },
+    {
       label: "a phase that had already ended, moved earlier",
       after: [{ ...nominations, endsAt: d("2020-02-01T00:00:00Z") }, ballot, hustings],
       want: [],

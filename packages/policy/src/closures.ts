@@ -44,8 +44,10 @@ export function closedForLink(index: ClosureIndex, claims: { cst: string; phs: s
 
 /**
  * The phases a timeline replacement at `now` ends early: those that had not ended yet under the
- * old timeline and, under the new one, have ended already or are gone. A phase merely shortened
- * to a later end is not ended early; it ends when its new end comes.
+ * old timeline and, under the new one, have ended already or are gone; and a running phase whose
+ * new window starts later (postponed: its run ends now, and its links with it, as the landing
+ * page's 410 says; the later window takes links issued after this). A phase merely shortened to
+ * a later end is not ended early; it ends when its new end comes.
  */
 export function phasesEndedEarly(before: readonly Phase[], after: readonly Phase[], now: Date): string[] {
   const t = now.getTime();
@@ -54,7 +56,8 @@ export function phasesEndedEarly(before: readonly Phase[], after: readonly Phase
     .filter((old) => {
       if (old.endsAt.getTime() <= t) return false;
       const p = next.get(old.name);
-      return !p || p.endsAt.getTime() <= t;
+      if (!p || p.endsAt.getTime() <= t) return true;
+      return old.startsAt.getTime() <= t && p.startsAt.getTime() > t;
     })
     .map((p) => p.name);
 }
