@@ -3,9 +3,10 @@
  * connections stay open and nothing passes, as with a paused server or a partition that drops
  * packets. A short deadline; nothing here waits on a clock of the test's own.
  */
+import net from "node:net";
 import { describeIntegration, TcpProxy, targetOf, viaProxy } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it, vi } from "vitest";
 import { createDb, type DbHandle } from "./client.ts";
 import { queryRows } from "./sql.ts";
 import { createTestDatabase, type TestDatabase } from "./testing.ts";
@@ -104,6 +105,43 @@ describeIntegration("a Postgres that stops answering (stall watch)", ["postgres"
       expect(await pending).toBe(1);
     } finally {
       await unwatched.close();
+    }
+  });
+
+  it("does not take a pause of this process for a server that stopped answering", async () => {
+    // The probe's question goes out, the server answers at once, and this process then does not
+    // run for longer than the deadline (a long synchronous task, a GC pause, a paused VM): the
+    // answer waits unread, and a timer runs before any socket is read. A healthy pool stays.
+    const connect = net.connect;
+    let paused = false;
+    const spy = vi.spyOn(net, "connect").mockImplementation(((...args: Parameters<typeof net.connect>) => {
+      const s = connect(...args);
+      const write = s.write;
+      s.write = function (this: net.Socket, ...w: Parameters<net.Socket["write"]>) {
+        const written = write.apply(this, w);
+        if (!paused && Buffer.isBuffer(w[0]) && w[0].includes("select 1\0")) {
+          paused = true;
+          const until = performance.now() + 600;
+          while (performance.now() < until) {}
+        }
+        return written;
+      } as net.Socket["write"];
+      return s;
+    }) as typeof net.connect);
+    try {
+      handle = createDb({
+        databaseUrl: db.url,
+        poolSize: 2,
+        stallWatch: { intervalMs: 20, deadlineMs: 250 },
+      });
+      const rows = await queryRows<{ done: boolean }>(
+        handle.db,
+        sql`select pg_sleep(1.5) is not null as done`,
+      );
+      expect(paused).toBe(true);
+      expect(rows[0]?.done).toBe(true);
+    } finally {
+      spy.mockRestore();
     }
   });
 });

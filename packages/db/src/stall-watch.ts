@@ -79,6 +79,8 @@ export function createStallWatch(
   let asks = 0;
   let stalled = false;
   let closed = false;
+  /** when the last tick ran: a late tick means this process was not running */
+  let lastTick = 0;
 
   // Never a rejection: postgres.js leaves a connection whose socket factory rejected stuck in
   // "connecting", and the pool with it. Every failure reaches it as the socket's own error event
@@ -130,6 +132,12 @@ export function createStallWatch(
   const tick = () => {
     if (closed || probe === undefined) return;
     const now = performance.now();
+    // A late tick: this process did not run (a long synchronous task, a GC pause, a paused VM), so
+    // an answer that came meanwhile is still unread (timers run before sockets are read). That
+    // time counts against no deadline.
+    const late = now - lastTick - intervalMs;
+    lastTick = now;
+    if (askedAt !== null && late > 0) askedAt += late;
     if (askedAt !== null) {
       if (now - askedAt < deadlineMs) return;
       // No answer at all for the whole deadline: the server stopped answering. The probe's own
@@ -163,6 +171,7 @@ export function createStallWatch(
         socket: () => open(false),
       };
       probe = postgres(url, options as postgres.Options<Record<string, never>>);
+      lastTick = performance.now();
       timer = setInterval(tick, intervalMs);
       timer.unref();
     },
