@@ -144,4 +144,25 @@ describeIntegration("a Postgres that stops answering (stall watch)", ["postgres"
       spy.mockRestore();
     }
   });
+
+  it("watches the server postgres.js connects to: a URL without a port takes PGPORT", async () => {
+    const saved = process.env.PGPORT;
+    process.env.PGPORT = String(proxy.port);
+    try {
+      const u = new URL(viaProxy(db.url, proxy));
+      u.port = "";
+      handle = createDb({
+        databaseUrl: u.toString(),
+        poolSize: 1,
+        stallWatch: { intervalMs: 20, deadlineMs: 250 },
+      });
+      expect(await one(handle.db)).toBe(1);
+      // Through the proxy, as without the watch: cut, the query fails.
+      proxy.cut();
+      await expect(one(handle.db)).rejects.toBeDefined();
+    } finally {
+      if (saved === undefined) delete process.env.PGPORT;
+      else process.env.PGPORT = saved;
+    }
+  });
 });

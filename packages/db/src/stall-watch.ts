@@ -55,7 +55,8 @@ export function singleTcpHost(url: string): { host: string; port: number } | nul
     return null;
   }
   if (u.hostname === "" || u.hostname.includes(",") || u.searchParams.has("host")) return null;
-  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port || 5432) };
+  // The port postgres.js takes: the URL's, else PGPORT, else 5432 (the watch's sockets replace its own).
+  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port || process.env.PGPORT || 5432) };
 }
 
 const notAnswering = () =>
