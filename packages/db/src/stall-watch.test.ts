@@ -3,6 +3,7 @@
  * connections stay open and nothing passes, as with a paused server or a partition that drops
  * packets. A short deadline; nothing here waits on a clock of the test's own.
  */
+import dns from "node:dns";
 import net from "node:net";
 import { describeIntegration, TcpProxy, targetOf, viaProxy } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
@@ -163,6 +164,32 @@ describeIntegration("a Postgres that stops answering (stall watch)", ["postgres"
     } finally {
       if (saved === undefined) delete process.env.PGPORT;
       else process.env.PGPORT = saved;
+    }
+  });
+
+  it("does not count a slow lookup of the host's name as the server not answering", async () => {
+    // A resolver that takes longer than the deadline (a lost UDP packet waits out the resolver's
+    // 5 s; the threadpool busy): the probe's connection has not reached the server yet.
+    const lookup = dns.lookup;
+    const spy = vi.spyOn(dns, "lookup").mockImplementation(((...args: unknown[]) => {
+      setTimeout(() => (lookup as (...a: unknown[]) => void)(...args), 400);
+    }) as typeof dns.lookup);
+    try {
+      const u = new URL(db.url);
+      u.hostname = "localhost";
+      handle = createDb({
+        databaseUrl: u.toString(),
+        poolSize: 2,
+        stallWatch: { intervalMs: 20, deadlineMs: 250 },
+      });
+      const rows = await queryRows<{ done: boolean }>(
+        handle.db,
+        sql`select pg_sleep(1.5) is not null as done`,
+      );
+      expect(rows[0]?.done).toBe(true);
+      expect(spy).toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
     }
   });
 });

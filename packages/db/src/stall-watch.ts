@@ -82,6 +82,8 @@ export function createStallWatch(
   let closed = false;
   /** when the last tick ran: a late tick means this process was not running */
   let lastTick = 0;
+  /** the probe's socket while it looks up the server's name: the server is not asked yet */
+  let lookingUp: net.Socket | undefined;
 
   // Never a rejection: postgres.js leaves a connection whose socket factory rejected stuck in
   // "connecting", and the pool with it. Every failure reaches it as the socket's own error event
@@ -98,8 +100,19 @@ export function createStallWatch(
     s.once("close", () => {
       sockets.delete(s);
       waiting.delete(s);
+      if (lookingUp === s) lookingUp = undefined;
     });
     if (pool) watchAnswers(s);
+    else if (net.isIP(target.host) === 0) {
+      // A slow resolver (a lost UDP packet waits out its timeout, a busy threadpool) is not the
+      // server: the deadline starts once the name is looked up.
+      lookingUp = s;
+      s.once("lookup", () => {
+        if (lookingUp !== s) return;
+        lookingUp = undefined;
+        if (askedAt !== null) askedAt = Math.max(askedAt, performance.now());
+      });
+    }
     return s;
   };
 
@@ -140,7 +153,7 @@ export function createStallWatch(
     lastTick = now;
     if (askedAt !== null && late > 0) askedAt += late;
     if (askedAt !== null) {
-      if (now - askedAt < deadlineMs) return;
+      if (lookingUp !== undefined || now - askedAt < deadlineMs) return;
       // No answer at all for the whole deadline: the server stopped answering. The probe's own
       // socket goes too; its outcome, whenever it comes, no longer counts.
       askedAt = null;
