@@ -7,6 +7,8 @@
  *   rejection, which ends a Node process (porsager/postgres#1192);
  * - a socket that went while a write waited for the next turn left the connection unable to
  *   write again: every later startup on it timed out (LanternOps/breeze#3225).
+ * - a transaction whose connection was lost mid-query wrote its rollback (and any later query of
+ *   its callback) to no socket a turn later: a TypeError thrown from a timer, which ends a process.
  */
 import { randomBytes } from "node:crypto";
 import net from "node:net";
@@ -122,6 +124,49 @@ describeIntegration("postgres.js as patched (Postgres)", ["postgres"], () => {
       expect(sockets).toBeGreaterThan(1);
     } finally {
       await sql.end({ timeout: 1 });
+    }
+  });
+
+  it("a transaction whose connection is lost mid-query fails, and nothing throws from a timer", async () => {
+    // begin() rolls back on the connection it lost, and a callback still running queries on it:
+    // unpatched, each such write found no socket a turn later and threw a TypeError, uncaught,
+    // which ends a Node process (any lost connection; the stall watch destroys them in any state).
+    const proxy = await TcpProxy.start(targetOf(db.url));
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on("uncaughtException", onUncaught);
+    const sql = postgres(viaProxy(db.url, proxy), { max: 1, onnotice: () => {} });
+    try {
+      let later: Promise<unknown> | undefined;
+      const tx = sql
+        .begin(async (t) => {
+          await t`select 1`;
+          setTimeout(() => proxy.cut(), 50);
+          try {
+            await t`select pg_sleep(5)`;
+          } finally {
+            // The callback's next query, as after any caught failure.
+            later = t`select 2`.then(
+              () => "answered",
+              (err: { code?: string }) => err.code,
+            );
+          }
+        })
+        .then(
+          () => "committed",
+          (err: { code?: string }) => err.code,
+        );
+      expect(await tx).toBe("CONNECTION_CLOSED");
+      expect(await later).toBe("CONNECTION_CLOSED");
+      // Let a write scheduled for the next turn run.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(uncaught).toEqual([]);
+      proxy.restore();
+      expect((await sql`select 3 as three`)[0]?.three).toBe(3);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await sql.end({ timeout: 1 });
+      await proxy.close();
     }
   });
 });
