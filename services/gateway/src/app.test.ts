@@ -419,6 +419,8 @@ describe("landing page and redemption", () => {
       ["https://evil.example", "https"],
       ["https://calls.example.org:8443", "https"],
       ["https://calls.example.org", "http"],
+      // The same host over plain HTTP: a page anyone on the volunteer's network can serve.
+      ["http://calls.example.org", "https"],
     ] as const) {
       const res = await post(origin, proto);
       expect([origin, proto, res.status, await errorCode(res)]).toEqual([origin, proto, 403, "cross_site"]);

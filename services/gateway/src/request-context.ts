@@ -197,11 +197,15 @@ export function crossSiteOf(r: {
   const own = new Set<string>();
   if (r.publicGatewayUrl) own.add(originOf(r.publicGatewayUrl));
   const url = new URL(r.url);
-  if (r.host) own.add(originOf(`${url.protocol}//${r.host}`));
   // Behind an HTTPS proxy (the request says so, as for the Secure cookie) the browser's page is
   // https://<host>. No page can set X-Forwarded-Proto on another site's form, so this opens nothing.
-  if (r.host && viaHttps(r.url, r.forwardedProto)) own.add(originOf(`https://${r.host}`));
-  own.add(url.origin);
+  // Then a page of that host over plain HTTP is not ours: anyone on the volunteer's network can
+  // serve one, and a browser that ignores the scheme for SameSite sends the Secure cookie with it.
+  if (viaHttps(r.url, r.forwardedProto)) own.add(originOf(`https://${r.host ?? url.host}`));
+  else {
+    if (r.host) own.add(originOf(`${url.protocol}//${r.host}`));
+    own.add(url.origin);
+  }
   // "null" (a sandboxed or privacy-sensitive context) is not ours either.
   return !own.has(originOf(origin));
 }

@@ -783,6 +783,8 @@ describe.each(transports)("a cookie-borne change from another site over %s", (_n
       { "sec-fetch-site": "cross-site" },
       { origin: "null" },
       { origin: "https://other.example.org", "sec-fetch-site": "same-site" },
+      // Behind HTTPS, a page of our host over plain HTTP (anyone on the network can serve one).
+      { origin: own, "x-forwarded-proto": "https" },
     ];
     for (const headers of theirs) {
       const res = await send("/pb/calls/c_1/outcome", outcome({ cookie, ...headers }));
@@ -793,7 +795,7 @@ describe.each(transports)("a cookie-borne change from another site over %s", (_n
       ]);
     }
     expect(g.phonebank.seen).toHaveLength(0);
-    expect(g.events().map((e) => [e.decision, e.reason])).toEqual(Array(4).fill(["deny", "cross_site"]));
+    expect(g.events().map((e) => [e.decision, e.reason])).toEqual(Array(5).fill(["deny", "cross_site"]));
 
     const ours: Record<string, string>[] = [
       {},
