@@ -31,7 +31,7 @@ export interface CreateDbOptions {
   poolSize?: number | undefined;
   /**
    * How a Postgres that stops answering is noticed (stall-watch.ts); `false`: not watched. Only a
-   * URL with one TCP host is watched (a socket path or several hosts are left to TCP).
+   * URL with one TCP host and no TLS is watched (a socket path, several hosts or TLS are left to TCP).
    */
   stallWatch?: StallWatchOptions | false | undefined;
 }

@@ -10,6 +10,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, expect, it, vi } from "vitest";
 import { createDb, type DbHandle } from "./client.ts";
 import { queryRows } from "./sql.ts";
+import { singleTcpHost } from "./stall-watch.ts";
 import { createTestDatabase, type TestDatabase } from "./testing.ts";
 
 /** The driver's code of `err` or of what it wraps (drizzle wraps driver errors in `cause`). */
@@ -191,5 +192,26 @@ describeIntegration("a Postgres that stops answering (stall watch)", ["postgres"
     } finally {
       spy.mockRestore();
     }
+  });
+
+  it("leaves a URL that asks for TLS to TCP, as one with several hosts or a socket path", () => {
+    // Through TLS the watch sees no write, and postgres.js's upgrade removes every listener of the
+    // raw socket (the watch's `close` too): each connection's socket would be kept for good.
+    const base = "postgres://u:p@db.internal:6432/phaselock";
+    for (const q of [
+      "sslmode=require",
+      "sslmode=verify-full",
+      "ssl=true",
+      "sslmode=prefer",
+      "sslrootcert=system",
+    ]) {
+      expect([q, singleTcpHost(`${base}?${q}`)]).toEqual([q, null]);
+    }
+    for (const q of ["", "?sslmode=disable", "?ssl=false"]) {
+      expect([q, singleTcpHost(`${base}${q}`)]).toEqual([q, { host: "db.internal", port: 6432 }]);
+    }
+    expect(singleTcpHost("postgres://u@[::1]:5433/x")).toEqual({ host: "::1", port: 5433 });
+    expect(singleTcpHost("postgres://u@a:1,b:2/x")).toBeNull();
+    expect(singleTcpHost("postgres://u@/x?host=/var/run/postgresql")).toBeNull();
   });
 });

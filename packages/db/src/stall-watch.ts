@@ -46,7 +46,19 @@ export interface StallWatch {
   close(): Promise<void>;
 }
 
-/** The host and port of a URL with one TCP host, else `null` (a socket path, several hosts). */
+/** Whether postgres.js opens TLS for `u`: its `ssl`/`sslmode` parameter, else PGSSL (as it reads them). */
+function asksTls(u: URL): boolean {
+  const q = u.searchParams;
+  const mode = q.get("sslmode") || (q.has("ssl") ? q.get("ssl") : process.env.PGSSL);
+  if (u.searchParams.get("sslrootcert") === "system") return true;
+  return mode !== undefined && mode !== null && mode !== "" && mode !== "disable" && mode !== "false";
+}
+
+/**
+ * The host and port of a URL with one TCP host, else `null` (a socket path, several hosts, TLS:
+ * the watch sees nothing through TLS, and postgres.js's TLS upgrade removes every listener of the
+ * raw socket, the watch's `close` too, so each connection's socket would be kept for good).
+ */
 export function singleTcpHost(url: string): { host: string; port: number } | null {
   let u: URL;
   try {
@@ -54,7 +66,7 @@ export function singleTcpHost(url: string): { host: string; port: number } | nul
   } catch {
     return null;
   }
-  if (u.hostname === "" || u.hostname.includes(",") || u.searchParams.has("host")) return null;
+  if (u.hostname === "" || u.hostname.includes(",") || u.searchParams.has("host") || asksTls(u)) return null;
   // The port postgres.js takes: the URL's, else PGPORT, else 5432 (the watch's sockets replace its own).
   return { host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port || process.env.PGPORT || 5432) };
 }
