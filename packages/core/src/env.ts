@@ -147,3 +147,12 @@ export function productionPhonebankSecret(secret: string | undefined, ctx: z.Ref
     });
   }
 }
+
+/**
+ * `DB_STALL_TIMEOUT_MS`: how long a Postgres may leave the stall watch's probe unanswered before
+ * the pool's connections are cut (packages/db/src/stall-watch.ts); `0` turns the watch off (say,
+ * behind a PgBouncer that queues new connections for longer). Empty is unset, not 0.
+ */
+export const dbStallTimeoutMs = optionalString.pipe(
+  z.coerce.number<string | undefined>().int().min(0).max(600_000).optional(),
+);

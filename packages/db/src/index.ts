@@ -5,4 +5,4 @@ export * from "./repos/index.ts";
 export * as schema from "./schema/index.ts";
 export * from "./snapshot.ts";
 export { executePipelined, queryRows } from "./sql.ts";
-export { DEFAULT_STALL_DEADLINE_MS, type StallWatchOptions } from "./stall-watch.ts";
+export { DEFAULT_STALL_DEADLINE_MS, type StallWatchOptions, stallWatchFor } from "./stall-watch.ts";

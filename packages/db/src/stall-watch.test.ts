@@ -7,10 +7,10 @@ import dns from "node:dns";
 import net from "node:net";
 import { describeIntegration, TcpProxy, targetOf, viaProxy } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
-import { afterAll, afterEach, beforeAll, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createDb, type DbHandle } from "./client.ts";
 import { queryRows } from "./sql.ts";
-import { singleTcpHost } from "./stall-watch.ts";
+import { singleTcpHost, stallWatchFor } from "./stall-watch.ts";
 import { createTestDatabase, type TestDatabase } from "./testing.ts";
 
 /** The driver's code of `err` or of what it wraps (drizzle wraps driver errors in `cause`). */
@@ -213,5 +213,13 @@ describeIntegration("a Postgres that stops answering (stall watch)", ["postgres"
     expect(singleTcpHost("postgres://u@[::1]:5433/x")).toEqual({ host: "::1", port: 5433 });
     expect(singleTcpHost("postgres://u@a:1,b:2/x")).toBeNull();
     expect(singleTcpHost("postgres://u@/x?host=/var/run/postgresql")).toBeNull();
+  });
+});
+
+describe("stallWatchFor (DB_STALL_TIMEOUT_MS)", () => {
+  it("0 turns the watch off; unset is the default; a value is the deadline", () => {
+    expect(stallWatchFor(0)).toBe(false);
+    expect(stallWatchFor(undefined)).toEqual({});
+    expect(stallWatchFor(2500)).toEqual({ deadlineMs: 2500 });
   });
 });

@@ -33,6 +33,10 @@ export interface StallWatchOptions {
 
 export const DEFAULT_STALL_DEADLINE_MS = 5_000;
 
+/** createDb's `stallWatch` for `DB_STALL_TIMEOUT_MS` (core's `dbStallTimeoutMs`): 0 is off, unset the default. */
+export const stallWatchFor = (timeoutMs: number | undefined): StallWatchOptions | false =>
+  timeoutMs === 0 ? false : timeoutMs === undefined ? {} : { deadlineMs: timeoutMs };
+
 /** Probe failures that are not an answer: nothing came back (or the watch cut the socket). */
 const NO_ANSWER = new Set(["CONNECT_TIMEOUT", "ETIMEDOUT", "CONNECTION_CLOSED", "CONNECTION_DESTROYED"]);
 

@@ -1,4 +1,5 @@
 import {
+  dbStallTimeoutMs,
   httpUrl,
   type LogLevel,
   listenHost,
@@ -29,6 +30,7 @@ export const gatewayEnvShape = z.object({
   /** read only for that default: the gateway does not talk to the token service */
   TOKEN_SERVICE_PORT: port(4000),
   DATABASE_URL: postgresUrl,
+  DB_STALL_TIMEOUT_MS: dbStallTimeoutMs,
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
   REDIS_PREFIX: redisPrefix,
@@ -82,6 +84,8 @@ export interface GatewayServiceConfig {
   /** the token service URL: tokens' `iss` */
   issuer: string;
   databaseUrl: string | undefined;
+  /** `DB_STALL_TIMEOUT_MS`: the stall watch's deadline (0: off; unset: its default) */
+  dbStallTimeoutMs: number | undefined;
   dataDir: string;
   redisUrl: string | undefined;
   /** `REDIS_PREFIX`: every Redis key and channel starts with `<redisPrefix>:` */
@@ -122,6 +126,7 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   upstreamUrl: env.UPSTREAM_URL,
   issuer: tokenServiceUrl(env),
   databaseUrl: env.DATABASE_URL,
+  dbStallTimeoutMs: env.DB_STALL_TIMEOUT_MS,
   dataDir: env.DATA_DIR,
   redisUrl: env.REDIS_URL,
   redisPrefix: env.REDIS_PREFIX,

@@ -11,7 +11,7 @@ import {
   resolveDataDir,
   systemClock,
 } from "@phaselock/core";
-import { assertMigrated, openDb } from "@phaselock/db";
+import { assertMigrated, openDb, stallWatchFor } from "@phaselock/db";
 import { createStores } from "@phaselock/state";
 import { parseGatewayEnv } from "./env.ts";
 import { createGateway } from "./service.ts";
@@ -35,7 +35,11 @@ let handle: Awaited<ReturnType<typeof openDb>>;
 try {
   // The embedded database belongs to one process: taken before anything opens it.
   if (dataDir !== undefined) lock = acquireDataDirLock(dataDir, { command: "pnpm start:gateway" });
-  handle = await openDb({ databaseUrl: config.databaseUrl, dataDir });
+  handle = await openDb({
+    databaseUrl: config.databaseUrl,
+    dataDir,
+    stallWatch: stallWatchFor(config.dbStallTimeoutMs),
+  });
 } catch (err) {
   console.error(`gateway: ${(err as Error).message}`);
   process.exit(1);

@@ -26,6 +26,7 @@ const SAMPLES: Record<string, string> = {
   TOKEN_SERVICE_URL: "https://tokens.example.org",
   DATABASE_URL: "postgres://u@db:5432/phaselock",
   DATA_DIR: "/var/lib/phaselock",
+  DB_STALL_TIMEOUT_MS: "2500",
   REDIS_URL: "redis://cache:6379",
   REDIS_PREFIX: "campaign-b",
   ADMIN_TOKEN: `admin-${"a".repeat(40)}`,

@@ -13,7 +13,7 @@ import {
   stdoutDestination,
   systemClock,
 } from "@phaselock/core";
-import { type LinksRepo, migrate, openDb } from "@phaselock/db";
+import { type LinksRepo, migrate, openDb, stallWatchFor } from "@phaselock/db";
 import { createGateway, type GatewayMetrics } from "@phaselock/gateway";
 import { createApp as createPhonebankApp } from "@phaselock/phonebank";
 import { createStores } from "@phaselock/state";
@@ -44,7 +44,11 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
 
   const where = config.databaseUrl ? "PostgreSQL (DATABASE_URL)" : `embedded PGlite in ${config.dataDir}`;
   say(`phaselock: opening ${where}${config.databaseUrl ? "" : " (the first start takes a few seconds)"}`);
-  const handle = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const handle = await openDb({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    stallWatch: stallWatchFor(config.tokenService.dbStallTimeoutMs),
+  });
   const migrated = await migrate(handle);
   if (migrated.applied > 0) say(`phaselock: applied ${migrated.applied} migration(s)`);
 

@@ -1,4 +1,5 @@
 import {
+  dbStallTimeoutMs,
   httpUrl,
   type LogLevel,
   listenHost,
@@ -22,6 +23,7 @@ export const tokenServiceEnvShape = z.object({
   TOKEN_SERVICE_PORT: port(4000),
   HOST: listenHost,
   DATABASE_URL: postgresUrl,
+  DB_STALL_TIMEOUT_MS: dbStallTimeoutMs,
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
   REDIS_PREFIX: redisPrefix,
@@ -57,6 +59,8 @@ export interface TokenServiceSettings {
   host: string;
   port: number;
   databaseUrl: string | undefined;
+  /** `DB_STALL_TIMEOUT_MS`: the stall watch's deadline (0: off; unset: its default) */
+  dbStallTimeoutMs: number | undefined;
   dataDir: string;
   redisUrl: string | undefined;
   /** `REDIS_PREFIX`: every Redis key and channel starts with `<redisPrefix>:` */
@@ -104,6 +108,7 @@ export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettin
     host: env.HOST,
     port: env.TOKEN_SERVICE_PORT,
     databaseUrl: env.DATABASE_URL,
+    dbStallTimeoutMs: env.DB_STALL_TIMEOUT_MS,
     dataDir: env.DATA_DIR,
     redisUrl: env.REDIS_URL,
     redisPrefix: env.REDIS_PREFIX,

@@ -16,7 +16,7 @@ import {
   resolveDataDir,
   systemClock,
 } from "@phaselock/core";
-import { assertMigrated, openDb } from "@phaselock/db";
+import { assertMigrated, openDb, stallWatchFor } from "@phaselock/db";
 import { type ChangeBus, MemoryBus, RedisBus } from "@phaselock/state";
 import { parseTokenServiceEnv } from "./env.ts";
 import { createTokenService } from "./service.ts";
@@ -75,6 +75,7 @@ try {
   handle = await openDb({
     databaseUrl: settings.databaseUrl,
     dataDir: settings.databaseUrl ? undefined : dataDir,
+    stallWatch: stallWatchFor(settings.dbStallTimeoutMs),
   });
 } catch (err) {
   refuse((err as Error).message);
