@@ -25,18 +25,20 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
   let dataDir: string;
   let stack: BuiltStack;
   let config: ReturnType<typeof parseStackEnv>;
+  let env: Record<string, string>;
   /** the one device the ballot link is opened on, whichever test opens it first */
   let ballotDevice: string;
 
   beforeAll(async () => {
     db = await createTestDatabase({ migrate: false });
     dataDir = mkdtempSync(join(tmpdir(), "phaselock-stack-"));
-    config = parseStackEnv({
+    env = {
       DATABASE_URL: db.url,
       DATA_DIR: dataDir,
       MAX_DEVICES_PER_LINK: "1",
       SECURE_COOKIES: "true",
-    });
+    };
+    config = parseStackEnv(env);
     // The stack opens its own pool to the test database: ours is not needed.
     await db.handle.close();
     stack = await buildStack(config, { logger: { info: () => {}, warn: () => {}, error: () => {} } });
@@ -75,6 +77,16 @@ describeIntegration("pnpm start's stack, built by the function main.ts calls", [
       url: first.url,
       expect: "no longer works: suspended (issue a new one, or start on an empty DATA_DIR)",
     });
+  });
+
+  it("on a later start with another PUBLIC_GATEWAY_URL, prints the sample links on that gateway", async () => {
+    const code = tokenOf(stack.demo!.ballot.url);
+    const leftover = tokenOf(stack.demo!.leftover.url);
+    await stack.stop();
+    config = parseStackEnv({ ...env, PUBLIC_GATEWAY_URL: "http://127.0.0.1:18081" });
+    stack = await buildStack(config, { logger: { info: () => {}, warn: () => {}, error: () => {} } });
+    expect(stack.demo!.ballot.url).toBe(`http://127.0.0.1:18081/l/${code}`);
+    expect(stack.demo!.leftover.url).toBe(`http://127.0.0.1:18081/l/${leftover}`);
   });
 
   it("probes the database and the store on the gateway's /readyz", async () => {

@@ -125,6 +125,11 @@ export async function buildStack(config: StackConfig, opts: StackOptions = {}) {
     writeFileSync(linksFile, `${JSON.stringify(demo, null, 2)}\n`, { mode: 0o600 });
   } else if (existsSync(linksFile)) {
     demo = JSON.parse(readFileSync(linksFile, "utf8")) as DemoLinks;
+    // Shown on this start's gateway: a later start may set another GATEWAY_PORT or
+    // PUBLIC_GATEWAY_URL, and the code in the link works on whichever gateway answers.
+    for (const sample of [demo.leftover, demo.ballot]) {
+      sample.url = `${config.gateway.publicGatewayUrl.replace(/\/+$/, "")}/l/${sample.url.slice(sample.url.lastIndexOf("/l/") + 3)}`;
+    }
     // A later start: the ballot link may have been revoked, spent or outlived since; say what it
     // is now rather than that it works (read from the database: asking the gateway would audit).
     demo.ballot.expect = await sampleLinkNow(tokenService.deps.repos.links, demo.ballot, clock.now());
