@@ -98,6 +98,22 @@ describe("audit:export through the holder's token service, when it does not answ
     expect(out.text()).toBe("");
   });
 
+  it("refused 401 with the dev secrets file's token (the service runs with its own ADMIN_TOKEN), says to set ADMIN_TOKEN", async () => {
+    answer = (res) => {
+      res.writeHead(401, { "content-type": "application/problem+json" });
+      res.end(
+        JSON.stringify({ status: 401, code: "unauthorized", detail: "The bearer credential is not valid." }),
+      );
+    };
+    await writeFile(join(dir, "dev-secrets.json"), JSON.stringify({ adminToken: "d".repeat(43) }));
+    const err = collect();
+    const code = await runExportCli([], { DATA_DIR: dir }, { stdout: collect().stream, stderr: err.stream });
+    await rm(join(dir, "dev-secrets.json"));
+    expect(code).toBe(1);
+    expect(requests.at(-1)?.authorization).toBe(`Bearer ${"d".repeat(43)}`);
+    expect(err.text()).toContain("set ADMIN_TOKEN to the one it was started with");
+  });
+
   it("fails an export the service cut short (no trailer), saying the file is incomplete", async () => {
     answer = (res) => {
       res.writeHead(200, { "content-type": "application/x-ndjson" });

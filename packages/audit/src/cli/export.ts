@@ -221,7 +221,15 @@ export async function runExportCli(
       io.stderr.write(
         `audit:export: ${dataDir} is in use by pid ${holder.pid}; reading through its token service at ${base}${since ? ` since ${since.toISOString()}` : ""}\n`,
       );
-      result = await exportViaService(base, token, since, (line) => writeLine(out, line), onProgress);
+      result = await exportViaService(base, token, since, (line) => writeLine(out, line), onProgress).catch(
+        (err: Error) => {
+          // A service started with ADMIN_TOKEN set does not take the dev secrets file's token.
+          if (env.ADMIN_TOKEN || !err.message.includes(" answered 401 ")) throw err;
+          throw new Error(
+            `${err.message}; the running service does not take the admin token in ${join(dataDir, "dev-secrets.json")}: set ADMIN_TOKEN to the one it was started with`,
+          );
+        },
+      );
     } else {
       // Held while reading, so a `pnpm start` meanwhile is refused rather than share the files.
       if (dataDir !== undefined) lock = acquireDataDirLock(dataDir, { command: "pnpm audit:export" });
