@@ -87,6 +87,14 @@ describe("audit:verify-export against signed checkpoints", () => {
     expect((await run(log, "--key", "audit.vkey", "--checkpoint", "cp-40.note")).code).toBe(0);
   });
 
+  it("names what is wrong with a mistyped key rather than a file it is not", async () => {
+    const typo = `${key.vkey.slice(0, -2)}${key.vkey.at(-2) === "A" ? "B" : "A"}${key.vkey.at(-1)}`;
+    const r = await run(log, "--key", typo, "--checkpoint", "cp-40.note");
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain("verifier key id does not match its key, and no file has that name");
+    expect(r.err).not.toContain("ENOENT");
+  });
+
   it("passes an export that extends beyond the checkpoint", async () => {
     expect((await run(log, "--key", key.vkey, "--checkpoint", "cp-20.note")).code).toBe(0);
   });

@@ -26,6 +26,7 @@
  * 2 usage or unreadable input.
  * `-` reads the export from standard input.
  */
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import type { Writable } from "node:stream";
@@ -206,7 +207,10 @@ function checkResumed(
 async function readKey(value: string, env: NodeJS.ProcessEnv): Promise<VerifierKey> {
   try {
     return parseVerifierKey(value);
-  } catch {
+  } catch (err) {
+    // A mistyped key is not a missing file: say what is wrong with it.
+    if (!existsSync(userPath(value, env)))
+      throw new Error(`--key ${value}: ${(err as Error).message}, and no file has that name`);
     return parseVerifierKey(await readFile(userPath(value, env), "utf8"));
   }
 }
