@@ -47,6 +47,22 @@ async function runningBallot() {
   return { contestId, campaignId, ballot };
 }
 
+/** Replaces the contest's timeline with `phases`: the API's answer, warnings included. */
+const replaceTimeline = (
+  contestId: string,
+  phases: Array<{ name: string; startsAt: Date; endsAt: Date; memberData: boolean }>,
+) =>
+  stack.api<{ warnings?: Array<{ code: string; phase: string }> }>("PUT", `/v1/contests/${contestId}`, {
+    body: {
+      name: "L",
+      phases: phases.map((p) => ({
+        ...p,
+        startsAt: p.startsAt.toISOString(),
+        endsAt: p.endsAt.toISOString(),
+      })),
+    },
+  });
+
 /** Whether a link still opens: its landing page (which consumes nothing) and its refusal code. */
 async function opens(token: string): Promise<{ status: number; code: string | null }> {
   const res = await landing(gw, token, "application/json");
@@ -73,18 +89,7 @@ describe("a phase ended early stays ended", () => {
 
     // A later timeline re-opens the window: it says so, and the old link stays dead.
     await stack.advance(2000);
-    const reopened = await stack.api<{ warnings?: Array<{ code: string; phase: string }> }>(
-      "PUT",
-      `/v1/contests/${contestId}`,
-      {
-        body: {
-          name: "L",
-          phases: [
-            { ...ballot, startsAt: ballot.startsAt.toISOString(), endsAt: ballot.endsAt.toISOString() },
-          ],
-        },
-      },
-    );
+    const reopened = await replaceTimeline(contestId, [ballot]);
     expect(reopened.status).toBe(200);
     expect(reopened.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
     await stack.synced();
@@ -137,18 +142,7 @@ describe("a phase ended early stays ended", () => {
     expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
 
     // "410: never will again": a later timeline re-opening the window leaves it dead.
-    const reopened = await stack.api<{ warnings?: Array<{ code: string; phase: string }> }>(
-      "PUT",
-      `/v1/contests/${contestId}`,
-      {
-        body: {
-          name: "L",
-          phases: [
-            { ...ballot, startsAt: ballot.startsAt.toISOString(), endsAt: ballot.endsAt.toISOString() },
-          ],
-        },
-      },
-    );
+    const reopened = await replaceTimeline(contestId, [ballot]);
     expect(reopened.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
     await stack.synced();
     expect(await opens(old.token)).toEqual({ status: 410, code: "phase_closed" });
@@ -165,16 +159,7 @@ describe("a phase ended early stays ended", () => {
 
     // The ballot is postponed: it starts again in an hour. Its run so far is over.
     const later = { ...ballot, startsAt: new Date(now() + 3_600_000) };
-    const postponed = await stack.api<{ warnings?: Array<{ code: string; phase: string }> }>(
-      "PUT",
-      `/v1/contests/${contestId}`,
-      {
-        body: {
-          name: "L",
-          phases: [{ ...later, startsAt: later.startsAt.toISOString(), endsAt: later.endsAt.toISOString() }],
-        },
-      },
-    );
+    const postponed = await replaceTimeline(contestId, [later]);
     expect(postponed.status).toBe(200);
     expect(postponed.body.warnings).toMatchObject([{ code: "phase_closed_early", phase: "ballot" }]);
     await stack.synced();

@@ -12,7 +12,7 @@ import {
   redisClusterAvailable as probeRedisCluster,
 } from "./probe.ts";
 
-export { lineSink } from "./lines.ts";
+export { childOutput, lineSink } from "./lines.ts";
 export { freePort } from "./ports.ts";
 export { type PrivateRedisCluster, startPrivateRedisCluster } from "./redis-cluster.ts";
 export { TcpProxy, targetOf, viaProxy } from "./tcp-proxy.ts";

@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { Writable } from "node:stream";
 
 /**
@@ -12,4 +13,15 @@ export function lineSink(lines: string[]): Writable {
       done();
     },
   });
+}
+
+/** Everything a child process writes, stdout and stderr interleaved as they arrive: call the result to read it. */
+export function childOutput(child: ChildProcess): () => string {
+  let out = "";
+  const add = (d: unknown) => {
+    out += String(d);
+  };
+  child.stdout?.on("data", add);
+  child.stderr?.on("data", add);
+  return () => out;
 }

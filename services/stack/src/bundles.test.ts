@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
-import { describeIntegration, freePort, TEST_REDIS_URL } from "@phaselock/testkit";
+import { childOutput, describeIntegration, freePort, TEST_REDIS_URL } from "@phaselock/testkit";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { bundle, bundlePath, NODE_FLAGS, SERVICES, type ServiceName } from "../../../scripts/build.ts";
 
@@ -29,14 +29,7 @@ function start(name: ServiceName, env: Record<string, string>): Run {
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.push(child);
-  let out = "";
-  child.stdout?.on("data", (d) => {
-    out += String(d);
-  });
-  child.stderr?.on("data", (d) => {
-    out += String(d);
-  });
-  return { child, output: () => out };
+  return { child, output: childOutput(child) };
 }
 
 /** Polls `GET /healthz` until 200, or fails with the child's output when it exits first. */

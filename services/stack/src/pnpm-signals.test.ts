@@ -5,7 +5,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort } from "@phaselock/testkit";
+import { childOutput, freePort } from "@phaselock/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 
 // SIGTERM sent to `pnpm start` itself, as a user's supervisor or `kill` sends it, not to the node
@@ -30,14 +30,7 @@ function pnpm(script: string, env: Record<string, string>) {
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.push(child);
-  let out = "";
-  child.stdout?.on("data", (d) => {
-    out += String(d);
-  });
-  child.stderr?.on("data", (d) => {
-    out += String(d);
-  });
-  return { child, output: () => out };
+  return { child, output: childOutput(child) };
 }
 
 async function healthy(run: ReturnType<typeof pnpm>, port: number): Promise<void> {
