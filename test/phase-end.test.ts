@@ -177,6 +177,33 @@ describe("a phase ended early stays ended", () => {
     expect((await nextCall(gw, await stack.session(ahead.token))).status).toBe(200);
   });
 
+  it("a link issued ahead for a phase postponed before it began: 403 (it may later, not 410), then it works", async () => {
+    const contestId = uid("leadership");
+    const ballot = {
+      name: "ballot",
+      startsAt: new Date(now() + 3_600_000),
+      endsAt: new Date(now() + 10 * DAY),
+      memberData: true,
+    };
+    await putContest(stack, contestId, [ballot]);
+    const campaignId = uid("starmer");
+    await putCampaign(stack, campaignId, contestId, { ballot: MEMBER_SCOPES });
+    const ahead = await issue(stack, { campaignId, phase: "ballot" });
+
+    // Postponed by two hours before it began; then the old start passes.
+    const later = { ...ballot, startsAt: new Date(now() + 3 * 3_600_000) };
+    const postponed = await replaceTimeline(contestId, [later]);
+    expect(postponed.status).toBe(200);
+    expect(postponed.body.warnings ?? []).toEqual([]);
+    await stack.advance(2 * 3_600_000);
+    const res = await landing(gw, ahead.token, "application/json");
+    expect([res.status, await errorCode(res)]).toEqual([403, "phase_closed"]);
+    expect(await refusalMessage(ahead.token)).toContain("now starts at");
+
+    await stack.advance(3_600_000 + 1000);
+    expect(await opens(ahead.token)).toEqual({ status: 200, code: null });
+  });
+
   it("never issues a link dead on arrival: not within the second of the closure, even once re-opened", async () => {
     const { contestId, campaignId, ballot } = await runningBallot();
     const ended = await stack.api("POST", `/v1/contests/${contestId}/phases/ballot/end`, {

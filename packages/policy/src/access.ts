@@ -55,6 +55,21 @@ export function decideAccess(input: AccessInput): Decision<{ phase: Phase }> {
 }
 
 /**
+ * When the phase of a link refused `phase_closed` starts, when that is still to come under the
+ * current timeline and no closure ended the link: a phase postponed before it began, which takes
+ * the link once it starts (the landing page's "may later", not "never will again").
+ */
+export function phaseStartsLater(
+  snapshot: Pick<PolicySnapshot, "contests" | "closures">,
+  claims: Pick<LinkClaims, "cst" | "phs" | "iat">,
+  now: Date,
+): Date | undefined {
+  if (closedForLink(snapshot.closures, claims)) return undefined;
+  const phase = snapshot.contests.get(claims.cst)?.phases.find((p) => p.name === claims.phs);
+  return phase && phase.startsAt.getTime() > now.getTime() ? phase.startsAt : undefined;
+}
+
+/**
  * When the phase of a link refused `phase_closed` stopped taking that link: the earlier of the
  * closure that ended it early (its links stay dead whatever the timeline says later) and the
  * timeline's end of the phase, of those that have passed. A timeline replaced with an end long

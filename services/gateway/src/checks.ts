@@ -7,6 +7,7 @@ import {
   type Phase,
   type PolicySnapshot,
   phaseEndedAt,
+  phaseStartsLater,
 } from "@phaselock/policy";
 import type { GatewayDeps, LinkRecord, SessionRecord } from "./deps.ts";
 import { type Refusal, type RefusalContext, refusal } from "./refusals.ts";
@@ -260,6 +261,7 @@ export function context(
     contestName: contest?.name ?? claims.cst,
     phaseName: claims.phs,
     endedAt: phaseEndedAt(snapshot, claims, now),
+    phaseStartsAt: phaseStartsLater(snapshot, claims, now),
     startsAt: new Date(claims.nbf * 1000),
   };
 }

@@ -10,7 +10,7 @@ describe("the refusal table", () => {
   });
 
   it("landing page: 410 when the link never works again, 403 when it may later, 401 when invalid", () => {
-    const landing = Object.fromEntries(codes.map((c) => [c, landingStatus(c)]));
+    const landing = Object.fromEntries(codes.map((c) => [c, landingStatus(refusal(c))]));
     expect(landing).toMatchObject({
       expired: 410,
       phase_closed: 410,
@@ -23,8 +23,17 @@ describe("the refusal table", () => {
       token_missing: 401,
     });
     for (const c of ["scope_denied", "rate_limited", "unavailable"] as const) {
-      expect(landingStatus(c)).toBe(errorStatus[c]);
+      expect(landingStatus(refusal(c))).toBe(errorStatus[c]);
     }
+    // A phase postponed before it began takes the link once it starts: "may later".
+    const postponed = refusal("phase_closed", {
+      phaseName: "ballot",
+      contestName: "Leadership",
+      phaseStartsAt: new Date("2030-01-01T00:00:00Z"),
+    });
+    expect(landingStatus(postponed)).toBe(403);
+    expect(postponed.message).toContain("now starts at Tue 1 Jan 2030, 00:00 UTC");
+    expect(landingStatus(refusal("phase_closed", { endedAt: new Date("2020-01-01T00:00:00Z") }))).toBe(410);
   });
 
   it.each(codes)("%s: a page with its title and message, and a sentence for JSON", (code) => {

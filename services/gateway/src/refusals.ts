@@ -10,6 +10,8 @@ export interface RefusalContext {
   phaseName?: string | undefined;
   /** when the link's phase ended (phase_closed) */
   endedAt?: Date | undefined;
+  /** when the link's phase starts, still to come (phase_closed for a phase postponed before it began) */
+  phaseStartsAt?: Date | undefined;
   /** when the link starts working (not_yet_valid) */
   startsAt?: Date | undefined;
   /** when the link stops working (expired) */
@@ -120,7 +122,11 @@ export const REFUSALS = {
       ctx.phaseName && ctx.contestName
         ? [
             `This link was for the ${ctx.phaseName} phase of ${ctx.contestName}`,
-            ...(ctx.endedAt ? [", which ended at ", ctx.endedAt, "."] : [", which is not running now."]),
+            ...(ctx.endedAt
+              ? [", which ended at ", ctx.endedAt, "."]
+              : ctx.phaseStartsAt
+                ? [", which now starts at ", ctx.phaseStartsAt, "; the link works from then."]
+                : [", which is not running now."]),
           ]
         : ["The contest phase this link was issued for is not running now."],
   },
@@ -231,9 +237,13 @@ export function refusal(code: RefusalCode, context?: RefusalContext, status?: nu
   return { code, status: status ?? REFUSALS[code].status, message: refusalMessage(code, context), context };
 }
 
-/** Landing page statuses: 410 when the link never will work again, 403 when it may later. */
-export function landingStatus(code: RefusalCode): number {
-  return REFUSALS[code].landingStatus;
+/**
+ * Landing page statuses: 410 when the link never will work again, 403 when it may later. A
+ * phase_closed link whose phase is still to come (postponed before it began) may: 403.
+ */
+export function landingStatus(r: Pick<Refusal, "code" | "context">): number {
+  if (r.code === "phase_closed" && r.context?.phaseStartsAt && !r.context.endedAt) return 403;
+  return REFUSALS[r.code].landingStatus;
 }
 
 /** Refusals that pass: trying again later may work, so the page does not speak of mistakes. */

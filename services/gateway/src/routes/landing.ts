@@ -29,7 +29,7 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     const outcome = await checkRequest(deps, { credential: c.req.param("token") });
     const refuse = (r: Refusal, status: number, claims: LinkClaims | undefined) =>
       landingRefusal(c, r, claims, "GET /l/:token", status);
-    if (!outcome.ok) return refuse(outcome.refusal, landingStatus(outcome.refusal.code), outcome.claims);
+    if (!outcome.ok) return refuse(outcome.refusal, landingStatus(outcome.refusal), outcome.claims);
     const link = await deps.links.get(outcome.claims.jti);
     if (!link) return refuse(refusal("token_invalid"), 401, outcome.claims);
     // A device holding a live session of this link continues it when it presses the button, and
