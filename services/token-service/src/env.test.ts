@@ -42,6 +42,15 @@ describe("parseEnv", () => {
     ).toBe("/mnt/notes");
   });
 
+  it("refuses a malformed KEY_ENCRYPTION_KEY when the environment is read, before any database is opened", () => {
+    for (const bad of ["bad", "ab".repeat(31), `${"A".repeat(42)}!`]) {
+      expect(() => parseTokenServiceEnv({ KEY_ENCRYPTION_KEY: bad }), bad).toThrow(/KEY_ENCRYPTION_KEY/);
+    }
+    expect(parseTokenServiceEnv({ KEY_ENCRYPTION_KEY: "ab".repeat(32) }).keyEncryptionKey).toBe(
+      "ab".repeat(32),
+    );
+  });
+
   it("names the audit log after TOKEN_SERVICE_URL's host unless AUDIT_ORIGIN is set", () => {
     expect(parseTokenServiceEnv({ TOKEN_SERVICE_URL: "https://tokens.example.org:8443" }).auditOrigin).toBe(
       "tokens.example.org:8443/audit",

@@ -15,7 +15,17 @@ import {
   redisUrl,
   tokenServiceUrl,
 } from "@phaselock/core";
+import { parseKek } from "@phaselock/tokens";
 import { z } from "zod";
+
+const isKek = (value: string): boolean => {
+  try {
+    parseKek(value);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** The token service's variables; `pnpm start` extends this shape rather than copying it. */
 export const tokenServiceEnvShape = z.object({
@@ -35,7 +45,13 @@ export const tokenServiceEnvShape = z.object({
       .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
       .optional(),
   ),
-  KEY_ENCRYPTION_KEY: optionalString,
+  // Checked here, before any database is opened or migrated, not when the first key is read.
+  KEY_ENCRYPTION_KEY: optionalString.pipe(
+    z
+      .string()
+      .refine(isKek, "must be 32 bytes: 64 hex characters, or 43/44 base64(url) characters")
+      .optional(),
+  ),
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   /** unset: derived from TOKEN_SERVICE_PORT and HOST, see `tokenServiceUrl` */
   TOKEN_SERVICE_URL: optionalHttpUrl,
