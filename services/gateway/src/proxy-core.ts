@@ -63,17 +63,34 @@ export interface ProxyResult {
 export type ProxyHandler = (req: ProxyRequest) => Promise<ProxyResult>;
 
 const DEFAULT_BODY_TIMEOUT_MS = 10_000;
-/** Methods that change nothing: no cross-site check (a link or a GET from elsewhere reads only). */
+/** Methods that change nothing: a navigation from elsewhere may use them (a link to /pb/). */
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const CROSS_SITE_HEADERS = new Set([
+  "origin",
+  "sec-fetch-site",
+  "sec-fetch-mode",
+  "host",
+  "x-forwarded-proto",
+]);
 
-/** The request's headers the cross-site rule reads (looked for only on an unsafe method). */
-function fromAnotherSite(deps: GatewayDeps, req: ProxyRequest): boolean {
+/**
+ * Whether a cookie-borne /pb request comes from another site or a sibling origin. A change
+ * (`unsafe`) must come from the gateway's own pages, by the redemption's rule ({@link crossSiteOf}).
+ * A read may also be a navigation from elsewhere (a link to the calling page), but not a
+ * subresource or script request another site's page makes (`<img src=/pb/calls/next>` would hand
+ * out members and spend the volunteer's quota): by Fetch Metadata, `Sec-Fetch-Site` same-site or
+ * cross-site with a `Sec-Fetch-Mode` other than navigate. A client sending neither is a script.
+ */
+function fromAnotherSite(deps: GatewayDeps, req: ProxyRequest, unsafe: boolean): boolean {
   const wanted: Record<string, string | undefined> = {};
   for (const [name, value] of req.headers) {
     const key = name.toLowerCase();
-    if (key === "origin" || key === "sec-fetch-site" || key === "host" || key === "x-forwarded-proto") {
-      wanted[key] = Array.isArray(value) ? value[0] : value;
-    }
+    if (CROSS_SITE_HEADERS.has(key)) wanted[key] = Array.isArray(value) ? value[0] : value;
+  }
+  if (!unsafe) {
+    const site = wanted["sec-fetch-site"]?.trim().toLowerCase();
+    const mode = wanted["sec-fetch-mode"]?.trim().toLowerCase();
+    return (site === "same-site" || site === "cross-site") && mode !== "navigate";
   }
   // The gateway listens on plain HTTP; HTTPS in front of it says so by X-Forwarded-Proto. A Host
   // that is no authority names no origin of ours.
@@ -202,9 +219,10 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
   }
   if (!normalized.ok) return refusalResult(refusal("scope_denied"), req); // unreachable: scope null denies
   // SameSite=Strict sends the cookie from a sibling origin of the same site too (another
-  // subdomain's page posting a form here): a cookie-borne change of member data (a call outcome)
-  // must come from the gateway's own pages. A bearer is a script's, never a form's.
-  if (!SAFE_METHODS.has(method) && !bearerPresented(req.authorization) && fromAnotherSite(deps, req)) {
+  // subdomain's page posting a form here, or loading /pb/calls/next as an image): a cookie-borne
+  // change must come from the gateway's own pages, a read from them or a navigation. A bearer is a
+  // script's, never a form's.
+  if (!bearerPresented(req.authorization) && fromAnotherSite(deps, req, !SAFE_METHODS.has(method))) {
     audit("deny", "cross_site");
     return refusalResult(refusal("cross_site"), req);
   }

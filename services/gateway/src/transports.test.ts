@@ -815,4 +815,38 @@ describe.each(transports)("a cookie-borne change from another site over %s", (_n
     const read = await send("/pb/calls/next", { headers: { cookie, origin: "https://x.example" } });
     expect(read.status).toBe(200);
   });
+
+  it("a read another site's page makes (an image, a script's fetch) is refused; a navigation and our own reads pass", async () => {
+    const { g, send } = await make();
+    const token = await g.session();
+    const cookie = `pl_session=${token}`;
+    const theirs: Record<string, string>[] = [
+      { "sec-fetch-site": "same-site", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image" },
+      { "sec-fetch-site": "same-site", "sec-fetch-mode": "cors" },
+      { "sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors" },
+    ];
+    for (const headers of theirs) {
+      const res = await send("/pb/calls/next", { headers: { cookie, ...headers } });
+      expect([JSON.stringify(headers), res.status, await errorCode(res)]).toEqual([
+        JSON.stringify(headers),
+        403,
+        "cross_site",
+      ]);
+    }
+    expect(g.phonebank.seen).toHaveLength(0);
+    const ours: Record<string, string>[] = [
+      {},
+      { "sec-fetch-site": "same-origin", "sec-fetch-mode": "cors" },
+      { "sec-fetch-site": "same-site", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document" },
+      { "sec-fetch-site": "none", "sec-fetch-mode": "navigate" },
+    ];
+    for (const headers of ours) {
+      const res = await send("/pb/calls/next", { headers: { cookie, ...headers } });
+      expect([JSON.stringify(headers), res.status]).toEqual([JSON.stringify(headers), 200]);
+    }
+    const scripted = await send("/pb/calls/next", {
+      headers: { ...bearer(token), "sec-fetch-site": "cross-site", "sec-fetch-mode": "cors" },
+    });
+    expect(scripted.status).toBe(200);
+  });
 });
