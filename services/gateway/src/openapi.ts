@@ -91,7 +91,9 @@ export const gatewayOpenApi = {
             content: { "text/html": {} },
           },
           401: refusal("token_invalid"),
-          403: refusal("not_yet_valid or not_entitled: the link may work later"),
+          403: refusal(
+            "not_yet_valid or not_entitled, or phase_closed for a phase postponed before it began: the link may work later",
+          ),
           410: refusal("expired, phase_closed, revoked, uses_exhausted or suspended: it never will again"),
         },
       },
