@@ -308,6 +308,20 @@ describe("landing page and redemption", () => {
     expect(g.links.rows.get("lnk_land")!.uses).toBe(0);
   });
 
+  it("every landing page shown is one allow event naming the link (a gateway decision)", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_seen" }, 2);
+    for (let i = 0; i < 3; i++)
+      expect((await g.get(`/l/${token}`, { accept: "text/html" })).status).toBe(200);
+    const shown = g.events().filter((e) => e.linkId === "lnk_seen");
+    expect(shown).toHaveLength(3);
+    for (const e of shown) {
+      expect(e).toMatchObject({ type: "access", decision: "allow", campaignId: "starmer-2020" });
+      expect(e.data).toMatchObject({ route: "GET /l/:token" });
+    }
+    expect(JSON.stringify(shown)).not.toContain(token);
+  });
+
   it("a dead link gets the refusal page: 410 never again, 403 maybe later, 401 invalid", async () => {
     const g = await gatewayFixture();
     const leftover = await g.issue({ phs: "nominations" });

@@ -43,6 +43,18 @@ export function registerLanding(app: Hono<GatewayEnv>) {
         outcome.claims,
       );
     const { claims, contest, phase, campaign } = outcome;
+    // Showing the page is a gateway decision like any other (the decisions metric counts it as
+    // allow): one event, naming the link, so the log shows who opened it before any redemption.
+    deps.audit.record({
+      type: "access",
+      at: deps.clock.now(),
+      actor: claims.sub,
+      campaignId: claims.cmp,
+      linkId: claims.jti,
+      decision: "allow",
+      reason: null,
+      data: { ipHash: ipHash(deps.config, clientIp(c)), route: "GET /l/:token" },
+    });
     ensureDeviceCookie(c);
     const left = link.maxUses - link.uses;
     const body = `<h1>Ready to call?</h1>
