@@ -47,6 +47,12 @@ describe("GET /v1/audit", () => {
     expect(since.body.items.map((e) => e.seq)).toEqual([4, 3]);
   });
 
+  it("refuses a campaignId filter naming no campaign, as the other lists do", async () => {
+    const res = await callJson(h, "GET", "/v1/audit?campaignId=no-such-campaign");
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe("validation");
+  });
+
   it("pages with a cursor", async () => {
     const first = await callJson<Page>(h, "GET", "/v1/audit?limit=3");
     expect(first.body.items).toHaveLength(3);

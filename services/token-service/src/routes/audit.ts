@@ -11,7 +11,7 @@ import {
 } from "@phaselock/audit";
 import { stream } from "hono/streaming";
 import type { AppEnv } from "../context.ts";
-import { fail } from "../errors.ts";
+import { fail, failUnknownFilter } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, Cursor, IsoDateTime, jsonContent, Limit, problems, Slug } from "../schemas.ts";
 
@@ -116,6 +116,9 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
     }),
     async (c) => {
       const q = c.req.valid("query");
+      if (q.campaignId !== undefined && !(await c.var.deps.repos.campaigns.get(q.campaignId))) {
+        failUnknownFilter("campaignId", "campaign");
+      }
       const page = await listEvents(c.var.deps.db, {
         campaignId: q.campaignId,
         linkId: q.linkId,
