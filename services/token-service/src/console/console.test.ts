@@ -279,6 +279,21 @@ describe("CSRF and cross-site forms", () => {
     expect((await b.post("/console/links/revoke", fields)).status).toBe(303);
   });
 
+  it("a request without the cookie (a cross-site form or link: SameSite=Strict holds it back) clears no cookie", async () => {
+    const { b } = await coordinator();
+    const cookie = b.cookie;
+    // What another site's auto-submitting form or link reaches: no cookie sent with it.
+    b.cookie = undefined;
+    for (const answer of [
+      await b.post("/console/sign-out", {}, { csrf: null, headers: { "sec-fetch-site": "cross-site" } }),
+      await b.get("/console/links"),
+    ])
+      expect(answer.res.headers.get("set-cookie")).toBeNull();
+    // The person's own session is still signed in.
+    b.cookie = cookie;
+    expect((await b.get("/console/links")).status).toBe(200);
+  });
+
   it("signs out: the old cookie no longer works", async () => {
     const { b } = await coordinator();
     await b.get("/console/links");

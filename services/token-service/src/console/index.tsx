@@ -165,7 +165,9 @@ export function registerConsole(
       if (!session || !principal) {
         // A deleted API key signs its sessions out at their next request.
         if (session) sessions.delete(id);
-        deleteCookie(c, CONSOLE_COOKIE, { path: "/console" });
+        // Only a cookie that was sent is cleared: a cross-site form or link arrives without it
+        // (SameSite=Strict), and must not sign the person out of the console.
+        if (id !== undefined) deleteCookie(c, CONSOLE_COOKIE, { path: "/console" });
         // The console's front door is the sign-in form itself, not a redirect to it.
         if (
           (c.req.method === "GET" || c.req.method === "HEAD") &&
