@@ -281,6 +281,16 @@ describeIntegration("the console in a browser", ["postgres"], () => {
         expect(after.length).toBe(before.length + 1);
         const added = after.find((k) => !before.includes(k))!;
         expect(await page.getByText(`Key ${added} signs from now on.`).count()).toBe(1);
+        // The notice names the key id, one long unbroken word: it wraps, the phone's page does not scroll sideways.
+        const overflow = await page.evaluate(() => {
+          const root = (
+            globalThis as unknown as {
+              document: { documentElement: { scrollWidth: number; clientWidth: number } };
+            }
+          ).document.documentElement;
+          return root.scrollWidth - root.clientWidth;
+        });
+        expect(overflow).toBeLessThanOrEqual(0);
       },
       FLOW_MS,
     );

@@ -36,7 +36,7 @@ button.small { padding:.2rem .6rem; min-height:2rem; font-size:.9rem; }
 .actions { display:flex; flex-wrap:wrap; gap:.5rem; align-items:center; margin:.75rem 0; }
 .filters { display:flex; flex-wrap:wrap; gap:.5rem 1rem; align-items:flex-end; }
 .filters > div { flex:1 1 12rem; } .filters label { margin-top:0; }
-.notice { border-left:6px solid var(--accent); background:var(--panel); padding:.6rem .9rem; margin:0 0 1rem; }
+.notice { border-left:6px solid var(--accent); background:var(--panel); padding:.6rem .9rem; margin:0 0 1rem; overflow-wrap:anywhere; }
 .notice.ok { border-color:var(--ok); } .notice.error { border-color:var(--danger); } .notice.warn { border-color:var(--warn); }
 .notice ul { margin:.3rem 0 0; padding-left:1.2rem; }
 .table-wrap { overflow-x:auto; margin:.5rem 0 1rem; border:1px solid var(--line); border-radius:6px; }
