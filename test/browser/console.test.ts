@@ -332,6 +332,8 @@ describeIntegration("the console in a browser", ["postgres"], () => {
           "/console/links/new",
           `/console/links/${link.id}/revoke`,
           `/console/volunteers/revoke?ref=vol-1&campaignId=${campaignId}`,
+          // The longest ref the API accepts, one unbroken word in the confirmation's sentence.
+          `/console/volunteers/revoke?ref=${"v".repeat(128)}&campaignId=${campaignId}`,
           `/console/progress?campaignId=${campaignId}`,
           "/console/contests",
           `/console/contests/${contestId}`,

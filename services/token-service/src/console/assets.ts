@@ -19,7 +19,7 @@ header.top nav a { color:#fff; }
 header.top nav a[aria-current="page"] { font-weight:700; text-decoration-thickness:3px; }
 header.top form { margin:0; }
 header.top .who { font-size:.9rem; }
-main { max-width:72rem; margin:0 auto; padding:1rem; }
+main { max-width:72rem; margin:0 auto; padding:1rem; overflow-wrap:break-word; }
 h1 { font-size:1.6rem; margin:.5rem 0 1rem; } h2 { font-size:1.25rem; margin:1.5rem 0 .5rem; }
 fieldset { border:1px solid var(--line); border-radius:6px; padding:.75rem 1rem; margin:0 0 1rem; }
 legend { font-weight:600; padding:0 .25rem; }
