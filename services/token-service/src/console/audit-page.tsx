@@ -33,7 +33,8 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     const filters = {
       campaignId: (q.campaignId ?? "").trim(),
       linkId: (q.linkId ?? "").trim(),
-      decision: q.decision === "allow" || q.decision === "deny" ? q.decision : "",
+      // Anything else is passed on, so the API refuses it (400) rather than the filter being dropped.
+      decision: (q.decision ?? "").trim(),
       since: (q.since ?? "").trim(),
     };
     const query = new URLSearchParams({ limit: "100" });

@@ -466,6 +466,15 @@ describe("coordinator", () => {
     expect(res.html).not.toContain("# ›");
   });
 
+  it("refuses an unknown filter value (400), as the API does, rather than showing everything unfiltered", async () => {
+    const admin = await signedIn(ADMIN);
+    for (const path of ["/console/audit?decision=bogus", "/console/links?status=bogus"]) {
+      const res = await admin.get(path);
+      expect(res.status, path).toBe(400);
+      expect(res.html, path).toContain("Some of what you entered is not valid.");
+    }
+  });
+
   it("shows an API refusal in plain words (a phase that does not exist)", async () => {
     const { b } = await coordinator();
     await b.get("/console/links/new");

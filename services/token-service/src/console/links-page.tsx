@@ -227,7 +227,8 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     // A deep link names one volunteer exactly (`volunteer=`); the search box finds part of a ref or name.
     const volunteer = (q.volunteer ?? "").trim();
     const search = (q.q ?? "").trim();
-    const status = LINK_STATUSES.find((s) => s === q.status);
+    // An unknown status is passed on for the API to refuse (400), never silently dropped.
+    const status = (q.status ?? "").trim();
     const campaignId = campaignOf(c, (q.campaignId ?? "").trim());
     const query = new URLSearchParams({ limit: "100" });
     if (viewer.role === "admin" && campaignId) query.set("campaignId", campaignId);
