@@ -121,6 +121,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           secondary
         />
       </>,
+      { status: !res.ok && res.status >= 500 ? 503 : 200 },
     );
   });
 

@@ -80,6 +80,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
           </div>
         </form>
       </>,
+      { status: !res.ok && res.status >= 500 ? 503 : 200 },
     );
   });
 

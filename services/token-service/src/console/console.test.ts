@@ -1003,6 +1003,26 @@ describe("database unreachable", () => {
     expect(res.html).not.toContain("does not list contests");
   });
 
+  it.each([
+    ["campaigns", "/console/campaigns"],
+    ["apiKeys", "/console/api-keys"],
+  ] as const)(
+    "the %s list page answers 503 with the unavailable notice, not 'does not list'",
+    async (repo, path) => {
+      const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+      const app = createApp({
+        ...h.deps,
+        repos: { ...h.deps.repos, [repo]: { ...h.deps.repos[repo], listPage: () => Promise.reject(down) } },
+      });
+      const b = new Browser(app);
+      expect((await b.signIn(ADMIN)).status).toBe(303);
+      const res = await b.get(path);
+      expect(res.status).toBe(503);
+      expect(res.html).toContain("try again shortly");
+      expect(res.html).not.toContain("does not list");
+    },
+  );
+
   it("a console page answers 503 (never 500) when the database cannot be reached", async () => {
     const { campaignId } = await seedOpen(h);
     const key = await createKey(h, "coordinator", campaignId);

@@ -214,7 +214,11 @@ export function ListResult<T>(props: {
   render: (items: readonly T[]) => Child;
 }) {
   const { res } = props;
-  if (!res.ok) return <>{props.error ?? <ProblemNotice problem={res.problem} />}</>;
+  if (!res.ok) {
+    // An unreachable database is the API's 503: say so, never the page's own "does not list…".
+    const own = res.problem.code === "unavailable" ? undefined : props.error;
+    return <>{own ?? <ProblemNotice problem={res.problem} />}</>;
+  }
   return <>{res.body.items.length === 0 ? props.empty : props.render(res.body.items)}</>;
 }
 
