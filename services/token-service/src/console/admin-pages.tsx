@@ -287,6 +287,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           )}
         />
       </>,
+      { status: !res.ok && res.status >= 500 ? 503 : 200 },
     );
   });
 

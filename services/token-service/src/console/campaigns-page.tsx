@@ -127,7 +127,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = c.req.param("id");
     const res = await c.var.api.call<Campaign>("GET", `/v1/campaigns/${encodeURIComponent(id)}`);
-    if (!res.ok) return page(c, "Campaign", <ProblemNotice problem={res.problem} />, { status: 404 });
+    if (!res.ok) return refusedPage(c, "Campaign", res);
     const k = res.body;
     const contest = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(k.contestId)}`);
     const phases = contest.ok ? contest.body.phases.map((p) => p.name) : Object.keys(k.entitlements ?? {});

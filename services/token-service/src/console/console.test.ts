@@ -1023,6 +1023,24 @@ describe("database unreachable", () => {
     },
   );
 
+  it.each([
+    ["campaigns", "get", "/console/campaigns/camp-x"],
+    ["contests", "get", "/console/contests/contest-x"],
+    ["links", "getWithStatus", "/console/links/lnk_x/revoke"],
+    ["revocations", "list", "/console/revocations"],
+  ] as const)("%s.%s failing: %s answers 503 with the unavailable notice", async (repo, method, path) => {
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const app = createApp({
+      ...h.deps,
+      repos: { ...h.deps.repos, [repo]: { ...h.deps.repos[repo], [method]: () => Promise.reject(down) } },
+    });
+    const b = new Browser(app);
+    expect((await b.signIn(ADMIN)).status).toBe(303);
+    const res = await b.get(path);
+    expect(res.html).toContain("try again shortly");
+    expect(res.status).toBe(503);
+  });
+
   it("a console page answers 503 (never 500) when the database cannot be reached", async () => {
     const { campaignId } = await seedOpen(h);
     const key = await createKey(h, "coordinator", campaignId);

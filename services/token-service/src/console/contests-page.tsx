@@ -11,7 +11,6 @@ import {
   IdForm,
   NamedLink,
   Notice,
-  ProblemNotice,
   when,
 } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
@@ -227,7 +226,7 @@ export function registerContestPages(con: Hono<ConsoleEnv>): void {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = c.req.param("id");
     const res = await c.var.api.call<Contest>("GET", `/v1/contests/${encodeURIComponent(id)}`);
-    if (!res.ok) return page(c, "Contest", <ProblemNotice problem={res.problem} />, { status: 404 });
+    if (!res.ok) return refusedPage(c, "Contest", res);
     const contest = res.body;
     const now = c.var.deps.clock.now();
     const campaigns = await campaignsOf(c, contest.id);

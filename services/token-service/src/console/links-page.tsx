@@ -532,7 +532,7 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const { viewer, api } = c.var;
     if (!canIssue(viewer)) return forbiddenPage(c);
     const res = await api.call<LinkItem>("GET", `/v1/links/${encodeURIComponent(c.req.param("id"))}`);
-    if (!res.ok) return page(c, "Revoke a link", <ProblemNotice problem={res.problem} />, { status: 404 });
+    if (!res.ok) return refusedPage(c, "Revoke a link", res);
     const l = res.body;
     return page(
       c,
