@@ -1028,6 +1028,7 @@ describe("database unreachable", () => {
     ["contests", "get", "/console/contests/contest-x"],
     ["links", "getWithStatus", "/console/links/lnk_x/revoke"],
     ["revocations", "list", "/console/revocations"],
+    ["campaigns", "get", "/console/progress?campaignId=camp-x"],
   ] as const)("%s.%s failing: %s answers 503 with the unavailable notice", async (repo, method, path) => {
     const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
     const app = createApp({

@@ -4,15 +4,7 @@ import type { Context, Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
 import { type ApiAnswer, plainWords } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
-import {
-  ConfirmActions,
-  Csrf,
-  DataTable,
-  IdForm,
-  NamedLink,
-  Notice,
-  when,
-} from "./layout.tsx";
+import { ConfirmActions, Csrf, DataTable, IdForm, NamedLink, Notice, when } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage } from "./render.tsx";
 

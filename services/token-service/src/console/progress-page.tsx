@@ -5,7 +5,7 @@ import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { DataTable, Notice, ProblemNotice, when } from "./layout.tsx";
 import { CampaignPicker, campaignOf, type LinkItem, type Page } from "./links-page.tsx";
-import { forbiddenPage, page } from "./render.tsx";
+import { forbiddenPage, page, statusFor } from "./render.tsx";
 
 /** Links read for the progress view: enough for the largest batch the API issues. */
 const MAX_PAGES = 20;
@@ -40,7 +40,9 @@ interface ProgressRoute {
 async function progressOf(
   c: Context<ConsoleEnv>,
   campaignId: string,
-): Promise<{ ok: true; rows: VolunteerProgress[]; partial: boolean } | { ok: false; problem: Problem }> {
+): Promise<
+  { ok: true; rows: VolunteerProgress[]; partial: boolean } | { ok: false; problem: Problem; status: number }
+> {
   const { api } = c.var;
   const base = `/v1/campaigns/${encodeURIComponent(campaignId)}/progress?limit=500`;
   const route = await api.call<ProgressRoute>("GET", base);
@@ -52,7 +54,7 @@ async function progressOf(
         "GET",
         `${base}&cursor=${encodeURIComponent(next)}`,
       );
-      if (!more.ok) return { ok: false, problem: more.problem };
+      if (!more.ok) return { ok: false, problem: more.problem, status: more.status };
       items.push(...more.body.items);
       next = more.body.nextCursor;
     }
@@ -71,7 +73,7 @@ async function progressOf(
       })),
     };
   }
-  if (!route.ok && route.status !== 404) return { ok: false, problem: route.problem };
+  if (!route.ok && route.status !== 404) return { ok: false, problem: route.problem, status: route.status };
   const byRef = new Map<string, VolunteerProgress>();
   let cursor: string | null = null;
   let pages = 0;
@@ -80,7 +82,7 @@ async function progressOf(
     if (c.var.viewer.role === "admin") q.set("campaignId", campaignId);
     if (cursor) q.set("cursor", cursor);
     const res = await api.call<Page<LinkItem>>("GET", `/v1/links?${q}`);
-    if (!res.ok) return { ok: false, problem: res.problem };
+    if (!res.ok) return { ok: false, problem: res.problem, status: res.status };
     for (const l of res.body.items) {
       const row = byRef.get(l.volunteer.ref) ?? {
         ref: l.volunteer.ref,
@@ -219,7 +221,7 @@ export function registerProgressPages(con: Hono<ConsoleEnv>): void {
           This view refreshes itself every few seconds; without JavaScript, reload the page.
         </Notice>
       </>,
-      { status: result.ok ? 200 : 400 },
+      { status: result.ok ? 200 : statusFor(result.status) },
     );
   });
 
@@ -228,7 +230,7 @@ export function registerProgressPages(con: Hono<ConsoleEnv>): void {
     if (viewer.role !== "admin" && viewer.role !== "coordinator") return c.text("Forbidden", 403);
     const campaignId = campaignFor(c);
     const result = await progressOf(c, campaignId);
-    if (!result.ok) return c.text("Unavailable", 400);
+    if (!result.ok) return c.text("Unavailable", statusFor(result.status));
     return c.html(
       <ProgressTable rows={result.rows} partial={result.partial} at={c.var.deps.clock.now().toISOString()} />,
     );
