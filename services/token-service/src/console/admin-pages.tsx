@@ -4,7 +4,16 @@ import type { Context, Hono } from "hono";
 import type { Child } from "hono/jsx";
 import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import { ConfirmActions, Csrf, DataTable, IdForm, ListResult, Notice, when } from "./layout.tsx";
+import {
+  ConfirmActions,
+  Csrf,
+  DataTable,
+  IdForm,
+  ListResult,
+  Notice,
+  ProblemNotice,
+  when,
+} from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
 
@@ -336,6 +345,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
             <button type="submit">Rotate signing key</button>
           </div>
         </form>
+        {res.ok ? null : <ProblemNotice problem={res.problem} />}
         <DataTable
           label="Signing keys"
           rows={keys}
@@ -354,6 +364,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
           ]}
         />
       </>,
+      { status: !res.ok && res.status >= 500 ? 503 : 200 },
     );
   });
 

@@ -1042,6 +1042,17 @@ describe("database unreachable", () => {
     expect(res.status).toBe(503);
   });
 
+  it("the signing keys page answers 503 with the unavailable notice, not an empty list of keys", async () => {
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const keys = Object.create(h.deps.keys) as typeof h.deps.keys;
+    keys.jwks = () => Promise.reject(down);
+    const b = new Browser(createApp({ ...h.deps, keys }));
+    expect((await b.signIn(ADMIN)).status).toBe(303);
+    const res = await b.get("/console/signing-keys");
+    expect(res.html).toContain("try again shortly");
+    expect(res.status).toBe(503);
+  });
+
   it("a console page answers 503 (never 500) when the database cannot be reached", async () => {
     const { campaignId } = await seedOpen(h);
     const key = await createKey(h, "coordinator", campaignId);
