@@ -36,6 +36,15 @@ describe("the refusal table", () => {
     expect(landingStatus(refusal("phase_closed", { endedAt: new Date("2020-01-01T00:00:00Z") }))).toBe(410);
   });
 
+  it("rate_limited says when to try again in plain words: 1 second, 30 seconds", () => {
+    expect(refusal("rate_limited", { retryAfterSeconds: 1 }).message).toBe(
+      "Too many requests. Try again in 1 second.",
+    );
+    expect(refusal("rate_limited", { retryAfterSeconds: 30 }).message).toBe(
+      "Too many requests. Try again in 30 seconds.",
+    );
+  });
+
   it.each(codes)("%s: a page with its title and message, and a sentence for JSON", (code) => {
     const r = refusal(code, { startsAt: new Date(0), retryAfterSeconds: 5 });
     expect(r.message.length).toBeGreaterThan(10);

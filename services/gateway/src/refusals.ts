@@ -174,7 +174,10 @@ export const REFUSALS = {
     status: 429,
     landingStatus: 429,
     title: "Slow down a little",
-    message: (ctx) => [`Too many requests. Try again in ${ctx.retryAfterSeconds ?? 60} seconds.`],
+    message: (ctx) => {
+      const s = ctx.retryAfterSeconds ?? 60;
+      return [`Too many requests. Try again in ${s} ${s === 1 ? "second" : "seconds"}.`];
+    },
   },
   unavailable: {
     status: 503,
