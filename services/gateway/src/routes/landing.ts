@@ -45,16 +45,7 @@ export function registerLanding(app: Hono<GatewayEnv>) {
     const { claims, contest, phase, campaign } = outcome;
     // Showing the page is a gateway decision like any other (the decisions metric counts it as
     // allow): one event, naming the link, so the log shows who opened it before any redemption.
-    deps.audit.record({
-      type: "access",
-      at: deps.clock.now(),
-      actor: claims.sub,
-      campaignId: claims.cmp,
-      linkId: claims.jti,
-      decision: "allow",
-      reason: null,
-      data: { ipHash: ipHash(deps.config, clientIp(c)), route: "GET /l/:token" },
-    });
+    recordLanding(c, "allow", null, claims, "GET /l/:token");
     ensureDeviceCookie(c);
     const left = link.maxUses - link.uses;
     const body = `<h1>Ready to call?</h1>
@@ -218,20 +209,29 @@ function landingRefusal(
   route: "GET /l/:token" | "POST /l/:token",
   status = r.status,
 ): Response {
-  const deps = c.var.deps;
-  if (r.code !== "unavailable") {
-    deps.audit.record({
-      type: "access",
-      at: deps.clock.now(),
-      actor: claims?.sub ?? null,
-      campaignId: claims?.cmp ?? null,
-      linkId: claims?.jti ?? null,
-      decision: "deny",
-      reason: r.code,
-      data: { ipHash: ipHash(deps.config, clientIp(c)), route },
-    });
-  }
+  if (r.code !== "unavailable") recordLanding(c, "deny", r.code, claims, route);
   return sendRefusal(c, r, status);
+}
+
+/** One access event of the landing routes: the link's when its claims are verified, else none. */
+function recordLanding(
+  c: Context<GatewayEnv>,
+  decision: "allow" | "deny",
+  reason: string | null,
+  claims: LinkClaims | undefined,
+  route: "GET /l/:token" | "POST /l/:token",
+): void {
+  const deps = c.var.deps;
+  deps.audit.record({
+    type: "access",
+    at: deps.clock.now(),
+    actor: claims?.sub ?? null,
+    campaignId: claims?.cmp ?? null,
+    linkId: claims?.jti ?? null,
+    decision,
+    reason,
+    data: { ipHash: ipHash(deps.config, clientIp(c)), route },
+  });
 }
 
 /**
