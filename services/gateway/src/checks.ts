@@ -40,9 +40,12 @@ export interface CheckRequest {
   scope?: Scope | null | undefined;
   /**
    * Meters an upstream request (audit writable, rate limits, record quota); `assignsRecord`: the
-   * route hands out a new member record. The landing page and redemption are not metered.
+   * route hands out a new member record; `crossSite`: a cookie-borne request from another site or
+   * a sibling origin, refused `cross_site` once the link's own checks pass, before it is seen or
+   * spends a rate token (another site's page must not use up a volunteer's limits). The landing
+   * page and redemption are not metered.
    */
-  meter?: { assignsRecord: boolean } | undefined;
+  meter?: { assignsRecord: boolean; crossSite?: boolean } | undefined;
 }
 
 export interface Admitted {
@@ -82,6 +85,7 @@ const refused = (r: Refusal, claims?: LinkClaims): Refused => ({
  *  5. revocation; 6. the link's phase is current; 7. the route's scope; 8. the entitlement;
  *     then ours, beyond the contract: automatic suspension (all four in `decideAccess`);
  *  and for an upstream route only: the audit trail is writable (else `unavailable`, unrecorded);
+ *  ours again: a cookie-borne request from another site (`cross_site`, see {@link CheckRequest});
  *  9. rate limits per link and campaign; 10. record quota — here for a route that hands out a new
  *     record (the upstream is not even asked), and on the answer by `admitAnswer`.
  * A store failure while metering answers `unavailable`; other failures throw (callers fail closed).
@@ -103,6 +107,7 @@ export async function checkRequest(deps: CheckDeps, req: CheckRequest): Promise<
   if (req.meter === undefined) return access;
 
   if (!deps.audit.healthy(now)) return { ok: false, refusal: refusal("unavailable"), claims, audit: false };
+  if (req.meter.crossSite) return refused(refusal("cross_site"), claims);
   deps.seen(claims.jti, now);
   const limited = await meter(deps, access, req.meter.assignsRecord, now);
   if (limited) return refused(namingWhomToAsk(limited, claims, snapshot, now), claims);

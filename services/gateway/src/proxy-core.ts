@@ -176,7 +176,14 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     credential: credentialFrom(req.authorization, req.cookie),
     via: "session",
     scope: matched?.scope ?? null,
-    meter: { assignsRecord: rule?.assignsRecord === true },
+    meter: {
+      assignsRecord: rule?.assignsRecord === true,
+      // SameSite=Strict sends the cookie from a sibling origin of the same site too (another
+      // subdomain's page posting a form here, or loading /pb/calls/next as an image): a
+      // cookie-borne change must come from the gateway's own pages, a read from them or a
+      // navigation. A bearer is a script's, never a form's.
+      crossSite: !bearerPresented(req.authorization) && fromAnotherSite(deps, req, !SAFE_METHODS.has(method)),
+    },
   });
   const now = deps.clock.now();
   // Bounded: the route table's pattern, never the path as sent (which may be 15,000 characters of
@@ -218,14 +225,6 @@ async function proxy(deps: GatewayDeps, inFlight: InFlight, req: ProxyRequest): 
     return refusalResult(outcome.refusal, req);
   }
   if (!normalized.ok) return refusalResult(refusal("scope_denied"), req); // unreachable: scope null denies
-  // SameSite=Strict sends the cookie from a sibling origin of the same site too (another
-  // subdomain's page posting a form here, or loading /pb/calls/next as an image): a cookie-borne
-  // change must come from the gateway's own pages, a read from them or a navigation. A bearer is a
-  // script's, never a form's.
-  if (!bearerPresented(req.authorization) && fromAnotherSite(deps, req, !SAFE_METHODS.has(method))) {
-    audit("deny", "cross_site");
-    return refusalResult(refusal("cross_site"), req);
-  }
   const { claims } = outcome;
 
   const headers = forwardableHeaders(req.headers, req.connection);

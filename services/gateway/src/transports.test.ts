@@ -816,6 +816,33 @@ describe.each(transports)("a cookie-borne change from another site over %s", (_n
     expect(read.status).toBe(200);
   });
 
+  it("spends none of the volunteer's rate limit", async () => {
+    const h = await make();
+    const { g, send } = h;
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 2 };
+    const token = await g.session();
+    const cookie = `pl_session=${token}`;
+    const refused: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await send(
+        "/pb/calls/c_1/outcome",
+        outcome({ cookie, origin: "https://calls.evil.example" }),
+      );
+      refused.push(res.status);
+      const read = await send("/pb/calls/next", {
+        headers: { cookie, "sec-fetch-site": "same-site", "sec-fetch-mode": "no-cors" },
+      });
+      refused.push(read.status);
+    }
+    expect(refused).toEqual(Array(10).fill(403));
+    const ours = [
+      await send("/pb/calls/c_1/outcome", outcome({ cookie })),
+      await send("/pb/calls/next", { headers: { cookie } }),
+      await send("/pb/calls/next", { headers: { cookie } }),
+    ];
+    expect(ours.map((r) => r.status)).toEqual([201, 200, 429]);
+  });
+
   it("a read another site's page makes (an image, a script's fetch) is refused; a navigation and our own reads pass", async () => {
     const { g, send } = await make();
     const token = await g.session();
