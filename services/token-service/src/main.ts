@@ -50,26 +50,6 @@ if (!settings.databaseUrl) {
   }
 }
 
-// Development only (production requires both): generated once, kept beside the embedded database.
-let fallbackSecrets: { adminToken?: string; keyEncryptionKey?: string } = {};
-if (!settings.keyEncryptionKey || !settings.adminToken) {
-  const dev = loadDevSecrets(dataDir);
-  fallbackSecrets = dev.secrets;
-  if (!settings.keyEncryptionKey) {
-    log.warn(
-      `no KEY_ENCRYPTION_KEY: ${dev.created ? "generated" : "using"} a development key in ${dev.path}; set KEY_ENCRYPTION_KEY in production`,
-    );
-  }
-  if (!settings.adminToken) {
-    // For the person at the terminal, on stderr: stdout holds only JSON log lines, never a token.
-    if (dev.created)
-      console.error(
-        `token-service: generated ADMIN_TOKEN (kept in ${dev.path}):\n  ${dev.secrets.adminToken}`,
-      );
-    else console.error(`token-service: ADMIN_TOKEN unset, using the one kept in ${dev.path}`);
-  }
-}
-
 let handle: Awaited<ReturnType<typeof openDb>>;
 try {
   handle = await openDb({
@@ -87,6 +67,27 @@ try {
   refuse(
     `${(err as Error).message} (${settings.databaseUrl ? "DATABASE_URL" : `embedded database in ${dataDir}`})`,
   );
+}
+
+// Development only (production requires both): generated once, kept beside the embedded database;
+// only once the database is known to be usable, so a refused start prints no token it never used.
+let fallbackSecrets: { adminToken?: string; keyEncryptionKey?: string } = {};
+if (!settings.keyEncryptionKey || !settings.adminToken) {
+  const dev = loadDevSecrets(dataDir);
+  fallbackSecrets = dev.secrets;
+  if (!settings.keyEncryptionKey) {
+    log.warn(
+      `no KEY_ENCRYPTION_KEY: ${dev.created ? "generated" : "using"} a development key in ${dev.path}; set KEY_ENCRYPTION_KEY in production`,
+    );
+  }
+  if (!settings.adminToken) {
+    // For the person at the terminal, on stderr: stdout holds only JSON log lines, never a token.
+    if (dev.created)
+      console.error(
+        `token-service: generated ADMIN_TOKEN (kept in ${dev.path}):\n  ${dev.secrets.adminToken}`,
+      );
+    else console.error(`token-service: ADMIN_TOKEN unset, using the one kept in ${dev.path}`);
+  }
 }
 
 const bus: ChangeBus = settings.redisUrl
