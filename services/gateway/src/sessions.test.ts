@@ -193,6 +193,27 @@ describe("same-site redemption", () => {
   });
 });
 
+describe("a redemption from another site, in the audit trail", () => {
+  it("names the link it tried (a signed link or a short code); a credential that is no link names none", async () => {
+    const g = await gatewayFixture();
+    const token = await g.issue({ jti: "lnk_tried" }, 10);
+    const { code } = await g.issueCode({ jti: "lnk_tried_code" });
+    const from = { origin: "https://evil.example" };
+    for (const credential of [token, code, "not-a-link"]) {
+      const res = await post(g, `/l/${credential}`, from);
+      expect([res.status, await errorCode(res)]).toEqual([403, "cross_site"]);
+    }
+    const denied = g.events().filter((e) => e.reason === "cross_site");
+    expect(denied.map((e) => [e.linkId, e.campaignId, e.actor])).toEqual([
+      ["lnk_tried", "starmer-2020", expect.any(String)],
+      ["lnk_tried_code", "starmer-2020", expect.any(String)],
+      [null, null, null],
+    ]);
+    expect(g.links.rows.get("lnk_tried")!.uses).toBe(0);
+    expect(g.sessionStore.rows.size).toBe(0);
+  });
+});
+
 describe("devices you can count", () => {
   it("eight redemptions with the same invented pl_device and eight User-Agents: the fourth suspends", async () => {
     const g = await gatewayFixture();
