@@ -145,7 +145,10 @@ describeIntegration("gateway graceful shutdown (a real child process)", ["postgr
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       proc.once("exit", (code, signal) => resolve({ code, signal })),
     );
-    proc.stderr!.resume();
+    let stderr = "";
+    proc.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
     await new Promise<void>((resolve, reject) => {
       proc.stdout!.on("data", (d: Buffer) => {
         if (d.toString().includes("listening")) resolve();
@@ -159,8 +162,17 @@ describeIntegration("gateway graceful shutdown (a real child process)", ["postgr
     });
     expect(redeemed.status).toBe(201);
     const { session } = (await redeemed.json()) as { session: string };
-    return { proc, port, base, session, exited };
+    return { proc, port, base, session, exited, stderr: () => stderr };
   }
+
+  it("started on a shared Postgres without REDIS_URL, it warns that its limits are its own", async () => {
+    const { proc, exited, stderr } = await start();
+    expect(stderr()).toContain(
+      "gateway: no REDIS_URL, so rate limits and record quotas are this process's own",
+    );
+    proc.kill("SIGTERM");
+    expect((await exited).code).toBe(0);
+  }, 60_000);
 
   it("SIGTERM: the in-flight request completes, its audit event is stored, new connections are refused, exit 0", async () => {
     const { proc, port, base, session, exited } = await start();
