@@ -160,6 +160,24 @@ describe("audit:export through the holder's token service, when it does not answ
     expect(await readFile(target, "utf8")).toBe(whole);
     expect(await readdir(join(dir, "exports"))).toEqual(["audit.ndjson"]);
   });
+
+  it("--out - writes to stdout, as without --out, and makes no file named '-'", async () => {
+    const whole = `${headerLine(1, GENESIS)}\n${trailerLine(0, GENESIS)}\n`;
+    answer = (res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(whole);
+    };
+    const out = collect();
+    expect(
+      await runExportCli(
+        ["--out", "-"],
+        { ...env(), INIT_CWD: dir },
+        { stdout: out.stream, stderr: collect().stream },
+      ),
+    ).toBe(0);
+    expect(out.text()).toBe(whole);
+    expect(existsSync(join(dir, "-"))).toBe(false);
+  });
 });
 
 describe("redactUrl (what the CLIs print of DATABASE_URL)", () => {

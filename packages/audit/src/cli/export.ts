@@ -139,7 +139,7 @@ async function soleVerifierKey(db: Db): Promise<string | undefined> {
   return rows.length === 1 ? rows[0]!.key : undefined;
 }
 
-const USAGE = "usage: pnpm audit:export [--since YYYY-MM-DD[THH:mm:ssZ]] [--out file.ndjson]\n";
+const USAGE = "usage: pnpm audit:export [--since YYYY-MM-DD[THH:mm:ssZ]] [--out file.ndjson | --out -]\n";
 
 /** Writes a line and waits when the stream asks for backpressure. */
 async function writeLine(out: Writable, line: string): Promise<void> {
@@ -182,7 +182,8 @@ export async function runExportCli(
   const databaseUrl = env.DATABASE_URL || undefined;
   const dataDir = databaseUrl ? undefined : userPath(env.DATA_DIR || "./.data", env);
   const source = databaseUrl ? `postgres ${redactUrl(databaseUrl)}` : `embedded PGlite in ${dataDir}`;
-  const outPath = values.out === undefined ? undefined : userPath(values.out, env);
+  // `--out -` is stdout, as for most CLIs: never a file named "-".
+  const outPath = values.out === undefined || values.out === "-" ? undefined : userPath(values.out, env);
   // The file is written beside its name and renamed over it once whole: a failed export leaves
   // whatever was at --out untouched and no partial file that could pass for an export.
   const partPath = outPath === undefined ? undefined : `${outPath}.partial-${randomBytes(6).toString("hex")}`;
