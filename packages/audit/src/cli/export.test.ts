@@ -180,6 +180,24 @@ describe("audit:export through the holder's token service, when it does not answ
   });
 });
 
+describe("audit:export with a DATA_DIR that holds no database", () => {
+  it("refuses, saying so, and creates no database there", async () => {
+    const parent = await mkdtemp(join(tmpdir(), "phaselock-audit-none-"));
+    try {
+      for (const dataDir of [join(parent, "typo"), parent]) {
+        const err = collect();
+        expect(
+          await runExportCli([], { DATA_DIR: dataDir }, { stdout: collect().stream, stderr: err.stream }),
+        ).toBe(1);
+        expect(err.text()).toContain(`no embedded database in ${dataDir}: nothing to export`);
+        expect(existsSync(join(dataDir, "PG_VERSION"))).toBe(false);
+      }
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("redactUrl (what the CLIs print of DATABASE_URL)", () => {
   it("masks the password, in the authority and in the query (libpq's ?password=)", () => {
     expect(redactUrl("postgres://app:s3cret-pw@db:5432/phaselock")).not.toContain("s3cret-pw");

@@ -24,7 +24,15 @@ import {
   liveLockHolder,
   localServiceUrl,
 } from "@phaselock/core";
-import { assertMigrated, createDb, type Db, type DbHandle, openDb, schema } from "@phaselock/db";
+import {
+  assertMigrated,
+  createDb,
+  type Db,
+  type DbHandle,
+  hasEmbeddedDatabase,
+  openDb,
+  schema,
+} from "@phaselock/db";
 import { parseHeader, parseTrailer } from "../export-format.ts";
 import { exportEvents } from "../store.ts";
 import { isMain, redactUrl, userPath } from "./shared.ts";
@@ -232,6 +240,12 @@ export async function runExportCli(
         },
       );
     } else {
+      // A mistyped DATA_DIR must not become a new, empty database (whose advice would be to migrate it).
+      if (dataDir !== undefined && !hasEmbeddedDatabase(dataDir)) {
+        throw new Error(
+          `no embedded database in ${dataDir}: nothing to export (DATA_DIR names where pnpm start keeps it, ./.data by default; DATABASE_URL a Postgres)`,
+        );
+      }
       // Held while reading, so a `pnpm start` meanwhile is refused rather than share the files.
       if (dataDir !== undefined) lock = acquireDataDirLock(dataDir, { command: "pnpm audit:export" });
       handle = databaseUrl ? createDb({ databaseUrl }) : await openDb({ dataDir });
