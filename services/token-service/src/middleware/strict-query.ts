@@ -56,6 +56,35 @@ function compile(doc: OpenApiDoc, extra: readonly string[]): QueryRule[] {
   return rules.sort((a, b) => a.templated - b.templated);
 }
 
+/** The console's pages: for people, exempt from the rule (see {@link strictQuery}). */
+const isConsolePath = (path: string): boolean => path === "/console" || path.startsWith("/console/");
+
+interface DocOperation {
+  responses?: Record<string, unknown>;
+}
+
+/**
+ * The rule's answer in the document: every operation it covers (all but the console's) can answer
+ * 400 `validation` for a parameter it does not take, so each lists 400 — also those that take no
+ * query and no body (`/healthz`, `POST /v1/keys/rotate`), which would otherwise say they never do.
+ * Applied to the served document (routes/meta.ts), so a new route cannot leave it out.
+ */
+export function documentQueryRefusals<D extends { paths?: object }>(doc: D): D {
+  for (const [path, item] of Object.entries(
+    (doc.paths ?? {}) as Record<string, Record<string, DocOperation>>,
+  )) {
+    if (isConsolePath(path)) continue;
+    for (const [method, op] of Object.entries(item)) {
+      if (!METHODS.has(method) || op.responses === undefined || op.responses["400"] !== undefined) continue;
+      op.responses["400"] = {
+        description: "`validation`: a query parameter this route does not take",
+        content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+      };
+    }
+  }
+  return doc;
+}
+
 // A parameter name is echoed only when it is plainly a name: never what may be a pasted secret.
 const SAFE_NAME = /^[A-Za-z][A-Za-z0-9_.[\]-]{0,39}$/;
 export const queryPointer = (name: string): string => (SAFE_NAME.test(name) ? `#/${name}` : "#");
@@ -80,7 +109,7 @@ export function strictQuery(app: OpenAPIHono<AppEnv>, opts: { extra?: readonly s
     );
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     const path = c.req.path;
-    if (path === "/console" || path.startsWith("/console/")) return next();
+    if (isConsolePath(path)) return next();
     const rule = rules.find((r) => r.method === method && r.pattern.test(path));
     const url = c.req.url;
     const q = url.indexOf("?");

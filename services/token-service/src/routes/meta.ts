@@ -3,6 +3,7 @@ import { sql } from "drizzle-orm";
 import type { AppEnv, TokenServiceDeps } from "../context.ts";
 import { DOCS_CSP, renderDocsPage } from "../docs-page.ts";
 import { consoleLogger, fail, PROBLEM_CODES } from "../errors.ts";
+import { documentQueryRefusals } from "../middleware/strict-query.ts";
 import { addExamples } from "../openapi-examples.ts";
 import { jsonContent, problems } from "../schemas.ts";
 
@@ -90,7 +91,7 @@ export function registerMeta(app: OpenAPIHono<AppEnv>): void {
   // Built once, on first use (every route is registered by then), with its examples.
   let built: ReturnType<typeof app.getOpenAPI31Document> | null = null;
   const document = (issuer: string) => {
-    built ??= addExamples(app.getOpenAPI31Document(openApiConfig(issuer)));
+    built ??= addExamples(documentQueryRefusals(app.getOpenAPI31Document(openApiConfig(issuer))));
     return built;
   };
 
