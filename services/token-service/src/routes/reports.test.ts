@@ -67,4 +67,15 @@ describe("GET /v1/reports/dead-links", () => {
     expect((await callJson(h, "GET", "/v1/reports/dead-links", { token: coordinator.key })).status).toBe(403);
     expect((await callJson(h, "GET", "/v1/reports/dead-links", { token: null })).status).toBe(401);
   });
+
+  it("refuses an unknown campaignId 400 validation, never an empty report", async () => {
+    const res = await callJson<{ code: string; errors?: { in: string; pointer: string }[] }>(
+      h,
+      "GET",
+      "/v1/reports/dead-links?campaignId=no-such-campaign",
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe("validation");
+    expect(res.body.errors?.[0]).toMatchObject({ in: "query", pointer: "#/campaignId" });
+  });
 });

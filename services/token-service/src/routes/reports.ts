@@ -2,6 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { queryRows } from "@phaselock/db";
 import { sql } from "drizzle-orm";
 import type { AppEnv } from "../context.ts";
+import { failUnknownFilter } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
 import { bearer, IsoDateTime, jsonContent, problems, Slug } from "../schemas.ts";
 
@@ -49,6 +50,10 @@ export function registerReports(app: OpenAPIHono<AppEnv>): void {
     async (c) => {
       const q = c.req.valid("query");
       const deps = c.var.deps;
+      // As every list's filter: a campaign that does not exist is refused, not answered with nothing.
+      if (q.campaignId !== undefined && !(await deps.repos.campaigns.get(q.campaignId))) {
+        failUnknownFilter("campaignId", "campaign");
+      }
       const since = q.since ? new Date(q.since) : new Date(deps.clock.now().getTime() - 7 * DAY_MS);
       const reasons = sql.join(
         DEAD_LINK_REASONS.map((r) => sql`${r}`),
