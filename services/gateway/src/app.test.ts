@@ -2,9 +2,10 @@ import { createHmac } from "node:crypto";
 import { MemoryRateLimiter, MemoryRecordQuota } from "@phaselock/state";
 import { generateSigningKey, signLink } from "@phaselock/tokens";
 import { b64json, claimsAt, signRaw, T0_SECONDS } from "@phaselock/tokens/testing";
+import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { createLimits } from "./limits.ts";
-import { errorCode, gatewayFixture, UPSTREAM_SECRET } from "./test-support.ts";
+import { errorCode, fakePhonebank, gatewayFixture, UPSTREAM_SECRET } from "./test-support.ts";
 import { UpstreamError } from "./upstream.ts";
 
 const DAY = 86_400;
@@ -604,6 +605,94 @@ describe("documentation", () => {
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/l/{token}", "/pb/{path}", "/readyz"]));
     expect(JSON.stringify(doc)).toContain("phase_closed");
+  });
+});
+
+describe("the OpenAPI document says what each route answers", () => {
+  type Responses = Record<string, { description?: string }>;
+  type Doc = { paths: Record<string, Record<string, { responses?: Responses }>> };
+  const docOf = async (g: Awaited<ReturnType<typeof gatewayFixture>>) =>
+    (await (await g.get("/openapi.json")).json()) as Doc;
+  /** Hono's pattern as the document writes it: `:token` is `{token}`, `/pb/*` is `/pb/{path}`. */
+  const templateOf = (path: string) => path.replace(/:([A-Za-z]+)/g, "{$1}").replace(/\/\*$/, "/{path}");
+
+  it("documents every route the app registers", async () => {
+    const g = await gatewayFixture();
+    const doc = await docOf(g);
+    const missing = g.app.routes
+      .filter((r) => r.path !== "/*") // the middleware
+      // `/l/*` answers a mangled link (`/l/<code>/x`) as `/l/{token}` answers a bad one: 401 token_invalid.
+      .map((r) => ({ method: r.method, path: r.path === "/l/*" ? "/l/{token}" : templateOf(r.path) }))
+      .filter(
+        ({ method, path }) =>
+          doc.paths[path]?.[method === "ALL" ? "get" : method.toLowerCase()] === undefined,
+      )
+      .map(({ method, path }) => `${method} ${path}`);
+    expect(missing).toEqual([]);
+  });
+
+  it("lists the status of every answer, and names its refusal code", async () => {
+    const notFound = fakePhonebank();
+    const phonebank = { app: new Hono(), seen: notFound.seen };
+    phonebank.app.get("/members/m_404", (c) => c.json({ error: "no such member" }, 404));
+    phonebank.app.route("/", notFound.app);
+    const g = await gatewayFixture({ phonebank });
+    const doc = await docOf(g);
+    const session = await g.session();
+    const link = await g.issue();
+    const down = async () => {
+      throw new Error("connection refused");
+    };
+    const cases: { route: string; path: string; init?: RequestInit; before?: () => void }[] = [
+      {
+        route: "GET /pb/{path}",
+        path: "/pb/members/m_404",
+        init: { headers: { authorization: `Bearer ${session}` } },
+      },
+      {
+        route: "OPTIONS /pb/{path}",
+        path: "/pb/calls/next",
+        init: { method: "OPTIONS", headers: { authorization: `Bearer ${session}` } },
+      },
+      { route: "GET /pb", path: "/pb" },
+      {
+        route: "POST /pb/_phaselock/session/end",
+        path: "/pb/_phaselock/session/end",
+        init: { method: "POST", headers: { authorization: `Bearer ${link}` } },
+      },
+      {
+        route: "POST /pb/_phaselock/session/end",
+        path: "/pb/_phaselock/session/end",
+        init: { method: "POST", headers: { authorization: `Bearer ${session}` } },
+        before: () => {
+          g.deps.sessions.resolve = down;
+        },
+      },
+      {
+        route: "GET /l/{token}",
+        path: `/l/${link}`,
+        before: () => {
+          g.links.get = down;
+        },
+      },
+      { route: "GET /l/{token}", path: `/l/${link}`, before: () => g.setFresh(false) },
+    ];
+    const undocumented: string[] = [];
+    for (const { route, path, init, before } of cases) {
+      before?.();
+      const res = await g.app.request(path, init);
+      const [method, template] = route.split(" ") as [string, string];
+      const responses = doc.paths[template]?.[method.toLowerCase()]?.responses ?? {};
+      const status = String(res.status);
+      const entry = responses[status] ?? responses[`${status[0]}XX`] ?? responses.default;
+      const code =
+        res.status >= 400 && res.headers.get("content-type")?.includes("json")
+          ? await errorCode(res).catch(() => null)
+          : null;
+      if (!entry) undocumented.push(`${route} ${status}`);
+      else if (code && !entry.description?.includes(code)) undocumented.push(`${route} ${status} ${code}`);
+    }
+    expect(undocumented).toEqual([]);
   });
 });
 

@@ -95,6 +95,9 @@ export const gatewayOpenApi = {
             "not_yet_valid or not_entitled, or phase_closed for a phase postponed before it began: the link may work later",
           ),
           410: refusal("expired, phase_closed, revoked, uses_exhausted or suspended: it never will again"),
+          503: refusal(
+            "unavailable: the gateway cannot confirm its state is current, or its database is unreachable",
+          ),
         },
       },
       post: {
@@ -122,7 +125,9 @@ export const gatewayOpenApi = {
           403: refusal(
             "cross_site (posted from another site), revoked, suspended, phase_closed, not_entitled, uses_exhausted",
           ),
-          503: refusal("unavailable: the gateway cannot confirm its state is current"),
+          503: refusal(
+            "unavailable: the gateway cannot confirm its state is current, its database is unreachable, or the audit trail cannot be written",
+          ),
         },
       },
     },
@@ -133,10 +138,11 @@ export const gatewayOpenApi = {
         responses: {
           204: { description: "Ended (bearer or Accept: application/json); the cookie is cleared" },
           303: { description: "Ended; Location: /signed-out; the cookie is cleared" },
-          401: refusal("token_missing, token_invalid"),
+          401: refusal("token_missing, session_required (a link token, not a session), token_invalid"),
           403: refusal(
             "cross_site: a cookie-borne request from another site or a sibling origin (a foreign Origin, Sec-Fetch-Site: cross-site)",
           ),
+          503: refusal("unavailable: the session store is unreachable"),
         },
       },
     },
@@ -146,22 +152,32 @@ export const gatewayOpenApi = {
         responses: { 200: { description: "HTML", content: { "text/html": {} } } },
       },
     },
+    "/pb": {
+      get: {
+        summary: "Redirects to /pb/ (any method)",
+        responses: { 308: { description: "Location: /pb/" } },
+      },
+    },
     "/pb/{path}": {
       description: "Proxied to the upstream without the /pb prefix, after every check",
       parameters: [{ name: "path", in: "path", required: true, schema: { type: "string" } }],
       ...Object.fromEntries(
-        ["get", "head", "post", "put", "patch", "delete"].map((m) => [
+        ["get", "head", "post", "put", "patch", "delete", "options"].map((m) => [
           m,
           {
             summary: "Checked proxy to the phone bank",
             security: [{ session: [] }, { bearer: [] }],
             responses: {
               "2XX": { description: "The upstream's answer, minimised to the route's allow-list" },
+              default: {
+                description:
+                  "Any other status the upstream answered (e.g. 404 for an unknown member), its body minimised likewise",
+              },
               401: refusal(
                 "token_missing, session_required (a link token), token_invalid, expired, not_yet_valid",
               ),
               403: refusal(
-                "revoked, suspended, phase_closed, scope_denied, not_entitled; cross_site (a cookie-borne change, any method but GET, HEAD and OPTIONS, from another site or a sibling origin)",
+                "revoked, suspended, phase_closed, scope_denied (also any route or method the upstream route table does not map, OPTIONS included), not_entitled; cross_site (a cookie-borne change, any method but GET, HEAD and OPTIONS, from another site or a sibling origin)",
               ),
               408: refusal("request_timeout: the request body did not arrive within BODY_TIMEOUT_MS"),
               413: refusal("payload_too_large"),
