@@ -129,6 +129,15 @@ export const logLevel = z
   .default("info");
 
 /**
+ * `PHONEBANK_SECRET`, for the phone bank and the gateway alike (and so `pnpm start`): unset, a
+ * development secret is used; set, at least 32 characters, or the phone bank refuses to start and a
+ * gateway holding it would answer every request 502.
+ */
+export const phonebankSecret = optionalString.pipe(
+  z.string().min(32, "must be at least 32 characters").optional(),
+);
+
+/**
  * `PHONEBANK_SECRET` with `NODE_ENV=production`, for the phone bank and the gateway alike (a
  * gateway holding one the phone bank refuses would answer every request 502): set, at least 32
  * characters, and not the development secret.

@@ -34,6 +34,14 @@ describe("parseGatewayEnv", () => {
     );
   });
 
+  it("outside production too, refuses a PHONEBANK_SECRET shorter than the phone bank takes", () => {
+    expect(() => parseGatewayEnv({ PHONEBANK_SECRET: "s".repeat(31) })).toThrow(
+      /PHONEBANK_SECRET: must be at least 32 characters/,
+    );
+    expect(parseGatewayEnv({ PHONEBANK_SECRET: "  " }).phonebankSecret).toBeUndefined();
+    expect(parseGatewayEnv({ PHONEBANK_SECRET: "s".repeat(32) }).phonebankSecret).toBe("s".repeat(32));
+  });
+
   it("takes any SESSION_TTL_SECONDS of a second or more (a short one for a trial), refusing 0", () => {
     expect(parseGatewayEnv({}).sessionTtlSeconds).toBe(43_200);
     expect(parseGatewayEnv({ SESSION_TTL_SECONDS: "20" }).sessionTtlSeconds).toBe(20);

@@ -9,6 +9,7 @@ import {
   optionalHttpUrl,
   optionalString,
   parseEnv,
+  phonebankSecret,
   port,
   postgresUrl,
   productionPhonebankSecret,
@@ -66,7 +67,8 @@ export const gatewayEnvShape = z.object({
   SESSION_TTL_SECONDS: z.coerce.number().int().min(1).default(43_200),
   /** base of the link URLs: redemptions are accepted from its origin */
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
-  PHONEBANK_SECRET: optionalString,
+  /** the phone bank's own rule: one it refuses would only answer every request 502 */
+  PHONEBANK_SECRET: phonebankSecret,
   /** key of the audit trail's IP hashes; must be shared by all gateways to group requests */
   AUDIT_IP_KEY: optionalString,
   METRICS_TOKEN: metricsToken,

@@ -26,7 +26,7 @@ export { T0 };
 const DAY = 86_400_000;
 const at = (ms: number) => new Date(T0.getTime() + ms);
 
-export const UPSTREAM_SECRET = "test-upstream-secret";
+export const UPSTREAM_SECRET = "test-upstream-secret-at-least-32-chars";
 
 /** leadership-2020: nominations just over (no member data), ballot running; ge-2019 long over. */
 export function demoSnapshot(): PolicySnapshot {

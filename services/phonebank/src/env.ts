@@ -4,8 +4,8 @@ import {
   logLevel,
   metricsToken,
   nodeEnv,
-  optionalString,
   parseEnv,
+  phonebankSecret,
   port,
   postgresUrl,
   productionPhonebankSecret,
@@ -22,7 +22,7 @@ export const envSchema = z
     HOST: listenHost,
     /** the phone bank keeps nothing in it: set, it is only checked to be migrated at start */
     DATABASE_URL: postgresUrl,
-    PHONEBANK_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    PHONEBANK_SECRET: phonebankSecret,
     METRICS_TOKEN: metricsToken,
     LOG_LEVEL: logLevel,
   })

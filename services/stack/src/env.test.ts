@@ -65,6 +65,11 @@ describe("pnpm start applies every setting as the service alone does", () => {
     }
   });
 
+  it("refuses a PHONEBANK_SECRET that pnpm start:phonebank refuses (shorter than 32)", () => {
+    const short = { PHONEBANK_SECRET: "p".repeat(20) };
+    expect(() => parseStackEnv(short)).toThrow(/PHONEBANK_SECRET: must be at least 32 characters/);
+  });
+
   it("applies PUBLIC_GATEWAY_URL to both services: links handed out, redemptions accepted", () => {
     expect(gatewaySettings).toContain("PUBLIC_GATEWAY_URL");
     expect(tokenServiceSettings).toContain("PUBLIC_GATEWAY_URL");
