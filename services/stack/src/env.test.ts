@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { gatewayEnvShape, parseGatewayEnv } from "@phaselock/gateway";
 import { parseTokenServiceEnv, tokenServiceEnvShape } from "@phaselock/token-service";
 import { describe, expect, it } from "vitest";
-import { parseStackEnv } from "./env.ts";
+import { parseStackEnv, stackEnvShape } from "./env.ts";
 
 /** The variables of the README's configuration table, in its order. */
 function readmeSettings(): string[] {
@@ -49,14 +49,16 @@ const SAMPLES: Record<string, string> = {
 };
 
 const settings = readmeSettings();
-const gatewaySettings = settings.filter((name) => name in gatewayEnvShape.shape);
-const tokenServiceSettings = settings.filter((name) => name in tokenServiceEnvShape.shape);
+// NODE_ENV alone changes no setting but the production rules, which have their own tests below.
+const applied = settings.filter((name) => name !== "NODE_ENV");
+const gatewaySettings = applied.filter((name) => name in gatewayEnvShape.shape);
+const tokenServiceSettings = applied.filter((name) => name in tokenServiceEnvShape.shape);
 
 describe("pnpm start applies every setting as the service alone does", () => {
   it("covers every row of the README's table, each read by some service", () => {
     expect(settings.length).toBeGreaterThan(15);
     expect(new Set(settings).size, "a README row per setting").toBe(settings.length);
-    for (const name of settings) {
+    for (const name of applied) {
       expect(SAMPLES, `no sample value for ${name}`).toHaveProperty(name);
       const stackOnly = name === "PHONEBANK_PORT";
       expect(stackOnly || gatewaySettings.includes(name) || tokenServiceSettings.includes(name), name).toBe(
@@ -68,6 +70,10 @@ describe("pnpm start applies every setting as the service alone does", () => {
   it("refuses a PHONEBANK_SECRET that pnpm start:phonebank refuses (shorter than 32)", () => {
     const short = { PHONEBANK_SECRET: "p".repeat(20) };
     expect(() => parseStackEnv(short)).toThrow(/PHONEBANK_SECRET: must be at least 32 characters/);
+  });
+
+  it("and every variable a service parses has its row (the phone bank's are a subset of the stack's)", () => {
+    expect(Object.keys(stackEnvShape.shape).filter((name) => !settings.includes(name))).toEqual([]);
   });
 
   it("applies PUBLIC_GATEWAY_URL to both services: links handed out, redemptions accepted", () => {
