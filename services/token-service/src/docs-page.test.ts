@@ -28,6 +28,50 @@ const operations = () =>
     Object.entries(item).map(([method, op]) => ({ method, path, op })),
   );
 
+describe("OpenAPI patterns", () => {
+  const patterns = (node: unknown, at: string, out: { at: string; pattern: string }[] = []) => {
+    if (node !== null && typeof node === "object") {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === "pattern" && typeof value === "string") out.push({ at, pattern: value });
+        else patterns(value, `${at}/${key}`, out);
+      }
+    }
+    return out;
+  };
+
+  it("every pattern is a JSON Schema regex (ECMA-262, Unicode): no leftover /flags, and it compiles", () => {
+    const all = patterns(doc, "#");
+    expect(all.length).toBeGreaterThan(10);
+    const bad = all.filter(({ pattern }) => {
+      try {
+        new RegExp(pattern, "u");
+      } catch {
+        return true;
+      }
+      return /(?<!\\)\/[dgimsuvy]*$/.test(pattern);
+    });
+    expect(bad).toEqual([]);
+  });
+
+  it("accepts what the routes accept: a volunteer's ref and name, a reason, the links search", () => {
+    const schemas = (
+      doc as unknown as {
+        components: { schemas: Record<string, { properties: Record<string, { pattern: string }> }> };
+      }
+    ).components.schemas;
+    const matches = (pattern: string | undefined, value: string) =>
+      new RegExp(pattern ?? "(?!)", "u").test(value);
+    expect(matches(schemas.Volunteer?.properties.ref?.pattern, "ada@example.org")).toBe(true);
+    expect(matches(schemas.Volunteer?.properties.ref?.pattern, "Zoë.O'Brien")).toBe(true);
+    expect(matches(schemas.Volunteer?.properties.name?.pattern, "Ada Lovelace")).toBe(true);
+    expect(matches(schemas.KeyRevoke?.properties.reason?.pattern, "private key leaked")).toBe(true);
+    const q = doc.paths["/v1/links"]?.get?.parameters?.find((p) => p.name === "q") as
+      | { schema?: { pattern?: string } }
+      | undefined;
+    expect(matches(q?.schema?.pattern, "ada")).toBe(true);
+  });
+});
+
 describe("OpenAPI examples", () => {
   it("every operation has an example for each request and response body and path parameter", () => {
     const missing: string[] = [];

@@ -5,6 +5,7 @@ import { DOCS_CSP, renderDocsPage } from "../docs-page.ts";
 import { consoleLogger, fail, PROBLEM_CODES } from "../errors.ts";
 import { documentQueryRefusals } from "../middleware/strict-query.ts";
 import { addExamples } from "../openapi-examples.ts";
+import { fixPatternFlags } from "../openapi-patterns.ts";
 import { jsonContent, problems } from "../schemas.ts";
 
 const READY_TIMEOUT_MS = 2000;
@@ -91,7 +92,9 @@ export function registerMeta(app: OpenAPIHono<AppEnv>): void {
   // Built once, on first use (every route is registered by then), with its examples.
   let built: ReturnType<typeof app.getOpenAPI31Document> | null = null;
   const document = (issuer: string) => {
-    built ??= addExamples(documentQueryRefusals(app.getOpenAPI31Document(openApiConfig(issuer))));
+    built ??= addExamples(
+      documentQueryRefusals(fixPatternFlags(app.getOpenAPI31Document(openApiConfig(issuer)))),
+    );
     return built;
   };
 
