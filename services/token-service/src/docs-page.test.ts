@@ -53,6 +53,24 @@ describe("OpenAPI patterns", () => {
     expect(bad).toEqual([]);
   });
 
+  it("a nullable member admits null: no allOf of a schema and a null type (which no null satisfies)", () => {
+    const bad: string[] = [];
+    const walk = (node: unknown, at: string) => {
+      if (node === null || typeof node !== "object") return;
+      const all = (node as { allOf?: { type?: unknown; $ref?: string }[] }).allOf;
+      if (all?.some((s) => ([] as unknown[]).concat(s.type ?? []).includes("null"))) bad.push(at);
+      for (const [key, value] of Object.entries(node)) walk(value, `${at}/${key}`);
+    };
+    walk(doc, "#");
+    expect(bad).toEqual([]);
+    const contest = (
+      doc as unknown as {
+        components: { schemas: Record<string, { properties: Record<string, { anyOf?: unknown[] }> }> };
+      }
+    ).components.schemas.Contest;
+    expect(contest?.properties.currentPhase?.anyOf).toContainEqual({ type: "null" });
+  });
+
   it("accepts what the routes accept: a volunteer's ref and name, a reason, the links search", () => {
     const schemas = (
       doc as unknown as {

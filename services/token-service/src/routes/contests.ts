@@ -47,7 +47,9 @@ const ContestOutput = z
     id: z.string(),
     name: z.string(),
     phases: z.array(PhaseOutput),
-    currentPhase: PhaseOutput.nullable().openapi({
+    // A union, not `.nullable()`: on a registered schema zod-to-openapi writes that as
+    // `allOf: [Phase, {type: [object, null]}]`, which no null satisfies (Phase is an object).
+    currentPhase: z.union([PhaseOutput, z.null()]).openapi({
       description: "the phase holding now, or null when closed",
     }),
   })
