@@ -59,7 +59,16 @@ export const tokenServiceUrl = (env: {
   HOST: string;
 }): string => env.TOKEN_SERVICE_URL ?? localServiceUrl(env.HOST, env.TOKEN_SERVICE_PORT);
 
-export const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
+/**
+ * A numeric variable where an empty or blank value counts as unset, as for the string ones
+ * ({@link optionalString}): `MAX_BODY_BYTES=` in a compose file keeps the default, where coercion
+ * alone would read it as 0.
+ */
+export const blankIsUnset = <S extends z.ZodType>(schema: S) =>
+  z.preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), schema);
+
+export const port = (fallback: number) =>
+  blankIsUnset(z.coerce.number().int().min(1).max(65_535).default(fallback));
 
 export const postgresUrl = optionalString.pipe(
   z

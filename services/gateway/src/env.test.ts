@@ -47,4 +47,32 @@ describe("parseGatewayEnv", () => {
     expect(parseGatewayEnv({ SESSION_TTL_SECONDS: "20" }).sessionTtlSeconds).toBe(20);
     expect(() => parseGatewayEnv({ SESSION_TTL_SECONDS: "0" })).toThrow(/SESSION_TTL_SECONDS/);
   });
+  it("reads an empty numeric variable as unset, as it does a string one (never as 0)", () => {
+    const blank = {
+      GATEWAY_PORT: "",
+      TOKEN_SERVICE_PORT: " ",
+      STALE_AFTER_MS: "",
+      UPSTREAM_TIMEOUT_MS: "",
+      MAX_BODY_BYTES: "",
+      MAX_DEVICES_PER_LINK: "",
+      BODY_TIMEOUT_MS: "",
+      MAX_CONCURRENT_PER_LINK: "",
+      SESSION_TTL_SECONDS: "",
+    };
+    const pick = (e: ReturnType<typeof parseGatewayEnv>) => [
+      e.port,
+      e.issuer,
+      e.staleAfterMs,
+      e.upstreamTimeoutMs,
+      e.maxBodyBytes,
+      e.maxDevicesPerLink,
+      e.bodyTimeoutMs,
+      e.maxConcurrentPerLink,
+      e.sessionTtlSeconds,
+    ];
+    expect(pick(parseGatewayEnv(blank))).toEqual(pick(parseGatewayEnv({})));
+    expect(parseGatewayEnv(blank).maxBodyBytes).toBe(64 * 1024);
+    expect(parseGatewayEnv({ MAX_BODY_BYTES: "0" }).maxBodyBytes).toBe(0);
+    expect(() => parseGatewayEnv({ GATEWAY_PORT: "x" })).toThrow(/GATEWAY_PORT/);
+  });
 });

@@ -1,4 +1,5 @@
 import {
+  blankIsUnset,
   dbStallTimeoutMs,
   httpUrl,
   type LogLevel,
@@ -35,23 +36,25 @@ export const gatewayEnvShape = z.object({
   DATA_DIR: z.string().min(1).default("./.data"),
   REDIS_URL: redisUrl,
   REDIS_PREFIX: redisPrefix,
-  STALE_AFTER_MS: z.coerce.number().int().min(100).default(5000),
-  UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
-  MAX_BODY_BYTES: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(64 * 1024),
+  STALE_AFTER_MS: blankIsUnset(z.coerce.number().int().min(100).default(5000)),
+  UPSTREAM_TIMEOUT_MS: blankIsUnset(z.coerce.number().int().min(1).default(10_000)),
+  MAX_BODY_BYTES: blankIsUnset(
+    z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(64 * 1024),
+  ),
   SECURE_COOKIES: z.stringbool().default(false),
   /**
    * a link redeemed from more devices than this is suspended automatically; unset, a link opens on
    * as many devices as it has uses (`maxUses`, the contract's bound on a forwarded link)
    */
-  MAX_DEVICES_PER_LINK: z.coerce.number().int().min(1).optional(),
+  MAX_DEVICES_PER_LINK: blankIsUnset(z.coerce.number().int().min(1).optional()),
   /** a request body not received whole within this is refused 408, before the upstream is asked */
-  BODY_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
+  BODY_TIMEOUT_MS: blankIsUnset(z.coerce.number().int().min(1).default(10_000)),
   /** upstream requests one link may have in flight at once on a gateway; beyond, 429 */
-  MAX_CONCURRENT_PER_LINK: z.coerce.number().int().min(1).default(8),
+  MAX_CONCURRENT_PER_LINK: blankIsUnset(z.coerce.number().int().min(1).default(8)),
   /** peers whose X-Forwarded-For is believed: comma-separated IPs and CIDRs (default none) */
   TRUSTED_PROXIES: z
     .string()
@@ -64,7 +67,7 @@ export const gatewayEnvShape = z.object({
     )
     .refine((list) => list.every(isProxyEntry), "TRUSTED_PROXIES must be comma-separated IPs or CIDRs"),
   /** longest life of a volunteer's session (never past its link's exp) */
-  SESSION_TTL_SECONDS: z.coerce.number().int().min(1).default(43_200),
+  SESSION_TTL_SECONDS: blankIsUnset(z.coerce.number().int().min(1).default(43_200)),
   /** base of the link URLs: redemptions are accepted from its origin */
   PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
   /** the phone bank's own rule: one it refuses would only answer every request 502 */
