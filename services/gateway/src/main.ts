@@ -27,11 +27,6 @@ if (!config.databaseUrl) {
   console.warn(
     `gateway: no DATABASE_URL, using the embedded database in ${config.dataDir} (one process only)`,
   );
-} else if (!config.redisUrl) {
-  // A shared Postgres is how several gateways run; without Redis each would meter on its own.
-  console.warn(
-    "gateway: no REDIS_URL, so rate limits and record quotas are this process's own: every further gateway on this database multiplies them; set REDIS_URL to run more than one",
-  );
 }
 
 const dataDir = config.databaseUrl ? undefined : resolveDataDir(config.dataDir, process.env.INIT_CWD);
@@ -55,6 +50,13 @@ try {
   console.error(`gateway: ${(err as Error).message}`);
   await handle.close();
   process.exit(1);
+}
+
+if (config.databaseUrl && !config.redisUrl) {
+  // A shared Postgres is how several gateways run; without Redis each would meter on its own.
+  console.warn(
+    "gateway: no REDIS_URL, so rate limits and record quotas are this process's own: every further gateway on this database multiplies them; set REDIS_URL to run more than one",
+  );
 }
 
 const logger = createLogger({ service: "gateway", level: config.logLevel });
