@@ -69,6 +69,7 @@ const CROSS_SITE_HEADERS = new Set([
   "origin",
   "sec-fetch-site",
   "sec-fetch-mode",
+  "sec-fetch-dest",
   "host",
   "x-forwarded-proto",
 ]);
@@ -79,7 +80,11 @@ const CROSS_SITE_HEADERS = new Set([
  * A read may also be a navigation from elsewhere (a link to the calling page), but not a
  * subresource or script request another site's page makes (`<img src=/pb/calls/next>` would hand
  * out members and spend the volunteer's quota): by Fetch Metadata, `Sec-Fetch-Site` same-site or
- * cross-site with a `Sec-Fetch-Mode` other than navigate. A client sending neither is a script.
+ * cross-site with a `Sec-Fetch-Mode` other than navigate. A navigation from elsewhere is the
+ * volunteer's only when it is top-level (`Sec-Fetch-Dest: document`, or no dest from a browser
+ * older than it): an `<iframe>`, `<embed>` or `<object>` another subdomain's page hides is a
+ * "navigate" request too, with the cookie, that `frame-ancestors 'none'` stops rendering only
+ * once the upstream has handed out a member. A client sending neither is a script.
  */
 function fromAnotherSite(deps: GatewayDeps, req: ProxyRequest, unsafe: boolean): boolean {
   const wanted: Record<string, string | undefined> = {};
@@ -90,7 +95,9 @@ function fromAnotherSite(deps: GatewayDeps, req: ProxyRequest, unsafe: boolean):
   if (!unsafe) {
     const site = wanted["sec-fetch-site"]?.trim().toLowerCase();
     const mode = wanted["sec-fetch-mode"]?.trim().toLowerCase();
-    return (site === "same-site" || site === "cross-site") && mode !== "navigate";
+    const dest = wanted["sec-fetch-dest"]?.trim().toLowerCase();
+    const topLevel = mode === "navigate" && (dest === undefined || dest === "document");
+    return (site === "same-site" || site === "cross-site") && !topLevel;
   }
   // The gateway listens on plain HTTP; HTTPS in front of it says so by X-Forwarded-Proto. A Host
   // that is no authority names no origin of ours.

@@ -876,4 +876,40 @@ describe.each(transports)("a cookie-borne change from another site over %s", (_n
     });
     expect(scripted.status).toBe(200);
   });
+
+  it("a sibling origin's hidden frame is no navigation of the volunteer's: refused, forwarded nowhere, spending nothing", async () => {
+    // frame-ancestors 'none' stops the answer rendering, not the request: an <iframe> (or <embed>,
+    // <object>) of /pb/calls/next on another subdomain's page carries the SameSite=Strict cookie
+    // as a "navigate" request, and would hand out a member and spend the volunteer's limits.
+    const h = await make();
+    const { g, send } = h;
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 2 };
+    const token = await g.session();
+    const cookie = `pl_session=${token}`;
+    for (const dest of ["iframe", "frame", "embed", "object", "fencedframe"]) {
+      const res = await send("/pb/calls/next", {
+        headers: {
+          cookie,
+          "sec-fetch-site": "same-site",
+          "sec-fetch-mode": "navigate",
+          "sec-fetch-dest": dest,
+        },
+      });
+      expect([dest, res.status, await errorCode(res)]).toEqual([dest, 403, "cross_site"]);
+    }
+    expect(g.phonebank.seen).toHaveLength(0);
+    const ours = [
+      await send("/pb/calls/next", {
+        headers: {
+          cookie,
+          "sec-fetch-site": "same-site",
+          "sec-fetch-mode": "navigate",
+          "sec-fetch-dest": "document",
+        },
+      }),
+      await send("/pb/calls/next", { headers: { cookie } }),
+      await send("/pb/calls/next", { headers: { cookie } }),
+    ];
+    expect(ours.map((r) => r.status)).toEqual([200, 200, 429]);
+  });
 });
