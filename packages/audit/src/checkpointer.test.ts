@@ -513,3 +513,63 @@ for (const backend of dbBackends) {
     });
   });
 }
+
+// An owner who forges an archive: the events before seq K dropped, an `audit_archives` row of its
+// own saying 1..K were retired. The live log then starts after seq 1, and verify compared no root
+// at all: every event the signed checkpoints cover could be rewritten, chain and leaves recomputed.
+for (const backend of dbBackends) {
+  describeIntegration(`verifyStored after a forged archive (${backend.name})`, backend.needs, () => {
+    let db: Db;
+    scratchDb(backend, (d) => {
+      db = d;
+    });
+    const clock = new FakeClock("2026-03-15T09:00:00Z");
+
+    it("still compares the live events with the checkpoints signed after the archive's end", async () => {
+      const cp = new Checkpointer({ db, signer, clock, dir: undefined });
+      await appendEvents(db, [sampleInput(0), sampleInput(1)]);
+      expect((await cp.checkpoint())?.treeSize).toBe(2);
+      await appendEvents(db, [sampleInput(2), sampleInput(3), sampleInput(4)]);
+      const five = await cp.checkpoint();
+      expect(five?.treeSize).toBe(5);
+      await appendEvents(db, [sampleInput(5)]);
+      const events: StoredEvent[] = [];
+      for await (const e of streamEvents(db)) events.push(e);
+      const rewrite = async (tx: Db) => {
+        let prev = events[2]!.hash;
+        for (const e of events.slice(3)) {
+          const changed = e.seq === 4 ? { ...e, decision: "allow" as const, reason: null } : e;
+          const canonical = canonicalEvent(changed);
+          const hash = chainHash(prev, canonical);
+          await tx.execute(
+            sql`update audit_events set decision = ${changed.decision}, reason = ${changed.reason}, prev_hash = ${prev}, hash = ${hash}, leaf_hash = ${leafHashHex(canonical)} where seq = ${e.seq}`,
+          );
+          prev = hash;
+        }
+        await tx.execute(sql`delete from audit_events where seq = 1`);
+        await tx.execute(
+          sql`insert into audit_archives (from_seq, to_seq, head, months, checkpoint_size, file_sha256, archived_at)
+              values (1, 1, ${events[0]!.hash}, '[]'::jsonb, 2, 'forged', now())`,
+        );
+      };
+      await asDatabaseOwner(db, rewrite);
+      expect(await verifyStored(db)).toMatchObject({ ok: true, events: 5 });
+      // Checkpoint 2's frontier resumes the tree at seq 2; checkpoint 5 no longer matches.
+      expect(await verifyStored(db, { verifierKey: vkey, batchSize: 2 })).toEqual({
+        ok: false,
+        events: 1,
+        brokenAt: { seq: 3, id: events[2]!.id, reason: "checkpoint_mismatch" },
+      });
+      // The stored checkpoints deleted too: a held one (the folder's) still covers the live log,
+      // and with no signed frontier to resume from, nothing vouches for it.
+      await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_checkpoints`));
+      expect(
+        await verifyStored(db, { verifierKey: vkey, held: [{ treeSize: 5, note: five!.note }] }),
+      ).toEqual({
+        ok: false,
+        events: 0,
+        brokenAt: { seq: 2, id: events[1]!.id, reason: "checkpoint_mismatch" },
+      });
+    });
+  });
+}

@@ -572,10 +572,21 @@ export async function verifyStored(
   const signed = sizes.length > 0 ? Math.max(...sizes) : undefined;
   const first = (archived?.toSeq ?? 0) + 1;
   // An owner can rewrite events and recompute every chain and leaf hash, which the chain alone
-  // cannot see; the checkpoints the log's key signed can. Only the tree from seq 1 has their roots.
-  const checkpoints = key && first === 1 ? streamCheckpointRoots(db, batchSize, held) : undefined;
+  // cannot see; the checkpoints the log's key signed can. From seq 1 the tree is built from the
+  // events; after an archive (whose row the owner may have forged, dropping the events before it)
+  // it resumes from the first signed checkpoint at or after the archive's end, its stored
+  // frontier checked against its signed root. A signed checkpoint covering live events with no
+  // such frontier to resume from vouches for nothing: reported at the first live event.
+  let tree = new IncrementalTree();
+  let unresumable = false;
+  if (key && first > 1) {
+    const resumed = await resumeAfterArchive(db, key, first - 1);
+    if (resumed) tree = resumed;
+    else unresumable = signed !== undefined && signed >= first;
+  }
+  const resumedAt = tree.size;
+  const checkpoints = key && !unresumable ? streamCheckpointRoots(db, batchSize, held) : undefined;
   let nextCheckpoint = await checkpoints?.next();
-  const tree = new IncrementalTree();
   // The first event no checkpoint has vouched for yet: where a mismatch is reported.
   let unvouched: { seq: number; id: string } | undefined;
   // A row's leaf hash (what checkpoints sign and proofs are served from) must be its event's, or
@@ -591,7 +602,12 @@ export async function verifyStored(
         leafBreak = { seq: e.seq, id: e.id, reason: "hash_mismatch" };
         return;
       }
-      if (!checkpoints || !key) continue;
+      if (unresumable) {
+        treeBreak = { seq: e.seq, id: e.id, reason: "checkpoint_mismatch" };
+        return;
+      }
+      // Leaves up to a resumed checkpoint are in its frontier already.
+      if (!checkpoints || !key || e.seq <= resumedAt) continue;
       unvouched ??= { seq: e.seq, id: e.id };
       const from = unvouched;
       tree.appendLeafHash(leaf);
@@ -624,6 +640,40 @@ export async function verifyStored(
     return { ok: false, events: result.events, brokenAt: { seq: headSeq + 1, id: "", reason: "seq_gap" } };
   }
   return result;
+}
+
+/**
+ * The tree of the first checkpoint of at least `size` leaves that `key` signed and whose stored
+ * frontier gives its signed root (unsigned rows, which the services' role may insert, are passed
+ * over; at most 1,000 rows looked at), or undefined: none, or the first signed one's frontier was
+ * rewritten (skipping it would let an owner choose a later start).
+ */
+async function resumeAfterArchive(
+  db: Db,
+  key: VerifierKey,
+  size: number,
+): Promise<IncrementalTree | undefined> {
+  let above = size - 1;
+  for (let page = 0; page < 10; page++) {
+    const rows = await db
+      .select({
+        treeSize: auditCheckpoints.treeSize,
+        note: auditCheckpoints.note,
+        frontier: auditCheckpoints.frontier,
+      })
+      .from(auditCheckpoints)
+      .where(gt(auditCheckpoints.treeSize, above))
+      .orderBy(asc(auditCheckpoints.treeSize))
+      .limit(100);
+    for (const row of rows) {
+      const resumed = resumeSignedCheckpoint(row, key);
+      if (resumed.ok) return resumed.tree;
+      if (resumed.reason === "frontier") return undefined;
+    }
+    if (rows.length < 100) return undefined;
+    above = rows.at(-1)!.treeSize;
+  }
+  return undefined;
 }
 
 /** Stored checkpoints (size, note) by ascending size, in keyset pages, `extra` merged in. */
