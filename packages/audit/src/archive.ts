@@ -261,6 +261,8 @@ export async function archiveBefore(opts: ArchiveOptions): Promise<ArchiveResult
       `the archives in ${outDir} cover seq ${chain.fromSeq}..${chain.fromSeq + tree.size - 1}, not 1..${toSeq}: keep every archive of the log in one folder`,
     );
   }
+  // The tree of the archived stretch: the live log's tree resumes from it (verifyStored).
+  const frontier = tree.frontier().map(toBase64);
   const rest = await readLeafHashes(db, toSeq, checkpointSize);
   if (rest.length !== checkpointSize - toSeq)
     throw new ArchiveRefusedError("leaves after the stretch are missing");
@@ -279,6 +281,7 @@ export async function archiveBefore(opts: ArchiveOptions): Promise<ArchiveResult
       head,
       months,
       checkpointSize,
+      frontier,
       fileSha256,
       archivedAt: opts.now,
     });

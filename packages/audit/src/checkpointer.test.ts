@@ -525,7 +525,7 @@ for (const backend of dbBackends) {
     });
     const clock = new FakeClock("2026-03-15T09:00:00Z");
 
-    it("still compares the live events with the checkpoints signed after the archive's end", async () => {
+    it("still compares the live events with every checkpoint signed after the archive's end", async () => {
       const cp = new Checkpointer({ db, signer, clock, dir: undefined });
       await appendEvents(db, [sampleInput(0), sampleInput(1)]);
       expect((await cp.checkpoint())?.treeSize).toBe(2);
@@ -535,7 +535,10 @@ for (const backend of dbBackends) {
       await appendEvents(db, [sampleInput(5)]);
       const events: StoredEvent[] = [];
       for await (const e of streamEvents(db)) events.push(e);
-      const rewrite = async (tx: Db) => {
+      const held = [{ treeSize: 5, note: five!.note }];
+      // The tree of seq 1, as the owner could work it out before dropping it: the true frontier.
+      const frontier = [Buffer.from(eventLeafHash(events[0]!)).toString("base64")];
+      await asDatabaseOwner(db, async (tx) => {
         let prev = events[2]!.hash;
         for (const e of events.slice(3)) {
           const changed = e.seq === 4 ? { ...e, decision: "allow" as const, reason: null } : e;
@@ -548,28 +551,33 @@ for (const backend of dbBackends) {
         }
         await tx.execute(sql`delete from audit_events where seq = 1`);
         await tx.execute(
-          sql`insert into audit_archives (from_seq, to_seq, head, months, checkpoint_size, file_sha256, archived_at)
-              values (1, 1, ${events[0]!.hash}, '[]'::jsonb, 2, 'forged', now())`,
+          sql`insert into audit_archives (from_seq, to_seq, head, months, checkpoint_size, frontier, file_sha256, archived_at)
+              values (1, 1, ${events[0]!.hash}, '[]'::jsonb, 2, ${JSON.stringify(frontier)}::jsonb, 'forged', now())`,
         );
-      };
-      await asDatabaseOwner(db, rewrite);
+      });
       expect(await verifyStored(db)).toMatchObject({ ok: true, events: 5 });
-      // Checkpoint 2's frontier resumes the tree at seq 2; checkpoint 5 no longer matches.
-      expect(await verifyStored(db, { verifierKey: vkey, batchSize: 2 })).toEqual({
+      // Checkpoint 2 still matches; checkpoint 5 no longer does.
+      const atThree = {
         ok: false,
         events: 1,
         brokenAt: { seq: 3, id: events[2]!.id, reason: "checkpoint_mismatch" },
-      });
-      // The stored checkpoints deleted too: a held one (the folder's) still covers the live log,
-      // and with no signed frontier to resume from, nothing vouches for it.
-      await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_checkpoints`));
-      expect(
-        await verifyStored(db, { verifierKey: vkey, held: [{ treeSize: 5, note: five!.note }] }),
-      ).toEqual({
+      };
+      expect(await verifyStored(db, { verifierKey: vkey, batchSize: 2 })).toEqual(atThree);
+      // The stored checkpoints deleted too (all, or all but the newest): the held one still covers it.
+      await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_checkpoints where tree_size = 2`));
+      const atTwo = {
         ok: false,
         events: 0,
         brokenAt: { seq: 2, id: events[1]!.id, reason: "checkpoint_mismatch" },
-      });
+      };
+      expect(await verifyStored(db, { verifierKey: vkey, held })).toEqual(atTwo);
+      await asDatabaseOwner(db, (tx) => tx.execute(sql`delete from audit_checkpoints`));
+      expect(await verifyStored(db, { verifierKey: vkey, held })).toEqual(atTwo);
+      // An archive row with no frontier, or one of the wrong shape, vouches for nothing after it.
+      for (const forged of [sql`null`, sql`'["AAAA"]'::jsonb`, sql`'{"a":1}'::jsonb`]) {
+        await asDatabaseOwner(db, (tx) => tx.execute(sql`update audit_archives set frontier = ${forged}`));
+        expect(await verifyStored(db, { verifierKey: vkey, held })).toEqual(atTwo);
+      }
     });
   });
 }

@@ -561,7 +561,7 @@ export async function verifyStored(
   const batchSize = opts.batchSize ?? 1_000;
   // After `pnpm audit:archive` the live log starts after the newest archived stretch, at its head.
   const [archived] = await db
-    .select({ toSeq: auditArchives.toSeq, head: auditArchives.head })
+    .select({ toSeq: auditArchives.toSeq, head: auditArchives.head, frontier: auditArchives.frontier })
     .from(auditArchives)
     .orderBy(desc(auditArchives.toSeq))
     .limit(1);
@@ -573,14 +573,14 @@ export async function verifyStored(
   const first = (archived?.toSeq ?? 0) + 1;
   // An owner can rewrite events and recompute every chain and leaf hash, which the chain alone
   // cannot see; the checkpoints the log's key signed can. From seq 1 the tree is built from the
-  // events; after an archive (whose row the owner may have forged, dropping the events before it)
-  // it resumes from the first signed checkpoint at or after the archive's end, its stored
-  // frontier checked against its signed root. A signed checkpoint covering live events with no
-  // such frontier to resume from vouches for nothing: reported at the first live event.
+  // events; after an archive it resumes from the archived stretch's frontier, as its row states
+  // it. That row is not trusted (an owner may forge one, dropping the events before it): the live
+  // leaves folded onto a forged frontier give no signed root. A row with no usable frontier, while
+  // a signed checkpoint covers live events, vouches for nothing: reported at the first live event.
   let tree = new IncrementalTree();
   let unresumable = false;
-  if (key && first > 1) {
-    const resumed = await resumeAfterArchive(db, key, first - 1);
+  if (key && archived) {
+    const resumed = archivedTree(archived);
     if (resumed) tree = resumed;
     else unresumable = signed !== undefined && signed >= first;
   }
@@ -642,38 +642,15 @@ export async function verifyStored(
   return result;
 }
 
-/**
- * The tree of the first checkpoint of at least `size` leaves that `key` signed and whose stored
- * frontier gives its signed root (unsigned rows, which the services' role may insert, are passed
- * over; at most 1,000 rows looked at), or undefined: none, or the first signed one's frontier was
- * rewritten (skipping it would let an owner choose a later start).
- */
-async function resumeAfterArchive(
-  db: Db,
-  key: VerifierKey,
-  size: number,
-): Promise<IncrementalTree | undefined> {
-  let above = size - 1;
-  for (let page = 0; page < 10; page++) {
-    const rows = await db
-      .select({
-        treeSize: auditCheckpoints.treeSize,
-        note: auditCheckpoints.note,
-        frontier: auditCheckpoints.frontier,
-      })
-      .from(auditCheckpoints)
-      .where(gt(auditCheckpoints.treeSize, above))
-      .orderBy(asc(auditCheckpoints.treeSize))
-      .limit(100);
-    for (const row of rows) {
-      const resumed = resumeSignedCheckpoint(row, key);
-      if (resumed.ok) return resumed.tree;
-      if (resumed.reason === "frontier") return undefined;
-    }
-    if (rows.length < 100) return undefined;
-    above = rows.at(-1)!.treeSize;
+/** The tree of an archived stretch (`toSeq` leaves) from its row's frontier, or undefined. */
+function archivedTree(row: { toSeq: number; frontier: unknown }): IncrementalTree | undefined {
+  if (!Array.isArray(row.frontier) || !row.frontier.every((h) => typeof h === "string")) return undefined;
+  try {
+    return IncrementalTree.fromFrontier(row.toSeq, row.frontier.map(fromBase64));
+  } catch {
+    // A frontier of the wrong shape: no tree of that size.
+    return undefined;
   }
-  return undefined;
 }
 
 /** Stored checkpoints (size, note) by ascending size, in keyset pages, `extra` merged in. */

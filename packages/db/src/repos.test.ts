@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { epochSeconds, PhaselockError, randomId, type Scope, sha256Hex } from "@phaselock/core";
 import { closedForLink, indexClosures, type Phase, RevocationIndex } from "@phaselock/policy";
 import { describeIntegration } from "@phaselock/testkit";
@@ -23,6 +24,13 @@ import {
   sharedGatewaySecret,
 } from "./index.ts";
 import { dbBackends, type TestDb } from "./testing.ts";
+
+/** The committed migrations (a new one must not need this test edited). */
+const MIGRATIONS = (
+  JSON.parse(readFileSync(new URL("../drizzle/meta/_journal.json", import.meta.url), "utf8")) as {
+    entries: unknown[];
+  }
+).entries.length;
 
 // Vitest 4 inline projects do not inherit the root timeouts; starting PGlite alone takes seconds.
 const SLOW = 60_000;
@@ -109,7 +117,7 @@ for (const backend of dbBackends) {
     });
 
     it("migrate is idempotent and assertMigrated accepts the result", async () => {
-      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: 16 });
+      expect(await migrate(testDb.handle)).toEqual({ applied: 0, total: MIGRATIONS });
       await expect(assertMigrated(db)).resolves.toBeUndefined();
       expect(await repos.policyState.current()).toBeGreaterThanOrEqual(0);
     });
@@ -120,8 +128,8 @@ for (const backend of dbBackends) {
         const err = await assertMigrated(empty.handle.db).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(DatabaseNotMigratedError);
         expect((err as Error).message).toBe("database is not migrated: run `pnpm db:migrate`");
-        expect(await migrate(empty.handle)).toEqual({ applied: 16, total: 16 });
-        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: 16 });
+        expect(await migrate(empty.handle)).toEqual({ applied: MIGRATIONS, total: MIGRATIONS });
+        expect(await migrate(empty.handle)).toEqual({ applied: 0, total: MIGRATIONS });
         await assertMigrated(empty.handle.db);
         expect(await createRepos(empty.handle.db).policyState.current()).toBe(0);
       } finally {

@@ -16,6 +16,13 @@ export const auditArchives = pgTable("audit_archives", {
   months: jsonb("months").notNull().$type<string[]>(),
   /** tree size of the signed checkpoint stored with the archive (at least `toSeq`) */
   checkpointSize: bigint("checkpoint_size", { mode: "number" }).notNull(),
+  /**
+   * The tree of the first `toSeq` leaves (its frontier, base64): `verifyStored` resumes from it and
+   * compares the live leaves with every later signed checkpoint. Not trusted (an owner can write
+   * this row): a forged one gives no signed root. Null only on a row no archiver of this version
+   * wrote, from which nothing later is vouched for.
+   */
+  frontier: jsonb("frontier").$type<string[]>(),
   /** SHA-256 (hex) of the archive's NDJSON file */
   fileSha256: text("file_sha256").notNull(),
   archivedAt: timestamp("archived_at", { withTimezone: true, precision: 3 }).notNull(),

@@ -1,0 +1,1 @@
+ALTER TABLE "audit_archives" ADD COLUMN "frontier" jsonb;
