@@ -447,6 +447,30 @@ async function readNoteFile(dir: string, file: string): Promise<string | null> {
   });
 }
 
+/**
+ * The sizes of the notes in `dir` (`<size>.note`, regular files only) that name `origin` as their
+ * log, whoever signed them, largest first. A folder that does not exist holds none.
+ */
+export async function folderNoteSizes(dir: string, origin: string): Promise<number[]> {
+  const names = await onFolder(dir, () =>
+    readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [];
+      throw err;
+    }),
+  );
+  const sizes = names
+    .map((name) => /^(0|[1-9]\d*)\.note$/.exec(name)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => b - a);
+  const found: number[] = [];
+  for (const size of sizes) {
+    const note = await readNoteFile(dir, join(dir, `${size}.note`));
+    if (note?.startsWith(`${origin}\n`)) found.push(size);
+  }
+  return found;
+}
+
 /** Creates `dir` (0700) if need be and publishes a file in it as a note is: proof, at start, that notes can land. */
 export async function ensureCheckpointFolder(dir: string): Promise<void> {
   await onFolder(dir, async () => {

@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,7 +66,7 @@ describeIntegration("SIGKILL of a gateway under load", ["postgres"], () => {
         PUBLIC_GATEWAY_URL: gw,
         ADMIN_TOKEN: ADMIN,
         KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
-        AUDIT_CHECKPOINT_DIR: join(tmpdir(), `phaselock-gw-crash-${tsPort}`),
+        AUDIT_CHECKPOINT_DIR: join(mkdtempSync(join(tmpdir(), "phaselock-gw-crash-")), "cp"),
       }),
     );
     children.push(await start("phonebank", { PHONEBANK_PORT: String(pbPort), PHONEBANK_SECRET: SECRET }));

@@ -8,7 +8,12 @@ import type { PgliteHandle } from "@phaselock/db";
 import { createMemoryDb } from "@phaselock/db/testing";
 import { sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AuditKeyMissingError, loadAuditSigner, TokenServiceAuditTrail } from "./audit-trail.ts";
+import {
+  AuditKeyMissingError,
+  AuditKeyMissingFromFolderError,
+  loadAuditSigner,
+  TokenServiceAuditTrail,
+} from "./audit-trail.ts";
 
 const ORIGIN = "tokens.test/audit";
 
@@ -107,5 +112,37 @@ describe("the checkpoint folder at start and after", () => {
     expect(cp?.treeSize).toBe(1);
     expect(await readFile(join(dir, "1.note"), "utf8")).toBe(cp?.note);
     await trail.stop();
+  });
+
+  it("refuses a new key when the key's row and every checkpoint row are gone but the folder holds the log's notes", async () => {
+    // An owner who rewrites the log and deletes both, then restarts the service: a new key would
+    // sign the new history, and the folder's notes (another key's) would never be checked again.
+    const dir = join(root, "checkpoints");
+    const trail = trailIn(dir);
+    await trail.start();
+    await appendEvents(handle.db, [{ type: "audit.test", at: clock.now() }]);
+    expect((await trail.checkpoint())?.treeSize).toBe(1);
+    await trail.stop();
+    await handle.db.transaction(async (tx) => {
+      await tx.execute(sql`set local session_replication_role = replica`);
+      await tx.execute(sql`delete from audit_checkpoints`);
+      await tx.execute(sql`delete from audit_keys`);
+    });
+    const err = await trailIn(dir)
+      .start()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuditKeyMissingFromFolderError);
+    expect((err as Error).message).toContain(
+      `${dir} (AUDIT_CHECKPOINT_DIR) holds checkpoints of the log "${ORIGIN}"`,
+    );
+    expect((err as Error).message).toContain("move the folder aside");
+    const rows = await handle.db.execute(sql`select count(*)::int as n from audit_keys`);
+    expect((rows as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(0);
+    // Another log's notes, or a folder moved aside, are no objection: a new log starts.
+    await writeFile(join(dir, "7.note"), "other.test/audit\n7\nAAAA\n\n");
+    await rm(join(dir, "1.note"));
+    const fresh = trailIn(dir);
+    await fresh.start();
+    await fresh.stop();
   });
 });

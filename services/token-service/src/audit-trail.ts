@@ -5,6 +5,7 @@ import {
   ed25519FromSeed,
   ensureAuditPartitions,
   ensureCheckpointFolder,
+  folderNoteSizes,
   latestCheckpoint,
   type NoteSigner,
   parseSignerKey,
@@ -37,6 +38,25 @@ export class AuditKeyMissingError extends Error {
 }
 
 /**
+ * Thrown at start when `audit_keys` has no key for the origin but the checkpoint folder holds notes
+ * of that log: the key row and the checkpoint rows were both removed (an owner rewriting the log
+ * would have a new key sign a new history that the folder's notes no longer check).
+ */
+export class AuditKeyMissingFromFolderError extends Error {
+  readonly code = "audit_key_missing";
+  constructor(origin: string, dir: string, newest: number) {
+    super(
+      `the audit checkpoint folder ${dir} (AUDIT_CHECKPOINT_DIR) holds checkpoints of the log "${origin}" ` +
+        `(the newest of ${newest} events), but audit_keys has no key for it and audit_checkpoints no row: ` +
+        "refusing to create a new audit key (verify would no longer check the log against those notes). " +
+        "Restore the audit_keys and audit_checkpoints rows from a backup, or, to start a new log on " +
+        "purpose, move the folder aside and keep it as the record of the old one.",
+    );
+    this.name = "AuditKeyMissingFromFolderError";
+  }
+}
+
+/**
  * The log's checkpoint key: generated once per origin by whichever instance starts first (the
  * primary key settles a race), stored with its private half encrypted under the KEK like the
  * link signing keys, and loaded by every instance.
@@ -45,6 +65,8 @@ export async function loadAuditSigner(
   db: Db,
   kek: Uint8Array,
   origin: string,
+  /** the checkpoint folder: notes of this log in it mean the log is not new */
+  dir?: string | undefined,
 ): Promise<{ signer: NoteSigner; verifierKey: string }> {
   const read = async () =>
     (await db.select().from(auditKeys).where(eq(auditKeys.origin, origin)).limit(1))[0];
@@ -61,6 +83,10 @@ export async function loadAuditSigner(
         known.map((k) => k.origin),
       );
     }
+    // Nor when the folder holds this log's notes: the key's row and the checkpoint rows were both
+    // removed, and a new key would sign a history the folder's notes are never checked against.
+    const held = dir === undefined ? [] : await folderNoteSizes(dir, origin);
+    if (dir !== undefined && held.length > 0) throw new AuditKeyMissingFromFolderError(origin, dir, held[0]!);
     const seed = new Uint8Array(randomBytes(32));
     await db
       .insert(auditKeys)
@@ -112,7 +138,12 @@ export class TokenServiceAuditTrail implements AuditTrail {
     // Refuse to start rather than run a log nothing can sign (a note lands in the folder before
     // its row commits): a read-only image path, a volume not mounted, a folder of another user.
     if (this.#opts.dir !== undefined) await ensureCheckpointFolder(this.#opts.dir);
-    const { signer, verifierKey } = await loadAuditSigner(this.#opts.db, this.#opts.kek, this.#opts.origin);
+    const { signer, verifierKey } = await loadAuditSigner(
+      this.#opts.db,
+      this.#opts.kek,
+      this.#opts.origin,
+      this.#opts.dir,
+    );
     this.#verifierKey = verifierKey;
     this.#checkpointer = new Checkpointer({
       db: this.#opts.db,

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,7 +30,7 @@ describeIntegration("SIGKILL of the token service during a 10,000-link batch", [
         TOKEN_SERVICE_PORT: String(port),
         ADMIN_TOKEN: ADMIN,
         KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex"),
-        AUDIT_CHECKPOINT_DIR: join(tmpdir(), `phaselock-crash-${port}`),
+        AUDIT_CHECKPOINT_DIR: join(mkdtempSync(join(tmpdir(), "phaselock-crash-")), "cp"),
         REDIS_URL: "",
       },
       stdio: ["ignore", "pipe", "inherit"],

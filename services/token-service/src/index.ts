@@ -1,5 +1,10 @@
 export { createApp, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES } from "./app.ts";
-export { AuditKeyMissingError, loadAuditSigner, TokenServiceAuditTrail } from "./audit-trail.ts";
+export {
+  AuditKeyMissingError,
+  AuditKeyMissingFromFolderError,
+  loadAuditSigner,
+  TokenServiceAuditTrail,
+} from "./audit-trail.ts";
 export type {
   AppEnv,
   AuditJournal,
