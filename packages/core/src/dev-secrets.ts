@@ -16,9 +16,7 @@ export interface DevSecrets {
 
 export function loadDevSecrets(dataDir: string): { secrets: DevSecrets; created: boolean; path: string } {
   const path = join(dataDir, "dev-secrets.json");
-  if (existsSync(path)) {
-    return { secrets: JSON.parse(readFileSync(path, "utf8")) as DevSecrets, created: false, path };
-  }
+  if (existsSync(path)) return { secrets: readDevSecrets(path), created: false, path };
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secrets: DevSecrets = {
     adminToken: `pla_${randomBytes(32).toString("base64url")}`,
@@ -28,6 +26,31 @@ export function loadDevSecrets(dataDir: string): { secrets: DevSecrets; created:
   };
   writeFileSync(path, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
   return { secrets, created: true, path };
+}
+
+/**
+ * The kept secrets. A file cut short or edited is refused by name, never with JSON.parse's own
+ * message: that quotes the text around the fault, a few characters of a secret on stderr.
+ */
+function readDevSecrets(path: string): DevSecrets {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== undefined) throw err; // unreadable: fs says why
+    parsed = undefined;
+  }
+  const fields: (keyof DevSecrets)[] = ["adminToken", "keyEncryptionKey", "phonebankSecret", "auditIpKey"];
+  const ok =
+    typeof parsed === "object" &&
+    parsed !== null &&
+    fields.every((f) => typeof (parsed as Record<string, unknown>)[f] === "string");
+  if (!ok) {
+    throw new Error(
+      `${path} is not the development secrets file (not JSON with adminToken, keyEncryptionKey, phonebankSecret and auditIpKey): restore it, or remove it to generate new ones (keys stored under the old development KEY_ENCRYPTION_KEY then no longer decrypt)`,
+    );
+  }
+  return parsed as DevSecrets;
 }
 
 /**

@@ -73,7 +73,13 @@ try {
 // only once the database is known to be usable, so a refused start prints no token it never used.
 let fallbackSecrets: { adminToken?: string; keyEncryptionKey?: string } = {};
 if (!settings.keyEncryptionKey || !settings.adminToken) {
-  const dev = loadDevSecrets(dataDir);
+  let dev: ReturnType<typeof loadDevSecrets>;
+  try {
+    dev = loadDevSecrets(dataDir);
+  } catch (err) {
+    await handle.close();
+    refuse((err as Error).message);
+  }
   fallbackSecrets = dev.secrets;
   if (!settings.keyEncryptionKey) {
     log.warn(
