@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { chmod, link, mkdir, open, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, open, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
@@ -469,6 +469,32 @@ export async function folderNoteSizes(dir: string, origin: string): Promise<numb
     if (note?.startsWith(`${origin}\n`)) found.push(size);
   }
   return found;
+}
+
+/**
+ * Moves every note (`<size>.note`) in `dir` into a new subfolder `superseded-<time>-<random>` and
+ * answers how many, with the subfolder: for a new log starting where another's notes lie (an
+ * earlier database, another origin), whose sizes would collide with them. Kept, never removed:
+ * they are that other log's record. A folder that does not exist holds none.
+ */
+export async function supersedeNotes(dir: string, now: Date): Promise<{ moved: number; to: string }> {
+  const names = await onFolder(dir, () =>
+    readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [];
+      throw err;
+    }),
+  );
+  const notes = names.filter((name) => /^(0|[1-9]\d*)\.note$/.test(name));
+  const to = join(
+    dir,
+    `superseded-${now.toISOString().replaceAll(":", "-")}-${randomBytes(3).toString("hex")}`,
+  );
+  if (notes.length === 0) return { moved: 0, to };
+  await onFolder(dir, async () => {
+    await mkdir(to, { mode: 0o700 });
+    for (const name of notes) await rename(join(dir, name), join(to, name));
+  });
+  return { moved: notes.length, to };
 }
 
 /** Creates `dir` (0700) if need be and publishes a file in it as a note is: proof, at start, that notes can land. */

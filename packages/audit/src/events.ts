@@ -177,6 +177,14 @@ export interface AuditCatalogue {
   "api_key.deleted": { columns: object; data: { keyId: string } & Version };
   /** Written by the audit writer itself: an event it could not store, kept as a marker. */
   "audit.invalid_event": { columns: object; data: { type: string; error: string } };
+  /**
+   * Written by the token service when a new log moved an earlier log's checkpoint notes aside:
+   * how many, the subfolder they are kept in, the newest size of this origin among them.
+   */
+  "audit.notes_superseded": {
+    columns: object;
+    data: { moved: number; folder: string; newest: number | null };
+  };
   /** Written by the audit writer itself: events lost while the queue was full. */
   "audit.dropped": { columns: object; data: { count: number; firstAt: Iso; lastAt: Iso } };
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { appendEvents, Checkpointer, CheckpointFolderError } from "@phaselock/audit";
@@ -144,5 +144,63 @@ describe("the checkpoint folder at start and after", () => {
     const fresh = trailIn(dir);
     await fresh.start();
     await fresh.stop();
+  });
+  it("a new log (a fresh database, shorter than the folder's notes) moves an earlier log's notes aside, keeps them, records it and signs its own", async () => {
+    // `pnpm start` on the embedded database, then on a fresh DATABASE_URL: one default folder.
+    const dir = join(root, "checkpoints");
+    const earlier = trailIn(dir);
+    await earlier.start();
+    await appendEvents(
+      handle.db,
+      [1, 2, 3].map(() => ({ type: "audit.test", at: clock.now() })),
+    );
+    const old = await earlier.checkpoint();
+    expect(old?.treeSize).toBe(3);
+    await earlier.stop();
+    await writeFile(join(dir, "5.note"), "other.test/audit\n5\nAAAA\n\n");
+    await handle.close();
+    handle = await createMemoryDb();
+    // As the token service does before its trail starts: the first signing key's event.
+    await appendEvents(handle.db, [{ type: "audit.test", at: clock.now() }]);
+
+    const notices: string[] = [];
+    const trail = () =>
+      new TokenServiceAuditTrail({
+        db: handle.db,
+        kek,
+        origin: ORIGIN,
+        clock,
+        dir,
+        timers: noTimer,
+        onNotice: (m) => notices.push(m),
+      });
+    const fresh = trail();
+    await fresh.start();
+    const entries = await readdir(dir);
+    const aside = entries.filter((e) => e.startsWith("superseded-"));
+    expect(aside).toHaveLength(1);
+    expect(entries.filter((e) => e.endsWith(".note"))).toEqual([]);
+    expect((await readdir(join(dir, aside[0]!))).sort()).toEqual(["3.note", "5.note"]);
+    expect(await readFile(join(dir, aside[0]!, "3.note"), "utf8")).toBe(old?.note);
+    expect(notices).toEqual([
+      `a new audit log: the 2 checkpoint note(s) of an earlier one in the folder were moved to ${join(dir, aside[0]!)}`,
+    ]);
+    const recorded = await handle.db.execute(sql`select type, data from audit_events order by seq`);
+    expect((recorded as unknown as { rows: { type: string; data: unknown }[] }).rows).toEqual([
+      { type: "audit.test", data: {} },
+      { type: "audit.notes_superseded", data: { moved: 2, folder: aside[0], newest: 3 } },
+    ]);
+    // Its own checkpoints land beside the kept ones, even at a size the earlier log had used.
+    await appendEvents(handle.db, [{ type: "audit.test", at: clock.now() }]);
+    const own = await fresh.checkpoint();
+    expect(own?.treeSize).toBe(3);
+    expect(await readFile(join(dir, "3.note"), "utf8")).toBe(own?.note);
+    await fresh.stop();
+    // A restart of that log moves nothing.
+    const again = trail();
+    await again.start();
+    await again.stop();
+    expect(notices).toHaveLength(1);
+    expect(await readFile(join(dir, "3.note"), "utf8")).toBe(own?.note);
   });
 });

@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { basename } from "node:path";
 import {
+  appendEvents,
   Checkpointer,
   type CheckpointTimers,
   ed25519FromSeed,
@@ -11,15 +13,16 @@ import {
   parseSignerKey,
   type StoredCheckpoint,
   signerKeyString,
+  supersedeNotes,
   verifierKeyString,
 } from "@phaselock/audit";
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
 import { decryptPrivateKey, encryptPrivateKey } from "@phaselock/tokens";
-import { eq } from "drizzle-orm";
+import { eq, gte } from "drizzle-orm";
 import type { AuditTrail } from "./context.ts";
 
-const { auditCheckpoints, auditKeys } = schema;
+const { auditCheckpoints, auditEvents, auditKeys } = schema;
 
 /** Thrown at start when checkpoints exist but the key that signed them is not in `audit_keys`. */
 export class AuditKeyMissingError extends Error {
@@ -56,6 +59,13 @@ export class AuditKeyMissingFromFolderError extends Error {
   }
 }
 
+/** An earlier log's notes a new log moved aside: how many, where, the newest of this origin's size. */
+export interface Superseded {
+  moved: number;
+  to: string;
+  newest: number | null;
+}
+
 /**
  * The log's checkpoint key: generated once per origin by whichever instance starts first (the
  * primary key settles a race), stored with its private half encrypted under the KEK like the
@@ -65,9 +75,10 @@ export async function loadAuditSigner(
   db: Db,
   kek: Uint8Array,
   origin: string,
-  /** the checkpoint folder: notes of this log in it mean the log is not new */
+  /** the checkpoint folder: notes of this log covering the database's events mean the log is not new */
   dir?: string | undefined,
-): Promise<{ signer: NoteSigner; verifierKey: string }> {
+): Promise<{ signer: NoteSigner; verifierKey: string; superseded?: Superseded }> {
+  let superseded: Superseded | undefined;
   const read = async () =>
     (await db.select().from(auditKeys).where(eq(auditKeys.origin, origin)).limit(1))[0];
   let row = await read();
@@ -83,20 +94,37 @@ export async function loadAuditSigner(
         known.map((k) => k.origin),
       );
     }
-    // Nor when the folder holds this log's notes: the key's row and the checkpoint rows were both
-    // removed, and a new key would sign a history the folder's notes are never checked against.
+    // Nor when the database holds every event the folder's newest note of this log covers: it is
+    // that log, its key's row and checkpoint rows removed (an owner rewriting it), and a new key
+    // would sign a history the folder's notes are never checked against.
     const held = dir === undefined ? [] : await folderNoteSizes(dir, origin);
-    if (dir !== undefined && held.length > 0) throw new AuditKeyMissingFromFolderError(origin, dir, held[0]!);
+    if (dir !== undefined && held.length > 0) {
+      const [covered] = await db
+        .select({ seq: auditEvents.seq })
+        .from(auditEvents)
+        .where(gte(auditEvents.seq, held[0]!))
+        .limit(1);
+      if (covered) throw new AuditKeyMissingFromFolderError(origin, dir, held[0]!);
+    }
     const seed = new Uint8Array(randomBytes(32));
-    await db
+    const inserted = await db
       .insert(auditKeys)
       .values({
         origin,
         verifierKey: verifierKeyString(origin, ed25519FromSeed(seed).publicKey),
         privateKeyEnc: encryptPrivateKey(signerKeyString(origin, seed), kek),
       })
-      .onConflictDoNothing();
+      .onConflictDoNothing()
+      .returning({ origin: auditKeys.origin });
     seed.fill(0);
+    // A new log (this instance made its key): notes in the folder are another log's (an earlier,
+    // shorter database on the same default folder, another origin), and this log's sizes would
+    // collide with theirs, refused as a fork, so no checkpoint would ever be signed. Moved aside
+    // and kept; the caller logs it and records it in the new log.
+    if (dir !== undefined && inserted.length > 0) {
+      const { moved, to } = await supersedeNotes(dir, new Date());
+      if (moved > 0) superseded = { moved, to, newest: held[0] ?? null };
+    }
     row = await read();
     if (!row) throw new Error("audit key not stored");
   }
@@ -105,7 +133,9 @@ export async function loadAuditSigner(
   if (verifierKeyString(origin, signer.privateKey) !== row.verifierKey) {
     throw new Error("stored audit key does not match its verifier key");
   }
-  return { signer, verifierKey: row.verifierKey };
+  return superseded
+    ? { signer, verifierKey: row.verifierKey, superseded }
+    : { signer, verifierKey: row.verifierKey };
 }
 
 /** How often the token service makes sure next months' audit partitions exist. */
@@ -120,6 +150,8 @@ export interface AuditTrailOptions {
   dir: string | undefined;
   timers?: CheckpointTimers | undefined;
   onError?: ((err: unknown) => void) | undefined;
+  /** what an operator should know but is no fault (an earlier log's notes moved aside) */
+  onNotice?: ((message: string) => void) | undefined;
 }
 
 /** The token service's {@link AuditTrail}: loads the key at start, then checkpoints on a timer. */
@@ -138,12 +170,25 @@ export class TokenServiceAuditTrail implements AuditTrail {
     // Refuse to start rather than run a log nothing can sign (a note lands in the folder before
     // its row commits): a read-only image path, a volume not mounted, a folder of another user.
     if (this.#opts.dir !== undefined) await ensureCheckpointFolder(this.#opts.dir);
-    const { signer, verifierKey } = await loadAuditSigner(
+    const { signer, verifierKey, superseded } = await loadAuditSigner(
       this.#opts.db,
       this.#opts.kek,
       this.#opts.origin,
       this.#opts.dir,
     );
+    if (superseded) {
+      this.#opts.onNotice?.(
+        `a new audit log: the ${superseded.moved} checkpoint note(s) of an earlier one in the folder were moved to ${superseded.to}`,
+      );
+      // In the new log itself: whoever reads it sees that an earlier log's notes were there.
+      await appendEvents(this.#opts.db, [
+        {
+          type: "audit.notes_superseded",
+          at: this.#opts.clock.now(),
+          data: { moved: superseded.moved, folder: basename(superseded.to), newest: superseded.newest },
+        },
+      ]);
+    }
     this.#verifierKey = verifierKey;
     this.#checkpointer = new Checkpointer({
       db: this.#opts.db,

@@ -68,6 +68,7 @@ export function createTokenService(settings: TokenServiceSettings, infra: TokenS
     dir: settings.auditCheckpointDir,
     timers: infra.checkpointTimers,
     onError: (err) => log.error("audit checkpoint", { error: errorText(err) }),
+    onNotice: (message) => log.warn(message),
   });
   const ownAudit = infra.audit
     ? undefined
