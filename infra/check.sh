@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates infra/ offline: renders the kustomize base and checks it against the Kubernetes API
-# schemas, checks the compose file against the Compose Specification schema, and lints the
+# schemas, checks the compose file against the Compose Specification schema, parses every
+# container's environment with its service's own schema (check/env.ts), and lints the
 # Dockerfile (no Docker engine here: the image is linted, never built). Then it breaks each file
 # on purpose and expects the check to say so, so a check that passes everything cannot hide.
 set -euo pipefail
@@ -50,6 +51,14 @@ mutate "$k8s" 's/^  - ReadWriteMany$/  - ReadWriteOnce/' >"$tmp/k8.yaml"
 expect_refused "one node's claim for two replicas" k8s "$tmp/k8.yaml" "share it: ReadWriteMany"
 mutate "$k8s" '/^  sessionAffinity: ClientIP$/d' >"$tmp/k9.yaml"
 expect_refused "console sessions on a random replica" k8s "$tmp/k9.yaml" "keep console sessions in memory"
+mutate "$k8s" 's/^  LOG_LEVEL: info$/  LOG_LEVEL: verbose/' >"$tmp/k10.yaml"
+expect_refused "a value the services refuse" k8s "$tmp/k10.yaml" "would refuse to start: LOG_LEVEL"
+mutate "$k8s" 's/- name: GATEWAY_PORT$/- name: GATEWAY_PROT/' >"$tmp/k11.yaml"
+expect_refused "a misspelt variable" k8s "$tmp/k11.yaml" "GATEWAY_PROT is not a variable gateway reads"
+awk '/- name: AUDIT_IP_KEY$/{skip=5} skip>0{skip--;next} {print}' "$k8s" >"$tmp/k12.yaml"
+expect_refused "a production secret left out" k8s "$tmp/k12.yaml" "AUDIT_IP_KEY: is required when NODE_ENV=production"
+mutate "$k8s" 's/^  UPSTREAM_URL: /  UPSTREAM: /' >"$tmp/k13.yaml"
+expect_refused "a ConfigMap key nobody reads" k8s "$tmp/k13.yaml" "UPSTREAM is read by none of"
 
 compose="$here/compose.yaml"
 awk '/^  gateway-2:/{skip=1} /^  # Reachable only/{skip=0} !skip' "$compose" >"$tmp/c1.yaml"
@@ -62,6 +71,12 @@ mutate "$compose" '/- audit-checkpoints:\/data\/checkpoints/d' >"$tmp/c4.yaml"
 expect_refused "checkpoints in the container" compose "$tmp/c4.yaml" "is not on a volume"
 mutate "$compose" 's/- audit-checkpoints:\/data\/checkpoints$/- audit-checkpoints:\/data\/checkpoints:ro/' >"$tmp/c5.yaml"
 expect_refused "checkpoints on a read-only volume" compose "$tmp/c5.yaml" "is not on a volume"
+mutate "$compose" 's/^    UPSTREAM_URL: /    UPSTREAM_ULR: /' >"$tmp/c6.yaml"
+expect_refused "a misspelt variable" compose "$tmp/c6.yaml" "UPSTREAM_ULR is not a variable gateway reads"
+awk '{print} /^  gateway-2:/{print "    environment:"; print "      <<: *gateway-env"; print "      TOKEN_SERVICE_URL: http://gateway-2:4000"}' "$compose" >"$tmp/c7.yaml"
+expect_refused "a gateway with another issuer" compose "$tmp/c7.yaml" "the token issuer (TOKEN_SERVICE_URL) differs"
+mutate "$compose" '/^      KEY_ENCRYPTION_KEY: /d' >"$tmp/c8.yaml"
+expect_refused "a production secret left out" compose "$tmp/c8.yaml" "KEY_ENCRYPTION_KEY: is required when NODE_ENV=production"
 
 docker="$here/Dockerfile"
 mutate "$docker" '/^USER /d' >"$tmp/Dockerfile.1"
@@ -84,4 +99,4 @@ expect_refused "truncated JSON" grafana "$tmp/g1.json" "not JSON"
 mutate "$grafana" 's/"expr": "sum by (decision, code) (rate(phaselock_gateway_decisions_total\[5m\]))"/"expr": ""/' >"$tmp/g2.json"
 expect_refused "a target without expr" grafana "$tmp/g2.json" "a target has no expr"
 
-echo "infra: ok (kustomize render, Kubernetes and Compose schemas, Dockerfile lint, Grafana dashboard; $refused broken variants refused)"
+echo "infra: ok (kustomize render, Kubernetes and Compose schemas, services' env schemas, Dockerfile lint, Grafana dashboard; $refused broken variants refused)"

@@ -19,6 +19,7 @@ import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPol
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { ConfigMap, Namespace, PersistentVolumeClaim, Service } from "kubernetes-models/v1";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { type ContainerEnv, checkServiceEnvs, SAMPLE_SECRETS } from "./env.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML until validated
 type Obj = Record<string, any>;
@@ -98,7 +99,59 @@ const matches = (selector: Obj | undefined, labels: Obj | undefined): boolean =>
   Object.entries(selector.matchLabels).every(([k, v]) => labels?.[k] === v) &&
   !selector.matchExpressions;
 
-export function checkKubernetes(text: string): Problems {
+/** A stand-in for a secret's value (see SAMPLE_SECRETS): valid wherever the secret is. */
+const sampleSecret = (key: string): string => SAMPLE_SECRETS[key] ?? `sample-${key}-`.padEnd(40, "x");
+
+/** Every container's environment (ConfigMaps by envFrom, then env), parsed by its service. */
+function checkKubernetesEnv(docs: Obj[], image: Record<string, string>): Problems {
+  const problems: Problems = [];
+  const configMaps = new Map<string, Obj>(
+    docs.filter((d) => d.kind === "ConfigMap").map((d) => [d.metadata?.name, d.data ?? {}]),
+  );
+  const consumers = new Map<string, Set<string>>();
+  const containers: ContainerEnv[] = [];
+  for (const d of docs.filter((x) => x.kind === "Deployment")) {
+    const pod = d.spec?.template?.spec ?? {};
+    for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])] as Obj[]) {
+      const id = `Deployment/${d.metadata?.name} container ${c.name}`;
+      const env: Record<string, string | undefined> = { ...image };
+      const explicit: string[] = [];
+      for (const from of c.envFrom ?? []) {
+        const name = from.configMapRef?.name;
+        const data = name === undefined ? undefined : configMaps.get(name);
+        if (from.secretRef) {
+          problems.push(`${id}: envFrom a Secret hides which secrets it takes: name each (secretKeyRef)`);
+        } else if (!data) {
+          problems.push(`${id}: envFrom ConfigMap/${name} is not in the manifests`);
+        } else {
+          Object.assign(env, data);
+        }
+      }
+      for (const e of c.env ?? []) {
+        explicit.push(e.name);
+        const secret = e.valueFrom?.secretKeyRef;
+        const cm = e.valueFrom?.configMapKeyRef;
+        if (secret) env[e.name] = sampleSecret(secret.key);
+        else if (cm) env[e.name] = configMaps.get(cm.name)?.[cm.key];
+        else env[e.name] = e.value ?? "";
+      }
+      const service = env.SERVICE ?? c.args?.[0];
+      for (const from of c.envFrom ?? []) {
+        const name = from.configMapRef?.name;
+        if (name !== undefined) consumers.set(name, (consumers.get(name) ?? new Set()).add(service));
+      }
+      containers.push({ id, service, env, explicit });
+    }
+  }
+  const shared = [...consumers].map(([name, services]) => ({
+    id: `ConfigMap/${name}`,
+    keys: Object.keys(configMaps.get(name) ?? {}),
+    services: [...services],
+  }));
+  return [...problems, ...checkServiceEnvs(containers, shared)];
+}
+
+export function checkKubernetes(text: string, image: Record<string, string> = {}): Problems {
   const problems: Problems = [];
   const docs: Obj[] = [];
   for (const doc of parseAllDocuments(text)) {
@@ -160,6 +213,7 @@ export function checkKubernetes(text: string): Problems {
   }
   checkCheckpointFolder(docs, problems);
   checkConsoleAffinity(docs, problems);
+  problems.push(...checkKubernetesEnv(docs, image));
   // Secrets by reference: a Secret in the manifests would put credentials in version control.
   for (const d of docs.filter((x) => x.kind === "Secret")) {
     problems.push(`Secret/${d.metadata?.name}: secrets are referenced, never committed`);
@@ -221,7 +275,7 @@ function dropIds(node: unknown, inPropertyMap = false): void {
   }
 }
 
-export function checkCompose(text: string): Problems {
+export function checkCompose(text: string, image: Record<string, string> = {}): Problems {
   const problems: Problems = [];
   let doc: Obj;
   try {
@@ -264,6 +318,7 @@ export function checkCompose(text: string): Problems {
       problems.push(`service ${name}: must wait for migrate (service_completed_successfully)`);
     }
   }
+  problems.push(...checkComposeEnv(services, image));
   // Checkpoints on a volume of their own (see checkCheckpointFolder), not in the container.
   const ts: Obj | undefined = services["token-service"];
   const dir = ts?.environment?.AUDIT_CHECKPOINT_DIR;
@@ -292,6 +347,39 @@ export function checkCompose(text: string): Problems {
     if (shared.length > 0) problems.push(`service ${name} can reach the phone bank (network ${shared[0]})`);
   }
   return problems;
+}
+
+/**
+ * A compose value with `${VAR:?…}` (required: a sample, as for a Secret), `${VAR:-default}` and
+ * `${VAR}` (empty) interpolated as `docker compose` would with only the required ones set.
+ */
+const interpolate = (value: unknown): string =>
+  String(value ?? "").replace(
+    /\$\{(\w+)(?:(:?[?-])([^}]*))?\}/g,
+    (_, name: string, op?: string, arg?: string) =>
+      op?.endsWith("?") ? sampleSecret(name) : op?.endsWith("-") ? (arg ?? "") : "",
+  );
+
+/** Every service running the image, its environment parsed by the service it runs. */
+function checkComposeEnv(services: Obj, image: Record<string, string>): Problems {
+  const containers: ContainerEnv[] = [];
+  for (const [name, s] of Object.entries<Obj>(services)) {
+    const service = Array.isArray(s.command) ? s.command[0] : s.command;
+    if (s.image !== services.migrate?.image || typeof service !== "string") continue;
+    const raw: Obj = Array.isArray(s.environment)
+      ? Object.fromEntries(
+          s.environment.map((kv: string) => [kv.split("=")[0], kv.split("=").slice(1).join("=")]),
+        )
+      : (s.environment ?? {});
+    const own = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(v)]));
+    containers.push({
+      id: `service ${name}`,
+      service,
+      env: { ...image, ...own },
+      explicit: Object.keys(own),
+    });
+  }
+  return checkServiceEnvs(containers);
 }
 
 /** Dockerfile instructions with continuations joined and comments dropped. */
@@ -325,6 +413,25 @@ function workspaceDirs(root: string): string[] {
     } else if (existsSync(join(root, pattern, "package.json"))) dirs.push(pattern);
   }
   return dirs;
+}
+
+/** The ENV of the instructions given (a final stage's: what every container starts with). */
+function finalEnv(final: { op: string; args: string }[]): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const i of final.filter((x) => x.op === "ENV")) {
+    for (const pair of i.args.split(/\s+/)) {
+      const [k, v] = pair.split("=");
+      if (k && v !== undefined) env.set(k, v.replace(/^"|"$/g, ""));
+    }
+  }
+  return env;
+}
+
+/** The environment the image's final stage sets: beneath every container's own. */
+export function imageEnv(dockerfile: string): Record<string, string> {
+  const ins = instructions(dockerfile);
+  const last = ins.findLastIndex((i) => i.op === "FROM");
+  return Object.fromEntries(finalEnv(ins.slice(Math.max(last, 0))));
 }
 
 export function checkDockerfile(text: string, root: string): Problems {
@@ -364,13 +471,7 @@ export function checkDockerfile(text: string, root: string): Problems {
   }
   // The checkpoint folder: the default (./.data/checkpoints under the root-owned WORKDIR) is not
   // writable by USER, and no checkpoint is signed until its note can be written.
-  const env = new Map<string, string>();
-  for (const i of final.filter((x) => x.op === "ENV")) {
-    for (const pair of i.args.split(/\s+/)) {
-      const [k, v] = pair.split("=");
-      if (k && v !== undefined) env.set(k, v.replace(/^"|"$/g, ""));
-    }
-  }
+  const env = finalEnv(final);
   const cpDir = env.get("AUDIT_CHECKPOINT_DIR");
   if (!cpDir?.startsWith("/")) {
     problems.push("final stage must set ENV AUDIT_CHECKPOINT_DIR to an absolute path USER can write");
@@ -472,9 +573,11 @@ if (!mode || !file) {
 }
 const text = readFileSync(file, "utf8");
 const root = resolve(rootArg ?? join(dirname(fileURLToPath(import.meta.url)), "../.."));
+// Beneath every container's environment: the image's own ENV (NODE_ENV=production among them).
+const image = imageEnv(readFileSync(join(root, "infra/Dockerfile"), "utf8"));
 const checks: Record<string, () => Problems> = {
-  k8s: () => checkKubernetes(text),
-  compose: () => checkCompose(text),
+  k8s: () => checkKubernetes(text, image),
+  compose: () => checkCompose(text, image),
   dockerfile: () => checkDockerfile(text, root),
   grafana: () => checkGrafana(text),
 };
