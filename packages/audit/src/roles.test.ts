@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { createDb, type Db } from "@phaselock/db";
+import { assertMigrated, createDb, type Db } from "@phaselock/db";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
@@ -71,6 +71,19 @@ describeIntegration("the services' database role from the README", ["postgres"],
     });
     expect(result.headSeq).toBe(2);
     expect(await readLeafHashes(db, 0, 2)).toHaveLength(2);
+  });
+
+  it("passes the services' start-up check that the database is migrated, connected as the role", async () => {
+    // Every service calls assertMigrated before it serves; it reads drizzle's own table.
+    const u = new URL(testDb.url);
+    u.username = role;
+    u.password = "test-only";
+    const own = createDb({ databaseUrl: u.toString(), poolSize: 1 });
+    try {
+      await expect(assertMigrated(own.db)).resolves.toBeUndefined();
+    } finally {
+      await own.close();
+    }
   });
 
   it("appends through audit_append() in one round trip, as the batch writer does, connected as the role", async () => {
