@@ -59,6 +59,8 @@ awk '/- name: AUDIT_IP_KEY$/{skip=5} skip>0{skip--;next} {print}' "$k8s" >"$tmp/
 expect_refused "a production secret left out" k8s "$tmp/k12.yaml" "AUDIT_IP_KEY: is required when NODE_ENV=production"
 mutate "$k8s" 's/^  UPSTREAM_URL: /  UPSTREAM: /' >"$tmp/k13.yaml"
 expect_refused "a ConfigMap key nobody reads" k8s "$tmp/k13.yaml" "UPSTREAM is read by none of"
+mutate "$k8s" 's/key: MIGRATE_DATABASE_URL$/key: DATABASE_URL/' >"$tmp/k14.yaml"
+expect_refused "services connected as the owner" k8s "$tmp/k14.yaml" "must not connect as the tables' owner"
 
 compose="$here/compose.yaml"
 awk '/^  gateway-2:/{skip=1} /^  # Reachable only/{skip=0} !skip' "$compose" >"$tmp/c1.yaml"

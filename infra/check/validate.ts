@@ -91,6 +91,40 @@ function checkConsoleAffinity(docs: Obj[], problems: Problems): void {
   }
 }
 
+/**
+ * Migrations run as the tables' owner, the services as a role that owns nothing (README,
+ * "Database roles"): a service connected as the owner could switch the audit log's append-only
+ * trigger off. So the migration's DATABASE_URL is another Secret key than any service's.
+ */
+function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
+  const refOf = (c: Obj): string | undefined => {
+    const ref = c.env?.find((e: Obj) => e.name === "DATABASE_URL")?.valueFrom?.secretKeyRef;
+    return ref ? `${ref.name}/${ref.key}` : undefined;
+  };
+  const migrators: { id: string; ref: string | undefined }[] = [];
+  const services = new Map<string, string>();
+  for (const d of docs.filter((x) => x.kind === "Deployment")) {
+    const pod = d.spec?.template?.spec ?? {};
+    for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])] as Obj[]) {
+      const id = `Deployment/${d.metadata?.name} container ${c.name}`;
+      if (c.args?.[0] === "migrate") migrators.push({ id, ref: refOf(c) });
+      else {
+        const ref = refOf(c);
+        if (ref) services.set(ref, id);
+      }
+    }
+  }
+  if (migrators.length === 0) problems.push("no container runs the migrations (args: [migrate])");
+  for (const m of migrators) {
+    const shared = m.ref === undefined ? undefined : services.get(m.ref);
+    if (shared) {
+      problems.push(
+        `${m.id}: migrates with ${m.ref}, the DATABASE_URL of ${shared}: the services must not connect as the tables' owner (a Secret key of its own, MIGRATE_DATABASE_URL)`,
+      );
+    }
+  }
+}
+
 /** Env names whose values are credentials: they must come from a Secret, never inline. */
 const SECRET_ENV = /^(DATABASE_URL|REDIS_URL)$|(SECRET|_TOKEN|_KEY|PASSWORD)$/;
 
@@ -213,6 +247,7 @@ export function checkKubernetes(text: string, image: Record<string, string> = {}
   }
   checkCheckpointFolder(docs, problems);
   checkConsoleAffinity(docs, problems);
+  checkDatabaseRoles(docs, problems);
   problems.push(...checkKubernetesEnv(docs, image));
   // Secrets by reference: a Secret in the manifests would put credentials in version control.
   for (const d of docs.filter((x) => x.kind === "Secret")) {
