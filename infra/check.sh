@@ -79,6 +79,10 @@ awk '{print} /^  gateway-2:/{print "    environment:"; print "      <<: *gateway
 expect_refused "a gateway with another issuer" compose "$tmp/c7.yaml" "the token issuer (TOKEN_SERVICE_URL) differs"
 mutate "$compose" '/^      KEY_ENCRYPTION_KEY: /d' >"$tmp/c8.yaml"
 expect_refused "a production secret left out" compose "$tmp/c8.yaml" "KEY_ENCRYPTION_KEY: is required when NODE_ENV=production"
+mutate "$compose" 's#^  DATABASE_URL: postgres://phaselock_app:#  DATABASE_URL: postgres://phaselock:#' >"$tmp/c9.yaml"
+expect_refused "services connected as the owner" compose "$tmp/c9.yaml" "must not connect as the tables' owner"
+awk '/^    db-roles:$/{skip=2} skip>0{skip--;next} {print}' "$compose" >"$tmp/c10.yaml"
+expect_refused "a gateway started before its role exists" compose "$tmp/c10.yaml" "must wait for db-roles"
 
 docker="$here/Dockerfile"
 mutate "$docker" '/^USER /d' >"$tmp/Dockerfile.1"

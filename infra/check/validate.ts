@@ -336,22 +336,43 @@ export function checkCompose(text: string, image: Record<string, string> = {}): 
   }
   const services: Obj = doc.services ?? {};
   const commandOf = (s: Obj) => (Array.isArray(s.command) ? s.command[0] : s.command);
-  for (const name of ["postgres", "redis", "token-service", "phonebank", "migrate"]) {
+  for (const name of ["postgres", "redis", "token-service", "phonebank", "migrate", "db-roles"]) {
     if (!services[name]) problems.push(`service ${name} is missing`);
   }
   const gateways = Object.keys(services).filter((n) => commandOf(services[n]) === "gateway");
   if (gateways.length < 2) problems.push(`two gateways expected, found ${gateways.length}`);
   for (const [name, s] of Object.entries<Obj>(services)) {
-    if (name === "migrate") continue;
-    if (!s.healthcheck?.test || s.healthcheck.disable) problems.push(`service ${name}: no health check`);
     if (typeof s.image === "string" && (!s.image.includes(":") || s.image.endsWith(":latest"))) {
       problems.push(`service ${name}: image ${s.image} needs a pinned tag (not latest)`);
     }
+    // One-shots (the migration, the services' role) run to completion: no health to check.
+    if (s.restart === "no") continue;
+    if (!s.healthcheck?.test || s.healthcheck.disable) problems.push(`service ${name}: no health check`);
   }
   for (const name of ["token-service", ...gateways]) {
-    if (services[name]?.depends_on?.migrate?.condition !== "service_completed_successfully") {
-      problems.push(`service ${name}: must wait for migrate (service_completed_successfully)`);
+    for (const first of ["migrate", "db-roles"]) {
+      if (services[name]?.depends_on?.[first]?.condition !== "service_completed_successfully") {
+        problems.push(`service ${name}: must wait for ${first} (service_completed_successfully)`);
+      }
     }
+  }
+  // Migrations as the tables' owner, the services as a role that owns nothing (README, "Database
+  // roles"), made by db-roles from infra/db/services-role.sql.
+  const userOf = (s: Obj | undefined): string | undefined => {
+    const url = interpolate(s?.environment?.DATABASE_URL);
+    return URL.canParse(url) ? decodeURIComponent(new URL(url).username) : undefined;
+  };
+  const owner = userOf(services.migrate);
+  for (const name of ["token-service", ...gateways]) {
+    const user = userOf(services[name]);
+    if (user === undefined || user === owner) {
+      problems.push(
+        `service ${name}: DATABASE_URL connects as ${user ?? "nobody"}, the migration's role: the services must not connect as the tables' owner`,
+      );
+    }
+  }
+  if (services["db-roles"]?.depends_on?.migrate?.condition !== "service_completed_successfully") {
+    problems.push("service db-roles: must run after migrate (service_completed_successfully)");
   }
   problems.push(...checkComposeEnv(services, image));
   // Checkpoints on a volume of their own (see checkCheckpointFolder), not in the container.

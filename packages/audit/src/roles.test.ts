@@ -45,6 +45,19 @@ async function failureAs(
     );
 }
 
+const COMPOSE_SQL = fileURLToPath(new URL("../../../infra/db/services-role.sql", import.meta.url));
+
+it("infra/compose.yaml makes the services' role with the README's block, verbatim after CREATE ROLE", async () => {
+  // compose's db-roles runs the file with psql (the password from its environment); the block
+  // this file tests is the README's, so the two must not drift.
+  const block = await rolesSql();
+  const [create, ...rest] = block.split("\n");
+  expect(create).toMatch(/^CREATE ROLE phaselock_app LOGIN PASSWORD/);
+  const file = await readFile(COMPOSE_SQL, "utf8");
+  expect(file).toContain(rest.join("\n"));
+  expect(file).toMatch(/ALTER ROLE phaselock_app LOGIN PASSWORD :'app_password';/);
+});
+
 describeIntegration("the services' database role from the README", ["postgres"], () => {
   let testDb: TestDatabase;
   let db: Db;
