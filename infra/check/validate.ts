@@ -125,6 +125,31 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
   }
 }
 
+/** installShutdown's longest drain (10 s) and the audit flush's retries (8 s), then a margin. */
+const SHUTDOWN_SECONDS = 10 + 8 + 2;
+
+/**
+ * A serving container keeps accepting for a few seconds after it is told to stop (a preStop
+ * pause: endpoints are withdrawn asynchronously, and SIGTERM closes the listener at once), and the
+ * pod's grace period covers that pause, the drain and the audit flush.
+ */
+function checkShutdown(cid: string, c: Obj, pod: Obj, problems: Problems): void {
+  const pre = c.lifecycle?.preStop;
+  const pause =
+    pre?.sleep?.seconds ?? (pre?.exec?.command?.[0] === "sleep" ? Number(pre.exec.command[1]) : 0);
+  if (!(pause >= 3)) {
+    problems.push(
+      `${cid}: no preStop pause (sleep ≥ 3 s): connections sent before its endpoint is withdrawn are refused`,
+    );
+  }
+  const grace = pod.terminationGracePeriodSeconds ?? 30;
+  if (grace < (pause || 0) + SHUTDOWN_SECONDS) {
+    problems.push(
+      `${cid}: terminationGracePeriodSeconds ${grace} < preStop ${pause || 0} s + drain and audit flush ${SHUTDOWN_SECONDS} s`,
+    );
+  }
+}
+
 /** Env names whose values are credentials: they must come from a Secret, never inline. */
 const SECRET_ENV = /^(DATABASE_URL|REDIS_URL)$|(SECRET|_TOKEN|_KEY|PASSWORD)$/;
 
@@ -230,6 +255,7 @@ export function checkKubernetes(text: string, image: Record<string, string> = {}
         if (!c.resources?.limits?.[r]) problems.push(`${cid}: no resources.limits.${r}`);
         if (!c.resources?.requests?.[r]) problems.push(`${cid}: no resources.requests.${r}`);
       }
+      if (!init) checkShutdown(cid, c, pod, problems);
       if (!init && !c.readinessProbe) problems.push(`${cid}: no readinessProbe`);
       if (!init && !c.livenessProbe) problems.push(`${cid}: no livenessProbe`);
       if (c.securityContext?.allowPrivilegeEscalation !== false) {
