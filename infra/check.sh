@@ -16,6 +16,15 @@ validate() { node --import tsx "$here/check/validate.ts" "$@"; }
 
 kubectl kustomize "$here/k8s/base" >"$tmp/rendered.yaml"
 validate k8s "$tmp/rendered.yaml"
+# Every overlay, with the same checks: what is deployed is an overlay, not the base.
+overlays=0
+for overlay in "$here"/k8s/overlays/*/; do
+  [ -f "$overlay/kustomization.yaml" ] || continue
+  name="$(basename "$overlay")"
+  kubectl kustomize "$overlay" >"$tmp/overlay-$name.yaml"
+  validate k8s "$tmp/overlay-$name.yaml"
+  overlays=$((overlays + 1))
+done
 validate compose "$here/compose.yaml"
 validate dockerfile "$here/Dockerfile" "$root"
 validate grafana "$here/grafana/phaselock.json"
@@ -65,6 +74,11 @@ mutate "$k8s" '/^        lifecycle:$/,/^              - "5"$/d' >"$tmp/k15.yaml"
 expect_refused "no pause before the listener closes" k8s "$tmp/k15.yaml" "no preStop pause"
 mutate "$k8s" 's/^      terminationGracePeriodSeconds: 30$/      terminationGracePeriodSeconds: 15/' >"$tmp/k16.yaml"
 expect_refused "a grace period shorter than the drain" k8s "$tmp/k16.yaml" "terminationGracePeriodSeconds 15 <"
+one="$tmp/overlay-one-token-service.yaml"
+mutate "$one" 's/^    type: Recreate$/    type: RollingUpdate/' >"$tmp/k17.yaml"
+expect_refused "a rolling update on a claim of one node" k8s "$tmp/k17.yaml" "a surge pod on another node cannot mount it"
+mutate "$one" 's/^  replicas: 1$/  replicas: 2/' >"$tmp/k18.yaml"
+expect_refused "two replicas on a claim of one node" k8s "$tmp/k18.yaml" "share it: ReadWriteMany"
 
 compose="$here/compose.yaml"
 awk '/^  gateway-2:/{skip=1} /^  # Reachable only/{skip=0} !skip' "$compose" >"$tmp/c1.yaml"
@@ -109,4 +123,4 @@ expect_refused "truncated JSON" grafana "$tmp/g1.json" "not JSON"
 mutate "$grafana" 's/"expr": "sum by (decision, code) (rate(phaselock_gateway_decisions_total\[5m\]))"/"expr": ""/' >"$tmp/g2.json"
 expect_refused "a target without expr" grafana "$tmp/g2.json" "a target has no expr"
 
-echo "infra: ok (kustomize render, Kubernetes and Compose schemas, services' env schemas, Dockerfile lint, Grafana dashboard; $refused broken variants refused)"
+echo "infra: ok (kustomize render of the base and $overlays overlay(s), Kubernetes and Compose schemas, services' env schemas, Dockerfile lint, Grafana dashboard; $refused broken variants refused)"

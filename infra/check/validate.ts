@@ -66,8 +66,21 @@ function checkCheckpointFolder(docs: Obj[], problems: Problems): void {
   }
   const claim = docs.find((x) => x.kind === "PersistentVolumeClaim" && x.metadata?.name === claimName);
   if (!claim) problems.push(`${id}: PersistentVolumeClaim/${claimName} is not in the manifests`);
-  else if ((d.spec?.replicas ?? 1) > 1 && !(claim.spec?.accessModes ?? []).includes("ReadWriteMany")) {
-    problems.push(`PersistentVolumeClaim/${claimName}: ${d.spec.replicas} replicas share it: ReadWriteMany`);
+  else if (!(claim.spec?.accessModes ?? []).includes("ReadWriteMany")) {
+    if ((d.spec?.replicas ?? 1) > 1) {
+      problems.push(
+        `PersistentVolumeClaim/${claimName}: ${d.spec.replicas} replicas share it: ReadWriteMany`,
+      );
+    }
+    // A rolling update starts the new pod before the old one stops; scheduled on another node,
+    // it can never mount a claim of one node, and with maxUnavailable 0 the rollout waits forever.
+    const strategy = d.spec?.strategy ?? {};
+    const surge = strategy.rollingUpdate?.maxSurge ?? "25%";
+    if (strategy.type !== "Recreate" && !(surge === 0 || surge === "0" || surge === "0%")) {
+      problems.push(
+        `Deployment/token-service: PersistentVolumeClaim/${claimName} is not ReadWriteMany, so a surge pod on another node cannot mount it: strategy Recreate`,
+      );
+    }
   }
   if (pod.securityContext?.fsGroup === undefined) {
     problems.push("Deployment/token-service: pod needs an fsGroup so the checkpoint volume is writable");
