@@ -301,6 +301,16 @@ export function checkKubernetes(text: string, image: Record<string, string> = {}
   } else if ((hpa.spec.minReplicas ?? 1) < 2) {
     problems.push("HorizontalPodAutoscaler/gateway: minReplicas must be at least 2");
   }
+  // The autoscaler owns the count of what it scales: a replicas field is applied back over it.
+  for (const h of docs.filter((x) => x.kind === "HorizontalPodAutoscaler")) {
+    const target = h.spec?.scaleTargetRef;
+    const d = docs.find((x) => x.kind === target?.kind && x.metadata?.name === target?.name);
+    if (d?.spec?.replicas !== undefined) {
+      problems.push(
+        `${target.kind}/${target.name}: sets replicas while HorizontalPodAutoscaler/${h.metadata?.name} scales it: every apply would reset the count`,
+      );
+    }
+  }
   if (
     !docs.some((d) => d.kind === "PodDisruptionBudget" && matches(d.spec?.selector, podLabels.get("gateway")))
   ) {
