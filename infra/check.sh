@@ -76,6 +76,10 @@ mutate "$k8s" 's/^      terminationGracePeriodSeconds: 30$/      terminationGrac
 expect_refused "a grace period shorter than the drain" k8s "$tmp/k16.yaml" "terminationGracePeriodSeconds 15 <"
 awk '{print} /^kind: /{d=($0=="kind: Deployment")} d&&/^  name: gateway$/{g=1} g&&/^spec:$/{print "  replicas: 2"; g=0}' "$k8s" >"$tmp/k19.yaml"
 expect_refused "a count the autoscaler owns" k8s "$tmp/k19.yaml" "sets replicas while HorizontalPodAutoscaler/gateway scales it"
+awk '/readinessProbe:/{r=1} r&&/path: \/readyz/{sub(/\/readyz/,"/healthz"); r=0} {print}' "$k8s" >"$tmp/k20.yaml"
+expect_refused "readiness that ignores the database" k8s "$tmp/k20.yaml" "readinessProbe must GET /readyz"
+awk '/livenessProbe:/{l=1} l&&/port: 8080/{sub(/8080/,"8090"); l=0} {print}' "$k8s" >"$tmp/k21.yaml"
+expect_refused "a probe on another port" k8s "$tmp/k21.yaml" "livenessProbe asks port 8090"
 one="$tmp/overlay-one-token-service.yaml"
 mutate "$one" 's/^    type: Recreate$/    type: RollingUpdate/' >"$tmp/k17.yaml"
 expect_refused "a rolling update on a claim of one node" k8s "$tmp/k17.yaml" "a surge pod on another node cannot mount it"
@@ -103,6 +107,11 @@ mutate "$compose" 's#^  DATABASE_URL: postgres://phaselock_app:#  DATABASE_URL: 
 expect_refused "services connected as the owner" compose "$tmp/c9.yaml" "must not connect as the tables' owner"
 awk '/^    db-roles:$/{skip=2} skip>0{skip--;next} {print}' "$compose" >"$tmp/c10.yaml"
 expect_refused "a gateway started before its role exists" compose "$tmp/c10.yaml" "must wait for db-roles"
+
+mutate "$compose" 's/^      ADMIN_TOKEN: .*/      ADMIN_TOKEN: an-admin-token-written-into-the-compose-file/' >"$tmp/c11.yaml"
+expect_refused "a secret in the file" compose "$tmp/c11.yaml" "ADMIN_TOKEN must come from the environment"
+mutate "$compose" 's/\${POSTGRES_APP_PASSWORD:?set POSTGRES_APP_PASSWORD}@/hunter2@/' >"$tmp/c12.yaml"
+expect_refused "a database password in the file" compose "$tmp/c12.yaml" "DATABASE_URL's password must come from"
 
 docker="$here/Dockerfile"
 mutate "$docker" '/^USER /d' >"$tmp/Dockerfile.1"

@@ -138,6 +138,34 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
   }
 }
 
+/**
+ * Liveness and start-up ask /healthz (the process is up: a database or Redis outage must not
+ * restart every pod), readiness asks /readyz (its database and store are reachable: CONTRACT),
+ * each on a port the container listens on.
+ */
+function checkProbes(cid: string, c: Obj, problems: Problems): void {
+  const ports = new Map<unknown, unknown>(
+    (c.ports ?? []).flatMap((p: Obj) => [
+      [p.name, p.containerPort],
+      [p.containerPort, p.containerPort],
+    ]),
+  );
+  const want: Record<string, string> = {
+    livenessProbe: "/healthz",
+    startupProbe: "/healthz",
+    readinessProbe: "/readyz",
+  };
+  for (const [probe, path] of Object.entries(want)) {
+    const http = c[probe]?.httpGet;
+    if (!c[probe]) continue;
+    if (http?.path !== path)
+      problems.push(`${cid}: ${probe} must GET ${path}, not ${http?.path ?? "(no httpGet)"}`);
+    if (http && !ports.has(http.port)) {
+      problems.push(`${cid}: ${probe} asks port ${http.port}, which the container does not expose`);
+    }
+  }
+}
+
 /** installShutdown's longest drain (10 s) and the audit flush's retries (8 s), then a margin. */
 const SHUTDOWN_SECONDS = 10 + 8 + 2;
 
@@ -271,6 +299,7 @@ export function checkKubernetes(text: string, image: Record<string, string> = {}
       if (!init) checkShutdown(cid, c, pod, problems);
       if (!init && !c.readinessProbe) problems.push(`${cid}: no readinessProbe`);
       if (!init && !c.livenessProbe) problems.push(`${cid}: no livenessProbe`);
+      if (!init) checkProbes(cid, c, problems);
       if (c.securityContext?.allowPrivilegeEscalation !== false) {
         problems.push(`${cid}: allowPrivilegeEscalation must be false`);
       }
@@ -424,6 +453,23 @@ export function checkCompose(text: string, image: Record<string, string> = {}): 
     problems.push("service db-roles: must run after migrate (service_completed_successfully)");
   }
   problems.push(...checkComposeEnv(services, image));
+  // Secrets from the environment with no default (`${NAME:?…}`; an optional one may default to
+  // empty), never written into the file: the file is committed.
+  for (const [name, s] of Object.entries<Obj>(services)) {
+    const env: Obj = Array.isArray(s.environment) ? {} : (s.environment ?? {});
+    for (const [k, v] of Object.entries(env)) {
+      const value = String(v ?? "");
+      if (k === "DATABASE_URL" || k === "REDIS_URL") {
+        // Not `new URL`: an interpolation is no valid password until compose has replaced it.
+        const password = /^[a-z+]+:\/\/[^:@/]*:(.*)@[^@]*$/.exec(value)?.[1];
+        if (password !== undefined && !/^\$\{\w+:\?[^}]*\}$/.test(password)) {
+          problems.push(`service ${name}: ${k}'s password must come from \${VAR:?…}`);
+        }
+      } else if (SECRET_ENV.test(k) && !/^\$\{\w+(:\?[^}]*|:-)\}$/.test(value)) {
+        problems.push(`service ${name}: ${k} must come from the environment (\${${k}:?…}), not the file`);
+      }
+    }
+  }
   // Checkpoints on a volume of their own (see checkCheckpointFolder), not in the container.
   const ts: Obj | undefined = services["token-service"];
   const dir = ts?.environment?.AUDIT_CHECKPOINT_DIR;
