@@ -340,10 +340,25 @@ export function checkKubernetes(text: string, image: Record<string, string> = {}
       );
     }
   }
-  if (
-    !docs.some((d) => d.kind === "PodDisruptionBudget" && matches(d.spec?.selector, podLabels.get("gateway")))
-  ) {
-    problems.push("no PodDisruptionBudget selects the gateway's pods");
+  for (const name of ["gateway", "token-service"]) {
+    const pdb = docs.find(
+      (d) => d.kind === "PodDisruptionBudget" && matches(d.spec?.selector, podLabels.get(name)),
+    );
+    if (!pdb) problems.push(`no PodDisruptionBudget selects the ${name}'s pods`);
+    // minAvailable equal to the replica count forbids every eviction: no node could be drained.
+    const d = deployments.find((x) => x.metadata?.name === name);
+    const replicas = d?.spec?.replicas ?? (name === "gateway" ? hpa?.spec?.minReplicas : 1) ?? 1;
+    if (typeof pdb?.spec?.minAvailable === "number" && pdb.spec.minAvailable >= replicas) {
+      problems.push(
+        `PodDisruptionBudget/${pdb.metadata?.name}: minAvailable ${pdb.spec.minAvailable} of ${replicas} replica(s) blocks every node drain`,
+      );
+    }
+    // Spread across nodes: replicas on one node all go with it.
+    const spread = (d?.spec?.template?.spec?.topologySpreadConstraints ?? []).some(
+      (t: Obj) => t.topologyKey === "kubernetes.io/hostname" && matches(t.labelSelector, podLabels.get(name)),
+    );
+    if (d && !spread)
+      problems.push(`Deployment/${name}: no topologySpreadConstraints over kubernetes.io/hostname`);
   }
 
   // Only the gateway reaches the upstream: ingress is denied by default, and every policy that
