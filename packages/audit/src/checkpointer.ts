@@ -320,18 +320,7 @@ export class Checkpointer {
   async #newestFile(above: number): Promise<Pinned | null> {
     if (this.#dir === undefined) return null;
     const dir = this.#dir;
-    const names = await onFolder(dir, () =>
-      readdir(dir).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === "ENOENT") return [];
-        throw err;
-      }),
-    );
-    const sizes = names
-      .map((name) => /^(0|[1-9]\d*)\.note$/.exec(name)?.[1])
-      .filter((n): n is string => n !== undefined)
-      .map(Number)
-      .filter((n) => n > above)
-      .sort((a, b) => b - a);
+    const sizes = (await noteSizes(dir)).filter((n) => n > above);
     for (const size of sizes) {
       const note = await readNoteFile(dir, join(dir, `${size}.note`));
       const pin = note === null ? null : this.#pin(size, note);
@@ -447,24 +436,28 @@ async function readNoteFile(dir: string, file: string): Promise<string | null> {
   });
 }
 
-/**
- * The sizes of the notes in `dir` (`<size>.note`, regular files only) that name `origin` as their
- * log, whoever signed them, largest first. A folder that does not exist holds none.
- */
-export async function folderNoteSizes(dir: string, origin: string): Promise<number[]> {
+/** The sizes of the `<size>.note` names in `dir`, largest first; none for a folder that does not exist. */
+async function noteSizes(dir: string): Promise<number[]> {
   const names = await onFolder(dir, () =>
     readdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT") return [];
       throw err;
     }),
   );
-  const sizes = names
+  return names
     .map((name) => /^(0|[1-9]\d*)\.note$/.exec(name)?.[1])
     .filter((n): n is string => n !== undefined)
     .map(Number)
     .sort((a, b) => b - a);
+}
+
+/**
+ * The sizes of the notes in `dir` (`<size>.note`, regular files only) that name `origin` as their
+ * log, whoever signed them, largest first. A folder that does not exist holds none.
+ */
+export async function folderNoteSizes(dir: string, origin: string): Promise<number[]> {
   const found: number[] = [];
-  for (const size of sizes) {
+  for (const size of await noteSizes(dir)) {
     const note = await readNoteFile(dir, join(dir, `${size}.note`));
     if (note?.startsWith(`${origin}\n`)) found.push(size);
   }
@@ -478,13 +471,7 @@ export async function folderNoteSizes(dir: string, origin: string): Promise<numb
  * they are that other log's record. A folder that does not exist holds none.
  */
 export async function supersedeNotes(dir: string, now: Date): Promise<{ moved: number; to: string }> {
-  const names = await onFolder(dir, () =>
-    readdir(dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return [];
-      throw err;
-    }),
-  );
-  const notes = names.filter((name) => /^(0|[1-9]\d*)\.note$/.test(name));
+  const notes = (await noteSizes(dir)).map((size) => `${size}.note`);
   const to = join(
     dir,
     `superseded-${now.toISOString().replaceAll(":", "-")}-${randomBytes(3).toString("hex")}`,
