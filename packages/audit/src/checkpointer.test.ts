@@ -464,6 +464,22 @@ for (const backend of dbBackends) {
   );
 }
 
+/**
+ * The owner's rewrite the chain cannot see: seq 4's denial made an allow, and the chain and leaf
+ * hash of every event of `events` (those after the one whose hash is `prev`) recomputed.
+ */
+async function allowSeqFour(tx: Db, prev: string, events: readonly StoredEvent[]): Promise<void> {
+  for (const e of events) {
+    const changed = e.seq === 4 ? { ...e, decision: "allow" as const, reason: null } : e;
+    const canonical = canonicalEvent(changed);
+    const hash = chainHash(prev, canonical);
+    await tx.execute(
+      sql`update audit_events set decision = ${changed.decision}, reason = ${changed.reason}, prev_hash = ${prev}, hash = ${hash}, leaf_hash = ${leafHashHex(canonical)} where seq = ${e.seq}`,
+    );
+    prev = hash;
+  }
+}
+
 // The owner's rewrite the chain cannot see: an event changed and every chain and leaf hash after
 // it recomputed. The checkpoints the log's key signed still hold the old roots.
 for (const backend of dbBackends) {
@@ -490,17 +506,8 @@ for (const backend of dbBackends) {
       // the stored roots too: only the signed notes are left as they were.
       const events: StoredEvent[] = [];
       for await (const e of streamEvents(db, { fromSeq: 3 })) events.push(e);
-      let prev = events[0]!.hash;
       await asDatabaseOwner(db, async (tx) => {
-        for (const e of events.slice(1)) {
-          const changed = e.seq === 4 ? { ...e, decision: "allow" as const, reason: null } : e;
-          const canonical = canonicalEvent(changed);
-          const hash = chainHash(prev, canonical);
-          await tx.execute(
-            sql`update audit_events set decision = ${changed.decision}, reason = ${changed.reason}, prev_hash = ${prev}, hash = ${hash}, leaf_hash = ${leafHashHex(canonical)} where seq = ${e.seq}`,
-          );
-          prev = hash;
-        }
+        await allowSeqFour(tx, events[0]!.hash, events.slice(1));
         await tx.execute(sql`update audit_checkpoints set root_hash = 'rewritten'`);
       });
       expect(await verifyStored(db)).toMatchObject({ ok: true, events: 6 });
@@ -539,16 +546,7 @@ for (const backend of dbBackends) {
       // The tree of seq 1, as the owner could work it out before dropping it: the true frontier.
       const frontier = [Buffer.from(eventLeafHash(events[0]!)).toString("base64")];
       await asDatabaseOwner(db, async (tx) => {
-        let prev = events[2]!.hash;
-        for (const e of events.slice(3)) {
-          const changed = e.seq === 4 ? { ...e, decision: "allow" as const, reason: null } : e;
-          const canonical = canonicalEvent(changed);
-          const hash = chainHash(prev, canonical);
-          await tx.execute(
-            sql`update audit_events set decision = ${changed.decision}, reason = ${changed.reason}, prev_hash = ${prev}, hash = ${hash}, leaf_hash = ${leafHashHex(canonical)} where seq = ${e.seq}`,
-          );
-          prev = hash;
-        }
+        await allowSeqFour(tx, events[2]!.hash, events.slice(3));
         await tx.execute(sql`delete from audit_events where seq = 1`);
         await tx.execute(
           sql`insert into audit_archives (from_seq, to_seq, head, months, checkpoint_size, frontier, file_sha256, archived_at)
