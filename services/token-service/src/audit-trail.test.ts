@@ -1,13 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { appendEvents, Checkpointer, CheckpointFolderError } from "@phaselock/audit";
+import { appendEvents, CHECKPOINT_LOCK_KEY, Checkpointer, CheckpointFolderError } from "@phaselock/audit";
 import { FakeClock } from "@phaselock/core";
 import type { PgliteHandle } from "@phaselock/db";
-import { createMemoryDb } from "@phaselock/db/testing";
+import { createMemoryDb, createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
+import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   AuditKeyMissingError,
   AuditKeyMissingFromFolderError,
@@ -202,5 +203,60 @@ describe("the checkpoint folder at start and after", () => {
     await again.stop();
     expect(notices).toHaveLength(1);
     expect(await readFile(join(dir, "3.note"), "utf8")).toBe(own?.note);
+  });
+});
+
+describeIntegration("a new log's key and the earlier notes moved aside (Postgres)", ["postgres"], () => {
+  let db: TestDatabase;
+  let root: string;
+  const kek = new Uint8Array(randomBytes(32));
+  beforeAll(async () => {
+    db = await createTestDatabase({ poolSize: 3 });
+    root = await mkdtemp(join(tmpdir(), "phaselock-cplock-"));
+  });
+  afterAll(async () => {
+    await db?.drop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it("happen under the checkpointer's lock: no key is visible, and no note moves, while a checkpoint holds it", async () => {
+    const dir = join(root, "checkpoints");
+    await mkdir(dir);
+    await writeFile(join(dir, "3.note"), `${ORIGIN}\n3\nAAAA\n\n`);
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let held!: () => void;
+    const holding = new Promise<void>((r) => {
+      held = r;
+    });
+    // Another instance in the middle of signing a checkpoint.
+    const signing = db.handle.db.transaction(async (tx) => {
+      await tx.execute(sql.raw(`select pg_advisory_xact_lock(${CHECKPOINT_LOCK_KEY})`));
+      held();
+      await released;
+    });
+    await holding;
+    const loading = loadAuditSigner(db.handle.db, kek, ORIGIN, dir);
+    // Until the lock is released the new key's transaction waits on it (seen in pg_locks).
+    await expect
+      .poll(async () => {
+        const rows = (await db.handle.db.execute(
+          sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`,
+        )) as unknown as { n: number }[];
+        return rows[0]?.n;
+      })
+      .toBe(1);
+    const keys = (await db.handle.db.execute(sql`select count(*)::int as n from audit_keys`)) as unknown as {
+      n: number;
+    }[];
+    expect(keys[0]?.n).toBe(0);
+    expect(await readdir(dir)).toEqual(["3.note"]);
+    release();
+    await signing;
+    const loaded = await loading;
+    expect(loaded.superseded?.moved).toBe(1);
+    expect((await readdir(dir)).filter((e) => e.endsWith(".note"))).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
 import {
   appendEvents,
+  CHECKPOINT_LOCK_KEY,
   Checkpointer,
   type CheckpointTimers,
   ed25519FromSeed,
@@ -19,7 +20,7 @@ import {
 import type { Clock } from "@phaselock/core";
 import { type Db, schema } from "@phaselock/db";
 import { decryptPrivateKey, encryptPrivateKey } from "@phaselock/tokens";
-import { eq, gte } from "drizzle-orm";
+import { eq, gte, sql } from "drizzle-orm";
 import type { AuditTrail } from "./context.ts";
 
 const { auditCheckpoints, auditEvents, auditKeys } = schema;
@@ -106,25 +107,30 @@ export async function loadAuditSigner(
         .limit(1);
       if (covered) throw new AuditKeyMissingFromFolderError(origin, dir, held[0]!);
     }
-    const seed = new Uint8Array(randomBytes(32));
-    const inserted = await db
-      .insert(auditKeys)
-      .values({
-        origin,
-        verifierKey: verifierKeyString(origin, ed25519FromSeed(seed).publicKey),
-        privateKeyEnc: encryptPrivateKey(signerKeyString(origin, seed), kek),
-      })
-      .onConflictDoNothing()
-      .returning({ origin: auditKeys.origin });
-    seed.fill(0);
-    // A new log (this instance made its key): notes in the folder are another log's (an earlier,
-    // shorter database on the same default folder, another origin), and this log's sizes would
-    // collide with theirs, refused as a fork, so no checkpoint would ever be signed. Moved aside
-    // and kept; the caller logs it and records it in the new log.
-    if (dir !== undefined && inserted.length > 0) {
+    // The key made and an earlier log's notes moved aside under the checkpointer's lock, in one
+    // transaction: another instance starting now sees the key only once the notes are aside, and
+    // signs (and writes) no note of the new log before then. A move that fails stores no key.
+    superseded = await db.transaction(async (tx) => {
+      await tx.execute(sql.raw(`select pg_advisory_xact_lock(${CHECKPOINT_LOCK_KEY})`));
+      const seed = new Uint8Array(randomBytes(32));
+      const inserted = await tx
+        .insert(auditKeys)
+        .values({
+          origin,
+          verifierKey: verifierKeyString(origin, ed25519FromSeed(seed).publicKey),
+          privateKeyEnc: encryptPrivateKey(signerKeyString(origin, seed), kek),
+        })
+        .onConflictDoNothing()
+        .returning({ origin: auditKeys.origin });
+      seed.fill(0);
+      // A new log (this instance made its key): notes in the folder are another log's (an
+      // earlier, shorter database on the same default folder, another origin), and this log's
+      // sizes would collide with theirs, refused as a fork, so no checkpoint would ever be
+      // signed. Moved aside and kept; the caller logs it and records it in the new log.
+      if (dir === undefined || inserted.length === 0) return undefined;
       const { moved, to } = await supersedeNotes(dir, new Date());
-      if (moved > 0) superseded = { moved, to, newest: held[0] ?? null };
-    }
+      return moved > 0 ? { moved, to, newest: held[0] ?? null } : undefined;
+    });
     row = await read();
     if (!row) throw new Error("audit key not stored");
   }
