@@ -5,11 +5,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "@phaselock/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The commands as the README gives them, from the repository root: `pnpm db:backup` and
 // `pnpm db:restore` answer 2 for a usage error (cli.ts), which a script run through
-// `pnpm --filter` lost (pnpm answers 1 for any failure); DATA_DIR is read from where pnpm ran.
+// `pnpm --filter` lost (pnpm answers 1 for any failure); DATA_DIR is read from where pnpm ran,
+// which the nested pnpm of `--filter` reset to the repository (INIT_CWD).
 
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 const PNPM = process.env.npm_execpath?.match(/pnpm[^/]*$/) ? process.env.npm_execpath : "pnpm";
@@ -37,10 +39,23 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-describe("the database commands keep their exit codes from the repository root", () => {
+describe("the database and start commands, from the repository root", () => {
   it("pnpm db:backup and pnpm db:restore: 2 for a usage error", async () => {
     expect((await pnpm(dir, {}, "db:backup", "--bogus")).code).toBe(2);
     expect((await pnpm(dir, {}, "db:restore")).code).toBe(2);
+  }, 60_000);
+
+  it("pnpm start:token-service refuses an unmigrated database with its own message, reading DATA_DIR from where pnpm ran", async () => {
+    // Before the migration below: the embedded database there is new, so not migrated.
+    const run = await pnpm(
+      dir,
+      { DATA_DIR: "./fresh", TOKEN_SERVICE_PORT: String(await freePort()) },
+      "start:token-service",
+    );
+    expect(run.code, run.out).toBe(1);
+    expect(run.out).toContain(
+      `database is not migrated: run \`pnpm db:migrate\` (embedded database in ${join(dir, "fresh")})`,
+    );
   }, 60_000);
 
   it("pnpm db:migrate: 0, on the embedded database in a DATA_DIR relative to where pnpm ran", async () => {
