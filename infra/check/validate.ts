@@ -118,9 +118,23 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
   const services = new Map<string, string>();
   for (const d of docs.filter((x) => x.kind === "Deployment")) {
     const pod = d.spec?.template?.spec ?? {};
+    // A pod whose service reads the database but does not migrate it starts before the migration
+    // may have run, and the service refuses an unmigrated database: it waits for it first.
+    const inits = (pod.initContainers ?? []) as Obj[];
+    const migratesHere = inits.some((c) => c.args?.[0] === "migrate" && !c.args.includes("--check"));
+    const waits = inits.some(
+      (c) => c.args?.[0] === "migrate" && c.args.includes("--check") && c.args.includes("--wait"),
+    );
+    const readsDb = ((pod.containers ?? []) as Obj[]).some((c) => refOf(c) !== undefined);
+    if (readsDb && !migratesHere && !waits) {
+      problems.push(
+        `Deployment/${d.metadata?.name}: its service refuses an unmigrated database and nothing in the pod migrates it: wait for the migration in an init container (args: [migrate, --check, --wait, SECONDS])`,
+      );
+    }
     for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])] as Obj[]) {
       const id = `Deployment/${d.metadata?.name} container ${c.name}`;
-      if (c.args?.[0] === "migrate") migrators.push({ id, ref: refOf(c) });
+      // `migrate --check` applies nothing (a gateway waiting for the migration): a service's role.
+      if (c.args?.[0] === "migrate" && !c.args.includes("--check")) migrators.push({ id, ref: refOf(c) });
       else {
         const ref = refOf(c);
         if (ref) services.set(ref, id);

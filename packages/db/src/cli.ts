@@ -8,8 +8,8 @@ import type { Writable } from "node:stream";
 import { parseArgs } from "node:util";
 import { acquireDataDirLock, type DataDirLock, DataDirLockedError } from "@phaselock/core";
 import { createDb } from "./client.ts";
-import { backupEmbedded, openDb, restoreEmbedded } from "./embedded.ts";
-import { migrate } from "./migrate.ts";
+import { backupEmbedded, hasEmbeddedDatabase, openDb, restoreEmbedded } from "./embedded.ts";
+import { assertMigrated, migrate } from "./migrate.ts";
 
 export interface CliIo {
   stdout: Writable;
@@ -58,13 +58,55 @@ async function withLock<T>(dataDir: string, command: string, fn: () => Promise<T
 
 const lockedHint = (err: DataDirLockedError, what: string): string => `${err.message}\n${what}`;
 
-export async function runMigrateCli(env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+const MIGRATE_USAGE = "usage: pnpm db:migrate [--check [--wait SECONDS]]\n";
+
+/**
+ * `pnpm db:migrate`: applies the committed migrations. `--check` applies nothing: 0 when the
+ * database is migrated, 1 when not (what a service's start-up check would refuse), so a role that
+ * owns nothing can ask it; with `--wait SECONDS` it asks again every 2 s (a database not yet
+ * reachable, or not yet migrated, is asked again) until migrated or the time is up: a gateway's
+ * init container waiting for the token service's migration. 2 for a usage error.
+ */
+export async function runMigrateCli(
+  env: NodeJS.ProcessEnv,
+  io: CliIo,
+  argv: readonly string[] = [],
+  opts: { pause?: (ms: number) => Promise<void>; now?: () => number } = {},
+): Promise<number> {
+  let values: { check?: boolean | undefined; wait?: string | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: argv.filter((a) => a !== "--"),
+      options: { check: { type: "boolean" }, wait: { type: "string" } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    io.stderr.write(`${message(err)}\n${MIGRATE_USAGE}`);
+    return 2;
+  }
+  const waitS = values.wait === undefined ? 0 : Number(values.wait);
+  if (!Number.isInteger(waitS) || waitS < 0 || waitS > 3600 || (values.wait !== undefined && !values.check)) {
+    io.stderr.write(`--wait: whole seconds (0 to 3600), with --check\n${MIGRATE_USAGE}`);
+    return 2;
+  }
   const databaseUrl = env.DATABASE_URL || undefined;
   const dataDir = databaseUrl ? undefined : dataDirOf(env);
   const target = databaseUrl ? `postgres ${redact(databaseUrl)}` : `embedded PGlite in ${dataDir}`;
+  const command = values.check ? "db:migrate --check" : "db:migrate";
+  const open = async () => (databaseUrl ? createDb({ databaseUrl }) : await openDb({ dataDir }));
   const run = async () => {
-    const handle = databaseUrl ? createDb({ databaseUrl }) : await openDb({ dataDir });
+    // A check makes nothing: no embedded database where there is none.
+    if (values.check && dataDir !== undefined && !hasEmbeddedDatabase(dataDir)) {
+      throw new Error(`no embedded database in ${dataDir}`);
+    }
+    const handle = await open();
     try {
+      if (values.check) {
+        await assertMigrated(handle.db);
+        io.stdout.write(`${command}: ${target} is migrated\n`);
+        return;
+      }
       const { applied, total } = await migrate(handle);
       io.stdout.write(
         applied === 0
@@ -75,19 +117,31 @@ export async function runMigrateCli(env: NodeJS.ProcessEnv, io: CliIo): Promise<
       await handle.close();
     }
   };
-  try {
-    if (dataDir === undefined) await run();
-    else await withLock(dataDir, "pnpm db:migrate", run);
-    return 0;
-  } catch (err) {
-    const text =
-      err instanceof DataDirLockedError
-        ? lockedHint(err, "The running service migrated it when it started; stop it to run db:migrate.")
-        : message(err);
-    io.stderr.write(`db:migrate failed: ${text}\n`);
-    return 1;
+  const pause = opts.pause ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const now = opts.now ?? Date.now;
+  const until = now() + waitS * 1000;
+  for (;;) {
+    try {
+      if (dataDir === undefined) await run();
+      else await withLock(dataDir, `pnpm ${command}`, run);
+      return 0;
+    } catch (err) {
+      if (waitS > 0 && !(err instanceof DataDirLockedError) && now() < until) {
+        await pause(WAIT_STEP_MS);
+        continue;
+      }
+      const text =
+        err instanceof DataDirLockedError
+          ? lockedHint(err, "The running service migrated it when it started; stop it to run db:migrate.")
+          : message(err);
+      io.stderr.write(`${command} failed: ${text}${waitS > 0 ? ` (still, after ${waitS} s)` : ""}\n`);
+      return 1;
+    }
   }
 }
+
+/** How often `--check --wait` asks again. */
+const WAIT_STEP_MS = 2_000;
 
 const BACKUP_USAGE = "usage: pnpm db:backup [--out FILE.tar.gz]\n";
 
