@@ -1,37 +1,14 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { freePort } from "@phaselock/testkit";
+import { freePort, runRootScript } from "@phaselock/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The commands as the README gives them, from the repository root: `pnpm db:backup` and
 // `pnpm db:restore` answer 2 for a usage error (cli.ts), which a script run through
 // `pnpm --filter` lost (pnpm answers 1 for any failure); DATA_DIR is read from where pnpm ran,
 // which the nested pnpm of `--filter` reset to the repository (INIT_CWD).
-
-const REPO = fileURLToPath(new URL("../../../", import.meta.url));
-const PNPM = process.env.npm_execpath?.match(/pnpm[^/]*$/) ? process.env.npm_execpath : "pnpm";
-
-async function pnpm(cwd: string, env: Record<string, string>, ...args: string[]) {
-  const child = spawn(PNPM, ["-C", REPO, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout.on("data", (d) => {
-    out += String(d);
-  });
-  child.stderr.on("data", (d) => {
-    out += String(d);
-  });
-  const [code] = (await once(child, "exit")) as [number | null];
-  return { code, out };
-}
 
 let dir: string;
 beforeAll(async () => {
@@ -41,13 +18,13 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe("the database and start commands, from the repository root", () => {
   it("pnpm db:backup and pnpm db:restore: 2 for a usage error", async () => {
-    expect((await pnpm(dir, {}, "db:backup", "--bogus")).code).toBe(2);
-    expect((await pnpm(dir, {}, "db:restore")).code).toBe(2);
+    expect((await runRootScript(dir, {}, "db:backup", "--bogus")).code).toBe(2);
+    expect((await runRootScript(dir, {}, "db:restore")).code).toBe(2);
   }, 60_000);
 
   it("pnpm start:token-service refuses an unmigrated database with its own message, reading DATA_DIR from where pnpm ran", async () => {
     // Before the migration below: the embedded database there is new, so not migrated.
-    const run = await pnpm(
+    const run = await runRootScript(
       dir,
       { DATA_DIR: "./fresh", TOKEN_SERVICE_PORT: String(await freePort()) },
       "start:token-service",
@@ -59,7 +36,7 @@ describe("the database and start commands, from the repository root", () => {
   }, 60_000);
 
   it("pnpm db:migrate: 0, on the embedded database in a DATA_DIR relative to where pnpm ran", async () => {
-    const run = await pnpm(dir, { DATA_DIR: "./data" }, "db:migrate");
+    const run = await runRootScript(dir, { DATA_DIR: "./data" }, "db:migrate");
     expect(run.code, run.out).toBe(0);
     expect(run.out).toContain(`to embedded PGlite in ${join(dir, "data")}`);
     expect(existsSync(join(dir, "data", "PG_VERSION"))).toBe(true);

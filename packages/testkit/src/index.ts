@@ -15,6 +15,7 @@ import {
 export { childOutput, lineSink } from "./lines.ts";
 export { freePort } from "./ports.ts";
 export { type PrivateRedisCluster, startPrivateRedisCluster } from "./redis-cluster.ts";
+export { runRootScript } from "./root-script.ts";
 export { TcpProxy, targetOf, viaProxy } from "./tcp-proxy.ts";
 
 export const TEST_DATABASE_URL: string =

@@ -1,31 +1,12 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { runRootScript } from "@phaselock/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The commands as the README gives them, from the repository root: `pnpm audit:verify-export` must
 // exit with the CLI's own code (0 ok, 1 broken or not verified, 2 usage or unreadable input,
 // docs/audit.md), which a script run through `pnpm --filter` lost (pnpm answers 1 for any failure).
-
-const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
-const PNPM = process.env.npm_execpath?.match(/pnpm[^/]*$/) ? process.env.npm_execpath : "pnpm";
-
-async function pnpm(cwd: string, ...args: string[]): Promise<{ code: number | null; err: string }> {
-  const child = spawn(PNPM, ["-C", REPO, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir() },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let err = "";
-  child.stderr.on("data", (d) => {
-    err += String(d);
-  });
-  const [code] = (await once(child, "exit")) as [number | null];
-  return { code, err };
-}
 
 let dir: string;
 beforeAll(async () => {
@@ -36,14 +17,14 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe("the audit commands keep their exit codes from the repository root", () => {
   it("pnpm audit:verify-export: 2 for a missing file, 1 for a broken export (read from where pnpm ran)", async () => {
-    const missing = await pnpm(dir, "audit:verify-export", "no-such-file.ndjson");
+    const missing = await runRootScript(dir, {}, "audit:verify-export", "no-such-file.ndjson");
     expect(missing.code).toBe(2);
-    expect(missing.err).toContain(join(dir, "no-such-file.ndjson"));
-    expect((await pnpm(dir, "audit:verify-export", "not-an-export.ndjson")).code).toBe(1);
+    expect(missing.out).toContain(join(dir, "no-such-file.ndjson"));
+    expect((await runRootScript(dir, {}, "audit:verify-export", "not-an-export.ndjson")).code).toBe(1);
   }, 60_000);
 
   it("pnpm audit:export and pnpm audit:archive: 2 for an unknown option", async () => {
-    expect((await pnpm(dir, "audit:export", "--bogus")).code).toBe(2);
-    expect((await pnpm(dir, "audit:archive", "--bogus")).code).toBe(2);
+    expect((await runRootScript(dir, {}, "audit:export", "--bogus")).code).toBe(2);
+    expect((await runRootScript(dir, {}, "audit:archive", "--bogus")).code).toBe(2);
   }, 60_000);
 });
