@@ -74,14 +74,13 @@ ${askHtml(campaign?.contact)}`;
     const deny = (r: Refusal, claims: LinkClaims | undefined) =>
       landingRefusal(c, r, claims, "POST /l/:token");
     // Login CSRF: another site's page must neither sign a volunteer into its link nor burn a use.
-    // Refused whatever the link; its event names the link when the credential is one (read
-    // only: no use, no session, nothing seen), so an auditor sees which link another site's page
-    // tried to redeem.
-    if (crossSite(c)) {
-      const named = await checkRequest(deps, { credential: c.req.param("token") }).catch(() => null);
-      return deny(refusal("cross_site"), named?.claims);
-    }
-    const outcome = await checkRequest(deps, { credential: c.req.param("token") });
+    // Refused whatever the link (the checks only read: no use, no session, nothing seen, and a
+    // failure of theirs still answers cross_site); its event names the link when the credential
+    // is one, so an auditor sees which link another site's page tried to redeem.
+    const fromElsewhere = crossSite(c);
+    const checked = checkRequest(deps, { credential: c.req.param("token") });
+    if (fromElsewhere) return deny(refusal("cross_site"), (await checked.catch(() => null))?.claims);
+    const outcome = await checked;
     if (!outcome.ok) return deny(outcome.refusal, outcome.claims);
     const { claims } = outcome;
     const redeemed = (data: { uses: number; session: string; continued?: true }) =>
