@@ -134,8 +134,16 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
     for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])] as Obj[]) {
       const id = `Deployment/${d.metadata?.name} container ${c.name}`;
       // `migrate --check` applies nothing (a gateway waiting for the migration): a service's role.
-      if (c.args?.[0] === "migrate" && !c.args.includes("--check")) migrators.push({ id, ref: refOf(c) });
-      else {
+      if (c.args?.[0] === "migrate" && !c.args.includes("--check")) {
+        migrators.push({ id, ref: refOf(c) });
+        // compose re-grants in its db-roles one-shot; here the migration itself must (grants.ts).
+        const role = c.args[c.args.indexOf("--grant") + 1];
+        if (!c.args.includes("--grant") || role === undefined || role.startsWith("-")) {
+          problems.push(
+            `${id}: migrates without --grant ROLE: a table a later migration adds would not be granted to the services' role, which then fails on it (args: [migrate, --grant, phaselock_app])`,
+          );
+        }
+      } else {
         const ref = refOf(c);
         if (ref) services.set(ref, id);
       }

@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { assertMigrated, createDb, type Db } from "@phaselock/db";
+import { assertMigrated, createDb, type Db, SERVICES_GRANTS_SQL } from "@phaselock/db";
 import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
@@ -47,12 +47,14 @@ async function failureAs(
 
 const COMPOSE_SQL = fileURLToPath(new URL("../../../infra/db/services-role.sql", import.meta.url));
 
-it("infra/compose.yaml makes the services' role with the README's block, verbatim after CREATE ROLE", async () => {
-  // compose's db-roles runs the file with psql (the password from its environment); the block
-  // this file tests is the README's, so the two must not drift.
+it("infra/compose.yaml and `db:migrate --grant` give the services' role the README's block, verbatim after CREATE ROLE", async () => {
+  // compose's db-roles runs the file with psql (the password from its environment), and k8s's
+  // migration `db:migrate --grant` (packages/db/src/grants.ts); the block this file tests is the
+  // README's, so none may drift.
   const block = await rolesSql();
   const [create, ...rest] = block.split("\n");
   expect(create).toMatch(/^CREATE ROLE phaselock_app LOGIN PASSWORD/);
+  expect(SERVICES_GRANTS_SQL).toBe(rest.join("\n"));
   const file = await readFile(COMPOSE_SQL, "utf8");
   expect(file).toContain(rest.join("\n"));
   expect(file).toMatch(/ALTER ROLE phaselock_app LOGIN PASSWORD :'app_password';/);

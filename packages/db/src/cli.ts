@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { acquireDataDirLock, type DataDirLock, DataDirLockedError } from "@phaselock/core";
 import { createDb } from "./client.ts";
 import { backupEmbedded, hasEmbeddedDatabase, openDb, restoreEmbedded } from "./embedded.ts";
+import { grantServicesRole, servicesGrantsSql } from "./grants.ts";
 import { assertMigrated, migrate } from "./migrate.ts";
 
 export interface CliIo {
@@ -58,14 +59,17 @@ async function withLock<T>(dataDir: string, command: string, fn: () => Promise<T
 
 const lockedHint = (err: DataDirLockedError, what: string): string => `${err.message}\n${what}`;
 
-const MIGRATE_USAGE = "usage: pnpm db:migrate [--check [--wait SECONDS]]\n";
+const MIGRATE_USAGE = "usage: pnpm db:migrate [--grant ROLE | --check [--wait SECONDS]]\n";
 
 /**
  * `pnpm db:migrate`: applies the committed migrations. `--check` applies nothing: 0 when the
  * database is migrated, 1 when not (what a service's start-up check would refuse), so a role that
  * owns nothing can ask it; with `--wait SECONDS` it asks again every 2 s (a database not yet
  * reachable, or not yet migrated, is asked again) until migrated or the time is up: a gateway's
- * init container waiting for the token service's migration. 2 for a usage error.
+ * init container waiting for the token service's migration. `--grant ROLE` (Postgres only, run as
+ * the tables' owner) then gives the services' role, which must exist, its privileges on every
+ * table there now is (the README's "Database roles" block): a table a migration adds is granted
+ * as it is made, not when someone remembers. 2 for a usage error.
  */
 export async function runMigrateCli(
   env: NodeJS.ProcessEnv,
@@ -73,11 +77,11 @@ export async function runMigrateCli(
   argv: readonly string[] = [],
   opts: { pause?: (ms: number) => Promise<void>; now?: () => number } = {},
 ): Promise<number> {
-  let values: { check?: boolean | undefined; wait?: string | undefined };
+  let values: { check?: boolean | undefined; wait?: string | undefined; grant?: string | undefined };
   try {
     ({ values } = parseArgs({
       args: argv.filter((a) => a !== "--"),
-      options: { check: { type: "boolean" }, wait: { type: "string" } },
+      options: { check: { type: "boolean" }, wait: { type: "string" }, grant: { type: "string" } },
       strict: true,
       allowPositionals: false,
     }));
@@ -90,7 +94,23 @@ export async function runMigrateCli(
     io.stderr.write(`--wait: whole seconds (0 to 3600), with --check\n${MIGRATE_USAGE}`);
     return 2;
   }
+  const grant = values.grant;
+  if (grant !== undefined) {
+    try {
+      if (values.check) throw new Error("--grant changes privileges, --check changes nothing: not both");
+      servicesGrantsSql(grant);
+    } catch (err) {
+      io.stderr.write(`--grant: ${message(err)}\n${MIGRATE_USAGE}`);
+      return 2;
+    }
+  }
   const databaseUrl = env.DATABASE_URL || undefined;
+  if (grant !== undefined && !databaseUrl) {
+    io.stderr.write(
+      "db:migrate --grant: roles are a Postgres server's; set DATABASE_URL (the embedded database has none)\n",
+    );
+    return 2;
+  }
   const dataDir = databaseUrl ? undefined : dataDirOf(env);
   const target = databaseUrl ? `postgres ${redact(databaseUrl)}` : `embedded PGlite in ${dataDir}`;
   const command = values.check ? "db:migrate --check" : "db:migrate";
@@ -113,6 +133,18 @@ export async function runMigrateCli(
           ? `db:migrate: ${target} is up to date (${total} migrations)\n`
           : `db:migrate: applied ${applied} migration(s) to ${target} (${total} in total)\n`,
       );
+      if (grant !== undefined) {
+        await grantServicesRole(handle.db, grant).catch((err: unknown) => {
+          // drizzle wraps Postgres' error in one that quotes the whole block: say Postgres' own.
+          const cause = (err as { cause?: { code?: unknown } }).cause ?? err;
+          const hint =
+            (cause as { code?: unknown }).code === UNDEFINED_OBJECT
+              ? ' (make the role first: README, "Database roles")'
+              : "";
+          throw new Error(`--grant ${grant}: ${message(cause)}${hint}`);
+        });
+        io.stdout.write(`db:migrate: granted ${grant} the services' privileges on every table\n`);
+      }
     } finally {
       await handle.close();
     }
@@ -139,6 +171,9 @@ export async function runMigrateCli(
     }
   }
 }
+
+/** Postgres' SQLSTATE for a role (or other object) that does not exist. */
+const UNDEFINED_OBJECT = "42704";
 
 /** How often `--check --wait` asks again. */
 const WAIT_STEP_MS = 2_000;

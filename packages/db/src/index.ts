@@ -1,5 +1,6 @@
 export * from "./client.ts";
 export * from "./embedded.ts";
+export { grantServicesRole, SERVICES_GRANTS_SQL, servicesGrantsSql } from "./grants.ts";
 export * from "./migrate.ts";
 export * from "./repos/index.ts";
 export * as schema from "./schema/index.ts";

@@ -1,9 +1,11 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { describeIntegration } from "@phaselock/testkit";
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMigrateCli } from "./cli.ts";
 import { migrate } from "./migrate.ts";
@@ -43,7 +45,7 @@ describe("pnpm db:migrate --check: usage", () => {
     ]) {
       const c = io();
       expect(await runMigrateCli({ DATA_DIR: "/nonexistent" }, c.io, argv), argv.join(" ")).toBe(2);
-      expect(c.err()).toContain("usage: pnpm db:migrate [--check [--wait SECONDS]]");
+      expect(c.err()).toContain("usage: pnpm db:migrate [--grant ROLE | --check [--wait SECONDS]]");
     }
   });
 
@@ -100,5 +102,88 @@ describeIntegration("pnpm db:migrate --check on Postgres", ["postgres"], () => {
     expect(done).toBe(0);
     expect(waiting.out()).toContain("db:migrate --check: postgres");
     expect(waiting.out()).toContain("is migrated");
+  });
+});
+
+describe("pnpm db:migrate --grant: usage", () => {
+  it("answers 2 with --check, for a role name it would have to quote, or on the embedded database (making nothing)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pl-migrate-grant-"));
+    try {
+      for (const [env, argv, says] of [
+        [{ DATABASE_URL: "postgres://nowhere.invalid/db" }, ["--grant", "app", "--check"], "not both"],
+        [
+          { DATABASE_URL: "postgres://nowhere.invalid/db" },
+          ["--grant", "App; drop table links"],
+          "lowercase",
+        ],
+        [{ DATA_DIR: join(dir, "none") }, ["--grant", "app"], "set DATABASE_URL"],
+      ] as const) {
+        const c = io();
+        expect(await runMigrateCli({ ...env }, c.io, [...argv]), argv.join(" ")).toBe(2);
+        expect(c.err()).toContain(says);
+      }
+      expect(existsSync(join(dir, "none"))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeIntegration("pnpm db:migrate --grant on Postgres", ["postgres"], () => {
+  let db: TestDatabase;
+  const role = `pl_grant_${randomBytes(6).toString("hex")}`;
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false, poolSize: 1 });
+    await db.handle.db.execute(sql.raw(`create role ${role} nologin`));
+  });
+  afterAll(async () => {
+    await db?.handle.db.execute(sql.raw(`drop owned by ${role}`)).catch(() => {});
+    await db?.handle.db.execute(sql.raw(`drop role if exists ${role}`)).catch(() => {});
+    await db?.drop();
+  });
+
+  /** Postgres' message for `statement` run as the role, else undefined. */
+  const failsAs = (statement: string): Promise<string | undefined> =>
+    db.handle.db
+      .transaction(async (tx) => {
+        await tx.execute(sql.raw(`set local role ${role}`));
+        await tx.execute(sql.raw(statement));
+      })
+      .then(
+        () => undefined,
+        (e: Error & { cause?: Error }) => e.cause?.message ?? e.message,
+      );
+
+  it("migrates, then grants the services' role its privileges; run again after a migration adds a table, grants that one too", async () => {
+    const env = { DATABASE_URL: db.url };
+    const first = io();
+    expect(await runMigrateCli(env, first.io, ["--grant", role])).toBe(0);
+    expect(first.out()).toContain("applied");
+    expect(first.out()).toContain(`granted ${role} the services' privileges on every table`);
+    expect(await failsAs("select count(*) from links")).toBeUndefined();
+    expect(await failsAs("update audit_events set type = 'x'")).toMatch(/permission denied/);
+    // A later migration's table (made by the owner, as a migration does): not the role's yet.
+    await db.handle.db.execute(sql.raw("create table public.pl_later_table (id int)"));
+    expect(await failsAs("select * from pl_later_table")).toMatch(/permission denied/);
+    const again = io();
+    expect(await runMigrateCli(env, again.io, ["--grant", role])).toBe(0);
+    expect(again.out()).toContain("is up to date");
+    expect(await failsAs("select * from pl_later_table")).toBeUndefined();
+    expect(await failsAs("update audit_events set type = 'x'")).toMatch(/permission denied/);
+  });
+
+  it("several at once (a Deployment's replicas starting together) all succeed: they take turns", async () => {
+    const runs = Array.from({ length: 4 }, () => io());
+    const codes = await Promise.all(
+      runs.map((c) => runMigrateCli({ DATABASE_URL: db.url }, c.io, ["--grant", role])),
+    );
+    expect(codes, runs.map((c) => c.err()).join("")).toEqual([0, 0, 0, 0]);
+  });
+
+  it("answers 1 for a role that does not exist, saying to make it first", async () => {
+    const c = io();
+    expect(await runMigrateCli({ DATABASE_URL: db.url }, c.io, ["--grant", "pl_grant_nobody"])).toBe(1);
+    expect(c.err()).toContain('role "pl_grant_nobody" does not exist');
+    expect(c.err()).toContain('make the role first: README, "Database roles"');
   });
 });

@@ -22,7 +22,8 @@ export const MIGRATIONS_FOLDER = fileURLToPath(
 
 const MIGRATIONS_TABLE = `"drizzle"."__drizzle_migrations"`;
 // Arbitrary constant: serialises concurrent `migrate()` runs against one Postgres.
-const MIGRATION_LOCK_ID = 7_305_512_001;
+/** The advisory lock migrations (and `grantServicesRole`) run under. */
+export const MIGRATION_LOCK_ID = 7_305_512_001;
 
 /** Thrown when the schema is missing or older than the committed migrations. */
 export class DatabaseNotMigratedError extends Error {
