@@ -94,17 +94,6 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
     for (const [name, value] of missingSecurityHeaders((n) => res.get(n), https)) c.header(name, value);
   });
 
-  // Operators' scrape, behind METRICS_TOKEN when set; not in the API reference.
-  app.get("/metrics", async (c) => {
-    if (!deps.metrics) return notFound(c);
-    const out = await metricsAnswer(
-      deps.metrics.registry,
-      c.req.header("authorization"),
-      deps.metricsToken,
-      c.get("requestId"),
-    );
-    return c.body(out.body, out.status as 200, out.headers);
-  });
   // Answers carry tokens, keys and policy: no cache may keep them.
   app.use(
     "/v1/*",
@@ -127,8 +116,21 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
     }),
   );
 
-  // Unknown query parameters are refused on every route, by what each declares in the document.
-  app.use(strictQuery(app));
+  // Unknown query parameters are refused on every route, by what each declares in the document
+  // (the scrape, which is not in it, takes none).
+  app.use(strictQuery(app, { extra: ["GET /metrics"] }));
+
+  // Operators' scrape, behind METRICS_TOKEN when set; not in the API reference.
+  app.get("/metrics", async (c) => {
+    if (!deps.metrics) return notFound(c);
+    const out = await metricsAnswer(
+      deps.metrics.registry,
+      c.req.header("authorization"),
+      deps.metricsToken,
+      c.get("requestId"),
+    );
+    return c.body(out.body, out.status as 200, out.headers);
+  });
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

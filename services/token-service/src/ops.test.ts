@@ -61,6 +61,17 @@ describe("token service /metrics", () => {
     h.deps.metricsToken = undefined;
   });
 
+  it("refuses a query parameter, as every other route does: the scrape takes none", async () => {
+    const res = await call(h, "GET", "/metrics?format=json", { token: null });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { code: string; errors: { pointer: string; detail: string }[] };
+    expect(body.code).toBe("validation");
+    expect(body.errors).toEqual([
+      expect.objectContaining({ pointer: "#/format", detail: expect.stringContaining("takes none") }),
+    ]);
+    expect((await call(h, "GET", "/metrics", { token: null })).status).toBe(200);
+  });
+
   it("labels requests by a bounded set of methods and route patterns, whatever a client sends", async () => {
     for (let i = 0; i < 5; i++) await call(h, "GET", `/no-such-route-${i}/x${i}`);
     await call(h, `CUSTOM${1}` as "GET", "/v1/links");
