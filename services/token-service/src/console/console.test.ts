@@ -294,6 +294,38 @@ describe("CSRF and cross-site forms", () => {
     expect((await b.get("/console/links")).status).toBe(200);
   });
 
+  it("a sibling origin's subresource or frame gets no page: the one-time key is not spent, the idle timer not restarted", async () => {
+    // Another port or subdomain of the same site (the gateway, a party blog): SameSite=Strict
+    // sends the cookie with its <img> or <iframe> of a console page.
+    const sibling = (dest: string, mode = "no-cors") => ({
+      headers: { "sec-fetch-site": "same-site", "sec-fetch-mode": mode, "sec-fetch-dest": dest },
+    });
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/api-keys");
+    expectRedirect(await admin.post("/console/api-keys", { role: "auditor" }), "/console/api-keys/created");
+    for (const [dest, mode] of [
+      ["image", "no-cors"],
+      ["iframe", "navigate"],
+    ] as const) {
+      const res = await admin.request("/console/api-keys/created", sibling(dest, mode));
+      expect(res.status, dest).toBe(403);
+      expect(res.html).not.toContain("plk_");
+      expect(res.res.headers.get("set-cookie")).toBeNull();
+    }
+    // The admin's own page still shows the key, once.
+    const created = await admin.get("/console/api-keys/created");
+    expect(created.status).toBe(200);
+    expect(created.html).toMatch(/id="new-key">plk_/);
+    // A sibling page fetching the console every few minutes does not keep an idle session alive.
+    h.clock.advance(20 * 60_000);
+    expect((await admin.request("/console/contests", sibling("image"))).status).toBe(403);
+    h.clock.advance(11 * 60_000);
+    expectRedirect(await admin.get("/console/contests"), "/console/sign-in?signed-out=expired");
+    // A link from a sibling (a top-level navigation) opens the console as ever.
+    const b = await signedIn(ADMIN);
+    expect((await b.request("/console/contests", sibling("document", "navigate"))).status).toBe(200);
+  });
+
   it("signs out: the old cookie no longer works", async () => {
     const { b } = await coordinator();
     await b.get("/console/links");

@@ -54,6 +54,21 @@ export function sameOrigin(c: Context): boolean {
   }
 }
 
+/**
+ * Whether a GET is another page's subresource or frame rather than the person's own tab or a
+ * link they followed. Another origin of this site (the gateway on another port, a sibling
+ * subdomain) is same-site, so a SameSite=Strict cookie goes with its `<img>` or hidden `<iframe>`
+ * of a console page: enough to spend the one showing of a new API key or keep an idle session
+ * alive, though it reads nothing. Fetch Metadata tells those from a top-level navigation (a link).
+ */
+export function embeddedElsewhere(c: Context): boolean {
+  const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
+  if (site !== "same-site" && site !== "cross-site") return false;
+  const mode = c.req.header("sec-fetch-mode")?.trim().toLowerCase();
+  const dest = c.req.header("sec-fetch-dest")?.trim().toLowerCase();
+  return !(mode === "navigate" && (dest === undefined || dest === "document"));
+}
+
 /** `Secure` whenever the console is reached over HTTPS: the issuer's URL, the request's, or a TLS proxy's `X-Forwarded-Proto` (as HSTS is decided). */
 const secureCookie = (c: Context<ConsoleEnv>): boolean =>
   c.var.deps.config.issuer.startsWith("https:") || viaHttps(c.req.url, c.req.header("x-forwarded-proto"));
@@ -99,6 +114,20 @@ export function registerConsole(
   con.get("/assets/console.js", (c) => {
     c.header("Cache-Control", "public, max-age=3600");
     return c.body(CONSOLE_JS, 200, { "Content-Type": "text/javascript; charset=utf-8" });
+  });
+
+  // Before any session is looked at (and its idle timer restarted).
+  con.use(async (c, next) => {
+    if ((c.req.method === "GET" || c.req.method === "HEAD") && embeddedElsewhere(c))
+      return c.html(
+        <Layout title="Refused">
+          <Notice kind="error">
+            Console pages open only in their own tab. <a href="/console">Open the console</a>.
+          </Notice>
+        </Layout>,
+        403,
+      );
+    await next();
   });
 
   const signIn = (c: Context<ConsoleEnv>, status: 200 | 401 | 403 | 400, flash?: Flash) =>
