@@ -46,3 +46,25 @@ export function missingSecurityHeaders(
 export function viaHttps(url: string, forwardedProto: string | null | undefined): boolean {
   return url.startsWith("https:") || forwardedProto?.split(",")[0]?.trim().toLowerCase() === "https";
 }
+
+/**
+ * Whether a request is another origin's subresource or frame rather than a person's own tab or a
+ * link they followed, by its Fetch Metadata: `Sec-Fetch-Site` same-site or cross-site, and not a
+ * top-level navigation (`Sec-Fetch-Mode: navigate` with `Sec-Fetch-Dest: document`, or no dest from
+ * a browser older than it). Another port or subdomain of the site is same-site, so a
+ * `SameSite=Strict` cookie goes with its `<img>` or hidden `<iframe>`: an `<iframe>`, `<embed>` or
+ * `<object>` is a "navigate" request too, which `frame-ancestors 'none'` stops rendering only once
+ * it has been answered. A request with no Fetch Metadata (a script, a browser without it) is not.
+ */
+export function embeddedElsewhere(fetch: {
+  site: string | null | undefined;
+  mode: string | null | undefined;
+  dest: string | null | undefined;
+}): boolean {
+  const site = fetch.site?.trim().toLowerCase();
+  if (site !== "same-site" && site !== "cross-site") return false;
+  const dest = fetch.dest?.trim().toLowerCase();
+  const topLevel =
+    fetch.mode?.trim().toLowerCase() === "navigate" && (dest === undefined || dest === "document");
+  return !topLevel;
+}

@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import { UNMAPPED_ROUTE } from "@phaselock/audit";
-import { HSTS, missingSecurityHeaders, sha256Hex } from "@phaselock/core";
+import { embeddedElsewhere, HSTS, missingSecurityHeaders, sha256Hex } from "@phaselock/core";
 import { answerHeaders, isAnswerHeader } from "./answer-headers.ts";
 import { type Admitted, admitAnswer, checkRequest } from "./checks.ts";
 import type { GatewayDeps } from "./deps.ts";
@@ -93,11 +93,11 @@ function fromAnotherSite(deps: GatewayDeps, req: ProxyRequest, unsafe: boolean):
     if (CROSS_SITE_HEADERS.has(key)) wanted[key] = Array.isArray(value) ? value[0] : value;
   }
   if (!unsafe) {
-    const site = wanted["sec-fetch-site"]?.trim().toLowerCase();
-    const mode = wanted["sec-fetch-mode"]?.trim().toLowerCase();
-    const dest = wanted["sec-fetch-dest"]?.trim().toLowerCase();
-    const topLevel = mode === "navigate" && (dest === undefined || dest === "document");
-    return (site === "same-site" || site === "cross-site") && !topLevel;
+    return embeddedElsewhere({
+      site: wanted["sec-fetch-site"],
+      mode: wanted["sec-fetch-mode"],
+      dest: wanted["sec-fetch-dest"],
+    });
   }
   // The gateway listens on plain HTTP; HTTPS in front of it says so by X-Forwarded-Proto. A Host
   // that is no authority names no origin of ours.

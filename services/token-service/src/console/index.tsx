@@ -1,6 +1,6 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
-import { safeEqual, viaHttps } from "@phaselock/core";
+import { embeddedElsewhere, safeEqual, viaHttps } from "@phaselock/core";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
@@ -54,21 +54,6 @@ export function sameOrigin(c: Context): boolean {
   }
 }
 
-/**
- * Whether a GET is another page's subresource or frame rather than the person's own tab or a
- * link they followed. Another origin of this site (the gateway on another port, a sibling
- * subdomain) is same-site, so a SameSite=Strict cookie goes with its `<img>` or hidden `<iframe>`
- * of a console page: enough to spend the one showing of a new API key or keep an idle session
- * alive, though it reads nothing. Fetch Metadata tells those from a top-level navigation (a link).
- */
-export function embeddedElsewhere(c: Context): boolean {
-  const site = c.req.header("sec-fetch-site")?.trim().toLowerCase();
-  if (site !== "same-site" && site !== "cross-site") return false;
-  const mode = c.req.header("sec-fetch-mode")?.trim().toLowerCase();
-  const dest = c.req.header("sec-fetch-dest")?.trim().toLowerCase();
-  return !(mode === "navigate" && (dest === undefined || dest === "document"));
-}
-
 /** `Secure` whenever the console is reached over HTTPS: the issuer's URL, the request's, or a TLS proxy's `X-Forwarded-Proto` (as HSTS is decided). */
 const secureCookie = (c: Context<ConsoleEnv>): boolean =>
   c.var.deps.config.issuer.startsWith("https:") || viaHttps(c.req.url, c.req.header("x-forwarded-proto"));
@@ -118,7 +103,17 @@ export function registerConsole(
 
   // Before any session is looked at (and its idle timer restarted).
   con.use(async (c, next) => {
-    if ((c.req.method === "GET" || c.req.method === "HEAD") && embeddedElsewhere(c))
+    if (
+      (c.req.method === "GET" || c.req.method === "HEAD") &&
+      // A sibling's <img> or hidden <iframe> of a console page (SameSite=Strict sends the cookie
+      // to another port or subdomain of the site) would spend a one-time key's showing or keep an
+      // idle session alive.
+      embeddedElsewhere({
+        site: c.req.header("sec-fetch-site"),
+        mode: c.req.header("sec-fetch-mode"),
+        dest: c.req.header("sec-fetch-dest"),
+      })
+    )
       return c.html(
         <Layout title="Refused">
           <Notice kind="error">
