@@ -134,7 +134,7 @@ describeIntegration("pnpm db:migrate --grant on Postgres", ["postgres"], () => {
   const role = `pl_grant_${randomBytes(6).toString("hex")}`;
   beforeAll(async () => {
     db = await createTestDatabase({ migrate: false, poolSize: 1 });
-    await db.handle.db.execute(sql.raw(`create role ${role} nologin`));
+    await db.handle.db.execute(sql.raw(`create role ${role} login`));
   });
   afterAll(async () => {
     await db?.handle.db.execute(sql.raw(`drop owned by ${role}`)).catch(() => {});
@@ -165,8 +165,19 @@ describeIntegration("pnpm db:migrate --grant on Postgres", ["postgres"], () => {
     // A later migration's table (made by the owner, as a migration does): not the role's yet.
     await db.handle.db.execute(sql.raw("create table public.pl_later_table (id int)"));
     expect(await failsAs("select * from pl_later_table")).toMatch(/permission denied/);
+    // The services' start-up check (and a gateway's init container, --check as the role) says so
+    // and how to grant it, rather than letting the first request that reads it fail.
+    const asRole = new URL(db.url);
+    asRole.username = role;
+    const check = io();
+    expect(await runMigrateCli({ DATABASE_URL: asRole.toString() }, check.io, ["--check"])).toBe(1);
+    expect(check.err()).toContain(
+      `the database role ${role} may not read pl_later_table: as the tables' owner, run \`pnpm db:migrate --grant ${role}\``,
+    );
     const again = io();
     expect(await runMigrateCli(env, again.io, ["--grant", role])).toBe(0);
+    const granted = io();
+    expect(await runMigrateCli({ DATABASE_URL: asRole.toString() }, granted.io, ["--check"])).toBe(0);
     expect(again.out()).toContain("is up to date");
     expect(await failsAs("select * from pl_later_table")).toBeUndefined();
     expect(await failsAs("update audit_events set type = 'x'")).toMatch(/permission denied/);

@@ -35,6 +35,23 @@ export class DatabaseNotMigratedError extends Error {
 }
 
 /**
+ * Thrown when the connecting role may not read some of the tables: granted before a migration
+ * added them (README, "Database roles"). Says which, and how to grant them.
+ */
+export class DatabaseNotGrantedError extends Error {
+  readonly code = "database_not_granted";
+  readonly tables: readonly string[];
+  constructor(role: string, tables: readonly string[]) {
+    const some = tables.slice(0, 5).join(", ") + (tables.length > 5 ? `, and ${tables.length - 5} more` : "");
+    super(
+      `the database role ${role} may not read ${some}: as the tables' owner, run \`pnpm db:migrate --grant ${role}\` (README, "Database roles")`,
+    );
+    this.name = "DatabaseNotGrantedError";
+    this.tables = tables;
+  }
+}
+
+/**
  * Thrown when the database cannot be read at all (unreachable, no such database, access refused):
  * says why in the driver's words, not which query failed.
  */
@@ -138,4 +155,20 @@ export async function assertMigrated(db: Db): Promise<void> {
     sql`select to_regclass('public.policy_state') is not null as ok`,
   );
   if (!state?.ok) throw new DatabaseNotMigratedError("policy_state table missing");
+  // A grant names the tables there were when it ran: a table a later migration added and nobody
+  // granted would fail the first request that reads it, long after start. (Month partitions are
+  // reached through their parent, and refused to the services on purpose.)
+  const denied = await queryRows<{ role: string; name: string }>(
+    db,
+    sql`select current_user::text as role, c.relname::text as name
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition
+        and not pg_catalog.has_table_privilege(c.oid, 'SELECT')
+      order by c.relname`,
+  );
+  if (denied.length > 0)
+    throw new DatabaseNotGrantedError(
+      denied[0]!.role,
+      denied.map((r) => r.name),
+    );
 }
