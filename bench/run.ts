@@ -53,6 +53,9 @@ const systemsArg = args.find((a) => a.startsWith("--systems="))?.slice("--system
 const systems = systemsArg ? (systemsArg.split(",") as SystemKey[]) : undefined;
 for (const k of systems ?? [])
   if (!(k in SYSTEM_LABELS)) throw new Error(`--systems: unknown system ${k} (a…j)`);
+// The profile is the (c)/(d) gateway's: without either it would record an idle process.
+if (args.includes("--profile") && systems && !systems.includes("c") && !systems.includes("d"))
+  throw new Error("--profile records the gateway of (c) and (d): add c or d to --systems");
 const unknown = args.filter(
   (a) =>
     a !== "--quick" &&
@@ -185,7 +188,9 @@ async function main(): Promise<void> {
   let profileText: string | undefined;
   if (profilePath && existsSync(profilePath)) {
     profileText = formatSummary(await summariseFile(profilePath, 20));
-    log(`\nCPU profile of the audit-on gateway over the measured rounds: ${profilePath}\n${profileText}`);
+    log(
+      `\nCPU profile of the (c)/(d) gateway (audit on) over the measured rounds: ${profilePath}\n${profileText}`,
+    );
   }
 
   const checks = await part("checks", () => benchChecks({ adminUrl, ops: settings.checkOps }));
