@@ -1,8 +1,12 @@
+import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, runRootScript } from "@phaselock/testkit";
+import { spawnLockHolder } from "@phaselock/testkit/lock-holder";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The commands as the README gives them, from the repository root: `pnpm db:backup` and
@@ -33,6 +37,31 @@ describe("the database and start commands, from the repository root", () => {
     expect(run.out).toContain(
       `database is not migrated: run \`pnpm db:migrate\` (embedded database in ${join(dir, "fresh")})`,
     );
+  }, 60_000);
+
+  it("pnpm start reads DATA_DIR from where pnpm ran: a holder there refuses it, as it refuses the CLIs", async () => {
+    const held = join(dir, "held");
+    const holder = await spawnLockHolder(held, { command: "pnpm db:backup" });
+    // A port in use as well, so that a start that missed the holder ends too (refused after the lock).
+    const taken = createServer().listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    try {
+      const run = await runRootScript(
+        dir,
+        {
+          DATA_DIR: "./held",
+          TOKEN_SERVICE_PORT: String((taken.address() as AddressInfo).port),
+          GATEWAY_PORT: String(await freePort()),
+          PHONEBANK_PORT: String(await freePort()),
+        },
+        "start",
+      );
+      expect(run.code, run.out).toBe(1);
+      expect(run.out).toContain(`the embedded database in ${held} is in use by pid ${holder.pid}`);
+    } finally {
+      await holder.stop();
+      await new Promise((ok) => taken.close(ok));
+    }
   }, 60_000);
 
   it("pnpm db:migrate: 0, on the embedded database in a DATA_DIR relative to where pnpm ran", async () => {

@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { resolve } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import {
   acquireDataDirLock,
@@ -7,6 +6,7 @@ import {
   DataDirLockedError,
   installShutdown,
   localServiceUrl,
+  resolveDataDir,
 } from "@phaselock/core";
 import { parseStackEnv } from "./env.ts";
 import { buildStack } from "./stack.ts";
@@ -22,12 +22,22 @@ try {
 } catch (err) {
   fail((err as Error).message);
 }
+// DATA_DIR and AUDIT_CHECKPOINT_DIR from where pnpm ran, as each service alone reads them (and
+// the CLIs): with `pnpm -C <repo> start` the process runs in the repository.
+config = {
+  ...config,
+  dataDir: resolveDataDir(config.dataDir, process.env.INIT_CWD),
+  tokenService: {
+    ...config.tokenService,
+    auditCheckpointDir: resolveDataDir(config.tokenService.auditCheckpointDir, process.env.INIT_CWD),
+  },
+};
 
 // The embedded database belongs to one process: taken before anything opens it or prints a link.
 let lock: DataDirLock | undefined;
 if (!config.databaseUrl) {
   try {
-    lock = acquireDataDirLock(resolve(config.dataDir), { command: "pnpm start" });
+    lock = acquireDataDirLock(config.dataDir, { command: "pnpm start" });
   } catch (err) {
     if (err instanceof DataDirLockedError) {
       fail(
