@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -208,5 +209,28 @@ describe("the embedded data directory belongs to one process", () => {
     const forced = io();
     expect(await runRestoreCli([file, "--force"], { DATA_DIR: fresh }, forced.io)).toBe(0);
     expect(forced.out()).toMatch(/replaced files are in .*restored\.replaced-/);
+  });
+
+  it("refuses a backup cut short (a copy or download that stopped), naming why, and keeps the database it would replace", async () => {
+    const file = join(root, "cut.tar.gz");
+    expect(await runBackupCli(["--out", file], { DATA_DIR: copy("to-cut") }, io().io)).toBe(0);
+    const whole = readFileSync(file);
+    writeFileSync(file, whole.subarray(0, whole.length - 100));
+
+    const dir = copy("kept-on-bad-restore");
+    const r = io();
+    expect(await runRestoreCli([file, "--force"], { DATA_DIR: dir }, r.io)).toBe(1);
+    expect(r.err()).toContain(
+      `${file} is not a usable backup (not a whole gzip file: unexpected end of file)`,
+    );
+    expect(r.err()).not.toMatch(/\n\s+at /);
+    // Nothing moved aside, nothing left staged, the old rows still there.
+    expect(readdirSync(root).filter((n) => n.includes("kept-on-bad-restore"))).toEqual([
+      "kept-on-bad-restore",
+    ]);
+    const handle = await openDb({ dataDir: dir });
+    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
+    await handle.close();
+    expect(rows).toEqual([{ note: "kept" }]);
   });
 });

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { PGlite } from "@electric-sql/pglite";
 import { LOCK_FILE, securePrivateDir } from "@phaselock/core";
 import { type CreateDbOptions, createDb, type DbHandle } from "./client.ts";
@@ -91,11 +92,21 @@ export async function restoreEmbedded(
       `${dataDir} already holds a database: pass --force to replace it (its files are moved aside, not deleted)`,
     );
   }
+  // Unpacked here, not by PGlite: its own gunzip of a file cut short rejects unhandled, a crash
+  // with an empty reason. A gzip file checks its own length and CRC.
+  let tar: Buffer = tarball;
+  if (tarball[0] === 0x1f && tarball[1] === 0x8b) {
+    try {
+      tar = gunzipSync(tarball);
+    } catch (err) {
+      throw new Error(`${file} is not a usable backup (not a whole gzip file: ${(err as Error).message})`);
+    }
+  }
   const staging = join(dirname(dataDir), `.${basename(dataDir)}.restoring-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { mode: 0o700 });
   try {
-    const client = new PGlite(staging, { loadDataDir: new Blob([tarball]) });
+    const client = new PGlite(staging, { loadDataDir: new Blob([tar], { type: "application/x-tar" }) });
     try {
       await client.waitReady;
       await client.query("select 1");
