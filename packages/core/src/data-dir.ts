@@ -7,6 +7,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
   unlinkSync,
   writeSync,
@@ -27,6 +28,8 @@ export interface LockHolder {
   command: string;
   /** Where the holder listens (name → port); the CLIs use `tokenService` to work through it. */
   ports: Record<string, number>;
+  /** The holder's PID namespace (`currentPidNamespace`), where it has one: its pid means nothing outside it. */
+  pidNamespace?: string | undefined;
 }
 
 /** Thrown when another live process holds `DATA_DIR`. The message names it. */
@@ -34,20 +37,28 @@ export class DataDirLockedError extends Error {
   readonly code = "data_dir_locked";
   readonly dataDir: string;
   readonly holder: LockHolder | undefined;
-  constructor(dataDir: string, holder: LockHolder | undefined) {
-    super(`the embedded database in ${dataDir} is in use by ${describeHolder(holder)}`);
+  /** `pidNamespace`: the refused process's (default: this one's). */
+  constructor(dataDir: string, holder: LockHolder | undefined, pidNamespace?: string) {
+    super(`the embedded database in ${dataDir} is in use by ${describeHolder(holder, pidNamespace)}`);
     this.dataDir = dataDir;
     this.holder = holder;
     this.name = "DataDirLockedError";
   }
 }
 
-export function describeHolder(holder: LockHolder | undefined): string {
+export function describeHolder(
+  holder: LockHolder | undefined,
+  pidNamespace: string | undefined = currentPidNamespace(),
+): string {
   if (!holder) return "another process (its lock file is being written or unreadable)";
   const ports = Object.entries(holder.ports)
     .map(([name, port]) => `${name} ${port}`)
     .join(", ");
-  return `pid ${holder.pid} on ${holder.host} (${holder.command}), since ${holder.startedAt}${ports ? `, ports: ${ports}` : ""}`;
+  const elsewhere =
+    holder.pidNamespace !== undefined && holder.pidNamespace !== pidNamespace
+      ? ` in another PID namespace (another container)`
+      : "";
+  return `pid ${holder.pid} on ${holder.host}${elsewhere} (${holder.command}), since ${holder.startedAt}${ports ? `, ports: ${ports}` : ""}`;
 }
 
 export interface DataDirLock {
@@ -68,6 +79,8 @@ export interface AcquireOptions {
   now?: () => Date;
   /** Whether `pid` is alive on this host (default: `process.kill(pid, 0)`). */
   isAlive?: (pid: number) => boolean;
+  /** Injected for tests; default: `currentPidNamespace()`. */
+  pidNamespace?: string | undefined;
 }
 
 const PRIVATE_DIR = 0o700;
@@ -91,6 +104,26 @@ export function securePrivateDir(dir: string): void {
   };
   walk(dir, true);
 }
+
+/**
+ * This process's PID namespace (Linux: the `/proc/self/ns/pid` link, e.g. `pid:[4026531836]`),
+ * undefined where there is none. Containers on one host may share its name (host networking, or
+ * two containers of one Kubernetes pod) and a volume, but not their pids.
+ */
+export function currentPidNamespace(): string | undefined {
+  try {
+    return readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `holder`'s pid can be judged from here: the same host and the same PID namespace. A
+ * lock written before the namespace was recorded names none, and is judged by its host alone.
+ */
+const judgeableHere = (holder: LockHolder, host: string, pidNamespace: string | undefined): boolean =>
+  holder.host === host && (holder.pidNamespace === undefined || holder.pidNamespace === pidNamespace);
 
 export function defaultIsAlive(pid: number): boolean {
   try {
@@ -117,6 +150,7 @@ function readHolderFile(path: string): LockHolder | undefined {
       startedAt: String(parsed.startedAt ?? "?"),
       command: String(parsed.command ?? "?"),
       ports: parsed.ports && typeof parsed.ports === "object" ? parsed.ports : {},
+      pidNamespace: typeof parsed.pidNamespace === "string" ? parsed.pidNamespace : undefined,
     };
   } catch {
     return undefined;
@@ -127,7 +161,7 @@ const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoExceptio
 
 /**
  * The live holder of `dataDir`, or undefined when nobody (alive on this host) holds it. A lock
- * from another host counts as live: its pid means nothing here.
+ * from another host, or another PID namespace, counts as live: its pid means nothing here.
  */
 export function liveLockHolder(
   dataDir: string,
@@ -135,18 +169,21 @@ export function liveLockHolder(
 ): LockHolder | undefined {
   const holder = readLockHolder(dataDir);
   if (!holder) return undefined;
-  return holder.host !== hostname() || isAlive(holder.pid) ? holder : undefined;
+  return !judgeableHere(holder, hostname(), currentPidNamespace()) || isAlive(holder.pid)
+    ? holder
+    : undefined;
 }
 
 /**
  * Takes `DATA_DIR` for this process, before anything opens the database. The lock file is
  * created with O_EXCL, so of two processes starting at once exactly one wins. A lock left by a
- * dead process (same host, `kill(pid, 0)` → ESRCH) is taken over; see `takeOverStale` for the
+ * dead process (same host and PID namespace, `kill(pid, 0)` → ESRCH) is taken over; see `takeOverStale` for the
  * race that guards against. Throws `DataDirLockedError` naming a live holder.
  */
 export function acquireDataDirLock(dataDir: string, opts: AcquireOptions): DataDirLock {
   const host = opts.host ?? hostname();
   const isAlive = opts.isAlive ?? defaultIsAlive;
+  const pidNamespace = opts.pidNamespace ?? currentPidNamespace();
   const path = join(dataDir, LOCK_FILE);
   let holder: LockHolder = {
     pid: opts.pid ?? process.pid,
@@ -154,11 +191,12 @@ export function acquireDataDirLock(dataDir: string, opts: AcquireOptions): DataD
     startedAt: (opts.now?.() ?? new Date()).toISOString(),
     command: opts.command,
     ports: opts.ports ?? {},
+    pidNamespace,
   };
   securePrivateDir(dataDir);
 
   const isStale = (h: LockHolder | undefined): h is LockHolder =>
-    h !== undefined && h.host === host && h.pid !== holder.pid && !isAlive(h.pid);
+    h !== undefined && judgeableHere(h, host, pidNamespace) && h.pid !== holder.pid && !isAlive(h.pid);
 
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(path, holder))
@@ -175,7 +213,7 @@ export function acquireDataDirLock(dataDir: string, opts: AcquireOptions): DataD
       takeOverStale(path, (h) => h === undefined);
       continue;
     }
-    if (!isStale(current)) throw new DataDirLockedError(dataDir, current);
+    if (!isStale(current)) throw new DataDirLockedError(dataDir, current, pidNamespace);
     takeOverStale(path, isStale);
   }
   throw new DataDirLockedError(dataDir, readHolderFile(path));

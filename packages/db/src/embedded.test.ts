@@ -9,7 +9,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import {
@@ -113,6 +113,26 @@ describe("the embedded data directory belongs to one process", () => {
     expect(readLockHolder(dir)).toMatchObject({ pid: process.pid, command: "after a crash" });
     lock.release();
     expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+  });
+
+  it("never takes over a live holder in another PID namespace (another container of the pod, same host name), whose pid names nobody there", async () => {
+    const dir = copy("other-namespace");
+    const holder = await spawnLockHolder(dir, { command: "pnpm start" });
+    try {
+      // As a sidecar sharing the volume and the pod's host name sees it: its own PID namespace,
+      // where the holder's pid is not alive.
+      const fromSidecar = () =>
+        acquireDataDirLock(dir, {
+          command: "pnpm db:backup",
+          pidNamespace: "pid:[4026532999]",
+          isAlive: () => false,
+        });
+      expect(fromSidecar).toThrow(DataDirLockedError);
+      expect(fromSidecar).toThrow(`pid ${holder.pid} on ${hostname()} in another PID namespace`);
+      expect(readLockHolder(dir)?.pid).toBe(holder.pid);
+    } finally {
+      await holder.stop();
+    }
   });
 
   it("db:migrate, db:backup and db:restore refuse while a service holds the directory", async () => {
