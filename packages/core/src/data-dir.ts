@@ -30,6 +30,8 @@ export interface LockHolder {
   ports: Record<string, number>;
   /** The holder's PID namespace (`currentPidNamespace`), where it has one: its pid means nothing outside it. */
   pidNamespace?: string | undefined;
+  /** Which process holds it (`processStartOf`), where known: a pid alone may be reused. */
+  processStart?: string | undefined;
 }
 
 /** Thrown when another live process holds `DATA_DIR`. The message names it. */
@@ -77,8 +79,11 @@ export interface AcquireOptions {
   pid?: number;
   host?: string;
   now?: () => Date;
-  /** Whether `pid` is alive on this host (default: `process.kill(pid, 0)`). */
-  isAlive?: (pid: number) => boolean;
+  /**
+   * Whether the holder `pid` (started at `processStart`, when its lock says) is alive on this host
+   * (default: `defaultIsAlive`).
+   */
+  isAlive?: (pid: number, processStart?: string) => boolean;
   /** Injected for tests; default: `currentPidNamespace()`. */
   pidNamespace?: string | undefined;
 }
@@ -125,14 +130,36 @@ export function currentPidNamespace(): string | undefined {
 const judgeableHere = (holder: LockHolder, host: string, pidNamespace: string | undefined): boolean =>
   holder.host === host && (holder.pidNamespace === undefined || holder.pidNamespace === pidNamespace);
 
-export function defaultIsAlive(pid: number): boolean {
+/**
+ * `<boot id>/<start time in clock ticks since boot>` of `pid` (Linux /proc), undefined where it
+ * cannot be read: names one process, where a pid is reused, and no wall clock is involved.
+ */
+export function processStartOf(pid: number): string | undefined {
+  try {
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 22, counted from field 3 just after the command's ")" (a command may hold spaces).
+    const start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    return boot && start ? `${boot}/${start}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `kill(pid, 0)`, and, when the lock says when its holder started, whether the process now at
+ * that pid is that one: a pid reused by another process since (or one from before a reboot) is
+ * not the holder, and telling the user to stop it would name an unrelated process.
+ */
+export function defaultIsAlive(pid: number, processStart?: string): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: alive, owned by another user.
-    return (err as NodeJS.ErrnoException).code !== "ESRCH";
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
   }
+  const now = processStart === undefined ? undefined : processStartOf(pid);
+  return now === undefined || now === processStart;
 }
 
 /** The current holder, or undefined when unlocked (or the file is unreadable). */
@@ -151,6 +178,7 @@ function readHolderFile(path: string): LockHolder | undefined {
       command: String(parsed.command ?? "?"),
       ports: parsed.ports && typeof parsed.ports === "object" ? parsed.ports : {},
       pidNamespace: typeof parsed.pidNamespace === "string" ? parsed.pidNamespace : undefined,
+      processStart: typeof parsed.processStart === "string" ? parsed.processStart : undefined,
     };
   } catch {
     return undefined;
@@ -165,11 +193,11 @@ const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoExceptio
  */
 export function liveLockHolder(
   dataDir: string,
-  isAlive: (pid: number) => boolean = defaultIsAlive,
+  isAlive: (pid: number, processStart?: string) => boolean = defaultIsAlive,
 ): LockHolder | undefined {
   const holder = readLockHolder(dataDir);
   if (!holder) return undefined;
-  return !judgeableHere(holder, hostname(), currentPidNamespace()) || isAlive(holder.pid)
+  return !judgeableHere(holder, hostname(), currentPidNamespace()) || isAlive(holder.pid, holder.processStart)
     ? holder
     : undefined;
 }
@@ -192,11 +220,15 @@ export function acquireDataDirLock(dataDir: string, opts: AcquireOptions): DataD
     command: opts.command,
     ports: opts.ports ?? {},
     pidNamespace,
+    processStart: opts.pid === undefined ? processStartOf(process.pid) : undefined,
   };
   securePrivateDir(dataDir);
 
   const isStale = (h: LockHolder | undefined): h is LockHolder =>
-    h !== undefined && judgeableHere(h, host, pidNamespace) && h.pid !== holder.pid && !isAlive(h.pid);
+    h !== undefined &&
+    judgeableHere(h, host, pidNamespace) &&
+    h.pid !== holder.pid &&
+    !isAlive(h.pid, h.processStart);
 
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(path, holder))

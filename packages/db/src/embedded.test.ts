@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import {
   chmodSync,
   cpSync,
@@ -113,6 +115,30 @@ describe("the embedded data directory belongs to one process", () => {
     expect(readLockHolder(dir)).toMatchObject({ pid: process.pid, command: "after a crash" });
     lock.release();
     expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+  });
+
+  it("takes over a killed holder's lock whose pid another process has taken since, or from before a reboot", async () => {
+    const dir = copy("pid-reused");
+    const holder = await spawnLockHolder(dir, { command: "pnpm start" });
+    await holder.kill();
+    const stale = readFileSync(join(dir, LOCK_FILE), "utf8");
+    // An unrelated live process now at the holder's pid (modelled by writing its pid in the lock).
+    const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+    await once(other, "spawn");
+    try {
+      for (const processStart of [undefined, "0b1d-before-the-reboot/4242"]) {
+        const lock = JSON.parse(stale) as Record<string, unknown>;
+        lock.pid = other.pid;
+        if (processStart) lock.processStart = processStart;
+        writeFileSync(join(dir, LOCK_FILE), JSON.stringify(lock));
+        const mine = acquireDataDirLock(dir, { command: "after a crash" });
+        expect(readLockHolder(dir)).toMatchObject({ pid: process.pid, command: "after a crash" });
+        mine.release();
+      }
+      expect(other.exitCode).toBeNull();
+    } finally {
+      other.kill();
+    }
   });
 
   it("never takes over a live holder in another PID namespace (another container of the pod, same host name), whose pid names nobody there", async () => {
