@@ -257,6 +257,37 @@ describe("the embedded data directory belongs to one process", () => {
     expect(forced.out()).toMatch(/replaced files are in .*restored\.replaced-/);
   });
 
+  it("refuses a backup from a newer schema (migrations this checkout lacks), replacing nothing", async () => {
+    const newer = copy("newer-schema");
+    const lock = acquireDataDirLock(newer, { command: "test" });
+    const h = await openDb({ dataDir: newer });
+    await h.db.execute(sql`create schema drizzle`);
+    await h.db.execute(
+      sql`create table drizzle.__drizzle_migrations (id serial, hash text, created_at bigint)`,
+    );
+    // 2100-01-01: later than any committed migration.
+    await h.db.execute(
+      sql`insert into drizzle.__drizzle_migrations (hash, created_at) values ('later', 4102444800000)`,
+    );
+    await h.close();
+    lock.release();
+    const file = join(root, "newer.tar.gz");
+    expect(await runBackupCli(["--out", file], { DATA_DIR: newer }, io().io)).toBe(0);
+
+    const dir = copy("kept-on-newer-restore");
+    const r = io();
+    expect(await runRestoreCli([file, "--force"], { DATA_DIR: dir }, r.io)).toBe(1);
+    expect(r.err()).toContain(`${file} was made by a newer Phaselock`);
+    expect(r.err()).toContain("2100-01-01T00:00:00.000Z");
+    expect(readdirSync(root).filter((n) => n.includes("kept-on-newer-restore"))).toEqual([
+      "kept-on-newer-restore",
+    ]);
+    const handle = await openDb({ dataDir: dir });
+    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
+    await handle.close();
+    expect(rows).toEqual([{ note: "kept" }]);
+  });
+
   it("refuses a backup cut short (a copy or download that stopped), naming why, and keeps the database it would replace", async () => {
     const file = join(root, "cut.tar.gz");
     expect(await runBackupCli(["--out", file], { DATA_DIR: copy("to-cut") }, io().io)).toBe(0);

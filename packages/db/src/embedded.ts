@@ -4,6 +4,7 @@ import { gunzipSync } from "node:zlib";
 import { PGlite } from "@electric-sql/pglite";
 import { LOCK_FILE, securePrivateDir } from "@phaselock/core";
 import { type CreateDbOptions, createDb, type DbHandle } from "./client.ts";
+import { latestMigrationMillis } from "./migrate.ts";
 
 /** Thrown when the embedded database's files cannot be opened; the message says how to recover. */
 export class EmbeddedDatabaseUnopenableError extends Error {
@@ -73,6 +74,19 @@ export interface RestoreResult {
   movedAside?: string | undefined;
 }
 
+/** `created_at` of the newest migration a database records, null when it records none. */
+async function newestAppliedMigration(client: PGlite): Promise<number | null> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    "select to_regclass('drizzle.__drizzle_migrations') is not null as ok",
+  );
+  if (!rows[0]?.ok) return null;
+  const latest = await client.query<{ latest: string | null }>(
+    "select max(created_at)::text as latest from drizzle.__drizzle_migrations",
+  );
+  const value = latest.rows[0]?.latest;
+  return value == null ? null : Number(value);
+}
+
 /**
  * Loads a `backupEmbedded` tarball into `dataDir`. The tarball is PGlite's whole directory, dev
  * secrets included (the stored signing keys are encrypted with the KEK kept there), so it is
@@ -114,7 +128,14 @@ export async function restoreEmbedded(
       await client.close().catch(() => {});
       throw new Error(`${file} is not a usable backup (${err instanceof Error ? err.message : String(err)})`);
     }
-    await client.close();
+    // This checkout's code on a schema it does not know (a backup from a later version) is
+    // refused before anything is replaced: `pnpm db:migrate` would apply nothing and say up to date.
+    const newest = await newestAppliedMigration(client).finally(() => client.close());
+    if (newest !== null && newest > latestMigrationMillis()) {
+      throw new Error(
+        `${file} was made by a newer Phaselock (its schema holds a migration of ${new Date(newest).toISOString()}, this checkout's newest is of ${new Date(latestMigrationMillis()).toISOString()}): update Phaselock, then restore it`,
+      );
+    }
     rmSync(join(staging, LOCK_FILE), { force: true });
 
     let movedAside: string | undefined;

@@ -80,7 +80,7 @@ export interface MigrateResult {
 }
 
 /** `created_at` of the newest committed migration, as drizzle records it. */
-const latestMigrationMillis = (): number => {
+export const latestMigrationMillis = (): number => {
   const files = readMigrationFiles({ migrationsFolder: MIGRATIONS_FOLDER });
   return Math.max(...files.map((m) => m.folderMillis));
 };
