@@ -4,11 +4,13 @@ import {
   chmodSync,
   cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { hostname, tmpdir } from "node:os";
@@ -255,6 +257,19 @@ describe("the embedded data directory belongs to one process", () => {
     const forced = io();
     expect(await runRestoreCli([file, "--force"], { DATA_DIR: fresh }, forced.io)).toBe(0);
     expect(forced.out()).toMatch(/replaced files are in .*restored\.replaced-/);
+  });
+
+  it("restores into a DATA_DIR given as a symlink beside the directory it names, not beside the link (another filesystem: EXDEV)", async () => {
+    const file = join(root, "for-link.tar.gz");
+    expect(await runBackupCli(["--out", file], { DATA_DIR: copy("for-link") }, io().io)).toBe(0);
+    const real = copy("link-target");
+    mkdirSync(join(root, "links"));
+    const link = join(root, "links", "data");
+    symlinkSync(real, link);
+    const r = io();
+    expect(await runRestoreCli([file, "--force"], { DATA_DIR: link }, r.io)).toBe(0);
+    expect(r.out()).toContain(`the replaced files are in ${real}.replaced-`);
+    expect(readdirSync(join(root, "links"))).toEqual(["data"]);
   });
 
   it("refuses a backup from a newer schema (migrations this checkout lacks), replacing nothing", async () => {

@@ -1,4 +1,13 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { PGlite } from "@electric-sql/pglite";
@@ -116,7 +125,10 @@ export async function restoreEmbedded(
       throw new Error(`${file} is not a usable backup (not a whole gzip file: ${(err as Error).message})`);
     }
   }
-  const staging = join(dirname(dataDir), `.${basename(dataDir)}.restoring-${process.pid}`);
+  // Staged and moved aside beside the directory itself, not beside a symlink naming it (rename
+  // cannot cross filesystems). The caller's lock made the directory, so it exists.
+  const dir = realpathSync(dataDir);
+  const staging = join(dirname(dir), `.${basename(dir)}.restoring-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { mode: 0o700 });
   try {
@@ -139,14 +151,14 @@ export async function restoreEmbedded(
     rmSync(join(staging, LOCK_FILE), { force: true });
 
     let movedAside: string | undefined;
-    const current = readdirSync(dataDir).filter((name) => name !== LOCK_FILE);
+    const current = readdirSync(dir).filter((name) => name !== LOCK_FILE);
     if (current.length > 0) {
       const stamp = (opts.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
-      movedAside = join(dirname(dataDir), `${basename(dataDir)}.replaced-${stamp}`);
+      movedAside = join(dirname(dir), `${basename(dir)}.replaced-${stamp}`);
       mkdirSync(movedAside, { mode: 0o700 });
-      for (const name of current) renameSync(join(dataDir, name), join(movedAside, name));
+      for (const name of current) renameSync(join(dir, name), join(movedAside, name));
     }
-    for (const name of readdirSync(staging)) renameSync(join(staging, name), join(dataDir, name));
+    for (const name of readdirSync(staging)) renameSync(join(staging, name), join(dir, name));
     securePrivateDir(dataDir);
     return { movedAside };
   } finally {
