@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, realpathSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import { DataDirLockedError, liveLockHolder, securePrivateDir } from "@phaselock/core";
 import type { ExtractTablesWithRelations } from "drizzle-orm";
@@ -101,7 +101,8 @@ export function createDb(opts: CreateDbOptions): DbHandle {
     if (holder && holder.pid !== process.pid) throw new DataDirLockedError(dataDir, holder);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   }
-  const client = dataDir === undefined ? new PGlite() : new PGlite(dataDir);
+  // PGlite cannot mount a symlink (its file system answers ENOENT): open the directory it names.
+  const client = dataDir === undefined ? new PGlite() : new PGlite(realpathSync(dataDir));
   const db: Db = drizzlePglite({ client, schema });
   let closed: Promise<void> | undefined;
   return {

@@ -259,6 +259,23 @@ describe("the embedded data directory belongs to one process", () => {
     expect(forced.out()).toMatch(/replaced files are in .*restored\.replaced-/);
   });
 
+  it("opens a DATA_DIR given as a symlink, rather than calling its database damaged", async () => {
+    const real = copy("symlinked");
+    const link = join(root, "symlink-to-data");
+    symlinkSync(real, link);
+    const lock = acquireDataDirLock(link, { command: "via a symlink" });
+    try {
+      const handle = await openDb({ dataDir: link });
+      const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
+      await handle.close();
+      expect(rows).toEqual([{ note: "kept" }]);
+      // One lock, whichever name: the link's is the directory's.
+      expect(readLockHolder(real)?.command).toBe("via a symlink");
+    } finally {
+      lock.release();
+    }
+  });
+
   it("restores into a DATA_DIR given as a symlink beside the directory it names, not beside the link (another filesystem: EXDEV)", async () => {
     const file = join(root, "for-link.tar.gz");
     expect(await runBackupCli(["--out", file], { DATA_DIR: copy("for-link") }, io().io)).toBe(0);
