@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -55,6 +55,17 @@ describe("the DATA_DIR lock", () => {
     const old = new Date(Date.now() - 60_000);
     utimesSync(join(dir, LOCK_FILE), old, old);
     acquireDataDirLock(dir, { command: "next" }).release();
+  });
+
+  it("refuses a DATA_DIR another user made beforehand (in a shared folder), taking nothing in it", () => {
+    writeFileSync(join(dir, "dev-secrets.json"), "{}", { mode: 0o644 });
+    const mine = process.getuid?.() ?? 0;
+    // As a user other than the directory's owner sees it.
+    expect(() => acquireDataDirLock(dir, { command: "next", uid: mine + 1 })).toThrow(
+      `${dir} belongs to another user (uid ${mine}, not ${mine + 1})`,
+    );
+    expect(readdirSync(dir)).toEqual(["dev-secrets.json"]);
+    expect(statSync(join(dir, "dev-secrets.json")).mode & 0o777).toBe(0o644);
   });
 
   it("releases only its own lock, never one a later process took over", () => {

@@ -86,6 +86,8 @@ export interface AcquireOptions {
   isAlive?: (pid: number, processStart?: string) => boolean;
   /** Injected for tests; default: `currentPidNamespace()`. */
   pidNamespace?: string | undefined;
+  /** Injected for tests; default: this process's uid. */
+  uid?: number | undefined;
 }
 
 const PRIVATE_DIR = 0o700;
@@ -94,11 +96,20 @@ const PRIVATE_FILE = 0o600;
 /**
  * Creates `dir` (0700) if missing and tightens what is already there: directories 0700, files
  * 0600. PGlite writes its files 0666 whatever the umask, so callers run this again once the
- * database is open; the 0700 directory is what keeps later files private in between.
+ * database is open; the 0700 directory is what keeps later files private in between. Refuses a
+ * directory, or anything in it, that another user owns (made beforehand in a shared folder such
+ * as /tmp): its owner keeps every right over it whatever its mode, and the dev secrets it planted
+ * (a known admin token and KEK) would be used. `uid`: injected for tests; default: this process's.
  */
-export function securePrivateDir(dir: string): void {
+export function securePrivateDir(dir: string, uid: number | undefined = process.getuid?.()): void {
   mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR });
   const walk = (path: string, isDir: boolean) => {
+    const owner = lstatSync(path).uid;
+    if (uid !== undefined && owner !== uid) {
+      throw new Error(
+        `${path} belongs to another user (uid ${owner}, not ${uid}), who could read or replace the database and the dev secrets kept there: use a DATA_DIR of your own`,
+      );
+    }
     chmodSync(path, isDir ? PRIVATE_DIR : PRIVATE_FILE);
     if (!isDir) return;
     for (const entry of readdirSync(path, { withFileTypes: true })) {
@@ -222,7 +233,7 @@ export function acquireDataDirLock(dataDir: string, opts: AcquireOptions): DataD
     pidNamespace,
     processStart: opts.pid === undefined ? processStartOf(process.pid) : undefined,
   };
-  securePrivateDir(dataDir);
+  securePrivateDir(dataDir, opts.uid ?? process.getuid?.());
 
   const isStale = (h: LockHolder | undefined): h is LockHolder =>
     h !== undefined &&
