@@ -235,10 +235,15 @@ describe("the embedded data directory belongs to one process", () => {
     const dir = copy("to-back-up");
     loadDevSecrets(dir);
     const file = join(root, "backup.tar.gz");
+    // Over a file already there, readable by all (a copy made for a transfer): the backup holds
+    // the dev secrets, so it is 0600 all the same, and nothing is left beside it.
+    writeFileSync(file, "an older backup", { mode: 0o644 });
+    chmodSync(file, 0o644);
     const b = io();
     expect(await runBackupCli(["--out", file], { DATA_DIR: dir }, b.io)).toBe(0);
     expect(b.out()).toContain(file);
     expect(mode(file)).toBe(0o600);
+    expect(readdirSync(root).filter((n) => n.startsWith("backup.tar.gz"))).toEqual(["backup.tar.gz"]);
 
     const fresh = join(root, "restored");
     const r = io();

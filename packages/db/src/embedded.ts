@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
@@ -71,7 +72,15 @@ export async function backupEmbedded(dataDir: string, outPath: string): Promise<
   try {
     const dump = await handle.client.dumpDataDir("gzip");
     const bytes = Buffer.from(await dump.arrayBuffer());
-    writeFileSync(outPath, bytes, { mode: 0o600 });
+    // Written beside its name (a new file: 0600 whatever a file already there allowed) and renamed
+    // over it once whole, so an earlier backup of that name is never cut short.
+    const part = `${outPath}.partial-${randomBytes(6).toString("hex")}`;
+    try {
+      writeFileSync(part, bytes, { mode: 0o600, flag: "wx" });
+      renameSync(part, outPath);
+    } finally {
+      rmSync(part, { force: true });
+    }
     return { bytes: bytes.length };
   } finally {
     await handle.close();
