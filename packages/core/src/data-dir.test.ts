@@ -2,7 +2,14 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, wri
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { acquireDataDirLock, DataDirLockedError, LOCK_FILE, readLockHolder } from "./data-dir.ts";
+import {
+  acquireDataDirLock,
+  DataDirLockedError,
+  LOCK_FILE,
+  type LockHolder,
+  lockedAdvice,
+  readLockHolder,
+} from "./data-dir.ts";
 
 describe("the DATA_DIR lock", () => {
   let dir: string;
@@ -73,5 +80,38 @@ describe("the DATA_DIR lock", () => {
     writeHolder(999_998);
     lock.release();
     expect(readLockHolder(dir)?.pid).toBe(999_998);
+  });
+});
+
+describe("what a refused start tells the person", () => {
+  const holder = (over: Partial<LockHolder>): LockHolder => ({
+    pid: 4242,
+    host: "laptop",
+    startedAt: "2026-12-03T10:00:00.000Z",
+    command: "pnpm start",
+    ports: {},
+    pidNamespace: "pid:[1]",
+    ...over,
+  });
+  const here = { host: "laptop", pidNamespace: "pid:[1]" };
+
+  it("a running Phaselock here: stop it, by its pid", () => {
+    expect(lockedAdvice(holder({}), here)).toBe(
+      "Is Phaselock already running? Stop it first (Ctrl-C in its terminal, or kill 4242).",
+    );
+  });
+
+  it("a CLI (a backup, a restore): wait for it, never stop it", () => {
+    const advice = lockedAdvice(holder({ command: "pnpm db:backup" }), here);
+    expect(advice).toBe("pnpm db:backup is using it: wait for it to finish, then start again.");
+  });
+
+  it("a holder in another container or on another host: no pid to kill here", () => {
+    for (const h of [holder({ pidNamespace: "pid:[2]" }), holder({ host: "server" })]) {
+      const advice = lockedAdvice(h, here);
+      expect(advice).toContain("Stop it where it runs");
+      expect(advice).toContain(`remove its DATA_DIR/${LOCK_FILE}`);
+      expect(advice).not.toContain("kill");
+    }
   });
 });

@@ -63,6 +63,28 @@ export function describeHolder(
   return `pid ${holder.pid} on ${holder.host}${elsewhere} (${holder.command}), since ${holder.startedAt}${ports ? `, ports: ${ports}` : ""}`;
 }
 
+/**
+ * What to tell a person whose service was refused `DATA_DIR` (after the error's own message): a
+ * running Phaselock is stopped, a CLI (`pnpm db:backup`, …) waited for; a holder whose pid means
+ * nothing here (another host, another PID namespace) is stopped where it runs, never `kill`ed by a
+ * pid that would name some other process here.
+ */
+export function lockedAdvice(
+  holder: LockHolder | undefined,
+  here: { host?: string; pidNamespace?: string | undefined } = {},
+): string {
+  if (holder && !holder.command.startsWith("pnpm start")) {
+    return `${holder.command} is using it: wait for it to finish, then start again.`;
+  }
+  if (!holder) return "Is Phaselock already running? Stop it first.";
+  const host = here.host ?? hostname();
+  const pidNamespace = "pidNamespace" in here ? here.pidNamespace : currentPidNamespace();
+  if (!judgeableHere(holder, host, pidNamespace)) {
+    return `Is Phaselock already running there? Stop it where it runs (its pid names another process here); once it is gone, remove its DATA_DIR/${LOCK_FILE}.`;
+  }
+  return `Is Phaselock already running? Stop it first (Ctrl-C in its terminal, or kill ${holder.pid}).`;
+}
+
 export interface DataDirLock {
   readonly path: string;
   readonly holder: LockHolder;

@@ -5,9 +5,11 @@ import {
   announce,
   createLogger,
   createMetricsRegistry,
+  DataDirLockedError,
   DEV_PHONEBANK_SECRET,
   errorText,
   installShutdown,
+  lockedAdvice,
   resolveDataDir,
   systemClock,
 } from "@phaselock/core";
@@ -41,7 +43,8 @@ try {
     stallWatch: stallWatchFor(config.dbStallTimeoutMs),
   });
 } catch (err) {
-  console.error(`gateway: ${(err as Error).message}`);
+  const advice = err instanceof DataDirLockedError ? `. ${lockedAdvice(err.holder)}` : "";
+  console.error(`gateway: ${(err as Error).message}${advice}`);
   process.exit(1);
 }
 try {

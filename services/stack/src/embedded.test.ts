@@ -86,6 +86,26 @@ describe("pnpm start on the embedded database", () => {
     }
   });
 
+  it("refused by a CLI holding the directory (a backup), it says to wait for it, not to stop Phaselock", async () => {
+    const dataDir = join(root, "backing-up");
+    const holder = await spawnLockHolder(dataDir, { command: "pnpm db:backup" });
+    try {
+      const [a, b, c] = await freePorts(3);
+      const run = await runStart({
+        DATA_DIR: dataDir,
+        TOKEN_SERVICE_PORT: String(a),
+        GATEWAY_PORT: String(b),
+        PHONEBANK_PORT: String(c),
+      });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`in use by pid ${holder.pid}`);
+      expect(run.stderr).toContain("pnpm db:backup is using it: wait for it to finish, then start again.");
+      expect(run.stderr).not.toContain("Is Phaselock already running");
+    } finally {
+      await holder.stop();
+    }
+  });
+
   it("a port in use is a clear message and exit 1, not the banner and an EADDRINUSE stack", async () => {
     const dataDir = join(root, "port-taken");
     const taken: Server = createServer().listen(0, "127.0.0.1");

@@ -6,6 +6,7 @@ import {
   DataDirLockedError,
   installShutdown,
   localServiceUrl,
+  lockedAdvice,
   resolveDataDir,
 } from "@phaselock/core";
 import { parseStackEnv } from "./env.ts";
@@ -40,9 +41,7 @@ if (!config.databaseUrl) {
     lock = acquireDataDirLock(config.dataDir, { command: "pnpm start" });
   } catch (err) {
     if (err instanceof DataDirLockedError) {
-      fail(
-        `${err.message}.\nIs Phaselock already running? Stop it first (Ctrl-C in its terminal, or kill ${err.holder?.pid ?? "it"}).`,
-      );
+      fail(`${err.message}.\n${lockedAdvice(err.holder)}`);
     }
     fail((err as Error).message);
   }

@@ -9,9 +9,11 @@ import {
   announce,
   createLogger,
   createMetricsRegistry,
+  DataDirLockedError,
   errorText,
   installShutdown,
   loadDevSecrets,
+  lockedAdvice,
   messageLogger,
   resolveDataDir,
   systemClock,
@@ -46,7 +48,11 @@ if (!settings.databaseUrl) {
   try {
     lock = acquireDataDirLock(dataDir, { command: "pnpm start:token-service" });
   } catch (err) {
-    refuse(`${(err as Error).message}; stop it first`);
+    refuse(
+      err instanceof DataDirLockedError
+        ? `${err.message}. ${lockedAdvice(err.holder)}`
+        : (err as Error).message,
+    );
   }
 }
 
