@@ -231,6 +231,14 @@ describe("the embedded data directory belongs to one process", () => {
     expect(c.err()).toContain("pnpm db:restore");
   });
 
+  it("names PGlite's own failure, which is no Error (an Emscripten errno), rather than [object Object]", () => {
+    const text = new EmbeddedDatabaseUnopenableError("/d", { name: "ErrnoError", errno: 44 }).message;
+    expect(text).toContain("cannot be opened (ErrnoError errno 44)");
+    expect(new EmbeddedDatabaseUnopenableError("/d", { state: "odd" }).message).toContain(
+      '({"state":"odd"})',
+    );
+  });
+
   it("backs up and restores the embedded database, refusing to overwrite without --force", async () => {
     const dir = copy("to-back-up");
     loadDevSecrets(dir);

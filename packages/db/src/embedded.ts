@@ -17,11 +17,33 @@ import { type CreateDbOptions, createDb, type DbHandle } from "./client.ts";
 import { latestMigrationMillis } from "./migrate.ts";
 
 /** Thrown when the embedded database's files cannot be opened; the message says how to recover. */
+/**
+ * A failure in words: PGlite's file system throws objects that are no `Error` (an Emscripten
+ * `ErrnoError` carries `errno`, maybe a `code`), which `String` turns into "[object Object]".
+ */
+function causeText(cause: unknown): string {
+  if (cause instanceof Error) return cause.message;
+  if (cause !== null && typeof cause === "object") {
+    const o = cause as Record<string, unknown>;
+    const parts = [
+      o.name,
+      o.code,
+      o.errno === undefined ? undefined : `errno ${String(o.errno)}`,
+      o.message,
+    ].filter((p): p is string | number => typeof p === "string" || typeof p === "number");
+    if (parts.length > 0) return parts.join(" ");
+    try {
+      return JSON.stringify(cause).slice(0, 200);
+    } catch {}
+  }
+  return String(cause);
+}
+
 export class EmbeddedDatabaseUnopenableError extends Error {
   readonly code = "embedded_database_unopenable";
   readonly dataDir: string;
   constructor(dataDir: string, cause: unknown) {
-    const why = cause instanceof Error ? cause.message : String(cause);
+    const why = causeText(cause);
     super(
       [
         `the embedded database in ${dataDir} cannot be opened (${why}).`,
