@@ -302,6 +302,22 @@ describe("the embedded data directory belongs to one process", () => {
     expect(readdirSync(join(root, "links"))).toEqual(["data"]);
   });
 
+  it("clears what a restore killed mid-way left beside the directory (the backup's database and dev secrets)", async () => {
+    const file = join(root, "for-leftover.tar.gz");
+    expect(await runBackupCli(["--out", file], { DATA_DIR: copy("for-leftover") }, io().io)).toBe(0);
+    mkdirSync(join(root, "parent"));
+    const dir = join(root, "parent", "data");
+    const leftover = join(root, "parent", ".data.restoring-999999");
+    mkdirSync(leftover, { mode: 0o700 });
+    writeFileSync(join(leftover, "dev-secrets.json"), "{}", { mode: 0o600 });
+    // Another directory's staging folder is not this one's to clear.
+    const other = join(root, "parent", ".other.restoring-999999");
+    mkdirSync(other, { mode: 0o700 });
+    const r = io();
+    expect(await runRestoreCli([file], { DATA_DIR: dir }, r.io), r.err()).toBe(0);
+    expect(readdirSync(join(root, "parent")).sort()).toEqual([".other.restoring-999999", "data"]);
+  });
+
   it("refuses a backup from a newer schema (migrations this checkout lacks), replacing nothing", async () => {
     const newer = copy("newer-schema");
     const lock = acquireDataDirLock(newer, { command: "test" });

@@ -159,8 +159,15 @@ export async function restoreEmbedded(
   // Staged and moved aside beside the directory itself, not beside a symlink naming it (rename
   // cannot cross filesystems). The caller's lock made the directory, so it exists.
   const dir = realpathSync(dataDir);
-  const staging = join(dirname(dir), `.${basename(dir)}.restoring-${process.pid}`);
-  rmSync(staging, { recursive: true, force: true });
+  const stagingPrefix = `.${basename(dir)}.restoring-`;
+  // A restore killed mid-way left its staging folder (the backup's database and dev secrets): the
+  // caller holds the directory's lock, so no other restore of it is running, and any is a leftover.
+  for (const name of readdirSync(dirname(dir))) {
+    if (name.startsWith(stagingPrefix) && /^\d+$/.test(name.slice(stagingPrefix.length))) {
+      rmSync(join(dirname(dir), name), { recursive: true, force: true });
+    }
+  }
+  const staging = join(dirname(dir), `${stagingPrefix}${process.pid}`);
   mkdirSync(staging, { mode: 0o700 });
   try {
     const client = new PGlite(staging, { loadDataDir: new Blob([tar], { type: "application/x-tar" }) });
@@ -169,7 +176,7 @@ export async function restoreEmbedded(
       await client.query("select 1");
     } catch (err) {
       await client.close().catch(() => {});
-      throw new Error(`${file} is not a usable backup (${err instanceof Error ? err.message : String(err)})`);
+      throw new Error(`${file} is not a usable backup (${causeText(err)})`);
     }
     // This checkout's code on a schema it does not know (a backup from a later version) is
     // refused before anything is replaced: `pnpm db:migrate` would apply nothing and say up to date.
