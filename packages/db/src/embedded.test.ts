@@ -41,6 +41,17 @@ const collect = () => {
   });
   return { stream, text: () => text };
 };
+/** The notes of the seeded `backup_marker` table in the embedded database of `dataDir`. */
+async function markerNotes(dataDir: string): Promise<string[]> {
+  const handle = await openDb({ dataDir });
+  try {
+    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
+    return rows.map((r) => r.note);
+  } finally {
+    await handle.close();
+  }
+}
+
 const io = () => {
   const stdout = collect();
   const stderr = collect();
@@ -256,10 +267,7 @@ describe("the embedded data directory belongs to one process", () => {
     const fresh = join(root, "restored");
     const r = io();
     expect(await runRestoreCli([file], { DATA_DIR: fresh }, r.io)).toBe(0);
-    const handle = await openDb({ dataDir: fresh });
-    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
-    await handle.close();
-    expect(rows).toEqual([{ note: "kept" }]);
+    expect(await markerNotes(fresh)).toEqual(["kept"]);
     // The backup's dev secrets come with it: its stored keys are encrypted with that KEK.
     expect(loadDevSecrets(fresh).secrets).toEqual(loadDevSecrets(dir).secrets);
     expect(readLockHolder(fresh)).toBeUndefined();
@@ -343,10 +351,7 @@ describe("the embedded data directory belongs to one process", () => {
     expect(readdirSync(root).filter((n) => n.includes("kept-on-newer-restore"))).toEqual([
       "kept-on-newer-restore",
     ]);
-    const handle = await openDb({ dataDir: dir });
-    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
-    await handle.close();
-    expect(rows).toEqual([{ note: "kept" }]);
+    expect(await markerNotes(dir)).toEqual(["kept"]);
   });
 
   it("refuses a backup cut short (a copy or download that stopped), naming why, and keeps the database it would replace", async () => {
@@ -366,9 +371,6 @@ describe("the embedded data directory belongs to one process", () => {
     expect(readdirSync(root).filter((n) => n.includes("kept-on-bad-restore"))).toEqual([
       "kept-on-bad-restore",
     ]);
-    const handle = await openDb({ dataDir: dir });
-    const rows = await queryRows<{ note: string }>(handle.db, sql`select note from backup_marker`);
-    await handle.close();
-    expect(rows).toEqual([{ note: "kept" }]);
+    expect(await markerNotes(dir)).toEqual(["kept"]);
   });
 });

@@ -61,49 +61,43 @@ describe("pnpm start on the embedded database", () => {
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
+  /** `pnpm start` on a DATA_DIR of its own while a real process holds it as `holding`. */
+  async function startWhileHeld(name: string, holding: Parameters<typeof spawnLockHolder>[1]) {
+    const dataDir = join(root, name);
+    const holder = await spawnLockHolder(dataDir, holding);
+    try {
+      const [a, b, c] = await freePorts(3);
+      const run = await runStart({
+        DATA_DIR: dataDir,
+        TOKEN_SERVICE_PORT: String(a),
+        GATEWAY_PORT: String(b),
+        PHONEBANK_PORT: String(c),
+      });
+      return { ...run, holderPid: holder.pid, dataDir };
+    } finally {
+      await holder.stop();
+    }
+  }
+
   it("a second pnpm start is refused, naming the holder, before it opens the database or prints a link", async () => {
-    const dataDir = join(root, "held");
-    const holder = await spawnLockHolder(dataDir, {
+    const run = await startWhileHeld("held", {
       command: "pnpm start",
       ports: { tokenService: 4000, gateway: 8080 },
     });
-    try {
-      const [a, b, c] = await freePorts(3);
-      const run = await runStart({
-        DATA_DIR: dataDir,
-        TOKEN_SERVICE_PORT: String(a),
-        GATEWAY_PORT: String(b),
-        PHONEBANK_PORT: String(c),
-      });
-      expect(run.code).toBe(1);
-      expect(run.stderr).toContain(`in use by pid ${holder.pid}`);
-      expect(run.stderr).toContain("(pnpm start)");
-      expect(run.stderr).toContain("tokenService 4000, gateway 8080");
-      expect(run.stdout).toBe("");
-      expect(existsSync(join(dataDir, "PG_VERSION"))).toBe(false);
-    } finally {
-      await holder.stop();
-    }
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`in use by pid ${run.holderPid}`);
+    expect(run.stderr).toContain("(pnpm start)");
+    expect(run.stderr).toContain("tokenService 4000, gateway 8080");
+    expect(run.stdout).toBe("");
+    expect(existsSync(join(run.dataDir, "PG_VERSION"))).toBe(false);
   });
 
   it("refused by a CLI holding the directory (a backup), it says to wait for it, not to stop Phaselock", async () => {
-    const dataDir = join(root, "backing-up");
-    const holder = await spawnLockHolder(dataDir, { command: "pnpm db:backup" });
-    try {
-      const [a, b, c] = await freePorts(3);
-      const run = await runStart({
-        DATA_DIR: dataDir,
-        TOKEN_SERVICE_PORT: String(a),
-        GATEWAY_PORT: String(b),
-        PHONEBANK_PORT: String(c),
-      });
-      expect(run.code).toBe(1);
-      expect(run.stderr).toContain(`in use by pid ${holder.pid}`);
-      expect(run.stderr).toContain("pnpm db:backup is using it: wait for it to finish, then start again.");
-      expect(run.stderr).not.toContain("Is Phaselock already running");
-    } finally {
-      await holder.stop();
-    }
+    const run = await startWhileHeld("backing-up", { command: "pnpm db:backup" });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`in use by pid ${run.holderPid}`);
+    expect(run.stderr).toContain("pnpm db:backup is using it: wait for it to finish, then start again.");
+    expect(run.stderr).not.toContain("Is Phaselock already running");
   });
 
   it("a port in use is a clear message and exit 1, not the banner and an EADDRINUSE stack", async () => {
