@@ -114,6 +114,8 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
     const ref = c.env?.find((e: Obj) => e.name === "DATABASE_URL")?.valueFrom?.secretKeyRef;
     return ref ? `${ref.name}/${ref.key}` : undefined;
   };
+  // `migrate --check` applies nothing (a gateway waiting for the migration): a service's role.
+  const migrates = (c: Obj): boolean => c.args?.[0] === "migrate" && !c.args.includes("--check");
   const migrators: { id: string; ref: string | undefined }[] = [];
   const services = new Map<string, string>();
   for (const d of docs.filter((x) => x.kind === "Deployment")) {
@@ -121,7 +123,7 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
     // A pod whose service reads the database but does not migrate it starts before the migration
     // may have run, and the service refuses an unmigrated database: it waits for it first.
     const inits = (pod.initContainers ?? []) as Obj[];
-    const migratesHere = inits.some((c) => c.args?.[0] === "migrate" && !c.args.includes("--check"));
+    const migratesHere = inits.some(migrates);
     const waits = inits.some(
       (c) => c.args?.[0] === "migrate" && c.args.includes("--check") && c.args.includes("--wait"),
     );
@@ -133,12 +135,12 @@ function checkDatabaseRoles(docs: Obj[], problems: Problems): void {
     }
     for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])] as Obj[]) {
       const id = `Deployment/${d.metadata?.name} container ${c.name}`;
-      // `migrate --check` applies nothing (a gateway waiting for the migration): a service's role.
-      if (c.args?.[0] === "migrate" && !c.args.includes("--check")) {
+      if (migrates(c)) {
         migrators.push({ id, ref: refOf(c) });
         // compose re-grants in its db-roles one-shot; here the migration itself must (grants.ts).
-        const role = c.args[c.args.indexOf("--grant") + 1];
-        if (!c.args.includes("--grant") || role === undefined || role.startsWith("-")) {
+        const at = c.args.indexOf("--grant");
+        const role: string | undefined = at === -1 ? undefined : c.args[at + 1];
+        if (role === undefined || role.startsWith("-")) {
           problems.push(
             `${id}: migrates without --grant ROLE: a table a later migration adds would not be granted to the services' role, which then fails on it (args: [migrate, --grant, phaselock_app])`,
           );
