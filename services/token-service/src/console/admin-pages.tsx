@@ -1,7 +1,15 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
+import {
+  REVOCATION_FIELDS,
+  REVOCATION_RULES,
+  REVOCATION_SCOPES,
+  type RevocationField,
+  type RevocationScope,
+} from "@phaselock/policy";
 import type { Context, Hono } from "hono";
 import type { Child } from "hono/jsx";
+import type { Problem } from "./api.ts";
 import { listAll } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import {
@@ -12,6 +20,7 @@ import {
   ListResult,
   Notice,
   ProblemNotice,
+  type Viewer,
   when,
 } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
@@ -50,8 +59,60 @@ interface DeadLinkRow {
 }
 
 const ID = /^[A-Za-z0-9_-]{1,100}$/;
-const SCOPES = ["link", "volunteer", "campaign", "phase", "contest", "all"] as const;
-const REVOCATION_FIELDS = ["linkId", "volunteerRef", "campaignId", "contestId", "phase"] as const;
+const isScope = (s: string): s is RevocationScope => REVOCATION_SCOPES.some((x) => x === s);
+
+/** Each revocation scope as the form offers it (also what a refusal names). */
+const SCOPE_LABEL: Record<RevocationScope, string> = {
+  link: "one link (link id)",
+  volunteer: "a volunteer (ref, optionally in one campaign)",
+  campaign: "a campaign (every link of it)",
+  phase: "a phase of a contest",
+  contest: "a contest",
+  all: "every link issued so far",
+};
+
+/** Each revocation field's label on the form. */
+const FIELD_LABEL: Record<RevocationField, string> = {
+  linkId: "Link id",
+  volunteerRef: "Volunteer ref",
+  campaignId: "Campaign id",
+  contestId: "Contest id",
+  phase: "Phase",
+};
+
+/** An admin's revocation form, filled in with `values` when it comes back refused. */
+function RevocationForm(props: { viewer: Viewer; values?: Partial<Record<string, string>> }) {
+  const v = props.values ?? {};
+  return (
+    <>
+      <h2>Revoke</h2>
+      <form method="post" action="/console/revocations">
+        <Csrf viewer={props.viewer} />
+        <label for="r-scope">What to revoke</label>
+        <select id="r-scope" name="scope">
+          {REVOCATION_SCOPES.map((s) => (
+            <option value={s} selected={v.scope === s}>
+              {SCOPE_LABEL[s]}
+            </option>
+          ))}
+        </select>
+        {REVOCATION_FIELDS.map((f) => (
+          <>
+            <label for={`r-${f}`}>{FIELD_LABEL[f]}</label>
+            <input type="text" id={`r-${f}`} name={f} value={v[f] ?? ""} />
+          </>
+        ))}
+        <label for="r-reason">Reason</label>
+        <input type="text" id="r-reason" name="reason" required maxlength={500} value={v.reason ?? ""} />
+        <div class="actions">
+          <button type="submit" class="danger">
+            Revoke
+          </button>
+        </div>
+      </form>
+    </>
+  );
+}
 
 type IdHandler = (c: Context<ConsoleEnv>, id: string) => Response | Promise<Response>;
 
@@ -237,40 +298,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       c,
       "Revocations",
       <>
-        {viewer.role === "admin" ? (
-          <>
-            <h2>Revoke</h2>
-            <form method="post" action="/console/revocations">
-              <Csrf viewer={viewer} />
-              <label for="r-scope">What to revoke</label>
-              <select id="r-scope" name="scope">
-                <option value="link">one link (link id)</option>
-                <option value="volunteer">a volunteer (ref, optionally in one campaign)</option>
-                <option value="campaign">a campaign (every link of it)</option>
-                <option value="phase">a phase of a contest</option>
-                <option value="contest">a contest</option>
-                <option value="all">every link issued so far</option>
-              </select>
-              <label for="r-linkId">Link id</label>
-              <input type="text" id="r-linkId" name="linkId" />
-              <label for="r-volunteerRef">Volunteer ref</label>
-              <input type="text" id="r-volunteerRef" name="volunteerRef" />
-              <label for="r-campaignId">Campaign id</label>
-              <input type="text" id="r-campaignId" name="campaignId" />
-              <label for="r-contestId">Contest id</label>
-              <input type="text" id="r-contestId" name="contestId" />
-              <label for="r-phase">Phase</label>
-              <input type="text" id="r-phase" name="phase" />
-              <label for="r-reason">Reason</label>
-              <input type="text" id="r-reason" name="reason" required maxlength={500} />
-              <div class="actions">
-                <button type="submit" class="danger">
-                  Revoke
-                </button>
-              </div>
-            </form>
-          </>
-        ) : null}
+        {viewer.role === "admin" ? <RevocationForm viewer={viewer} /> : null}
         <h2>Revocations so far</h2>
         <ListResult
           res={res}
@@ -303,17 +331,47 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
   con.post("/revocations", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const scope = field(c, "scope");
-    if (!SCOPES.some((s) => s === scope)) return errorPage(c, "Revocations", "Choose what to revoke.", 400);
-    const body: Record<string, string> = { scope, reason: field(c, "reason") };
-    for (const f of REVOCATION_FIELDS) {
-      const v = field(c, f);
-      if (v) body[f] = v;
-    }
+    const reason = field(c, "reason");
+    const given = Object.fromEntries(REVOCATION_FIELDS.map((f) => [f, field(c, f)])) as Record<
+      RevocationField,
+      string
+    >;
+    const values = { scope, reason, ...given };
+    // Refused: the form again, as it was filled in, under what to fix.
+    const again = (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
+      page(
+        c,
+        "Revocations",
+        <>
+          <ProblemNotice problem={problem} intro="Nothing was revoked." />
+          <RevocationForm viewer={c.var.viewer} values={values} />
+        </>,
+        { status },
+      );
+    if (!isScope(scope)) return again({ code: "validation", detail: "Choose what to revoke." });
+    // Checked before the confirmation, which must name exactly what the API would then revoke.
+    const rule = REVOCATION_RULES[scope];
+    const missing = rule.required.find((f) => given[f] === "");
+    if (missing)
+      return again({
+        code: "validation",
+        detail: `${FIELD_LABEL[missing]} is needed to revoke ${SCOPE_LABEL[scope]}.`,
+      });
+    const used: readonly RevocationField[] = [...rule.required, ...rule.optional];
+    const unused = REVOCATION_FIELDS.filter((f) => given[f] !== "" && !used.includes(f));
+    if (unused.length > 0)
+      return again({
+        code: "validation",
+        detail: `${unused.map((f) => FIELD_LABEL[f]).join(", ")} ${unused.length === 1 ? "is" : "are"} not used when revoking ${SCOPE_LABEL[scope]}: clear ${unused.length === 1 ? "it" : "them"}, or choose what to revoke again.`,
+      });
+    if (reason === "") return again({ code: "validation", detail: "Give a reason." });
+    const body: Record<string, string> = { scope, reason };
+    for (const f of used) if (given[f] !== "") body[f] = given[f];
     // Anything wider than one link is confirmed on a page that names what it ends (and works
     // without JavaScript); the form's own submit is only the first step.
     if (scope !== "link" && field(c, "confirm") !== "yes") return confirmRevocation(c, body);
     const res = await c.var.api.call<{ matched: number }>("POST", "/v1/revocations", { json: body });
-    if (!res.ok) return refusedPage(c, "Revocations", res, "Nothing was revoked.");
+    if (!res.ok) return again(res.problem, statusFor(res.status));
     const m = res.body.matched;
     return done(c, "/console/revocations", {
       kind: m === 0 ? "warn" : "ok",

@@ -1015,6 +1015,50 @@ describe("admin revocations form", () => {
     expect(confirmed.status).toBe(303);
     expect(await count()).toBe(before + 1);
   });
+
+  it("a revocation the API would refuse comes back as its form, filled in and naming what to fix, never a confirmation", async () => {
+    const { campaignId } = await seedOpen(h);
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/revocations");
+    const count = async () =>
+      (await callJson<{ items: unknown[] }>(h, "GET", "/v1/revocations?limit=500")).body.items.length;
+    const before = await count();
+    const kept = (html: string, name: string, value: string) =>
+      expect(html).toMatch(new RegExp(`name="${name}"[^>]* value="${value}"`));
+
+    // No campaign named: the confirmation said "every link of campaign ." and the API then refused.
+    const missing = await admin.post("/console/revocations", { scope: "campaign", reason: "left early" });
+    expect(missing.status).toBe(400);
+    expect(missing.html).toContain("Campaign id is needed to revoke a campaign");
+    expect(missing.html).not.toContain('name="confirm"');
+    expect(missing.html).toMatch(/<option value="campaign" selected="">/);
+    kept(missing.html, "reason", "left early");
+
+    // A field the scope does not use: the confirmation named the whole campaign, then the API refused it.
+    const unused = await admin.post("/console/revocations", {
+      scope: "campaign",
+      campaignId,
+      phase: "open",
+      reason: "left early",
+    });
+    expect(unused.status).toBe(400);
+    expect(unused.html).toContain("Phase is not used when revoking a campaign");
+    expect(unused.html).not.toContain('name="confirm"');
+    kept(unused.html, "campaignId", campaignId);
+    kept(unused.html, "phase", "open");
+
+    // Refused by the API: the form again, as it was typed.
+    const unknown = await admin.post("/console/revocations", {
+      scope: "link",
+      linkId: "lnk_AAAAAAAAAAAAAAAAAAAAAA",
+      reason: "lost phone",
+    });
+    expect(unknown.status).toBe(404);
+    expect(unknown.html).toContain("Nothing was revoked.");
+    kept(unknown.html, "linkId", "lnk_AAAAAAAAAAAAAAAAAAAAAA");
+    kept(unknown.html, "reason", "lost phone");
+    expect(await count()).toBe(before);
+  });
 });
 
 describe("database unreachable", () => {
