@@ -80,6 +80,40 @@ const FIELD_LABEL: Record<RevocationField, string> = {
   phase: "Phase",
 };
 
+/** The form that creates an API key, filled in with `values` when it comes back refused. */
+function ApiKeyForm(props: { viewer: Viewer; values?: { role: string; campaignId: string; label: string } }) {
+  const v = props.values;
+  return (
+    <>
+      <h2>Create a key</h2>
+      <form method="post" action="/console/api-keys">
+        <Csrf viewer={props.viewer} />
+        <label for="role">Role</label>
+        <select id="role" name="role">
+          {API_KEY_ROLES.map(([role, text]) => (
+            <option value={role} selected={v?.role === role}>
+              {text}
+            </option>
+          ))}
+        </select>
+        <label for="k-campaign">Campaign (coordinators only)</label>
+        <input type="text" id="k-campaign" name="campaignId" value={v?.campaignId ?? ""} />
+        <label for="k-label">Label</label>
+        <input type="text" id="k-label" name="label" maxlength={200} value={v?.label ?? ""} />
+        <div class="actions">
+          <button type="submit">Create key</button>
+        </div>
+      </form>
+    </>
+  );
+}
+
+const API_KEY_ROLES = [
+  ["coordinator", "coordinator (one campaign)"],
+  ["auditor", "auditor (reads the audit log)"],
+  ["admin", "admin (everything)"],
+] as const;
+
 /** An admin's revocation form, filled in with `values` when it comes back refused. */
 function RevocationForm(props: { viewer: Viewer; values?: Partial<Record<string, string>> }) {
   const v = props.values ?? {};
@@ -134,23 +168,7 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       c,
       "API keys",
       <>
-        <h2>Create a key</h2>
-        <form method="post" action="/console/api-keys">
-          <Csrf viewer={c.var.viewer} />
-          <label for="role">Role</label>
-          <select id="role" name="role">
-            <option value="coordinator">coordinator (one campaign)</option>
-            <option value="auditor">auditor (reads the audit log)</option>
-            <option value="admin">admin (everything)</option>
-          </select>
-          <label for="k-campaign">Campaign (coordinators only)</label>
-          <input type="text" id="k-campaign" name="campaignId" />
-          <label for="k-label">Label</label>
-          <input type="text" id="k-label" name="label" maxlength={200} />
-          <div class="actions">
-            <button type="submit">Create key</button>
-          </div>
-        </form>
+        <ApiKeyForm viewer={c.var.viewer} />
         <h2>Keys</h2>
         <ListResult
           res={res}
@@ -215,7 +233,17 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
         },
       },
     );
-    if (!res.ok) return refusedPage(c, "API keys", res, "No key was created.");
+    if (!res.ok)
+      // The form again, as it was filled in, under what the API refused.
+      return page(
+        c,
+        "API keys",
+        <>
+          <ProblemNotice problem={res.problem} intro="No key was created." />
+          <ApiKeyForm viewer={c.var.viewer} values={{ role, campaignId, label }} />
+        </>,
+        { status: statusFor(res.status) },
+      );
     // Shown on the next page, once: a reload of that page or Back never posts the form again.
     c.var.session.newKey = res.body;
     return c.redirect("/console/api-keys/created", 303);

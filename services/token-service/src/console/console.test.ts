@@ -711,6 +711,25 @@ describe("admin", () => {
     expect((await auditor.get("/console/audit")).status).toBe(303);
   });
 
+  it("a key the API refuses to create comes back as its form, filled in as it was", async () => {
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/api-keys");
+    const unbound = await admin.post("/console/api-keys", { role: "coordinator", label: "door knockers" });
+    expect(unbound.status).toBe(400);
+    expect(unbound.html).toContain("No key was created.");
+    expect(unbound.html).toMatch(/<option value="coordinator" selected="">/);
+    expect(unbound.html).toMatch(/name="label"[^>]* value="door knockers"/);
+    expect(unbound.html).toContain("Create key");
+    const unknown = await admin.post("/console/api-keys", {
+      role: "coordinator",
+      campaignId: "no-such-campaign",
+      label: "door knockers",
+    });
+    expect(unknown.status).toBe(404);
+    expect(unknown.html).toMatch(/name="campaignId"[^>]* value="no-such-campaign"/);
+    expect(unknown.html).toMatch(/name="label"[^>]* value="door knockers"/);
+  });
+
   it("grants and withdraws an entitlement from the matrix", async () => {
     const { campaignId } = await seedContest(h, { entitled: ["calls:read"] });
     const admin = await signedIn(ADMIN);
