@@ -2,6 +2,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import { ID_PATTERN } from "../schemas.ts";
+import type { Problem } from "./api.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
 import {
@@ -13,6 +14,7 @@ import {
   Notice,
   ProblemNotice,
   TableWrap,
+  type Viewer,
 } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
 import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
@@ -20,6 +22,51 @@ import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } f
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
 /** The API's own id rule: the console acts on every id the API accepts. */
 const SLUG = ID_PATTERN;
+
+/** The form that creates or updates a campaign, filled in with `values` when it comes back refused. */
+function CampaignForm(props: {
+  viewer: Viewer;
+  values?: Partial<Record<"id" | "name" | "contestId" | "contact", string>>;
+}) {
+  const v = props.values ?? {};
+  return (
+    <>
+      <h2>Create or update a campaign</h2>
+      <form method="post" action="/console/campaigns">
+        <Csrf viewer={props.viewer} />
+        <label for="new-id">Campaign id</label>
+        <input
+          type="text"
+          id="new-id"
+          name="id"
+          required
+          pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
+          value={v.id ?? ""}
+        />
+        <label for="new-name">Name</label>
+        <input type="text" id="new-name" name="name" required maxlength={200} value={v.name ?? ""} />
+        <label for="new-contest">Contest id</label>
+        <input type="text" id="new-contest" name="contestId" required value={v.contestId ?? ""} />
+        <label for="new-contact">Contact for volunteers (optional)</label>
+        <p class="hint" id="new-contact-hint">
+          Whom volunteers ask when a link is refused, e.g. "Jo Bloggs, jo@example.org". Left blank, an
+          existing campaign keeps its contact; its rate limits are always kept.
+        </p>
+        <input
+          type="text"
+          id="new-contact"
+          name="contact"
+          maxlength={200}
+          aria-describedby="new-contact-hint"
+          value={v.contact ?? ""}
+        />
+        <div class="actions">
+          <button type="submit">Save campaign</button>
+        </div>
+      </form>
+    </>
+  );
+}
 
 export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
   con.get("/campaigns", async (c) => {
@@ -54,31 +101,7 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
         />
         <h2>Open a campaign</h2>
         <IdForm action="/console/campaigns/open" inputId="campaignId" label="Campaign id" button="Open" />
-        <h2>Create or update a campaign</h2>
-        <form method="post" action="/console/campaigns">
-          <Csrf viewer={c.var.viewer} />
-          <label for="new-id">Campaign id</label>
-          <input type="text" id="new-id" name="id" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,63}" />
-          <label for="new-name">Name</label>
-          <input type="text" id="new-name" name="name" required maxlength={200} />
-          <label for="new-contest">Contest id</label>
-          <input type="text" id="new-contest" name="contestId" required />
-          <label for="new-contact">Contact for volunteers (optional)</label>
-          <p class="hint" id="new-contact-hint">
-            Whom volunteers ask when a link is refused, e.g. "Jo Bloggs, jo@example.org". Left blank, an
-            existing campaign keeps its contact; its rate limits are always kept.
-          </p>
-          <input
-            type="text"
-            id="new-contact"
-            name="contact"
-            maxlength={200}
-            aria-describedby="new-contact-hint"
-          />
-          <div class="actions">
-            <button type="submit">Save campaign</button>
-          </div>
-        </form>
+        <CampaignForm viewer={c.var.viewer} />
       </>,
       { status: !res.ok && res.status >= 500 ? 503 : 200 },
     );
@@ -91,35 +114,44 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
   con.post("/campaigns", async (c) => {
     if (c.var.viewer.role !== "admin") return forbiddenPage(c);
     const id = field(c, "id");
-    if (!SLUG.test(id))
-      return errorPage(
+    const values = {
+      id,
+      name: field(c, "name"),
+      contestId: field(c, "contestId"),
+      contact: field(c, "contact"),
+    };
+    // Refused: the form again, as it was filled in, under what to fix.
+    const again = (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
+      page(
         c,
         "Campaigns",
-        "A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.",
-        400,
+        <>
+          <ProblemNotice problem={problem} intro="The campaign was not saved." />
+          <CampaignForm viewer={c.var.viewer} values={values} />
+        </>,
+        { status },
       );
+    if (!SLUG.test(id))
+      return again({
+        code: "validation",
+        detail: "A campaign id is 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.",
+      });
     // PUT replaces the whole campaign: an update from this form keeps what the form does not
     // show (rate limits) and the contact unless a new one is written.
     const existing = await c.var.api.call<Campaign>("GET", `/v1/campaigns/${id}`);
-    if (!existing.ok && existing.status !== 404)
-      return page(
-        c,
-        "Campaigns",
-        <ProblemNotice problem={existing.problem} intro="The campaign was not saved." />,
-        { status: statusFor(existing.status) },
-      );
+    if (!existing.ok && existing.status !== 404) return again(existing.problem, statusFor(existing.status));
     const before = existing.ok ? existing.body : undefined;
-    const contact = field(c, "contact") || before?.contact;
+    const contact = values.contact || before?.contact;
     const limits = before?.limits && Object.keys(before.limits).length > 0 ? before.limits : undefined;
     const res = await c.var.api.call("PUT", `/v1/campaigns/${id}`, {
       json: {
-        name: field(c, "name"),
-        contestId: field(c, "contestId"),
+        name: values.name,
+        contestId: values.contestId,
         ...(limits ? { limits } : {}),
         ...(contact ? { contact } : {}),
       },
     });
-    if (!res.ok) return refusedPage(c, "Campaigns", res, "The campaign was not saved.");
+    if (!res.ok) return again(res.problem, statusFor(res.status));
     return done(c, `/console/campaigns/${id}`, { kind: "ok", text: `Campaign ${id} saved.` });
   });
 

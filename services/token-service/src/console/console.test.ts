@@ -730,6 +730,27 @@ describe("admin", () => {
     expect(unknown.html).toMatch(/name="label"[^>]* value="door knockers"/);
   });
 
+  it("a campaign the API refuses to save comes back as its form, filled in as it was", async () => {
+    const admin = await signedIn(ADMIN);
+    await admin.get("/console/campaigns");
+    const fields = {
+      id: "field-team-1",
+      name: "Field team",
+      contestId: "no-such-contest",
+      contact: "Jo Bloggs, jo@example.org",
+    };
+    const refused = await admin.post("/console/campaigns", fields);
+    expect(refused.status).toBe(404);
+    expect(refused.html).toContain("The campaign was not saved.");
+    expect(refused.html).toContain("Save campaign");
+    for (const [name, value] of Object.entries(fields))
+      expect(refused.html).toMatch(new RegExp(`name="${name}"[^>]* value="${value}"`));
+    // The console's own check of the id keeps the form too.
+    const badId = await admin.post("/console/campaigns", { ...fields, id: "-nope" });
+    expect(badId.status).toBe(400);
+    expect(badId.html).toMatch(/name="name"[^>]* value="Field team"/);
+  });
+
   it("grants and withdraws an entitlement from the matrix", async () => {
     const { campaignId } = await seedContest(h, { entitled: ["calls:read"] });
     const admin = await signedIn(ADMIN);
