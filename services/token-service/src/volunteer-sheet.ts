@@ -25,6 +25,21 @@ export type SheetResult =
   | { ok: false; errors: SheetError[] };
 
 const MAX_ERRORS = 100;
+
+/** What an upload that is not UTF-8 is told (a spreadsheet's plain "CSV" is often Windows-1252). */
+export const NOT_UTF8 = "The file is not UTF-8 text; save the sheet as CSV UTF-8.";
+
+/**
+ * A sheet's bytes as text, or undefined when they are not UTF-8: decoding them anyway would turn
+ * every accented name into U+FFFD, stored and sent out like that.
+ */
+export function decodeSheet(bytes: ArrayBuffer): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
 const Name = DisplayText(100);
 
 /**

@@ -107,7 +107,7 @@ class Browser {
   async upload(
     path: string,
     fields: Record<string, string | string[]>,
-    file: { name: string; text: string },
+    file: { name: string; text: string | Uint8Array<ArrayBuffer> },
   ) {
     const form = new FormData();
     form.set("csrf", this.csrf);
@@ -485,6 +485,26 @@ describe("coordinator", () => {
     expect(res.html).toMatch(
       /Row 4: ref &quot;v-1&quot; is already on row 2|Row 4: ref "v-1" is already on row 2/,
     );
+    expect(await linksOf(campaignId)).toHaveLength(0);
+  });
+
+  it("refuses a sheet that is not UTF-8 (a spreadsheet's Windows-1252 CSV), as the API does, rather than issue garbled names", async () => {
+    const { b, campaignId } = await coordinator();
+    await b.get("/console/links/new");
+    // "Renée" as Windows-1252 writes it: é is the single byte 0xE9, never valid UTF-8 here.
+    const cp1252 = new Uint8Array([
+      ...new TextEncoder().encode("ref,name\nv-1,Ren"),
+      0xe9,
+      ...new TextEncoder().encode("e\n"),
+    ]);
+    const res = await b.upload(
+      "/console/links/issue",
+      { phase: "open", scopes: "calls:read" },
+      { name: "excel.csv", text: cp1252 },
+    );
+    expect(res.status).toBe(400);
+    expect(res.html).toContain("Nothing was issued.");
+    expect(res.html).toContain("save the sheet as CSV UTF-8");
     expect(await linksOf(campaignId)).toHaveLength(0);
   });
 

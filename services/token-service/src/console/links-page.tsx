@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import { parseCsv } from "../csv.ts";
 import { MAX_BATCH } from "../issuance.ts";
 import { ID_PATTERN } from "../schemas.ts";
-import { readVolunteerSheet } from "../volunteer-sheet.ts";
+import { decodeSheet, NOT_UTF8, readVolunteerSheet } from "../volunteer-sheet.ts";
 import type { ApiAnswer, Problem } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import {
@@ -378,7 +378,10 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     if (!(file instanceof File) || file.size === 0) {
       return again({ code: "validation", detail: "Choose a volunteers CSV file." });
     }
-    const text = await file.text();
+    // Decoded as the API decodes it: a lossy file.text() would issue "Ren\uFFFDe" for a sheet saved
+    // as Windows-1252, where the API itself refuses the same bytes.
+    const text = decodeSheet(await file.arrayBuffer());
+    if (text === undefined) return again({ code: "validation", detail: NOT_UTF8 });
     // A first pass here names every bad row before anything is sent; the API checks again.
     const sheet = readVolunteerSheet(text, { maxVolunteers: MAX_BATCH });
     if (!sheet.ok) {

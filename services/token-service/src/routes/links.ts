@@ -34,7 +34,7 @@ import {
   VolunteerRef,
   VolunteerRefLookup,
 } from "../schemas.ts";
-import { readVolunteerSheet } from "../volunteer-sheet.ts";
+import { decodeSheet, NOT_UTF8, readVolunteerSheet } from "../volunteer-sheet.ts";
 
 const Volunteer = z
   .strictObject({ ref: VolunteerRef, name: DisplayText(100).optional() })
@@ -199,12 +199,8 @@ async function readCsvUpload(c: Context<AppEnv>, query: z.infer<typeof CsvUpload
       issues: zodIssues("query", params.error),
     });
   }
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
-  } catch {
-    fail("validation", "The file is not UTF-8 text; save the sheet as CSV UTF-8.");
-  }
+  const text = decodeSheet(await c.req.arrayBuffer());
+  if (text === undefined) fail("validation", NOT_UTF8);
   const sheet = readVolunteerSheet(text, { reserved: ANSWER_COLUMNS, maxVolunteers: MAX_BATCH });
   if (!sheet.ok) {
     fail("validation", `The sheet has ${sheet.errors.length} error(s); see \`errors\` for their rows.`, {
