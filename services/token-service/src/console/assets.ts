@@ -10,7 +10,9 @@ export const CONSOLE_CSS = `
 * { box-sizing: border-box; }
 body { margin:0; color:var(--ink); background:var(--bg); line-height:1.45; font-size:16px; }
 a { color:var(--accent); }
-a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, [tabindex]:focus-visible { outline:3px solid #f2a900; outline-offset:2px; }
+a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, [tabindex]:focus-visible { outline:3px solid #0b2545; outline-offset:2px; }
+/* Amber only against the dark header (the skip link shows over it): on the white page it is 2:1, under WCAG's 3:1. */
+header.top :focus-visible, .skip:focus-visible { outline-color:#f2a900; }
 .skip { position:absolute; left:-999px; } .skip:focus { left:8px; top:8px; background:#fff; padding:4px 8px; z-index:2; }
 header.top { background:#0b2545; color:#fff; padding:.5rem 1rem; display:flex; flex-wrap:wrap; gap:.5rem 1rem; align-items:center; }
 header.top .brand { font-weight:700; color:#fff; text-decoration:none; margin-right:auto; }
