@@ -14,6 +14,20 @@ describe("readVolunteerSheet", () => {
     });
   });
 
+  it("says why a header has no ref when the sheet is separated by semicolons or tabs, not commas", () => {
+    const detail = (sheet: string) => {
+      const result = readVolunteerSheet(sheet);
+      return result.ok ? undefined : result.errors[0]?.detail;
+    };
+    expect(detail("ref;name\nada-1;Ada\n")).toBe(
+      "the header row has no `ref` column: its cells are separated by semicolons; save the sheet as CSV (comma-separated)",
+    );
+    expect(detail("Name\tRef\nAda\tada-1\n")).toContain("separated by tabs");
+    // No such hint where the header simply lacks the column.
+    expect(detail("name,ward\nAda,North\n")).toBe("the header row has no `ref` column");
+    expect(detail("volunteer;name\nada-1;Ada\n")).toBe("the header row has no `ref` column");
+  });
+
   it("refuses refs outside the character set, or not in NFC, naming the row", () => {
     const sheet = [
       "ref,name",

@@ -43,6 +43,22 @@ export function decodeSheet(bytes: ArrayBuffer): string | undefined {
 const Name = DisplayText(100);
 
 /**
+ * Why a header without `ref` may still hold one: a spreadsheet set to another list separator
+ * (Excel in much of Europe saves "CSV" with semicolons) or a sheet copied as tab-separated text
+ * gives one cell such as `ref;name`. Empty when the header does not look like that.
+ */
+function otherSeparator(columns: readonly string[]): string {
+  if (columns.length !== 1) return "";
+  for (const [sep, what] of [
+    [";", "semicolons"],
+    ["\t", "tabs"],
+  ] as const)
+    if (columns[0]!.split(sep).some((c) => c.trim() === "ref"))
+      return `: its cells are separated by ${what}; save the sheet as CSV (comma-separated)`;
+  return "";
+}
+
+/**
  * Reads a volunteers sheet: a header row with `ref` and optionally `name` (any other columns are
  * passed through; none may be named twice or like one of `reserved`), one volunteer per row,
  * blank rows skipped. Every ref is checked against {@link VolunteerRef} and every error
@@ -63,7 +79,12 @@ export function readVolunteerSheet(
   const refAt = columns.indexOf("ref");
   const nameAt = columns.indexOf("name");
   if (refAt === -1)
-    return { ok: false, errors: [{ row: header.line, detail: "the header row has no `ref` column" }] };
+    return {
+      ok: false,
+      errors: [
+        { row: header.line, detail: `the header row has no \`ref\` column${otherSeparator(columns)}` },
+      ],
+    };
   // A column named twice, or like a column the answer adds, would be ambiguous in the answer.
   const reserved = new Set((opts.reserved ?? []).map((r) => r.toLowerCase()));
   // A set, not indexOf: a header of a few hundred thousand columns fits in the body limit, and a
