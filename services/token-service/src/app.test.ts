@@ -82,6 +82,33 @@ describe("problem details and request ids", () => {
     expectProblem(res, body, 400, "validation");
   });
 
+  // JSON's `\uD800` escape parses to half of a character: Postgres cannot store it (it was a 500 on
+  // PUT /v1/contests) and written out as UTF-8 it becomes U+FFFD, so it is refused where typed.
+  it.each([
+    ["a contest's name", "PUT", "/v1/contests/c-lone", { name: "Leader \uD800", phases: [] }, "#/name"],
+    ["a campaign's name", "PUT", "/v1/campaigns/k-lone", { name: "\uDC00x", contestId: "c1" }, "#/name"],
+    ["a key's label", "POST", "/v1/api-keys", { role: "admin", label: "ops \uD83D" }, "#/label"],
+    [
+      "a revocation's volunteer ref",
+      "POST",
+      "/v1/revocations",
+      { scope: "volunteer", volunteerRef: "ada\uD800", reason: "left" },
+      "#/volunteerRef",
+    ],
+    ["a revocation's reason", "POST", "/v1/revocations", { scope: "all", reason: "\uDFFF" }, "#/reason"],
+  ] as const)("400 validation for a lone surrogate in %s", async (_what, method, path, body, pointer) => {
+    const res = await callJson<{ errors: { pointer: string; detail: string }[] } & Record<string, unknown>>(
+      h,
+      method,
+      path,
+      { body },
+    );
+    expectProblem(res.res, res.body, 400, "validation");
+    expect(res.body.errors).toContainEqual(
+      expect.objectContaining({ pointer, detail: expect.stringMatching(/lone surrogate/) }),
+    );
+  });
+
   it("refuses a body over the limit with 413", async () => {
     const { res, body } = await callJson(h, "PUT", "/v1/contests/c1", {
       body: { name: "x".repeat(MAX_BODY_BYTES), phases: [] },

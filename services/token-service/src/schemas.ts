@@ -10,6 +10,10 @@ export const Slug = z.string().regex(ID_PATTERN, ID_MESSAGE);
 
 // Visible characters only: names and reasons end up in CSV files and audit events.
 const NO_CONTROL = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
+// A lone surrogate (half of a UTF-16 pair, as a JSON `\uD800` escape makes) is no character:
+// Postgres cannot store it (a 500) and UTF-8 writes it as U+FFFD, so it is refused, not rewritten.
+const WELL_FORMED = /^\P{Cs}*$/u;
+const WELL_FORMED_MESSAGE = "must be valid Unicode (it holds half of a character, a lone surrogate)";
 
 /**
  * The characters of a volunteer ref: Unicode letters (with their combining marks) and decimal
@@ -42,6 +46,7 @@ export const VolunteerRefLookup = z
   .min(1)
   .max(128)
   .regex(NO_CONTROL, "must not contain control characters")
+  .regex(WELL_FORMED, WELL_FORMED_MESSAGE)
   .refine((s) => s.trim() === s, "must not start or end with whitespace");
 
 export const DisplayText = (max: number) =>
@@ -50,7 +55,8 @@ export const DisplayText = (max: number) =>
     .trim()
     .min(1, "is empty")
     .max(max, `is longer than ${max} characters`)
-    .regex(NO_CONTROL, "must not contain control characters");
+    .regex(NO_CONTROL, "must not contain control characters")
+    .regex(WELL_FORMED, WELL_FORMED_MESSAGE);
 
 export const IsoDateTime = z.iso.datetime({ offset: true }).openapi({ example: "2020-03-01T12:00:00Z" });
 
