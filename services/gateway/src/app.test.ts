@@ -222,6 +222,41 @@ describe("gateway refusals, one per contract code", () => {
       expect([res.status, await errorCode(res)]).toEqual([status, "upstream_error"]);
     }
   });
+
+  it("upstream_error: 502 when a minimised route's success is not JSON, never an empty 200", async () => {
+    // An HTML error page or a front proxy's text with 200, or JSON that does not parse: the route
+    // did not answer, and the phone bank may have assigned the call; a 404's text stays a 404.
+    const answers: [number, string, string][] = [
+      [200, "text/html; charset=utf-8", "<html><body>Service temporarily unavailable</body></html>"],
+      [200, "application/json", '{"call": {"member": '],
+      [201, "text/plain", "created"],
+    ];
+    for (const [status, type, body] of answers) {
+      const g = await gatewayFixture({
+        upstream: {
+          forward: async () => new Response(body, { status, headers: { "content-type": type } }),
+        },
+      });
+      const session = await g.session({ jti: "lnk_notjson" });
+      for (const path of ["/pb/calls/next", "/pb/members/m_000042"]) {
+        const res = await g.bearer(session, path);
+        expect([path, type, res.status, await errorCode(res)]).toEqual([path, type, 502, "upstream_error"]);
+      }
+      const access = g.events().filter((e) => e.type === "access");
+      expect(access.map((e) => [e.decision, e.reason, e.data?.upstream, e.data?.forwarded])).toEqual([
+        ["deny", "upstream_error", "not_json", true],
+        ["deny", "upstream_error", "not_json", true],
+      ]);
+    }
+    const g = await gatewayFixture({
+      upstream: {
+        forward: async () =>
+          new Response("no such member", { status: 404, headers: { "content-type": "text/plain" } }),
+      },
+    });
+    const res = await g.bearer(await g.session(), "/pb/members/m_999999");
+    expect([res.status, await res.json()]).toEqual([404, {}]);
+  });
 });
 
 describe("attacks on the token: each is token_invalid", () => {

@@ -184,7 +184,9 @@ export const gatewayOpenApi = {
               429: refusal(
                 "rate_limited (also past MAX_CONCURRENT_PER_LINK requests in flight) or quota_exceeded, with Retry-After",
               ),
-              502: refusal("upstream_error"),
+              502: refusal(
+                "upstream_error: the upstream could not be reached, answered 5xx, or answered a minimised route's success with a body that is not JSON",
+              ),
               503: refusal("unavailable"),
               504: refusal("upstream_error (timeout)"),
             },

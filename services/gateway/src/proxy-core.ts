@@ -383,6 +383,13 @@ async function answer(
   } catch {
     parsed = undefined;
   }
+  // A success that is not JSON (an HTML error page or a proxy's text in front of the upstream) is
+  // no answer of the route's: it was relayed as 200 `{}`, telling the volunteer's page there was
+  // nothing when the upstream had failed, and it may have acted (assigned a call). Failed, as a 5xx.
+  if (parsed === undefined && res.status >= 200 && res.status < 300 && res.status !== 204) {
+    await auditForwardedFailure({ upstream: "not_json", status: res.status });
+    return refusalResult(refusal("upstream_error"), req);
+  }
   const filtered = rule.apply(parsed);
   if (filtered.recordId !== null) {
     const quota = await admitAnswer(deps, outcome, filtered.recordId, now);
