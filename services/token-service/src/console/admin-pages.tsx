@@ -24,7 +24,17 @@ import {
   when,
 } from "./layout.tsx";
 import type { LinkItem, Page } from "./links-page.tsx";
-import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
+import {
+  done,
+  errorPage,
+  field,
+  forbiddenPage,
+  formAgain,
+  page,
+  type RefusalStatus,
+  refusedPage,
+  statusFor,
+} from "./render.tsx";
 
 interface ApiKey {
   id: string;
@@ -235,14 +245,13 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
     );
     if (!res.ok)
       // The form again, as it was filled in, under what the API refused.
-      return page(
+      return formAgain(
         c,
         "API keys",
-        <>
-          <ProblemNotice problem={res.problem} intro="No key was created." />
-          <ApiKeyForm viewer={c.var.viewer} values={{ role, campaignId, label }} />
-        </>,
-        { status: statusFor(res.status) },
+        "No key was created.",
+        <ApiKeyForm viewer={c.var.viewer} values={{ role, campaignId, label }} />,
+        res.problem,
+        statusFor(res.status),
       );
     // Shown on the next page, once: a reload of that page or Back never posts the form again.
     c.var.session.newKey = res.body;
@@ -365,16 +374,14 @@ export function registerAdminPages(con: Hono<ConsoleEnv>): void {
       string
     >;
     const values = { scope, reason, ...given };
-    // Refused: the form again, as it was filled in, under what to fix.
-    const again = (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
-      page(
+    const again = (problem: Problem, status?: RefusalStatus) =>
+      formAgain(
         c,
         "Revocations",
-        <>
-          <ProblemNotice problem={problem} intro="Nothing was revoked." />
-          <RevocationForm viewer={c.var.viewer} values={values} />
-        </>,
-        { status },
+        "Nothing was revoked.",
+        <RevocationForm viewer={c.var.viewer} values={values} />,
+        problem,
+        status,
       );
     if (!isScope(scope)) return again({ code: "validation", detail: "Choose what to revoke." });
     // Checked before the confirmation, which must name exactly what the API would then revoke.

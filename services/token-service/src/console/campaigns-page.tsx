@@ -5,19 +5,19 @@ import { ID_PATTERN } from "../schemas.ts";
 import type { Problem } from "./api.ts";
 import type { Campaign, Contest } from "./contests-page.tsx";
 import type { ConsoleEnv } from "./env.ts";
-import {
-  Csrf,
-  DataTable,
-  IdForm,
-  ListResult,
-  NamedLink,
-  Notice,
-  ProblemNotice,
-  TableWrap,
-  type Viewer,
-} from "./layout.tsx";
+import { Csrf, DataTable, IdForm, ListResult, NamedLink, Notice, TableWrap, type Viewer } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
-import { done, errorPage, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
+import {
+  done,
+  errorPage,
+  field,
+  forbiddenPage,
+  formAgain,
+  page,
+  type RefusalStatus,
+  refusedPage,
+  statusFor,
+} from "./render.tsx";
 
 const SCOPES = ["calls:read", "calls:write", "members:read", "members:export"] as const;
 /** The API's own id rule: the console acts on every id the API accepts. */
@@ -120,16 +120,14 @@ export function registerCampaignPages(con: Hono<ConsoleEnv>): void {
       contestId: field(c, "contestId"),
       contact: field(c, "contact"),
     };
-    // Refused: the form again, as it was filled in, under what to fix.
-    const again = (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
-      page(
+    const again = (problem: Problem, status?: RefusalStatus) =>
+      formAgain(
         c,
         "Campaigns",
-        <>
-          <ProblemNotice problem={problem} intro="The campaign was not saved." />
-          <CampaignForm viewer={c.var.viewer} values={values} />
-        </>,
-        { status },
+        "The campaign was not saved.",
+        <CampaignForm viewer={c.var.viewer} values={values} />,
+        problem,
+        status,
       );
     if (!SLUG.test(id))
       return again({

@@ -14,12 +14,20 @@ import {
   ListResult,
   NextPageLink,
   Notice,
-  ProblemNotice,
   Status,
   type Viewer,
   when,
 } from "./layout.tsx";
-import { done, field, forbiddenPage, page, refusedPage, statusFor } from "./render.tsx";
+import {
+  done,
+  field,
+  forbiddenPage,
+  formAgain,
+  page,
+  type RefusalStatus,
+  refusedPage,
+  statusFor,
+} from "./render.tsx";
 
 export interface LinkItem {
   id: string;
@@ -359,20 +367,19 @@ export function registerLinkPages(con: Hono<ConsoleEnv>): void {
     const maxUses = field(c, "maxUses") || "5";
     const reissue = field(c, "reissue") === "true";
     const values = { phase, scopes: scopes.join(","), ttlDays, maxUses, reissue: String(reissue) };
-    const again = async (problem: Problem, status: 400 | 403 | 404 | 409 | 422 | 503 = 400) =>
-      page(
+    const again = async (problem: Problem, status?: RefusalStatus) =>
+      formAgain(
         c,
         "Issue links from a volunteers CSV",
-        <>
-          <ProblemNotice problem={problem} intro="Nothing was issued." />
-          <UploadForm
-            viewer={viewer}
-            campaignId={campaignId}
-            phases={await phasesOf(c, campaignId)}
-            values={values}
-          />
-        </>,
-        { status },
+        "Nothing was issued.",
+        <UploadForm
+          viewer={viewer}
+          campaignId={campaignId}
+          phases={await phasesOf(c, campaignId)}
+          values={values}
+        />,
+        problem,
+        status,
       );
     const file = form.sheet;
     if (!(file instanceof File) || file.size === 0) {

@@ -23,9 +23,34 @@ export function page(
   );
 }
 
+/** The statuses a page answers a refusal with. */
+export type RefusalStatus = 400 | 403 | 404 | 409 | 422 | 503;
+
 /** A page's status for an API refusal: the same where a page can answer it, else 400 (or 503). */
-export const statusFor = (api: number): 400 | 403 | 404 | 409 | 422 | 503 =>
+export const statusFor = (api: number): RefusalStatus =>
   ([400, 403, 404, 409, 422, 503] as const).find((s) => s === api) ?? (api >= 500 ? 503 : 400);
+
+/**
+ * A refused form, the console's or the API's refusal: the form again, filled in as it was, under
+ * what to fix (after `intro`, which says nothing was done), so no one types it all again.
+ */
+export const formAgain = (
+  c: Context<ConsoleEnv>,
+  title: string,
+  intro: string,
+  form: Child,
+  problem: Problem,
+  status: RefusalStatus = 400,
+) =>
+  page(
+    c,
+    title,
+    <>
+      <ProblemNotice problem={problem} intro={intro} />
+      {form}
+    </>,
+    { status },
+  );
 
 /** After a POST: back to a page (303, so a reload does not repeat the action), with a message. */
 export function done(c: Context<ConsoleEnv>, to: string, flash: Flash) {
