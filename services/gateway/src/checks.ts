@@ -194,7 +194,12 @@ async function resolveSession(deps: CheckDeps, credential: string): Promise<Veri
   if (!isSessionCredential(credential))
     return refused(refusal(looksLikeLink(credential) ? "session_required" : "token_invalid"));
   const resolved = await deps.sessions.resolve(credentialHash(credential));
-  if (!resolved || resolved.session.endedAt !== null) return refused(refusal("token_invalid"));
+  if (!resolved) return refused(refusal("token_invalid"));
+  // An ended session is still a known link's (read from Postgres, not from what was sent): its
+  // refusal names that link, so the audit shows who goes on using it after it was signed out (a
+  // forwarded cookie, a replayed bearer) rather than an anonymous denial folded per client.
+  if (resolved.session.endedAt !== null)
+    return refused(refusal("token_invalid"), claimsOfLink(resolved.link));
   const link = storedLink(deps, resolved.link);
   if (!link.ok) return link;
   // Capped at the link's exp, so past the link's own exp the answer above is `expired`.

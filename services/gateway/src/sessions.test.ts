@@ -120,6 +120,31 @@ describe("sessions: a link opens a session and never is one", () => {
     expect(g.phonebank.seen).toHaveLength(0);
   });
 
+  it("a session used after it was signed out is refused with an event naming its link, never an anonymous one", async () => {
+    const g = await gatewayFixture();
+    // The volunteer forwarded the session (cookie or bearer), then signed out; the rival goes on.
+    const token = await g.issue({ jti: "lnk_forwarded", sub: "vol-fwd" });
+    const session = await g.redeem(token);
+    expect((await g.bearer(session, "/pb/members/m_000001")).status).toBe(200);
+    expect((await post(g, "/pb/_phaselock/session/end", { authorization: `Bearer ${session}` })).status).toBe(
+      204,
+    );
+    const sent: Record<string, string>[] = [
+      { authorization: `Bearer ${session}` },
+      { cookie: `pl_session=${session}` },
+    ];
+    for (const headers of sent) {
+      const res = await g.get("/pb/members/m_000002", headers);
+      expect([res.status, await errorCode(res)]).toEqual([401, "token_invalid"]);
+    }
+    const denied = g.events().filter((e) => e.type === "access" && e.decision === "deny");
+    expect(denied.map((e) => [e.reason, e.linkId, e.actor, e.campaignId])).toEqual([
+      ["token_invalid", "lnk_forwarded", "vol-fwd", "starmer-2020"],
+      ["token_invalid", "lnk_forwarded", "vol-fwd", "starmer-2020"],
+    ]);
+    expect(g.phonebank.seen.filter((r) => r.path === "/members/m_000002")).toHaveLength(0);
+  });
+
   it("unknown credentials are remembered briefly: random guesses cost one query each, not one per request", async () => {
     const g = await gatewayFixture();
     const guess = "pls_0123456789abcdefghijkl";
