@@ -536,6 +536,26 @@ describe.each(transports)("context and client headers over %s", (name, make) => 
     // The gateway's own, from the socket's peer (app.request has none).
     expect(seen.get("x-forwarded-for")).toBe(name === "node handler" ? "127.0.0.1" : null);
   });
+
+  it("drops headers that would override the method or target the gateway checked", async () => {
+    // A calls:read link's GET, told to be a DELETE or the member export by an upstream framework
+    // that honours these (Express method-override, Symfony, Laravel, ASP.NET Core, IIS).
+    const { g, send } = await make();
+    const overrides = {
+      "X-HTTP-Method-Override": "DELETE",
+      "X-HTTP-Method": "DELETE",
+      "X-Method-Override": "DELETE",
+      X_Http_Method_Override: "DELETE",
+      "X-Original-URL": "/members/export",
+      "X-Rewrite-URL": "/members/export",
+      "X-Original-Method": "DELETE",
+    };
+    const res = await send("/pb/calls/next", { headers: bearer(await g.session(), overrides) });
+    expect(res.status).toBe(200);
+    const seen = g.phonebank.seen[0]!.headers;
+    for (const h of Object.keys(overrides)) expect([h, seen.get(h)]).toEqual([h, null]);
+    expect([...seen.keys()].filter((n) => /method|original|rewrite/i.test(n))).toEqual([]);
+  });
 });
 
 describe("node handler: X-Forwarded-For from trusted proxies only", () => {

@@ -185,6 +185,19 @@ const FORWARDING = new Set([
   "true-client-ip",
 ]);
 
+// A method or target other than the request's, which frameworks behind a proxy honour (Express's
+// method-override, Symfony, Laravel, ASP.NET Core; IIS and older Symfony for the URL): the upstream
+// would act on a method or path the gateway never checked (a GET scoped `calls:read` overridden to
+// a DELETE, a `/members/export` named in a header). The checks see the request line only.
+const OVERRIDES = new Set([
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+  "x-original-url",
+  "x-rewrite-url",
+  "x-original-method",
+]);
+
 /**
  * A header name as servers that map `_` to `-` (CGI, many frameworks, some proxies) read it: a
  * client's `X_Phaselock_Link` is their `X-Phaselock-Link`, so every drop rule looks at this form.
@@ -195,7 +208,8 @@ const normalisedName = (name: string) => name.toLowerCase().replaceAll("_", "-")
  * The client's request headers that may travel upstream, as a flat list: no hop-by-hop field (nor
  * any named in `Connection`), no credentials (`Cookie`, `Authorization`), nothing claiming to be
  * ours (`X-Phaselock-*`) or to say who the client is (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`),
- * no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own), and only names and
+ * nothing overriding the method or target the gateway checked (`X-HTTP-Method-Override`,
+ * `X-Original-URL` …), no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own), and only names and
  * values undici accepts. Names are compared after `_` → `-` and case folding.
  */
 export function forwardableHeaders(
@@ -209,7 +223,7 @@ export function forwardableHeaders(
     const name = rawName.toLowerCase();
     const norm = normalisedName(name);
     if (isHopByHop(name, listed) || isHopByHop(norm, listed) || REQUEST_DROPPED.has(norm)) continue;
-    if (norm.startsWith("x-phaselock-") || FORWARDING.has(norm)) continue;
+    if (norm.startsWith("x-phaselock-") || FORWARDING.has(norm) || OVERRIDES.has(norm)) continue;
     if (norm === "x-request-id") continue; // the proxy sends its own
     const value = Array.isArray(rawValue) ? rawValue.join(", ") : rawValue;
     if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) continue;
