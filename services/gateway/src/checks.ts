@@ -237,6 +237,17 @@ function decidePolicy(
   };
 }
 
+/**
+ * Step 9 for a redemption (`POST /l/:token`), a request of its link like any other: the link's and
+ * its campaign's rate limits, before it writes anything. Unlimited, anyone holding a link (a spent
+ * one too) could re-open it from one device as fast as they liked, each time a new credential, a
+ * session write and a policy change that makes every gateway re-read every cached session.
+ */
+export async function meterRedemption(deps: CheckDeps, a: Admitted, now: Date): Promise<Refusal | null> {
+  const limited = await meter(deps, a, false, now);
+  return limited && namingWhomToAsk(limited, a.claims, deps.policy.snapshot(), now);
+}
+
 /** Steps 9–10 before the upstream: a store that cannot count refuses rather than let traffic through. */
 async function meter(
   deps: CheckDeps,

@@ -125,6 +125,9 @@ export const gatewayOpenApi = {
           403: refusal(
             "cross_site (posted from another site), revoked, suspended, phase_closed, not_entitled, uses_exhausted",
           ),
+          429: refusal(
+            "rate_limited, with Retry-After: a redemption counts against its link's and campaign's requests per minute, as a /pb request does",
+          ),
           503: refusal(
             "unavailable: the gateway cannot confirm its state is current, its database is unreachable, or the audit trail cannot be written",
           ),

@@ -314,6 +314,38 @@ describe("devices you can count", () => {
     expect((await g.bearer(first.session)).status).toBe(401);
   });
 
+  it("re-opening a link is rate limited like its requests: 429 with Retry-After, and the refused one rotates nothing", async () => {
+    // Anyone holding a link, a spent one too, re-opening it from one device again and again: each
+    // re-open was a new credential and a policy change that every gateway's session cache re-reads.
+    const g = await gatewayFixture();
+    g.snapshot.campaigns.get("starmer-2020")!.limits = { requestsPerMinute: 3 };
+    const token = await g.issue({ jti: "lnk_churn" }, 1);
+    const cookie = deviceCookie(await g.get(`/l/${token}`))!;
+    let session = "";
+    for (let i = 0; i < 3; i++) {
+      const res = await post(g, `/l/${token}`, { ...json, cookie });
+      expect(res.status).toBe(201);
+      session = ((await res.json()) as { session: string }).session;
+    }
+    const rotated = g.sessionStore.rows.get([...g.sessionStore.rows.keys()][0]!)!.tokenHash;
+    const res = await post(g, `/l/${token}`, { ...json, cookie });
+    expect([res.status, await errorCode(res)]).toEqual([429, "rate_limited"]);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(g.sessionStore.rows.get([...g.sessionStore.rows.keys()][0]!)!.tokenHash).toBe(rotated);
+    const browser = await post(g, `/l/${token}`, { cookie, accept: "text/html" });
+    expect(browser.status).toBe(429);
+    expect(await browser.text()).toContain("Keir Starmer 2020");
+    const denied = g.events().filter((e) => e.type === "access" && e.decision === "deny");
+    expect(denied.map((e) => [e.reason, e.linkId])).toEqual([
+      ["rate_limited", "lnk_churn"],
+      ["rate_limited", "lnk_churn"],
+    ]);
+    // The minute over, the last credential still works: the refused re-opens retired nothing.
+    g.clock.advance(60_000);
+    expect((await g.bearer(session)).status).toBe(200);
+    expect(g.links.rows.get("lnk_churn")!.uses).toBe(1);
+  });
+
   it("a device holding a live session of a spent link still gets its landing page and continues; others get 410", async () => {
     const g = await gatewayFixture();
     const token = await g.issue({ jti: "lnk_spent" }, 1);

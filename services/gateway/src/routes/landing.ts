@@ -2,7 +2,7 @@ import { randomId } from "@phaselock/core";
 import type { LinkClaims } from "@phaselock/policy";
 import { askHtml, escapeHtml, timeHtml } from "@phaselock/ui";
 import type { Context, Hono } from "hono";
-import { checkRequest, context } from "../checks.ts";
+import { checkRequest, context, meterRedemption } from "../checks.ts";
 import type { GatewayEnv } from "../deps.ts";
 import { page, wantsHtml } from "../html.ts";
 import { CSP, landingStatus, NO_STORE, type Refusal, refusal } from "../refusals.ts";
@@ -83,6 +83,8 @@ ${askHtml(campaign?.contact)}`;
     const outcome = await checked;
     if (!outcome.ok) return deny(outcome.refusal, outcome.claims);
     const { claims } = outcome;
+    const limited = await meterRedemption(deps, outcome, now);
+    if (limited) return deny(limited, claims);
     const redeemed = (data: { uses: number; session: string; continued?: true }) =>
       deps.audit.record({
         type: "link.redeemed",
