@@ -318,11 +318,15 @@ describe("attacks on the token: each is token_invalid", () => {
       "/pb//members/export",
       "/pb/members/./export",
       "/pb/members%2fexport",
+      // a case-folding upstream router (ASP.NET, IIS) would read these as the export
+      "/pb/members/EXPORT",
+      "/pb/members/Export",
+      "/pb/members/%45xport",
     ]) {
       const res = await g.bearer(token, path);
       expect([path, res.status]).toEqual([path, 403]);
     }
-    expect(g.phonebank.seen.filter((r) => r.path.includes("export"))).toHaveLength(0);
+    expect(g.phonebank.seen.filter((r) => /export/i.test(r.path))).toHaveLength(0);
   });
 });
 

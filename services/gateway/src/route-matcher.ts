@@ -12,6 +12,8 @@ interface CompiledEntry<T> {
   method: string;
   /** Literal segment, or `null` for a parameter. */
   segments: (string | null)[];
+  /** The same, literals lower-cased: how a router that folds case reads the entry. */
+  folded: (string | null)[];
   value: T;
 }
 
@@ -25,7 +27,10 @@ const LITERAL = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
  * A `:param` matches exactly one non-empty segment. When several entries match, the more specific
  * wins: comparing segment by segment, a literal beats a parameter (`/members/export` beats
  * `/members/:id`). Matching is exact and case-sensitive; an empty segment or a trailing slash
- * never matches an entry other than `/`. A query string, if passed, is ignored.
+ * never matches an entry other than `/`. A query string, if passed, is ignored. A path that a
+ * router folding case (ASP.NET, IIS) would give to a more specific entry matches nothing
+ * (`/members/EXPORT` is neither `/members/:id` nor the export): the upstream would serve that
+ * entry, under a scope other than the one checked.
  *
  * Throws when an entry is malformed or two entries have the same method and shape.
  */
@@ -59,8 +64,10 @@ export function createRouteMatcher<T>(entries: readonly RouteEntry<T>[]): RouteM
     if (!p.startsWith("/")) return null;
     const segments = p === "/" ? [] : p.slice(1).split("/");
 
+    // The first entry a case-folding router would pick: the answer when it is also an exact match.
+    const folded = segments.map((s) => s.toLowerCase());
     for (const entry of candidates) {
-      if (matches(entry.segments, segments)) return entry.value;
+      if (matches(entry.folded, folded)) return matches(entry.segments, segments) ? entry.value : null;
     }
     return null;
   };
@@ -81,7 +88,8 @@ function compileEntry<T>(entry: RouteEntry<T>): CompiledEntry<T> {
     if (!LITERAL.test(s) || s === "." || s === "..") throw new Error(`Bad route segment "${s}": ${where}`);
     return s;
   });
-  return { method: entry.method, segments, value: entry.value };
+  const folded = segments.map((s) => s?.toLowerCase() ?? null);
+  return { method: entry.method, segments, folded, value: entry.value };
 }
 
 /** Positive when `a` is more specific than `b`. Only rules of the same length can both match. */

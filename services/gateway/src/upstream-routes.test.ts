@@ -49,8 +49,12 @@ describe("default route scopes", () => {
     ["GET", "", null],
     ["GET", "members/m_1", null],
     ["GET", "//", null],
-    // matching is case-sensitive, as the upstream's router is: this is a member id, not the export
-    ["GET", "/members/Export", "members:read"],
+    // a member id that spells the export in another case is no member id: an upstream whose router
+    // folds case (ASP.NET, IIS) would serve the export to a members:read link
+    ["GET", "/members/Export", null],
+    ["GET", "/members/EXPORT", null],
+    ["HEAD", "/members/eXpOrT", null],
+    ["GET", "/members/export2", "members:read"],
     // a parameter never matches a dot segment
     ["GET", "/members/..", null],
     ["GET", "/members/.", null],
@@ -87,6 +91,22 @@ describe("configured route scopes", () => {
       expect(m("GET", "/a/z/c")).toBe("calls:write");
       expect(m("GET", "/a/z/z")).toBe("calls:read");
     }
+  });
+
+  it("a path a case-folding router would give to a more specific rule matches no rule", () => {
+    const m = createRouteScopes([
+      { method: "GET", pattern: "/a/:x/:y", scope: "calls:read" },
+      { method: "GET", pattern: "/a/b/:y", scope: "members:read" },
+      { method: "GET", pattern: "/a/b/c", scope: "members:export" },
+      { method: "POST", pattern: "/a/:x/:y", scope: "calls:write" },
+      { method: "GET", pattern: "/z/:q", scope: "calls:read" },
+    ]);
+    expect(m("GET", "/a/b/c")).toBe("members:export");
+    expect(m("GET", "/a/b/C")).toBeNull(); // /a/b/:y must not take C
+    expect(m("GET", "/a/B/z")).toBeNull(); // /a/:x/:y must not take B
+    expect(m("GET", "/a/q/c")).toBe("calls:read"); // no rule /a/q/c: nothing to mistake it for
+    expect(m("POST", "/a/B/C")).toBe("calls:write"); // POST has no sibling literals
+    expect(m("GET", "/z/b")).toBe("calls:read"); // another prefix's literal is no sibling
   });
 
   it.each<[string, RouteRule[]]>([
