@@ -279,6 +279,8 @@ export async function issueBatch(
         replaced = current;
         const revoked = await repos.revocations.insertForLinks(tx, {
           linkIds: [...current.values()].flat(),
+          campaignId: campaign.id,
+          contestId: campaign.contestId,
           reason: REISSUE_REASON,
           actor: principal.actor,
           effectiveAt: now,

@@ -26,10 +26,19 @@ export interface RevocationsRepo {
    * Revokes each link of `linkIds` by a `link` revocation of its own, in `tx` (the caller's
    * transaction) with multi-row statements: one version per revocation, each logged, so
    * gateways apply them like any other. `version` is the last one (null when `linkIds` is empty).
+   * The links' campaign and contest are kept for the record, as `insert` keeps a link's (only
+   * the link id matches).
    */
   insertForLinks(
     tx: Tx,
-    input: { linkIds: readonly string[]; reason: string; actor: string; effectiveAt: Date },
+    input: {
+      linkIds: readonly string[];
+      campaignId: string;
+      contestId: string;
+      reason: string;
+      actor: string;
+      effectiveAt: Date;
+    },
   ): Promise<{ version: number | null; revocations: Revocation[] }>;
   /** Newest first by (createdAt, id). */
   list(query: { limit: number; cursor?: string | null | undefined }): Promise<Page<Revocation>>;
@@ -130,7 +139,7 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
     });
   },
 
-  insertForLinks: async (tx, { linkIds, reason, actor, effectiveAt }) => {
+  insertForLinks: async (tx, { linkIds, campaignId, contestId, reason, actor, effectiveAt }) => {
     if (linkIds.length === 0) return { version: null, revocations: [] };
     const [state] = await tx
       .update(policyState)
@@ -144,6 +153,8 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
         id: randomId("rev"),
         scope: "link",
         linkId,
+        campaignId,
+        contestId,
         reason,
         actor,
         effectiveAt,
@@ -159,8 +170,9 @@ export const revocationsRepo = (db: Db): RevocationsRepo => ({
         actor: r.actor,
         at: effectiveAt.toISOString(),
       }));
-      await tx.execute(sql`insert into ${revocations} (id, scope, link_id, reason, actor, effective_at, created_at)
-        select id, 'link', link_id, reason, actor, at, at
+      await tx.execute(sql`insert into ${revocations}
+          (id, scope, link_id, campaign_id, contest_id, reason, actor, effective_at, created_at)
+        select id, 'link', link_id, ${campaignId}, ${contestId}, reason, actor, at, at
         from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
           as x(id text, link_id text, reason text, actor text, at timestamptz)`);
       const changes = chunk.map((revocation, j) => ({

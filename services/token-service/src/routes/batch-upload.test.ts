@@ -266,7 +266,7 @@ describe("re-uploads: skip volunteers holding an active link, unless reissue=tru
   });
 
   it("reissue=true revokes the held links (audited, published) and issues new ones in one transaction", async () => {
-    const { campaignId } = await seedOpen(h);
+    const { campaignId, contestId } = await seedOpen(h);
     const first = await json<Answer>(await upload(query(campaignId), SHEET));
     const old = first.body.links.map((l) => l.id);
     const before = h.published.length;
@@ -291,12 +291,15 @@ describe("re-uploads: skip volunteers holding an active link, unless reissue=tru
     });
     // Gateways learn of the revocations: the log holds one change per revocation, announced.
     expect(h.published.length).toBe(before + 1);
-    const listed = await callJson<{ items: { linkId: string | null }[] }>(
-      h,
-      "GET",
-      "/v1/revocations?limit=10",
-    );
+    const listed = await callJson<{
+      items: { linkId: string | null; campaignId: string | null; contestId: string | null }[];
+    }>(h, "GET", "/v1/revocations?limit=10");
     expect(listed.body.items.map((r) => r.linkId)).toEqual(expect.arrayContaining(old));
+    // Kept for the record, as a link revocation posted to the API keeps its link's.
+    for (const r of listed.body.items.filter((i) => old.includes(String(i.linkId)))) {
+      expect(r).toMatchObject({ campaignId, contestId });
+    }
+    expect(revocations[0]).toMatchObject({ data: { revocation: { campaignId, contestId } } });
 
     const csv = await upload(query(campaignId, "&reissue=true"), SHEET, { accept: "text/csv" });
     const parsed = parseCsv(await csv.text());
