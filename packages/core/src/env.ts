@@ -104,6 +104,14 @@ export const redisPrefix = z
   )
   .default("phaselock");
 
+/**
+ * `DATABASE_URL` for the CLIs (`pnpm db:migrate`, `pnpm audit:export`, `pnpm audit:archive`), by
+ * the services' rule ({@link postgresUrl}): blank is unset; anything but a postgres:// URL throws
+ * the services' own "invalid environment" error, before anything is opened or connected to.
+ */
+export const databaseUrlOf = (env: Record<string, string | undefined>): string | undefined =>
+  parseEnv(z.object({ DATABASE_URL: postgresUrl }), { DATABASE_URL: env.DATABASE_URL }).DATABASE_URL;
+
 export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
 
 /**

@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import type { Writable } from "node:stream";
 import { parseArgs } from "node:util";
-import { acquireDataDirLock, type DataDirLock, DataDirLockedError } from "@phaselock/core";
+import { acquireDataDirLock, type DataDirLock, DataDirLockedError, databaseUrlOf } from "@phaselock/core";
 import { createDb } from "./client.ts";
 import { backupEmbedded, hasEmbeddedDatabase, openDb, restoreEmbedded } from "./embedded.ts";
 import { grantServicesRole, servicesGrantsSql } from "./grants.ts";
@@ -104,7 +104,13 @@ export async function runMigrateCli(
       return 2;
     }
   }
-  const databaseUrl = env.DATABASE_URL || undefined;
+  let databaseUrl: string | undefined;
+  try {
+    databaseUrl = databaseUrlOf(env);
+  } catch (err) {
+    io.stderr.write(`db:migrate: ${message(err)}\n`);
+    return 2;
+  }
   if (grant !== undefined && !databaseUrl) {
     io.stderr.write(
       "db:migrate --grant: roles are a Postgres server's; set DATABASE_URL (the embedded database has none)\n",

@@ -49,6 +49,17 @@ describe("pnpm db:migrate --check: usage", () => {
     }
   });
 
+  it("refuses a DATABASE_URL that is not a postgres:// URL, as the services do, connecting to nothing: 2", async () => {
+    // redis:// (the neighbouring variable's value pasted in) waited 30 s for a Postgres greeting.
+    for (const url of ["redis://127.0.0.1:1", "mysql://127.0.0.1:1/x", "not a url"]) {
+      const c = io();
+      expect(await runMigrateCli({ DATABASE_URL: url, DATA_DIR: "/nonexistent" }, c.io, []), url).toBe(2);
+      expect(c.err(), url).toBe(
+        "db:migrate: invalid environment:\n  DATABASE_URL: must be a postgres:// URL\n",
+      );
+    }
+  });
+
   it("on a DATA_DIR with no embedded database: 1, and creates none", async () => {
     const dir = await mkdtemp(join(tmpdir(), "pl-migrate-check-"));
     try {

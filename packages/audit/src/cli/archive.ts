@@ -14,6 +14,7 @@
 import { readFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { parseArgs } from "node:util";
+import { databaseUrlOf } from "@phaselock/core";
 import { assertMigrated, createDb } from "@phaselock/db";
 import { ArchiveRefusedError, archiveBefore } from "../archive.ts";
 import { isMain, redactUrl, userPath } from "./shared.ts";
@@ -46,11 +47,18 @@ export async function runArchiveCli(
     io.stderr.write(USAGE);
     return values.help ? 0 : 2;
   }
-  if (!env.DATABASE_URL) {
+  let databaseUrl: string | undefined;
+  try {
+    databaseUrl = databaseUrlOf(env);
+  } catch (err) {
+    io.stderr.write(`audit:archive: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  if (!databaseUrl) {
     io.stderr.write(`audit:archive: set DATABASE_URL (the table owner's role)\n${USAGE}`);
     return 2;
   }
-  const handle = createDb({ databaseUrl: env.DATABASE_URL, poolSize: 2 });
+  const handle = createDb({ databaseUrl, poolSize: 2 });
   try {
     await assertMigrated(handle.db);
     let verifierKey: string | undefined;
@@ -83,7 +91,7 @@ export async function runArchiveCli(
       return 1;
     }
     io.stderr.write(
-      `audit:archive: ${err instanceof Error ? err.message : String(err)} (database ${redactUrl(env.DATABASE_URL)})\n`,
+      `audit:archive: ${err instanceof Error ? err.message : String(err)} (database ${redactUrl(databaseUrl)})\n`,
     );
     return 1;
   } finally {

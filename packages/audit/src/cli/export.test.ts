@@ -198,6 +198,32 @@ describe("audit:export with a DATA_DIR that holds no database", () => {
   });
 });
 
+describe("audit:export with a DATABASE_URL that is not a postgres:// URL", () => {
+  it("refuses it as the services do (2), writing nothing and connecting to nothing", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "phaselock-audit-url-"));
+    try {
+      for (const url of ["redis://127.0.0.1:1", "mysql://127.0.0.1:1/x", "not a url"]) {
+        const err = collect();
+        const target = join(dir, "export.ndjson");
+        expect(
+          await runExportCli(
+            ["--out", target],
+            { DATABASE_URL: url },
+            { stdout: collect().stream, stderr: err.stream },
+          ),
+          url,
+        ).toBe(2);
+        expect(err.text(), url).toBe(
+          "audit:export: invalid environment:\n  DATABASE_URL: must be a postgres:// URL\n",
+        );
+        expect(await readdir(dir)).toEqual([]);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("redactUrl (what the CLIs print of DATABASE_URL)", () => {
   it("masks the password, in the authority and in the query (libpq's ?password=)", () => {
     expect(redactUrl("postgres://app:s3cret-pw@db:5432/phaselock")).not.toContain("s3cret-pw");

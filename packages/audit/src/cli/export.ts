@@ -19,6 +19,7 @@ import {
   acquireDataDirLock,
   type DataDirLock,
   DataDirLockedError,
+  databaseUrlOf,
   describeHolder,
   type LockHolder,
   liveLockHolder,
@@ -187,7 +188,13 @@ export async function runExportCli(
     return 2;
   }
 
-  const databaseUrl = env.DATABASE_URL || undefined;
+  let databaseUrl: string | undefined;
+  try {
+    databaseUrl = databaseUrlOf(env);
+  } catch (err) {
+    io.stderr.write(`audit:export: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
   const dataDir = databaseUrl ? undefined : userPath(env.DATA_DIR || "./.data", env);
   const source = databaseUrl ? `postgres ${redactUrl(databaseUrl)}` : `embedded PGlite in ${dataDir}`;
   // `--out -` is stdout, as for most CLIs: never a file named "-".
