@@ -373,4 +373,23 @@ describe("the embedded data directory belongs to one process", () => {
     ]);
     expect(await markerNotes(dir)).toEqual(["kept"]);
   });
+
+  it("refuses a file that is no backup at all (an audit export given by mistake), naming why, and keeps the database it would replace", async () => {
+    // PGlite took such a file for gzip and gunzipped it unawaited: the process ended on an
+    // unhandled TypeError after 'is not a usable backup ()'.
+    const file = join(root, "audit-export.ndjson");
+    const events = Array.from(
+      { length: 20 },
+      (_, seq) => `{"seq":${seq + 1},"type":"access","decision":"allow"}`,
+    );
+    writeFileSync(file, `{"type":"phaselock.audit.export","version":1}\n${events.join("\n")}\n`);
+    const dir = copy("kept-on-no-backup");
+    const r = io();
+    expect(await runRestoreCli([file, "--force"], { DATA_DIR: dir }, r.io)).toBe(1);
+    expect(r.err()).toBe(
+      `db:restore failed: ${file} is not a usable backup (neither a gzip file nor a tar archive: pnpm db:backup writes a .tar.gz)\n`,
+    );
+    expect(readdirSync(root).filter((n) => n.includes("kept-on-no-backup"))).toEqual(["kept-on-no-backup"]);
+    expect(await markerNotes(dir)).toEqual(["kept"]);
+  });
 });

@@ -156,6 +156,14 @@ export async function restoreEmbedded(
       throw new Error(`${file} is not a usable backup (not a whole gzip file: ${(err as Error).message})`);
     }
   }
+  // Nor is anything but a tar archive: PGlite takes a file it cannot untar for gzip and gunzips
+  // it with a write it never awaits, whose rejection ends the process (an audit export or any
+  // other file given by mistake). A backup is POSIX tar, "ustar" at offset 257 of its first header.
+  if (tar.subarray(257, 262).toString("latin1") !== "ustar") {
+    throw new Error(
+      `${file} is not a usable backup (neither a gzip file nor a tar archive: pnpm db:backup writes a .tar.gz)`,
+    );
+  }
   // Staged and moved aside beside the directory itself, not beside a symlink naming it (rename
   // cannot cross filesystems). The caller's lock made the directory, so it exists.
   const dir = realpathSync(dataDir);
