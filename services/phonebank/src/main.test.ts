@@ -77,6 +77,21 @@ describe("pnpm start:phonebank (a real child process)", () => {
       requestId: "req_pb_main_1",
     });
   }, 30_000);
+
+  it("on a port already in use, says so in one line and exits 1, as the other services do", async () => {
+    const holder = await start();
+    try {
+      const second = spawnMain({ PHONEBANK_PORT: String(holder.port) });
+      expect(await second.exited).toBe(1);
+      expect(second.errors()).toContain(
+        `phonebank: port ${holder.port} on 127.0.0.1 is already in use: stop what holds it, or set PHONEBANK_PORT\n`,
+      );
+      expect(second.errors()).not.toMatch(/\n\s+at /);
+    } finally {
+      holder.proc.kill("SIGTERM");
+      await holder.exited;
+    }
+  }, 30_000);
 });
 
 describeIntegration("pnpm start:phonebank with DATABASE_URL", ["postgres"], () => {

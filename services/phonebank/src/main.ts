@@ -45,6 +45,13 @@ const server = serve({ fetch: app.fetch, port: env.port, hostname: env.host }, (
   // A JSON line like every other on stdout (a log shipper parses them all).
   announce(logger, `listening on http://${host}:${info.port} (synthetic members, no real people)`);
 });
+// One line, as the token service and the gateway say it, not Node's unhandled 'error' stack trace.
+server.once("error", (err: NodeJS.ErrnoException) => {
+  console.error(
+    `phonebank: ${err.code === "EADDRINUSE" ? `port ${env.port} on ${env.host} is already in use: stop what holds it, or set PHONEBANK_PORT` : `cannot listen: ${err.message}`}`,
+  );
+  process.exit(1);
+});
 
 // SIGTERM: stop accepting, let in-flight requests finish, exit 0; a second signal exits at once.
 installShutdown({
