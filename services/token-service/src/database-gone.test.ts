@@ -2,7 +2,7 @@ import { createTestDatabase, type TestDatabase } from "@phaselock/db/testing";
 import { describeIntegration } from "@phaselock/testkit";
 import { sql } from "drizzle-orm";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { callJson, createHarness, type Harness } from "./test-support.ts";
+import { call, callJson, createHarness, type Harness } from "./test-support.ts";
 
 // The contract: while its database is unreachable the token service answers 503, never 500.
 describeIntegration("a token service whose database is dropped under it", ["postgres"], () => {
@@ -28,6 +28,20 @@ describeIntegration("a token service whose database is dropped under it", ["post
     await db.dropUnder();
     // The pool's connections were ended; every new one is refused 3D000 (database does not exist).
     await everyRequestIsUnavailable();
+  });
+
+  it("answers GET /v1/audit/export 503 unavailable, not a 200 with an empty body, once the database is gone", async () => {
+    const before = await call(h, "GET", "/v1/audit/export");
+    expect(before.status).toBe(200);
+    expect(await before.text()).toContain('"type":"phaselock.audit.export.end"');
+    await db.dropUnder();
+    // The export streams: its header line is read before the answer starts, as any route's reads.
+    const res = await call(h, "GET", "/v1/audit/export");
+    expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect({ status: res.status, code: ((await res.json()) as { code?: string }).code }).toEqual({
+      status: 503,
+      code: "unavailable",
+    });
   });
 
   // postgres.js 3.4.9 reconnected forever, with no delay, a query whose new connection the server

@@ -178,21 +178,44 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
         ...problems(400, 401, 403),
       },
     }),
-    (c) => {
+    async (c) => {
       const { since } = c.req.valid("query");
       const db = c.var.deps.db;
+      // The header line needs the database (the export's end and start): it is read before the
+      // answer is sent, so a database that cannot be reached answers 503 unavailable, as every
+      // other route does, not a 200 whose body is empty. Lines wait until the stream is open.
+      let toStream: ((line: string) => Promise<void>) | undefined;
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      let headerRead!: () => void;
+      const header = new Promise<void>((resolve) => {
+        headerRead = resolve;
+      });
+      const run = exportEvents(db, {
+        since: since ? new Date(since) : undefined,
+        batchSize: 1_000,
+        verifierKey: c.var.deps.auditTrail.verifierKey(),
+        write: async (line) => {
+          if (toStream === undefined) {
+            headerRead();
+            await opened;
+          }
+          await toStream?.(line);
+        },
+      });
+      run.catch(() => {}); // awaited below, and in the stream once it is open
+      await Promise.race([header, run]);
       c.header("Content-Type", "application/x-ndjson; charset=utf-8");
       c.header("Content-Disposition", 'attachment; filename="audit-export.ndjson"');
       c.header("Cache-Control", "no-store");
       return stream(
         c,
         async (s) => {
-          await exportEvents(db, {
-            since: since ? new Date(since) : undefined,
-            batchSize: 1_000,
-            verifierKey: c.var.deps.auditTrail.verifierKey(),
-            write: (line) => s.write(`${line}\n`).then(() => {}),
-          });
+          toStream = (line) => s.write(`${line}\n`).then(() => {});
+          open();
+          await run;
         },
         async (err) => {
           // The trailer is never written, so the file reads as truncated, never as complete.
