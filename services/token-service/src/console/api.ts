@@ -82,15 +82,7 @@ export function apiClient(app: InProcessApp, credential: string): ApiClient {
         const body = (type.includes("json") && text ? JSON.parse(text) : text) as T;
         return { ok: true, status: res.status, body, text, headers: res.headers };
       }
-      let problem: Problem = { code: "internal", detail: `The service answered ${res.status}.` };
-      if (type.includes("json") && text) {
-        try {
-          problem = JSON.parse(text) as Problem;
-        } catch {
-          // keep the generic problem
-        }
-      }
-      return { ok: false, status: res.status, problem, text, headers: res.headers };
+      return { ok: false, status: res.status, problem: problemOf(res, text), text, headers: res.headers };
     },
   };
 }
@@ -127,4 +119,16 @@ export function describeIssue(issue: ProblemIssue): string {
   const parts = (issue.pointer ?? "").split("/").filter((s) => s !== "" && s !== "#");
   if (parts.length === 0) return issue.detail;
   return `${parts.join(" › ")}: ${issue.detail}`;
+}
+
+/** The problem a refused API answer carries (its body `text`), else a generic one naming its status. */
+export function problemOf(res: Response, text: string): Problem {
+  if ((res.headers.get("content-type") ?? "").includes("json") && text) {
+    try {
+      return JSON.parse(text) as Problem;
+    } catch {
+      // the generic problem below
+    }
+  }
+  return { code: "internal", detail: `The service answered ${res.status}.` };
 }

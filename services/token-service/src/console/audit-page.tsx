@@ -1,6 +1,7 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
+import { problemOf } from "./api.ts";
 import type { ConsoleEnv } from "./env.ts";
 import { DataTable, ListResult, NextPageLink, Notice, Status, when } from "./layout.tsx";
 import type { Page } from "./links-page.tsx";
@@ -154,10 +155,12 @@ export function registerAuditPages(con: Hono<ConsoleEnv>): void {
     const since = (c.req.query("since") ?? "").trim();
     const q = since ? `?${new URLSearchParams({ since: sinceParam(since) })}` : "";
     const res = await c.var.api.raw("GET", `/v1/audit/export${q}`, { accept: "application/x-ndjson" });
-    if (!res.ok) {
-      await res.body?.cancel();
-      return errorPage(c, "Audit export", "The export could not be made.", 400);
-    }
+    // The API's refusal, at its status: 503 while the database is unreachable, not a bare 400.
+    if (!res.ok)
+      return refusedPage(c, "Audit export", {
+        status: res.status,
+        problem: problemOf(res, await res.text()),
+      });
     if (!res.body) return errorPage(c, "Audit export", "The export was empty.", 400);
     return c.body(res.body, 200, {
       "Content-Type": "application/x-ndjson; charset=utf-8",

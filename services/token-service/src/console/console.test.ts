@@ -1122,6 +1122,31 @@ describe("admin revocations form", () => {
 });
 
 describe("database unreachable", () => {
+  it("the audit export answers 503 with the unavailable notice, not an empty file nor a bare 400", async () => {
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    // The export reads the events table itself (no repository): every select of it fails.
+    const db = new Proxy(h.deps.db, {
+      get: (target, prop, receiver) =>
+        prop === "select"
+          ? () => {
+              throw down;
+            }
+          : Reflect.get(target, prop, receiver),
+    });
+    const app = createApp({ ...h.deps, db });
+    const b = new Browser(app);
+    expect((await b.signIn(ADMIN)).status).toBe(303);
+    const res = await b.get("/console/audit/export");
+    expect(res.res.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(res.status).toBe(503);
+    expect(res.html).toContain("try again shortly");
+    const api = await app.request("/v1/audit/export", { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect({ status: api.status, code: ((await api.json()) as { code?: string }).code }).toEqual({
+      status: 503,
+      code: "unavailable",
+    });
+  });
+
   it("the contests page answers 503 with the unavailable notice, not 'does not list contests'", async () => {
     const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
     const app = createApp({
