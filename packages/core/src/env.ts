@@ -60,6 +60,18 @@ export const tokenServiceUrl = (env: {
 }): string => env.TOKEN_SERVICE_URL ?? localServiceUrl(env.HOST, env.TOKEN_SERVICE_PORT);
 
 /**
+ * The base of the link URLs handed out (and the origin redemptions are posted from):
+ * `PUBLIC_GATEWAY_URL`, else where the gateway listens (`GATEWAY_PORT` on `HOST`), the contract's
+ * `http://127.0.0.1:8080` by default. The token service and the gateway both take it from here,
+ * so a gateway moved to another port by one environment still gets the links that reach it.
+ */
+export const publicGatewayUrl = (env: {
+  PUBLIC_GATEWAY_URL?: string | undefined;
+  GATEWAY_PORT: number;
+  HOST: string;
+}): string => env.PUBLIC_GATEWAY_URL ?? localServiceUrl(env.HOST, env.GATEWAY_PORT);
+
+/**
  * A numeric variable where an empty or blank value counts as unset, as for the string ones
  * ({@link optionalString}): `MAX_BODY_BYTES=` in a compose file keeps the default, where coercion
  * alone would read it as 0.

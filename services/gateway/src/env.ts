@@ -14,6 +14,7 @@ import {
   port,
   postgresUrl,
   productionPhonebankSecret,
+  publicGatewayUrl,
   redisPrefix,
   redisUrl,
   tokenServiceUrl,
@@ -68,8 +69,8 @@ export const gatewayEnvShape = z.object({
     .refine((list) => list.every(isProxyEntry), "TRUSTED_PROXIES must be comma-separated IPs or CIDRs"),
   /** longest life of a volunteer's session (never past its link's exp) */
   SESSION_TTL_SECONDS: blankIsUnset(z.coerce.number().int().min(1).default(43_200)),
-  /** base of the link URLs: redemptions are accepted from its origin */
-  PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
+  /** base of the link URLs: redemptions are accepted from its origin; unset, see `publicGatewayUrl` */
+  PUBLIC_GATEWAY_URL: optionalHttpUrl,
   /** the phone bank's own rule: one it refuses would only answer every request 502 */
   PHONEBANK_SECRET: phonebankSecret,
   /** key of the audit trail's IP hashes; must be shared by all gateways to group requests */
@@ -144,7 +145,7 @@ export const toGatewayConfig = (env: GatewayEnvVars): GatewayServiceConfig => ({
   bodyTimeoutMs: env.BODY_TIMEOUT_MS,
   maxConcurrentPerLink: env.MAX_CONCURRENT_PER_LINK,
   sessionTtlSeconds: env.SESSION_TTL_SECONDS,
-  publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
+  publicGatewayUrl: publicGatewayUrl(env),
   phonebankSecret: env.PHONEBANK_SECRET,
   auditIpKey: env.AUDIT_IP_KEY,
   metricsToken: env.METRICS_TOKEN,

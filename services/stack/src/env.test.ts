@@ -83,6 +83,25 @@ describe("pnpm start applies every setting as the service alone does", () => {
     expect(stack.gateway.publicGatewayUrl).toBe(stack.tokenService.publicGatewayUrl);
   });
 
+  it("hands out links on the gateway's own port unless PUBLIC_GATEWAY_URL says otherwise", () => {
+    // GATEWAY_PORT alone moved the gateway while every link (and the start banner's) still named
+    // :8080, where nothing listened; the token service alone now reads it for that default too.
+    for (const env of [{}, { GATEWAY_PORT: "8180" }, { GATEWAY_PORT: "8180", HOST: "::1" }]) {
+      const stack = parseStackEnv(env);
+      expect(stack.tokenService.publicGatewayUrl).toBe(stack.gateway.publicGatewayUrl);
+      expect(parseTokenServiceEnv(env).publicGatewayUrl).toBe(parseGatewayEnv(env).publicGatewayUrl);
+    }
+    expect(parseStackEnv({}).tokenService.publicGatewayUrl).toBe("http://127.0.0.1:8080");
+    expect(parseStackEnv({ GATEWAY_PORT: "8180" }).tokenService.publicGatewayUrl).toBe(
+      "http://127.0.0.1:8180",
+    );
+    expect(parseStackEnv({ GATEWAY_PORT: "8180", HOST: "0.0.0.0" }).gateway.publicGatewayUrl).toBe(
+      "http://127.0.0.1:8180",
+    );
+    const set = { GATEWAY_PORT: "8180", PUBLIC_GATEWAY_URL: "https://links.example.org/" };
+    expect(parseTokenServiceEnv(set).publicGatewayUrl).toBe("https://links.example.org");
+  });
+
   it("gives the gateway the iss the token service derives from TOKEN_SERVICE_PORT and HOST", () => {
     for (const env of [{}, { TOKEN_SERVICE_PORT: "4100" }, { TOKEN_SERVICE_PORT: "4100", HOST: "::1" }]) {
       const stack = parseStackEnv(env);

@@ -13,7 +13,9 @@ describe("parseEnv", () => {
       REDIS_PREFIX: "phaselock",
       ADMIN_TOKEN: undefined,
       KEY_ENCRYPTION_KEY: undefined,
-      PUBLIC_GATEWAY_URL: "http://127.0.0.1:8080",
+      // unset: where the gateway listens, the contract's http://127.0.0.1:8080 (stack env.test.ts)
+      PUBLIC_GATEWAY_URL: undefined,
+      GATEWAY_PORT: 8080,
       TOKEN_SERVICE_URL: undefined,
       AUDIT_CHECKPOINT_DIR: undefined,
       AUDIT_ORIGIN: undefined,

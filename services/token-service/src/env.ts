@@ -1,6 +1,5 @@
 import {
   dbStallTimeoutMs,
-  httpUrl,
   type LogLevel,
   listenHost,
   logLevel,
@@ -11,6 +10,7 @@ import {
   parseEnv as parseWith,
   port,
   postgresUrl,
+  publicGatewayUrl,
   redisPrefix,
   redisUrl,
   tokenServiceUrl,
@@ -52,7 +52,10 @@ export const tokenServiceEnvShape = z.object({
       .refine(isKek, "must be 32 bytes: 64 hex characters, or 43/44 base64(url) characters")
       .optional(),
   ),
-  PUBLIC_GATEWAY_URL: httpUrl("http://127.0.0.1:8080"),
+  /** unset: derived from GATEWAY_PORT and HOST, see `publicGatewayUrl` */
+  PUBLIC_GATEWAY_URL: optionalHttpUrl,
+  /** read only for that default: the token service does not talk to the gateway */
+  GATEWAY_PORT: port(8080),
   /** unset: derived from TOKEN_SERVICE_PORT and HOST, see `tokenServiceUrl` */
   TOKEN_SERVICE_URL: optionalHttpUrl,
   /** unset: `<DATA_DIR>/checkpoints` (the contract's `./.data/checkpoints` by default), see `checkpointDirOf` */
@@ -129,7 +132,7 @@ export const toTokenServiceSettings = (env: TokenServiceEnv): TokenServiceSettin
     redisUrl: env.REDIS_URL,
     redisPrefix: env.REDIS_PREFIX,
     issuer,
-    publicGatewayUrl: env.PUBLIC_GATEWAY_URL,
+    publicGatewayUrl: publicGatewayUrl(env),
     adminToken: env.ADMIN_TOKEN,
     keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
     auditCheckpointDir: env.AUDIT_CHECKPOINT_DIR ?? checkpointDirOf(env.DATA_DIR),
