@@ -60,6 +60,14 @@ export const DisplayText = (max: number) =>
 
 export const IsoDateTime = z.iso.datetime({ offset: true }).openapi({ example: "2020-03-01T12:00:00Z" });
 
+/**
+ * A `since` filter: an ISO instant, or a date alone (`2020-03-01`: its first instant, UTC), as
+ * `pnpm audit:export --since` and the console's audit filter take it. `new Date()` reads both.
+ */
+export const Since = z
+  .union([z.iso.datetime({ offset: true }), z.iso.date()])
+  .openapi({ example: "2020-03-01", description: "an ISO instant, or a date (its start, UTC)" });
+
 export const ScopeSchema = z.enum(SCOPES).openapi("Scope");
 
 export const Cursor = z

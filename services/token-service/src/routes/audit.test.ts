@@ -2,7 +2,7 @@ import { appendEvents } from "@phaselock/audit";
 import { asDatabaseOwner } from "@phaselock/audit/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { callJson, createHarness, createKey, type Harness, seedOpen, T0 } from "../test-support.ts";
+import { call, callJson, createHarness, createKey, type Harness, seedOpen, T0 } from "../test-support.ts";
 
 let h: Harness;
 let campaignId: string;
@@ -45,6 +45,20 @@ describe("GET /v1/audit", () => {
       `/v1/audit?since=${new Date(Date.parse(T0) + 2000).toISOString()}`,
     );
     expect(since.body.items.map((e) => e.seq)).toEqual([4, 3]);
+  });
+
+  it("takes since as a date alone (its start, UTC), as pnpm audit:export --since and the console do", async () => {
+    // T0 is 2020-03-01T12:00Z: the day holds all four events, the next day none.
+    const day = await callJson<Page>(h, "GET", "/v1/audit?since=2020-03-01");
+    expect([day.status, day.body.items.map((e) => e.seq)]).toEqual([200, [4, 3, 2, 1]]);
+    const next = await callJson<Page>(h, "GET", "/v1/audit?since=2020-03-02");
+    expect([next.status, next.body.items]).toEqual([200, []]);
+    const exported = await call(h, "GET", "/v1/audit/export?since=2020-03-02");
+    expect(exported.status).toBe(200);
+    for (const bad of ["2020-13-01", "2020-03-1", "yesterday", "2020-03-01T12:00"]) {
+      const res = await callJson(h, "GET", `/v1/audit?since=${bad}`);
+      expect([bad, res.status, res.body.code]).toEqual([bad, 400, "validation"]);
+    }
   });
 
   it("refuses a campaignId filter naming no campaign, as the other lists do", async () => {

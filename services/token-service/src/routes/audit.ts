@@ -13,7 +13,7 @@ import { stream } from "hono/streaming";
 import type { AppEnv } from "../context.ts";
 import { fail, failUnknownFilter } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
-import { bearer, Cursor, IsoDateTime, jsonContent, Limit, problems, Slug } from "../schemas.ts";
+import { bearer, Cursor, IsoDateTime, jsonContent, Limit, problems, Since, Slug } from "../schemas.ts";
 
 const AuditEvent = z
   .object({
@@ -39,7 +39,7 @@ const AuditQuery = z.object({
     .regex(/^[A-Za-z0-9_-]{1,100}$/, "not a link id")
     .optional(),
   decision: z.enum(["allow", "deny"]).optional(),
-  since: IsoDateTime.optional(),
+  since: Since.optional(),
   limit: Limit,
   cursor: Cursor.optional(),
 });
@@ -162,7 +162,7 @@ export function registerAudit(app: OpenAPIHono<AppEnv>): void {
         "The same file as `pnpm audit:export`: a header line, one line per event oldest first (from the first event at or after `since`, default the genesis), and a trailer with the count and head hash. Its end is fixed when the request starts. An export cut short has no trailer, so `pnpm audit:verify-export` reports it truncated.",
       security: bearer,
       middleware: [readers] as const,
-      request: { query: z.object({ since: IsoDateTime.optional() }).strict() },
+      request: { query: z.object({ since: Since.optional() }).strict() },
       responses: {
         200: {
           content: {

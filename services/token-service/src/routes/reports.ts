@@ -4,7 +4,7 @@ import { sql } from "drizzle-orm";
 import type { AppEnv } from "../context.ts";
 import { failUnknownFilter } from "../errors.ts";
 import { auth } from "../middleware/auth.ts";
-import { bearer, IsoDateTime, jsonContent, problems, Slug } from "../schemas.ts";
+import { bearer, IsoDateTime, jsonContent, problems, Since, Slug } from "../schemas.ts";
 
 /** Refusals that mean someone is still using a link that should no longer be in circulation. */
 export const DEAD_LINK_REASONS = ["phase_closed", "revoked", "expired", "suspended"] as const;
@@ -38,7 +38,7 @@ export function registerReports(app: OpenAPIHono<AppEnv>): void {
         "A rising count for one coordinator is the signal that their links are circulating where they should not.",
       security: bearer,
       middleware: [auth({ roles: ["admin"] })] as const,
-      request: { query: z.object({ since: IsoDateTime.optional(), campaignId: Slug.optional() }) },
+      request: { query: z.object({ since: Since.optional(), campaignId: Slug.optional() }) },
       responses: {
         200: jsonContent(
           z.object({ since: IsoDateTime, items: z.array(DeadLinkRow) }).openapi("DeadLinkReport"),
