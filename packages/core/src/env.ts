@@ -9,6 +9,14 @@ export const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === "" ? undefined : v));
 
+/**
+ * A variable with a default where an empty or blank value counts as unset, as for the optional
+ * ones ({@link optionalString}): `MAX_BODY_BYTES=` or `DATA_DIR=` in a compose file keeps the
+ * default, where coercion alone would read 0 and a string rule would refuse it.
+ */
+export const blankIsUnset = <S extends z.ZodType>(schema: S) =>
+  z.preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), schema);
+
 /** An http(s) URL with a default; trailing slashes dropped because callers append paths. */
 export const httpUrl = (fallback: string) =>
   z
@@ -31,11 +39,13 @@ const urlHost = (host: string): string => (isIPv6(host) ? `[${host}]` : host);
  * `HOST`: the listen address of every service. It must be writable in a URL, since the services'
  * own URLs are derived from it (see {@link localServiceUrl}).
  */
-export const listenHost = z
-  .string()
-  .min(1)
-  .default("127.0.0.1")
-  .refine((v) => URL.canParse(`http://${urlHost(v)}:1/`), "must be a host name or an IP address");
+export const listenHost = blankIsUnset(
+  z
+    .string()
+    .min(1)
+    .default("127.0.0.1")
+    .refine((v) => URL.canParse(`http://${urlHost(v)}:1/`), "must be a host name or an IP address"),
+);
 
 /** `0.0.0.0`, `::` and their spellings: every address, where a server listens but no client connects. */
 const isWildcard = (host: string): boolean =>
@@ -71,14 +81,6 @@ export const publicGatewayUrl = (env: {
   HOST: string;
 }): string => env.PUBLIC_GATEWAY_URL ?? localServiceUrl(env.HOST, env.GATEWAY_PORT);
 
-/**
- * A numeric variable where an empty or blank value counts as unset, as for the string ones
- * ({@link optionalString}): `MAX_BODY_BYTES=` in a compose file keeps the default, where coercion
- * alone would read it as 0.
- */
-export const blankIsUnset = <S extends z.ZodType>(schema: S) =>
-  z.preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), schema);
-
 export const port = (fallback: number) =>
   blankIsUnset(z.coerce.number().int().min(1).max(65_535).default(fallback));
 
@@ -108,13 +110,18 @@ export const redisUrl = optionalString.pipe(
  * deployments may share one Redis. A colon inside is fine (`acme:phaselock`, the usual Redis
  * namespace form); no braces (a cluster hash tag is the stores' to place), spaces or globs.
  */
-export const redisPrefix = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9_.-](?:[A-Za-z0-9_.:-]{0,62}[A-Za-z0-9_.-])?$/,
-    "must be 1-64 letters, digits, '_', '.', '-' or ':' (not at either end)",
-  )
-  .default("phaselock");
+export const redisPrefix = blankIsUnset(
+  z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_.-](?:[A-Za-z0-9_.:-]{0,62}[A-Za-z0-9_.-])?$/,
+      "must be 1-64 letters, digits, '_', '.', '-' or ':' (not at either end)",
+    )
+    .default("phaselock"),
+);
+
+/** `DATA_DIR`: where the embedded database lives; blank is unset, as for the CLIs. */
+export const dataDir = blankIsUnset(z.string().min(1).default("./.data"));
 
 /**
  * `DATABASE_URL` for the CLIs (`pnpm db:migrate`, `pnpm audit:export`, `pnpm audit:archive`), by

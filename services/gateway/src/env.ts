@@ -1,5 +1,6 @@
 import {
   blankIsUnset,
+  dataDir,
   dbStallTimeoutMs,
   httpUrl,
   type LogLevel,
@@ -34,7 +35,7 @@ export const gatewayEnvShape = z.object({
   TOKEN_SERVICE_PORT: port(4000),
   DATABASE_URL: postgresUrl,
   DB_STALL_TIMEOUT_MS: dbStallTimeoutMs,
-  DATA_DIR: z.string().min(1).default("./.data"),
+  DATA_DIR: dataDir,
   REDIS_URL: redisUrl,
   REDIS_PREFIX: redisPrefix,
   STALE_AFTER_MS: blankIsUnset(z.coerce.number().int().min(100).default(5000)),

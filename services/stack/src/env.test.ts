@@ -102,6 +102,16 @@ describe("pnpm start applies every setting as the service alone does", () => {
     expect(parseTokenServiceEnv(set).publicGatewayUrl).toBe("https://links.example.org");
   });
 
+  it("treats a blank DATA_DIR, REDIS_PREFIX, HOST or PUBLIC_GATEWAY_URL as unset, as every other variable and the CLIs do", () => {
+    // `DATA_DIR=` in a compose file or an env file was refused at start while `MAX_BODY_BYTES=`
+    // kept its default and `pnpm db:backup` took the blank DATA_DIR as ./.data.
+    const blank = { DATA_DIR: " ", REDIS_PREFIX: "", HOST: "", PUBLIC_GATEWAY_URL: "" };
+    expect(parseStackEnv(blank)).toEqual(parseStackEnv({}));
+    expect(parseGatewayEnv(blank)).toEqual(parseGatewayEnv({}));
+    expect(parseTokenServiceEnv(blank)).toEqual(parseTokenServiceEnv({}));
+    expect(parseStackEnv(blank).dataDir).toBe("./.data");
+  });
+
   it("gives the gateway the iss the token service derives from TOKEN_SERVICE_PORT and HOST", () => {
     for (const env of [{}, { TOKEN_SERVICE_PORT: "4100" }, { TOKEN_SERVICE_PORT: "4100", HOST: "::1" }]) {
       const stack = parseStackEnv(env);

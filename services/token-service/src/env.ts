@@ -1,4 +1,5 @@
 import {
+  dataDir,
   dbStallTimeoutMs,
   type LogLevel,
   listenHost,
@@ -34,7 +35,7 @@ export const tokenServiceEnvShape = z.object({
   HOST: listenHost,
   DATABASE_URL: postgresUrl,
   DB_STALL_TIMEOUT_MS: dbStallTimeoutMs,
-  DATA_DIR: z.string().min(1).default("./.data"),
+  DATA_DIR: dataDir,
   REDIS_URL: redisUrl,
   REDIS_PREFIX: redisPrefix,
   ADMIN_TOKEN: optionalString.pipe(
