@@ -204,6 +204,7 @@ describe("OpenAPI and docs", () => {
       ["/.well-known/jwks.json", "get"],
       ["/healthz", "get"],
       ["/readyz", "get"],
+      ["/metrics", "get"],
     ];
     for (const [path, method] of expected)
       expect(doc.paths[path]?.[method], `${method} ${path}`).toBeDefined();

@@ -116,11 +116,23 @@ export function createApp(deps: TokenServiceDeps, opts: AppOptions = {}): OpenAP
     }),
   );
 
-  // Unknown query parameters are refused on every route, by what each declares in the document
-  // (the scrape, which is not in it, takes none).
-  app.use(strictQuery(app, { extra: ["GET /metrics"] }));
+  // Unknown query parameters are refused on every route, by what each declares in the document.
+  app.use(strictQuery(app));
 
-  // Operators' scrape, behind METRICS_TOKEN when set; not in the API reference.
+  // Operators' scrape, behind METRICS_TOKEN when set; documented (it takes no query) as the
+  // gateway's is.
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/metrics",
+    tags: ["operations"],
+    summary: "Prometheus metrics (request latency by route, links issued, audit checkpoint and queue)",
+    description: "With METRICS_TOKEN set, requires `Authorization: Bearer <METRICS_TOKEN>`.",
+    responses: {
+      200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: {} } } },
+      401: { description: "`unauthorized` (problem+json): METRICS_TOKEN is set and was not presented" },
+      404: { description: "`not_found`: this instance keeps no metrics" },
+    },
+  });
   app.get("/metrics", async (c) => {
     if (!deps.metrics) return notFound(c);
     const out = await metricsAnswer(

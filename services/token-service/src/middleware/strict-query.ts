@@ -25,7 +25,7 @@ const METHODS = new Set(["get", "put", "post", "delete", "patch"]);
 
 const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-function compile(doc: OpenApiDoc, extra: readonly string[]): QueryRule[] {
+function compile(doc: OpenApiDoc): QueryRule[] {
   const rules: QueryRule[] = [];
   const add = (method: string, path: string, params: { name: string; array: boolean }[]) => {
     const parts = path.split(/\{[^}]+\}/);
@@ -47,11 +47,6 @@ function compile(doc: OpenApiDoc, extra: readonly string[]): QueryRule[] {
         query.map((p) => ({ name: p.name, array: p.schema?.type === "array" })),
       );
     }
-  }
-  for (const route of extra) {
-    const [method, path] = route.split(" ");
-    if (!method || !path) throw new Error(`strictQuery: "${route}" is not "METHOD /path"`);
-    add(method, path, []);
   }
   return rules.sort((a, b) => a.templated - b.templated);
 }
@@ -92,20 +87,18 @@ export const queryPointer = (name: string): string => (SAFE_NAME.test(name) ? `#
 /**
  * Refuses, with 400 `validation`, a query parameter the route does not declare in the OpenAPI
  * document (and a declared one given twice, unless it is an array), on every documented route
- * and on `extra` ones (`"GET /docs"`) that take none. One rule for all routes, so a filter
+ * (`GET /metrics` too, which takes none). One rule for all routes, so a filter
  * mistyped by a user (`?phase=` on a route without it) never silently widens an answer. Unknown
  * values of declared parameters are each route's zod schema's to refuse. Routes of neither
  * kind, and the console's pages (documented or not: they are for people, whose browser may add
  * `?utm_source=…` to a shared link, and a JSON problem is no page), are left to their own checks.
  * The table is read from `app` on the first request, once every route is registered.
  */
-export function strictQuery(app: OpenAPIHono<AppEnv>, opts: { extra?: readonly string[] } = {}) {
-  const extra = opts.extra ?? [];
+export function strictQuery(app: OpenAPIHono<AppEnv>) {
   let rules: QueryRule[] | null = null;
   return createMiddleware<AppEnv>(async (c, next) => {
     rules ??= compile(
       app.getOpenAPI31Document({ openapi: "3.1.0", info: { title: "routes", version: "0" } }) as OpenApiDoc,
-      extra,
     );
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     const path = c.req.path;
