@@ -223,6 +223,54 @@ describe("gateway refusals, one per contract code", () => {
     }
   });
 
+  it("upstream_error: 502 when the upstream refuses the gateway itself (401, 407), on every kind of route", async () => {
+    // A phone bank whose PHONEBANK_SECRET is not the gateway's answers 401 gateway_required: the
+    // volunteer's page read it as its own session refused, and the audit said allow.
+    for (const status of [401, 407]) {
+      const g = await gatewayFixture({
+        upstream: {
+          forward: async () =>
+            new Response('{"error":{"code":"gateway_required"}}', {
+              status,
+              headers: { "content-type": "application/json" },
+            }),
+        },
+      });
+      const session = await g.session({ jti: "lnk_hop" });
+      const calls: [string, RequestInit?][] = [
+        ["/pb/calls/next"],
+        ["/pb/"],
+        [
+          "/pb/calls/c_1/outcome",
+          { method: "POST", body: "{}", headers: { "content-type": "application/json" } },
+        ],
+      ];
+      for (const [path, init] of calls) {
+        const res = await g.bearer(session, path, init);
+        const text = await res.text();
+        expect([status, path, res.status, JSON.parse(text).error.code]).toEqual([
+          status,
+          path,
+          502,
+          "upstream_error",
+        ]);
+        expect(text).not.toContain("gateway_required");
+      }
+      const access = g.events().filter((e) => e.type === "access");
+      expect(access.map((e) => [e.decision, e.reason, e.data?.upstream, e.data?.status])).toEqual(
+        calls.map(() => ["deny", "upstream_error", "upstream_refused_gateway", status]),
+      );
+    }
+    // The upstream's 403 (about the request, which it understood) is relayed as before.
+    const g = await gatewayFixture({
+      upstream: {
+        forward: async () =>
+          new Response("{}", { status: 403, headers: { "content-type": "application/json" } }),
+      },
+    });
+    expect((await g.bearer(await g.session(), "/pb/members/m_000001")).status).toBe(403);
+  });
+
   it("upstream_error: 502 when a minimised route's success is not JSON, never an empty 200", async () => {
     // An HTML error page or a front proxy's text with 200, or JSON that does not parse: the route
     // did not answer, and the phone bank may have assigned the call; a 404's text stays a 404.

@@ -188,7 +188,7 @@ export const gatewayOpenApi = {
                 "rate_limited (also past MAX_CONCURRENT_PER_LINK requests in flight) or quota_exceeded, with Retry-After",
               ),
               502: refusal(
-                "upstream_error: the upstream could not be reached, answered 5xx, or answered a minimised route's success with a body that is not JSON",
+                "upstream_error: the upstream could not be reached, answered 5xx, refused the gateway's own credentials (401, 407: PHONEBANK_SECRET), or answered a minimised route's success with a body that is not JSON",
               ),
               503: refusal("unavailable"),
               504: refusal("upstream_error (timeout)"),

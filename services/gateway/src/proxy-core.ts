@@ -335,11 +335,25 @@ async function answer(
   // An upstream that answers 5xx has failed, as one that does not answer: `upstream_error` (502),
   // with none of its body (an error page is neither the contract's refusal nor minimised). The
   // body is dropped with its connection, not drained: the link's in-flight slot is free at once.
-  if (res.status >= 500) {
+  // So has one that refuses the gateway itself (401, 407): no volunteer authenticates to it, the
+  // gateway does (PHONEBANK_SECRET), so it names a broken hop, not the volunteer's session. Relayed,
+  // the volunteer's page read a 401 as its session refused, and the audit said allow.
+  const refusedGateway = res.status === 401 || res.status === 407;
+  if (res.status >= 500 || refusedGateway) {
     if (res.body instanceof Readable) res.body.on("error", () => {}).destroy();
     else discardBody(res.body);
     release();
-    await auditForwardedFailure({ upstream: "upstream_failed", status: res.status });
+    if (refusedGateway) {
+      logFailure(
+        deps,
+        `the upstream refused the gateway's own credentials (${res.status}): check PHONEBANK_SECRET`,
+        req.requestId,
+      );
+    }
+    await auditForwardedFailure({
+      upstream: refusedGateway ? "upstream_refused_gateway" : "upstream_failed",
+      status: res.status,
+    });
     return refusalResult(refusal("upstream_error"), req);
   }
   // Set-Cookie from the upstream never reaches the volunteer; ours replace the rest below.
