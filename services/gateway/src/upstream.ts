@@ -209,8 +209,8 @@ const normalisedName = (name: string) => name.toLowerCase().replaceAll("_", "-")
  * any named in `Connection`), no credentials (`Cookie`, `Authorization`), nothing claiming to be
  * ours (`X-Phaselock-*`) or to say who the client is (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`),
  * nothing overriding the method or target the gateway checked (`X-HTTP-Method-Override`,
- * `X-Original-URL` …), no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own), and only names and
- * values undici accepts. Names are compared after `_` → `-` and case folding.
+ * `X-Original-URL` …), no `Host`, `Content-Length` or `X-Request-Id` (the proxy sets its own),
+ * and only names and values undici accepts. Names are compared after `_` → `-` and case folding.
  */
 export function forwardableHeaders(
   entries: Iterable<readonly [string, string | string[] | undefined]>,

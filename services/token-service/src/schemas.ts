@@ -65,7 +65,7 @@ export const IsoDateTime = z.iso.datetime({ offset: true }).openapi({ example: "
  * `pnpm audit:export --since` and the console's audit filter take it. `new Date()` reads both.
  */
 export const Since = z
-  .union([z.iso.datetime({ offset: true }), z.iso.date()])
+  .union([IsoDateTime, z.iso.date()])
   .openapi({ example: "2020-03-01", description: "an ISO instant, or a date (its start, UTC)" });
 
 export const ScopeSchema = z.enum(SCOPES).openapi("Scope");

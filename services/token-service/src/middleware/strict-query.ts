@@ -89,8 +89,8 @@ export const queryPointer = (name: string): string => (SAFE_NAME.test(name) ? `#
  * document (and a declared one given twice, unless it is an array), on every documented route
  * (`GET /metrics` too, which takes none). One rule for all routes, so a filter
  * mistyped by a user (`?phase=` on a route without it) never silently widens an answer. Unknown
- * values of declared parameters are each route's zod schema's to refuse. Routes of neither
- * kind, and the console's pages (documented or not: they are for people, whose browser may add
+ * values of declared parameters are each route's zod schema's to refuse. Undocumented routes,
+ * and the console's pages (documented or not: they are for people, whose browser may add
  * `?utm_source=…` to a shared link, and a JSON problem is no page), are left to their own checks.
  * The table is read from `app` on the first request, once every route is registered.
  */
